@@ -1,0 +1,2 @@
+//! The Watcher admin API facade.
+pub mod query;

@@ -1,0 +1,1 @@
+//! Collection query engine (select, sort, limit, cursor, q, filters): pure, no I/O.

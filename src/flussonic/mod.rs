@@ -1,0 +1,1 @@
+//! Typed client for the Flussonic Media Server node API (`/streamer/api/v3`).

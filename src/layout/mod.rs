@@ -1,0 +1,1 @@
+//! The placement algorithm: pure functions over a snapshot, no I/O.

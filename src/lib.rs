@@ -1,0 +1,7 @@
+//! Panoptes: a Kubernetes operator that runs a Flussonic Watcher-style video surveillance
+//! system from declarative cluster state.
+
+pub mod api;
+pub mod flussonic;
+pub mod layout;
+pub mod resources;

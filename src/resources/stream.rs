@@ -1,0 +1,103 @@
+//! `Stream`: one camera or channel, placed by the layouter and pushed to nodes.
+
+use std::collections::BTreeMap;
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_with::skip_serializing_none;
+
+use super::common::{CommonStatus, SecretKeyRef};
+use super::wire::{CameraConfig, StreamConfigSpec, StreamLayout};
+
+/// A camera: its Watcher identity, references, placement requirements and the Flussonic stream
+/// config (wire names, e.g. `inputs`, `dvr`, `static`) side by side with Panoptes' own fields.
+#[skip_serializing_none]
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "panoptes.dev",
+    version = "v1alpha1",
+    kind = "Stream",
+    namespaced,
+    status = "StreamStatus",
+    shortname = "cam",
+    category = "panoptes",
+    printcolumn = r#"{"name":"Name","type":"string","jsonPath":".status.watcherName","priority":1}"#,
+    printcolumn = r#"{"name":"Streamer","type":"string","jsonPath":".status.layout.ingest"}"#,
+    printcolumn = r#"{"name":"Backups","type":"string","jsonPath":".status.layout.dvr_backups","priority":1}"#,
+    printcolumn = r#"{"name":"Alive","type":"boolean","jsonPath":".status.alive"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "(has(self.disabled) && self.disabled) || (has(self.inputs) && size(self.inputs) > 0)", "message": "an enabled stream needs at least one input (or set disabled: true)"},
+    {"rule": "has(self.name) == has(oldSelf.name) && (!has(self.name) || self.name == oldSelf.name)", "message": "spec.name (the Watcher stream name) is immutable once the stream exists"}
+]))]
+pub struct StreamSpec {
+    /// Watcher stream name (defaults to metadata.name); may hold characters Kubernetes names
+    /// do not, such as `/`. Immutable.
+    #[schemars(length(min = 1, max = 256), regex(pattern = r"^[A-Za-z0-9._~/-]+$"))]
+    pub name: Option<String>,
+    /// Name of the Organization (same namespace) that owns the camera.
+    #[schemars(length(max = 253))]
+    pub organization_ref: Option<String>,
+    /// Name of the Preset (same namespace) whose DVR and analytics settings apply.
+    #[schemars(length(max = 253))]
+    pub preset_ref: Option<String>,
+    /// Placement requirements for the layouter.
+    pub placement: Option<Placement>,
+    /// Camera credentials, injected into input and ONVIF URLs at push time.
+    pub credentials: Option<CameraCredentials>,
+    /// Secret key holding the publish password of the stream.
+    pub publish_password: Option<SecretKeyRef>,
+    /// Camera device settings (sensor, media quality).
+    pub camera_config: Option<CameraConfig>,
+    /// The Flussonic stream configuration (wire names).
+    #[serde(flatten)]
+    pub config: StreamConfigSpec,
+}
+
+/// Placement requirements of a stream.
+#[skip_serializing_none]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Placement {
+    /// Labels a node must carry to take this stream.
+    pub required_node_labels: Option<BTreeMap<String, String>>,
+    /// Labels that make a node preferred when several qualify.
+    pub preferred_node_labels: Option<BTreeMap<String, String>>,
+}
+
+/// Where a camera's login and password are.
+#[skip_serializing_none]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CameraCredentials {
+    /// Name of a Secret in the Stream's namespace.
+    #[schemars(length(min = 1, max = 253))]
+    pub secret_name: String,
+    /// Key of the login in the Secret (default `username`).
+    pub username_key: Option<String>,
+    /// Key of the password in the Secret (default `password`).
+    pub password_key: Option<String>,
+}
+
+/// Observed state of a stream. Written on transitions only.
+#[skip_serializing_none]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamStatus {
+    /// Conditions (`Scheduled`, `Synced`, `Ready`) and the observed generation.
+    #[serde(flatten)]
+    pub common: CommonStatus,
+    /// The Watcher stream name in effect.
+    pub watcher_name: Option<String>,
+    /// Current placement as decided by the layouter (Watcher wire shape).
+    pub layout: Option<StreamLayout>,
+    /// Coarse liveness on the ingest node (changes rarely; live numbers are in the stats cache).
+    pub alive: Option<bool>,
+    /// Nodes that hold the stream's current config.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub synced_nodes: Vec<String>,
+}

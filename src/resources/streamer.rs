@@ -1,0 +1,126 @@
+//! `Streamer`: one Flussonic Media Server node Panoptes places streams on.
+
+use std::collections::BTreeMap;
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_with::skip_serializing_none;
+
+use super::common::CommonStatus;
+use super::wire::{NodeRole, ServerConfig};
+
+/// A streamer node: where it is, how to authenticate, what it may run, and the partial server
+/// config to push to it.
+#[skip_serializing_none]
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "panoptes.dev",
+    version = "v1alpha1",
+    kind = "Streamer",
+    namespaced,
+    status = "StreamerStatus",
+    shortname = "str",
+    category = "panoptes",
+    printcolumn = r#"{"name":"Hostname","type":"string","jsonPath":".spec.hostname"}"#,
+    printcolumn = r#"{"name":"URL","type":"string","jsonPath":".status.apiUrl"}"#,
+    printcolumn = r#"{"name":"Role","type":"string","jsonPath":".spec.role"}"#,
+    printcolumn = r#"{"name":"Streams","type":"integer","jsonPath":".status.assignedStreams"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "!has(self.config) || !has(self.config.cluster_key)", "message": "spec.config.cluster_key must not be set: put the cluster key in the Secret named by spec.credentials (key clusterKey)"},
+    {"rule": "!has(self.config) || (!has(self.config.edit_auth) && !has(self.config.view_auth))", "message": "spec.config.edit_auth/view_auth must not be set: node credentials live in the Secret named by spec.credentials"},
+    {"rule": "!has(self.drain) || !self.drain || (has(self.cordon) && self.cordon)", "message": "drain requires cordon: set spec.cordon to true to drain a streamer"}
+]))]
+pub struct StreamerSpec {
+    /// Identity of the node in the cluster (its server name). Immutable.
+    #[schemars(length(min = 1, max = 253))]
+    #[schemars(extend("x-kubernetes-validations" = [{"rule": "self == oldSelf", "message": "hostname is immutable; create a new Streamer instead"}]))]
+    pub hostname: String,
+    /// Base URL of the node's HTTP API. Defaults to `http://<hostname>`.
+    #[schemars(length(max = 2048))]
+    #[schemars(extend("x-kubernetes-validations" = [{"rule": "self.matches('^https?://')", "message": "apiUrl must start with http:// or https://"}]))]
+    pub api_url: Option<String>,
+    /// Public address clients are redirected to for streams captured on this node.
+    pub public_payload_url: Option<String>,
+    /// Internal (LAN) address for intra-cluster traffic; defaults to the API URL.
+    pub private_payload_url: Option<String>,
+    /// Secret holding the node's API credentials: keys `login` + `password` (Basic),
+    /// `token` (Bearer) or `clusterKey` (Cluster scheme, also pushed as the node's cluster key).
+    pub credentials: Option<StreamerCredentials>,
+    /// Kind of node: streamer, inference or identification.
+    pub role: Option<NodeRole>,
+    /// Maximum number of streams that may be placed on this node (unset = unlimited).
+    #[schemars(range(min = 0))]
+    pub channel_limit: Option<i64>,
+    /// CPU usage limit in percent above which no new streams are placed.
+    #[schemars(range(min = 0, max = 100))]
+    pub cpu_limit: Option<i64>,
+    /// Network bandwidth of the node in kbit/s, used to compute load.
+    #[schemars(range(min = 0))]
+    pub total_bandwidth: Option<i64>,
+    /// Placement labels of the node, matched against streams' required node labels.
+    pub labels: Option<BTreeMap<String, String>>,
+    /// Labels a stream must carry to be placed on this node.
+    pub required_stream_labels: Option<BTreeMap<String, String>>,
+    /// Zones this node serves.
+    pub zones: Option<Vec<String>>,
+    /// Cordoned nodes keep their streams but receive no new ones.
+    pub cordon: Option<bool>,
+    /// Draining (requires cordon) moves every stream away from the node.
+    pub drain: Option<bool>,
+    /// Partial server configuration to push (`PUT /streamer/api/v3/config`); only the members
+    /// set here are managed. Credentials are not allowed here.
+    pub config: Option<ServerConfig>,
+}
+
+/// Where the node's API credentials are.
+#[skip_serializing_none]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamerCredentials {
+    /// Name of a Secret in the Streamer's namespace with keys `login`/`password`, `token` or `clusterKey`.
+    #[schemars(length(min = 1, max = 253))]
+    pub secret_name: String,
+    /// Authentication scheme to use: basic, bearer or cluster. Defaults to the first that the Secret supports.
+    pub scheme: Option<AuthScheme>,
+}
+
+/// How Panoptes authenticates to a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthScheme {
+    /// `Authorization: Basic` with the node's edit_auth login and password.
+    Basic,
+    /// `Authorization: Bearer` with an API token.
+    Bearer,
+    /// `Authorization: Cluster ts:sha1(ts:key)` with the cluster key.
+    Cluster,
+}
+
+/// Observed state of a node. Written on transitions only; live metrics are in the stats cache.
+#[skip_serializing_none]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamerStatus {
+    /// Conditions (`Reachable`, `ConfigApplied`, `Ready`) and the observed generation.
+    #[serde(flatten)]
+    pub common: CommonStatus,
+    /// The API URL in use.
+    pub api_url: Option<String>,
+    /// Software version the node reports.
+    pub version: Option<String>,
+    /// Persistent node id the node reports.
+    pub server_id: Option<String>,
+    /// Boot time of the node (UTC seconds); uptime follows from it without status writes.
+    pub started_at: Option<i64>,
+    /// Number of streams placed on the node (ingest).
+    pub assigned_streams: Option<i64>,
+    /// Number of DVR backup copies placed on the node.
+    pub dvr_backup_streams: Option<i64>,
+    /// Time of the last probe that changed the status (RFC 3339).
+    pub last_probe_time: Option<String>,
+}

@@ -1,0 +1,107 @@
+//! Runtime statistics nodes report. Read-only: never sent back. Parsed leniently, because
+//! newer nodes add members; anything unknown is kept in `extra` so the facade can pass it on.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use serde_with::skip_serializing_none;
+
+/// `stream.stats` as a node reports it.
+#[skip_serializing_none]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StreamStats {
+    /// running | waiting | error.
+    pub status: Option<String>,
+    /// False once no frame arrived for 12 s.
+    pub alive: Option<bool>,
+    /// Milliseconds since capture started.
+    pub lifetime: Option<f64>,
+    /// Current bitrate, kbit/s.
+    pub bitrate: Option<i64>,
+    /// Ticks since the last frame from the input.
+    pub ts_delay: Option<f64>,
+    /// When the stream was opened (UTC ms).
+    pub opened_at: Option<i64>,
+    /// When the stream started running (UTC ms).
+    pub start_running_at: Option<i64>,
+    /// Wall-clock time of the last frame (UTC ms).
+    pub last_dts_at: Option<i64>,
+    /// Viewers (deprecated by nodes, still reported).
+    pub online_clients: Option<i64>,
+    /// Bytes sent to clients.
+    pub bytes_out: Option<i64>,
+    /// Error code while capture has problems.
+    pub source_error: Option<String>,
+    /// Per-input statistics.
+    pub inputs: Option<Vec<Value>>,
+    /// Output media description.
+    pub media_info: Option<Value>,
+    /// Everything else.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// `GET /config/stats` (and `ServerConfig.stats`).
+#[skip_serializing_none]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ServerStats {
+    /// starting | running | no_config | broken_config | config_external_error | license_failure | no_license.
+    pub streamer_status: Option<String>,
+    /// Software version.
+    pub server_version: Option<String>,
+    /// Build number.
+    pub build: Option<i64>,
+    /// Hostname the node reports.
+    pub hostname: Option<String>,
+    /// Per-boot instance id; a change means the node restarted.
+    pub id: Option<String>,
+    /// Boot time (UTC seconds).
+    pub started_at: Option<i64>,
+    /// Uptime in seconds.
+    pub uptime: Option<i64>,
+    /// Node clock (UTC ms).
+    pub now: Option<i64>,
+    /// `[server start time, config revision]`; comparable and increasing.
+    pub config_version: Option<Vec<i64>>,
+    /// CPU usage, percent.
+    pub cpu_usage: Option<f64>,
+    /// Memory usage, percent.
+    pub memory_usage: Option<f64>,
+    /// Bandwidth usage, percent.
+    pub bandwidth_usage: Option<f64>,
+    /// Inbound traffic, kbit/s.
+    pub input_kbit: Option<i64>,
+    /// Outbound traffic, kbit/s.
+    pub output_kbit: Option<i64>,
+    /// Connected clients.
+    pub total_clients: Option<i64>,
+    /// Streams configured or running.
+    pub total_streams: Option<i64>,
+    /// Streams alive.
+    pub online_streams: Option<i64>,
+    /// Human-readable problems to fix.
+    pub text_alerts: Option<Map<String, Value>>,
+    /// Config parse error details.
+    pub config_error: Option<Value>,
+    /// Health of the config_external backend.
+    pub config_external_status: Option<Value>,
+    /// Everything else.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// Body of the liveness and readiness probes.
+#[skip_serializing_none]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ServerWhoami {
+    /// Software version.
+    pub server_version: Option<String>,
+    /// Build number.
+    pub build: Option<i64>,
+    /// Boot time (UTC seconds).
+    pub started_at: Option<i64>,
+    /// Node clock (UTC ms).
+    pub now: Option<i64>,
+}

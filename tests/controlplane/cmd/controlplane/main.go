@@ -1,0 +1,229 @@
+// Command controlplane starts a throw-away Kubernetes control plane (etcd +
+// kube-apiserver, no controllers) for integration tests, using envtest.
+//
+//	controlplane --bin-dir DIR --state-dir DIR [--crd-dir DIR] [--watch-stdin=false]
+//
+// Contract: writes STATE/kubeconfig (0600, admin in group system:masters) and
+// STATE/state.json, then prints exactly one line "READY <kubeconfig>" to stdout.
+// It stops on SIGTERM/SIGINT/SIGHUP or EOF on stdin, kills its children
+// (each runs in its own process group), removes its temp data and exits 0.
+// Child logs go to STATE/etcd.log and STATE/kube-apiserver.log.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+)
+
+const startTimeout = 120 * time.Second
+
+type state struct {
+	Server      string `json:"server"`
+	Kubeconfig  string `json:"kubeconfig"`
+	LauncherPID int    `json:"launcher_pid"`
+	ChildPIDs   []int  `json:"child_pids"`
+	RunDir      string `json:"run_dir"`
+}
+
+func main() { os.Exit(run()) }
+
+func logf(format string, a ...any) { fmt.Fprintf(os.Stderr, "controlplane: "+format+"\n", a...) }
+
+func run() int {
+	binDir := flag.String("bin-dir", "", "directory holding etcd, kube-apiserver, kubectl (required)")
+	stateDir := flag.String("state-dir", "", "directory for kubeconfig, state.json, logs and temp data (required)")
+	crdDir := flag.String("crd-dir", "", "optional directory of CRD YAML files to install and wait for")
+	watchStdin := flag.Bool("watch-stdin", true, "stop when stdin reaches EOF (give it a pipe; a shell user with stdin=/dev/null should pass false)")
+	flag.Parse()
+	if *binDir == "" || *stateDir == "" || flag.NArg() != 0 {
+		flag.Usage()
+		return 2
+	}
+	bin, _ := filepath.Abs(*binDir)
+	st, _ := filepath.Abs(*stateDir)
+	for _, b := range []string{"etcd", "kube-apiserver", "kubectl"} {
+		if _, err := os.Stat(filepath.Join(bin, b)); err != nil {
+			logf("missing binary: %v", err)
+			return 2
+		}
+	}
+
+	// Stop requests: signals, or EOF on stdin (a crashed parent closes our stdin).
+	stop := make(chan string, 4)
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	go func() { s := <-sigs; stop <- s.String() }()
+	if *watchStdin {
+		go func() { _, _ = io.Copy(io.Discard, os.Stdin); stop <- "stdin EOF" }()
+	}
+
+	if err := os.MkdirAll(st, 0o700); err != nil {
+		logf("%v", err)
+		return 1
+	}
+	runDir, err := os.MkdirTemp(st, "run-")
+	if err != nil {
+		logf("%v", err)
+		return 1
+	}
+	defer os.RemoveAll(runDir)
+	// envtest creates the etcd data dir and the apiserver cert dir with
+	// os.MkdirTemp("", ...): point TMPDIR at our run dir so everything lands there.
+	os.Setenv("TMPDIR", runDir)
+
+	etcdLog, _ := os.Create(filepath.Join(st, "etcd.log"))
+	apiLog, _ := os.Create(filepath.Join(st, "kube-apiserver.log"))
+	defer etcdLog.Close()
+	defer apiLog.Close()
+
+	te := &envtest.Environment{
+		ControlPlaneStartTimeout: startTimeout,
+		ControlPlaneStopTimeout:  30 * time.Second,
+		ErrorIfCRDPathMissing:    true,
+	}
+	te.ControlPlane.Etcd = &envtest.Etcd{Path: filepath.Join(bin, "etcd"), Out: etcdLog, Err: etcdLog}
+	te.ControlPlane.APIServer = &envtest.APIServer{Path: filepath.Join(bin, "kube-apiserver"), Out: apiLog, Err: apiLog}
+	te.ControlPlane.KubectlPath = filepath.Join(bin, "kubectl")
+	if *crdDir != "" {
+		te.CRDDirectoryPaths = []string{*crdDir}
+	}
+
+	began := time.Now()
+	started := make(chan error, 1)
+	go func() { _, err := te.Start(); started <- err }()
+	select {
+	case err = <-started:
+	case why := <-stop:
+		// envtest.Start cannot be cancelled: kill whatever it has spawned so far.
+		logf("stop requested (%s) before ready; killing children", why)
+		for i := 0; i < 3; i++ {
+			killChildren(syscall.SIGKILL)
+			time.Sleep(200 * time.Millisecond)
+		}
+		return 1
+	}
+	if err == nil {
+		err = waitReady(te)
+	}
+	if err != nil {
+		logf("start failed: %v (see %s/kube-apiserver.log)", err, st)
+		_ = te.Stop()
+		return 1
+	}
+
+	kubeconfig := filepath.Join(st, "kubeconfig")
+	s := state{Server: te.Config.Host, Kubeconfig: kubeconfig, LauncherPID: os.Getpid(), ChildPIDs: childPIDs(), RunDir: runDir}
+	sj, _ := json.MarshalIndent(s, "", "  ")
+	if err = writeAtomic(kubeconfig, te.KubeConfig); err == nil {
+		err = writeAtomic(filepath.Join(st, "state.json"), append(sj, '\n'))
+	}
+	if err != nil {
+		logf("%v", err)
+		_ = te.Stop()
+		return 1
+	}
+	logf("ready in %.1fs: %s (children %v)", time.Since(began).Seconds(), s.Server, s.ChildPIDs)
+	fmt.Printf("READY %s\n", kubeconfig)
+
+	why := <-stop
+	logf("stopping (%s)", why)
+	if err := te.Stop(); err != nil {
+		logf("stop: %v; killing remaining children", err)
+		killChildren(syscall.SIGKILL)
+	}
+	_ = os.Remove(filepath.Join(st, "state.json"))
+	return 0
+}
+
+// waitReady waits for /readyz, the default namespace and every CRD being Established.
+func waitReady(te *envtest.Environment) error {
+	cs, err := kubernetes.NewForConfig(te.Config)
+	if err != nil {
+		return err
+	}
+	c, err := client.New(te.Config, client.Options{})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	return wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		if err := cs.Discovery().RESTClient().Get().AbsPath("/readyz").Do(ctx).Error(); err != nil {
+			return false, nil
+		}
+		if err := c.Get(ctx, client.ObjectKey{Name: "default"}, &corev1.Namespace{}); err != nil {
+			return false, nil
+		}
+		for _, crd := range te.CRDs {
+			var cur apiextensionsv1.CustomResourceDefinition
+			if err := c.Get(ctx, client.ObjectKey{Name: crd.Name}, &cur); err != nil {
+				return false, nil
+			}
+			established := false
+			for _, cond := range cur.Status.Conditions {
+				if cond.Type == apiextensionsv1.Established && cond.Status == apiextensionsv1.ConditionTrue {
+					established = true
+				}
+			}
+			if !established {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+}
+
+// childPIDs lists the direct children of this process (etcd, kube-apiserver).
+func childPIDs() []int {
+	var pids []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// Format: pid (comm) state ppid ...; comm may contain spaces.
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+		if len(f) > 1 && f[1] == strconv.Itoa(os.Getpid()) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// killChildren signals the process group of every direct child (envtest starts them with Setpgid).
+func killChildren(sig syscall.Signal) {
+	for _, pid := range childPIDs() {
+		_ = syscall.Kill(-pid, sig)
+		_ = syscall.Kill(pid, sig)
+	}
+}
+
+func writeAtomic(path string, data []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
