@@ -3,5 +3,9 @@
 
 pub mod api;
 pub mod flussonic;
+pub mod http;
 pub mod layout;
 pub mod resources;
+pub mod run;
+pub mod state;
+pub mod telemetry;

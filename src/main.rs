@@ -1,5 +1,73 @@
-fn main() {
-    for (_, crd) in panoptes::resources::crds() {
-        print!("{}", panoptes::resources::crd_yaml(&crd));
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use panoptes::run::{RunConfig, run};
+use panoptes::state::Scope;
+use panoptes::telemetry::{LogFormat, init_logging};
+
+/// Panoptes: run a Flussonic Watcher-style VMS from Kubernetes custom resources.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print every CustomResourceDefinition as YAML (what `crds/` holds).
+    Crd {
+        /// Write one file per kind into this directory instead of printing.
+        #[arg(long)]
+        out_dir: Option<std::path::PathBuf>,
+    },
+    /// Run the controllers and the facade against the current kube context.
+    Run {
+        /// Watch only this namespace (default: all namespaces).
+        #[arg(long, env = "PANOPTES_NAMESPACE")]
+        namespace: Option<String>,
+        /// Listen address of /healthz, /readyz and /metrics.
+        #[arg(long, env = "PANOPTES_PROBE_ADDR", default_value = "0.0.0.0:8080")]
+        probe_addr: SocketAddr,
+        /// Log format.
+        #[arg(long, env = "PANOPTES_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Crd { out_dir } => {
+            for (file, crd) in panoptes::resources::crds() {
+                let yaml = panoptes::resources::crd_yaml(&crd);
+                match &out_dir {
+                    None => print!("{yaml}"),
+                    Some(dir) => {
+                        if let Err(error) = std::fs::write(dir.join(file), yaml) {
+                            eprintln!("cannot write {}: {error}", dir.join(file).display());
+                            return ExitCode::FAILURE;
+                        }
+                    }
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Run {
+            namespace,
+            probe_addr,
+            log_format,
+        } => {
+            init_logging(log_format, "info,kube=warn");
+            let scope = namespace.map_or(Scope::Cluster, Scope::Namespace);
+            match run(RunConfig { scope, probe_addr }).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    tracing::error!(%error, "panoptes stopped");
+                    ExitCode::FAILURE
+                }
+            }
+        }
     }
 }

@@ -218,6 +218,9 @@ pub struct AdminCredentials {
 impl std::fmt::Debug for AdminCredentials {
     // Credentials reach logs only through Debug; never print the password.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AdminCredentials").field("login", &self.login).field("password", &"<redacted>").finish()
+        f.debug_struct("AdminCredentials")
+            .field("login", &self.login)
+            .field("password", &"<redacted>")
+            .finish()
     }
 }

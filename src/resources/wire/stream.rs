@@ -312,7 +312,20 @@ pub struct LayoutRules {
 }
 
 /// Role of a node in the cluster.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum NodeRole {
     /// Flussonic Media Server: ingest and DVR.
@@ -361,7 +374,9 @@ pub enum ChangeReason {
 }
 
 /// Why a node cannot take a stream (Watcher's `node_layout_decisions[].reasons`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum DecisionReason {
     /// The stream lacks labels the node requires.

@@ -1,0 +1,33 @@
+# Panoptes developer entry points. Every target here works; `make help` lists them.
+SHELL := /bin/bash
+CARGO ?= cargo
+CONTROLPLANE_BIN := $(CURDIR)/target/controlplane/bin
+export PANOPTES_CONTROLPLANE_BIN := $(CONTROLPLANE_BIN)
+
+.PHONY: help build release test lint fmt crds crds-check controlplane manifests
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+build: ## Build the panoptes binary (debug)
+	$(CARGO) build --locked --bin panoptes
+
+release: ## Build the release binary exactly as the Dockerfile does
+	$(CARGO) build --locked --release --bin panoptes
+
+test: lint controlplane ## Lint, build the test control plane, run every test
+	$(CARGO) test --workspace --locked --all-targets
+
+lint: ## Formatting check and clippy with warnings as errors
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --locked --all-targets -- -D warnings
+
+fmt: ## Format the code
+	$(CARGO) fmt --all
+
+crds: ## Regenerate crds/ and the chart's copy from the Rust types
+	$(CARGO) run --locked --quiet --bin panoptes -- crd --out-dir crds
+	$(CARGO) run --locked --quiet --bin panoptes -- crd --out-dir charts/panoptes/crds
+
+controlplane: ## Build kube-apiserver, etcd, kubectl, helm and the launcher (no-op when current)
+	tests/controlplane/build.sh $(CONTROLPLANE_BIN)

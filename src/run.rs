@@ -1,0 +1,106 @@
+//! `panoptes run`: watches, controllers and servers under one shutdown signal.
+
+use std::net::SocketAddr;
+
+use kube::Client;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::state::{self, Scope};
+use crate::telemetry::Metrics;
+
+/// Settings of `panoptes run`.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    /// Namespaces to watch.
+    pub scope: Scope,
+    /// Address of `/healthz`, `/readyz` and `/metrics`.
+    pub probe_addr: SocketAddr,
+}
+
+/// Errors that stop `panoptes run`.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// No usable kubeconfig or in-cluster config.
+    #[error("cannot connect to Kubernetes: {0}")]
+    Connect(#[source] kube::Error),
+    /// A listen address is taken or not allowed.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A shutdown signal shared by every task: flipped once, observed by all.
+#[derive(Clone)]
+pub struct Shutdown(watch::Receiver<bool>);
+
+impl Shutdown {
+    /// A signal and the function that triggers it.
+    pub fn new() -> (watch::Sender<bool>, Self) {
+        let (tx, rx) = watch::channel(false);
+        (tx, Self(rx))
+    }
+
+    /// Resolves once shutdown was requested.
+    pub async fn wait(mut self) {
+        // An error means the sender is gone, which also means shutdown.
+        let _ = self.0.wait_for(|stop| *stop).await;
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn termination_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler");
+        tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// Runs until SIGINT/SIGTERM.
+pub async fn run(config: RunConfig) -> Result<(), RunError> {
+    let client = Client::try_default().await.map_err(RunError::Connect)?;
+    let metrics = Metrics::new();
+    let (stop, shutdown) = Shutdown::new();
+    let mut watches = JoinSet::new();
+    let stores = state::start(client, &config.scope, &mut watches);
+
+    let listener = tokio::net::TcpListener::bind(config.probe_addr)
+        .await
+        .map_err(|source| RunError::Listen {
+            addr: config.probe_addr,
+            source,
+        })?;
+    let probes = crate::http::router(stores.clone(), metrics.clone());
+    let server_shutdown = shutdown.clone();
+    let server = tokio::spawn(async move {
+        tracing::info!(addr = %config.probe_addr, "serving /healthz, /readyz, /metrics");
+        axum::serve(listener, probes)
+            .with_graceful_shutdown(server_shutdown.wait())
+            .await
+    });
+
+    let ready = stores.clone();
+    tokio::spawn(async move {
+        ready.wait_ready().await;
+        tracing::info!("caches synced");
+    });
+
+    termination_signal().await;
+    tracing::info!("shutting down");
+    let _ = stop.send(true);
+    watches.abort_all();
+    if let Ok(Err(error)) = server.await {
+        tracing::warn!(%error, "probe server stopped with an error");
+    }
+    Ok(())
+}

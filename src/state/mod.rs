@@ -1,0 +1,117 @@
+//! In-memory indexes over the cluster: one reflector store per kind, fed by watches.
+//! Controllers and the facade read from here; nothing here writes to the API server.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures::StreamExt;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::watcher::{self, Config};
+use kube::runtime::{WatchStreamExt, reflector::store::Writer};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use std::fmt::Debug;
+use std::hash::Hash;
+use tokio::task::JoinSet;
+
+use crate::resources::{Organization, Preset, Stream, Streamer, User};
+
+/// Which namespaces Panoptes watches.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Scope {
+    /// Every namespace.
+    #[default]
+    Cluster,
+    /// One namespace only (needs no cluster-wide permissions).
+    Namespace(String),
+}
+
+impl Scope {
+    /// An `Api` for `K` in this scope.
+    pub fn api<K>(&self, client: Client) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        <K as Resource>::DynamicType: Default,
+    {
+        match self {
+            Scope::Cluster => Api::all(client),
+            Scope::Namespace(ns) => Api::namespaced(client, ns),
+        }
+    }
+}
+
+/// Read-only views of the five kinds.
+#[derive(Clone)]
+pub struct Stores {
+    /// Streamers.
+    pub streamers: Store<Streamer>,
+    /// Streams.
+    pub streams: Store<Stream>,
+    /// Presets.
+    pub presets: Store<Preset>,
+    /// Organizations.
+    pub organizations: Store<Organization>,
+    /// Users.
+    pub users: Store<User>,
+    ready: Arc<AtomicBool>,
+}
+
+impl Stores {
+    /// True once every store has seen its initial list.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    /// Waits until every store has seen its initial list.
+    pub async fn wait_ready(&self) {
+        // Errors here only mean the writer was dropped, i.e. we are shutting down.
+        let _ = self.streamers.wait_until_ready().await;
+        let _ = self.streams.wait_until_ready().await;
+        let _ = self.presets.wait_until_ready().await;
+        let _ = self.organizations.wait_until_ready().await;
+        let _ = self.users.wait_until_ready().await;
+        self.ready.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Starts one watch per kind feeding its store. Watch tasks run in `tasks` until aborted.
+pub fn start(client: Client, scope: &Scope, tasks: &mut JoinSet<()>) -> Stores {
+    Stores {
+        streamers: watch(scope.api(client.clone()), tasks),
+        streams: watch(scope.api(client.clone()), tasks),
+        presets: watch(scope.api(client.clone()), tasks),
+        organizations: watch(scope.api(client.clone()), tasks),
+        users: watch(scope.api(client), tasks),
+        ready: Arc::new(AtomicBool::new(false)),
+    }
+}
+
+fn watch<K>(api: Api<K>, tasks: &mut JoinSet<()>) -> Store<K>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
+{
+    let (reader, writer): (Store<K>, Writer<K>) = reflector::store();
+    let stream = watcher::watcher(api, Config::default().any_semantic())
+        .default_backoff()
+        // managedFields are a large share of every object and nothing here reads them.
+        .modify(|obj| obj.managed_fields_mut().clear())
+        .reflect(writer)
+        .applied_objects();
+    tasks.spawn(async move {
+        futures::pin_mut!(stream);
+        while let Some(event) = stream.next().await {
+            if let Err(error) = event {
+                // A malformed object or a dropped connection degrades to a warning; the
+                // watcher's backoff re-establishes the watch.
+                tracing::warn!(kind = %K::kind(&Default::default()), %error, "watch error");
+            }
+        }
+    });
+    reader
+}
+
+/// `namespace/name` key used across indexes.
+pub fn key<K: ResourceExt>(obj: &K) -> String {
+    format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
+}
