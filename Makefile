@@ -31,3 +31,7 @@ crds: ## Regenerate crds/ and the chart's copy from the Rust types
 
 controlplane: ## Build kube-apiserver, etcd, kubectl, helm and the launcher (no-op when current)
 	tests/controlplane/build.sh $(CONTROLPLANE_BIN)
+
+manifests: controlplane ## Render manifests/install.yaml from the chart
+	{ printf '# Rendered from charts/panoptes by `make manifests`; do not edit.\n---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: panoptes-system\n'; \
+	  $(CONTROLPLANE_BIN)/helm template panoptes charts/panoptes --namespace panoptes-system --include-crds; } > manifests/install.yaml

@@ -1,0 +1,221 @@
+//! Test support: one real control plane (kube-apiserver + etcd) per test binary, CRDs
+//! installed from `crds/`, and a fresh namespace per test.
+//!
+//! Set `PANOPTES_TEST_KUBECONFIG` to reuse a control plane that is already running
+//! (`target/controlplane/bin/controlplane --bin-dir target/controlplane/bin --state-dir /tmp/cp --crd-dir crds --watch-stdin=false`).
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::wait::{await_condition, conditions};
+use kube::{Client, Config};
+
+/// The shared control plane of this test binary.
+pub struct ControlPlane {
+    /// Admin kubeconfig (group system:masters).
+    pub kubeconfig: PathBuf,
+    // Keeping stdin open keeps the launcher alive; the OS closes it when this process exits,
+    // and the launcher then stops etcd and kube-apiserver, even after a panic or SIGKILL.
+    _launcher: Option<Mutex<(Child, ChildStdin)>>,
+    _state_dir: Option<PathBuf>,
+}
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Directory of the control-plane binaries (`make controlplane` builds them).
+pub fn bin_dir() -> PathBuf {
+    std::env::var_os("PANOPTES_CONTROLPLANE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/controlplane/bin"))
+}
+
+fn start_launcher() -> ControlPlane {
+    let bin = bin_dir();
+    let launcher = bin.join("controlplane");
+    assert!(
+        launcher.exists(),
+        "{} is missing: run `make controlplane` (or set PANOPTES_TEST_KUBECONFIG)",
+        launcher.display()
+    );
+    let state_dir = std::env::temp_dir().join(format!("panoptes-cp-{}", std::process::id()));
+    std::fs::create_dir_all(&state_dir).unwrap();
+    let mut child = Command::new(&launcher)
+        .arg("--bin-dir")
+        .arg(&bin)
+        .arg("--state-dir")
+        .arg(&state_dir)
+        .arg("--crd-dir")
+        .arg(repo_root().join("crds"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("starting the control plane launcher");
+    let stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let kubeconfig = loop {
+        match lines.next() {
+            Some(Ok(line)) if line.starts_with("READY ") => break PathBuf::from(line[6..].trim()),
+            Some(Ok(_)) => continue,
+            _ => panic!("control plane launcher exited before READY; see its log in {}", state_dir.display()),
+        }
+    };
+    ControlPlane { kubeconfig, _launcher: Some(Mutex::new((child, stdin))), _state_dir: Some(state_dir) }
+}
+
+/// The control plane, started on first use.
+pub fn control_plane() -> &'static ControlPlane {
+    static CP: OnceLock<ControlPlane> = OnceLock::new();
+    CP.get_or_init(|| match std::env::var_os("PANOPTES_TEST_KUBECONFIG") {
+        Some(path) => ControlPlane { kubeconfig: path.into(), _launcher: None, _state_dir: None },
+        None => start_launcher(),
+    })
+}
+
+/// A client for the admin user, bound to the calling test's runtime.
+pub async fn admin_client() -> Client {
+    client_for(&control_plane().kubeconfig, None).await
+}
+
+/// A client that impersonates `user` (and `groups`), to test RBAC as a service account would.
+pub async fn impersonating_client(user: &str, groups: Vec<String>) -> Client {
+    client_for(&control_plane().kubeconfig, Some((user.to_string(), groups))).await
+}
+
+async fn client_for(kubeconfig: &Path, impersonate: Option<(String, Vec<String>)>) -> Client {
+    let kc = Kubeconfig::read_from(kubeconfig).expect("reading the test kubeconfig");
+    let mut config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.unwrap();
+    if let Some((user, groups)) = impersonate {
+        config.auth_info.impersonate = Some(user);
+        config.auth_info.impersonate_groups = Some(groups);
+    }
+    let client = Client::try_from(config).unwrap();
+    ensure_crds(&client).await;
+    client
+}
+
+/// Applies the CRDs from `crds/` (a reused control plane may hold older ones) and waits until
+/// they are Established. Runs once per test binary.
+async fn ensure_crds(client: &Client) {
+    static DONE: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    // The OnceCell is per process, but each test has its own runtime; a fresh client is used.
+    let client = client.clone();
+    DONE.get_or_init(|| async move {
+        let api: Api<CustomResourceDefinition> = Api::all(client);
+        for (_, crd) in panoptes::resources::crds() {
+            let name = crd.metadata.name.clone().unwrap();
+            api.patch(&name, &PatchParams::apply("panoptes-tests").force(), &Patch::Apply(&crd))
+                .await
+                .unwrap_or_else(|e| panic!("applying CRD {name}: {e}"));
+            tokio::time::timeout(Duration::from_secs(30), await_condition(api.clone(), &name, conditions::is_crd_established()))
+                .await
+                .unwrap_or_else(|_| panic!("CRD {name} not established in 30 s"))
+                .unwrap();
+        }
+    })
+    .await;
+}
+
+/// A namespace of one test. Deleted when dropped (it stays Terminating: there is no
+/// namespace controller in the test control plane, so names are never reused).
+pub struct TestNamespace {
+    /// The namespace name.
+    pub name: String,
+    /// An admin client.
+    pub client: Client,
+}
+
+impl TestNamespace {
+    /// Creates `prefix-<random>`.
+    pub async fn new(prefix: &str) -> Self {
+        let client = admin_client().await;
+        let name = format!("{prefix}-{:08x}", rand::random::<u32>());
+        let ns: Namespace = serde_json::from_value(serde_json::json!({
+            "metadata": { "name": name, "labels": { "panoptes.dev/test": "true" } }
+        }))
+        .unwrap();
+        Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await.unwrap();
+        Self { name, client }
+    }
+
+    /// An `Api` for `K` in this namespace.
+    pub fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        Api::namespaced(self.client.clone(), &self.name)
+    }
+}
+
+impl Drop for TestNamespace {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let kubeconfig = control_plane().kubeconfig.clone();
+        // Drop cannot await; a plain kubectl call keeps this independent of the test runtime.
+        let _ = Command::new(bin_dir().join("kubectl"))
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .args(["delete", "namespace", &name, "--wait=false", "--ignore-not-found"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// `kubectl` against the shared control plane.
+pub fn kubectl() -> Command {
+    let mut cmd = Command::new(bin_dir().join("kubectl"));
+    cmd.arg("--kubeconfig").arg(&control_plane().kubeconfig);
+    cmd
+}
+
+/// `helm` (needs no cluster for lint and template).
+pub fn helm() -> Command {
+    let mut cmd = Command::new(bin_dir().join("helm"));
+    // Helm wants writable cache and config dirs; keep them out of the user's home.
+    let home = std::env::temp_dir().join("panoptes-helm");
+    cmd.env("HELM_CACHE_HOME", home.join("cache"))
+        .env("HELM_CONFIG_HOME", home.join("config"))
+        .env("HELM_DATA_HOME", home.join("data"));
+    cmd
+}
+
+/// Runs `cmd`, returning stdout; panics with stdout+stderr when it fails.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// Polls `check` until it returns Some or `timeout` passes.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
