@@ -2,6 +2,7 @@
 //! system from declarative cluster state.
 
 pub mod api;
+pub mod controllers;
 pub mod flussonic;
 pub mod http;
 pub mod layout;

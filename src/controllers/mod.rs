@@ -1,0 +1,6 @@
+//! Reconcilers, one module per kind, sharing a [`Context`].
+
+pub mod conditions;
+pub mod context;
+
+pub use context::{Context, Tunables};
