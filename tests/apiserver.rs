@@ -153,7 +153,7 @@ async fn spec_and_status_are_written_independently_and_generation_follows_spec()
     // A status write through the main resource is ignored; through /status it lands without
     // touching spec or generation.
     let status = json!({"apiVersion": "panoptes.dev/v1alpha1", "kind": "Preset", "status": {"id": 42, "observedGeneration": 1}});
-    let ignored = api.patch("p", &pp, &Patch::Apply(&status)).await.unwrap();
+    let ignored = api.patch("p", &PatchParams::default(), &Patch::Merge(&status)).await.unwrap();
     assert!(ignored.status.is_none(), "status written through the main resource");
     let with_status = api.patch_status("p", &PatchParams::apply("panoptes"), &Patch::Apply(&status)).await.unwrap();
     assert_eq!(with_status.status.as_ref().unwrap().id, Some(42));
@@ -227,6 +227,13 @@ async fn helm_chart_lints_renders_and_applies_with_server_dry_run() {
         std::fs::write(&file, rendered).unwrap();
         run_ok(kubectl().args(["apply", "--dry-run=server", "-n", &ns.name, "-f"]).arg(&file));
     }
+    // A server-side dry run creates nothing, so the namespace install.yaml targets must exist.
+    let system_ns: k8s_openapi::api::core::v1::Namespace =
+        serde_json::from_value(json!({"metadata": {"name": "panoptes-system"}})).unwrap();
+    Api::<k8s_openapi::api::core::v1::Namespace>::all(ns.client.clone())
+        .patch("panoptes-system", &PatchParams::apply("panoptes-tests"), &Patch::Apply(&system_ns))
+        .await
+        .unwrap();
     run_ok(kubectl().args(["apply", "--dry-run=server", "-f"]).arg(repo_root().join("manifests/install.yaml")));
 }
 

@@ -16,6 +16,7 @@ pub struct ServerConfig {
     /// Network listeners (http, https, rtmp, rtsp, srt…).
     pub listeners: Option<Listeners>,
     /// Global SRT listening port (port or host:port).
+    #[serde(default)]
     #[schemars(schema_with = "int_or_string")]
     pub srt: Option<Value>,
     /// SRT play configuration in single-port mode.
@@ -44,6 +45,7 @@ pub struct ServerConfig {
     /// Directory for the session log (deprecated).
     pub session_log: Option<String>,
     /// URL prefix for HLS and DASH (string, or false).
+    #[serde(default)]
     #[schemars(schema_with = "any_value")]
     pub url_prefix: Option<Value>,
     /// Subnets (CIDR) allowed to call the node's API.
@@ -57,69 +59,91 @@ pub struct ServerConfig {
     /// Read-only API credentials. Never set them here: they come from the credentials Secret.
     pub view_auth: Option<AdminCredentials>,
     /// Chassis configuration.
+    #[serde(default)]
     #[schemars(schema_with = "any_object")]
     pub chassis: Option<Value>,
     /// Event notification sinks.
+    #[serde(default)]
     #[schemars(schema_with = "any_object_list")]
     pub event_sinks: Option<Value>,
     /// Authorization backends.
+    #[serde(default)]
     #[schemars(schema_with = "any_object_list")]
     pub auth_backends: Option<Value>,
     /// VOD locations.
+    #[serde(default)]
     #[schemars(schema_with = "any_object_list")]
     pub vods: Option<Value>,
     /// Global DVR storages.
+    #[serde(default)]
     #[schemars(schema_with = "any_object_list")]
     pub dvrs: Option<Value>,
     /// Peers in the cluster.
+    #[serde(default)]
     #[schemars(schema_with = "any_object_list")]
     pub peers: Option<Value>,
     /// Video sources to pull streams from.
+    #[serde(default)]
     #[schemars(schema_with = "any_object_list")]
     pub sources: Option<Value>,
     /// Transponders.
+    #[serde(default)]
     #[schemars(schema_with = "any_object_list")]
     pub transponders: Option<Value>,
     /// Stream templates.
+    #[serde(default)]
     #[schemars(schema_with = "any_object_list")]
     pub templates: Option<Value>,
     /// Caches.
+    #[serde(default)]
     #[schemars(schema_with = "any_object_list")]
     pub caches: Option<Value>,
     /// DVB cards.
+    #[serde(default)]
     #[schemars(schema_with = "any_object_list")]
     pub dvb_cards: Option<Value>,
     /// Balancers.
+    #[serde(default)]
     #[schemars(schema_with = "any_object_list")]
     pub balancers: Option<Value>,
     /// Camera alarm configuration.
+    #[serde(default)]
     #[schemars(schema_with = "any_object")]
     pub camera_alarm: Option<Value>,
     /// Port forwarding configuration.
+    #[serde(default)]
     #[schemars(schema_with = "any_object")]
     pub rproxy: Option<Value>,
     /// Video surveillance subsystem configuration.
+    #[serde(default)]
     #[schemars(schema_with = "any_object")]
     pub vsaas: Option<Value>,
     /// File processor configuration.
+    #[serde(default)]
     #[schemars(schema_with = "any_object")]
     pub file_processor: Option<Value>,
     /// IPTV configuration.
+    #[serde(default)]
     #[schemars(schema_with = "any_object")]
     pub iptv: Option<Value>,
     /// Decklink SDI capture cards.
+    #[serde(default)]
     #[schemars(schema_with = "any_object_list")]
     pub decklinks: Option<Value>,
     /// HTTP prefixes served through a remote HTTP server.
+    #[serde(default)]
     #[schemars(schema_with = "any_object_list")]
     pub http_proxies: Option<Value>,
     /// Server domain names and aliases.
+    #[serde(default)]
     #[schemars(schema_with = "any_object_list")]
     pub server_names: Option<Value>,
     /// Global WebRTC playback ports.
+    #[serde(default)]
     #[schemars(schema_with = "any_object")]
     pub webrtc_play: Option<Value>,
     /// Global WebRTC publishing ports.
+    #[serde(default)]
     #[schemars(schema_with = "any_object")]
     pub webrtc_publish: Option<Value>,
 }
@@ -141,6 +165,7 @@ pub struct Listeners {
     /// RTSPS listeners.
     pub rtsps: Option<Vec<PortListener>>,
     /// SRT listeners.
+    #[serde(default)]
     #[schemars(schema_with = "any_object_list")]
     pub srt: Option<Value>,
 }
@@ -174,9 +199,11 @@ pub struct PortListener {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SrtConfig {
     /// Listening port or host:port.
+    #[serde(default)]
     #[schemars(schema_with = "int_or_string")]
     pub port: Option<Value>,
     /// Data transmission timeout in seconds, or false for unlimited.
+    #[serde(default)]
     #[schemars(schema_with = "any_value")]
     pub timeout: Option<Value>,
 }

@@ -77,6 +77,7 @@ pub struct StreamInput {
     /// Free-text description of the input.
     pub comment: Option<String>,
     /// Seconds without any frames before the source counts as lost, or `false` to never give up.
+    #[serde(default)]
     #[schemars(schema_with = "any_value")]
     pub source_timeout: Option<Value>,
     /// Seconds to wait for new audio frames before the source counts as lost.
