@@ -5,14 +5,19 @@ mod support;
 
 use std::time::Duration;
 
-use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
+};
 use panoptes::resources::{Preset, Stream, Streamer};
 use serde_json::{Value, json};
 use support::{TestNamespace, eventually, helm, kubectl, repo_root, run_ok};
 
 fn sample_documents() -> Vec<Value> {
     let dir = repo_root().join("manifests/samples");
-    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     files.sort();
     let mut docs = vec![];
     for file in files {
@@ -30,11 +35,18 @@ fn sample_documents() -> Vec<Value> {
 fn dynamic_api(ns: &TestNamespace, doc: &Value) -> Api<DynamicObject> {
     let (group, version) = match doc["apiVersion"].as_str().unwrap().split_once('/') {
         Some((g, v)) => (g.to_string(), v.to_string()),
-        None => (String::new(), doc["apiVersion"].as_str().unwrap().to_string()),
+        None => (
+            String::new(),
+            doc["apiVersion"].as_str().unwrap().to_string(),
+        ),
     };
     let gvk = GroupVersionKind::gvk(&group, &version, doc["kind"].as_str().unwrap());
     let plural = format!("{}s", gvk.kind.to_lowercase());
-    Api::namespaced_with(ns.client.clone(), &ns.name, &ApiResource::from_gvk_with_plural(&gvk, &plural))
+    Api::namespaced_with(
+        ns.client.clone(),
+        &ns.name,
+        &ApiResource::from_gvk_with_plural(&gvk, &plural),
+    )
 }
 
 #[tokio::test]
@@ -49,11 +61,18 @@ async fn every_sample_applies_with_server_side_apply_and_reads_back_equal() {
             .await
             .unwrap_or_else(|e| panic!("applying {} {name}: {e}", doc["kind"]));
         let read = api.get(name).await.unwrap();
-        assert_eq!(applied.metadata.resource_version, read.metadata.resource_version);
+        assert_eq!(
+            applied.metadata.resource_version,
+            read.metadata.resource_version
+        );
         if doc["kind"] == "Secret" {
             continue;
         }
-        assert_eq!(read.data["spec"], doc["spec"], "{} {name} reads back different", doc["kind"]);
+        assert_eq!(
+            read.data["spec"], doc["spec"],
+            "{} {name} reads back different",
+            doc["kind"]
+        );
     }
 }
 
@@ -64,7 +83,10 @@ async fn expect_rejected(ns: &TestNamespace, kind: &str, spec: Value, message: &
         "metadata": { "name": format!("bad-{:x}", rand::random::<u32>()) }, "spec": spec
     });
     let err = dynamic_api(ns, &doc)
-        .create(&PostParams::default(), &serde_json::from_value(doc.clone()).unwrap())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(doc.clone()).unwrap(),
+        )
         .await
         .expect_err(&format!("{kind} {spec} should be rejected"));
     assert_invalid(err, message);
@@ -74,7 +96,10 @@ fn assert_invalid(err: kube::Error, message: &str) {
     match err {
         kube::Error::Api(status) if status.code == 422 => {
             let m = &status.message;
-            assert!(m.contains(message), "rejected, but with `{m}` instead of `{message}`")
+            assert!(
+                m.contains(message),
+                "rejected, but with `{m}` instead of `{message}`"
+            )
         }
         other => panic!("expected 422 Invalid with `{message}`, got {other:?}"),
     }
@@ -92,33 +117,114 @@ fn stream_spec() -> Value {
 async fn each_cel_rule_on_create_rejects_with_its_message() {
     let ns = TestNamespace::new("cel").await;
     let with = |mut base: Value, patch: Value| {
-        base.as_object_mut().unwrap().extend(patch.as_object().unwrap().clone());
+        base.as_object_mut()
+            .unwrap()
+            .extend(patch.as_object().unwrap().clone());
         base
     };
-    expect_rejected(&ns, "Streamer", with(streamer_spec(), json!({"config": {"cluster_key": "k"}})), "spec.config.cluster_key must not be set").await;
-    expect_rejected(&ns, "Streamer", with(streamer_spec(), json!({"config": {"edit_auth": {"login": "a", "password": "b"}}})), "edit_auth/view_auth must not be set").await;
-    expect_rejected(&ns, "Streamer", with(streamer_spec(), json!({"drain": true})), "drain requires cordon").await;
-    expect_rejected(&ns, "Streamer", with(streamer_spec(), json!({"apiUrl": "ftp://node"})), "apiUrl must start with http").await;
-    expect_rejected(&ns, "Streamer", with(streamer_spec(), json!({"channelLimit": -1})), "should be greater than or equal to 0").await;
-    expect_rejected(&ns, "Stream", json!({"title": "no inputs"}), "an enabled stream needs at least one input").await;
-    expect_rejected(&ns, "Stream", json!({"inputs": [{"url": "rtsp://admin:secret@10.0.0.1/live"}]}), "must not carry a password").await;
-    expect_rejected(&ns, "Stream", with(stream_spec(), json!({"labels": {"site": "x".repeat(41)}})), "stream label values must be 1 to 40 characters").await;
-    expect_rejected(&ns, "Stream", with(stream_spec(), json!({"dvr": {"redundancy_factor": 9}})), "should be less than or equal to 5").await;
-    expect_rejected(&ns, "Organization", json!({"title": "o", "presetRefs": ["a"], "defaultPresetRef": "b"}), "defaultPresetRef must be one of presetRefs").await;
+    expect_rejected(
+        &ns,
+        "Streamer",
+        with(streamer_spec(), json!({"config": {"cluster_key": "k"}})),
+        "spec.config.cluster_key must not be set",
+    )
+    .await;
+    expect_rejected(
+        &ns,
+        "Streamer",
+        with(
+            streamer_spec(),
+            json!({"config": {"edit_auth": {"login": "a", "password": "b"}}}),
+        ),
+        "edit_auth/view_auth must not be set",
+    )
+    .await;
+    expect_rejected(
+        &ns,
+        "Streamer",
+        with(streamer_spec(), json!({"drain": true})),
+        "drain requires cordon",
+    )
+    .await;
+    expect_rejected(
+        &ns,
+        "Streamer",
+        with(streamer_spec(), json!({"apiUrl": "ftp://node"})),
+        "apiUrl must start with http",
+    )
+    .await;
+    expect_rejected(
+        &ns,
+        "Streamer",
+        with(streamer_spec(), json!({"channelLimit": -1})),
+        "should be greater than or equal to 0",
+    )
+    .await;
+    expect_rejected(
+        &ns,
+        "Stream",
+        json!({"title": "no inputs"}),
+        "an enabled stream needs at least one input",
+    )
+    .await;
+    expect_rejected(
+        &ns,
+        "Stream",
+        json!({"inputs": [{"url": "rtsp://admin:secret@10.0.0.1/live"}]}),
+        "must not carry a password",
+    )
+    .await;
+    expect_rejected(
+        &ns,
+        "Stream",
+        with(stream_spec(), json!({"labels": {"site": "x".repeat(41)}})),
+        "stream label values must be 1 to 40 characters",
+    )
+    .await;
+    expect_rejected(
+        &ns,
+        "Stream",
+        with(stream_spec(), json!({"dvr": {"redundancy_factor": 9}})),
+        "should be less than or equal to 5",
+    )
+    .await;
+    expect_rejected(
+        &ns,
+        "Organization",
+        json!({"title": "o", "presetRefs": ["a"], "defaultPresetRef": "b"}),
+        "defaultPresetRef must be one of presetRefs",
+    )
+    .await;
     // A disabled stream needs no input.
     let ok = json!({"apiVersion": "panoptes.dev/v1alpha1", "kind": "Stream", "metadata": {"name": "off"}, "spec": {"disabled": true}});
-    dynamic_api(&ns, &ok).create(&PostParams::default(), &serde_json::from_value(ok.clone()).unwrap()).await.unwrap();
+    dynamic_api(&ns, &ok)
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(ok.clone()).unwrap(),
+        )
+        .await
+        .unwrap();
 }
 
 /// Creates `kind` with `spec`, then applies `change` and expects `message`.
-async fn expect_update_rejected(ns: &TestNamespace, kind: &str, spec: Value, change: Value, message: &str) {
+async fn expect_update_rejected(
+    ns: &TestNamespace,
+    kind: &str,
+    spec: Value,
+    change: Value,
+    message: &str,
+) {
     let name = format!("imm-{:x}", rand::random::<u32>());
     let doc = json!({"apiVersion": "panoptes.dev/v1alpha1", "kind": kind, "metadata": {"name": name}, "spec": spec});
     let api = dynamic_api(ns, &doc);
     let pp = PatchParams::apply("panoptes-tests");
     api.patch(&name, &pp, &Patch::Apply(&doc)).await.unwrap();
     let err = api
-        .patch(&name, &PatchParams::default(), &Patch::Merge(json!({"spec": change})))
+        .patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": change})),
+        )
         .await
         .expect_err(&format!("{kind} change {change} should be rejected"));
     assert_invalid(err, message);
@@ -127,14 +233,56 @@ async fn expect_update_rejected(ns: &TestNamespace, kind: &str, spec: Value, cha
 #[tokio::test]
 async fn each_immutability_rule_rejects_updates_with_its_message() {
     let ns = TestNamespace::new("immutable").await;
-    expect_update_rejected(&ns, "Streamer", streamer_spec(), json!({"hostname": "other"}), "hostname is immutable").await;
+    expect_update_rejected(
+        &ns,
+        "Streamer",
+        streamer_spec(),
+        json!({"hostname": "other"}),
+        "hostname is immutable",
+    )
+    .await;
     let mut named = stream_spec();
     named["name"] = json!("site/cam-1");
-    expect_update_rejected(&ns, "Stream", named.clone(), json!({"name": "site/cam-2"}), "spec.name (the Watcher stream name) is immutable").await;
-    expect_update_rejected(&ns, "Stream", stream_spec(), json!({"name": "late"}), "spec.name (the Watcher stream name) is immutable").await;
-    expect_update_rejected(&ns, "Preset", json!({"title": "p", "id": 7}), json!({"id": 8}), "spec.id is immutable once pinned").await;
-    expect_update_rejected(&ns, "Organization", json!({"title": "o", "id": 7}), json!({"id": null}), "spec.id is immutable once pinned").await;
-    expect_update_rejected(&ns, "User", json!({"name": "u", "id": 7}), json!({"id": 9}), "spec.id is immutable once pinned").await;
+    expect_update_rejected(
+        &ns,
+        "Stream",
+        named.clone(),
+        json!({"name": "site/cam-2"}),
+        "spec.name (the Watcher stream name) is immutable",
+    )
+    .await;
+    expect_update_rejected(
+        &ns,
+        "Stream",
+        stream_spec(),
+        json!({"name": "late"}),
+        "spec.name (the Watcher stream name) is immutable",
+    )
+    .await;
+    expect_update_rejected(
+        &ns,
+        "Preset",
+        json!({"title": "p", "id": 7}),
+        json!({"id": 8}),
+        "spec.id is immutable once pinned",
+    )
+    .await;
+    expect_update_rejected(
+        &ns,
+        "Organization",
+        json!({"title": "o", "id": 7}),
+        json!({"id": null}),
+        "spec.id is immutable once pinned",
+    )
+    .await;
+    expect_update_rejected(
+        &ns,
+        "User",
+        json!({"name": "u", "id": 7}),
+        json!({"id": 9}),
+        "spec.id is immutable once pinned",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -153,12 +301,25 @@ async fn spec_and_status_are_written_independently_and_generation_follows_spec()
     // A status write through the main resource is ignored; through /status it lands without
     // touching spec or generation.
     let status = json!({"apiVersion": "panoptes.dev/v1alpha1", "kind": "Preset", "status": {"id": 42, "observedGeneration": 1}});
-    let ignored = api.patch("p", &PatchParams::default(), &Patch::Merge(&status)).await.unwrap();
-    assert!(ignored.status.is_none(), "status written through the main resource");
-    let with_status = api.patch_status("p", &PatchParams::apply("panoptes"), &Patch::Apply(&status)).await.unwrap();
+    let ignored = api
+        .patch("p", &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap();
+    assert!(
+        ignored.status.is_none(),
+        "status written through the main resource"
+    );
+    let with_status = api
+        .patch_status("p", &PatchParams::apply("panoptes"), &Patch::Apply(&status))
+        .await
+        .unwrap();
     assert_eq!(with_status.status.as_ref().unwrap().id, Some(42));
     assert_eq!(with_status.spec.title, "Before");
-    assert_eq!(with_status.metadata.generation, Some(1), "a status write moved the generation");
+    assert_eq!(
+        with_status.metadata.generation,
+        Some(1),
+        "a status write moved the generation"
+    );
 
     // A spec write moves the generation and leaves status alone.
     let mut changed = preset.clone();
@@ -168,7 +329,10 @@ async fn spec_and_status_are_written_independently_and_generation_follows_spec()
     assert_eq!(after.status.as_ref().unwrap().id, Some(42));
     // A spec-status attempt through /status does not change spec.
     let sneaky = json!({"apiVersion": "panoptes.dev/v1alpha1", "kind": "Preset", "spec": {"title": "Sneaky"}});
-    let r = api.patch_status("p", &PatchParams::apply("sneaky"), &Patch::Apply(&sneaky)).await.unwrap();
+    let r = api
+        .patch_status("p", &PatchParams::apply("sneaky"), &Patch::Apply(&sneaky))
+        .await
+        .unwrap();
     assert_eq!(r.spec.title, "After");
     assert_eq!(r.metadata.generation, Some(2));
 }
@@ -186,9 +350,18 @@ async fn a_finalizer_blocks_deletion_until_removed() {
     api.create(&PostParams::default(), &stream).await.unwrap();
     api.delete("cam", &DeleteParams::default()).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let held = api.get("cam").await.expect("deleted although a finalizer is set");
+    let held = api
+        .get("cam")
+        .await
+        .expect("deleted although a finalizer is set");
     assert!(held.metadata.deletion_timestamp.is_some());
-    api.patch("cam", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": null}}))).await.unwrap();
+    api.patch(
+        "cam",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
     eventually(Duration::from_secs(10), "the stream to go away", || {
         let api = api.clone();
         async move { api.get_opt("cam").await.unwrap().is_none().then_some(()) }
@@ -199,13 +372,32 @@ async fn a_finalizer_blocks_deletion_until_removed() {
 #[tokio::test]
 async fn kubectl_apply_get_and_explain_work_as_for_a_user() {
     let ns = TestNamespace::new("kubectl").await;
-    run_ok(kubectl().args(["apply", "-n", &ns.name, "-f"]).arg(repo_root().join("manifests/samples")));
+    run_ok(
+        kubectl()
+            .args(["apply", "-n", &ns.name, "-f"])
+            .arg(repo_root().join("manifests/samples")),
+    );
     let out = run_ok(kubectl().args(["get", "streams,streamers", "-n", &ns.name]));
-    for column in ["STREAMER", "ALIVE", "READY", "AGE", "HOSTNAME", "URL", "ROLE", "STREAMS"] {
-        assert!(out.contains(column), "kubectl get lacks column {column}:\n{out}");
+    for column in [
+        "STREAMER", "ALIVE", "READY", "AGE", "HOSTNAME", "URL", "ROLE", "STREAMS",
+    ] {
+        assert!(
+            out.contains(column),
+            "kubectl get lacks column {column}:\n{out}"
+        );
     }
-    assert!(out.contains("north-cam-01") && out.contains("streamer-3"), "{out}");
-    let by_short = run_ok(kubectl().args(["get", "cam,str,pst,org,vmsuser", "-n", &ns.name, "-o", "name"]));
+    assert!(
+        out.contains("north-cam-01") && out.contains("streamer-3"),
+        "{out}"
+    );
+    let by_short = run_ok(kubectl().args([
+        "get",
+        "cam,str,pst,org,vmsuser",
+        "-n",
+        &ns.name,
+        "-o",
+        "name",
+    ]));
     assert_eq!(by_short.lines().count(), 12 + 3 + 3 + 2 + 3, "{by_short}");
     let by_category = run_ok(kubectl().args(["get", "panoptes", "-n", &ns.name, "-o", "name"]));
     assert_eq!(by_category.lines().count(), 23, "{by_category}");
@@ -221,20 +413,41 @@ async fn helm_chart_lints_renders_and_applies_with_server_dry_run() {
     let ns = TestNamespace::new("helm").await;
     let chart = repo_root().join("charts/panoptes");
     run_ok(helm().arg("lint").arg(&chart));
-    for values in [vec![], vec!["--set", "namespaced=true", "--set", "replicaCount=2"]] {
-        let rendered = run_ok(helm().args(["template", "panoptes"]).arg(&chart).args(["--namespace", &ns.name]).args(&values));
+    for values in [
+        vec![],
+        vec!["--set", "namespaced=true", "--set", "replicaCount=2"],
+    ] {
+        let rendered = run_ok(
+            helm()
+                .args(["template", "panoptes"])
+                .arg(&chart)
+                .args(["--namespace", &ns.name])
+                .args(&values),
+        );
         let file = std::env::temp_dir().join(format!("{}-{}.yaml", ns.name, values.len()));
         std::fs::write(&file, rendered).unwrap();
-        run_ok(kubectl().args(["apply", "--dry-run=server", "-n", &ns.name, "-f"]).arg(&file));
+        run_ok(
+            kubectl()
+                .args(["apply", "--dry-run=server", "-n", &ns.name, "-f"])
+                .arg(&file),
+        );
     }
     // A server-side dry run creates nothing, so the namespace install.yaml targets must exist.
     let system_ns: k8s_openapi::api::core::v1::Namespace =
         serde_json::from_value(json!({"metadata": {"name": "panoptes-system"}})).unwrap();
     Api::<k8s_openapi::api::core::v1::Namespace>::all(ns.client.clone())
-        .patch("panoptes-system", &PatchParams::apply("panoptes-tests"), &Patch::Apply(&system_ns))
+        .patch(
+            "panoptes-system",
+            &PatchParams::apply("panoptes-tests"),
+            &Patch::Apply(&system_ns),
+        )
         .await
         .unwrap();
-    run_ok(kubectl().args(["apply", "--dry-run=server", "-f"]).arg(repo_root().join("manifests/install.yaml")));
+    run_ok(
+        kubectl()
+            .args(["apply", "--dry-run=server", "-f"])
+            .arg(repo_root().join("manifests/install.yaml")),
+    );
 }
 
 #[tokio::test]
@@ -246,7 +459,10 @@ async fn install_manifest_is_rendered_from_the_chart() {
             .args(["--namespace", "panoptes-system", "--include-crds"]),
     );
     let on_disk = std::fs::read_to_string(repo_root().join("manifests/install.yaml")).unwrap();
-    assert!(on_disk.ends_with(&rendered), "manifests/install.yaml is stale: run `make manifests`");
+    assert!(
+        on_disk.ends_with(&rendered),
+        "manifests/install.yaml is stale: run `make manifests`"
+    );
 }
 
 #[tokio::test]

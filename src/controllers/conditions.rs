@@ -20,12 +20,22 @@ pub struct Desired {
 impl Desired {
     /// A True condition.
     pub fn yes(type_: &'static str, reason: &'static str, message: impl Into<String>) -> Self {
-        Self { type_, status: true, reason, message: message.into() }
+        Self {
+            type_,
+            status: true,
+            reason,
+            message: message.into(),
+        }
     }
 
     /// A False condition.
     pub fn no(type_: &'static str, reason: &'static str, message: impl Into<String>) -> Self {
-        Self { type_, status: false, reason, message: message.into() }
+        Self {
+            type_,
+            status: false,
+            reason,
+            message: message.into(),
+        }
     }
 }
 
@@ -34,7 +44,12 @@ fn status_str(b: bool) -> &'static str {
 }
 
 /// The conditions to write, or None when `existing` already says the same thing.
-pub fn update(existing: &[Condition], desired: &[Desired], generation: Option<i64>, now: Timestamp) -> Option<Vec<Condition>> {
+pub fn update(
+    existing: &[Condition],
+    desired: &[Desired],
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Option<Vec<Condition>> {
     let mut changed = existing.len() != desired.len();
     let next: Vec<Condition> = desired
         .iter()
@@ -42,7 +57,11 @@ pub fn update(existing: &[Condition], desired: &[Desired], generation: Option<i6
             let old = existing.iter().find(|c| c.type_ == d.type_);
             let same_status = old.is_some_and(|c| c.status == status_str(d.status));
             let same = same_status
-                && old.is_some_and(|c| c.reason == d.reason && c.message == d.message && c.observed_generation == generation);
+                && old.is_some_and(|c| {
+                    c.reason == d.reason
+                        && c.message == d.message
+                        && c.observed_generation == generation
+                });
             changed |= !same;
             Condition {
                 type_: d.type_.to_string(),
@@ -85,9 +104,21 @@ mod tests {
     #[test]
     fn message_change_keeps_transition_time_but_status_flip_moves_it() {
         let once = update(&[], &[Desired::yes("Ready", "Alive", "ok")], Some(1), t(10)).unwrap();
-        let msg = update(&once, &[Desired::yes("Ready", "Alive", "still ok")], Some(1), t(20)).unwrap();
+        let msg = update(
+            &once,
+            &[Desired::yes("Ready", "Alive", "still ok")],
+            Some(1),
+            t(20),
+        )
+        .unwrap();
         assert_eq!(msg[0].last_transition_time, Time(t(10)));
-        let flip = update(&msg, &[Desired::no("Ready", "NotAlive", "down")], Some(1), t(30)).unwrap();
+        let flip = update(
+            &msg,
+            &[Desired::no("Ready", "NotAlive", "down")],
+            Some(1),
+            t(30),
+        )
+        .unwrap();
         assert_eq!(flip[0].last_transition_time, Time(t(30)));
     }
 

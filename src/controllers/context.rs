@@ -49,9 +49,25 @@ pub struct Context {
 
 impl Context {
     /// A context for `panoptes run` or a test.
-    pub fn new(client: Client, scope: Scope, stores: Stores, metrics: Metrics, tunables: Tunables) -> Self {
-        let reporter = Reporter { controller: "panoptes".into(), instance: std::env::var("POD_NAME").ok() };
+    pub fn new(
+        client: Client,
+        scope: Scope,
+        stores: Stores,
+        metrics: Metrics,
+        tunables: Tunables,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: "panoptes".into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
         let recorder = Recorder::new(client.clone(), reporter);
-        Self { client, scope, stores, recorder, metrics, tunables }
+        Self {
+            client,
+            scope,
+            stores,
+            recorder,
+            metrics,
+            tunables,
+        }
     }
 }

@@ -67,17 +67,28 @@ fn start_launcher() -> ControlPlane {
         match lines.next() {
             Some(Ok(line)) if line.starts_with("READY ") => break PathBuf::from(line[6..].trim()),
             Some(Ok(_)) => continue,
-            _ => panic!("control plane launcher exited before READY; see its log in {}", state_dir.display()),
+            _ => panic!(
+                "control plane launcher exited before READY; see its log in {}",
+                state_dir.display()
+            ),
         }
     };
-    ControlPlane { kubeconfig, _launcher: Some(Mutex::new((child, stdin))), _state_dir: Some(state_dir) }
+    ControlPlane {
+        kubeconfig,
+        _launcher: Some(Mutex::new((child, stdin))),
+        _state_dir: Some(state_dir),
+    }
 }
 
 /// The control plane, started on first use.
 pub fn control_plane() -> &'static ControlPlane {
     static CP: OnceLock<ControlPlane> = OnceLock::new();
     CP.get_or_init(|| match std::env::var_os("PANOPTES_TEST_KUBECONFIG") {
-        Some(path) => ControlPlane { kubeconfig: path.into(), _launcher: None, _state_dir: None },
+        Some(path) => ControlPlane {
+            kubeconfig: path.into(),
+            _launcher: None,
+            _state_dir: None,
+        },
         None => start_launcher(),
     })
 }
@@ -89,12 +100,18 @@ pub async fn admin_client() -> Client {
 
 /// A client that impersonates `user` (and `groups`), to test RBAC as a service account would.
 pub async fn impersonating_client(user: &str, groups: Vec<String>) -> Client {
-    client_for(&control_plane().kubeconfig, Some((user.to_string(), groups))).await
+    client_for(
+        &control_plane().kubeconfig,
+        Some((user.to_string(), groups)),
+    )
+    .await
 }
 
 async fn client_for(kubeconfig: &Path, impersonate: Option<(String, Vec<String>)>) -> Client {
     let kc = Kubeconfig::read_from(kubeconfig).expect("reading the test kubeconfig");
-    let mut config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.unwrap();
+    let mut config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .unwrap();
     if let Some((user, groups)) = impersonate {
         config.auth_info.impersonate = Some(user);
         config.auth_info.impersonate_groups = Some(groups);
@@ -114,13 +131,20 @@ async fn ensure_crds(client: &Client) {
         let api: Api<CustomResourceDefinition> = Api::all(client);
         for (_, crd) in panoptes::resources::crds() {
             let name = crd.metadata.name.clone().unwrap();
-            api.patch(&name, &PatchParams::apply("panoptes-tests").force(), &Patch::Apply(&crd))
-                .await
-                .unwrap_or_else(|e| panic!("applying CRD {name}: {e}"));
-            tokio::time::timeout(Duration::from_secs(30), await_condition(api.clone(), &name, conditions::is_crd_established()))
-                .await
-                .unwrap_or_else(|_| panic!("CRD {name} not established in 30 s"))
-                .unwrap();
+            api.patch(
+                &name,
+                &PatchParams::apply("panoptes-tests").force(),
+                &Patch::Apply(&crd),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("applying CRD {name}: {e}"));
+            tokio::time::timeout(
+                Duration::from_secs(30),
+                await_condition(api.clone(), &name, conditions::is_crd_established()),
+            )
+            .await
+            .unwrap_or_else(|_| panic!("CRD {name} not established in 30 s"))
+            .unwrap();
         }
     })
     .await;
@@ -144,7 +168,10 @@ impl TestNamespace {
             "metadata": { "name": name, "labels": { "panoptes.dev/test": "true" } }
         }))
         .unwrap();
-        Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await.unwrap();
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &ns)
+            .await
+            .unwrap();
         Self { name, client }
     }
 
@@ -166,7 +193,13 @@ impl Drop for TestNamespace {
         let _ = Command::new(bin_dir().join("kubectl"))
             .arg("--kubeconfig")
             .arg(kubeconfig)
-            .args(["delete", "namespace", &name, "--wait=false", "--ignore-not-found"])
+            .args([
+                "delete",
+                "namespace",
+                &name,
+                "--wait=false",
+                "--ignore-not-found",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
@@ -193,7 +226,9 @@ pub fn helm() -> Command {
 
 /// Runs `cmd`, returning stdout; panics with stdout+stderr when it fails.
 pub fn run_ok(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
@@ -215,7 +250,10 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -1,0 +1,603 @@
+//! `NodeClient`: one per streamer node, with a connection pool, a bounded number of requests
+//! in flight, per-request timeouts, retries with backoff for transient failures, a tracing
+//! span per call and per-node metrics.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use reqwest::{Method, Url};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
+use tracing::Instrument;
+
+use super::body::{StreamBody, node_stream_body};
+use super::credentials::Credentials;
+use super::error::{Error, Target, from_status};
+use super::metrics::NodeMetrics;
+use super::retry::RetryPolicy;
+use crate::resources::wire::{
+    NodeStream, ServerConfig, ServerStats, ServerWhoami, StreamConfigSpec,
+};
+
+/// API prefix on every node.
+pub const API_PREFIX: [&str; 3] = ["streamer", "api", "v3"];
+
+/// Fields a drift/health poll needs from `GET /streams` (keeps pages small).
+pub const POLL_SELECT: &[&str] = &[
+    "name",
+    "named_by",
+    "labels",
+    "config_on_disk",
+    "stats.status",
+    "stats.alive",
+    "stats.bitrate",
+    "stats.lifetime",
+    "stats.ts_delay",
+    "stats.source_error",
+    "stats.online_clients",
+];
+
+tokio::task_local! {
+    static TRACE_ID: String;
+}
+
+/// Runs `f` with every node request in it carrying `X-Trace-Id: trace_id` (e.g. one per
+/// reconcile, so node events can be correlated). Outside it each call gets its own id.
+pub async fn with_trace_id<F: Future>(trace_id: impl Into<String>, f: F) -> F::Output {
+    TRACE_ID.scope(trace_id.into(), f).await
+}
+
+fn new_trace_id() -> String {
+    let b: [u8; 16] = rand::random();
+    let h = hex::encode(b);
+    format!(
+        "{}-{}-4{}-a{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[13..16],
+        &h[17..20],
+        &h[20..32]
+    )
+}
+
+/// How to reach and treat one node.
+#[derive(Clone, Debug)]
+pub struct NodeClientConfig {
+    /// Node hostname (labels, spans, errors).
+    pub hostname: String,
+    /// Base URL, e.g. `http://node1:80`; `/streamer/api/v3` is appended.
+    pub base_url: String,
+    /// Credentials.
+    pub credentials: Credentials,
+    /// Requests in flight to this node at most.
+    pub max_in_flight: usize,
+    /// Timeout of one attempt, until the whole body is read.
+    pub request_timeout: Duration,
+    /// TCP connect timeout.
+    pub connect_timeout: Duration,
+    /// Retries of transient failures.
+    pub retry: RetryPolicy,
+    /// Page size of stream lists.
+    pub page_size: u32,
+}
+
+impl NodeClientConfig {
+    /// Defaults: 8 in flight, 10 s per request, 3 s to connect, 4 attempts, pages of 500.
+    pub fn new(
+        hostname: impl Into<String>,
+        base_url: impl Into<String>,
+        credentials: Credentials,
+    ) -> Self {
+        Self {
+            hostname: hostname.into(),
+            base_url: base_url.into(),
+            credentials,
+            max_in_flight: 8,
+            request_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(3),
+            retry: RetryPolicy::default(),
+            page_size: 500,
+        }
+    }
+}
+
+/// Why a client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The base URL does not parse or cannot carry a path.
+    #[error("invalid node URL {url:?}: {reason}")]
+    Url {
+        /// The URL given.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// The HTTP client could not be built.
+    #[error("cannot build the HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+}
+
+/// `GET /config`: the stored server config plus the read-only members.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct NodeServerConfig {
+    /// The configuration.
+    #[serde(flatten)]
+    pub config: ServerConfig,
+    /// Persistent node id.
+    #[serde(default)]
+    pub server_id: Option<String>,
+    /// Runtime status.
+    #[serde(default)]
+    pub stats: Option<ServerStats>,
+}
+
+/// Parameters of `GET /streams`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ListQuery {
+    /// Fields to return (`name` is always added); empty = everything.
+    pub select: Vec<String>,
+    /// Sort, e.g. `-stats.bitrate,name`.
+    pub sort: Option<String>,
+    /// Search text.
+    pub q: Option<String>,
+    /// Filters by field, e.g. `("named_by", "config")`.
+    pub filters: Vec<(String, String)>,
+    /// Page size (else the client's `page_size`).
+    pub limit: Option<u32>,
+}
+
+impl ListQuery {
+    /// The query of a drift and health poll ([`POLL_SELECT`]).
+    pub fn poll() -> Self {
+        Self {
+            select: POLL_SELECT.iter().map(|s| s.to_string()).collect(),
+            ..Self::default()
+        }
+    }
+
+    /// Adds a filter.
+    pub fn filter(mut self, field: impl Into<String>, value: impl Into<String>) -> Self {
+        self.filters.push((field.into(), value.into()));
+        self
+    }
+
+    /// Sets the page size.
+    pub fn limit(mut self, limit: u32) -> Self {
+        self.limit = Some(limit);
+        self
+    }
+}
+
+/// One page of `GET /streams`.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+pub struct StreamsPage {
+    /// Streams (fields limited by `select`).
+    #[serde(default)]
+    pub streams: Vec<NodeStream>,
+    /// Estimated total.
+    #[serde(default)]
+    pub estimated_count: Option<i64>,
+    /// Cursor of the next page; absent on the last.
+    #[serde(default)]
+    pub next: Option<String>,
+    /// Cursor of the previous page.
+    #[serde(default)]
+    pub prev: Option<String>,
+    /// Persistent node id.
+    #[serde(default)]
+    pub server_id: Option<String>,
+}
+
+struct Inner {
+    cfg: NodeClientConfig,
+    http: reqwest::Client,
+    api: Url,
+    permits: Semaphore,
+    metrics: NodeMetrics,
+}
+
+/// Client of one node. Cheap to clone (clones share the pool and the in-flight limit).
+#[derive(Clone)]
+pub struct NodeClient {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for NodeClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeClient")
+            .field("hostname", &self.inner.cfg.hostname)
+            .field("api", &self.inner.api.as_str())
+            .finish()
+    }
+}
+
+struct Call<'a> {
+    op: &'static str,
+    stream: Option<&'a str>,
+    method: Method,
+    url: Url,
+    body: Option<Vec<u8>>,
+    retry: bool,
+}
+
+impl NodeClient {
+    /// Builds a client. Installs the rustls `ring` provider if none is installed yet.
+    pub fn new(cfg: NodeClientConfig, metrics: NodeMetrics) -> Result<Self, BuildError> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let bad = |reason: &str| BuildError::Url {
+            url: cfg.base_url.clone(),
+            reason: reason.to_string(),
+        };
+        let mut api = Url::parse(&cfg.base_url).map_err(|e| bad(&e.to_string()))?;
+        if !matches!(api.scheme(), "http" | "https") {
+            return Err(bad("scheme must be http or https"));
+        }
+        api.set_query(None);
+        api.path_segments_mut()
+            .map_err(|_| bad("cannot carry a path"))?
+            .pop_if_empty()
+            .extend(API_PREFIX);
+        let http = reqwest::Client::builder()
+            .connect_timeout(cfg.connect_timeout)
+            .pool_max_idle_per_host(cfg.max_in_flight.max(1))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .tcp_nodelay(true)
+            .user_agent(concat!("panoptes/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        let permits = Semaphore::new(cfg.max_in_flight.max(1));
+        Ok(Self {
+            inner: Arc::new(Inner {
+                cfg,
+                http,
+                api,
+                permits,
+                metrics,
+            }),
+        })
+    }
+
+    /// Node hostname.
+    pub fn hostname(&self) -> &str {
+        &self.inner.cfg.hostname
+    }
+
+    /// `…/streamer/api/v3` of this node.
+    pub fn api_url(&self) -> &Url {
+        &self.inner.api
+    }
+
+    fn url(&self, segments: &[&str]) -> Url {
+        let mut u = self.inner.api.clone();
+        u.path_segments_mut()
+            .expect("checked in new")
+            .extend(segments);
+        u
+    }
+
+    fn target(&self, op: &'static str, stream: Option<&str>) -> Box<Target> {
+        Box::new(Target {
+            node: self.inner.cfg.hostname.clone(),
+            op,
+            stream: stream.map(str::to_string),
+        })
+    }
+
+    fn transport(&self, target: Box<Target>, e: reqwest::Error) -> Error {
+        if e.is_timeout() {
+            return Error::Timeout {
+                target,
+                after: self.inner.cfg.request_timeout,
+            };
+        }
+        let mut message = e.to_string();
+        let mut src = std::error::Error::source(&e);
+        while let Some(s) = src {
+            message.push_str(": ");
+            message.push_str(&s.to_string());
+            src = s.source();
+        }
+        Error::Unreachable { target, message }
+    }
+
+    async fn attempt(&self, call: &Call<'_>, trace_id: &str) -> Result<Vec<u8>, Error> {
+        let inner = &self.inner;
+        let target = || self.target(call.op, call.stream);
+        let _permit = inner
+            .permits
+            .acquire()
+            .await
+            .expect("semaphore never closed");
+        let started = Instant::now();
+        let now_s = chrono::Utc::now().timestamp();
+        let mut req = inner
+            .http
+            .request(call.method.clone(), call.url.clone())
+            .timeout(inner.cfg.request_timeout)
+            .header(ACCEPT, HeaderValue::from_static("application/json"))
+            .header("X-Originator", HeaderValue::from_static("panoptes"))
+            .header("X-Trace-Id", trace_id);
+        if let Some(auth) = inner.cfg.credentials.header_value(now_s) {
+            req = req.header(AUTHORIZATION, auth);
+        }
+        if let Some(body) = &call.body {
+            req = req
+                .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+                .body(body.clone());
+        }
+        let result = match req.send().await {
+            Err(e) => Err(self.transport(target(), e)),
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                match resp.bytes().await {
+                    Err(e) => Err(self.transport(target(), e)),
+                    Ok(bytes) if (200..300).contains(&status) => Ok(bytes.to_vec()),
+                    Ok(bytes) => Err(from_status(*target(), status, &bytes)),
+                }
+            }
+        };
+        let outcome = result
+            .as_ref()
+            .map(|_| "ok")
+            .unwrap_or_else(|e| e.category());
+        inner.metrics.observe(
+            &inner.cfg.hostname,
+            outcome,
+            started.elapsed().as_secs_f64(),
+        );
+        result
+    }
+
+    async fn execute(&self, call: Call<'_>) -> Result<Vec<u8>, Error> {
+        let trace_id = TRACE_ID
+            .try_with(Clone::clone)
+            .unwrap_or_else(|_| new_trace_id());
+        let span = tracing::debug_span!("node_request", node = %self.inner.cfg.hostname, op = call.op, stream = call.stream.unwrap_or(""), trace_id = %trace_id);
+        async {
+            let policy = &self.inner.cfg.retry;
+            let max = if call.retry { policy.max_attempts.max(1) } else { 1 };
+            let mut failed = 0;
+            loop {
+                match self.attempt(&call, &trace_id).await {
+                    Ok(bytes) => return Ok(bytes),
+                    Err(e) if e.is_transient() && failed + 1 < max => {
+                        failed += 1;
+                        let wait = policy.backoff(failed);
+                        tracing::debug!(error = %e, attempt = failed, wait_ms = wait.as_millis() as u64, "transient node error, retrying");
+                        self.inner.metrics.retried(&self.inner.cfg.hostname);
+                        tokio::time::sleep(wait).await;
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, category = e.category(), "node request failed");
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    fn decode<T: DeserializeOwned>(
+        &self,
+        op: &'static str,
+        stream: Option<&str>,
+        bytes: &[u8],
+    ) -> Result<T, Error> {
+        serde_json::from_slice(bytes).map_err(|e| Error::Decode {
+            target: self.target(op, stream),
+            message: e.to_string(),
+        })
+    }
+
+    async fn get_json<T: DeserializeOwned>(
+        &self,
+        op: &'static str,
+        stream: Option<&str>,
+        url: Url,
+        retry: bool,
+    ) -> Result<T, Error> {
+        let bytes = self
+            .execute(Call {
+                op,
+                stream,
+                method: Method::GET,
+                url,
+                body: None,
+                retry,
+            })
+            .await?;
+        self.decode(op, stream, &bytes)
+    }
+
+    fn encode(
+        &self,
+        op: &'static str,
+        stream: Option<&str>,
+        body: &impl Serialize,
+    ) -> Result<Vec<u8>, Error> {
+        serde_json::to_vec(body).map_err(|e| Error::Decode {
+            target: self.target(op, stream),
+            message: e.to_string(),
+        })
+    }
+
+    // ---- server ----------------------------------------------------------------------
+
+    /// `GET /config`: stored server config, `server_id` and `stats`.
+    pub async fn config_get(&self) -> Result<NodeServerConfig, Error> {
+        self.get_json("config_get", None, self.url(&["config"]), true)
+            .await
+    }
+
+    /// `PUT /config` with a partial config: only the members set are sent.
+    pub async fn config_save(&self, partial: &ServerConfig) -> Result<NodeServerConfig, Error> {
+        let body = self.encode("config_save", None, partial)?;
+        let bytes = self
+            .execute(Call {
+                op: "config_save",
+                stream: None,
+                method: Method::PUT,
+                url: self.url(&["config"]),
+                body: Some(body),
+                retry: true,
+            })
+            .await?;
+        self.decode("config_save", None, &bytes)
+    }
+
+    /// `GET /config/stats`: the cheap health / drift / restart poll.
+    pub async fn config_stats(&self) -> Result<ServerStats, Error> {
+        self.get_json(
+            "config_stats_get",
+            None,
+            self.url(&["config", "stats"]),
+            true,
+        )
+        .await
+    }
+
+    /// `GET /monitoring/liveness` (one attempt: a probe observes, it does not insist).
+    pub async fn liveness(&self) -> Result<ServerWhoami, Error> {
+        self.get_json(
+            "liveness_probe",
+            None,
+            self.url(&["monitoring", "liveness"]),
+            false,
+        )
+        .await
+    }
+
+    /// `GET /monitoring/readiness` (one attempt).
+    pub async fn readiness(&self) -> Result<ServerWhoami, Error> {
+        self.get_json(
+            "readiness_probe",
+            None,
+            self.url(&["monitoring", "readiness"]),
+            false,
+        )
+        .await
+    }
+
+    // ---- streams ---------------------------------------------------------------------
+
+    /// `GET /streams/{name}` (effective config, `config_on_disk`, stats).
+    pub async fn stream_get(&self, name: &str) -> Result<NodeStream, Error> {
+        self.get_json("stream_get", Some(name), self.url(&["streams", name]), true)
+            .await
+    }
+
+    /// `PUT /streams/{name}`: a partial update, or a full replacement when the body has `$reset`.
+    pub async fn stream_save(&self, body: &StreamBody) -> Result<NodeStream, Error> {
+        let name = body.name();
+        let bytes = self.encode("stream_save", Some(name), body.as_json())?;
+        let call = Call {
+            op: "stream_save",
+            stream: Some(name),
+            method: Method::PUT,
+            url: self.url(&["streams", name]),
+            body: Some(bytes),
+            retry: true,
+        };
+        let out = self.execute(call).await?;
+        self.decode("stream_save", Some(name), &out)
+    }
+
+    /// Full replacement of a stream Panoptes owns, built by [`node_stream_body`].
+    pub async fn stream_apply(
+        &self,
+        name: &str,
+        spec: &StreamConfigSpec,
+    ) -> Result<NodeStream, Error> {
+        self.stream_save(&node_stream_body(name, spec)).await
+    }
+
+    /// `DELETE /streams/{name}`. A stream that is already gone (404) counts as deleted.
+    pub async fn stream_delete(&self, name: &str) -> Result<(), Error> {
+        let call = Call {
+            op: "stream_delete",
+            stream: Some(name),
+            method: Method::DELETE,
+            url: self.url(&["streams", name]),
+            body: None,
+            retry: true,
+        };
+        match self.execute(call).await {
+            Ok(_) | Err(Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `POST /streams/{name}/stop`: restarts a static stream, stops an on-demand one.
+    pub async fn stream_stop(&self, name: &str) -> Result<(), Error> {
+        let call = Call {
+            op: "stream_stop",
+            stream: Some(name),
+            method: Method::POST,
+            url: self.url(&["streams", name, "stop"]),
+            body: None,
+            retry: true,
+        };
+        self.execute(call).await.map(|_| ())
+    }
+
+    /// One page of `GET /streams`.
+    pub async fn streams_page(
+        &self,
+        query: &ListQuery,
+        cursor: Option<&str>,
+    ) -> Result<StreamsPage, Error> {
+        let mut url = self.url(&["streams"]);
+        {
+            let mut qp = url.query_pairs_mut();
+            if !query.select.is_empty() {
+                let mut fields: Vec<&str> = query.select.iter().map(String::as_str).collect();
+                if !fields.contains(&"name") {
+                    fields.insert(0, "name");
+                }
+                qp.append_pair("select", &fields.join(","));
+            }
+            qp.append_pair(
+                "limit",
+                &query.limit.unwrap_or(self.inner.cfg.page_size).to_string(),
+            );
+            if let Some(s) = &query.sort {
+                qp.append_pair("sort", s);
+            }
+            if let Some(q) = &query.q {
+                qp.append_pair("q", q);
+            }
+            for (k, v) in &query.filters {
+                qp.append_pair(k, v);
+            }
+            if let Some(c) = cursor {
+                qp.append_pair("cursor", c);
+            }
+        }
+        self.get_json("streams_list", None, url, true).await
+    }
+
+    /// Every stream, following `next` until it is absent. Each page is retried on its own;
+    /// an error anywhere fails the whole list (never act on a partial list).
+    pub async fn streams_list(&self, query: &ListQuery) -> Result<Vec<NodeStream>, Error> {
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        let mut seen = HashSet::new();
+        loop {
+            let page = self.streams_page(query, cursor.as_deref()).await?;
+            out.extend(page.streams);
+            match page.next.filter(|n| !n.is_empty()) {
+                None => return Ok(out),
+                Some(next) if !seen.insert(next.clone()) => {
+                    return Err(Error::Decode {
+                        target: self.target("streams_list", None),
+                        message: "the node returned the same cursor twice".into(),
+                    });
+                }
+                Some(next) => cursor = Some(next),
+            }
+        }
+    }
+}

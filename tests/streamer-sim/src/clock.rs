@@ -1,0 +1,34 @@
+//! The simulator's clock: wall time plus an offset tests can advance, so the runtime
+//! life-cycle (start delay, retries, `ts_delay`, uptime) can be driven without sleeping.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Shared by every node of a [`crate::Cluster`]. Cloning shares the offset.
+#[derive(Clone, Debug, Default)]
+pub struct SimClock {
+    offset_ms: Arc<AtomicI64>,
+}
+
+impl SimClock {
+    /// Current simulated time, Unix milliseconds.
+    pub fn now_ms(&self) -> i64 {
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis() as i64;
+        wall + self.offset_ms.load(Ordering::Relaxed)
+    }
+
+    /// Moves simulated time forward (never backward).
+    pub fn advance(&self, by: Duration) {
+        self.offset_ms
+            .fetch_add(by.as_millis() as i64, Ordering::Relaxed);
+    }
+
+    /// Total offset added so far.
+    pub fn offset(&self) -> Duration {
+        Duration::from_millis(self.offset_ms.load(Ordering::Relaxed).max(0) as u64)
+    }
+}
