@@ -466,7 +466,8 @@ pub struct StreamLayout {
 #[skip_serializing_none]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct NodeStream {
-    /// Stream name.
+    /// Stream name (absent only when a list's `select` leaves it out).
+    #[serde(default)]
     pub name: String,
     /// Where the stream came from: config, user, remote or external.
     pub named_by: Option<String>,
