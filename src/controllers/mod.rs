@@ -2,5 +2,10 @@
 
 pub mod conditions;
 pub mod context;
+pub mod ids;
+pub mod organization;
+pub mod preset;
+pub mod refs;
+pub mod user;
 
 pub use context::{Context, Tunables};

@@ -1,0 +1,578 @@
+//! User controller: keeps each User's Watcher id, checks its organization memberships, and
+//! turns the password in `spec.passwordSecretRef` into an argon2id hash for the facade's login.
+//!
+//! The hash (a salted argon2id PHC string) lives only in the operator-owned Secret
+//! `panoptes-user-<name>-hash` (type Opaque, key `hash`, label
+//! `app.kubernetes.io/managed-by=panoptes`, owner reference to the User), named in
+//! `status.passwordHashSecret`. No fast hash or fingerprint of the password is kept anywhere:
+//! to know whether the password changed, the controller verifies the current password against
+//! the stored hash (argon2 verify) and re-hashes only when that fails. The hash Secret records
+//! in the annotation `panoptes.dev/password-source` the uid and resourceVersion of the password
+//! Secret it was last checked against (metadata, nothing derived from the password), so an
+//! unchanged password Secret is not verified again, not even after an operator restart.
+//! Passwords and hashes are never logged, nor put in status or Events.
+//!
+//! The finalizer `panoptes.dev/cleanup` releases the id claim and deletes the hash Secret on
+//! deletion (its owner reference lets a cluster's garbage collector do the same; the explicit
+//! delete does not depend on one).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use argon2::{Argon2, PasswordHash};
+use futures::{FutureExt, StreamExt};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use kube::runtime::controller::{Action, Config, Controller};
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+use sha1::Digest;
+
+use super::Context;
+use super::conditions::Desired;
+use super::ids::{self, IdKind, IdState, Ids};
+use super::preset::conflict_message;
+use super::refs::{self, Backoff, Error, Key, Pending, Settle, SourceKind, is_not_found, key_of};
+use crate::resources::common::{CONTROLLER_MANAGER, CommonStatus, GROUP};
+use crate::resources::{Organization, User, UserStatus};
+
+/// Reconciles running at once (hashing is CPU-bound and runs on the blocking pool).
+const CONCURRENCY: u16 = 2;
+/// How often a missing reference or an id conflict is re-checked besides the watch triggers.
+const RECHECK: Duration = Duration::from_secs(30);
+/// Key of the hash in the hash Secret.
+pub const HASH_KEY: &str = "hash";
+/// Annotation on the hash Secret: `<uid>/<resourceVersion>` of the password Secret the hash was
+/// last checked against.
+pub const SOURCE_ANNOTATION: &str = "panoptes.dev/password-source";
+
+/// Name of the Secret holding the password hash of User `user`: `panoptes-user-<user>-hash`,
+/// shortened with a digest of the name when that would exceed 253 characters.
+pub fn hash_secret_name(user: &str) -> String {
+    let full = format!("panoptes-user-{user}-hash");
+    if full.len() <= 253 {
+        return full;
+    }
+    let digest = hex::encode(&sha1::Sha1::digest(user.as_bytes())[..8]);
+    let keep: String = user
+        .chars()
+        .take(253 - "panoptes-user--hash".len() - digest.len() - 1)
+        .collect();
+    format!(
+        "panoptes-user-{}-{digest}-hash",
+        keep.trim_end_matches(['-', '.'])
+    )
+}
+
+/// A salted argon2id hash of `password` as a PHC string (`$argon2id$v=19$...`).
+pub fn hash_password(password: &[u8]) -> Result<String, String> {
+    Argon2::default()
+        .hash_password(password)
+        .map(|h| h.to_string())
+        .map_err(|e| e.to_string())
+}
+
+/// Whether `password` matches the PHC string `phc` (false for a malformed hash).
+pub fn verify_hash(phc: &str, password: &[u8]) -> bool {
+    match PasswordHash::new(phc) {
+        Ok(parsed) => Argon2::default().verify_password(password, &parsed).is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// Whether `password` is the password of `user`, checked against the hash Secret named in its
+/// `status.passwordHashSecret` (which must be owned by this very User). False when the user
+/// has no hash in effect (no password, password Secret missing, not reconciled yet) or on any
+/// error. Runs the (deliberately slow) verification on the blocking pool.
+pub async fn verify_password(client: &Client, user: &User, password: &str) -> bool {
+    let Some(name) = user
+        .status
+        .as_ref()
+        .and_then(|s| s.password_hash_secret.clone())
+    else {
+        return false;
+    };
+    let ns = user.namespace().unwrap_or_default();
+    let secret = match Api::<Secret>::namespaced(client.clone(), &ns)
+        .get_opt(&name)
+        .await
+    {
+        Ok(Some(s)) => s,
+        Ok(None) => return false,
+        Err(error) => {
+            tracing::warn!(%error, namespace = %ns, user = %user.name_any(), "reading the password hash failed");
+            return false;
+        }
+    };
+    let Some(phc) = owned_hash(&secret, user.uid().as_deref()) else {
+        return false;
+    };
+    let password = password.as_bytes().to_vec();
+    tokio::task::spawn_blocking(move || verify_hash(&phc, &password))
+        .await
+        .unwrap_or(false)
+}
+
+/// The hash in `secret` if it is owned by the User with `uid`.
+fn owned_hash(secret: &Secret, uid: Option<&str>) -> Option<String> {
+    let uid = uid?;
+    let owned = secret
+        .owner_references()
+        .iter()
+        .any(|o| o.kind == "User" && o.uid == uid && o.api_version.starts_with(GROUP));
+    if !owned {
+        return None;
+    }
+    let bytes = secret.data.as_ref()?.get(HASH_KEY)?;
+    String::from_utf8(bytes.0.clone()).ok()
+}
+
+/// State of the User controller, shared by its reconciles and mappers.
+pub struct UserController {
+    ctx: Arc<Context>,
+    store: Store<User>,
+    ids: Ids,
+    pending: Pending,
+    backoff: Backoff,
+}
+
+impl UserController {
+    fn organization_changed(&self, org: &Organization) -> Vec<ObjectRef<User>> {
+        let (ns, name) = key_of(org);
+        let users = self.users_where(&ns, |u| {
+            u.spec
+                .organizations
+                .iter()
+                .flatten()
+                .any(|m| m.organization_ref == name)
+        });
+        for u in &users {
+            self.pending.record(
+                (ns.clone(), u.clone()),
+                SourceKind::Organization,
+                &name,
+                org.resource_version(),
+            );
+        }
+        users
+            .into_iter()
+            .map(|u| ObjectRef::new(&u).within(&ns))
+            .collect()
+    }
+
+    /// The hash Secret's owner, and every user whose password is in this Secret. Secrets are
+    /// read live in the reconcile, so no freshness bookkeeping is needed.
+    fn secret_changed(&self, secret: &Secret) -> Vec<ObjectRef<User>> {
+        let (ns, name) = key_of(secret);
+        let mut users = self.users_where(&ns, |u| {
+            u.spec
+                .password_secret_ref
+                .as_ref()
+                .is_some_and(|r| r.name == name)
+        });
+        users.extend(
+            secret
+                .owner_references()
+                .iter()
+                .filter(|o| o.kind == "User" && o.api_version.starts_with(GROUP))
+                .map(|o| o.name.clone()),
+        );
+        users.sort();
+        users.dedup();
+        users
+            .into_iter()
+            .map(|u| ObjectRef::new(&u).within(&ns))
+            .collect()
+    }
+
+    fn users_where(&self, ns: &str, f: impl Fn(&User) -> bool) -> Vec<String> {
+        self.store
+            .state()
+            .iter()
+            .filter(|u| u.namespace().as_deref() == Some(ns) && f(u))
+            .map(|u| u.name_any())
+            .collect()
+    }
+}
+
+/// Runs the User controller until `shutdown` resolves.
+pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 'static) {
+    let shutdown = shutdown.shared();
+    if !refs::stores_ready(&ctx, shutdown.clone()).await {
+        return;
+    }
+    let wc = watcher::Config::default().any_semantic();
+    let controller = Controller::new(ctx.scope.api::<User>(ctx.client.clone()), wc.clone());
+    let ctl = Arc::new(UserController {
+        ctx: ctx.clone(),
+        store: controller.store(),
+        ids: Ids::new(IdKind::User),
+        pending: Pending::default(),
+        backoff: Backoff::default(),
+    });
+    let on_org = {
+        let ctl = ctl.clone();
+        move |o: Organization| ctl.organization_changed(&o)
+    };
+    let on_secret = {
+        let ctl = ctl.clone();
+        move |s: Secret| ctl.secret_changed(&s)
+    };
+    tracing::info!("user controller started");
+    controller
+        .with_config(Config::default().concurrency(CONCURRENCY))
+        .watches(
+            ctx.scope.api::<Organization>(ctx.client.clone()),
+            wc.clone(),
+            on_org,
+        )
+        .watches(ctx.scope.api::<Secret>(ctx.client.clone()), wc, on_secret)
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctl)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "user controller");
+            }
+        })
+        .await;
+    tracing::info!("user controller stopped");
+}
+
+/// Reconciles one User.
+#[tracing::instrument(skip_all, fields(namespace = user.namespace(), name = user.name_any()))]
+pub async fn reconcile(user: Arc<User>, ctl: Arc<UserController>) -> Result<Action, Error> {
+    let key = key_of(user.as_ref());
+    let action = reconcile_inner(&user, &ctl, &key).await?;
+    ctl.backoff.succeeded(&key);
+    Ok(action)
+}
+
+/// Invalid input waits for a change; anything else backs off per user with jitter.
+pub fn error_policy(user: Arc<User>, error: &Error, ctl: Arc<UserController>) -> Action {
+    refs::error_action(&ctl.backoff, &key_of(user.as_ref()), "User", error)
+}
+
+/// Where the password stands.
+enum Password {
+    /// No `passwordSecretRef`: the user cannot log in with a password.
+    None,
+    /// The hash Secret holds a hash of the current password.
+    Hashed(String),
+    /// The referenced Secret or key does not exist (message says which).
+    Missing(String),
+}
+
+async fn reconcile_inner(user: &User, ctl: &UserController, key: &Key) -> Result<Action, Error> {
+    let ctx = &ctl.ctx;
+    let facts = match ctl.pending.settle(ctx, key, &[]).await? {
+        Settle::Wait(d) => return Ok(Action::requeue(d)),
+        Settle::Done(facts) => facts,
+    };
+    let ns = &key.0;
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    if user.meta().deletion_timestamp.is_some() {
+        ctl.ids.release(ctx, user).await?;
+        delete_hash_secret(&secrets, user).await?;
+        ids::remove_finalizer(ctx, user).await?;
+        return Ok(Action::await_change());
+    }
+
+    let state = ctl
+        .ids
+        .ensure(ctx, user, || ids::snapshot(&ctl.store))
+        .await?;
+    let held = match state {
+        IdState::Held(id) => Some(id),
+        IdState::Conflict { .. } => None,
+    };
+    if ids::metadata_differs(user, held) {
+        ids::apply_metadata(ctx, user, held).await?;
+    }
+
+    let orgs = &ctx.stores.organizations;
+    let memberships = user
+        .spec
+        .organizations
+        .iter()
+        .flatten()
+        .map(|m| m.organization_ref.clone());
+    let missing_orgs = refs::missing(
+        ctx,
+        ns,
+        SourceKind::Organization,
+        memberships,
+        &facts,
+        |o| orgs.get(&ObjectRef::new(o).within(ns)).is_some(),
+    )
+    .await?;
+
+    let old = user.status.clone().unwrap_or_default();
+    let password = password(ctl, &secrets, user).await?;
+    if matches!(password, Password::None) && old.password_hash_secret.is_some() {
+        delete_hash_secret(&secrets, user).await?;
+    }
+
+    let ready = match (&state, &password) {
+        (IdState::Conflict { id, holder, pinned }, _) => Desired::no(
+            "Ready",
+            "IdConflict",
+            conflict_message(*id, holder, *pinned),
+        ),
+        (_, Password::Missing(message)) => {
+            Desired::no("Ready", "PasswordSecretMissing", message.clone())
+        }
+        _ if !missing_orgs.is_empty() => Desired::no(
+            "Ready",
+            "MissingReference",
+            format!("Organization(s) not found: {}", missing_orgs.join(", ")),
+        ),
+        (IdState::Held(id), _) => Desired::yes("Ready", "Reconciled", format!("Watcher id {id}")),
+    };
+    let generation = user.meta().generation;
+    let (conditions, flipped) = refs::next_conditions(&old.common.conditions, &ready, generation);
+    let next = UserStatus {
+        common: CommonStatus {
+            conditions,
+            observed_generation: generation,
+        },
+        id: held.or(old.id),
+        password_hash_secret: match &password {
+            Password::Hashed(secret) => Some(secret.clone()),
+            Password::None | Password::Missing(_) => None,
+        },
+    };
+    if next != old {
+        refs::apply_status(ctx, user, &next).await?;
+        if old.id.is_none()
+            && let Some(id) = next.id
+        {
+            refs::publish(
+                ctx,
+                user,
+                EventType::Normal,
+                "IdAssigned",
+                format!("Watcher id {id}"),
+            )
+            .await;
+        }
+        if flipped && !ready.status {
+            refs::publish(
+                ctx,
+                user,
+                EventType::Warning,
+                ready.reason,
+                ready.message.clone(),
+            )
+            .await;
+        }
+    }
+    Ok(if ready.status {
+        Action::await_change()
+    } else {
+        Action::requeue(RECHECK)
+    })
+}
+
+/// Reads the password and makes sure the hash Secret holds a hash of it.
+async fn password(
+    ctl: &UserController,
+    secrets: &Api<Secret>,
+    user: &User,
+) -> Result<Password, Error> {
+    let Some(r) = &user.spec.password_secret_ref else {
+        return Ok(Password::None);
+    };
+    let (ns, name) = key_of(user);
+    let source = secrets.get_opt(&r.name).await.map_err(Error::kube(
+        "reading password Secret",
+        format!("{ns}/{}", r.name),
+    ))?;
+    let Some(source) = source else {
+        return Ok(Password::Missing(format!("Secret {} not found", r.name)));
+    };
+    let Some(password) = source
+        .data
+        .as_ref()
+        .and_then(|d| d.get(&r.key))
+        .map(|b: &ByteString| b.0.clone())
+    else {
+        return Ok(Password::Missing(format!(
+            "Secret {} has no key {}",
+            r.name, r.key
+        )));
+    };
+    let uid = user.uid().unwrap_or_default();
+    let source_version = format!(
+        "{}/{}",
+        source.uid().unwrap_or_default(),
+        source.resource_version().unwrap_or_default()
+    );
+    let hash_name = hash_secret_name(&name);
+    let who = format!("{ns}/{name}");
+    let existing = secrets.get_opt(&hash_name).await.map_err(Error::kube(
+        "reading password hash Secret",
+        format!("{ns}/{hash_name}"),
+    ))?;
+    if let Some(existing) = &existing
+        && let Some(phc) = owned_hash(existing, Some(&uid))
+    {
+        if existing.annotations().get(SOURCE_ANNOTATION) == Some(&source_version) {
+            return Ok(Password::Hashed(hash_name));
+        }
+        // The password Secret changed since the hash was checked: is it still the same password?
+        let (pw, stored) = (password.clone(), phc.clone());
+        let matches = tokio::task::spawn_blocking(move || verify_hash(&stored, &pw))
+            .await
+            .map_err(|e| Error::Hash {
+                user: who.clone(),
+                reason: e.to_string(),
+            })?;
+        if matches {
+            apply_hash_secret(secrets, user, &hash_name, &phc, &source_version).await?;
+            return Ok(Password::Hashed(hash_name));
+        }
+    }
+    let phc = tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .map_err(|e| Error::Hash {
+            user: who.clone(),
+            reason: e.to_string(),
+        })?
+        .map_err(|reason| Error::Hash {
+            user: who.clone(),
+            reason,
+        })?;
+    apply_hash_secret(secrets, user, &hash_name, &phc, &source_version).await?;
+    refs::publish(
+        &ctl.ctx,
+        user,
+        EventType::Normal,
+        "PasswordHashed",
+        format!("password hash stored in Secret {hash_name}"),
+    )
+    .await;
+    tracing::info!(secret = %hash_name, "password hashed");
+    Ok(Password::Hashed(hash_name))
+}
+
+async fn apply_hash_secret(
+    secrets: &Api<Secret>,
+    user: &User,
+    name: &str,
+    phc: &str,
+    source_version: &str,
+) -> Result<Secret, Error> {
+    use base64::Engine;
+    let (ns, user_name) = key_of(user);
+    let body = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": name,
+            "namespace": ns,
+            "labels": {
+                "app.kubernetes.io/managed-by": "panoptes",
+                "app.kubernetes.io/component": "user-password-hash",
+            },
+            "annotations": { SOURCE_ANNOTATION: source_version },
+            "ownerReferences": [{
+                "apiVersion": User::api_version(&()),
+                "kind": User::kind(&()),
+                "name": user_name,
+                "uid": user.uid(),
+                "controller": true,
+            }],
+        },
+        "type": "Opaque",
+        "data": { HASH_KEY: base64::engine::general_purpose::STANDARD.encode(phc) },
+    });
+    secrets
+        .patch(
+            name,
+            &PatchParams::apply(CONTROLLER_MANAGER).force(),
+            &Patch::Apply(&body),
+        )
+        .await
+        .map_err(Error::kube(
+            "applying password hash Secret",
+            format!("{ns}/{name}"),
+        ))
+}
+
+/// Deletes the hash Secret of `user` if it is this user's (owner reference uid).
+async fn delete_hash_secret(secrets: &Api<Secret>, user: &User) -> Result<(), Error> {
+    let name = hash_secret_name(&user.name_any());
+    let Some(secret) = secrets
+        .get_opt(&name)
+        .await
+        .map_err(Error::kube("reading password hash Secret", name.clone()))?
+    else {
+        return Ok(());
+    };
+    if owned_hash(&secret, user.uid().as_deref()).is_none() {
+        return Ok(());
+    }
+    let dp = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: secret.uid(),
+            resource_version: None,
+        }),
+        ..Default::default()
+    };
+    match secrets.delete(&name, &dp).await {
+        Ok(_) => Ok(()),
+        Err(e) if is_not_found(&e) => Ok(()),
+        Err(e) => Err(Error::kube("deleting password hash Secret", name)(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+
+    #[test]
+    fn hash_secret_names_fit() {
+        assert_eq!(hash_secret_name("alice"), "panoptes-user-alice-hash");
+        let long = "a".repeat(253);
+        let n = hash_secret_name(&long);
+        assert!(n.len() <= 253, "{}", n.len());
+        assert!(n.starts_with("panoptes-user-a") && n.ends_with("-hash"));
+        assert_ne!(n, hash_secret_name(&format!("{}b", "a".repeat(252))));
+    }
+
+    #[test]
+    fn hashes_are_salted_argon2id_and_verify() {
+        let a = hash_password(b"correct horse").unwrap();
+        let b = hash_password(b"correct horse").unwrap();
+        assert!(a.starts_with("$argon2id$"));
+        assert_ne!(a, b, "salted");
+        assert!(!a.contains("correct horse"));
+        assert!(verify_hash(&a, b"correct horse"));
+        assert!(!verify_hash(&a, b"wrong"));
+        assert!(!verify_hash("not a hash", b"correct horse"));
+    }
+
+    #[test]
+    fn only_the_users_own_secret_counts() {
+        let mut s = Secret {
+            data: Some([(HASH_KEY.to_string(), ByteString(b"$argon2id$x".to_vec()))].into()),
+            ..Default::default()
+        };
+        assert_eq!(owned_hash(&s, Some("u1")), None);
+        s.metadata.owner_references = Some(vec![OwnerReference {
+            api_version: "panoptes.dev/v1alpha1".into(),
+            kind: "User".into(),
+            name: "alice".into(),
+            uid: "u1".into(),
+            ..Default::default()
+        }]);
+        assert_eq!(owned_hash(&s, Some("u1")).as_deref(), Some("$argon2id$x"));
+        assert_eq!(owned_hash(&s, Some("u2")), None);
+    }
+}
