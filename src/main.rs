@@ -30,6 +30,9 @@ enum Command {
         /// Listen address of /healthz, /readyz and /metrics.
         #[arg(long, env = "PANOPTES_PROBE_ADDR", default_value = "0.0.0.0:8080")]
         probe_addr: SocketAddr,
+        /// Namespace for Panoptes' own objects (Watcher id claims); in a pod, its own namespace.
+        #[arg(long, env = "PANOPTES_SYSTEM_NAMESPACE", default_value = "default")]
+        system_namespace: String,
         /// Log format.
         #[arg(long, env = "PANOPTES_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
@@ -57,11 +60,18 @@ async fn main() -> ExitCode {
         Command::Run {
             namespace,
             probe_addr,
+            system_namespace,
             log_format,
         } => {
             init_logging(log_format, "info,kube=warn");
             let scope = namespace.map_or(Scope::Cluster, Scope::Namespace);
-            match run(RunConfig { scope, probe_addr }).await {
+            match run(RunConfig {
+                scope,
+                probe_addr,
+                system_namespace,
+            })
+            .await
+            {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
                     tracing::error!(%error, "panoptes stopped");

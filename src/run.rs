@@ -1,11 +1,13 @@
 //! `panoptes run`: watches, controllers and servers under one shutdown signal.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use kube::Client;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::controllers::{self, Context, Tunables};
 use crate::state::{self, Scope};
 use crate::telemetry::Metrics;
 
@@ -16,6 +18,8 @@ pub struct RunConfig {
     pub scope: Scope,
     /// Address of `/healthz`, `/readyz` and `/metrics`.
     pub probe_addr: SocketAddr,
+    /// Namespace of Panoptes' own objects (id claims).
+    pub system_namespace: String,
 }
 
 /// Errors that stop `panoptes run`.
@@ -72,7 +76,7 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
     let metrics = Metrics::new();
     let (stop, shutdown) = Shutdown::new();
     let mut watches = JoinSet::new();
-    let stores = state::start(client, &config.scope, &mut watches);
+    let stores = state::start(client.clone(), &config.scope, &mut watches);
 
     let listener = tokio::net::TcpListener::bind(config.probe_addr)
         .await
@@ -95,9 +99,33 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         tracing::info!("caches synced");
     });
 
+    let tunables = Tunables {
+        system_namespace: config.system_namespace.clone(),
+        ..Tunables::default()
+    };
+    let ctx = Arc::new(Context::new(
+        client,
+        config.scope.clone(),
+        stores.clone(),
+        metrics.clone(),
+        tunables,
+    ));
+    let mut reconcilers = JoinSet::new();
+    reconcilers.spawn(controllers::preset::run(
+        ctx.clone(),
+        shutdown.clone().wait(),
+    ));
+    reconcilers.spawn(controllers::organization::run(
+        ctx.clone(),
+        shutdown.clone().wait(),
+    ));
+    reconcilers.spawn(controllers::user::run(ctx.clone(), shutdown.clone().wait()));
+
     termination_signal().await;
     tracing::info!("shutting down");
     let _ = stop.send(true);
+    // Controllers finish their in-flight reconciles before the watches feeding them stop.
+    while reconcilers.join_next().await.is_some() {}
     watches.abort_all();
     if let Ok(Err(error)) = server.await {
         tracing::warn!(%error, "probe server stopped with an error");

@@ -23,7 +23,13 @@ pub fn init_logging(format: LogFormat, default_filter: &str) {
     let registry = tracing_subscriber::registry().with(filter);
     // A second init (tests, embedded use) keeps the first subscriber instead of panicking.
     let _ = match format {
-        LogFormat::Text => registry.with(fmt::layer().with_target(false)).try_init(),
+        LogFormat::Text => registry
+            .with(
+                fmt::layer()
+                    .with_target(false)
+                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout())),
+            )
+            .try_init(),
         LogFormat::Json => registry
             .with(fmt::layer().json().flatten_event(true))
             .try_init(),
