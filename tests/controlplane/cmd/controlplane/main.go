@@ -3,11 +3,16 @@
 //
 //	controlplane --bin-dir DIR --state-dir DIR [--crd-dir DIR] [--watch-stdin=false]
 //
-// Contract: writes STATE/kubeconfig (0600, admin in group system:masters) and
+// Contract: one launcher per state dir. Writes STATE/kubeconfig (0600, admin in group system:masters) and
 // STATE/state.json, then prints exactly one line "READY <kubeconfig>" to stdout.
 // It stops on SIGTERM/SIGINT/SIGHUP or EOF on stdin, kills its children
-// (each runs in its own process group), removes its temp data and exits 0.
+// (each runs in its own process group), removes its temp data, kubeconfig and
+// state.json, and exits 0 (1 if it failed or was stopped before READY).
 // Child logs go to STATE/etcd.log and STATE/kube-apiserver.log.
+//
+// envtest starts etcd/kube-apiserver through symlinks to this binary; in that
+// role (argv[0] base name + wrapEnv) it sets PR_SET_PDEATHSIG=SIGKILL and execs
+// the real binary, so the children die even if the launcher is SIGKILLed.
 package main
 
 import (
@@ -19,6 +24,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -32,7 +38,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 )
 
-const startTimeout = 120 * time.Second
+const (
+	startTimeout = 120 * time.Second
+	wrapEnv      = "PANOPTES_CONTROLPLANE_WRAP" // "<real bin dir>|<launcher pid>"
+)
 
 type state struct {
 	Server      string `json:"server"`
@@ -42,18 +51,43 @@ type state struct {
 	RunDir      string `json:"run_dir"`
 }
 
-func main() { os.Exit(run()) }
+func main() {
+	if spec := os.Getenv(wrapEnv); spec != "" {
+		execChild(spec)
+	}
+	os.Exit(run())
+}
+
+// execChild replaces this process by the real etcd/kube-apiserver, which then
+// gets SIGKILL when the launcher thread that started it dies.
+func execChild(spec string) {
+	runtime.LockOSThread() // prctl and exec must happen on the same thread
+	dir, ppid, _ := strings.Cut(spec, "|")
+	if _, _, e := syscall.RawSyscall(syscall.SYS_PRCTL, syscall.PR_SET_PDEATHSIG, uintptr(syscall.SIGKILL), 0); e != 0 {
+		logf("prctl: %v", e)
+		os.Exit(1)
+	}
+	if strconv.Itoa(os.Getppid()) != ppid { // the launcher died before prctl
+		os.Exit(1)
+	}
+	os.Unsetenv(wrapEnv)
+	target := filepath.Join(dir, filepath.Base(os.Args[0]))
+	err := syscall.Exec(target, append([]string{target}, os.Args[1:]...), os.Environ())
+	logf("exec %s: %v", target, err)
+	os.Exit(1)
+}
 
 func logf(format string, a ...any) { fmt.Fprintf(os.Stderr, "controlplane: "+format+"\n", a...) }
 
 func run() int {
-	binDir := flag.String("bin-dir", "", "directory holding etcd, kube-apiserver, kubectl (required)")
-	stateDir := flag.String("state-dir", "", "directory for kubeconfig, state.json, logs and temp data (required)")
-	crdDir := flag.String("crd-dir", "", "optional directory of CRD YAML files to install and wait for")
-	watchStdin := flag.Bool("watch-stdin", true, "stop when stdin reaches EOF (give it a pipe; a shell user with stdin=/dev/null should pass false)")
-	flag.Parse()
-	if *binDir == "" || *stateDir == "" || flag.NArg() != 0 {
-		flag.Usage()
+	fs := flag.NewFlagSet("controlplane", flag.ExitOnError) // not flag.CommandLine: controller-runtime adds --kubeconfig there
+	binDir := fs.String("bin-dir", "", "directory holding etcd, kube-apiserver, kubectl (required)")
+	stateDir := fs.String("state-dir", "", "directory for kubeconfig, state.json, logs and temp data (required)")
+	crdDir := fs.String("crd-dir", "", "optional directory of CRD YAML files to install and wait for")
+	watchStdin := fs.Bool("watch-stdin", true, "stop when stdin reaches EOF (give it a pipe; a shell user with stdin=/dev/null should pass false)")
+	_ = fs.Parse(os.Args[1:])
+	if *binDir == "" || *stateDir == "" || fs.NArg() != 0 {
+		fs.Usage()
 		return 2
 	}
 	bin, _ := filepath.Abs(*binDir)
@@ -78,6 +112,11 @@ func run() int {
 		logf("%v", err)
 		return 1
 	}
+	// A SIGKILLed launcher cannot clean up: drop run dirs left behind by earlier runs.
+	old, _ := filepath.Glob(filepath.Join(st, "run-*"))
+	for _, d := range old {
+		_ = os.RemoveAll(d)
+	}
 	runDir, err := os.MkdirTemp(st, "run-")
 	if err != nil {
 		logf("%v", err)
@@ -98,8 +137,23 @@ func run() int {
 		ControlPlaneStopTimeout:  30 * time.Second,
 		ErrorIfCRDPathMissing:    true,
 	}
-	te.ControlPlane.Etcd = &envtest.Etcd{Path: filepath.Join(bin, "etcd"), Out: etcdLog, Err: etcdLog}
-	te.ControlPlane.APIServer = &envtest.APIServer{Path: filepath.Join(bin, "kube-apiserver"), Out: apiLog, Err: apiLog}
+	self, err := os.Executable()
+	wrapDir := filepath.Join(runDir, "bin")
+	if err == nil {
+		err = os.Mkdir(wrapDir, 0o700)
+	}
+	for _, b := range []string{"etcd", "kube-apiserver"} {
+		if err == nil {
+			err = os.Symlink(self, filepath.Join(wrapDir, b))
+		}
+	}
+	if err != nil {
+		logf("%v", err)
+		return 1
+	}
+	os.Setenv(wrapEnv, bin+"|"+strconv.Itoa(os.Getpid()))
+	te.ControlPlane.Etcd = &envtest.Etcd{Path: filepath.Join(wrapDir, "etcd"), Out: etcdLog, Err: etcdLog}
+	te.ControlPlane.APIServer = &envtest.APIServer{Path: filepath.Join(wrapDir, "kube-apiserver"), Out: apiLog, Err: apiLog}
 	te.ControlPlane.KubectlPath = filepath.Join(bin, "kubectl")
 	if *crdDir != "" {
 		te.CRDDirectoryPaths = []string{*crdDir}
@@ -111,12 +165,19 @@ func run() int {
 	select {
 	case err = <-started:
 	case why := <-stop:
-		// envtest.Start cannot be cancelled: kill whatever it has spawned so far.
+		// envtest.Start cannot be cancelled and retries: keep killing what it
+		// spawns until it gives up (or succeeds), then stop what is left.
 		logf("stop requested (%s) before ready; killing children", why)
-		for i := 0; i < 3; i++ {
+		for done := false; !done; {
 			killChildren(syscall.SIGKILL)
-			time.Sleep(200 * time.Millisecond)
+			select {
+			case <-started:
+				done = true
+			case <-time.After(50 * time.Millisecond):
+			}
 		}
+		_ = te.Stop()
+		killChildren(syscall.SIGKILL)
 		return 1
 	}
 	if err == nil {
@@ -129,7 +190,7 @@ func run() int {
 	}
 
 	kubeconfig := filepath.Join(st, "kubeconfig")
-	s := state{Server: te.Config.Host, Kubeconfig: kubeconfig, LauncherPID: os.Getpid(), ChildPIDs: childPIDs(), RunDir: runDir}
+	s := state{Server: strings.TrimSuffix(te.Config.Host, "/"), Kubeconfig: kubeconfig, LauncherPID: os.Getpid(), ChildPIDs: childPIDs(), RunDir: runDir}
 	sj, _ := json.MarshalIndent(s, "", "  ")
 	if err = writeAtomic(kubeconfig, te.KubeConfig); err == nil {
 		err = writeAtomic(filepath.Join(st, "state.json"), append(sj, '\n'))
@@ -149,6 +210,7 @@ func run() int {
 		killChildren(syscall.SIGKILL)
 	}
 	_ = os.Remove(filepath.Join(st, "state.json"))
+	_ = os.Remove(kubeconfig)
 	return 0
 }
 
