@@ -1,0 +1,220 @@
+//! Inputs and outputs of the layouter. Inputs are built from the custom resources once per
+//! run and shared through `Arc`s, so a preview can clone a snapshot and edit one entry cheaply.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::resources::stream::StreamSpec;
+use crate::resources::streamer::StreamerSpec;
+use crate::resources::wire::stream::{
+    IngestHistoryItem, NodeLayoutDecision, NodeRole, StreamLayout,
+};
+
+/// Key/value labels, shared between snapshots.
+pub type Labels = Arc<BTreeMap<String, String>>;
+
+/// Builds [`Labels`] from pairs (handy in tests and previews).
+pub fn labels<K: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (K, V)>) -> Labels {
+    Arc::new(
+        pairs
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect(),
+    )
+}
+
+/// What the layouter needs to know about one node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeView {
+    /// Identity of the node; placements name nodes by it.
+    pub hostname: Arc<str>,
+    /// Only `streamer` nodes take streams (ingest or DVR backup); others are ignored.
+    pub role: NodeRole,
+    /// Most streams (ingest and DVR backups together) the node may hold; `None` = unlimited.
+    pub channel_limit: Option<u32>,
+    /// Matched against streams' required (and preferred) node labels.
+    pub labels: Labels,
+    /// Labels a stream must carry to be placed here.
+    pub required_stream_labels: Labels,
+    /// Keeps its streams but takes no new ones.
+    pub cordoned: bool,
+    /// Gives up every stream.
+    pub draining: bool,
+    /// Reachable and ready, as judged by the caller (with whatever grace it wants).
+    pub healthy: bool,
+}
+
+impl NodeView {
+    /// A healthy, unlimited, unlabelled streamer.
+    pub fn new(hostname: impl Into<Arc<str>>) -> Self {
+        NodeView {
+            hostname: hostname.into(),
+            role: NodeRole::Streamer,
+            channel_limit: None,
+            labels: Labels::default(),
+            required_stream_labels: Labels::default(),
+            cordoned: false,
+            draining: false,
+            healthy: true,
+        }
+    }
+
+    /// The view of a `Streamer`; health comes from the caller's probes.
+    pub fn from_spec(spec: &StreamerSpec, healthy: bool) -> Self {
+        NodeView {
+            hostname: spec.hostname.as_str().into(),
+            role: spec.role.unwrap_or_default(),
+            channel_limit: spec
+                .channel_limit
+                .map(|l| u32::try_from(l.max(0)).unwrap_or(u32::MAX)),
+            labels: Arc::new(spec.labels.clone().unwrap_or_default()),
+            required_stream_labels: Arc::new(
+                spec.required_stream_labels.clone().unwrap_or_default(),
+            ),
+            cordoned: spec.cordon.unwrap_or(false),
+            // Drain implies cordon (the CRD enforces it); treat it as such even if not.
+            draining: spec.drain.unwrap_or(false),
+            healthy,
+        }
+    }
+}
+
+/// What the layouter needs to know about one stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamView {
+    /// Unique key of the stream (e.g. `namespace/name` or the Watcher name); also seeds the
+    /// tie-breaking hash, so it must be stable across runs.
+    pub key: Arc<str>,
+    /// Disabled streams get no placement.
+    pub disabled: bool,
+    /// Matched against nodes' required stream labels.
+    pub labels: Labels,
+    /// A node must carry all of these.
+    pub required_node_labels: Labels,
+    /// Nodes carrying more of these win over less-loaded ones.
+    pub preferred_node_labels: Labels,
+    /// Number of DVR backup nodes besides the ingest node.
+    pub dvr_redundancy: u32,
+}
+
+impl StreamView {
+    /// An enabled stream without labels or backups.
+    pub fn new(key: impl Into<Arc<str>>) -> Self {
+        StreamView {
+            key: key.into(),
+            disabled: false,
+            labels: Labels::default(),
+            required_node_labels: Labels::default(),
+            preferred_node_labels: Labels::default(),
+            dvr_redundancy: 0,
+        }
+    }
+
+    /// The view of a `Stream` spec. `dvr_redundancy` comes from the stream's own `dvr`; a
+    /// caller that merges a preset should overwrite it with the effective value.
+    pub fn from_spec(key: impl Into<Arc<str>>, spec: &StreamSpec) -> Self {
+        let placement = spec.placement.as_ref();
+        let map = |m: Option<&BTreeMap<String, String>>| Arc::new(m.cloned().unwrap_or_default());
+        StreamView {
+            key: key.into(),
+            disabled: spec.config.disabled.unwrap_or(false),
+            labels: map(spec.config.labels.as_ref()),
+            required_node_labels: map(placement.and_then(|p| p.required_node_labels.as_ref())),
+            preferred_node_labels: map(placement.and_then(|p| p.preferred_node_labels.as_ref())),
+            dvr_redundancy: spec
+                .config
+                .dvr
+                .as_ref()
+                .and_then(|d| d.redundancy_factor)
+                .map_or(0, |r| u32::try_from(r.max(0)).unwrap_or(u32::MAX)),
+        }
+    }
+}
+
+/// Everything the layouter looks at. Order does not matter; keys and hostnames should be
+/// unique (for duplicates the first occurrence wins).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// All nodes, of any role and health.
+    pub nodes: Vec<NodeView>,
+    /// All streams, enabled or not.
+    pub streams: Vec<StreamView>,
+}
+
+/// Where a stream is, in the compact form the layouter carries from run to run.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Placement {
+    /// Ingest node, if placed.
+    pub ingest: Option<Arc<str>>,
+    /// DVR backup nodes, in the order they were assigned.
+    pub dvr_backups: Vec<Arc<str>>,
+    /// The last five ingest placements, oldest first (shared: most runs only copy it).
+    pub ingest_history: Arc<[IngestHistoryItem]>,
+}
+
+impl From<&StreamLayout> for Placement {
+    fn from(l: &StreamLayout) -> Self {
+        Placement {
+            ingest: l.ingest.as_deref().map(Into::into),
+            dvr_backups: l.dvr_backups.iter().map(|h| h.as_str().into()).collect(),
+            ingest_history: l.ingest_history.as_slice().into(),
+        }
+    }
+}
+
+/// Knobs of one run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LayoutOptions {
+    /// Timestamp (UTC ms) of new placements; the layouter reads no clock.
+    pub now_ms: i64,
+    /// Even out the load (and honour preferred labels) even if that moves well-placed streams.
+    pub rebalance: bool,
+    /// List every streamer in `node_layout_decisions`. By default only the nodes holding the
+    /// stream and those refusing it are listed (every node when it is unplaced): listing the
+    /// willing-but-unchosen ones too costs N entries per stream in time and in status size
+    /// (10,000 streams × 100 nodes = 1M entries) and explains nothing a reason could.
+    pub explain_all_nodes: bool,
+}
+
+/// Why an enabled stream is not fully placed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Shortfall {
+    /// No node can take the ingest; the stream has no placement at all.
+    Unschedulable,
+    /// The ingest is placed but this many DVR backups are missing.
+    MissingBackups(u32),
+}
+
+/// An enabled stream that is not fully placed, with every node's verdict.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Unplaced {
+    /// What is missing.
+    pub shortfall: Shortfall,
+    /// One verdict per streamer node, sorted by hostname.
+    pub decisions: Vec<NodeLayoutDecision>,
+}
+
+/// Streams (ingest) and DVR backups held by one node.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RoleCounts {
+    /// Streams ingested by the node.
+    pub ingest: u32,
+    /// DVR backup copies held by the node.
+    pub dvr_backup: u32,
+}
+
+/// Per-node counts, by hostname.
+pub type Counts = BTreeMap<Arc<str>, RoleCounts>;
+
+/// Outcome of one run.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LayoutResult {
+    /// Streams whose placement changed, with the layout to record in their status.
+    pub changes: BTreeMap<Arc<str>, StreamLayout>,
+    /// Every enabled stream that is not fully placed, changed or not.
+    pub unplaced: BTreeMap<Arc<str>, Unplaced>,
+    /// The placement of every stream in the snapshot; the `previous` of the next run.
+    pub placements: BTreeMap<Arc<str>, Placement>,
+    /// Counts of every streamer node in the snapshot (zeros included) after this run.
+    pub counts: Counts,
+}

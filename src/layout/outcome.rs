@@ -1,0 +1,124 @@
+//! Turning a finished run into its result: what changed, why, and what is still missing.
+
+use std::sync::Arc;
+
+use super::eligibility::decisions;
+use super::model::{LayoutOptions, LayoutResult, Placement, RoleCounts, Shortfall, Unplaced};
+use super::place::{Run, Work};
+use crate::resources::wire::stream::{ChangeReason, IngestHistoryItem, Originator, StreamLayout};
+
+/// Ingest history entries kept per stream (Watcher keeps five).
+const HISTORY: usize = 5;
+
+impl Run<'_> {
+    pub(super) fn finish(&self, opts: &LayoutOptions) -> LayoutResult {
+        let st = &self.st;
+        let total: Vec<u32> = (0..st.nodes.len()).map(|i| st.total(i)).collect();
+        let host = |i: usize| st.nodes[i].view.hostname.clone();
+        let mut result = LayoutResult::default();
+        for (i, node) in st.nodes.iter().enumerate() {
+            let counts = RoleCounts {
+                ingest: st.ingest[i],
+                dvr_backup: st.backup[i],
+            };
+            result.counts.insert(node.view.hostname.clone(), counts);
+        }
+        let empty = Placement::default();
+        for (si, s) in self.streams.iter().enumerate() {
+            let (w, old) = (&self.work[si], self.prev[si].unwrap_or(&empty));
+            let ingest = w.ingest.map(host);
+            let backups: Vec<Arc<str>> = w.backups.iter().map(|&i| host(i)).collect();
+            let changed = ingest != old.ingest || backups != old.dvr_backups;
+            let history = history(old, ingest.as_deref(), opts.now_ms);
+            let wanted = s.dvr_redundancy as usize;
+            let shortfall = if s.disabled {
+                None
+            } else if ingest.is_none() {
+                Some(Shortfall::Unschedulable)
+            } else if backups.len() < wanted {
+                Some(Shortfall::MissingBackups((wanted - backups.len()) as u32))
+            } else {
+                None
+            };
+            // Built only for streams that need them: the steady state builds none.
+            let mut verdicts = Vec::new();
+            if !s.disabled && (changed || shortfall.is_some()) {
+                let (class, every) = (self.class_of(si), opts.explain_all_nodes);
+                verdicts = decisions(&st.nodes, class, &total, |i| w.holds(i), every);
+            }
+            if let Some(shortfall) = shortfall {
+                let decisions = if changed {
+                    verdicts.clone()
+                } else {
+                    std::mem::take(&mut verdicts)
+                };
+                let unplaced = Unplaced {
+                    shortfall,
+                    decisions,
+                };
+                result.unplaced.insert(s.key.clone(), unplaced);
+            }
+            if changed {
+                let failed_over = ingest.is_some()
+                    && matches!(
+                        w.ingest_lost,
+                        Some(ChangeReason::NodeBecomeOffline | ChangeReason::NodeDeleted)
+                    );
+                let layout = StreamLayout {
+                    ingest: ingest.as_deref().map(str::to_owned),
+                    dvr_backups: backups.iter().map(|h| h.to_string()).collect(),
+                    inference: None,
+                    failover_from: old
+                        .ingest
+                        .as_deref()
+                        .filter(|_| failed_over)
+                        .map(str::to_owned),
+                    change_reason: Some(reason(s.disabled, old, w)),
+                    created_at: Some(opts.now_ms),
+                    originator: Some(Originator::Layouter),
+                    node_layout_decisions: verdicts,
+                    ingest_history: history.to_vec(),
+                };
+                result.changes.insert(s.key.clone(), layout);
+            }
+            let placement = Placement {
+                ingest,
+                dvr_backups: backups,
+                ingest_history: history,
+            };
+            result.placements.insert(s.key.clone(), placement);
+        }
+        result
+    }
+}
+
+/// Why a changed placement changed: the first loss wins (ingest before backups); a change
+/// without a loss is a redundancy adjustment.
+fn reason(disabled: bool, old: &Placement, w: &Work) -> ChangeReason {
+    if disabled {
+        ChangeReason::StreamDisabled
+    } else if old.ingest.is_none() && old.dvr_backups.is_empty() {
+        ChangeReason::NotDistributed
+    } else {
+        w.ingest_lost
+            .or(w.backup_lost)
+            .unwrap_or(ChangeReason::DvrRedundancyAdjust)
+    }
+}
+
+/// The previous history, plus the new ingest if it changed, trimmed to the last five.
+fn history(old: &Placement, ingest: Option<&str>, now_ms: i64) -> Arc<[IngestHistoryItem]> {
+    match ingest {
+        Some(h) if Some(h) != old.ingest.as_deref() => {
+            let item = IngestHistoryItem {
+                created_at: now_ms,
+                ingest: h.to_owned(),
+                originator: Originator::Layouter,
+            };
+            let older = &old.ingest_history;
+            let kept = &older[older.len().saturating_sub(HISTORY - 1)..];
+            kept.iter().cloned().chain([item]).collect()
+        }
+        _ => old.ingest_history.clone(),
+    }
+}
