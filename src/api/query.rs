@@ -1,1 +1,0 @@
-//! Collection query engine (select, sort, limit, cursor, q, filters): pure, no I/O.
