@@ -10,27 +10,7 @@ use kube::api::{
 };
 use panoptes::resources::{Preset, Stream, Streamer};
 use serde_json::{Value, json};
-use support::{TestNamespace, eventually, helm, kubectl, repo_root, run_ok};
-
-fn sample_documents() -> Vec<Value> {
-    let dir = repo_root().join("manifests/samples");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    let mut docs = vec![];
-    for file in files {
-        let text = std::fs::read_to_string(&file).unwrap();
-        for doc in serde_yaml::Deserializer::from_str(&text) {
-            let value: Value = serde::Deserialize::deserialize(doc).unwrap();
-            if !value.is_null() {
-                docs.push(value);
-            }
-        }
-    }
-    docs
-}
+use support::{TestNamespace, eventually, helm, kubectl, repo_root, run_ok, sample_documents};
 
 fn dynamic_api(ns: &TestNamespace, doc: &Value) -> Api<DynamicObject> {
     let (group, version) = match doc["apiVersion"].as_str().unwrap().split_once('/') {

@@ -1,11 +1,14 @@
 //! The checked-in CRDs and samples match the Rust types (no cluster needed).
 
+mod support;
+
 use std::path::{Path, PathBuf};
 
 use panoptes::resources::{Organization, Preset, Stream, Streamer, User, crd_yaml, crds};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use support::sample_documents;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -149,26 +152,6 @@ fn round_trips<K: DeserializeOwned + Serialize>(doc: &Value) {
         "sample {} changes in a typed round trip (unknown or misspelled field?)",
         doc["metadata"]["name"]
     );
-}
-
-pub fn sample_documents() -> Vec<Value> {
-    let dir = root().join("manifests/samples");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    let mut docs = vec![];
-    for file in files {
-        let text = std::fs::read_to_string(&file).unwrap();
-        for doc in serde_yaml::Deserializer::from_str(&text) {
-            let value: Value = serde::Deserialize::deserialize(doc).unwrap();
-            if !value.is_null() {
-                docs.push(value);
-            }
-        }
-    }
-    docs
 }
 
 #[test]

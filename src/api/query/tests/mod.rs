@@ -1,4 +1,4 @@
-//! Tests of the query engine: per-parameter unit tests, paging properties, timing.
+//! Tests of the query engine: per-parameter unit tests and paging properties.
 
 mod props;
 mod unit;
