@@ -26,7 +26,12 @@ impl Http {
     fn new(node: &SimNode) -> Self {
         let _ = rustls::crypto::ring::default_provider().install_default();
         Self {
-            http: reqwest::Client::new(),
+            // Simulated restarts close connections; a pooled keep-alive connection the node has
+            // just closed would fail the next request with IncompleteMessage, so never reuse one.
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .build()
+                .unwrap(),
             base: node.base_url(),
             auth: Some(format!("Basic {}", STANDARD.encode("flussonic:letmein!"))),
         }
