@@ -16,6 +16,12 @@ use tokio::task::JoinSet;
 
 use crate::resources::{Organization, Preset, Stream, Streamer, User};
 
+pub mod live;
+pub mod nodes;
+
+pub use live::{LiveStats, NodeLive, StreamLive};
+pub use nodes::NodeClients;
+
 /// Which namespaces Panoptes watches.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum Scope {
