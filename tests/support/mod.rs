@@ -278,3 +278,4 @@ pub fn sample_documents() -> Vec<serde_json::Value> {
     }
     docs
 }
+pub mod operator;
