@@ -163,14 +163,22 @@ fn cond(s: &Stream, t: &str) -> Option<(String, String)> {
         .map(|c| (c.status.clone(), c.reason.clone()))
 }
 
-async fn wait_stream(ns: &TestNamespace, name: &str, what: &str, pred: impl Fn(&Stream) -> bool) -> Stream {
+async fn wait_stream(
+    ns: &TestNamespace,
+    name: &str,
+    what: &str,
+    pred: impl Fn(&Stream) -> bool,
+) -> Stream {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let s = ns.api::<Stream>().get_opt(name).await.unwrap();
         match s {
             Some(s) if pred(&s) => return s,
             last if tokio::time::Instant::now() > deadline => {
-                panic!("{name}: timed out waiting for {what}; last status: {:#?}", last.and_then(|s| s.status))
+                panic!(
+                    "{name}: timed out waiting for {what}; last status: {:#?}",
+                    last.and_then(|s| s.status)
+                )
             }
             _ => tokio::time::sleep(Duration::from_millis(100)).await,
         }
@@ -280,7 +288,7 @@ async fn drift_is_repaired_leftovers_removed_and_foreign_streams_left_alone() {
 
     node.add_foreign_stream(
         "someone-elses",
-        "config",
+        "user",
         json!({ "inputs": [{ "url": "fake://x" }] }),
     )
     .unwrap();
@@ -291,7 +299,7 @@ async fn drift_is_repaired_leftovers_removed_and_foreign_streams_left_alone() {
     })
     .await;
     assert!(
-        node.stored_stream("someone-elses").is_some(),
+        node.stream("someone-elses").is_some(),
         "foreign streams are never touched"
     );
     op.stop().await;

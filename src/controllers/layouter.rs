@@ -175,11 +175,14 @@ pub fn inputs(ctx: &Context) -> Inputs {
         if s.meta().deletion_timestamp.is_some() {
             continue;
         }
-        let preset = s
-            .spec
-            .preset_ref
-            .as_ref()
-            .and_then(|p| presets.get(&(key.0.clone(), p.clone())));
+        let preset = match &s.spec.preset_ref {
+            None => None,
+            Some(p) => match presets.get(&(key.0.clone(), p.clone())) {
+                Some(p) => Some(p),
+                // Not pushed until its preset exists (the Stream says why): it takes no room.
+                None => continue,
+            },
+        };
         let mut view = StreamView::from_spec(skey(&key), &s.spec);
         view.dvr_redundancy = effective::dvr_redundancy(&s.spec.config, preset.map(|p| &p.spec));
         views.push(view);

@@ -15,6 +15,8 @@ use super::Context;
 const TTL: Duration = Duration::from_secs(10);
 
 type Data = BTreeMap<String, Vec<u8>>;
+/// A read and when it happened (`None`: the Secret did not exist).
+type Cached = (Instant, Option<Data>);
 
 /// Why a Secret value is not available.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
@@ -51,7 +53,7 @@ pub enum SecretError {
 /// Cache of Secret data by (namespace, name).
 #[derive(Default)]
 pub struct Secrets {
-    cache: Mutex<HashMap<(String, String), (Instant, Option<Data>)>>,
+    cache: Mutex<HashMap<(String, String), Cached>>,
 }
 
 impl Secrets {

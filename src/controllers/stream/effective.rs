@@ -206,7 +206,11 @@ mod tests {
             ..Default::default()
         };
         let merged = merge_preset(&stream, None);
-        assert_eq!(merged.static_, Some(true), "cameras run permanently unless told otherwise");
+        assert_eq!(
+            merged.static_,
+            Some(true),
+            "cameras run permanently unless told otherwise"
+        );
         assert_eq!(merged.title, stream.title);
         let on_demand = StreamConfigSpec {
             static_: Some(false),

@@ -390,6 +390,14 @@ async fn sync(
                 Desired::yes("Ready", "Alive", format!("receiving frames on {i}")),
                 Some(true),
             ),
+            Some(_) if on_demand => (
+                Desired::yes(
+                    "Ready",
+                    "OnDemand",
+                    format!("configured on {i}; an on-demand stream starts when a viewer connects"),
+                ),
+                Some(false),
+            ),
             Some(s) => {
                 let why = s
                     .stats
