@@ -4,7 +4,7 @@ CARGO ?= cargo
 CONTROLPLANE_BIN := $(CURDIR)/target/controlplane/bin
 export PANOPTES_CONTROLPLANE_BIN := $(CONTROLPLANE_BIN)
 
-.PHONY: help build release test lint fmt crds crds-check controlplane manifests
+.PHONY: help build release test lint fmt crds crds-check controlplane manifests chaos fuzz fuzz-smoke fuzz-tools
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -15,8 +15,9 @@ build: ## Build the panoptes binary (debug)
 release: ## Build the release binary exactly as the Dockerfile does
 	$(CARGO) build --locked --release --bin panoptes
 
-test: lint controlplane ## Lint, build the test control plane, run every test
+test: lint controlplane ## Lint, build the test control plane, run every test (incl. short chaos and fuzz runs)
 	$(CARGO) test --workspace --locked --all-targets
+	$(MAKE) fuzz-smoke
 
 lint: ## Formatting check and clippy with warnings as errors
 	$(CARGO) fmt --all -- --check
@@ -35,3 +36,28 @@ controlplane: ## Build kube-apiserver, etcd, kubectl, helm and the launcher (no-
 manifests: controlplane ## Render manifests/install.yaml from the chart
 	{ printf '# Rendered from charts/panoptes by `make manifests`; do not edit.\n---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: panoptes-system\n'; \
 	  $(CONTROLPLANE_BIN)/helm template panoptes charts/panoptes --namespace panoptes-system --include-crds; } > manifests/install.yaml
+
+CHAOS_SEED ?= 20261126
+CHAOS_SECONDS ?= 120
+CHAOS_NODES ?= 24
+CHAOS_STREAMS ?= 1200
+chaos: controlplane ## Long seeded fault schedule (release build); report in target/chaos/report.json
+	CHAOS_SEED=$(CHAOS_SEED) CHAOS_SECONDS=$(CHAOS_SECONDS) CHAOS_NODES=$(CHAOS_NODES) \
+	CHAOS_STREAMS=$(CHAOS_STREAMS) $(CARGO) test --locked --release --test chaos -- --nocapture
+
+TOOLS := $(CURDIR)/target/tools
+CARGO_FUZZ := $(TOOLS)/bin/cargo-fuzz
+FUZZ_TARGETS := query cursor node_responses
+FUZZ_SECONDS ?= 300
+# Fuzzing without a sanitizer runs on the stable toolchain (Rust code is memory-safe; the
+# targets look for panics and broken invariants).
+FUZZ = CARGO_TARGET_DIR=$(CURDIR)/target/fuzz $(CARGO_FUZZ) run --fuzz-dir tests/fuzz -O -s none
+
+fuzz-tools: ## Install cargo-fuzz into target/tools (no-op when present)
+	@test -x $(CARGO_FUZZ) || $(CARGO) install cargo-fuzz --locked --version 0.13.2 --root $(TOOLS)
+
+fuzz: fuzz-tools ## Fuzz every target for FUZZ_SECONDS each (default 300)
+	@for t in $(FUZZ_TARGETS); do $(FUZZ) $$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; done
+
+fuzz-smoke: fuzz-tools ## Fuzz every target for 10 s (part of make test)
+	@set -o pipefail; for t in $(FUZZ_TARGETS); do $(FUZZ) $$t -- -max_total_time=10 2>&1 | tail -2 || exit 1; done

@@ -9,122 +9,22 @@ mod support;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use panoptes::flussonic::{
     Credentials, NodeClient, NodeClientConfig, NodeMetrics, node_stream_body,
 };
 use panoptes::resources::common::condition;
 use panoptes::resources::wire::StreamConfigSpec;
 use panoptes::resources::{Preset, Stream, Streamer};
-use serde_json::{Value, json};
+use serde_json::json;
 use streamer_sim::Cluster;
 use support::operator::Operator;
+use support::scenario::{apply, fleet, holdings, layouts, stream};
 use support::{TestNamespace, eventually};
 
 const WAIT: Duration = Duration::from_secs(40);
-
-/// A namespace with node credentials and one Streamer per simulated node.
-async fn fleet(prefix: &str, nodes: usize) -> (TestNamespace, Cluster) {
-    let ns = TestNamespace::new(prefix).await;
-    let sim = Cluster::start(nodes).await.expect("simulator starts");
-    let secret = Secret {
-        metadata: kube::api::ObjectMeta {
-            name: Some("node-creds".into()),
-            ..Default::default()
-        },
-        data: Some(BTreeMap::from([
-            ("login".to_string(), ByteString(b"flussonic".to_vec())),
-            ("password".to_string(), ByteString(b"letmein!".to_vec())),
-        ])),
-        ..Default::default()
-    };
-    ns.api::<Secret>()
-        .create(&PostParams::default(), &secret)
-        .await
-        .unwrap();
-    for node in sim.nodes() {
-        apply(
-            &ns.api::<Streamer>(),
-            json!({
-                "kind": "Streamer",
-                "metadata": { "name": node.hostname() },
-                "spec": {
-                    "hostname": node.hostname(),
-                    "apiUrl": node.base_url(),
-                    "credentials": { "secretName": "node-creds" },
-                }
-            }),
-        )
-        .await;
-    }
-    (ns, sim)
-}
-
-async fn apply<K>(api: &Api<K>, mut doc: Value) -> K
-where
-    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    doc["apiVersion"] = json!("panoptes.dev/v1alpha1");
-    let name = doc["metadata"]["name"].as_str().unwrap().to_string();
-    api.patch(
-        &name,
-        &PatchParams::apply("test").force(),
-        &Patch::Apply(&doc),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("applying {name}: {e}"))
-}
-
-async fn stream(ns: &TestNamespace, name: &str, extra: Value) -> Stream {
-    let mut spec = json!({ "inputs": [{ "url": format!("fake://{name}") }] });
-    if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
-        s.extend(e.clone());
-    }
-    apply(
-        &ns.api::<Stream>(),
-        json!({ "kind": "Stream", "metadata": { "name": name }, "spec": spec }),
-    )
-    .await
-}
-
-/// Watcher name → nodes (ingest first) of every Stream's recorded layout.
-async fn layouts(ns: &TestNamespace) -> BTreeMap<String, Vec<String>> {
-    ns.api::<Stream>()
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|s| s.metadata.deletion_timestamp.is_none())
-        .filter_map(|s| {
-            let l = s.status?.layout?;
-            let mut nodes: Vec<String> = l.ingest.into_iter().collect();
-            nodes.extend(l.dvr_backups);
-            Some((s.metadata.name.unwrap(), nodes))
-        })
-        .collect()
-}
-
-/// Managed stream names each simulated node holds on disk.
-fn holdings(sim: &Cluster) -> BTreeMap<String, BTreeSet<String>> {
-    sim.nodes()
-        .iter()
-        .map(|n| {
-            let names = n
-                .stream_names()
-                .into_iter()
-                .filter(|s| {
-                    n.stored_stream(s)
-                        .is_some_and(|c| c["labels"]["managed-by"] == "panoptes")
-                })
-                .collect();
-            (n.hostname().to_string(), names)
-        })
-        .collect()
-}
 
 /// Waits until every Stream in `expected` is laid out on live nodes, every node holds
 /// exactly what the layouts assign it, and returns the layouts.

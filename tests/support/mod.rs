@@ -279,3 +279,4 @@ pub fn sample_documents() -> Vec<serde_json::Value> {
     docs
 }
 pub mod operator;
+pub mod scenario;
