@@ -20,6 +20,7 @@ use panoptes::resources::wire::StreamConfigSpec;
 use panoptes::resources::{Preset, Stream, Streamer};
 use serde_json::json;
 use streamer_sim::Cluster;
+use support::binary::Binary;
 use support::operator::Operator;
 use support::scenario::{apply, fleet, holdings, layouts, stream};
 use support::{TestNamespace, eventually};
@@ -540,64 +541,10 @@ async fn one_leader_at_a_time_and_a_release_or_expiry_hands_over() {
         .expect("the old leader notices it lost the Lease");
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// The real `panoptes run` binary against the test control plane.
-struct Binary {
-    child: std::process::Child,
-    probe: String,
-}
-
-impl Binary {
-    fn start(ns: &TestNamespace) -> Self {
-        let probe = format!("127.0.0.1:{}", free_port());
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_panoptes"))
-            .args([
-                "run",
-                "--namespace",
-                &ns.name,
-                "--system-namespace",
-                &ns.name,
-            ])
-            .args([
-                "--probe-addr",
-                &probe,
-                "--api-addr",
-                &format!("127.0.0.1:{}", free_port()),
-            ])
-            .args(["--node-resync-seconds", "1", "--log-format", "json"])
-            .env("KUBECONFIG", &support::control_plane().kubeconfig)
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("panoptes starts");
-        Self { child, probe }
-    }
-
-    fn signal(&self, sig: &str) {
-        support::run_ok(
-            std::process::Command::new("kill").args([sig, &self.child.id().to_string()]),
-        );
-    }
-}
-
-impl Drop for Binary {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test]
 async fn the_binary_converges_survives_kill_9_and_stops_cleanly() {
     let (ns, sim) = fleet("rc-binary", 2).await;
-    let first = Binary::start(&ns);
+    let first = Binary::start(&ns, "warn");
     for i in 0..20 {
         stream(&ns, &format!("b{i}"), json!({})).await;
     }
@@ -605,7 +552,7 @@ async fn the_binary_converges_survives_kill_9_and_stops_cleanly() {
     first.signal("-KILL");
     drop(first);
     // A new instance must wait for the dead one's Lease to expire, then finish the work.
-    let mut second = Binary::start(&ns);
+    let mut second = Binary::start(&ns, "warn");
     let l = converged(&ns, &sim, 20).await;
     let total: usize = holdings(&sim).values().map(BTreeSet::len).sum();
     assert_eq!(total, l.values().map(Vec::len).sum::<usize>());

@@ -278,5 +278,6 @@ pub fn sample_documents() -> Vec<serde_json::Value> {
     }
     docs
 }
+pub mod binary;
 pub mod operator;
 pub mod scenario;
