@@ -321,6 +321,23 @@ async fn cordon_keeps_streams_and_drain_moves_them() {
     for (s, n) in &before {
         assert_eq!(&l[s], n, "a cordoned node keeps its streams");
     }
+    // Make-before-break: while the drain moves streams, every stream is on some node at
+    // every moment the simulator is looked at.
+    let all: BTreeSet<String> = (0..8).map(|i| format!("c{i}")).collect();
+    let watching = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let gaps = {
+        let (sim_nodes, watching, all) = (sim.nodes().to_vec(), watching.clone(), all.clone());
+        tokio::spawn(async move {
+            let mut gaps = Vec::new();
+            while watching.load(std::sync::atomic::Ordering::Relaxed) {
+                let held: BTreeSet<String> =
+                    sim_nodes.iter().flat_map(|n| n.stream_names()).collect();
+                gaps.extend(all.difference(&held).cloned());
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            gaps
+        })
+    };
     streamers
         .patch(
             &h0,
@@ -334,6 +351,12 @@ async fn cordon_keeps_streams_and_drain_moves_them() {
         (l.values().all(|n| !n.contains(&h0)) && holdings(&sim)[&h0].is_empty()).then_some(())
     })
     .await;
+    watching.store(false, std::sync::atomic::Ordering::Relaxed);
+    let gaps = gaps.await.unwrap();
+    assert!(
+        gaps.is_empty(),
+        "streams missing from every node during the move: {gaps:?}"
+    );
     let s = eventually(WAIT, "Streamer Ready says Draining", || async {
         let s = streamers.get(&h0).await.unwrap();
         let c = condition(&s.status.as_ref()?.common.conditions, "Ready")?.clone();
