@@ -14,8 +14,9 @@ use crate::state::NodeLive;
 /// What a rendering depended on.
 #[derive(Clone, Default)]
 pub struct Deps {
-    /// resourceVersions of the object and what it references.
-    pub versions: String,
+    /// Digest of the resourceVersions of the object and what it references (no allocation
+    /// per object and request).
+    pub versions: u64,
     /// The live report the rendering read.
     pub node: Option<Arc<NodeLive>>,
 }
@@ -40,30 +41,44 @@ pub struct Cache {
 impl Cache {
     /// Renders every `(uid, deps, render)` that is not cached with the same deps; drops
     /// entries of objects that are gone.
-    pub fn render_all<F>(&self, items: Vec<(String, Deps, F)>) -> Vec<Arc<Value>>
+    pub fn render_all<'a, F>(&self, items: Vec<(&'a str, Deps, F)>) -> Vec<Arc<Value>>
     where
         F: FnOnce() -> Value,
     {
         let mut map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = Vec::with_capacity(items.len());
-        let mut seen = HashSet::with_capacity(items.len());
+        let mut uids: Vec<&'a str> = Vec::with_capacity(items.len());
         for (uid, deps, render) in items {
-            let value = match map.get(&uid) {
+            let value = match map.get(uid) {
                 Some((d, v)) if *d == deps => v.clone(),
                 _ => {
                     let v = Arc::new(render());
-                    map.insert(uid.clone(), (deps, v.clone()));
+                    map.insert(uid.to_string(), (deps, v.clone()));
                     v
                 }
             };
-            seen.insert(uid);
+            uids.push(uid);
             out.push(value);
         }
-        if map.len() > seen.len() {
-            map.retain(|k, _| seen.contains(k));
+        // More entries than objects means some objects are gone: only then pay for a set.
+        if map.len() > uids.len() {
+            let seen: HashSet<&str> = uids.into_iter().collect();
+            map.retain(|k, _| seen.contains(k.as_str()));
         }
         out
     }
+}
+
+/// FNV-1a over some strings (separated), for [`Deps::versions`].
+pub fn digest<'a>(parts: impl IntoIterator<Item = Option<&'a str>>) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for b in p.unwrap_or("").bytes().chain([0xff]) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
 }
 
 /// The facade's caches.

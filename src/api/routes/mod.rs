@@ -49,8 +49,13 @@ pub fn envelope<V: std::borrow::Borrow<Value>>(
     started: Instant,
 ) -> ApiResult<Json<Value>> {
     let query = Query::parse(pairs.iter().map(|(k, v)| (k, v)), spec)?;
+    let before_query = started.elapsed();
     let page = query.execute(items);
-    let timing = json!({ "total_ms": started.elapsed().as_secs_f64() * 1000.0 });
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+    let timing = json!({
+        "collect_ms": ms(before_query),
+        "query_ms": ms(started.elapsed() - before_query),
+    });
     Ok(Json(page.into_envelope(key, timing)))
 }
 

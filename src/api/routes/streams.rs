@@ -17,7 +17,7 @@ use serde_json::{Map, Value};
 
 use super::{envelope, live_nodes, pairs, param, whole};
 use crate::api::body::{JsonBody, RawBody, decode, merge, parse_json};
-use crate::api::cache::Deps;
+use crate::api::cache::{Deps, digest};
 use crate::api::error::{ApiError, ApiResult};
 use crate::api::names::{StreamPath, object_name, split_stream_path, valid_stream_name};
 use crate::api::query::{CollectionSpec, Field};
@@ -86,49 +86,45 @@ const READ_ONLY: &[&str] = &[
 
 /// Every stream rendered (cached per version).
 pub fn rendered(state: &ApiState) -> Vec<Arc<Value>> {
+    use kube::runtime::reflector::ObjectRef;
     let nodes = live_nodes(state);
     let streams = state.stores.streams.state();
+    let nodes_ref = &nodes;
     let items = streams
         .iter()
         .map(|s| {
+            let ns = s.metadata.namespace.as_deref().unwrap_or("");
             let org = s.spec.organization_ref.as_deref().and_then(|r| {
-                state.stores.organizations.get(
-                    &kube::runtime::reflector::ObjectRef::new(r)
-                        .within(&s.namespace().unwrap_or_default()),
-                )
+                state
+                    .stores
+                    .organizations
+                    .get(&ObjectRef::new(r).within(ns))
             });
-            let preset = s.spec.preset_ref.as_deref().and_then(|r| {
-                state.stores.presets.get(
-                    &kube::runtime::reflector::ObjectRef::new(r)
-                        .within(&s.namespace().unwrap_or_default()),
-                )
-            });
+            let preset = s
+                .spec
+                .preset_ref
+                .as_deref()
+                .and_then(|r| state.stores.presets.get(&ObjectRef::new(r).within(ns)));
             let node = s
                 .status
                 .as_ref()
                 .and_then(|st| st.layout.as_ref()?.ingest.as_deref())
-                .and_then(|h| nodes.get(h).cloned());
+                .and_then(|h| nodes_ref.get(h).cloned());
             let deps = Deps {
-                versions: format!(
-                    "{}|{}|{}",
-                    s.resource_version().unwrap_or_default(),
+                versions: digest([
+                    s.metadata.resource_version.as_deref(),
                     org.as_ref()
-                        .and_then(|o| o.resource_version())
-                        .unwrap_or_default(),
+                        .and_then(|o| o.metadata.resource_version.as_deref()),
                     preset
                         .as_ref()
-                        .and_then(|p| p.resource_version())
-                        .unwrap_or_default()
-                ),
+                        .and_then(|p| p.metadata.resource_version.as_deref()),
+                ]),
                 node,
             };
-            let nodes = &nodes;
-            let s = s.clone();
-            (
-                s.uid().unwrap_or_else(|| crate::state::key(s.as_ref())),
-                deps,
-                move || to_json(&views::stream(state, &s, nodes)),
-            )
+            let uid = s.metadata.uid.as_deref().unwrap_or("");
+            (uid, deps, move || {
+                to_json(&views::stream(state, s, nodes_ref))
+            })
         })
         .collect();
     state.cache.streams.render_all(items)
