@@ -170,6 +170,8 @@ pub fn router(state: ApiState) -> Router {
             "/organizations/{organization_id}/presets/{preset_id}",
             axum::routing::delete(organizations::preset_delete),
         )
+        // Outermost last: credentials are checked before the query.
+        .route_layer(axum::middleware::from_fn(openapi::validate_query))
         .route_layer(from_fn_with_state(state.clone(), auth::require_admin));
     let api = open
         .merge(protected)

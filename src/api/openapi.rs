@@ -532,7 +532,18 @@ pub fn build() -> Value {
             .expect("an object")
             .insert(op.method.to_string(), o);
     }
-    let schemas: Map<String, Value> = g.take_definitions(true).into_iter().collect();
+    // `select` projects list items down to the members asked for, so no member of an item
+    // is required (nested ones neither: `select=inputs.comment` drops `inputs[].url`).
+    let schemas: Map<String, Value> = g
+        .take_definitions(true)
+        .into_iter()
+        .map(|(name, mut schema)| {
+            if !KEEP_REQUIRED.contains(&name.as_str()) {
+                strip_required(&mut schema);
+            }
+            (name, schema)
+        })
+        .collect();
     json!({
         "openapi": "3.0.3",
         "info": {
@@ -549,6 +560,64 @@ pub fn build() -> Value {
         },
         "security": [{"bearer": []}],
     })
+}
+
+/// Schemas never projected by `select`.
+const KEEP_REQUIRED: &[&str] = &["ErrorResponse", "ErrorObject", "LoginInfo"];
+
+fn strip_required(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            m.remove("required");
+            m.values_mut().for_each(strip_required);
+        }
+        Value::Array(a) => a.iter_mut().for_each(strip_required),
+        _ => {}
+    }
+}
+
+/// The declared query parameters of a request, for [`validate_query`].
+pub fn operation(method: &Method, path: &str) -> Option<&'static Operation> {
+    let id = operation_id(method, path)?;
+    OPERATIONS.iter().find(|o| o.id == id)
+}
+
+/// Middleware: declared integer and boolean query parameters must parse and appear at most
+/// once (string parameters are the handlers' and the query engine's business).
+pub async fn validate_query(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let path = req.uri().path().to_string();
+    if let Some(op) = operation(req.method(), &path) {
+        let pairs: Vec<(String, String)> = req
+            .uri()
+            .query()
+            .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+            .unwrap_or_default();
+        for (name, ty) in op.query {
+            let values: Vec<&str> = pairs
+                .iter()
+                .filter(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+                .collect();
+            let bad = match *ty {
+                "integer" => values.iter().any(|v| v.parse::<i64>().is_err()),
+                "boolean" => values.iter().any(|v| !matches!(*v, "true" | "false")),
+                _ => false,
+            };
+            if bad || (values.len() > 1 && *ty != "string") {
+                let what = if bad {
+                    format!("`{name}` must be a single {ty}")
+                } else {
+                    format!("`{name}` given more than once")
+                };
+                return super::error::ApiError::invalid_parameter(name, what).into_response();
+            }
+        }
+    }
+    next.run(req).await
 }
 
 /// `GET /openapi.json`.

@@ -211,11 +211,24 @@ pub async fn dispatch(
             Err(e) => Err(e),
         },
         (StreamPath::Firmware, &Method::PUT) => firmware(&state, &name, &pairs, req).await,
-        _ => Err(ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            "method not allowed on this route",
-        )),
+        (sub, _) => {
+            let allow = match sub {
+                StreamPath::Stream => "GET,PUT,DELETE",
+                StreamPath::Layouts => "GET",
+                StreamPath::Preview => "POST",
+                StreamPath::CameraConfig => "GET,PUT",
+                StreamPath::Firmware => "PUT",
+            };
+            let mut resp = ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed on this route",
+            )
+            .into_response();
+            resp.headers_mut()
+                .insert(header::ALLOW, axum::http::HeaderValue::from_static(allow));
+            return resp;
+        }
     };
     result.unwrap_or_else(IntoResponse::into_response)
 }
