@@ -203,4 +203,20 @@ async fn every_failure_is_the_error_envelope() {
     assert_eq!(v["errors"][0]["source"]["parameter"], "user_id");
     let (s, v) = f.get("/users/999").await;
     assert_error(s, &v, 404);
+    // Declared integer parameters must be integers, once.
+    for q in [
+        "/users?organization_id=null",
+        "/agents?organization_id=1&organization_id=2",
+        "/streams?limit=",
+    ] {
+        let (s, v) = f.get(q).await;
+        assert_error(s, &v, 400);
+    }
+    let (s, v) = f.put("/streamers/x?checks_enable=maybe", json!({})).await;
+    assert_error(s, &v, 400);
+    assert_eq!(v["errors"][0]["source"]["parameter"], "checks_enable");
+    let (s, v) = f
+        .call(reqwest::Method::TRACE, "/streams/x/layouts", None)
+        .await;
+    assert_error(s, &v, 405);
 }

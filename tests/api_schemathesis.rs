@@ -69,7 +69,7 @@ async fn schemathesis_finds_nothing() {
             // Schema-valid bodies may still be refused by rules the schema cannot express
             // (CEL, references to ids that do not exist): not a defect.
             .args(["--exclude-checks", "positive_data_acceptance"])
-            .args(["-n", &examples, "--workers", "1", "--max-time", "400"])
+            .args(["-n", &examples, "--workers", "1", "--max-time", "240"])
             .args(["--seed", "1", "--report", "junit", "--report-dir", &report])
             .env("NO_COLOR", "1")
             .output()

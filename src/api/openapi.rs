@@ -589,7 +589,11 @@ pub async fn validate_query(
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    let path = req.uri().path().to_string();
+    // Inside the nested router the URI lacks the base path; the original has it.
+    let path = req
+        .extensions()
+        .get::<axum::extract::OriginalUri>()
+        .map_or_else(|| req.uri().path().to_string(), |u| u.path().to_string());
     if let Some(op) = operation(req.method(), &path) {
         let pairs: Vec<(String, String)> = req
             .uri()
