@@ -15,8 +15,9 @@ build: ## Build the panoptes binary (debug)
 release: ## Build the release binary exactly as the Dockerfile does
 	$(CARGO) build --locked --release --bin panoptes
 
-test: lint controlplane ## Lint, build the test control plane, run every test
+test: lint controlplane ## Lint, build the test control plane, run every test, then schemathesis on the facade
 	$(CARGO) test --workspace --locked --all-targets
+	$(MAKE) schemathesis
 
 lint: ## Formatting check and clippy with warnings as errors
 	$(CARGO) fmt --all -- --check
