@@ -365,4 +365,17 @@ async fn settings_streamers_agents_events_openapi() {
         .sum();
     assert_eq!(ops, 30);
     assert!(doc["components"]["schemas"]["StreamView"].is_object());
+
+    // Request metrics by operation and status class.
+    let metrics = Metrics::new();
+    metrics.register(|r| f.state.metrics.register(r));
+    let text = metrics.encode();
+    assert!(
+        text.contains(r#"panoptes_api_requests_total{operation="agents_list",status="2xx"} 4"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"operation="streamer_save",status="4xx""#),
+        "{text}"
+    );
 }

@@ -125,13 +125,19 @@ pub async fn record(State(state): State<ApiState>, req: Request, next: Next) -> 
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip().to_string());
     let resp = next.run(req).await;
+    let operation_id = super::openapi::operation_id(&method, &path);
+    state.metrics.observe(
+        operation_id,
+        resp.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
     // Reading the audit trail is not itself audited (it would fill the log with itself).
     if path.ends_with("/events") && method == axum::http::Method::GET {
         return resp;
     }
     let event = Event {
         event: "api_call".into(),
-        operation_id: super::openapi::operation_id(&method, &path).map(str::to_string),
+        operation_id: operation_id.map(str::to_string),
         path,
         qs,
         created_at: now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),

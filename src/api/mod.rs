@@ -13,6 +13,7 @@ pub mod body;
 pub mod cache;
 pub mod error;
 pub mod events;
+pub mod metrics;
 pub mod names;
 pub mod openapi;
 pub mod query;
@@ -91,6 +92,8 @@ pub struct Inner {
     pub events: events::EventLog,
     /// Rendered objects by version.
     pub cache: cache::Caches,
+    /// Request metrics; register them with `state.metrics.register(registry)`.
+    pub metrics: metrics::ApiMetrics,
     /// Background tasks (settings watch, key refresh); aborted when the state is dropped.
     _tasks: std::sync::Mutex<JoinSet<()>>,
 }
@@ -125,6 +128,7 @@ impl ApiState {
             settings,
             events: events::EventLog::new(events::CAPACITY),
             cache: cache::Caches::default(),
+            metrics: metrics::ApiMetrics::default(),
             _tasks: std::sync::Mutex::new(tasks),
         })))
     }
