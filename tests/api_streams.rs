@@ -543,8 +543,30 @@ async fn camera_config_and_firmware_upload() {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let mut form = b"--XB\r\nContent-Disposition: form-data; name=\"proto\"\r\n\r\nsputnik\r\n--XB\r\nContent-Disposition: form-data; name=\"image\"; filename=\"fw.bin\"\r\nContent-Type: application/octet-stream\r\n\r\n".to_vec();
+    form.extend_from_slice(&[9, 8, 7]);
+    form.extend_from_slice(b"\r\n--XB--\r\n");
+    let resp = f
+        .http
+        .put(f.url("/streams/cam/firmware_update"))
+        .bearer_auth(&f.token)
+        .header("content-type", "multipart/form-data; boundary=XB")
+        .body(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        StatusCode::NO_CONTENT,
+        "{}",
+        resp.text().await.unwrap()
+    );
     let uploads = node.firmware_uploads();
-    assert_eq!(uploads.len(), 3);
+    assert_eq!(uploads.len(), 4);
+    assert_eq!(
+        (uploads[3].proto.as_str(), uploads[3].image.as_slice()),
+        ("sputnik", &[9u8, 8, 7][..])
+    );
     assert_eq!(
         (
             uploads[0].stream.as_str(),

@@ -314,7 +314,7 @@ pub const OPERATIONS: &[Operation] = &[
         "put",
         "/streams/{name}/firmware_update",
         "stream_firmware_update",
-        "Upload firmware to the camera (JSON {image: base64, proto} or octet-stream with ?proto=)",
+        "Upload firmware to the camera (multipart image+proto, JSON {image: base64, proto}, or octet-stream with ?proto=)",
         &[("proto", "string")],
         Shape::Any,
         204,

@@ -591,6 +591,34 @@ async fn camera_save(state: &ApiState, name: &str, body: Option<Value>) -> ApiRe
     Ok(Json(to_json(&stored.spec.camera_config.unwrap_or_default())).into_response())
 }
 
+/// The `image` file and `proto` field of a multipart firmware upload.
+async fn multipart_firmware(req: Request) -> ApiResult<(Vec<u8>, Option<String>)> {
+    use axum::extract::{FromRequest, Multipart};
+    let bad = |e: axum::extract::multipart::MultipartError| {
+        let status = e.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(status, "body_too_large", "request body too large")
+        } else {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", e.body_text())
+        }
+    };
+    let mut form = Multipart::from_request(req, &())
+        .await
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", e.body_text()))?;
+    let (mut image, mut proto) = (None, None);
+    while let Some(field) = form.next_field().await.map_err(bad)? {
+        match field.name() {
+            Some("image") => image = Some(field.bytes().await.map_err(bad)?.to_vec()),
+            Some("proto") => proto = Some(field.text().await.map_err(bad)?),
+            _ => {}
+        }
+    }
+    let image = image.ok_or_else(|| {
+        ApiError::invalid_body("/image", "the `image` part (the firmware file) is required")
+    })?;
+    Ok((image, proto))
+}
+
 /// Firmware protocols the reference lists.
 pub const FIRMWARE_PROTOS: &[&str] = &["iris", "isapi", "xm", "sputnik"];
 
@@ -608,31 +636,39 @@ async fn firmware(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_ascii_lowercase();
-    let RawBody(bytes) = RawBody::from_request(req, &()).await?;
-    // Two encodings: the SDK's JSON `{image, proto}` (image as base64, or as the literal
-    // text), and a raw `application/octet-stream` image with `?proto=`.
-    let (image, proto) = if content_type.starts_with("application/octet-stream") {
-        (bytes.to_vec(), param(pairs, "proto").map(str::to_string))
+    // Three encodings: `multipart/form-data` with fields `image` (file) and `proto` (what a
+    // browser form sends), the SDK's JSON `{image, proto}` (image as base64, or as the
+    // literal text), and a raw `application/octet-stream` image with `?proto=`.
+    let (image, proto) = if content_type.starts_with("multipart/form-data") {
+        multipart_firmware(req).await?
     } else {
-        let mut body = object(parse_json(&bytes)?)?;
-        let image = match body.remove("image") {
-            Some(Value::String(s)) => base64::engine::general_purpose::STANDARD
-                .decode(s.trim())
-                .unwrap_or_else(|_| s.into_bytes()),
-            _ => {
-                return Err(ApiError::invalid_body(
-                    "/image",
-                    "`image` (the firmware file) is required",
-                ));
-            }
-        };
-        let proto = match body.remove("proto") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(p)) => Some(p),
-            Some(_) => return Err(ApiError::invalid_body("/proto", "`proto` must be a string")),
-        };
-        (image, proto)
+        let RawBody(bytes) = RawBody::from_request(req, &()).await?;
+        if content_type.starts_with("application/octet-stream") {
+            (bytes.to_vec(), param(pairs, "proto").map(str::to_string))
+        } else {
+            let mut body = object(parse_json(&bytes)?)?;
+            let image = match body.remove("image") {
+                Some(Value::String(s)) => base64::engine::general_purpose::STANDARD
+                    .decode(s.trim())
+                    .unwrap_or_else(|_| s.into_bytes()),
+                _ => {
+                    return Err(ApiError::invalid_body(
+                        "/image",
+                        "`image` (the firmware file) is required",
+                    ));
+                }
+            };
+            let proto = match body.remove("proto") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(p)) => Some(p),
+                Some(_) => {
+                    return Err(ApiError::invalid_body("/proto", "`proto` must be a string"));
+                }
+            };
+            (image, proto)
+        }
     };
+    let proto = proto.or_else(|| param(pairs, "proto").map(str::to_string));
     let proto = proto.unwrap_or_else(|| "iris".into());
     if !FIRMWARE_PROTOS.contains(&proto.as_str()) {
         return Err(ApiError::invalid_body(
