@@ -4,7 +4,7 @@ CARGO ?= cargo
 CONTROLPLANE_BIN := $(CURDIR)/target/controlplane/bin
 export PANOPTES_CONTROLPLANE_BIN := $(CONTROLPLANE_BIN)
 
-.PHONY: help build release test lint fmt crds crds-check controlplane manifests chaos fuzz fuzz-smoke fuzz-tools
+.PHONY: help build release test lint fmt crds crds-check controlplane manifests chaos fuzz fuzz-smoke fuzz-tools schemathesis
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -15,9 +15,10 @@ build: ## Build the panoptes binary (debug)
 release: ## Build the release binary exactly as the Dockerfile does
 	$(CARGO) build --locked --release --bin panoptes
 
-test: lint controlplane ## Lint, build the test control plane, run every test (incl. short chaos and fuzz runs)
+test: lint controlplane ## Lint, build the control plane, run every test (short chaos incl.), short fuzz runs, schemathesis
 	$(CARGO) test --workspace --locked --all-targets
 	$(MAKE) fuzz-smoke
+	$(MAKE) schemathesis
 
 lint: ## Formatting check and clippy with warnings as errors
 	$(CARGO) fmt --all -- --check
@@ -32,6 +33,11 @@ crds: ## Regenerate crds/ and the chart's copy from the Rust types
 
 controlplane: ## Build kube-apiserver, etcd, kubectl, helm and the launcher (no-op when current)
 	tests/controlplane/build.sh $(CONTROLPLANE_BIN)
+
+SCHEMATHESIS_VENV := $(CURDIR)/target/schemathesis-venv
+schemathesis: controlplane ## Fuzz the facade with schemathesis (PyPI, venv under target/) over every operation
+	test -x $(SCHEMATHESIS_VENV)/bin/schemathesis || { python3 -m venv $(SCHEMATHESIS_VENV) && $(SCHEMATHESIS_VENV)/bin/pip install --quiet 'schemathesis==4.32.5'; }
+	SCHEMATHESIS=$(SCHEMATHESIS_VENV)/bin/schemathesis $(CARGO) test --locked --test api_schemathesis -- --ignored --nocapture
 
 manifests: controlplane ## Render manifests/install.yaml from the chart
 	{ printf '# Rendered from charts/panoptes by `make manifests`; do not edit.\n---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: panoptes-system\n'; \
