@@ -43,6 +43,10 @@ enum Command {
         /// Listen address of the Watcher admin API facade.
         #[arg(long, env = "PANOPTES_API_ADDR", default_value = "0.0.0.0:8081")]
         api_addr: SocketAddr,
+        /// Namespace of resources created through the facade (default: --namespace, else
+        /// "default").
+        #[arg(long, env = "PANOPTES_API_NAMESPACE")]
+        api_namespace: Option<String>,
         /// Run the reconcilers only while holding the leader Lease (in the system namespace).
         #[arg(long, env = "PANOPTES_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
         leader_election: bool,
@@ -90,17 +94,22 @@ async fn main() -> ExitCode {
             system_namespace,
             log_format,
             api_addr,
+            api_namespace,
             leader_election,
             node_resync_seconds,
             delete_grace_seconds,
         } => {
             init_logging(log_format, "info,kube=warn");
+            let api_namespace = api_namespace
+                .or_else(|| namespace.clone())
+                .unwrap_or_else(|| "default".into());
             let scope = namespace.map_or(Scope::Cluster, Scope::Namespace);
             match run(RunConfig {
                 scope,
                 probe_addr,
                 system_namespace: system_namespace.clone(),
                 api_addr: Some(api_addr),
+                api_namespace,
                 leader_election,
                 tunables: Tunables {
                     node_resync: Duration::from_secs(node_resync_seconds.max(1)),

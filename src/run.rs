@@ -26,6 +26,8 @@ pub struct RunConfig {
     pub system_namespace: String,
     /// Address of the Watcher admin API facade (None: no facade).
     pub api_addr: Option<SocketAddr>,
+    /// Namespace of resources created through the facade.
+    pub api_namespace: String,
     /// Run the reconcilers only while holding the leader Lease.
     pub leader_election: bool,
     /// Reconciler tunables (the system namespace is taken from `system_namespace`).
@@ -38,6 +40,9 @@ pub enum RunError {
     /// No usable kubeconfig or in-cluster config.
     #[error("cannot connect to Kubernetes: {0}")]
     Connect(#[source] kube::Error),
+    /// The facade could not load or create its signing key.
+    #[error("cannot start the facade: {0}")]
+    Api(#[source] kube::Error),
     /// Another replica took the leader Lease or it could not be renewed; exiting lets the
     /// process restart as a standby.
     #[error("lost the leader Lease")]
@@ -125,6 +130,34 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         tunables,
     ));
 
+    // Every replica serves the facade from its own watches; only the leader reconciles (a
+    // standby's live stats stay empty until it leads).
+    let mut api_server = None;
+    if let Some(addr) = config.api_addr {
+        let api = crate::api::ApiState::new(
+            client.clone(),
+            stores.clone(),
+            ctx.live.clone(),
+            ctx.nodes.clone(),
+            crate::api::ApiConfig::new(
+                config.api_namespace.clone(),
+                config.system_namespace.clone(),
+            ),
+        )
+        .await
+        .map_err(RunError::Api)?;
+        metrics.register(|r| api.metrics.register(r));
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| RunError::Listen { addr, source })?;
+        tracing::info!(%addr, "serving the Watcher admin API at {}", crate::api::BASE);
+        api_server = Some(tokio::spawn(crate::api::serve(
+            api,
+            listener,
+            shutdown.clone().wait(),
+        )));
+    }
+
     let elector = config.leader_election.then(|| {
         Elector::new(
             client.clone(),
@@ -142,6 +175,9 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
                 let _ = stop.send(true);
                 watches.abort_all();
                 let _ = server.await;
+                if let Some(api) = api_server {
+                    let _ = api.await;
+                }
                 return Ok(());
             }
         }
@@ -199,6 +235,11 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
     }
     if let Ok(Err(error)) = server.await {
         tracing::warn!(%error, "probe server stopped with an error");
+    }
+    if let Some(api) = api_server
+        && let Ok(Err(error)) = api.await
+    {
+        tracing::warn!(%error, "facade stopped with an error");
     }
     if lost {
         return Err(RunError::LostLeadership);

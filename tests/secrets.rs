@@ -1,7 +1,7 @@
 //! Secrets stay secret: a full scenario with known secret values (node credentials, camera
 //! and publish passwords, user passwords), after which none of them appears in any resource
 //! the operator writes (spec, status, metadata), any Event, or the operator's debug logs.
-//! The facade's responses are checked in the facade's own tests.
+//! The facade of the same binary is read end to end, and a cluster key is written through it.
 
 mod support;
 
@@ -24,6 +24,7 @@ const NODE_PASSWORD: &str = "node-pw-Tq7vX2";
 const CAMERA_PASSWORD: &str = "cam-pw-Zq81xR";
 const PUBLISH_PASSWORD: &str = "pub-pw-Mm20Lk";
 const USER_PASSWORD: &str = "user-pw-Kd93Pw";
+const CLUSTER_KEY: &str = "cluster-key-Yb55Qe";
 
 async fn secret(ns: &TestNamespace, name: &str, data: &[(&str, &str)]) {
     let s = Secret {
@@ -115,6 +116,70 @@ async fn no_secret_value_leaks_into_resources_events_or_logs() {
         },
     )
     .await;
+    // Through the real binary's facade: log in, read everything a client can read, and write
+    // a streamer with a cluster key (a secret arriving through the API).
+    let http = reqwest::Client::new();
+    let base = format!("http://{}/watcher/admin-api/v3", op.api);
+    let token = eventually(
+        Duration::from_secs(40),
+        "login through the facade",
+        || async {
+            let r = http
+                .post(format!("{base}/login"))
+                .basic_auth("alice", Some(USER_PASSWORD))
+                .header("content-type", "application/json")
+                .body("null")
+                .send()
+                .await
+                .ok()?;
+            if !r.status().is_success() {
+                return None;
+            }
+            let v: serde_json::Value = r.json().await.ok()?;
+            v["access_token"].as_str().map(String::from)
+        },
+    )
+    .await;
+    let put = http
+        .put(format!("{base}/streamers/edge-9"))
+        .bearer_auth(&token)
+        .json(&json!({ "hostname": "edge-9", "cluster_key": CLUSTER_KEY }))
+        .send()
+        .await
+        .unwrap();
+    let mut responses = vec![put.text().await.unwrap()];
+    for path in [
+        "/streams",
+        "/streams/gate",
+        "/streams/gate/camera_config",
+        "/streams/gate/layouts",
+        "/streamers",
+        "/streamers/edge-9",
+        "/users",
+        "/presets",
+        "/domain_config",
+        "/system_config",
+        "/cluster/stats",
+        "/cluster/stats?format=openmetrics",
+        "/events",
+        "/agents",
+        "/openapi.json",
+    ] {
+        let r = http
+            .get(format!("{base}{path}"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        responses.push(format!("{path} {} {}", r.status(), r.text().await.unwrap()));
+    }
+    let jwt_key = eventually(Duration::from_secs(10), "the JWT key Secret", || async {
+        let s = ns.api::<Secret>().get_opt("panoptes-jwt").await.ok()??;
+        let key = s.data?.get("signing-key")?.0.clone();
+        Some(String::from_utf8_lossy(&key).into_owned())
+    })
+    .await;
+    assert!(jwt_key.len() >= 16, "a real signing key");
     // Let a few resyncs run with debug logging.
     tokio::time::sleep(Duration::from_secs(3)).await;
 
@@ -145,15 +210,25 @@ async fn no_secret_value_leaks_into_resources_events_or_logs() {
         ("camera password", CAMERA_PASSWORD),
         ("publish password", PUBLISH_PASSWORD),
         ("user password", USER_PASSWORD),
+        ("cluster key", CLUSTER_KEY),
+        ("JWT signing key", jwt_key.as_str()),
     ] {
         for doc in &written {
             assert!(!doc.contains(value), "the {what} leaked into {doc}");
+        }
+        for r in &responses {
+            assert!(
+                !r.contains(value),
+                "the {what} leaked into a facade response: {r}"
+            );
         }
         assert!(
             !logs.contains(value),
             "the {what} leaked into the operator's logs"
         );
     }
+    let ok = responses.iter().filter(|r| r.contains(" 200 OK ")).count();
+    assert!(ok >= 14, "the facade answered: {responses:#?}");
     // The password hash Secret holds a slow salted hash, not the password.
     let hash = ns
         .api::<Secret>()
