@@ -32,6 +32,10 @@ crds: ## Regenerate crds/ and the chart's copy from the Rust types
 controlplane: ## Build kube-apiserver, etcd, kubectl, helm and the launcher (no-op when current)
 	tests/controlplane/build.sh $(CONTROLPLANE_BIN)
 
+# No JWT key in a checked-in file: plain-manifest users create Secret panoptes-jwt (README).
+# tests/chart.rs renders with the same flags to check the file is current.
+MANIFEST_FLAGS := --namespace panoptes-system --include-crds --set jwt.create=false
+
 manifests: controlplane ## Render manifests/install.yaml from the chart
 	{ printf '# Rendered from charts/panoptes by `make manifests`; do not edit.\n---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: panoptes-system\n'; \
-	  $(CONTROLPLANE_BIN)/helm template panoptes charts/panoptes --namespace panoptes-system --include-crds; } > manifests/install.yaml
+	  $(CONTROLPLANE_BIN)/helm template panoptes charts/panoptes $(MANIFEST_FLAGS); } > manifests/install.yaml
