@@ -4,7 +4,7 @@ CARGO ?= cargo
 CONTROLPLANE_BIN := $(CURDIR)/target/controlplane/bin
 export PANOPTES_CONTROLPLANE_BIN := $(CONTROLPLANE_BIN)
 
-.PHONY: help build release test lint fmt crds crds-check controlplane manifests
+.PHONY: help build release test lint fmt crds crds-check controlplane manifests argocd-cm
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -39,3 +39,13 @@ MANIFEST_FLAGS := --namespace panoptes-system --include-crds --set jwt.create=fa
 manifests: controlplane ## Render manifests/install.yaml from the chart
 	{ printf '# Rendered from charts/panoptes by `make manifests`; do not edit.\n---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: panoptes-system\n'; \
 	  $(CONTROLPLANE_BIN)/helm template panoptes charts/panoptes $(MANIFEST_FLAGS); } > manifests/install.yaml
+
+ARGOCD_KINDS := Streamer Stream Preset Organization User
+
+argocd-cm: ## Render charts/panoptes/argocd/argocd-cm.yaml (health.lua for each kind)
+	{ printf '# Rendered from health.lua by `make argocd-cm`; merge into argocd-cm (README, "GitOps").\n'; \
+	  printf 'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: argocd-cm\n  namespace: argocd\ndata:\n'; \
+	  for kind in $(ARGOCD_KINDS); do \
+	    printf '  resource.customizations.health.panoptes.dev_%s: |\n' $$kind; \
+	    sed 's/^/    /; s/^ *$$//' charts/panoptes/argocd/health.lua; \
+	  done; } > charts/panoptes/argocd/argocd-cm.yaml

@@ -15,39 +15,13 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, Resource};
 use panoptes::resources::{Organization, Preset, Stream, Streamer, User};
 use serde_json::json;
-use support::{TestNamespace, helm, impersonating_client, kubectl, repo_root, run_ok};
+use support::{
+    TestNamespace, impersonating_client, install_chart_rbac, kubectl, service_account_groups,
+};
 
-/// Renders the chart's ServiceAccount and RBAC for release `release` in `ns` and applies them.
-/// Returns the ServiceAccount's user name.
-fn install_rbac(ns: &str, release: &str, values: &[&str]) -> String {
-    let yaml = run_ok(
-        helm()
-            .args(["template", release])
-            .arg(repo_root().join("charts/panoptes"))
-            .args(["--namespace", ns])
-            .args(["--show-only", "templates/serviceaccount.yaml"])
-            .args(["--show-only", "templates/rbac.yaml"])
-            .args(["--show-only", "templates/rbac-system.yaml"])
-            .args(values),
-    );
-    let file = std::env::temp_dir().join(format!("{ns}-{release}-rbac.yaml"));
-    std::fs::write(&file, yaml).unwrap();
-    run_ok(kubectl().args(["apply", "-n", ns, "-f"]).arg(&file));
-    format!("system:serviceaccount:{ns}:{release}")
-}
-
-/// A client that is the ServiceAccount `user` of namespace `ns`, with the groups the API
-/// server gives service accounts.
+/// A client that is the ServiceAccount `user` of namespace `ns`.
 async fn as_service_account(user: &str, ns: &str) -> Client {
-    impersonating_client(
-        user,
-        vec![
-            "system:serviceaccounts".into(),
-            format!("system:serviceaccounts:{ns}"),
-            "system:authenticated".into(),
-        ],
-    )
-    .await
+    impersonating_client(user, service_account_groups(ns)).await
 }
 
 fn forbidden<T: std::fmt::Debug>(what: &str, result: Result<T, kube::Error>) {
@@ -64,14 +38,10 @@ fn allowed<T>(what: &str, result: Result<T, kube::Error>) -> T {
 /// RBAC settles within a moment after the RoleBinding is created (authorizer cache).
 async fn wait_for_rbac(client: &Client, ns: &str) {
     let api: Api<Stream> = Api::namespaced(client.clone(), ns);
-    support::eventually(
-        std::time::Duration::from_secs(10),
-        "RBAC to apply",
-        || {
-            let api = api.clone();
-            async move { api.list(&ListParams::default()).await.ok() }
-        },
-    )
+    support::eventually(std::time::Duration::from_secs(10), "RBAC to apply", || {
+        let api = api.clone();
+        async move { api.list(&ListParams::default()).await.ok() }
+    })
     .await;
 }
 
@@ -327,7 +297,7 @@ async fn cluster_scoped_denied(client: &Client) {
 async fn namespaced_mode_allows_the_operator_in_its_namespace_and_nothing_else() {
     let ns = TestNamespace::new("rbac-ns").await;
     let other = TestNamespace::new("rbac-other").await;
-    let user = install_rbac(&ns.name, "panoptes", &["--set", "namespaced=true"]);
+    let user = install_chart_rbac(&ns.name, "panoptes", &["--set", "namespaced=true"]);
     let client = as_service_account(&user, &ns.name).await;
     wait_for_rbac(&client, &ns.name).await;
 
@@ -360,7 +330,7 @@ async fn cluster_mode_watches_every_namespace_but_keeps_leases_in_the_system_nam
     let watched = TestNamespace::new("rbac-watched").await;
     // ClusterRoles are cluster-scoped: a release name of its own so parallel tests never share.
     let release = format!("panoptes-{}", &system.name[system.name.len() - 8..]);
-    let user = install_rbac(&system.name, &release, &[]);
+    let user = install_chart_rbac(&system.name, &release, &[]);
     let client = as_service_account(&user, &system.name).await;
     wait_for_rbac(&client, &watched.name).await;
 
