@@ -4,7 +4,7 @@ CARGO ?= cargo
 CONTROLPLANE_BIN := $(CURDIR)/target/controlplane/bin
 export PANOPTES_CONTROLPLANE_BIN := $(CONTROLPLANE_BIN)
 
-.PHONY: help build release test lint fmt crds crds-check controlplane manifests argocd-cm
+.PHONY: help build release test lint fmt crds crds-check controlplane manifests argocd-cm sandbox
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -28,6 +28,9 @@ fmt: ## Format the code
 crds: ## Regenerate crds/ and the chart's copy from the Rust types
 	$(CARGO) run --locked --quiet --bin panoptes -- crd --out-dir crds
 	$(CARGO) run --locked --quiet --bin panoptes -- crd --out-dir charts/panoptes/crds
+
+sandbox: ## Run everything locally (control plane, simulated nodes, samples, operator, facade) until Ctrl-C
+	tests/sandbox/sandbox.sh
 
 controlplane: ## Build kube-apiserver, etcd, kubectl, helm and the launcher (no-op when current)
 	tests/controlplane/build.sh $(CONTROLPLANE_BIN)
