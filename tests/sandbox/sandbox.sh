@@ -57,12 +57,28 @@ cleanup() {
     done
   fi
   exec 3>&- 2>/dev/null || true
-  rm -f "$DIR/pid"
+  rm -f "$DIR/pid" "$DIR/pids"
   exit "$status"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+
+# If this script is killed outright (no trap runs), a watchdog stops what it started: every
+# started pid is appended to $DIR/pids; the control plane also stops on its own (see step 2).
+start_watchdog() {
+  local me=$$
+  (
+    trap '' INT
+    while kill -0 "$me" 2>/dev/null; do sleep 1; done
+    xargs -r kill -TERM <"$DIR/pids" 2>/dev/null
+  ) &
+  PIDS+=($!)
+}
+started() {
+  PIDS+=("$1")
+  echo "$1" >>"$DIR/pids"
+}
 
 port_free() { ! (exec 9<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
@@ -84,6 +100,7 @@ if [[ -f $DIR/pid ]] && kill -0 "$(cat "$DIR/pid")" 2>/dev/null; then
   die "a sandbox is already running (pid $(cat "$DIR/pid")); stop it with Ctrl-C first"
 fi
 echo $$ >"$DIR/pid"
+: >"$DIR/pids"
 for p in $SIM_CONTROL $NODE_PORT $((NODE_PORT + 1)) $((NODE_PORT + 2)) $PROBE_PORT $API_PORT; do
   port_free "$p" || die "port $p is in use (another sandbox? set SANDBOX_PORT to move every port)"
 done
@@ -104,7 +121,8 @@ mkfifo "$DIR/controlplane/stdin"
 exec 3<>"$DIR/controlplane/stdin"
 "$BIN/controlplane" --bin-dir "$BIN" --state-dir "$DIR/controlplane" \
   <"$DIR/controlplane/stdin" >"$DIR/controlplane.out" 2>"$DIR/controlplane.log" &
-PIDS+=($!)
+started $!
+start_watchdog
 printf '      '
 wait_for 120 "the control plane start" grep -q '^READY ' "$DIR/controlplane.out"
 KUBECONFIG=$(sed -n 's/^READY //p' "$DIR/controlplane.out")
@@ -121,19 +139,7 @@ step "installing the CRDs and namespaces $NS, $SYSTEM_NS"
 "$KUBECTL" create secret generic panoptes-jwt -n "$SYSTEM_NS" \
   --from-literal=signing-key="$(head -c 48 /dev/urandom | base64 | tr -d '\n')" >/dev/null
 
-# --- 4. simulated nodes ----------------------------------------------------------------
-step "starting 3 simulated streamer nodes on 127.0.0.1:$NODE_PORT-$((NODE_PORT + 2)) (streamer-sim, a SIMULATOR)"
-# The nodes accept the credentials of the samples' Secret, passed through the environment.
-secret() { sed -n "s/^ *$1: //p" "$ROOT/manifests/samples/01-secrets.yaml" | head -1; }
-STREAMER_SIM_LOGIN=$(secret login) STREAMER_SIM_PASSWORD=$(secret password) \
-  STREAMER_SIM_CLUSTER_KEY=$(secret clusterKey) \
-  "$ROOT/target/debug/streamer-sim" --nodes 3 --base-port "$NODE_PORT" --control-port "$SIM_CONTROL" \
-  --log warn >"$DIR/streamer-sim.log" 2>&1 &
-PIDS+=($!)
-printf '      '
-wait_for 30 "the simulated nodes start" curl -sf "http://127.0.0.1:$SIM_CONTROL/_sim/nodes"
-
-# --- 5. samples ------------------------------------------------------------------------
+# --- 4. samples ------------------------------------------------------------------------
 step "applying manifests/samples (3 streamers, 3 presets, 2 organizations, 3 users, 12 cameras)"
 "$KUBECTL" apply -n "$NS" -f "$ROOT/manifests/samples/" >"$DIR/samples.out"
 note "$(wc -l <"$DIR/samples.out") objects created"
@@ -145,13 +151,28 @@ if ((NODE_PORT != 18001)); then
   note "streamers pointed at ports $NODE_PORT-$((NODE_PORT + 2))"
 fi
 
+# --- 5. simulated nodes ----------------------------------------------------------------
+step "starting 3 simulated streamer nodes on 127.0.0.1:$NODE_PORT-$((NODE_PORT + 2)) (streamer-sim, a SIMULATOR)"
+# The nodes accept the credentials of the samples' Secret (read back from the cluster, the one
+# source of truth), passed through the environment rather than the command line `ps` shows.
+secret() {
+  "$KUBECTL" get secret streamer-credentials -n "$NS" -o "jsonpath={.data.$1}" | base64 -d
+}
+STREAMER_SIM_LOGIN=$(secret login) STREAMER_SIM_PASSWORD=$(secret password) \
+  STREAMER_SIM_CLUSTER_KEY=$(secret clusterKey) \
+  "$ROOT/target/debug/streamer-sim" --nodes 3 --base-port "$NODE_PORT" --control-port "$SIM_CONTROL" \
+  --log warn >"$DIR/streamer-sim.log" 2>&1 &
+started $!
+printf '      '
+wait_for 30 "the simulated nodes start" curl -sf "http://127.0.0.1:$SIM_CONTROL/_sim/nodes"
+
 # --- 6. the operator -------------------------------------------------------------------
 step "starting panoptes run (log: ${DIR#"$ROOT"/}/panoptes.log)"
 "$ROOT/target/debug/panoptes" run --namespace "$NS" --system-namespace "$SYSTEM_NS" \
   --probe-addr "127.0.0.1:$PROBE_PORT" --api-addr "127.0.0.1:$API_PORT" --log-format text \
   >"$DIR/panoptes.log" 2>&1 &
 PANOPTES_PID=$!
-PIDS+=($PANOPTES_PID)
+started $PANOPTES_PID
 operator_ready() {
   kill -0 "$PANOPTES_PID" 2>/dev/null || die "panoptes exited; last lines of its log:
 $(tail -n 15 "$DIR/panoptes.log")"
@@ -165,15 +186,15 @@ step "waiting for the samples to be Ready (the 2 cameras labelled unreachable ar
 # kind, label selector: every sample object but the deliberately unreachable cameras.
 WAITS=("streamers" "" "presets" "" "organizations" "" "users" ""
   "streams" "sandbox.panoptes.dev/expect!=unreachable")
+# One kubectl call a second for all kinds (kubectl start-up is not free on a small machine):
+# a line per object, "Kind Ready-status expect-label".
 ready_counts() {
-  local line="" all=1 i kind sel total ready
-  for ((i = 0; i < ${#WAITS[@]}; i += 2)); do
-    kind=${WAITS[i]} sel=${WAITS[i + 1]}
-    total=$("$KUBECTL" get "$kind" -n "$NS" ${sel:+-l "$sel"} -o name | wc -l)
-    ready=$("$KUBECTL" get "$kind" -n "$NS" ${sel:+-l "$sel"} \
-      -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' |
-      grep -c '^True$' || true)
-    line+="$kind $ready/$total  "
+  local rows line="" all=1 kind total ready
+  rows=$("$KUBECTL" get streamers,presets,organizations,users,streams -n "$NS" -o jsonpath='{range .items[*]}{.kind} {.status.conditions[?(@.type=="Ready")].status}{" "}{.metadata.labels.sandbox\.panoptes\.dev/expect}{"\n"}{end}')
+  for kind in Streamer Preset Organization User Stream; do
+    total=$(awk -v k="$kind" '$1 == k && $NF != "unreachable"' <<<"$rows" | wc -l)
+    ready=$(awk -v k="$kind" '$1 == k && $2 == "True" && $NF != "unreachable"' <<<"$rows" | wc -l)
+    line+="${kind,,}s $ready/$total  "
     ((ready == total)) || all=0
   done
   # On a terminal the line updates in place; in a log, a new line only when a count changed.
