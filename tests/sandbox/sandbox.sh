@@ -238,13 +238,14 @@ STREAMS=$(curl -sf -H "Authorization: Bearer $TOKEN" "$API_URL/streams?limit=100
   die "GET $API_URL/streams failed"
 note "GET /streams: $(jq '.streams | length' <<<"$STREAMS") streams, $(jq '[.streams[] | select(.stats.alive == true)] | length' <<<"$STREAMS") alive"
 
-cat >"$DIR/env" <<EOF
-KUBECONFIG=$KUBECONFIG
-PANOPTES_API_URL=$API_URL
-PANOPTES_ADMIN_USER=$ADMIN_USER
-PANOPTES_ADMIN_PASSWORD=$ADMIN_PASSWORD
-PANOPTES_NAMESPACE=$NS
-EOF
+# KEY=value lines a shell can source (%q quotes anything unusual) and tools can read.
+{
+  printf 'KUBECONFIG=%q\n' "$KUBECONFIG"
+  printf 'PANOPTES_API_URL=%q\n' "$API_URL"
+  printf 'PANOPTES_ADMIN_USER=%q\n' "$ADMIN_USER"
+  printf 'PANOPTES_ADMIN_PASSWORD=%q\n' "$ADMIN_PASSWORD"
+  printf 'PANOPTES_NAMESPACE=%q\n' "$NS"
+} >"$DIR/env"
 chmod 600 "$DIR/env"
 
 cat <<EOF
