@@ -179,8 +179,8 @@ fn the_argocd_cm_snippet_carries_health_lua_for_each_kind() {
 }
 
 /// Kinds whose controllers run in `panoptes run` today, as plural resource names.
-/// TODO(lead): add "streamers" and "streams" when their controllers land; the two sample
-/// cameras with unreachable inputs are then expected not Ready (see `expected_not_ready`).
+/// TODO(lead): add ("Streamer", "streamers") and ("Stream", "streams") when their controllers
+/// land; the two sample cameras labelled unreachable are then expected processed but not Ready.
 const CONTROLLED: &[(&str, &str)] = &[
     ("Preset", "presets"),
     ("Organization", "organizations"),
@@ -194,10 +194,10 @@ fn api(client: &kube::Client, ns: &str, kind: &str, plural: &str) -> Api<Dynamic
     Api::namespaced_with(client.clone(), ns, &ar)
 }
 
-/// Sample objects that are not expected to become Ready (none while only the Preset,
-/// Organization and User controllers run).
-fn expected_not_ready(_kind: &str, _name: &str) -> bool {
-    false
+/// Sample objects that are not expected to become Ready: the cameras the samples label as
+/// deliberately unreachable (only relevant once Streams are in `CONTROLLED`).
+fn expected_not_ready(obj: &Value) -> bool {
+    obj["metadata"]["labels"]["sandbox.panoptes.dev/expect"] == "unreachable"
 }
 
 /// Applies the samples into `ns`, Streamers pointed at `node_urls`.
@@ -312,20 +312,39 @@ async fn the_operator_with_only_the_charts_rbac_converges_the_samples_and_they_r
         async move {
             let objs = controlled_objects(&client, &name).await;
             objs.iter()
-                .all(|(kind, o)| {
-                    expected_not_ready(kind, name_of(o)) || kstatus::compute(o).0 == Status::Current
+                .all(|(_, o)| {
+                    if expected_not_ready(o) {
+                        // Processed (current generation, a Ready condition) but not Ready.
+                        o["status"]["observedGeneration"] == o["metadata"]["generation"]
+                            && kstatus::compute(o).0 == Status::InProgress
+                    } else {
+                        kstatus::compute(o).0 == Status::Current
+                    }
                 })
                 .then_some(objs)
         }
     })
     .await;
-    assert_eq!(objects.len(), 3 + 2 + 3, "{objects:?}");
+    let expected: usize = CONTROLLED
+        .iter()
+        .map(|(kind, _)| {
+            sample_documents()
+                .iter()
+                .filter(|d| d["kind"] == *kind)
+                .count()
+        })
+        .sum();
+    assert_eq!(objects.len(), expected, "{objects:?}");
     for (kind, o) in &objects {
         let name = name_of(o);
         let violations = kstatus::convention_violations(o);
         assert!(violations.is_empty(), "{kind} {name}: {violations:?}");
         let (health, message) = argocd::health(o);
-        assert_eq!(health, "Healthy", "{kind} {name}: {message}");
+        if expected_not_ready(o) {
+            assert_ne!(health, "Healthy", "{kind} {name}: {message}");
+        } else {
+            assert_eq!(health, "Healthy", "{kind} {name}: {message}");
+        }
     }
 
     // A user whose password Secret key is gone: Ready=False on the new generation.
