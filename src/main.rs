@@ -2,9 +2,11 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use panoptes::controllers::Tunables;
 use panoptes::run::{RunConfig, run};
 use panoptes::state::Scope;
 use panoptes::telemetry::{LogFormat, init_logging};
+use std::time::Duration;
 
 /// Panoptes: run a Flussonic Watcher-style VMS from Kubernetes custom resources.
 #[derive(Parser)]
@@ -36,6 +38,19 @@ enum Command {
         /// Log format.
         #[arg(long, env = "PANOPTES_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
+        /// Listen address of the Watcher admin API facade.
+        #[arg(long, env = "PANOPTES_API_ADDR", default_value = "0.0.0.0:8081")]
+        api_addr: SocketAddr,
+        /// Run the reconcilers only while holding the leader Lease (in the system namespace).
+        #[arg(long, env = "PANOPTES_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
+        leader_election: bool,
+        /// Seconds between probes and lists of each node.
+        #[arg(long, env = "PANOPTES_NODE_RESYNC_SECONDS", default_value_t = 5)]
+        node_resync_seconds: u64,
+        /// Seconds a Stream's deletion waits for an unreachable node before leaving the copy
+        /// to be collected when the node returns.
+        #[arg(long, env = "PANOPTES_DELETE_GRACE_SECONDS", default_value_t = 60)]
+        delete_grace_seconds: u64,
     },
 }
 
@@ -62,13 +77,24 @@ async fn main() -> ExitCode {
             probe_addr,
             system_namespace,
             log_format,
+            api_addr,
+            leader_election,
+            node_resync_seconds,
+            delete_grace_seconds,
         } => {
             init_logging(log_format, "info,kube=warn");
             let scope = namespace.map_or(Scope::Cluster, Scope::Namespace);
             match run(RunConfig {
                 scope,
                 probe_addr,
-                system_namespace,
+                system_namespace: system_namespace.clone(),
+                api_addr: Some(api_addr),
+                leader_election,
+                tunables: Tunables {
+                    node_resync: Duration::from_secs(node_resync_seconds.max(1)),
+                    delete_grace: Duration::from_secs(delete_grace_seconds),
+                    system_namespace,
+                },
             })
             .await
             {

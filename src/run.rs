@@ -7,6 +7,7 @@ use kube::Client;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::controllers::leader::{Elector, LeaderConfig};
 use crate::controllers::{self, Context, Tunables};
 use crate::state::{self, Scope};
 use crate::telemetry::Metrics;
@@ -18,8 +19,14 @@ pub struct RunConfig {
     pub scope: Scope,
     /// Address of `/healthz`, `/readyz` and `/metrics`.
     pub probe_addr: SocketAddr,
-    /// Namespace of Panoptes' own objects (id claims).
+    /// Namespace of Panoptes' own objects (id claims, leader Lease).
     pub system_namespace: String,
+    /// Address of the Watcher admin API facade (None: no facade).
+    pub api_addr: Option<SocketAddr>,
+    /// Run the reconcilers only while holding the leader Lease.
+    pub leader_election: bool,
+    /// Reconciler tunables (the system namespace is taken from `system_namespace`).
+    pub tunables: Tunables,
 }
 
 /// Errors that stop `panoptes run`.
@@ -28,6 +35,10 @@ pub enum RunError {
     /// No usable kubeconfig or in-cluster config.
     #[error("cannot connect to Kubernetes: {0}")]
     Connect(#[source] kube::Error),
+    /// Another replica took the leader Lease or it could not be renewed; exiting lets the
+    /// process restart as a standby.
+    #[error("lost the leader Lease")]
+    LostLeadership,
     /// A listen address is taken or not allowed.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -101,15 +112,38 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
 
     let tunables = Tunables {
         system_namespace: config.system_namespace.clone(),
-        ..Tunables::default()
+        ..config.tunables.clone()
     };
     let ctx = Arc::new(Context::new(
-        client,
+        client.clone(),
         config.scope.clone(),
         stores.clone(),
         metrics.clone(),
         tunables,
     ));
+
+    let elector = config.leader_election.then(|| {
+        Elector::new(
+            client.clone(),
+            LeaderConfig::new(config.system_namespace.clone()),
+        )
+    });
+    if let Some(elector) = &elector {
+        tracing::info!(
+            identity = elector.identity(),
+            "waiting to become the leader"
+        );
+        tokio::select! {
+            _ = elector.acquire() => {}
+            _ = termination_signal() => {
+                let _ = stop.send(true);
+                watches.abort_all();
+                let _ = server.await;
+                return Ok(());
+            }
+        }
+    }
+
     let mut reconcilers = JoinSet::new();
     reconcilers.spawn(controllers::preset::run(
         ctx.clone(),
@@ -120,15 +154,44 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         shutdown.clone().wait(),
     ));
     reconcilers.spawn(controllers::user::run(ctx.clone(), shutdown.clone().wait()));
+    reconcilers.spawn(controllers::streamer::run(
+        ctx.clone(),
+        shutdown.clone().wait(),
+    ));
+    reconcilers.spawn(controllers::stream::run(
+        ctx.clone(),
+        shutdown.clone().wait(),
+    ));
+    reconcilers.spawn(controllers::layouter::run(
+        ctx.clone(),
+        shutdown.clone().wait(),
+    ));
 
-    termination_signal().await;
+    let lost = match &elector {
+        Some(elector) => tokio::select! {
+            _ = elector.hold() => true,
+            _ = termination_signal() => false,
+        },
+        None => {
+            termination_signal().await;
+            false
+        }
+    };
     tracing::info!("shutting down");
     let _ = stop.send(true);
     // Controllers finish their in-flight reconciles before the watches feeding them stop.
     while reconcilers.join_next().await.is_some() {}
     watches.abort_all();
+    if let Some(elector) = &elector
+        && !lost
+    {
+        elector.release().await;
+    }
     if let Ok(Err(error)) = server.await {
         tracing::warn!(%error, "probe server stopped with an error");
+    }
+    if lost {
+        return Err(RunError::LostLeadership);
     }
     Ok(())
 }

@@ -5,8 +5,10 @@ use std::time::Duration;
 use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
 
-use crate::state::{Scope, Stores};
+use super::fleet::Fleet;
+use crate::state::{LiveStats, NodeClients, Scope, Stores};
 use crate::telemetry::Metrics;
+use std::sync::Arc;
 
 /// Tunables of the reconcilers.
 #[derive(Clone, Debug)]
@@ -23,7 +25,7 @@ pub struct Tunables {
 impl Default for Tunables {
     fn default() -> Self {
         Self {
-            node_resync: Duration::from_secs(10),
+            node_resync: Duration::from_secs(5),
             delete_grace: Duration::from_secs(60),
             system_namespace: "default".into(),
         }
@@ -45,6 +47,14 @@ pub struct Context {
     pub metrics: Metrics,
     /// Tunables.
     pub tunables: Tunables,
+    /// Live stats cache (fed by the Streamer controller, read by everyone).
+    pub live: LiveStats,
+    /// One client per node.
+    pub nodes: NodeClients,
+    /// Request metrics of every node client.
+    pub node_metrics: crate::flussonic::NodeMetrics,
+    /// Placements, node contents and triggers shared by the stream-side loops.
+    pub fleet: Arc<Fleet>,
 }
 
 impl Context {
@@ -61,6 +71,8 @@ impl Context {
             instance: std::env::var("POD_NAME").ok(),
         };
         let recorder = Recorder::new(client.clone(), reporter);
+        let node_metrics = crate::flussonic::NodeMetrics::new();
+        metrics.register(|r| node_metrics.register(r));
         Self {
             client,
             scope,
@@ -68,6 +80,10 @@ impl Context {
             recorder,
             metrics,
             tunables,
+            live: LiveStats::new(),
+            nodes: NodeClients::new(),
+            node_metrics,
+            fleet: Arc::new(Fleet::default()),
         }
     }
 }

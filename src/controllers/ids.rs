@@ -631,7 +631,13 @@ pub async fn apply_metadata<K: Identified>(
 /// Removes the finalizer with a merge patch guarded by the object's `resourceVersion` (so it
 /// works whoever added the finalizer, and a concurrent change makes it fail with 409 and retry
 /// instead of dropping someone else's finalizer).
-pub async fn remove_finalizer<K: Identified>(ctx: &Context, obj: &K) -> Result<(), Error> {
+pub async fn remove_finalizer<K>(ctx: &Context, obj: &K) -> Result<(), Error>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
     if !obj.finalizers().iter().any(|f| f == FINALIZER) {
         return Ok(());
     }

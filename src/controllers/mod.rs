@@ -2,10 +2,16 @@
 
 pub mod conditions;
 pub mod context;
+pub mod fleet;
 pub mod ids;
+pub mod layouter;
+pub mod leader;
 pub mod organization;
 pub mod preset;
 pub mod refs;
+pub mod secrets;
+pub mod stream;
+pub mod streamer;
 pub mod user;
 
 pub use context::{Context, Tunables};

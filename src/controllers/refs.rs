@@ -70,6 +70,17 @@ pub enum Error {
         /// The hasher's error (never contains the password).
         reason: String,
     },
+    /// A node refused or did not answer.
+    #[error("{action} on node {node}: {source}")]
+    Node {
+        /// What was attempted (`pushing stream cam1`, `probing`, …).
+        action: String,
+        /// Hostname.
+        node: String,
+        /// The node client's error (never carries credentials).
+        #[source]
+        source: crate::flussonic::Error,
+    },
     /// No free id was found (the id space or the retry budget is exhausted).
     #[error("no free {kind} id found after {tries} candidates")]
     IdsExhausted {
@@ -108,6 +119,7 @@ impl Error {
             } if s.is_forbidden() => "forbidden",
             Error::Kube { .. } => "kube",
             Error::Hash { .. } => "hash",
+            Error::Node { source, .. } => source.category(),
             Error::IdsExhausted { .. } => "ids_exhausted",
         }
     }

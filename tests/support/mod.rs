@@ -318,3 +318,5 @@ pub fn impersonating_kubeconfig(user: &str, groups: &[String], file: &Path) {
     }
     std::fs::write(file, serde_yaml::to_string(&kc).unwrap()).unwrap();
 }
+
+pub mod operator;

@@ -1,0 +1,364 @@
+//! What the Stream and Streamer controllers and the layouter loop share in memory: the
+//! current placements (the layouter's output, ahead of what `.status.layout` says while its
+//! writes are in flight), what each node holds on disk (from lists and pushes), and the
+//! triggers between the three loops.
+//!
+//! Pushes are driven from here rather than from `.status`, so a placement reaches the nodes
+//! without waiting for its status write to round-trip through the API server.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
+
+use kube::runtime::reflector::ObjectRef;
+use serde_json::Value;
+use tokio::sync::{Notify, mpsc};
+
+use super::refs::Key;
+use crate::layout::{Placement, Unplaced};
+use crate::resources::{Stream, Streamer};
+
+/// One stream as one node holds it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NodeCopy {
+    /// The node's `config_on_disk` (or what Panoptes last pushed, until the next list).
+    pub config_on_disk: Option<Arc<Value>>,
+    /// Carries Panoptes' ownership label; foreign streams are never touched.
+    pub managed: bool,
+}
+
+/// Why a stream cannot be pushed although it is declared.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Blocked {
+    /// Another Stream (namespace/name) already uses the same Watcher name.
+    NameConflict(Key),
+}
+
+#[derive(Default)]
+struct Inner {
+    /// The first layout run finished; before it nothing is known to be a leftover.
+    laid_out: bool,
+    placements: HashMap<Key, Placement>,
+    unplaced: HashMap<Key, Unplaced>,
+    /// hostname → streams placed there (ingest or DVR backup).
+    by_node: HashMap<Arc<str>, HashSet<Key>>,
+    /// Watcher name → the Stream that owns it.
+    names: HashMap<String, Key>,
+    blocked: HashMap<Key, Blocked>,
+    /// hostname → node stream name → copy.
+    on_node: HashMap<String, HashMap<String, NodeCopy>>,
+    /// hostname → the Streamer declaring it.
+    streamers: HashMap<String, Key>,
+    /// Nodes listed at least once since start (before that, what they hold is unknown).
+    listed: HashSet<String>,
+}
+
+/// Shared in-memory fleet state.
+pub struct Fleet {
+    inner: RwLock<Inner>,
+    layout_wanted: Notify,
+    stream_tx: mpsc::UnboundedSender<ObjectRef<Stream>>,
+    stream_rx: Mutex<Option<mpsc::UnboundedReceiver<ObjectRef<Stream>>>>,
+    streamer_tx: mpsc::UnboundedSender<ObjectRef<Streamer>>,
+    streamer_rx: Mutex<Option<mpsc::UnboundedReceiver<ObjectRef<Streamer>>>>,
+}
+
+impl Default for Fleet {
+    fn default() -> Self {
+        let (stream_tx, stream_rx) = mpsc::unbounded_channel();
+        let (streamer_tx, streamer_rx) = mpsc::unbounded_channel();
+        Self {
+            inner: RwLock::default(),
+            layout_wanted: Notify::new(),
+            stream_tx,
+            stream_rx: Mutex::new(Some(stream_rx)),
+            streamer_tx,
+            streamer_rx: Mutex::new(Some(streamer_rx)),
+        }
+    }
+}
+
+fn obj_ref<K: kube::Resource<DynamicType = ()>>(key: &Key) -> ObjectRef<K> {
+    ObjectRef::new(&key.1).within(&key.0)
+}
+
+impl Fleet {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
+        self.inner.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    // ---- triggers ------------------------------------------------------------------------
+
+    /// Asks the layouter loop for a run (coalesced).
+    pub fn request_layout(&self) {
+        self.layout_wanted.notify_one();
+    }
+
+    /// Resolves when a layout run was requested.
+    pub async fn layout_requested(&self) {
+        self.layout_wanted.notified().await;
+    }
+
+    /// Asks the Stream controller to reconcile `key`.
+    pub fn touch_stream(&self, key: &Key) {
+        let _ = self.stream_tx.send(obj_ref(key));
+    }
+
+    /// Asks the Streamer controller to reconcile the Streamer of `hostname`, if declared.
+    pub fn touch_node(&self, hostname: &str) {
+        if let Some(key) = self.read().streamers.get(hostname) {
+            let _ = self.streamer_tx.send(obj_ref(key));
+        }
+    }
+
+    /// The Stream controller's extra triggers (taken once).
+    pub fn take_stream_triggers(&self) -> Option<mpsc::UnboundedReceiver<ObjectRef<Stream>>> {
+        self.stream_rx.lock().ok()?.take()
+    }
+
+    /// The Streamer controller's extra triggers (taken once).
+    pub fn take_streamer_triggers(&self) -> Option<mpsc::UnboundedReceiver<ObjectRef<Streamer>>> {
+        self.streamer_rx.lock().ok()?.take()
+    }
+
+    // ---- layout ----------------------------------------------------------------------------
+
+    /// True once the layouter ran at least once.
+    pub fn laid_out(&self) -> bool {
+        self.read().laid_out
+    }
+
+    /// Every placement (the layouter's `previous`).
+    pub fn placements(&self) -> HashMap<Key, Placement> {
+        self.read().placements.clone()
+    }
+
+    /// The placement of one stream.
+    pub fn placement(&self, key: &Key) -> Option<Placement> {
+        self.read().placements.get(key).cloned()
+    }
+
+    /// Why an enabled stream is not (fully) placed, if it is not.
+    pub fn unplaced(&self, key: &Key) -> Option<Unplaced> {
+        self.read().unplaced.get(key).cloned()
+    }
+
+    /// Why a stream may not be pushed, if it may not.
+    pub fn blocked(&self, key: &Key) -> Option<Blocked> {
+        self.read().blocked.get(key).cloned()
+    }
+
+    /// The Stream owning a Watcher name.
+    pub fn owner_of(&self, name: &str) -> Option<Key> {
+        self.read().names.get(name).cloned()
+    }
+
+    /// Streams placed on `hostname`.
+    pub fn assigned(&self, hostname: &str) -> HashSet<Key> {
+        self.read()
+            .by_node
+            .get(hostname)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// (ingest, DVR backup) counts of `hostname`.
+    pub fn assigned_counts(&self, hostname: &str) -> (i64, i64) {
+        let inner = self.read();
+        let Some(keys) = inner.by_node.get(hostname) else {
+            return (0, 0);
+        };
+        keys.iter().fold((0, 0), |(i, b), k| {
+            match inner.placements.get(k).and_then(|p| p.ingest.as_deref()) {
+                Some(h) if h == hostname => (i + 1, b),
+                _ => (i, b + 1),
+            }
+        })
+    }
+
+    /// Installs a layout run's outcome: every placement, the unplaced, the name owners and
+    /// the blocked streams. Returns the hostnames whose assignment changed.
+    pub fn install_layout(
+        &self,
+        placements: HashMap<Key, Placement>,
+        unplaced: HashMap<Key, Unplaced>,
+        names: HashMap<String, Key>,
+        blocked: HashMap<Key, Blocked>,
+        streamers: HashMap<String, Key>,
+    ) -> HashSet<String> {
+        let mut by_node: HashMap<Arc<str>, HashSet<Key>> = HashMap::new();
+        for (key, p) in &placements {
+            for h in p.ingest.iter().chain(p.dvr_backups.iter()) {
+                by_node.entry(h.clone()).or_default().insert(key.clone());
+            }
+        }
+        let mut inner = self.write();
+        let mut changed: HashSet<String> = HashSet::new();
+        for (h, keys) in &by_node {
+            if inner.by_node.get(h) != Some(keys) {
+                changed.insert(h.to_string());
+            }
+        }
+        for h in inner.by_node.keys() {
+            if !by_node.contains_key(h) {
+                changed.insert(h.to_string());
+            }
+        }
+        inner.placements = placements;
+        inner.unplaced = unplaced;
+        inner.by_node = by_node;
+        inner.names = names;
+        inner.blocked = blocked;
+        inner.streamers = streamers;
+        inner.laid_out = true;
+        changed
+    }
+
+    // ---- what nodes hold --------------------------------------------------------------------
+
+    /// What `hostname` holds for `name`, as last seen or pushed.
+    pub fn copy_on(&self, hostname: &str, name: &str) -> Option<NodeCopy> {
+        self.read().on_node.get(hostname)?.get(name).cloned()
+    }
+
+    /// Managed copies of `name` on any node.
+    pub fn holders(&self, name: &str) -> Vec<String> {
+        let inner = self.read();
+        let mut out: Vec<String> = inner
+            .on_node
+            .iter()
+            .filter(|(_, m)| m.get(name).is_some_and(|c| c.managed))
+            .map(|(h, _)| h.clone())
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Replaces what `hostname` holds with a fresh list; returns the names whose disk config
+    /// changed, appeared or vanished since the previous list.
+    pub fn record_list(&self, hostname: &str, listed: HashMap<String, NodeCopy>) -> Vec<String> {
+        let mut inner = self.write();
+        inner.listed.insert(hostname.to_string());
+        let old = inner.on_node.insert(hostname.to_string(), listed);
+        let new = &inner.on_node[hostname];
+        let old = old.unwrap_or_default();
+        let mut changed: Vec<String> = new
+            .iter()
+            .filter(|(n, c)| old.get(*n) != Some(*c))
+            .map(|(n, _)| n.clone())
+            .chain(old.keys().filter(|n| !new.contains_key(*n)).cloned())
+            .collect();
+        changed.sort();
+        changed.dedup();
+        changed
+    }
+
+    /// True once `hostname` was listed since start.
+    pub fn listed(&self, hostname: &str) -> bool {
+        self.read().listed.contains(hostname)
+    }
+
+    /// Every Stream currently blocked.
+    pub fn blocked_keys(&self) -> HashSet<Key> {
+        self.read().blocked.keys().cloned().collect()
+    }
+
+    /// Records a successful push.
+    pub fn record_push(&self, hostname: &str, name: &str, config_on_disk: Value) {
+        self.write()
+            .on_node
+            .entry(hostname.to_string())
+            .or_default()
+            .insert(
+                name.to_string(),
+                NodeCopy {
+                    config_on_disk: Some(Arc::new(config_on_disk)),
+                    managed: true,
+                },
+            );
+    }
+
+    /// Records a successful delete.
+    pub fn record_delete(&self, hostname: &str, name: &str) {
+        if let Some(m) = self.write().on_node.get_mut(hostname) {
+            m.remove(name);
+        }
+    }
+
+    /// Forgets a node that is no longer declared.
+    pub fn forget_node(&self, hostname: &str) {
+        let mut inner = self.write();
+        inner.on_node.remove(hostname);
+        inner.listed.remove(hostname);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(n: &str) -> Key {
+        ("ns".into(), n.into())
+    }
+
+    fn placed(ingest: &str, backups: &[&str]) -> Placement {
+        Placement {
+            ingest: Some(ingest.into()),
+            dvr_backups: backups.iter().map(|b| (*b).into()).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn install_reports_nodes_whose_assignment_changed() {
+        let fleet = Fleet::default();
+        let mut p = HashMap::new();
+        p.insert(key("a"), placed("n1", &["n2"]));
+        p.insert(key("b"), placed("n1", &[]));
+        let changed = fleet.install_layout(
+            p.clone(),
+            HashMap::new(),
+            HashMap::new(),
+            HashMap::new(),
+            HashMap::new(),
+        );
+        assert_eq!(changed, HashSet::from(["n1".into(), "n2".into()]));
+        assert_eq!(fleet.assigned_counts("n1"), (2, 0));
+        assert_eq!(fleet.assigned_counts("n2"), (0, 1));
+        p.insert(key("b"), placed("n3", &[]));
+        let changed = fleet.install_layout(
+            p,
+            HashMap::new(),
+            HashMap::new(),
+            HashMap::new(),
+            HashMap::new(),
+        );
+        assert_eq!(changed, HashSet::from(["n1".into(), "n3".into()]));
+    }
+
+    #[test]
+    fn lists_report_changes_and_pushes_update_copies() {
+        let fleet = Fleet::default();
+        let copy = |v: i64| NodeCopy {
+            config_on_disk: Some(Arc::new(serde_json::json!({ "v": v }))),
+            managed: true,
+        };
+        let first = fleet.record_list(
+            "n1",
+            HashMap::from([("a".to_string(), copy(1)), ("b".to_string(), copy(1))]),
+        );
+        assert_eq!(first, vec!["a", "b"]);
+        let second = fleet.record_list(
+            "n1",
+            HashMap::from([("a".to_string(), copy(2)), ("c".to_string(), copy(1))]),
+        );
+        assert_eq!(second, vec!["a", "b", "c"]);
+        fleet.record_push("n2", "a", serde_json::json!({}));
+        assert_eq!(fleet.holders("a"), vec!["n1", "n2"]);
+        fleet.record_delete("n1", "a");
+        assert_eq!(fleet.holders("a"), vec!["n2"]);
+    }
+}

@@ -1,0 +1,348 @@
+//! The layouter loop: one for the whole installation. It watches for changes that matter to
+//! placement (stream and streamer specs, presets, node health), runs the pure layouter over a
+//! snapshot, installs the result in the shared [`Fleet`](super::fleet::Fleet) (the Stream
+//! controller pushes from there at once) and records each changed layout in the stream's
+//! status, under its own field manager so the Stream controller's status writes never touch
+//! it. Nothing is written for streams whose layout did not change.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{FutureExt, StreamExt};
+use kube::api::{Api, Patch, PatchParams};
+use kube::{Resource, ResourceExt};
+
+use super::Context;
+use super::fleet::Blocked;
+use super::refs::{self, Key, key_of};
+use super::stream::effective;
+use crate::layout::{self, LayoutOptions, NodeView, Placement, Snapshot, StreamView, Unplaced};
+use crate::resources::wire::StreamLayout;
+use crate::resources::{Preset, Stream};
+
+/// Field manager of `.status.layout`.
+pub const LAYOUT_MANAGER: &str = "panoptes-layouter";
+/// How often the inputs are checked for changes.
+const POLL: Duration = Duration::from_millis(250);
+/// Status writes in flight at once.
+const WRITES_IN_FLIGHT: usize = 32;
+/// The first run waits this long at most for every node's first probe.
+const FIRST_PROBE_WAIT: Duration = Duration::from_secs(15);
+
+/// The Watcher name of a stream (`spec.name`, else `metadata.name`).
+pub fn watcher_name(stream: &Stream) -> String {
+    stream
+        .spec
+        .name
+        .clone()
+        .unwrap_or_else(|| stream.name_any())
+}
+
+fn skey(key: &Key) -> Arc<str> {
+    format!("{}/{}", key.0, key.1).into()
+}
+
+fn unkey(k: &str) -> Key {
+    let (ns, name) = k.split_once('/').unwrap_or(("", k));
+    (ns.to_string(), name.to_string())
+}
+
+/// Runs until `shutdown` resolves.
+pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 'static) {
+    let shutdown = shutdown.shared();
+    if !refs::stores_ready(&ctx, shutdown.clone()).await {
+        return;
+    }
+    wait_first_probes(&ctx, shutdown.clone()).await;
+    tracing::info!("layouter started");
+    let mut last: Option<u64> = None;
+    let mut pending: BTreeMap<Arc<str>, StreamLayout> = BTreeMap::new();
+    loop {
+        let fp = fingerprint(&ctx);
+        if last != Some(fp) || !pending.is_empty() {
+            last = Some(fp);
+            run_once(&ctx, &mut pending).await;
+        }
+        tokio::select! {
+            _ = ctx.fleet.layout_requested() => {
+                // Let a burst of changes (an apply of many objects) land in one run.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            _ = tokio::time::sleep(POLL) => {}
+            _ = shutdown.clone() => break,
+        }
+    }
+    tracing::info!("layouter stopped");
+}
+
+/// Until every declared node was probed once (bounded), so the first run does not place
+/// streams on nodes that turn out dead, nor move streams off nodes not probed yet.
+async fn wait_first_probes(ctx: &Context, shutdown: impl Future<Output = ()>) {
+    let wait = async {
+        let deadline = tokio::time::Instant::now() + FIRST_PROBE_WAIT;
+        while tokio::time::Instant::now() < deadline {
+            let all = ctx.stores.streamers.state().iter().all(|s| {
+                ctx.live
+                    .node(&s.spec.hostname)
+                    .is_some_and(|n| n.last_probe_ms > 0)
+            });
+            if all {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tracing::warn!("some nodes were not probed in time; laying out without them");
+    };
+    tokio::select! { _ = wait => {}, _ = shutdown => {} }
+}
+
+/// A cheap digest of everything placement depends on; equal digests mean nothing to do.
+fn fingerprint(ctx: &Context) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for s in ctx.stores.streams.state() {
+        (
+            s.uid(),
+            s.meta().generation,
+            s.meta().deletion_timestamp.is_some(),
+        )
+            .hash(&mut h);
+    }
+    for s in ctx.stores.streamers.state() {
+        (s.uid(), s.meta().generation).hash(&mut h);
+        healthy(ctx, &s.spec.hostname).hash(&mut h);
+    }
+    for p in ctx.stores.presets.state() {
+        (p.uid(), p.meta().generation).hash(&mut h);
+    }
+    h.finish()
+}
+
+/// Unknown (never probed) counts as healthy: the first run waited for probes, and a node
+/// added later gets its first probe before anything is placed on it matters little.
+fn healthy(ctx: &Context, hostname: &str) -> bool {
+    ctx.live
+        .node(hostname)
+        .is_none_or(|n| n.last_probe_ms == 0 || n.ready)
+}
+
+/// Inputs of one run, built from the stores.
+pub struct Inputs {
+    /// The snapshot handed to the layouter.
+    pub snapshot: Snapshot,
+    /// Watcher name → owner.
+    pub names: HashMap<String, Key>,
+    /// Streams that may not be placed.
+    pub blocked: HashMap<Key, Blocked>,
+    /// hostname → Streamer.
+    pub streamers: HashMap<String, Key>,
+}
+
+/// Builds the layouter's snapshot from the stores and node health.
+pub fn inputs(ctx: &Context) -> Inputs {
+    let presets: HashMap<Key, Arc<Preset>> = ctx
+        .stores
+        .presets
+        .state()
+        .into_iter()
+        .map(|p| (key_of(p.as_ref()), p))
+        .collect();
+    let mut streams = ctx.stores.streams.state();
+    // Oldest first, so the first holder of a Watcher name keeps it.
+    streams.sort_by(|a, b| {
+        a.meta()
+            .creation_timestamp
+            .cmp(&b.meta().creation_timestamp)
+            .then_with(|| key_of(a.as_ref()).cmp(&key_of(b.as_ref())))
+    });
+    let mut names: HashMap<String, Key> = HashMap::new();
+    let mut blocked = HashMap::new();
+    let mut views = Vec::with_capacity(streams.len());
+    for s in &streams {
+        let key = key_of(s.as_ref());
+        let name = watcher_name(s);
+        match names.get(&name) {
+            Some(owner) => {
+                blocked.insert(key, Blocked::NameConflict(owner.clone()));
+                continue;
+            }
+            None => {
+                names.insert(name, key.clone());
+            }
+        }
+        if s.meta().deletion_timestamp.is_some() {
+            continue;
+        }
+        let preset = match &s.spec.preset_ref {
+            None => None,
+            Some(p) => match presets.get(&(key.0.clone(), p.clone())) {
+                Some(p) => Some(p),
+                // Not pushed until its preset exists (the Stream says why): it takes no room.
+                None => continue,
+            },
+        };
+        let mut view = StreamView::from_spec(skey(&key), &s.spec);
+        view.dvr_redundancy = effective::dvr_redundancy(&s.spec.config, preset.map(|p| &p.spec));
+        views.push(view);
+    }
+    let mut streamers = HashMap::new();
+    let nodes = ctx
+        .stores
+        .streamers
+        .state()
+        .iter()
+        .map(|s| {
+            streamers.insert(s.spec.hostname.clone(), key_of(s.as_ref()));
+            NodeView::from_spec(&s.spec, healthy(ctx, &s.spec.hostname))
+        })
+        .collect();
+    Inputs {
+        snapshot: Snapshot {
+            nodes,
+            streams: views,
+        },
+        names,
+        blocked,
+        streamers,
+    }
+}
+
+/// The current placements in the layouter's form: the fleet's after the first run, else
+/// what the streams' statuses recorded (a restart resumes where the last instance was).
+pub fn previous(ctx: &Context) -> BTreeMap<Arc<str>, Placement> {
+    if ctx.fleet.laid_out() {
+        return ctx
+            .fleet
+            .placements()
+            .iter()
+            .map(|(k, p)| (skey(k), p.clone()))
+            .collect();
+    }
+    ctx.stores
+        .streams
+        .state()
+        .iter()
+        .filter_map(|s| {
+            let layout = s.status.as_ref()?.layout.as_ref()?;
+            Some((skey(&key_of(s.as_ref())), Placement::from(layout)))
+        })
+        .collect()
+}
+
+async fn run_once(ctx: &Arc<Context>, pending: &mut BTreeMap<Arc<str>, StreamLayout>) {
+    let started = std::time::Instant::now();
+    let inputs = inputs(ctx);
+    forget_removed_nodes(ctx, &inputs.streamers);
+    let previous = previous(ctx);
+    let opts = LayoutOptions {
+        now_ms: chrono::Utc::now().timestamp_millis(),
+        ..LayoutOptions::default()
+    };
+    let result = layout::layout(&inputs.snapshot, &previous, &opts);
+    let placements: HashMap<Key, Placement> = result
+        .placements
+        .iter()
+        .map(|(k, p)| (unkey(k), p.clone()))
+        .collect();
+    let unplaced: HashMap<Key, Unplaced> = result
+        .unplaced
+        .iter()
+        .map(|(k, u)| (unkey(k), u.clone()))
+        .collect();
+    // Streams whose unplaced verdict changed need their Scheduled condition refreshed too.
+    let mut touched: HashSet<Key> = unplaced
+        .iter()
+        .filter(|(k, u)| ctx.fleet.unplaced(k).as_ref() != Some(*u))
+        .map(|(k, _)| k.clone())
+        .collect();
+    let before: HashSet<Key> = ctx.fleet.blocked_keys();
+    let now: HashSet<Key> = inputs.blocked.keys().cloned().collect();
+    touched.extend(before.symmetric_difference(&now).cloned());
+    let nodes_changed = ctx.fleet.install_layout(
+        placements,
+        unplaced,
+        inputs.names,
+        inputs.blocked,
+        inputs.streamers,
+    );
+    for k in result.changes.keys() {
+        touched.insert(unkey(k));
+    }
+    for k in &touched {
+        ctx.fleet.touch_stream(k);
+    }
+    for h in &nodes_changed {
+        ctx.fleet.touch_node(h);
+    }
+    if !result.changes.is_empty() {
+        tracing::info!(
+            changed = result.changes.len(),
+            streams = inputs.snapshot.streams.len(),
+            nodes = inputs.snapshot.nodes.len(),
+            unplaced = result.unplaced.len(),
+            took_ms = started.elapsed().as_millis() as u64,
+            "layout changed"
+        );
+    }
+    pending.extend(result.changes);
+    write_layouts(ctx, pending).await;
+}
+
+/// Writes the changed layouts; the ones that fail stay in `pending` for the next run.
+async fn write_layouts(ctx: &Arc<Context>, pending: &mut BTreeMap<Arc<str>, StreamLayout>) {
+    let todo = std::mem::take(pending);
+    let failed: Vec<(Arc<str>, StreamLayout)> = futures::stream::iter(todo)
+        .map(|(k, layout)| {
+            let ctx = ctx.clone();
+            async move {
+                match write_layout(&ctx, &unkey(&k), &layout).await {
+                    Ok(()) => None,
+                    Err(error) => {
+                        tracing::warn!(stream = %k, %error, "recording a layout failed; retrying");
+                        Some((k, layout))
+                    }
+                }
+            }
+        })
+        .buffer_unordered(WRITES_IN_FLIGHT)
+        .filter_map(|x| async move { x })
+        .collect()
+        .await;
+    pending.extend(failed);
+}
+
+async fn write_layout(ctx: &Context, key: &Key, layout: &StreamLayout) -> Result<(), kube::Error> {
+    let api: Api<Stream> = Api::namespaced(ctx.client.clone(), &key.0);
+    let body = serde_json::json!({
+        "apiVersion": Stream::api_version(&()),
+        "kind": Stream::kind(&()),
+        "metadata": { "name": key.1 },
+        "status": { "layout": layout },
+    });
+    match api
+        .patch_status(
+            &key.1,
+            &PatchParams::apply(LAYOUT_MANAGER).force(),
+            &Patch::Apply(&body),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if refs::is_not_found(&e) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Drops the client, live stats and known contents of nodes no Streamer declares any more.
+fn forget_removed_nodes(ctx: &Context, declared: &HashMap<String, Key>) {
+    for host in ctx.nodes.hostnames() {
+        if !declared.contains_key(&host) {
+            ctx.nodes.remove(&host);
+            ctx.live.remove_node(&host);
+            ctx.fleet.forget_node(&host);
+            tracing::info!(node = %host, "streamer removed; forgetting the node");
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! The effective node config of a stream: preset ⊕ stream, then secrets. Pure, so the merge
+//! rules are unit-tested without a cluster.
+//!
+//! Watcher's preset semantics: a preset contributes `dvr` (and `vision`, which never reaches a
+//! node). With an adjustable preset (`is_adjustable` absent or true) the stream's own members
+//! win member by member; with a locked preset (`is_adjustable: false`) the preset's members win,
+//! so a camera cannot deviate from what was sold to it.
+//!
+//! A stream without `static` is pushed as `static: true`: a Watcher camera records and is
+//! watched live, so it runs permanently; `static: false` must be asked for explicitly.
+
+use serde_json::{Map, Value};
+
+use crate::flussonic::{StreamBody, node_stream_body};
+use crate::resources::PresetSpec;
+use crate::resources::wire::{StreamConfigSpec, StreamDvrSpec, VisionSpec};
+
+/// The stream config with its preset merged in.
+pub fn merge_preset(stream: &StreamConfigSpec, preset: Option<&PresetSpec>) -> StreamConfigSpec {
+    let mut own = stream.clone();
+    own.static_ = Some(stream.static_.unwrap_or(true));
+    let stream = &own;
+    let Some(preset) = preset else {
+        return own;
+    };
+    let locked = preset.is_adjustable == Some(false);
+    let mut out = stream.clone();
+    out.dvr = merge_members::<StreamDvrSpec>(stream.dvr.as_ref(), preset.dvr.as_ref(), locked);
+    let preset_vision = preset.vision.as_ref().map(|v| VisionSpec {
+        alg: v.alg,
+        ..VisionSpec::default()
+    });
+    out.vision =
+        merge_members::<VisionSpec>(stream.vision.as_ref(), preset_vision.as_ref(), locked);
+    if out.layout_rules.is_none() {
+        out.layout_rules = preset.layout_rules.clone();
+    }
+    out
+}
+
+/// Member-wise merge of two optional objects; `preset_wins` picks the side that wins a tie.
+fn merge_members<T>(own: Option<&T>, preset: Option<&T>, preset_wins: bool) -> Option<T>
+where
+    T: serde::Serialize + serde::de::DeserializeOwned + Clone,
+{
+    match (own, preset) {
+        (None, None) => None,
+        (Some(o), None) => Some(o.clone()),
+        (None, Some(p)) => Some(p.clone()),
+        (Some(o), Some(p)) => {
+            let (base, top) = if preset_wins { (o, p) } else { (p, o) };
+            let mut merged = to_map(base);
+            merged.extend(to_map(top));
+            serde_json::from_value(Value::Object(merged))
+                .ok()
+                .or_else(|| Some(top.clone()))
+        }
+    }
+}
+
+fn to_map<T: serde::Serialize>(v: &T) -> Map<String, Value> {
+    match serde_json::to_value(v) {
+        Ok(Value::Object(m)) => m,
+        _ => Map::new(),
+    }
+}
+
+/// DVR backups the stream asks for once its preset is merged.
+pub fn dvr_redundancy(stream: &StreamConfigSpec, preset: Option<&PresetSpec>) -> u32 {
+    merge_preset(stream, preset)
+        .dvr
+        .and_then(|d| d.redundancy_factor)
+        .map_or(0, |r| u32::try_from(r.max(0)).unwrap_or(u32::MAX))
+}
+
+/// Secret values injected at push time (never stored anywhere else).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Injected {
+    /// Camera login and password, put into input URLs that carry no user info.
+    pub camera: Option<(String, String)>,
+    /// Password publishers must present.
+    pub publish_password: Option<String>,
+}
+
+impl std::fmt::Debug for Injected {
+    // Redacted: these are secrets.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Injected")
+            .field("camera", &self.camera.as_ref().map(|_| "<redacted>"))
+            .field(
+                "publish_password",
+                &self.publish_password.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
+/// The body Panoptes pushes for `name`: the merged config, the ownership label, secrets.
+pub fn node_body(name: &str, config: &StreamConfigSpec, secrets: &Injected) -> StreamBody {
+    let mut config = config.clone();
+    if let Some((user, pass)) = &secrets.camera
+        && let Some(inputs) = config.inputs.as_mut()
+    {
+        for input in inputs {
+            input.url = with_userinfo(&input.url, user, pass);
+        }
+    }
+    let body = node_stream_body(name, &config);
+    match &secrets.publish_password {
+        None => body,
+        Some(p) => {
+            let mut fields = body.as_json().clone();
+            fields.insert("password".into(), Value::String(p.clone()));
+            StreamBody::replace(name, fields)
+        }
+    }
+}
+
+/// `url` with `user:pass@` inserted after the scheme, unless it has user info already or is
+/// not a network URL (`publish://`, `file://`, …) that could carry one.
+pub fn with_userinfo(url: &str, user: &str, pass: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    if !matches!(
+        scheme.to_ascii_lowercase().as_str(),
+        "rtsp" | "rtsps" | "http" | "https" | "rtmp" | "rtmps" | "srt" | "onvif" | "hls" | "tshttp"
+    ) {
+        return url.to_string();
+    }
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    if rest[..authority_end].contains('@') {
+        return url.to_string();
+    }
+    format!("{scheme}://{}:{}@{rest}", encode(user), encode(pass))
+}
+
+/// Percent-encodes what may not appear raw in URL user info.
+fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::wire::StreamInput;
+
+    fn dvr(root: Option<&str>, expiration: Option<i64>, rf: Option<i64>) -> StreamDvrSpec {
+        StreamDvrSpec {
+            root: root.map(Into::into),
+            expiration,
+            redundancy_factor: rf,
+            ..Default::default()
+        }
+    }
+
+    fn preset(adjustable: Option<bool>, d: StreamDvrSpec) -> PresetSpec {
+        PresetSpec {
+            title: "p".into(),
+            is_adjustable: adjustable,
+            dvr: Some(d),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn adjustable_preset_fills_gaps_and_the_stream_wins() {
+        let stream = StreamConfigSpec {
+            dvr: Some(dvr(None, Some(3600), None)),
+            ..Default::default()
+        };
+        let p = preset(None, dvr(Some("/storage"), Some(86400), Some(1)));
+        let out = merge_preset(&stream, Some(&p)).dvr.unwrap();
+        assert_eq!(out.root.as_deref(), Some("/storage"));
+        assert_eq!(out.expiration, Some(3600));
+        assert_eq!(out.redundancy_factor, Some(1));
+        assert_eq!(dvr_redundancy(&stream, Some(&p)), 1);
+    }
+
+    #[test]
+    fn locked_preset_wins_over_the_stream() {
+        let stream = StreamConfigSpec {
+            dvr: Some(dvr(Some("/mine"), Some(3600), Some(3))),
+            ..Default::default()
+        };
+        let p = preset(Some(false), dvr(Some("/storage"), Some(86400), None));
+        let out = merge_preset(&stream, Some(&p)).dvr.unwrap();
+        assert_eq!(out.root.as_deref(), Some("/storage"));
+        assert_eq!(out.expiration, Some(86400));
+        // Members the preset leaves out stay the stream's.
+        assert_eq!(out.redundancy_factor, Some(3));
+    }
+
+    #[test]
+    fn no_preset_is_the_stream_itself() {
+        let stream = StreamConfigSpec {
+            title: Some("x".into()),
+            ..Default::default()
+        };
+        let merged = merge_preset(&stream, None);
+        assert_eq!(
+            merged.static_,
+            Some(true),
+            "cameras run permanently unless told otherwise"
+        );
+        assert_eq!(merged.title, stream.title);
+        let on_demand = StreamConfigSpec {
+            static_: Some(false),
+            ..Default::default()
+        };
+        assert_eq!(merge_preset(&on_demand, None).static_, Some(false));
+        assert_eq!(dvr_redundancy(&stream, None), 0);
+    }
+
+    #[test]
+    fn credentials_go_into_network_urls_only() {
+        assert_eq!(
+            with_userinfo("rtsp://cam/h264", "admin", "p@ss:w/rd"),
+            "rtsp://admin:p%40ss%3Aw%2Frd@cam/h264"
+        );
+        assert_eq!(with_userinfo("rtsp://u@cam/x", "a", "b"), "rtsp://u@cam/x");
+        assert_eq!(with_userinfo("publish://", "a", "b"), "publish://");
+        assert_eq!(
+            with_userinfo("file://vod/x.mp4", "a", "b"),
+            "file://vod/x.mp4"
+        );
+        assert_eq!(with_userinfo("garbage", "a", "b"), "garbage");
+    }
+
+    #[test]
+    fn node_body_carries_secrets_and_label() {
+        let config = StreamConfigSpec {
+            inputs: Some(vec![StreamInput {
+                url: "rtsp://cam/1".into(),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        };
+        let secrets = Injected {
+            camera: Some(("u".into(), "pw".into())),
+            publish_password: Some("pub".into()),
+        };
+        let body = node_body("cam1", &config, &secrets);
+        let json = body.as_json();
+        assert_eq!(json["inputs"][0]["url"], "rtsp://u:pw@cam/1");
+        assert_eq!(json["password"], "pub");
+        assert_eq!(json["labels"]["managed-by"], "panoptes");
+        assert!(body.is_reset());
+        assert!(!format!("{secrets:?}").contains("pw"));
+    }
+}

@@ -1,0 +1,684 @@
+//! Stream controller: turns a Stream and its placement into running streams on nodes.
+//!
+//! For each Stream it resolves the effective node config (preset ⊕ stream, secrets injected at
+//! push time), pushes it to every node of its placement whose `config_on_disk` differs (the
+//! fleet knows what nodes hold from the Streamer controller's lists and from earlier pushes,
+//! so an in-sync stream costs no request), and then — make-before-break — removes the copies
+//! on nodes the stream left, only once every node of the new placement holds the current
+//! config. Conditions: `Scheduled`, `Synced`, `Ready` (alive on its ingest node).
+//!
+//! Deletion: the finalizer `panoptes.dev/cleanup` removes the stream from every node holding
+//! it. A node that stays unreachable for `delete_grace` does not block deletion; the Streamer
+//! controller removes the leftover when the node returns (no Stream owns the name any more).
+
+pub mod effective;
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{FutureExt, StreamExt};
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::{Action, Config, Controller};
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+use serde_json::Value;
+
+use super::Context;
+use super::conditions::{self, Desired};
+use super::fleet::Blocked;
+use super::ids;
+use super::layouter::watcher_name;
+use super::refs::{self, Backoff, Error, Key, RefIndex, key_of};
+use super::secrets::{SecretError, Secrets};
+use crate::flussonic::StreamBody;
+use crate::layout::{Shortfall, Unplaced};
+use crate::resources::common::{CONTROLLER_MANAGER, CommonStatus, FINALIZER};
+use crate::resources::{Preset, Stream, StreamStatus};
+use effective::Injected;
+
+/// Reconciles running at once (node I/O is bounded per node by the node clients).
+const CONCURRENCY: u16 = 128;
+/// A healthy, synced stream is looked at again after this long (secret rotations, safety).
+const STEADY_RESYNC: Duration = Duration::from_secs(600);
+
+/// State of the Stream controller.
+pub struct StreamController {
+    ctx: Arc<Context>,
+    /// Stream → its preset, so a preset change reconciles exactly its streams.
+    presets: RefIndex,
+    secrets: Secrets,
+    backoff: Backoff,
+}
+
+/// Runs the Stream controller until `shutdown` resolves.
+pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 'static) {
+    let shutdown = shutdown.shared();
+    if !refs::stores_ready(&ctx, shutdown.clone()).await {
+        return;
+    }
+    let Some(mut triggers) = ctx.fleet.take_stream_triggers() else {
+        tracing::error!("stream controller started twice");
+        return;
+    };
+    let ctl = Arc::new(StreamController {
+        ctx: ctx.clone(),
+        presets: RefIndex::default(),
+        secrets: Secrets::default(),
+        backoff: Backoff::default(),
+    });
+    let on_preset = {
+        let ctl = ctl.clone();
+        move |p: Preset| {
+            let ns = p.namespace().unwrap_or_default();
+            ctl.presets
+                .sources(&ns, &p.name_any())
+                .into_iter()
+                .map(|s| ObjectRef::new(&s).within(&ns))
+                .collect::<Vec<_>>()
+        }
+    };
+    let extra = futures::stream::poll_fn(move |cx| triggers.poll_recv(cx)).boxed();
+    let wc = watcher::Config::default().any_semantic();
+    tracing::info!("stream controller started");
+    Controller::new(ctx.scope.api::<Stream>(ctx.client.clone()), wc.clone())
+        .with_config(Config::default().concurrency(CONCURRENCY))
+        .watches(ctx.scope.api::<Preset>(ctx.client.clone()), wc, on_preset)
+        .reconcile_on(extra)
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctl)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "stream controller");
+            }
+        })
+        .await;
+    tracing::info!("stream controller stopped");
+}
+
+/// Reconciles one Stream.
+#[tracing::instrument(skip_all, fields(namespace = stream.namespace(), name = stream.name_any()))]
+pub async fn reconcile(stream: Arc<Stream>, ctl: Arc<StreamController>) -> Result<Action, Error> {
+    let key = key_of(stream.as_ref());
+    ctl.presets.observe(
+        &key.0,
+        &key.1,
+        stream.spec.preset_ref.iter().cloned().collect(),
+    );
+    let action = if stream.meta().deletion_timestamp.is_some() {
+        finalize(&stream, &ctl, &key).await?
+    } else {
+        converge(&stream, &ctl, &key).await?
+    };
+    Ok(action)
+}
+
+/// Invalid input waits for a change; anything else backs off per stream with jitter.
+pub fn error_policy(stream: Arc<Stream>, error: &Error, ctl: Arc<StreamController>) -> Action {
+    refs::error_action(&ctl.backoff, &key_of(stream.as_ref()), "Stream", error)
+}
+
+/// What one reconcile concluded, turned into status and an action at the end.
+struct Outcome {
+    conditions: Vec<Desired>,
+    synced_nodes: Vec<String>,
+    alive: Option<bool>,
+    retry: bool,
+}
+
+async fn converge(stream: &Stream, ctl: &StreamController, key: &Key) -> Result<Action, Error> {
+    let ctx = &ctl.ctx;
+    if !stream.finalizers().iter().any(|f| f == FINALIZER) {
+        add_finalizer(ctx, stream).await?;
+        ctx.fleet.request_layout();
+    }
+    if !ctx.fleet.laid_out() {
+        return Ok(Action::requeue(Duration::from_millis(500)));
+    }
+    let name = watcher_name(stream);
+    let outcome = match plan(stream, ctl, key, &name).await {
+        Ok(body) => {
+            let on_demand = body
+                .as_ref()
+                .is_some_and(|b| b.as_json().get("static") == Some(&Value::Bool(false)));
+            sync(on_demand, ctl, key, &name, body.as_ref()).await
+        }
+        Err(blocked) => blocked,
+    };
+    let retry = outcome.retry;
+    let alive = outcome.alive;
+    write_status(ctx, stream, &name, outcome).await?;
+    Ok(if retry {
+        Action::requeue(ctl.backoff.failed(key))
+    } else {
+        ctl.backoff.succeeded(key);
+        if alive == Some(true) {
+            Action::requeue(STEADY_RESYNC)
+        } else {
+            // Aliveness flips also trigger a reconcile from the node lists; this is a floor.
+            Action::requeue(Duration::from_secs(30))
+        }
+    })
+}
+
+/// The body to push, or the outcome explaining why there is none. `Ok(None)` = the stream
+/// runs nowhere (disabled): copies are removed.
+async fn plan(
+    stream: &Stream,
+    ctl: &StreamController,
+    key: &Key,
+    name: &str,
+) -> Result<Option<StreamBody>, Outcome> {
+    let ctx = &ctl.ctx;
+    let blocked = |reason: &'static str, message: String, retry: bool| Outcome {
+        conditions: vec![
+            Desired::no("Scheduled", reason, message.clone()),
+            Desired::no("Synced", reason, message.clone()),
+            Desired::no("Ready", reason, message),
+        ],
+        synced_nodes: vec![],
+        alive: None,
+        retry,
+    };
+    if let Some(Blocked::NameConflict(owner)) = ctx.fleet.blocked(key) {
+        return Err(blocked(
+            "NameConflict",
+            format!(
+                "the Watcher name {name:?} is already used by Stream {}/{}; set a different spec.name",
+                owner.0, owner.1
+            ),
+            false,
+        ));
+    }
+    let preset = match &stream.spec.preset_ref {
+        None => None,
+        Some(p) => match ctx.stores.presets.get(&ObjectRef::new(p).within(&key.0)) {
+            Some(preset) => Some(preset),
+            None => {
+                return Err(blocked(
+                    "PresetNotFound",
+                    format!(
+                        "spec.presetRef names Preset {p:?}, which does not exist in namespace {}; create it or fix the reference",
+                        key.0
+                    ),
+                    false,
+                ));
+            }
+        },
+    };
+    let config = effective::merge_preset(&stream.spec.config, preset.as_deref().map(|p| &p.spec));
+    if config.disabled == Some(true) {
+        return Ok(None);
+    }
+    match injected(ctl, stream, &key.0).await {
+        Ok(secrets) => Ok(Some(effective::node_body(name, &config, &secrets))),
+        Err(e) => Err(blocked(
+            "SecretUnavailable",
+            format!("{e}; the stream is not pushed until its credentials can be read"),
+            matches!(e, SecretError::Api { .. }),
+        )),
+    }
+}
+
+async fn injected(
+    ctl: &StreamController,
+    stream: &Stream,
+    ns: &str,
+) -> Result<Injected, SecretError> {
+    let ctx = &ctl.ctx;
+    let mut out = Injected::default();
+    if let Some(c) = &stream.spec.credentials {
+        let user = ctl
+            .secrets
+            .text(
+                ctx,
+                ns,
+                &c.secret_name,
+                c.username_key.as_deref().unwrap_or("username"),
+            )
+            .await?;
+        let pass = ctl
+            .secrets
+            .text(
+                ctx,
+                ns,
+                &c.secret_name,
+                c.password_key.as_deref().unwrap_or("password"),
+            )
+            .await?;
+        out.camera = Some((user, pass));
+    }
+    if let Some(r) = &stream.spec.publish_password {
+        out.publish_password = Some(ctl.secrets.text(ctx, ns, &r.name, &r.key).await?);
+    }
+    Ok(out)
+}
+
+/// Pushes `body` to the placement, removes stale copies, and judges the result.
+async fn sync(
+    on_demand: bool,
+    ctl: &StreamController,
+    key: &Key,
+    name: &str,
+    body: Option<&StreamBody>,
+) -> Outcome {
+    let ctx = &ctl.ctx;
+    let placement = ctx.fleet.placement(key).unwrap_or_default();
+    let targets: Vec<String> = match body {
+        None => vec![],
+        Some(_) => placement
+            .ingest
+            .iter()
+            .chain(placement.dvr_backups.iter())
+            .map(|h| h.to_string())
+            .collect(),
+    };
+    let pushes = futures::future::join_all(
+        targets
+            .iter()
+            .map(|h| push(ctx, h, name, body.expect("targets imply a body"))),
+    )
+    .await;
+    let mut synced = Vec::new();
+    let mut failures = Vec::new();
+    for (h, r) in targets.iter().zip(pushes) {
+        match r {
+            Ok(()) => synced.push(h.clone()),
+            Err(msg) => failures.push(format!("{h}: {msg}")),
+        }
+    }
+    // Make-before-break: old copies go only once the whole new placement holds the stream.
+    let mut stale_left = Vec::new();
+    if failures.is_empty() {
+        let keep: BTreeSet<&str> = targets.iter().map(String::as_str).collect();
+        for h in ctx.fleet.holders(name) {
+            if keep.contains(h.as_str()) {
+                continue;
+            }
+            if let Err(msg) = remove(ctx, &h, name).await {
+                stale_left.push(format!("{h}: {msg}"));
+            } else {
+                tracing::info!(node = %h, stream = name, "removed the copy of a moved stream");
+            }
+        }
+    }
+
+    let unplaced = ctx.fleet.unplaced(key);
+    let scheduled = match (body.is_some(), placement.ingest.as_deref(), &unplaced) {
+        (false, _, _) => Desired::no(
+            "Scheduled",
+            "Disabled",
+            "the stream is disabled; it runs on no node",
+        ),
+        (true, None, Some(u)) => Desired::no("Scheduled", "Unschedulable", explain(u)),
+        (true, None, None) => Desired::no(
+            "Scheduled",
+            "Pending",
+            "waiting for the layouter to place the stream",
+        ),
+        (true, Some(i), Some(u)) => Desired::yes(
+            "Scheduled",
+            "MissingBackups",
+            format!("ingest on {i}; {}", explain(u)),
+        ),
+        (true, Some(i), None) => Desired::yes(
+            "Scheduled",
+            "Placed",
+            placed_message(i, &placement.dvr_backups),
+        ),
+    };
+    let synced_c = if body.is_none() {
+        if stale_left.is_empty() {
+            Desired::yes("Synced", "Disabled", "no node holds the disabled stream")
+        } else {
+            Desired::no(
+                "Synced",
+                "RemovalPending",
+                format!(
+                    "could not remove the disabled stream from {}",
+                    stale_left.join("; ")
+                ),
+            )
+        }
+    } else if targets.is_empty() {
+        Desired::no("Synced", "NotScheduled", "the stream has no node to run on")
+    } else if !failures.is_empty() {
+        Desired::no(
+            "Synced",
+            "PushFailed",
+            format!("config not pushed to {}", failures.join("; ")),
+        )
+    } else if !stale_left.is_empty() {
+        Desired::yes(
+            "Synced",
+            "StaleCopiesLeft",
+            format!(
+                "config matches on {}; old copies are removed when their nodes answer ({})",
+                synced.join(", "),
+                stale_left.join("; ")
+            ),
+        )
+    } else {
+        Desired::yes(
+            "Synced",
+            "InSync",
+            format!("config matches on {}", synced.join(", ")),
+        )
+    };
+    let (ready, alive) = match placement.ingest.as_deref() {
+        _ if body.is_none() => (
+            Desired::no("Ready", "Disabled", "the stream is disabled"),
+            None,
+        ),
+        None => (
+            Desired::no("Ready", "NotScheduled", "the stream has no ingest node"),
+            None,
+        ),
+        Some(i) if !synced.iter().any(|s| s == i) => (
+            Desired::no(
+                "Ready",
+                "NotSynced",
+                format!("the config is not on the ingest node {i} yet"),
+            ),
+            None,
+        ),
+        Some(i) => match ctx.live.stream(i, name) {
+            Some(s) if s.alive() => (
+                Desired::yes("Ready", "Alive", format!("receiving frames on {i}")),
+                Some(true),
+            ),
+            Some(_) if on_demand => (
+                Desired::yes(
+                    "Ready",
+                    "OnDemand",
+                    format!("configured on {i}; an on-demand stream starts when a viewer connects"),
+                ),
+                Some(false),
+            ),
+            Some(s) => {
+                let why = s
+                    .stats
+                    .as_ref()
+                    .and_then(|st| st.source_error.clone())
+                    .map(|e| format!(" (source error: {e})"))
+                    .unwrap_or_default();
+                (
+                    Desired::no(
+                        "Ready",
+                        "NotAlive",
+                        format!(
+                            "node {i} receives no frames from the source{why}; check the camera and its input URL"
+                        ),
+                    ),
+                    Some(false),
+                )
+            }
+            None => (
+                Desired::no(
+                    "Ready",
+                    "Starting",
+                    format!("waiting for node {i} to report the stream"),
+                ),
+                None,
+            ),
+        },
+    };
+    Outcome {
+        conditions: vec![scheduled, synced_c, ready],
+        synced_nodes: synced,
+        alive,
+        retry: !failures.is_empty(),
+    }
+}
+
+fn placed_message(ingest: &str, backups: &[Arc<str>]) -> String {
+    if backups.is_empty() {
+        format!("ingest on {ingest}")
+    } else {
+        let b: Vec<&str> = backups.iter().map(|b| &**b).collect();
+        format!("ingest on {ingest}, DVR backups on {}", b.join(", "))
+    }
+}
+
+/// A person-readable summary of why a stream is not (fully) placed.
+fn explain(u: &Unplaced) -> String {
+    let head = match u.shortfall {
+        Shortfall::Unschedulable => "no node can ingest the stream".to_string(),
+        Shortfall::MissingBackups(n) => format!("{n} DVR backup node(s) missing"),
+    };
+    let mut reasons: Vec<String> = u
+        .decisions
+        .iter()
+        .filter(|d| !d.reasons.is_empty())
+        .take(5)
+        .map(|d| {
+            let r: Vec<String> = d
+                .reasons
+                .iter()
+                .map(|r| {
+                    serde_json::to_value(r)
+                        .ok()
+                        .and_then(|v| v.as_str().map(String::from))
+                        .unwrap_or_default()
+                })
+                .collect();
+            format!("{}: {}", d.hostname, r.join(","))
+        })
+        .collect();
+    if u.decisions.is_empty() {
+        reasons.push("no streamer nodes are declared".into());
+    }
+    format!("{head} ({})", reasons.join("; "))
+}
+
+/// Pushes `body` to `host` unless it already holds it.
+async fn push(ctx: &Context, host: &str, name: &str, body: &StreamBody) -> Result<(), String> {
+    let Some(client) = ctx.nodes.get(host) else {
+        return Err(
+            "the node's client is not ready (credentials or URL of its Streamer not resolved)"
+                .into(),
+        );
+    };
+    if !ctx.fleet.listed(host) {
+        return Err("waiting for the first list of the node".into());
+    }
+    let copy = ctx.fleet.copy_on(host, name);
+    if let Some(c) = &copy
+        && !c.managed
+    {
+        return Err(format!(
+            "the node has a stream named {name:?} that Panoptes does not manage; it is left alone"
+        ));
+    }
+    if !body
+        .drift(copy.as_ref().and_then(|c| c.config_on_disk.as_deref()))
+        .needs_write()
+    {
+        return Ok(());
+    }
+    if ctx
+        .live
+        .node(host)
+        .is_some_and(|n| n.last_probe_ms > 0 && !n.reachable)
+    {
+        return Err("the node is unreachable".into());
+    }
+    match client.stream_save(body).await {
+        Ok(saved) => {
+            let disk = saved.config_on_disk.unwrap_or_else(|| {
+                let mut m = body.as_json().clone();
+                m.remove("$reset");
+                Value::Object(m)
+            });
+            ctx.fleet.record_push(host, name, disk);
+            Ok(())
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Removes `name` from `host` (gone already counts as removed).
+async fn remove(ctx: &Context, host: &str, name: &str) -> Result<(), String> {
+    let Some(client) = ctx.nodes.get(host) else {
+        return Err("the node's client is not ready".into());
+    };
+    if ctx
+        .live
+        .node(host)
+        .is_some_and(|n| n.last_probe_ms > 0 && !n.reachable)
+    {
+        return Err("the node is unreachable".into());
+    }
+    match client.stream_delete(name).await {
+        Ok(()) => {
+            ctx.fleet.record_delete(host, name);
+            Ok(())
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+async fn finalize(stream: &Stream, ctl: &StreamController, key: &Key) -> Result<Action, Error> {
+    let ctx = &ctl.ctx;
+    if !stream.finalizers().iter().any(|f| f == FINALIZER) {
+        return Ok(Action::await_change());
+    }
+    let name = watcher_name(stream);
+    let mut failures = Vec::new();
+    // A Stream that lost a name conflict never owned the copies on the nodes.
+    if ctx.fleet.owner_of(&name).is_none_or(|o| &o == key) {
+        let mut hosts: BTreeSet<String> = ctx.fleet.holders(&name).into_iter().collect();
+        if let Some(p) = ctx.fleet.placement(key) {
+            hosts.extend(
+                p.ingest
+                    .iter()
+                    .chain(p.dvr_backups.iter())
+                    .map(|h| h.to_string()),
+            );
+        }
+        for h in hosts {
+            if let Err(msg) = remove(ctx, &h, &name).await {
+                failures.push(format!("{h}: {msg}"));
+            }
+        }
+    }
+    if !failures.is_empty() {
+        let requested = stream
+            .meta()
+            .deletion_timestamp
+            .as_ref()
+            .map(|t| t.0.as_millisecond())
+            .unwrap_or_default();
+        let waited = chrono::Utc::now().timestamp_millis() - requested;
+        let grace = ctx.tunables.delete_grace.as_millis() as i64;
+        if waited < grace {
+            let outcome = Outcome {
+                conditions: vec![
+                    Desired::no("Scheduled", "Deleting", "the stream is being deleted"),
+                    Desired::no(
+                        "Synced",
+                        "RemovalPending",
+                        format!(
+                            "deleting: the stream is still on {}; retrying for up to {}s before leaving it to be collected when the node returns",
+                            failures.join("; "),
+                            grace / 1000
+                        ),
+                    ),
+                    Desired::no("Ready", "Deleting", "the stream is being deleted"),
+                ],
+                synced_nodes: vec![],
+                alive: None,
+                retry: true,
+            };
+            write_status(ctx, stream, &name, outcome).await?;
+            return Ok(Action::requeue(Duration::from_secs(2)));
+        }
+        refs::publish(
+            ctx,
+            stream,
+            EventType::Warning,
+            "LeftOnNode",
+            format!("deleted while {} did not answer; the copies there are removed when the nodes return", failures.join("; ")),
+        )
+        .await;
+    }
+    ids::remove_finalizer(ctx, stream).await?;
+    ctx.fleet.request_layout();
+    tracing::info!(stream = %name, "stream removed from its nodes");
+    Ok(Action::await_change())
+}
+
+async fn add_finalizer(ctx: &Context, stream: &Stream) -> Result<(), Error> {
+    let (ns, name) = key_of(stream);
+    let body = serde_json::json!({
+        "apiVersion": Stream::api_version(&()),
+        "kind": Stream::kind(&()),
+        "metadata": { "name": name, "uid": stream.uid(), "finalizers": [FINALIZER] },
+    });
+    let api: Api<Stream> = Api::namespaced(ctx.client.clone(), &ns);
+    match api
+        .patch(
+            &name,
+            &PatchParams::apply(CONTROLLER_MANAGER).force(),
+            &Patch::Apply(&body),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if refs::is_not_found(&e) => Ok(()),
+        Err(e) => Err(Error::kube(
+            "adding the finalizer of",
+            format!("Stream {ns}/{name}"),
+        )(e)),
+    }
+}
+
+/// Writes the status when anything in it changed, with Events on meaningful transitions.
+async fn write_status(
+    ctx: &Context,
+    stream: &Stream,
+    name: &str,
+    outcome: Outcome,
+) -> Result<(), Error> {
+    let old = stream.status.clone().unwrap_or_default();
+    let generation = stream.meta().generation;
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let conditions =
+        conditions::update(&old.common.conditions, &outcome.conditions, generation, now);
+    let same_fields = old.watcher_name.as_deref() == Some(name)
+        && old.alive == outcome.alive
+        && old.synced_nodes == outcome.synced_nodes
+        && old.common.observed_generation == generation;
+    if conditions.is_none() && same_fields {
+        return Ok(());
+    }
+    for d in &outcome.conditions {
+        let before = crate::resources::common::condition(&old.common.conditions, d.type_);
+        let flipped = before.is_none_or(|c| c.reason != d.reason);
+        if flipped && !d.status && is_warning(d.reason) {
+            refs::publish(ctx, stream, EventType::Warning, d.reason, d.message.clone()).await;
+        }
+    }
+    let status = StreamStatus {
+        common: CommonStatus {
+            conditions: conditions.unwrap_or(old.common.conditions),
+            observed_generation: generation,
+        },
+        watcher_name: Some(name.to_string()),
+        layout: None,
+        alive: outcome.alive,
+        synced_nodes: outcome.synced_nodes,
+    };
+    refs::apply_status(ctx, stream, &status).await
+}
+
+/// Reasons worth an Event (someone has to act); the rest is visible in conditions.
+fn is_warning(reason: &str) -> bool {
+    matches!(
+        reason,
+        "NameConflict" | "PresetNotFound" | "SecretUnavailable" | "Unschedulable" | "PushFailed"
+    )
+}

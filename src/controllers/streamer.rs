@@ -1,0 +1,479 @@
+//! Streamer controller: one reconcile per node every `node_resync`.
+//!
+//! Each reconcile probes the node (`GET /config/stats`), applies the Streamer's partial server
+//! config when it changed or the node restarted, and lists the node's streams in one paged
+//! list (not one request per stream). The list feeds the live stats cache and the fleet's view
+//! of what the node holds; streams whose disk config changed, vanished or stopped matching are
+//! handed to the Stream controller (drift repair), and managed streams no Stream owns any more
+//! are removed (leftovers of deletions that happened while the node was away). Streams without
+//! Panoptes' ownership label are never touched.
+//!
+//! Cordon and drain are placement inputs: a cordoned node keeps what it holds and takes
+//! nothing new; a draining node gives up every stream (they move, make-before-break). Both
+//! show in the `Ready` reason.
+//!
+//! Conditions: `Reachable`, `ConfigApplied`, `Ready`. Status is written on transitions only;
+//! `lastProbeTime` is refreshed with those writes, not on every probe.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::{FutureExt, StreamExt};
+use kube::runtime::controller::{Action, Config, Controller};
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+use rand::Rng;
+
+use super::Context;
+use super::conditions::{self, Desired};
+use super::fleet::NodeCopy;
+use super::layouter::watcher_name;
+use super::refs::{self, Backoff, Error, Key, key_of};
+use super::secrets::Secrets;
+use crate::flussonic::{self, Credentials, ListQuery, NodeClient, NodeClientConfig, is_managed};
+use crate::resources::common::CommonStatus;
+use crate::resources::wire::ServerStats;
+use crate::resources::{Streamer, StreamerStatus};
+use crate::state::{NodeLive, StreamLive};
+
+/// Nodes reconciled at once.
+const CONCURRENCY: u16 = 32;
+
+/// What the controller remembers about a node between reconciles.
+#[derive(Default)]
+struct NodeMemory {
+    /// URL and credentials the current client was built with.
+    client_for: Option<(String, Credentials)>,
+    /// Digest of the server config last applied, with the node instance it was applied to.
+    applied: Option<(u64, Option<String>)>,
+}
+
+/// State of the Streamer controller.
+pub struct StreamerController {
+    ctx: Arc<Context>,
+    secrets: Secrets,
+    backoff: Backoff,
+    memory: Mutex<HashMap<String, NodeMemory>>,
+}
+
+/// Runs the Streamer controller until `shutdown` resolves.
+pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 'static) {
+    let shutdown = shutdown.shared();
+    if !refs::stores_ready(&ctx, shutdown.clone()).await {
+        return;
+    }
+    let Some(mut triggers) = ctx.fleet.take_streamer_triggers() else {
+        tracing::error!("streamer controller started twice");
+        return;
+    };
+    let ctl = Arc::new(StreamerController {
+        ctx: ctx.clone(),
+        secrets: Secrets::default(),
+        backoff: Backoff::default(),
+        memory: Mutex::default(),
+    });
+    let extra = futures::stream::poll_fn(move |cx| triggers.poll_recv(cx)).boxed();
+    let wc = watcher::Config::default().any_semantic();
+    tracing::info!("streamer controller started");
+    Controller::new(ctx.scope.api::<Streamer>(ctx.client.clone()), wc)
+        .with_config(Config::default().concurrency(CONCURRENCY))
+        .reconcile_on(extra)
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctl)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "streamer controller");
+            }
+        })
+        .await;
+    tracing::info!("streamer controller stopped");
+}
+
+/// Unexpected errors back off per Streamer.
+pub fn error_policy(s: Arc<Streamer>, error: &Error, ctl: Arc<StreamerController>) -> Action {
+    refs::error_action(&ctl.backoff, &key_of(s.as_ref()), "Streamer", error)
+}
+
+/// The node's API base URL.
+pub fn api_url(s: &Streamer) -> String {
+    s.spec
+        .api_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", s.spec.hostname))
+}
+
+/// Reconciles one Streamer.
+#[tracing::instrument(skip_all, fields(namespace = s.namespace(), name = s.name_any()))]
+pub async fn reconcile(s: Arc<Streamer>, ctl: Arc<StreamerController>) -> Result<Action, Error> {
+    let ctx = &ctl.ctx;
+    let key = key_of(s.as_ref());
+    if s.meta().deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let host = s.spec.hostname.clone();
+    let url = api_url(&s);
+    let resync = jittered(ctx.tunables.node_resync);
+
+    let client = match client_for(&ctl, &s, &key, &host, &url).await {
+        Ok(c) => c,
+        Err(message) => {
+            let conds = vec![
+                Desired::no("Reachable", "CredentialsInvalid", message.clone()),
+                Desired::no("ConfigApplied", "CredentialsInvalid", message.clone()),
+                Desired::no("Ready", "CredentialsInvalid", message),
+            ];
+            write_status(ctx, &s, &url, conds, None).await?;
+            return Ok(Action::requeue(Duration::from_secs(30)));
+        }
+    };
+
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let probe = client.config_stats().await;
+    let before = ctx.live.node(&host);
+    let (reachable, running, error) = match &probe {
+        Ok(stats) => (
+            true,
+            stats
+                .streamer_status
+                .as_deref()
+                .is_none_or(|st| st == "running"),
+            None,
+        ),
+        Err(e) => (false, false, Some(e.to_string())),
+    };
+    let healthy_before = before.as_ref().map(|n| n.reachable && n.ready);
+    if healthy_before != Some(reachable && running) {
+        if healthy_before.is_some() {
+            tracing::info!(node = %host, healthy = reachable && running, "node health changed");
+        }
+        ctx.fleet.request_layout();
+    }
+    ctx.live.update_node(&host, |n: &mut NodeLive| {
+        n.reachable = reachable;
+        n.ready = reachable && running;
+        n.last_probe_ms = now_ms;
+        n.last_error = error.clone();
+        if let Ok(stats) = &probe {
+            n.server = Some(stats.clone());
+        }
+    });
+
+    let stats = match probe {
+        Ok(stats) => stats,
+        Err(e) => {
+            let message = format!("the node did not answer its probe: {e}");
+            let conds = vec![
+                Desired::no("Reachable", "Unreachable", message.clone()),
+                Desired::no(
+                    "ConfigApplied",
+                    "Unreachable",
+                    "unknown while the node is unreachable",
+                ),
+                Desired::no("Ready", "Unreachable", message),
+            ];
+            if before.is_none_or(|b| b.reachable) {
+                refs::publish(
+                    ctx,
+                    s.as_ref(),
+                    EventType::Warning,
+                    "Unreachable",
+                    format!("node {host}: {e}"),
+                )
+                .await;
+            }
+            write_status(ctx, &s, &url, conds, None).await?;
+            return Ok(Action::requeue(resync));
+        }
+    };
+
+    let config = apply_config(&ctl, &s, &host, &client, &stats).await;
+    let listed = list(ctx, &host, &client).await;
+    let reachable_c = Desired::yes(
+        "Reachable",
+        "Probed",
+        format!(
+            "the node answers (version {}, status {})",
+            stats.server_version.as_deref().unwrap_or("unknown"),
+            stats.streamer_status.as_deref().unwrap_or("unknown")
+        ),
+    );
+    let ready = if !running && !config.status {
+        Desired::no("Ready", config.reason, config.message.clone())
+    } else if !running {
+        Desired::no(
+            "Ready",
+            "NotRunning",
+            format!(
+                "the node reports status {}",
+                stats.streamer_status.as_deref().unwrap_or("unknown")
+            ),
+        )
+    } else if !config.status {
+        Desired::no("Ready", config.reason, config.message.clone())
+    } else if let Err(e) = &listed {
+        Desired::no(
+            "Ready",
+            "ListFailed",
+            format!("listing the node's streams failed: {e}"),
+        )
+    } else if s.spec.drain == Some(true) {
+        Desired::yes(
+            "Ready",
+            "Draining",
+            "the node is draining: its streams move to other nodes",
+        )
+    } else if s.spec.cordon == Some(true) {
+        Desired::yes(
+            "Ready",
+            "Cordoned",
+            "the node is cordoned: it keeps its streams and takes no new ones",
+        )
+    } else {
+        Desired::yes(
+            "Ready",
+            "Serving",
+            "the node is reachable, configured and serving its streams",
+        )
+    };
+    write_status(
+        ctx,
+        &s,
+        &url,
+        vec![reachable_c, config, ready],
+        Some(&stats),
+    )
+    .await?;
+    ctl.backoff.succeeded(&key);
+    Ok(Action::requeue(resync))
+}
+
+fn jittered(d: Duration) -> Duration {
+    d.mul_f64(rand::rng().random_range(0.9..1.1))
+}
+
+/// The node's client, rebuilt when its URL or credentials change.
+async fn client_for(
+    ctl: &StreamerController,
+    s: &Streamer,
+    key: &Key,
+    host: &str,
+    url: &str,
+) -> Result<NodeClient, String> {
+    let ctx = &ctl.ctx;
+    let creds = match &s.spec.credentials {
+        None => Credentials::None,
+        Some(c) => {
+            let data = ctl
+                .secrets
+                .data(ctx, &key.0, &c.secret_name)
+                .await
+                .map_err(|e| format!("{e}; fix spec.credentials.secretName"))?;
+            Credentials::from_secret_data(&data, c.scheme)
+                .map_err(|e| format!("Secret {}: {e}", c.secret_name))?
+        }
+    };
+    let want = (url.to_string(), creds.clone());
+    let mut memory = ctl.memory.lock().unwrap_or_else(|e| e.into_inner());
+    let mem = memory.entry(host.to_string()).or_default();
+    if mem.client_for.as_ref() == Some(&want)
+        && let Some(c) = ctx.nodes.get(host)
+    {
+        return Ok(c);
+    }
+    let client = NodeClient::new(
+        NodeClientConfig::new(host, url, creds),
+        ctx.node_metrics.clone(),
+    )
+    .map_err(|e| format!("{e}; fix spec.apiUrl"))?;
+    ctx.nodes.insert(client.clone());
+    mem.client_for = Some(want);
+    // A new client may talk to a different node: apply the server config again.
+    mem.applied = None;
+    Ok(client)
+}
+
+/// Applies `spec.config` when it changed since the last apply or the node restarted.
+async fn apply_config(
+    ctl: &StreamerController,
+    s: &Streamer,
+    host: &str,
+    client: &NodeClient,
+    stats: &ServerStats,
+) -> Desired {
+    if stats.config_external_status.is_some() {
+        return Desired::no(
+            "ConfigApplied",
+            "ConfigExternal",
+            "the node takes its config from config_external and refuses pushes; unset config_external on the node to let Panoptes manage it",
+        );
+    }
+    let Some(cfg) = &s.spec.config else {
+        return Desired::yes("ConfigApplied", "NothingToApply", "spec.config is empty");
+    };
+    let digest = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        serde_json::to_string(cfg).unwrap_or_default().hash(&mut h);
+        h.finish()
+    };
+    let instance = stats.id.clone();
+    let want = Some((digest, instance));
+    {
+        let memory = ctl.memory.lock().unwrap_or_else(|e| e.into_inner());
+        if memory.get(host).is_some_and(|m| m.applied == want) {
+            return Desired::yes("ConfigApplied", "Applied", "spec.config is applied");
+        }
+    }
+    match client.config_save(cfg).await {
+        Ok(_) => {
+            let mut memory = ctl.memory.lock().unwrap_or_else(|e| e.into_inner());
+            memory.entry(host.to_string()).or_default().applied = want;
+            tracing::info!(node = host, "server config applied");
+            Desired::yes("ConfigApplied", "Applied", "spec.config is applied")
+        }
+        Err(flussonic::Error::ConfigExternal { .. }) => Desired::no(
+            "ConfigApplied",
+            "ConfigExternal",
+            "the node takes its config from config_external and refuses pushes; unset config_external on the node",
+        ),
+        Err(e) => Desired::no(
+            "ConfigApplied",
+            "ApplyFailed",
+            format!("applying spec.config failed: {e}"),
+        ),
+    }
+}
+
+/// Lists the node's streams, refreshes the caches, hands drift to the Stream controller and
+/// removes leftovers.
+async fn list(ctx: &Context, host: &str, client: &NodeClient) -> Result<(), flussonic::Error> {
+    let streams = client.streams_list(&ListQuery::poll()).await?;
+    let before = ctx.live.node(host);
+    let mut copies = HashMap::with_capacity(streams.len());
+    let mut live = HashMap::with_capacity(streams.len());
+    for st in streams {
+        let managed = is_managed(&st);
+        copies.insert(
+            st.name.clone(),
+            NodeCopy {
+                config_on_disk: st.config_on_disk.map(Arc::new),
+                managed,
+            },
+        );
+        live.insert(
+            st.name,
+            StreamLive {
+                stats: st.stats,
+                managed,
+            },
+        );
+    }
+    // Aliveness flips change a Stream's Ready condition.
+    let mut touch: HashSet<String> = live
+        .iter()
+        .filter(|(n, l)| {
+            before
+                .as_ref()
+                .and_then(|b| b.streams.get(*n))
+                .map(StreamLive::alive)
+                != Some(l.alive())
+        })
+        .map(|(n, _)| n.clone())
+        .collect();
+    let names: HashSet<String> = copies.keys().cloned().collect();
+    let managed: Vec<String> = copies
+        .iter()
+        .filter(|(_, c)| c.managed)
+        .map(|(n, _)| n.clone())
+        .collect();
+    ctx.live.update_node(host, |n| n.streams = live);
+    touch.extend(ctx.fleet.record_list(host, copies));
+    for name in &touch {
+        if let Some(owner) = ctx.fleet.owner_of(name) {
+            ctx.fleet.touch_stream(&owner);
+        }
+    }
+    if !ctx.fleet.laid_out() {
+        return Ok(());
+    }
+    // Assigned here but absent: the Stream controller pushes it.
+    for key in ctx.fleet.assigned(host) {
+        let stream = ctx
+            .stores
+            .streams
+            .get(&ObjectRef::new(&key.1).within(&key.0));
+        if stream.is_some_and(|s| !names.contains(&watcher_name(&s))) {
+            ctx.fleet.touch_stream(&key);
+        }
+    }
+    for name in managed {
+        match ctx.fleet.owner_of(&name) {
+            Some(owner) => {
+                let here = ctx.fleet.placement(&owner).is_some_and(|p| {
+                    p.ingest.as_deref() == Some(host) || p.dvr_backups.iter().any(|b| &**b == host)
+                });
+                if !here {
+                    // Moved away: the Stream controller removes it once the new nodes serve it.
+                    ctx.fleet.touch_stream(&owner);
+                }
+            }
+            None => match client.stream_delete(&name).await {
+                Ok(()) => {
+                    ctx.fleet.record_delete(host, &name);
+                    tracing::info!(node = host, stream = %name, "removed a leftover stream no Stream owns");
+                }
+                Err(e) => {
+                    tracing::warn!(node = host, stream = %name, error = %e, "removing a leftover failed")
+                }
+            },
+        }
+    }
+    Ok(())
+}
+
+/// Writes status when conditions or reported facts changed.
+async fn write_status(
+    ctx: &Context,
+    s: &Streamer,
+    url: &str,
+    desired: Vec<Desired>,
+    stats: Option<&ServerStats>,
+) -> Result<(), Error> {
+    let old = s.status.clone().unwrap_or_default();
+    let generation = s.meta().generation;
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let conditions = conditions::update(&old.common.conditions, &desired, generation, now);
+    let (ingest, backups) = ctx.fleet.assigned_counts(&s.spec.hostname);
+    let mut next = StreamerStatus {
+        common: CommonStatus {
+            conditions: conditions
+                .clone()
+                .unwrap_or_else(|| old.common.conditions.clone()),
+            observed_generation: generation,
+        },
+        api_url: Some(url.to_string()),
+        version: stats
+            .and_then(|s| s.server_version.clone())
+            .or(old.version.clone()),
+        server_id: stats.and_then(|s| s.id.clone()).or(old.server_id.clone()),
+        started_at: stats.and_then(|s| s.started_at).or(old.started_at),
+        assigned_streams: Some(ingest),
+        dvr_backup_streams: Some(backups),
+        last_probe_time: old.last_probe_time.clone(),
+    };
+    if conditions.is_none() && next == old {
+        return Ok(());
+    }
+    for d in &desired {
+        let before = crate::resources::common::condition(&old.common.conditions, d.type_);
+        if before.is_none_or(|c| c.reason != d.reason) && !d.status && d.type_ != "Reachable" {
+            refs::publish(ctx, s, EventType::Warning, d.reason, d.message.clone()).await;
+        }
+    }
+    next.last_probe_time = Some(now.to_string());
+    refs::apply_status(ctx, s, &next).await
+}

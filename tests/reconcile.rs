@@ -1,0 +1,598 @@
+//! Reconciliation end to end on a real kube-apiserver and simulated nodes: streams reach the
+//! nodes of their layout, a node failure moves only that node's streams, drift is repaired,
+//! leftovers removed (foreign streams untouched), deletion cleans up (and does not hang on a
+//! dead node), an operator restart mid-convergence converges, cordon/drain, preset fan-out,
+//! config_external, and a steady state that writes nothing.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::events::v1::Event;
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use panoptes::flussonic::{
+    Credentials, NodeClient, NodeClientConfig, NodeMetrics, node_stream_body,
+};
+use panoptes::resources::common::condition;
+use panoptes::resources::wire::StreamConfigSpec;
+use panoptes::resources::{Preset, Stream, Streamer};
+use serde_json::{Value, json};
+use streamer_sim::Cluster;
+use support::operator::Operator;
+use support::{TestNamespace, eventually};
+
+const WAIT: Duration = Duration::from_secs(40);
+
+/// A namespace with node credentials and one Streamer per simulated node.
+async fn fleet(prefix: &str, nodes: usize) -> (TestNamespace, Cluster) {
+    let ns = TestNamespace::new(prefix).await;
+    let sim = Cluster::start(nodes).await.expect("simulator starts");
+    let secret = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some("node-creds".into()),
+            ..Default::default()
+        },
+        data: Some(BTreeMap::from([
+            ("login".to_string(), ByteString(b"flussonic".to_vec())),
+            ("password".to_string(), ByteString(b"letmein!".to_vec())),
+        ])),
+        ..Default::default()
+    };
+    ns.api::<Secret>()
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    for node in sim.nodes() {
+        apply(
+            &ns.api::<Streamer>(),
+            json!({
+                "kind": "Streamer",
+                "metadata": { "name": node.hostname() },
+                "spec": {
+                    "hostname": node.hostname(),
+                    "apiUrl": node.base_url(),
+                    "credentials": { "secretName": "node-creds" },
+                }
+            }),
+        )
+        .await;
+    }
+    (ns, sim)
+}
+
+async fn apply<K>(api: &Api<K>, mut doc: Value) -> K
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    doc["apiVersion"] = json!("panoptes.dev/v1alpha1");
+    let name = doc["metadata"]["name"].as_str().unwrap().to_string();
+    api.patch(
+        &name,
+        &PatchParams::apply("test").force(),
+        &Patch::Apply(&doc),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("applying {name}: {e}"))
+}
+
+async fn stream(ns: &TestNamespace, name: &str, extra: Value) -> Stream {
+    let mut spec = json!({ "inputs": [{ "url": format!("fake://{name}") }] });
+    if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
+        s.extend(e.clone());
+    }
+    apply(
+        &ns.api::<Stream>(),
+        json!({ "kind": "Stream", "metadata": { "name": name }, "spec": spec }),
+    )
+    .await
+}
+
+/// Watcher name → nodes (ingest first) of every Stream's recorded layout.
+async fn layouts(ns: &TestNamespace) -> BTreeMap<String, Vec<String>> {
+    ns.api::<Stream>()
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|s| s.metadata.deletion_timestamp.is_none())
+        .filter_map(|s| {
+            let l = s.status?.layout?;
+            let mut nodes: Vec<String> = l.ingest.into_iter().collect();
+            nodes.extend(l.dvr_backups);
+            Some((s.metadata.name.unwrap(), nodes))
+        })
+        .collect()
+}
+
+/// Managed stream names each simulated node holds on disk.
+fn holdings(sim: &Cluster) -> BTreeMap<String, BTreeSet<String>> {
+    sim.nodes()
+        .iter()
+        .map(|n| {
+            let names = n
+                .stream_names()
+                .into_iter()
+                .filter(|s| {
+                    n.stored_stream(s)
+                        .is_some_and(|c| c["labels"]["managed-by"] == "panoptes")
+                })
+                .collect();
+            (n.hostname().to_string(), names)
+        })
+        .collect()
+}
+
+/// Waits until every Stream in `expected` is laid out on live nodes, every node holds
+/// exactly what the layouts assign it, and returns the layouts.
+async fn converged(
+    ns: &TestNamespace,
+    sim: &Cluster,
+    expected: usize,
+) -> BTreeMap<String, Vec<String>> {
+    eventually(WAIT, "nodes hold exactly their streams", || async {
+        let l = layouts(ns).await;
+        if l.len() != expected || l.values().any(|n| n.is_empty()) {
+            return None;
+        }
+        let mut want: BTreeMap<String, BTreeSet<String>> = sim
+            .nodes()
+            .iter()
+            .filter(|n| n.is_up())
+            .map(|n| (n.hostname().to_string(), BTreeSet::new()))
+            .collect();
+        for (s, nodes) in &l {
+            for n in nodes {
+                want.entry(n.clone()).or_default().insert(s.clone());
+            }
+        }
+        let have: BTreeMap<_, _> = holdings(sim)
+            .into_iter()
+            .filter(|(h, _)| sim.nodes().iter().any(|n| n.hostname() == h && n.is_up()))
+            .collect();
+        (have == want).then_some(l)
+    })
+    .await
+}
+
+fn cond(s: &Stream, t: &str) -> Option<(String, String)> {
+    condition(&s.status.as_ref()?.common.conditions, t)
+        .map(|c| (c.status.clone(), c.reason.clone()))
+}
+
+async fn wait_stream(
+    ns: &TestNamespace,
+    name: &str,
+    what: &str,
+    pred: impl Fn(&Stream) -> bool,
+) -> Stream {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let s = ns.api::<Stream>().get_opt(name).await.unwrap();
+        match s {
+            Some(s) if pred(&s) => return s,
+            last if tokio::time::Instant::now() > deadline => {
+                panic!(
+                    "{name}: timed out waiting for {what}; last status: {:#?}",
+                    last.and_then(|s| s.status)
+                )
+            }
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+fn node_client(sim: &Cluster, i: usize) -> NodeClient {
+    let n = sim.node(i);
+    NodeClient::new(
+        NodeClientConfig::new(
+            n.hostname(),
+            n.base_url(),
+            Credentials::basic("flussonic", "letmein!"),
+        ),
+        NodeMetrics::new(),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn streams_reach_their_nodes_and_a_failure_moves_only_the_dead_nodes_streams() {
+    let (ns, sim) = fleet("rc-failover", 3).await;
+    let op = Operator::start(&ns);
+    for i in 0..12 {
+        let extra = if i == 0 {
+            json!({ "dvr": { "root": "/dvr", "redundancy_factor": 1 } })
+        } else {
+            json!({})
+        };
+        stream(&ns, &format!("cam{i}"), extra).await;
+    }
+    let before = converged(&ns, &sim, 12).await;
+    assert_eq!(before["cam0"].len(), 2, "one DVR backup besides the ingest");
+    let loads: Vec<usize> = holdings(&sim).values().map(BTreeSet::len).collect();
+    assert!(
+        loads.iter().all(|l| (4..=5).contains(l)),
+        "load spreads evenly: {loads:?}"
+    );
+    for i in 0..12 {
+        wait_stream(&ns, &format!("cam{i}"), "Ready", |s| {
+            cond(s, "Ready") == Some(("True".into(), "Alive".into()))
+                && cond(s, "Synced").is_some_and(|c| c.0 == "True")
+                && cond(s, "Scheduled") == Some(("True".into(), "Placed".into()))
+        })
+        .await;
+    }
+
+    let dead = sim.node(0).hostname().to_string();
+    sim.node(0).down().await;
+    let after = converged(&ns, &sim, 12).await;
+    for (s, nodes) in &after {
+        assert!(!nodes.contains(&dead), "{s} still on the dead node");
+        if !before[s].contains(&dead) {
+            assert_eq!(
+                &before[s], nodes,
+                "{s} did not involve the dead node and must not move"
+            );
+        }
+    }
+    let streamer = ns.api::<Streamer>().get(&dead).await.unwrap();
+    let reachable = condition(&streamer.status.unwrap().common.conditions, "Reachable")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (reachable.status.as_str(), reachable.reason.as_str()),
+        ("False", "Unreachable")
+    );
+
+    // The node returns: nothing moves back (stability), and its stale copies are removed.
+    sim.node(0).up().await.unwrap();
+    eventually(
+        WAIT,
+        "stale copies on the returning node are removed",
+        || async { holdings(&sim)[&dead].is_empty().then_some(()) },
+    )
+    .await;
+    assert_eq!(layouts(&ns).await, after, "a returning node moves nothing");
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn drift_is_repaired_leftovers_removed_and_foreign_streams_left_alone() {
+    let (ns, sim) = fleet("rc-drift", 2).await;
+    let op = Operator::start(&ns);
+    stream(&ns, "a", json!({ "title": "Entrance" })).await;
+    stream(&ns, "b", json!({})).await;
+    let l = converged(&ns, &sim, 2).await;
+    let host_a = &l["a"][0];
+    let ia = sim
+        .nodes()
+        .iter()
+        .position(|n| n.hostname() == host_a)
+        .unwrap();
+    let node = sim.node(ia);
+
+    node.drift_stream("a", json!({ "title": "changed by hand" }))
+        .unwrap();
+    eventually(WAIT, "title drift repaired", || async {
+        (node.stored_stream("a")?["title"] == "Entrance").then_some(())
+    })
+    .await;
+    assert!(node.drift_delete_stream("a"));
+    eventually(WAIT, "deleted stream restored", || async {
+        node.stored_stream("a").map(|_| ())
+    })
+    .await;
+
+    node.add_foreign_stream(
+        "someone-elses",
+        "user",
+        json!({ "inputs": [{ "url": "fake://x" }] }),
+    )
+    .unwrap();
+    let orphan = node_stream_body("orphan", &StreamConfigSpec::default());
+    node_client(&sim, ia).stream_save(&orphan).await.unwrap();
+    eventually(WAIT, "managed leftover removed", || async {
+        node.stored_stream("orphan").is_none().then_some(())
+    })
+    .await;
+    assert!(
+        node.stream("someone-elses").is_some(),
+        "foreign streams are never touched"
+    );
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn deletion_cleans_nodes_and_a_dead_node_does_not_block_it() {
+    let (ns, sim) = fleet("rc-delete", 2).await;
+    let op = Operator::start(&ns);
+    stream(&ns, "x", json!({})).await;
+    stream(&ns, "y", json!({})).await;
+    let l = converged(&ns, &sim, 2).await;
+    let api = ns.api::<Stream>();
+    api.delete("x", &DeleteParams::default()).await.unwrap();
+    eventually(WAIT, "x gone from the cluster and every node", || async {
+        let gone = api.get_opt("x").await.unwrap().is_none();
+        (gone && holdings(&sim).values().all(|h| !h.contains("x"))).then_some(())
+    })
+    .await;
+
+    // Delete y while its node is down: the finalizer gives up after the grace period, and the
+    // copy is collected once the node is back.
+    let host_y = &l["y"][0];
+    let iy = sim
+        .nodes()
+        .iter()
+        .position(|n| n.hostname() == host_y)
+        .unwrap();
+    sim.node(iy).down().await;
+    api.delete("y", &DeleteParams::default()).await.unwrap();
+    eventually(WAIT, "y deleted despite its node being down", || async {
+        api.get_opt("y").await.unwrap().is_none().then_some(())
+    })
+    .await;
+    sim.node(iy).up().await.unwrap();
+    eventually(WAIT, "leftover y removed when its node returns", || async {
+        sim.node(iy).stored_stream("y").is_none().then_some(())
+    })
+    .await;
+    let events = ns
+        .api::<Event>()
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    assert!(
+        events
+            .items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("LeftOnNode")),
+        "giving up on a dead node is reported as an Event"
+    );
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn a_restart_mid_convergence_converges_without_duplicates() {
+    let (ns, sim) = fleet("rc-restart", 3).await;
+    let op = Operator::start(&ns);
+    for i in 0..30 {
+        stream(&ns, &format!("s{i}"), json!({})).await;
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    op.stop().await;
+    let op = Operator::start(&ns);
+    let l = converged(&ns, &sim, 30).await;
+    let total: usize = holdings(&sim).values().map(BTreeSet::len).sum();
+    assert_eq!(
+        total,
+        l.values().map(Vec::len).sum::<usize>(),
+        "no stream on more nodes than its layout"
+    );
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn cordon_keeps_streams_and_drain_moves_them() {
+    let (ns, sim) = fleet("rc-cordon", 2).await;
+    let op = Operator::start(&ns);
+    for i in 0..4 {
+        stream(&ns, &format!("c{i}"), json!({})).await;
+    }
+    let before = converged(&ns, &sim, 4).await;
+    let h0 = sim.node(0).hostname().to_string();
+    let streamers = ns.api::<Streamer>();
+    streamers
+        .patch(
+            &h0,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "cordon": true } })),
+        )
+        .await
+        .unwrap();
+    for i in 4..8 {
+        stream(&ns, &format!("c{i}"), json!({})).await;
+    }
+    let l = converged(&ns, &sim, 8).await;
+    for i in 4..8 {
+        assert_ne!(
+            l[&format!("c{i}")][0],
+            h0,
+            "a cordoned node takes no new streams"
+        );
+    }
+    for (s, n) in &before {
+        assert_eq!(&l[s], n, "a cordoned node keeps its streams");
+    }
+    streamers
+        .patch(
+            &h0,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "drain": true } })),
+        )
+        .await
+        .unwrap();
+    eventually(WAIT, "the drained node gives up every stream", || async {
+        let l = layouts(&ns).await;
+        (l.values().all(|n| !n.contains(&h0)) && holdings(&sim)[&h0].is_empty()).then_some(())
+    })
+    .await;
+    let s = eventually(WAIT, "Streamer Ready says Draining", || async {
+        let s = streamers.get(&h0).await.unwrap();
+        let c = condition(&s.status.as_ref()?.common.conditions, "Ready")?.clone();
+        (c.reason == "Draining").then_some(c)
+    })
+    .await;
+    assert_eq!(s.status, "True");
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn a_preset_change_reaches_exactly_its_streams_and_missing_refs_are_explained() {
+    let (ns, sim) = fleet("rc-preset", 2).await;
+    let op = Operator::start(&ns);
+    apply(
+        &ns.api::<Preset>(),
+        json!({ "kind": "Preset", "metadata": { "name": "gold" }, "spec": { "title": "Gold", "isAdjustable": false, "dvr": { "root": "/gold", "expiration": 3600 } } }),
+    )
+    .await;
+    stream(
+        &ns,
+        "p1",
+        json!({ "presetRef": "gold", "dvr": { "root": "/mine", "expiration": 60 } }),
+    )
+    .await;
+    stream(&ns, "p2", json!({})).await;
+    stream(&ns, "p3", json!({ "presetRef": "missing" })).await;
+    let find = |name: &'static str| {
+        let sim = &sim;
+        move || sim.nodes().iter().find_map(|n| n.stored_stream(name))
+    };
+    converged(&ns, &sim, 2).await;
+    let p1 = find("p1")().unwrap();
+    assert_eq!(p1["dvr"]["root"], "/gold", "a locked preset wins: {p1}");
+    let p3 = wait_stream(&ns, "p3", "PresetNotFound", |s| {
+        cond(s, "Synced") == Some(("False".into(), "PresetNotFound".into()))
+    })
+    .await;
+    assert!(
+        p3.status.unwrap().common.conditions[0]
+            .message
+            .contains("missing")
+    );
+    let p2_before = find("p2")().unwrap();
+    apply(
+        &ns.api::<Preset>(),
+        json!({ "kind": "Preset", "metadata": { "name": "gold" }, "spec": { "title": "Gold", "isAdjustable": false, "dvr": { "root": "/platinum", "expiration": 3600 } } }),
+    )
+    .await;
+    eventually(WAIT, "preset change pushed", || async {
+        (find("p1")()?["dvr"]["root"] == "/platinum").then_some(())
+    })
+    .await;
+    assert_eq!(
+        find("p2")().unwrap(),
+        p2_before,
+        "streams without the preset are untouched"
+    );
+    // Creating the missing preset unblocks p3.
+    apply(
+        &ns.api::<Preset>(),
+        json!({ "kind": "Preset", "metadata": { "name": "missing" }, "spec": { "title": "Now here" } }),
+    )
+    .await;
+    wait_stream(&ns, "p3", "synced once its preset exists", |s| {
+        cond(s, "Synced").is_some_and(|c| c.0 == "True")
+    })
+    .await;
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn a_config_external_node_is_reported_not_retried_blindly() {
+    let (ns, sim) = fleet("rc-external", 1).await;
+    sim.node(0)
+        .set_config_external(Some("http://central/config"));
+    let h = sim.node(0).hostname().to_string();
+    ns.api::<Streamer>()
+        .patch(
+            &h,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "config": { "loglevel": "debug" } } })),
+        )
+        .await
+        .unwrap();
+    let op = Operator::start(&ns);
+    let c = eventually(WAIT, "ConfigApplied=False ConfigExternal", || async {
+        let s = ns.api::<Streamer>().get(&h).await.unwrap();
+        let c = condition(&s.status.as_ref()?.common.conditions, "ConfigApplied")?.clone();
+        (c.reason == "ConfigExternal").then_some(c)
+    })
+    .await;
+    assert_eq!(c.status, "False");
+    assert!(c.message.contains("config_external"));
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn steady_state_writes_nothing_for_60_seconds() {
+    let (ns, sim) = fleet("rc-steady", 3).await;
+    let op = Operator::start(&ns);
+    for i in 0..10 {
+        stream(
+            &ns,
+            &format!("q{i}"),
+            json!({ "dvr": { "root": "/d", "redundancy_factor": i % 2 } }),
+        )
+        .await;
+    }
+    converged(&ns, &sim, 10).await;
+    for i in 0..10 {
+        wait_stream(&ns, &format!("q{i}"), "Ready", |s| {
+            cond(s, "Ready").is_some_and(|c| c.0 == "True")
+        })
+        .await;
+    }
+    // Let trailing status writes land, then measure.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let rv = |list: Vec<String>| list;
+    let snapshot = || async {
+        let mut out = rv(ns
+            .api::<Stream>()
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .map(|s| format!("{}@{}", s.name_any(), s.resource_version().unwrap()))
+            .collect());
+        out.extend(
+            ns.api::<Streamer>()
+                .list(&ListParams::default())
+                .await
+                .unwrap()
+                .items
+                .iter()
+                .map(|s| format!("{}@{}", s.name_any(), s.resource_version().unwrap())),
+        );
+        out.push(format!(
+            "events={}",
+            ns.api::<Event>()
+                .list(&ListParams::default())
+                .await
+                .unwrap()
+                .items
+                .len()
+        ));
+        out
+    };
+    let before = snapshot().await;
+    for n in sim.nodes() {
+        n.reset_counters();
+    }
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(
+        snapshot().await,
+        before,
+        "no API-server writes in steady state"
+    );
+    for n in sim.nodes() {
+        let c = n.counters();
+        let puts = n.route_count("PUT /streams/{name}")
+            + n.route_count("DELETE /streams/{name}")
+            + n.route_count("PUT /config");
+        assert_eq!(
+            puts,
+            0,
+            "no node writes in steady state on {}: {c:?}",
+            n.hostname()
+        );
+        assert!(
+            n.route_count("GET /streams") > 0,
+            "nodes are still listed: {c:?}"
+        );
+    }
+    op.stop().await;
+}

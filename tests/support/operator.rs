@@ -1,0 +1,93 @@
+//! An in-process operator (stores + every controller + the layouter loop) scoped to one test
+//! namespace, with short intervals, that can be stopped and started again like a restart.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use panoptes::controllers::{
+    Context, Tunables, layouter, organization, preset, stream, streamer, user,
+};
+use panoptes::run::Shutdown;
+use panoptes::state::{self, Scope};
+use panoptes::telemetry::Metrics;
+use tokio::task::JoinSet;
+
+use super::TestNamespace;
+
+/// One running operator instance.
+pub struct Operator {
+    /// Its shared context (live stats, fleet, node clients) for assertions.
+    pub ctx: Arc<Context>,
+    stop: tokio::sync::watch::Sender<bool>,
+    controllers: JoinSet<()>,
+    watches: JoinSet<()>,
+}
+
+/// Test logging, controlled by `PANOPTES_TEST_LOG` (off by default).
+pub fn init_logging() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PANOPTES_TEST_LOG")
+                .unwrap_or_else(|_| "off".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+impl Operator {
+    /// Starts every controller against `ns` with test tunables.
+    pub fn start(ns: &TestNamespace) -> Self {
+        Self::start_with(
+            ns,
+            Tunables {
+                node_resync: Duration::from_millis(500),
+                delete_grace: Duration::from_secs(3),
+                system_namespace: ns.name.clone(),
+            },
+        )
+    }
+
+    /// Starts every controller with the given tunables.
+    pub fn start_with(ns: &TestNamespace, tunables: Tunables) -> Self {
+        init_logging();
+        let client = ns.client.clone();
+        let scope = Scope::Namespace(ns.name.clone());
+        let mut watches = JoinSet::new();
+        let stores = state::start(client.clone(), &scope, &mut watches);
+        let ctx = Arc::new(Context::new(
+            client,
+            scope,
+            stores,
+            Metrics::new(),
+            tunables,
+        ));
+        let (stop, shutdown) = Shutdown::new();
+        let mut controllers = JoinSet::new();
+        controllers.spawn(preset::run(ctx.clone(), shutdown.clone().wait()));
+        controllers.spawn(organization::run(ctx.clone(), shutdown.clone().wait()));
+        controllers.spawn(user::run(ctx.clone(), shutdown.clone().wait()));
+        controllers.spawn(streamer::run(ctx.clone(), shutdown.clone().wait()));
+        controllers.spawn(stream::run(ctx.clone(), shutdown.clone().wait()));
+        controllers.spawn(layouter::run(ctx.clone(), shutdown.wait()));
+        Self {
+            ctx,
+            stop,
+            controllers,
+            watches,
+        }
+    }
+
+    /// Stops every controller (in-flight reconciles finish) and the watches.
+    pub async fn stop(mut self) {
+        let _ = self.stop.send(true);
+        let all = async {
+            while let Some(r) = self.controllers.join_next().await {
+                r.expect("a controller panicked");
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), all)
+            .await
+            .expect("controllers stop on shutdown");
+        self.watches.abort_all();
+    }
+}
