@@ -116,6 +116,29 @@ fn every_status_shape_reads_the_same_in_kstatus_and_argo_cd() {
             "Progressing",
         ),
         (
+            "a camera switched off on purpose",
+            object(
+                "Stream",
+                2,
+                json!({"observedGeneration": 2, "conditions": [ready("False", "Disabled")]}),
+            ),
+            Status::InProgress,
+            "Suspended",
+        ),
+        (
+            "a camera that sends nothing",
+            object(
+                "Stream",
+                2,
+                json!({"observedGeneration": 2, "conditions": [
+                    cond("Scheduled", "True", "Placed", "on streamer-1", 2),
+                    cond("Synced", "True", "InSync", "config matches", 2),
+                    ready("False", "NotAlive")]}),
+            ),
+            Status::InProgress,
+            "Degraded",
+        ),
+        (
             "unknown",
             object(
                 "Stream",
@@ -178,10 +201,10 @@ fn the_argocd_cm_snippet_carries_health_lua_for_each_kind() {
     }
 }
 
-/// Kinds whose controllers run in `panoptes run` today, as plural resource names.
-/// TODO(lead): add ("Streamer", "streamers") and ("Stream", "streams") when their controllers
-/// land; the two sample cameras labelled unreachable are then expected processed but not Ready.
+/// The five kinds, as (kind, plural).
 const CONTROLLED: &[(&str, &str)] = &[
+    ("Streamer", "streamers"),
+    ("Stream", "streams"),
     ("Preset", "presets"),
     ("Organization", "organizations"),
     ("User", "users"),
@@ -295,7 +318,8 @@ async fn the_operator_with_only_the_charts_rbac_converges_the_samples_and_they_r
             "--system-namespace",
             &ns.name,
         ])
-        .args(["--probe-addr", "127.0.0.1:0", "--log-format", "text"])
+        .args(["--probe-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0"])
+        .args(["--node-resync-seconds", "1", "--log-format", "text"])
         .env("KUBECONFIG", &kubeconfig)
         .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
         .stderr(Stdio::from(
@@ -341,7 +365,9 @@ async fn the_operator_with_only_the_charts_rbac_converges_the_samples_and_they_r
         assert!(violations.is_empty(), "{kind} {name}: {violations:?}");
         let (health, message) = argocd::health(o);
         if expected_not_ready(o) {
-            assert_ne!(health, "Healthy", "{kind} {name}: {message}");
+            // A camera whose input never connects: a fault a person must look at.
+            assert_eq!(health, "Degraded", "{kind} {name}: {message}");
+            assert!(message.starts_with("NotAlive"), "{kind} {name}: {message}");
         } else {
             assert_eq!(health, "Healthy", "{kind} {name}: {message}");
         }

@@ -8,6 +8,8 @@
 local transient = {
   Pending = true, Progressing = true, Reconciling = true, Scheduling = true,
   Starting = true, Waiting = true, Syncing = true, Probing = true,
+  -- The config is on its way to the ingest node.
+  NotSynced = true,
   -- A reference applied later in the same sync (ordering inside a sync is not guaranteed).
   MissingReference = true,
   -- A soft-deleted Preset waits for its last camera to leave.
@@ -76,6 +78,12 @@ local function health(obj)
   end
   if ready.status == "True" then
     hs.status = "Healthy"
+    hs.message = describe(ready)
+    return hs
+  end
+  -- A camera switched off on purpose (spec.disabled) is not a fault.
+  if ready.reason == "Disabled" then
+    hs.status = "Suspended"
     hs.message = describe(ready)
     return hs
   end
