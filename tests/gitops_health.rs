@@ -22,6 +22,9 @@ use support::{
 
 use kstatus::Status;
 
+/// Generous: `make test` runs many test binaries at once on a small machine.
+const WAIT: Duration = Duration::from_secs(120);
+
 /// The operator process, stopped when the test ends, panics included.
 struct KillOnDrop(std::process::Child);
 
@@ -332,7 +335,7 @@ async fn the_operator_with_only_the_charts_rbac_converges_the_samples_survives_a
 
     let client = ns.client.clone();
     let name = ns.name.clone();
-    let objects = eventually(Duration::from_secs(90), "the samples to converge", || {
+    let objects = eventually(WAIT, "the samples to converge", || {
         let (client, name) = (client.clone(), name.clone());
         async move {
             let objs = controlled_objects(&client, &name).await;
@@ -384,7 +387,7 @@ async fn the_operator_with_only_the_charts_rbac_converges_the_samples_survives_a
         )
         .await
         .unwrap();
-    let guard = eventually(Duration::from_secs(30), "guard to turn not Ready", || {
+    let guard = eventually(WAIT, "guard to turn not Ready", || {
         let users = users.clone();
         async move {
             let mut v = serde_json::to_value(users.get("guard").await.unwrap()).unwrap();
@@ -414,50 +417,38 @@ async fn the_operator_with_only_the_charts_rbac_converges_the_samples_survives_a
         v["kind"] = json!(kind);
         v
     };
-    let dead = eventually(
-        Duration::from_secs(60),
-        "streamer-1 to read Degraded",
-        || {
-            let streamers = streamers.clone();
-            async move {
-                let v = read(streamers, "Streamer", "streamer-1").await;
-                (argocd::health(&v).0 == "Degraded").then_some(v)
-            }
-        },
-    )
+    let dead = eventually(WAIT, "streamer-1 to read Degraded", || {
+        let streamers = streamers.clone();
+        async move {
+            let v = read(streamers, "Streamer", "streamer-1").await;
+            (argocd::health(&v).0 == "Degraded").then_some(v)
+        }
+    })
     .await;
     assert!(argocd::health(&dead).1.starts_with("Unreachable"), "{dead}");
     assert_eq!(kstatus::compute(&dead).0, Status::InProgress);
-    let stranded = eventually(
-        Duration::from_secs(60),
-        "north-cam-01 to read Degraded",
-        || {
-            let streams = streams.clone();
-            async move {
-                let v = read(streams, "Stream", "north-cam-01").await;
-                (argocd::health(&v).0 == "Degraded").then_some(v)
-            }
-        },
-    )
+    let stranded = eventually(WAIT, "north-cam-01 to read Degraded", || {
+        let streams = streams.clone();
+        async move {
+            let v = read(streams, "Stream", "north-cam-01").await;
+            (argocd::health(&v).0 == "Degraded").then_some(v)
+        }
+    })
     .await;
     assert!(kstatus::convention_violations(&stranded).is_empty());
     nodes.node(0).up().await.unwrap();
     let client = ns.client.clone();
     let name = ns.name.clone();
-    eventually(
-        Duration::from_secs(60),
-        "recovery after the node returns",
-        || {
-            let (client, name) = (client.clone(), name.clone());
-            async move {
-                let objs = controlled_objects(&client, &name).await;
-                objs.iter()
-                    .filter(|(_, o)| !expected_not_ready(o) && name_of(o) != "guard")
-                    .all(|(_, o)| argocd::health(o).0 == "Healthy")
-                    .then_some(())
-            }
-        },
-    )
+    eventually(WAIT, "recovery after the node returns", || {
+        let (client, name) = (client.clone(), name.clone());
+        async move {
+            let objs = controlled_objects(&client, &name).await;
+            objs.iter()
+                .filter(|(_, o)| !expected_not_ready(o) && name_of(o) != "guard")
+                .all(|(_, o)| argocd::health(o).0 == "Healthy")
+                .then_some(())
+        }
+    })
     .await;
 
     operator.stop();
