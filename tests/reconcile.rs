@@ -226,6 +226,20 @@ async fn streams_reach_their_nodes_and_a_failure_moves_only_the_dead_nodes_strea
         .await;
     }
 
+    let exposition = op.ctx.metrics.encode();
+    for series in [
+        "panoptes_node_requests_total{",
+        "panoptes_stream_pushes_total{",
+        "panoptes_node_streams_alive{",
+        "panoptes_reconciles_total{kind=\"Stream\",outcome=\"ok\"}",
+        "panoptes_layout_duration_seconds_bucket",
+    ] {
+        assert!(
+            exposition.contains(series),
+            "/metrics lacks {series}:\n{exposition}"
+        );
+    }
+
     let dead = sim.node(0).hostname().to_string();
     sim.node(0).down().await;
     let after = converged(&ns, &sim, 12).await;
@@ -595,4 +609,144 @@ async fn steady_state_writes_nothing_for_60_seconds() {
         );
     }
     op.stop().await;
+}
+
+#[tokio::test]
+async fn one_leader_at_a_time_and_a_release_or_expiry_hands_over() {
+    use panoptes::controllers::leader::{Elector, LeaderConfig};
+    let ns = TestNamespace::new("rc-leader").await;
+    let cfg = |id: &str| LeaderConfig {
+        name: "panoptes-leader".into(),
+        namespace: ns.name.clone(),
+        identity: id.into(),
+        lease_duration: Duration::from_secs(3),
+        renew_every: Duration::from_millis(500),
+    };
+    let a = Elector::new(ns.client.clone(), cfg("a"));
+    let b = Elector::new(ns.client.clone(), cfg("b"));
+    assert!(a.try_acquire().await.unwrap(), "the first candidate leads");
+    assert!(!b.try_acquire().await.unwrap(), "a held Lease is not taken");
+    assert!(a.try_acquire().await.unwrap(), "the holder renews");
+    a.release().await;
+    assert!(
+        b.try_acquire().await.unwrap(),
+        "a released Lease is taken at once"
+    );
+    // b stops renewing: after the lease duration a takes over, and b's hold() notices.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    assert!(a.try_acquire().await.unwrap(), "an expired Lease is taken");
+    tokio::time::timeout(Duration::from_secs(5), b.hold())
+        .await
+        .expect("the old leader notices it lost the Lease");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The real `panoptes run` binary against the test control plane.
+struct Binary {
+    child: std::process::Child,
+    probe: String,
+}
+
+impl Binary {
+    fn start(ns: &TestNamespace) -> Self {
+        let probe = format!("127.0.0.1:{}", free_port());
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_panoptes"))
+            .args([
+                "run",
+                "--namespace",
+                &ns.name,
+                "--system-namespace",
+                &ns.name,
+            ])
+            .args([
+                "--probe-addr",
+                &probe,
+                "--api-addr",
+                &format!("127.0.0.1:{}", free_port()),
+            ])
+            .args(["--node-resync-seconds", "1", "--log-format", "json"])
+            .env("KUBECONFIG", &support::control_plane().kubeconfig)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("panoptes starts");
+        Self { child, probe }
+    }
+
+    fn signal(&self, sig: &str) {
+        support::run_ok(
+            std::process::Command::new("kill").args([sig, &self.child.id().to_string()]),
+        );
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn the_binary_converges_survives_kill_9_and_stops_cleanly() {
+    let (ns, sim) = fleet("rc-binary", 2).await;
+    let first = Binary::start(&ns);
+    for i in 0..20 {
+        stream(&ns, &format!("b{i}"), json!({})).await;
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    first.signal("-KILL");
+    drop(first);
+    // A new instance must wait for the dead one's Lease to expire, then finish the work.
+    let mut second = Binary::start(&ns);
+    let l = converged(&ns, &sim, 20).await;
+    let total: usize = holdings(&sim).values().map(BTreeSet::len).sum();
+    assert_eq!(total, l.values().map(Vec::len).sum::<usize>());
+    let http = reqwest::Client::new();
+    // The second instance leads once the killed one's Lease expires (15 s), then probes.
+    eventually(
+        WAIT,
+        "the new instance leads and probes the nodes",
+        || async {
+            let m = http
+                .get(format!("http://{}/metrics", second.probe))
+                .send()
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            m.contains("panoptes_node_up{").then_some(())
+        },
+    )
+    .await;
+    let ready = http
+        .get(format!("http://{}/readyz", second.probe))
+        .send()
+        .await
+        .unwrap();
+    assert!(ready.status().is_success());
+    second.signal("-TERM");
+    let status = tokio::task::spawn_blocking(move || second.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "SIGTERM stops panoptes cleanly: {status}");
+    let lease = ns
+        .api::<k8s_openapi::api::coordination::v1::Lease>()
+        .get("panoptes-leader")
+        .await
+        .unwrap();
+    assert_eq!(
+        lease.spec.and_then(|s| s.holder_identity),
+        None,
+        "a clean stop releases the leader Lease"
+    );
 }

@@ -51,6 +51,8 @@ pub struct Context {
     pub live: LiveStats,
     /// One client per node.
     pub nodes: NodeClients,
+    /// Reconciler and node metrics.
+    pub controller_metrics: super::metrics::ControllerMetrics,
     /// Request metrics of every node client.
     pub node_metrics: crate::flussonic::NodeMetrics,
     /// Placements, node contents and triggers shared by the stream-side loops.
@@ -73,6 +75,8 @@ impl Context {
         let recorder = Recorder::new(client.clone(), reporter);
         let node_metrics = crate::flussonic::NodeMetrics::new();
         metrics.register(|r| node_metrics.register(r));
+        let controller_metrics = super::metrics::ControllerMetrics::default();
+        metrics.register(|r| controller_metrics.register(r));
         Self {
             client,
             scope,
@@ -83,6 +87,7 @@ impl Context {
             live: LiveStats::new(),
             nodes: NodeClients::new(),
             node_metrics,
+            controller_metrics,
             fleet: Arc::new(Fleet::default()),
         }
     }

@@ -84,10 +84,17 @@ async fn wait_first_probes(ctx: &Context, shutdown: impl Future<Output = ()>) {
     let wait = async {
         let deadline = tokio::time::Instant::now() + FIRST_PROBE_WAIT;
         while tokio::time::Instant::now() < deadline {
+            // A node still `starting` will be ready in a moment; placing before that would
+            // pile every stream on the nodes that happened to start first.
             let all = ctx.stores.streamers.state().iter().all(|s| {
-                ctx.live
-                    .node(&s.spec.hostname)
-                    .is_some_and(|n| n.last_probe_ms > 0)
+                ctx.live.node(&s.spec.hostname).is_some_and(|n| {
+                    let starting = n
+                        .server
+                        .as_ref()
+                        .and_then(|st| st.streamer_status.as_deref())
+                        == Some("starting");
+                    n.last_probe_ms > 0 && !(n.reachable && starting)
+                })
             });
             if all {
                 return;
@@ -240,7 +247,12 @@ async fn run_once(ctx: &Arc<Context>, pending: &mut BTreeMap<Arc<str>, StreamLay
         now_ms: chrono::Utc::now().timestamp_millis(),
         ..LayoutOptions::default()
     };
+    let computing = std::time::Instant::now();
     let result = layout::layout(&inputs.snapshot, &previous, &opts);
+    let m = &ctx.controller_metrics;
+    m.layout_runs.inc();
+    m.layout_seconds.observe(computing.elapsed().as_secs_f64());
+    m.streams_unplaced.set(result.unplaced.len() as i64);
     let placements: HashMap<Key, Placement> = result
         .placements
         .iter()
@@ -342,6 +354,7 @@ fn forget_removed_nodes(ctx: &Context, declared: &HashMap<String, Key>) {
             ctx.nodes.remove(&host);
             ctx.live.remove_node(&host);
             ctx.fleet.forget_node(&host);
+            ctx.controller_metrics.forget_node(&host);
             tracing::info!(node = %host, "streamer removed; forgetting the node");
         }
     }

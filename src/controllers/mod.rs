@@ -6,6 +6,7 @@ pub mod fleet;
 pub mod ids;
 pub mod layouter;
 pub mod leader;
+pub mod metrics;
 pub mod organization;
 pub mod preset;
 pub mod refs;

@@ -109,7 +109,18 @@ pub fn api_url(s: &Streamer) -> String {
 /// Reconciles one Streamer.
 #[tracing::instrument(skip_all, fields(namespace = s.namespace(), name = s.name_any()))]
 pub async fn reconcile(s: Arc<Streamer>, ctl: Arc<StreamerController>) -> Result<Action, Error> {
+    let result = reconcile_inner(&s, &ctl).await;
+    let outcome = result.as_ref().map_or_else(Error::category, |_| "ok");
+    ctl.ctx.controller_metrics.reconciled("Streamer", outcome);
+    result
+}
+
+async fn reconcile_inner(
+    s: &Arc<Streamer>,
+    ctl: &Arc<StreamerController>,
+) -> Result<Action, Error> {
     let ctx = &ctl.ctx;
+    let s = s.clone();
     let key = key_of(s.as_ref());
     if s.meta().deletion_timestamp.is_some() {
         return Ok(Action::await_change());
@@ -118,7 +129,7 @@ pub async fn reconcile(s: Arc<Streamer>, ctl: Arc<StreamerController>) -> Result
     let url = api_url(&s);
     let resync = jittered(ctx.tunables.node_resync);
 
-    let client = match client_for(&ctl, &s, &key, &host, &url).await {
+    let client = match client_for(ctl, &s, &key, &host, &url).await {
         Ok(c) => c,
         Err(message) => {
             let conds = vec![
@@ -151,6 +162,17 @@ pub async fn reconcile(s: Arc<Streamer>, ctl: Arc<StreamerController>) -> Result
             tracing::info!(node = %host, healthy = reachable && running, "node health changed");
         }
         ctx.fleet.request_layout();
+    }
+    let m = super::metrics::node(&host);
+    ctx.controller_metrics
+        .node_up
+        .get_or_create(&m)
+        .set(i64::from(reachable && running));
+    if let Ok(stats) = &probe {
+        ctx.controller_metrics
+            .node_input_kbit
+            .get_or_create(&m)
+            .set(stats.input_kbit.unwrap_or(0));
     }
     ctx.live.update_node(&host, |n: &mut NodeLive| {
         n.reachable = reachable;
@@ -190,7 +212,7 @@ pub async fn reconcile(s: Arc<Streamer>, ctl: Arc<StreamerController>) -> Result
         }
     };
 
-    let config = apply_config(&ctl, &s, &host, &client, &stats).await;
+    let config = apply_config(ctl, &s, &host, &client, &stats).await;
     let listed = list(ctx, &host, &client).await;
     let reachable_c = Desired::yes(
         "Reachable",
@@ -390,6 +412,16 @@ async fn list(ctx: &Context, host: &str, client: &NodeClient) -> Result<(), flus
         .filter(|(_, c)| c.managed)
         .map(|(n, _)| n.clone())
         .collect();
+    let m = super::metrics::node(host);
+    let alive = live.values().filter(|l| l.alive()).count();
+    ctx.controller_metrics
+        .node_streams
+        .get_or_create(&m)
+        .set(live.len() as i64);
+    ctx.controller_metrics
+        .node_streams_alive
+        .get_or_create(&m)
+        .set(alive as i64);
     ctx.live.update_node(host, |n| n.streams = live);
     touch.extend(ctx.fleet.record_list(host, copies));
     for name in &touch {

@@ -59,17 +59,17 @@ impl NodeMetrics {
     /// `panoptes_node_retries_total`).
     pub fn register(&self, registry: &mut Registry) {
         registry.register(
-            "panoptes_node_requests",
+            "node_requests",
             "HTTP requests to streamer nodes by outcome",
             self.requests.clone(),
         );
         registry.register(
-            "panoptes_node_request_duration_seconds",
+            "node_request_duration_seconds",
             "Latency of HTTP requests to streamer nodes",
             self.latency.clone(),
         );
         registry.register(
-            "panoptes_node_retries",
+            "node_retries",
             "Retried requests to streamer nodes",
             self.retries.clone(),
         );
@@ -115,7 +115,7 @@ mod tests {
     #[test]
     fn registers_and_encodes() {
         let m = NodeMetrics::new();
-        let mut reg = Registry::default();
+        let mut reg = Registry::with_prefix("panoptes");
         m.register(&mut reg);
         m.observe("n1", "ok", 0.01);
         m.observe("n1", "timeout", 1.0);

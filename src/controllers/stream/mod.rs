@@ -108,12 +108,14 @@ pub async fn reconcile(stream: Arc<Stream>, ctl: Arc<StreamController>) -> Resul
         &key.1,
         stream.spec.preset_ref.iter().cloned().collect(),
     );
-    let action = if stream.meta().deletion_timestamp.is_some() {
-        finalize(&stream, &ctl, &key).await?
+    let result = if stream.meta().deletion_timestamp.is_some() {
+        finalize(&stream, &ctl, &key).await
     } else {
-        converge(&stream, &ctl, &key).await?
+        converge(&stream, &ctl, &key).await
     };
-    Ok(action)
+    let outcome = result.as_ref().map_or_else(Error::category, |_| "ok");
+    ctl.ctx.controller_metrics.reconciled("Stream", outcome);
+    result
 }
 
 /// Invalid input waits for a change; anything else backs off per stream with jitter.
@@ -514,6 +516,10 @@ async fn push(ctx: &Context, host: &str, name: &str, body: &StreamBody) -> Resul
                 Value::Object(m)
             });
             ctx.fleet.record_push(host, name, disk);
+            ctx.controller_metrics
+                .stream_pushes
+                .get_or_create(&super::metrics::node(host))
+                .inc();
             Ok(())
         }
         Err(e) => Err(e.to_string()),
@@ -535,6 +541,10 @@ async fn remove(ctx: &Context, host: &str, name: &str) -> Result<(), String> {
     match client.stream_delete(name).await {
         Ok(()) => {
             ctx.fleet.record_delete(host, name);
+            ctx.controller_metrics
+                .stream_removals
+                .get_or_create(&super::metrics::node(host))
+                .inc();
             Ok(())
         }
         Err(e) => Err(e.to_string()),

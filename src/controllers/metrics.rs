@@ -1,0 +1,145 @@
+//! Metrics of the reconcilers and the live node figures, exported on `/metrics`. Node gauges
+//! are refreshed from each node's list, so `/metrics` serves the stats cache without a
+//! status write per stream.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::flussonic::NodeLabels;
+
+/// Labels of the reconcile counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReconcileLabels {
+    /// Kind reconciled.
+    pub kind: String,
+    /// `ok` or an error category.
+    pub outcome: String,
+}
+
+/// Reconciler metrics (clones share the series).
+#[derive(Clone, Debug)]
+pub struct ControllerMetrics {
+    /// Reconciles by kind and outcome.
+    pub reconciles: Family<ReconcileLabels, Counter>,
+    /// Layouter runs.
+    pub layout_runs: Counter,
+    /// Duration of one layouter computation, seconds.
+    pub layout_seconds: Histogram,
+    /// Enabled streams without a full placement.
+    pub streams_unplaced: Gauge,
+    /// Streams pushed to a node (writes, not no-op checks).
+    pub stream_pushes: Family<NodeLabels, Counter>,
+    /// Stream copies removed from a node (moves, deletions, leftovers).
+    pub stream_removals: Family<NodeLabels, Counter>,
+    /// 1 when the node answered its last probe and is running.
+    pub node_up: Family<NodeLabels, Gauge>,
+    /// Streams the node reported on its last list.
+    pub node_streams: Family<NodeLabels, Gauge>,
+    /// Streams the node reported alive.
+    pub node_streams_alive: Family<NodeLabels, Gauge>,
+    /// Inbound traffic the node reported, kbit/s.
+    pub node_input_kbit: Family<NodeLabels, Gauge>,
+}
+
+impl Default for ControllerMetrics {
+    fn default() -> Self {
+        Self {
+            reconciles: Family::default(),
+            layout_runs: Counter::default(),
+            layout_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
+            streams_unplaced: Gauge::default(),
+            stream_pushes: Family::default(),
+            stream_removals: Family::default(),
+            node_up: Family::default(),
+            node_streams: Family::default(),
+            node_streams_alive: Family::default(),
+            node_input_kbit: Family::default(),
+        }
+    }
+}
+
+/// Labels of one node.
+pub fn node(hostname: &str) -> NodeLabels {
+    NodeLabels {
+        node: hostname.to_string(),
+    }
+}
+
+impl ControllerMetrics {
+    /// Registers every series (the registry adds the `panoptes_` prefix).
+    pub fn register(&self, r: &mut Registry) {
+        r.register(
+            "reconciles",
+            "Reconciles by kind and outcome",
+            self.reconciles.clone(),
+        );
+        r.register("layout_runs", "Layouter runs", self.layout_runs.clone());
+        r.register(
+            "layout_duration_seconds",
+            "Time to compute one layout",
+            self.layout_seconds.clone(),
+        );
+        r.register(
+            "streams_unplaced",
+            "Enabled streams without a full placement",
+            self.streams_unplaced.clone(),
+        );
+        r.register(
+            "stream_pushes",
+            "Stream configs written to nodes",
+            self.stream_pushes.clone(),
+        );
+        r.register(
+            "stream_removals",
+            "Stream copies removed from nodes",
+            self.stream_removals.clone(),
+        );
+        r.register(
+            "node_up",
+            "Node answered its last probe and runs",
+            self.node_up.clone(),
+        );
+        r.register(
+            "node_streams",
+            "Streams a node reported",
+            self.node_streams.clone(),
+        );
+        r.register(
+            "node_streams_alive",
+            "Streams a node reported alive",
+            self.node_streams_alive.clone(),
+        );
+        r.register(
+            "node_input_kbit",
+            "Inbound traffic a node reported, kbit/s",
+            self.node_input_kbit.clone(),
+        );
+    }
+
+    /// Counts one reconcile.
+    pub fn reconciled(&self, kind: &str, outcome: &str) {
+        self.reconciles
+            .get_or_create(&ReconcileLabels {
+                kind: kind.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
+    }
+
+    /// Drops the series of a node that is gone.
+    pub fn forget_node(&self, hostname: &str) {
+        let l = node(hostname);
+        for f in [
+            &self.node_up,
+            &self.node_streams,
+            &self.node_streams_alive,
+            &self.node_input_kbit,
+        ] {
+            f.remove(&l);
+        }
+    }
+}
