@@ -36,7 +36,8 @@ fn sandbox_comes_up_prints_how_to_use_it_and_stops_cleanly_on_ctrl_c() {
         .unwrap();
     let mut output = String::new();
     let start = Instant::now();
-    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    for line in lines.by_ref() {
         let line = line.unwrap();
         println!("{line}");
         output.push_str(&line);
@@ -46,6 +47,8 @@ fn sandbox_comes_up_prints_how_to_use_it_and_stops_cleanly_on_ctrl_c() {
         }
         assert!(start.elapsed() < Duration::from_secs(600), "too slow");
     }
+    // Keep reading what the script prints while it stops, as a terminal would.
+    let drain = std::thread::spawn(move || lines.map_while(Result::ok).count());
     assert!(
         output.contains("Panoptes sandbox is up"),
         "the sandbox did not come up:\n{output}"
@@ -65,6 +68,13 @@ fn sandbox_comes_up_prints_how_to_use_it_and_stops_cleanly_on_ctrl_c() {
         assert!(env.contains(key), "{key} missing from env:\n{env}");
     }
     assert!(port_in_use(base + 81), "the facade is not listening");
+    let openapi = Command::new("curl")
+        .args(["-sf", &format!("{api}/openapi.json")])
+        .output()
+        .unwrap();
+    assert!(openapi.status.success(), "GET {api}/openapi.json failed");
+    let doc: serde_json::Value = serde_json::from_slice(&openapi.stdout).unwrap();
+    assert!(doc["openapi"].is_string(), "not an OpenAPI document");
 
     // The control plane's processes, to check they are gone afterwards.
     let state: serde_json::Value = serde_json::from_str(
@@ -85,6 +95,7 @@ fn sandbox_comes_up_prints_how_to_use_it_and_stops_cleanly_on_ctrl_c() {
         .status()
         .unwrap();
     let status = child.wait().unwrap();
+    let _ = drain.join();
     assert_eq!(status.code(), Some(130), "{status}");
     for port in [base, base + 1, base + 2, base + 3, base + 80, base + 81] {
         assert!(!port_in_use(port), "port {port} still served after Ctrl-C");

@@ -46,8 +46,10 @@ PIDS=()
 cleanup() {
   local status=$?
   trap - EXIT INT TERM
+  # Whoever read our output may be gone (a closed pipe): stopping must not die of SIGPIPE.
+  trap '' PIPE
   if ((${#PIDS[@]})); then
-    printf '\nstopping the sandbox...\n' >&4
+    printf '\nstopping the sandbox...\n' >&4 2>/dev/null || true
     # Newest first: the operator, then the nodes, then the control plane.
     for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do kill -TERM "${PIDS[i]}" 2>/dev/null || true; done
     for pid in "${PIDS[@]}"; do
