@@ -4,7 +4,7 @@ CARGO ?= cargo
 CONTROLPLANE_BIN := $(CURDIR)/target/controlplane/bin
 export PANOPTES_CONTROLPLANE_BIN := $(CONTROLPLANE_BIN)
 
-.PHONY: help build release test lint fmt crds crds-check controlplane manifests argocd-cm sandbox dockerfile-lint docker-build-check
+.PHONY: help build release test lint fmt crds crds-check controlplane manifests argocd-cm sandbox dockerfile-lint docker-build-check chaos fuzz fuzz-smoke fuzz-tools schemathesis
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -15,8 +15,10 @@ build: ## Build the panoptes binary (debug)
 release: ## Build the release binary exactly as the Dockerfile does
 	$(CARGO) build --locked --release --bin panoptes
 
-test: lint controlplane ## Lint, build the test control plane, run every test
+test: lint controlplane ## Lint, build the control plane, run every test (short chaos incl.), short fuzz runs, schemathesis
 	$(CARGO) test --workspace --locked --all-targets
+	$(MAKE) fuzz-smoke
+	$(MAKE) schemathesis
 
 lint: dockerfile-lint ## Formatting check, clippy with warnings as errors, Dockerfile lint
 	$(CARGO) fmt --all -- --check
@@ -70,3 +72,32 @@ dockerfile-lint: $(TOOLS)/venv/.installed ## Lint the Dockerfile (hadolint) and 
 
 docker-build-check: ## Run the Dockerfile's build stage outside a container (a locked release build)
 	tests/docker-build-check.sh
+
+SCHEMATHESIS_VENV := $(CURDIR)/target/schemathesis-venv
+schemathesis: controlplane ## Fuzz the facade with schemathesis (PyPI, venv under target/) over every operation
+	test -x $(SCHEMATHESIS_VENV)/bin/schemathesis || { python3 -m venv $(SCHEMATHESIS_VENV) && $(SCHEMATHESIS_VENV)/bin/pip install --quiet 'schemathesis==4.32.5'; }
+	SCHEMATHESIS=$(SCHEMATHESIS_VENV)/bin/schemathesis $(CARGO) test --locked --test api_schemathesis -- --ignored --nocapture
+
+CHAOS_SEED ?= 20261126
+CHAOS_SECONDS ?= 120
+CHAOS_NODES ?= 24
+CHAOS_STREAMS ?= 1200
+chaos: controlplane ## Long seeded fault schedule (release build); report in target/chaos/report.json
+	CHAOS_SEED=$(CHAOS_SEED) CHAOS_SECONDS=$(CHAOS_SECONDS) CHAOS_NODES=$(CHAOS_NODES) \
+	CHAOS_STREAMS=$(CHAOS_STREAMS) $(CARGO) test --locked --release --test chaos -- --nocapture
+
+CARGO_FUZZ := $(TOOLS)/bin/cargo-fuzz
+FUZZ_TARGETS := query cursor node_responses
+FUZZ_SECONDS ?= 300
+# Fuzzing without a sanitizer runs on the stable toolchain (Rust code is memory-safe; the
+# targets look for panics and broken invariants).
+FUZZ = CARGO_TARGET_DIR=$(CURDIR)/target/fuzz $(CARGO_FUZZ) run --fuzz-dir tests/fuzz -O -s none
+
+fuzz-tools: ## Install cargo-fuzz into target/tools (no-op when present)
+	@test -x $(CARGO_FUZZ) || $(CARGO) install cargo-fuzz --locked --version 0.13.2 --root $(TOOLS)
+
+fuzz: fuzz-tools ## Fuzz every target for FUZZ_SECONDS each (default 300)
+	@for t in $(FUZZ_TARGETS); do $(FUZZ) $$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; done
+
+fuzz-smoke: fuzz-tools ## Fuzz every target for 10 s (part of make test)
+	@set -o pipefail; for t in $(FUZZ_TARGETS); do $(FUZZ) $$t -- -max_total_time=10 2>&1 | tail -2 || exit 1; done

@@ -24,6 +24,8 @@ enum Command {
         #[arg(long)]
         out_dir: Option<std::path::PathBuf>,
     },
+    /// Print the facade's OpenAPI document (JSON), as served at /watcher/admin-api/v3/openapi.json.
+    Openapi,
     /// Run the controllers and the facade against the current kube context.
     Run {
         /// Watch only this namespace (default: all namespaces).
@@ -71,6 +73,16 @@ async fn main() -> ExitCode {
                 }
             }
             ExitCode::SUCCESS
+        }
+        Command::Openapi => {
+            use std::io::Write as _;
+            let doc = panoptes::api::openapi::build();
+            let text = serde_json::to_string_pretty(&doc).expect("a JSON value always serializes");
+            // A closed pipe (`| head`) is not worth a panic.
+            match writeln!(std::io::stdout(), "{text}") {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(_) => ExitCode::FAILURE,
+            }
         }
         Command::Run {
             namespace,

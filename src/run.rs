@@ -12,6 +12,9 @@ use crate::controllers::{self, Context, Tunables};
 use crate::state::{self, Scope};
 use crate::telemetry::Metrics;
 
+/// How long shutdown waits for in-flight reconciles.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Settings of `panoptes run`.
 #[derive(Clone, Debug)]
 pub struct RunConfig {
@@ -180,7 +183,14 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
     tracing::info!("shutting down");
     let _ = stop.send(true);
     // Controllers finish their in-flight reconciles before the watches feeding them stop.
-    while reconcilers.join_next().await.is_some() {}
+    // In-flight reconciles finish, but a node that hangs must not hold the process past its
+    // termination grace period: whatever is left after SHUTDOWN_GRACE is dropped (all of it is
+    // idempotent and picked up by the next leader).
+    let drain = async { while reconcilers.join_next().await.is_some() {} };
+    if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
+        tracing::warn!("reconciles still running at shutdown; abandoning them");
+        reconcilers.abort_all();
+    }
     watches.abort_all();
     if let Some(elector) = &elector
         && !lost

@@ -6,7 +6,6 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::ByteString;
@@ -16,75 +15,17 @@ use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Resource, ResourceExt};
 use panoptes::controllers::ids::{ID_ANNOTATION, IdKind, lease_name};
-use panoptes::controllers::{Context, Tunables, organization, preset, user};
+use panoptes::controllers::user;
 use panoptes::resources::common::{FINALIZER, condition};
 use panoptes::resources::{Organization, Preset, Stream, User};
-use panoptes::run::Shutdown;
-use panoptes::state::{self, Scope};
-use panoptes::telemetry::Metrics;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use support::{TestNamespace, eventually};
-use tokio::task::JoinSet;
 
 const WAIT: Duration = Duration::from_secs(25);
 
-/// One operator instance (stores + the three controllers) against a test namespace.
-struct Instance {
-    stop: tokio::sync::watch::Sender<bool>,
-    controllers: JoinSet<()>,
-    watches: JoinSet<()>,
-}
-
-impl Instance {
-    fn start(ns: &TestNamespace) -> Self {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(
-                tracing_subscriber::EnvFilter::try_from_env("PANOPTES_TEST_LOG")
-                    .unwrap_or_else(|_| "off".into()),
-            )
-            .with_test_writer()
-            .try_init();
-        let client = ns.client.clone();
-        let scope = Scope::Namespace(ns.name.clone());
-        let mut watches = JoinSet::new();
-        let stores = state::start(client.clone(), &scope, &mut watches);
-        let tunables = Tunables {
-            system_namespace: ns.name.clone(),
-            ..Default::default()
-        };
-        let ctx = Arc::new(Context::new(
-            client,
-            scope,
-            stores,
-            Metrics::new(),
-            tunables,
-        ));
-        let (stop, shutdown) = Shutdown::new();
-        let mut controllers = JoinSet::new();
-        controllers.spawn(preset::run(ctx.clone(), shutdown.clone().wait()));
-        controllers.spawn(organization::run(ctx.clone(), shutdown.clone().wait()));
-        controllers.spawn(user::run(ctx, shutdown.wait()));
-        Self {
-            stop,
-            controllers,
-            watches,
-        }
-    }
-
-    async fn stop(mut self) {
-        let _ = self.stop.send(true);
-        let all = async {
-            while let Some(r) = self.controllers.join_next().await {
-                r.expect("a controller panicked");
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(15), all)
-            .await
-            .expect("controllers stop on shutdown");
-        self.watches.abort_all();
-    }
-}
+/// One operator instance (every controller) against a test namespace.
+use support::operator::Operator as Instance;
 
 fn obj<K: DeserializeOwned>(kind: &str, name: &str, spec: Value) -> K {
     serde_json::from_value(json!({

@@ -9,122 +9,23 @@ mod support;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use panoptes::flussonic::{
     Credentials, NodeClient, NodeClientConfig, NodeMetrics, node_stream_body,
 };
 use panoptes::resources::common::condition;
 use panoptes::resources::wire::StreamConfigSpec;
 use panoptes::resources::{Preset, Stream, Streamer};
-use serde_json::{Value, json};
+use serde_json::json;
 use streamer_sim::Cluster;
+use support::binary::Binary;
 use support::operator::Operator;
+use support::scenario::{apply, fleet, holdings, layouts, stream};
 use support::{TestNamespace, eventually};
 
 const WAIT: Duration = Duration::from_secs(40);
-
-/// A namespace with node credentials and one Streamer per simulated node.
-async fn fleet(prefix: &str, nodes: usize) -> (TestNamespace, Cluster) {
-    let ns = TestNamespace::new(prefix).await;
-    let sim = Cluster::start(nodes).await.expect("simulator starts");
-    let secret = Secret {
-        metadata: kube::api::ObjectMeta {
-            name: Some("node-creds".into()),
-            ..Default::default()
-        },
-        data: Some(BTreeMap::from([
-            ("login".to_string(), ByteString(b"flussonic".to_vec())),
-            ("password".to_string(), ByteString(b"letmein!".to_vec())),
-        ])),
-        ..Default::default()
-    };
-    ns.api::<Secret>()
-        .create(&PostParams::default(), &secret)
-        .await
-        .unwrap();
-    for node in sim.nodes() {
-        apply(
-            &ns.api::<Streamer>(),
-            json!({
-                "kind": "Streamer",
-                "metadata": { "name": node.hostname() },
-                "spec": {
-                    "hostname": node.hostname(),
-                    "apiUrl": node.base_url(),
-                    "credentials": { "secretName": "node-creds" },
-                }
-            }),
-        )
-        .await;
-    }
-    (ns, sim)
-}
-
-async fn apply<K>(api: &Api<K>, mut doc: Value) -> K
-where
-    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    doc["apiVersion"] = json!("panoptes.dev/v1alpha1");
-    let name = doc["metadata"]["name"].as_str().unwrap().to_string();
-    api.patch(
-        &name,
-        &PatchParams::apply("test").force(),
-        &Patch::Apply(&doc),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("applying {name}: {e}"))
-}
-
-async fn stream(ns: &TestNamespace, name: &str, extra: Value) -> Stream {
-    let mut spec = json!({ "inputs": [{ "url": format!("fake://{name}") }] });
-    if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
-        s.extend(e.clone());
-    }
-    apply(
-        &ns.api::<Stream>(),
-        json!({ "kind": "Stream", "metadata": { "name": name }, "spec": spec }),
-    )
-    .await
-}
-
-/// Watcher name → nodes (ingest first) of every Stream's recorded layout.
-async fn layouts(ns: &TestNamespace) -> BTreeMap<String, Vec<String>> {
-    ns.api::<Stream>()
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|s| s.metadata.deletion_timestamp.is_none())
-        .filter_map(|s| {
-            let l = s.status?.layout?;
-            let mut nodes: Vec<String> = l.ingest.into_iter().collect();
-            nodes.extend(l.dvr_backups);
-            Some((s.metadata.name.unwrap(), nodes))
-        })
-        .collect()
-}
-
-/// Managed stream names each simulated node holds on disk.
-fn holdings(sim: &Cluster) -> BTreeMap<String, BTreeSet<String>> {
-    sim.nodes()
-        .iter()
-        .map(|n| {
-            let names = n
-                .stream_names()
-                .into_iter()
-                .filter(|s| {
-                    n.stored_stream(s)
-                        .is_some_and(|c| c["labels"]["managed-by"] == "panoptes")
-                })
-                .collect();
-            (n.hostname().to_string(), names)
-        })
-        .collect()
-}
 
 /// Waits until every Stream in `expected` is laid out on live nodes, every node holds
 /// exactly what the layouts assign it, and returns the layouts.
@@ -420,6 +321,23 @@ async fn cordon_keeps_streams_and_drain_moves_them() {
     for (s, n) in &before {
         assert_eq!(&l[s], n, "a cordoned node keeps its streams");
     }
+    // Make-before-break: while the drain moves streams, every stream is on some node at
+    // every moment the simulator is looked at.
+    let all: BTreeSet<String> = (0..8).map(|i| format!("c{i}")).collect();
+    let watching = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let gaps = {
+        let (sim_nodes, watching, all) = (sim.nodes().to_vec(), watching.clone(), all.clone());
+        tokio::spawn(async move {
+            let mut gaps = Vec::new();
+            while watching.load(std::sync::atomic::Ordering::Relaxed) {
+                let held: BTreeSet<String> =
+                    sim_nodes.iter().flat_map(|n| n.stream_names()).collect();
+                gaps.extend(all.difference(&held).cloned());
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            gaps
+        })
+    };
     streamers
         .patch(
             &h0,
@@ -433,6 +351,12 @@ async fn cordon_keeps_streams_and_drain_moves_them() {
         (l.values().all(|n| !n.contains(&h0)) && holdings(&sim)[&h0].is_empty()).then_some(())
     })
     .await;
+    watching.store(false, std::sync::atomic::Ordering::Relaxed);
+    let gaps = gaps.await.unwrap();
+    assert!(
+        gaps.is_empty(),
+        "streams missing from every node during the move: {gaps:?}"
+    );
     let s = eventually(WAIT, "Streamer Ready says Draining", || async {
         let s = streamers.get(&h0).await.unwrap();
         let c = condition(&s.status.as_ref()?.common.conditions, "Ready")?.clone();
@@ -640,64 +564,10 @@ async fn one_leader_at_a_time_and_a_release_or_expiry_hands_over() {
         .expect("the old leader notices it lost the Lease");
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// The real `panoptes run` binary against the test control plane.
-struct Binary {
-    child: std::process::Child,
-    probe: String,
-}
-
-impl Binary {
-    fn start(ns: &TestNamespace) -> Self {
-        let probe = format!("127.0.0.1:{}", free_port());
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_panoptes"))
-            .args([
-                "run",
-                "--namespace",
-                &ns.name,
-                "--system-namespace",
-                &ns.name,
-            ])
-            .args([
-                "--probe-addr",
-                &probe,
-                "--api-addr",
-                &format!("127.0.0.1:{}", free_port()),
-            ])
-            .args(["--node-resync-seconds", "1", "--log-format", "json"])
-            .env("KUBECONFIG", &support::control_plane().kubeconfig)
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("panoptes starts");
-        Self { child, probe }
-    }
-
-    fn signal(&self, sig: &str) {
-        support::run_ok(
-            std::process::Command::new("kill").args([sig, &self.child.id().to_string()]),
-        );
-    }
-}
-
-impl Drop for Binary {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test]
 async fn the_binary_converges_survives_kill_9_and_stops_cleanly() {
     let (ns, sim) = fleet("rc-binary", 2).await;
-    let first = Binary::start(&ns);
+    let first = Binary::start(&ns, "warn");
     for i in 0..20 {
         stream(&ns, &format!("b{i}"), json!({})).await;
     }
@@ -705,7 +575,7 @@ async fn the_binary_converges_survives_kill_9_and_stops_cleanly() {
     first.signal("-KILL");
     drop(first);
     // A new instance must wait for the dead one's Lease to expire, then finish the work.
-    let mut second = Binary::start(&ns);
+    let mut second = Binary::start(&ns, "warn");
     let l = converged(&ns, &sim, 20).await;
     let total: usize = holdings(&sim).values().map(BTreeSet::len).sum();
     assert_eq!(total, l.values().map(Vec::len).sum::<usize>());

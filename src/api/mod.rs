@@ -1,2 +1,214 @@
-//! The Watcher admin API facade.
+//! The Watcher admin API facade (`/watcher/admin-api/v3/...`) over the cluster state.
+//!
+//! Reads come from the reflector stores ([`Stores`]) and the live stats cache ([`LiveStats`]),
+//! rendered once per object version ([`cache`]) and run through the shared [`query`] engine.
+//! Writes are server-side applies of the custom resources with field manager `panoptes-api`;
+//! secrets that arrive through the API land in Kubernetes Secrets and are never returned.
+//! Every route but the probes, `/login` and the OpenAPI document needs a Bearer JWT of a
+//! User with `accessLevel: admin` ([`auth`]). Every failure is the Watcher error envelope
+//! ([`error`]).
+
+pub mod auth;
+pub mod body;
+pub mod cache;
+pub mod error;
+pub mod events;
+pub mod metrics;
+pub mod names;
+pub mod openapi;
 pub mod query;
+pub mod routes;
+pub mod settings;
+pub mod snapshot;
+pub mod views;
+pub mod write;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::middleware::from_fn_with_state;
+use axum::routing::{any, get, post, put};
+use kube::Client;
+use tokio::task::JoinSet;
+
+use crate::state::{LiveStats, NodeClients, Stores};
+use error::ApiError;
+
+/// Base path of every facade route.
+pub const BASE: &str = "/watcher/admin-api/v3";
+
+/// Settings of the facade.
+#[derive(Clone, Debug)]
+pub struct ApiConfig {
+    /// Namespace where resources created through the facade go.
+    pub namespace: String,
+    /// Namespace of the JWT key Secret and the settings ConfigMap/Secret.
+    pub system_namespace: String,
+    /// Lifetime of access tokens.
+    pub access_ttl: std::time::Duration,
+    /// Lifetime of refresh tokens.
+    pub refresh_ttl: std::time::Duration,
+    /// Failed logins of one login name before it is throttled.
+    pub max_failed_logins: u32,
+}
+
+impl ApiConfig {
+    /// Defaults: 15 min access tokens, 24 h refresh tokens, 5 failures before throttling.
+    pub fn new(namespace: impl Into<String>, system_namespace: impl Into<String>) -> Self {
+        Self {
+            namespace: namespace.into(),
+            system_namespace: system_namespace.into(),
+            access_ttl: std::time::Duration::from_secs(15 * 60),
+            refresh_ttl: std::time::Duration::from_secs(24 * 3600),
+            max_failed_logins: 5,
+        }
+    }
+}
+
+/// Everything the handlers share. Cheap to clone.
+#[derive(Clone)]
+pub struct ApiState(Arc<Inner>);
+
+/// Shared facade state (behind [`ApiState`]).
+pub struct Inner {
+    /// Kube client for writes (and Secret reads at login).
+    pub client: Client,
+    /// The reflector stores.
+    pub stores: Stores,
+    /// Live stats of nodes and streams.
+    pub live: LiveStats,
+    /// Node clients (firmware upload).
+    pub nodes: NodeClients,
+    /// Settings.
+    pub config: ApiConfig,
+    /// Token keys and login throttling.
+    pub auth: auth::Auth,
+    /// Domain and system settings.
+    pub settings: settings::Settings,
+    /// Audit trail of facade calls (`GET /events`).
+    pub events: events::EventLog,
+    /// Rendered objects by version.
+    pub cache: cache::Caches,
+    /// Request metrics; register them with `state.metrics.register(registry)`.
+    pub metrics: metrics::ApiMetrics,
+    /// Background tasks (settings watch, key refresh); aborted when the state is dropped.
+    _tasks: std::sync::Mutex<JoinSet<()>>,
+}
+
+impl std::ops::Deref for ApiState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl ApiState {
+    /// Builds the state: loads (or creates) the JWT signing key Secret and starts the
+    /// settings watch and the key refresher.
+    pub async fn new(
+        client: Client,
+        stores: Stores,
+        live: LiveStats,
+        nodes: NodeClients,
+        config: ApiConfig,
+    ) -> Result<Self, kube::Error> {
+        let mut tasks = JoinSet::new();
+        let auth = auth::Auth::load(&client, &config, &mut tasks).await?;
+        let settings = settings::Settings::start(&client, &config.system_namespace, &mut tasks);
+        Ok(Self(Arc::new(Inner {
+            client,
+            stores,
+            live,
+            nodes,
+            config,
+            auth,
+            settings,
+            events: events::EventLog::new(events::CAPACITY),
+            cache: cache::Caches::default(),
+            metrics: metrics::ApiMetrics::default(),
+            _tasks: std::sync::Mutex::new(tasks),
+        })))
+    }
+}
+
+/// The facade's routes, all under [`BASE`].
+pub fn router(state: ApiState) -> Router {
+    use routes::{
+        agents, cluster, organizations, presets, settings as s, streamers, streams, users,
+    };
+    let open = Router::new()
+        .route("/login", post(auth::login))
+        .route("/openapi.json", get(openapi::document))
+        .route("/docs", get(openapi::docs_page))
+        .route("/monitoring/liveness", get(routes::probe))
+        .route("/monitoring/readiness", get(routes::readiness));
+    let protected = Router::new()
+        .route("/domain_config", get(s::domain_get).put(s::domain_save))
+        .route("/system_config", get(s::system_get))
+        .route("/streamers", get(streamers::list))
+        .route(
+            "/streamers/{hostname}",
+            get(streamers::get).put(streamers::save),
+        )
+        .route(
+            "/streamers/{hostname}/preview_layout_change",
+            post(streamers::preview),
+        )
+        .route("/cluster/stats", get(cluster::stats))
+        .route("/users", get(users::list).post(users::create))
+        .route("/users/{user_id}", get(users::get).put(users::save))
+        .route("/streams", get(streams::list))
+        .route("/streams/{*rest}", any(streams::dispatch))
+        .route("/presets", get(presets::list).post(presets::create))
+        .route("/presets/{id}", get(presets::get).put(presets::save))
+        .route("/agents", get(agents::list))
+        .route("/events", get(routes::events::list))
+        .route(
+            "/organizations/{organization_id}/presets",
+            put(organizations::preset_save),
+        )
+        .route(
+            "/organizations/{organization_id}/presets/{preset_id}",
+            axum::routing::delete(organizations::preset_delete),
+        )
+        // Outermost last: credentials are checked before the query.
+        .route_layer(axum::middleware::from_fn(openapi::validate_query))
+        .route_layer(from_fn_with_state(state.clone(), auth::require_admin));
+    let api = open
+        .merge(protected)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed);
+    Router::new()
+        .nest(BASE, api)
+        .fallback(not_found)
+        .layer(from_fn_with_state(state.clone(), events::record))
+        .layer(DefaultBodyLimit::max(body::MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed on this route",
+    )
+}
+
+/// Serves the facade on `listener` until `shutdown` resolves.
+pub async fn serve(
+    state: ApiState,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -44,7 +44,7 @@ use serde::de::DeserializeOwned;
 
 use super::Context;
 use super::refs::{Error, is_not_found, key_of};
-use crate::resources::common::{CONTROLLER_MANAGER, FINALIZER};
+use crate::resources::common::FINALIZER;
 use crate::resources::{Organization, Preset, User};
 
 /// Annotation holding an object's id.
@@ -599,33 +599,14 @@ pub async fn apply_metadata<K: Identified>(
     obj: &K,
     id: Option<i64>,
 ) -> Result<(), Error> {
-    let (ns, name) = key_of(obj);
     let annotation = id
         .map(|i| i.to_string())
         .or_else(|| obj.annotations().get(ID_ANNOTATION).cloned());
-    let mut metadata = serde_json::json!({
-        "name": name, "namespace": ns, "uid": obj.uid(), "finalizers": [FINALIZER],
-    });
+    let mut metadata = serde_json::json!({ "finalizers": [FINALIZER] });
     if let Some(a) = annotation {
         metadata["annotations"] = serde_json::json!({ ID_ANNOTATION: a });
     }
-    let body = serde_json::json!({ "apiVersion": K::api_version(&()), "kind": K::kind(&()), "metadata": metadata });
-    let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
-    match api
-        .patch(
-            &name,
-            &PatchParams::apply(CONTROLLER_MANAGER).force(),
-            &Patch::Apply(&body),
-        )
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(e) if is_not_found(&e) => Ok(()),
-        Err(e) => Err(Error::kube(
-            "applying id and finalizer of",
-            format!("{} {ns}/{name}", K::kind(&())),
-        )(e)),
-    }
+    super::refs::apply_metadata(ctx, obj, metadata).await
 }
 
 /// Removes the finalizer with a merge patch guarded by the object's `resourceVersion` (so it

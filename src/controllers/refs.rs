@@ -232,6 +232,46 @@ where
     }
 }
 
+/// Server-side applies `metadata` (finalizers, annotations; field manager `panoptes`) to `obj`,
+/// pinned to its uid. An object deleted meanwhile needs nothing.
+pub async fn apply_metadata<K>(
+    ctx: &Context,
+    obj: &K,
+    mut metadata: serde_json::Value,
+) -> Result<(), Error>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let (ns, name) = key_of(obj);
+    metadata["name"] = serde_json::json!(name);
+    metadata["namespace"] = serde_json::json!(ns);
+    metadata["uid"] = serde_json::json!(obj.uid());
+    let body = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "metadata": metadata,
+    });
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
+    match api
+        .patch(
+            &name,
+            &PatchParams::apply(CONTROLLER_MANAGER).force(),
+            &Patch::Apply(&body),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if is_not_found(&e) => Ok(()),
+        Err(e) => Err(Error::kube(
+            "applying metadata of",
+            format!("{} {ns}/{name}", K::kind(&())),
+        )(e)),
+    }
+}
+
 /// Publishes an Event about `obj`; failures are logged, never fatal.
 pub async fn publish<K: Resource<DynamicType = ()>>(
     ctx: &Context,

@@ -22,6 +22,8 @@ use crate::resources::wire::{
     NodeStream, ServerConfig, ServerStats, ServerWhoami, StreamConfigSpec,
 };
 
+const JSON: &str = "application/json";
+
 /// API prefix on every node.
 pub const API_PREFIX: [&str; 3] = ["streamer", "api", "v3"];
 
@@ -220,6 +222,8 @@ struct Call<'a> {
     method: Method,
     url: Url,
     body: Option<Vec<u8>>,
+    /// Content type of `body` (JSON everywhere but firmware uploads).
+    content_type: &'static str,
     retry: bool,
 }
 
@@ -324,7 +328,7 @@ impl NodeClient {
         }
         if let Some(body) = &call.body {
             req = req
-                .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+                .header(CONTENT_TYPE, HeaderValue::from_static(call.content_type))
                 .body(body.clone());
         }
         let result = match req.send().await {
@@ -406,6 +410,7 @@ impl NodeClient {
                 method: Method::GET,
                 url,
                 body: None,
+                content_type: JSON,
                 retry,
             })
             .await?;
@@ -442,6 +447,7 @@ impl NodeClient {
                 method: Method::PUT,
                 url: self.url(&["config"]),
                 body: Some(body),
+                content_type: JSON,
                 retry: true,
             })
             .await?;
@@ -499,6 +505,7 @@ impl NodeClient {
             method: Method::PUT,
             url: self.url(&["streams", name]),
             body: Some(bytes),
+            content_type: JSON,
             retry: true,
         };
         let out = self.execute(call).await?;
@@ -522,6 +529,7 @@ impl NodeClient {
             method: Method::DELETE,
             url: self.url(&["streams", name]),
             body: None,
+            content_type: JSON,
             retry: true,
         };
         match self.execute(call).await {
@@ -538,6 +546,7 @@ impl NodeClient {
             method: Method::POST,
             url: self.url(&["streams", name, "stop"]),
             body: None,
+            content_type: JSON,
             retry: true,
         };
         self.execute(call).await.map(|_| ())
@@ -599,5 +608,31 @@ impl NodeClient {
                 Some(next) => cursor = Some(next),
             }
         }
+    }
+
+    /// `PUT /streams/{name}/firmware_update?proto=…` with the raw image
+    /// (`application/octet-stream`): asks the node to flash the camera behind the stream.
+    ///
+    /// Assumption: the node API reference has no such endpoint; this is where a Flussonic
+    /// node would take it (the Watcher admin API forwards its `stream_firmware_update` to
+    /// the node that captures the camera). Not retried: a flash is not idempotent.
+    pub async fn firmware_update(
+        &self,
+        name: &str,
+        proto: &str,
+        image: Vec<u8>,
+    ) -> Result<(), Error> {
+        let mut url = self.url(&["streams", name, "firmware_update"]);
+        url.query_pairs_mut().append_pair("proto", proto);
+        let call = Call {
+            op: "stream_firmware_update",
+            stream: Some(name),
+            method: Method::PUT,
+            url,
+            body: Some(image),
+            content_type: "application/octet-stream",
+            retry: false,
+        };
+        self.execute(call).await.map(|_| ())
     }
 }

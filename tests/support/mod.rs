@@ -319,4 +319,6 @@ pub fn impersonating_kubeconfig(user: &str, groups: &[String], file: &Path) {
     std::fs::write(file, serde_yaml::to_string(&kc).unwrap()).unwrap();
 }
 
+pub mod binary;
 pub mod operator;
+pub mod scenario;

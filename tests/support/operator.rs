@@ -77,6 +77,14 @@ impl Operator {
         }
     }
 
+    /// Kills the instance like SIGKILL would: every task is dropped mid-flight.
+    pub async fn kill(mut self) {
+        self.controllers.abort_all();
+        self.watches.abort_all();
+        while self.controllers.join_next().await.is_some() {}
+        while self.watches.join_next().await.is_some() {}
+    }
+
     /// Stops every controller (in-flight reconciles finish) and the watches.
     pub async fn stop(mut self) {
         let _ = self.stop.send(true);
@@ -85,9 +93,13 @@ impl Operator {
                 r.expect("a controller panicked");
             }
         };
-        tokio::time::timeout(Duration::from_secs(20), all)
+        // Like `panoptes run`: reconciles stuck on a slow node are abandoned after the grace.
+        if tokio::time::timeout(panoptes::run::SHUTDOWN_GRACE, all)
             .await
-            .expect("controllers stop on shutdown");
+            .is_err()
+        {
+            self.controllers.abort_all();
+        }
         self.watches.abort_all();
     }
 }

@@ -19,7 +19,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
-use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Config, Controller};
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
@@ -36,7 +35,7 @@ use super::refs::{self, Backoff, Error, Key, RefIndex, key_of};
 use super::secrets::{SecretError, Secrets};
 use crate::flussonic::StreamBody;
 use crate::layout::{Shortfall, Unplaced};
-use crate::resources::common::{CONTROLLER_MANAGER, CommonStatus, FINALIZER};
+use crate::resources::common::{CommonStatus, FINALIZER};
 use crate::resources::{Preset, Stream, StreamStatus};
 use effective::Injected;
 
@@ -622,28 +621,12 @@ async fn finalize(stream: &Stream, ctl: &StreamController, key: &Key) -> Result<
 }
 
 async fn add_finalizer(ctx: &Context, stream: &Stream) -> Result<(), Error> {
-    let (ns, name) = key_of(stream);
-    let body = serde_json::json!({
-        "apiVersion": Stream::api_version(&()),
-        "kind": Stream::kind(&()),
-        "metadata": { "name": name, "uid": stream.uid(), "finalizers": [FINALIZER] },
-    });
-    let api: Api<Stream> = Api::namespaced(ctx.client.clone(), &ns);
-    match api
-        .patch(
-            &name,
-            &PatchParams::apply(CONTROLLER_MANAGER).force(),
-            &Patch::Apply(&body),
-        )
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(e) if refs::is_not_found(&e) => Ok(()),
-        Err(e) => Err(Error::kube(
-            "adding the finalizer of",
-            format!("Stream {ns}/{name}"),
-        )(e)),
-    }
+    refs::apply_metadata(
+        ctx,
+        stream,
+        serde_json::json!({ "finalizers": [FINALIZER] }),
+    )
+    .await
 }
 
 /// Writes the status when anything in it changed, with Events on meaningful transitions.

@@ -105,6 +105,9 @@ async fn stream_any(
     body: Bytes,
 ) -> Response {
     let raw = uri.path().strip_prefix("/streams/").unwrap_or("");
+    if let (Some(stream), true) = (raw.strip_suffix("/firmware_update"), method == Method::PUT) {
+        return crate::firmware::upload(&node, stream, uri.query(), &body);
+    }
     let (raw, stop) = match raw.strip_suffix("/stop") {
         Some(r) if method == Method::POST => (r, true),
         _ => (raw, false),

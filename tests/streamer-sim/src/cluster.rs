@@ -253,6 +253,15 @@ impl SimNode {
         self.0.addr
     }
 
+    /// Firmware images the node received, oldest first (simulator assumption).
+    pub fn firmware_uploads(&self) -> Vec<crate::firmware::FirmwareUpload> {
+        self.0
+            .firmware
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// `http://127.0.0.1:<port>`: the Streamer's API URL.
     pub fn base_url(&self) -> String {
         format!("http://{}", self.0.addr)

@@ -24,6 +24,7 @@ mod cluster;
 mod control;
 mod error;
 mod faults;
+mod firmware;
 mod net;
 mod node;
 mod options;
@@ -38,6 +39,7 @@ pub use clock::SimClock;
 pub use cluster::{Cluster, ClusterOptions, SimNode};
 pub use error::ApiError;
 pub use faults::{Counters, ErrorBody, Faults};
+pub use firmware::FirmwareUpload;
 pub use options::{ArrayMerge, Behaviour, ConfigPut, NodeOptions};
 
 /// `Server` header of every response.

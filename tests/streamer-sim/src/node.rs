@@ -52,6 +52,8 @@ pub struct Node {
     pub faults: Mutex<Faults>,
     /// Request counters.
     pub counters: Mutex<Counters>,
+    /// Firmware images received (simulator assumption: see `firmware.rs`).
+    pub firmware: Mutex<Vec<crate::firmware::FirmwareUpload>>,
     gate: Mutex<Option<(usize, Arc<Semaphore>)>>,
     pub(crate) up: AtomicBool,
     pub(crate) accept_task: tokio::sync::Mutex<Option<JoinHandle<()>>>,
@@ -98,6 +100,7 @@ impl Node {
             clock,
             faults: Mutex::new(Faults::default()),
             counters: Mutex::new(Counters::default()),
+            firmware: Mutex::new(Vec::new()),
             gate: Mutex::new(None),
             up: AtomicBool::new(false),
             accept_task: tokio::sync::Mutex::new(None),

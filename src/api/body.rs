@@ -1,0 +1,185 @@
+//! Request bodies: size-limited (axum's body limit, reported as 413 in the error envelope),
+//! nesting-limited (a deeply nested document costs stack and time before any validation
+//! runs), and decoded into `serde_json` values that handlers check member by member so that
+//! errors can name a JSON Pointer.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use serde_json::{Map, Value};
+
+use super::error::ApiError;
+
+/// Largest accepted request body (firmware images included).
+pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+/// Deepest accepted JSON nesting (the deepest Watcher object is about 8 levels).
+pub const MAX_JSON_DEPTH: usize = 32;
+
+/// The raw body, with the limit rejection turned into the envelope.
+pub struct RawBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Bytes::from_request(req, state).await {
+            Ok(b) => Ok(RawBody(b)),
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("request body exceeds {MAX_BODY_BYTES} bytes"),
+            )),
+            Err(e) => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_body",
+                e.body_text(),
+            )),
+        }
+    }
+}
+
+/// A JSON body: `None` when empty or the literal `null` (what the SDK sends on body-less
+/// POSTs), else the parsed value.
+pub struct JsonBody(pub Option<Value>);
+
+impl<S: Send + Sync> FromRequest<S> for JsonBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let RawBody(bytes) = RawBody::from_request(req, state).await?;
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+impl JsonBody {
+    /// The body as an object; a missing body is an error here.
+    pub fn object(self) -> Result<Map<String, Value>, ApiError> {
+        match self.0 {
+            Some(Value::Object(m)) => Ok(m),
+            None => Err(ApiError::invalid_body("", "a JSON object body is required")),
+            Some(_) => Err(ApiError::invalid_body("", "the body must be a JSON object")),
+        }
+    }
+}
+
+/// Parses a JSON body after checking its nesting depth.
+pub fn parse_json(bytes: &[u8]) -> Result<Option<Value>, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    if depth(bytes) > MAX_JSON_DEPTH {
+        return Err(ApiError::invalid_body(
+            "",
+            format!("JSON nested deeper than {MAX_JSON_DEPTH} levels"),
+        ));
+    }
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Null) => Ok(None),
+        Ok(v) => Ok(Some(v)),
+        Err(e) => Err(ApiError::invalid_body("", format!("malformed JSON: {e}"))),
+    }
+}
+
+/// Maximum bracket nesting outside strings (a cheap pre-scan, no allocation).
+fn depth(bytes: &[u8]) -> usize {
+    let (mut d, mut max, mut in_str, mut esc) = (0usize, 0usize, false, false);
+    for &b in bytes {
+        if in_str {
+            match b {
+                _ if esc => esc = false,
+                b'\\' => esc = true,
+                b'"' => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_str = true,
+            b'[' | b'{' => {
+                d += 1;
+                max = max.max(d);
+            }
+            b']' | b'}' => d = d.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
+}
+
+/// Takes a member out of `obj` and decodes it as `T`; a type error names the member.
+pub fn take<T: serde::de::DeserializeOwned>(
+    obj: &mut Map<String, Value>,
+    key: &str,
+) -> Result<Option<T>, ApiError> {
+    match obj.remove(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => serde_json::from_value(v)
+            .map(Some)
+            .map_err(|e| ApiError::invalid_body(&format!("/{key}"), format!("`{key}`: {e}"))),
+    }
+}
+
+/// Decodes a whole object as `T`, naming the member that failed when serde says which.
+pub fn decode<T: serde::de::DeserializeOwned>(
+    value: Value,
+    pointer_prefix: &str,
+) -> Result<T, ApiError> {
+    serde_json::from_value(value).map_err(|e| {
+        let msg = e.to_string();
+        // serde_json names unknown variants and type mismatches but not their path; the
+        // message is precise enough for a person, the pointer names the object.
+        ApiError::invalid_body(pointer_prefix, msg)
+    })
+}
+
+/// RFC 7386 merge of `patch` into `target`: objects merge member-wise, `null` deletes,
+/// anything else replaces.
+pub fn merge(target: &mut Value, patch: Value) {
+    match patch {
+        Value::Object(p) => {
+            if !target.is_object() {
+                *target = Value::Object(Map::new());
+            }
+            let t = target.as_object_mut().expect("made an object above");
+            for (k, v) in p {
+                if v.is_null() {
+                    t.remove(&k);
+                } else {
+                    merge(t.entry(k).or_insert(Value::Null), v);
+                }
+            }
+        }
+        other => *target = other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn depth_ignores_brackets_in_strings() {
+        assert_eq!(depth(br#"{"a":"[[[[{{{","b":[1,[2]]}"#), 3);
+        assert_eq!(depth(br#""\"[""#), 0);
+    }
+
+    #[test]
+    fn null_and_empty_bodies_are_absent() {
+        assert_eq!(parse_json(b"").unwrap(), None);
+        assert_eq!(parse_json(b" null ").unwrap(), None);
+        assert!(parse_json(b"{").is_err());
+        let deep = "[".repeat(40) + &"]".repeat(40);
+        assert!(parse_json(deep.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn merge_is_rfc7386() {
+        let mut t = json!({"a": 1, "b": {"c": 2, "d": 3}, "e": [1]});
+        merge(
+            &mut t,
+            json!({"b": {"c": null, "x": 1}, "e": [2], "a": null}),
+        );
+        assert_eq!(t, json!({"b": {"d": 3, "x": 1}, "e": [2]}));
+    }
+}

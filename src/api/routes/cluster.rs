@@ -1,0 +1,498 @@
+//! `GET /cluster/stats`: cluster health from the stores and the live cache, as JSON or
+//! (`format=openmetrics`) OpenMetrics text.
+//!
+//! How statuses are judged (the reference names the values, not the rules):
+//! - streamer: cordoned or draining → `disabled`; no report or unreachable → `outage`;
+//!   reachable but not ready → `partial_outage`; last probe or list failed, or CPU or
+//!   memory above 90 % → `degradated`; else `operational`;
+//! - stream: disabled → `disabled`; not placed, or its ingest node reports it not alive
+//!   or not at all → `outage`; alive with a source error → `degradated`; alive →
+//!   `operational`;
+//! - agent (see `GET /agents`): any of its streams alive → `operational`, else `outage`;
+//! - a group (per streamer): empty or all operational → `operational`; none operational →
+//!   `outage`; otherwise `partial_outage`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use axum::Json;
+use axum::extract::{RawQuery, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use schemars::JsonSchema;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{pairs, param, streams};
+use crate::api::ApiState;
+use crate::api::error::{ApiError, ApiResult};
+
+/// A health status (spelling as in the reference, `degradated` included).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Health {
+    /// Working.
+    Operational,
+    /// Working with problems.
+    Degradated,
+    /// Partly down.
+    PartialOutage,
+    /// Down.
+    Outage,
+    /// Switched off.
+    Disabled,
+}
+
+/// Counts by status (`ClusterHealthMetricsTotal`).
+#[derive(Clone, Debug, Default, Serialize, JsonSchema)]
+pub struct Totals {
+    /// Operational.
+    pub operational: i64,
+    /// Degradated.
+    pub degradated: i64,
+    /// Partial outage.
+    pub partial_outage: i64,
+    /// Outage.
+    pub outage: i64,
+    /// Disabled.
+    pub disabled: i64,
+    /// All.
+    pub total: i64,
+}
+
+impl Totals {
+    fn add(&mut self, h: Health) {
+        self.total += 1;
+        match h {
+            Health::Operational => self.operational += 1,
+            Health::Degradated => self.degradated += 1,
+            Health::PartialOutage => self.partial_outage += 1,
+            Health::Outage => self.outage += 1,
+            Health::Disabled => self.disabled += 1,
+        }
+    }
+
+    fn status(&self) -> Health {
+        let active = self.total - self.disabled;
+        if active == 0 || self.operational == active {
+            Health::Operational
+        } else if self.operational == 0 && self.degradated == 0 {
+            Health::Outage
+        } else {
+            Health::PartialOutage
+        }
+    }
+
+    fn counts(&self) -> [(&'static str, i64); 6] {
+        [
+            ("operational", self.operational),
+            ("degradated", self.degradated),
+            ("partial_outage", self.partial_outage),
+            ("outage", self.outage),
+            ("disabled", self.disabled),
+            ("total", self.total),
+        ]
+    }
+}
+
+/// Counts with the group's status.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct GroupMetrics {
+    /// Counts.
+    #[serde(flatten)]
+    pub totals: Totals,
+    /// Aggregated status.
+    pub status: Health,
+}
+
+/// A usage figure with its status.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct Usage {
+    /// Usage (percent, or kbit/s for network).
+    pub usage: i64,
+    /// Status.
+    pub status: Health,
+}
+
+/// Status only.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct StatusOnly {
+    /// Status.
+    pub status: Health,
+}
+
+/// Network usage.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct Network {
+    /// Inbound.
+    pub in_kbit: Usage,
+    /// Outbound.
+    pub out_kbit: Usage,
+}
+
+/// One streamer's health.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct StreamerMetrics {
+    /// Hostname.
+    pub hostname: String,
+    /// Uptime, seconds.
+    pub uptime: i64,
+    /// Configuration health.
+    pub config: StatusOnly,
+    /// Overall health.
+    pub status: Health,
+    /// Streams ingested here.
+    pub stream_metrics: GroupMetrics,
+    /// Agents whose streams are ingested here.
+    pub agent_metrics: GroupMetrics,
+    /// CPU.
+    pub cpu: Usage,
+    /// Memory.
+    pub memory: Usage,
+    /// Storage (not reported by nodes yet: 0).
+    pub storage: Usage,
+    /// Network.
+    pub network: Network,
+}
+
+/// Total bitrate.
+#[derive(Clone, Debug, Default, Serialize, JsonSchema)]
+pub struct Bitrate {
+    /// Inbound, kbit/s.
+    pub input_kbit: i64,
+    /// Outbound, kbit/s.
+    pub output_kbit: i64,
+}
+
+/// `ClusterHealthStats`.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct ClusterHealthStats {
+    /// Panoptes version as an integer (major·10⁶ + minor·10³ + patch).
+    pub version: i64,
+    /// Installation id.
+    pub server_id: String,
+    /// When collected (UTC ms).
+    pub collected_at: i64,
+    /// Streams by status.
+    pub stream_metrics_total: Totals,
+    /// Agents by status.
+    pub agent_metrics_total: Totals,
+    /// Streamers by status.
+    pub streamer_metrics_total: Totals,
+    /// Total bitrate.
+    pub streamer_bitrate_metrics_total: Bitrate,
+    /// Per streamer.
+    pub streamer_metrics: Vec<StreamerMetrics>,
+}
+
+fn version() -> i64 {
+    let mut parts = env!("CARGO_PKG_VERSION")
+        .split('.')
+        .map(|p| p.parse::<i64>().unwrap_or(0));
+    let (a, b, c) = (
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+    );
+    a * 1_000_000 + b * 1_000 + c
+}
+
+fn stream_health(s: &Value) -> Health {
+    if s.get("disabled").and_then(Value::as_bool).unwrap_or(false) {
+        return Health::Disabled;
+    }
+    let alive = s.pointer("/stats/alive").and_then(Value::as_bool);
+    match alive {
+        Some(true)
+            if s.pointer("/stats/source_error")
+                .is_some_and(|e| !e.is_null()) =>
+        {
+            Health::Degradated
+        }
+        Some(true) => Health::Operational,
+        _ => Health::Outage,
+    }
+}
+
+fn usage_status(pct: f64) -> Health {
+    if pct > 90.0 {
+        Health::Degradated
+    } else {
+        Health::Operational
+    }
+}
+
+/// Computes the cluster health.
+pub fn collect(state: &ApiState) -> ClusterHealthStats {
+    let streams = streams::rendered(state);
+    let mut by_node: BTreeMap<String, (Totals, Totals)> = BTreeMap::new();
+    let mut stream_total = Totals::default();
+    let mut agent_total = Totals::default();
+    let mut agents: BTreeMap<String, (bool, Option<String>)> = BTreeMap::new();
+    for s in &streams {
+        let h = stream_health(s);
+        stream_total.add(h);
+        let ingest = s
+            .pointer("/layout/ingest")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        if let Some(node) = &ingest {
+            by_node.entry(node.clone()).or_default().0.add(h);
+        }
+        for input in s
+            .get("inputs")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            for url in [input.get("url"), input.get("via")].into_iter().flatten() {
+                if let Some(id) = url.as_str().and_then(|u| u.strip_prefix("agent://")) {
+                    let e = agents
+                        .entry(id.to_string())
+                        .or_insert((false, ingest.clone()));
+                    e.0 |= h == Health::Operational;
+                }
+            }
+        }
+    }
+    for (alive, node) in agents.values() {
+        let h = if *alive {
+            Health::Operational
+        } else {
+            Health::Outage
+        };
+        agent_total.add(h);
+        if let Some(n) = node {
+            by_node.entry(n.clone()).or_default().1.add(h);
+        }
+    }
+    let mut streamer_total = Totals::default();
+    let mut bitrate = Bitrate::default();
+    let mut per = Vec::new();
+    let mut streamers = state.stores.streamers.state();
+    streamers.sort_by(|a, b| a.spec.hostname.cmp(&b.spec.hostname));
+    for st in streamers {
+        let host = st.spec.hostname.clone();
+        let live = state.live.node(&host);
+        let server = live
+            .as_ref()
+            .and_then(|l| l.server.clone())
+            .unwrap_or_default();
+        let cpu = server.cpu_usage.unwrap_or(0.0);
+        let mem = server.memory_usage.unwrap_or(0.0);
+        let status = if st.spec.cordon.unwrap_or(false) || st.spec.drain.unwrap_or(false) {
+            Health::Disabled
+        } else {
+            match &live {
+                None => Health::Outage,
+                Some(l) if !l.reachable => Health::Outage,
+                Some(l) if !l.ready => Health::PartialOutage,
+                Some(l) if l.last_error.is_some() || cpu > 90.0 || mem > 90.0 => Health::Degradated,
+                Some(_) => Health::Operational,
+            }
+        };
+        streamer_total.add(status);
+        let input = server.input_kbit.unwrap_or(0);
+        let output = server.output_kbit.unwrap_or(0);
+        bitrate.input_kbit += input;
+        bitrate.output_kbit += output;
+        let (streams_here, agents_here) = by_node.remove(&host).unwrap_or_default();
+        let config = match &live {
+            Some(l) if l.reachable && l.last_error.is_none() => Health::Operational,
+            Some(l) if l.reachable => Health::Degradated,
+            _ => Health::Outage,
+        };
+        per.push(StreamerMetrics {
+            hostname: host,
+            uptime: server.uptime.unwrap_or(0),
+            config: StatusOnly { status: config },
+            status,
+            stream_metrics: GroupMetrics {
+                status: streams_here.status(),
+                totals: streams_here,
+            },
+            agent_metrics: GroupMetrics {
+                status: agents_here.status(),
+                totals: agents_here,
+            },
+            cpu: Usage {
+                usage: cpu.round() as i64,
+                status: usage_status(cpu),
+            },
+            memory: Usage {
+                usage: mem.round() as i64,
+                status: usage_status(mem),
+            },
+            storage: Usage {
+                usage: 0,
+                status: Health::Operational,
+            },
+            network: Network {
+                in_kbit: Usage {
+                    usage: input,
+                    status: Health::Operational,
+                },
+                out_kbit: Usage {
+                    usage: output,
+                    status: Health::Operational,
+                },
+            },
+        });
+    }
+    ClusterHealthStats {
+        version: version(),
+        server_id: state.auth.server_id().to_string(),
+        collected_at: chrono::Utc::now().timestamp_millis(),
+        stream_metrics_total: stream_total,
+        agent_metrics_total: agent_total,
+        streamer_metrics_total: streamer_total,
+        streamer_bitrate_metrics_total: bitrate,
+        streamer_metrics: per,
+    }
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// The OpenMetrics exposition of the health (metric names per reference §2.9, prefixed
+/// `watcher_`).
+pub fn openmetrics(h: &ClusterHealthStats) -> String {
+    let mut out = String::new();
+    let gauge = |out: &mut String, name: &str, help: &str| {
+        let _ = writeln!(
+            out,
+            "# TYPE watcher_{name} gauge\n# HELP watcher_{name} {help}"
+        );
+    };
+    gauge(&mut out, "version", "Panoptes version.");
+    let _ = writeln!(
+        out,
+        "watcher_version{{server_id=\"{}\"}} {}",
+        escape(&h.server_id),
+        h.version
+    );
+    for (seg, totals) in [
+        ("stream", &h.stream_metrics_total),
+        ("agent", &h.agent_metrics_total),
+        ("streamer", &h.streamer_metrics_total),
+    ] {
+        for (status, n) in totals.counts() {
+            let name = format!("{seg}_{status}_count");
+            gauge(&mut out, &name, &format!("{seg}s in status {status}."));
+            let _ = writeln!(out, "watcher_{name} {n}");
+        }
+    }
+    gauge(
+        &mut out,
+        "streamer_inbound_kbit_total",
+        "Inbound bitrate of all streamers, kbit/s.",
+    );
+    let _ = writeln!(
+        out,
+        "watcher_streamer_inbound_kbit_total {}",
+        h.streamer_bitrate_metrics_total.input_kbit
+    );
+    gauge(
+        &mut out,
+        "streamer_outbound_kbit_total",
+        "Outbound bitrate of all streamers, kbit/s.",
+    );
+    let _ = writeln!(
+        out,
+        "watcher_streamer_outbound_kbit_total {}",
+        h.streamer_bitrate_metrics_total.output_kbit
+    );
+    type Pick = fn(&StreamerMetrics) -> i64;
+    let per: [(&str, &str, Pick); 5] = [
+        ("streamer_cpu_usage", "CPU usage, percent.", |m| m.cpu.usage),
+        ("streamer_memory_usage", "Memory usage, percent.", |m| {
+            m.memory.usage
+        }),
+        ("streamer_storage_usage", "Storage usage, percent.", |m| {
+            m.storage.usage
+        }),
+        (
+            "streamer_network_usage_in",
+            "Inbound traffic, kbit/s.",
+            |m| m.network.in_kbit.usage,
+        ),
+        (
+            "streamer_network_usage_out",
+            "Outbound traffic, kbit/s.",
+            |m| m.network.out_kbit.usage,
+        ),
+    ];
+    for (name, help, f) in per {
+        gauge(&mut out, name, help);
+        for m in &h.streamer_metrics {
+            let _ = writeln!(
+                out,
+                "watcher_{name}{{hostname=\"{}\"}} {}",
+                escape(&m.hostname),
+                f(m)
+            );
+        }
+    }
+    for (seg, pick) in [
+        (
+            "streamer_stream",
+            (|m: &StreamerMetrics| &m.stream_metrics.totals) as fn(&StreamerMetrics) -> &Totals,
+        ),
+        ("streamer_agent", |m: &StreamerMetrics| {
+            &m.agent_metrics.totals
+        }),
+    ] {
+        for (i, status) in [
+            "operational",
+            "degradated",
+            "partial_outage",
+            "outage",
+            "disabled",
+            "total",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let name = format!("{seg}_{status}_count");
+            gauge(
+                &mut out,
+                &name,
+                &format!("per streamer, in status {status}."),
+            );
+            for m in &h.streamer_metrics {
+                let _ = writeln!(
+                    out,
+                    "watcher_{name}{{hostname=\"{}\"}} {}",
+                    escape(&m.hostname),
+                    pick(m).counts()[i].1
+                );
+            }
+        }
+    }
+    out.push_str("# EOF\n");
+    out
+}
+
+/// `GET /cluster/stats[?format=openmetrics]`.
+pub async fn stats(State(state): State<ApiState>, RawQuery(raw): RawQuery) -> ApiResult<Response> {
+    let pairs = pairs(&raw);
+    let health = collect(&state);
+    match param(&pairs, "format") {
+        None => Ok(Json(health).into_response()),
+        Some("openmetrics") => Ok((
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            openmetrics(&health),
+        )
+            .into_response()),
+        Some(_) => Err(ApiError::invalid_parameter(
+            "format",
+            "the only format is openmetrics",
+        )),
+    }
+}

@@ -1,0 +1,41 @@
+//! `GET /events`: the facade's audit trail, newest first.
+
+use std::time::Instant;
+
+use axum::Json;
+use axum::extract::{RawQuery, State};
+use serde_json::Value;
+
+use super::{envelope, pairs};
+use crate::api::ApiState;
+use crate::api::error::ApiResult;
+use crate::api::query::{CollectionSpec, Field};
+
+/// Newest first.
+pub const EVENTS: CollectionSpec<'static> = CollectionSpec {
+    default_sort: "-event_id",
+    tiebreak: "event_id",
+    default_limit: 100,
+    max_limit: 1000,
+    search: &["path", "operation_id", "user"],
+    filters: &[
+        Field::new("event_id"),
+        Field::new("utc_ms"),
+        Field::new("operation_id"),
+        Field::new("status"),
+        Field::new("user"),
+        Field::new("originator"),
+        Field::new("trace_id"),
+    ],
+    passthrough: &[],
+};
+
+/// `GET /events`.
+pub async fn list(
+    State(state): State<ApiState>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Json<Value>> {
+    let started = Instant::now();
+    let items = state.events.all();
+    envelope(&items, &pairs(&raw), &EVENTS, "events", started)
+}

@@ -1,0 +1,176 @@
+//! Presets: list (optionally those allowed in an organization), create (with a new,
+//! pinned id), get, update (existing only; partial).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Json;
+use axum::extract::{Path, RawQuery, State};
+use kube::ResourceExt;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{envelope, int_param, pairs, param};
+use crate::api::ApiState;
+use crate::api::body::{JsonBody, decode, merge};
+use crate::api::error::{ApiError, ApiResult};
+use crate::api::query::{CollectionSpec, Field};
+use crate::api::views::{self, org_id, preset_id, to_json};
+use crate::api::write::apply_exact;
+use crate::controllers::ids;
+use crate::controllers::preset::organization_presets;
+use crate::resources::preset::PresetVision;
+use crate::resources::wire::StreamDvrSpec;
+use crate::resources::wire::stream::LayoutRules;
+use crate::resources::{Preset, PresetSpec};
+
+/// `GET /presets`: by id.
+pub const PRESETS: CollectionSpec<'static> = CollectionSpec {
+    default_sort: "id",
+    tiebreak: "title",
+    default_limit: 100,
+    max_limit: 1000,
+    search: &["title"],
+    filters: &[
+        Field::new("id"),
+        Field::new("title"),
+        Field::new("is_default"),
+        Field::new("is_adjustable"),
+        Field::new("deleted_at"),
+    ],
+    passthrough: &["organization_id"],
+};
+
+/// Writable preset members (wire names).
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct PresetWrite {
+    title: Option<String>,
+    is_adjustable: Option<bool>,
+    is_default: Option<bool>,
+    dvr: Option<StreamDvrSpec>,
+    vision: Option<PresetVision>,
+    layout_rules: Option<LayoutRules>,
+}
+
+/// `GET /presets`.
+pub async fn list(
+    State(state): State<ApiState>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Json<Value>> {
+    let started = Instant::now();
+    let pairs = pairs(&raw);
+    let mut presets = state.stores.presets.state();
+    if let Some(raw_org) = param(&pairs, "organization_id") {
+        let id = int_param("organization_id", raw_org)?;
+        // Unknown organization: nothing is allowed there.
+        let org = state
+            .stores
+            .organizations
+            .state()
+            .into_iter()
+            .find(|o| org_id(o) == Some(id));
+        let allowed: Vec<String> = org.as_deref().map(organization_presets).unwrap_or_default();
+        let ns = org.as_ref().and_then(|o| o.namespace());
+        presets.retain(|p| {
+            org.is_some()
+                && p.namespace() == ns
+                && (p.spec.is_default.unwrap_or(false) || allowed.contains(&p.name_any()))
+        });
+    }
+    let items: Vec<Value> = presets.iter().map(|p| to_json(&views::preset(p))).collect();
+    envelope(&items, &pairs, &PRESETS, "presets", started)
+}
+
+/// The preset with Watcher id `id`.
+pub fn find(state: &ApiState, id: i64) -> Option<Arc<Preset>> {
+    state
+        .stores
+        .presets
+        .state()
+        .into_iter()
+        .find(|p| preset_id(p) == Some(id))
+}
+
+/// `GET /presets/{id}`.
+pub async fn get(State(state): State<ApiState>, Path(raw): Path<String>) -> ApiResult<Json<Value>> {
+    let id = int_param("id", &raw)?;
+    let p = find(&state, id).ok_or_else(|| ApiError::not_found("preset", id))?;
+    Ok(Json(to_json(&views::preset(&p))))
+}
+
+fn spec_from(mut spec: PresetSpec, body: Value) -> ApiResult<PresetSpec> {
+    let mut body = match body {
+        Value::Object(m) => m,
+        _ => return Err(ApiError::invalid_body("", "the body must be a JSON object")),
+    };
+    for ro in ["id", "deleted_at", "last_change", "stats"] {
+        body.remove(ro);
+    }
+    let mut current = serde_json::to_value(PresetWrite {
+        title: Some(spec.title.clone()).filter(|t| !t.is_empty()),
+        is_adjustable: spec.is_adjustable,
+        is_default: spec.is_default,
+        dvr: spec.dvr.clone(),
+        vision: spec.vision.clone(),
+        layout_rules: spec.layout_rules.clone(),
+    })
+    .unwrap_or_default();
+    if let Value::Object(m) = &mut current {
+        m.retain(|_, v| !v.is_null());
+    }
+    merge(&mut current, Value::Object(body));
+    let w: PresetWrite = decode(current, "")?;
+    spec.title = w
+        .title
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| ApiError::invalid_body("/title", "`title` is required"))?;
+    spec.is_adjustable = w.is_adjustable;
+    spec.is_default = w.is_default;
+    spec.dvr = w.dvr;
+    spec.vision = w.vision;
+    spec.layout_rules = w.layout_rules;
+    Ok(spec)
+}
+
+/// `POST /presets`.
+pub async fn create(State(state): State<ApiState>, body: JsonBody) -> ApiResult<Json<Value>> {
+    let body = Value::Object(body.object()?);
+    let mut spec = spec_from(PresetSpec::default(), body)?;
+    let id = ids::next_candidate(&ids::snapshot(&state.stores.presets), 1)
+        .ok_or_else(|| ApiError::internal("allocating a preset id", "id space exhausted"))?;
+    spec.id = Some(id);
+    let ns = state.config.namespace.clone();
+    let object = format!("preset-{id}");
+    let api: kube::Api<Preset> = kube::Api::namespaced(state.client.clone(), &ns);
+    let pp = kube::api::PostParams {
+        field_manager: Some(crate::resources::common::API_MANAGER.into()),
+        ..Default::default()
+    };
+    let created = api
+        .create(&pp, &Preset::new(&object, spec))
+        .await
+        .map_err(|e| ApiError::from_kube("creating the preset", e))?;
+    Ok(Json(to_json(&views::preset(&created))))
+}
+
+/// `PUT /presets/{id}`.
+pub async fn save(
+    State(state): State<ApiState>,
+    Path(raw): Path<String>,
+    body: JsonBody,
+) -> ApiResult<Json<Value>> {
+    let id = int_param("id", &raw)?;
+    let p = find(&state, id).ok_or_else(|| ApiError::not_found("preset", id))?;
+    let body = Value::Object(body.object()?);
+    let spec = spec_from(p.spec.clone(), body)?;
+    let mut stored = apply_exact(
+        &state,
+        &p.namespace().unwrap_or_default(),
+        &Preset::new(&p.name_any(), spec),
+    )
+    .await?;
+    if stored.status.is_none() {
+        stored.status = p.status.clone();
+    }
+    Ok(Json(to_json(&views::preset(&stored))))
+}

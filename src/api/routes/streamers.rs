@@ -1,0 +1,286 @@
+//! Streamers: list, get, save (create or update by hostname, partial), layout preview.
+//! `cluster_key` and `config.edit_auth` go to the Streamer's credentials Secret (keys
+//! `clusterKey`, `login`, `password`) and are never returned.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use axum::Json;
+use axum::extract::{Path, RawQuery, State};
+use kube::ResourceExt;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{envelope, live_nodes, pairs, whole};
+use crate::api::ApiState;
+use crate::api::body::{JsonBody, decode, merge};
+use crate::api::error::{ApiError, ApiResult};
+use crate::api::names::object_name;
+use crate::api::query::{CollectionSpec, Field};
+use crate::api::snapshot;
+use crate::api::views::{self, to_json};
+use crate::api::write::{apply_exact, put_secret};
+use crate::layout::preview_counts;
+use crate::resources::streamer::StreamerCredentials;
+use crate::resources::wire::{NodeRole, ServerConfig};
+use crate::resources::{Streamer, StreamerSpec};
+
+/// `GET /streamers`: by hostname.
+pub const STREAMERS: CollectionSpec<'static> = CollectionSpec {
+    default_sort: "hostname",
+    tiebreak: "hostname",
+    default_limit: 100,
+    max_limit: 1000,
+    search: &["hostname", "api_url"],
+    filters: &[
+        Field::new("hostname"),
+        Field::new("role"),
+        Field::new("channel_limit"),
+        Field::new("stats.reachable"),
+        Field::new("stats.ready"),
+    ],
+    passthrough: &[],
+};
+
+/// Streamer members a save may set (wire names).
+#[derive(Debug, Default, Deserialize)]
+struct StreamerWrite {
+    role: Option<NodeRole>,
+    channel_limit: Option<i64>,
+    total_bandwidth: Option<i64>,
+    labels: Option<LabelsIn>,
+    api_url: Option<String>,
+    private_payload_url: Option<String>,
+    public_payload_url: Option<String>,
+    zones: Option<Vec<String>>,
+    config: Option<ServerConfig>,
+}
+
+/// Labels as the schema says (a map) or as the seed sample shows them (a list of `k=v` or
+/// bare keys, which become `k: ""`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum LabelsIn {
+    Map(BTreeMap<String, String>),
+    List(Vec<String>),
+}
+
+impl LabelsIn {
+    fn into_map(self) -> BTreeMap<String, String> {
+        match self {
+            LabelsIn::Map(m) => m,
+            LabelsIn::List(l) => l
+                .into_iter()
+                .map(|s| match s.split_once('=') {
+                    Some((k, v)) => (k.to_string(), v.to_string()),
+                    None => (s, String::new()),
+                })
+                .collect(),
+        }
+    }
+}
+
+fn find(state: &ApiState, hostname: &str) -> Option<std::sync::Arc<Streamer>> {
+    let mut found: Vec<_> = state
+        .stores
+        .streamers
+        .state()
+        .into_iter()
+        .filter(|s| s.spec.hostname == hostname)
+        .collect();
+    found.sort_by_key(|s| s.namespace().as_deref() != Some(state.config.namespace.as_str()));
+    found.into_iter().next()
+}
+
+fn render(state: &ApiState, s: &Streamer) -> Value {
+    let live = state.live.node(&s.spec.hostname);
+    to_json(&views::streamer(s, live.as_deref()))
+}
+
+/// `GET /streamers`.
+pub async fn list(
+    State(state): State<ApiState>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Json<Value>> {
+    let started = Instant::now();
+    let nodes = live_nodes(&state);
+    let items: Vec<Value> = state
+        .stores
+        .streamers
+        .state()
+        .iter()
+        .map(|s| {
+            to_json(&views::streamer(
+                s,
+                nodes.get(&s.spec.hostname).map(|n| n.as_ref()),
+            ))
+        })
+        .collect();
+    envelope(&items, &pairs(&raw), &STREAMERS, "streamers", started)
+}
+
+/// `GET /streamers/{hostname}`.
+pub async fn get(
+    State(state): State<ApiState>,
+    Path(hostname): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let s = find(&state, &hostname).ok_or_else(|| ApiError::not_found("streamer", &hostname))?;
+    Ok(Json(render(&state, &s)))
+}
+
+struct Saved {
+    ns: String,
+    object: String,
+    spec: StreamerSpec,
+    cluster_key: Option<String>,
+    admin: Option<(String, String)>,
+}
+
+fn saved_spec(state: &ApiState, hostname: &str, body: Option<Value>) -> ApiResult<Saved> {
+    if hostname.is_empty() || hostname.len() > 253 {
+        return Err(ApiError::invalid_parameter(
+            "hostname",
+            "hostname must be 1-253 characters",
+        ));
+    }
+    let mut body = JsonBody(body).object()?;
+    match body.remove("hostname") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(h)) if h == hostname => {}
+        Some(_) => {
+            return Err(ApiError::invalid_body(
+                "/hostname",
+                "`hostname` must equal the hostname in the path",
+            ));
+        }
+    }
+    for ro in ["stats", "dvrs"] {
+        body.remove(ro);
+    }
+    let mut cluster_key = match body.remove("cluster_key") {
+        Some(Value::String(k)) if !k.is_empty() => Some(k),
+        None | Some(Value::Null) | Some(Value::String(_)) => None,
+        Some(_) => {
+            return Err(ApiError::invalid_body(
+                "/cluster_key",
+                "`cluster_key` must be a string",
+            ));
+        }
+    };
+    let mut admin = None;
+    if let Some(Value::Object(config)) = body.get_mut("config") {
+        if let Some(Value::String(k)) = config.remove("cluster_key") {
+            cluster_key.get_or_insert(k);
+        }
+        if let Some(auth) = config.remove("edit_auth") {
+            let login = auth.get("login").and_then(Value::as_str);
+            let password = auth.get("password").and_then(Value::as_str);
+            if let (Some(l), Some(p)) = (login, password) {
+                admin = Some((l.to_string(), p.to_string()));
+            }
+        }
+        // Read-only node credentials have no place in Panoptes' node Secret; dropped.
+        config.remove("view_auth");
+    }
+    let existing = find(state, hostname);
+    let ns = existing
+        .as_ref()
+        .and_then(|s| s.namespace())
+        .unwrap_or_else(|| state.config.namespace.clone());
+    let object = existing
+        .as_ref()
+        .map(|s| s.name_any())
+        .unwrap_or_else(|| object_name("", hostname));
+    let mut spec = existing
+        .as_ref()
+        .map(|s| s.spec.clone())
+        .unwrap_or_default();
+    let mut current = json!({
+        "role": spec.role,
+        "channel_limit": spec.channel_limit,
+        "total_bandwidth": spec.total_bandwidth,
+        "labels": spec.labels,
+        "api_url": spec.api_url,
+        "private_payload_url": spec.private_payload_url,
+        "public_payload_url": spec.public_payload_url,
+        "zones": spec.zones,
+        "config": spec.config,
+    });
+    if let Value::Object(m) = &mut current {
+        m.retain(|_, v| !v.is_null());
+    }
+    merge(&mut current, Value::Object(body));
+    let w: StreamerWrite = decode(current, "")?;
+    spec.hostname = hostname.to_string();
+    spec.role = w.role;
+    spec.channel_limit = w.channel_limit;
+    spec.total_bandwidth = w.total_bandwidth;
+    spec.labels = w.labels.map(LabelsIn::into_map);
+    spec.api_url = w.api_url;
+    spec.private_payload_url = w.private_payload_url;
+    spec.public_payload_url = w.public_payload_url;
+    spec.zones = w.zones;
+    spec.config = w.config.filter(|c| *c != ServerConfig::default());
+    Ok(Saved {
+        ns,
+        object,
+        spec,
+        cluster_key,
+        admin,
+    })
+}
+
+/// `PUT /streamers/{hostname}`.
+pub async fn save(
+    State(state): State<ApiState>,
+    Path(hostname): Path<String>,
+    body: JsonBody,
+) -> ApiResult<Json<Value>> {
+    let Saved {
+        ns,
+        object,
+        mut spec,
+        cluster_key,
+        admin,
+    } = saved_spec(&state, &hostname, body.0)?;
+    if cluster_key.is_some() || admin.is_some() {
+        let secret = spec
+            .credentials
+            .as_ref()
+            .map(|c| c.secret_name.clone())
+            .unwrap_or_else(|| format!("{object}-credentials"));
+        let mut data = BTreeMap::new();
+        if let Some(k) = cluster_key {
+            data.insert("clusterKey".to_string(), k);
+        }
+        if let Some((l, p)) = admin {
+            data.insert("login".to_string(), l);
+            data.insert("password".to_string(), p);
+        }
+        put_secret(&state, &ns, &secret, data).await?;
+        if spec.credentials.is_none() {
+            spec.credentials = Some(StreamerCredentials {
+                secret_name: secret,
+                scheme: None,
+            });
+        }
+    }
+    let stored = apply_exact(&state, &ns, &Streamer::new(&object, spec)).await?;
+    Ok(Json(render(&state, &stored)))
+}
+
+/// `POST /streamers/{hostname}/preview_layout_change`: per-node count changes.
+pub async fn preview(
+    State(state): State<ApiState>,
+    Path(hostname): Path<String>,
+    body: JsonBody,
+) -> ApiResult<Json<Value>> {
+    let saved = saved_spec(&state, &hostname, body.0)?;
+    let before = snapshot::run(&snapshot::world(&state, None, None));
+    let after = snapshot::run(&snapshot::world(&state, None, Some(&saved.spec)));
+    let changes = preview_counts(&before.counts, &after.counts)
+        .iter()
+        .map(to_json)
+        .collect();
+    Ok(whole(changes, "changes"))
+}

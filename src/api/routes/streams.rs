@@ -1,0 +1,715 @@
+//! Streams: list, get, save (merge or `$reset`), delete (`part`), layouts, layout preview,
+//! camera config, firmware upload. `/streams/{*rest}` is one route: stream names may
+//! contain `/` (see [`crate::api::names::split_stream_path`]).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Json;
+use axum::extract::{OriginalUri, Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams};
+use serde_json::{Map, Value};
+
+use super::{envelope, live_nodes, pairs, param, whole};
+use crate::api::body::{JsonBody, RawBody, decode, merge, parse_json};
+use crate::api::cache::{Deps, digest};
+use crate::api::error::{ApiError, ApiResult};
+use crate::api::names::{StreamPath, object_name, split_stream_path, valid_stream_name};
+use crate::api::query::{CollectionSpec, Field};
+use crate::api::snapshot;
+use crate::api::views::{self, org_id, preset_id, stream_name, to_json};
+use crate::api::write::{apply_exact, put_secret};
+use crate::api::{ApiState, BASE};
+use crate::resources::stream::CameraCredentials;
+use crate::resources::wire::{CameraConfig, StreamConfigSpec};
+use crate::resources::{Stream, StreamSpec};
+
+/// `GET /streams`: sorted by `name` by default (Central's order).
+pub const STREAMS: CollectionSpec<'static> = CollectionSpec {
+    default_sort: "name",
+    tiebreak: "name",
+    default_limit: 100,
+    max_limit: 1000,
+    search: &["name", "title", "comment", "inputs.url", "postal_address"],
+    filters: &[
+        Field::new("name"),
+        Field::new("title"),
+        Field::new("comment"),
+        Field::new("disabled"),
+        Field::new("static"),
+        Field::new("organization_id"),
+        Field::new("preset_id"),
+        Field::new("organization.id"),
+        Field::new("preset.id"),
+        Field::new("created_at"),
+        Field::new("stats.alive"),
+        Field::new("stats.status"),
+        Field::new("stats.bitrate"),
+        Field::new("layout.ingest"),
+        Field::new("inputs.url"),
+    ],
+    passthrough: &["preferred_zones", "required_zones"],
+};
+
+/// `GET /streams/{name}/layouts`.
+pub const LAYOUTS: CollectionSpec<'static> = CollectionSpec {
+    default_sort: "-created_at",
+    tiebreak: "created_at",
+    default_limit: 100,
+    max_limit: 1000,
+    search: &[],
+    filters: &[Field::new("created_at"), Field::new("ingest")],
+    passthrough: &["include_ingest_history"],
+};
+
+/// Members of a stream the server computes; ignored in request bodies.
+const READ_ONLY: &[&str] = &[
+    "stats",
+    "path",
+    "firmware_update_duration",
+    "last_episode_at",
+    "last_change",
+    "layout",
+    "named_by",
+    "created_at",
+    "position",
+    "config_on_disk",
+    "config_override",
+    "runtime_override",
+    "domain",
+];
+
+/// Every stream rendered (cached per version).
+pub fn rendered(state: &ApiState) -> Vec<Arc<Value>> {
+    use kube::runtime::reflector::ObjectRef;
+    let nodes = live_nodes(state);
+    let streams = state.stores.streams.state();
+    let nodes_ref = &nodes;
+    let items = streams
+        .iter()
+        .map(|s| {
+            let ns = s.metadata.namespace.as_deref().unwrap_or("");
+            let org = s.spec.organization_ref.as_deref().and_then(|r| {
+                state
+                    .stores
+                    .organizations
+                    .get(&ObjectRef::new(r).within(ns))
+            });
+            let preset = s
+                .spec
+                .preset_ref
+                .as_deref()
+                .and_then(|r| state.stores.presets.get(&ObjectRef::new(r).within(ns)));
+            let node = s
+                .status
+                .as_ref()
+                .and_then(|st| st.layout.as_ref()?.ingest.as_deref())
+                .and_then(|h| nodes_ref.get(h).cloned());
+            let deps = Deps {
+                versions: digest([
+                    s.metadata.resource_version.as_deref(),
+                    org.as_ref()
+                        .and_then(|o| o.metadata.resource_version.as_deref()),
+                    preset
+                        .as_ref()
+                        .and_then(|p| p.metadata.resource_version.as_deref()),
+                ]),
+                node,
+            };
+            let uid = s.metadata.uid.as_deref().unwrap_or("");
+            (uid, deps, move || {
+                to_json(&views::stream(state, s, nodes_ref))
+            })
+        })
+        .collect();
+    state.cache.streams.render_all(items)
+}
+
+/// `GET /streams`.
+pub async fn list(
+    State(state): State<ApiState>,
+    axum::extract::RawQuery(raw): axum::extract::RawQuery,
+) -> ApiResult<Json<Value>> {
+    let started = Instant::now();
+    let pairs = pairs(&raw);
+    let mut items = rendered(&state);
+    for (param_name, member) in [
+        ("preferred_zones", "preferred_zones"),
+        ("required_zones", "required_zones"),
+    ] {
+        if let Some(zones) = param(&pairs, param_name) {
+            let wanted: Vec<&str> = zones.split(',').map(str::trim).collect();
+            items.retain(|s| {
+                s.pointer(&format!("/layout_rules/{member}"))
+                    .and_then(Value::as_array)
+                    .is_some_and(|zs| {
+                        zs.iter()
+                            .any(|z| z.as_str().is_some_and(|z| wanted.contains(&z)))
+                    })
+            });
+        }
+    }
+    envelope(&items, &pairs, &STREAMS, "streams", started)
+}
+
+/// The Stream whose Watcher name is `name` (the facade namespace's first).
+pub fn find(state: &ApiState, name: &str) -> Option<Arc<Stream>> {
+    let mut found: Vec<Arc<Stream>> = state
+        .stores
+        .streams
+        .state()
+        .into_iter()
+        .filter(|s| stream_name(s) == name)
+        .collect();
+    found.sort_by_key(|s| s.namespace().as_deref() != Some(state.config.namespace.as_str()));
+    found.into_iter().next()
+}
+
+fn require(state: &ApiState, name: &str) -> ApiResult<Arc<Stream>> {
+    find(state, name).ok_or_else(|| ApiError::not_found("stream", name))
+}
+
+fn render(state: &ApiState, s: &Stream) -> Json<Value> {
+    Json(to_json(&views::stream(state, s, &live_nodes(state))))
+}
+
+/// Every method on `/streams/{*rest}`.
+pub async fn dispatch(
+    State(state): State<ApiState>,
+    OriginalUri(uri): OriginalUri,
+    req: Request,
+) -> Response {
+    let prefix = format!("{BASE}/streams/");
+    let raw = uri.path().strip_prefix(&prefix).unwrap_or("");
+    let Some((name, sub)) = split_stream_path(raw) else {
+        return ApiError::invalid_parameter("name", "malformed stream name").into_response();
+    };
+    let pairs = pairs(&uri.query().map(str::to_string));
+    let method = req.method().clone();
+    let result = match (sub, &method) {
+        (StreamPath::Stream, &Method::GET) => get(&state, &name).map(IntoResponse::into_response),
+        (StreamPath::Stream, &Method::PUT) => match body_of(req).await {
+            Ok(b) => save(&state, &name, &pairs, b)
+                .await
+                .map(IntoResponse::into_response),
+            Err(e) => Err(e),
+        },
+        (StreamPath::Stream, &Method::DELETE) => delete(&state, &name, &pairs).await,
+        (StreamPath::Layouts, &Method::GET) => layouts(&state, &name, &pairs),
+        (StreamPath::Preview, &Method::POST) => match body_of(req).await {
+            Ok(b) => preview(&state, &name, b).map(IntoResponse::into_response),
+            Err(e) => Err(e),
+        },
+        (StreamPath::CameraConfig, &Method::GET) => camera_get(&state, &name),
+        (StreamPath::CameraConfig, &Method::PUT) => match body_of(req).await {
+            Ok(b) => camera_save(&state, &name, b).await,
+            Err(e) => Err(e),
+        },
+        (StreamPath::Firmware, &Method::PUT) => firmware(&state, &name, &pairs, req).await,
+        (sub, _) => {
+            let allow = match sub {
+                StreamPath::Stream => "GET,PUT,DELETE",
+                StreamPath::Layouts => "GET",
+                StreamPath::Preview => "POST",
+                StreamPath::CameraConfig => "GET,PUT",
+                StreamPath::Firmware => "PUT",
+            };
+            let mut resp = ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed on this route",
+            )
+            .into_response();
+            resp.headers_mut()
+                .insert(header::ALLOW, axum::http::HeaderValue::from_static(allow));
+            return resp;
+        }
+    };
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn body_of(req: Request) -> ApiResult<Option<Value>> {
+    use axum::extract::FromRequest;
+    JsonBody::from_request(req, &()).await.map(|b| b.0)
+}
+
+fn object(body: Option<Value>) -> ApiResult<Map<String, Value>> {
+    JsonBody(body).object()
+}
+
+fn get(state: &ApiState, name: &str) -> ApiResult<Json<Value>> {
+    let s = require(state, name)?;
+    Ok(render(state, &s))
+}
+
+/// A reference edit: `None` = unchanged, `Some(None)` = cleared, `Some(Some(name))` = set.
+type RefChange = Option<Option<String>>;
+
+/// What a save body leads to.
+struct Saved {
+    ns: String,
+    object: String,
+    spec: StreamSpec,
+    /// Camera login and password found in URLs.
+    creds: Option<(String, String)>,
+}
+
+/// Resolves `organization_id`/`organization` and `preset_id`/`preset` of a body into
+/// resource names (`Some(None)` clears the reference).
+fn references(
+    state: &ApiState,
+    ns: &str,
+    body: &mut Map<String, Value>,
+) -> ApiResult<(RefChange, RefChange)> {
+    fn id_of(
+        body: &mut Map<String, Value>,
+        flat: &str,
+        nested: &str,
+    ) -> ApiResult<Option<Option<i64>>> {
+        let nested_id = body
+            .remove(nested)
+            .map(|v| v.get("id").cloned().unwrap_or(Value::Null));
+        let flat_id = body.remove(flat);
+        let (v, pointer) = match (flat_id, nested_id) {
+            (Some(v), _) => (v, format!("/{flat}")),
+            (None, Some(v)) => (v, format!("/{nested}/id")),
+            (None, None) => return Ok(None),
+        };
+        match v {
+            Value::Null => Ok(Some(None)),
+            // Ids start at 1; the seed's samples send 0 as "none".
+            Value::Number(n) if n.as_i64() == Some(0) => Ok(Some(None)),
+            Value::Number(n) if n.as_i64().is_some_and(|i| i > 0) => Ok(Some(n.as_i64())),
+            _ => Err(ApiError::invalid_body(
+                &pointer,
+                "expected a positive integer id",
+            )),
+        }
+    }
+    let org = match id_of(body, "organization_id", "organization")? {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(id)) => {
+            let o = state
+                .stores
+                .organizations
+                .state()
+                .into_iter()
+                .find(|o| o.namespace().as_deref() == Some(ns) && org_id(o) == Some(id))
+                .ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "unknown_organization",
+                        format!("organization {id} not found"),
+                    )
+                    .pointer("/organization_id")
+                })?;
+            Some(Some(o.name_any()))
+        }
+    };
+    let preset = match id_of(body, "preset_id", "preset")? {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(id)) => {
+            let p = state
+                .stores
+                .presets
+                .state()
+                .into_iter()
+                .find(|p| p.namespace().as_deref() == Some(ns) && preset_id(p) == Some(id))
+                .ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "unknown_preset",
+                        format!("preset {id} not found"),
+                    )
+                    .pointer("/preset_id")
+                })?;
+            Some(Some(p.name_any()))
+        }
+    };
+    Ok((org, preset))
+}
+
+/// Moves `user:password@` out of input and ONVIF URLs (the CRD refuses passwords in URLs;
+/// the Stream controller injects them from `spec.credentials` at push time).
+fn extract_credentials(config: &mut StreamConfigSpec) -> Option<(String, String)> {
+    let mut found = None;
+    let mut strip = |url: &mut String| {
+        let Some(mut u) = reqwest::Url::parse(url).ok() else {
+            return;
+        };
+        let Some(pw) = u.password().map(str::to_string) else {
+            return;
+        };
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        };
+        found.get_or_insert((decode(u.username()), decode(&pw)));
+        let _ = u.set_username("");
+        let _ = u.set_password(None);
+        *url = u.to_string();
+    };
+    for input in config.inputs.iter_mut().flatten() {
+        strip(&mut input.url);
+    }
+    if let Some(url) = config.onvif.as_mut().and_then(|o| o.url.as_mut()) {
+        strip(url);
+    }
+    found
+}
+
+/// The spec a save body leads to (shared by save and preview). Returns the namespace, the
+/// object name, the spec and any camera credentials found in URLs.
+fn saved_spec(state: &ApiState, name: &str, body: Option<Value>) -> ApiResult<Saved> {
+    if !valid_stream_name(name) {
+        return Err(ApiError::invalid_parameter(
+            "name",
+            "stream names are 1-256 characters of A-Z a-z 0-9 . _ ~ - and inner /",
+        ));
+    }
+    let mut body = object(body)?;
+    match body.remove("name") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(n)) if n == name => {}
+        Some(_) => {
+            return Err(ApiError::invalid_body(
+                "/name",
+                "`name` must equal the name in the path",
+            ));
+        }
+    }
+    let reset = match body.remove("$reset") {
+        None | Some(Value::Null) | Some(Value::Bool(false)) => false,
+        Some(Value::Bool(true)) => true,
+        Some(_) => {
+            return Err(ApiError::invalid_body(
+                "/$reset",
+                "`$reset` must be a boolean",
+            ));
+        }
+    };
+    for ro in READ_ONLY {
+        body.remove(*ro);
+    }
+    let existing = find(state, name);
+    let ns = existing
+        .as_ref()
+        .and_then(|s| s.namespace())
+        .unwrap_or_else(|| state.config.namespace.clone());
+    let object = existing
+        .as_ref()
+        .map(|s| s.name_any())
+        .unwrap_or_else(|| object_name("", name));
+    let (org, preset) = references(state, &ns, &mut body)?;
+    let mut spec = existing
+        .as_ref()
+        .map(|s| s.spec.clone())
+        .unwrap_or_default();
+    let mut config = if reset {
+        Value::Object(Map::new())
+    } else {
+        serde_json::to_value(&spec.config).unwrap_or_default()
+    };
+    merge(&mut config, Value::Object(body));
+    spec.config = decode(config, "")?;
+    spec.name = Some(name.to_string());
+    if let Some(o) = org {
+        spec.organization_ref = o;
+    }
+    if let Some(p) = preset {
+        spec.preset_ref = p;
+    }
+    let creds = extract_credentials(&mut spec.config);
+    Ok(Saved {
+        ns,
+        object,
+        spec,
+        creds,
+    })
+}
+
+async fn save(
+    state: &ApiState,
+    name: &str,
+    pairs: &[(String, String)],
+    body: Option<Value>,
+) -> ApiResult<Json<Value>> {
+    match param(pairs, "part") {
+        None | Some("config_on_disk") => {}
+        Some("config_override") => {
+            return Err(ApiError::invalid_parameter(
+                "part",
+                "Panoptes keeps no runtime override layer; save the stream itself",
+            ));
+        }
+        Some(_) => {
+            return Err(ApiError::invalid_parameter(
+                "part",
+                "expected config_on_disk or config_override",
+            ));
+        }
+    }
+    let Saved {
+        ns,
+        object,
+        mut spec,
+        creds,
+    } = saved_spec(state, name, body)?;
+    if let Some((user, password)) = creds {
+        let secret = format!("{object}-camera-credentials");
+        put_secret(
+            state,
+            &ns,
+            &secret,
+            BTreeMap::from([("username".into(), user), ("password".into(), password)]),
+        )
+        .await?;
+        spec.credentials = Some(CameraCredentials {
+            secret_name: secret,
+            username_key: None,
+            password_key: None,
+        });
+    }
+    let stored = apply_exact(state, &ns, &Stream::new(&object, spec)).await?;
+    Ok(render(state, &stored))
+}
+
+async fn delete(state: &ApiState, name: &str, pairs: &[(String, String)]) -> ApiResult<Response> {
+    let s = require(state, name)?;
+    match param(pairs, "part") {
+        None | Some("config_on_disk") => {
+            Api::<Stream>::namespaced(state.client.clone(), &s.namespace().unwrap_or_default())
+                .delete(&s.name_any(), &DeleteParams::default())
+                .await
+                .map_err(|e| ApiError::from_kube("deleting the stream", e))?;
+        }
+        // Panoptes has no runtime override layer: there is nothing to remove.
+        Some("config_override") => {}
+        Some(_) => {
+            return Err(ApiError::invalid_parameter(
+                "part",
+                "expected config_on_disk or config_override",
+            ));
+        }
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+fn layouts(state: &ApiState, name: &str, pairs: &[(String, String)]) -> ApiResult<Response> {
+    let started = Instant::now();
+    let s = require(state, name)?;
+    let with_history = param(pairs, "include_ingest_history") == Some("true");
+    let items: Vec<Value> = s
+        .status
+        .as_ref()
+        .and_then(|st| st.layout.clone())
+        .map(|l| {
+            let mut v = to_json(&l);
+            if let (false, Value::Object(m)) = (with_history, &mut v) {
+                m.remove("ingest_history");
+            }
+            v
+        })
+        .into_iter()
+        .collect();
+    envelope(&items, pairs, &LAYOUTS, "layouts", started).map(IntoResponse::into_response)
+}
+
+fn preview(state: &ApiState, name: &str, body: Option<Value>) -> ApiResult<Json<Value>> {
+    let Saved {
+        ns, object, spec, ..
+    } = saved_spec(state, name, body)?;
+    let key: Arc<str> = format!("{ns}/{object}").into();
+    let before = snapshot::run(&snapshot::world(state, None, None));
+    let world = snapshot::world(state, Some((key, Some(ns), &spec)), None);
+    let after = snapshot::run(&world);
+    let mut changes = Vec::new();
+    for (k, placement) in &after.placements {
+        let old = before.placements.get(k);
+        let same = old.is_some_and(|o| {
+            o.ingest == placement.ingest && o.dvr_backups == placement.dvr_backups
+        });
+        if same {
+            continue;
+        }
+        let mut layout =
+            after
+                .changes
+                .get(k)
+                .cloned()
+                .unwrap_or_else(|| crate::resources::wire::StreamLayout {
+                    ingest: placement.ingest.as_deref().map(str::to_string),
+                    dvr_backups: placement
+                        .dvr_backups
+                        .iter()
+                        .map(|h| h.to_string())
+                        .collect(),
+                    ..Default::default()
+                });
+        layout.ingest_history.clear();
+        let mut v = to_json(&layout);
+        if let Value::Object(m) = &mut v {
+            m.insert(
+                "name".into(),
+                world.names.get(k).cloned().unwrap_or_default().into(),
+            );
+        }
+        changes.push(v);
+    }
+    Ok(whole(changes, "changes"))
+}
+
+fn camera_get(state: &ApiState, name: &str) -> ApiResult<Response> {
+    let s = require(state, name)?;
+    let cc = s.spec.camera_config.clone().unwrap_or_default();
+    Ok(Json(to_json(&cc)).into_response())
+}
+
+async fn camera_save(state: &ApiState, name: &str, body: Option<Value>) -> ApiResult<Response> {
+    let s = require(state, name)?;
+    let body = object(body)?;
+    let mut current =
+        serde_json::to_value(s.spec.camera_config.clone().unwrap_or_default()).unwrap_or_default();
+    merge(&mut current, Value::Object(body));
+    let cc: CameraConfig = decode(current, "")?;
+    let mut spec = s.spec.clone();
+    spec.camera_config = Some(cc);
+    let stored = apply_exact(
+        state,
+        &s.namespace().unwrap_or_default(),
+        &Stream::new(&s.name_any(), spec),
+    )
+    .await?;
+    Ok(Json(to_json(&stored.spec.camera_config.unwrap_or_default())).into_response())
+}
+
+/// The `image` file and `proto` field of a multipart firmware upload.
+async fn multipart_firmware(req: Request) -> ApiResult<(Vec<u8>, Option<String>)> {
+    use axum::extract::{FromRequest, Multipart};
+    let bad = |e: axum::extract::multipart::MultipartError| {
+        let status = e.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(status, "body_too_large", "request body too large")
+        } else {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", e.body_text())
+        }
+    };
+    let mut form = Multipart::from_request(req, &())
+        .await
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", e.body_text()))?;
+    let (mut image, mut proto) = (None, None);
+    while let Some(field) = form.next_field().await.map_err(bad)? {
+        match field.name() {
+            Some("image") => image = Some(field.bytes().await.map_err(bad)?.to_vec()),
+            Some("proto") => proto = Some(field.text().await.map_err(bad)?),
+            _ => {}
+        }
+    }
+    let image = image.ok_or_else(|| {
+        ApiError::invalid_body("/image", "the `image` part (the firmware file) is required")
+    })?;
+    Ok((image, proto))
+}
+
+/// Firmware protocols the reference lists.
+pub const FIRMWARE_PROTOS: &[&str] = &["iris", "isapi", "xm", "sputnik"];
+
+async fn firmware(
+    state: &ApiState,
+    name: &str,
+    pairs: &[(String, String)],
+    req: Request,
+) -> ApiResult<Response> {
+    use axum::extract::FromRequest;
+    let s = require(state, name)?;
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    // Three encodings: `multipart/form-data` with fields `image` (file) and `proto` (what a
+    // browser form sends), the SDK's JSON `{image, proto}` (image as base64, or as the
+    // literal text), and a raw `application/octet-stream` image with `?proto=`.
+    let (image, proto) = if content_type.starts_with("multipart/form-data") {
+        multipart_firmware(req).await?
+    } else {
+        let RawBody(bytes) = RawBody::from_request(req, &()).await?;
+        if content_type.starts_with("application/octet-stream") {
+            (bytes.to_vec(), param(pairs, "proto").map(str::to_string))
+        } else {
+            let mut body = object(parse_json(&bytes)?)?;
+            let image = match body.remove("image") {
+                Some(Value::String(s)) => base64::engine::general_purpose::STANDARD
+                    .decode(s.trim())
+                    .unwrap_or_else(|_| s.into_bytes()),
+                _ => {
+                    return Err(ApiError::invalid_body(
+                        "/image",
+                        "`image` (the firmware file) is required",
+                    ));
+                }
+            };
+            let proto = match body.remove("proto") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(p)) => Some(p),
+                Some(_) => {
+                    return Err(ApiError::invalid_body("/proto", "`proto` must be a string"));
+                }
+            };
+            (image, proto)
+        }
+    };
+    let proto = proto.or_else(|| param(pairs, "proto").map(str::to_string));
+    let proto = proto.unwrap_or_else(|| "iris".into());
+    if !FIRMWARE_PROTOS.contains(&proto.as_str()) {
+        return Err(ApiError::invalid_body(
+            "/proto",
+            "`proto` must be one of iris, isapi, xm, sputnik",
+        ));
+    }
+    if image.is_empty() {
+        return Err(ApiError::invalid_body(
+            "/image",
+            "the firmware image is empty",
+        ));
+    }
+    let ingest = s
+        .status
+        .as_ref()
+        .and_then(|st| st.layout.as_ref()?.ingest.clone())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "not_placed",
+                "the stream is not placed on any streamer",
+            )
+        })?;
+    let client = state.nodes.get(&ingest).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "node_unavailable",
+            format!("no client for streamer {ingest}"),
+        )
+    })?;
+    client
+        .firmware_update(&stream_name(&s), &proto, image)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, stream = %name, node = %ingest, "firmware upload failed");
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "node_error",
+                format!("streamer {ingest} refused the firmware: {}", e.category()),
+            )
+        })?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

@@ -1,0 +1,277 @@
+//! Users: list (`users_list`), create, get, update. Passwords go to a Secret
+//! (`<object>-password`, key `password`) referenced by `spec.passwordSecretRef`; the User
+//! controller hashes them. Created users get a pinned id (`spec.id`), so the response
+//! carries the id without waiting for the controller.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Json;
+use axum::extract::{Path, RawQuery, State};
+use kube::ResourceExt;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::{envelope, int_param, pairs};
+use crate::api::ApiState;
+use crate::api::body::{JsonBody, decode};
+use crate::api::error::{ApiError, ApiResult};
+use crate::api::names::object_name;
+use crate::api::query::{CollectionSpec, Field};
+use crate::api::views::{self, org_id, to_json, user_id};
+use crate::api::write::{apply_exact, put_secret};
+use crate::controllers::ids;
+use crate::resources::common::SecretKeyRef;
+use crate::resources::user::{AccessLevel, Membership, Permissions};
+use crate::resources::{User, UserSpec};
+
+/// `GET /users`: by id.
+pub const USERS: CollectionSpec<'static> = CollectionSpec {
+    default_sort: "id",
+    tiebreak: "name",
+    default_limit: 100,
+    max_limit: 1000,
+    search: &["name", "fullname", "email"],
+    filters: &[
+        Field::new("id"),
+        Field::new("name"),
+        Field::new("email"),
+        Field::new("access_level"),
+        Field::new("disabled"),
+        Field::alias("organization_id", "organizations.id"),
+    ],
+    passthrough: &[],
+};
+
+/// Writable user members (wire names). Unknown members are ignored.
+#[derive(Debug, Default, Deserialize)]
+struct UserWrite {
+    name: Option<String>,
+    fullname: Option<String>,
+    email: Option<String>,
+    phone: Option<String>,
+    locale: Option<String>,
+    note: Option<String>,
+    max_sessions: Option<i64>,
+    disabled: Option<bool>,
+    readonly: Option<bool>,
+    access_level: Option<AccessLevel>,
+}
+
+/// `GET /users`.
+pub async fn list(
+    State(state): State<ApiState>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Json<Value>> {
+    let started = Instant::now();
+    let items: Vec<Value> = state
+        .stores
+        .users
+        .state()
+        .iter()
+        .map(|u| to_json(&views::user(&state, u)))
+        .collect();
+    envelope(&items, &pairs(&raw), &USERS, "users_list", started)
+}
+
+fn find(state: &ApiState, id: i64) -> Option<Arc<User>> {
+    state
+        .stores
+        .users
+        .state()
+        .into_iter()
+        .find(|u| user_id(u) == Some(id))
+}
+
+/// `GET /users/{user_id}`.
+pub async fn get(State(state): State<ApiState>, Path(raw): Path<String>) -> ApiResult<Json<Value>> {
+    let id = int_param("user_id", &raw)?;
+    let u = find(&state, id).ok_or_else(|| ApiError::not_found("user", id))?;
+    Ok(Json(to_json(&views::user(&state, &u))))
+}
+
+fn take_password(body: &mut Map<String, Value>) -> ApiResult<Option<String>> {
+    match body.remove("password") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(p)) if p.is_empty() => Ok(None),
+        Some(Value::String(p)) => Ok(Some(p)),
+        Some(_) => Err(ApiError::invalid_body(
+            "/password",
+            "`password` must be a string",
+        )),
+    }
+}
+
+fn apply_write(spec: &mut UserSpec, w: UserWrite) {
+    if let Some(n) = w.name {
+        spec.name = n;
+    }
+    macro_rules! set {
+        ($($f:ident),*) => { $( if w.$f.is_some() { spec.$f = w.$f; } )* };
+    }
+    set!(
+        fullname,
+        email,
+        phone,
+        locale,
+        note,
+        max_sessions,
+        disabled,
+        readonly,
+        access_level
+    );
+}
+
+async fn store_password(
+    state: &ApiState,
+    ns: &str,
+    object: &str,
+    spec: &mut UserSpec,
+    password: String,
+) -> ApiResult<()> {
+    let secret = spec.password_secret_ref.clone().unwrap_or(SecretKeyRef {
+        name: format!("{object}-password"),
+        key: "password".into(),
+    });
+    put_secret(
+        state,
+        ns,
+        &secret.name,
+        BTreeMap::from([(secret.key.clone(), password)]),
+    )
+    .await?;
+    spec.password_secret_ref = Some(secret);
+    Ok(())
+}
+
+/// `POST /users`.
+pub async fn create(State(state): State<ApiState>, body: JsonBody) -> ApiResult<Json<Value>> {
+    let mut body = body.object()?;
+    let password = take_password(&mut body)?;
+    let org = match body.remove("organization_id") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) if n.as_i64().is_some_and(|i| i > 0) => n.as_i64(),
+        Some(_) => {
+            return Err(ApiError::invalid_body(
+                "/organization_id",
+                "expected a positive integer id",
+            ));
+        }
+    };
+    for ro in ["id", "organizations", "created_at"] {
+        body.remove(ro);
+    }
+    let w: UserWrite = decode(Value::Object(body), "")?;
+    let Some(login) = w.name.clone().filter(|n| !n.is_empty()) else {
+        return Err(ApiError::invalid_body(
+            "/name",
+            "`name` (the login) is required",
+        ));
+    };
+    if crate::api::auth::user_by_login(&state, &login).is_some() {
+        return Err(ApiError::new(
+            axum::http::StatusCode::CONFLICT,
+            "exists",
+            format!("user {login} already exists"),
+        )
+        .pointer("/name"));
+    }
+    let ns = state.config.namespace.clone();
+    let mut spec = UserSpec::default();
+    apply_write(&mut spec, w);
+    if let Some(id) = org {
+        let o = state
+            .stores
+            .organizations
+            .state()
+            .into_iter()
+            .find(|o| o.namespace().as_deref() == Some(ns.as_str()) && org_id(o) == Some(id))
+            .ok_or_else(|| {
+                ApiError::new(
+                    axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                    "unknown_organization",
+                    format!("organization {id} not found"),
+                )
+                .pointer("/organization_id")
+            })?;
+        spec.organizations = Some(vec![Membership {
+            organization_ref: o.name_any(),
+            permissions: Some(Permissions {
+                is_member: Some(true),
+                ..Default::default()
+            }),
+        }]);
+    }
+    let snapshot = ids::snapshot(&state.stores.users);
+    spec.id = Some(
+        ids::next_candidate(&snapshot, 1)
+            .ok_or_else(|| ApiError::internal("allocating a user id", "id space exhausted"))?,
+    );
+    let object = object_name("user-", &login);
+    if let Some(p) = password {
+        store_password(&state, &ns, &object, &mut spec, p).await?;
+    }
+    let api: kube::Api<User> = kube::Api::namespaced(state.client.clone(), &ns);
+    let created = api
+        .create(
+            &kube::api::PostParams {
+                field_manager: Some(crate::resources::common::API_MANAGER.into()),
+                ..Default::default()
+            },
+            &User::new(&object, spec),
+        )
+        .await
+        .map_err(|e| ApiError::from_kube("creating the user", e))?;
+    Ok(Json(to_json(&views::user(&state, &created))))
+}
+
+/// `PUT /users/{user_id}`.
+pub async fn save(
+    State(state): State<ApiState>,
+    Path(raw): Path<String>,
+    body: JsonBody,
+) -> ApiResult<Json<Value>> {
+    let id = int_param("user_id", &raw)?;
+    let u = find(&state, id).ok_or_else(|| ApiError::not_found("user", id))?;
+    let mut body = body.object()?;
+    let password = take_password(&mut body)?;
+    // Server-computed, or create-only (`organization_id`): ignored on update.
+    for ro in ["id", "organizations", "created_at", "organization_id"] {
+        body.remove(ro);
+    }
+    let w: UserWrite = decode(Value::Object(body), "")?;
+    if let Some(n) = &w.name {
+        if n.is_empty() {
+            return Err(ApiError::invalid_body("/name", "`name` must not be empty"));
+        }
+        if *n != u.spec.name && crate::api::auth::user_by_login(&state, n).is_some() {
+            return Err(ApiError::new(
+                axum::http::StatusCode::CONFLICT,
+                "exists",
+                format!("user {n} already exists"),
+            )
+            .pointer("/name"));
+        }
+    }
+    let ns = u.namespace().unwrap_or_default();
+    let mut spec = u.spec.clone();
+    apply_write(&mut spec, w);
+    if let Some(p) = password {
+        store_password(&state, &ns, &u.name_any(), &mut spec, p).await?;
+    }
+    let stored = apply_exact(&state, &ns, &User::new(&u.name_any(), spec)).await?;
+    Ok(Json(to_json(&views::user(
+        &state,
+        &with_status(stored, &u),
+    ))))
+}
+
+/// The stored object with the status the store knew (an apply returns the status too, but a
+/// fresh create has none yet; the id is pinned or known either way).
+fn with_status(mut stored: User, known: &User) -> User {
+    if stored.status.is_none() {
+        stored.status = known.status.clone();
+    }
+    stored
+}

@@ -1,0 +1,355 @@
+//! Custom resources rendered as Watcher objects. Each view is a plain struct (also the
+//! OpenAPI schema of the response), built from the stores and the live stats cache only.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use kube::ResourceExt;
+use kube::runtime::reflector::ObjectRef;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use serde_with::skip_serializing_none;
+
+use super::ApiState;
+use crate::resources::preset::PresetVision;
+use crate::resources::user::{AccessLevel, Permissions};
+use crate::resources::wire::stream::LayoutRules;
+use crate::resources::wire::{
+    NodeRole, ServerConfig, StreamConfigSpec, StreamDvrSpec, StreamLayout,
+};
+use crate::resources::{Organization, Preset, Stream, Streamer, User};
+use crate::state::NodeLive;
+
+/// `{id, title}` of an organization or preset referenced by a stream.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct IdTitle {
+    /// Watcher id.
+    pub id: Option<i64>,
+    /// Title.
+    pub title: String,
+}
+
+/// A stream (Watcher's `StreamConfig`): the Flussonic config plus Watcher members.
+#[skip_serializing_none]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct StreamView {
+    /// Stream name.
+    pub name: String,
+    /// The stream configuration.
+    #[serde(flatten)]
+    pub config: StreamConfigSpec,
+    /// Always `config`: every Panoptes stream is persistent.
+    pub named_by: String,
+    /// Owning organization id (deprecated by Watcher in favour of `organization`).
+    pub organization_id: Option<i64>,
+    /// Owning organization.
+    pub organization: Option<IdTitle>,
+    /// Preset id (deprecated by Watcher in favour of `preset`).
+    pub preset_id: Option<i64>,
+    /// Preset.
+    pub preset: Option<IdTitle>,
+    /// Current placement.
+    pub layout: Option<StreamLayout>,
+    /// Runtime statistics reported by the ingest node.
+    #[schemars(with = "Option<BTreeMap<String, Value>>")]
+    pub stats: Option<Value>,
+    /// Creation time (UTC ms).
+    pub created_at: Option<i64>,
+}
+
+/// A streamer (Watcher's `Streamer`). `cluster_key` is write-only here: it lives in a Secret.
+#[skip_serializing_none]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct StreamerView {
+    /// Identity of the node.
+    pub hostname: String,
+    /// Kind of node.
+    pub role: NodeRole,
+    /// Maximum number of streams.
+    pub channel_limit: Option<i64>,
+    /// Bandwidth, kbit/s.
+    pub total_bandwidth: Option<i64>,
+    /// Placement labels.
+    pub labels: BTreeMap<String, String>,
+    /// API URL.
+    pub api_url: Option<String>,
+    /// LAN address.
+    pub private_payload_url: Option<String>,
+    /// Public address.
+    pub public_payload_url: Option<String>,
+    /// Zones.
+    pub zones: Option<Vec<String>>,
+    /// Server configuration pushed to the node.
+    pub config: Option<ServerConfig>,
+    /// DVR storages from the config.
+    #[schemars(with = "Option<Vec<BTreeMap<String, Value>>>")]
+    pub dvrs: Option<Value>,
+    /// Live metrics from the last probe.
+    #[schemars(with = "Option<BTreeMap<String, Value>>")]
+    pub stats: Option<Value>,
+}
+
+/// Owner of an organization.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct OwnerView {
+    /// User id.
+    pub id: Option<i64>,
+    /// Login.
+    pub name: String,
+}
+
+/// An organization membership of a user.
+#[skip_serializing_none]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct UserOrganization {
+    /// Organization id.
+    pub id: Option<i64>,
+    /// Organization title.
+    pub title: String,
+    /// Organization owner.
+    pub owner: Option<OwnerView>,
+    /// What the user may do there.
+    pub permissions: Option<Permissions>,
+}
+
+/// A user (Watcher's `User`); `password` is never returned.
+#[skip_serializing_none]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct UserView {
+    /// User id.
+    pub id: Option<i64>,
+    /// Login.
+    pub name: String,
+    /// Display name.
+    pub fullname: Option<String>,
+    /// E-mail.
+    pub email: Option<String>,
+    /// Phone.
+    pub phone: Option<String>,
+    /// UI language.
+    pub locale: Option<String>,
+    /// Note.
+    pub note: Option<String>,
+    /// Simultaneous sessions.
+    pub max_sessions: Option<i64>,
+    /// Blocked.
+    pub disabled: bool,
+    /// May not edit own profile.
+    pub readonly: bool,
+    /// Access level.
+    pub access_level: AccessLevel,
+    /// Memberships.
+    pub organizations: Vec<UserOrganization>,
+    /// Creation time (UTC ms).
+    pub created_at: Option<i64>,
+}
+
+/// A preset (Watcher's `Preset`).
+#[skip_serializing_none]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct PresetView {
+    /// Preset id.
+    pub id: Option<i64>,
+    /// Title.
+    pub title: String,
+    /// Cameras may change the preset's settings.
+    pub is_adjustable: Option<bool>,
+    /// Available to every organization.
+    pub is_default: Option<bool>,
+    /// DVR settings.
+    pub dvr: Option<StreamDvrSpec>,
+    /// Analytics settings.
+    pub vision: Option<PresetVision>,
+    /// Zone rules.
+    pub layout_rules: Option<LayoutRules>,
+    /// When it was marked deleted (UTC ms).
+    pub deleted_at: Option<i64>,
+}
+
+/// Watcher stream name of a Stream.
+pub fn stream_name(s: &Stream) -> String {
+    s.spec.name.clone().unwrap_or_else(|| s.name_any())
+}
+
+fn created_ms<K: ResourceExt>(obj: &K) -> Option<i64> {
+    obj.meta()
+        .creation_timestamp
+        .as_ref()
+        .map(|t| t.0.as_millisecond())
+}
+
+/// Watcher id of an Organization.
+pub fn org_id(o: &Organization) -> Option<i64> {
+    o.status.as_ref().and_then(|s| s.id).or(o.spec.id)
+}
+
+/// Watcher id of a Preset.
+pub fn preset_id(p: &Preset) -> Option<i64> {
+    p.status.as_ref().and_then(|s| s.id).or(p.spec.id)
+}
+
+/// Watcher id of a User.
+pub fn user_id(u: &User) -> Option<i64> {
+    u.status.as_ref().and_then(|s| s.id).or(u.spec.id)
+}
+
+fn in_ns<K: kube::Resource<DynamicType = ()> + Clone>(
+    store: &kube::runtime::reflector::Store<K>,
+    ns: Option<String>,
+    name: &str,
+) -> Option<Arc<K>> {
+    let mut r = ObjectRef::<K>::new(name);
+    if let Some(ns) = ns {
+        r = r.within(&ns);
+    }
+    store.get(&r)
+}
+
+/// Renders a stream; `nodes` is the live cache's node table of this request.
+pub fn stream(state: &ApiState, s: &Stream, nodes: &HashMap<String, Arc<NodeLive>>) -> StreamView {
+    let name = stream_name(s);
+    let org = s
+        .spec
+        .organization_ref
+        .as_deref()
+        .and_then(|r| in_ns(&state.stores.organizations, s.namespace(), r));
+    let preset = s
+        .spec
+        .preset_ref
+        .as_deref()
+        .and_then(|r| in_ns(&state.stores.presets, s.namespace(), r));
+    let layout = s.status.as_ref().and_then(|st| st.layout.clone());
+    let stats = layout
+        .as_ref()
+        .and_then(|l| l.ingest.as_deref())
+        .and_then(|h| nodes.get(h))
+        .and_then(|n| n.streams.get(&name))
+        .and_then(|l| l.stats.as_ref())
+        .and_then(|st| serde_json::to_value(st).ok());
+    StreamView {
+        config: s.spec.config.clone(),
+        named_by: "config".into(),
+        organization_id: org.as_deref().and_then(org_id),
+        organization: org.as_deref().map(|o| IdTitle {
+            id: org_id(o),
+            title: o.spec.title.clone(),
+        }),
+        preset_id: preset.as_deref().and_then(preset_id),
+        preset: preset.as_deref().map(|p| IdTitle {
+            id: preset_id(p),
+            title: p.spec.title.clone(),
+        }),
+        layout,
+        stats,
+        created_at: created_ms(s),
+        name,
+    }
+}
+
+/// Renders a streamer with its live metrics.
+pub fn streamer(s: &Streamer, live: Option<&NodeLive>) -> StreamerView {
+    let mut config = s.spec.config.clone();
+    if let Some(c) = config.as_mut() {
+        // Credentials never leave through the API (the CRD forbids them anyway).
+        c.cluster_key = None;
+        c.edit_auth = None;
+        c.view_auth = None;
+    }
+    let stats = live.map(|n| {
+        let mut v = n
+            .server
+            .as_ref()
+            .and_then(|st| serde_json::to_value(st).ok())
+            .unwrap_or_else(|| Value::Object(Default::default()));
+        if let Value::Object(m) = &mut v {
+            m.insert("reachable".into(), n.reachable.into());
+            m.insert("ready".into(), n.ready.into());
+            m.insert("last_probe_at".into(), n.last_probe_ms.into());
+            if let Some(e) = &n.last_error {
+                m.insert("error".into(), e.clone().into());
+            }
+        }
+        v
+    });
+    StreamerView {
+        hostname: s.spec.hostname.clone(),
+        role: s.spec.role.unwrap_or_default(),
+        channel_limit: s.spec.channel_limit,
+        total_bandwidth: s.spec.total_bandwidth,
+        labels: s.spec.labels.clone().unwrap_or_default(),
+        api_url: s.spec.api_url.clone(),
+        private_payload_url: s.spec.private_payload_url.clone(),
+        public_payload_url: s.spec.public_payload_url.clone(),
+        zones: s.spec.zones.clone(),
+        dvrs: config.as_ref().and_then(|c| c.dvrs.clone()),
+        config,
+        stats,
+    }
+}
+
+/// Renders a user with its memberships.
+pub fn user(state: &ApiState, u: &User) -> UserView {
+    let organizations = u
+        .spec
+        .organizations
+        .iter()
+        .flatten()
+        .filter_map(|m| {
+            let org = in_ns(
+                &state.stores.organizations,
+                u.namespace(),
+                &m.organization_ref,
+            )?;
+            let owner = org
+                .spec
+                .owner_ref
+                .as_deref()
+                .and_then(|r| in_ns(&state.stores.users, org.namespace(), r))
+                .map(|o| OwnerView {
+                    id: user_id(&o),
+                    name: o.spec.name.clone(),
+                });
+            Some(UserOrganization {
+                id: org_id(&org),
+                title: org.spec.title.clone(),
+                owner,
+                permissions: m.permissions.clone(),
+            })
+        })
+        .collect();
+    UserView {
+        id: user_id(u),
+        name: u.spec.name.clone(),
+        fullname: u.spec.fullname.clone(),
+        email: u.spec.email.clone(),
+        phone: u.spec.phone.clone(),
+        locale: u.spec.locale.clone(),
+        note: u.spec.note.clone(),
+        max_sessions: u.spec.max_sessions,
+        disabled: u.spec.disabled.unwrap_or(false),
+        readonly: u.spec.readonly.unwrap_or(false),
+        access_level: u.spec.access_level.unwrap_or_default(),
+        organizations,
+        created_at: created_ms(u),
+    }
+}
+
+/// Renders a preset.
+pub fn preset(p: &Preset) -> PresetView {
+    PresetView {
+        id: preset_id(p),
+        title: p.spec.title.clone(),
+        is_adjustable: p.spec.is_adjustable,
+        is_default: p.spec.is_default,
+        dvr: p.spec.dvr.clone(),
+        vision: p.spec.vision.clone(),
+        layout_rules: p.spec.layout_rules.clone(),
+        deleted_at: p.status.as_ref().and_then(|s| s.deleted_at),
+    }
+}
+
+/// Serializes a view (views are plain data; serialization cannot fail).
+pub fn to_json<T: Serialize>(view: &T) -> Value {
+    serde_json::to_value(view).unwrap_or(Value::Null)
+}
