@@ -1,8 +1,8 @@
 //! `make sandbox` end to end, as a newcomer runs it: it comes up, prints the facade URL and an
 //! admin login, writes target/sandbox/env, and Ctrl-C (SIGINT) stops every process it started.
 //!
-//! Ignored until the facade serves `--api-addr` (the controllers are on main, so every step
-//! but the final login passes already). Run it with
+//! Ignored until `panoptes run` serves the facade on `--api-addr` (every step before the
+//! final login passes already). Run it with
 //! `cargo test --test sandbox -- --ignored` (about a minute once the binaries are built).
 
 use std::io::{BufRead, BufReader};
@@ -20,7 +20,7 @@ fn port_in_use(port: u16) -> bool {
 }
 
 #[test]
-#[ignore = "needs the facade (POST /login, GET /streams) from branch api"]
+#[ignore = "needs `panoptes run` to serve the facade (src/api) on --api-addr"]
 fn sandbox_comes_up_prints_how_to_use_it_and_stops_cleanly_on_ctrl_c() {
     // Own ports and state directory, so a developer's running sandbox is not disturbed.
     let base: u16 = 28000 + (std::process::id() % 50) as u16 * 100;
