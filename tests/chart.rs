@@ -1,0 +1,303 @@
+//! The Helm chart as users install it: lint, values schema, rendering with default and
+//! non-default values accepted by a real API server (server-side dry run), the hardening of the
+//! Deployment, the JWT key kept across upgrades, and manifests/install.yaml being current.
+//! What the rendered RBAC allows and denies is tests/rbac.rs.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::{Value, json};
+use support::{TestNamespace, control_plane, helm, kubectl, repo_root, run_ok};
+
+fn chart() -> PathBuf {
+    repo_root().join("charts/panoptes")
+}
+
+/// `helm template panoptes charts/panoptes -n NS ARGS...` as text.
+fn render(ns: &str, args: &[&str]) -> String {
+    run_ok(
+        helm()
+            .args(["template", "panoptes"])
+            .arg(chart())
+            .args(["--namespace", ns])
+            .args(args),
+    )
+}
+
+/// The rendered objects.
+fn objects(yaml: &str) -> Vec<Value> {
+    serde_yaml::Deserializer::from_str(yaml)
+        .map(|doc| serde::Deserialize::deserialize(doc).unwrap())
+        .filter(|v: &Value| !v.is_null())
+        .collect()
+}
+
+fn kinds(objs: &[Value]) -> Vec<&str> {
+    objs.iter().map(|o| o["kind"].as_str().unwrap()).collect()
+}
+
+fn one<'a>(objs: &'a [Value], kind: &str) -> &'a Value {
+    let found: Vec<_> = objs.iter().filter(|o| o["kind"] == kind).collect();
+    assert_eq!(found.len(), 1, "expected one {kind}, got {:?}", kinds(objs));
+    found[0]
+}
+
+/// Non-default values a production install would use (ServiceMonitor apart: its CRD is not
+/// on the test control plane; it is checked by rendering only).
+const HA_VALUES: &[&str] = &[
+    "--set",
+    "namespaced=true,replicaCount=2,podDisruptionBudget.enabled=true,jwt.create=false",
+    "--set",
+    "logFormat=text,service.type=NodePort,ports.api=9091,image.tag=test",
+];
+
+fn apply_dry_run(ns: &str, yaml: &str, tag: &str) {
+    let file = std::env::temp_dir().join(format!("{ns}-{tag}.yaml"));
+    std::fs::write(&file, yaml).unwrap();
+    run_ok(
+        kubectl()
+            .args(["apply", "--dry-run=server", "-n", ns, "-f"])
+            .arg(&file),
+    );
+}
+
+#[test]
+fn chart_lints() {
+    run_ok(helm().arg("lint").arg(chart()));
+    run_ok(helm().arg("lint").arg(chart()).args(HA_VALUES));
+}
+
+#[tokio::test]
+async fn default_and_custom_values_render_and_pass_a_server_side_dry_run() {
+    let ns = TestNamespace::new("helm").await;
+    let default = render(&ns.name, &[]);
+    assert_eq!(
+        kinds(&objects(&default)),
+        [
+            "ServiceAccount",
+            "Secret",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Role",
+            "RoleBinding",
+            "Service",
+            "Deployment"
+        ]
+    );
+    apply_dry_run(&ns.name, &default, "default");
+    let ha = render(&ns.name, HA_VALUES);
+    let objs = objects(&ha);
+    for kind in ["PodDisruptionBudget", "Deployment", "Service"] {
+        one(&objs, kind);
+    }
+    assert_eq!(one(&objs, "Deployment")["spec"]["replicas"], 2);
+    assert_eq!(one(&objs, "Service")["spec"]["type"], "NodePort");
+    apply_dry_run(&ns.name, &ha, "ha");
+}
+
+#[test]
+fn namespaced_mode_needs_no_cluster_scoped_object() {
+    let objs = objects(&render("video", HA_VALUES));
+    for o in &objs {
+        assert_eq!(
+            o["metadata"]["namespace"], "video",
+            "{} {} is not in the release namespace",
+            o["kind"], o["metadata"]["name"]
+        );
+        assert!(!o["kind"].as_str().unwrap().starts_with("Cluster"));
+    }
+    let env = &one(&objs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"];
+    assert!(
+        env.as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "PANOPTES_NAMESPACE"),
+        "namespaced mode must tell the operator to watch its namespace only: {env}"
+    );
+}
+
+#[test]
+fn the_deployment_is_hardened_and_probed() {
+    let objs = objects(&render("video", HA_VALUES));
+    let pod = &one(&objs, "Deployment")["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+    let c = &pod["containers"][0];
+    assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
+    assert_eq!(c["securityContext"]["capabilities"]["drop"], json!(["ALL"]));
+    assert!(c["resources"]["requests"]["memory"].is_string());
+    assert!(c["resources"]["limits"]["memory"].is_string());
+    assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+    let args: Vec<&str> = c["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        args,
+        [
+            "run",
+            "--probe-addr=0.0.0.0:8080",
+            "--api-addr=0.0.0.0:9091",
+            "--leader-election=true"
+        ]
+    );
+    assert_eq!(c["image"], "ghcr.io/panoptes-dev/panoptes:test");
+}
+
+#[test]
+fn service_monitor_scrapes_the_metrics_port_of_the_service() {
+    let objs = objects(&render(
+        "video",
+        &[
+            "--set",
+            "serviceMonitor.enabled=true,serviceMonitor.labels.release=prom",
+        ],
+    ));
+    let sm = one(&objs, "ServiceMonitor");
+    assert_eq!(sm["metadata"]["labels"]["release"], "prom");
+    assert_eq!(sm["spec"]["endpoints"][0]["port"], "metrics");
+    let svc = one(&objs, "Service");
+    assert!(
+        svc["spec"]["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "metrics")
+    );
+    for (k, v) in sm["spec"]["selector"]["matchLabels"].as_object().unwrap() {
+        assert_eq!(
+            &svc["metadata"]["labels"][k], v,
+            "selector {k} misses the Service"
+        );
+    }
+}
+
+/// `helm template` with `args`, expected to fail with `message` in its error.
+fn expect_render_error(args: &[&str], message: &str) {
+    let out = helm()
+        .args(["template", "panoptes"])
+        .arg(chart())
+        .args(args)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{args:?} rendered");
+    assert!(stderr.contains(message), "{args:?}: {stderr}");
+}
+
+#[test]
+fn the_values_schema_and_the_templates_refuse_bad_values() {
+    expect_render_error(&["--set", "replicas=2"], "additional properties 'replicas'");
+    expect_render_error(&["--set", "logFormat=xml"], "/logFormat");
+    expect_render_error(&["--set", "ports.api=70000"], "/ports/api");
+    expect_render_error(&["--set", "namespaced=yes"], "/namespaced");
+    expect_render_error(
+        &["--set", "replicaCount=2,leaderElection.enabled=false"],
+        "needs leaderElection.enabled",
+    );
+}
+
+fn helm_on_cluster() -> Command {
+    let mut cmd = helm();
+    cmd.arg("--kubeconfig").arg(&control_plane().kubeconfig);
+    cmd
+}
+
+fn signing_key(secret: &Secret) -> Vec<u8> {
+    secret.data.as_ref().unwrap()["signing-key"].0.clone()
+}
+
+#[tokio::test]
+async fn the_jwt_signing_key_is_generated_once_and_kept_across_upgrades() {
+    let ns = TestNamespace::new("jwt").await;
+    let release = format!("p{}", &ns.name[ns.name.len() - 8..]);
+    // CRDs are installed by the test support already; namespaced mode keeps the release from
+    // creating cluster-scoped objects on the shared control plane.
+    let install = |verb: &str| {
+        run_ok(
+            helm_on_cluster()
+                .args([verb, &release])
+                .arg(chart())
+                .args(["--namespace", &ns.name, "--skip-crds"])
+                .args(["--set", "namespaced=true"]),
+        )
+    };
+    install("install");
+    let secrets: Api<Secret> = ns.api();
+    let first = signing_key(&secrets.get("panoptes-jwt").await.unwrap());
+    assert!(first.len() >= 64, "key too short: {} bytes", first.len());
+    install("upgrade");
+    let second = signing_key(&secrets.get("panoptes-jwt").await.unwrap());
+    assert_eq!(first, second, "an upgrade replaced the JWT signing key");
+    // A second installation elsewhere gets its own key.
+    let other = TestNamespace::new("jwt2").await;
+    run_ok(
+        helm_on_cluster()
+            .args(["install", &format!("q{}", &release[1..])])
+            .arg(chart())
+            .args(["--namespace", &other.name, "--skip-crds"])
+            .args(["--set", "namespaced=true"]),
+    );
+    let third = signing_key(&other.api::<Secret>().get("panoptes-jwt").await.unwrap());
+    assert_ne!(first, third);
+}
+
+/// The flags of `make manifests` (Makefile MANIFEST_FLAGS).
+const MANIFEST_FLAGS: &[&str] = &[
+    "--namespace",
+    "panoptes-system",
+    "--include-crds",
+    "--set",
+    "jwt.create=false",
+];
+
+#[test]
+fn install_manifest_is_rendered_from_the_chart() {
+    let rendered = run_ok(
+        helm()
+            .args(["template", "panoptes"])
+            .arg(chart())
+            .args(MANIFEST_FLAGS),
+    );
+    let on_disk = std::fs::read_to_string(repo_root().join("manifests/install.yaml")).unwrap();
+    assert!(
+        on_disk.ends_with(&rendered),
+        "manifests/install.yaml is stale: run `make manifests`"
+    );
+    assert!(
+        !on_disk.contains("signing-key"),
+        "no signing key may be checked in"
+    );
+}
+
+#[tokio::test]
+async fn install_manifest_passes_a_server_side_dry_run() {
+    let client = support::admin_client().await;
+    // A server-side dry run creates nothing, so the namespace install.yaml targets must exist.
+    let system_ns: Namespace =
+        serde_json::from_value(json!({"metadata": {"name": "panoptes-system"}})).unwrap();
+    Api::<Namespace>::all(client)
+        .patch(
+            "panoptes-system",
+            &PatchParams::apply("panoptes-tests"),
+            &Patch::Apply(&system_ns),
+        )
+        .await
+        .unwrap();
+    run_ok(
+        kubectl()
+            .args(["apply", "--dry-run=server", "-f"])
+            .arg(repo_root().join("manifests/install.yaml")),
+    );
+}
