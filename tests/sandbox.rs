@@ -3,7 +3,7 @@
 //!
 //! Ignored until `panoptes run` serves the facade on `--api-addr` (every step before the
 //! final login passes already). Run it with
-//! `cargo test --test sandbox -- --ignored` (about a minute once the binaries are built).
+//! `cargo test --test sandbox` (about a minute once the binaries are built).
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
@@ -20,7 +20,6 @@ fn port_in_use(port: u16) -> bool {
 }
 
 #[test]
-#[ignore = "needs `panoptes run` to serve the facade (src/api) on --api-addr"]
 fn sandbox_comes_up_prints_how_to_use_it_and_stops_cleanly_on_ctrl_c() {
     // Own ports and state directory, so a developer's running sandbox is not disturbed.
     let base: u16 = 28000 + (std::process::id() % 50) as u16 * 100;
