@@ -83,8 +83,12 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
     };
     let extra = futures::stream::poll_fn(move |cx| triggers.poll_recv(cx)).boxed();
     let wc = watcher::Config::default().any_semantic();
-    tracing::info!("stream controller started");
-    Controller::new(ctx.scope.api::<Stream>(ctx.client.clone()), wc.clone())
+    tracing::info!(
+        shard = ctx.stores.shard().name(),
+        "stream controller started"
+    );
+    let streams = ctx.stores.shard().watch_config();
+    Controller::new(ctx.scope.api::<Stream>(ctx.client.clone()), streams)
         .with_config(Config::default().concurrency(CONCURRENCY))
         .watches(ctx.scope.api::<Preset>(ctx.client.clone()), wc, on_preset)
         .reconcile_on(extra)
