@@ -4,7 +4,10 @@ CARGO ?= cargo
 CONTROLPLANE_BIN := $(CURDIR)/target/controlplane/bin
 export PANOPTES_CONTROLPLANE_BIN := $(CONTROLPLANE_BIN)
 
-.PHONY: help build release test lint fmt crds crds-check controlplane manifests
+TOOLS := $(CURDIR)/target/tools
+OHA_VERSION := 1.14.0
+
+.PHONY: help build release test lint fmt crds crds-check controlplane manifests bench tools
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -35,3 +38,10 @@ controlplane: ## Build kube-apiserver, etcd, kubectl, helm and the launcher (no-
 manifests: controlplane ## Render manifests/install.yaml from the chart
 	{ printf '# Rendered from charts/panoptes by `make manifests`; do not edit.\n---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: panoptes-system\n'; \
 	  $(CONTROLPLANE_BIN)/helm template panoptes charts/panoptes --namespace panoptes-system --include-crds; } > manifests/install.yaml
+
+tools: ## Build the facade load generator (oha, from crates.io) into target/tools (no-op when current)
+	@if ! $(TOOLS)/bin/oha --version 2>/dev/null | grep -q '$(OHA_VERSION)'; then \
+	  $(CARGO) install --locked --root $(TOOLS) oha --version $(OHA_VERSION); fi
+
+bench: controlplane tools ## Scale benchmarks of BENCHMARKS.md (release build; ~15 min on 2 cores)
+	$(CARGO) bench --locked --bench scale

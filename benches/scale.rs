@@ -77,7 +77,7 @@ async fn convergence(
     report: &mut Report,
     streams: usize,
     nodes: usize,
-) -> (Fleet, OperatorProcess, Vec<String>) {
+) -> (Fleet, OperatorProcess, Vec<String>, Rate) {
     let label = format!("{streams} streams / {nodes} nodes");
     eprintln!("== convergence, {label}");
     let fleet = Fleet::start(&format!("bench-{streams}"), nodes, 1).await;
@@ -90,9 +90,28 @@ async fn convergence(
 
     let names = scale::stream_names("cam", streams);
     let want: HashSet<String> = names.iter().cloned().collect();
+    // PANOPTES_BENCH_PERF=1 samples the operator with `perf record` while it converges.
+    let perf = std::env::var_os("PANOPTES_BENCH_PERF").map(|_| {
+        std::process::Command::new("perf")
+            .args(["record", "-F", "199", "-g", "-p"])
+            .arg(op.pid().to_string())
+            .arg("-o")
+            .arg(out_dir().join(format!("perf-{streams}.data")))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("running perf")
+    });
     let started = Instant::now();
     let created = scale::create_streams(&fleet, &names, 1).await;
     let converged = scale::wait_held(&fleet, &want, started, Duration::from_secs(600)).await;
+    if let Some(mut perf) = perf {
+        // SIGINT makes perf write its data file and exit.
+        let _ = std::process::Command::new("kill")
+            .args(["-INT", &perf.id().to_string()])
+            .status();
+        let _ = perf.wait();
+    }
     let push = converged.map(|d| Rate {
         count: streams,
         took: d,
@@ -161,7 +180,59 @@ async fn convergence(
         format!("{:.0} MiB", mib(op.rss_kib())),
         if streams >= 10_000 { "≤ 300 MiB" } else { "" },
     );
-    (fleet, op, names)
+    (fleet, op, names, raw)
+}
+
+/// The operator's own push pace, without the API server's create rate in the way: stop it,
+/// wipe every node, start it again over the 10,000 existing Streams and time until the nodes
+/// hold them all again.
+async fn repush(
+    report: &mut Report,
+    fleet: &Fleet,
+    op: OperatorProcess,
+    names: &[String],
+    raw: Rate,
+) -> OperatorProcess {
+    eprintln!("== restart onto wiped nodes");
+    op.stop();
+    for node in fleet.sim.nodes() {
+        for name in node.stream_names() {
+            node.drift_delete_stream(&name);
+        }
+    }
+    let want: HashSet<String> = names.iter().cloned().collect();
+    let started = Instant::now();
+    let mut op = operator(fleet, None, "operator-restart.log");
+    op.wait_ready(Duration::from_secs(120)).await;
+    let ready = started.elapsed();
+    let took = scale::wait_held(fleet, &want, started, Duration::from_secs(600)).await;
+    let label = format!("{} streams / {} nodes", names.len(), fleet.sim.nodes().len());
+    report.add(
+        format!("Restart onto wiped nodes, {label}: start → all on nodes"),
+        match took {
+            Some(t) => format!(
+                "{:.1} s ({:.0} streams/s; caches synced after {:.1} s)",
+                t.as_secs_f64(),
+                names.len() as f64 / t.as_secs_f64(),
+                ready.as_secs_f64()
+            ),
+            None => "did not finish in 600 s".into(),
+        },
+        "",
+    );
+    if let Some(t) = took {
+        let pushing = t.saturating_sub(ready).max(Duration::from_millis(1));
+        report.add(
+            format!("Panoptes push rate after caches synced ÷ raw rate, {label}"),
+            format!(
+                "{:.0} streams/s = {:.2}×",
+                names.len() as f64 / pushing.as_secs_f64(),
+                names.len() as f64 / pushing.as_secs_f64() / raw.per_second()
+            ),
+            "≥ 0.5×",
+        );
+    }
+    op
 }
 
 async fn steady_writes(report: &mut Report, fleet: &Fleet, streams: usize) {
@@ -361,12 +432,13 @@ fn main() {
         let _ = support::admin_client().await;
         let mut report = Report::default();
         {
-            let (_fleet, op, _) = convergence(&mut report, 1_000, 10).await;
+            let (_fleet, op, _, _) = convergence(&mut report, 1_000, 10).await;
             op.stop();
         }
         {
-            let (fleet, op, names) = convergence(&mut report, 10_000, 100).await;
+            let (fleet, op, names, raw) = convergence(&mut report, 10_000, 100).await;
             steady_writes(&mut report, &fleet, 10_000).await;
+            let op = repush(&mut report, &fleet, op, &names, raw).await;
             facade(&mut report, &op, &fleet, &names[42]).await;
             failover(&mut report, &fleet).await;
             op.stop();

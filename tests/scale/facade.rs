@@ -38,7 +38,7 @@ pub struct Latency {
     pub p99_ms: f64,
     /// Requests per second.
     pub rps: f64,
-    /// Share of 2xx answers.
+    /// Share of 2xx answers (0 when nothing answered).
     pub success: f64,
 }
 
@@ -146,6 +146,17 @@ pub fn measure(
         p50_ms: ms("p50"),
         p99_ms: ms("p99"),
         rps: v["summary"]["requestsPerSec"].as_f64().unwrap_or(f64::NAN),
-        success: v["summary"]["successRate"].as_f64().unwrap_or(f64::NAN),
+        success: {
+            // successRate counts answered requests; what matters is the share of 2xx.
+            let codes = v["statusCodeDistribution"].as_object();
+            let all: f64 = codes.map_or(0.0, |c| c.values().filter_map(Value::as_f64).sum());
+            let ok: f64 = codes.map_or(0.0, |c| {
+                c.iter()
+                    .filter(|(k, _)| k.starts_with('2'))
+                    .filter_map(|(_, v)| v.as_f64())
+                    .sum()
+            });
+            if all > 0.0 { ok / all } else { 0.0 }
+        },
     })
 }
