@@ -102,9 +102,11 @@ async fn convergence(
             .spawn()
             .expect("running perf")
     });
+    let cpu_before = scale::operator::cpu_split(&[op.pid()]);
     let started = Instant::now();
     let created = scale::create_streams(&fleet, &names, 1).await;
     let converged = scale::wait_held(&fleet, &want, started, Duration::from_secs(600)).await;
+    let cpu = scale::operator::cpu_delta(&cpu_before, &scale::operator::cpu_split(&[op.pid()]));
     if let Some(mut perf) = perf {
         // SIGINT makes perf write its data file and exit.
         let _ = std::process::Command::new("kill")
@@ -129,6 +131,7 @@ async fn convergence(
         },
         if streams >= 10_000 { "≤ 60 s" } else { "" },
     );
+    report.add("CPU time used during that convergence", cpu, "");
     report.add(
         format!(
             "… of which creating the Streams ({} in flight)",

@@ -129,3 +129,62 @@ impl Drop for OperatorProcess {
 pub fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
+
+/// CPU time (user + system) a process used so far, from `/proc/PID/stat`.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of stat, i.e. 11 and 12 after the name.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Processes whose parent is `pid`, with their command names.
+pub fn children(pid: u32) -> Vec<(u32, String)> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return vec![];
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|p| {
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+            let (head, rest) = stat.rsplit_once(')')?;
+            let comm = head.split_once('(')?.1.to_string();
+            let ppid: u32 = rest.split_whitespace().nth(1)?.parse().ok()?;
+            (ppid == pid).then_some((p, comm))
+        })
+        .collect()
+}
+
+/// CPU seconds used so far by this process (the simulated nodes and the load generator), the
+/// API server and etcd of this run's control plane, and the given operators.
+pub fn cpu_split(operators: &[u32]) -> Vec<(String, f64)> {
+    let me = std::process::id();
+    let mut out = vec![("bench (simulated nodes, clients)".to_string(), cpu_seconds(me))];
+    for (launcher, _) in children(me)
+        .into_iter()
+        .filter(|(_, c)| c == "controlplane")
+    {
+        for (pid, comm) in children(launcher) {
+            out.push((comm, cpu_seconds(pid)));
+        }
+    }
+    for pid in operators {
+        out.push(("panoptes".to_string(), cpu_seconds(*pid)));
+    }
+    out
+}
+
+/// `after - before` of two [`cpu_split`]s, as `name 12.3 s` parts.
+pub fn cpu_delta(before: &[(String, f64)], after: &[(String, f64)]) -> String {
+    after
+        .iter()
+        .zip(before)
+        .map(|((name, a), (_, b))| format!("{name} {:.1} s", a - b))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
