@@ -209,7 +209,11 @@ async fn repush(
     op.wait_ready(Duration::from_secs(120)).await;
     let ready = started.elapsed();
     let took = scale::wait_held(fleet, &want, started, Duration::from_secs(600)).await;
-    let label = format!("{} streams / {} nodes", names.len(), fleet.sim.nodes().len());
+    let label = format!(
+        "{} streams / {} nodes",
+        names.len(),
+        fleet.sim.nodes().len()
+    );
     report.add(
         format!("Restart onto wiped nodes, {label}: start → all on nodes"),
         match took {

@@ -326,7 +326,10 @@ mod tests {
             HashMap::new(),
             HashMap::new(),
         );
-        assert!(changed.is_empty(), "gaining streams needs no node reconcile");
+        assert!(
+            changed.is_empty(),
+            "gaining streams needs no node reconcile"
+        );
         assert_eq!(fleet.assigned_counts("n1"), (2, 0));
         assert_eq!(fleet.assigned_counts("n2"), (0, 1));
         p.insert(key("b"), placed("n3", &[]));

@@ -139,7 +139,12 @@ pub fn cpu_seconds(pid: u32) -> f64 {
     let fields: Vec<&str> = stat
         .rsplit_once(')')
         .map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     // utime and stime are fields 14 and 15 of stat, i.e. 11 and 12 after the name.
     (ticks(11) + ticks(12)) / 100.0
 }
@@ -164,7 +169,10 @@ pub fn children(pid: u32) -> Vec<(u32, String)> {
 /// API server and etcd of this run's control plane, and the given operators.
 pub fn cpu_split(operators: &[u32]) -> Vec<(String, f64)> {
     let me = std::process::id();
-    let mut out = vec![("bench (simulated nodes, clients)".to_string(), cpu_seconds(me))];
+    let mut out = vec![(
+        "bench (simulated nodes, clients)".to_string(),
+        cpu_seconds(me),
+    )];
     for (launcher, _) in children(me)
         .into_iter()
         .filter(|(_, c)| c == "controlplane")
