@@ -76,12 +76,15 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
             _ = shutdown.clone() => break,
         }
     }
-    // Let the queued layout writes land (bounded: a restart re-reads placements from them).
+    // Let the queued layout writes land (bounded: shutdown must not hang on a slow API
+    // server; a restart lays out from the statuses it finds and keeps placements stable).
     drop(writes);
-    if tokio::time::timeout(Duration::from_secs(10), writer)
+    let mut writer = writer;
+    if tokio::time::timeout(Duration::from_secs(3), &mut writer)
         .await
         .is_err()
     {
+        writer.abort();
         tracing::warn!("some layouts were not recorded before shutdown");
     }
     tracing::info!("layouter stopped");
@@ -321,10 +324,22 @@ async fn layout_writer(
                 None => return,
             }
         }
-        while let Ok(batch) = queued.try_recv() {
-            pending.extend(batch);
+        let mut closed = false;
+        loop {
+            match queued.try_recv() {
+                Ok(batch) => pending.extend(batch),
+                Err(tokio::sync::mpsc::error::TryRecvError::Empty) => break,
+                Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => {
+                    closed = true;
+                    break;
+                }
+            }
         }
         write_layouts(&ctx, &mut pending).await;
+        if closed {
+            // Shutting down: one last attempt, no retries.
+            return;
+        }
         if !pending.is_empty() {
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
