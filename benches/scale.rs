@@ -160,7 +160,7 @@ async fn convergence(
     if let Some(p) = push {
         report.add(
             format!("Panoptes push rate ÷ raw rate, {label}"),
-            format!("{:.2}×", p.per_second() / raw.per_second()),
+            format!("{:.3}×", p.per_second() / raw.per_second()),
             if streams >= 10_000 { "≥ 0.5×" } else { "" },
         );
     }
@@ -232,7 +232,7 @@ async fn repush(
         report.add(
             format!("Panoptes push rate after caches synced ÷ raw rate, {label}"),
             format!(
-                "{:.0} streams/s = {:.2}×",
+                "{:.0} streams/s = {:.3}×",
                 names.len() as f64 / pushing.as_secs_f64(),
                 names.len() as f64 / pushing.as_secs_f64() / raw.per_second()
             ),
