@@ -5,7 +5,7 @@ CONTROLPLANE_BIN := $(CURDIR)/target/controlplane/bin
 export PANOPTES_CONTROLPLANE_BIN := $(CONTROLPLANE_BIN)
 
 TOOLS := $(CURDIR)/target/tools
-OHA_VERSION := 1.14.0
+OHA_VERSION := 1.16.0
 
 .PHONY: help build release test lint fmt crds crds-check controlplane manifests bench tools
 
