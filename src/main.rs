@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use panoptes::controllers::Tunables;
 use panoptes::run::{RunConfig, run};
-use panoptes::state::Scope;
+use panoptes::state::{Scope, Shard};
 use panoptes::telemetry::{LogFormat, init_logging};
 use std::time::Duration;
 
@@ -57,6 +57,14 @@ enum Command {
         /// to be collected when the node returns.
         #[arg(long, env = "PANOPTES_DELETE_GRACE_SECONDS", default_value_t = 60)]
         delete_grace_seconds: u64,
+        /// Reconcile only the Streams and Streamers labelled `panoptes.dev/shard=<SHARD>`,
+        /// under the leader Lease `panoptes-leader-<SHARD>` (see README, "Scaling out").
+        #[arg(long, env = "PANOPTES_SHARD")]
+        shard: Option<String>,
+        /// Run the Preset, Organization and User controllers (unsharded kinds). In a sharded
+        /// installation set this on exactly one shard.
+        #[arg(long, env = "PANOPTES_SHARED_CONTROLLERS", default_value_t = true, action = clap::ArgAction::Set)]
+        shared_controllers: bool,
     },
 }
 
@@ -98,6 +106,8 @@ async fn main() -> ExitCode {
             leader_election,
             node_resync_seconds,
             delete_grace_seconds,
+            shard,
+            shared_controllers,
         } => {
             init_logging(log_format, "info,kube=warn");
             let api_namespace = api_namespace
@@ -116,6 +126,8 @@ async fn main() -> ExitCode {
                     delete_grace: Duration::from_secs(delete_grace_seconds),
                     system_namespace,
                 },
+                shard: shard.map_or_else(Shard::all, Shard::named),
+                shared_controllers,
             })
             .await
             {

@@ -9,7 +9,7 @@ use tokio::task::JoinSet;
 
 use crate::controllers::leader::{Elector, LeaderConfig};
 use crate::controllers::{self, Context, Tunables};
-use crate::state::{self, Scope};
+use crate::state::{self, Scope, Shard};
 use crate::telemetry::Metrics;
 
 /// How long shutdown waits for in-flight reconciles.
@@ -32,6 +32,11 @@ pub struct RunConfig {
     pub leader_election: bool,
     /// Reconciler tunables (the system namespace is taken from `system_namespace`).
     pub tunables: Tunables,
+    /// The Streams and Streamers this instance reconciles.
+    pub shard: Shard,
+    /// Run the Preset, Organization and User controllers. They are not sharded: in a sharded
+    /// installation exactly one shard runs them.
+    pub shared_controllers: bool,
 }
 
 /// Errors that stop `panoptes run`.
@@ -95,7 +100,12 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
     let metrics = Metrics::new();
     let (stop, shutdown) = Shutdown::new();
     let mut watches = JoinSet::new();
-    let stores = state::start(client.clone(), &config.scope, &mut watches);
+    let stores = state::start_sharded(
+        client.clone(),
+        &config.scope,
+        config.shard.clone(),
+        &mut watches,
+    );
 
     let listener = tokio::net::TcpListener::bind(config.probe_addr)
         .await
@@ -159,10 +169,13 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
     }
 
     let elector = config.leader_election.then(|| {
-        Elector::new(
-            client.clone(),
-            LeaderConfig::new(config.system_namespace.clone()),
-        )
+        let mut lease = LeaderConfig::new(config.system_namespace.clone());
+        // Each shard elects its own leader: shards run side by side, replicas of one shard
+        // stand by for each other.
+        if let Some(shard) = config.shard.name() {
+            lease.name = format!("{}-{shard}", lease.name);
+        }
+        Elector::new(client.clone(), lease)
     });
     if let Some(elector) = &elector {
         tracing::info!(
@@ -184,15 +197,17 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
     }
 
     let mut reconcilers = JoinSet::new();
-    reconcilers.spawn(controllers::preset::run(
-        ctx.clone(),
-        shutdown.clone().wait(),
-    ));
-    reconcilers.spawn(controllers::organization::run(
-        ctx.clone(),
-        shutdown.clone().wait(),
-    ));
-    reconcilers.spawn(controllers::user::run(ctx.clone(), shutdown.clone().wait()));
+    if config.shared_controllers {
+        reconcilers.spawn(controllers::preset::run(
+            ctx.clone(),
+            shutdown.clone().wait(),
+        ));
+        reconcilers.spawn(controllers::organization::run(
+            ctx.clone(),
+            shutdown.clone().wait(),
+        ));
+        reconcilers.spawn(controllers::user::run(ctx.clone(), shutdown.clone().wait()));
+    }
     reconcilers.spawn(controllers::streamer::run(
         ctx.clone(),
         shutdown.clone().wait(),

@@ -180,7 +180,7 @@ impl Fleet {
     }
 
     /// Installs a layout run's outcome: every placement, the unplaced, the name owners and
-    /// the blocked streams. Returns the hostnames whose assignment changed.
+    /// the blocked streams. Returns the hostnames that lost streams.
     pub fn install_layout(
         &self,
         placements: HashMap<Key, Placement>,
@@ -196,14 +196,15 @@ impl Fleet {
             }
         }
         let mut inner = self.write();
+        // Only nodes that lost streams are reported (their leftovers go at once). Nodes that
+        // only gained streams need nothing from the Streamer controller: the Stream controller
+        // pushes, and the assigned counts in their status follow on the next resync. Reporting
+        // every gaining node turned each layout run of a bulk apply into a probe, a list and a
+        // status write per node.
         let mut changed: HashSet<String> = HashSet::new();
-        for (h, keys) in &by_node {
-            if inner.by_node.get(h) != Some(keys) {
-                changed.insert(h.to_string());
-            }
-        }
-        for h in inner.by_node.keys() {
-            if !by_node.contains_key(h) {
+        for (h, keys) in &inner.by_node {
+            let now = by_node.get(h);
+            if keys.iter().any(|k| now.is_none_or(|n| !n.contains(k))) {
                 changed.insert(h.to_string());
             }
         }
@@ -313,7 +314,7 @@ mod tests {
     }
 
     #[test]
-    fn install_reports_nodes_whose_assignment_changed() {
+    fn install_reports_nodes_that_lost_streams() {
         let fleet = Fleet::default();
         let mut p = HashMap::new();
         p.insert(key("a"), placed("n1", &["n2"]));
@@ -325,7 +326,10 @@ mod tests {
             HashMap::new(),
             HashMap::new(),
         );
-        assert_eq!(changed, HashSet::from(["n1".into(), "n2".into()]));
+        assert!(
+            changed.is_empty(),
+            "gaining streams needs no node reconcile"
+        );
         assert_eq!(fleet.assigned_counts("n1"), (2, 0));
         assert_eq!(fleet.assigned_counts("n2"), (0, 1));
         p.insert(key("b"), placed("n3", &[]));
@@ -336,7 +340,7 @@ mod tests {
             HashMap::new(),
             HashMap::new(),
         );
-        assert_eq!(changed, HashSet::from(["n1".into(), "n3".into()]));
+        assert_eq!(changed, HashSet::from(["n1".into()]));
     }
 
     #[test]

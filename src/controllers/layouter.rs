@@ -58,13 +58,14 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
     }
     wait_first_probes(&ctx, shutdown.clone()).await;
     tracing::info!("layouter started");
+    let (writes, queued) = tokio::sync::mpsc::unbounded_channel();
+    let writer = tokio::spawn(layout_writer(ctx.clone(), queued));
     let mut last: Option<u64> = None;
-    let mut pending: BTreeMap<Arc<str>, StreamLayout> = BTreeMap::new();
     loop {
         let fp = fingerprint(&ctx);
-        if last != Some(fp) || !pending.is_empty() {
+        if last != Some(fp) {
             last = Some(fp);
-            run_once(&ctx, &mut pending).await;
+            run_once(&ctx, &writes);
         }
         tokio::select! {
             _ = ctx.fleet.layout_requested() => {
@@ -74,6 +75,17 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
             _ = tokio::time::sleep(POLL) => {}
             _ = shutdown.clone() => break,
         }
+    }
+    // Let the queued layout writes land (bounded: shutdown must not hang on a slow API
+    // server; a restart lays out from the statuses it finds and keeps placements stable).
+    drop(writes);
+    let mut writer = writer;
+    if tokio::time::timeout(Duration::from_secs(3), &mut writer)
+        .await
+        .is_err()
+    {
+        writer.abort();
+        tracing::warn!("some layouts were not recorded before shutdown");
     }
     tracing::info!("layouter stopped");
 }
@@ -238,7 +250,7 @@ pub fn previous(ctx: &Context) -> BTreeMap<Arc<str>, Placement> {
         .collect()
 }
 
-async fn run_once(ctx: &Arc<Context>, pending: &mut BTreeMap<Arc<str>, StreamLayout>) {
+fn run_once(ctx: &Arc<Context>, writes: &LayoutWrites) {
     let started = std::time::Instant::now();
     let inputs = inputs(ctx);
     forget_removed_nodes(ctx, &inputs.streamers);
@@ -298,8 +310,52 @@ async fn run_once(ctx: &Arc<Context>, pending: &mut BTreeMap<Arc<str>, StreamLay
             "layout changed"
         );
     }
-    pending.extend(result.changes);
-    write_layouts(ctx, pending).await;
+    if !result.changes.is_empty() {
+        // The writer outlives every run; a send fails only during shutdown.
+        let _ = writes.send(result.changes);
+    }
+}
+
+/// Changed layouts on their way to the streams' statuses.
+type LayoutWrites = tokio::sync::mpsc::UnboundedSender<BTreeMap<Arc<str>, StreamLayout>>;
+
+/// Records changed layouts in the streams' statuses, off the layouter's path: placement runs
+/// (and with them the pushes) go on while the thousands of layout writes of a bulk apply
+/// drain, instead of each run waiting for the previous run's writes. The latest layout of a
+/// stream wins; failed writes are retried. Ends when the layouter drops its sender and
+/// nothing is left to write.
+async fn layout_writer(
+    ctx: Arc<Context>,
+    mut queued: tokio::sync::mpsc::UnboundedReceiver<BTreeMap<Arc<str>, StreamLayout>>,
+) {
+    let mut pending: BTreeMap<Arc<str>, StreamLayout> = BTreeMap::new();
+    loop {
+        if pending.is_empty() {
+            match queued.recv().await {
+                Some(batch) => pending.extend(batch),
+                None => return,
+            }
+        }
+        let mut closed = false;
+        loop {
+            match queued.try_recv() {
+                Ok(batch) => pending.extend(batch),
+                Err(tokio::sync::mpsc::error::TryRecvError::Empty) => break,
+                Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => {
+                    closed = true;
+                    break;
+                }
+            }
+        }
+        write_layouts(&ctx, &mut pending).await;
+        if closed {
+            // Shutting down: one last attempt, no retries.
+            return;
+        }
+        if !pending.is_empty() {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
 }
 
 /// Writes the changed layouts; the ones that fail stay in `pending` for the next run.

@@ -24,7 +24,6 @@ use futures::{FutureExt, StreamExt};
 use kube::runtime::controller::{Action, Config, Controller};
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use rand::Rng;
 
@@ -77,19 +76,24 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         memory: Mutex::default(),
     });
     let extra = futures::stream::poll_fn(move |cx| triggers.poll_recv(cx)).boxed();
-    let wc = watcher::Config::default().any_semantic();
-    tracing::info!("streamer controller started");
-    Controller::new(ctx.scope.api::<Streamer>(ctx.client.clone()), wc)
-        .with_config(Config::default().concurrency(CONCURRENCY))
-        .reconcile_on(extra)
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctl)
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                tracing::debug!(%error, "streamer controller");
-            }
-        })
-        .await;
+    tracing::info!(
+        shard = ctx.stores.shard().name(),
+        "streamer controller started"
+    );
+    Controller::new(
+        ctx.scope.api::<Streamer>(ctx.client.clone()),
+        ctx.stores.shard().watch_config(),
+    )
+    .with_config(Config::default().concurrency(CONCURRENCY))
+    .reconcile_on(extra)
+    .graceful_shutdown_on(shutdown)
+    .run(reconcile, error_policy, ctl)
+    .for_each(|result| async move {
+        if let Err(error) = result {
+            tracing::debug!(%error, "streamer controller");
+        }
+    })
+    .await;
     tracing::info!("streamer controller stopped");
 }
 

@@ -46,6 +46,42 @@ impl Scope {
     }
 }
 
+/// Label that assigns a Stream or a Streamer to a shard (`panoptes run --shard NAME`).
+pub const SHARD_LABEL: &str = "panoptes.dev/shard";
+
+/// Which part of the installation one operator instance reconciles. Streams and Streamers
+/// are split by [`SHARD_LABEL`]: a sharded instance watches only the ones labelled with its
+/// shard, so its caches, node clients and pushes cover that share alone. Presets,
+/// Organizations and Users are small and shared; every instance watches all of them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Shard(Option<String>);
+
+impl Shard {
+    /// No sharding: this instance reconciles every Stream and Streamer.
+    pub fn all() -> Self {
+        Self(None)
+    }
+
+    /// Only the Streams and Streamers labelled `panoptes.dev/shard=<name>`.
+    pub fn named(name: impl Into<String>) -> Self {
+        Self(Some(name.into()))
+    }
+
+    /// The shard name, if sharded.
+    pub fn name(&self) -> Option<&str> {
+        self.0.as_deref()
+    }
+
+    /// The watch config of the sharded kinds (Streams, Streamers).
+    pub fn watch_config(&self) -> Config {
+        let config = Config::default().any_semantic();
+        match &self.0 {
+            None => config,
+            Some(name) => config.labels(&format!("{SHARD_LABEL}={name}")),
+        }
+    }
+}
+
 /// Read-only views of the five kinds.
 #[derive(Clone)]
 pub struct Stores {
@@ -59,10 +95,16 @@ pub struct Stores {
     pub organizations: Store<Organization>,
     /// Users.
     pub users: Store<User>,
+    shard: Shard,
     ready: Arc<AtomicBool>,
 }
 
 impl Stores {
+    /// The shard these stores (and the controllers reading them) cover.
+    pub fn shard(&self) -> &Shard {
+        &self.shard
+    }
+
     /// True once every store has seen its initial list.
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)
@@ -82,23 +124,35 @@ impl Stores {
 
 /// Starts one watch per kind feeding its store. Watch tasks run in `tasks` until aborted.
 pub fn start(client: Client, scope: &Scope, tasks: &mut JoinSet<()>) -> Stores {
+    start_sharded(client, scope, Shard::all(), tasks)
+}
+
+/// Like [`start`], with Streams and Streamers restricted to one shard.
+pub fn start_sharded(
+    client: Client,
+    scope: &Scope,
+    shard: Shard,
+    tasks: &mut JoinSet<()>,
+) -> Stores {
+    let all = Config::default().any_semantic();
     Stores {
-        streamers: watch(scope.api(client.clone()), tasks),
-        streams: watch(scope.api(client.clone()), tasks),
-        presets: watch(scope.api(client.clone()), tasks),
-        organizations: watch(scope.api(client.clone()), tasks),
-        users: watch(scope.api(client), tasks),
+        streamers: watch(scope.api(client.clone()), shard.watch_config(), tasks),
+        streams: watch(scope.api(client.clone()), shard.watch_config(), tasks),
+        presets: watch(scope.api(client.clone()), all.clone(), tasks),
+        organizations: watch(scope.api(client.clone()), all.clone(), tasks),
+        users: watch(scope.api(client), all, tasks),
+        shard,
         ready: Arc::new(AtomicBool::new(false)),
     }
 }
 
-fn watch<K>(api: Api<K>, tasks: &mut JoinSet<()>) -> Store<K>
+fn watch<K>(api: Api<K>, config: Config, tasks: &mut JoinSet<()>) -> Store<K>
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
 {
     let (reader, writer): (Store<K>, Writer<K>) = reflector::store();
-    let stream = watcher::watcher(api, Config::default().any_semantic())
+    let stream = watcher::watcher(api, config)
         .default_backoff()
         // managedFields are a large share of every object and nothing here reads them.
         .modify(|obj| obj.managed_fields_mut().clear())

@@ -82,8 +82,12 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
     };
     let extra = futures::stream::poll_fn(move |cx| triggers.poll_recv(cx)).boxed();
     let wc = watcher::Config::default().any_semantic();
-    tracing::info!("stream controller started");
-    Controller::new(ctx.scope.api::<Stream>(ctx.client.clone()), wc.clone())
+    tracing::info!(
+        shard = ctx.stores.shard().name(),
+        "stream controller started"
+    );
+    let streams = ctx.stores.shard().watch_config();
+    Controller::new(ctx.scope.api::<Stream>(ctx.client.clone()), streams)
         .with_config(Config::default().concurrency(CONCURRENCY))
         .watches(ctx.scope.api::<Preset>(ctx.client.clone()), wc, on_preset)
         .reconcile_on(extra)
@@ -140,6 +144,13 @@ async fn converge(stream: &Stream, ctl: &StreamController, key: &Key) -> Result<
         return Ok(Action::requeue(Duration::from_millis(500)));
     }
     let name = watcher_name(stream);
+    if ctx.fleet.owner_of(&name).is_none() && stream.status.is_none() {
+        // New since the last layout run: the layouter places it within moments and touches
+        // it then. Writing a "Pending" status first would cost an API write per new stream
+        // (10,000 on a bulk apply) for a state that lasts a fraction of a second. The short
+        // requeue covers streams the layouter does not touch (disabled, waiting for a preset).
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
     let outcome = match plan(stream, ctl, key, &name).await {
         Ok(body) => {
             let on_demand = body

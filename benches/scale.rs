@@ -1,0 +1,473 @@
+//! `make bench`: the scale scenarios of issue #8 in one run, against the release `panoptes`
+//! binary (cargo builds it for this bench with the bench profile, i.e. release settings).
+//! Prints a Markdown table and writes it to `target/bench/results.md`; the operator logs go
+//! to `target/bench/`.
+//!
+//! `PANOPTES_BENCH_FACADE_SECONDS` (default 10) sets how long each facade query is loaded.
+
+#[path = "../tests/scale/mod.rs"]
+mod scale;
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::collections::HashSet;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use scale::operator::{OperatorProcess, mib};
+use scale::{Fleet, Rate};
+
+/// One line of the results table.
+struct Row {
+    figure: String,
+    value: String,
+    target: &'static str,
+}
+
+#[derive(Default)]
+struct Report(Vec<Row>);
+
+impl Report {
+    fn add(&mut self, figure: impl Into<String>, value: impl Into<String>, target: &'static str) {
+        let row = Row {
+            figure: figure.into(),
+            value: value.into(),
+            target,
+        };
+        eprintln!("  {:<58} {:<28} {}", row.figure, row.value, row.target);
+        self.0.push(row);
+    }
+
+    fn markdown(&self) -> String {
+        let mut s = String::from("| Figure | Measured | Target |\n|---|---|---|\n");
+        for r in &self.0 {
+            let _ = writeln!(s, "| {} | {} | {} |", r.figure, r.value, r.target);
+        }
+        s
+    }
+}
+
+fn secs(d: Option<Duration>) -> String {
+    d.map_or("did not finish".into(), |d| {
+        format!("{:.1} s", d.as_secs_f64())
+    })
+}
+
+fn out_dir() -> PathBuf {
+    let dir = support::repo_root().join("target/bench");
+    std::fs::create_dir_all(&dir).expect("creating target/bench");
+    dir
+}
+
+fn operator(fleet: &Fleet, shard: Option<&str>, log: &str) -> OperatorProcess {
+    OperatorProcess::start(
+        PathBuf::from(env!("CARGO_BIN_EXE_panoptes")).as_path(),
+        &support::control_plane().kubeconfig,
+        &fleet.ns.name,
+        shard,
+        &[],
+        out_dir().join(log),
+    )
+}
+
+/// Convergence of `streams` on `nodes` from an empty fleet, with the raw node rate first.
+/// Returns the fleet and the running operator for the scenarios that follow.
+async fn convergence(
+    report: &mut Report,
+    streams: usize,
+    nodes: usize,
+) -> (Fleet, OperatorProcess, Vec<String>, Rate) {
+    let label = format!("{streams} streams / {nodes} nodes");
+    eprintln!("== convergence, {label}");
+    let fleet = Fleet::start(&format!("bench-{streams}"), nodes, 1).await;
+    let raw = scale::raw_accept_rate(&fleet, streams).await;
+    let mut op = operator(&fleet, None, &format!("operator-{streams}.log"));
+    op.wait_ready(Duration::from_secs(60)).await;
+    // Idle: caches synced and every node probed once (first probes run at start).
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let idle = op.rss_kib();
+
+    let names = scale::stream_names("cam", streams);
+    let want: HashSet<String> = names.iter().cloned().collect();
+    // PANOPTES_BENCH_PERF=1 samples the operator with `perf record` while it converges.
+    let perf = std::env::var_os("PANOPTES_BENCH_PERF").map(|_| {
+        std::process::Command::new("perf")
+            .args(["record", "-F", "199", "-g", "-p"])
+            .arg(op.pid().to_string())
+            .arg("-o")
+            .arg(out_dir().join(format!("perf-{streams}.data")))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("running perf")
+    });
+    let cpu_before = scale::operator::cpu_split(&[op.pid()]);
+    let started = Instant::now();
+    let created = scale::create_streams(&fleet, &names, 1).await;
+    let converged = scale::wait_held(&fleet, &want, started, Duration::from_secs(600)).await;
+    let cpu = scale::operator::cpu_delta(&cpu_before, &scale::operator::cpu_split(&[op.pid()]));
+    if let Some(mut perf) = perf {
+        // SIGINT makes perf write its data file and exit.
+        let _ = std::process::Command::new("kill")
+            .args(["-INT", &perf.id().to_string()])
+            .status();
+        let _ = perf.wait();
+    }
+    let push = converged.map(|d| Rate {
+        count: streams,
+        took: d,
+    });
+
+    report.add(
+        format!("Convergence, {label}: apply → all on nodes"),
+        match push {
+            Some(p) => format!(
+                "{:.1} s ({:.0} streams/s)",
+                p.took.as_secs_f64(),
+                p.per_second()
+            ),
+            None => "did not converge in 600 s".into(),
+        },
+        if streams >= 10_000 { "≤ 60 s" } else { "" },
+    );
+    report.add("CPU time used during that convergence", cpu, "");
+    report.add(
+        format!(
+            "… of which creating the Streams ({} in flight)",
+            scale::CREATE_CONCURRENCY
+        ),
+        format!(
+            "{:.1} s ({:.0} objects/s)",
+            created.as_secs_f64(),
+            streams as f64 / created.as_secs_f64()
+        ),
+        "",
+    );
+    report.add(
+        format!(
+            "Raw node-accept rate, {label} ({} in flight, {} per node)",
+            scale::PUSH_CONCURRENCY,
+            scale::PER_NODE_IN_FLIGHT
+        ),
+        format!(
+            "{:.0} PUT/s ({:.1} s)",
+            raw.per_second(),
+            raw.took.as_secs_f64()
+        ),
+        "",
+    );
+    if let Some(p) = push {
+        report.add(
+            format!("Panoptes push rate ÷ raw rate, {label}"),
+            format!("{:.3}×", p.per_second() / raw.per_second()),
+            if streams >= 10_000 { "≥ 0.5×" } else { "" },
+        );
+    }
+    report.add(
+        format!("Operator RSS idle ({nodes} nodes, no streams)"),
+        format!("{:.0} MiB", mib(idle)),
+        "",
+    );
+    let settle = scale::wait_quiet(
+        &fleet.ns.client,
+        Duration::from_secs(5),
+        Duration::from_secs(300),
+    )
+    .await;
+    report.add(
+        format!(
+            "Operator RSS at {streams} streams (writes settled after {:.0} s)",
+            settle.as_secs_f64()
+        ),
+        format!("{:.0} MiB", mib(op.rss_kib())),
+        if streams >= 10_000 { "≤ 300 MiB" } else { "" },
+    );
+    (fleet, op, names, raw)
+}
+
+/// The operator's own push pace, without the API server's create rate in the way: stop it,
+/// wipe every node, start it again over the 10,000 existing Streams and time until the nodes
+/// hold them all again.
+async fn repush(
+    report: &mut Report,
+    fleet: &Fleet,
+    op: OperatorProcess,
+    names: &[String],
+    raw: Rate,
+) -> OperatorProcess {
+    eprintln!("== restart onto wiped nodes");
+    op.stop();
+    for node in fleet.sim.nodes() {
+        for name in node.stream_names() {
+            node.drift_delete_stream(&name);
+        }
+    }
+    let want: HashSet<String> = names.iter().cloned().collect();
+    let started = Instant::now();
+    let mut op = operator(fleet, None, "operator-restart.log");
+    op.wait_ready(Duration::from_secs(120)).await;
+    let ready = started.elapsed();
+    let took = scale::wait_held(fleet, &want, started, Duration::from_secs(600)).await;
+    let label = format!(
+        "{} streams / {} nodes",
+        names.len(),
+        fleet.sim.nodes().len()
+    );
+    report.add(
+        format!("Restart onto wiped nodes, {label}: start → all on nodes"),
+        match took {
+            Some(t) => format!(
+                "{:.1} s ({:.0} streams/s; caches synced after {:.1} s)",
+                t.as_secs_f64(),
+                names.len() as f64 / t.as_secs_f64(),
+                ready.as_secs_f64()
+            ),
+            None => "did not finish in 600 s".into(),
+        },
+        "",
+    );
+    if let Some(t) = took {
+        let pushing = t.saturating_sub(ready).max(Duration::from_millis(1));
+        report.add(
+            format!("Panoptes push rate after caches synced ÷ raw rate, {label}"),
+            format!(
+                "{:.0} streams/s = {:.3}×",
+                names.len() as f64 / pushing.as_secs_f64(),
+                names.len() as f64 / pushing.as_secs_f64() / raw.per_second()
+            ),
+            "≥ 0.5×",
+        );
+    }
+    op
+}
+
+async fn steady_writes(report: &mut Report, fleet: &Fleet, streams: usize) {
+    eprintln!("== steady state, 60 s");
+    let before = scale::apiserver_writes(&fleet.ns.client).await;
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let after = scale::apiserver_writes(&fleet.ns.client).await;
+    let d = scale::delta(&before, &after);
+    let total: u64 = d.values().sum();
+    let detail = if d.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " ({})",
+            d.iter()
+                .map(|(k, v)| format!("{k}: {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    report.add(
+        format!("API-server writes in 60 s of steady state, {streams} streams"),
+        format!("{total}{detail}"),
+        "0",
+    );
+}
+
+async fn facade(report: &mut Report, op: &OperatorProcess, fleet: &Fleet, one: &str) {
+    eprintln!("== facade");
+    let oha = support::repo_root().join("target/tools/bin/oha");
+    let api = op.api_addr.to_string();
+    let login = ("bench", "bench-password");
+    scale::facade::create_login(&fleet.ns, login).await;
+    // The User controller hashes the password; give it a moment.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let token = match scale::facade::probe(&api, login).await {
+        Ok(t) => t,
+        Err(why) => {
+            report.add("Facade list latency at 10,000 streams", why, "p99 ≤ 20 ms");
+            return;
+        }
+    };
+    if !oha.exists() {
+        report.add(
+            "Facade list latency at 10,000 streams",
+            format!("{} is missing: run `make bench`", oha.display()),
+            "p99 ≤ 20 ms",
+        );
+        return;
+    }
+    let seconds = std::env::var("PANOPTES_BENCH_FACADE_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
+    for (label, path) in scale::facade::queries(one) {
+        let figure = format!("Facade `{path}` p50 / p99 / req/s (oha, 16 connections)");
+        match scale::facade::measure(
+            &oha,
+            &api,
+            token.as_deref(),
+            label,
+            &path,
+            Duration::from_secs(seconds),
+            16,
+        ) {
+            Ok(l) => report.add(
+                figure,
+                format!(
+                    "{:.1} / {:.1} ms / {:.0} ({:.0}% ok)",
+                    l.p50_ms,
+                    l.p99_ms,
+                    l.rps,
+                    l.success * 100.0
+                ),
+                "p99 ≤ 20 ms",
+            ),
+            Err(e) => report.add(figure, e, "p99 ≤ 20 ms"),
+        }
+    }
+}
+
+async fn failover(report: &mut Report, fleet: &Fleet) {
+    eprintln!("== failover");
+    let victim = fleet.sim.nodes().len() / 3;
+    let f = scale::failover(fleet, victim, Duration::from_secs(120)).await;
+    report.add(
+        format!(
+            "Failover, kill 1 of {} nodes ({} streams on it): detection",
+            fleet.sim.nodes().len(),
+            f.dead_streams
+        ),
+        secs(f.detection),
+        "",
+    );
+    report.add(
+        "Failover: detection → all its streams on live nodes",
+        secs(f.recovery),
+        "≤ 10 s",
+    );
+    report.add(
+        "Failover: streams moved vs optimum (the dead node's)",
+        format!("{} vs {}", f.moved, f.dead_streams),
+        "equal",
+    );
+}
+
+async fn shards(report: &mut Report, streams: usize, nodes: usize) {
+    eprintln!("== two shards, {streams} streams / {nodes} nodes");
+    let fleet = Fleet::start("bench-shards", nodes, 2).await;
+    let mut ops = Vec::new();
+    for s in 0..2 {
+        let shard = scale::shard_of(s, 2);
+        let mut op = operator(&fleet, shard.as_deref(), &format!("operator-shard-{s}.log"));
+        op.wait_ready(Duration::from_secs(60)).await;
+        ops.push(op);
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let names = scale::stream_names("cam", streams);
+    let want: HashSet<String> = names.iter().cloned().collect();
+    let started = Instant::now();
+    scale::create_streams(&fleet, &names, 2).await;
+    let took = scale::wait_held(&fleet, &want, started, Duration::from_secs(300)).await;
+    // Stream i and node i belong to shard i % 2: a stream on a node of the other shard means
+    // the shards did not split the work.
+    let mut per_shard = [0usize; 2];
+    let mut crossed = 0;
+    for (node, held) in fleet.holdings() {
+        for name in held {
+            let i: usize = name
+                .trim_start_matches("cam-")
+                .parse()
+                .unwrap_or(usize::MAX);
+            if i % 2 == node % 2 {
+                per_shard[node % 2] += 1;
+            } else {
+                crossed += 1;
+            }
+        }
+    }
+    report.add(
+        format!("Two shards ({streams} streams / {nodes} nodes, one operator each): convergence"),
+        secs(took),
+        "",
+    );
+    report.add(
+        "Two shards: streams held per shard, streams on the other shard's nodes",
+        format!("{} + {}, {crossed} crossed", per_shard[0], per_shard[1]),
+        "split, 0 crossed",
+    );
+    report.add(
+        "Two shards: RSS of each operator",
+        format!(
+            "{:.0} MiB, {:.0} MiB",
+            mib(ops[0].rss_kib()),
+            mib(ops[1].rss_kib())
+        ),
+        "",
+    );
+    for op in ops {
+        op.stop();
+    }
+}
+
+fn machine() -> String {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .unwrap_or(0);
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_default();
+    format!(
+        "{cores} cores ({cpu}), {:.1} GiB memory",
+        mem as f64 / 1024.0 / 1024.0
+    )
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`. `cargo test --all-targets` (make test) runs bench targets
+    // too, without it: the full run takes many minutes, so that run only says where it is;
+    // tests/bench_smoke.rs covers the harness in `make test`.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("scale: the full benchmark runs with `make bench`; skipped under cargo test");
+        return;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let started = Instant::now();
+    let report = runtime.block_on(async {
+        // Starts the control plane before anything is timed.
+        let _ = support::admin_client().await;
+        let mut report = Report::default();
+        {
+            let (_fleet, op, _, _) = convergence(&mut report, 1_000, 10).await;
+            op.stop();
+        }
+        {
+            let (fleet, op, names, raw) = convergence(&mut report, 10_000, 100).await;
+            steady_writes(&mut report, &fleet, 10_000).await;
+            let op = repush(&mut report, &fleet, op, &names, raw).await;
+            facade(&mut report, &op, &fleet, &names[42]).await;
+            failover(&mut report, &fleet).await;
+            op.stop();
+        }
+        shards(&mut report, 2_000, 20).await;
+        report
+    });
+    let header = format!(
+        "Machine: {}\nDate: {}\nCommand: `make bench` ({:.0} s)\n\n",
+        machine(),
+        chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
+        started.elapsed().as_secs_f64()
+    );
+    let md = format!("{header}{}", report.markdown());
+    println!("\n{md}");
+    let path = out_dir().join("results.md");
+    std::fs::write(&path, &md).expect("writing target/bench/results.md");
+    eprintln!("written to {}", path.display());
+}

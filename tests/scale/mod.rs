@@ -1,0 +1,410 @@
+//! Scale scenario harness shared by `benches/scale.rs` (`make bench`, full size) and
+//! `tests/bench_smoke.rs` (`make test`, a few seconds): a real control plane, simulated nodes
+//! in this process, and the real `panoptes` binary as a child process.
+//!
+//! Everything is measured from outside the operator: convergence on the simulated nodes (what
+//! they hold, not what statuses claim), memory from `/proc/PID/status`, API-server writes from
+//! the API server's own request counters.
+#![allow(dead_code)] // the smoke test uses a part of this module
+
+pub mod facade;
+pub mod operator;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, ObjectMeta, PostParams};
+use kube::{Client, ResourceExt};
+use panoptes::flussonic::{
+    Credentials, NodeClient, NodeClientConfig, NodeMetrics, node_stream_body,
+};
+use panoptes::resources::common::condition;
+use panoptes::resources::wire::StreamConfigSpec;
+use panoptes::resources::{Stream, Streamer};
+use serde_json::{Value, json};
+use streamer_sim::Cluster;
+
+use crate::support::TestNamespace;
+
+/// Node login of the simulated nodes (the simulator's defaults).
+pub const NODE_LOGIN: (&str, &str) = ("flussonic", "letmein!");
+/// Stream reconciles in flight in the operator (`CONCURRENCY` of the Stream controller); the
+/// raw client gets the same budget.
+pub const PUSH_CONCURRENCY: usize = 128;
+/// Requests in flight per node (`NodeClientConfig::new`'s default), for both.
+pub const PER_NODE_IN_FLIGHT: usize = 8;
+/// Object creates in flight while applying a scenario.
+pub const CREATE_CONCURRENCY: usize = 48;
+
+/// A namespace with simulated nodes declared as Streamers.
+pub struct Fleet {
+    /// The namespace.
+    pub ns: TestNamespace,
+    /// The nodes.
+    pub sim: Cluster,
+}
+
+/// Node `i`'s shard when the fleet is split in `shards` (`None` = unsharded).
+pub fn shard_of(i: usize, shards: usize) -> Option<String> {
+    (shards > 1).then(|| format!("s{}", i % shards))
+}
+
+impl Fleet {
+    /// Starts `nodes` simulated nodes and declares them (split into `shards` by label).
+    pub async fn start(prefix: &str, nodes: usize, shards: usize) -> Self {
+        let ns = TestNamespace::new(prefix).await;
+        let sim = Cluster::start(nodes).await.expect("simulated nodes start");
+        let secret = Secret {
+            metadata: ObjectMeta {
+                name: Some("node-creds".into()),
+                ..Default::default()
+            },
+            data: Some(BTreeMap::from([
+                ("login".to_string(), ByteString(NODE_LOGIN.0.into())),
+                ("password".to_string(), ByteString(NODE_LOGIN.1.into())),
+            ])),
+            ..Default::default()
+        };
+        ns.api::<Secret>()
+            .create(&PostParams::default(), &secret)
+            .await
+            .expect("creating the node Secret");
+        let docs: Vec<Value> = sim
+            .nodes()
+            .iter()
+            .enumerate()
+            .map(|(i, node)| {
+                json!({
+                    "apiVersion": "panoptes.dev/v1alpha1",
+                    "kind": "Streamer",
+                    "metadata": { "name": node.hostname(), "labels": labels(shard_of(i, shards)) },
+                    "spec": {
+                        "hostname": node.hostname(),
+                        "apiUrl": node.base_url(),
+                        "credentials": { "secretName": "node-creds" },
+                    }
+                })
+            })
+            .collect();
+        create_all::<Streamer>(&ns.client, &ns.name, docs).await;
+        Self { ns, sim }
+    }
+
+    /// A plain client of node `i`, configured like the operator's (same in-flight limit).
+    pub fn node_client(&self, i: usize) -> NodeClient {
+        let n = self.sim.node(i);
+        NodeClient::new(
+            NodeClientConfig::new(
+                n.hostname(),
+                n.base_url(),
+                Credentials::basic(NODE_LOGIN.0, NODE_LOGIN.1),
+            ),
+            NodeMetrics::new(),
+        )
+        .expect("node client")
+    }
+
+    /// Stream names each node that is up holds, by node index.
+    pub fn holdings(&self) -> BTreeMap<usize, HashSet<String>> {
+        self.sim
+            .nodes()
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.is_up())
+            .map(|(i, n)| (i, n.stream_names().into_iter().collect()))
+            .collect()
+    }
+}
+
+fn labels(shard: Option<String>) -> Value {
+    match shard {
+        Some(s) => json!({ panoptes::state::SHARD_LABEL: s }),
+        None => json!({}),
+    }
+}
+
+/// Names of a scenario's streams.
+pub fn stream_names(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}-{i:05}")).collect()
+}
+
+/// Creates `n` Streams (inputs `fake://NAME`, alive in the simulator), split into `shards`;
+/// returns how long the creates took.
+pub async fn create_streams(fleet: &Fleet, names: &[String], shards: usize) -> Duration {
+    let docs = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            json!({
+                "apiVersion": "panoptes.dev/v1alpha1",
+                "kind": "Stream",
+                "metadata": { "name": name, "labels": labels(shard_of(i, shards)) },
+                "spec": { "inputs": [{ "url": format!("fake://{name}") }] },
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    create_all::<Stream>(&fleet.ns.client, &fleet.ns.name, docs).await;
+    started.elapsed()
+}
+
+/// Creates every object with a bounded number of creates in flight (kubectl would apply them
+/// one by one, and that alone would take minutes at 10,000).
+async fn create_all<K>(client: &Client, ns: &str, docs: Vec<Value>)
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    futures::stream::iter(docs)
+        .map(|doc| {
+            let api = api.clone();
+            async move {
+                let obj: K = serde_json::from_value(doc).expect("a valid object");
+                let name = obj.name_any();
+                // Retries ride out the API server's load shedding (429) under the burst.
+                for attempt in 0.. {
+                    match api.create(&PostParams::default(), &obj).await {
+                        Ok(_) => return,
+                        Err(e) if attempt < 20 => {
+                            tracing::debug!(%name, %e, "create failed; retrying");
+                            tokio::time::sleep(Duration::from_millis(100 * (attempt + 1))).await;
+                        }
+                        Err(e) => panic!("creating {name}: {e}"),
+                    }
+                }
+            }
+        })
+        .buffer_unordered(CREATE_CONCURRENCY)
+        .collect::<()>()
+        .await;
+}
+
+/// Polls the nodes until the streams in `want` are held by nodes that are up; the time from
+/// `since`, or None after `timeout`.
+pub async fn wait_held(
+    fleet: &Fleet,
+    want: &HashSet<String>,
+    since: Instant,
+    timeout: Duration,
+) -> Option<Duration> {
+    loop {
+        let held: usize = {
+            let mut seen = HashSet::with_capacity(want.len());
+            for names in fleet.holdings().into_values() {
+                seen.extend(names.into_iter().filter(|n| want.contains(n)));
+            }
+            seen.len()
+        };
+        if held == want.len() {
+            return Some(since.elapsed());
+        }
+        if since.elapsed() > timeout {
+            eprintln!("  timed out: {held}/{} streams held", want.len());
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The raw rate at which the nodes accept stream PUTs from a plain concurrent client with the
+/// operator's budget ([`PUSH_CONCURRENCY`] in flight, [`PER_NODE_IN_FLIGHT`] per node), with
+/// the same node client and the same bodies. The streams are removed again afterwards.
+pub async fn raw_accept_rate(fleet: &Fleet, count: usize) -> Rate {
+    let nodes = fleet.sim.nodes().len();
+    let clients: Vec<NodeClient> = (0..nodes).map(|i| fleet.node_client(i)).collect();
+    let bodies: Vec<(usize, _)> = (0..count)
+        .map(|i| {
+            let name = format!("raw-{i:05}");
+            let spec: StreamConfigSpec = serde_json::from_value(json!({
+                "inputs": [{ "url": format!("fake://{name}") }],
+            }))
+            .expect("a stream config");
+            (i % nodes, node_stream_body(&name, &spec))
+        })
+        .collect();
+    let clients = Arc::new(clients);
+    let started = Instant::now();
+    let failures: usize = futures::stream::iter(bodies)
+        .map(|(node, body)| {
+            let clients = clients.clone();
+            async move { clients[node].stream_save(&body).await.is_err() as usize }
+        })
+        .buffer_unordered(PUSH_CONCURRENCY)
+        .fold(0, |a, b| async move { a + b })
+        .await;
+    let took = started.elapsed();
+    assert_eq!(failures, 0, "raw pushes failed");
+    for (i, node) in fleet.sim.nodes().iter().enumerate() {
+        for name in node.stream_names() {
+            if name.starts_with("raw-") {
+                node.drift_delete_stream(&name);
+            }
+        }
+        let _ = i;
+    }
+    Rate { count, took }
+}
+
+/// `count` operations in `took`.
+#[derive(Clone, Copy, Debug)]
+pub struct Rate {
+    /// Operations.
+    pub count: usize,
+    /// Wall time.
+    pub took: Duration,
+}
+
+impl Rate {
+    /// Operations per second.
+    pub fn per_second(&self) -> f64 {
+        self.count as f64 / self.took.as_secs_f64().max(1e-9)
+    }
+}
+
+/// The API server's request counters of writes (`POST`, `PUT`, `PATCH`, `DELETE`) by
+/// `resource/subresource`, from its `/metrics`.
+pub async fn apiserver_writes(client: &Client) -> BTreeMap<String, f64> {
+    let req = http::Request::get("/metrics")
+        .body(Vec::new())
+        .expect("a request");
+    let text = client
+        .request_text(req)
+        .await
+        .expect("reading the API server's /metrics");
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("apiserver_request_total{") else {
+            continue;
+        };
+        let Some((labels, value)) = rest.rsplit_once("} ") else {
+            continue;
+        };
+        let label = |k: &str| {
+            labels
+                .split(',')
+                .find_map(|kv| kv.strip_prefix(&format!("{k}=\"")))
+                .map(|v| v.trim_end_matches('"').to_string())
+                .unwrap_or_default()
+        };
+        let verb = label("verb");
+        if !matches!(verb.as_str(), "POST" | "PUT" | "PATCH" | "DELETE") {
+            continue;
+        }
+        let group = label("group");
+        let resource = label("resource");
+        // Only what an operator in a namespace writes: our kinds and Events. The API
+        // server's own lease renewals and the like are left out.
+        if group != "panoptes.dev" && resource != "events" {
+            continue;
+        }
+        let sub = label("subresource");
+        let key = if sub.is_empty() {
+            format!("{verb} {resource}")
+        } else {
+            format!("{verb} {resource}/{sub}")
+        };
+        *out.entry(key).or_insert(0.0) += value.trim().parse::<f64>().unwrap_or(0.0);
+    }
+    out
+}
+
+/// `after - before`, keeping only what changed.
+pub fn delta(
+    before: &BTreeMap<String, f64>,
+    after: &BTreeMap<String, f64>,
+) -> BTreeMap<String, u64> {
+    after
+        .iter()
+        .filter_map(|(k, v)| {
+            let d = v - before.get(k).copied().unwrap_or(0.0);
+            (d > 0.0).then(|| (k.clone(), d.round() as u64))
+        })
+        .collect()
+}
+
+/// Waits until the operator's writes stop: no write counted in a `quiet` window (bounded).
+pub async fn wait_quiet(client: &Client, quiet: Duration, timeout: Duration) -> Duration {
+    let started = Instant::now();
+    let mut last = apiserver_writes(client).await;
+    loop {
+        tokio::time::sleep(quiet).await;
+        let now = apiserver_writes(client).await;
+        if delta(&last, &now).is_empty() || started.elapsed() > timeout {
+            return started.elapsed();
+        }
+        last = now;
+    }
+}
+
+/// Outcome of killing one node.
+#[derive(Debug)]
+pub struct Failover {
+    /// Streams the dead node held (the optimum number of moves).
+    pub dead_streams: usize,
+    /// Kill → the operator reports the node unreachable (its Streamer's `Reachable` False).
+    pub detection: Option<Duration>,
+    /// Detection → every stream of the dead node is held by a live node.
+    pub recovery: Option<Duration>,
+    /// Streams whose node changed (dead node's included).
+    pub moved: usize,
+}
+
+/// Kills node `victim` and measures how its streams come back elsewhere.
+pub async fn failover(fleet: &Fleet, victim: usize, timeout: Duration) -> Failover {
+    let before = fleet.holdings();
+    let dead: HashSet<String> = before.get(&victim).cloned().unwrap_or_default();
+    let host = fleet.sim.node(victim).hostname().to_string();
+    let streamers: Api<Streamer> = fleet.ns.api();
+    let killed = Instant::now();
+    fleet.sim.node(victim).down().await;
+
+    let mut detection = None;
+    while detection.is_none() && killed.elapsed() < timeout {
+        if let Ok(s) = streamers.get_status(&host).await {
+            let unreachable = s
+                .status
+                .as_ref()
+                .and_then(|st| condition(&st.common.conditions, "Reachable"))
+                .is_some_and(|c| c.status == "False");
+            if unreachable {
+                detection = Some(killed.elapsed());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let recovered = wait_held(fleet, &dead, killed, timeout).await;
+    // Let anything that is going to move move, then compare.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = fleet.holdings();
+    let mut where_before: HashMap<&str, usize> = HashMap::new();
+    for (i, names) in &before {
+        for n in names {
+            where_before.insert(n, *i);
+        }
+    }
+    let mut moved = 0;
+    for (i, names) in &after {
+        for n in names {
+            if where_before.get(n.as_str()).is_some_and(|b| b != i) {
+                moved += 1;
+            }
+        }
+    }
+    Failover {
+        dead_streams: dead.len(),
+        detection,
+        recovery: match (detection, recovered) {
+            (Some(d), Some(r)) => Some(r.saturating_sub(d)),
+            _ => None,
+        },
+        moved,
+    }
+}

@@ -1,0 +1,198 @@
+//! The real `panoptes` binary as a child process, with its memory and probes.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running `panoptes run`. Killed when dropped.
+pub struct OperatorProcess {
+    child: Child,
+    /// `/healthz`, `/readyz`, `/metrics`.
+    pub probe_addr: SocketAddr,
+    /// The Watcher admin API facade.
+    pub api_addr: SocketAddr,
+    /// Its log file.
+    pub log: PathBuf,
+}
+
+fn free_port() -> SocketAddr {
+    // Bound and released: a tiny race with other processes, fine on a test machine.
+    let l = TcpListener::bind("127.0.0.1:0").expect("a free port");
+    l.local_addr().expect("its address")
+}
+
+impl OperatorProcess {
+    /// Starts `bin run` against `namespace` (leader election off), logging to `log`.
+    pub fn start(
+        bin: &Path,
+        kubeconfig: &Path,
+        namespace: &str,
+        shard: Option<&str>,
+        extra: &[&str],
+        log: PathBuf,
+    ) -> Self {
+        let probe_addr = free_port();
+        let api_addr = free_port();
+        let file = std::fs::File::create(&log).expect("creating the operator log");
+        let mut cmd = Command::new(bin);
+        cmd.args([
+            "run",
+            "--namespace",
+            namespace,
+            "--system-namespace",
+            namespace,
+        ])
+        .arg("--probe-addr")
+        .arg(probe_addr.to_string())
+        .arg("--api-addr")
+        .arg(api_addr.to_string())
+        .arg("--leader-election=false")
+        .args(extra)
+        .env("KUBECONFIG", kubeconfig)
+        .env("RUST_LOG", "info,kube=warn")
+        .stdin(Stdio::null())
+        .stdout(file.try_clone().expect("log handle"))
+        .stderr(file);
+        if let Some(s) = shard {
+            cmd.arg("--shard").arg(s);
+            // The unsharded kinds are reconciled by the first shard only.
+            if s != "s0" {
+                cmd.arg("--shared-controllers=false");
+            }
+        }
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
+        Self {
+            child,
+            probe_addr,
+            api_addr,
+            log,
+        }
+    }
+
+    /// Process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Resident memory in KiB (`VmRSS` of `/proc/PID/status`).
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("reading /proc/PID/status of the operator");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc/PID/status")
+    }
+
+    /// Waits until `/readyz` answers 200 (caches synced); panics after `timeout`.
+    pub async fn wait_ready(&mut self, timeout: Duration) {
+        let url = format!("http://{}/readyz", self.probe_addr);
+        let http = reqwest::Client::new();
+        let started = Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("the operator exited ({status}); see {}", self.log.display());
+            }
+            if let Ok(r) = http.get(&url).send().await
+                && r.status().is_success()
+            {
+                return;
+            }
+            assert!(
+                started.elapsed() < timeout,
+                "the operator was not ready in {timeout:?}; see {}",
+                self.log.display()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Stops the operator (SIGKILL: nothing it would do on the way out matters here).
+    pub fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for OperatorProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Mebibytes from KiB, for reports.
+pub fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+/// CPU time (user + system) a process used so far, from `/proc/PID/stat`.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of stat, i.e. 11 and 12 after the name.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Processes whose parent is `pid`, with their command names.
+pub fn children(pid: u32) -> Vec<(u32, String)> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return vec![];
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|p| {
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+            let (head, rest) = stat.rsplit_once(')')?;
+            let comm = head.split_once('(')?.1.to_string();
+            let ppid: u32 = rest.split_whitespace().nth(1)?.parse().ok()?;
+            (ppid == pid).then_some((p, comm))
+        })
+        .collect()
+}
+
+/// CPU seconds used so far by this process (the simulated nodes and the load generator), the
+/// API server and etcd of this run's control plane, and the given operators.
+pub fn cpu_split(operators: &[u32]) -> Vec<(String, f64)> {
+    let me = std::process::id();
+    let mut out = vec![(
+        "bench (simulated nodes, clients)".to_string(),
+        cpu_seconds(me),
+    )];
+    for (launcher, _) in children(me)
+        .into_iter()
+        .filter(|(_, c)| c == "controlplane")
+    {
+        for (pid, comm) in children(launcher) {
+            out.push((comm, cpu_seconds(pid)));
+        }
+    }
+    for pid in operators {
+        out.push(("panoptes".to_string(), cpu_seconds(*pid)));
+    }
+    out
+}
+
+/// `after - before` of two [`cpu_split`]s, as `name 12.3 s` parts.
+pub fn cpu_delta(before: &[(String, f64)], after: &[(String, f64)]) -> String {
+    after
+        .iter()
+        .zip(before)
+        .map(|((name, a), (_, b))| format!("{name} {:.1} s", a - b))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
