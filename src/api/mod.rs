@@ -186,7 +186,39 @@ pub fn router(state: ApiState) -> Router {
         .fallback(not_found)
         .layer(from_fn_with_state(state.clone(), events::record))
         .layer(DefaultBodyLimit::max(body::MAX_BODY_BYTES))
+        .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
+}
+
+/// Headers set on every response, deliberately. No CORS headers: the admin API is for
+/// servers, scripts and same-origin UIs; a browser on another origin is refused by the
+/// browser. Responses carry tokens and configuration, so nothing is cached, sniffed or framed.
+async fn security_headers(mut resp: axum::response::Response) -> axum::response::Response {
+    use axum::http::HeaderValue;
+    use axum::http::header;
+    let h = resp.headers_mut();
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let is_html = h
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"));
+    if !is_html {
+        // JSON and text never run code; the docs page is the only HTML and keeps its own.
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+        );
+    }
+    resp
 }
 
 async fn not_found() -> ApiError {
