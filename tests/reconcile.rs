@@ -455,10 +455,10 @@ async fn a_config_external_node_is_reported_not_retried_blindly() {
 }
 
 #[tokio::test]
-async fn steady_state_writes_nothing_for_60_seconds() {
+async fn steady_state_with_50_streams_writes_nothing_for_60_seconds() {
     let (ns, sim) = fleet("rc-steady", 3).await;
     let op = Operator::start(&ns);
-    for i in 0..10 {
+    for i in 0..50 {
         stream(
             &ns,
             &format!("q{i}"),
@@ -466,8 +466,8 @@ async fn steady_state_writes_nothing_for_60_seconds() {
         )
         .await;
     }
-    converged(&ns, &sim, 10).await;
-    for i in 0..10 {
+    converged(&ns, &sim, 50).await;
+    for i in 0..50 {
         wait_stream(&ns, &format!("q{i}"), "Ready", |s| {
             cond(s, "Ready").is_some_and(|c| c.0 == "True")
         })
@@ -619,4 +619,232 @@ async fn the_binary_converges_survives_kill_9_and_stops_cleanly() {
         None,
         "a clean stop releases the leader Lease"
     );
+}
+
+/// Sets `spec` members of a Streamer with a merge patch.
+async fn patch_streamer(ns: &TestNamespace, name: &str, spec: serde_json::Value) {
+    ns.api::<Streamer>()
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": spec })),
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn fifty_streams_with_presets_orgs_labels_and_credentials_run_their_effective_config() {
+    use panoptes::controllers::stream::effective::{Injected, merge_preset, node_body};
+    const ZONES: [&str; 3] = ["a", "b", "c"];
+    let (ns, sim) = fleet("rc-full", 3).await;
+    for (i, n) in sim.nodes().iter().enumerate() {
+        // Camera URLs are rtsp:// here; the simulator treats them as reachable cameras.
+        n.update_behaviour(|b| b.healthy_urls.push("rtsp://*".into()));
+        patch_streamer(
+            &ns,
+            n.hostname(),
+            json!({ "labels": { "zone": ZONES[i] } }),
+        )
+        .await;
+    }
+    let creds = k8s_openapi::api::core::v1::Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some("cams".into()),
+            ..Default::default()
+        },
+        string_data: Some(BTreeMap::from([
+            ("username".to_string(), "viewer".to_string()),
+            ("password".to_string(), "pa ss@word".to_string()),
+        ])),
+        ..Default::default()
+    };
+    ns.api::<k8s_openapi::api::core::v1::Secret>()
+        .create(&kube::api::PostParams::default(), &creds)
+        .await
+        .unwrap();
+    apply(&ns.api::<Preset>(), json!({ "kind": "Preset", "metadata": { "name": "gold" },
+        "spec": { "title": "Gold", "isAdjustable": false, "dvr": { "root": "/gold", "expiration": 86400 } } })).await;
+    apply(
+        &ns.api::<Preset>(),
+        json!({ "kind": "Preset", "metadata": { "name": "silver" },
+        "spec": { "title": "Silver", "dvr": { "root": "/silver", "expiration": 3600 } } }),
+    )
+    .await;
+    apply(
+        &ns.api::<panoptes::resources::Organization>(),
+        json!({ "kind": "Organization", "metadata": { "name": "acme" },
+        "spec": { "title": "Acme", "presetRefs": ["gold", "silver"] } }),
+    )
+    .await;
+    let op = Operator::start(&ns);
+    for i in 0..50 {
+        let mut spec = json!({
+            "inputs": [{ "url": format!("rtsp://cam{i}.example/live") }],
+            "organizationRef": "acme",
+            "labels": { "site": format!("s{}", i % 2) },
+            "title": format!("Camera {i}"),
+        });
+        match i % 3 {
+            0 => spec["presetRef"] = json!("gold"),
+            1 => {
+                spec["presetRef"] = json!("silver");
+                spec["dvr"] = json!({ "expiration": 60 });
+            }
+            _ => {}
+        }
+        if i % 5 == 0 {
+            spec["credentials"] = json!({ "secretName": "cams" });
+        }
+        if i % 4 == 0 {
+            spec["placement"] = json!({ "requiredNodeLabels": { "zone": "a" } });
+        }
+        apply(
+            &ns.api::<Stream>(),
+            json!({ "kind": "Stream", "metadata": { "name": format!("f{i:02}") }, "spec": spec }),
+        )
+        .await;
+    }
+    let l = converged(&ns, &sim, 50).await;
+    for i in 0..50 {
+        wait_stream(&ns, &format!("f{i:02}"), "Ready", |s| {
+            cond(s, "Ready").is_some_and(|c| c.0 == "True")
+        })
+        .await;
+    }
+    let presets: BTreeMap<String, Preset> = ns
+        .api::<Preset>()
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| (p.metadata.name.clone().unwrap(), p))
+        .collect();
+    let zone_a = sim.node(0).hostname().to_string();
+    for s in ns
+        .api::<Stream>()
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+    {
+        let name = s.metadata.name.clone().unwrap();
+        let preset = s.spec.preset_ref.as_ref().map(|p| &presets[p].spec);
+        let secrets = Injected {
+            camera: s
+                .spec
+                .credentials
+                .as_ref()
+                .map(|_| ("viewer".to_string(), "pa ss@word".to_string())),
+            publish_password: None,
+        };
+        let want = node_body(&name, &merge_preset(&s.spec.config, preset), &secrets);
+        for h in &l[&name] {
+            let node = sim.nodes().iter().find(|n| n.hostname() == h).unwrap();
+            let drift = want.drift(node.stored_stream(&name).as_ref());
+            assert!(!drift.needs_write(), "{name} on {h}: {drift:?}");
+        }
+        if s.spec.placement.is_some() {
+            assert_eq!(l[&name][0], zone_a, "{name} requires zone a");
+        }
+        if s.spec.credentials.is_some() {
+            let stored = sim
+                .nodes()
+                .iter()
+                .find_map(|n| n.stored_stream(&name))
+                .unwrap();
+            let i: u32 = name[1..].parse().unwrap();
+            assert_eq!(
+                stored["inputs"][0]["url"],
+                format!("rtsp://viewer:pa%20ss%40word@cam{i}.example/live"),
+                "camera credentials are injected, percent-encoded"
+            );
+        }
+    }
+
+    // Editing one stream re-pushes that stream only.
+    for n in sim.nodes() {
+        n.reset_counters();
+    }
+    ns.api::<Stream>()
+        .patch(
+            "f07",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "title": "Gate 7" } })),
+        )
+        .await
+        .unwrap();
+    eventually(WAIT, "the edit reaches the node", || async {
+        let stored = sim.nodes().iter().find_map(|n| n.stored_stream("f07"))?;
+        (stored["title"] == "Gate 7").then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let puts: u64 = sim
+        .nodes()
+        .iter()
+        .map(|n| n.route_count("PUT /streams/{name}"))
+        .sum();
+    assert_eq!(
+        puts,
+        l["f07"].len() as u64,
+        "one push per node holding the edited stream, nothing else"
+    );
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn no_capacity_is_explained_and_placed_once_capacity_appears() {
+    let (ns, sim) = fleet("rc-capacity", 2).await;
+    let (h0, h1) = (
+        sim.node(0).hostname().to_string(),
+        sim.node(1).hostname().to_string(),
+    );
+    patch_streamer(&ns, &h0, json!({ "channelLimit": 1 })).await;
+    patch_streamer(&ns, &h1, json!({ "channelLimit": 1 })).await;
+    let op = Operator::start(&ns);
+    stream(&ns, "k1", json!({})).await;
+    stream(&ns, "k2", json!({})).await;
+    converged(&ns, &sim, 2).await;
+    stream(&ns, "k3", json!({})).await;
+    stream(
+        &ns,
+        "k4",
+        json!({ "placement": { "requiredNodeLabels": { "gpu": "yes" } } }),
+    )
+    .await;
+    let full = wait_stream(&ns, "k3", "Scheduled=False Unschedulable", |s| {
+        cond(s, "Scheduled") == Some(("False".into(), "Unschedulable".into()))
+    })
+    .await;
+    let msg = condition(&full.status.unwrap().common.conditions, "Scheduled")
+        .unwrap()
+        .message
+        .clone();
+    assert!(msg.contains("node_channel_limit_exceeded"), "{msg}");
+    let labels = wait_stream(&ns, "k4", "Scheduled=False Unschedulable", |s| {
+        cond(s, "Scheduled") == Some(("False".into(), "Unschedulable".into()))
+    })
+    .await;
+    let msg = condition(&labels.status.unwrap().common.conditions, "Scheduled")
+        .unwrap()
+        .message
+        .clone();
+    assert!(msg.contains("labels"), "{msg}");
+    // Capacity appears: a higher limit on one node, the label on the other.
+    patch_streamer(&ns, &h0, json!({ "channelLimit": 5 })).await;
+    patch_streamer(
+        &ns,
+        &h1,
+        json!({ "channelLimit": 5, "labels": { "gpu": "yes" } }),
+    )
+    .await;
+    let l = converged(&ns, &sim, 4).await;
+    assert_eq!(l["k4"][0], h1, "k4 runs where the label is");
+    for s in ["k3", "k4"] {
+        wait_stream(&ns, s, "Scheduled=True", |x| {
+            cond(x, "Scheduled").is_some_and(|c| c.0 == "True")
+        })
+        .await;
+    }
+    op.stop().await;
 }
