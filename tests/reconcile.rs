@@ -641,12 +641,7 @@ async fn fifty_streams_with_presets_orgs_labels_and_credentials_run_their_effect
     for (i, n) in sim.nodes().iter().enumerate() {
         // Camera URLs are rtsp:// here; the simulator treats them as reachable cameras.
         n.update_behaviour(|b| b.healthy_urls.push("rtsp://*".into()));
-        patch_streamer(
-            &ns,
-            n.hostname(),
-            json!({ "labels": { "zone": ZONES[i] } }),
-        )
-        .await;
+        patch_streamer(&ns, n.hostname(), json!({ "labels": { "zone": ZONES[i] } })).await;
     }
     let creds = k8s_openapi::api::core::v1::Secret {
         metadata: kube::api::ObjectMeta {

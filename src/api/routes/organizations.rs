@@ -16,7 +16,7 @@ use crate::api::ApiState;
 use crate::api::body::JsonBody;
 use crate::api::error::{ApiError, ApiResult};
 use crate::api::views::{self, org_id, preset_id, to_json};
-use crate::api::write::apply_exact;
+use crate::api::write::{apply_exact, latest};
 use crate::resources::{Organization, Preset};
 
 fn org(state: &ApiState, id: i64) -> ApiResult<Arc<Organization>> {
@@ -64,7 +64,7 @@ pub async fn preset_save(
         )
         .pointer("/preset_id")
     })?;
-    let mut spec = o.spec.clone();
+    let mut spec = latest(&state, o.as_ref()).await?.spec;
     let refs = spec.preset_refs.get_or_insert_with(Vec::new);
     if !refs.contains(&p.name_any()) {
         refs.push(p.name_any());
@@ -88,7 +88,7 @@ pub async fn preset_delete(
     let o = org(&state, oid)?;
     let p = preset_in(&state, &o, pid).ok_or_else(|| ApiError::not_found("preset", pid))?;
     let name = p.name_any();
-    let mut spec = o.spec.clone();
+    let mut spec = latest(&state, o.as_ref()).await?.spec;
     let attached = spec.preset_refs.as_ref().is_some_and(|r| r.contains(&name))
         || spec.default_preset_ref.as_deref() == Some(name.as_str());
     if !attached {

@@ -16,7 +16,7 @@ use crate::api::body::{JsonBody, decode, merge};
 use crate::api::error::{ApiError, ApiResult};
 use crate::api::query::{CollectionSpec, Field};
 use crate::api::views::{self, org_id, preset_id, to_json};
-use crate::api::write::apply_exact;
+use crate::api::write::{apply_exact, latest};
 use crate::controllers::ids;
 use crate::controllers::preset::organization_presets;
 use crate::resources::preset::PresetVision;
@@ -162,7 +162,7 @@ pub async fn save(
     let id = int_param("id", &raw)?;
     let p = find(&state, id).ok_or_else(|| ApiError::not_found("preset", id))?;
     let body = Value::Object(body.object()?);
-    let spec = spec_from(p.spec.clone(), body)?;
+    let spec = spec_from(latest(&state, p.as_ref()).await?.spec, body)?;
     let mut stored = apply_exact(
         &state,
         &p.namespace().unwrap_or_default(),

@@ -23,7 +23,7 @@ use crate::api::names::{StreamPath, object_name, split_stream_path, valid_stream
 use crate::api::query::{CollectionSpec, Field};
 use crate::api::snapshot;
 use crate::api::views::{self, org_id, preset_id, stream_name, to_json};
-use crate::api::write::{apply_exact, put_secret};
+use crate::api::write::{apply_exact, latest, put_secret};
 use crate::api::{ApiState, BASE};
 use crate::resources::stream::CameraCredentials;
 use crate::resources::wire::{CameraConfig, StreamConfigSpec};
@@ -576,6 +576,7 @@ fn camera_get(state: &ApiState, name: &str) -> ApiResult<Response> {
 async fn camera_save(state: &ApiState, name: &str, body: Option<Value>) -> ApiResult<Response> {
     let s = require(state, name)?;
     let body = object(body)?;
+    let s = latest(&state, s.as_ref()).await?;
     let mut current =
         serde_json::to_value(s.spec.camera_config.clone().unwrap_or_default()).unwrap_or_default();
     merge(&mut current, Value::Object(body));

@@ -20,7 +20,7 @@ use crate::api::error::{ApiError, ApiResult};
 use crate::api::names::object_name;
 use crate::api::query::{CollectionSpec, Field};
 use crate::api::views::{self, org_id, to_json, user_id};
-use crate::api::write::{apply_exact, put_secret};
+use crate::api::write::{apply_exact, latest, put_secret};
 use crate::controllers::ids;
 use crate::resources::common::SecretKeyRef;
 use crate::resources::user::{AccessLevel, Membership, Permissions};
@@ -255,7 +255,7 @@ pub async fn save(
         }
     }
     let ns = u.namespace().unwrap_or_default();
-    let mut spec = u.spec.clone();
+    let mut spec = latest(&state, u.as_ref()).await?.spec;
     apply_write(&mut spec, w);
     if let Some(p) = password {
         store_password(&state, &ns, &u.name_any(), &mut spec, p).await?;
