@@ -130,6 +130,24 @@ pub async fn put_secret(
         })
 }
 
+/// The object as the API server has it now. Partial updates merge onto this, not onto the
+/// reflector store, which may not have seen the caller's previous write yet (read-your-writes
+/// for back-to-back saves). A 404 falls back to `obj` (the apply then recreates or fails).
+pub async fn latest<K>(state: &ApiState, obj: &K) -> Result<K, ApiError>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(state.client.clone(), &obj.namespace().unwrap_or_default());
+    match api.get_opt(&obj.name_any()).await {
+        Ok(Some(current)) => Ok(current),
+        Ok(None) => Ok(obj.clone()),
+        Err(e) => Err(ApiError::internal("reading the current object", e)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,23 +165,5 @@ mod tests {
             Value::Object(out),
             json!({"a": null, "b": {"d": null}, "e": [2]})
         );
-    }
-}
-
-/// The object as the API server has it now. Partial updates merge onto this, not onto the
-/// reflector store, which may not have seen the caller's previous write yet (read-your-writes
-/// for back-to-back saves). A 404 falls back to `obj` (the apply then recreates or fails).
-pub async fn latest<K>(state: &ApiState, obj: &K) -> Result<K, ApiError>
-where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug,
-{
-    let api: Api<K> = Api::namespaced(state.client.clone(), &obj.namespace().unwrap_or_default());
-    match api.get_opt(&obj.name_any()).await {
-        Ok(Some(current)) => Ok(current),
-        Ok(None) => Ok(obj.clone()),
-        Err(e) => Err(ApiError::internal("reading the current object", e)),
     }
 }

@@ -576,7 +576,7 @@ fn camera_get(state: &ApiState, name: &str) -> ApiResult<Response> {
 async fn camera_save(state: &ApiState, name: &str, body: Option<Value>) -> ApiResult<Response> {
     let s = require(state, name)?;
     let body = object(body)?;
-    let s = latest(&state, s.as_ref()).await?;
+    let s = latest(state, s.as_ref()).await?;
     let mut current =
         serde_json::to_value(s.spec.camera_config.clone().unwrap_or_default()).unwrap_or_default();
     merge(&mut current, Value::Object(body));
