@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
-use kube::api::{Api, Patch, PatchParams};
 use kube::{Resource, ResourceExt};
 
 use super::Context;
@@ -382,25 +381,18 @@ async fn write_layouts(ctx: &Arc<Context>, pending: &mut BTreeMap<Arc<str>, Stre
 }
 
 async fn write_layout(ctx: &Context, key: &Key, layout: &StreamLayout) -> Result<(), kube::Error> {
-    let api: Api<Stream> = Api::namespaced(ctx.client.clone(), &key.0);
     let body = serde_json::json!({
-        "apiVersion": Stream::api_version(&()),
-        "kind": Stream::kind(&()),
         "metadata": { "name": key.1 },
         "status": { "layout": layout },
     });
-    match api
-        .patch_status(
-            &key.1,
-            &PatchParams::apply(LAYOUT_MANAGER).force(),
-            &Patch::Apply(&body),
-        )
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(e) if refs::is_not_found(&e) => Ok(()),
-        Err(e) => Err(e),
-    }
+    refs::server_side_apply::<Stream>(
+        ctx,
+        (&key.0, &key.1),
+        LAYOUT_MANAGER,
+        refs::Part::Status,
+        body,
+    )
+    .await
 }
 
 /// Drops the client, live stats and known contents of nodes no Streamer declares any more.

@@ -197,6 +197,47 @@ pub async fn stores_ready(ctx: &Context, shutdown: impl Future<Output = ()>) -> 
     }
 }
 
+/// Which part of an object a server-side apply writes.
+#[derive(Clone, Copy, Debug)]
+pub enum Part {
+    /// The object itself (metadata, spec).
+    Main,
+    /// The status subresource.
+    Status,
+}
+
+/// Server-side applies `body` (a partial object of kind `K`, `apiVersion`/`kind` added here)
+/// to `ns/name` with field manager `manager`, forcing ownership. An object deleted meanwhile
+/// needs nothing, so 404 is success.
+pub async fn server_side_apply<K>(
+    ctx: &Context,
+    (ns, name): (&str, &str),
+    manager: &str,
+    part: Part,
+    mut body: serde_json::Value,
+) -> Result<(), kube::Error>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    body["apiVersion"] = serde_json::json!(K::api_version(&()));
+    body["kind"] = serde_json::json!(K::kind(&()));
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
+    let params = PatchParams::apply(manager).force();
+    let patch = Patch::Apply(&body);
+    let result = match part {
+        Part::Main => api.patch(name, &params, &patch).await,
+        Part::Status => api.patch_status(name, &params, &patch).await,
+    };
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) if is_not_found(&e) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Server-side applies `status` to the status subresource of `obj` (field manager `panoptes`).
 pub async fn apply_status<K, S>(ctx: &Context, obj: &K, status: &S) -> Result<(), Error>
 where
@@ -208,28 +249,15 @@ where
 {
     let (ns, name) = key_of(obj);
     let body = serde_json::json!({
-        "apiVersion": K::api_version(&()),
-        "kind": K::kind(&()),
         "metadata": { "name": name, "namespace": ns, "uid": obj.uid() },
         "status": status,
     });
-    let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
-    match api
-        .patch_status(
-            &name,
-            &PatchParams::apply(CONTROLLER_MANAGER).force(),
-            &Patch::Apply(&body),
-        )
+    server_side_apply::<K>(ctx, (&ns, &name), CONTROLLER_MANAGER, Part::Status, body)
         .await
-    {
-        Ok(_) => Ok(()),
-        // Deleted meanwhile: nothing left to describe.
-        Err(e) if is_not_found(&e) => Ok(()),
-        Err(e) => Err(Error::kube(
+        .map_err(Error::kube(
             "applying status of",
             format!("{} {ns}/{name}", K::kind(&())),
-        )(e)),
-    }
+        ))
 }
 
 /// Server-side applies `metadata` (finalizers, annotations; field manager `panoptes`) to `obj`,
@@ -249,27 +277,13 @@ where
     metadata["name"] = serde_json::json!(name);
     metadata["namespace"] = serde_json::json!(ns);
     metadata["uid"] = serde_json::json!(obj.uid());
-    let body = serde_json::json!({
-        "apiVersion": K::api_version(&()),
-        "kind": K::kind(&()),
-        "metadata": metadata,
-    });
-    let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
-    match api
-        .patch(
-            &name,
-            &PatchParams::apply(CONTROLLER_MANAGER).force(),
-            &Patch::Apply(&body),
-        )
+    let body = serde_json::json!({ "metadata": metadata });
+    server_side_apply::<K>(ctx, (&ns, &name), CONTROLLER_MANAGER, Part::Main, body)
         .await
-    {
-        Ok(_) => Ok(()),
-        Err(e) if is_not_found(&e) => Ok(()),
-        Err(e) => Err(Error::kube(
+        .map_err(Error::kube(
             "applying metadata of",
             format!("{} {ns}/{name}", K::kind(&())),
-        )(e)),
-    }
+        ))
 }
 
 /// Publishes an Event about `obj`; failures are logged, never fatal.
