@@ -322,10 +322,11 @@ pub fn assert_error(status: StatusCode, body: &Value, want: u16) {
     );
 }
 
-/// Example body from the reference.
+/// Example body from the reference (copied into the repo from
+/// `shared/reference/watcher-admin-examples/`, so a clean clone has them).
 pub fn example(name: &str) -> Value {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/reference/watcher-admin-examples");
+        .join("tests/fixtures/watcher-admin-examples");
     let text = std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
     serde_json::from_str(&text).unwrap()
 }
