@@ -42,7 +42,9 @@ controlplane: ## Build kube-apiserver, etcd, kubectl, helm and the launcher (no-
 
 # No JWT key in a checked-in file: plain-manifest users create Secret panoptes-jwt (README).
 # tests/chart.rs renders with the same flags to check the file is current.
-MANIFEST_FLAGS := --namespace panoptes-system --include-crds --set jwt.create=false
+# install.yaml targets Kubernetes 1.36 (the CRDs' version): it includes the finalizer policy.
+MANIFEST_FLAGS := --namespace panoptes-system --include-crds --set jwt.create=false \
+	--api-versions admissionregistration.k8s.io/v1/MutatingAdmissionPolicy
 
 manifests: controlplane ## Render manifests/install.yaml from the chart
 	{ printf '# Rendered from charts/panoptes by `make manifests`; do not edit.\n---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: panoptes-system\n'; \

@@ -4,6 +4,10 @@
 //! to `target/bench/`.
 //!
 //! `PANOPTES_BENCH_FACADE_SECONDS` (default 10) sets how long each facade query is loaded.
+//! `PANOPTES_BENCH_ONLY` (comma-separated `1k`, `10k`, `shards`; default all) runs a subset,
+//! for working on one figure. `PANOPTES_BENCH_PERF=1` samples the operator with `perf` and
+//! takes a 30 s CPU profile of kube-apiserver (`target/bench/apiserver-*.pprof`, read with
+//! `go tool pprof -top target/controlplane/bin/kube-apiserver FILE`) during each convergence.
 
 #[path = "../tests/scale/mod.rs"]
 mod scale;
@@ -102,6 +106,19 @@ async fn convergence(
             .spawn()
             .expect("running perf")
     });
+    let apiserver_profile = perf.as_ref().map(|_| {
+        std::process::Command::new(support::repo_root().join("target/controlplane/bin/kubectl"))
+            .arg("--kubeconfig")
+            .arg(&support::control_plane().kubeconfig)
+            .args(["get", "--raw", "/debug/pprof/profile?seconds=30"])
+            .stdout(
+                std::fs::File::create(out_dir().join(format!("apiserver-{streams}.pprof")))
+                    .expect("creating the profile file"),
+            )
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("running kubectl")
+    });
     let cpu_before = scale::operator::cpu_split(&[op.pid()]);
     let started = Instant::now();
     let created = scale::create_streams(&fleet, &names, 1).await;
@@ -113,6 +130,9 @@ async fn convergence(
             .args(["-INT", &perf.id().to_string()])
             .status();
         let _ = perf.wait();
+    }
+    if let Some(mut p) = apiserver_profile {
+        let _ = p.wait();
     }
     let push = converged.map(|d| Rate {
         count: streams,
@@ -444,11 +464,13 @@ fn main() {
         // Starts the control plane before anything is timed.
         let _ = support::admin_client().await;
         let mut report = Report::default();
-        {
+        let only = std::env::var("PANOPTES_BENCH_ONLY").unwrap_or_default();
+        let wanted = |part: &str| only.is_empty() || only.split(',').any(|p| p.trim() == part);
+        if wanted("1k") {
             let (_fleet, op, _, _) = convergence(&mut report, 1_000, 10).await;
             op.stop();
         }
-        {
+        if wanted("10k") {
             let (fleet, op, names, raw) = convergence(&mut report, 10_000, 100).await;
             steady_writes(&mut report, &fleet, 10_000).await;
             let op = repush(&mut report, &fleet, op, &names, raw).await;
@@ -456,7 +478,9 @@ fn main() {
             failover(&mut report, &fleet).await;
             op.stop();
         }
-        shards(&mut report, 2_000, 20).await;
+        if wanted("shards") {
+            shards(&mut report, 2_000, 20).await;
+        }
         report
     });
     let header = format!(

@@ -260,7 +260,12 @@ const MANIFEST_FLAGS: &[&str] = &[
     "--include-crds",
     "--set",
     "jwt.create=false",
+    "--api-versions",
+    FINALIZER_POLICY_API,
 ];
+
+/// What the chart's finalizer policy needs from the cluster (`--api-versions` offline).
+const FINALIZER_POLICY_API: &str = "admissionregistration.k8s.io/v1/MutatingAdmissionPolicy";
 
 #[test]
 fn install_manifest_is_rendered_from_the_chart() {
@@ -300,4 +305,118 @@ async fn install_manifest_passes_a_server_side_dry_run() {
             .args(["apply", "--dry-run=server", "-f"])
             .arg(repo_root().join("manifests/install.yaml")),
     );
+}
+
+/// The chart's MutatingAdmissionPolicy puts the cleanup finalizer on Streams as the API server
+/// admits them (no operator running here), keeps it across an apply that leaves it out, and
+/// lets deletion finish once it is removed. Not rendered in namespaced mode or offline
+/// without the API.
+#[tokio::test]
+async fn the_finalizer_policy_puts_the_cleanup_finalizer_on_streams_at_admission() {
+    use panoptes::resources::Stream;
+    use support::eventually;
+    const FINALIZER: &str = "panoptes.dev/cleanup";
+    let policy = |extra: &[&str]| {
+        let mut args = vec!["--show-only", "templates/finalizer-policy.yaml"];
+        args.extend_from_slice(extra);
+        helm()
+            .args(["template", "fp"])
+            .arg(chart())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let offline = policy(&[]);
+    assert!(!offline.status.success(), "rendered without the API");
+    let namespaced = policy(&[
+        "--api-versions",
+        FINALIZER_POLICY_API,
+        "--set",
+        "namespaced=true",
+    ]);
+    assert!(!namespaced.status.success(), "rendered in namespaced mode");
+    let rendered = policy(&["--api-versions", FINALIZER_POLICY_API]);
+    assert!(rendered.status.success());
+    let yaml = String::from_utf8(rendered.stdout).unwrap();
+    assert_eq!(
+        kinds(&objects(&yaml)),
+        ["MutatingAdmissionPolicy", "MutatingAdmissionPolicyBinding"]
+    );
+    let file = std::env::temp_dir().join(format!("finalizer-policy-{}.yaml", std::process::id()));
+    std::fs::write(&file, &yaml).unwrap();
+    run_ok(kubectl().args(["apply", "--server-side", "-f"]).arg(&file));
+
+    let ns = TestNamespace::new("finalizer-policy").await;
+    let streams = ns.api::<Stream>();
+    let stream = |name: &str| -> Stream {
+        serde_json::from_value(json!({
+            "apiVersion": "panoptes.dev/v1alpha1", "kind": "Stream",
+            "metadata": { "name": name },
+            "spec": { "inputs": [{ "url": "rtsp://10.0.0.1/live" }] },
+        }))
+        .unwrap()
+    };
+    let has = |s: &Stream| {
+        s.metadata
+            .finalizers
+            .iter()
+            .flatten()
+            .any(|f| f == FINALIZER)
+    };
+    // Policies take effect a moment after they are created: probe with server-side dry runs.
+    let dry = kube::api::PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    eventually(
+        std::time::Duration::from_secs(30),
+        "the policy is in effect",
+        || {
+            let (streams, dry, s) = (streams.clone(), dry.clone(), stream("probe"));
+            async move { streams.create(&dry, &s).await.ok().filter(has).map(|_| ()) }
+        },
+    )
+    .await;
+
+    let created = streams
+        .create(&Default::default(), &stream("cam"))
+        .await
+        .unwrap();
+    assert!(has(&created), "{:?}", created.metadata.finalizers);
+    // An apply by the owner of the manifest, which never mentions the finalizer, keeps it.
+    let pp = PatchParams::apply("gitops-tool").force();
+    let mut applied = serde_json::to_value(stream("cam")).unwrap();
+    applied["spec"]["title"] = json!("Gate");
+    let after = streams
+        .patch("cam", &pp, &Patch::Apply(&applied))
+        .await
+        .unwrap();
+    assert!(has(&after), "{:?}", after.metadata.finalizers);
+    // Deleting: the policy stays out of the way once the finalizer is removed.
+    streams.delete("cam", &Default::default()).await.unwrap();
+    streams
+        .patch(
+            "cam",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "metadata": { "finalizers": null } })),
+        )
+        .await
+        .unwrap();
+    eventually(
+        std::time::Duration::from_secs(10),
+        "the stream is gone",
+        || {
+            let streams = streams.clone();
+            async move {
+                streams
+                    .get_opt("cam")
+                    .await
+                    .unwrap()
+                    .is_none()
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+    run_ok(kubectl().args(["delete", "--wait=false", "-f"]).arg(&file));
 }

@@ -4,7 +4,10 @@
 //! triggers between the three loops.
 //!
 //! Pushes are driven from here rather than from `.status`, so a placement reaches the nodes
-//! without waiting for its status write to round-trip through the API server.
+//! without waiting for its status write to round-trip through the API server. Changed layouts
+//! wait here until the Stream controller records them with the rest of the stream's status:
+//! one status write per stream on a bulk apply instead of one for the layout and one or two
+//! for the conditions.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
@@ -15,6 +18,7 @@ use tokio::sync::{Notify, mpsc};
 
 use super::refs::Key;
 use crate::layout::{Placement, Unplaced};
+use crate::resources::wire::StreamLayout;
 use crate::resources::{Stream, Streamer};
 
 /// One stream as one node holds it.
@@ -50,6 +54,8 @@ struct Inner {
     streamers: HashMap<String, Key>,
     /// Nodes listed at least once since start (before that, what they hold is unknown).
     listed: HashSet<String>,
+    /// Layouts the layouter changed that the stream's status does not show yet.
+    unrecorded: HashMap<Key, StreamLayout>,
 }
 
 /// Shared in-memory fleet state.
@@ -179,8 +185,9 @@ impl Fleet {
         })
     }
 
-    /// Installs a layout run's outcome: every placement, the unplaced, the name owners and
-    /// the blocked streams. Returns the hostnames that lost streams.
+    /// Installs a layout run's outcome: every placement, the unplaced, the name owners, the
+    /// blocked streams and the changed layouts (to be recorded in status). Returns the
+    /// hostnames that lost streams.
     pub fn install_layout(
         &self,
         placements: HashMap<Key, Placement>,
@@ -188,6 +195,7 @@ impl Fleet {
         names: HashMap<String, Key>,
         blocked: HashMap<Key, Blocked>,
         streamers: HashMap<String, Key>,
+        changes: HashMap<Key, StreamLayout>,
     ) -> HashSet<String> {
         let mut by_node: HashMap<Arc<str>, HashSet<Key>> = HashMap::new();
         for (key, p) in &placements {
@@ -208,6 +216,10 @@ impl Fleet {
                 changed.insert(h.to_string());
             }
         }
+        // Streams that are gone have nothing left to record.
+        let present: HashSet<&Key> = names.values().chain(blocked.keys()).collect();
+        inner.unrecorded.retain(|k, _| present.contains(k));
+        inner.unrecorded.extend(changes);
         inner.placements = placements;
         inner.unplaced = unplaced;
         inner.by_node = by_node;
@@ -216,6 +228,29 @@ impl Fleet {
         inner.streamers = streamers;
         inner.laid_out = true;
         changed
+    }
+
+    /// The layout to record in `key`'s status, given what the status shows: the layouter's
+    /// latest one while the status does not show it yet, else the status' own (an apply that
+    /// left it out would remove it). Forgets the pending one once the status shows it, so a
+    /// reconcile of a stale copy of the object cannot write an older layout back.
+    pub fn layout_to_record(
+        &self,
+        key: &Key,
+        shown: Option<&StreamLayout>,
+    ) -> Option<StreamLayout> {
+        let pending = self.read().unrecorded.get(key).cloned();
+        match pending {
+            Some(p) if shown == Some(&p) => {
+                let mut inner = self.write();
+                if inner.unrecorded.get(key) == Some(&p) {
+                    inner.unrecorded.remove(key);
+                }
+                Some(p)
+            }
+            Some(p) => Some(p),
+            None => shown.cloned(),
+        }
     }
 
     // ---- what nodes hold --------------------------------------------------------------------
@@ -325,6 +360,7 @@ mod tests {
             HashMap::new(),
             HashMap::new(),
             HashMap::new(),
+            HashMap::new(),
         );
         assert!(
             changed.is_empty(),
@@ -339,8 +375,57 @@ mod tests {
             HashMap::new(),
             HashMap::new(),
             HashMap::new(),
+            HashMap::new(),
         );
         assert_eq!(changed, HashSet::from(["n1".into()]));
+    }
+
+    #[test]
+    fn changed_layouts_wait_until_the_status_shows_them() {
+        let fleet = Fleet::default();
+        let layout = |h: &str| StreamLayout {
+            ingest: Some(h.into()),
+            ..StreamLayout::default()
+        };
+        let install = |changes: HashMap<Key, StreamLayout>, names: &[&str]| {
+            fleet.install_layout(
+                HashMap::new(),
+                HashMap::new(),
+                names.iter().map(|n| (n.to_string(), key(n))).collect(),
+                HashMap::new(),
+                HashMap::new(),
+                changes,
+            );
+        };
+        install(HashMap::from([(key("a"), layout("n1"))]), &["a", "b"]);
+        let old = layout("n0");
+        // Not shown yet: the new one, as often as asked.
+        assert_eq!(
+            fleet.layout_to_record(&key("a"), Some(&old)),
+            Some(layout("n1"))
+        );
+        assert_eq!(fleet.layout_to_record(&key("a"), None), Some(layout("n1")));
+        // Nothing pending: whatever the status shows stays.
+        assert_eq!(
+            fleet.layout_to_record(&key("b"), Some(&old)),
+            Some(old.clone())
+        );
+        assert_eq!(fleet.layout_to_record(&key("b"), None), None);
+        // Shown: forgotten, so a later look at the status is the truth.
+        assert_eq!(
+            fleet.layout_to_record(&key("a"), Some(&layout("n1"))),
+            Some(layout("n1"))
+        );
+        assert_eq!(
+            fleet.layout_to_record(&key("a"), Some(&layout("n2"))),
+            Some(layout("n2"))
+        );
+        // A newer change replaces an unrecorded one; a stream that is gone drops its own.
+        install(HashMap::from([(key("b"), layout("n1"))]), &["b"]);
+        install(HashMap::from([(key("b"), layout("n2"))]), &["b"]);
+        assert_eq!(fleet.layout_to_record(&key("b"), None), Some(layout("n2")));
+        install(HashMap::new(), &[]);
+        assert_eq!(fleet.layout_to_record(&key("b"), None), None);
     }
 
     #[test]

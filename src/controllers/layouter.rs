@@ -1,9 +1,8 @@
 //! The layouter loop: one for the whole installation. It watches for changes that matter to
 //! placement (stream and streamer specs, presets, node health), runs the pure layouter over a
-//! snapshot, installs the result in the shared [`Fleet`](super::fleet::Fleet) (the Stream
-//! controller pushes from there at once) and records each changed layout in the stream's
-//! status, under its own field manager so the Stream controller's status writes never touch
-//! it. Nothing is written for streams whose layout did not change.
+//! snapshot and installs the result in the shared [`Fleet`](super::fleet::Fleet): the Stream
+//! controller pushes from there at once and records each changed layout with the rest of the
+//! stream's status in one write. The layouter itself writes nothing.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
@@ -11,7 +10,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{FutureExt, StreamExt};
+use futures::FutureExt;
 use kube::{Resource, ResourceExt};
 
 use super::Context;
@@ -19,15 +18,10 @@ use super::fleet::Blocked;
 use super::refs::{self, Key, key_of};
 use super::stream::effective;
 use crate::layout::{self, LayoutOptions, NodeView, Placement, Snapshot, StreamView, Unplaced};
-use crate::resources::wire::StreamLayout;
 use crate::resources::{Preset, Stream};
 
-/// Field manager of `.status.layout`.
-pub const LAYOUT_MANAGER: &str = "panoptes-layouter";
 /// How often the inputs are checked for changes.
 const POLL: Duration = Duration::from_millis(250);
-/// Status writes in flight at once.
-const WRITES_IN_FLIGHT: usize = 32;
 /// The first run waits this long at most for every node's first probe.
 const FIRST_PROBE_WAIT: Duration = Duration::from_secs(15);
 
@@ -57,14 +51,12 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
     }
     wait_first_probes(&ctx, shutdown.clone()).await;
     tracing::info!("layouter started");
-    let (writes, queued) = tokio::sync::mpsc::unbounded_channel();
-    let writer = tokio::spawn(layout_writer(ctx.clone(), queued));
     let mut last: Option<u64> = None;
     loop {
         let fp = fingerprint(&ctx);
         if last != Some(fp) {
             last = Some(fp);
-            run_once(&ctx, &writes);
+            run_once(&ctx);
         }
         tokio::select! {
             _ = ctx.fleet.layout_requested() => {
@@ -74,17 +66,6 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
             _ = tokio::time::sleep(POLL) => {}
             _ = shutdown.clone() => break,
         }
-    }
-    // Let the queued layout writes land (bounded: shutdown must not hang on a slow API
-    // server; a restart lays out from the statuses it finds and keeps placements stable).
-    drop(writes);
-    let mut writer = writer;
-    if tokio::time::timeout(Duration::from_secs(3), &mut writer)
-        .await
-        .is_err()
-    {
-        writer.abort();
-        tracing::warn!("some layouts were not recorded before shutdown");
     }
     tracing::info!("layouter stopped");
 }
@@ -249,7 +230,7 @@ pub fn previous(ctx: &Context) -> BTreeMap<Arc<str>, Placement> {
         .collect()
 }
 
-fn run_once(ctx: &Arc<Context>, writes: &LayoutWrites) {
+fn run_once(ctx: &Arc<Context>) {
     let started = std::time::Instant::now();
     let inputs = inputs(ctx);
     forget_removed_nodes(ctx, &inputs.streamers);
@@ -283,25 +264,31 @@ fn run_once(ctx: &Arc<Context>, writes: &LayoutWrites) {
     let before: HashSet<Key> = ctx.fleet.blocked_keys();
     let now: HashSet<Key> = inputs.blocked.keys().cloned().collect();
     touched.extend(before.symmetric_difference(&now).cloned());
+    for k in result.changes.keys() {
+        touched.insert(unkey(k));
+    }
+    let changed = result.changes.len();
     let nodes_changed = ctx.fleet.install_layout(
         placements,
         unplaced,
         inputs.names,
         inputs.blocked,
         inputs.streamers,
+        result
+            .changes
+            .into_iter()
+            .map(|(k, l)| (unkey(&k), l))
+            .collect(),
     );
-    for k in result.changes.keys() {
-        touched.insert(unkey(k));
-    }
     for k in &touched {
         ctx.fleet.touch_stream(k);
     }
     for h in &nodes_changed {
         ctx.fleet.touch_node(h);
     }
-    if !result.changes.is_empty() {
+    if changed > 0 {
         tracing::info!(
-            changed = result.changes.len(),
+            changed,
             streams = inputs.snapshot.streams.len(),
             nodes = inputs.snapshot.nodes.len(),
             unplaced = result.unplaced.len(),
@@ -309,90 +296,6 @@ fn run_once(ctx: &Arc<Context>, writes: &LayoutWrites) {
             "layout changed"
         );
     }
-    if !result.changes.is_empty() {
-        // The writer outlives every run; a send fails only during shutdown.
-        let _ = writes.send(result.changes);
-    }
-}
-
-/// Changed layouts on their way to the streams' statuses.
-type LayoutWrites = tokio::sync::mpsc::UnboundedSender<BTreeMap<Arc<str>, StreamLayout>>;
-
-/// Records changed layouts in the streams' statuses, off the layouter's path: placement runs
-/// (and with them the pushes) go on while the thousands of layout writes of a bulk apply
-/// drain, instead of each run waiting for the previous run's writes. The latest layout of a
-/// stream wins; failed writes are retried. Ends when the layouter drops its sender and
-/// nothing is left to write.
-async fn layout_writer(
-    ctx: Arc<Context>,
-    mut queued: tokio::sync::mpsc::UnboundedReceiver<BTreeMap<Arc<str>, StreamLayout>>,
-) {
-    let mut pending: BTreeMap<Arc<str>, StreamLayout> = BTreeMap::new();
-    loop {
-        if pending.is_empty() {
-            match queued.recv().await {
-                Some(batch) => pending.extend(batch),
-                None => return,
-            }
-        }
-        let mut closed = false;
-        loop {
-            match queued.try_recv() {
-                Ok(batch) => pending.extend(batch),
-                Err(tokio::sync::mpsc::error::TryRecvError::Empty) => break,
-                Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => {
-                    closed = true;
-                    break;
-                }
-            }
-        }
-        write_layouts(&ctx, &mut pending).await;
-        if closed {
-            // Shutting down: one last attempt, no retries.
-            return;
-        }
-        if !pending.is_empty() {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-    }
-}
-
-/// Writes the changed layouts; the ones that fail stay in `pending` for the next run.
-async fn write_layouts(ctx: &Arc<Context>, pending: &mut BTreeMap<Arc<str>, StreamLayout>) {
-    let todo = std::mem::take(pending);
-    let failed: Vec<(Arc<str>, StreamLayout)> = futures::stream::iter(todo)
-        .map(|(k, layout)| {
-            let ctx = ctx.clone();
-            async move {
-                match write_layout(&ctx, &unkey(&k), &layout).await {
-                    Ok(()) => None,
-                    Err(error) => {
-                        tracing::warn!(stream = %k, %error, "recording a layout failed; retrying");
-                        Some((k, layout))
-                    }
-                }
-            }
-        })
-        .buffer_unordered(WRITES_IN_FLIGHT)
-        .filter_map(|x| async move { x })
-        .collect()
-        .await;
-    pending.extend(failed);
-}
-
-async fn write_layout(ctx: &Context, key: &Key, layout: &StreamLayout) -> Result<(), kube::Error> {
-    let body = serde_json::json!({
-        "metadata": { "name": key.1 },
-        "status": { "layout": layout },
-    });
-    refs::server_side_apply::<Stream>(
-        ctx,
-        (&key.0, &key.1),
-        LAYOUT_MANAGER,
-        refs::Part::Status,
-        body,
-    )
-    .await
 }
 
 /// Drops the client, live stats and known contents of nodes no Streamer declares any more.

@@ -238,7 +238,13 @@ where
     }
 }
 
-/// Server-side applies `status` to the status subresource of `obj` (field manager `panoptes`).
+/// Replaces the status subresource of `obj` with `status` (field manager `panoptes`), pinned to
+/// its uid. An object deleted (or replaced by a namesake) meanwhile needs nothing.
+///
+/// One JSON patch (`test` the uid, `add` the whole status) rather than a server-side apply: the
+/// controllers own their kinds' status outright, and on the API server an apply costs a YAML
+/// decode and a structured merge on top of the update (a third of its CPU time at 10,000
+/// Streams in the `make bench` profile).
 pub async fn apply_status<K, S>(ctx: &Context, obj: &K, status: &S) -> Result<(), Error>
 where
     K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
@@ -248,16 +254,33 @@ where
     S: Serialize,
 {
     let (ns, name) = key_of(obj);
-    let body = serde_json::json!({
-        "metadata": { "name": name, "namespace": ns, "uid": obj.uid() },
-        "status": status,
-    });
-    server_side_apply::<K>(ctx, (&ns, &name), CONTROLLER_MANAGER, Part::Status, body)
+    let failed = Error::kube("writing status of", format!("{} {ns}/{name}", K::kind(&())));
+    let patch: json_patch::Patch = serde_json::from_value(serde_json::json!([
+        { "op": "test", "path": "/metadata/uid", "value": obj.uid() },
+        { "op": "add", "path": "/status", "value": status },
+    ]))
+    .expect("a well-formed JSON patch");
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
+    let params = PatchParams {
+        field_manager: Some(CONTROLLER_MANAGER.into()),
+        ..PatchParams::default()
+    };
+    match api
+        .patch_status(&name, &params, &Patch::Json::<()>(patch))
         .await
-        .map_err(Error::kube(
-            "applying status of",
-            format!("{} {ns}/{name}", K::kind(&())),
-        ))
+    {
+        Ok(_) => Ok(()),
+        Err(e) if is_not_found(&e) || is_failed_test(&e) => Ok(()),
+        Err(e) => Err(failed(e)),
+    }
+}
+
+/// The uid `test` of a JSON patch failed: the object was replaced by one of the same name.
+/// The API server answers that with a bare 422 (no field causes, unlike a status the schema
+/// refuses, whose message names the object and the field).
+fn is_failed_test(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 422
+        && s.message == "the server rejected our request due to an error in our request")
 }
 
 /// Server-side applies `metadata` (finalizers, annotations; field manager `panoptes`) to `obj`,

@@ -18,9 +18,11 @@ use crate::resources::{Organization, Preset, Stream, Streamer, User};
 
 pub mod live;
 pub mod nodes;
+pub mod tap;
 
 pub use live::{LiveStats, NodeLive, StreamLive};
 pub use nodes::NodeClients;
+pub use tap::Tap;
 
 /// Which namespaces Panoptes watches.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -95,6 +97,8 @@ pub struct Stores {
     pub organizations: Store<Organization>,
     /// Users.
     pub users: Store<User>,
+    /// Applied Streams, for the Stream controller (one watch and one cache for both).
+    pub stream_events: Tap<Stream>,
     shard: Shard,
     ready: Arc<AtomicBool>,
 }
@@ -135,18 +139,25 @@ pub fn start_sharded(
     tasks: &mut JoinSet<()>,
 ) -> Stores {
     let all = Config::default().any_semantic();
+    let stream_events = Tap::default();
     Stores {
-        streamers: watch(scope.api(client.clone()), shard.watch_config(), tasks),
-        streams: watch(scope.api(client.clone()), shard.watch_config(), tasks),
-        presets: watch(scope.api(client.clone()), all.clone(), tasks),
-        organizations: watch(scope.api(client.clone()), all.clone(), tasks),
-        users: watch(scope.api(client), all, tasks),
+        streamers: watch(scope.api(client.clone()), shard.watch_config(), None, tasks),
+        streams: watch(
+            scope.api(client.clone()),
+            shard.watch_config(),
+            Some(stream_events.clone()),
+            tasks,
+        ),
+        presets: watch(scope.api(client.clone()), all.clone(), None, tasks),
+        organizations: watch(scope.api(client.clone()), all.clone(), None, tasks),
+        users: watch(scope.api(client), all, None, tasks),
+        stream_events,
         shard,
         ready: Arc::new(AtomicBool::new(false)),
     }
 }
 
-fn watch<K>(api: Api<K>, config: Config, tasks: &mut JoinSet<()>) -> Store<K>
+fn watch<K>(api: Api<K>, config: Config, tap: Option<Tap<K>>, tasks: &mut JoinSet<()>) -> Store<K>
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
@@ -161,10 +172,17 @@ where
     tasks.spawn(async move {
         futures::pin_mut!(stream);
         while let Some(event) = stream.next().await {
-            if let Err(error) = event {
+            match event {
+                Ok(obj) => {
+                    if let Some(tap) = &tap {
+                        tap.send(obj);
+                    }
+                }
                 // A malformed object or a dropped connection degrades to a warning; the
                 // watcher's backoff re-establishes the watch.
-                tracing::warn!(kind = %K::kind(&Default::default()), %error, "watch error");
+                Err(error) => {
+                    tracing::warn!(kind = %K::kind(&Default::default()), %error, "watch error")
+                }
             }
         }
     });

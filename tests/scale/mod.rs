@@ -48,6 +48,52 @@ pub struct Fleet {
     pub sim: Cluster,
 }
 
+/// Installs the chart's Stream finalizer policy as `helm install` does on Kubernetes 1.36, so
+/// the scenarios see an installation as the chart makes it, and waits until it is in effect.
+pub async fn install_finalizer_policy() {
+    use crate::support::{helm, kubectl, repo_root, run_ok};
+    static DONE: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    DONE.get_or_init(|| async {
+        let yaml = run_ok(
+            helm()
+                .args(["template", "panoptes"])
+                .arg(repo_root().join("charts/panoptes"))
+                .args(["--show-only", "templates/finalizer-policy.yaml"])
+                .args([
+                    "--api-versions",
+                    "admissionregistration.k8s.io/v1/MutatingAdmissionPolicy",
+                ]),
+        );
+        let file = std::env::temp_dir().join(format!("bench-policy-{}.yaml", std::process::id()));
+        std::fs::write(&file, yaml).expect("writing the policy");
+        run_ok(kubectl().args(["apply", "--server-side", "-f"]).arg(&file));
+        // In effect once a dry-run create comes back with the finalizer.
+        let client = crate::support::admin_client().await;
+        let probe: Stream = serde_json::from_value(json!({
+            "apiVersion": "panoptes.dev/v1alpha1", "kind": "Stream",
+            "metadata": { "name": "policy-probe", "namespace": "default" },
+            "spec": { "inputs": [{ "url": "rtsp://10.0.0.1/live" }] },
+        }))
+        .expect("a probe Stream");
+        let api = Api::<Stream>::namespaced(client, "default");
+        let dry = PostParams {
+            dry_run: true,
+            ..Default::default()
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(s) = api.create(&dry, &probe).await
+                && s.finalizers().iter().any(|f| f == "panoptes.dev/cleanup")
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!("the finalizer policy did not take effect in 30 s");
+    })
+    .await;
+}
+
 /// Node `i`'s shard when the fleet is split in `shards` (`None` = unsharded).
 pub fn shard_of(i: usize, shards: usize) -> Option<String> {
     (shards > 1).then(|| format!("s{}", i % shards))
@@ -56,6 +102,7 @@ pub fn shard_of(i: usize, shards: usize) -> Option<String> {
 impl Fleet {
     /// Starts `nodes` simulated nodes and declares them (split into `shards` by label).
     pub async fn start(prefix: &str, nodes: usize, shards: usize) -> Self {
+        install_finalizer_policy().await;
         let ns = TestNamespace::new(prefix).await;
         let sim = Cluster::start(nodes).await.expect("simulated nodes start");
         let secret = Secret {

@@ -7,16 +7,22 @@
 //! on nodes the stream left, only once every node of the new placement holds the current
 //! config. Conditions: `Scheduled`, `Synced`, `Ready` (alive on its ingest node).
 //!
+//! API-server writes are the scarce resource at 10,000 streams, so the status (conditions and
+//! the layouter's placement together) is written once per settled state, not per step: a
+//! stream just pushed reports `Ready=Starting` only if its node has not shown it running
+//! within [`START_GRACE`] resyncs, and a node not listed yet since start (its contents
+//! unknown) defers the push without a write instead of failing it.
+//!
 //! Deletion: the finalizer `panoptes.dev/cleanup` removes the stream from every node holding
 //! it. A node that stays unreachable for `delete_grace` does not block deletion; the Streamer
 //! controller removes the leftover when the node returns (no Stream owns the name any more).
 
 pub mod effective;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use futures::{FutureExt, StreamExt};
 use kube::runtime::controller::{Action, Config, Controller};
@@ -43,6 +49,12 @@ use effective::Injected;
 const CONCURRENCY: u16 = 128;
 /// A healthy, synced stream is looked at again after this long (secret rotations, safety).
 const STEADY_RESYNC: Duration = Duration::from_secs(600);
+/// Node resyncs a freshly pushed stream gets to show up running before `Ready=Starting` is
+/// written (the node's next list usually shows it alive, and one write records it all).
+const START_GRACE: u32 = 2;
+/// After start, nodes not listed yet (or without a client yet) defer pushes this long before
+/// that counts as a failure (the first probes and lists take a moment).
+const FIRST_LIST_GRACE: Duration = Duration::from_secs(30);
 
 /// State of the Stream controller.
 pub struct StreamController {
@@ -51,6 +63,9 @@ pub struct StreamController {
     presets: RefIndex,
     secrets: Secrets,
     backoff: Backoff,
+    started: Instant,
+    /// Streams whose `Ready=Starting` is not written yet, since when.
+    starting: Mutex<HashMap<Key, Instant>>,
 }
 
 /// Runs the Stream controller until `shutdown` resolves.
@@ -68,6 +83,8 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         presets: RefIndex::default(),
         secrets: Secrets::default(),
         backoff: Backoff::default(),
+        started: Instant::now(),
+        starting: Mutex::default(),
     });
     let on_preset = {
         let ctl = ctl.clone();
@@ -86,8 +103,8 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         shard = ctx.stores.shard().name(),
         "stream controller started"
     );
-    let streams = ctx.stores.shard().watch_config();
-    Controller::new(ctx.scope.api::<Stream>(ctx.client.clone()), streams)
+    let streams = ctx.stores.stream_events.subscribe(&ctx.stores.streams);
+    Controller::for_stream(streams, ctx.stores.streams.clone())
         .with_config(Config::default().concurrency(CONCURRENCY))
         .watches(ctx.scope.api::<Preset>(ctx.client.clone()), wc, on_preset)
         .reconcile_on(extra)
@@ -132,6 +149,9 @@ struct Outcome {
     synced_nodes: Vec<String>,
     alive: Option<bool>,
     retry: bool,
+    /// Some node of the placement is not known yet (first list pending): look again shortly
+    /// without writing a status that would be stale in a moment.
+    deferred: bool,
 }
 
 async fn converge(stream: &Stream, ctl: &StreamController, key: &Key) -> Result<Action, Error> {
@@ -160,6 +180,12 @@ async fn converge(stream: &Stream, ctl: &StreamController, key: &Key) -> Result<
         }
         Err(blocked) => blocked,
     };
+    if outcome.deferred {
+        return Ok(Action::requeue(Duration::from_millis(500)));
+    }
+    if let Some(wait) = starting_grace(ctl, key, &outcome) {
+        return Ok(Action::requeue(wait));
+    }
     let retry = outcome.retry;
     let alive = outcome.alive;
     write_status(ctx, stream, &name, outcome).await?;
@@ -174,6 +200,24 @@ async fn converge(stream: &Stream, ctl: &StreamController, key: &Key) -> Result<
             Action::requeue(Duration::from_secs(30))
         }
     })
+}
+
+/// How long to hold back a `Ready=Starting` status, if at all: a stream the node has not
+/// listed yet is usually running by the node's next list, and writing the transient state
+/// would double the writes of a bulk apply.
+fn starting_grace(ctl: &StreamController, key: &Key, outcome: &Outcome) -> Option<Duration> {
+    let starting = outcome
+        .conditions
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.reason == "Starting");
+    let mut since = ctl.starting.lock().unwrap_or_else(|e| e.into_inner());
+    if !starting {
+        since.remove(key);
+        return None;
+    }
+    let grace = ctl.ctx.tunables.node_resync * START_GRACE;
+    let first = *since.entry(key.clone()).or_insert_with(Instant::now);
+    grace.checked_sub(first.elapsed()).filter(|d| !d.is_zero())
 }
 
 /// The body to push, or the outcome explaining why there is none. `Ok(None)` = the stream
@@ -194,6 +238,7 @@ async fn plan(
         synced_nodes: vec![],
         alive: None,
         retry,
+        deferred: false,
     };
     if let Some(Blocked::NameConflict(owner)) = ctx.fleet.blocked(key) {
         return Err(blocked(
@@ -296,15 +341,19 @@ async fn sync(
     .await;
     let mut synced = Vec::new();
     let mut failures = Vec::new();
+    let mut deferred = false;
     for (h, r) in targets.iter().zip(pushes) {
         match r {
             Ok(()) => synced.push(h.clone()),
-            Err(msg) => failures.push(format!("{h}: {msg}")),
+            Err(PushError::NotKnownYet(_)) if ctl.started.elapsed() < FIRST_LIST_GRACE => {
+                deferred = true;
+            }
+            Err(e) => failures.push(format!("{h}: {e}")),
         }
     }
     // Make-before-break: old copies go only once the whole new placement holds the stream.
     let mut stale_left = Vec::new();
-    if failures.is_empty() {
+    if failures.is_empty() && !deferred {
         let keep: BTreeSet<&str> = targets.iter().map(String::as_str).collect();
         for h in ctx.fleet.holders(name) {
             if keep.contains(h.as_str()) {
@@ -443,6 +492,7 @@ async fn sync(
         synced_nodes: synced,
         alive,
         retry: !failures.is_empty(),
+        deferred,
     }
 }
 
@@ -486,24 +536,41 @@ fn explain(u: &Unplaced) -> String {
     format!("{head} ({})", reasons.join("; "))
 }
 
+/// Why a push did not happen.
+#[derive(Debug, thiserror::Error)]
+enum PushError {
+    /// What the node holds is not known yet; normal for a moment after start.
+    #[error("{0}")]
+    NotKnownYet(&'static str),
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<String> for PushError {
+    fn from(s: String) -> Self {
+        PushError::Failed(s)
+    }
+}
+
 /// Pushes `body` to `host` unless it already holds it.
-async fn push(ctx: &Context, host: &str, name: &str, body: &StreamBody) -> Result<(), String> {
+async fn push(ctx: &Context, host: &str, name: &str, body: &StreamBody) -> Result<(), PushError> {
     let Some(client) = ctx.nodes.get(host) else {
-        return Err(
-            "the node's client is not ready (credentials or URL of its Streamer not resolved)"
-                .into(),
-        );
+        return Err(PushError::NotKnownYet(
+            "the node's client is not ready (credentials or URL of its Streamer not resolved)",
+        ));
     };
     if !ctx.fleet.listed(host) {
-        return Err("waiting for the first list of the node".into());
+        return Err(PushError::NotKnownYet(
+            "waiting for the first list of the node",
+        ));
     }
     let copy = ctx.fleet.copy_on(host, name);
     if let Some(c) = &copy
         && !c.managed
     {
-        return Err(format!(
+        return Err(PushError::Failed(format!(
             "the node has a stream named {name:?} that Panoptes does not manage; it is left alone"
-        ));
+        )));
     }
     if !body
         .drift(copy.as_ref().and_then(|c| c.config_on_disk.as_deref()))
@@ -516,7 +583,7 @@ async fn push(ctx: &Context, host: &str, name: &str, body: &StreamBody) -> Resul
         .node(host)
         .is_some_and(|n| n.last_probe_ms > 0 && !n.reachable)
     {
-        return Err("the node is unreachable".into());
+        return Err(PushError::Failed("the node is unreachable".into()));
     }
     match client.stream_save(body).await {
         Ok(saved) => {
@@ -532,7 +599,7 @@ async fn push(ctx: &Context, host: &str, name: &str, body: &StreamBody) -> Resul
                 .inc();
             Ok(())
         }
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(PushError::Failed(e.to_string())),
     }
 }
 
@@ -563,6 +630,10 @@ async fn remove(ctx: &Context, host: &str, name: &str) -> Result<(), String> {
 
 async fn finalize(stream: &Stream, ctl: &StreamController, key: &Key) -> Result<Action, Error> {
     let ctx = &ctl.ctx;
+    ctl.starting
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(key);
     if !stream.finalizers().iter().any(|f| f == FINALIZER) {
         return Ok(Action::await_change());
     }
@@ -612,6 +683,7 @@ async fn finalize(stream: &Stream, ctl: &StreamController, key: &Key) -> Result<
                 synced_nodes: vec![],
                 alive: None,
                 retry: true,
+                deferred: false,
             };
             write_status(ctx, stream, &name, outcome).await?;
             return Ok(Action::requeue(Duration::from_secs(2)));
@@ -652,7 +724,11 @@ async fn write_status(
     let now = k8s_openapi::jiff::Timestamp::now();
     let conditions =
         conditions::update(&old.common.conditions, &outcome.conditions, generation, now);
+    let layout = ctx
+        .fleet
+        .layout_to_record(&key_of(stream), old.layout.as_ref());
     let same_fields = old.watcher_name.as_deref() == Some(name)
+        && old.layout == layout
         && old.alive == outcome.alive
         && old.synced_nodes == outcome.synced_nodes
         && old.common.observed_generation == generation;
@@ -672,7 +748,7 @@ async fn write_status(
             observed_generation: generation,
         },
         watcher_name: Some(name.to_string()),
-        layout: None,
+        layout,
         alive: outcome.alive,
         synced_nodes: outcome.synced_nodes,
     };
