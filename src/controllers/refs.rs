@@ -253,20 +253,38 @@ where
         + std::fmt::Debug,
     S: Serialize,
 {
-    let (ns, name) = key_of(obj);
+    let key = key_of(obj);
+    replace_status::<K, S>(ctx, &key, obj.uid().as_deref().unwrap_or_default(), status).await
+}
+
+/// [`apply_status`] by key and uid, for writers that no longer hold the object.
+pub async fn replace_status<K, S>(
+    ctx: &Context,
+    key: &Key,
+    uid: &str,
+    status: &S,
+) -> Result<(), Error>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    S: Serialize,
+{
+    let (ns, name) = key;
     let failed = Error::kube("writing status of", format!("{} {ns}/{name}", K::kind(&())));
     let patch: json_patch::Patch = serde_json::from_value(serde_json::json!([
-        { "op": "test", "path": "/metadata/uid", "value": obj.uid() },
+        { "op": "test", "path": "/metadata/uid", "value": uid },
         { "op": "add", "path": "/status", "value": status },
     ]))
     .expect("a well-formed JSON patch");
-    let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
     let params = PatchParams {
         field_manager: Some(CONTROLLER_MANAGER.into()),
         ..PatchParams::default()
     };
     match api
-        .patch_status(&name, &params, &Patch::Json::<()>(patch))
+        .patch_status(name, &params, &Patch::Json::<()>(patch))
         .await
     {
         Ok(_) => Ok(()),

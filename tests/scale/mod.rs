@@ -242,6 +242,26 @@ pub async fn wait_held(
     since: Instant,
     timeout: Duration,
 ) -> Option<Duration> {
+    wait_held_timed(fleet, want, since, timeout).await.all
+}
+
+/// When the nodes held the first and all of a set of streams, from `since`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Held {
+    /// The first one appeared on a node (the first push landed).
+    pub first: Option<Duration>,
+    /// All of them are on nodes (`None`: not within the timeout).
+    pub all: Option<Duration>,
+}
+
+/// Like [`wait_held`], also noting when the first stream appeared (polls every 50 ms).
+pub async fn wait_held_timed(
+    fleet: &Fleet,
+    want: &HashSet<String>,
+    since: Instant,
+    timeout: Duration,
+) -> Held {
+    let mut out = Held::default();
     loop {
         let held: usize = {
             let mut seen = HashSet::with_capacity(want.len());
@@ -250,14 +270,18 @@ pub async fn wait_held(
             }
             seen.len()
         };
+        if held > 0 && out.first.is_none() {
+            out.first = Some(since.elapsed());
+        }
         if held == want.len() {
-            return Some(since.elapsed());
+            out.all = Some(since.elapsed());
+            return out;
         }
         if since.elapsed() > timeout {
             eprintln!("  timed out: {held}/{} streams held", want.len());
-            return None;
+            return out;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

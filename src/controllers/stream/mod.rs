@@ -18,6 +18,7 @@
 //! controller removes the leftover when the node returns (no Stream owns the name any more).
 
 pub mod effective;
+pub mod status_writer;
 
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
@@ -44,6 +45,7 @@ use crate::layout::{Shortfall, Unplaced};
 use crate::resources::common::{CommonStatus, FINALIZER};
 use crate::resources::{Preset, Stream, StreamStatus};
 use effective::Injected;
+use status_writer::{Pending, StatusWriter};
 
 /// Reconciles running at once (node I/O is bounded per node by the node clients).
 const CONCURRENCY: u16 = 128;
@@ -66,6 +68,8 @@ pub struct StreamController {
     started: Instant,
     /// Streams whose `Ready=Starting` is not written yet, since when.
     starting: Mutex<HashMap<Key, Instant>>,
+    /// Status writes, off the reconcile path.
+    status: Arc<StatusWriter>,
 }
 
 /// Runs the Stream controller until `shutdown` resolves.
@@ -85,7 +89,9 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         backoff: Backoff::default(),
         started: Instant::now(),
         starting: Mutex::default(),
+        status: Arc::default(),
     });
+    let writer = tokio::spawn(ctl.status.clone().run(ctx.clone()));
     let on_preset = {
         let ctl = ctl.clone();
         move |p: Preset| {
@@ -109,13 +115,20 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         .watches(ctx.scope.api::<Preset>(ctx.client.clone()), wc, on_preset)
         .reconcile_on(extra)
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctl)
+        .run(reconcile, error_policy, ctl.clone())
         .for_each(|result| async move {
             if let Err(error) = result {
                 tracing::debug!(%error, "stream controller");
             }
         })
         .await;
+    // Let queued statuses land, briefly: shutdown must not hang on a slow API server, and
+    // whatever is left is recomputed by the next leader's first reconcile of each stream.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while ctl.status.queued() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    writer.abort();
     tracing::info!("stream controller stopped");
 }
 
@@ -188,7 +201,7 @@ async fn converge(stream: &Stream, ctl: &StreamController, key: &Key) -> Result<
     }
     let retry = outcome.retry;
     let alive = outcome.alive;
-    write_status(ctx, stream, &name, outcome).await?;
+    write_status(ctl, stream, &name, outcome).await;
     Ok(if retry {
         Action::requeue(ctl.backoff.failed(key))
     } else {
@@ -685,7 +698,7 @@ async fn finalize(stream: &Stream, ctl: &StreamController, key: &Key) -> Result<
                 retry: true,
                 deferred: false,
             };
-            write_status(ctx, stream, &name, outcome).await?;
+            write_status(ctl, stream, &name, outcome).await;
             return Ok(Action::requeue(Duration::from_secs(2)));
         }
         refs::publish(
@@ -697,6 +710,7 @@ async fn finalize(stream: &Stream, ctl: &StreamController, key: &Key) -> Result<
         )
         .await;
     }
+    ctl.status.forget(key);
     ids::remove_finalizer(ctx, stream).await?;
     ctx.fleet.request_layout();
     tracing::info!(stream = %name, "stream removed from its nodes");
@@ -712,28 +726,23 @@ async fn add_finalizer(ctx: &Context, stream: &Stream) -> Result<(), Error> {
     .await
 }
 
-/// Writes the status when anything in it changed, with Events on meaningful transitions.
-async fn write_status(
-    ctx: &Context,
-    stream: &Stream,
-    name: &str,
-    outcome: Outcome,
-) -> Result<(), Error> {
+/// Queues the status when anything in it changed, with Events on meaningful transitions.
+async fn write_status(ctl: &StreamController, stream: &Stream, name: &str, outcome: Outcome) {
+    let ctx = &ctl.ctx;
+    let key = key_of(stream);
     let old = stream.status.clone().unwrap_or_default();
     let generation = stream.meta().generation;
     let now = k8s_openapi::jiff::Timestamp::now();
     let conditions =
         conditions::update(&old.common.conditions, &outcome.conditions, generation, now);
-    let layout = ctx
-        .fleet
-        .layout_to_record(&key_of(stream), old.layout.as_ref());
+    let layout = ctx.fleet.layout_to_record(&key, old.layout.as_ref());
     let same_fields = old.watcher_name.as_deref() == Some(name)
         && old.layout == layout
         && old.alive == outcome.alive
         && old.synced_nodes == outcome.synced_nodes
         && old.common.observed_generation == generation;
-    if conditions.is_none() && same_fields {
-        return Ok(());
+    if conditions.is_none() && same_fields && !ctl.status.busy(&key) {
+        return;
     }
     for d in &outcome.conditions {
         let before = crate::resources::common::condition(&old.common.conditions, d.type_);
@@ -752,7 +761,8 @@ async fn write_status(
         alive: outcome.alive,
         synced_nodes: outcome.synced_nodes,
     };
-    refs::apply_status(ctx, stream, &status).await
+    let uid = stream.meta().uid.clone().unwrap_or_default();
+    ctl.status.submit(key, Pending { uid, status });
 }
 
 /// Reasons worth an Event (someone has to act); the rest is visible in conditions.

@@ -1,0 +1,201 @@
+//! Stream status writes, off the reconcile path and with few in flight.
+//!
+//! A reconcile decides the status and hands it over here; it does not wait for the API server.
+//! On a bulk apply the API server is the bottleneck: the creates of the new Streams and the
+//! operator's status writes compete for it, and every status write a reconcile waited for held
+//! one of the controller's slots, so pushes to the nodes queued behind API latency. Here a few
+//! workers (each stream always on the same one, so a stream's writes land in order) write the
+//! latest status of each stream; a stream whose status changes again before its write only gets
+//! the newest. Cameras start streaming first and statuses follow, instead of both crawling.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, RandomState};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use crate::controllers::Context;
+use crate::controllers::refs::{self, Key};
+use crate::resources::{Stream, StreamStatus};
+
+/// Status writes in flight at once.
+pub const WRITERS: usize = 8;
+/// A failed write is tried again after this long (unless a newer status replaced it).
+const RETRY: Duration = Duration::from_secs(1);
+
+/// A status waiting to be written.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Pending {
+    /// The object the status is for (a namesake created meanwhile is left alone).
+    pub uid: String,
+    /// The whole status.
+    pub status: StreamStatus,
+}
+
+#[derive(Default)]
+struct Queue {
+    order: VecDeque<Key>,
+    latest: HashMap<Key, Pending>,
+    in_flight: Option<Key>,
+}
+
+#[derive(Default)]
+struct Lane {
+    queue: Mutex<Queue>,
+    wake: Notify,
+}
+
+impl Lane {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The queue of status writes and its workers' lanes.
+pub struct StatusWriter {
+    lanes: Vec<Lane>,
+    hasher: RandomState,
+}
+
+impl Default for StatusWriter {
+    fn default() -> Self {
+        Self::new(WRITERS)
+    }
+}
+
+impl StatusWriter {
+    /// A writer with `lanes` workers' worth of queues (run them with [`StatusWriter::run`]).
+    pub fn new(lanes: usize) -> Self {
+        Self {
+            lanes: (0..lanes.max(1)).map(|_| Lane::default()).collect(),
+            hasher: RandomState::new(),
+        }
+    }
+
+    fn lane(&self, key: &Key) -> &Lane {
+        let i = self.hasher.hash_one(key) as usize % self.lanes.len();
+        &self.lanes[i]
+    }
+
+    /// Queues `pending` as the status of `key`, replacing one not written yet.
+    pub fn submit(&self, key: Key, pending: Pending) {
+        let lane = self.lane(&key);
+        let mut q = lane.lock();
+        if q.latest.insert(key.clone(), pending).is_none() {
+            q.order.push_back(key);
+        }
+        drop(q);
+        lane.wake.notify_one();
+    }
+
+    /// A write of `key` is queued or in flight: what the object shows may be about to change,
+    /// so it cannot tell whether a status is news.
+    pub fn busy(&self, key: &Key) -> bool {
+        let q = self.lane(key).lock();
+        q.latest.contains_key(key) || q.in_flight.as_ref() == Some(key)
+    }
+
+    /// Drops a queued status (the object is gone).
+    pub fn forget(&self, key: &Key) {
+        let mut q = self.lane(key).lock();
+        if q.latest.remove(key).is_some() {
+            q.order.retain(|k| k != key);
+        }
+    }
+
+    /// Statuses queued and not written yet.
+    pub fn queued(&self) -> usize {
+        self.lanes.iter().map(|l| l.lock().latest.len()).sum()
+    }
+
+    /// The next status of lane `i`, marking it in flight.
+    fn next(&self, i: usize) -> Option<(Key, Pending)> {
+        let mut q = self.lanes[i].lock();
+        let key = q.order.pop_front()?;
+        let pending = q.latest.remove(&key)?;
+        q.in_flight = Some(key.clone());
+        Some((key, pending))
+    }
+
+    fn done(&self, i: usize) {
+        self.lanes[i].lock().in_flight = None;
+    }
+
+    /// Runs one worker per lane until the task is dropped.
+    pub async fn run(self: Arc<Self>, ctx: Arc<Context>) {
+        let workers = (0..self.lanes.len()).map(|i| {
+            let (me, ctx) = (self.clone(), ctx.clone());
+            async move {
+                loop {
+                    let Some((key, pending)) = me.next(i) else {
+                        me.lanes[i].wake.notified().await;
+                        continue;
+                    };
+                    let result =
+                        refs::replace_status::<Stream, _>(&ctx, &key, &pending.uid, &pending.status)
+                            .await;
+                    me.done(i);
+                    if let Err(error) = result {
+                        tracing::warn!(namespace = %key.0, name = %key.1, %error, "writing a stream status failed; retrying");
+                        tokio::time::sleep(RETRY).await;
+                        // A newer status queued meanwhile supersedes this one.
+                        if !me.busy(&key) {
+                            me.submit(key, pending);
+                        }
+                    }
+                }
+            }
+        });
+        futures::future::join_all(workers).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(n: &str) -> Key {
+        ("ns".into(), n.into())
+    }
+
+    fn pending(uid: &str, alive: bool) -> Pending {
+        Pending {
+            uid: uid.into(),
+            status: StreamStatus {
+                alive: Some(alive),
+                ..StreamStatus::default()
+            },
+        }
+    }
+
+    #[test]
+    fn the_latest_status_of_a_stream_replaces_a_queued_one_in_place() {
+        let w = StatusWriter::new(1);
+        w.submit(key("a"), pending("1", false));
+        w.submit(key("b"), pending("2", false));
+        w.submit(key("a"), pending("1", true));
+        assert_eq!(w.queued(), 2);
+        assert!(w.busy(&key("a")));
+        let (k, p) = w.next(0).unwrap();
+        assert_eq!((k, p), (key("a"), pending("1", true)));
+        // In flight still counts as busy; done clears it.
+        assert!(w.busy(&key("a")));
+        w.done(0);
+        assert!(!w.busy(&key("a")));
+        w.forget(&key("b"));
+        assert!(w.next(0).is_none());
+        assert_eq!(w.queued(), 0);
+    }
+
+    #[test]
+    fn a_stream_always_goes_to_the_same_lane() {
+        let w = StatusWriter::new(4);
+        for i in 0..50 {
+            let k = key(&format!("s{i}"));
+            let a: *const Lane = w.lane(&k);
+            let b: *const Lane = w.lane(&k);
+            assert_eq!(a, b);
+        }
+    }
+}
