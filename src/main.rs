@@ -8,6 +8,10 @@ use panoptes::state::{Scope, Shard};
 use panoptes::telemetry::{LogFormat, init_logging};
 use std::time::Duration;
 
+// See Cargo.toml for why not the system allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Panoptes: run a Flussonic Watcher-style VMS from Kubernetes custom resources.
 #[derive(Parser)]
 #[command(version, about)]

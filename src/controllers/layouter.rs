@@ -272,6 +272,11 @@ fn run_once(ctx: &Arc<Context>) {
     for k in result.changes.keys() {
         touched.insert(unkey(k));
     }
+    if !ctx.fleet.laid_out() {
+        // Streams reconciled before the first run were told to look again shortly; the
+        // placements they wait for exist now (a restart resumes them with no change at all).
+        touched.extend(placements.keys().cloned());
+    }
     let changed = result.changes.len();
     let nodes_changed = ctx.fleet.install_layout(
         placements,

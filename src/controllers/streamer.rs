@@ -427,7 +427,14 @@ async fn list(ctx: &Context, host: &str, client: &NodeClient) -> Result<(), flus
         .get_or_create(&m)
         .set(alive as i64);
     ctx.live.update_node(host, |n| n.streams = live);
+    let first = !ctx.fleet.listed(host);
     touch.extend(ctx.fleet.record_list(host, copies));
+    if first {
+        // Pushes to this node waited for its first list (what it holds was unknown).
+        for key in ctx.fleet.assigned(host) {
+            ctx.fleet.touch_stream(&key);
+        }
+    }
     for name in &touch {
         if let Some(owner) = ctx.fleet.owner_of(name) {
             ctx.fleet.touch_stream(&owner);
