@@ -175,7 +175,9 @@ pub struct Listeners {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct HttpListener {
     /// TCP port.
-    #[schemars(range(min = 1, max = 65535))]
+    // "uint16" (schemars' format for u16) is unknown to the API server, which warns on every
+    // apply; int32 with the range says the same.
+    #[schemars(range(min = 1, max = 65535), extend("format" = "int32"))]
     pub port: u16,
     /// Bind address.
     pub address: Option<String>,
@@ -188,7 +190,9 @@ pub struct HttpListener {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct PortListener {
     /// TCP port.
-    #[schemars(range(min = 1, max = 65535))]
+    // "uint16" (schemars' format for u16) is unknown to the API server, which warns on every
+    // apply; int32 with the range says the same.
+    #[schemars(range(min = 1, max = 65535), extend("format" = "int32"))]
     pub port: u16,
     /// Bind address.
     pub address: Option<String>,
