@@ -2,7 +2,7 @@
 //! Controllers and the facade read from here; nothing here writes to the API server.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use futures::StreamExt;
 use kube::runtime::reflector::{self, Store};
@@ -95,6 +95,9 @@ pub struct Stores {
     pub organizations: Store<Organization>,
     /// Users.
     pub users: Store<User>,
+    /// How many watch events each store has applied, for readers that cache what they
+    /// derive from a store (the facade's rendered streams).
+    pub changes: StoreChanges,
     shard: Shard,
     ready: Arc<AtomicBool>,
 }
@@ -122,6 +125,39 @@ impl Stores {
     }
 }
 
+/// A counter of the watch events a store has applied. It is bumped after the store is
+/// updated, so a reader that reads the counter first and the store second sees data at
+/// least as new as that count: anything derived may be tagged with the count and reused
+/// while the counter stays the same.
+#[derive(Clone, Debug, Default)]
+pub struct Changes(Arc<AtomicU64>);
+
+impl Changes {
+    /// The current count (only ever grows).
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
+
+    fn bump(&self) {
+        self.0.fetch_add(1, Ordering::Release);
+    }
+}
+
+/// [`Changes`] of each store.
+#[derive(Clone, Debug, Default)]
+pub struct StoreChanges {
+    /// Streamers.
+    pub streamers: Changes,
+    /// Streams.
+    pub streams: Changes,
+    /// Presets.
+    pub presets: Changes,
+    /// Organizations.
+    pub organizations: Changes,
+    /// Users.
+    pub users: Changes,
+}
+
 /// Starts one watch per kind feeding its store. Watch tasks run in `tasks` until aborted.
 pub fn start(client: Client, scope: &Scope, tasks: &mut JoinSet<()>) -> Stores {
     start_sharded(client, scope, Shard::all(), tasks)
@@ -135,18 +171,36 @@ pub fn start_sharded(
     tasks: &mut JoinSet<()>,
 ) -> Stores {
     let all = Config::default().any_semantic();
+    let changes = StoreChanges::default();
+    let c = &changes;
     Stores {
-        streamers: watch(scope.api(client.clone()), shard.watch_config(), tasks),
-        streams: watch(scope.api(client.clone()), shard.watch_config(), tasks),
-        presets: watch(scope.api(client.clone()), all.clone(), tasks),
-        organizations: watch(scope.api(client.clone()), all.clone(), tasks),
-        users: watch(scope.api(client), all, tasks),
+        streamers: watch(
+            scope.api(client.clone()),
+            shard.watch_config(),
+            &c.streamers,
+            tasks,
+        ),
+        streams: watch(
+            scope.api(client.clone()),
+            shard.watch_config(),
+            &c.streams,
+            tasks,
+        ),
+        presets: watch(scope.api(client.clone()), all.clone(), &c.presets, tasks),
+        organizations: watch(
+            scope.api(client.clone()),
+            all.clone(),
+            &c.organizations,
+            tasks,
+        ),
+        users: watch(scope.api(client), all, &c.users, tasks),
+        changes,
         shard,
         ready: Arc::new(AtomicBool::new(false)),
     }
 }
 
-fn watch<K>(api: Api<K>, config: Config, tasks: &mut JoinSet<()>) -> Store<K>
+fn watch<K>(api: Api<K>, config: Config, changes: &Changes, tasks: &mut JoinSet<()>) -> Store<K>
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
@@ -157,6 +211,11 @@ where
         // managedFields are a large share of every object and nothing here reads them.
         .modify(|obj| obj.managed_fields_mut().clear())
         .reflect(writer)
+        // Every event, deletes and relists included, after the store applied it.
+        .inspect({
+            let changes = changes.clone();
+            move |_| changes.bump()
+        })
         .applied_objects();
     tasks.spawn(async move {
         futures::pin_mut!(stream);
