@@ -3,6 +3,7 @@
 //! Live figures never go to `.status` (that would be a write per stream per resync).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use crate::resources::wire::{ServerStats, StreamStats};
@@ -44,12 +45,21 @@ impl StreamLive {
 #[derive(Clone, Default)]
 pub struct LiveStats {
     nodes: Arc<RwLock<HashMap<String, Arc<NodeLive>>>>,
+    /// Bumped under the write lock by every edit, for readers that cache what they derive
+    /// (see [`LiveStats::changes`]).
+    changes: Arc<AtomicU64>,
 }
 
 impl LiveStats {
     /// An empty cache.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// How many edits the cache has seen (only ever grows). Read it before reading the
+    /// cache: while it stays the same, nothing read after it has changed.
+    pub fn changes(&self) -> u64 {
+        self.changes.load(Ordering::Acquire)
     }
 
     /// The last report of `hostname` (shared, not copied).
@@ -75,7 +85,9 @@ impl LiveStats {
 
     /// Replaces the report of `hostname`.
     pub fn set_node(&self, hostname: &str, node: NodeLive) {
-        self.write().insert(hostname.to_string(), Arc::new(node));
+        let mut nodes = self.write();
+        nodes.insert(hostname.to_string(), Arc::new(node));
+        self.bump();
     }
 
     /// Edits the report of `hostname` in place (creating an empty one first if needed).
@@ -83,11 +95,19 @@ impl LiveStats {
         let mut nodes = self.write();
         let entry = nodes.entry(hostname.to_string()).or_default();
         edit(Arc::make_mut(entry));
+        self.bump();
     }
 
     /// Forgets a node that is no longer declared.
     pub fn remove_node(&self, hostname: &str) {
-        self.write().remove(hostname);
+        let mut nodes = self.write();
+        nodes.remove(hostname);
+        self.bump();
+    }
+
+    /// Called with the write lock held, after the edit.
+    fn bump(&self) {
+        self.changes.fetch_add(1, Ordering::Release);
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<NodeLive>>> {
@@ -122,7 +142,9 @@ mod tests {
             );
         });
         let before = live.node("a").unwrap();
+        let count = live.changes();
         live.update_node("a", |n| n.reachable = false);
+        assert!(live.changes() > count, "every edit is counted");
         assert!(before.reachable, "a snapshot taken earlier is not changed");
         assert!(!live.node("a").unwrap().reachable);
         assert!(live.stream("a", "cam1").unwrap().alive());

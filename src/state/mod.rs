@@ -2,7 +2,7 @@
 //! Controllers and the facade read from here; nothing here writes to the API server.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use futures::StreamExt;
 use kube::runtime::reflector::{self, Store};
@@ -99,6 +99,9 @@ pub struct Stores {
     pub users: Store<User>,
     /// Applied Streams, for the Stream controller (one watch and one cache for both).
     pub stream_events: Tap<Stream>,
+    /// How many watch events each store has applied, for readers that cache what they
+    /// derive from a store (the facade's rendered streams).
+    pub changes: StoreChanges,
     shard: Shard,
     ready: Arc<AtomicBool>,
 }
@@ -126,6 +129,39 @@ impl Stores {
     }
 }
 
+/// A counter of the watch events a store has applied. It is bumped after the store is
+/// updated, so a reader that reads the counter first and the store second sees data at
+/// least as new as that count: anything derived may be tagged with the count and reused
+/// while the counter stays the same.
+#[derive(Clone, Debug, Default)]
+pub struct Changes(Arc<AtomicU64>);
+
+impl Changes {
+    /// The current count (only ever grows).
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
+
+    fn bump(&self) {
+        self.0.fetch_add(1, Ordering::Release);
+    }
+}
+
+/// [`Changes`] of each store.
+#[derive(Clone, Debug, Default)]
+pub struct StoreChanges {
+    /// Streamers.
+    pub streamers: Changes,
+    /// Streams.
+    pub streams: Changes,
+    /// Presets.
+    pub presets: Changes,
+    /// Organizations.
+    pub organizations: Changes,
+    /// Users.
+    pub users: Changes,
+}
+
 /// Starts one watch per kind feeding its store. Watch tasks run in `tasks` until aborted.
 pub fn start(client: Client, scope: &Scope, tasks: &mut JoinSet<()>) -> Stores {
     start_sharded(client, scope, Shard::all(), tasks)
@@ -140,24 +176,52 @@ pub fn start_sharded(
 ) -> Stores {
     let all = Config::default().any_semantic();
     let stream_events = Tap::default();
+    let changes = StoreChanges::default();
+    let c = &changes;
     Stores {
-        streamers: watch(scope.api(client.clone()), shard.watch_config(), None, tasks),
+        streamers: watch(
+            scope.api(client.clone()),
+            shard.watch_config(),
+            &c.streamers,
+            None,
+            tasks,
+        ),
         streams: watch(
             scope.api(client.clone()),
             shard.watch_config(),
+            &c.streams,
             Some(stream_events.clone()),
             tasks,
         ),
-        presets: watch(scope.api(client.clone()), all.clone(), None, tasks),
-        organizations: watch(scope.api(client.clone()), all.clone(), None, tasks),
-        users: watch(scope.api(client), all, None, tasks),
+        presets: watch(
+            scope.api(client.clone()),
+            all.clone(),
+            &c.presets,
+            None,
+            tasks,
+        ),
+        organizations: watch(
+            scope.api(client.clone()),
+            all.clone(),
+            &c.organizations,
+            None,
+            tasks,
+        ),
+        users: watch(scope.api(client), all, &c.users, None, tasks),
         stream_events,
+        changes,
         shard,
         ready: Arc::new(AtomicBool::new(false)),
     }
 }
 
-fn watch<K>(api: Api<K>, config: Config, tap: Option<Tap<K>>, tasks: &mut JoinSet<()>) -> Store<K>
+fn watch<K>(
+    api: Api<K>,
+    config: Config,
+    changes: &Changes,
+    tap: Option<Tap<K>>,
+    tasks: &mut JoinSet<()>,
+) -> Store<K>
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
@@ -168,6 +232,11 @@ where
         // managedFields are a large share of every object and nothing here reads them.
         .modify(|obj| obj.managed_fields_mut().clear())
         .reflect(writer)
+        // Every event, deletes and relists included, after the store applied it.
+        .inspect({
+            let changes = changes.clone();
+            move |_| changes.bump()
+        })
         .applied_objects();
     tasks.spawn(async move {
         futures::pin_mut!(stream);

@@ -137,6 +137,14 @@ impl Search {
         (!needle.is_empty()).then_some(Self { paths, needle })
     }
 
+    pub(crate) fn paths(&self) -> &[Path] {
+        &self.paths
+    }
+
+    pub(crate) fn needle(&self) -> &Needle {
+        &self.needle
+    }
+
     pub(crate) fn matches(&self, item: &Value) -> bool {
         self.paths
             .iter()

@@ -27,6 +27,7 @@
 mod cursor;
 mod error;
 mod filter;
+mod index;
 mod page;
 mod parse;
 mod path;
@@ -42,6 +43,7 @@ use std::borrow::Borrow;
 use serde_json::Value;
 
 pub use error::{QueryError, QueryErrorKind};
+pub use index::Index;
 pub use page::Page;
 pub use parse::{CollectionSpec, Field, Query};
 

@@ -129,7 +129,7 @@ impl Query {
         }
     }
 
-    fn link(&self, direction: Direction, boundary: Option<Vec<Value>>) -> String {
+    pub(super) fn link(&self, direction: Direction, boundary: Option<Vec<Value>>) -> String {
         Cursor {
             direction,
             boundary,

@@ -85,6 +85,26 @@ impl SortSpec {
         parts.join(",")
     }
 
+    /// Compares one item with a cursor boundary, like [`KeyTable::cmp_boundary`] without
+    /// a table (for the few items a binary search visits).
+    pub(crate) fn cmp_item_boundary(&self, item: &Value, boundary: &[Value]) -> Ordering {
+        for (k, key) in self.keys.iter().enumerate() {
+            let ord = cmp_keys(key.path.first_scalar(item), boundary.get(k));
+            if ord != Ordering::Equal {
+                return if key.descending { ord.reverse() } else { ord };
+            }
+        }
+        Ordering::Equal
+    }
+
+    /// The item's full key, as stored in a cursor (like [`KeyTable::owned_key`]).
+    pub(crate) fn owned_key(&self, item: &Value) -> Vec<Value> {
+        self.keys
+            .iter()
+            .map(|k| k.path.first_scalar(item).cloned().unwrap_or(Value::Null))
+            .collect()
+    }
+
     /// A lazily filled key table over `items`.
     pub(crate) fn table<'a, 's>(&'s self, items: Vec<&'a Value>) -> KeyTable<'a, 's> {
         let cells = vec![Cell::new(None); items.len() * self.keys.len()];

@@ -106,6 +106,12 @@ impl Needle {
         self.lower.is_empty()
     }
 
+    /// The lowercase needle if it is ASCII: then it matches exactly where it is a substring
+    /// of the ASCII-lowercased haystack.
+    pub(crate) fn ascii_lower(&self) -> Option<&str> {
+        self.ascii.then_some(self.lower.as_str())
+    }
+
     pub(crate) fn found_in(&self, haystack: &str) -> bool {
         if self.ascii {
             contains_ascii_ci(haystack.as_bytes(), self.lower.as_bytes())

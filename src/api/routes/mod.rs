@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 
 use super::ApiState;
 use super::error::{ApiError, ApiResult};
-use super::query::{CollectionSpec, Query};
+use super::query::{CollectionSpec, Index, Query};
 use crate::state::NodeLive;
 
 /// Percent-decoded query pairs in request order.
@@ -51,6 +51,25 @@ pub fn envelope<V: std::borrow::Borrow<Value>>(
     let query = Query::parse(pairs.iter().map(|(k, v)| (k, v)), spec)?;
     let before_query = started.elapsed();
     let page = query.execute(items);
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+    let timing = json!({
+        "collect_ms": ms(before_query),
+        "query_ms": ms(started.elapsed() - before_query),
+    });
+    Ok(Json(page.into_envelope(key, timing)))
+}
+
+/// Like [`envelope`], over an [`Index`].
+pub fn indexed_envelope(
+    index: &Index,
+    pairs: &[(String, String)],
+    spec: &CollectionSpec<'_>,
+    key: &str,
+    started: Instant,
+) -> ApiResult<Json<Value>> {
+    let query = Query::parse(pairs.iter().map(|(k, v)| (k, v)), spec)?;
+    let before_query = started.elapsed();
+    let page = query.execute_indexed(index);
     let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
     let timing = json!({
         "collect_ms": ms(before_query),

@@ -2,7 +2,7 @@
 //! camera config, firmware upload. `/streams/{*rest}` is one route: stream names may
 //! contain `/` (see [`crate::api::names::split_stream_path`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -15,12 +15,12 @@ use kube::ResourceExt;
 use kube::api::{Api, DeleteParams};
 use serde_json::{Map, Value};
 
-use super::{envelope, live_nodes, pairs, param, whole};
+use super::{envelope, indexed_envelope, live_nodes, pairs, param, whole};
 use crate::api::body::{JsonBody, RawBody, decode, merge, parse_json};
-use crate::api::cache::{Deps, digest};
+use crate::api::cache::{Stamp, Versioned, digest};
 use crate::api::error::{ApiError, ApiResult};
 use crate::api::names::{StreamPath, object_name, split_stream_path, valid_stream_name};
-use crate::api::query::{CollectionSpec, Field};
+use crate::api::query::{CollectionSpec, Field, Index};
 use crate::api::snapshot;
 use crate::api::views::{self, org_id, preset_id, stream_name, to_json};
 use crate::api::write::{apply_exact, latest, put_secret};
@@ -28,6 +28,7 @@ use crate::api::{ApiState, BASE};
 use crate::resources::stream::CameraCredentials;
 use crate::resources::wire::{CameraConfig, StreamConfigSpec};
 use crate::resources::{Stream, StreamSpec};
+use crate::state::NodeLive;
 
 /// `GET /streams`: sorted by `name` by default (Central's order).
 pub const STREAMS: CollectionSpec<'static> = CollectionSpec {
@@ -84,50 +85,158 @@ const READ_ONLY: &[&str] = &[
     "domain",
 ];
 
-/// Every stream rendered (cached per version).
+/// One stream's rendering and what it was rendered from.
+pub struct Rendered {
+    /// Digest of the resourceVersions of the stream, its organization and its preset.
+    versions: u64,
+    /// The ingest node's live report the rendering read its stats from.
+    node: Option<Arc<NodeLive>>,
+    value: Arc<Value>,
+}
+
+/// The rendered streams, indexed for list queries; rebuilt when the Stream, Organization
+/// or Preset store or the live stats changed (see [`crate::api::cache`]). The working
+/// state keeps each stream's rendering by uid, so a rebuild renders only what changed.
+pub type StreamsCache = Versioned<Streams, HashMap<String, Rendered>, 4>;
+
+/// Every stream, rendered: indexed for lists, and by Watcher name for single reads.
+pub struct Streams {
+    /// For list queries.
+    pub index: Index,
+    /// Position in the index by Watcher name (the facade namespace's stream when several
+    /// namespaces have one of that name, as [`find`] picks).
+    by_name: HashMap<String, usize>,
+}
+
+impl Streams {
+    /// The rendering of the stream [`find`] would return.
+    pub fn get(&self, name: &str) -> Option<&Arc<Value>> {
+        self.by_name.get(name).map(|&i| &self.index.items()[i])
+    }
+}
+
+/// The current snapshot of every stream.
+pub fn snapshot(state: &ApiState) -> Arc<Streams> {
+    let c = &state.stores.changes;
+    // Read before the data: see `Versioned::get`.
+    let stamp = Stamp([
+        c.streams.get(),
+        c.organizations.get(),
+        c.presets.get(),
+        state.live.changes(),
+    ]);
+    state
+        .cache
+        .streams
+        .get(stamp, |rendered| build(state, rendered))
+}
+
+/// Every stream rendered (shared renderings).
 pub fn rendered(state: &ApiState) -> Vec<Arc<Value>> {
-    use kube::runtime::reflector::ObjectRef;
+    snapshot(state).index.items().to_vec()
+}
+
+/// The Watcher name without allocating: what [`stream_name`] returns.
+fn name_of(s: &Stream) -> &str {
+    let m = &s.metadata;
+    s.spec
+        .name
+        .as_deref()
+        .or(m.name.as_deref())
+        .or(m.generate_name.as_deref())
+        .unwrap_or("")
+}
+
+/// Renders the streams whose inputs changed since `rendered` was filled, reuses the rest.
+fn build(state: &ApiState, rendered: &mut HashMap<String, Rendered>) -> Streams {
     let nodes = live_nodes(state);
-    let streams = state.stores.streams.state();
-    let nodes_ref = &nodes;
-    let items = streams
-        .iter()
-        .map(|s| {
-            let ns = s.metadata.namespace.as_deref().unwrap_or("");
-            let org = s.spec.organization_ref.as_deref().and_then(|r| {
-                state
-                    .stores
-                    .organizations
-                    .get(&ObjectRef::new(r).within(ns))
-            });
-            let preset = s
-                .spec
-                .preset_ref
-                .as_deref()
-                .and_then(|r| state.stores.presets.get(&ObjectRef::new(r).within(ns)));
-            let node = s
-                .status
-                .as_ref()
-                .and_then(|st| st.layout.as_ref()?.ingest.as_deref())
-                .and_then(|h| nodes_ref.get(h).cloned());
-            let deps = Deps {
-                versions: digest([
-                    s.metadata.resource_version.as_deref(),
-                    org.as_ref()
-                        .and_then(|o| o.metadata.resource_version.as_deref()),
-                    preset
-                        .as_ref()
-                        .and_then(|p| p.metadata.resource_version.as_deref()),
-                ]),
-                node,
-            };
-            let uid = s.metadata.uid.as_deref().unwrap_or("");
-            (uid, deps, move || {
-                to_json(&views::stream(state, s, nodes_ref))
+    let (orgs, presets) = (
+        state.stores.organizations.state(),
+        state.stores.presets.state(),
+    );
+    // resourceVersions by (namespace, name), borrowed: no allocation per stream.
+    fn versions<K: kube::Resource>(objs: &[Arc<K>]) -> HashMap<(&str, &str), &str> {
+        objs.iter()
+            .filter_map(|o| {
+                let m = o.meta();
+                Some((
+                    (m.namespace.as_deref().unwrap_or(""), m.name.as_deref()?),
+                    m.resource_version.as_deref().unwrap_or(""),
+                ))
             })
-        })
-        .collect();
-    state.cache.streams.render_all(items)
+            .collect()
+    }
+    let (org_versions, preset_versions) = (versions(&orgs), versions(&presets));
+    let streams = state.stores.streams.state();
+    let mut items = Vec::with_capacity(streams.len());
+    let mut by_name: HashMap<String, (usize, bool)> = HashMap::with_capacity(streams.len());
+    for s in &streams {
+        let ns = s.metadata.namespace.as_deref().unwrap_or("");
+        let preferred = ns == state.config.namespace;
+        match by_name.get_mut(name_of(s)) {
+            Some(at) if preferred && !at.1 => *at = (items.len(), true),
+            Some(_) => {}
+            None => {
+                by_name.insert(name_of(s).to_string(), (items.len(), preferred));
+            }
+        }
+        let org = s.spec.organization_ref.as_deref();
+        let preset = s.spec.preset_ref.as_deref();
+        let versions = digest([
+            s.metadata.resource_version.as_deref(),
+            org.and_then(|r| org_versions.get(&(ns, r)).copied()),
+            preset.and_then(|r| preset_versions.get(&(ns, r)).copied()),
+        ]);
+        let node = s
+            .status
+            .as_ref()
+            .and_then(|st| st.layout.as_ref()?.ingest.as_deref())
+            .and_then(|h| nodes.get(h));
+        let uid = s.metadata.uid.as_deref().unwrap_or("");
+        match rendered.get_mut(uid) {
+            Some(r) if r.versions == versions && same_stats(r.node.as_ref(), node, name_of(s)) => {
+                // Hold the newest report, so older ones are freed.
+                r.node = node.cloned();
+                items.push(r.value.clone());
+            }
+            _ => {
+                let value = Arc::new(to_json(&views::stream(state, s, &nodes)));
+                items.push(value.clone());
+                rendered.insert(
+                    uid.to_string(),
+                    Rendered {
+                        versions,
+                        node: node.cloned(),
+                        value,
+                    },
+                );
+            }
+        }
+    }
+    // More entries than streams means some streams are gone: only then pay for a set.
+    if rendered.len() > streams.len() {
+        let seen: HashSet<&str> = streams
+            .iter()
+            .map(|s| s.metadata.uid.as_deref().unwrap_or(""))
+            .collect();
+        rendered.retain(|k, _| seen.contains(k.as_str()));
+    }
+    Streams {
+        index: Index::new(items, STREAMS.search),
+        by_name: by_name.into_iter().map(|(k, (i, _))| (k, i)).collect(),
+    }
+}
+
+/// Whether two live reports give a stream the same stats (all a rendering reads from them).
+fn same_stats(a: Option<&Arc<NodeLive>>, b: Option<&Arc<NodeLive>>, name: &str) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => {
+            Arc::ptr_eq(a, b)
+                || a.streams.get(name).map(|l| &l.stats) == b.streams.get(name).map(|l| &l.stats)
+        }
+        _ => false,
+    }
 }
 
 /// `GET /streams`.
@@ -137,22 +246,26 @@ pub async fn list(
 ) -> ApiResult<Json<Value>> {
     let started = Instant::now();
     let pairs = pairs(&raw);
-    let mut items = rendered(&state);
-    for (param_name, member) in [
-        ("preferred_zones", "preferred_zones"),
-        ("required_zones", "required_zones"),
-    ] {
-        if let Some(zones) = param(&pairs, param_name) {
-            let wanted: Vec<&str> = zones.split(',').map(str::trim).collect();
-            items.retain(|s| {
-                s.pointer(&format!("/layout_rules/{member}"))
-                    .and_then(Value::as_array)
-                    .is_some_and(|zs| {
-                        zs.iter()
-                            .any(|z| z.as_str().is_some_and(|z| wanted.contains(&z)))
-                    })
-            });
-        }
+    let snapshot = snapshot(&state);
+    let index = &snapshot.index;
+    let zones: Vec<(&str, Vec<&str>)> = ["preferred_zones", "required_zones"]
+        .into_iter()
+        .filter_map(|p| Some((p, param(&pairs, p)?.split(',').map(str::trim).collect())))
+        .collect();
+    if zones.is_empty() {
+        return indexed_envelope(index, &pairs, &STREAMS, "streams", started);
+    }
+    // Zone filters are rare: filter a copy, then run the plain engine.
+    let mut items = index.items().to_vec();
+    for (member, wanted) in zones {
+        items.retain(|s| {
+            s.pointer(&format!("/layout_rules/{member}"))
+                .and_then(Value::as_array)
+                .is_some_and(|zs| {
+                    zs.iter()
+                        .any(|z| z.as_str().is_some_and(|z| wanted.contains(&z)))
+                })
+        });
     }
     envelope(&items, &pairs, &STREAMS, "streams", started)
 }
@@ -164,7 +277,8 @@ pub fn find(state: &ApiState, name: &str) -> Option<Arc<Stream>> {
         .streams
         .state()
         .into_iter()
-        .filter(|s| stream_name(s) == name)
+        // Borrowed: allocating every stream's name made a single GET cost a list's worth.
+        .filter(|s| name_of(s) == name)
         .collect();
     found.sort_by_key(|s| s.namespace().as_deref() != Some(state.config.namespace.as_str()));
     found.into_iter().next()
@@ -242,9 +356,13 @@ fn object(body: Option<Value>) -> ApiResult<Map<String, Value>> {
     JsonBody(body).object()
 }
 
+/// From the snapshot: walking the store for one name costs as much as a list page.
 fn get(state: &ApiState, name: &str) -> ApiResult<Json<Value>> {
-    let s = require(state, name)?;
-    Ok(render(state, &s))
+    let streams = snapshot(state);
+    let v = streams
+        .get(name)
+        .ok_or_else(|| ApiError::not_found("stream", name))?;
+    Ok(Json(Value::clone(v)))
 }
 
 /// A reference edit: `None` = unchanged, `Some(None)` = cleared, `Some(Some(name))` = set.

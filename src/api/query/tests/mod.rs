@@ -1,5 +1,6 @@
 //! Tests of the query engine: per-parameter unit tests and paging properties.
 
+mod indexed;
 mod props;
 mod unit;
 
