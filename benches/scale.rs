@@ -85,7 +85,9 @@ async fn convergence(
     let label = format!("{streams} streams / {nodes} nodes");
     eprintln!("== convergence, {label}");
     let fleet = Fleet::start(&format!("bench-{streams}"), nodes, 1).await;
+    let raw_cpu = scale::operator::cpu_split(&[]);
     let raw = scale::raw_accept_rate(&fleet, streams).await;
+    let raw_cpu = scale::operator::cpu_delta(&raw_cpu, &scale::operator::cpu_split(&[]));
     let mut op = operator(&fleet, None, &format!("operator-{streams}.log"));
     op.wait_ready(Duration::from_secs(60)).await;
     // Idle: caches synced and every node probed once (first probes run at start).
@@ -155,7 +157,7 @@ async fn convergence(
             scale::PER_NODE_IN_FLIGHT
         ),
         format!(
-            "{:.0} PUT/s ({:.1} s)",
+            "{:.0} PUT/s ({:.1} s; CPU: {raw_cpu})",
             raw.per_second(),
             raw.took.as_secs_f64()
         ),
@@ -245,7 +247,9 @@ async fn repush(
     let perf = perf_record(&op, "perf-restart.data");
     op.wait_ready(Duration::from_secs(120)).await;
     let ready = started.elapsed();
+    let cpu_before = scale::operator::cpu_split(&[op.pid()]);
     let held = scale::wait_held_timed(fleet, &want, started, Duration::from_secs(600)).await;
+    let cpu = scale::operator::cpu_delta(&cpu_before, &scale::operator::cpu_split(&[op.pid()]));
     perf_stop(perf);
     let label = format!(
         "{} streams / {} nodes",
@@ -263,6 +267,11 @@ async fn repush(
             ),
             None => "did not finish in 600 s".into(),
         },
+        "",
+    );
+    report.add(
+        "CPU time used from caches synced to all on nodes (the nodes hold nothing at first)",
+        cpu,
         "",
     );
     if let (Some(first), Some(all)) = (held.first, held.all) {

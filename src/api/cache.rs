@@ -8,7 +8,9 @@
 //! store applies a watch event, so a write shows in the next read as soon as the store has
 //! it, with no time-based staleness.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 /// Change counters read before the data a snapshot is built from. Counters only grow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,8 +29,9 @@ impl<const N: usize> Stamp<N> {
 /// `W` is the builder's working state kept between builds (e.g. per-object renderings to
 /// reuse), touched only by the one request that rebuilds.
 pub struct Versioned<T, W, const N: usize> {
-    current: RwLock<Option<(Stamp<N>, Arc<T>)>>,
+    current: RwLock<Option<(Stamp<N>, Instant, Arc<T>)>>,
     work: Mutex<W>,
+    refreshing: AtomicBool,
 }
 
 impl<T, W: Default, const N: usize> Default for Versioned<T, W, N> {
@@ -36,7 +39,28 @@ impl<T, W: Default, const N: usize> Default for Versioned<T, W, N> {
         Self {
             current: RwLock::new(None),
             work: Mutex::new(W::default()),
+            refreshing: AtomicBool::new(false),
         }
+    }
+}
+
+/// What [`Versioned::lenient`] found.
+pub enum Lenient<T> {
+    /// Current in every strict counter and young enough: serve it.
+    Serve(Arc<T>),
+    /// As `Serve`, and the caller got the job of refreshing it (call
+    /// [`Versioned::get`] off the request path, then drop the guard).
+    ServeAndRefresh(Arc<T>, RefreshGuard),
+    /// A strict counter moved (or nothing was built yet): build with [`Versioned::get`].
+    Build,
+}
+
+/// Held while one caller refreshes a value in the background.
+pub struct RefreshGuard(Arc<dyn Fn() + Send + Sync>);
+
+impl Drop for RefreshGuard {
+    fn drop(&mut self) {
+        (self.0)();
     }
 }
 
@@ -55,8 +79,8 @@ impl<T, W, const N: usize> Versioned<T, W, N> {
         let value = Arc::new(build(&mut work));
         let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
         // Never replace a value with one built from older data.
-        if current.as_ref().is_none_or(|(s, _)| stamp.covers(s)) {
-            *current = Some((stamp, value.clone()));
+        if current.as_ref().is_none_or(|(s, _, _)| stamp.covers(s)) {
+            *current = Some((stamp, Instant::now(), value.clone()));
         }
         value
     }
@@ -65,8 +89,49 @@ impl<T, W, const N: usize> Versioned<T, W, N> {
         let current = self.current.read().unwrap_or_else(|e| e.into_inner());
         current
             .as_ref()
-            .filter(|(s, _)| s.covers(stamp))
-            .map(|(_, v)| v.clone())
+            .filter(|(s, _, _)| s.covers(stamp))
+            .map(|(_, _, v)| v.clone())
+    }
+
+    /// For data whose counter `lenient` may run ahead without a rebuild on the request path
+    /// (live stats: they change on every node resync, 20 times a second with 100 nodes,
+    /// and are seconds old by nature): the current value is served while every other
+    /// counter is current; once it is older than `max_age` and `lenient` moved, one caller
+    /// is handed the refresh. Strict counters (the stores: a write must show in the next
+    /// read) still force a build.
+    pub fn lenient(
+        self: &Arc<Self>,
+        stamp: &Stamp<N>,
+        lenient: usize,
+        max_age: Duration,
+    ) -> Lenient<T>
+    where
+        T: Send + Sync + 'static,
+        W: Send + 'static,
+    {
+        let current = self.current.read().unwrap_or_else(|e| e.into_inner());
+        let Some((s, built, v)) = current.as_ref() else {
+            return Lenient::Build;
+        };
+        let strict_current = (0..N).all(|i| i == lenient || s.0[i] >= stamp.0[i]);
+        if !strict_current {
+            return Lenient::Build;
+        }
+        let v = v.clone();
+        if s.covers(stamp) || built.elapsed() < max_age {
+            return Lenient::Serve(v);
+        }
+        drop(current);
+        if self.refreshing.swap(true, Ordering::AcqRel) {
+            return Lenient::Serve(v);
+        }
+        let me = Arc::downgrade(self);
+        let guard = RefreshGuard(Arc::new(move || {
+            if let Some(me) = me.upgrade() {
+                me.refreshing.store(false, Ordering::Release);
+            }
+        }));
+        Lenient::ServeAndRefresh(v, guard)
     }
 }
 
@@ -87,7 +152,7 @@ pub fn digest<'a>(parts: impl IntoIterator<Item = Option<&'a str>>) -> u64 {
 #[derive(Default)]
 pub struct Caches {
     /// Streams (see [`crate::api::routes::streams::snapshot`]).
-    pub streams: crate::api::routes::streams::StreamsCache,
+    pub streams: Arc<crate::api::routes::streams::StreamsCache>,
 }
 
 #[cfg(test)]
@@ -128,6 +193,40 @@ mod tests {
             3,
             "working state persists across builds"
         );
+    }
+
+    #[test]
+    fn a_lenient_counter_serves_the_current_value_and_hands_out_one_refresh() {
+        let v: Arc<Versioned<u64, (), 2>> = Arc::default();
+        let age = Duration::from_millis(30);
+        assert!(matches!(v.lenient(&Stamp([0, 0]), 1, age), Lenient::Build));
+        v.get(Stamp([0, 0]), |_| 1);
+        // Only the lenient counter moved: served as is while young.
+        assert!(matches!(v.lenient(&Stamp([0, 5]), 1, age), Lenient::Serve(x) if *x == 1));
+        // A strict counter moved: build.
+        assert!(matches!(v.lenient(&Stamp([1, 0]), 1, age), Lenient::Build));
+        std::thread::sleep(age);
+        // Old and behind: the first caller refreshes, the others are served meanwhile.
+        let guard = match v.lenient(&Stamp([0, 5]), 1, age) {
+            Lenient::ServeAndRefresh(x, g) => {
+                assert_eq!(*x, 1);
+                g
+            }
+            _ => panic!("expected the refresh job"),
+        };
+        assert!(matches!(
+            v.lenient(&Stamp([0, 5]), 1, age),
+            Lenient::Serve(_)
+        ));
+        v.get(Stamp([0, 5]), |_| 2);
+        drop(guard);
+        assert!(matches!(v.lenient(&Stamp([0, 5]), 1, age), Lenient::Serve(x) if *x == 2));
+        // Old but current in every counter: nothing to refresh.
+        std::thread::sleep(age);
+        assert!(matches!(
+            v.lenient(&Stamp([0, 5]), 1, age),
+            Lenient::Serve(_)
+        ));
     }
 
     #[test]
