@@ -344,6 +344,17 @@ async fn facade(report: &mut Report, op: &OperatorProcess, fleet: &Fleet, one: &
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(10);
+    // At rest: the restart's and the login's writes settle first (each Stream change makes
+    // the next request rebuild the facade's snapshot; the writes during the window are
+    // reported below).
+    let settle = scale::wait_quiet(
+        &fleet.ns.client,
+        Duration::from_secs(5),
+        Duration::from_secs(60),
+    )
+    .await;
+    eprintln!("  writes settled after {:.0} s", settle.as_secs_f64());
+    let writes_before = scale::apiserver_writes(&fleet.ns.client).await;
     for (label, path) in scale::facade::queries(one) {
         let figure = format!("Facade `{path}` p50 / p99 / req/s (oha, 16 connections)");
         match scale::facade::measure(
@@ -369,6 +380,15 @@ async fn facade(report: &mut Report, op: &OperatorProcess, fleet: &Fleet, one: &
             Err(e) => report.add(figure, e, "p99 ≤ 20 ms"),
         }
     }
+    let writes = scale::delta(
+        &writes_before,
+        &scale::apiserver_writes(&fleet.ns.client).await,
+    );
+    report.add(
+        "API-server writes on panoptes.dev objects while the facade was measured",
+        writes.values().sum::<u64>().to_string(),
+        "",
+    );
 }
 
 async fn failover(report: &mut Report, fleet: &Fleet) {
