@@ -110,5 +110,5 @@ tools: ## Build the facade load generator (oha, from crates.io) into target/tool
 	@if ! $(TOOLS)/bin/oha --version 2>/dev/null | grep -q '$(OHA_VERSION)'; then \
 	  $(CARGO) install --locked --root $(TOOLS) oha --version $(OHA_VERSION); fi
 
-bench: controlplane tools ## Scale benchmarks of BENCHMARKS.md (release build; ~15 min on 2 cores)
+bench: controlplane tools ## Scale benchmarks of BENCHMARKS.md (release build, then ~4 min of scenarios on 2 cores)
 	$(CARGO) bench --locked --bench scale
