@@ -407,7 +407,13 @@ async fn layouts_previews_stats_and_health() {
             .unwrap()
             .alive = Some(false);
     });
-    let (_, v) = f.get("/cluster/stats").await;
+    // A stream's live numbers may lag the node report by up to a second (the facade's
+    // snapshot refreshes live stats at most once a second).
+    let v = eventually(api_support::WAIT, "the outage shows", || async {
+        let (_, v) = f.get("/cluster/stats").await;
+        (v["stream_metrics_total"]["outage"] == 1).then_some(v)
+    })
+    .await;
     assert_eq!(v["stream_metrics_total"]["outage"], 1);
     assert_eq!(
         v["streamer_metrics"][0]["stream_metrics"]["status"],

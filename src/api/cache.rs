@@ -48,8 +48,8 @@ impl<T, W: Default, const N: usize> Default for Versioned<T, W, N> {
 pub enum Lenient<T> {
     /// Current in every strict counter and young enough: serve it.
     Serve(Arc<T>),
-    /// As `Serve`, and the caller got the job of refreshing it (call
-    /// [`Versioned::get`] off the request path, then drop the guard).
+    /// Older than allowed: the caller got the job of refreshing it (call
+    /// [`Versioned::get`], then drop the guard); callers meanwhile get `Serve`.
     ServeAndRefresh(Arc<T>, RefreshGuard),
     /// A strict counter moved (or nothing was built yet): build with [`Versioned::get`].
     Build,
@@ -93,12 +93,12 @@ impl<T, W, const N: usize> Versioned<T, W, N> {
             .map(|(_, _, v)| v.clone())
     }
 
-    /// For data whose counter `lenient` may run ahead without a rebuild on the request path
+    /// For data whose counter `lenient` may run ahead without a rebuild on every change
     /// (live stats: they change on every node resync, 20 times a second with 100 nodes,
     /// and are seconds old by nature): the current value is served while every other
     /// counter is current; once it is older than `max_age` and `lenient` moved, one caller
-    /// is handed the refresh. Strict counters (the stores: a write must show in the next
-    /// read) still force a build.
+    /// is handed the refresh and the others keep being served. Strict counters (the
+    /// stores: a write must show in the next read) still force a build.
     pub fn lenient(
         self: &Arc<Self>,
         stamp: &Stamp<N>,

@@ -48,15 +48,7 @@ pub fn envelope<V: std::borrow::Borrow<Value>>(
     key: &str,
     started: Instant,
 ) -> ApiResult<Json<Value>> {
-    let query = Query::parse(pairs.iter().map(|(k, v)| (k, v)), spec)?;
-    let before_query = started.elapsed();
-    let page = query.execute(items);
-    let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
-    let timing = json!({
-        "collect_ms": ms(before_query),
-        "query_ms": ms(started.elapsed() - before_query),
-    });
-    Ok(Json(page.into_envelope(key, timing)))
+    timed_page(pairs, spec, key, started, |q| q.execute(items))
 }
 
 /// Like [`envelope`], over an [`Index`].
@@ -67,9 +59,20 @@ pub fn indexed_envelope(
     key: &str,
     started: Instant,
 ) -> ApiResult<Json<Value>> {
+    timed_page(pairs, spec, key, started, |q| q.execute_indexed(index))
+}
+
+/// Parses the query, runs it with `run` and reports how long collecting and querying took.
+fn timed_page(
+    pairs: &[(String, String)],
+    spec: &CollectionSpec<'_>,
+    key: &str,
+    started: Instant,
+    run: impl FnOnce(&Query) -> crate::api::query::Page,
+) -> ApiResult<Json<Value>> {
     let query = Query::parse(pairs.iter().map(|(k, v)| (k, v)), spec)?;
     let before_query = started.elapsed();
-    let page = query.execute_indexed(index);
+    let page = run(&query);
     let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
     let timing = json!({
         "collect_ms": ms(before_query),

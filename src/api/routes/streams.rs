@@ -127,20 +127,15 @@ pub fn snapshot(state: &ApiState) -> Arc<Streams> {
     ]);
     match state.cache.streams.lenient(&stamp, LIVE, STATS_MAX_AGE) {
         Lenient::Serve(v) => v,
-        Lenient::ServeAndRefresh(v, guard) => {
-            let state = state.clone();
-            let refresh = move || {
-                state
-                    .cache
-                    .streams
-                    .get(stamp, |rendered| build(&state, rendered));
-                drop(guard);
-            };
-            match tokio::runtime::Handle::try_current() {
-                Ok(rt) => drop(rt.spawn_blocking(refresh)),
-                Err(_) => refresh(),
-            }
-            v
+        // This request got the refresh: it rebuilds (the others are served the current
+        // snapshot meanwhile), so live numbers are at most a second behind the node reports.
+        Lenient::ServeAndRefresh(_, guard) => {
+            let fresh = state
+                .cache
+                .streams
+                .get(stamp, |rendered| build(state, rendered));
+            drop(guard);
+            fresh
         }
         Lenient::Build => state
             .cache
@@ -153,7 +148,8 @@ pub fn snapshot(state: &ApiState) -> Arc<Streams> {
 const LIVE: usize = 3;
 /// Live numbers in lists may lag the node reports by this much (they are a node resync old
 /// anyway); store changes never lag. A rebuild walks every stream, so rebuilding on each of
-/// the 20 node reports a second of a 100-node fleet would make list latency that of a rebuild.
+/// the 20 node reports a second of a 100-node fleet would make list latency that of a
+/// rebuild; this way one request a second pays for it.
 const STATS_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Every stream rendered (shared renderings).
