@@ -197,15 +197,6 @@ pub async fn stores_ready(ctx: &Context, shutdown: impl Future<Output = ()>) -> 
     }
 }
 
-/// Which part of an object a server-side apply writes.
-#[derive(Clone, Copy, Debug)]
-pub enum Part {
-    /// The object itself (metadata, spec).
-    Main,
-    /// The status subresource.
-    Status,
-}
-
 /// Server-side applies `body` (a partial object of kind `K`, `apiVersion`/`kind` added here)
 /// to `ns/name` with field manager `manager`, forcing ownership. An object deleted meanwhile
 /// needs nothing, so 404 is success.
@@ -213,7 +204,6 @@ pub async fn server_side_apply<K>(
     ctx: &Context,
     (ns, name): (&str, &str),
     manager: &str,
-    part: Part,
     mut body: serde_json::Value,
 ) -> Result<(), kube::Error>
 where
@@ -227,11 +217,7 @@ where
     let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
     let params = PatchParams::apply(manager).force();
     let patch = Patch::Apply(&body);
-    let result = match part {
-        Part::Main => api.patch(name, &params, &patch).await,
-        Part::Status => api.patch_status(name, &params, &patch).await,
-    };
-    match result {
+    match api.patch(name, &params, &patch).await {
         Ok(_) => Ok(()),
         Err(e) if is_not_found(&e) => Ok(()),
         Err(e) => Err(e),
@@ -319,7 +305,7 @@ where
     metadata["namespace"] = serde_json::json!(ns);
     metadata["uid"] = serde_json::json!(obj.uid());
     let body = serde_json::json!({ "metadata": metadata });
-    server_side_apply::<K>(ctx, (&ns, &name), CONTROLLER_MANAGER, Part::Main, body)
+    server_side_apply::<K>(ctx, (&ns, &name), CONTROLLER_MANAGER, body)
         .await
         .map_err(Error::kube(
             "applying metadata of",

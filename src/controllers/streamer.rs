@@ -443,14 +443,17 @@ async fn list(ctx: &Context, host: &str, client: &NodeClient) -> Result<(), flus
     if !ctx.fleet.laid_out() {
         return Ok(());
     }
-    // Assigned here but absent: the Stream controller pushes it.
-    for key in ctx.fleet.assigned(host) {
-        let stream = ctx
-            .stores
-            .streams
-            .get(&ObjectRef::new(&key.1).within(&key.0));
-        if stream.is_some_and(|s| !names.contains(&watcher_name(&s))) {
-            ctx.fleet.touch_stream(&key);
+    // Assigned here but absent: the Stream controller pushes it (after the first list every
+    // assigned stream was touched above already).
+    if !first {
+        for key in ctx.fleet.assigned(host) {
+            let stream = ctx
+                .stores
+                .streams
+                .get(&ObjectRef::new(&key.1).within(&key.0));
+            if stream.is_some_and(|s| !names.contains(&watcher_name(&s))) {
+                ctx.fleet.touch_stream(&key);
+            }
         }
     }
     for name in managed {

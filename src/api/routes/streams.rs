@@ -125,23 +125,17 @@ pub fn snapshot(state: &ApiState) -> Arc<Streams> {
         c.presets.get(),
         state.live.changes(),
     ]);
-    match state.cache.streams.lenient(&stamp, LIVE, STATS_MAX_AGE) {
-        Lenient::Serve(v) => v,
-        // This request got the refresh: it rebuilds (the others are served the current
-        // snapshot meanwhile), so live numbers are at most a second behind the node reports.
-        Lenient::ServeAndRefresh(_, guard) => {
-            let fresh = state
-                .cache
-                .streams
-                .get(stamp, |rendered| build(state, rendered));
-            drop(guard);
-            fresh
-        }
-        Lenient::Build => state
-            .cache
-            .streams
-            .get(stamp, |rendered| build(state, rendered)),
-    }
+    // The request handed the refresh rebuilds (the others are served the current snapshot
+    // meanwhile), so live numbers are at most a second behind the node reports.
+    let _refreshing = match state.cache.streams.lenient(&stamp, LIVE, STATS_MAX_AGE) {
+        Lenient::Serve(v) => return v,
+        Lenient::ServeAndRefresh(_, guard) => Some(guard),
+        Lenient::Build => None,
+    };
+    state
+        .cache
+        .streams
+        .get(stamp, |rendered| build(state, rendered))
 }
 
 /// Position of the live stats counter in the stamp.
