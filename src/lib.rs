@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod controllers;
+pub mod domain;
 pub mod flussonic;
 pub mod http;
 pub mod layout;

@@ -1,0 +1,6 @@
+//! The product's rules that both the controllers and the facade apply, each written once.
+//!
+//! The facade never imports `controllers`; both import this module. Decisions here are pure
+//! where they can be (table- and property-tested); the few that must touch the API server
+//! (claiming an id, reading a password hash) take the client as an argument and keep the
+//! decision itself in a pure function beside them.
