@@ -3,48 +3,64 @@
 
 use percent_encoding::percent_decode_str;
 
-/// A Kubernetes object name for a Watcher name: lower-cased, characters outside `[a-z0-9.-]`
-/// replaced by `-`; when that changed anything (or the name is too long), a digest of the
-/// exact name is appended, so `Cam/1` and `cam-1` never collide.
+/// A Kubernetes object name for a Watcher name, injective: a Watcher name that is already a
+/// valid object name (a DNS-1123 subdomain with no `--`) maps to itself (after `prefix`);
+/// every other name maps to a readable base, `--` and a digest of the exact name. No name of
+/// the first kind contains `--`, so the two kinds never meet (`-leading-dash` and
+/// `leading-dash` get different objects), and the facade never sends the API server a name it
+/// would refuse in its own words.
 pub fn object_name(prefix: &str, watcher: &str) -> String {
-    let mut base: String = watcher
-        .chars()
-        .map(|c| match c {
-            'a'..='z' | '0'..='9' | '-' | '.' => c,
+    let exact = format!("{prefix}{watcher}");
+    if is_dns_subdomain(&exact) && !exact.contains("--") {
+        return exact;
+    }
+    let mut base = String::with_capacity(watcher.len().min(180));
+    for c in watcher.chars() {
+        let c = match c {
+            'a'..='z' | '0'..='9' => c,
             'A'..='Z' => c.to_ascii_lowercase(),
             _ => '-',
+        };
+        if !(c == '-' && base.ends_with('-')) {
+            base.push(c);
+        }
+        if base.len() >= 180 {
+            break;
+        }
+    }
+    let head = format!("{prefix}{base}");
+    let head = head.trim_matches('-');
+    let head = if head.is_empty() { "n" } else { head };
+    format!("{head}--{}", digest(watcher))
+}
+
+/// Whether `name` is a DNS-1123 subdomain (what Kubernetes accepts as an object name).
+pub fn is_dns_subdomain(name: &str) -> bool {
+    (1..=253).contains(&name.len())
+        && name.split('.').all(|label| {
+            let b = label.as_bytes();
+            (1..=63).contains(&b.len())
+                && b.iter()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+                && b[0] != b'-'
+                && b[b.len() - 1] != b'-'
         })
-        .collect();
-    let exact = base == watcher && !watcher.is_empty() && watcher.len() + prefix.len() <= 200;
-    base.truncate(180);
-    let base = base.trim_matches(|c: char| !c.is_ascii_alphanumeric());
-    let mut out = format!("{prefix}{base}");
-    if !exact || base.is_empty() {
-        out = format!("{}-{:08x}", out.trim_end_matches('-'), fnv32(watcher));
-    }
-    out.trim_start_matches(|c: char| !c.is_ascii_alphanumeric())
-        .to_string()
 }
 
-fn fnv32(s: &str) -> u32 {
-    let mut h: u32 = 0x811c_9dc5;
-    for b in s.bytes() {
-        h ^= u32::from(b);
-        h = h.wrapping_mul(0x0100_0193);
-    }
-    h
+/// 48 bits of SHA-1 of the exact name, in hex. Not a security boundary: a save whose object
+/// holds another Watcher name is refused anyway.
+fn digest(s: &str) -> String {
+    use sha1::Digest;
+    let d = sha1::Sha1::digest(s.as_bytes());
+    hex::encode(&d[..6])
 }
 
-/// Whether `name` is a valid Watcher stream name (the Stream CRD's `spec.name` rule).
+/// Whether `name` is a valid Watcher stream name (see [`crate::domain::validate::stream_name`]).
 pub fn valid_stream_name(name: &str) -> bool {
-    (1..=256).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._~/-".contains(&b))
-        && !name.starts_with('/')
-        && !name.ends_with('/')
-        && !name.contains("//")
+    crate::domain::validate::stream_name(name)
 }
+
+pub use crate::domain::validate::STREAM_NAME_RULE;
 
 /// Sub-resources of a stream, by their last path segment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,16 +104,41 @@ mod tests {
     #[test]
     fn object_names_are_dns_and_distinct() {
         assert_eq!(object_name("", "cam1"), "cam1");
+        assert_eq!(object_name("user-", "admin"), "user-admin");
         let a = object_name("", "Cam/1");
         let b = object_name("", "cam-1");
         assert_ne!(a, b);
-        assert!(a.starts_with("cam-1-"));
-        assert!(
-            object_name("", "/")
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-')
-        );
+        assert!(a.starts_with("cam-1--"));
+        assert!(is_dns_subdomain(&object_name("", "/")));
         assert!(object_name("", &"x".repeat(300)).len() < 200);
+        assert_ne!(object_name("", "-leading-dash"), "leading-dash");
+        for odd in [
+            "a..b",
+            "x.-y",
+            "-leading-dash",
+            "a--b",
+            ".",
+            "..",
+            "ü",
+            "A",
+            "user-",
+        ] {
+            assert!(is_dns_subdomain(&object_name("", odd)), "{odd}");
+            assert!(is_dns_subdomain(&object_name("user-", odd)), "{odd}");
+        }
+        assert!(is_dns_subdomain(&object_name("user-", "")));
+    }
+
+    proptest::proptest! {
+        /// Distinct Watcher names never share an object, and every object name is valid.
+        #[test]
+        fn object_names_are_injective(a in "[-a-zA-Z0-9._~/:]{0,12}", b in "[-a-z0-9.]{0,12}") {
+            for prefix in ["", "user-"] {
+                let (x, y) = (object_name(prefix, &a), object_name(prefix, &b));
+                proptest::prop_assert!(is_dns_subdomain(&x));
+                proptest::prop_assert_eq!(a == b, x == y, "{} {} -> {} {}", a, b, x, y);
+            }
+        }
     }
 
     #[test]

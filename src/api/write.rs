@@ -5,13 +5,18 @@
 //! `kubectl apply`). A Watcher save states the whole resulting object (a merge result, or the
 //! body of a `$reset`), so after applying, members the API server still has but the facade
 //! did not send are removed with a JSON merge patch: the result is exactly what was asked.
+//!
+//! Saves are optimistic ([`save_with`]): the current object is read from the API server (not
+//! the reflector store), the edit is computed on it, and both writes carry the read
+//! `resourceVersion` as a precondition. Losing a race (409) re-reads and re-applies the edit,
+//! so concurrent partial saves and direct API edits are never reverted.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -19,14 +24,84 @@ use serde_json::{Map, Value};
 
 use super::ApiState;
 use super::error::ApiError;
+use crate::domain::ids::ClaimSpace;
 use crate::resources::common::API_MANAGER;
 
 fn params() -> PatchParams {
     PatchParams::apply(API_MANAGER).force()
 }
 
+impl ClaimSpace for ApiState {
+    fn client(&self) -> &kube::Client {
+        &self.client
+    }
+    fn claim_namespace(&self) -> &str {
+        &self.config.system_namespace
+    }
+}
+
+/// How many times one save re-reads and re-applies its edit after losing a race.
+const SAVE_ATTEMPTS: u32 = 12;
+
+/// Saves the object `ns/name`: reads it from the API server, lets `edit` build the complete
+/// object to store from it (`None`: it does not exist yet, and is created), and writes with the
+/// read `resourceVersion` as a precondition. On a conflict (someone wrote in between, or a
+/// racing create won) it starts over from a fresh read, so the edit is applied on top of the
+/// other write instead of reverting it.
+pub async fn save_with<K, F>(
+    state: &ApiState,
+    ns: &str,
+    name: &str,
+    mut edit: F,
+) -> Result<K, ApiError>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + Serialize
+        + DeserializeOwned
+        + std::fmt::Debug,
+    F: FnMut(Option<&K>) -> Result<K, ApiError>,
+{
+    let api: Api<K> = Api::namespaced(state.client.clone(), ns);
+    for attempt in 0..SAVE_ATTEMPTS {
+        let current = api
+            .get_opt(name)
+            .await
+            .map_err(|e| ApiError::internal("reading the current object", e))?;
+        let mut obj = edit(current.as_ref())?;
+        let written = match &current {
+            Some(c) => {
+                obj.meta_mut().resource_version = c.resource_version();
+                apply_guarded(&api, &obj).await
+            }
+            None => {
+                let pp = PostParams {
+                    field_manager: Some(API_MANAGER.to_string()),
+                    ..Default::default()
+                };
+                api.create(&pp, &obj).await
+            }
+        };
+        match written {
+            Ok(stored) => return Ok(stored),
+            Err(kube::Error::Api(s)) if s.is_conflict() || s.is_already_exists() => {
+                // Spread the retries of saves that collided so they do not collide again.
+                let ms = rand::random_range(0..=5 * u64::from(attempt + 1));
+                tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+            }
+            Err(e) => return Err(ApiError::from_kube("saving the object", e)),
+        }
+    }
+    Err(ApiError::new(
+        axum::http::StatusCode::CONFLICT,
+        "conflict",
+        "the object kept changing while it was being saved; send the save again",
+    ))
+}
+
 /// Applies `obj` (a complete object with apiVersion/kind, without status) so that its spec
-/// ends up exactly as given; returns what the API server stored.
+/// ends up exactly as given; returns what the API server stored. Prefer [`save_with`]: this
+/// writes whatever `obj` says, guarded only by the `resourceVersion` it carries (if any).
 pub async fn apply_exact<K>(state: &ApiState, ns: &str, obj: &K) -> Result<K, ApiError>
 where
     K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
@@ -36,11 +111,25 @@ where
         + std::fmt::Debug,
 {
     let api: Api<K> = Api::namespaced(state.client.clone(), ns);
-    let name = obj.name_any();
-    let stored = api
-        .patch(&name, &params(), &Patch::Apply(obj))
+    apply_guarded(&api, obj)
         .await
-        .map_err(|e| ApiError::from_kube("saving the object", e))?;
+        .map_err(|e| ApiError::from_kube("saving the object", e))
+}
+
+/// The two writes of an exact save. When `obj` carries a `resourceVersion`, the apply is
+/// conditional on it and the clean-up patch on the version the apply produced: a write by
+/// anyone else in between makes this fail with 409 instead of being overwritten.
+async fn apply_guarded<K>(api: &Api<K>, obj: &K) -> Result<K, kube::Error>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + Serialize
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    let name = obj.name_any();
+    let guarded = obj.resource_version().is_some();
+    let stored = api.patch(&name, &params(), &Patch::Apply(obj)).await?;
     let want = spec_of(obj);
     let have = spec_of(&stored);
     let mut patch = Map::new();
@@ -48,14 +137,15 @@ where
     if patch.is_empty() {
         return Ok(stored);
     }
-    let body = serde_json::json!({ "spec": Value::Object(patch) });
+    let mut body = serde_json::json!({ "spec": Value::Object(patch) });
+    if guarded {
+        body["metadata"] = serde_json::json!({ "resourceVersion": stored.resource_version() });
+    }
     let pp = PatchParams {
         field_manager: Some(API_MANAGER.to_string()),
         ..Default::default()
     };
-    api.patch(&name, &pp, &Patch::Merge(&body))
-        .await
-        .map_err(|e| ApiError::from_kube("saving the object", e))
+    api.patch(&name, &pp, &Patch::Merge(&body)).await
 }
 
 fn spec_of<K: Serialize>(obj: &K) -> Value {
@@ -130,9 +220,9 @@ pub async fn put_secret(
         })
 }
 
-/// The object as the API server has it now. Partial updates merge onto this, not onto the
-/// reflector store, which may not have seen the caller's previous write yet (read-your-writes
-/// for back-to-back saves). A 404 falls back to `obj` (the apply then recreates or fails).
+/// The object as the API server has it now (read-your-writes for back-to-back saves, which the
+/// reflector store may not have seen yet). A 404 falls back to `obj`. Saves use [`save_with`],
+/// which also guards the write; this is for reads that must not lag.
 pub async fn latest<K>(state: &ApiState, obj: &K) -> Result<K, ApiError>
 where
     K: Resource<DynamicType = (), Scope = NamespaceResourceScope>

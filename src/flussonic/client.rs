@@ -294,12 +294,29 @@ impl NodeClient {
         &self.inner.api
     }
 
+    /// A URL below the API base from fixed segments (never a stream name: see
+    /// [`Self::stream_url`]).
     fn url(&self, segments: &[&str]) -> Url {
         let mut u = self.inner.api.clone();
         u.path_segments_mut()
             .expect("checked in new")
             .extend(segments);
         u
+    }
+
+    /// `…/streams/{name}/{tail…}`, the name as exactly one path segment. A name that cannot be
+    /// one (empty, `.`, `..`) is refused before anything is sent: a dot segment would address
+    /// the node's whole stream collection.
+    fn stream_url(&self, op: &'static str, name: &str, tail: &[&str]) -> Result<Url, Error> {
+        stream_url(&self.inner.api, name, tail).ok_or_else(|| Error::Rejected {
+            target: self.target(op, Some(name)),
+            status: 400,
+            code: Some("invalid_name".into()),
+            message: "a stream name must be one non-empty path segment other than `.` and `..`"
+                .into(),
+            pointer: None,
+            parameter: None,
+        })
     }
 
     fn target(&self, op: &'static str, stream: Option<&str>) -> Box<Target> {
@@ -512,8 +529,13 @@ impl NodeClient {
 
     /// `GET /streams/{name}` (effective config, `config_on_disk`, stats).
     pub async fn stream_get(&self, name: &str) -> Result<NodeStream, Error> {
-        self.get_json("stream_get", Some(name), self.url(&["streams", name]), true)
-            .await
+        self.get_json(
+            "stream_get",
+            Some(name),
+            self.stream_url("stream_get", name, &[])?,
+            true,
+        )
+        .await
     }
 
     /// `PUT /streams/{name}`: a partial update, or a full replacement when the body has `$reset`.
@@ -524,7 +546,7 @@ impl NodeClient {
             op: "stream_save",
             stream: Some(name),
             method: Method::PUT,
-            url: self.url(&["streams", name]),
+            url: self.stream_url("stream_save", name, &[])?,
             body: Some(bytes),
             content_type: JSON,
             retry: true,
@@ -548,7 +570,7 @@ impl NodeClient {
             op: "stream_delete",
             stream: Some(name),
             method: Method::DELETE,
-            url: self.url(&["streams", name]),
+            url: self.stream_url("stream_delete", name, &[])?,
             body: None,
             content_type: JSON,
             retry: true,
@@ -565,7 +587,7 @@ impl NodeClient {
             op: "stream_stop",
             stream: Some(name),
             method: Method::POST,
-            url: self.url(&["streams", name, "stop"]),
+            url: self.stream_url("stream_stop", name, &["stop"])?,
             body: None,
             content_type: JSON,
             retry: true,
@@ -643,7 +665,7 @@ impl NodeClient {
         proto: &str,
         image: Vec<u8>,
     ) -> Result<(), Error> {
-        let mut url = self.url(&["streams", name, "firmware_update"]);
+        let mut url = self.stream_url("stream_firmware_update", name, &["firmware_update"])?;
         url.query_pairs_mut().append_pair("proto", proto);
         let call = Call {
             op: "stream_firmware_update",
@@ -655,5 +677,84 @@ impl NodeClient {
             retry: false,
         };
         self.execute(call).await.map(|_| ())
+    }
+}
+
+/// Bytes a path segment keeps as they are: RFC 3986 unreserved. Everything else (`/`, `%`,
+/// `?`, `#`, spaces, non-ASCII) is percent-encoded, so a name is always exactly one segment.
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// `{base}/streams/{name}/{tail…}` with `name` as one encoded segment; None for a name that
+/// cannot be one: empty, `.` or `..` (URL parsers resolve those, encoded or not).
+pub fn stream_url(base: &Url, name: &str, tail: &[&str]) -> Option<Url> {
+    if matches!(name, "" | "." | "..") {
+        return None;
+    }
+    let mut path = base.path().trim_end_matches('/').to_string();
+    path.push_str("/streams/");
+    path.extend(percent_encoding::utf8_percent_encode(name, SEGMENT));
+    for t in tail {
+        path.push('/');
+        path.extend(percent_encoding::utf8_percent_encode(t, SEGMENT));
+    }
+    let mut url = base.clone();
+    url.set_path(&path);
+    // The encoding leaves nothing a parser could resolve; this only guards that reasoning.
+    let segments = url.path_segments()?.count();
+    let expected = base
+        .path_segments()
+        .map_or(0, |s| s.filter(|s| !s.is_empty()).count())
+        + 2
+        + tail.len();
+    (segments == expected).then_some(url)
+}
+
+#[cfg(test)]
+mod url_tests {
+    use super::*;
+
+    fn base() -> Url {
+        Url::parse("http://node:8080/streamer/api/v3").unwrap()
+    }
+
+    #[test]
+    fn a_stream_name_is_exactly_one_segment() {
+        let u = |n: &str| stream_url(&base(), n, &[]).map(|u| u.path().to_string());
+        assert_eq!(u("cam1").as_deref(), Some("/streamer/api/v3/streams/cam1"));
+        assert_eq!(
+            u("mylive/bunny").as_deref(),
+            Some("/streamer/api/v3/streams/mylive%2Fbunny")
+        );
+        assert_eq!(
+            u("a b?c#d%2E").as_deref(),
+            Some("/streamer/api/v3/streams/a%20b%3Fc%23d%252E")
+        );
+        assert_eq!(u("ü").as_deref(), Some("/streamer/api/v3/streams/%C3%BC"));
+        assert_eq!(u("..a").as_deref(), Some("/streamer/api/v3/streams/..a"));
+        assert_eq!(
+            u("a/../.."),
+            Some("/streamer/api/v3/streams/a%2F..%2F..".into())
+        );
+        for bad in ["", ".", ".."] {
+            assert_eq!(u(bad), None, "{bad:?}");
+        }
+        assert_eq!(
+            stream_url(&base(), "x", &["stop"]).unwrap().path(),
+            "/streamer/api/v3/streams/x/stop"
+        );
+    }
+
+    #[test]
+    fn a_delete_never_reaches_the_collection() {
+        for name in ["", ".", "..", "%2E%2E", "%2e", "./", "../..", "/"] {
+            if let Some(u) = stream_url(&base(), name, &[]) {
+                assert_ne!(u.path().trim_end_matches('/'), "/streamer/api/v3/streams");
+                assert!(u.path().starts_with("/streamer/api/v3/streams/"));
+            }
+        }
     }
 }

@@ -32,7 +32,8 @@ use super::wire::{CameraConfig, StreamConfigSpec, StreamLayout};
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
     {"rule": "(has(self.disabled) && self.disabled) || (has(self.inputs) && size(self.inputs) > 0)", "message": "an enabled stream needs at least one input (or set disabled: true)"},
-    {"rule": "has(self.name) == has(oldSelf.name) && (!has(self.name) || self.name == oldSelf.name)", "message": "spec.name (the Watcher stream name) is immutable once the stream exists"}
+    {"rule": "has(self.name) == has(oldSelf.name) && (!has(self.name) || self.name == oldSelf.name)", "message": "spec.name (the Watcher stream name) is immutable once the stream exists"},
+    {"rule": "!has(self.name) || !self.name.matches('(^|/)([.][.]?)?(/|$)')", "message": "spec.name must not have an empty, '.' or '..' segment (a node would resolve it to another path)"}
 ]))]
 pub struct StreamSpec {
     /// Watcher stream name (defaults to metadata.name); may hold characters Kubernetes names

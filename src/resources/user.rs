@@ -26,7 +26,11 @@ use super::common::{CommonStatus, SecretKeyRef};
 )]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
-    {"rule": "!has(oldSelf.id) || (has(self.id) && self.id == oldSelf.id)", "message": "spec.id is immutable once pinned"}
+    {"rule": "!has(oldSelf.id) || (has(self.id) && self.id == oldSelf.id)", "message": "spec.id is immutable once pinned"},
+    {"rule": "!self.name.contains(':')", "message": "spec.name (the login) must not contain ':' (Basic credentials split there, so it could never log in)"},
+    {"rule": "!self.name.matches('[\\x00-\\x1f\\x7f]')", "message": "spec.name (the login) must not contain control characters"},
+    {"rule": "!has(self.fullname) || !self.fullname.matches('[\\x00-\\x1f\\x7f]')", "message": "spec.fullname must not contain control characters"},
+    {"rule": "!has(self.phone) || !self.phone.matches('[\\x00-\\x1f\\x7f]')", "message": "spec.phone must not contain control characters"}
 ]))]
 pub struct UserSpec {
     /// Pinned Watcher id (positive integer). Leave unset to have Panoptes assign one.
@@ -36,16 +40,19 @@ pub struct UserSpec {
     #[schemars(length(min = 1, max = 256))]
     pub name: String,
     /// Full (display) name.
+    #[schemars(length(max = 1024))]
     pub fullname: Option<String>,
     /// E-mail address (needed for password recovery).
     #[schemars(length(max = 320))]
     pub email: Option<String>,
     /// Phone number.
+    #[schemars(length(max = 64))]
     pub phone: Option<String>,
     /// UI language, ISO 639-1 code.
     #[schemars(regex(pattern = "^[a-z]{2}$"))]
     pub locale: Option<String>,
     /// Free-text note about the user.
+    #[schemars(length(max = 4096))]
     pub note: Option<String>,
     /// Maximum number of simultaneous sessions (0 = unlimited).
     #[schemars(range(min = 0))]

@@ -16,7 +16,7 @@ use crate::api::ApiState;
 use crate::api::body::JsonBody;
 use crate::api::error::{ApiError, ApiResult};
 use crate::api::views::{self, org_id, preset_id, to_json};
-use crate::api::write::{apply_exact, latest};
+use crate::api::write::save_with;
 use crate::resources::{Organization, Preset};
 
 fn org(state: &ApiState, id: i64) -> ApiResult<Arc<Organization>> {
@@ -64,17 +64,22 @@ pub async fn preset_save(
         )
         .pointer("/preset_id")
     })?;
-    let mut spec = latest(&state, o.as_ref()).await?.spec;
-    let refs = spec.preset_refs.get_or_insert_with(Vec::new);
-    if !refs.contains(&p.name_any()) {
-        refs.push(p.name_any());
-        apply_exact(
-            &state,
-            &o.namespace().unwrap_or_default(),
-            &Organization::new(&o.name_any(), spec),
-        )
-        .await?;
-    }
+    let preset = p.name_any();
+    save_with(
+        &state,
+        &o.namespace().unwrap_or_default(),
+        &o.name_any(),
+        |current: Option<&Organization>| {
+            let current = current.ok_or_else(|| ApiError::not_found("organization", oid))?;
+            let mut spec = current.spec.clone();
+            let refs = spec.preset_refs.get_or_insert_with(Vec::new);
+            if !refs.contains(&preset) {
+                refs.push(preset.clone());
+            }
+            Ok(Organization::new(&current.name_any(), spec))
+        },
+    )
+    .await?;
     Ok(Json(to_json(&views::preset(&p))))
 }
 
@@ -88,27 +93,31 @@ pub async fn preset_delete(
     let o = org(&state, oid)?;
     let p = preset_in(&state, &o, pid).ok_or_else(|| ApiError::not_found("preset", pid))?;
     let name = p.name_any();
-    let mut spec = latest(&state, o.as_ref()).await?.spec;
-    let attached = spec.preset_refs.as_ref().is_some_and(|r| r.contains(&name))
-        || spec.default_preset_ref.as_deref() == Some(name.as_str());
-    if !attached {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_attached",
-            format!("preset {pid} is not attached to organization {oid}"),
-        ));
-    }
-    if let Some(refs) = spec.preset_refs.as_mut() {
-        refs.retain(|r| *r != name);
-    }
-    // The default must be one of the attached presets (a CEL rule of the CRD).
-    if spec.default_preset_ref.as_deref() == Some(name.as_str()) {
-        spec.default_preset_ref = None;
-    }
-    apply_exact(
+    save_with(
         &state,
         &o.namespace().unwrap_or_default(),
-        &Organization::new(&o.name_any(), spec),
+        &o.name_any(),
+        |current: Option<&Organization>| {
+            let current = current.ok_or_else(|| ApiError::not_found("organization", oid))?;
+            let mut spec = current.spec.clone();
+            let attached = spec.preset_refs.as_ref().is_some_and(|r| r.contains(&name))
+                || spec.default_preset_ref.as_deref() == Some(name.as_str());
+            if !attached {
+                return Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "not_attached",
+                    format!("preset {pid} is not attached to organization {oid}"),
+                ));
+            }
+            if let Some(refs) = spec.preset_refs.as_mut() {
+                refs.retain(|r| *r != name);
+            }
+            // The default must be one of the attached presets (a CEL rule of the CRD).
+            if spec.default_preset_ref.as_deref() == Some(name.as_str()) {
+                spec.default_preset_ref = None;
+            }
+            Ok(Organization::new(&current.name_any(), spec))
+        },
     )
     .await?;
     Ok(StatusCode::NO_CONTENT)

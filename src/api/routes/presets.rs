@@ -16,9 +16,9 @@ use crate::api::body::{JsonBody, decode, merge};
 use crate::api::error::{ApiError, ApiResult};
 use crate::api::query::{CollectionSpec, Field};
 use crate::api::views::{self, org_id, preset_id, to_json};
-use crate::api::write::{apply_exact, latest};
-use crate::controllers::ids;
+use crate::api::write::save_with;
 use crate::controllers::preset::organization_presets;
+use crate::domain::ids::{self, IdKind};
 use crate::resources::preset::PresetVision;
 use crate::resources::wire::StreamDvrSpec;
 use crate::resources::wire::stream::LayoutRules;
@@ -136,20 +136,61 @@ fn spec_from(mut spec: PresetSpec, body: Value) -> ApiResult<PresetSpec> {
 pub async fn create(State(state): State<ApiState>, body: JsonBody) -> ApiResult<Json<Value>> {
     let body = Value::Object(body.object()?);
     let mut spec = spec_from(PresetSpec::default(), body)?;
-    let id = ids::next_candidate(&ids::snapshot(&state.stores.presets), 1)
-        .ok_or_else(|| ApiError::internal("allocating a preset id", "id space exhausted"))?;
-    spec.id = Some(id);
     let ns = state.config.namespace.clone();
-    let object = format!("preset-{id}");
+    let mut claimed = ids::claim_new(
+        &state,
+        IdKind::Preset,
+        |id| format!("{ns}/preset-{id}"),
+        &ids::snapshot(&state.stores.presets),
+    )
+    .await
+    .map_err(|e| ApiError::internal("allocating a preset id", e))?;
+    let id = claimed.id;
+    spec.id = Some(id);
     let api: kube::Api<Preset> = kube::Api::namespaced(state.client.clone(), &ns);
     let pp = kube::api::PostParams {
         field_manager: Some(crate::resources::common::API_MANAGER.into()),
         ..Default::default()
     };
-    let created = api
-        .create(&pp, &Preset::new(&object, spec))
-        .await
-        .map_err(|e| ApiError::from_kube("creating the preset", e))?;
+    // `preset-<id>` reads well, but any kubectl object may already carry that name: then a
+    // random suffix. The claim is pointed at the name before the object exists, so the
+    // controller finds its own claim on the first reconcile.
+    let mut created = None;
+    let mut last_error = None;
+    for attempt in 0..3 {
+        let object = if attempt == 0 {
+            format!("preset-{id}")
+        } else {
+            let object = format!("preset-{id}-{:05x}", rand::random::<u32>() & 0xf_ffff);
+            let bound = claimed
+                .rebind(&state, &format!("{ns}/{object}"))
+                .await
+                .map_err(|e| ApiError::internal("allocating a preset id", e));
+            if let Err(e) = bound {
+                last_error = Some(e);
+                break;
+            }
+            object
+        };
+        match api.create(&pp, &Preset::new(&object, spec.clone())).await {
+            Ok(p) => {
+                created = Some(p);
+                break;
+            }
+            Err(kube::Error::Api(s)) if s.is_already_exists() => {}
+            Err(e) => {
+                last_error = Some(ApiError::from_kube("creating the preset", e));
+                break;
+            }
+        }
+    }
+    let Some(created) = created else {
+        if let Err(re) = claimed.release(&state).await {
+            tracing::warn!(error = %re, "releasing the id claim of a failed preset create");
+        }
+        return Err(last_error
+            .unwrap_or_else(|| ApiError::internal("creating the preset", "no free object name")));
+    };
     Ok(Json(to_json(&views::preset(&created))))
 }
 
@@ -162,11 +203,15 @@ pub async fn save(
     let id = int_param("id", &raw)?;
     let p = find(&state, id).ok_or_else(|| ApiError::not_found("preset", id))?;
     let body = Value::Object(body.object()?);
-    let spec = spec_from(latest(&state, p.as_ref()).await?.spec, body)?;
-    let mut stored = apply_exact(
+    let mut stored = save_with(
         &state,
         &p.namespace().unwrap_or_default(),
-        &Preset::new(&p.name_any(), spec),
+        &p.name_any(),
+        |current: Option<&Preset>| {
+            let current = current.ok_or_else(|| ApiError::not_found("preset", id))?;
+            let spec = spec_from(current.spec.clone(), body.clone())?;
+            Ok(Preset::new(&current.name_any(), spec))
+        },
     )
     .await?;
     if stored.status.is_none() {

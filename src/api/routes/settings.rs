@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::State;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 use crate::api::ApiState;
@@ -58,26 +58,73 @@ pub async fn domain_save(State(state): State<ApiState>, body: JsonBody) -> ApiRe
             ));
         }
     }
-    let mut doc = Value::Object(state.settings.domain());
-    merge(&mut doc, Value::Object(body));
-    let text = serde_json::to_string(&doc).unwrap_or_default();
-    let cm = json!({
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {
-            "name": SETTINGS_NAME,
-            "labels": { "app.kubernetes.io/managed-by": "panoptes" },
-        },
-        "data": { DOMAIN_KEY: text },
-    });
-    Api::<ConfigMap>::namespaced(state.client.clone(), &ns)
-        .patch(
-            SETTINGS_NAME,
-            &PatchParams::apply(API_MANAGER).force(),
-            &Patch::Apply(&cm),
+    // Merged onto the ConfigMap as the API server has it, written only if it is still that
+    // version: two saves racing (or an edit with kubectl) are never reverted.
+    let api = Api::<ConfigMap>::namespaced(state.client.clone(), &ns);
+    let mut saved = None;
+    for _ in 0..12 {
+        let current = api
+            .get_opt(SETTINGS_NAME)
+            .await
+            .map_err(|e| ApiError::internal("reading the domain settings", e))?;
+        let stored = current
+            .as_ref()
+            .and_then(|cm| cm.data.as_ref()?.get(DOMAIN_KEY))
+            .and_then(|text| serde_json::from_str::<Value>(text).ok())
+            .filter(Value::is_object)
+            .unwrap_or_else(|| json!({}));
+        let mut doc = stored;
+        merge(&mut doc, Value::Object(body.clone()));
+        let text = serde_json::to_string(&doc).unwrap_or_default();
+        let mut cm = json!({
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": SETTINGS_NAME,
+                "labels": { "app.kubernetes.io/managed-by": "panoptes" },
+            },
+            "data": { DOMAIN_KEY: text },
+        });
+        let written = match current
+            .as_ref()
+            .and_then(|c| c.metadata.resource_version.clone())
+        {
+            Some(rv) => {
+                cm["metadata"]["resourceVersion"] = json!(rv);
+                api.patch(
+                    SETTINGS_NAME,
+                    &PatchParams::apply(API_MANAGER).force(),
+                    &Patch::Apply(&cm),
+                )
+                .await
+            }
+            None => match serde_json::from_value::<ConfigMap>(cm) {
+                Ok(cm) => {
+                    let pp = PostParams {
+                        field_manager: Some(API_MANAGER.to_string()),
+                        ..Default::default()
+                    };
+                    api.create(&pp, &cm).await
+                }
+                Err(e) => return Err(ApiError::internal("saving the domain settings", e)),
+            },
+        };
+        match written {
+            Ok(_) => {
+                saved = Some(doc);
+                break;
+            }
+            Err(kube::Error::Api(s)) if s.is_conflict() || s.is_already_exists() => {}
+            Err(e) => return Err(ApiError::from_kube("saving the domain settings", e)),
+        }
+    }
+    let doc = saved.ok_or_else(|| {
+        ApiError::new(
+            axum::http::StatusCode::CONFLICT,
+            "conflict",
+            "the settings kept changing while they were being saved; send the save again",
         )
-        .await
-        .map_err(|e| ApiError::from_kube("saving the domain settings", e))?;
+    })?;
     Ok(Json(doc))
 }
 

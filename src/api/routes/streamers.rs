@@ -19,7 +19,7 @@ use crate::api::names::object_name;
 use crate::api::query::{CollectionSpec, Field};
 use crate::api::snapshot;
 use crate::api::views::{self, to_json};
-use crate::api::write::{apply_exact, put_secret};
+use crate::api::write::{put_secret, save_with};
 use crate::layout::preview_counts;
 use crate::resources::streamer::StreamerCredentials;
 use crate::resources::wire::{NodeRole, ServerConfig};
@@ -136,7 +136,14 @@ struct Saved {
     admin: Option<(String, String)>,
 }
 
-fn saved_spec(state: &ApiState, hostname: &str, body: Option<Value>) -> ApiResult<Saved> {
+/// The spec a save body leads to. `current`: the object as read from the API server (a save
+/// merges onto that); `None` merges onto what the store has (a preview).
+fn saved_spec(
+    state: &ApiState,
+    hostname: &str,
+    body: Option<Value>,
+    current: Option<Option<&Streamer>>,
+) -> ApiResult<Saved> {
     if hostname.is_empty() || hostname.len() > 253 {
         return Err(ApiError::invalid_parameter(
             "hostname",
@@ -191,10 +198,8 @@ fn saved_spec(state: &ApiState, hostname: &str, body: Option<Value>) -> ApiResul
         .as_ref()
         .map(|s| s.name_any())
         .unwrap_or_else(|| object_name("", hostname));
-    let mut spec = existing
-        .as_ref()
-        .map(|s| s.spec.clone())
-        .unwrap_or_default();
+    let base = current.unwrap_or(existing.as_deref());
+    let mut spec = base.map(|s| s.spec.clone()).unwrap_or_default();
     let mut current = json!({
         "role": spec.role,
         "channel_limit": spec.channel_limit,
@@ -242,7 +247,7 @@ pub async fn save(
         mut spec,
         cluster_key,
         admin,
-    } = saved_spec(&state, &hostname, body.0)?;
+    } = saved_spec(&state, &hostname, body.0.clone(), None)?;
     if cluster_key.is_some() || admin.is_some() {
         let secret = spec
             .credentials
@@ -265,7 +270,15 @@ pub async fn save(
             });
         }
     }
-    let stored = apply_exact(&state, &ns, &Streamer::new(&object, spec)).await?;
+    let credentials = spec.credentials.clone();
+    let stored = save_with(&state, &ns, &object, |current: Option<&Streamer>| {
+        let mut again = saved_spec(&state, &hostname, body.0.clone(), Some(current))?.spec;
+        if again.credentials.is_none() {
+            again.credentials = credentials.clone();
+        }
+        Ok(Streamer::new(&object, again))
+    })
+    .await?;
     Ok(Json(render(&state, &stored)))
 }
 
@@ -275,7 +288,7 @@ pub async fn preview(
     Path(hostname): Path<String>,
     body: JsonBody,
 ) -> ApiResult<Json<Value>> {
-    let saved = saved_spec(&state, &hostname, body.0)?;
+    let saved = saved_spec(&state, &hostname, body.0, None)?;
     let before = snapshot::run(&snapshot::world(&state, None, None));
     let after = snapshot::run(&snapshot::world(&state, None, Some(&saved.spec)));
     let changes = preview_counts(&before.counts, &after.counts)

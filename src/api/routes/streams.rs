@@ -19,11 +19,13 @@ use super::{envelope, indexed_envelope, live_nodes, pairs, param, whole};
 use crate::api::body::{JsonBody, RawBody, decode, merge, parse_json};
 use crate::api::cache::{Lenient, Stamp, Versioned, digest};
 use crate::api::error::{ApiError, ApiResult};
-use crate::api::names::{StreamPath, object_name, split_stream_path, valid_stream_name};
+use crate::api::names::{
+    STREAM_NAME_RULE, StreamPath, object_name, split_stream_path, valid_stream_name,
+};
 use crate::api::query::{CollectionSpec, Field, Index};
 use crate::api::snapshot;
 use crate::api::views::{self, org_id, preset_id, stream_name, to_json};
-use crate::api::write::{apply_exact, latest, put_secret};
+use crate::api::write::{put_secret, save_with};
 use crate::api::{ApiState, BASE};
 use crate::resources::stream::CameraCredentials;
 use crate::resources::wire::{CameraConfig, StreamConfigSpec};
@@ -499,14 +501,30 @@ fn extract_credentials(config: &mut StreamConfigSpec) -> Option<(String, String)
     found
 }
 
-/// The spec a save body leads to (shared by save and preview). Returns the namespace, the
-/// object name, the spec and any camera credentials found in URLs.
-fn saved_spec(state: &ApiState, name: &str, body: Option<Value>) -> ApiResult<Saved> {
+/// The namespace and object name a save of `name` writes: the existing stream's, else the
+/// mapped name in the facade namespace.
+fn target(state: &ApiState, name: &str) -> (String, String) {
+    match find(state, name) {
+        Some(s) => (
+            s.namespace()
+                .unwrap_or_else(|| state.config.namespace.clone()),
+            s.name_any(),
+        ),
+        None => (state.config.namespace.clone(), object_name("", name)),
+    }
+}
+
+/// The spec a save body leads to when applied to `existing` (shared by save and preview).
+/// Returns the namespace, the object name, the spec and any camera credentials found in URLs.
+fn saved_spec(
+    state: &ApiState,
+    name: &str,
+    body: Option<Value>,
+    (ns, target_object): (String, String),
+    existing: Option<&Stream>,
+) -> ApiResult<Saved> {
     if !valid_stream_name(name) {
-        return Err(ApiError::invalid_parameter(
-            "name",
-            "stream names are 1-256 characters of A-Z a-z 0-9 . _ ~ - and inner /",
-        ));
+        return Err(ApiError::invalid_parameter("name", STREAM_NAME_RULE));
     }
     let mut body = object(body)?;
     match body.remove("name") {
@@ -532,20 +550,8 @@ fn saved_spec(state: &ApiState, name: &str, body: Option<Value>) -> ApiResult<Sa
     for ro in READ_ONLY {
         body.remove(*ro);
     }
-    let existing = find(state, name);
-    let ns = existing
-        .as_ref()
-        .and_then(|s| s.namespace())
-        .unwrap_or_else(|| state.config.namespace.clone());
-    let object = existing
-        .as_ref()
-        .map(|s| s.name_any())
-        .unwrap_or_else(|| object_name("", name));
     let (org, preset) = references(state, &ns, &mut body)?;
-    let mut spec = existing
-        .as_ref()
-        .map(|s| s.spec.clone())
-        .unwrap_or_default();
+    let mut spec = existing.map(|s| s.spec.clone()).unwrap_or_default();
     let mut config = if reset {
         Value::Object(Map::new())
     } else {
@@ -553,7 +559,11 @@ fn saved_spec(state: &ApiState, name: &str, body: Option<Value>) -> ApiResult<Sa
     };
     merge(&mut config, Value::Object(body));
     spec.config = decode(config, "")?;
-    spec.name = Some(name.to_string());
+    // A stream created without `spec.name` (kubectl, GitOps, the samples) is named by its
+    // object name, and the CRD refuses adding the field later: keep it as it is.
+    if existing.is_none() || spec.name.is_some() {
+        spec.name = Some(name.to_string());
+    }
     if let Some(o) = org {
         spec.organization_ref = o;
     }
@@ -563,7 +573,7 @@ fn saved_spec(state: &ApiState, name: &str, body: Option<Value>) -> ApiResult<Sa
     let creds = extract_credentials(&mut spec.config);
     Ok(Saved {
         ns,
-        object,
+        object: target_object,
         spec,
         creds,
     })
@@ -590,12 +600,16 @@ async fn save(
             ));
         }
     }
-    let Saved {
-        ns,
-        object,
-        mut spec,
-        creds,
-    } = saved_spec(state, name, body)?;
+    let (ns, object) = target(state, name);
+    // Validated against what the store knows first, so a bad body writes nothing.
+    let Saved { creds, .. } = saved_spec(
+        state,
+        name,
+        body.clone(),
+        (ns.clone(), object.clone()),
+        find(state, name).as_deref(),
+    )?;
+    let mut credentials = None;
     if let Some((user, password)) = creds {
         let secret = format!("{object}-camera-credentials");
         put_secret(
@@ -605,13 +619,38 @@ async fn save(
             BTreeMap::from([("username".into(), user), ("password".into(), password)]),
         )
         .await?;
-        spec.credentials = Some(CameraCredentials {
+        credentials = Some(CameraCredentials {
             secret_name: secret,
             username_key: None,
             password_key: None,
         });
     }
-    let stored = apply_exact(state, &ns, &Stream::new(&object, spec)).await?;
+    let stored = save_with(state, &ns, &object, |current: Option<&Stream>| {
+        // The object this name maps to holds another stream (a digest collision, or a name
+        // taken by kubectl): never write one stream's save into another.
+        if let Some(c) = current.filter(|c| name_of(c) != name) {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "exists",
+                format!(
+                    "stream {name} cannot be stored: its object {object} holds stream {}",
+                    name_of(c)
+                ),
+            ));
+        }
+        let Saved { mut spec, .. } = saved_spec(
+            state,
+            name,
+            body.clone(),
+            (ns.clone(), object.clone()),
+            current,
+        )?;
+        if credentials.is_some() {
+            spec.credentials = credentials.clone();
+        }
+        Ok(Stream::new(&object, spec))
+    })
+    .await?;
     Ok(render(state, &stored))
 }
 
@@ -657,9 +696,10 @@ fn layouts(state: &ApiState, name: &str, pairs: &[(String, String)]) -> ApiResul
 }
 
 fn preview(state: &ApiState, name: &str, body: Option<Value>) -> ApiResult<Json<Value>> {
+    let existing = find(state, name);
     let Saved {
         ns, object, spec, ..
-    } = saved_spec(state, name, body)?;
+    } = saved_spec(state, name, body, target(state, name), existing.as_deref())?;
     let key: Arc<str> = format!("{ns}/{object}").into();
     let before = snapshot::run(&snapshot::world(state, None, None));
     let world = snapshot::world(state, Some((key, Some(ns), &spec)), None);
@@ -709,17 +749,20 @@ fn camera_get(state: &ApiState, name: &str) -> ApiResult<Response> {
 async fn camera_save(state: &ApiState, name: &str, body: Option<Value>) -> ApiResult<Response> {
     let s = require(state, name)?;
     let body = object(body)?;
-    let s = latest(state, s.as_ref()).await?;
-    let mut current =
-        serde_json::to_value(s.spec.camera_config.clone().unwrap_or_default()).unwrap_or_default();
-    merge(&mut current, Value::Object(body));
-    let cc: CameraConfig = decode(current, "")?;
-    let mut spec = s.spec.clone();
-    spec.camera_config = Some(cc);
-    let stored = apply_exact(
+    let stored = save_with(
         state,
         &s.namespace().unwrap_or_default(),
-        &Stream::new(&s.name_any(), spec),
+        &s.name_any(),
+        |current: Option<&Stream>| {
+            let current = current.ok_or_else(|| ApiError::not_found("stream", name))?;
+            let mut cc =
+                serde_json::to_value(current.spec.camera_config.clone().unwrap_or_default())
+                    .unwrap_or_default();
+            merge(&mut cc, Value::Object(body.clone()));
+            let mut spec = current.spec.clone();
+            spec.camera_config = Some(decode::<CameraConfig>(cc, "")?);
+            Ok(Stream::new(&current.name_any(), spec))
+        },
     )
     .await?;
     Ok(Json(to_json(&stored.spec.camera_config.unwrap_or_default())).into_response())

@@ -20,8 +20,9 @@ use crate::api::error::{ApiError, ApiResult};
 use crate::api::names::object_name;
 use crate::api::query::{CollectionSpec, Field};
 use crate::api::views::{self, org_id, to_json, user_id};
-use crate::api::write::{apply_exact, latest, put_secret};
-use crate::controllers::ids;
+use crate::api::write::{latest, put_secret, save_with};
+use crate::domain::ids::{self, IdKind};
+use crate::domain::validate;
 use crate::resources::common::SecretKeyRef;
 use crate::resources::user::{AccessLevel, Membership, Permissions};
 use crate::resources::{User, UserSpec};
@@ -45,7 +46,7 @@ pub const USERS: CollectionSpec<'static> = CollectionSpec {
 };
 
 /// Writable user members (wire names). Unknown members are ignored.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 struct UserWrite {
     name: Option<String>,
     fullname: Option<String>,
@@ -101,6 +102,27 @@ fn take_password(body: &mut Map<String, Value>) -> ApiResult<Option<String>> {
             "`password` must be a string",
         )),
     }
+}
+
+/// The login and free-text rules of [`validate`], worded for a Watcher client.
+fn check(w: &UserWrite) -> ApiResult<()> {
+    let bad = |e: validate::Invalid| ApiError::invalid_body(e.pointer, e.message);
+    if let Some(n) = &w.name {
+        validate::login(n).map_err(bad)?;
+    }
+    let lines = [
+        ("/fullname", &w.fullname, validate::LINE_MAX),
+        ("/phone", &w.phone, validate::PHONE_MAX),
+    ];
+    for (pointer, value, max) in lines {
+        if let Some(v) = value {
+            validate::line(pointer, v, max).map_err(bad)?;
+        }
+    }
+    if let Some(v) = &w.note {
+        validate::text("/note", v, validate::TEXT_MAX).map_err(bad)?;
+    }
+    Ok(())
 }
 
 fn apply_write(spec: &mut UserSpec, w: UserWrite) {
@@ -169,6 +191,7 @@ pub async fn create(State(state): State<ApiState>, body: JsonBody) -> ApiResult<
             "`name` (the login) is required",
         ));
     };
+    check(&w)?;
     if crate::api::auth::user_by_login(&state, &login).is_some() {
         return Err(ApiError::new(
             axum::http::StatusCode::CONFLICT,
@@ -203,18 +226,25 @@ pub async fn create(State(state): State<ApiState>, body: JsonBody) -> ApiResult<
             }),
         }]);
     }
-    let snapshot = ids::snapshot(&state.stores.users);
-    spec.id = Some(
-        ids::next_candidate(&snapshot, 1)
-            .ok_or_else(|| ApiError::internal("allocating a user id", "id space exhausted"))?,
-    );
     let object = object_name("user-", &login);
-    if let Some(p) = password {
-        store_password(&state, &ns, &object, &mut spec, p).await?;
-    }
-    let api: kube::Api<User> = kube::Api::namespaced(state.client.clone(), &ns);
-    let created = api
-        .create(
+    // The id is claimed on the API server before anything else is written or answered, so
+    // creates racing each other (or following each other faster than the watch) never share
+    // an id.
+    let claimed = ids::claim_new(
+        &state,
+        IdKind::User,
+        |_| format!("{ns}/{object}"),
+        &ids::snapshot(&state.stores.users),
+    )
+    .await
+    .map_err(|e| ApiError::internal("allocating a user id", e))?;
+    spec.id = Some(claimed.id);
+    let created = async {
+        if let Some(p) = password {
+            store_password(&state, &ns, &object, &mut spec, p).await?;
+        }
+        let api: kube::Api<User> = kube::Api::namespaced(state.client.clone(), &ns);
+        api.create(
             &kube::api::PostParams {
                 field_manager: Some(crate::resources::common::API_MANAGER.into()),
                 ..Default::default()
@@ -222,7 +252,18 @@ pub async fn create(State(state): State<ApiState>, body: JsonBody) -> ApiResult<
             &User::new(&object, spec),
         )
         .await
-        .map_err(|e| ApiError::from_kube("creating the user", e))?;
+        .map_err(|e| ApiError::from_kube("creating the user", e))
+    }
+    .await;
+    let created = match created {
+        Ok(u) => u,
+        Err(e) => {
+            if let Err(re) = claimed.release(&state).await {
+                tracing::warn!(error = %re, "releasing the id claim of a failed user create");
+            }
+            return Err(e);
+        }
+    };
     Ok(Json(to_json(&views::user(&state, &created))))
 }
 
@@ -241,6 +282,7 @@ pub async fn save(
         body.remove(ro);
     }
     let w: UserWrite = decode(Value::Object(body), "")?;
+    check(&w)?;
     if let Some(n) = &w.name {
         if n.is_empty() {
             return Err(ApiError::invalid_body("/name", "`name` must not be empty"));
@@ -255,12 +297,24 @@ pub async fn save(
         }
     }
     let ns = u.namespace().unwrap_or_default();
-    let mut spec = latest(&state, u.as_ref()).await?.spec;
-    apply_write(&mut spec, w);
+    let object = u.name_any();
+    let mut secret_ref = None;
     if let Some(p) = password {
-        store_password(&state, &ns, &u.name_any(), &mut spec, p).await?;
+        let mut scratch = latest(&state, u.as_ref()).await?.spec;
+        store_password(&state, &ns, &object, &mut scratch, p).await?;
+        secret_ref = scratch.password_secret_ref;
     }
-    let stored = apply_exact(&state, &ns, &User::new(&u.name_any(), spec)).await?;
+    let stored = save_with(&state, &ns, &object, |current: Option<&User>| {
+        // Deleted meanwhile: a save never recreates it.
+        let current = current.ok_or_else(|| ApiError::not_found("user", id))?;
+        let mut spec = current.spec.clone();
+        apply_write(&mut spec, w.clone());
+        if secret_ref.is_some() {
+            spec.password_secret_ref = secret_ref.clone();
+        }
+        Ok(User::new(&object, spec))
+    })
+    .await?;
     Ok(Json(to_json(&views::user(
         &state,
         &with_status(stored, &u),
