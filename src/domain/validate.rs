@@ -4,7 +4,9 @@
 
 /// Longest login (bytes). Logins travel in Basic credentials and in object names.
 pub const LOGIN_MAX: usize = 256;
-/// Longest one-line display field (full name, title).
+/// Longest short name (preset and organization titles).
+pub const NAME_MAX: usize = 256;
+/// Longest one-line display field (full name, stream title, postal address).
 pub const LINE_MAX: usize = 1024;
 /// Longest phone number.
 pub const PHONE_MAX: usize = 64;

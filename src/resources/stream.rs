@@ -33,7 +33,10 @@ use super::wire::{CameraConfig, StreamConfigSpec, StreamLayout};
 #[schemars(extend("x-kubernetes-validations" = [
     {"rule": "(has(self.disabled) && self.disabled) || (has(self.inputs) && size(self.inputs) > 0)", "message": "an enabled stream needs at least one input (or set disabled: true)"},
     {"rule": "has(self.name) == has(oldSelf.name) && (!has(self.name) || self.name == oldSelf.name)", "message": "spec.name (the Watcher stream name) is immutable once the stream exists"},
-    {"rule": "!has(self.name) || !self.name.matches('(^|/)([.][.]?)?(/|$)')", "message": "spec.name must not have an empty, '.' or '..' segment (a node would resolve it to another path)"}
+    {"rule": "!has(self.name) || !self.name.matches('(^|/)([.][.]?)?(/|$)')", "message": "spec.name must not have an empty, '.' or '..' segment (a node would resolve it to another path)"},
+    {"rule": "!has(self.title) || !self.title.matches('[\\x00-\\x1f\\x7f]')", "message": "spec.title must not contain control characters"},
+    {"rule": "!has(self.postal_address) || !self.postal_address.matches('[\\x00-\\x1f\\x7f]')", "message": "spec.postal_address must not contain control characters"},
+    {"rule": "!has(self.comment) || !self.comment.matches('[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f]')", "message": "spec.comment must not contain control characters other than line breaks and tabs"}
 ]))]
 pub struct StreamSpec {
     /// Watcher stream name (defaults to metadata.name); may hold characters Kubernetes names

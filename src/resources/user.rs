@@ -30,7 +30,8 @@ use super::common::{CommonStatus, SecretKeyRef};
     {"rule": "!self.name.contains(':')", "message": "spec.name (the login) must not contain ':' (Basic credentials split there, so it could never log in)"},
     {"rule": "!self.name.matches('[\\x00-\\x1f\\x7f]')", "message": "spec.name (the login) must not contain control characters"},
     {"rule": "!has(self.fullname) || !self.fullname.matches('[\\x00-\\x1f\\x7f]')", "message": "spec.fullname must not contain control characters"},
-    {"rule": "!has(self.phone) || !self.phone.matches('[\\x00-\\x1f\\x7f]')", "message": "spec.phone must not contain control characters"}
+    {"rule": "!has(self.phone) || !self.phone.matches('[\\x00-\\x1f\\x7f]')", "message": "spec.phone must not contain control characters"},
+    {"rule": "!has(self.note) || !self.note.matches('[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f]')", "message": "spec.note must not contain control characters other than line breaks and tabs"}
 ]))]
 pub struct UserSpec {
     /// Pinned Watcher id (positive integer). Leave unset to have Panoptes assign one.

@@ -366,6 +366,31 @@ async fn logins_and_free_text_fields_are_bounded() {
         .await;
     assert_error(s, &v, 400);
 
+    for (body, pointer) in [
+        (json!({"title": "bell\u{7}"}), "/title"),
+        (json!({"comment": "nul\u{0}"}), "/comment"),
+        (json!({"title": "x".repeat(1025)}), "/title"),
+    ] {
+        let mut body = body;
+        body["inputs"] = json!([{"url": "fake://t"}]);
+        let (s, v) = f.put("/streams/texts", body).await;
+        assert_error(s, &v, 400);
+        assert_eq!(v["errors"][0]["source"]["pointer"], pointer, "{v}");
+    }
+    let err = ns
+        .api::<Stream>()
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(api_support::stream_json(
+                "texts",
+                json!({"title": "a\u{1}b", "inputs": [{"url": "fake://t"}]}),
+            ))
+            .unwrap(),
+        )
+        .await
+        .expect_err("the CRD accepted a control character in a title");
+    assert!(err.to_string().contains("control characters"), "{err}");
+
     let users: Api<User> = ns.api();
     for (spec, said) in [
         (json!({"name": "a:b"}), "must not contain ':'"),

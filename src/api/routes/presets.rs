@@ -19,6 +19,7 @@ use crate::api::views::{self, org_id, preset_id, to_json};
 use crate::api::write::save_with;
 use crate::controllers::preset::organization_presets;
 use crate::domain::ids::{self, IdKind};
+use crate::domain::validate;
 use crate::resources::preset::PresetVision;
 use crate::resources::wire::StreamDvrSpec;
 use crate::resources::wire::stream::LayoutRules;
@@ -124,6 +125,8 @@ fn spec_from(mut spec: PresetSpec, body: Value) -> ApiResult<PresetSpec> {
         .title
         .filter(|t| !t.is_empty())
         .ok_or_else(|| ApiError::invalid_body("/title", "`title` is required"))?;
+    validate::line("/title", &spec.title, validate::NAME_MAX)
+        .map_err(|e| ApiError::invalid_body(e.pointer, e.message))?;
     spec.is_adjustable = w.is_adjustable;
     spec.is_default = w.is_default;
     spec.dvr = w.dvr;

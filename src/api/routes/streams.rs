@@ -27,6 +27,7 @@ use crate::api::snapshot;
 use crate::api::views::{self, org_id, preset_id, stream_name, to_json};
 use crate::api::write::{put_secret, save_with};
 use crate::api::{ApiState, BASE};
+use crate::domain::validate;
 use crate::resources::stream::CameraCredentials;
 use crate::resources::wire::{CameraConfig, StreamConfigSpec};
 use crate::resources::{Stream, StreamSpec};
@@ -501,6 +502,21 @@ fn extract_credentials(config: &mut StreamConfigSpec) -> Option<(String, String)
     found
 }
 
+/// The free-text rules of [`validate`] (the CRD has the same limits), worded for Watcher.
+fn check_text(config: &StreamConfigSpec) -> ApiResult<()> {
+    let bad = |e: validate::Invalid| ApiError::invalid_body(e.pointer, e.message);
+    if let Some(t) = &config.title {
+        validate::line("/title", t, validate::LINE_MAX).map_err(bad)?;
+    }
+    if let Some(a) = &config.postal_address {
+        validate::line("/postal_address", a, validate::LINE_MAX).map_err(bad)?;
+    }
+    if let Some(c) = &config.comment {
+        validate::text("/comment", c, validate::TEXT_MAX).map_err(bad)?;
+    }
+    Ok(())
+}
+
 /// The namespace and object name a save of `name` writes: the existing stream's, else the
 /// mapped name in the facade namespace.
 fn target(state: &ApiState, name: &str) -> (String, String) {
@@ -559,6 +575,7 @@ fn saved_spec(
     };
     merge(&mut config, Value::Object(body));
     spec.config = decode(config, "")?;
+    check_text(&spec.config)?;
     // A stream created without `spec.name` (kubectl, GitOps, the samples) is named by its
     // object name, and the CRD refuses adding the field later: keep it as it is.
     if existing.is_none() || spec.name.is_some() {
