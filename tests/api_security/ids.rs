@@ -226,6 +226,29 @@ async fn concurrent_partial_saves_and_api_edits_all_survive() {
             "round {round}: the API edit was reverted: {spec}"
         );
     }
+    // The same for a user (partial saves of three fields at once).
+    let (s, u) = f.post("/users", json!({"name": "lost"})).await;
+    assert_eq!(s, StatusCode::OK, "{u}");
+    let path = format!("/users/{}", u["id"]);
+    for round in 1..=2 {
+        let saves = futures::future::join_all([
+            f.put(&path, json!({"fullname": format!("f{round}")})),
+            f.put(&path, json!({"phone": format!("p{round}")})),
+            f.put(&path, json!({"note": format!("n{round}")})),
+        ])
+        .await;
+        for (s, v) in saves {
+            assert_eq!(s, StatusCode::OK, "round {round}: {v}");
+        }
+        let spec = ns.api::<User>().get("user-lost").await.unwrap().spec;
+        let got = (spec.fullname, spec.phone, spec.note);
+        let want = (
+            Some(format!("f{round}")),
+            Some(format!("p{round}")),
+            Some(format!("n{round}")),
+        );
+        assert_eq!(got, want, "round {round}");
+    }
 }
 
 /// #15: names a node would resolve (`.`, `..`, dot segments) are refused by the facade and
