@@ -147,6 +147,30 @@ async fn preset_creates_race_and_a_squatted_object_name_does_not_block() {
     let stored = api.list(&Default::default()).await.unwrap();
     let pinned: BTreeSet<i64> = stored.items.iter().filter_map(|p| p.spec.id).collect();
     assert_eq!(pinned, ids);
+    // The controller finds each facade claim its own, the re-pointed one included.
+    let op = Operator::start(&ns);
+    eventually(WAIT, "every preset Ready with its pinned id", || {
+        let api = api.clone();
+        async move {
+            let presets = api.list(&Default::default()).await.ok()?;
+            presets
+                .items
+                .iter()
+                .all(|p| {
+                    let st = p.status.as_ref();
+                    st.and_then(|s| s.id) == p.spec.id
+                        && st.is_some_and(|s| {
+                            s.common
+                                .conditions
+                                .iter()
+                                .any(|c| c.type_ == "Ready" && c.status == "True")
+                        })
+                })
+                .then_some(())
+        }
+    })
+    .await;
+    op.stop().await;
 }
 
 /// #5: a Stream applied the way the samples are (no `spec.name`) saves through the facade,
@@ -225,6 +249,28 @@ async fn concurrent_partial_saves_and_api_edits_all_survive() {
             format!("api-{round}"),
             "round {round}: the API edit was reverted: {spec}"
         );
+    }
+    // The domain settings: two saves of different members at once keep both.
+    for round in 1..=2 {
+        let saves = futures::future::join_all([
+            f.put(
+                "/domain_config",
+                json!({"appearance": {"color": format!("c{round}")}}),
+            ),
+            f.put(
+                "/domain_config",
+                json!({"mail": {"host": format!("h{round}")}}),
+            ),
+        ])
+        .await;
+        for (s, v) in saves {
+            assert_eq!(s, StatusCode::OK, "round {round}: {v}");
+        }
+        f.get_until("/domain_config", "both settings saves", |v| {
+            v["appearance"]["color"] == format!("c{round}")
+                && v["mail"]["host"] == format!("h{round}")
+        })
+        .await;
     }
     // The same for a user (partial saves of three fields at once).
     let (s, u) = f.post("/users", json!({"name": "lost"})).await;
