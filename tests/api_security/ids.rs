@@ -84,6 +84,8 @@ async fn user_creates_get_distinct_ids_and_a_save_reaches_its_own_user() {
     );
 
     let race2 = by_login["race2"];
+    f.get_until(&format!("/users/{race2}"), "race2", |_| true)
+        .await;
     let (s, v) = f
         .put(
             &format!("/users/{race2}"),
@@ -276,6 +278,7 @@ async fn concurrent_partial_saves_and_api_edits_all_survive() {
     let (s, u) = f.post("/users", json!({"name": "lost"})).await;
     assert_eq!(s, StatusCode::OK, "{u}");
     let path = format!("/users/{}", u["id"]);
+    f.get_until(&path, "the new user", |_| true).await;
     for round in 1..=2 {
         let saves = futures::future::join_all([
             f.put(&path, json!({"fullname": format!("f{round}")})),
@@ -427,6 +430,9 @@ async fn logins_and_free_text_fields_are_bounded() {
         .post("/users", json!({"name": "fine", "note": "two\nlines"}))
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
+    // Saves find users through the watch: wait until it has the new one.
+    f.get_until(&format!("/users/{}", v["id"]), "the new user", |_| true)
+        .await;
     let (s, v) = f
         .put(
             &format!("/users/{}", v["id"]),
