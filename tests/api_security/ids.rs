@@ -78,6 +78,20 @@ async fn user_creates_get_distinct_ids_and_a_save_reaches_its_own_user() {
         ids.insert(v["id"].as_i64().unwrap());
     }
     assert_eq!(ids.len(), 10, "ids handed out: {ids:?}");
+    // The same login twice at once: one wins, the other is told so in Watcher words.
+    let twice =
+        futures::future::join_all((0..2).map(|_| post(&f, "/users", json!({"name": "twin"}))))
+            .await;
+    let statuses: BTreeSet<u16> = twice.iter().map(|(s, _)| s.as_u16()).collect();
+    assert_eq!(statuses, BTreeSet::from([200, 409]), "{twice:?}");
+    let lost = twice
+        .iter()
+        .find(|(s, _)| *s == StatusCode::CONFLICT)
+        .unwrap();
+    assert_eq!(
+        lost.1["errors"][0]["title"], "user twin already exists",
+        "{lost:?}"
+    );
     assert!(
         !ids.contains(&1),
         "the admin's id was handed out again: {ids:?}"
@@ -115,7 +129,7 @@ async fn user_creates_get_distinct_ids_and_a_save_reaches_its_own_user() {
                         })
                 })
                 .count();
-            (ready == 10).then_some(())
+            (ready == 11).then_some(())
         }
     })
     .await;

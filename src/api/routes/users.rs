@@ -252,7 +252,16 @@ pub async fn create(State(state): State<ApiState>, body: JsonBody) -> ApiResult<
             &User::new(&object, spec),
         )
         .await
-        .map_err(|e| ApiError::from_kube("creating the user", e))
+        .map_err(|e| match e {
+            // A create of the same login racing this one won.
+            kube::Error::Api(s) if s.is_already_exists() => ApiError::new(
+                axum::http::StatusCode::CONFLICT,
+                "exists",
+                format!("user {login} already exists"),
+            )
+            .pointer("/name"),
+            e => ApiError::from_kube("creating the user", e),
+        })
     }
     .await;
     let created = match created {
