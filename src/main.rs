@@ -51,6 +51,11 @@ enum Command {
         /// "default").
         #[arg(long, env = "PANOPTES_API_NAMESPACE")]
         api_namespace: Option<String>,
+        /// Namespaces besides the API namespace whose Users may log in to the facade
+        /// (comma-separated). By default only the API namespace holds identities: in cluster
+        /// mode a User elsewhere is nobody.
+        #[arg(long, env = "PANOPTES_IDENTITY_NAMESPACES", value_delimiter = ',')]
+        identity_namespaces: Vec<String>,
         /// Run the reconcilers only while holding the leader Lease (in the system namespace).
         #[arg(long, env = "PANOPTES_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
         leader_election: bool,
@@ -107,6 +112,7 @@ async fn main() -> ExitCode {
             log_format,
             api_addr,
             api_namespace,
+            identity_namespaces,
             leader_election,
             node_resync_seconds,
             delete_grace_seconds,
@@ -124,6 +130,7 @@ async fn main() -> ExitCode {
                 system_namespace: system_namespace.clone(),
                 api_addr: Some(api_addr),
                 api_namespace,
+                identity_namespaces,
                 leader_election,
                 tunables: Tunables {
                     node_resync: Duration::from_secs(node_resync_seconds.max(1)),

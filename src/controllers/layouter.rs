@@ -187,7 +187,7 @@ pub fn inputs(ctx: &Context) -> Inputs {
                 None => continue,
             },
         };
-        let mut view = StreamView::from_spec(skey(&key), &s.spec);
+        let mut view = StreamView::from_spec(skey(&key), &key.0, &s.spec);
         view.dvr_redundancy = effective::dvr_redundancy(&s.spec.config, preset.map(|p| &p.spec));
         views.push(view);
     }
@@ -199,7 +199,11 @@ pub fn inputs(ctx: &Context) -> Inputs {
         .iter()
         .map(|s| {
             streamers.insert(s.spec.hostname.clone(), key_of(s.as_ref()));
-            NodeView::from_spec(&s.spec, healthy(ctx, &s.spec.hostname))
+            NodeView::from_spec(
+                &s.namespace().unwrap_or_default(),
+                &s.spec,
+                healthy(ctx, &s.spec.hostname),
+            )
         })
         .collect();
     Inputs {
