@@ -3,6 +3,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use panoptes::controllers::Tunables;
+use panoptes::flussonic::ProbePolicy;
 use panoptes::run::{RunConfig, run};
 use panoptes::state::{Scope, Shard};
 use panoptes::telemetry::{LogFormat, init_logging};
@@ -62,6 +63,14 @@ enum Command {
         /// Seconds between probes and lists of each node.
         #[arg(long, env = "PANOPTES_NODE_RESYNC_SECONDS", default_value_t = 5)]
         node_resync_seconds: u64,
+        /// Milliseconds one health probe of a node may take (separate from the timeout of
+        /// lists and bodies). With `--node-probe-attempts` it bounds how long a hung node
+        /// stays Reachable; keep it above the slowest healthy node's answer time.
+        #[arg(long, env = "PANOPTES_NODE_PROBE_TIMEOUT_MS", default_value_t = 1500)]
+        node_probe_timeout_ms: u64,
+        /// Probe attempts before a node is marked Unreachable.
+        #[arg(long, env = "PANOPTES_NODE_PROBE_ATTEMPTS", default_value_t = 3)]
+        node_probe_attempts: u32,
         /// Seconds a Stream's deletion waits for an unreachable node before leaving the copy
         /// to be collected when the node returns.
         #[arg(long, env = "PANOPTES_DELETE_GRACE_SECONDS", default_value_t = 60)]
@@ -115,6 +124,8 @@ async fn main() -> ExitCode {
             identity_namespaces,
             leader_election,
             node_resync_seconds,
+            node_probe_timeout_ms,
+            node_probe_attempts,
             delete_grace_seconds,
             shard,
             shared_controllers,
@@ -136,6 +147,10 @@ async fn main() -> ExitCode {
                     node_resync: Duration::from_secs(node_resync_seconds.max(1)),
                     delete_grace: Duration::from_secs(delete_grace_seconds),
                     system_namespace,
+                    probe: ProbePolicy {
+                        timeout: Duration::from_millis(node_probe_timeout_ms.max(100)),
+                        attempts: node_probe_attempts.max(1),
+                    },
                 },
                 shard: shard.map_or_else(Shard::all, Shard::named),
                 shared_controllers,

@@ -21,6 +21,8 @@ pub struct Tunables {
     pub delete_grace: Duration,
     /// Namespace holding Panoptes' own objects (id claims, leases).
     pub system_namespace: String,
+    /// Timing of node health probes (how fast a hung node is judged unreachable).
+    pub probe: crate::flussonic::ProbePolicy,
 }
 
 impl Default for Tunables {
@@ -29,6 +31,7 @@ impl Default for Tunables {
             node_resync: Duration::from_secs(5),
             delete_grace: Duration::from_secs(60),
             system_namespace: "default".into(),
+            probe: crate::flussonic::ProbePolicy::default(),
         }
     }
 }

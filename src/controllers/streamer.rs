@@ -147,7 +147,9 @@ async fn reconcile_inner(
     };
 
     let now_ms = chrono::Utc::now().timestamp_millis();
-    let probe = client.config_stats().await;
+    // Probe timing is its own (`Tunables::probe`): a hung node is Unreachable within the
+    // probe budget instead of after every list-sized timeout and retry.
+    let probe = client.probe().await;
     let before = ctx.live.node(&host);
     let (reachable, running, error) = match &probe {
         Ok(stats) => (
@@ -310,10 +312,9 @@ async fn client_for(
     {
         return Ok(c);
     }
-    let client = NodeClient::new(
-        NodeClientConfig::new(host, url, creds),
-        ctx.node_metrics.clone(),
-    )
+    let mut config = NodeClientConfig::new(host, url, creds);
+    config.probe = ctx.tunables.probe.clone();
+    let client = NodeClient::new(config, ctx.node_metrics.clone())
     .map_err(|e| format!("{e}; fix spec.apiUrl"))?;
     ctx.nodes.insert(client.clone());
     mem.client_for = Some(want);

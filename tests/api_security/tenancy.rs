@@ -85,12 +85,6 @@ impl ClusterFacade {
         (r.status(), r.json().await.unwrap_or(Value::Null))
     }
 
-    async fn token(&self, login: &str, password: &str) -> String {
-        let (s, v) = self.login(login, password).await;
-        assert_eq!(s, StatusCode::OK, "login {login}: {v}");
-        v["access_token"].as_str().unwrap().to_string()
-    }
-
     async fn call(
         &self,
         token: &str,
@@ -144,7 +138,7 @@ async fn users_outside_the_api_namespace_are_not_identities() {
         .call(&token, reqwest::Method::GET, "/users?limit=1000", None)
         .await;
     assert_eq!(s, StatusCode::OK, "{list}");
-    let logins: Vec<&str> = list["users"]
+    let logins: Vec<&str> = list["users_list"]
         .as_array()
         .unwrap()
         .iter()
@@ -314,6 +308,7 @@ impl ShardOperator {
                 node_resync: Duration::from_millis(500),
                 delete_grace: Duration::from_secs(3),
                 system_namespace: system_namespace.into(),
+                ..Default::default()
             },
         ));
         let (stop, shutdown) = Shutdown::new();
@@ -453,7 +448,15 @@ fn reachable(s: &Streamer) -> Option<String> {
 async fn a_hung_node_is_detected_within_the_probe_budget_and_a_slow_one_is_not() {
     let (ns, sim) = scenario::fleet("ten-hung", 2).await;
     let op = Operator::start(&ns);
-    let budget = Duration::from_secs(5);
+    let budget = Tunables::default().probe.budget();
+    assert!(
+        budget <= Duration::from_secs(5),
+        "the default detection budget is {budget:?}"
+    );
+    assert!(
+        Tunables::default().probe.timeout > Duration::from_millis(800),
+        "a node answering after 800 ms would fail its probes"
+    );
     let streamers: Api<Streamer> = ns.api();
     let (hung, slow) = (sim.node(0), sim.node(1));
     for n in [hung, slow] {
