@@ -166,7 +166,7 @@ mod tests {
         let ops_admin = user("ops", "admin2", "admin");
         let mut deleting = (*user("video", "old", "admin")).clone();
         deleting.metadata.deletion_timestamp = Some(
-            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(chrono::Utc::now()),
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()),
         );
         let deleting = Arc::new(deleting);
         type Case<'a> = (&'a [Arc<User>], &'a str, LoginHolder<&'a str>);

@@ -750,3 +750,24 @@ impl NodeClient {
         self.execute(call).await.map(|_| ())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_probe_detects_a_hung_node_within_5s_and_passes_a_slow_one() {
+        let p = ProbePolicy::default();
+        assert_eq!(p.budget(), Duration::from_millis(4800));
+        assert!(p.budget() <= Duration::from_secs(5));
+        assert!(p.timeout > Duration::from_millis(800));
+        let cases = [
+            (ProbePolicy { timeout: Duration::from_secs(1), attempts: 1 }, 1000),
+            (ProbePolicy { timeout: Duration::from_secs(1), attempts: 0 }, 1000),
+            (ProbePolicy { timeout: Duration::from_secs(2), attempts: 4 }, 8000 + 100 + 200 + 200),
+        ];
+        for (p, ms) in cases {
+            assert_eq!(p.budget(), Duration::from_millis(ms), "{p:?}");
+        }
+    }
+}
