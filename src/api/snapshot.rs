@@ -9,6 +9,7 @@ use kube::ResourceExt;
 
 use super::ApiState;
 use super::views::stream_name;
+use crate::domain::tenancy::{hostname_owners, owns_hostname};
 use crate::layout::{LayoutOptions, LayoutResult, NodeView, Placement, Snapshot, StreamView};
 use crate::resources::{Stream, StreamSpec, StreamerSpec};
 
@@ -59,8 +60,11 @@ pub fn world(
 ) -> World {
     let live: HashMap<String, _> = state.live.nodes().into_iter().collect();
     let streamers = state.stores.streamers.state();
+    // As in the layouter: only the owner of a hostname is a node.
+    let owners = hostname_owners(streamers.iter().map(|s| s.as_ref()));
     let mut nodes: Vec<NodeView> = streamers
         .iter()
+        .filter(|s| owns_hostname(&owners, s))
         .filter(|s| node.is_none_or(|n| n.hostname != s.spec.hostname))
         .map(|s| {
             let healthy = live

@@ -14,6 +14,7 @@ use futures::FutureExt;
 use kube::{Resource, ResourceExt};
 
 use super::Context;
+use crate::domain::tenancy::{hostname_owners, owns_hostname};
 use super::fleet::Blocked;
 use super::refs::{self, Key, key_of};
 use super::stream::effective;
@@ -192,11 +193,12 @@ pub fn inputs(ctx: &Context) -> Inputs {
         views.push(view);
     }
     let mut streamers = HashMap::new();
-    let nodes = ctx
-        .stores
-        .streamers
-        .state()
+    let all = ctx.stores.streamers.state();
+    // A Streamer naming a hostname an older one owns is no node (domain::tenancy).
+    let owners = hostname_owners(all.iter().map(|s| s.as_ref()));
+    let nodes = all
         .iter()
+        .filter(|s| owns_hostname(&owners, s))
         .map(|s| {
             streamers.insert(s.spec.hostname.clone(), key_of(s.as_ref()));
             NodeView::from_spec(

@@ -12,6 +12,12 @@
 //!   allowed to create a Stream in one namespace would get cameras ingested (and URLs of their
 //!   choosing fetched) by another namespace's nodes.
 //!
+//! - **Hostnames.** Nodes are addressed by hostname (one client, one placement target per
+//!   hostname), so a hostname belongs to one Streamer: the oldest claimant. A later Streamer
+//!   naming the same hostname, e.g. from another namespace with its own `apiUrl` and
+//!   credentials, gets no client and no streams; otherwise the owner's streams, with their
+//!   camera passwords, could be pushed through the newcomer's client to its URL.
+//!
 //! Secret references never carry a namespace: they resolve in the referring object's own
 //! namespace (see `resources::common::SecretKeyRef`), so no rule is needed for them here.
 
@@ -20,7 +26,7 @@ use std::sync::Arc;
 
 use kube::ResourceExt;
 
-use crate::resources::User;
+use crate::resources::{Streamer, User};
 
 /// The namespaces whose Users are identities of the facade.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -123,6 +129,38 @@ impl Admission {
     }
 }
 
+/// The owner (`namespace/name`) of every hostname among `streamers`: the oldest claimant
+/// not being deleted (creation time, then `namespace/name`).
+pub fn hostname_owners<'a>(
+    streamers: impl IntoIterator<Item = &'a Streamer>,
+) -> std::collections::HashMap<&'a str, String> {
+    let mut live: Vec<&Streamer> = streamers
+        .into_iter()
+        .filter(|s| s.metadata.deletion_timestamp.is_none())
+        .collect();
+    live.sort_by(|a, b| {
+        a.metadata
+            .creation_timestamp
+            .cmp(&b.metadata.creation_timestamp)
+            .then_with(|| crate::state::key(*a).cmp(&crate::state::key(*b)))
+    });
+    let mut owners = std::collections::HashMap::new();
+    for s in live {
+        owners
+            .entry(s.spec.hostname.as_str())
+            .or_insert_with(|| crate::state::key(s));
+    }
+    owners
+}
+
+/// Whether `streamer` owns its hostname among `all` (see [`hostname_owners`]).
+pub fn owns_hostname<'a>(
+    owners: &std::collections::HashMap<&'a str, String>,
+    streamer: &Streamer,
+) -> bool {
+    owners.get(streamer.spec.hostname.as_str()) == Some(&crate::state::key(streamer))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,6 +242,46 @@ mod tests {
                 LoginHolder::Conflict(k) => LoginHolder::Conflict(k),
             };
             assert_eq!(got, want, "{login} among {}", users.len());
+        }
+    }
+
+    #[test]
+    fn the_oldest_streamer_owns_a_hostname() {
+        use crate::resources::StreamerSpec;
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+        let at = |ns: &str, name: &str, host: &str, t: i64, deleting: bool| {
+            let mut s = Streamer::new(
+                name,
+                StreamerSpec {
+                    hostname: host.into(),
+                    ..Default::default()
+                },
+            );
+            s.metadata.namespace = Some(ns.into());
+            s.metadata.creation_timestamp =
+                Some(Time(k8s_openapi::jiff::Timestamp::from_second(t).unwrap()));
+            if deleting {
+                s.metadata.deletion_timestamp = s.metadata.creation_timestamp.clone();
+            }
+            s
+        };
+        let owner = at("nodes", "n1", "node-1", 10, false);
+        let squatter = at("tenant", "evil", "node-1", 20, false);
+        let same_time = at("aaa", "twin", "node-2", 10, false);
+        let twin = at("zzz", "twin", "node-2", 10, false);
+        let gone = at("nodes", "old", "node-3", 1, true);
+        let heir = at("tenant", "new", "node-3", 30, false);
+        let all = [&squatter, &owner, &twin, &same_time, &gone, &heir];
+        let owners = hostname_owners(all);
+        for (s, want) in [
+            (&owner, true),
+            (&squatter, false),
+            (&same_time, true),
+            (&twin, false),
+            (&gone, false),
+            (&heir, true),
+        ] {
+            assert_eq!(owns_hostname(&owners, s), want, "{}", crate::state::key(s));
         }
     }
 

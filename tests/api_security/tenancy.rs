@@ -351,8 +351,8 @@ async fn streams_of_another_namespace_stay_off_a_streamer_until_admitted() {
     let a = TestNamespace::new("ten-nodes").await;
     let b = TestNamespace::new("ten-cams").await;
     let shard = format!("tenancy-{}", suffix(&a));
-    let sim = Cluster::start(1).await.unwrap();
-    let node = &sim.nodes()[0];
+    let sim = Cluster::start(2).await.unwrap();
+    let (node, decoy) = (sim.node(0), sim.node(1));
     a.api::<Secret>()
         .create(
             &PostParams::default(),
@@ -429,6 +429,42 @@ async fn streams_of_another_namespace_stay_off_a_streamer_until_admitted() {
         ingest.is_none().then_some(())
     })
     .await;
+
+    // A Streamer of namespace B naming A's hostname with a URL of its own gets nothing: no
+    // client (so A's streams and their credentials never go to its URL), no streams.
+    let squat = json!({"kind": "Streamer", "metadata": {"name": "squat", "labels": labels},
+        "spec": {"hostname": node.hostname(), "apiUrl": decoy.base_url()}});
+    scenario::apply(&b.api::<Streamer>(), squat).await;
+    let streamers_b: Api<Streamer> = b.api();
+    let verdict = eventually(WAIT, "the squatter is reconciled", || async {
+        let s = streamers_b.get("squat").await.ok()?;
+        let c = s.status?.common.conditions;
+        c.into_iter().find(|c| c.type_ == "Ready")
+    })
+    .await;
+    // A fresh stream of A makes the layouter and the stream controller push while the
+    // squatter exists.
+    let again = format!("again-{}", suffix(&a));
+    scenario::apply(&a.api::<Stream>(), cam(&again)).await;
+    eventually(WAIT, "a new own stream is placed on the real node", || async {
+        let (ingest, _) = layout_of(&streams_a, &again).await?;
+        (ingest.as_deref() == Some(node.hostname())
+            && node.stream_names().contains(&again))
+        .then_some(())
+    })
+    .await;
+    assert_eq!(
+        decoy.stream_names(),
+        Vec::<String>::new(),
+        "namespace A's streams were pushed to the squatter's URL"
+    );
+    assert_eq!(
+        decoy.requests(),
+        0,
+        "the squatter's URL was called: {:?}",
+        decoy.counters()
+    );
+    assert_eq!(verdict.reason, "HostnameConflict", "{verdict:?}");
 }
 
 fn reachable(s: &Streamer) -> Option<String> {
