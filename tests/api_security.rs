@@ -4,7 +4,8 @@
 
 mod api_support;
 mod support;
-#[path = "api_security/tenancy.rs"] mod tenancy;
+#[path = "api_security/tenancy.rs"]
+mod tenancy;
 
 use api_support::{Facade, assert_error};
 use base64::Engine;

@@ -14,10 +14,10 @@ use futures::FutureExt;
 use kube::{Resource, ResourceExt};
 
 use super::Context;
-use crate::domain::tenancy::{hostname_owners, owns_hostname};
 use super::fleet::Blocked;
 use super::refs::{self, Key, key_of};
 use super::stream::effective;
+use crate::domain::tenancy::{hostname_owners, owns_hostname};
 use crate::layout::{self, LayoutOptions, NodeView, Placement, Snapshot, StreamView, Unplaced};
 use crate::resources::{Preset, Stream};
 

@@ -336,7 +336,7 @@ async fn client_for(
     let mut config = NodeClientConfig::new(host, url, creds);
     config.probe = ctx.tunables.probe.clone();
     let client = NodeClient::new(config, ctx.node_metrics.clone())
-    .map_err(|e| format!("{e}; fix spec.apiUrl"))?;
+        .map_err(|e| format!("{e}; fix spec.apiUrl"))?;
     ctx.nodes.insert(client.clone());
     mem.client_for = Some(want);
     // A new client may talk to a different node: apply the server config again.

@@ -318,7 +318,8 @@ async fn reconcile_inner(user: &User, ctl: &UserController, key: &Key) -> Result
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
     let identity = ctx.identities.is_identity(user);
     let ours = user.finalizers().iter().any(|f| f == FINALIZER);
-    if !identity && !(ours && user.meta().deletion_timestamp.is_some()) {
+    let cleanup = ours && user.meta().deletion_timestamp.is_some();
+    if !identity && !cleanup {
         // Not a login of this installation: nothing to hash, number or report.
         return Ok(Action::await_change());
     }

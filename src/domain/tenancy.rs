@@ -154,8 +154,8 @@ pub fn hostname_owners<'a>(
 }
 
 /// Whether `streamer` owns its hostname among `all` (see [`hostname_owners`]).
-pub fn owns_hostname<'a>(
-    owners: &std::collections::HashMap<&'a str, String>,
+pub fn owns_hostname(
+    owners: &std::collections::HashMap<&str, String>,
     streamer: &Streamer,
 ) -> bool {
     owners.get(streamer.spec.hostname.as_str()) == Some(&crate::state::key(streamer))
@@ -203,9 +203,10 @@ mod tests {
         let tenant_admin = user("tenant-a", "fake", "admin");
         let ops_admin = user("ops", "admin2", "admin");
         let mut deleting = (*user("video", "old", "admin")).clone();
-        deleting.metadata.deletion_timestamp = Some(
-            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()),
-        );
+        deleting.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::now(),
+            ));
         let deleting = Arc::new(deleting);
         type Case<'a> = (&'a [Arc<User>], &'a str, LoginHolder<&'a str>);
         let cases: [Case; 6] = [

@@ -762,9 +762,27 @@ mod tests {
         assert!(p.budget() <= Duration::from_secs(5));
         assert!(p.timeout > Duration::from_millis(800));
         let cases = [
-            (ProbePolicy { timeout: Duration::from_secs(1), attempts: 1 }, 1000),
-            (ProbePolicy { timeout: Duration::from_secs(1), attempts: 0 }, 1000),
-            (ProbePolicy { timeout: Duration::from_secs(2), attempts: 4 }, 8000 + 100 + 200 + 200),
+            (
+                ProbePolicy {
+                    timeout: Duration::from_secs(1),
+                    attempts: 1,
+                },
+                1000,
+            ),
+            (
+                ProbePolicy {
+                    timeout: Duration::from_secs(1),
+                    attempts: 0,
+                },
+                1000,
+            ),
+            (
+                ProbePolicy {
+                    timeout: Duration::from_secs(2),
+                    attempts: 4,
+                },
+                8000 + 100 + 200 + 200,
+            ),
         ];
         for (p, ms) in cases {
             assert_eq!(p.budget(), Duration::from_millis(ms), "{p:?}");

@@ -812,13 +812,19 @@ fn streams_go_only_to_nodes_admitting_their_namespace() {
         (vec![tenant_node("a", "ops", &[])], "ops", &["a"]),
         (vec![tenant_node("a", "ops", &[])], "cams", &[]),
         (
-            vec![tenant_node("a", "ops", &[]), tenant_node("b", "ops", &["cams"])],
+            vec![
+                tenant_node("a", "ops", &[]),
+                tenant_node("b", "ops", &["cams"]),
+            ],
             "cams",
             &["b"],
         ),
         (vec![tenant_node("a", "ops", &["*"])], "cams", &["a"]),
         (
-            vec![tenant_node("a", "ops", &["other"]), tenant_node("b", "cams", &[])],
+            vec![
+                tenant_node("a", "ops", &["other"]),
+                tenant_node("b", "cams", &[]),
+            ],
             "cams",
             &["b"],
         ),
@@ -829,7 +835,10 @@ fn streams_go_only_to_nodes_admitting_their_namespace() {
         match ingest(&r, "s") {
             Some(h) => assert!(allowed.contains(&h), "{ns} placed on {h}"),
             None => {
-                assert!(allowed.is_empty(), "{ns} unplaced though {allowed:?} admit it");
+                assert!(
+                    allowed.is_empty(),
+                    "{ns} unplaced though {allowed:?} admit it"
+                );
                 // A node that does not admit the namespace is not even named to the stream.
                 let named: Vec<_> = r.unplaced["s"]
                     .decisions
@@ -845,7 +854,10 @@ fn streams_go_only_to_nodes_admitting_their_namespace() {
 #[test]
 fn a_withdrawn_admission_moves_the_stream_with_namespace_mismatch() {
     let before = snap(
-        vec![tenant_node("a", "ops", &["cams"]), tenant_node("b", "cams", &[])],
+        vec![
+            tenant_node("a", "ops", &["cams"]),
+            tenant_node("b", "cams", &[]),
+        ],
         vec![tenant_stream("s", "cams")],
     );
     let mut prev = Prev::new();
@@ -856,7 +868,11 @@ fn a_withdrawn_admission_moves_the_stream_with_namespace_mismatch() {
             ..Default::default()
         },
     );
-    assert_eq!(ingest(&run(&before, &prev), "s"), Some("a"), "kept while admitted");
+    assert_eq!(
+        ingest(&run(&before, &prev), "s"),
+        Some("a"),
+        "kept while admitted"
+    );
     let after = snap(
         vec![tenant_node("a", "ops", &[]), tenant_node("b", "cams", &[])],
         vec![tenant_stream("s", "cams")],

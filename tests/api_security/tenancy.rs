@@ -48,15 +48,9 @@ impl ClusterFacade {
         let mut watches = JoinSet::new();
         let stores = state::start(client.clone(), &Scope::Cluster, &mut watches);
         stores.wait_ready().await;
-        let state = ApiState::new(
-            client,
-            stores,
-            LiveStats::new(),
-            NodeClients::new(),
-            config,
-        )
-        .await
-        .expect("facade state");
+        let state = ApiState::new(client, stores, LiveStats::new(), NodeClients::new(), config)
+            .await
+            .expect("facade state");
         state.settings.wait_ready().await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -128,7 +122,11 @@ async fn users_outside_the_api_namespace_are_not_identities() {
     })
     .await;
     let (s, v) = f.login(&mallory, "Tenant-Admin-1").await;
-    assert_eq!(s, StatusCode::UNAUTHORIZED, "a tenant-made admin logged in: {v}");
+    assert_eq!(
+        s,
+        StatusCode::UNAUTHORIZED,
+        "a tenant-made admin logged in: {v}"
+    );
     let (s, _) = f.login(&boss, "Tenant-Owned-1").await;
     assert_eq!(s, StatusCode::UNAUTHORIZED, "a tenant took over the login");
     let (s, _) = f.login(&boss, "Real-Admin-1").await;
@@ -209,9 +207,17 @@ async fn a_login_claimed_twice_among_identities_logs_nobody_in() {
     })
     .await;
     let (s, _) = f.login(&boss, "Real-Admin-1").await;
-    assert_eq!(s, StatusCode::UNAUTHORIZED, "a claimed-twice login logged in");
+    assert_eq!(
+        s,
+        StatusCode::UNAUTHORIZED,
+        "a claimed-twice login logged in"
+    );
     let (s, _) = f.login(&boss, "Listed-dup-1").await;
-    assert_eq!(s, StatusCode::UNAUTHORIZED, "a claimed-twice login logged in");
+    assert_eq!(
+        s,
+        StatusCode::UNAUTHORIZED,
+        "a claimed-twice login logged in"
+    );
 
     Api::<User>::namespaced(listed.client.clone(), &listed.name)
         .delete(&dup.metadata.name.clone().unwrap(), &Default::default())
@@ -297,8 +303,12 @@ impl ShardOperator {
     fn start(client: kube::Client, shard: &str, system_namespace: &str) -> Self {
         init_logging();
         let mut watches = JoinSet::new();
-        let stores =
-            state::start_sharded(client.clone(), &Scope::Cluster, Shard::named(shard), &mut watches);
+        let stores = state::start_sharded(
+            client.clone(),
+            &Scope::Cluster,
+            Shard::named(shard),
+            &mut watches,
+        );
         let ctx = Arc::new(Context::new(
             client,
             Scope::Cluster,
@@ -446,12 +456,15 @@ async fn streams_of_another_namespace_stay_off_a_streamer_until_admitted() {
     // squatter exists.
     let again = format!("again-{}", suffix(&a));
     scenario::apply(&a.api::<Stream>(), cam(&again)).await;
-    eventually(WAIT, "a new own stream is placed on the real node", || async {
-        let (ingest, _) = layout_of(&streams_a, &again).await?;
-        (ingest.as_deref() == Some(node.hostname())
-            && node.stream_names().contains(&again))
-        .then_some(())
-    })
+    eventually(
+        WAIT,
+        "a new own stream is placed on the real node",
+        || async {
+            let (ingest, _) = layout_of(&streams_a, &again).await?;
+            (ingest.as_deref() == Some(node.hostname()) && node.stream_names().contains(&again))
+                .then_some(())
+        },
+    )
     .await;
     assert_eq!(
         decoy.stream_names(),
