@@ -3,6 +3,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use panoptes::controllers::Tunables;
+use panoptes::flussonic::ProbePolicy;
 use panoptes::run::{RunConfig, run};
 use panoptes::state::{Scope, Shard};
 use panoptes::telemetry::{LogFormat, init_logging};
@@ -51,12 +52,25 @@ enum Command {
         /// "default").
         #[arg(long, env = "PANOPTES_API_NAMESPACE")]
         api_namespace: Option<String>,
+        /// Namespaces besides the API namespace whose Users may log in to the facade
+        /// (comma-separated). By default only the API namespace holds identities: in cluster
+        /// mode a User elsewhere is nobody.
+        #[arg(long, env = "PANOPTES_IDENTITY_NAMESPACES", value_delimiter = ',')]
+        identity_namespaces: Vec<String>,
         /// Run the reconcilers only while holding the leader Lease (in the system namespace).
         #[arg(long, env = "PANOPTES_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
         leader_election: bool,
         /// Seconds between probes and lists of each node.
         #[arg(long, env = "PANOPTES_NODE_RESYNC_SECONDS", default_value_t = 5)]
         node_resync_seconds: u64,
+        /// Milliseconds one health probe of a node may take (separate from the timeout of
+        /// lists and bodies). With `--node-probe-attempts` it bounds how long a hung node
+        /// stays Reachable; keep it above the slowest healthy node's answer time.
+        #[arg(long, env = "PANOPTES_NODE_PROBE_TIMEOUT_MS", default_value_t = 1500)]
+        node_probe_timeout_ms: u64,
+        /// Probe attempts before a node is marked Unreachable.
+        #[arg(long, env = "PANOPTES_NODE_PROBE_ATTEMPTS", default_value_t = 3)]
+        node_probe_attempts: u32,
         /// Seconds a Stream's deletion waits for an unreachable node before leaving the copy
         /// to be collected when the node returns.
         #[arg(long, env = "PANOPTES_DELETE_GRACE_SECONDS", default_value_t = 60)]
@@ -107,8 +121,11 @@ async fn main() -> ExitCode {
             log_format,
             api_addr,
             api_namespace,
+            identity_namespaces,
             leader_election,
             node_resync_seconds,
+            node_probe_timeout_ms,
+            node_probe_attempts,
             delete_grace_seconds,
             shard,
             shared_controllers,
@@ -124,11 +141,16 @@ async fn main() -> ExitCode {
                 system_namespace: system_namespace.clone(),
                 api_addr: Some(api_addr),
                 api_namespace,
+                identity_namespaces,
                 leader_election,
                 tunables: Tunables {
                     node_resync: Duration::from_secs(node_resync_seconds.max(1)),
                     delete_grace: Duration::from_secs(delete_grace_seconds),
                     system_namespace,
+                    probe: ProbePolicy {
+                        timeout: Duration::from_millis(node_probe_timeout_ms.max(100)),
+                        attempts: node_probe_attempts.max(1),
+                    },
                 },
                 shard: shard.map_or_else(Shard::all, Shard::named),
                 shared_controllers,

@@ -28,6 +28,9 @@ pub struct RunConfig {
     pub api_addr: Option<SocketAddr>,
     /// Namespace of resources created through the facade.
     pub api_namespace: String,
+    /// Namespaces besides `api_namespace` whose Users are logins (cluster mode; empty: only
+    /// the facade's namespace holds identities).
+    pub identity_namespaces: Vec<String>,
     /// Run the reconcilers only while holding the leader Lease.
     pub leader_election: bool,
     /// Reconciler tunables (the system namespace is taken from `system_namespace`).
@@ -132,27 +135,35 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         system_namespace: config.system_namespace.clone(),
         ..config.tunables.clone()
     };
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        config.scope.clone(),
-        stores.clone(),
-        metrics.clone(),
-        tunables,
-    ));
+    let ctx = Arc::new(
+        Context::new(
+            client.clone(),
+            config.scope.clone(),
+            stores.clone(),
+            metrics.clone(),
+            tunables,
+        )
+        .with_identities(crate::domain::tenancy::Identities::new(
+            &config.api_namespace,
+            &config.identity_namespaces,
+        )),
+    );
 
     // Every replica serves the facade from its own watches; only the leader reconciles (a
     // standby's live stats stay empty until it leads).
     let mut api_server = None;
     if let Some(addr) = config.api_addr {
+        let mut api_config = crate::api::ApiConfig::new(
+            config.api_namespace.clone(),
+            config.system_namespace.clone(),
+        );
+        api_config.identity_namespaces = config.identity_namespaces.clone();
         let api = crate::api::ApiState::new(
             client.clone(),
             stores.clone(),
             ctx.live.clone(),
             ctx.nodes.clone(),
-            crate::api::ApiConfig::new(
-                config.api_namespace.clone(),
-                config.system_namespace.clone(),
-            ),
+            api_config,
         )
         .await
         .map_err(RunError::Api)?;

@@ -6,6 +6,8 @@ mod api_support;
 #[path = "api_security/ids.rs"]
 mod ids;
 mod support;
+#[path = "api_security/tenancy.rs"]
+mod tenancy;
 
 use api_support::{Facade, assert_error};
 use base64::Engine;

@@ -39,6 +39,7 @@ use tokio::task::JoinSet;
 use super::body::JsonBody;
 use super::error::ApiError;
 use super::{ApiConfig, ApiState};
+use crate::domain::tenancy::{LoginHolder, login_holder};
 use crate::resources::User;
 use crate::resources::user::AccessLevel;
 
@@ -314,24 +315,41 @@ fn credentials(headers: &HeaderMap) -> Option<Credentials> {
     }
 }
 
-/// The User with login `login`, preferring the facade's namespace.
+/// The User who holds `login`: the one identity (a User of the facade's namespace or of an
+/// `--identity-namespaces` namespace) claiming it. None when nobody does, and also when
+/// several do: a login claimed twice is nobody's until the conflict is resolved, so a second
+/// claimant can neither take it over nor be taken over.
 pub fn user_by_login(state: &ApiState, login: &str) -> Option<Arc<User>> {
     let users = state.stores.users.state();
-    let mut found: Vec<Arc<User>> = users
-        .into_iter()
-        .filter(|u| u.spec.name == login && u.metadata.deletion_timestamp.is_none())
-        .collect();
-    found.sort_by_key(|u| u.namespace().as_deref() != Some(state.config.namespace.as_str()));
-    found.into_iter().next()
+    match login_holder(&state.config.identities(), &users, login) {
+        LoginHolder::One(u) => Some(u),
+        LoginHolder::Nobody | LoginHolder::Conflict(_) => None,
+    }
 }
 
+/// Whether any identity claims `login` (a create or rename onto it is a conflict).
+pub fn login_taken(state: &ApiState, login: &str) -> bool {
+    let users = state.stores.users.state();
+    !matches!(
+        login_holder(&state.config.identities(), &users, login),
+        LoginHolder::Nobody
+    )
+}
+
+/// The identity with `uid`, if it still holds its login (a token outlives neither the User
+/// nor its sole claim to the login).
 fn user_by_uid(state: &ApiState, uid: &str) -> Option<Arc<User>> {
-    state
-        .stores
-        .users
-        .state()
-        .into_iter()
-        .find(|u| u.uid().as_deref() == Some(uid) && u.metadata.deletion_timestamp.is_none())
+    let users = state.stores.users.state();
+    let identities = state.config.identities();
+    let user = users.iter().find(|u| {
+        u.uid().as_deref() == Some(uid)
+            && u.metadata.deletion_timestamp.is_none()
+            && identities.is_identity(u)
+    })?;
+    match login_holder(&identities, &users, &user.spec.name) {
+        LoginHolder::One(u) if u.uid().as_deref() == Some(uid) => Some(u),
+        _ => None,
+    }
 }
 
 /// `POST /login`.

@@ -53,6 +53,9 @@ pub struct ApiConfig {
     pub refresh_ttl: std::time::Duration,
     /// Failed logins of one login name before it is throttled.
     pub max_failed_logins: u32,
+    /// Namespaces besides `namespace` whose Users are identities (`--identity-namespaces`);
+    /// Users anywhere else cannot log in or show in `GET /users`.
+    pub identity_namespaces: Vec<String>,
 }
 
 impl ApiConfig {
@@ -64,7 +67,13 @@ impl ApiConfig {
             access_ttl: std::time::Duration::from_secs(15 * 60),
             refresh_ttl: std::time::Duration::from_secs(24 * 3600),
             max_failed_logins: 5,
+            identity_namespaces: Vec::new(),
         }
+    }
+
+    /// The namespaces whose Users are logins.
+    pub fn identities(&self) -> crate::domain::tenancy::Identities {
+        crate::domain::tenancy::Identities::new(&self.namespace, &self.identity_namespaces)
     }
 }
 

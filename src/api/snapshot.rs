@@ -9,6 +9,7 @@ use kube::ResourceExt;
 
 use super::ApiState;
 use super::views::stream_name;
+use crate::domain::tenancy::{hostname_owners, owns_hostname};
 use crate::layout::{LayoutOptions, LayoutResult, NodeView, Placement, Snapshot, StreamView};
 use crate::resources::{Stream, StreamSpec, StreamerSpec};
 
@@ -28,7 +29,8 @@ pub fn key(s: &Stream) -> Arc<str> {
 }
 
 fn view(state: &ApiState, key: Arc<str>, ns: Option<&str>, spec: &StreamSpec) -> StreamView {
-    let mut v = StreamView::from_spec(key, spec);
+    // The namespace decides which nodes may hold it, exactly as in the layouter loop.
+    let mut v = StreamView::from_spec(key, ns.unwrap_or_default(), spec);
     let own = spec.config.dvr.as_ref().and_then(|d| d.redundancy_factor);
     if own.is_none() {
         // The preset's redundancy applies when the stream does not set its own.
@@ -57,24 +59,31 @@ pub fn world(
     node: Option<&StreamerSpec>,
 ) -> World {
     let live: HashMap<String, _> = state.live.nodes().into_iter().collect();
-    let mut nodes: Vec<NodeView> = state
-        .stores
-        .streamers
-        .state()
+    let streamers = state.stores.streamers.state();
+    // As in the layouter: only the owner of a hostname is a node.
+    let owners = hostname_owners(streamers.iter().map(|s| s.as_ref()));
+    let mut nodes: Vec<NodeView> = streamers
         .iter()
+        .filter(|s| owns_hostname(&owners, s))
         .filter(|s| node.is_none_or(|n| n.hostname != s.spec.hostname))
         .map(|s| {
             let healthy = live
                 .get(&s.spec.hostname)
                 .is_some_and(|n| n.reachable && n.ready);
-            NodeView::from_spec(&s.spec, healthy)
+            NodeView::from_spec(&s.namespace().unwrap_or_default(), &s.spec, healthy)
         })
         .collect();
     if let Some(n) = node {
         let existing = live.get(&n.hostname);
         // A node that is not probed yet is previewed as it would be once it is up.
         let healthy = existing.is_none_or(|l| l.reachable && l.ready);
-        nodes.push(NodeView::from_spec(n, healthy));
+        // An edited node keeps its namespace; a new one is created in the facade's.
+        let ns = streamers
+            .iter()
+            .find(|s| s.spec.hostname == n.hostname)
+            .and_then(|s| s.namespace())
+            .unwrap_or_else(|| state.config.namespace.clone());
+        nodes.push(NodeView::from_spec(&ns, n, healthy));
     }
     let mut streams = Vec::new();
     let mut previous = BTreeMap::new();

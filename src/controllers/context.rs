@@ -6,6 +6,7 @@ use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
 
 use super::fleet::Fleet;
+use crate::domain::tenancy::Identities;
 use crate::state::{LiveStats, NodeClients, Scope, Stores};
 use crate::telemetry::Metrics;
 use std::sync::Arc;
@@ -20,6 +21,8 @@ pub struct Tunables {
     pub delete_grace: Duration,
     /// Namespace holding Panoptes' own objects (id claims, leases).
     pub system_namespace: String,
+    /// Timing of node health probes (how fast a hung node is judged unreachable).
+    pub probe: crate::flussonic::ProbePolicy,
 }
 
 impl Default for Tunables {
@@ -28,6 +31,7 @@ impl Default for Tunables {
             node_resync: Duration::from_secs(5),
             delete_grace: Duration::from_secs(60),
             system_namespace: "default".into(),
+            probe: crate::flussonic::ProbePolicy::default(),
         }
     }
 }
@@ -57,6 +61,8 @@ pub struct Context {
     pub node_metrics: crate::flussonic::NodeMetrics,
     /// Placements, node contents and triggers shared by the stream-side loops.
     pub fleet: Arc<Fleet>,
+    /// Namespaces whose Users are logins (the User controller ignores the others).
+    pub identities: Identities,
 }
 
 impl Context {
@@ -77,7 +83,14 @@ impl Context {
         metrics.register(|r| node_metrics.register(r));
         let controller_metrics = super::metrics::ControllerMetrics::default();
         metrics.register(|r| controller_metrics.register(r));
+        // Namespaced: that namespace holds the identities. Cluster mode: the facade's default
+        // namespace, until `with_identities` says otherwise.
+        let identities = match &scope {
+            Scope::Namespace(ns) => Identities::new(ns, &[]),
+            Scope::Cluster => Identities::new("default", &[]),
+        };
         Self {
+            identities,
             client,
             scope,
             stores,
@@ -90,5 +103,11 @@ impl Context {
             controller_metrics,
             fleet: Arc::new(Fleet::default()),
         }
+    }
+
+    /// The same context with `identities` as the namespaces whose Users are logins.
+    pub fn with_identities(mut self, identities: Identities) -> Self {
+        self.identities = identities;
+        self
     }
 }

@@ -17,6 +17,7 @@ use super::Context;
 use super::fleet::Blocked;
 use super::refs::{self, Key, key_of};
 use super::stream::effective;
+use crate::domain::tenancy::{hostname_owners, owns_hostname};
 use crate::layout::{self, LayoutOptions, NodeView, Placement, Snapshot, StreamView, Unplaced};
 use crate::resources::{Preset, Stream};
 
@@ -187,19 +188,24 @@ pub fn inputs(ctx: &Context) -> Inputs {
                 None => continue,
             },
         };
-        let mut view = StreamView::from_spec(skey(&key), &s.spec);
+        let mut view = StreamView::from_spec(skey(&key), &key.0, &s.spec);
         view.dvr_redundancy = effective::dvr_redundancy(&s.spec.config, preset.map(|p| &p.spec));
         views.push(view);
     }
     let mut streamers = HashMap::new();
-    let nodes = ctx
-        .stores
-        .streamers
-        .state()
+    let all = ctx.stores.streamers.state();
+    // A Streamer naming a hostname an older one owns is no node (domain::tenancy).
+    let owners = hostname_owners(all.iter().map(|s| s.as_ref()));
+    let nodes = all
         .iter()
+        .filter(|s| owns_hostname(&owners, s))
         .map(|s| {
             streamers.insert(s.spec.hostname.clone(), key_of(s.as_ref()));
-            NodeView::from_spec(&s.spec, healthy(ctx, &s.spec.hostname))
+            NodeView::from_spec(
+                &s.namespace().unwrap_or_default(),
+                &s.spec,
+                healthy(ctx, &s.spec.hostname),
+            )
         })
         .collect();
     Inputs {

@@ -33,6 +33,7 @@ use super::fleet::NodeCopy;
 use super::layouter::watcher_name;
 use super::refs::{self, Backoff, Error, Key, key_of};
 use super::secrets::Secrets;
+use crate::domain::tenancy::{hostname_owners, owns_hostname};
 use crate::flussonic::{self, Credentials, ListQuery, NodeClient, NodeClientConfig, is_managed};
 use crate::resources::common::CommonStatus;
 use crate::resources::wire::ServerStats;
@@ -133,6 +134,26 @@ async fn reconcile_inner(
     let url = api_url(&s);
     let resync = jittered(ctx.tunables.node_resync);
 
+    // One Streamer per hostname (the oldest): a second one, say from another namespace with
+    // its own URL and credentials, must not replace the owner's client, or the owner's
+    // streams and their camera passwords would be pushed to the newcomer's URL.
+    let streamers = ctx.stores.streamers.state();
+    let owners = hostname_owners(streamers.iter().map(|o| o.as_ref()).chain([s.as_ref()]));
+    if !owns_hostname(&owners, &s) {
+        let owner = owners.get(host.as_str()).cloned().unwrap_or_default();
+        let message = format!(
+            "hostname {host} belongs to the older Streamer {owner}: this one is not probed and \
+             holds no streams while it names the same hostname"
+        );
+        let conds = vec![
+            Desired::no("Reachable", "HostnameConflict", message.clone()),
+            Desired::no("ConfigApplied", "HostnameConflict", message.clone()),
+            Desired::no("Ready", "HostnameConflict", message),
+        ];
+        write_status(ctx, &s, &url, conds, None).await?;
+        return Ok(Action::requeue(Duration::from_secs(30)));
+    }
+
     let client = match client_for(ctl, &s, &key, &host, &url).await {
         Ok(c) => c,
         Err(message) => {
@@ -147,7 +168,9 @@ async fn reconcile_inner(
     };
 
     let now_ms = chrono::Utc::now().timestamp_millis();
-    let probe = client.config_stats().await;
+    // Probe timing is its own (`Tunables::probe`): a hung node is Unreachable within the
+    // probe budget instead of after every list-sized timeout and retry.
+    let probe = client.probe().await;
     let before = ctx.live.node(&host);
     let (reachable, running, error) = match &probe {
         Ok(stats) => (
@@ -310,11 +333,10 @@ async fn client_for(
     {
         return Ok(c);
     }
-    let client = NodeClient::new(
-        NodeClientConfig::new(host, url, creds),
-        ctx.node_metrics.clone(),
-    )
-    .map_err(|e| format!("{e}; fix spec.apiUrl"))?;
+    let mut config = NodeClientConfig::new(host, url, creds);
+    config.probe = ctx.tunables.probe.clone();
+    let client = NodeClient::new(config, ctx.node_metrics.clone())
+        .map_err(|e| format!("{e}; fix spec.apiUrl"))?;
     ctx.nodes.insert(client.clone());
     mem.client_for = Some(want);
     // A new client may talk to a different node: apply the server config again.

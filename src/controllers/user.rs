@@ -12,6 +12,12 @@
 //! unchanged password Secret is not verified again, not even after an operator restart.
 //! Passwords and hashes are never logged, nor put in status or Events.
 //!
+//! Only identities are reconciled: Users of the facade's namespace and of
+//! `--identity-namespaces` (`domain::tenancy`). A User elsewhere gets no id, no hash and no
+//! status (in cluster mode it is nobody; only its deletion is still cleaned up if it carries
+//! the finalizer from a time its namespace was listed). Two identities claiming one login both
+//! get `Ready=False LoginConflict` (and an Event); the facade lets neither log in.
+//!
 //! The finalizer `panoptes.dev/cleanup` releases the id claim and deletes the hash Secret on
 //! deletion (its owner reference lets a cluster's garbage collector do the same; the explicit
 //! delete does not depend on one).
@@ -38,13 +44,17 @@ use super::conditions::Desired;
 use super::ids::{self, IdKind, IdState, Ids};
 use super::preset::conflict_message;
 use super::refs::{self, Backoff, Error, Key, Pending, Settle, SourceKind, is_not_found, key_of};
-use crate::resources::common::{CONTROLLER_MANAGER, CommonStatus, GROUP};
+use crate::domain::tenancy::{LoginHolder, login_holder};
+use crate::resources::common::{CONTROLLER_MANAGER, CommonStatus, FINALIZER, GROUP};
 use crate::resources::{Organization, User, UserStatus};
 
 /// Reconciles running at once (hashing is CPU-bound and runs on the blocking pool).
 const CONCURRENCY: u16 = 2;
 /// How often a missing reference or an id conflict is re-checked besides the watch triggers.
 const RECHECK: Duration = Duration::from_secs(30);
+/// How often a login conflict is re-checked: the other claimant's change may reach this
+/// controller's store after the trigger it caused, so a resolved conflict is seen by this.
+const LOGIN_RECHECK: Duration = Duration::from_secs(2);
 /// Key of the hash in the hash Secret.
 pub const HASH_KEY: &str = "hash";
 /// Annotation on the hash Secret: `<uid>/<resourceVersion>` of the password Secret the hash was
@@ -190,6 +200,28 @@ impl UserController {
             .collect()
     }
 
+    /// Other identities claiming the changed User's login, and every User now flagged
+    /// `LoginConflict` (the change may have resolved it).
+    fn user_changed(&self, changed: &User) -> Vec<ObjectRef<User>> {
+        let identities = &self.ctx.identities;
+        let me = key_of(changed);
+        self.store
+            .state()
+            .iter()
+            .filter(|u| identities.is_identity(u) && key_of(u.as_ref()) != me)
+            .filter(|u| {
+                u.spec.name == changed.spec.name
+                    || u.status.as_ref().is_some_and(|s| {
+                        s.common
+                            .conditions
+                            .iter()
+                            .any(|c| c.type_ == "Ready" && c.reason == "LoginConflict")
+                    })
+            })
+            .map(|u| ObjectRef::from_obj(u.as_ref()))
+            .collect()
+    }
+
     fn users_where(&self, ns: &str, f: impl Fn(&User) -> bool) -> Vec<String> {
         self.store
             .state()
@@ -223,6 +255,10 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         let ctl = ctl.clone();
         move |s: Secret| ctl.secret_changed(&s)
     };
+    let on_user = {
+        let ctl = ctl.clone();
+        move |u: User| ctl.user_changed(&u)
+    };
     tracing::info!("user controller started");
     controller
         .with_config(Config::default().concurrency(CONCURRENCY))
@@ -231,7 +267,12 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
             wc.clone(),
             on_org,
         )
-        .watches(ctx.scope.api::<Secret>(ctx.client.clone()), wc, on_secret)
+        .watches(
+            ctx.scope.api::<Secret>(ctx.client.clone()),
+            wc.clone(),
+            on_secret,
+        )
+        .watches(ctx.scope.api::<User>(ctx.client.clone()), wc, on_user)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctl)
         .for_each(|result| async move {
@@ -275,6 +316,13 @@ async fn reconcile_inner(user: &User, ctl: &UserController, key: &Key) -> Result
     };
     let ns = &key.0;
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    let identity = ctx.identities.is_identity(user);
+    let ours = user.finalizers().iter().any(|f| f == FINALIZER);
+    let cleanup = ours && user.meta().deletion_timestamp.is_some();
+    if !identity && !cleanup {
+        // Not a login of this installation: nothing to hash, number or report.
+        return Ok(Action::await_change());
+    }
     if user.meta().deletion_timestamp.is_some() {
         ctl.ids.release(ctx, user).await?;
         delete_hash_secret(&secrets, user).await?;
@@ -317,11 +365,26 @@ async fn reconcile_inner(user: &User, ctl: &UserController, key: &Key) -> Result
         delete_hash_secret(&secrets, user).await?;
     }
 
+    let users = ctl.store.state();
+    let login_conflict = match login_holder(&ctx.identities, &users, &user.spec.name) {
+        LoginHolder::Conflict(holders) => Some(holders),
+        LoginHolder::Nobody | LoginHolder::One(_) => None,
+    };
     let ready = match (&state, &password) {
         (IdState::Conflict { id, holder, pinned }, _) => Desired::no(
             "Ready",
             "IdConflict",
             conflict_message(*id, holder, *pinned),
+        ),
+        _ if login_conflict.is_some() => Desired::no(
+            "Ready",
+            "LoginConflict",
+            format!(
+                "login {:?} is claimed by several users ({}): none of them can log in until \
+                 all but one are renamed or removed",
+                user.spec.name,
+                login_conflict.as_deref().unwrap_or_default().join(", ")
+            ),
         ),
         (_, Password::Missing(message)) => {
             Desired::no("Ready", "PasswordSecretMissing", message.clone())
@@ -373,6 +436,8 @@ async fn reconcile_inner(user: &User, ctl: &UserController, key: &Key) -> Result
     }
     Ok(if ready.status {
         Action::await_change()
+    } else if login_conflict.is_some() {
+        Action::requeue(LOGIN_RECHECK)
     } else {
         Action::requeue(RECHECK)
     })

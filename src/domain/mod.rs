@@ -7,3 +7,4 @@
 
 pub mod ids;
 pub mod validate;
+pub mod tenancy;

@@ -82,8 +82,51 @@ pub struct NodeClientConfig {
     pub connect_timeout: Duration,
     /// Retries of transient failures.
     pub retry: RetryPolicy,
+    /// Timing of the health probe (separate from `request_timeout`, which must let a big
+    /// list or body through, while a probe must tell a hung node quickly).
+    pub probe: ProbePolicy,
     /// Page size of stream lists.
     pub page_size: u32,
+}
+
+/// How a node's health probe is timed. A hung node (connection accepted, no answer) is
+/// judged unreachable after at most [`ProbePolicy::budget`]; a node answering within
+/// `timeout` is never. The defaults (1.5 s × 3 attempts, 0.3 s of backoff: 4.8 s) keep the
+/// budget under 5 s while a node answering after 800 ms passes every probe.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProbePolicy {
+    /// Timeout of one probe attempt.
+    pub timeout: Duration,
+    /// Attempts before the node counts as unreachable.
+    pub attempts: u32,
+}
+
+impl Default for ProbePolicy {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_millis(1500),
+            attempts: 3,
+        }
+    }
+}
+
+impl ProbePolicy {
+    /// The retry policy of probe attempts: short waits, the budget is for the attempts.
+    pub fn retry(&self) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: self.attempts.max(1),
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_millis(200),
+        }
+    }
+
+    /// The longest a probe of a hung node takes: every attempt's timeout plus the longest
+    /// wait between them.
+    pub fn budget(&self) -> Duration {
+        let retry = self.retry();
+        let waits: Duration = (1..retry.max_attempts).map(|f| retry.ceiling(f)).sum();
+        self.timeout * retry.max_attempts + waits
+    }
 }
 
 impl NodeClientConfig {
@@ -101,6 +144,7 @@ impl NodeClientConfig {
             request_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(3),
             retry: RetryPolicy::default(),
+            probe: ProbePolicy::default(),
             page_size: 500,
         }
     }
@@ -225,6 +269,9 @@ struct Call<'a> {
     /// Content type of `body` (JSON everywhere but firmware uploads).
     content_type: &'static str,
     retry: bool,
+    /// A health probe: its own timeout and attempts, and no queueing behind other requests
+    /// (a node whose permits are held by hung requests must still be probed on time).
+    probe: bool,
 }
 
 /// One HTTP client for every node client with the same settings. Building a reqwest client
@@ -327,11 +374,11 @@ impl NodeClient {
         })
     }
 
-    fn transport(&self, target: Box<Target>, e: reqwest::Error) -> Error {
+    fn transport(&self, target: Box<Target>, e: reqwest::Error, timeout: Duration) -> Error {
         if e.is_timeout() {
             return Error::Timeout {
                 target,
-                after: self.inner.cfg.request_timeout,
+                after: timeout,
             };
         }
         let mut message = e.to_string();
@@ -347,17 +394,28 @@ impl NodeClient {
     async fn attempt(&self, call: &Call<'_>, trace_id: &str) -> Result<Vec<u8>, Error> {
         let inner = &self.inner;
         let target = || self.target(call.op, call.stream);
-        let _permit = inner
-            .permits
-            .acquire()
-            .await
-            .expect("semaphore never closed");
+        let _permit = if call.probe {
+            None
+        } else {
+            Some(
+                inner
+                    .permits
+                    .acquire()
+                    .await
+                    .expect("semaphore never closed"),
+            )
+        };
+        let timeout = if call.probe {
+            inner.cfg.probe.timeout
+        } else {
+            inner.cfg.request_timeout
+        };
         let started = Instant::now();
         let now_s = chrono::Utc::now().timestamp();
         let mut req = inner
             .http
             .request(call.method.clone(), call.url.clone())
-            .timeout(inner.cfg.request_timeout)
+            .timeout(timeout)
             .header(ACCEPT, HeaderValue::from_static("application/json"))
             .header("X-Originator", HeaderValue::from_static("panoptes"))
             .header("X-Trace-Id", trace_id);
@@ -370,11 +428,11 @@ impl NodeClient {
                 .body(body.clone());
         }
         let result = match req.send().await {
-            Err(e) => Err(self.transport(target(), e)),
+            Err(e) => Err(self.transport(target(), e, timeout)),
             Ok(resp) => {
                 let status = resp.status().as_u16();
                 match resp.bytes().await {
-                    Err(e) => Err(self.transport(target(), e)),
+                    Err(e) => Err(self.transport(target(), e, timeout)),
                     Ok(bytes) if (200..300).contains(&status) => Ok(bytes.to_vec()),
                     Ok(bytes) => Err(from_status(*target(), status, &bytes)),
                 }
@@ -398,8 +456,18 @@ impl NodeClient {
             .unwrap_or_else(|_| new_trace_id());
         let span = tracing::debug_span!("node_request", node = %self.inner.cfg.hostname, op = call.op, stream = call.stream.unwrap_or(""), trace_id = %trace_id);
         async {
-            let policy = &self.inner.cfg.retry;
-            let max = if call.retry { policy.max_attempts.max(1) } else { 1 };
+            let probe_policy;
+            let policy = if call.probe {
+                probe_policy = self.inner.cfg.probe.retry();
+                &probe_policy
+            } else {
+                &self.inner.cfg.retry
+            };
+            let max = if call.retry || call.probe {
+                policy.max_attempts.max(1)
+            } else {
+                1
+            };
             let mut failed = 0;
             loop {
                 match self.attempt(&call, &trace_id).await {
@@ -450,6 +518,7 @@ impl NodeClient {
                 body: None,
                 content_type: JSON,
                 retry,
+                probe: false,
             })
             .await?;
         self.decode(op, stream, &bytes)
@@ -487,9 +556,29 @@ impl NodeClient {
                 body: Some(body),
                 content_type: JSON,
                 retry: true,
+                probe: false,
             })
             .await?;
         self.decode("config_save", None, &bytes)
+    }
+
+    /// `GET /config/stats` as the health probe: [`ProbePolicy`] timing, no queueing behind
+    /// other requests to the node.
+    pub async fn probe(&self) -> Result<ServerStats, Error> {
+        let op = "config_stats_probe";
+        let bytes = self
+            .execute(Call {
+                op,
+                stream: None,
+                method: Method::GET,
+                url: self.url(&["config", "stats"]),
+                body: None,
+                content_type: JSON,
+                retry: true,
+                probe: true,
+            })
+            .await?;
+        self.decode(op, None, &bytes)
     }
 
     /// `GET /config/stats`: the cheap health / drift / restart poll.
@@ -550,6 +639,7 @@ impl NodeClient {
             body: Some(bytes),
             content_type: JSON,
             retry: true,
+            probe: false,
         };
         let out = self.execute(call).await?;
         self.decode("stream_save", Some(name), &out)
@@ -574,6 +664,7 @@ impl NodeClient {
             body: None,
             content_type: JSON,
             retry: true,
+            probe: false,
         };
         match self.execute(call).await {
             Ok(_) | Err(Error::NotFound { .. }) => Ok(()),
@@ -591,6 +682,7 @@ impl NodeClient {
             body: None,
             content_type: JSON,
             retry: true,
+            probe: false,
         };
         self.execute(call).await.map(|_| ())
     }
@@ -675,6 +767,7 @@ impl NodeClient {
             body: Some(image),
             content_type: "application/octet-stream",
             retry: false,
+            probe: false,
         };
         self.execute(call).await.map(|_| ())
     }
@@ -755,6 +848,45 @@ mod url_tests {
                 assert_ne!(u.path().trim_end_matches('/'), "/streamer/api/v3/streams");
                 assert!(u.path().starts_with("/streamer/api/v3/streams/"));
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_probe_detects_a_hung_node_within_5s_and_passes_a_slow_one() {
+        let p = ProbePolicy::default();
+        assert_eq!(p.budget(), Duration::from_millis(4800));
+        assert!(p.budget() <= Duration::from_secs(5));
+        assert!(p.timeout > Duration::from_millis(800));
+        let cases = [
+            (
+                ProbePolicy {
+                    timeout: Duration::from_secs(1),
+                    attempts: 1,
+                },
+                1000,
+            ),
+            (
+                ProbePolicy {
+                    timeout: Duration::from_secs(1),
+                    attempts: 0,
+                },
+                1000,
+            ),
+            (
+                ProbePolicy {
+                    timeout: Duration::from_secs(2),
+                    attempts: 4,
+                },
+                8000 + 100 + 200 + 200,
+            ),
+        ];
+        for (p, ms) in cases {
+            assert_eq!(p.budget(), Duration::from_millis(ms), "{p:?}");
         }
     }
 }

@@ -19,7 +19,7 @@ mod retry;
 pub use body::{Drift, READ_ONLY, StreamBody, WATCHER_ONLY, drift, is_managed, node_stream_body};
 pub use client::{
     API_PREFIX, BuildError, ListQuery, NodeClient, NodeClientConfig, NodeServerConfig, POLL_SELECT,
-    StreamsPage, with_trace_id,
+    ProbePolicy, StreamsPage, with_trace_id,
 };
 pub use credentials::{Credentials, CredentialsError, cluster_digest};
 pub use error::{Error, ErrorBody, Target, from_status, parse_error_body};

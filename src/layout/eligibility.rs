@@ -11,6 +11,10 @@ use crate::resources::wire::stream::{DecisionReason, NodeLayoutDecision, NodeRol
 pub(super) const NODE_MISSES_LABELS: u8 = 1;
 /// The stream lacks labels the node requires.
 pub(super) const STREAM_MISSES_LABELS: u8 = 2;
+/// The node does not admit the stream's namespace (`domain::tenancy`): for this stream the
+/// node is not part of the pool at all, so it is not listed in its decisions either (a tenant
+/// reading its Stream learns nothing about other namespaces' nodes).
+pub(super) const NAMESPACE_NOT_ADMITTED: u8 = 4;
 
 /// A streamer node as the placement loop sees it.
 pub(super) struct Node<'a> {
@@ -57,12 +61,13 @@ type Map = BTreeMap<String, String>;
 
 impl Classes {
     pub fn build(nodes: &[Node], streams: &[&StreamView]) -> Self {
-        let mut ids: HashMap<(&Map, &Map, &Map), usize> = HashMap::new();
+        let mut ids: HashMap<(&str, &Map, &Map, &Map), usize> = HashMap::new();
         let mut list = Vec::new();
         let of_stream = streams
             .iter()
             .map(|s| {
                 let key = (
+                    &*s.namespace,
                     &*s.labels,
                     &*s.required_node_labels,
                     &*s.preferred_node_labels,
@@ -88,6 +93,9 @@ impl Class {
                 }
                 if !contains_all(&s.labels, &n.view.required_stream_labels) {
                     m |= STREAM_MISSES_LABELS;
+                }
+                if !n.view.admission.admits(&s.namespace) {
+                    m |= NAMESPACE_NOT_ADMITTED;
                 }
                 m
             })
@@ -128,6 +136,9 @@ pub(super) fn decisions(
         .enumerate()
         .filter_map(|(i, n)| {
             let held = holds(i);
+            if class.mask[i] & NAMESPACE_NOT_ADMITTED != 0 && !held {
+                return None;
+            }
             let mut reasons = Vec::new();
             // Pushed in `DecisionReason` order, so the list is sorted.
             if class.mask[i] & STREAM_MISSES_LABELS != 0 {
@@ -141,6 +152,9 @@ pub(super) fn decisions(
             }
             if n.offline || (n.cordoned && !held) {
                 reasons.push(DecisionReason::NodeOffline);
+            }
+            if class.mask[i] & NAMESPACE_NOT_ADMITTED != 0 {
+                reasons.push(DecisionReason::NamespaceMismatch);
             }
             if !every_node && !held && reasons.is_empty() {
                 return None;

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::domain::tenancy::Admission;
 use crate::resources::stream::StreamSpec;
 use crate::resources::streamer::StreamerSpec;
 use crate::resources::wire::stream::{
@@ -42,6 +43,8 @@ pub struct NodeView {
     pub draining: bool,
     /// Reachable and ready, as judged by the caller (with whatever grace it wants).
     pub healthy: bool,
+    /// The namespaces whose streams the node may hold (its own and the admitted ones).
+    pub admission: Admission,
 }
 
 impl NodeView {
@@ -56,11 +59,12 @@ impl NodeView {
             cordoned: false,
             draining: false,
             healthy: true,
+            admission: Admission::default(),
         }
     }
 
-    /// The view of a `Streamer`; health comes from the caller's probes.
-    pub fn from_spec(spec: &StreamerSpec, healthy: bool) -> Self {
+    /// The view of a `Streamer` in `namespace`; health comes from the caller's probes.
+    pub fn from_spec(namespace: &str, spec: &StreamerSpec, healthy: bool) -> Self {
         NodeView {
             hostname: spec.hostname.as_str().into(),
             role: spec.role.unwrap_or_default(),
@@ -75,6 +79,13 @@ impl NodeView {
             // Drain implies cordon (the CRD enforces it); treat it as such even if not.
             draining: spec.drain.unwrap_or(false),
             healthy,
+            admission: Admission::new(
+                namespace,
+                spec.admit_namespaces
+                    .as_ref()
+                    .map(|a| a.iter().map(|n| n.0.clone()).collect::<Vec<_>>())
+                    .as_deref(),
+            ),
         }
     }
 }
@@ -95,6 +106,8 @@ pub struct StreamView {
     pub preferred_node_labels: Labels,
     /// Number of DVR backup nodes besides the ingest node.
     pub dvr_redundancy: u32,
+    /// Namespace of the stream: only nodes admitting it may hold the stream.
+    pub namespace: Arc<str>,
 }
 
 impl StreamView {
@@ -107,12 +120,13 @@ impl StreamView {
             required_node_labels: Labels::default(),
             preferred_node_labels: Labels::default(),
             dvr_redundancy: 0,
+            namespace: "".into(),
         }
     }
 
-    /// The view of a `Stream` spec. `dvr_redundancy` comes from the stream's own `dvr`; a
-    /// caller that merges a preset should overwrite it with the effective value.
-    pub fn from_spec(key: impl Into<Arc<str>>, spec: &StreamSpec) -> Self {
+    /// The view of a `Stream` spec in `namespace`. `dvr_redundancy` comes from the stream's
+    /// own `dvr`; a caller that merges a preset should overwrite it with the effective value.
+    pub fn from_spec(key: impl Into<Arc<str>>, namespace: &str, spec: &StreamSpec) -> Self {
         let placement = spec.placement.as_ref();
         let map = |m: Option<&BTreeMap<String, String>>| Arc::new(m.cloned().unwrap_or_default());
         StreamView {
@@ -127,6 +141,7 @@ impl StreamView {
                 .as_ref()
                 .and_then(|d| d.redundancy_factor)
                 .map_or(0, |r| u32::try_from(r.max(0)).unwrap_or(u32::MAX)),
+            namespace: namespace.into(),
         }
     }
 }

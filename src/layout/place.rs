@@ -22,7 +22,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use super::eligibility::{
-    Class, Classes, NODE_MISSES_LABELS, Node, STREAM_MISSES_LABELS, fnv, tie,
+    Class, Classes, NAMESPACE_NOT_ADMITTED, NODE_MISSES_LABELS, Node, STREAM_MISSES_LABELS, fnv,
+    tie,
 };
 use super::model::{LayoutOptions, LayoutResult, Placement, Snapshot, StreamView};
 use crate::resources::wire::stream::{ChangeReason, NodeRole};
@@ -77,7 +78,9 @@ impl State<'_> {
             return Some(ChangeReason::NodeDeleted);
         };
         let mask = class.mask[i];
-        if self.nodes[i].offline {
+        if mask & NAMESPACE_NOT_ADMITTED != 0 {
+            Some(ChangeReason::NamespaceMismatch)
+        } else if self.nodes[i].offline {
             Some(ChangeReason::NodeBecomeOffline)
         } else if mask & STREAM_MISSES_LABELS != 0 {
             Some(ChangeReason::StreamMissesNodeRequiredLabels)

@@ -47,6 +47,7 @@ fn arb_node(i: usize) -> impl Strategy<Value = NodeView> {
                 cordoned: cordoned || draining,
                 draining,
                 healthy,
+                admission: Default::default(),
             },
         )
 }
@@ -67,6 +68,7 @@ fn arb_stream(i: usize) -> impl Strategy<Value = StreamView> {
                 required_node_labels: required.unwrap_or_default(),
                 preferred_node_labels: preferred.unwrap_or_default(),
                 dvr_redundancy: r,
+                namespace: "".into(),
             },
         )
 }

@@ -757,7 +757,7 @@ fn views_from_specs() {
         labels: Some([("zone".to_owned(), "a".to_owned())].into()),
         ..Default::default()
     };
-    let v = NodeView::from_spec(&streamer, false);
+    let v = NodeView::from_spec("ns", &streamer, false);
     assert_eq!(
         (&*v.hostname, v.role, v.channel_limit, v.cordoned, v.healthy),
         ("n1", NodeRole::Streamer, Some(0), true, false)
@@ -775,7 +775,7 @@ fn views_from_specs() {
         ..Default::default()
     });
     spec.config.disabled = Some(true);
-    let s = StreamView::from_spec("ns/cam", &spec);
+    let s = StreamView::from_spec("ns/cam", "ns", &spec);
     assert_eq!((&*s.key, s.disabled, s.dvr_redundancy), ("ns/cam", true, 2));
     assert_eq!(s.required_node_labels, labels([("zone", "a")]));
     assert!(s.preferred_node_labels.is_empty() && s.labels.is_empty());
@@ -787,4 +787,97 @@ fn placements_round_trip_through_status() {
     let r = run(&s, &Prev::new());
     let from_status = Placement::from(&r.changes["s"]);
     assert_eq!(from_status, r.placements["s"]);
+}
+
+/// A node in namespace `ns` admitting `admitted` besides its own.
+fn tenant_node(h: &str, ns: &str, admitted: &[&str]) -> NodeView {
+    let admitted: Vec<String> = admitted.iter().map(|a| a.to_string()).collect();
+    NodeView {
+        admission: crate::domain::tenancy::Admission::new(ns, Some(&admitted)),
+        ..node(h)
+    }
+}
+
+fn tenant_stream(k: &str, ns: &str) -> StreamView {
+    StreamView {
+        namespace: ns.into(),
+        ..stream(k)
+    }
+}
+
+#[test]
+fn streams_go_only_to_nodes_admitting_their_namespace() {
+    // (nodes, stream namespace, where it may be ingested)
+    let cases: [(Vec<NodeView>, &str, &[&str]); 5] = [
+        (vec![tenant_node("a", "ops", &[])], "ops", &["a"]),
+        (vec![tenant_node("a", "ops", &[])], "cams", &[]),
+        (
+            vec![
+                tenant_node("a", "ops", &[]),
+                tenant_node("b", "ops", &["cams"]),
+            ],
+            "cams",
+            &["b"],
+        ),
+        (vec![tenant_node("a", "ops", &["*"])], "cams", &["a"]),
+        (
+            vec![
+                tenant_node("a", "ops", &["other"]),
+                tenant_node("b", "cams", &[]),
+            ],
+            "cams",
+            &["b"],
+        ),
+    ];
+    for (nodes, ns, allowed) in cases {
+        let hosts: Vec<String> = nodes.iter().map(|n| n.hostname.to_string()).collect();
+        let r = run(&snap(nodes, vec![tenant_stream("s", ns)]), &Prev::new());
+        match ingest(&r, "s") {
+            Some(h) => assert!(allowed.contains(&h), "{ns} placed on {h}"),
+            None => {
+                assert!(
+                    allowed.is_empty(),
+                    "{ns} unplaced though {allowed:?} admit it"
+                );
+                // A node that does not admit the namespace is not even named to the stream.
+                let named: Vec<_> = r.unplaced["s"]
+                    .decisions
+                    .iter()
+                    .map(|d| d.hostname.clone())
+                    .collect();
+                assert!(named.iter().all(|h| !hosts.contains(h)), "{named:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_withdrawn_admission_moves_the_stream_with_namespace_mismatch() {
+    let before = snap(
+        vec![
+            tenant_node("a", "ops", &["cams"]),
+            tenant_node("b", "cams", &[]),
+        ],
+        vec![tenant_stream("s", "cams")],
+    );
+    let mut prev = Prev::new();
+    prev.insert(
+        "s".into(),
+        Placement {
+            ingest: Some("a".into()),
+            ..Default::default()
+        },
+    );
+    assert_eq!(
+        ingest(&run(&before, &prev), "s"),
+        Some("a"),
+        "kept while admitted"
+    );
+    let after = snap(
+        vec![tenant_node("a", "ops", &[]), tenant_node("b", "cams", &[])],
+        vec![tenant_stream("s", "cams")],
+    );
+    let r = run(&after, &prev);
+    assert_eq!(ingest(&r, "s"), Some("b"));
+    assert_eq!(reason(&r, "s"), ChangeReason::NamespaceMismatch);
 }

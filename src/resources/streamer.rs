@@ -68,6 +68,13 @@ pub struct StreamerSpec {
     pub required_stream_labels: Option<BTreeMap<String, String>>,
     /// Zones this node serves.
     pub zones: Option<Vec<String>>,
+    /// Namespaces besides its own whose Streams this node may hold (exact names, or `*` for
+    /// every namespace). Empty by default: a Streamer serves the Streams of its own namespace
+    /// only, so in cluster mode whoever may create a Stream in one namespace cannot have
+    /// another namespace's nodes ingest it. A Stream already placed here moves off
+    /// (`namespace_mismatch`) when its namespace is no longer admitted.
+    #[schemars(length(max = 256))]
+    pub admit_namespaces: Option<Vec<AdmittedNamespace>>,
     /// Cordoned nodes keep their streams but receive no new ones.
     pub cordon: Option<bool>,
     /// Draining (requires cordon) moves every stream away from the node.
@@ -76,6 +83,17 @@ pub struct StreamerSpec {
     /// set here are managed. Credentials are not allowed here.
     pub config: Option<ServerConfig>,
 }
+
+/// A namespace name (RFC 1123 label) or `*` (every namespace).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(transparent)]
+pub struct AdmittedNamespace(
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^(\*|[a-z0-9]([-a-z0-9]*[a-z0-9])?)$")
+    )]
+    pub String,
+);
 
 /// Where the node's API credentials are.
 #[skip_serializing_none]

@@ -43,6 +43,7 @@ impl Operator {
                 node_resync: Duration::from_millis(500),
                 delete_grace: Duration::from_secs(3),
                 system_namespace: ns.name.clone(),
+                ..Default::default()
             },
         )
     }

@@ -60,29 +60,34 @@ struct UserWrite {
     access_level: Option<AccessLevel>,
 }
 
-/// `GET /users`.
+/// `GET /users`: the identities only (Users of the facade namespace and of
+/// `--identity-namespaces`); other namespaces' Users are not the facade's to show.
 pub async fn list(
     State(state): State<ApiState>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Value>> {
     let started = Instant::now();
+    let identities = state.config.identities();
     let items: Vec<Value> = state
         .stores
         .users
         .state()
         .iter()
+        .filter(|u| identities.is_identity(u))
         .map(|u| to_json(&views::user(&state, u)))
         .collect();
     envelope(&items, &pairs(&raw), &USERS, "users_list", started)
 }
 
+/// The identity with Watcher id `id` (Users of other namespaces are not the facade's).
 fn find(state: &ApiState, id: i64) -> Option<Arc<User>> {
+    let identities = state.config.identities();
     state
         .stores
         .users
         .state()
         .into_iter()
-        .find(|u| user_id(u) == Some(id))
+        .find(|u| identities.is_identity(u) && user_id(u) == Some(id))
 }
 
 /// `GET /users/{user_id}`.
@@ -192,7 +197,7 @@ pub async fn create(State(state): State<ApiState>, body: JsonBody) -> ApiResult<
         ));
     };
     check(&w)?;
-    if crate::api::auth::user_by_login(&state, &login).is_some() {
+    if crate::api::auth::login_taken(&state, &login) {
         return Err(ApiError::new(
             axum::http::StatusCode::CONFLICT,
             "exists",
@@ -296,7 +301,7 @@ pub async fn save(
         if n.is_empty() {
             return Err(ApiError::invalid_body("/name", "`name` must not be empty"));
         }
-        if *n != u.spec.name && crate::api::auth::user_by_login(&state, n).is_some() {
+        if *n != u.spec.name && crate::api::auth::login_taken(&state, n) {
             return Err(ApiError::new(
                 axum::http::StatusCode::CONFLICT,
                 "exists",
