@@ -4,6 +4,8 @@
 
 mod api_support;
 mod support;
+#[path = "api_security/creds.rs"]
+mod creds;
 
 use api_support::{Facade, assert_error};
 use base64::Engine;

@@ -1,6 +1,6 @@
-//! Users: list (`users_list`), create, get, update. Passwords go to a Secret
-//! (`<object>-password`, key `password`) referenced by `spec.passwordSecretRef`; the User
-//! controller hashes them. Created users get a pinned id (`spec.id`), so the response
+//! Users: list (`users_list`), create, get, update. Passwords go to a new facade-created
+//! Secret (key `password`) owned by the User and referenced by `spec.facadePasswordSecretRef`;
+//! the User controller hashes them. Created users get a pinned id (`spec.id`), so the response
 //! carries the id without waiting for the controller.
 
 use std::collections::BTreeMap;
@@ -20,7 +20,11 @@ use crate::api::error::{ApiError, ApiResult};
 use crate::api::names::object_name;
 use crate::api::query::{CollectionSpec, Field};
 use crate::api::views::{self, org_id, to_json, user_id};
-use crate::api::write::{apply_exact, latest, put_secret};
+use crate::api::write::{
+    CredentialsOwner, adopt_credentials, apply_exact, create_credentials, delete_credentials,
+    dry_run_apply, dry_run_create, latest,
+};
+use crate::domain::credentials::{self, OwnerKind};
 use crate::controllers::ids;
 use crate::resources::common::SecretKeyRef;
 use crate::resources::user::{AccessLevel, Membership, Permissions};
@@ -123,26 +127,41 @@ fn apply_write(spec: &mut UserSpec, w: UserWrite) {
     );
 }
 
+/// Where a password entered through the API goes: a new facade-created Secret (key
+/// `password`) owned by the User and referenced from `spec.facadePasswordSecretRef`, a field
+/// manifests never set. So a Secret shared by several users (or kept in Git) is never written,
+/// and re-applying a manifest keeps the new password.
+fn password_ref(name: String) -> SecretKeyRef {
+    SecretKeyRef {
+        name,
+        key: "password".into(),
+    }
+}
+
+/// A valid stand-in for the name the API server will generate, for the dry run.
+fn placeholder(object: &str) -> String {
+    credentials::generate_name(object, "password")
+        .trim_end_matches('-')
+        .to_string()
+}
+
 async fn store_password(
     state: &ApiState,
     ns: &str,
-    object: &str,
-    spec: &mut UserSpec,
+    owner: &CredentialsOwner<'_>,
     password: String,
-) -> ApiResult<()> {
-    let secret = spec.password_secret_ref.clone().unwrap_or(SecretKeyRef {
-        name: format!("{object}-password"),
-        key: "password".into(),
-    });
-    put_secret(
+) -> ApiResult<SecretKeyRef> {
+    let name = create_credentials(
         state,
         ns,
-        &secret.name,
-        BTreeMap::from([(secret.key.clone(), password)]),
+        owner,
+        "password",
+        BTreeMap::from([("password".to_string(), password)]),
+        // A login password is never sent anywhere.
+        &BTreeMap::new(),
     )
     .await?;
-    spec.password_secret_ref = Some(secret);
-    Ok(())
+    Ok(password_ref(name))
 }
 
 /// `POST /users`.
@@ -209,9 +228,21 @@ pub async fn create(State(state): State<ApiState>, body: JsonBody) -> ApiResult<
             .ok_or_else(|| ApiError::internal("allocating a user id", "id space exhausted"))?,
     );
     let object = object_name("user-", &login);
-    if let Some(p) = password {
-        store_password(&state, &ns, &object, &mut spec, p).await?;
+    // Nothing is written for a create the API server would refuse (bad locale, too large…).
+    if password.is_some() {
+        spec.facade_password_secret_ref = Some(password_ref(placeholder(&object)));
     }
+    dry_run_create(&state, &ns, &User::new(&object, spec.clone())).await?;
+    let owner = CredentialsOwner {
+        kind: OwnerKind::User,
+        name: &object,
+        uid: None,
+    };
+    let secret = match password {
+        Some(p) => Some(store_password(&state, &ns, &owner, p).await?),
+        None => None,
+    };
+    spec.facade_password_secret_ref = secret.clone();
     let api: kube::Api<User> = kube::Api::namespaced(state.client.clone(), &ns);
     let created = api
         .create(
@@ -222,7 +253,19 @@ pub async fn create(State(state): State<ApiState>, body: JsonBody) -> ApiResult<
             &User::new(&object, spec),
         )
         .await
-        .map_err(|e| ApiError::from_kube("creating the user", e))?;
+        .map_err(|e| ApiError::from_kube("creating the user", e));
+    let created = match created {
+        Ok(c) => c,
+        Err(e) => {
+            if let Some(r) = &secret {
+                delete_credentials(&state, &ns, &r.name, OwnerKind::User, None).await;
+            }
+            return Err(e);
+        }
+    };
+    if let (Some(r), Some(uid)) = (&secret, created.uid()) {
+        adopt_credentials(&state, &ns, &r.name, &owner, &uid).await;
+    }
     Ok(Json(to_json(&views::user(&state, &created))))
 }
 
@@ -255,12 +298,39 @@ pub async fn save(
         }
     }
     let ns = u.namespace().unwrap_or_default();
-    let mut spec = latest(&state, u.as_ref()).await?.spec;
+    let current = latest(&state, u.as_ref()).await?;
+    let mut spec = current.spec.clone();
     apply_write(&mut spec, w);
-    if let Some(p) = password {
-        store_password(&state, &ns, &u.name_any(), &mut spec, p).await?;
+    let object = u.name_any();
+    let Some(p) = password else {
+        let stored = apply_exact(&state, &ns, &User::new(&object, spec)).await?;
+        return Ok(Json(to_json(&views::user(
+            &state,
+            &with_status(stored, &u),
+        ))));
+    };
+    let uid = current.uid().or_else(|| u.uid()).unwrap_or_default();
+    let mut probe = spec.clone();
+    probe.facade_password_secret_ref = Some(password_ref(placeholder(&object)));
+    dry_run_apply(&state, &ns, &User::new(&object, probe)).await?;
+    let owner = CredentialsOwner {
+        kind: OwnerKind::User,
+        name: &object,
+        uid: Some(&uid),
+    };
+    let replaced = spec.facade_password_secret_ref.take();
+    let new = store_password(&state, &ns, &owner, p).await?;
+    spec.facade_password_secret_ref = Some(new.clone());
+    let stored = match apply_exact(&state, &ns, &User::new(&object, spec)).await {
+        Ok(s) => s,
+        Err(e) => {
+            delete_credentials(&state, &ns, &new.name, OwnerKind::User, Some(&uid)).await;
+            return Err(e);
+        }
+    };
+    if let Some(old) = replaced.filter(|r| r.name != new.name) {
+        delete_credentials(&state, &ns, &old.name, OwnerKind::User, Some(&uid)).await;
     }
-    let stored = apply_exact(&state, &ns, &User::new(&u.name_any(), spec)).await?;
     Ok(Json(to_json(&views::user(
         &state,
         &with_status(stored, &u),
