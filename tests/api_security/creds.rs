@@ -145,13 +145,19 @@ where
 
 /// Waits until User `object`'s hash was checked against the current version of `source`,
 /// so a login attempt (which counts towards the throttle when it fails) uses that password.
-async fn wait_hashed(ns: &TestNamespace, object: &str, source: &str) {
+async fn wait_hashed(f: &Facade, ns: &TestNamespace, object: &str, source: &str) {
     let secrets = ns.api::<Secret>();
     eventually(WAIT, &format!("{object}'s password hashed"), || async {
         let src = secrets.get(source).await.ok()?;
         let want = format!("{}/{}", src.metadata.uid?, src.metadata.resource_version?);
         let hash = secrets.get(&hash_secret_name(object)).await.ok()?;
         (hash.metadata.annotations?.get(SOURCE_ANNOTATION) == Some(&want)).then_some(())
+    })
+    .await;
+    eventually(WAIT, "the facade sees the hash", || async {
+        let users = f.state.stores.users.state();
+        let u = users.iter().find(|u| u.name_any() == object)?;
+        u.status.as_ref()?.password_hash_secret.as_ref().map(|_| ())
     })
     .await;
 }
@@ -205,7 +211,7 @@ async fn a_password_changed_through_the_facade_never_touches_a_shared_secret_and
         rules::OwnerKind::User,
         &stored.uid().unwrap()
     ));
-    wait_hashed(&ns, "alice", &source).await;
+    wait_hashed(&f, &ns, "alice", &source).await;
     f.login("alice", "Alice-new-1")
         .await
         .expect("the new password works");
@@ -236,7 +242,7 @@ async fn a_password_changed_through_the_facade_never_touches_a_shared_secret_and
         .then_some(())
     })
     .await;
-    wait_hashed(&ns, "alice", &source).await;
+    wait_hashed(&f, &ns, "alice", &source).await;
     f.login("alice", "Alice-new-1")
         .await
         .expect("the new password survives the GitOps re-apply");
