@@ -3,9 +3,9 @@
 //! every response carries (no CORS, no sniffing, no caching, no framing).
 
 mod api_support;
-mod support;
 #[path = "api_security/creds.rs"]
 mod creds;
+mod support;
 
 use api_support::{Facade, assert_error};
 use base64::Engine;

@@ -228,7 +228,7 @@ pub fn stream(state: &ApiState, s: &Stream, nodes: &HashMap<String, Arc<NodeLive
         .and_then(|l| l.stats.as_ref())
         .and_then(|st| serde_json::to_value(st).ok());
     StreamView {
-        config: s.spec.config.clone(),
+        config: redacted(&s.spec.config),
         named_by: "config".into(),
         organization_id: org.as_deref().and_then(org_id),
         organization: org.as_deref().map(|o| IdTitle {
@@ -245,6 +245,37 @@ pub fn stream(state: &ApiState, s: &Stream, nodes: &HashMap<String, Arc<NodeLive
         created_at: created_ms(s),
         name,
     }
+}
+
+/// The config without passwords in URLs (the CRD refuses them in inputs and pushes, but an
+/// object stored before that rule, or an ONVIF URL, may still carry one): never returned.
+fn redacted(
+    config: &crate::resources::wire::StreamConfigSpec,
+) -> crate::resources::wire::StreamConfigSpec {
+    let mut config = config.clone();
+    // Most URLs carry no user info at all: the cheap check keeps list rebuilds fast.
+    let strip = |url: &mut String| {
+        if !url.contains('@') {
+            return;
+        }
+        if let Some((_, rest)) = crate::domain::credentials::split_userinfo(url) {
+            *url = rest;
+        }
+    };
+    config
+        .inputs
+        .iter_mut()
+        .flatten()
+        .for_each(|i| strip(&mut i.url));
+    config
+        .pushes
+        .iter_mut()
+        .flatten()
+        .for_each(|p| strip(&mut p.url));
+    if let Some(url) = config.onvif.as_mut().and_then(|o| o.url.as_mut()) {
+        strip(url);
+    }
+    config
 }
 
 /// Renders a streamer with its live metrics.

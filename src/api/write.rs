@@ -9,9 +9,9 @@
 
 use std::collections::BTreeMap;
 
+use axum::http::StatusCode;
 use k8s_openapi::ByteString;
 use k8s_openapi::NamespaceResourceScope;
-use axum::http::StatusCode;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};

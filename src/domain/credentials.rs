@@ -22,9 +22,9 @@ use kube::ResourceExt;
 use sha1::Digest;
 
 use crate::resources::common::{GROUP, VERSION};
-use crate::resources::{StreamSpec, StreamerSpec, UserSpec};
 #[cfg(test)]
 use crate::resources::{Stream, Streamer, User};
+use crate::resources::{StreamSpec, StreamerSpec, UserSpec};
 
 /// Standard label naming the tool that manages an object.
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";

@@ -53,7 +53,12 @@ pub async fn assert_no_unowned_credentials(ns: &TestNamespace) {
             None => false,
             Some(o) => {
                 let uid = match o.kind.as_str() {
-                    "User" => ns.api::<User>().get_opt(&o.name).await.unwrap().and_then(|x| x.uid()),
+                    "User" => ns
+                        .api::<User>()
+                        .get_opt(&o.name)
+                        .await
+                        .unwrap()
+                        .and_then(|x| x.uid()),
                     "Streamer" => ns
                         .api::<Streamer>()
                         .get_opt(&o.name)
@@ -194,7 +199,9 @@ async fn a_password_changed_through_the_facade_never_touches_a_shared_secret_and
     let (alice, bob) = (user_id(&f, "alice").await, user_id(&f, "bob").await);
 
     for (id, pw) in [(alice, "Alice-new-1"), (bob, "Bob-new-1")] {
-        let (s, v) = f.put(&format!("/users/{id}"), json!({"password": pw})).await;
+        let (s, v) = f
+            .put(&format!("/users/{id}"), json!({"password": pw}))
+            .await;
         assert_eq!(s, StatusCode::OK, "{v}");
     }
     let shared = ns.api::<Secret>().get("user-passwords").await.unwrap();
@@ -249,7 +256,10 @@ async fn a_password_changed_through_the_facade_never_touches_a_shared_secret_and
 
     // A second change replaces the facade's Secret and deletes the one it replaced.
     let (s, v) = f
-        .put(&format!("/users/{alice}"), json!({"password": "Alice-new-2"}))
+        .put(
+            &format!("/users/{alice}"),
+            json!({"password": "Alice-new-2"}),
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert!(
@@ -306,7 +316,11 @@ async fn node_and_object_credentials_never_overwrite_a_secret_the_facade_did_not
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    let got = ns.api::<Secret>().get("streamer-credentials").await.unwrap();
+    let got = ns
+        .api::<Secret>()
+        .get("streamer-credentials")
+        .await
+        .unwrap();
     for (k, want) in shared {
         assert_eq!(
             text(&got, k).as_deref(),
@@ -340,7 +354,9 @@ async fn node_and_object_credentials_never_overwrite_a_secret_the_facade_did_not
         Some("sample-node-password")
     );
     assert_eq!(
-        rules::destinations(&own).get("clusterKey").map(String::as_str),
+        rules::destinations(&own)
+            .get("clusterKey")
+            .map(String::as_str),
         Some("http://127.0.0.1:36001")
     );
     let hijack: Streamer = ns.api().get("streamer").await.unwrap();
@@ -353,7 +369,9 @@ async fn node_and_object_credentials_never_overwrite_a_secret_the_facade_did_not
         "a new streamer gets nothing it was not given"
     );
     assert_eq!(
-        rules::destinations(&own).get("clusterKey").map(String::as_str),
+        rules::destinations(&own)
+            .get("clusterKey")
+            .map(String::as_str),
         Some("http://127.0.0.1:36998")
     );
     // GitOps re-applies streamer-1: the facade's credentials stay in effect.
@@ -392,7 +410,9 @@ async fn node_and_object_credentials_never_overwrite_a_secret_the_facade_did_not
     let own = ns.api::<Secret>().get(&own).await.unwrap();
     assert_eq!(text(&own, "password").as_deref(), Some("Gate-pass-1"));
     assert_eq!(
-        rules::destinations(&own).get("password").map(String::as_str),
+        rules::destinations(&own)
+            .get("password")
+            .map(String::as_str),
         Some("rtsp://10.0.0.9:554")
     );
     assert_no_unowned_credentials(&ns).await;
@@ -418,7 +438,11 @@ async fn push_passwords_are_stored_in_a_secret_redacted_and_injected_on_the_node
     assert!(!v.to_string().contains("Push-Secret-9"), "{v}");
     assert_eq!(v["pushes"][0]["url"], "rtmp://127.0.0.1:36935/live");
     let stored: Stream = ns.api().get("pushcam").await.unwrap();
-    assert!(!serde_json::to_string(&stored.spec).unwrap().contains("Push-Secret-9"));
+    assert!(
+        !serde_json::to_string(&stored.spec)
+            .unwrap()
+            .contains("Push-Secret-9")
+    );
     let own = stored.spec.push_credentials.clone().unwrap().secret_name;
     let own = ns.api::<Secret>().get(&own).await.unwrap();
     let key = rules::push_password_key("rtmp://127.0.0.1:36935/live");
@@ -428,10 +452,14 @@ async fn push_passwords_are_stored_in_a_secret_redacted_and_injected_on_the_node
         Some("rtmp://127.0.0.1:36935")
     );
     // The node gets the push with its credentials (and only the node).
-    eventually(Duration::from_secs(30), "push pushed with credentials", || async {
-        let on_node = sim.nodes()[0].stored_stream("pushcam")?;
-        (on_node["pushes"][0]["url"] == push).then_some(())
-    })
+    eventually(
+        Duration::from_secs(30),
+        "push pushed with credentials",
+        || async {
+            let on_node = sim.nodes()[0].stored_stream("pushcam")?;
+            (on_node["pushes"][0]["url"] == push).then_some(())
+        },
+    )
     .await;
     // A save that keeps the push keeps its credentials; the stream's deletion removes them.
     let (s, v) = f.put("/streams/pushcam", json!({"comment": "c"})).await;
@@ -442,7 +470,12 @@ async fn push_passwords_are_stored_in_a_secret_redacted_and_injected_on_the_node
         .unwrap();
     eventually(WAIT, "stream and its push Secret deleted", || async {
         let gone = ns.api::<Stream>().get_opt("pushcam").await.ok()?.is_none()
-            && ns.api::<Secret>().get_opt(&own.name_any()).await.ok()?.is_none();
+            && ns
+                .api::<Secret>()
+                .get_opt(&own.name_any())
+                .await
+                .ok()?
+                .is_none();
         gone.then_some(())
     })
     .await;
@@ -461,7 +494,10 @@ async fn an_object_over_the_api_servers_size_limit_is_a_413_that_writes_nothing(
         )
         .await;
     assert_error(s, &v, 413);
-    assert_eq!(secrets_holding(&ns, "Orphan-Pass-2").await, Vec::<String>::new());
+    assert_eq!(
+        secrets_holding(&ns, "Orphan-Pass-2").await,
+        Vec::<String>::new()
+    );
     assert_no_unowned_credentials(&ns).await;
 }
 
@@ -478,7 +514,10 @@ async fn failed_writes_leave_nothing_and_deleted_objects_take_their_credentials(
         )
         .await;
     assert_error(s, &v, 422);
-    assert_eq!(secrets_holding(&ns, "Orphan-Pass-1").await, Vec::<String>::new());
+    assert_eq!(
+        secrets_holding(&ns, "Orphan-Pass-1").await,
+        Vec::<String>::new()
+    );
     let (s, v) = f
         .put(
             "/streams/halfcam",
@@ -538,7 +577,10 @@ async fn failed_writes_leave_nothing_and_deleted_objects_take_their_credentials(
 
     // The sweep: what a crash left (owner gone, never owned) goes, owned and referenced stays.
     let labels = BTreeMap::from([
-        (rules::MANAGED_BY_LABEL.to_string(), rules::MANAGED_BY.to_string()),
+        (
+            rules::MANAGED_BY_LABEL.to_string(),
+            rules::MANAGED_BY.to_string(),
+        ),
         (
             rules::COMPONENT_LABEL.to_string(),
             rules::FACADE_CREDENTIALS.to_string(),
@@ -559,8 +601,10 @@ async fn failed_writes_leave_nothing_and_deleted_objects_take_their_credentials(
     for s in [
         leftover(
             "crash-owner-gone",
-            Some(json!({"apiVersion": "panoptes.dev/v1alpha1", "kind": "User",
-                "name": "ghost", "uid": "00000000-0000-0000-0000-000000000001"})),
+            Some(
+                json!({"apiVersion": "panoptes.dev/v1alpha1", "kind": "User",
+                "name": "ghost", "uid": "00000000-0000-0000-0000-000000000001"}),
+            ),
             "User/ghost",
         ),
         leftover("crash-never-owned", None, "User/nobody"),

@@ -363,7 +363,6 @@ async fn save_with_credentials(
 /// Keys of node credentials (see `StreamerSpec::credentials`).
 const NODE_KEYS: &[&str] = &["login", "password", "token", "clusterKey"];
 
-
 /// `POST /streamers/{hostname}/preview_layout_change`: per-node count changes.
 pub async fn preview(
     State(state): State<ApiState>,

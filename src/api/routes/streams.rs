@@ -556,20 +556,12 @@ async fn save_with_credentials(
     let result = async {
         if let Some(((user, password), origin)) = creds {
             let destinations = origin
-                .map(|o| {
-                    BTreeMap::from([("username".into(), o.clone()), ("password".into(), o)])
-                })
+                .map(|o| BTreeMap::from([("username".into(), o.clone()), ("password".into(), o)]))
                 .unwrap_or_default();
             let data = BTreeMap::from([("username".into(), user), ("password".into(), password)]);
-            let name = create_credentials(
-                state,
-                ns,
-                &owner,
-                "camera-credentials",
-                data,
-                &destinations,
-            )
-            .await?;
+            let name =
+                create_credentials(state, ns, &owner, "camera-credentials", data, &destinations)
+                    .await?;
             written.push(name.clone());
             replaced.extend(spec.credentials.take().map(|c| c.secret_name));
             spec.credentials = Some(CameraCredentials {

@@ -24,8 +24,8 @@ use crate::api::write::{
     CredentialsOwner, adopt_credentials, apply_exact, create_credentials, delete_credentials,
     dry_run_apply, dry_run_create, latest,
 };
-use crate::domain::credentials::{self, OwnerKind};
 use crate::controllers::ids;
+use crate::domain::credentials::{self, OwnerKind};
 use crate::resources::common::SecretKeyRef;
 use crate::resources::user::{AccessLevel, Membership, Permissions};
 use crate::resources::{User, UserSpec};
