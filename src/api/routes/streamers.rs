@@ -332,7 +332,12 @@ async fn save_with_credentials(
         uid: uid.as_deref(),
     };
     let name = create_credentials(state, ns, &owner, "credentials", data, &destinations).await?;
-    let replaced = spec.facade_credentials.take().map(|c| c.secret_name);
+    // What the live object references (the store may lag behind a previous save).
+    let replaced = current
+        .as_ref()
+        .and_then(|c| c.spec.facade_credentials.clone())
+        .or(spec.facade_credentials.take())
+        .map(|c| c.secret_name);
     spec.facade_credentials = Some(StreamerCredentials {
         secret_name: name.clone(),
         scheme: None,

@@ -546,6 +546,12 @@ async fn save_with_credentials(
         .await
         .map_err(|e| ApiError::internal("reading the current object", e))?;
     let uid = current.as_ref().and_then(|c| c.uid());
+    // What the live object references (the store may lag behind a previous save).
+    // (A save body cannot set these references; only the live object knows them.)
+    if let Some(c) = &current {
+        spec.credentials = c.spec.credentials.clone();
+        spec.push_credentials = c.spec.push_credentials.clone();
+    }
     let owner = CredentialsOwner {
         kind: OwnerKind::Stream,
         name: object,
