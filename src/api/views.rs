@@ -384,3 +384,34 @@ pub fn preset(p: &Preset) -> PresetView {
 pub fn to_json<T: Serialize>(view: &T) -> Value {
     serde_json::to_value(view).unwrap_or(Value::Null)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::wire::stream::OnvifSpec;
+    use crate::resources::wire::{StreamConfigSpec, StreamInput, StreamPush};
+
+    #[test]
+    fn passwords_in_urls_are_never_rendered() {
+        let config = StreamConfigSpec {
+            inputs: Some(vec![StreamInput {
+                url: "rtsp://u:in-pw@cam/x".into(),
+                ..Default::default()
+            }]),
+            pushes: Some(vec![StreamPush {
+                url: "rtmp://u:push-pw@h/live".into(),
+                ..Default::default()
+            }]),
+            onvif: Some(OnvifSpec {
+                url: Some("http://u:onvif-pw@cam/onvif".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let text = serde_json::to_string(&redacted(&config)).unwrap();
+        for pw in ["in-pw", "push-pw", "onvif-pw"] {
+            assert!(!text.contains(pw), "{text}");
+        }
+        assert!(text.contains("rtmp://h/live"), "{text}");
+    }
+}
