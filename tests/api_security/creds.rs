@@ -608,9 +608,19 @@ async fn failed_writes_leave_nothing_and_deleted_objects_take_their_credentials(
             "User/ghost",
         ),
         leftover("crash-never-owned", None, "User/nobody"),
+        // Written for a create whose owner update was lost: the object references it.
+        leftover("crash-unadopted", None, "User/adoptee"),
     ] {
         secrets.create(&PostParams::default(), &s).await.unwrap();
     }
+    git_apply::<User>(
+        &ns,
+        &json!({"apiVersion": "panoptes.dev/v1alpha1", "kind": "User",
+            "metadata": {"name": "adoptee"},
+            "spec": {"id": 40, "name": "adoptee",
+                "facadePasswordSecretRef": {"name": "crash-unadopted", "key": "password"}}}),
+    )
+    .await;
     let (s, v) = f
         .post("/users", json!({"name": "kept", "password": "Kept-Pass-1"}))
         .await;
@@ -630,6 +640,11 @@ async fn failed_writes_leave_nothing_and_deleted_objects_take_their_credentials(
             format!("{}/crash-never-owned", ns.name),
             format!("{}/crash-owner-gone", ns.name)
         ]
+    );
+    assert_eq!(
+        report.adopted,
+        [format!("{}/crash-unadopted", ns.name)],
+        "referenced by the object it was written for: adopted, not deleted"
     );
     assert_eq!(secrets_holding(&ns, "Kept-Pass-1").await.len(), 1);
     assert_no_unowned_credentials(&ns).await;
