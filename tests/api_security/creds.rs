@@ -461,6 +461,43 @@ async fn push_passwords_are_stored_in_a_secret_redacted_and_injected_on_the_node
         },
     )
     .await;
+    // Node credentials changed through the facade are the ones the operator uses, and the
+    // fleet's shared node Secret is left as it was.
+    let node = &sim.nodes()[0];
+    let ready = |want: &'static str| {
+        let ns = &ns;
+        move || async move {
+            let st: Streamer = ns.api().get(node.hostname()).await.ok()?;
+            let status = st.status?;
+            let ready = panoptes::resources::common::condition(&status.common.conditions, "Ready")?;
+            (ready.status == want && status.common.observed_generation == st.metadata.generation)
+                .then_some(())
+        }
+    };
+    eventually(Duration::from_secs(30), "the node is Ready", ready("True")).await;
+    node.set_edit_auth("flussonic", "Rotated-node-pw");
+    eventually(
+        Duration::from_secs(30),
+        "the node refuses the old password",
+        ready("False"),
+    )
+    .await;
+    let (s, v) = f
+        .put(
+            &format!("/streamers/{}", node.hostname()),
+            json!({"config": {"edit_auth": {"login": "flussonic", "password": "Rotated-node-pw"}}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    eventually(
+        Duration::from_secs(30),
+        "the node is managed with the new password",
+        ready("True"),
+    )
+    .await;
+    let shared = ns.api::<Secret>().get("node-creds").await.unwrap();
+    assert_eq!(text(&shared, "password").as_deref(), Some("letmein!"));
+
     // A save that keeps the push keeps its credentials; the stream's deletion removes them.
     let (s, v) = f.put("/streams/pushcam", json!({"comment": "c"})).await;
     assert_eq!(s, StatusCode::OK, "{v}");
