@@ -25,7 +25,6 @@ use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use super::Context;
-use super::refs::Error;
 use crate::domain::credentials::{self, OwnerKind};
 use crate::resources::common::CONTROLLER_MANAGER;
 use crate::resources::{Stream, Streamer, User};
@@ -59,34 +58,32 @@ pub struct SweepReport {
 }
 
 /// Deletes the Secrets among `names` that the facade created for `obj` (owned by its uid):
-/// the finalizers' cleanup. Secrets someone else created are never touched.
+/// the finalizers' cleanup. Secrets someone else created are never touched. Failures are
+/// logged, never returned: a deletion must not wedge on them, and the sweep deletes Secrets
+/// whose owner is gone.
 pub async fn delete_facade_credentials<K: ResourceExt>(
     ctx: &Context,
     ns: &str,
     names: &[String],
     kind: OwnerKind,
     obj: &K,
-) -> Result<(), Error> {
+) {
     let Some(uid) = obj.uid() else {
-        return Ok(());
+        return;
     };
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
     for name in names {
-        let what = format!("{ns}/{name}");
-        let Some(secret) = api
-            .get_opt(name)
-            .await
-            .map_err(Error::kube("reading credentials Secret", what.clone()))?
-        else {
-            continue;
+        let result = match api.get_opt(name).await {
+            Ok(Some(secret)) if credentials::owned_by(&secret, kind, &uid) => {
+                delete(&api, &secret).await
+            }
+            Ok(_) => Ok(()),
+            Err(e) => Err(e),
         };
-        if credentials::owned_by(&secret, kind, &uid) {
-            delete(&api, &secret)
-                .await
-                .map_err(Error::kube("deleting credentials Secret", what))?;
+        if let Err(error) = result {
+            tracing::warn!(%error, namespace = ns, secret = %name, "deleting the credentials Secret of a deleted object; the sweep retries");
         }
     }
-    Ok(())
 }
 
 async fn delete(api: &Api<Secret>, secret: &Secret) -> Result<(), kube::Error> {

@@ -136,7 +136,7 @@ async fn reconcile_inner(
             OwnerKind::Streamer,
             s.as_ref(),
         )
-        .await?;
+        .await;
         super::ids::remove_finalizer(ctx, s.as_ref()).await?;
         return Ok(Action::await_change());
     }

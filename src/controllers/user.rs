@@ -284,7 +284,7 @@ async fn reconcile_inner(user: &User, ctl: &UserController, key: &Key) -> Result
             OwnerKind::User,
             user,
         )
-        .await?;
+        .await;
         ids::remove_finalizer(ctx, user).await?;
         return Ok(Action::await_change());
     }

@@ -738,7 +738,7 @@ async fn finalize(stream: &Stream, ctl: &StreamController, key: &Key) -> Result<
         OwnerKind::Stream,
         stream,
     )
-    .await?;
+    .await;
     ids::remove_finalizer(ctx, stream).await?;
     ctx.fleet.request_layout();
     tracing::info!(stream = %name, "stream removed from its nodes");
