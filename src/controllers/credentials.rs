@@ -72,7 +72,11 @@ pub async fn delete_facade_credentials<K: ResourceExt>(
         return;
     };
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    let object = obj.name_any();
     for name in names {
+        if !credentials::may_be_facade_named(kind, &object, name) {
+            continue;
+        }
         let result = match api.get_opt(name).await {
             Ok(Some(secret)) if credentials::owned_by(&secret, kind, &uid) => {
                 delete(&api, &secret).await

@@ -227,6 +227,20 @@ pub fn generate_name(object: &str, what: &str) -> String {
     format!("{base}-")
 }
 
+/// Whether `secret` has a name the facade could have generated for `object` of `kind`. Not a
+/// trust signal (ownership is checked on the Secret itself): it spares a deletion the read of
+/// Secrets a manifest references, which the facade never creates.
+pub fn may_be_facade_named(kind: OwnerKind, object: &str, secret: &str) -> bool {
+    let whats: &[&str] = match kind {
+        OwnerKind::User => &["password"],
+        OwnerKind::Streamer => &["credentials"],
+        OwnerKind::Stream => &["camera-credentials", "push-credentials"],
+    };
+    whats
+        .iter()
+        .any(|w| secret.starts_with(&generate_name(object, w)))
+}
+
 /// `apiVersion` of the owners' kinds.
 pub fn api_version() -> String {
     format!("{GROUP}/{VERSION}")
@@ -274,6 +288,12 @@ mod tests {
     #[test]
     fn generated_names_fit() {
         assert_eq!(generate_name("cam", "camera"), "cam-camera-");
+        assert!(may_be_facade_named(
+            OwnerKind::Stream,
+            "cam",
+            "cam-push-credentials-x7k2p"
+        ));
+        assert!(!may_be_facade_named(OwnerKind::Stream, "cam", "cams"));
         assert!(generate_name(&"x".repeat(253), "password").len() <= 200);
         use kube::Resource;
         assert_eq!(OwnerKind::User.as_str(), User::kind(&()));
