@@ -218,6 +218,13 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
             shutdown.clone().wait(),
         ));
         reconcilers.spawn(controllers::user::run(ctx.clone(), shutdown.clone().wait()));
+        // Facade credentials Secrets left by a crash or a failed write (the Secrets of every
+        // kind are swept once, by the shard that runs the shared controllers).
+        reconcilers.spawn(controllers::credentials::run(
+            ctx.clone(),
+            shutdown.clone().wait(),
+            controllers::credentials::SweepConfig::default(),
+        ));
     }
     reconcilers.spawn(controllers::streamer::run(
         ctx.clone(),

@@ -72,7 +72,13 @@ async fn users_create_get_update_and_log_in() {
     let pw = secrets
         .items
         .iter()
-        .find(|s| s.metadata.name.as_deref().unwrap().ends_with("-password"))
+        .find(|s| {
+            s.metadata
+                .name
+                .as_deref()
+                .unwrap()
+                .starts_with("user-string-password-")
+        })
         .expect("password Secret");
     assert_eq!(secret_value(pw, "password"), "string");
 
@@ -108,8 +114,10 @@ async fn users_create_get_update_and_log_in() {
     // Failed logins count towards the throttle: wait until the controller hashed the
     // current password Secret before trying it.
     let secrets = ns.api::<Secret>();
+    let stored: panoptes::resources::User = ns.api().get("user-string").await.unwrap();
+    let source = stored.spec.facade_password_secret_ref.unwrap().name;
     eventually(api_support::WAIT, "new password hashed", || async {
-        let src = secrets.get("user-string-password").await.ok()?;
+        let src = secrets.get(&source).await.ok()?;
         let want = format!("{}/{}", src.metadata.uid?, src.metadata.resource_version?);
         let hash = secrets.get("panoptes-user-user-string-hash").await.ok()?;
         (hash.metadata.annotations?.get(user::SOURCE_ANNOTATION) == Some(&want)).then_some(())
@@ -283,7 +291,7 @@ async fn settings_streamers_agents_events_openapi() {
         "{v}"
     );
     let stored: Streamer = ns.api::<Streamer>().get("peer.example.com").await.unwrap();
-    let secret_name = stored.spec.credentials.unwrap().secret_name;
+    let secret_name = stored.spec.facade_credentials.unwrap().secret_name;
     let secret = ns.api::<Secret>().get(&secret_name).await.unwrap();
     assert_eq!(secret_value(&secret, "clusterKey"), "xS6i6Q3DCc5nEvnu");
     assert_eq!(secret_value(&secret, "login"), "secretlogin");

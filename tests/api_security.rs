@@ -3,6 +3,8 @@
 //! every response carries (no CORS, no sniffing, no caching, no framing).
 
 mod api_support;
+#[path = "api_security/creds.rs"]
+mod creds;
 #[path = "api_security/ids.rs"]
 mod ids;
 mod support;

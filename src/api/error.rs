@@ -129,11 +129,19 @@ impl ApiError {
 
     /// Maps an API-server error of a write. Validation messages (CEL, schema) are the
     /// client's to read; anything else is logged and reported without details.
+    /// An object over the API server's (or etcd's) size limit is the client's 413.
     pub fn from_kube(context: &str, error: kube::Error) -> Self {
         match &error {
             kube::Error::Api(status) => {
                 let code = status.code;
                 let message = status.message.clone();
+                if code == 413 || too_large(&message) {
+                    return Self::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "too_large",
+                        "the object is too large to store; shorten the longest fields",
+                    );
+                }
                 match code {
                     400 | 422 => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message),
                     404 => Self::new(StatusCode::NOT_FOUND, "not_found", message),
@@ -151,6 +159,13 @@ impl ApiError {
             errors: vec![(*self.object).clone()],
         }
     }
+}
+
+/// Whether an API-server message says the request or object exceeded a size limit
+/// (kube-apiserver: "Request entity too large"; etcd: "request is too large").
+fn too_large(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("request entity too large") || m.contains("request is too large")
 }
 
 impl std::fmt::Display for ApiError {
@@ -181,3 +196,33 @@ impl IntoResponse for ApiError {
 
 /// Handlers' result type.
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(code: u16, message: &str) -> kube::Error {
+        kube::Error::Api(
+            kube::core::Status::failure(message, "")
+                .with_code(code)
+                .boxed(),
+        )
+    }
+
+    #[test]
+    fn size_limits_are_413() {
+        for e in [
+            api(413, "Request entity too large: limit is 3145728"),
+            api(500, "etcdserver: request is too large"),
+        ] {
+            assert_eq!(
+                ApiError::from_kube("x", e).status,
+                StatusCode::PAYLOAD_TOO_LARGE
+            );
+        }
+        assert_eq!(
+            ApiError::from_kube("x", api(422, "bad")).status,
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
+    }
+}

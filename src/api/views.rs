@@ -228,7 +228,7 @@ pub fn stream(state: &ApiState, s: &Stream, nodes: &HashMap<String, Arc<NodeLive
         .and_then(|l| l.stats.as_ref())
         .and_then(|st| serde_json::to_value(st).ok());
     StreamView {
-        config: s.spec.config.clone(),
+        config: redacted(&s.spec.config),
         named_by: "config".into(),
         organization_id: org.as_deref().and_then(org_id),
         organization: org.as_deref().map(|o| IdTitle {
@@ -245,6 +245,37 @@ pub fn stream(state: &ApiState, s: &Stream, nodes: &HashMap<String, Arc<NodeLive
         created_at: created_ms(s),
         name,
     }
+}
+
+/// The config without passwords in URLs (the CRD refuses them in inputs and pushes, but an
+/// object stored before that rule, or an ONVIF URL, may still carry one): never returned.
+fn redacted(
+    config: &crate::resources::wire::StreamConfigSpec,
+) -> crate::resources::wire::StreamConfigSpec {
+    let mut config = config.clone();
+    // Most URLs carry no user info at all: the cheap check keeps list rebuilds fast.
+    let strip = |url: &mut String| {
+        if !url.contains('@') {
+            return;
+        }
+        if let Some((_, rest)) = crate::domain::credentials::split_userinfo(url) {
+            *url = rest;
+        }
+    };
+    config
+        .inputs
+        .iter_mut()
+        .flatten()
+        .for_each(|i| strip(&mut i.url));
+    config
+        .pushes
+        .iter_mut()
+        .flatten()
+        .for_each(|p| strip(&mut p.url));
+    if let Some(url) = config.onvif.as_mut().and_then(|o| o.url.as_mut()) {
+        strip(url);
+    }
+    config
 }
 
 /// Renders a streamer with its live metrics.
@@ -352,4 +383,35 @@ pub fn preset(p: &Preset) -> PresetView {
 /// Serializes a view (views are plain data; serialization cannot fail).
 pub fn to_json<T: Serialize>(view: &T) -> Value {
     serde_json::to_value(view).unwrap_or(Value::Null)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::wire::stream::OnvifSpec;
+    use crate::resources::wire::{StreamConfigSpec, StreamInput, StreamPush};
+
+    #[test]
+    fn passwords_in_urls_are_never_rendered() {
+        let config = StreamConfigSpec {
+            inputs: Some(vec![StreamInput {
+                url: "rtsp://u:in-pw@cam/x".into(),
+                ..Default::default()
+            }]),
+            pushes: Some(vec![StreamPush {
+                url: "rtmp://u:push-pw@h/live".into(),
+                ..Default::default()
+            }]),
+            onvif: Some(OnvifSpec {
+                url: Some("http://u:onvif-pw@cam/onvif".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let text = serde_json::to_string(&redacted(&config)).unwrap();
+        for pw in ["in-pw", "push-pw", "onvif-pw"] {
+            assert!(!text.contains(pw), "{text}");
+        }
+        assert!(text.contains("rtmp://h/live"), "{text}");
+    }
 }

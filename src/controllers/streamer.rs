@@ -33,9 +33,10 @@ use super::fleet::NodeCopy;
 use super::layouter::watcher_name;
 use super::refs::{self, Backoff, Error, Key, key_of};
 use super::secrets::Secrets;
+use crate::domain::credentials::{self, OwnerKind};
 use crate::domain::tenancy::{hostname_owners, owns_hostname};
 use crate::flussonic::{self, Credentials, ListQuery, NodeClient, NodeClientConfig, is_managed};
-use crate::resources::common::CommonStatus;
+use crate::resources::common::{CommonStatus, FINALIZER};
 use crate::resources::wire::ServerStats;
 use crate::resources::{Streamer, StreamerStatus};
 use crate::state::{NodeLive, StreamLive};
@@ -128,7 +129,27 @@ async fn reconcile_inner(
     let s = s.clone();
     let key = key_of(s.as_ref());
     if s.meta().deletion_timestamp.is_some() {
+        // Only the facade's own node credentials need the finalizer (see below).
+        super::credentials::delete_facade_credentials(
+            ctx,
+            &key.0,
+            &credentials::streamer_refs(&s.spec),
+            OwnerKind::Streamer,
+            s.as_ref(),
+        )
+        .await;
+        super::ids::remove_finalizer(ctx, s.as_ref()).await?;
         return Ok(Action::await_change());
+    }
+    // A Streamer holding facade-created node credentials keeps them until its deletion is
+    // cleaned up (the test control plane, like some clusters, has no garbage collector).
+    if s.spec.facade_credentials.is_some() && !s.finalizers().iter().any(|f| f == FINALIZER) {
+        refs::apply_metadata(
+            ctx,
+            s.as_ref(),
+            serde_json::json!({ "finalizers": [FINALIZER] }),
+        )
+        .await?;
     }
     let host = s.spec.hostname.clone();
     let url = api_url(&s);
@@ -313,15 +334,25 @@ async fn client_for(
     url: &str,
 ) -> Result<NodeClient, String> {
     let ctx = &ctl.ctx;
-    let creds = match &s.spec.credentials {
+    // Credentials changed through the Watcher API win (scheme: theirs, else the manifest's).
+    let chosen = match (&s.spec.facade_credentials, &s.spec.credentials) {
+        (Some(f), c) => Some((
+            f,
+            f.scheme.or(c.as_ref().and_then(|c| c.scheme)),
+            "spec.facadeCredentials.secretName",
+        )),
+        (None, Some(c)) => Some((c, c.scheme, "spec.credentials.secretName")),
+        (None, None) => None,
+    };
+    let creds = match chosen {
         None => Credentials::None,
-        Some(c) => {
+        Some((c, scheme, field)) => {
             let data = ctl
                 .secrets
                 .data(ctx, &key.0, &c.secret_name)
                 .await
-                .map_err(|e| format!("{e}; fix spec.credentials.secretName"))?;
-            Credentials::from_secret_data(&data, c.scheme)
+                .map_err(|e| format!("{e}; fix {field}"))?;
+            Credentials::from_secret_data(&data, scheme)
                 .map_err(|e| format!("Secret {}: {e}", c.secret_name))?
         }
     };

@@ -18,8 +18,12 @@
 //! the finalizer from a time its namespace was listed). Two identities claiming one login both
 //! get `Ready=False LoginConflict` (and an Event); the facade lets neither log in.
 //!
-//! The finalizer `panoptes.dev/cleanup` releases the id claim and deletes the hash Secret on
-//! deletion (its owner reference lets a cluster's garbage collector do the same; the explicit
+//! A password changed through the Watcher API is in `spec.facadePasswordSecretRef`, which wins
+//! over `spec.passwordSecretRef`.
+//!
+//! The finalizer `panoptes.dev/cleanup` releases the id claim and deletes the hash Secret and
+//! the facade-created password Secret on deletion (its owner reference lets a cluster's garbage
+//! collector do the same; the explicit
 //! delete does not depend on one).
 
 use std::future::Future;
@@ -44,8 +48,9 @@ use super::conditions::Desired;
 use super::ids::{self, IdKind, IdState, Ids};
 use super::preset::conflict_message;
 use super::refs::{self, Backoff, Error, Key, Pending, Settle, SourceKind, is_not_found, key_of};
+use crate::domain::credentials::{self, OwnerKind};
 use crate::domain::tenancy::{LoginHolder, login_holder};
-use crate::resources::common::{CONTROLLER_MANAGER, CommonStatus, FINALIZER, GROUP};
+use crate::resources::common::{CONTROLLER_MANAGER, CommonStatus, FINALIZER, GROUP, SecretKeyRef};
 use crate::resources::{Organization, User, UserStatus};
 
 /// Reconciles running at once (hashing is CPU-bound and runs on the blocking pool).
@@ -179,12 +184,7 @@ impl UserController {
     /// read live in the reconcile, so no freshness bookkeeping is needed.
     fn secret_changed(&self, secret: &Secret) -> Vec<ObjectRef<User>> {
         let (ns, name) = key_of(secret);
-        let mut users = self.users_where(&ns, |u| {
-            u.spec
-                .password_secret_ref
-                .as_ref()
-                .is_some_and(|r| r.name == name)
-        });
+        let mut users = self.users_where(&ns, |u| password_ref(u).is_some_and(|r| r.name == name));
         users.extend(
             secret
                 .owner_references()
@@ -326,6 +326,14 @@ async fn reconcile_inner(user: &User, ctl: &UserController, key: &Key) -> Result
     if user.meta().deletion_timestamp.is_some() {
         ctl.ids.release(ctx, user).await?;
         delete_hash_secret(&secrets, user).await?;
+        super::credentials::delete_facade_credentials(
+            ctx,
+            ns,
+            &credentials::user_refs(&user.spec),
+            OwnerKind::User,
+            user,
+        )
+        .await;
         ids::remove_finalizer(ctx, user).await?;
         return Ok(Action::await_change());
     }
@@ -443,13 +451,22 @@ async fn reconcile_inner(user: &User, ctl: &UserController, key: &Key) -> Result
     })
 }
 
+/// The password in effect: one changed through the Watcher API (a facade-owned Secret) wins
+/// over the manifest's `passwordSecretRef`.
+fn password_ref(user: &User) -> Option<&SecretKeyRef> {
+    user.spec
+        .facade_password_secret_ref
+        .as_ref()
+        .or(user.spec.password_secret_ref.as_ref())
+}
+
 /// Reads the password and makes sure the hash Secret holds a hash of it.
 async fn password(
     ctl: &UserController,
     secrets: &Api<Secret>,
     user: &User,
 ) -> Result<Password, Error> {
-    let Some(r) = &user.spec.password_secret_ref else {
+    let Some(r) = password_ref(user) else {
         return Ok(Password::None);
     };
     let (ns, name) = key_of(user);

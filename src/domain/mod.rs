@@ -5,6 +5,7 @@
 //! (claiming an id, reading a password hash) take the client as an argument and keep the
 //! decision itself in a pure function beside them.
 
+pub mod credentials;
 pub mod ids;
-pub mod validate;
 pub mod tenancy;
+pub mod validate;

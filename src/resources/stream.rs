@@ -53,6 +53,11 @@ pub struct StreamSpec {
     pub placement: Option<Placement>,
     /// Camera credentials, injected into input and ONVIF URLs at push time.
     pub credentials: Option<CameraCredentials>,
+    /// Credentials of the `pushes` destinations, injected into push URLs at push time. The
+    /// Secret holds keys `push-<digest of the push URL>-username` / `-password`, so a push
+    /// whose URL changes gets no credentials until they are entered again for the new URL.
+    /// Written by the Watcher API when a push URL carries `user:password@`.
+    pub push_credentials: Option<PushCredentials>,
     /// Secret key holding the publish password of the stream.
     pub publish_password: Option<SecretKeyRef>,
     /// Camera device settings (sensor, media quality).
@@ -85,6 +90,16 @@ pub struct CameraCredentials {
     pub username_key: Option<String>,
     /// Key of the password in the Secret (default `password`).
     pub password_key: Option<String>,
+}
+
+/// Where the credentials of a stream's pushes are.
+#[skip_serializing_none]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PushCredentials {
+    /// Name of a Secret in the Stream's namespace.
+    #[schemars(length(min = 1, max = 253))]
+    pub secret_name: String,
 }
 
 /// Observed state of a stream. Written on transitions only.

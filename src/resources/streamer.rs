@@ -51,6 +51,13 @@ pub struct StreamerSpec {
     /// Secret holding the node's API credentials: keys `login` + `password` (Basic),
     /// `token` (Bearer) or `clusterKey` (Cluster scheme, also pushed as the node's cluster key).
     pub credentials: Option<StreamerCredentials>,
+    /// Set by the Watcher API (never in a manifest): the facade-owned per-Streamer Secret
+    /// holding node credentials changed through the API (`cluster_key`, `config.edit_auth`).
+    /// When set, Panoptes authenticates with it instead of `credentials.secretName` (the scheme
+    /// falls back to `credentials.scheme`), so a shared Secret is never written by the API and
+    /// re-applying a manifest keeps the change; remove this field to go back to `credentials`.
+    /// The Secret is created by Panoptes, owned by this Streamer and deleted with it.
+    pub facade_credentials: Option<StreamerCredentials>,
     /// Kind of node: streamer, inference or identification.
     pub role: Option<NodeRole>,
     /// Maximum number of streams that may be placed on this node (unset = unlimited).

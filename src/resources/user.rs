@@ -66,6 +66,12 @@ pub struct UserSpec {
     pub access_level: Option<AccessLevel>,
     /// Secret key holding the user's password.
     pub password_secret_ref: Option<SecretKeyRef>,
+    /// Set by the Watcher API (never in a manifest): the facade-owned Secret key holding a
+    /// password changed through the API. When set, it wins over `passwordSecretRef`, so
+    /// re-applying a GitOps manifest (which never sets this field) keeps the changed password;
+    /// remove this field to go back to `passwordSecretRef`. The Secret is created by Panoptes,
+    /// owned by this User and deleted with it.
+    pub facade_password_secret_ref: Option<SecretKeyRef>,
     /// Organizations the user belongs to, with permissions.
     pub organizations: Option<Vec<Membership>>,
 }

@@ -1,6 +1,7 @@
 //! Streamers: list, get, save (create or update by hostname, partial), layout preview.
-//! `cluster_key` and `config.edit_auth` go to the Streamer's credentials Secret (keys
-//! `clusterKey`, `login`, `password`) and are never returned.
+//! `cluster_key` and `config.edit_auth` go to a facade-created per-Streamer Secret (keys
+//! `clusterKey`, `login`, `password`) referenced from `spec.facadeCredentials`, and are never
+//! returned.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -8,6 +9,7 @@ use std::time::Instant;
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use kube::ResourceExt;
+use kube::api::Api;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -19,7 +21,11 @@ use crate::api::names::object_name;
 use crate::api::query::{CollectionSpec, Field};
 use crate::api::snapshot;
 use crate::api::views::{self, to_json};
-use crate::api::write::{put_secret, save_with};
+use crate::api::write::{
+    CredentialsOwner, adopt_credentials, create_credentials, delete_credentials, dry_run_apply,
+    save_with, secret_text,
+};
+use crate::domain::credentials::{self, OwnerKind};
 use crate::layout::preview_counts;
 use crate::resources::streamer::StreamerCredentials;
 use crate::resources::wire::{NodeRole, ServerConfig};
@@ -244,43 +250,145 @@ pub async fn save(
     let Saved {
         ns,
         object,
-        mut spec,
+        spec,
         cluster_key,
         admin,
     } = saved_spec(&state, &hostname, body.0.clone(), None)?;
-    if cluster_key.is_some() || admin.is_some() {
-        let secret = spec
-            .credentials
-            .as_ref()
-            .map(|c| c.secret_name.clone())
-            .unwrap_or_else(|| format!("{object}-credentials"));
-        let mut data = BTreeMap::new();
-        if let Some(k) = cluster_key {
-            data.insert("clusterKey".to_string(), k);
-        }
-        if let Some((l, p)) = admin {
-            data.insert("login".to_string(), l);
-            data.insert("password".to_string(), p);
-        }
-        put_secret(&state, &ns, &secret, data).await?;
-        if spec.credentials.is_none() {
-            spec.credentials = Some(StreamerCredentials {
-                secret_name: secret,
-                scheme: None,
-            });
-        }
+    // Re-derived from the live object on every attempt, so a concurrent write is never reverted.
+    let rebuild = |current: Option<&Streamer>| {
+        saved_spec(&state, &hostname, body.0.clone(), Some(current)).map(|s| s.spec)
+    };
+    if cluster_key.is_none() && admin.is_none() {
+        let stored = save_with(&state, &ns, &object, |current: Option<&Streamer>| {
+            Ok(Streamer::new(&object, rebuild(current)?))
+        })
+        .await?;
+        return Ok(Json(render(&state, &stored)));
     }
-    let credentials = spec.credentials.clone();
-    let stored = save_with(&state, &ns, &object, |current: Option<&Streamer>| {
-        let mut again = saved_spec(&state, &hostname, body.0.clone(), Some(current))?.spec;
-        if again.credentials.is_none() {
-            again.credentials = credentials.clone();
-        }
-        Ok(Streamer::new(&object, again))
-    })
-    .await?;
+    let mut entered = BTreeMap::new();
+    if let Some(k) = cluster_key {
+        entered.insert("clusterKey".to_string(), k);
+    }
+    if let Some((l, p)) = admin {
+        entered.insert("login".to_string(), l);
+        entered.insert("password".to_string(), p);
+    }
+    let stored = save_with_credentials(&state, &ns, &object, spec, entered, rebuild).await?;
     Ok(Json(render(&state, &stored)))
 }
+
+/// The node API URL a spec sends credentials to.
+fn node_url(spec: &StreamerSpec) -> String {
+    spec.api_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", spec.hostname))
+}
+
+/// Node credentials entered through the API go to a new facade-created Secret owned by the
+/// Streamer, referenced from `spec.facadeCredentials` (never from `spec.credentials`, which a
+/// manifest may own, and never written into a Secret the facade did not create: it may be
+/// shared by several Streamers). The keys the save does not set are copied from the
+/// credentials in effect, with the destination they were recorded for (or the node URL they
+/// were being sent to); the entered keys are recorded for the URL this save leaves in effect.
+async fn save_with_credentials(
+    state: &ApiState,
+    ns: &str,
+    object: &str,
+    mut spec: StreamerSpec,
+    entered: BTreeMap<String, String>,
+    mut rebuild: impl FnMut(Option<&Streamer>) -> ApiResult<StreamerSpec>,
+) -> ApiResult<Streamer> {
+    let mut probe = spec.clone();
+    probe.facade_credentials = Some(StreamerCredentials {
+        secret_name: credentials::generate_name(object, "credentials")
+            .trim_end_matches('-')
+            .to_string(),
+        scheme: None,
+    });
+    dry_run_apply(state, ns, &Streamer::new(object, probe)).await?;
+    let current = Api::<Streamer>::namespaced(state.client.clone(), ns)
+        .get_opt(object)
+        .await
+        .map_err(|e| ApiError::internal("reading the current object", e))?;
+    let uid = current.as_ref().and_then(|c| c.uid());
+    // The credentials in effect, and where they were being sent.
+    let (mut data, mut destinations) = match current.as_ref().and_then(|c| {
+        c.spec
+            .facade_credentials
+            .as_ref()
+            .or(c.spec.credentials.as_ref())
+    }) {
+        Some(c) => secret_text(state, ns, &c.secret_name).await?,
+        None => Default::default(),
+    };
+    data.retain(|k, _| NODE_KEYS.contains(&k.as_str()));
+    if let Some(old) = current
+        .as_ref()
+        .and_then(|c| credentials::origin(&node_url(&c.spec)))
+    {
+        for k in data.keys() {
+            destinations.entry(k.clone()).or_insert_with(|| old.clone());
+        }
+    }
+    destinations.retain(|k, _| data.contains_key(k) || entered.contains_key(k));
+    let now = credentials::origin(&node_url(&spec));
+    for (k, v) in entered {
+        match &now {
+            Some(o) => destinations.insert(k.clone(), o.clone()),
+            None => destinations.remove(&k),
+        };
+        data.insert(k, v);
+    }
+    let owner = CredentialsOwner {
+        kind: OwnerKind::Streamer,
+        name: object,
+        uid: uid.as_deref(),
+    };
+    let name = create_credentials(state, ns, &owner, "credentials", data, &destinations).await?;
+    // What the live object references (the store may lag behind a previous save).
+    let replaced = current
+        .as_ref()
+        .and_then(|c| c.spec.facade_credentials.clone())
+        .or(spec.facade_credentials.take())
+        .map(|c| c.secret_name);
+    let new_ref = StreamerCredentials {
+        secret_name: name.clone(),
+        scheme: None,
+    };
+    let mut replaced_live = None;
+    let saved = save_with(state, ns, object, |current: Option<&Streamer>| {
+        let mut again = rebuild(current)?;
+        replaced_live = current.and_then(|c| c.spec.facade_credentials.clone());
+        again.facade_credentials = Some(new_ref.clone());
+        Ok(Streamer::new(object, again))
+    })
+    .await;
+    match saved {
+        Ok(stored) => {
+            let replaced = replaced_live.map(|c| c.secret_name).or(replaced);
+            match uid.as_deref() {
+                Some(uid) => {
+                    if let Some(old) = replaced.filter(|r| *r != name) {
+                        delete_credentials(state, ns, &old, OwnerKind::Streamer, Some(uid)).await;
+                    }
+                }
+                None => {
+                    if let Some(new_uid) = stored.uid() {
+                        adopt_credentials(state, ns, &name, &owner, &new_uid).await;
+                    }
+                }
+            }
+            Ok(stored)
+        }
+        Err(e) => {
+            delete_credentials(state, ns, &name, OwnerKind::Streamer, uid.as_deref()).await;
+            Err(e)
+        }
+    }
+}
+
+/// Keys of node credentials (see `StreamerSpec::credentials`).
+const NODE_KEYS: &[&str] = &["login", "password", "token", "clusterKey"];
 
 /// `POST /streamers/{hostname}/preview_layout_change`: per-node count changes.
 pub async fn preview(

@@ -25,10 +25,14 @@ use crate::api::names::{
 use crate::api::query::{CollectionSpec, Field, Index};
 use crate::api::snapshot;
 use crate::api::views::{self, org_id, preset_id, stream_name, to_json};
-use crate::api::write::{put_secret, save_with};
+use crate::api::write::{
+    CredentialsOwner, adopt_credentials, create_credentials, delete_credentials, dry_run_apply,
+    save_with, secret_text,
+};
 use crate::api::{ApiState, BASE};
+use crate::domain::credentials::{self, OwnerKind};
 use crate::domain::validate;
-use crate::resources::stream::CameraCredentials;
+use crate::resources::stream::{CameraCredentials, PushCredentials};
 use crate::resources::wire::{CameraConfig, StreamConfigSpec};
 use crate::resources::{Stream, StreamSpec};
 use crate::state::NodeLive;
@@ -391,8 +395,8 @@ struct Saved {
     ns: String,
     object: String,
     spec: StreamSpec,
-    /// Camera login and password found in URLs.
-    creds: Option<(String, String)>,
+    /// Camera login and password found in URLs, with the origin of the URL they were in.
+    creds: Option<Found>,
 }
 
 /// Resolves `organization_id`/`organization` and `preset_id`/`preset` of a body into
@@ -472,26 +476,19 @@ fn references(
     Ok((org, preset))
 }
 
+/// Credentials found in a URL, and the origin (`scheme://host:port`) of that URL.
+type Found = ((String, String), Option<String>);
+
 /// Moves `user:password@` out of input and ONVIF URLs (the CRD refuses passwords in URLs;
 /// the Stream controller injects them from `spec.credentials` at push time).
-fn extract_credentials(config: &mut StreamConfigSpec) -> Option<(String, String)> {
+fn extract_credentials(config: &mut StreamConfigSpec) -> Option<Found> {
     let mut found = None;
     let mut strip = |url: &mut String| {
-        let Some(mut u) = reqwest::Url::parse(url).ok() else {
+        let Some((creds, rest)) = credentials::split_userinfo(url) else {
             return;
         };
-        let Some(pw) = u.password().map(str::to_string) else {
-            return;
-        };
-        let decode = |s: &str| {
-            percent_encoding::percent_decode_str(s)
-                .decode_utf8_lossy()
-                .into_owned()
-        };
-        found.get_or_insert((decode(u.username()), decode(&pw)));
-        let _ = u.set_username("");
-        let _ = u.set_password(None);
-        *url = u.to_string();
+        found.get_or_insert((creds, credentials::origin(&rest)));
+        *url = rest;
     };
     for input in config.inputs.iter_mut().flatten() {
         strip(&mut input.url);
@@ -527,6 +524,165 @@ fn target(state: &ApiState, name: &str) -> (String, String) {
             s.name_any(),
         ),
         None => (state.config.namespace.clone(), object_name("", name)),
+    }
+}
+
+/// Moves `user:password@` out of push URLs: per push URL (as stored), its credentials.
+fn extract_push_credentials(config: &mut StreamConfigSpec) -> BTreeMap<String, (String, String)> {
+    let mut found = BTreeMap::new();
+    for push in config.pushes.iter_mut().flatten() {
+        if let Some((creds, rest)) = credentials::split_userinfo(&push.url) {
+            push.url = rest;
+            found.insert(push.url.clone(), creds);
+        }
+    }
+    found
+}
+
+/// A valid stand-in for a Secret name the API server will generate, for the dry run.
+fn placeholder(object: &str, what: &str) -> String {
+    credentials::generate_name(object, what)
+        .trim_end_matches('-')
+        .to_string()
+}
+
+/// Stores the camera and push credentials of a save in new facade-created Secrets owned by
+/// the Stream, then applies the Stream. Nothing is written for a save the API server would
+/// refuse (a dry run comes first); a failed apply deletes what was written; credentials the
+/// save replaced are deleted if the facade created them for this Stream.
+async fn save_with_credentials(
+    state: &ApiState,
+    ns: &str,
+    object: &str,
+    mut spec: StreamSpec,
+    creds: Option<Found>,
+    pushes: BTreeMap<String, (String, String)>,
+    mut rebuild: impl FnMut(Option<&Stream>) -> ApiResult<StreamSpec>,
+) -> ApiResult<Stream> {
+    let mut probe = spec.clone();
+    if creds.is_some() {
+        probe.credentials = Some(CameraCredentials {
+            secret_name: placeholder(object, "camera-credentials"),
+            username_key: None,
+            password_key: None,
+        });
+    }
+    if !pushes.is_empty() {
+        probe.push_credentials = Some(PushCredentials {
+            secret_name: placeholder(object, "push-credentials"),
+        });
+    }
+    dry_run_apply(state, ns, &Stream::new(object, probe)).await?;
+    let current = Api::<Stream>::namespaced(state.client.clone(), ns)
+        .get_opt(object)
+        .await
+        .map_err(|e| ApiError::internal("reading the current object", e))?;
+    let uid = current.as_ref().and_then(|c| c.uid());
+    // What the live object references (the store may lag behind a previous save).
+    // (A save body cannot set these references; only the live object knows them.)
+    if let Some(c) = &current {
+        spec.credentials = c.spec.credentials.clone();
+        spec.push_credentials = c.spec.push_credentials.clone();
+    }
+    let owner = CredentialsOwner {
+        kind: OwnerKind::Stream,
+        name: object,
+        uid: uid.as_deref(),
+    };
+    let mut written: Vec<String> = Vec::new();
+    let mut replaced: Vec<String> = Vec::new();
+    let result = async {
+        if let Some(((user, password), origin)) = creds {
+            let destinations = origin
+                .map(|o| BTreeMap::from([("username".into(), o.clone()), ("password".into(), o)]))
+                .unwrap_or_default();
+            let data = BTreeMap::from([("username".into(), user), ("password".into(), password)]);
+            let name =
+                create_credentials(state, ns, &owner, "camera-credentials", data, &destinations)
+                    .await?;
+            written.push(name.clone());
+            replaced.extend(spec.credentials.take().map(|c| c.secret_name));
+            spec.credentials = Some(CameraCredentials {
+                secret_name: name,
+                username_key: None,
+                password_key: None,
+            });
+        }
+        if !pushes.is_empty() {
+            // Pushes whose URL is unchanged keep the credentials stored for it.
+            let (mut data, mut destinations) = match &spec.push_credentials {
+                Some(c) => secret_text(state, ns, &c.secret_name).await?,
+                None => Default::default(),
+            };
+            let keep: HashSet<String> = spec
+                .config
+                .pushes
+                .iter()
+                .flatten()
+                .flat_map(|p| {
+                    [
+                        credentials::push_username_key(&p.url),
+                        credentials::push_password_key(&p.url),
+                    ]
+                })
+                .collect();
+            data.retain(|k, _| keep.contains(k));
+            destinations.retain(|k, _| data.contains_key(k));
+            for (url, (user, password)) in pushes {
+                let (uk, pk) = (
+                    credentials::push_username_key(&url),
+                    credentials::push_password_key(&url),
+                );
+                destinations.remove(&uk);
+                destinations.remove(&pk);
+                if let Some(o) = credentials::origin(&url) {
+                    destinations.insert(uk.clone(), o.clone());
+                    destinations.insert(pk.clone(), o);
+                }
+                data.insert(uk, user);
+                data.insert(pk, password);
+            }
+            let name =
+                create_credentials(state, ns, &owner, "push-credentials", data, &destinations)
+                    .await?;
+            written.push(name.clone());
+            replaced.extend(spec.push_credentials.take().map(|c| c.secret_name));
+            spec.push_credentials = Some(PushCredentials { secret_name: name });
+        }
+        let (camera, push) = (spec.credentials.clone(), spec.push_credentials.clone());
+        save_with(state, ns, object, |current: Option<&Stream>| {
+            let mut again = rebuild(current)?;
+            again.credentials = camera.clone();
+            again.push_credentials = push.clone();
+            Ok(Stream::new(object, again))
+        })
+        .await
+    }
+    .await;
+    match result {
+        Ok(stored) => {
+            match uid.as_deref() {
+                Some(uid) => {
+                    for old in replaced.iter().filter(|r| !written.contains(r)) {
+                        delete_credentials(state, ns, old, OwnerKind::Stream, Some(uid)).await;
+                    }
+                }
+                None => {
+                    if let Some(new_uid) = stored.uid() {
+                        for name in &written {
+                            adopt_credentials(state, ns, name, &owner, &new_uid).await;
+                        }
+                    }
+                }
+            }
+            Ok(stored)
+        }
+        Err(e) => {
+            for name in &written {
+                delete_credentials(state, ns, name, OwnerKind::Stream, uid.as_deref()).await;
+            }
+            Err(e)
+        }
     }
 }
 
@@ -619,30 +775,18 @@ async fn save(
     }
     let (ns, object) = target(state, name);
     // Validated against what the store knows first, so a bad body writes nothing.
-    let Saved { creds, .. } = saved_spec(
+    let Saved {
+        mut spec, creds, ..
+    } = saved_spec(
         state,
         name,
         body.clone(),
         (ns.clone(), object.clone()),
         find(state, name).as_deref(),
     )?;
-    let mut credentials = None;
-    if let Some((user, password)) = creds {
-        let secret = format!("{object}-camera-credentials");
-        put_secret(
-            state,
-            &ns,
-            &secret,
-            BTreeMap::from([("username".into(), user), ("password".into(), password)]),
-        )
-        .await?;
-        credentials = Some(CameraCredentials {
-            secret_name: secret,
-            username_key: None,
-            password_key: None,
-        });
-    }
-    let stored = save_with(state, &ns, &object, |current: Option<&Stream>| {
+    let pushes = extract_push_credentials(&mut spec.config);
+    // Re-derived from the live object on every attempt, so a concurrent write is never reverted.
+    let rebuild = |current: Option<&Stream>| -> ApiResult<StreamSpec> {
         // The object this name maps to holds another stream (a digest collision, or a name
         // taken by kubectl): never write one stream's save into another.
         if let Some(c) = current.filter(|c| name_of(c) != name) {
@@ -662,12 +806,17 @@ async fn save(
             (ns.clone(), object.clone()),
             current,
         )?;
-        if credentials.is_some() {
-            spec.credentials = credentials.clone();
-        }
-        Ok(Stream::new(&object, spec))
-    })
-    .await?;
+        extract_push_credentials(&mut spec.config);
+        Ok(spec)
+    };
+    let stored = if creds.is_none() && pushes.is_empty() {
+        save_with(state, &ns, &object, |current: Option<&Stream>| {
+            Ok(Stream::new(&object, rebuild(current)?))
+        })
+        .await?
+    } else {
+        save_with_credentials(state, &ns, &object, spec, creds, pushes, rebuild).await?
+    };
     Ok(render(state, &stored))
 }
 

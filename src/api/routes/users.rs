@@ -1,6 +1,6 @@
-//! Users: list (`users_list`), create, get, update. Passwords go to a Secret
-//! (`<object>-password`, key `password`) referenced by `spec.passwordSecretRef`; the User
-//! controller hashes them. Created users get a pinned id (`spec.id`), so the response
+//! Users: list (`users_list`), create, get, update. Passwords go to a new facade-created
+//! Secret (key `password`) owned by the User and referenced by `spec.facadePasswordSecretRef`;
+//! the User controller hashes them. Created users get a pinned id (`spec.id`), so the response
 //! carries the id without waiting for the controller.
 
 use std::collections::BTreeMap;
@@ -20,7 +20,11 @@ use crate::api::error::{ApiError, ApiResult};
 use crate::api::names::object_name;
 use crate::api::query::{CollectionSpec, Field};
 use crate::api::views::{self, org_id, to_json, user_id};
-use crate::api::write::{latest, put_secret, save_with};
+use crate::api::write::{
+    CredentialsOwner, adopt_credentials, create_credentials, delete_credentials, dry_run_apply,
+    dry_run_create, latest, save_with,
+};
+use crate::domain::credentials::{self, OwnerKind};
 use crate::domain::ids::{self, IdKind};
 use crate::domain::validate;
 use crate::resources::common::SecretKeyRef;
@@ -150,26 +154,41 @@ fn apply_write(spec: &mut UserSpec, w: UserWrite) {
     );
 }
 
+/// Where a password entered through the API goes: a new facade-created Secret (key
+/// `password`) owned by the User and referenced from `spec.facadePasswordSecretRef`, a field
+/// manifests never set. So a Secret shared by several users (or kept in Git) is never written,
+/// and re-applying a manifest keeps the new password.
+fn password_ref(name: String) -> SecretKeyRef {
+    SecretKeyRef {
+        name,
+        key: "password".into(),
+    }
+}
+
+/// A valid stand-in for the name the API server will generate, for the dry run.
+fn placeholder(object: &str) -> String {
+    credentials::generate_name(object, "password")
+        .trim_end_matches('-')
+        .to_string()
+}
+
 async fn store_password(
     state: &ApiState,
     ns: &str,
-    object: &str,
-    spec: &mut UserSpec,
+    owner: &CredentialsOwner<'_>,
     password: String,
-) -> ApiResult<()> {
-    let secret = spec.password_secret_ref.clone().unwrap_or(SecretKeyRef {
-        name: format!("{object}-password"),
-        key: "password".into(),
-    });
-    put_secret(
+) -> ApiResult<SecretKeyRef> {
+    let name = create_credentials(
         state,
         ns,
-        &secret.name,
-        BTreeMap::from([(secret.key.clone(), password)]),
+        owner,
+        "password",
+        BTreeMap::from([("password".to_string(), password)]),
+        // A login password is never sent anywhere.
+        &BTreeMap::new(),
     )
     .await?;
-    spec.password_secret_ref = Some(secret);
-    Ok(())
+    Ok(password_ref(name))
 }
 
 /// `POST /users`.
@@ -232,6 +251,11 @@ pub async fn create(State(state): State<ApiState>, body: JsonBody) -> ApiResult<
         }]);
     }
     let object = object_name("user-", &login);
+    // Nothing is written for a create the API server would refuse (bad locale, too large…).
+    if password.is_some() {
+        spec.facade_password_secret_ref = Some(password_ref(placeholder(&object)));
+    }
+    dry_run_create(&state, &ns, &User::new(&object, spec.clone())).await?;
     // The id is claimed on the API server before anything else is written or answered, so
     // creates racing each other (or following each other faster than the watch) never share
     // an id.
@@ -244,10 +268,17 @@ pub async fn create(State(state): State<ApiState>, body: JsonBody) -> ApiResult<
     .await
     .map_err(|e| ApiError::internal("allocating a user id", e))?;
     spec.id = Some(claimed.id);
+    let owner = CredentialsOwner {
+        kind: OwnerKind::User,
+        name: &object,
+        uid: None,
+    };
+    let mut secret = None;
     let created = async {
         if let Some(p) = password {
-            store_password(&state, &ns, &object, &mut spec, p).await?;
+            secret = Some(store_password(&state, &ns, &owner, p).await?);
         }
+        spec.facade_password_secret_ref = secret.clone();
         let api: kube::Api<User> = kube::Api::namespaced(state.client.clone(), &ns);
         api.create(
             &kube::api::PostParams {
@@ -272,12 +303,18 @@ pub async fn create(State(state): State<ApiState>, body: JsonBody) -> ApiResult<
     let created = match created {
         Ok(u) => u,
         Err(e) => {
+            if let Some(r) = &secret {
+                delete_credentials(&state, &ns, &r.name, OwnerKind::User, None).await;
+            }
             if let Err(re) = claimed.release(&state).await {
                 tracing::warn!(error = %re, "releasing the id claim of a failed user create");
             }
             return Err(e);
         }
     };
+    if let (Some(r), Some(uid)) = (&secret, created.uid()) {
+        adopt_credentials(&state, &ns, &r.name, &owner, &uid).await;
+    }
     Ok(Json(to_json(&views::user(&state, &created))))
 }
 
@@ -312,23 +349,49 @@ pub async fn save(
     }
     let ns = u.namespace().unwrap_or_default();
     let object = u.name_any();
-    let mut secret_ref = None;
+    // A new password goes to a new owned Secret, written only once a dry run of the save
+    // passed; the save itself re-reads and retries on conflicts ([`save_with`]).
+    let mut new_secret = None;
     if let Some(p) = password {
-        let mut scratch = latest(&state, u.as_ref()).await?.spec;
-        store_password(&state, &ns, &object, &mut scratch, p).await?;
-        secret_ref = scratch.password_secret_ref;
+        let current = latest(&state, u.as_ref()).await?;
+        let uid = current.uid().or_else(|| u.uid()).unwrap_or_default();
+        let mut probe = current.spec.clone();
+        apply_write(&mut probe, w.clone());
+        probe.facade_password_secret_ref = Some(password_ref(placeholder(&object)));
+        dry_run_apply(&state, &ns, &User::new(&object, probe)).await?;
+        let owner = CredentialsOwner {
+            kind: OwnerKind::User,
+            name: &object,
+            uid: Some(&uid),
+        };
+        new_secret = Some((store_password(&state, &ns, &owner, p).await?, uid));
     }
-    let stored = save_with(&state, &ns, &object, |current: Option<&User>| {
+    let mut replaced = None;
+    let saved = save_with(&state, &ns, &object, |current: Option<&User>| {
         // Deleted meanwhile: a save never recreates it.
         let current = current.ok_or_else(|| ApiError::not_found("user", id))?;
         let mut spec = current.spec.clone();
         apply_write(&mut spec, w.clone());
-        if secret_ref.is_some() {
-            spec.password_secret_ref = secret_ref.clone();
+        if let Some((new, _)) = &new_secret {
+            replaced = spec.facade_password_secret_ref.replace(new.clone());
         }
         Ok(User::new(&object, spec))
     })
-    .await?;
+    .await;
+    let stored = match saved {
+        Ok(s) => s,
+        Err(e) => {
+            if let Some((new, uid)) = &new_secret {
+                delete_credentials(&state, &ns, &new.name, OwnerKind::User, Some(uid)).await;
+            }
+            return Err(e);
+        }
+    };
+    if let (Some((new, uid)), Some(old)) = (&new_secret, replaced)
+        && old.name != new.name
+    {
+        delete_credentials(&state, &ns, &old.name, OwnerKind::User, Some(uid)).await;
+    }
     Ok(Json(to_json(&views::user(
         &state,
         &with_status(stored, &u),

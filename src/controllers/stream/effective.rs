@@ -80,6 +80,8 @@ pub struct Injected {
     pub camera: Option<(String, String)>,
     /// Password publishers must present.
     pub publish_password: Option<String>,
+    /// Login and password per push URL (as in the spec, without user info).
+    pub pushes: std::collections::BTreeMap<String, (String, String)>,
 }
 
 impl std::fmt::Debug for Injected {
@@ -91,6 +93,7 @@ impl std::fmt::Debug for Injected {
                 "publish_password",
                 &self.publish_password.as_ref().map(|_| "<redacted>"),
             )
+            .field("pushes", &self.pushes.keys().collect::<Vec<_>>())
             .finish()
     }
 }
@@ -103,6 +106,11 @@ pub fn node_body(name: &str, config: &StreamConfigSpec, secrets: &Injected) -> S
     {
         for input in inputs {
             input.url = with_userinfo(&input.url, user, pass);
+        }
+    }
+    for push in config.pushes.iter_mut().flatten() {
+        if let Some((user, pass)) = secrets.pushes.get(&push.url) {
+            push.url = with_userinfo(&push.url, user, pass);
         }
     }
     let body = node_stream_body(name, &config);
@@ -151,7 +159,7 @@ fn encode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resources::wire::StreamInput;
+    use crate::resources::wire::{StreamInput, StreamPush};
 
     fn dvr(root: Option<&str>, expiration: Option<i64>, rf: Option<i64>) -> StreamDvrSpec {
         StreamDvrSpec {
@@ -242,16 +250,30 @@ mod tests {
                 url: "rtsp://cam/1".into(),
                 ..Default::default()
             }]),
+            pushes: Some(vec![
+                StreamPush {
+                    url: "rtmp://push/live".into(),
+                    ..Default::default()
+                },
+                StreamPush {
+                    url: "rtmp://other/live".into(),
+                    ..Default::default()
+                },
+            ]),
             ..Default::default()
         };
         let secrets = Injected {
             camera: Some(("u".into(), "pw".into())),
             publish_password: Some("pub".into()),
+            pushes: [("rtmp://push/live".to_string(), ("pu".into(), "ppw".into()))].into(),
         };
         let body = node_body("cam1", &config, &secrets);
         let json = body.as_json();
         assert_eq!(json["inputs"][0]["url"], "rtsp://u:pw@cam/1");
         assert_eq!(json["password"], "pub");
+        assert_eq!(json["pushes"][0]["url"], "rtmp://pu:ppw@push/live");
+        assert_eq!(json["pushes"][1]["url"], "rtmp://other/live");
+        assert!(!format!("{secrets:?}").contains("ppw"));
         assert_eq!(json["labels"]["managed-by"], "panoptes");
         assert!(body.is_reset());
         assert!(!format!("{secrets:?}").contains("pw"));

@@ -40,6 +40,7 @@ use super::ids;
 use super::layouter::watcher_name;
 use super::refs::{self, Backoff, Error, Key, RefIndex, key_of};
 use super::secrets::{SecretError, Secrets};
+use crate::domain::credentials::{self, OwnerKind};
 use crate::flussonic::StreamBody;
 use crate::layout::{Shortfall, Unplaced};
 use crate::resources::common::{CommonStatus, FINALIZER};
@@ -323,6 +324,25 @@ async fn injected(
     }
     if let Some(r) = &stream.spec.publish_password {
         out.publish_password = Some(ctl.secrets.text(ctx, ns, &r.name, &r.key).await?);
+    }
+    // Push credentials are per push URL: a push whose URL has none stored gets none.
+    if let Some(c) = &stream.spec.push_credentials {
+        for push in stream.spec.config.pushes.iter().flatten() {
+            let user_key = credentials::push_username_key(&push.url);
+            let pass_key = credentials::push_password_key(&push.url);
+            let user = ctl.secrets.text(ctx, ns, &c.secret_name, &user_key).await;
+            let pass = ctl.secrets.text(ctx, ns, &c.secret_name, &pass_key).await;
+            match (user, pass) {
+                (Ok(u), Ok(p)) => {
+                    out.pushes.insert(push.url.clone(), (u, p));
+                }
+                (Err(e @ SecretError::MissingKey { .. }), _)
+                | (_, Err(e @ SecretError::MissingKey { .. })) => {
+                    tracing::debug!(error = %e, "push without stored credentials");
+                }
+                (Err(e), _) | (_, Err(e)) => return Err(e),
+            }
+        }
     }
     Ok(out)
 }
@@ -711,6 +731,14 @@ async fn finalize(stream: &Stream, ctl: &StreamController, key: &Key) -> Result<
         .await;
     }
     ctl.status.forget(key);
+    super::credentials::delete_facade_credentials(
+        ctx,
+        &key.0,
+        &credentials::stream_refs(&stream.spec),
+        OwnerKind::Stream,
+        stream,
+    )
+    .await;
     ids::remove_finalizer(ctx, stream).await?;
     ctx.fleet.request_layout();
     tracing::info!(stream = %name, "stream removed from its nodes");

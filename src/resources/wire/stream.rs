@@ -176,6 +176,10 @@ pub enum OutputAudio {
 /// One element of `pushes[]`: an outgoing re-stream.
 #[skip_serializing_none]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "!self.url.matches('^[a-zA-Z][a-zA-Z0-9+.-]*://[^/@]*:[^/@]*@')",
+    "message": "push URLs must not carry a password: reference a Secret in spec.pushCredentials instead"
+}]))]
 pub struct StreamPush {
     /// Destination URL (rtmp://, srt://, udp://, …).
     #[schemars(length(min = 1, max = 2048))]
@@ -284,6 +288,10 @@ pub struct Coordinates {
 /// ONVIF access to a camera.
 #[skip_serializing_none]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "!has(self.url) || !self.url.matches('^[a-zA-Z][a-zA-Z0-9+.-]*://[^/@]*:[^/@]*@')",
+    "message": "ONVIF URLs must not carry a password: reference a Secret in spec.credentials instead"
+}]))]
 pub struct OnvifSpec {
     /// ONVIF endpoint of the camera (credentials come from spec.credentials).
     pub url: Option<String>,
