@@ -3,6 +3,8 @@
 //! every response carries (no CORS, no sniffing, no caching, no framing).
 
 mod api_support;
+#[path = "api_security/dest.rs"]
+mod dest;
 mod support;
 
 use api_support::{Facade, assert_error};

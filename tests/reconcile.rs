@@ -93,7 +93,8 @@ fn node_client(sim: &Cluster, i: usize) -> NodeClient {
             n.hostname(),
             n.base_url(),
             Credentials::basic("flussonic", "letmein!"),
-        ),
+        )
+        .allow_insecure(true),
         NodeMetrics::new(),
     )
     .unwrap()

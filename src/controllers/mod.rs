@@ -2,6 +2,7 @@
 
 pub mod conditions;
 pub mod context;
+pub mod destinations;
 pub mod fleet;
 pub mod ids;
 pub mod layouter;
