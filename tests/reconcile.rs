@@ -731,7 +731,7 @@ async fn fifty_streams_with_presets_orgs_labels_and_credentials_run_their_effect
                 .credentials
                 .as_ref()
                 .map(|_| ("viewer".to_string(), "pa ss@word".to_string())),
-            publish_password: None,
+            ..Injected::default()
         };
         let want = node_body(&name, &merge_preset(&s.spec.config, preset), &secrets);
         for h in &l[&name] {
