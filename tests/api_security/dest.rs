@@ -408,3 +408,158 @@ async fn credentials_never_travel_over_plain_http_without_allow_insecure() {
     assert_eq!(reason, "InsecureTransport", "{message}");
     assert!(message.contains("allowInsecure"), "{message}");
 }
+
+/// A test CA and a certificate for 127.0.0.1 it signed (test material, trusted nowhere else).
+const TEST_CA: &str = "-----BEGIN CERTIFICATE-----
+MIIBjTCCATOgAwIBAgIUBGaOAY+VVgY/6+0iffpy04X4eFswCgYIKoZIzj0EAwIw
+GzEZMBcGA1UEAwwQcGFub3B0ZXMgdGVzdCBDQTAgFw0yNjEyMDUyMzU2MThaGA8y
+MTI2MTExMTIzNTYxOFowGzEZMBcGA1UEAwwQcGFub3B0ZXMgdGVzdCBDQTBZMBMG
+ByqGSM49AgEGCCqGSM49AwEHA0IABI+AkYWYT909A/EYMCYaROoRklAws7zmo/g+
+Pwgect4Kpu3Jz23HXhGcS80pWYKGjJPpWyh7XZQHIBfPjN6RDXqjUzBRMB0GA1Ud
+DgQWBBQKxIryQIz1TlK30h2eRb4+xGp/ATAfBgNVHSMEGDAWgBQKxIryQIz1TlK3
+0h2eRb4+xGp/ATAPBgNVHRMBAf8EBTADAQH/MAoGCCqGSM49BAMCA0gAMEUCIFL/
+pG08kTAx6AcSgr24gCnsKAaA9G3YPIpfZuhaWZZLAiEAt3gOBAZH+1SzXrfH7/ft
+RjtYluxiqag56G1OdK82NcM=
+-----END CERTIFICATE-----
+";
+const TEST_NODE_CERT: &str = "-----BEGIN CERTIFICATE-----
+MIIBtDCCAVqgAwIBAgIUfLAsoCH5EA6zlJ80YVemUdDrhogwCgYIKoZIzj0EAwIw
+GzEZMBcGA1UEAwwQcGFub3B0ZXMgdGVzdCBDQTAgFw0yNjEyMDYwMDI4MTlaGA8y
+MTI2MTExMjAwMjgxOVowFDESMBAGA1UEAwwJMTI3LjAuMC4xMFkwEwYHKoZIzj0C
+AQYIKoZIzj0DAQcDQgAEEsM1q9jQ+0g2BqkpBN0EoiGNdzfjHfoCfOKdUmyhEcxA
+j0gIfQFNAOhcYHZozbNyPBzzSZtLgUBi/jWI2OiHWKOBgDB+MA8GA1UdEQQIMAaH
+BH8AAAEwCQYDVR0TBAIwADALBgNVHQ8EBAMCB4AwEwYDVR0lBAwwCgYIKwYBBQUH
+AwEwHQYDVR0OBBYEFHl5ut47SWDDibH44Cl7SLx3tZg8MB8GA1UdIwQYMBaAFArE
+ivJAjPVOUrfSHZ5Fvj7Ean8BMAoGCCqGSM49BAMCA0gAMEUCICLksSC/2r+AqbQL
+UKLlL+40+jpoPNeYjYr+C1TLLOqaAiEAhJ8LJ+Eo2RrsVm+350eW2D8Nj7/uDI/1
+jwK0vRVHEJg=
+-----END CERTIFICATE-----
+";
+const TEST_NODE_KEY: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgHRxfXKIU6TWSLt49
+Tr6ixkyCsuGxqP+ivDzr5LcNyeOhRANCAAQSwzWr2ND7SDYGqSkE3QSiIY13N+Md
++gJ84p1SbKERzECPSAh9AU0A6FxgdmjNs3I8HPNJm0uBQGL+NYjY6IdY
+-----END PRIVATE KEY-----
+";
+
+/// An HTTPS listener with [`TEST_NODE_CERT`], recording decrypted requests (blocking threads:
+/// rustls is already a dependency, its async wrapper is not).
+fn tls_listener() -> Listener {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use std::io::{Read, Write};
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![CertificateDer::from_pem_slice(TEST_NODE_CERT.as_bytes()).unwrap()],
+        PrivateKeyDer::from_pem_slice(TEST_NODE_KEY.as_bytes()).unwrap(),
+    )
+    .unwrap();
+    let config = Arc::new(config);
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("https://{}", tcp.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let keep = seen.clone();
+    std::thread::spawn(move || {
+        for sock in tcp.incoming().flatten() {
+            let (config, keep) = (config.clone(), keep.clone());
+            std::thread::spawn(move || {
+                let Ok(conn) = rustls::ServerConnection::new(config) else {
+                    return;
+                };
+                let mut tls = rustls::StreamOwned::new(conn, sock);
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 16 * 1024];
+                loop {
+                    if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                        let len: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse().ok())
+                            .unwrap_or(0);
+                        if buf.len() >= end + 4 + len {
+                            let rest = buf.split_off(end + 4 + len);
+                            keep.lock()
+                                .unwrap()
+                                .push(String::from_utf8_lossy(&buf).into_owned());
+                            buf = rest;
+                            let reply = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
+                            if tls.write_all(reply.as_bytes()).is_err() {
+                                return;
+                            }
+                            continue;
+                        }
+                    }
+                    match tls.read(&mut chunk) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+            });
+        }
+    });
+    Listener { url, seen }
+}
+
+#[tokio::test]
+async fn https_nodes_are_trusted_through_their_own_ca_bundle_only() {
+    let ns = TestNamespace::new("sec-dest-tls").await;
+    secret(
+        &ns,
+        "node-creds",
+        &[("login", "flussonic"), ("password", NODE_PASSWORD)],
+    )
+    .await;
+    let pinned = tls_listener();
+    let unpinned = tls_listener();
+    for (name, url, ca) in [
+        ("node-pinned", &pinned.url, Some(TEST_CA)),
+        ("node-unpinned", &unpinned.url, None),
+    ] {
+        let mut spec = json!({ "hostname": name, "apiUrl": url,
+            "credentials": { "secretName": "node-creds" } });
+        if let Some(ca) = ca {
+            spec["caBundle"] = json!(ca);
+        }
+        apply(
+            &ns.api::<Streamer>(),
+            json!({ "kind": "Streamer", "metadata": { "name": name }, "spec": spec }),
+        )
+        .await;
+    }
+    let _op = Operator::start(&ns);
+    // Over HTTPS with its CA, no allowInsecure is needed and the credentials arrive.
+    eventually(
+        WAIT,
+        "the pinned node to be probed with its credentials",
+        || async {
+            let ok = streamer_condition(&ns, "node-pinned", "Reachable")
+                .await
+                .is_some_and(|(s, _, _)| s == "True");
+            let authed = pinned
+                .requests()
+                .iter()
+                .any(|r| r.to_ascii_lowercase().contains("\r\nauthorization: basic"));
+            (ok && authed).then_some(())
+        },
+    )
+    .await;
+    // Without the CA the node's certificate is not trusted: nothing is sent.
+    let (status, reason, message) = eventually(WAIT, "the unpinned node to be refused", || async {
+        streamer_condition(&ns, "node-unpinned", "Reachable")
+            .await
+            .filter(|(s, _, _)| s == "False")
+    })
+    .await;
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "Unreachable"),
+        "{message}"
+    );
+    assert!(unpinned.requests().is_empty(), "{:#?}", unpinned.requests());
+}
