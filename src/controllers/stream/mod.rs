@@ -759,6 +759,11 @@ async fn finalize(stream: &Stream, ctl: &StreamController, key: &Key) -> Result<
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .remove(key);
+    // A Stream created again under this name binds its credentials afresh.
+    ctl.bindings
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(key);
     if !stream.finalizers().iter().any(|f| f == FINALIZER) {
         return Ok(Action::await_change());
     }
