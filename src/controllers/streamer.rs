@@ -39,7 +39,7 @@ use crate::flussonic::{
     self, BuildError, Credentials, ListQuery, NodeClient, NodeClientConfig, is_managed,
 };
 use crate::resources::common::CommonStatus;
-use crate::resources::streamer::CredentialBinding;
+use crate::resources::streamer::{AuthScheme, CredentialBinding};
 use crate::resources::wire::ServerStats;
 use crate::resources::{Streamer, StreamerStatus};
 use crate::state::{NodeLive, StreamLive};
@@ -325,6 +325,18 @@ impl Refused {
     }
 }
 
+/// The credentials Secret the node client uses: its name, the scheme asked for, and the
+/// spec field that names it (for messages).
+fn chosen_credentials(s: &Streamer) -> Option<(&str, Option<AuthScheme>, &'static str)> {
+    s.spec.credentials.as_ref().map(|c| {
+        (
+            c.secret_name.as_str(),
+            c.scheme,
+            "spec.credentials.secretName",
+        )
+    })
+}
+
 /// The node's client, rebuilt when its URL, credentials or TLS settings change, with the
 /// credentials binding to record. Default deny for destinations: credentials go only over
 /// HTTPS (or where `allowInsecure` says so) and only to the origin they were entered for.
@@ -349,25 +361,20 @@ async fn client_for(
     };
     let allow_insecure = s.spec.allow_insecure == Some(true);
     let mut binding = None;
-    let creds = match &s.spec.credentials {
+    let creds = match chosen_credentials(s) {
         None => Credentials::None,
-        Some(c) => {
-            let entry = match ctl.secrets.entry(ctx, &key.0, &c.secret_name).await {
+        Some((secret_name, scheme, field)) => {
+            let entry = match ctl.secrets.entry(ctx, &key.0, secret_name).await {
                 Ok(e) => e,
                 Err(e) => {
-                    return (
-                        Err(Refused::invalid(format!(
-                            "{e}; fix spec.credentials.secretName"
-                        ))),
-                        prior,
-                    );
+                    return (Err(Refused::invalid(format!("{e}; fix {field}"))), prior);
                 }
             };
-            let creds = match Credentials::from_secret_data(&entry.data, c.scheme) {
+            let creds = match Credentials::from_secret_data(&entry.data, scheme) {
                 Ok(c) => c,
                 Err(e) => {
                     return (
-                        Err(Refused::invalid(format!("Secret {}: {e}", c.secret_name))),
+                        Err(Refused::invalid(format!("Secret {secret_name}: {e}"))),
                         prior,
                     );
                 }
@@ -394,7 +401,7 @@ async fn client_for(
             }
             let allow = ctl.allow_list.get(ctx).await;
             let decision = destinations::decide(
-                &dest::facts(&c.secret_name, &entry),
+                &dest::facts(secret_name, &entry),
                 creds.secret_keys(),
                 &[origin].into(),
                 prior.as_ref(),
