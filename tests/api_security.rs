@@ -5,6 +5,8 @@
 mod api_support;
 #[path = "api_security/creds.rs"]
 mod creds;
+#[path = "api_security/dest.rs"]
+mod dest;
 #[path = "api_security/ids.rs"]
 mod ids;
 mod support;

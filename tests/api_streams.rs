@@ -455,7 +455,8 @@ async fn camera_config_and_firmware_upload() {
             &host,
             node.base_url(),
             Credentials::basic("flussonic", "letmein!"),
-        ),
+        )
+        .allow_insecure(true),
         NodeMetrics::new(),
     )
     .unwrap();

@@ -29,7 +29,8 @@ fn fast_retry() -> RetryPolicy {
 }
 
 fn config(node: &SimNode, creds: Credentials) -> NodeClientConfig {
-    let mut c = NodeClientConfig::new(node.hostname(), node.base_url(), creds);
+    // The simulator speaks plain http.
+    let mut c = NodeClientConfig::new(node.hostname(), node.base_url(), creds).allow_insecure(true);
     c.retry = fast_retry();
     c.request_timeout = Duration::from_secs(3);
     c

@@ -93,7 +93,8 @@ fn node_client(sim: &Cluster, i: usize) -> NodeClient {
             n.hostname(),
             n.base_url(),
             Credentials::basic("flussonic", "letmein!"),
-        ),
+        )
+        .allow_insecure(true),
         NodeMetrics::new(),
     )
     .unwrap()
@@ -731,7 +732,7 @@ async fn fifty_streams_with_presets_orgs_labels_and_credentials_run_their_effect
                 .as_ref()
                 .map(|_| ("viewer".to_string(), "pa ss@word".to_string())),
             publish_password: None,
-            ..Default::default()
+            ..Injected::default()
         };
         let want = node_body(&name, &merge_preset(&s.spec.config, preset), &secrets);
         for h in &l[&name] {

@@ -3,6 +3,7 @@
 pub mod conditions;
 pub mod context;
 pub mod credentials;
+pub mod destinations;
 pub mod fleet;
 pub mod ids;
 pub mod layouter;

@@ -16,7 +16,47 @@ const TTL: Duration = Duration::from_secs(10);
 
 type Data = BTreeMap<String, Vec<u8>>;
 /// A read and when it happened (`None`: the Secret did not exist).
-type Cached = (Instant, Option<Data>);
+type Cached = (Instant, Option<SecretEntry>);
+
+/// A Secret's data with what identifies the version of it (for destination binding).
+#[derive(Clone, Default)]
+pub struct SecretEntry {
+    /// Values by key.
+    pub data: Data,
+    /// `metadata.uid`.
+    pub uid: String,
+    /// `metadata.resourceVersion`.
+    pub resource_version: String,
+    /// The `panoptes.dev/destinations` annotation, if any.
+    pub destinations: Option<String>,
+}
+
+impl SecretEntry {
+    /// One text value (trailing newlines dropped) of Secret `name`.
+    pub fn text(&self, name: &str, key: &str) -> Result<String, SecretError> {
+        let raw = self.data.get(key).ok_or_else(|| SecretError::MissingKey {
+            secret: name.to_string(),
+            key: key.to_string(),
+        })?;
+        String::from_utf8(raw.clone())
+            .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
+            .map_err(|_| SecretError::NotText {
+                secret: name.to_string(),
+                key: key.to_string(),
+            })
+    }
+}
+
+impl std::fmt::Debug for SecretEntry {
+    // Redacted: keys only, never values.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretEntry")
+            .field("keys", &self.data.keys().collect::<Vec<_>>())
+            .field("uid", &self.uid)
+            .field("resource_version", &self.resource_version)
+            .finish()
+    }
+}
 
 /// Why a Secret value is not available.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
@@ -59,6 +99,16 @@ pub struct Secrets {
 impl Secrets {
     /// All data of `ns/name`.
     pub async fn data(&self, ctx: &Context, ns: &str, name: &str) -> Result<Data, SecretError> {
+        self.entry(ctx, ns, name).await.map(|e| e.data)
+    }
+
+    /// Data and version identity of `ns/name`.
+    pub async fn entry(
+        &self,
+        ctx: &Context,
+        ns: &str,
+        name: &str,
+    ) -> Result<SecretEntry, SecretError> {
         let k = (ns.to_string(), name.to_string());
         let cached = self
             .cache
@@ -73,12 +123,20 @@ impl Secrets {
                     secret: name.to_string(),
                     message: e.to_string(),
                 })?;
-                let d = got.map(|s| {
-                    s.data
+                let d = got.map(|s| SecretEntry {
+                    uid: s.metadata.uid.clone().unwrap_or_default(),
+                    resource_version: s.metadata.resource_version.clone().unwrap_or_default(),
+                    destinations: s
+                        .metadata
+                        .annotations
+                        .as_ref()
+                        .and_then(|a| a.get(crate::domain::destinations::ANNOTATION).cloned()),
+                    data: s
+                        .data
                         .unwrap_or_default()
                         .into_iter()
                         .map(|(k, v)| (k, v.0))
-                        .collect::<Data>()
+                        .collect::<Data>(),
                 });
                 if let Ok(mut c) = self.cache.lock() {
                     c.insert(k, (Instant::now(), d.clone()));

@@ -29,14 +29,19 @@ use rand::Rng;
 
 use super::Context;
 use super::conditions::{self, Desired};
+use super::destinations::{self as dest, AllowListCache};
 use super::fleet::NodeCopy;
 use super::layouter::watcher_name;
 use super::refs::{self, Backoff, Error, Key, key_of};
 use super::secrets::Secrets;
 use crate::domain::credentials::{self, OwnerKind};
+use crate::domain::destinations::{self, Origin};
 use crate::domain::tenancy::{hostname_owners, owns_hostname};
-use crate::flussonic::{self, Credentials, ListQuery, NodeClient, NodeClientConfig, is_managed};
+use crate::flussonic::{
+    self, BuildError, Credentials, ListQuery, NodeClient, NodeClientConfig, is_managed,
+};
 use crate::resources::common::{CommonStatus, FINALIZER};
+use crate::resources::streamer::{AuthScheme, CredentialBinding};
 use crate::resources::wire::ServerStats;
 use crate::resources::{Streamer, StreamerStatus};
 use crate::state::{NodeLive, StreamLive};
@@ -47,16 +52,22 @@ const CONCURRENCY: u16 = 32;
 /// What the controller remembers about a node between reconciles.
 #[derive(Default)]
 struct NodeMemory {
-    /// URL and credentials the current client was built with.
-    client_for: Option<(String, Credentials)>,
+    /// URL, credentials and TLS settings the current client was built with.
+    client_for: Option<ClientKey>,
+    /// The credentials binding last decided (newer than the status until that is written).
+    binding: Option<CredentialBinding>,
     /// Digest of the server config last applied, with the node instance it was applied to.
     applied: Option<(u64, Option<String>)>,
 }
+
+/// What a node client is built from.
+type ClientKey = (String, Credentials, bool, Option<String>);
 
 /// State of the Streamer controller.
 pub struct StreamerController {
     ctx: Arc<Context>,
     secrets: Secrets,
+    allow_list: AllowListCache,
     backoff: Backoff,
     memory: Mutex<HashMap<String, NodeMemory>>,
 }
@@ -74,6 +85,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
     let ctl = Arc::new(StreamerController {
         ctx: ctx.clone(),
         secrets: Secrets::default(),
+        allow_list: AllowListCache::default(),
         backoff: Backoff::default(),
         memory: Mutex::default(),
     });
@@ -171,20 +183,38 @@ async fn reconcile_inner(
             Desired::no("ConfigApplied", "HostnameConflict", message.clone()),
             Desired::no("Ready", "HostnameConflict", message),
         ];
-        write_status(ctx, &s, &url, conds, None).await?;
+        // The binding stays as it was: this Streamer used no credentials meanwhile.
+        let binding = s
+            .status
+            .as_ref()
+            .and_then(|st| st.credential_binding.as_ref());
+        write_status(ctx, &s, &url, conds, None, binding).await?;
         return Ok(Action::requeue(Duration::from_secs(30)));
     }
 
-    let client = match client_for(ctl, &s, &key, &host, &url).await {
+    let (client, binding) = client_for(ctl, &s, &key, &host, &url).await;
+    let binding = binding.as_ref();
+    let client = match client {
         Ok(c) => c,
-        Err(message) => {
+        Err(Refused {
+            reason,
+            message,
+            withdraw,
+        }) => {
+            if withdraw {
+                withdraw_client(ctl, &host, &message);
+            }
             let conds = vec![
-                Desired::no("Reachable", "CredentialsInvalid", message.clone()),
-                Desired::no("ConfigApplied", "CredentialsInvalid", message.clone()),
-                Desired::no("Ready", "CredentialsInvalid", message),
+                Desired::no("Reachable", reason, message.clone()),
+                Desired::no("ConfigApplied", reason, message.clone()),
+                Desired::no("Ready", reason, message),
             ];
-            write_status(ctx, &s, &url, conds, None).await?;
-            return Ok(Action::requeue(Duration::from_secs(30)));
+            write_status(ctx, &s, &url, conds, None, binding).await?;
+            return Ok(Action::requeue(Duration::from_secs(if withdraw {
+                5
+            } else {
+                30
+            })));
         }
     };
 
@@ -255,7 +285,7 @@ async fn reconcile_inner(
                 )
                 .await;
             }
-            write_status(ctx, &s, &url, conds, None).await?;
+            write_status(ctx, &s, &url, conds, None, binding).await?;
             return Ok(Action::requeue(resync));
         }
     };
@@ -315,6 +345,7 @@ async fn reconcile_inner(
         &url,
         vec![reachable_c, config, ready],
         Some(&stats),
+        binding,
     )
     .await?;
     ctl.backoff.succeeded(&key);
@@ -325,54 +356,192 @@ fn jittered(d: Duration) -> Duration {
     d.mul_f64(rand::rng().random_range(0.9..1.1))
 }
 
-/// The node's client, rebuilt when its URL or credentials change.
+/// Why no client is used for a node.
+struct Refused {
+    reason: &'static str,
+    message: String,
+    /// Stop talking to the node at all (nothing may reach the destination in the spec).
+    withdraw: bool,
+}
+
+impl Refused {
+    fn invalid(message: String) -> Self {
+        Self {
+            reason: "CredentialsInvalid",
+            message,
+            withdraw: false,
+        }
+    }
+}
+
+/// The credentials Secret the node client uses: its name, the scheme asked for, and the
+/// spec field that names it (for messages).
+fn chosen_credentials(s: &Streamer) -> Option<(&str, Option<AuthScheme>, &'static str)> {
+    // Credentials changed through the Watcher API win (scheme: theirs, else the manifest's).
+    match (&s.spec.facade_credentials, &s.spec.credentials) {
+        (Some(f), c) => Some((
+            f.secret_name.as_str(),
+            f.scheme.or(c.as_ref().and_then(|c| c.scheme)),
+            "spec.facadeCredentials.secretName",
+        )),
+        (None, Some(c)) => Some((
+            c.secret_name.as_str(),
+            c.scheme,
+            "spec.credentials.secretName",
+        )),
+        (None, None) => None,
+    }
+}
+
+/// The node's client, rebuilt when its URL, credentials or TLS settings change, with the
+/// credentials binding to record. Default deny for destinations: credentials go only over
+/// HTTPS (or where `allowInsecure` says so) and only to the origin they were entered for.
 async fn client_for(
     ctl: &StreamerController,
     s: &Streamer,
     key: &Key,
     host: &str,
     url: &str,
-) -> Result<NodeClient, String> {
+) -> (Result<NodeClient, Refused>, Option<CredentialBinding>) {
     let ctx = &ctl.ctx;
-    // Credentials changed through the Watcher API win (scheme: theirs, else the manifest's).
-    let chosen = match (&s.spec.facade_credentials, &s.spec.credentials) {
-        (Some(f), c) => Some((
-            f,
-            f.scheme.or(c.as_ref().and_then(|c| c.scheme)),
-            "spec.facadeCredentials.secretName",
-        )),
-        (None, Some(c)) => Some((c, c.scheme, "spec.credentials.secretName")),
-        (None, None) => None,
+    let prior = {
+        let memory = ctl.memory.lock().unwrap_or_else(|e| e.into_inner());
+        memory
+            .get(host)
+            .and_then(|m| m.binding.clone())
+            .or_else(|| {
+                s.status
+                    .as_ref()
+                    .and_then(|st| st.credential_binding.clone())
+            })
     };
-    let creds = match chosen {
+    let allow_insecure = s.spec.allow_insecure == Some(true);
+    let mut binding = None;
+    let creds = match chosen_credentials(s) {
         None => Credentials::None,
-        Some((c, scheme, field)) => {
-            let data = ctl
-                .secrets
-                .data(ctx, &key.0, &c.secret_name)
-                .await
-                .map_err(|e| format!("{e}; fix {field}"))?;
-            Credentials::from_secret_data(&data, scheme)
-                .map_err(|e| format!("Secret {}: {e}", c.secret_name))?
+        Some((secret_name, scheme, field)) => {
+            let entry = match ctl.secrets.entry(ctx, &key.0, secret_name).await {
+                Ok(e) => e,
+                Err(e) => {
+                    return (Err(Refused::invalid(format!("{e}; fix {field}"))), prior);
+                }
+            };
+            let creds = match Credentials::from_secret_data(&entry.data, scheme) {
+                Ok(c) => c,
+                Err(e) => {
+                    return (
+                        Err(Refused::invalid(format!("Secret {secret_name}: {e}"))),
+                        prior,
+                    );
+                }
+            };
+            let Some(origin) = Origin::of(url) else {
+                return (
+                    Err(Refused::invalid(format!(
+                        "spec.apiUrl {url:?} names no host; fix spec.apiUrl"
+                    ))),
+                    prior,
+                );
+            };
+            if origin.is_plain_http() && !allow_insecure {
+                return (
+                    Err(Refused {
+                        reason: "InsecureTransport",
+                        message: format!(
+                            "the node's credentials are not sent over plain http:// ({origin}); use an https:// apiUrl (with spec.caBundle for a private CA) or set spec.allowInsecure: true"
+                        ),
+                        withdraw: true,
+                    }),
+                    prior,
+                );
+            }
+            let allow = ctl.allow_list.get(ctx).await;
+            let decision = destinations::decide(
+                &dest::facts(secret_name, &entry),
+                creds.secret_keys(),
+                &[origin].into(),
+                prior.as_ref(),
+                &allow,
+            );
+            if let Some(message) = decision.first_denial() {
+                return (
+                    Err(Refused {
+                        reason: "CredentialsNotBound",
+                        message: format!("no credentials are sent to the new apiUrl: {message}"),
+                        withdraw: true,
+                    }),
+                    decision.binding,
+                );
+            }
+            binding = decision.binding;
+            creds
         }
     };
-    let want = (url.to_string(), creds.clone());
+    let want: ClientKey = (
+        url.to_string(),
+        creds.clone(),
+        allow_insecure,
+        s.spec.ca_bundle.clone(),
+    );
     let mut memory = ctl.memory.lock().unwrap_or_else(|e| e.into_inner());
     let mem = memory.entry(host.to_string()).or_default();
+    mem.binding = binding.clone();
     if mem.client_for.as_ref() == Some(&want)
         && let Some(c) = ctx.nodes.get(host)
     {
-        return Ok(c);
+        return (Ok(c), binding);
     }
-    let mut config = NodeClientConfig::new(host, url, creds);
-    config.probe = ctx.tunables.probe.clone();
-    let client = NodeClient::new(config, ctx.node_metrics.clone())
-        .map_err(|e| format!("{e}; fix spec.apiUrl"))?;
+    let client = NodeClient::new(
+        NodeClientConfig {
+            probe: ctx.tunables.probe.clone(),
+            ..NodeClientConfig::new(host, url, creds)
+        }
+        .allow_insecure(allow_insecure)
+        .ca_bundle(s.spec.ca_bundle.clone()),
+        ctx.node_metrics.clone(),
+    )
+    .map_err(|e| match e {
+        BuildError::CaBundle(_) => Refused {
+            reason: "CaBundleInvalid",
+            message: format!("{e}; fix spec.caBundle"),
+            withdraw: true,
+        },
+        e => Refused::invalid(format!("{e}; fix spec.apiUrl")),
+    });
+    let client = match client {
+        Ok(c) => c,
+        Err(r) => return (Err(r), binding),
+    };
     ctx.nodes.insert(client.clone());
     mem.client_for = Some(want);
     // A new client may talk to a different node: apply the server config again.
     mem.applied = None;
-    Ok(client)
+    (Ok(client), binding)
+}
+
+/// Stops every request to `host` (probes, lists, pushes of stream configs): its Streamer
+/// names a destination nothing may be sent to. The node counts as down, so its streams move.
+fn withdraw_client(ctl: &StreamerController, host: &str, message: &str) {
+    let ctx = &ctl.ctx;
+    ctx.nodes.remove(host);
+    {
+        let mut memory = ctl.memory.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(m) = memory.get_mut(host) {
+            m.client_for = None;
+            m.applied = None;
+        }
+    }
+    let was_healthy = ctx.live.node(host).is_some_and(|n| n.reachable && n.ready);
+    ctx.live.update_node(host, |n: &mut NodeLive| {
+        n.reachable = false;
+        n.ready = false;
+        n.last_probe_ms = chrono::Utc::now().timestamp_millis();
+        n.last_error = Some(message.to_string());
+    });
+    if was_healthy {
+        tracing::info!(node = %host, "node withdrawn: its Streamer names a destination its credentials are not sent to");
+        ctx.fleet.request_layout();
+    }
 }
 
 /// Applies `spec.config` when it changed since the last apply or the node restarted.
@@ -541,6 +710,7 @@ async fn write_status(
     url: &str,
     desired: Vec<Desired>,
     stats: Option<&ServerStats>,
+    binding: Option<&CredentialBinding>,
 ) -> Result<(), Error> {
     let old = s.status.clone().unwrap_or_default();
     let generation = s.meta().generation;
@@ -563,6 +733,7 @@ async fn write_status(
         assigned_streams: Some(ingest),
         dvr_backup_streams: Some(backups),
         last_probe_time: old.last_probe_time.clone(),
+        credential_binding: binding.cloned(),
     };
     if conditions.is_none() && next == old {
         return Ok(());

@@ -6,6 +6,7 @@
 //! decision itself in a pure function beside them.
 
 pub mod credentials;
+pub mod destinations;
 pub mod ids;
 pub mod tenancy;
 pub mod validate;

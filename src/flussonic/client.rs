@@ -87,6 +87,10 @@ pub struct NodeClientConfig {
     pub probe: ProbePolicy,
     /// Page size of stream lists.
     pub page_size: u32,
+    /// Whether credentials may travel over plain `http://` (the Streamer's `allowInsecure`).
+    pub allow_insecure: bool,
+    /// PEM CA bundle trusted (alone) for this node's HTTPS certificate.
+    pub ca_bundle: Option<String>,
 }
 
 /// How a node's health probe is timed. A hung node (connection accepted, no answer) is
@@ -146,7 +150,21 @@ impl NodeClientConfig {
             retry: RetryPolicy::default(),
             probe: ProbePolicy::default(),
             page_size: 500,
+            allow_insecure: false,
+            ca_bundle: None,
         }
+    }
+
+    /// Lets credentials travel over plain `http://` (a lab, the simulator, a trusted link).
+    pub fn allow_insecure(mut self, allow: bool) -> Self {
+        self.allow_insecure = allow;
+        self
+    }
+
+    /// Trusts only the CAs of `pem` for this node's certificate.
+    pub fn ca_bundle(mut self, pem: Option<String>) -> Self {
+        self.ca_bundle = pem;
+        self
     }
 }
 
@@ -164,6 +182,17 @@ pub enum BuildError {
     /// The HTTP client could not be built.
     #[error("cannot build the HTTP client: {0}")]
     Http(#[from] reqwest::Error),
+    /// Credentials would travel in clear.
+    #[error(
+        "refusing to send credentials to {url} over plain http://; use an https:// URL or set allowInsecure: true on the Streamer"
+    )]
+    Insecure {
+        /// The URL given.
+        url: String,
+    },
+    /// The CA bundle holds no usable certificate.
+    #[error("the CA bundle is not a PEM bundle of certificates: {0}")]
+    CaBundle(String),
 }
 
 /// `GET /config`: the stored server config plus the read-only members.
@@ -279,18 +308,29 @@ struct Call<'a> {
 /// was a sixth of the operator's CPU while a restart with 100 nodes probed them, and it held up
 /// their first lists. Connection pools are per host inside a client, so sharing it changes
 /// nothing else.
+/// A node with its own CA bundle gets a client of its own that trusts only that bundle.
 fn shared_http(
     connect_timeout: Duration,
     idle_per_host: usize,
-) -> Result<reqwest::Client, reqwest::Error> {
-    static CLIENTS: std::sync::Mutex<Vec<((Duration, usize), reqwest::Client)>> =
+    ca_bundle: Option<&str>,
+) -> Result<reqwest::Client, BuildError> {
+    type Key = (Duration, usize, Option<String>);
+    static CLIENTS: std::sync::Mutex<Vec<(Key, reqwest::Client)>> =
         std::sync::Mutex::new(Vec::new());
-    let key = (connect_timeout, idle_per_host);
+    let key = (
+        connect_timeout,
+        idle_per_host,
+        ca_bundle.map(str::to_string),
+    );
     let mut clients = CLIENTS.lock().unwrap_or_else(|e| e.into_inner());
     if let Some((_, c)) = clients.iter().find(|(k, _)| *k == key) {
         return Ok(c.clone());
     }
-    let client = reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder();
+    if let Some(pem) = ca_bundle {
+        builder = builder.tls_certs_only(ca_certificates(pem)?);
+    }
+    let client = builder
         .connect_timeout(connect_timeout)
         .pool_max_idle_per_host(idle_per_host)
         .pool_idle_timeout(Duration::from_secs(60))
@@ -299,6 +339,25 @@ fn shared_http(
         .build()?;
     clients.push((key, client.clone()));
     Ok(client)
+}
+
+/// The certificates of a PEM bundle, each checked to be a usable trust anchor (reqwest takes
+/// any bytes and would fail only on the first TLS handshake, with a less useful message).
+fn ca_certificates(pem: &str) -> Result<Vec<reqwest::Certificate>, BuildError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let bad = |e: &dyn std::fmt::Display| BuildError::CaBundle(e.to_string());
+    let mut anchors = rustls::RootCertStore::empty();
+    let mut out = Vec::new();
+    for der in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+        let der = der.map_err(|e| bad(&e))?;
+        anchors.add(der.clone()).map_err(|e| bad(&e))?;
+        out.push(reqwest::Certificate::from_der(&der).map_err(|e| bad(&e))?);
+    }
+    if out.is_empty() {
+        return Err(BuildError::CaBundle("no certificate in it".into()));
+    }
+    Ok(out)
 }
 
 impl NodeClient {
@@ -318,7 +377,16 @@ impl NodeClient {
             .map_err(|_| bad("cannot carry a path"))?
             .pop_if_empty()
             .extend(API_PREFIX);
-        let http = shared_http(cfg.connect_timeout, cfg.max_in_flight.max(1))?;
+        if api.scheme() == "http" && cfg.credentials != Credentials::None && !cfg.allow_insecure {
+            return Err(BuildError::Insecure {
+                url: cfg.base_url.clone(),
+            });
+        }
+        let http = shared_http(
+            cfg.connect_timeout,
+            cfg.max_in_flight.max(1),
+            cfg.ca_bundle.as_deref(),
+        )?;
         let permits = Semaphore::new(cfg.max_in_flight.max(1));
         Ok(Self {
             inner: Arc::new(Inner {
@@ -339,6 +407,12 @@ impl NodeClient {
     /// `…/streamer/api/v3` of this node.
     pub fn api_url(&self) -> &Url {
         &self.inner.api
+    }
+
+    /// Whether secrets (camera passwords in stream configs) may be sent to this node: it is
+    /// reached over HTTPS, or its Streamer allows plain HTTP explicitly.
+    pub fn may_carry_secrets(&self) -> bool {
+        self.inner.api.scheme() == "https" || self.inner.cfg.allow_insecure
     }
 
     /// A URL below the API base from fixed segments (never a stream name: see
@@ -855,6 +929,60 @@ mod url_tests {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A self-signed test CA (certificate only; nothing it signs is trusted anywhere else).
+    const TEST_CA: &str = "-----BEGIN CERTIFICATE-----
+MIIBjTCCATOgAwIBAgIUBGaOAY+VVgY/6+0iffpy04X4eFswCgYIKoZIzj0EAwIw
+GzEZMBcGA1UEAwwQcGFub3B0ZXMgdGVzdCBDQTAgFw0yNjEyMDUyMzU2MThaGA8y
+MTI2MTExMTIzNTYxOFowGzEZMBcGA1UEAwwQcGFub3B0ZXMgdGVzdCBDQTBZMBMG
+ByqGSM49AgEGCCqGSM49AwEHA0IABI+AkYWYT909A/EYMCYaROoRklAws7zmo/g+
+Pwgect4Kpu3Jz23HXhGcS80pWYKGjJPpWyh7XZQHIBfPjN6RDXqjUzBRMB0GA1Ud
+DgQWBBQKxIryQIz1TlK30h2eRb4+xGp/ATAfBgNVHSMEGDAWgBQKxIryQIz1TlK3
+0h2eRb4+xGp/ATAPBgNVHRMBAf8EBTADAQH/MAoGCCqGSM49BAMCA0gAMEUCIFL/
+pG08kTAx6AcSgr24gCnsKAaA9G3YPIpfZuhaWZZLAiEAt3gOBAZH+1SzXrfH7/ft
+RjtYluxiqag56G1OdK82NcM=
+-----END CERTIFICATE-----
+";
+
+    fn build(cfg: NodeClientConfig) -> Result<NodeClient, BuildError> {
+        NodeClient::new(cfg, NodeMetrics::new())
+    }
+
+    #[test]
+    fn credentials_never_go_over_plain_http_unless_allowed() {
+        let basic = Credentials::basic("admin", "pw");
+        let err = build(NodeClientConfig::new("n", "http://n:80", basic.clone())).unwrap_err();
+        assert!(matches!(err, BuildError::Insecure { .. }), "{err}");
+        assert!(err.to_string().contains("allowInsecure"));
+        let c =
+            build(NodeClientConfig::new("n", "http://n:80", basic.clone()).allow_insecure(true))
+                .unwrap();
+        assert!(c.may_carry_secrets());
+        let c = build(NodeClientConfig::new("n", "https://n", basic)).unwrap();
+        assert!(c.may_carry_secrets());
+        // No credentials: the client works, but camera passwords are not for it.
+        let c = build(NodeClientConfig::new("n", "http://n", Credentials::None)).unwrap();
+        assert!(!c.may_carry_secrets());
+    }
+
+    #[test]
+    fn a_ca_bundle_must_hold_certificates() {
+        let ok = NodeClientConfig::new("n", "https://n", Credentials::None)
+            .ca_bundle(Some(TEST_CA.into()));
+        build(ok).unwrap();
+        for bad in [
+            "",
+            "not pem",
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        ] {
+            let cfg = NodeClientConfig::new("n", "https://n", Credentials::None)
+                .ca_bundle(Some(bad.into()));
+            assert!(
+                matches!(build(cfg), Err(BuildError::CaBundle(_))),
+                "{bad:?}"
+            );
+        }
+    }
 
     #[test]
     fn the_default_probe_detects_a_hung_node_within_5s_and_passes_a_slow_one() {

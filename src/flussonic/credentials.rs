@@ -104,6 +104,16 @@ impl Credentials {
         }
     }
 
+    /// The Secret keys these credentials were read from (what a destination binding covers).
+    pub fn secret_keys(&self) -> &'static [&'static str] {
+        match self {
+            Self::None => &[],
+            Self::Basic { .. } => &["login", "password"],
+            Self::Bearer { .. } => &["token"],
+            Self::Cluster { .. } => &["clusterKey"],
+        }
+    }
+
     /// Builds credentials from a Secret's data (keys `login` + `password`, `token`,
     /// `clusterKey`). Without a scheme, the first the Secret supports wins, in that order.
     pub fn from_secret_data(

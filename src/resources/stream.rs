@@ -119,4 +119,8 @@ pub struct StreamStatus {
     /// Nodes that hold the stream's current config.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub synced_nodes: Vec<String>,
+    /// Where the camera credentials Secret was first sent (a Secret without the
+    /// `panoptes.dev/destinations` annotation is bound to the input hosts of its first use; a
+    /// new host gets no credentials until the Secret is written again).
+    pub credential_binding: Option<super::streamer::CredentialBinding>,
 }

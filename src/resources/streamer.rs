@@ -89,6 +89,16 @@ pub struct StreamerSpec {
     /// Partial server configuration to push (`PUT /streamer/api/v3/config`); only the members
     /// set here are managed. Credentials are not allowed here.
     pub config: Option<ServerConfig>,
+    /// Allow sending credentials (the node's `Authorization` header, camera passwords in
+    /// stream configs) over plain `http://`. Default false: a node reached over `http://` gets
+    /// no credentials, and a Streamer with credentials is not managed until its `apiUrl` is
+    /// `https://` or this is set (for a lab, a simulator, or a node on a trusted link).
+    pub allow_insecure: Option<bool>,
+    /// PEM bundle of the CA certificate(s) that sign this node's HTTPS certificate. When set,
+    /// only these CAs are trusted for this node (the system roots are not); when unset, the
+    /// system roots are.
+    #[schemars(length(max = 65536))]
+    pub ca_bundle: Option<String>,
 }
 
 /// A namespace name (RFC 1123 label) or `*` (every namespace).
@@ -148,4 +158,24 @@ pub struct StreamerStatus {
     pub dvr_backup_streams: Option<i64>,
     /// Time of the last probe that changed the status (RFC 3339).
     pub last_probe_time: Option<String>,
+    /// Where the credentials Secret was first sent (a Secret without the
+    /// `panoptes.dev/destinations` annotation is bound to the node URL of its first use; a
+    /// new `apiUrl` gets no credentials until the Secret is written again).
+    pub credential_binding: Option<CredentialBinding>,
+}
+
+/// The destinations a credentials Secret (one version of it) was first sent to. Holds no
+/// secret value.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialBinding {
+    /// Secret name.
+    pub secret_name: String,
+    /// Secret uid (a Secret deleted and created again is a new one).
+    pub secret_uid: String,
+    /// Secret resourceVersion the binding was made at; writing the Secret again rebinds.
+    pub resource_version: String,
+    /// Origins (`scheme://host:port`) the credentials may go to.
+    #[serde(default)]
+    pub destinations: Vec<String>,
 }

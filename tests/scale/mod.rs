@@ -133,6 +133,8 @@ impl Fleet {
                         "hostname": node.hostname(),
                         "apiUrl": node.base_url(),
                         "credentials": { "secretName": "node-creds" },
+                        // The simulator speaks plain http.
+                        "allowInsecure": true,
                     }
                 })
             })
@@ -149,7 +151,8 @@ impl Fleet {
                 n.hostname(),
                 n.base_url(),
                 Credentials::basic(NODE_LOGIN.0, NODE_LOGIN.1),
-            ),
+            )
+            .allow_insecure(true),
             NodeMetrics::new(),
         )
         .expect("node client")

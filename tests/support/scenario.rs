@@ -41,6 +41,8 @@ pub async fn fleet(prefix: &str, nodes: usize) -> (TestNamespace, Cluster) {
                     "hostname": node.hostname(),
                     "apiUrl": node.base_url(),
                     "credentials": { "secretName": "node-creds" },
+                    // The simulator speaks plain http.
+                    "allowInsecure": true,
                 }
             }),
         )

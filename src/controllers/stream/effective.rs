@@ -9,8 +9,11 @@
 //! A stream without `static` is pushed as `static: true`: a Watcher camera records and is
 //! watched live, so it runs permanently; `static: false` must be asked for explicitly.
 
+use std::collections::BTreeSet;
+
 use serde_json::{Map, Value};
 
+use crate::domain::destinations::Origin;
 use crate::flussonic::{StreamBody, node_stream_body};
 use crate::resources::PresetSpec;
 use crate::resources::wire::{StreamConfigSpec, StreamDvrSpec, VisionSpec};
@@ -78,10 +81,36 @@ pub fn dvr_redundancy(stream: &StreamConfigSpec, preset: Option<&PresetSpec>) ->
 pub struct Injected {
     /// Camera login and password, put into input URLs that carry no user info.
     pub camera: Option<(String, String)>,
+    /// Input origins the camera credentials were not entered for: their inputs get none.
+    pub camera_withheld: BTreeSet<Origin>,
     /// Password publishers must present.
     pub publish_password: Option<String>,
     /// Login and password per push URL (as in the spec, without user info).
     pub pushes: std::collections::BTreeMap<String, (String, String)>,
+}
+
+impl Injected {
+    /// Whether the body built with these carries any secret for `config`.
+    pub fn carried_in(&self, config: &StreamConfigSpec) -> bool {
+        self.publish_password.is_some()
+            || !self.pushes.is_empty()
+            || (self.camera.is_some()
+                && camera_origins(config)
+                    .iter()
+                    .any(|o| !self.camera_withheld.contains(o)))
+    }
+}
+
+/// Origins of the inputs camera credentials would be put into (network URLs without their own
+/// user info).
+pub fn camera_origins(config: &StreamConfigSpec) -> BTreeSet<Origin> {
+    config
+        .inputs
+        .iter()
+        .flatten()
+        .filter(|i| with_userinfo(&i.url, "u", "p") != i.url)
+        .filter_map(|i| Origin::of(&i.url))
+        .collect()
 }
 
 impl std::fmt::Debug for Injected {
@@ -89,6 +118,7 @@ impl std::fmt::Debug for Injected {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Injected")
             .field("camera", &self.camera.as_ref().map(|_| "<redacted>"))
+            .field("camera_withheld", &self.camera_withheld)
             .field(
                 "publish_password",
                 &self.publish_password.as_ref().map(|_| "<redacted>"),
@@ -105,7 +135,11 @@ pub fn node_body(name: &str, config: &StreamConfigSpec, secrets: &Injected) -> S
         && let Some(inputs) = config.inputs.as_mut()
     {
         for input in inputs {
-            input.url = with_userinfo(&input.url, user, pass);
+            // Default deny for destinations: a host the credentials were not entered for
+            // gets the URL as written, without them.
+            if Origin::of(&input.url).is_some_and(|o| !secrets.camera_withheld.contains(&o)) {
+                input.url = with_userinfo(&input.url, user, pass);
+            }
         }
     }
     for push in config.pushes.iter_mut().flatten() {
@@ -266,6 +300,7 @@ mod tests {
             camera: Some(("u".into(), "pw".into())),
             publish_password: Some("pub".into()),
             pushes: [("rtmp://push/live".to_string(), ("pu".into(), "ppw".into()))].into(),
+            ..Injected::default()
         };
         let body = node_body("cam1", &config, &secrets);
         let json = body.as_json();
@@ -277,5 +312,39 @@ mod tests {
         assert_eq!(json["labels"]["managed-by"], "panoptes");
         assert!(body.is_reset());
         assert!(!format!("{secrets:?}").contains("pw"));
+    }
+
+    #[test]
+    fn withheld_hosts_get_no_camera_credentials() {
+        let input = |url: &str| StreamInput {
+            url: url.into(),
+            ..Default::default()
+        };
+        let config = StreamConfigSpec {
+            inputs: Some(vec![
+                input("rtsp://cam-a/1"),
+                input("rtsp://cam-b:8554/1"),
+                input("publish://"),
+            ]),
+            ..Default::default()
+        };
+        assert_eq!(camera_origins(&config).len(), 2);
+        let mut secrets = Injected {
+            camera: Some(("u".into(), "pw".into())),
+            ..Injected::default()
+        };
+        secrets
+            .camera_withheld
+            .insert(Origin::of("rtsp://cam-b:8554").unwrap());
+        let json = node_body("c", &config, &secrets).as_json().clone();
+        assert_eq!(json["inputs"][0]["url"], "rtsp://u:pw@cam-a/1");
+        assert_eq!(json["inputs"][1]["url"], "rtsp://cam-b:8554/1");
+        assert!(secrets.carried_in(&config));
+        secrets
+            .camera_withheld
+            .insert(Origin::of("rtsp://cam-a").unwrap());
+        assert!(!secrets.carried_in(&config));
+        let body = Value::Object(node_body("c", &config, &secrets).as_json().clone());
+        assert!(!body.to_string().contains("pw"));
     }
 }

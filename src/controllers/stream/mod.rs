@@ -35,15 +35,19 @@ use serde_json::Value;
 
 use super::Context;
 use super::conditions::{self, Desired};
+use super::destinations::{self as dest, AllowListCache};
 use super::fleet::Blocked;
 use super::ids;
 use super::layouter::watcher_name;
 use super::refs::{self, Backoff, Error, Key, RefIndex, key_of};
 use super::secrets::{SecretError, Secrets};
 use crate::domain::credentials::{self, OwnerKind};
+use crate::domain::destinations;
 use crate::flussonic::StreamBody;
 use crate::layout::{Shortfall, Unplaced};
 use crate::resources::common::{CommonStatus, FINALIZER};
+use crate::resources::streamer::CredentialBinding;
+use crate::resources::wire::StreamConfigSpec;
 use crate::resources::{Preset, Stream, StreamStatus};
 use effective::Injected;
 use status_writer::{Pending, StatusWriter};
@@ -65,6 +69,9 @@ pub struct StreamController {
     /// Stream → its preset, so a preset change reconciles exactly its streams.
     presets: RefIndex,
     secrets: Secrets,
+    allow_list: AllowListCache,
+    /// Camera credentials bindings last decided (newer than the statuses until written).
+    bindings: Mutex<HashMap<Key, CredentialBinding>>,
     backoff: Backoff,
     started: Instant,
     /// Streams whose `Ready=Starting` is not written yet, since when.
@@ -87,6 +94,8 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         ctx: ctx.clone(),
         presets: RefIndex::default(),
         secrets: Secrets::default(),
+        allow_list: AllowListCache::default(),
+        bindings: Mutex::default(),
         backoff: Backoff::default(),
         started: Instant::now(),
         starting: Mutex::default(),
@@ -166,6 +175,20 @@ struct Outcome {
     /// Some node of the placement is not known yet (first list pending): look again shortly
     /// without writing a status that would be stale in a moment.
     deferred: bool,
+    /// The camera credentials binding to record (`None` keeps the recorded one).
+    binding: Option<Option<CredentialBinding>>,
+}
+
+/// What [`plan`] decided to push.
+struct Planned {
+    /// `None`: the stream runs nowhere (disabled).
+    body: Option<StreamBody>,
+    /// The body holds a secret (camera credentials, publish password).
+    carries_secrets: bool,
+    /// The camera credentials binding to record.
+    binding: Option<CredentialBinding>,
+    /// `CredentialsBound`, for a stream with camera credentials.
+    condition: Option<Desired>,
 }
 
 async fn converge(stream: &Stream, ctl: &StreamController, key: &Key) -> Result<Action, Error> {
@@ -186,11 +209,23 @@ async fn converge(stream: &Stream, ctl: &StreamController, key: &Key) -> Result<
         return Ok(Action::requeue(Duration::from_secs(1)));
     }
     let outcome = match plan(stream, ctl, key, &name).await {
-        Ok(body) => {
-            let on_demand = body
+        Ok(planned) => {
+            let on_demand = planned
+                .body
                 .as_ref()
                 .is_some_and(|b| b.as_json().get("static") == Some(&Value::Bool(false)));
-            sync(on_demand, ctl, key, &name, body.as_ref()).await
+            let mut outcome = sync(
+                on_demand,
+                planned.carries_secrets,
+                ctl,
+                key,
+                &name,
+                planned.body.as_ref(),
+            )
+            .await;
+            outcome.conditions.extend(planned.condition);
+            outcome.binding = Some(planned.binding);
+            outcome
         }
         Err(blocked) => blocked,
     };
@@ -234,14 +269,14 @@ fn starting_grace(ctl: &StreamController, key: &Key, outcome: &Outcome) -> Optio
     grace.checked_sub(first.elapsed()).filter(|d| !d.is_zero())
 }
 
-/// The body to push, or the outcome explaining why there is none. `Ok(None)` = the stream
-/// runs nowhere (disabled): copies are removed.
+/// The body to push, or the outcome explaining why there is none. A body of `None` = the
+/// stream runs nowhere (disabled): copies are removed.
 async fn plan(
     stream: &Stream,
     ctl: &StreamController,
     key: &Key,
     name: &str,
-) -> Result<Option<StreamBody>, Outcome> {
+) -> Result<Planned, Outcome> {
     let ctx = &ctl.ctx;
     let blocked = |reason: &'static str, message: String, retry: bool| Outcome {
         conditions: vec![
@@ -253,6 +288,7 @@ async fn plan(
         alive: None,
         retry,
         deferred: false,
+        binding: None,
     };
     if let Some(Blocked::NameConflict(owner)) = ctx.fleet.blocked(key) {
         return Err(blocked(
@@ -282,10 +318,20 @@ async fn plan(
     };
     let config = effective::merge_preset(&stream.spec.config, preset.as_deref().map(|p| &p.spec));
     if config.disabled == Some(true) {
-        return Ok(None);
+        return Ok(Planned {
+            body: None,
+            carries_secrets: false,
+            binding: recorded_binding(ctl, stream, key),
+            condition: None,
+        });
     }
-    match injected(ctl, stream, &key.0).await {
-        Ok(secrets) => Ok(Some(effective::node_body(name, &config, &secrets))),
+    match injected(ctl, stream, key, &config).await {
+        Ok((secrets, binding, condition)) => Ok(Planned {
+            body: Some(effective::node_body(name, &config, &secrets)),
+            carries_secrets: secrets.carried_in(&config),
+            binding,
+            condition,
+        }),
         Err(e) => Err(blocked(
             "SecretUnavailable",
             format!("{e}; the stream is not pushed until its credentials can be read"),
@@ -294,32 +340,81 @@ async fn plan(
     }
 }
 
+/// The camera credentials binding recorded for `key` (memory first: it is newer).
+fn recorded_binding(
+    ctl: &StreamController,
+    stream: &Stream,
+    key: &Key,
+) -> Option<CredentialBinding> {
+    ctl.bindings
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(key)
+        .cloned()
+        .or_else(|| {
+            stream
+                .status
+                .as_ref()
+                .and_then(|s| s.credential_binding.clone())
+        })
+}
+
+/// The secrets to inject, the camera credentials binding to record and the
+/// `CredentialsBound` condition. Default deny for destinations: an input host the camera
+/// credentials were not entered for gets none.
 async fn injected(
     ctl: &StreamController,
     stream: &Stream,
-    ns: &str,
-) -> Result<Injected, SecretError> {
+    key: &Key,
+    config: &StreamConfigSpec,
+) -> Result<(Injected, Option<CredentialBinding>, Option<Desired>), SecretError> {
     let ctx = &ctl.ctx;
+    let ns = &key.0;
     let mut out = Injected::default();
+    let mut binding = recorded_binding(ctl, stream, key);
+    let mut condition = None;
     if let Some(c) = &stream.spec.credentials {
-        let user = ctl
-            .secrets
-            .text(
-                ctx,
-                ns,
-                &c.secret_name,
-                c.username_key.as_deref().unwrap_or("username"),
-            )
-            .await?;
-        let pass = ctl
-            .secrets
-            .text(
-                ctx,
-                ns,
-                &c.secret_name,
-                c.password_key.as_deref().unwrap_or("password"),
-            )
-            .await?;
+        let entry = ctl.secrets.entry(ctx, ns, &c.secret_name).await?;
+        let user_key = c.username_key.as_deref().unwrap_or("username");
+        let pass_key = c.password_key.as_deref().unwrap_or("password");
+        let user = entry.text(&c.secret_name, user_key)?;
+        let pass = entry.text(&c.secret_name, pass_key)?;
+        let origins = effective::camera_origins(config);
+        let allow = ctl.allow_list.get(ctx).await;
+        let decision = destinations::decide(
+            &dest::facts(&c.secret_name, &entry),
+            &[user_key, pass_key],
+            &origins,
+            binding.as_ref(),
+            &allow,
+        );
+        binding = decision.binding.clone();
+        {
+            let mut memory = ctl.bindings.lock().unwrap_or_else(|e| e.into_inner());
+            match &binding {
+                Some(b) => memory.insert(key.clone(), b.clone()),
+                None => memory.remove(key),
+            };
+        }
+        condition = Some(match decision.first_denial() {
+            Some(why) => {
+                let hosts: Vec<String> = decision.denied.keys().map(ToString::to_string).collect();
+                Desired::no(
+                    "CredentialsBound",
+                    "CredentialsNotBound",
+                    format!(
+                        "the camera credentials are not sent to {}: {why}",
+                        hosts.join(", ")
+                    ),
+                )
+            }
+            None => Desired::yes(
+                "CredentialsBound",
+                "Bound",
+                "the camera credentials go only to the hosts they were entered for",
+            ),
+        });
+        out.camera_withheld = decision.denied.into_keys().collect();
         out.camera = Some((user, pass));
     }
     if let Some(r) = &stream.spec.publish_password {
@@ -344,12 +439,13 @@ async fn injected(
             }
         }
     }
-    Ok(out)
+    Ok((out, binding, condition))
 }
 
 /// Pushes `body` to the placement, removes stale copies, and judges the result.
 async fn sync(
     on_demand: bool,
+    carries_secrets: bool,
     ctl: &StreamController,
     key: &Key,
     name: &str,
@@ -366,11 +462,15 @@ async fn sync(
             .map(|h| h.to_string())
             .collect(),
     };
-    let pushes = futures::future::join_all(
-        targets
-            .iter()
-            .map(|h| push(ctx, h, name, body.expect("targets imply a body"))),
-    )
+    let pushes = futures::future::join_all(targets.iter().map(|h| {
+        push(
+            ctx,
+            h,
+            name,
+            body.expect("targets imply a body"),
+            carries_secrets,
+        )
+    }))
     .await;
     let mut synced = Vec::new();
     let mut failures = Vec::new();
@@ -526,6 +626,7 @@ async fn sync(
         alive,
         retry: !failures.is_empty(),
         deferred,
+        binding: None,
     }
 }
 
@@ -586,12 +687,23 @@ impl From<String> for PushError {
 }
 
 /// Pushes `body` to `host` unless it already holds it.
-async fn push(ctx: &Context, host: &str, name: &str, body: &StreamBody) -> Result<(), PushError> {
+async fn push(
+    ctx: &Context,
+    host: &str,
+    name: &str,
+    body: &StreamBody,
+    carries_secrets: bool,
+) -> Result<(), PushError> {
     let Some(client) = ctx.nodes.get(host) else {
         return Err(PushError::NotKnownYet(
             "the node's client is not ready (credentials or URL of its Streamer not resolved)",
         ));
     };
+    if carries_secrets && !client.may_carry_secrets() {
+        return Err(PushError::Failed(format!(
+            "node {host} is reached over plain http:// and its Streamer does not set allowInsecure: true, so the stream's credentials are not sent to it"
+        )));
+    }
     if !ctx.fleet.listed(host) {
         return Err(PushError::NotKnownYet(
             "waiting for the first list of the node",
@@ -667,6 +779,11 @@ async fn finalize(stream: &Stream, ctl: &StreamController, key: &Key) -> Result<
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .remove(key);
+    // A Stream created again under this name binds its credentials afresh.
+    ctl.bindings
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(key);
     if !stream.finalizers().iter().any(|f| f == FINALIZER) {
         return Ok(Action::await_change());
     }
@@ -717,6 +834,7 @@ async fn finalize(stream: &Stream, ctl: &StreamController, key: &Key) -> Result<
                 alive: None,
                 retry: true,
                 deferred: false,
+                binding: None,
             };
             write_status(ctl, stream, &name, outcome).await;
             return Ok(Action::requeue(Duration::from_secs(2)));
@@ -768,6 +886,10 @@ async fn write_status(ctl: &StreamController, stream: &Stream, name: &str, outco
         && old.layout == layout
         && old.alive == outcome.alive
         && old.synced_nodes == outcome.synced_nodes
+        && outcome
+            .binding
+            .as_ref()
+            .is_none_or(|b| *b == old.credential_binding)
         && old.common.observed_generation == generation;
     if conditions.is_none() && same_fields && !ctl.status.busy(&key) {
         return;
@@ -788,6 +910,7 @@ async fn write_status(ctl: &StreamController, stream: &Stream, name: &str, outco
         layout,
         alive: outcome.alive,
         synced_nodes: outcome.synced_nodes,
+        credential_binding: outcome.binding.unwrap_or(old.credential_binding),
     };
     let uid = stream.meta().uid.clone().unwrap_or_default();
     ctl.status.submit(key, Pending { uid, status });
@@ -797,6 +920,11 @@ async fn write_status(ctl: &StreamController, stream: &Stream, name: &str, outco
 fn is_warning(reason: &str) -> bool {
     matches!(
         reason,
-        "NameConflict" | "PresetNotFound" | "SecretUnavailable" | "Unschedulable" | "PushFailed"
+        "NameConflict"
+            | "PresetNotFound"
+            | "SecretUnavailable"
+            | "Unschedulable"
+            | "PushFailed"
+            | "CredentialsNotBound"
     )
 }

@@ -1,0 +1,66 @@
+//! The I/O around [`crate::domain::destinations`]: the cluster owner's allow-list (ConfigMap
+//! `panoptes-destinations` in the system namespace), read with a short cache, and the
+//! Secret facts a decision needs.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::Api;
+
+use super::Context;
+use super::secrets::SecretEntry;
+use crate::domain::destinations::{ALLOW_LIST_CONFIGMAP, ALLOW_LIST_KEY, AllowList, SecretFacts};
+
+/// How long a read of the allow-list is reused.
+const TTL: Duration = Duration::from_secs(10);
+
+/// The allow-list, cached.
+#[derive(Default)]
+pub struct AllowListCache {
+    cached: Mutex<Option<(Instant, AllowList)>>,
+}
+
+impl AllowListCache {
+    /// The current allow-list. Absent, unreadable or empty: nothing extra is allowed.
+    pub async fn get(&self, ctx: &Context) -> AllowList {
+        if let Some((at, list)) = self.cached.lock().ok().and_then(|c| c.clone())
+            && at.elapsed() < TTL
+        {
+            return list;
+        }
+        let api: Api<ConfigMap> =
+            Api::namespaced(ctx.client.clone(), &ctx.tunables.system_namespace);
+        let list = match api.get_opt(ALLOW_LIST_CONFIGMAP).await {
+            Ok(cm) => {
+                let text = cm
+                    .and_then(|c| c.data)
+                    .and_then(|d| d.get(ALLOW_LIST_KEY).cloned())
+                    .unwrap_or_default();
+                let (list, bad) = AllowList::parse(&text);
+                if !bad.is_empty() {
+                    tracing::warn!(configmap = ALLOW_LIST_CONFIGMAP, entries = ?bad, "ignoring allow-list entries that are not origins (scheme://host:port)");
+                }
+                list
+            }
+            Err(error) => {
+                tracing::warn!(%error, "reading the destinations allow-list failed; allowing nothing extra");
+                AllowList::default()
+            }
+        };
+        if let Ok(mut c) = self.cached.lock() {
+            *c = Some((Instant::now(), list.clone()));
+        }
+        list
+    }
+}
+
+/// The facts of `entry` for a decision about Secret `name`.
+pub fn facts<'a>(name: &'a str, entry: &'a SecretEntry) -> SecretFacts<'a> {
+    SecretFacts {
+        name,
+        uid: &entry.uid,
+        resource_version: &entry.resource_version,
+        annotation: entry.destinations.as_deref(),
+    }
+}
