@@ -69,6 +69,8 @@ enum Command {
         /// installation set this on exactly one shard.
         #[arg(long, env = "PANOPTES_SHARED_CONTROLLERS", default_value_t = true, action = clap::ArgAction::Set)]
         shared_controllers: bool,
+        #[command(flatten)]
+        facade: panoptes::run::FacadeFlags,
     },
 }
 
@@ -112,6 +114,7 @@ async fn main() -> ExitCode {
             delete_grace_seconds,
             shard,
             shared_controllers,
+            facade,
         } => {
             init_logging(log_format, "info,kube=warn");
             let api_namespace = api_namespace
@@ -132,6 +135,7 @@ async fn main() -> ExitCode {
                 },
                 shard: shard.map_or_else(Shard::all, Shard::named),
                 shared_controllers,
+                facade,
             })
             .await
             {

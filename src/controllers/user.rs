@@ -20,8 +20,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use argon2::password_hash::{PasswordHasher, PasswordVerifier};
-use argon2::{Argon2, PasswordHash};
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
@@ -30,7 +28,7 @@ use kube::runtime::controller::{Action, Config, Controller};
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
-use kube::{Client, Resource, ResourceExt};
+use kube::{Resource, ResourceExt};
 use sha1::Digest;
 
 use super::Context;
@@ -38,6 +36,10 @@ use super::conditions::Desired;
 use super::ids::{self, IdKind, IdState, Ids};
 use super::preset::conflict_message;
 use super::refs::{self, Backoff, Error, Key, Pending, Settle, SourceKind, is_not_found, key_of};
+use crate::domain::passwords::owned_hash;
+// The password store is a domain rule (the facade checks logins with it); re-exported here
+// because the controller is where hashes are written.
+pub use crate::domain::passwords::{HASH_KEY, hash_password, verify_hash, verify_password};
 use crate::resources::common::{CONTROLLER_MANAGER, CommonStatus, GROUP};
 use crate::resources::{Organization, User, UserStatus};
 
@@ -45,8 +47,6 @@ use crate::resources::{Organization, User, UserStatus};
 const CONCURRENCY: u16 = 2;
 /// How often a missing reference or an id conflict is re-checked besides the watch triggers.
 const RECHECK: Duration = Duration::from_secs(30);
-/// Key of the hash in the hash Secret.
-pub const HASH_KEY: &str = "hash";
 /// Annotation on the hash Secret: `<uid>/<resourceVersion>` of the password Secret the hash was
 /// last checked against.
 pub const SOURCE_ANNOTATION: &str = "panoptes.dev/password-source";
@@ -67,69 +67,6 @@ pub fn hash_secret_name(user: &str) -> String {
         "panoptes-user-{}-{digest}-hash",
         keep.trim_end_matches(['-', '.'])
     )
-}
-
-/// A salted argon2id hash of `password` as a PHC string (`$argon2id$v=19$...`).
-pub fn hash_password(password: &[u8]) -> Result<String, String> {
-    Argon2::default()
-        .hash_password(password)
-        .map(|h| h.to_string())
-        .map_err(|e| e.to_string())
-}
-
-/// Whether `password` matches the PHC string `phc` (false for a malformed hash).
-pub fn verify_hash(phc: &str, password: &[u8]) -> bool {
-    match PasswordHash::new(phc) {
-        Ok(parsed) => Argon2::default().verify_password(password, &parsed).is_ok(),
-        Err(_) => false,
-    }
-}
-
-/// Whether `password` is the password of `user`, checked against the hash Secret named in its
-/// `status.passwordHashSecret` (which must be owned by this very User). False when the user
-/// has no hash in effect (no password, password Secret missing, not reconciled yet) or on any
-/// error. Runs the (deliberately slow) verification on the blocking pool.
-pub async fn verify_password(client: &Client, user: &User, password: &str) -> bool {
-    let Some(name) = user
-        .status
-        .as_ref()
-        .and_then(|s| s.password_hash_secret.clone())
-    else {
-        return false;
-    };
-    let ns = user.namespace().unwrap_or_default();
-    let secret = match Api::<Secret>::namespaced(client.clone(), &ns)
-        .get_opt(&name)
-        .await
-    {
-        Ok(Some(s)) => s,
-        Ok(None) => return false,
-        Err(error) => {
-            tracing::warn!(%error, namespace = %ns, user = %user.name_any(), "reading the password hash failed");
-            return false;
-        }
-    };
-    let Some(phc) = owned_hash(&secret, user.uid().as_deref()) else {
-        return false;
-    };
-    let password = password.as_bytes().to_vec();
-    tokio::task::spawn_blocking(move || verify_hash(&phc, &password))
-        .await
-        .unwrap_or(false)
-}
-
-/// The hash in `secret` if it is owned by the User with `uid`.
-fn owned_hash(secret: &Secret, uid: Option<&str>) -> Option<String> {
-    let uid = uid?;
-    let owned = secret
-        .owner_references()
-        .iter()
-        .any(|o| o.kind == "User" && o.uid == uid && o.api_version.starts_with(GROUP));
-    if !owned {
-        return None;
-    }
-    let bytes = secret.data.as_ref()?.get(HASH_KEY)?;
-    String::from_utf8(bytes.0.clone()).ok()
 }
 
 /// State of the User controller, shared by its reconciles and mappers.
@@ -312,7 +249,7 @@ async fn reconcile_inner(user: &User, ctl: &UserController, key: &Key) -> Result
     .await?;
 
     let old = user.status.clone().unwrap_or_default();
-    let password = password(ctl, &secrets, user).await?;
+    let (password, replaced) = password(ctl, &secrets, user).await?;
     if matches!(password, Password::None) && old.password_hash_secret.is_some() {
         delete_hash_secret(&secrets, user).await?;
     }
@@ -345,6 +282,11 @@ async fn reconcile_inner(user: &User, ctl: &UserController, key: &Key) -> Result
             Password::Hashed(secret) => Some(secret.clone()),
             Password::None | Password::Missing(_) => None,
         },
+        password_generation: None,
+    };
+    let next = UserStatus {
+        password_generation: password_generation(&old, &next, replaced),
+        ..next
     };
     if next != old {
         refs::apply_status(ctx, user, &next).await?;
@@ -378,14 +320,28 @@ async fn reconcile_inner(user: &User, ctl: &UserController, key: &Key) -> Result
     })
 }
 
-/// Reads the password and makes sure the hash Secret holds a hash of it.
+/// The token generation after this reconcile: it moves on when the password changed (a hash
+/// of another password replaced the previous one) or the user lost its password, so the
+/// facade refuses every token issued before. The first hash of a new user keeps it, so the
+/// tokens of its first login survive the status write that follows.
+fn password_generation(old: &UserStatus, next: &UserStatus, replaced: bool) -> Option<i64> {
+    let lost = old.password_hash_secret.is_some() && next.password_hash_secret.is_none();
+    if replaced || lost {
+        Some(old.password_generation.unwrap_or(0) + 1)
+    } else {
+        old.password_generation
+    }
+}
+
+/// Reads the password and makes sure the hash Secret holds a hash of it; true when a hash of
+/// another password was replaced.
 async fn password(
     ctl: &UserController,
     secrets: &Api<Secret>,
     user: &User,
-) -> Result<Password, Error> {
+) -> Result<(Password, bool), Error> {
     let Some(r) = &user.spec.password_secret_ref else {
-        return Ok(Password::None);
+        return Ok((Password::None, false));
     };
     let (ns, name) = key_of(user);
     let source = secrets.get_opt(&r.name).await.map_err(Error::kube(
@@ -393,7 +349,10 @@ async fn password(
         format!("{ns}/{}", r.name),
     ))?;
     let Some(source) = source else {
-        return Ok(Password::Missing(format!("Secret {} not found", r.name)));
+        return Ok((
+            Password::Missing(format!("Secret {} not found", r.name)),
+            false,
+        ));
     };
     let Some(password) = source
         .data
@@ -401,10 +360,10 @@ async fn password(
         .and_then(|d| d.get(&r.key))
         .map(|b: &ByteString| b.0.clone())
     else {
-        return Ok(Password::Missing(format!(
-            "Secret {} has no key {}",
-            r.name, r.key
-        )));
+        return Ok((
+            Password::Missing(format!("Secret {} has no key {}", r.name, r.key)),
+            false,
+        ));
     };
     let uid = user.uid().unwrap_or_default();
     let source_version = format!(
@@ -418,11 +377,12 @@ async fn password(
         "reading password hash Secret",
         format!("{ns}/{hash_name}"),
     ))?;
+    let mut replaced = false;
     if let Some(existing) = &existing
         && let Some(phc) = owned_hash(existing, Some(&uid))
     {
         if existing.annotations().get(SOURCE_ANNOTATION) == Some(&source_version) {
-            return Ok(Password::Hashed(hash_name));
+            return Ok((Password::Hashed(hash_name), false));
         }
         // The password Secret changed since the hash was checked: is it still the same password?
         let (pw, stored) = (password.clone(), phc.clone());
@@ -434,8 +394,9 @@ async fn password(
             })?;
         if matches {
             apply_hash_secret(secrets, user, &hash_name, &phc, &source_version).await?;
-            return Ok(Password::Hashed(hash_name));
+            return Ok((Password::Hashed(hash_name), false));
         }
+        replaced = true;
     }
     let phc = tokio::task::spawn_blocking(move || hash_password(&password))
         .await
@@ -457,7 +418,7 @@ async fn password(
     )
     .await;
     tracing::info!(secret = %hash_name, "password hashed");
-    Ok(Password::Hashed(hash_name))
+    Ok((Password::Hashed(hash_name), replaced))
 }
 
 async fn apply_hash_secret(
@@ -534,7 +495,6 @@ async fn delete_hash_secret(secrets: &Api<Secret>, user: &User) -> Result<(), Er
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
     #[test]
     fn hash_secret_names_fit() {
@@ -544,35 +504,5 @@ mod tests {
         assert!(n.len() <= 253, "{}", n.len());
         assert!(n.starts_with("panoptes-user-a") && n.ends_with("-hash"));
         assert_ne!(n, hash_secret_name(&format!("{}b", "a".repeat(252))));
-    }
-
-    #[test]
-    fn hashes_are_salted_argon2id_and_verify() {
-        let a = hash_password(b"correct horse").unwrap();
-        let b = hash_password(b"correct horse").unwrap();
-        assert!(a.starts_with("$argon2id$"));
-        assert_ne!(a, b, "salted");
-        assert!(!a.contains("correct horse"));
-        assert!(verify_hash(&a, b"correct horse"));
-        assert!(!verify_hash(&a, b"wrong"));
-        assert!(!verify_hash("not a hash", b"correct horse"));
-    }
-
-    #[test]
-    fn only_the_users_own_secret_counts() {
-        let mut s = Secret {
-            data: Some([(HASH_KEY.to_string(), ByteString(b"$argon2id$x".to_vec()))].into()),
-            ..Default::default()
-        };
-        assert_eq!(owned_hash(&s, Some("u1")), None);
-        s.metadata.owner_references = Some(vec![OwnerReference {
-            api_version: "panoptes.dev/v1alpha1".into(),
-            kind: "User".into(),
-            name: "alice".into(),
-            uid: "u1".into(),
-            ..Default::default()
-        }]);
-        assert_eq!(owned_hash(&s, Some("u1")).as_deref(), Some("$argon2id$x"));
-        assert_eq!(owned_hash(&s, Some("u2")), None);
     }
 }

@@ -4,3 +4,5 @@
 //! where they can be (table- and property-tested); the few that must touch the API server
 //! (claiming an id, reading a password hash) take the client as an argument and keep the
 //! decision itself in a pure function beside them.
+
+pub mod passwords;
