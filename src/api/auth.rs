@@ -315,33 +315,7 @@ impl Auth {
     /// everything left of the first untrusted hop is the client's own say). IPv6 clients
     /// count per /64, what one subscriber usually holds.
     pub fn client_addr(&self, peer: Option<IpAddr>, headers: &HeaderMap) -> Option<IpAddr> {
-        let trusted = |ip: &IpAddr| self.trusted_proxies.iter().any(|n| n.contains(ip));
-        let mut client = peer.map(|p| p.to_canonical())?;
-        if trusted(&client) {
-            let hops = headers
-                .get_all("x-forwarded-for")
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(|v| v.split(','))
-                .map(str::trim)
-                .collect::<Vec<_>>();
-            for hop in hops.into_iter().rev() {
-                let Ok(ip) = hop.parse::<IpAddr>().map(|ip| ip.to_canonical()) else {
-                    break;
-                };
-                client = ip;
-                if !trusted(&ip) {
-                    break;
-                }
-            }
-        }
-        Some(match client {
-            IpAddr::V6(v6) => {
-                let s = v6.segments();
-                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
-            }
-            v4 => v4,
-        })
+        client_addr(&self.trusted_proxies, peer, headers)
     }
 
     fn throttled(&self, key: &(String, IpAddr)) -> Option<u64> {
@@ -423,6 +397,41 @@ impl Auth {
         self.verify_waiting.fetch_sub(1, Ordering::SeqCst);
         Some(ok)
     }
+}
+
+/// See [`Auth::client_addr`].
+fn client_addr(
+    trusted_proxies: &[ipnet::IpNet],
+    peer: Option<IpAddr>,
+    headers: &HeaderMap,
+) -> Option<IpAddr> {
+    let trusted = |ip: &IpAddr| trusted_proxies.iter().any(|n| n.contains(ip));
+    let mut client = peer.map(|p| p.to_canonical())?;
+    if trusted(&client) {
+        let hops = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .collect::<Vec<_>>();
+        for hop in hops.into_iter().rev() {
+            let Ok(ip) = hop.parse::<IpAddr>().map(|ip| ip.to_canonical()) else {
+                break;
+            };
+            client = ip;
+            if !trusted(&ip) {
+                break;
+            }
+        }
+    }
+    Some(match client {
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+        v4 => v4,
+    })
 }
 
 /// The token generation of `user` (0 until its password first changes).
@@ -665,4 +674,67 @@ pub async fn require_admin(
     // The audit middleware sits outside this one and reads the caller from the response.
     resp.extensions_mut().insert(caller);
     Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(max_entries: usize, max_bytes: usize) -> FailureTable {
+        FailureTable {
+            max_entries,
+            max_bytes,
+            ..FailureTable::default()
+        }
+    }
+
+    #[test]
+    fn the_failure_table_stays_within_both_caps() {
+        let key = |i: u8| (format!("uid-{i}"), IpAddr::from([10, 0, 0, i]));
+        let size = FailureTable::entry_bytes(&key(1));
+        for (max_entries, max_bytes) in [(3, usize::MAX), (usize::MAX, 2 * size + 1)] {
+            let mut t = table(max_entries, max_bytes);
+            for i in 0..10 {
+                let k = key(i);
+                t.make_room(FailureTable::entry_bytes(&k));
+                t.bytes += FailureTable::entry_bytes(&k);
+                t.map.insert(
+                    k,
+                    Failures {
+                        count: 1,
+                        locked_until: None,
+                        last: Instant::now(),
+                    },
+                );
+                assert!(t.map.len() <= max_entries && t.bytes <= max_bytes);
+            }
+            assert!(t.map.contains_key(&key(9)), "the newest stays");
+        }
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let trusted: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            "1.1.1.1, 2.2.2.2, 10.1.1.1".parse().unwrap(),
+        );
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        // The rightmost hop that is not a proxy; what is left of it is the client's own say.
+        assert_eq!(client_addr(&trusted, ip("10.9.9.9"), &h), ip("2.2.2.2"));
+        assert_eq!(client_addr(&trusted, ip("8.8.8.8"), &h), ip("8.8.8.8"));
+        assert_eq!(client_addr(&[], ip("10.9.9.9"), &h), ip("10.9.9.9"));
+        h.insert("x-forwarded-for", "garbage, 10.1.1.1".parse().unwrap());
+        assert_eq!(client_addr(&trusted, ip("10.9.9.9"), &h), ip("10.1.1.1"));
+        // IPv6 per /64, IPv4-mapped addresses as IPv4.
+        assert_eq!(
+            client_addr(&[], ip("2001:db8:1:2:3:4:5:6"), &HeaderMap::new()),
+            ip("2001:db8:1:2::")
+        );
+        assert_eq!(
+            client_addr(&[], ip("::ffff:192.0.2.1"), &HeaderMap::new()),
+            ip("192.0.2.1")
+        );
+    }
 }

@@ -207,3 +207,41 @@ pub async fn record(State(state): State<ApiState>, req: Request, next: Next) -> 
     state.events.push(event);
     resp
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(ua: &str) -> Event {
+        Event {
+            event: "api_call".into(),
+            path: "/p".into(),
+            qs: None,
+            created_at: String::new(),
+            ip: None,
+            user_agent: Some(bounded(ua)),
+            originator: None,
+            operation_id: None,
+            user: Some("root".into()),
+            status: 200,
+            duration: 0,
+            request_id: String::new(),
+            utc_ms: 0,
+            event_id: 0,
+            trace_id: String::new(),
+            server: None,
+        }
+    }
+
+    #[test]
+    fn the_ring_stays_within_entries_and_bytes() {
+        let log = EventLog::new(5, 2_000, Gauge::default(), Gauge::default());
+        for i in 0..50 {
+            log.push(event(&"é".repeat(i * 100)));
+            let ring = log.ring.lock().unwrap();
+            assert!(ring.events.len() <= 5 && ring.bytes <= 2_000, "{i}");
+        }
+        assert!(log.entries_gauge.get() <= 5 && log.bytes_gauge.get() <= 2_000);
+        assert!(bounded(&"é".repeat(1000)).len() <= MAX_FIELD_BYTES + "…".len());
+    }
+}

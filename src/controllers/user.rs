@@ -249,9 +249,9 @@ async fn reconcile_inner(user: &User, ctl: &UserController, key: &Key) -> Result
     .await?;
 
     let old = user.status.clone().unwrap_or_default();
-    let (password, replaced) = password(ctl, &secrets, user).await?;
+    let (password, mut replaced) = password(ctl, &secrets, user).await?;
     if matches!(password, Password::None) && old.password_hash_secret.is_some() {
-        delete_hash_secret(&secrets, user).await?;
+        replaced |= delete_hash_secret(&secrets, user).await?;
     }
 
     let ready = match (&state, &password) {
@@ -285,7 +285,7 @@ async fn reconcile_inner(user: &User, ctl: &UserController, key: &Key) -> Result
         password_generation: None,
     };
     let next = UserStatus {
-        password_generation: password_generation(&old, &next, replaced),
+        password_generation: password_generation(&old, replaced),
         ..next
     };
     if next != old {
@@ -320,13 +320,13 @@ async fn reconcile_inner(user: &User, ctl: &UserController, key: &Key) -> Result
     })
 }
 
-/// The token generation after this reconcile: it moves on when the password changed (a hash
-/// of another password replaced the previous one) or the user lost its password, so the
-/// facade refuses every token issued before. The first hash of a new user keeps it, so the
-/// tokens of its first login survive the status write that follows.
-fn password_generation(old: &UserStatus, next: &UserStatus, replaced: bool) -> Option<i64> {
-    let lost = old.password_hash_secret.is_some() && next.password_hash_secret.is_none();
-    if replaced || lost {
+/// The token generation after this reconcile: it moves on when the user's hash was replaced
+/// by a hash of another password or deleted with its `passwordSecretRef`, so the facade
+/// refuses every token issued before. The first hash of a new user keeps it (the tokens of
+/// its first login survive the status write that follows), and so does a password Secret
+/// that is missing for a while (nobody can log in meanwhile; the hash stays).
+fn password_generation(old: &UserStatus, replaced: bool) -> Option<i64> {
+    if replaced {
         Some(old.password_generation.unwrap_or(0) + 1)
     } else {
         old.password_generation
@@ -465,18 +465,19 @@ async fn apply_hash_secret(
         ))
 }
 
-/// Deletes the hash Secret of `user` if it is this user's (owner reference uid).
-async fn delete_hash_secret(secrets: &Api<Secret>, user: &User) -> Result<(), Error> {
+/// Deletes the hash Secret of `user` if it is this user's (owner reference uid); true when
+/// there was one.
+async fn delete_hash_secret(secrets: &Api<Secret>, user: &User) -> Result<bool, Error> {
     let name = hash_secret_name(&user.name_any());
     let Some(secret) = secrets
         .get_opt(&name)
         .await
         .map_err(Error::kube("reading password hash Secret", name.clone()))?
     else {
-        return Ok(());
+        return Ok(false);
     };
     if owned_hash(&secret, user.uid().as_deref()).is_none() {
-        return Ok(());
+        return Ok(false);
     }
     let dp = DeleteParams {
         preconditions: Some(Preconditions {
@@ -486,8 +487,8 @@ async fn delete_hash_secret(secrets: &Api<Secret>, user: &User) -> Result<(), Er
         ..Default::default()
     };
     match secrets.delete(&name, &dp).await {
-        Ok(_) => Ok(()),
-        Err(e) if is_not_found(&e) => Ok(()),
+        Ok(_) => Ok(true),
+        Err(e) if is_not_found(&e) => Ok(false),
         Err(e) => Err(Error::kube("deleting password hash Secret", name)(e)),
     }
 }
@@ -495,6 +496,23 @@ async fn delete_hash_secret(secrets: &Api<Secret>, user: &User) -> Result<(), Er
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_token_generation_moves_only_when_a_password_is_replaced() {
+        let old = UserStatus::default();
+        assert_eq!(
+            password_generation(&old, false),
+            None,
+            "a first hash keeps it"
+        );
+        assert_eq!(password_generation(&old, true), Some(1));
+        let old = UserStatus {
+            password_generation: Some(4),
+            ..UserStatus::default()
+        };
+        assert_eq!(password_generation(&old, false), Some(4));
+        assert_eq!(password_generation(&old, true), Some(5));
+    }
 
     #[test]
     fn hash_secret_names_fit() {
