@@ -52,7 +52,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 
-use super::body::JsonBody;
+use super::body::parse_json;
 use super::error::ApiError;
 use super::metrics::ApiMetrics;
 use super::{ApiConfig, ApiState};
@@ -75,6 +75,9 @@ pub const FAILURES_MAX_BYTES: usize = 2 * 1024 * 1024;
 pub const VERIFY_SLOTS: usize = 2;
 /// Logins waiting for a verification slot before more get 503.
 pub const VERIFY_QUEUE: usize = 32;
+/// Largest `POST /login` body (the SDK sends `null`): the body is read before anyone is
+/// authenticated, so the 16 MiB of other routes would let anyone make the process buffer it.
+pub const MAX_LOGIN_BODY_BYTES: usize = 1024;
 
 /// Body of a successful `POST /login` (Watcher's `LoginInfo`).
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
@@ -312,8 +315,7 @@ impl Auth {
 
     /// The client a request comes from: the peer, or, when the peer is a trusted proxy, the
     /// rightmost `X-Forwarded-For` address that is not one (proxies append on the right, so
-    /// everything left of the first untrusted hop is the client's own say). IPv6 clients
-    /// count per /64, what one subscriber usually holds.
+    /// everything left of the first untrusted hop is the client's own say).
     pub fn client_addr(&self, peer: Option<IpAddr>, headers: &HeaderMap) -> Option<IpAddr> {
         client_addr(&self.trusted_proxies, peer, headers)
     }
@@ -425,13 +427,19 @@ fn client_addr(
             }
         }
     }
-    Some(match client {
+    Some(client)
+}
+
+/// The address a failed login is counted against: IPv6 clients per /64, what one subscriber
+/// usually holds (else one client would have 2^64 fresh tries).
+fn throttled_addr(client: IpAddr) -> IpAddr {
+    match client {
         IpAddr::V6(v6) => {
             let s = v6.segments();
             IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
         }
         v4 => v4,
-    })
+    }
 }
 
 /// The token generation of `user` (0 until its password first changes).
@@ -546,8 +554,19 @@ pub async fn login(
     State(state): State<ApiState>,
     headers: HeaderMap,
     extensions: Extensions,
-    _body: JsonBody,
+    body: axum::body::Body,
 ) -> Result<Response, ApiError> {
+    // Read before anyone is authenticated: only what a login body needs (it is ignored).
+    let bytes = axum::body::to_bytes(body, MAX_LOGIN_BODY_BYTES)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("a login body is at most {MAX_LOGIN_BODY_BYTES} bytes (send null)"),
+            )
+        })?;
+    parse_json(&bytes)?;
     let creds = credentials(&headers).ok_or_else(|| {
         ApiError::unauthorized(
             "send credentials as Authorization: Basic (or a refresh token as Bearer)",
@@ -579,7 +598,7 @@ pub async fn login(
             let client = state
                 .auth
                 .client_addr(peer, &headers)
-                .unwrap_or(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED));
+                .map_or(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED), throttled_addr);
             let user = user_by_login(&state, &login);
             // Only logins that exist are throttled and counted: an unknown login keeps no
             // state, so random logins cannot fill the table.
@@ -727,10 +746,10 @@ mod tests {
         assert_eq!(client_addr(&[], ip("10.9.9.9"), &h), ip("10.9.9.9"));
         h.insert("x-forwarded-for", "garbage, 10.1.1.1".parse().unwrap());
         assert_eq!(client_addr(&trusted, ip("10.9.9.9"), &h), ip("10.1.1.1"));
-        // IPv6 per /64, IPv4-mapped addresses as IPv4.
+        // IPv6 counted per /64, IPv4-mapped addresses as IPv4.
         assert_eq!(
-            client_addr(&[], ip("2001:db8:1:2:3:4:5:6"), &HeaderMap::new()),
-            ip("2001:db8:1:2::")
+            throttled_addr(ip("2001:db8:1:2:3:4:5:6").unwrap()),
+            ip("2001:db8:1:2::").unwrap()
         );
         assert_eq!(
             client_addr(&[], ip("::ffff:192.0.2.1"), &HeaderMap::new()),

@@ -168,10 +168,15 @@ pub async fn record(State(state): State<ApiState>, req: Request, next: Next) -> 
     let user_agent = header(req.headers(), "user-agent");
     let originator = header(req.headers(), "x-originator");
     let trace_id = header(req.headers(), "x-trace-id");
-    let ip = req
+    // The client as the login throttle sees it (X-Forwarded-For from trusted proxies only).
+    let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string());
+        .map(|c| c.0.ip());
+    let ip = state
+        .auth
+        .client_addr(peer, req.headers())
+        .map(|ip| ip.to_string());
     let resp = next.run(req).await;
     let operation_id = super::openapi::operation_id(&method, &path);
     state.metrics.observe(

@@ -325,7 +325,8 @@ async fn unauthenticated_requests_never_enter_the_audit() {
     );
 }
 
-/// Finding 21: headers too large for the facade are refused in the Watcher error envelope.
+/// Finding 21: headers too large for the facade are refused in the Watcher error envelope;
+/// and the class: a login body (read before authentication) is small.
 #[tokio::test]
 async fn oversized_headers_get_the_error_envelope() {
     let ns = TestNamespace::new("api-sec-bighead").await;
@@ -348,6 +349,18 @@ async fn oversized_headers_get_the_error_envelope() {
         let body: Value = resp.json().await.unwrap_or(Value::Null);
         assert_error(s, &body, 431);
     }
+    // The one body read before authentication is small too (the SDK sends `null`).
+    let resp = f
+        .http
+        .post(f.url("/login"))
+        .basic_auth("nobody", Some("x"))
+        .body(vec![b' '; 8 * 1024])
+        .send()
+        .await
+        .unwrap();
+    let s = resp.status();
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    assert_error(s, &body, 413);
 }
 
 /// Finding 9: a password change revokes the tokens issued before it, and refreshing never
