@@ -237,7 +237,7 @@ impl Auth {
                 max_bytes: config.limits.login_failures_max_bytes,
                 ..FailureTable::default()
             }),
-            passwords: Passwords::default(),
+            passwords: Passwords::with_decoy_reads(config.namespace.clone()),
             verify_slots: tokio::sync::Semaphore::new(VERIFY_SLOTS),
             verify_waiting: AtomicUsize::new(0),
             metrics: metrics.clone(),

@@ -12,7 +12,9 @@
 //! verification with the same parameters, against the User's hash when it has a usable one and
 //! against a process-wide dummy hash otherwise (unknown login, no password, a hash Secret that
 //! is missing, foreign or malformed). [`Passwords::verifications`] counts them, so tests can
-//! assert "one per path" without timing anything.
+//! assert "one per path" without timing anything. The facade's checks also make the same API
+//! round trip on every path (a read of a Secret that does not exist when there is no hash
+//! Secret to read).
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -88,13 +90,27 @@ pub async fn stored_hash(client: &Client, user: &User) -> Option<String> {
     }
 }
 
+/// Name read instead of a hash Secret when there is none to read (it never exists).
+const DECOY_SECRET: &str = "panoptes-login-decoy";
+
 /// Login checks with a count of the verifications they ran (one instance per facade).
 #[derive(Debug, Default)]
 pub struct Passwords {
     verifications: AtomicU64,
+    decoy_namespace: Option<String>,
 }
 
 impl Passwords {
+    /// Checks that, when there is no hash Secret to read, read a Secret that does not exist in
+    /// `namespace` instead, so the known and the unknown paths make the same API round trip
+    /// (a read only: an unknown login never writes anything).
+    pub fn with_decoy_reads(namespace: impl Into<String>) -> Self {
+        Self {
+            decoy_namespace: Some(namespace.into()),
+            ..Self::default()
+        }
+    }
+
     /// Argon2 verifications run so far.
     pub fn verifications(&self) -> u64 {
         self.verifications.load(Ordering::Relaxed)
@@ -103,9 +119,21 @@ impl Passwords {
     /// Whether `password` is the password of `user`. Runs exactly one verification whatever
     /// the outcome: against the dummy hash when `user` is None or has no usable hash.
     pub async fn check(&self, client: &Client, user: Option<&User>, password: &str) -> bool {
+        let named = user.is_some_and(|u| {
+            u.status
+                .as_ref()
+                .is_some_and(|s| s.password_hash_secret.is_some())
+        });
         let stored = match user {
-            Some(u) => stored_hash(client, u).await,
-            None => None,
+            Some(u) if named => stored_hash(client, u).await,
+            _ => {
+                if let Some(ns) = &self.decoy_namespace {
+                    let _ = Api::<Secret>::namespaced(client.clone(), ns)
+                        .get_opt(DECOY_SECRET)
+                        .await;
+                }
+                None
+            }
         };
         // A hash that does not parse would fail without the slow part: use the dummy instead.
         let stored = stored.filter(|phc| PasswordHash::new(phc).is_ok());
