@@ -10,7 +10,10 @@
 //! in the annotation `panoptes.dev/password-source` the uid and resourceVersion of the password
 //! Secret it was last checked against (metadata, nothing derived from the password), so an
 //! unchanged password Secret is not verified again, not even after an operator restart.
-//! Passwords and hashes are never logged, nor put in status or Events.
+//! Passwords and hashes are never logged, nor put in status or Events. When a hash of another
+//! password replaces the hash, the token generation moves on (annotation
+//! `panoptes.dev/token-generation` on the hash Secret, copied to `status.passwordGeneration`),
+//! and the facade refuses every token issued before; so does removing the password.
 //!
 //! The finalizer `panoptes.dev/cleanup` releases the id claim and deletes the hash Secret on
 //! deletion (its owner reference lets a cluster's garbage collector do the same; the explicit
@@ -50,6 +53,8 @@ const RECHECK: Duration = Duration::from_secs(30);
 /// Annotation on the hash Secret: `<uid>/<resourceVersion>` of the password Secret the hash was
 /// last checked against.
 pub const SOURCE_ANNOTATION: &str = "panoptes.dev/password-source";
+/// Annotation on the hash Secret: the token generation of the hash in it (see `password`).
+pub const GENERATION_ANNOTATION: &str = "panoptes.dev/token-generation";
 
 /// Name of the Secret holding the password hash of User `user`: `panoptes-user-<user>-hash`,
 /// shortened with a digest of the name when that would exceed 253 characters.
@@ -249,9 +254,16 @@ async fn reconcile_inner(user: &User, ctl: &UserController, key: &Key) -> Result
     .await?;
 
     let old = user.status.clone().unwrap_or_default();
-    let (password, mut replaced) = password(ctl, &secrets, user).await?;
+    let (password, mut token_generation) =
+        password(ctl, &secrets, user, old.password_generation).await?;
     if matches!(password, Password::None) && old.password_hash_secret.is_some() {
-        replaced |= delete_hash_secret(&secrets, user).await?;
+        delete_hash_secret(&secrets, user).await?;
+        // Removing the password revokes its tokens. Computed from the old status, so a
+        // failed status write repeats the same step rather than skipping it.
+        if old.password_hash_secret.as_deref() == Some(hash_secret_name(&user.name_any()).as_str())
+        {
+            token_generation = Some(old.password_generation.unwrap_or(0) + 1);
+        }
     }
 
     let ready = match (&state, &password) {
@@ -282,11 +294,7 @@ async fn reconcile_inner(user: &User, ctl: &UserController, key: &Key) -> Result
             Password::Hashed(secret) => Some(secret.clone()),
             Password::None | Password::Missing(_) => None,
         },
-        password_generation: None,
-    };
-    let next = UserStatus {
-        password_generation: password_generation(&old, replaced),
-        ..next
+        password_generation: token_generation,
     };
     if next != old {
         refs::apply_status(ctx, user, &next).await?;
@@ -320,28 +328,29 @@ async fn reconcile_inner(user: &User, ctl: &UserController, key: &Key) -> Result
     })
 }
 
-/// The token generation after this reconcile: it moves on when the user's hash was replaced
-/// by a hash of another password or deleted with its `passwordSecretRef`, so the facade
-/// refuses every token issued before. The first hash of a new user keeps it (the tokens of
-/// its first login survive the status write that follows), and so does a password Secret
-/// that is missing for a while (nobody can log in meanwhile; the hash stays).
-fn password_generation(old: &UserStatus, replaced: bool) -> Option<i64> {
-    if replaced {
-        Some(old.password_generation.unwrap_or(0) + 1)
-    } else {
-        old.password_generation
-    }
+/// The token generation recorded on a hash Secret.
+fn recorded_generation(secret: &Secret) -> Option<i64> {
+    secret
+        .annotations()
+        .get(GENERATION_ANNOTATION)?
+        .parse()
+        .ok()
 }
 
-/// Reads the password and makes sure the hash Secret holds a hash of it; true when a hash of
-/// another password was replaced.
+/// Reads the password and makes sure the hash Secret holds a hash of it. Also returns the
+/// token generation (`current`: the one in status): it moves on when a hash of another
+/// password replaces the user's hash, so the facade refuses every token issued before. It is
+/// recorded on the hash Secret with the new hash, so a status write that fails afterwards
+/// cannot lose it. A first hash keeps it (the tokens of the first login survive the status
+/// write that follows), and so does a password Secret missing for a while.
 async fn password(
     ctl: &UserController,
     secrets: &Api<Secret>,
     user: &User,
-) -> Result<(Password, bool), Error> {
+    current: Option<i64>,
+) -> Result<(Password, Option<i64>), Error> {
     let Some(r) = &user.spec.password_secret_ref else {
-        return Ok((Password::None, false));
+        return Ok((Password::None, current));
     };
     let (ns, name) = key_of(user);
     let source = secrets.get_opt(&r.name).await.map_err(Error::kube(
@@ -351,7 +360,7 @@ async fn password(
     let Some(source) = source else {
         return Ok((
             Password::Missing(format!("Secret {} not found", r.name)),
-            false,
+            current,
         ));
     };
     let Some(password) = source
@@ -362,7 +371,7 @@ async fn password(
     else {
         return Ok((
             Password::Missing(format!("Secret {} has no key {}", r.name, r.key)),
-            false,
+            current,
         ));
     };
     let uid = user.uid().unwrap_or_default();
@@ -377,12 +386,13 @@ async fn password(
         "reading password hash Secret",
         format!("{ns}/{hash_name}"),
     ))?;
-    let mut replaced = false;
+    let mut generation = current;
     if let Some(existing) = &existing
         && let Some(phc) = owned_hash(existing, Some(&uid))
     {
+        generation = generation.max(recorded_generation(existing));
         if existing.annotations().get(SOURCE_ANNOTATION) == Some(&source_version) {
-            return Ok((Password::Hashed(hash_name), false));
+            return Ok((Password::Hashed(hash_name), generation));
         }
         // The password Secret changed since the hash was checked: is it still the same password?
         let (pw, stored) = (password.clone(), phc.clone());
@@ -393,10 +403,10 @@ async fn password(
                 reason: e.to_string(),
             })?;
         if matches {
-            apply_hash_secret(secrets, user, &hash_name, &phc, &source_version).await?;
-            return Ok((Password::Hashed(hash_name), false));
+            apply_hash_secret(secrets, user, &hash_name, &phc, &source_version, generation).await?;
+            return Ok((Password::Hashed(hash_name), generation));
         }
-        replaced = true;
+        generation = Some(generation.unwrap_or(0) + 1);
     }
     let phc = tokio::task::spawn_blocking(move || hash_password(&password))
         .await
@@ -408,7 +418,7 @@ async fn password(
             user: who.clone(),
             reason,
         })?;
-    apply_hash_secret(secrets, user, &hash_name, &phc, &source_version).await?;
+    apply_hash_secret(secrets, user, &hash_name, &phc, &source_version, generation).await?;
     refs::publish(
         &ctl.ctx,
         user,
@@ -418,7 +428,7 @@ async fn password(
     )
     .await;
     tracing::info!(secret = %hash_name, "password hashed");
-    Ok((Password::Hashed(hash_name), replaced))
+    Ok((Password::Hashed(hash_name), generation))
 }
 
 async fn apply_hash_secret(
@@ -427,9 +437,14 @@ async fn apply_hash_secret(
     name: &str,
     phc: &str,
     source_version: &str,
+    generation: Option<i64>,
 ) -> Result<Secret, Error> {
     use base64::Engine;
     let (ns, user_name) = key_of(user);
+    let mut annotations = serde_json::json!({ SOURCE_ANNOTATION: source_version });
+    if let Some(g) = generation {
+        annotations[GENERATION_ANNOTATION] = serde_json::json!(g.to_string());
+    }
     let body = serde_json::json!({
         "apiVersion": "v1",
         "kind": "Secret",
@@ -440,7 +455,7 @@ async fn apply_hash_secret(
                 "app.kubernetes.io/managed-by": "panoptes",
                 "app.kubernetes.io/component": "user-password-hash",
             },
-            "annotations": { SOURCE_ANNOTATION: source_version },
+            "annotations": annotations,
             "ownerReferences": [{
                 "apiVersion": User::api_version(&()),
                 "kind": User::kind(&()),
@@ -465,19 +480,18 @@ async fn apply_hash_secret(
         ))
 }
 
-/// Deletes the hash Secret of `user` if it is this user's (owner reference uid); true when
-/// there was one.
-async fn delete_hash_secret(secrets: &Api<Secret>, user: &User) -> Result<bool, Error> {
+/// Deletes the hash Secret of `user` if it is this user's (owner reference uid).
+async fn delete_hash_secret(secrets: &Api<Secret>, user: &User) -> Result<(), Error> {
     let name = hash_secret_name(&user.name_any());
     let Some(secret) = secrets
         .get_opt(&name)
         .await
         .map_err(Error::kube("reading password hash Secret", name.clone()))?
     else {
-        return Ok(false);
+        return Ok(());
     };
     if owned_hash(&secret, user.uid().as_deref()).is_none() {
-        return Ok(false);
+        return Ok(());
     }
     let dp = DeleteParams {
         preconditions: Some(Preconditions {
@@ -487,8 +501,8 @@ async fn delete_hash_secret(secrets: &Api<Secret>, user: &User) -> Result<bool, 
         ..Default::default()
     };
     match secrets.delete(&name, &dp).await {
-        Ok(_) => Ok(true),
-        Err(e) if is_not_found(&e) => Ok(false),
+        Ok(_) => Ok(()),
+        Err(e) if is_not_found(&e) => Ok(()),
         Err(e) => Err(Error::kube("deleting password hash Secret", name)(e)),
     }
 }
@@ -498,20 +512,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_token_generation_moves_only_when_a_password_is_replaced() {
-        let old = UserStatus::default();
-        assert_eq!(
-            password_generation(&old, false),
-            None,
-            "a first hash keeps it"
+    fn the_generation_recorded_on_a_hash_secret() {
+        let mut s = Secret::default();
+        assert_eq!(recorded_generation(&s), None);
+        s.metadata.annotations =
+            Some([(GENERATION_ANNOTATION.to_string(), "7".to_string())].into());
+        assert_eq!(recorded_generation(&s), Some(7));
+        assert!(
+            Some(7) > None,
+            "Option::max keeps a recorded generation over none"
         );
-        assert_eq!(password_generation(&old, true), Some(1));
-        let old = UserStatus {
-            password_generation: Some(4),
-            ..UserStatus::default()
-        };
-        assert_eq!(password_generation(&old, false), Some(4));
-        assert_eq!(password_generation(&old, true), Some(5));
     }
 
     #[test]
