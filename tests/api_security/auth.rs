@@ -462,11 +462,13 @@ async fn unauthenticated_floods_stay_within_the_store_caps() {
     let api = format!("127.0.0.1:{}", free_port());
     let log = std::env::temp_dir().join(format!("panoptes-{}.log", ns.name));
     let out = std::fs::File::create(&log).unwrap();
+    // Small enough that the flood hits each: 200 audited calls against 50 entries, 100
+    // failing (login, address) pairs against 4 KiB.
     let caps = [
-        ("--audit-max-entries", 200u64),
+        ("--audit-max-entries", 50u64),
         ("--audit-max-bytes", 128 * 1024),
         ("--login-failures-max-entries", 200),
-        ("--login-failures-max-bytes", 64 * 1024),
+        ("--login-failures-max-bytes", 4096),
     ];
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_panoptes"));
     cmd.args([
@@ -592,18 +594,20 @@ async fn unauthenticated_floods_stay_within_the_store_caps() {
             .unwrap_or_else(|| panic!("gauge {name} in /metrics"))
     };
     for (name, cap) in [
-        ("panoptes_api_audit_entries", 200.0),
+        ("panoptes_api_audit_entries", 50.0),
         ("panoptes_api_audit_bytes", 128.0 * 1024.0),
         ("panoptes_api_login_failures_entries", 200.0),
-        ("panoptes_api_login_failures_bytes", 64.0 * 1024.0),
+        ("panoptes_api_login_failures_bytes", 4096.0),
     ] {
         let v = gauge(name);
         assert!(v <= cap, "{name} = {v} > cap {cap}");
     }
+    // Both caps were reached, not just respected by a quiet store.
+    assert_eq!(gauge("panoptes_api_audit_entries"), 50.0, "audit full");
+    let failures = gauge("panoptes_api_login_failures_entries");
     assert!(
-        gauge("panoptes_api_audit_entries") > 0.0
-            && gauge("panoptes_api_login_failures_entries") > 0.0,
-        "the stores were exercised"
+        failures > 0.0 && failures < 100.0,
+        "the byte cap bounds the 100 failing pairs: {failures}"
     );
     assert!(
         growth <= 32 * 1024 * 1024,
