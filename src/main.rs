@@ -21,6 +21,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once at start-up: the size of the `run` variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Print every CustomResourceDefinition as YAML (what `crds/` holds).
@@ -83,6 +85,8 @@ enum Command {
         /// installation set this on exactly one shard.
         #[arg(long, env = "PANOPTES_SHARED_CONTROLLERS", default_value_t = true, action = clap::ArgAction::Set)]
         shared_controllers: bool,
+        #[command(flatten)]
+        facade: panoptes::run::FacadeFlags,
     },
 }
 
@@ -129,6 +133,7 @@ async fn main() -> ExitCode {
             delete_grace_seconds,
             shard,
             shared_controllers,
+            facade,
         } => {
             init_logging(log_format, "info,kube=warn");
             let api_namespace = api_namespace
@@ -154,6 +159,7 @@ async fn main() -> ExitCode {
                 },
                 shard: shard.map_or_else(Shard::all, Shard::named),
                 shared_controllers,
+                facade,
             })
             .await
             {

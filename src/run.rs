@@ -40,6 +40,49 @@ pub struct RunConfig {
     /// Run the Preset, Organization and User controllers. They are not sharded: in a sharded
     /// installation exactly one shard runs them.
     pub shared_controllers: bool,
+    /// The facade's trusted proxies and caps.
+    pub facade: FacadeFlags,
+}
+
+/// Flags of the facade's exposure to unauthenticated clients: who may speak for a client
+/// address, and how much any request can make the process keep.
+#[derive(Clone, Debug, clap::Args)]
+pub struct FacadeFlags {
+    /// Peers (CIDRs, comma-separated) whose X-Forwarded-For names the client for the login
+    /// throttle: the ingress or load balancer in front of the facade. Default: none (the
+    /// client is the peer address).
+    #[arg(long, env = "PANOPTES_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Events kept in the facade's audit ring (GET /events).
+    #[arg(long, env = "PANOPTES_AUDIT_MAX_ENTRIES", default_value_t = crate::api::events::CAPACITY)]
+    pub audit_max_entries: usize,
+    /// Bytes of the events kept in the facade's audit ring.
+    #[arg(long, env = "PANOPTES_AUDIT_MAX_BYTES", default_value_t = crate::api::events::MAX_BYTES)]
+    pub audit_max_bytes: usize,
+    /// Entries of the failed-login table (login and client address pairs).
+    #[arg(long, env = "PANOPTES_LOGIN_FAILURES_MAX_ENTRIES", default_value_t = crate::api::auth::FAILURES_MAX_ENTRIES)]
+    pub login_failures_max_entries: usize,
+    /// Bytes of the failed-login table.
+    #[arg(long, env = "PANOPTES_LOGIN_FAILURES_MAX_BYTES", default_value_t = crate::api::auth::FAILURES_MAX_BYTES)]
+    pub login_failures_max_bytes: usize,
+    /// Bytes of a request's headers the facade accepts (larger: 431 in the error envelope).
+    #[arg(long, env = "PANOPTES_MAX_HEADER_BYTES", default_value_t = crate::api::MAX_HEADER_BYTES)]
+    pub max_header_bytes: usize,
+}
+
+impl FacadeFlags {
+    /// `config` with these flags applied.
+    pub fn apply(&self, mut config: crate::api::ApiConfig) -> crate::api::ApiConfig {
+        config.trusted_proxies = self.trusted_proxies.clone();
+        config.limits = crate::api::Limits {
+            audit_max_entries: self.audit_max_entries,
+            audit_max_bytes: self.audit_max_bytes,
+            login_failures_max_entries: self.login_failures_max_entries,
+            login_failures_max_bytes: self.login_failures_max_bytes,
+            max_header_bytes: self.max_header_bytes,
+        };
+        config
+    }
 }
 
 /// Errors that stop `panoptes run`.
@@ -163,7 +206,7 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
             stores.clone(),
             ctx.live.clone(),
             ctx.nodes.clone(),
-            api_config,
+            config.facade.apply(api_config),
         )
         .await
         .map_err(RunError::Api)?;

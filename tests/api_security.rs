@@ -13,6 +13,9 @@ mod support;
 #[path = "api_security/tenancy.rs"]
 mod tenancy;
 
+#[path = "api_security/auth.rs"]
+mod auth;
+
 use api_support::{Facade, assert_error};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

@@ -1,11 +1,18 @@
 //! Authentication: `POST /login` and the Bearer check of every other route.
 //!
 //! - `POST /login` takes `Authorization: Basic login:password` (the body may be empty or
-//!   JSON `null`, as the SDK sends it), checks the password against the User's argon2 hash
-//!   (`controllers::user::verify_password`), and returns a short-lived access JWT plus a
-//!   refresh token. The refresh token is a JWT too (type `refresh`, longer lifetime), so
-//!   every replica accepts it without shared state; `POST /login` with
-//!   `Authorization: Bearer <refresh_token>` returns a new pair.
+//!   JSON `null`, as the SDK sends it), checks the password with the domain's password store
+//!   ([`crate::domain::passwords`]: one argon2 verification on every path, against a dummy
+//!   hash for an unknown login, so timing tells nothing), and returns a short-lived access JWT
+//!   plus a refresh token. The refresh token is a JWT too (type `refresh`), so every replica
+//!   accepts it without shared state; `POST /login` with `Authorization: Bearer
+//!   <refresh_token>` returns a new pair.
+//! - Refreshing never extends the session: every token carries the time of the password login
+//!   it descends from (`auth_time`), and no token of that chain outlives `auth_time` + the
+//!   refresh lifetime (24 h by default). Then the user logs in again.
+//! - Every token carries the User's token generation (`gen`, `status.passwordGeneration`,
+//!   which the User controller moves on when the password changes or is removed): a token of
+//!   an earlier generation is refused, on every replica and after restarts.
 //! - Tokens are HS256-signed with the key in Secret `panoptes-jwt` (key `signing-key`) in the
 //!   system namespace, created with 32 random bytes when absent. Rotation: put the new key in
 //!   `signing-key` and the old one in `previous-signing-key`; the facade re-reads the Secret
@@ -13,16 +20,25 @@
 //! - Every protected request needs an access token of a User that still exists (looked up in
 //!   the store by uid: deleting or disabling a user revokes its tokens at once), is not
 //!   disabled, and has `accessLevel: admin`; others get 403.
-//! - Failed logins are counted per login name: after `max_failed_logins` failures in a row,
-//!   that login is refused (429, `Retry-After`) for the system setting
-//!   `watcher_brute_force_timeout` seconds. Other logins are unaffected.
+//! - Failed logins are counted per existing login and client address (the peer, or the
+//!   `X-Forwarded-For` client when the peer is a `--trusted-proxies` proxy; IPv6 clients per
+//!   /64): after `max_failed_logins` failures in a row, that login is refused (429,
+//!   `Retry-After`) to that address for the system setting `watcher_brute_force_timeout`
+//!   seconds. Others, the same login from elsewhere included, are unaffected. Unknown logins
+//!   keep no state at all. The table is capped by entries and bytes (the least recently
+//!   failed pair goes first) and is per replica (lost on restart).
+//! - At most [`VERIFY_SLOTS`] verifications run at once (argon2 takes ~19 MiB and a core
+//!   each) and at most [`VERIFY_QUEUE`] wait: more logins at once get 503 with `Retry-After`,
+//!   so a login flood bounds memory and CPU instead of exhausting them.
 
 use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{Extensions, HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
@@ -36,9 +52,11 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 
-use super::body::JsonBody;
+use super::body::parse_json;
 use super::error::ApiError;
+use super::metrics::ApiMetrics;
 use super::{ApiConfig, ApiState};
+use crate::domain::passwords::Passwords;
 use crate::domain::tenancy::{LoginHolder, login_holder};
 use crate::resources::User;
 use crate::resources::user::AccessLevel;
@@ -50,6 +68,17 @@ pub const KEY_FIELD: &str = "signing-key";
 /// Key of the previous signing key (still accepted) in [`KEY_SECRET`].
 pub const PREVIOUS_KEY_FIELD: &str = "previous-signing-key";
 const KEY_REFRESH: Duration = Duration::from_secs(30);
+/// Default cap on the entries of the failed-login table.
+pub const FAILURES_MAX_ENTRIES: usize = 10_000;
+/// Default cap on the bytes of the failed-login table.
+pub const FAILURES_MAX_BYTES: usize = 2 * 1024 * 1024;
+/// Password verifications running at once.
+pub const VERIFY_SLOTS: usize = 2;
+/// Logins waiting for a verification slot before more get 503.
+pub const VERIFY_QUEUE: usize = 32;
+/// Largest `POST /login` body (the SDK sends `null`): the body is read before anyone is
+/// authenticated, so the 16 MiB of other routes would let anyone make the process buffer it.
+pub const MAX_LOGIN_BODY_BYTES: usize = 1024;
 
 /// Body of a successful `POST /login` (Watcher's `LoginInfo`).
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
@@ -75,6 +104,13 @@ pub struct Claims {
     pub iat: i64,
     /// Expiry (UTC seconds).
     pub exp: i64,
+    /// Time of the password login this token descends from (UTC seconds); absent in tokens
+    /// of older versions, which count from `iat`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<i64>,
+    /// The User's token generation when the chain began (`status.passwordGeneration`).
+    #[serde(default)]
+    pub generation: i64,
 }
 
 /// The authenticated caller of a request (in request extensions).
@@ -93,17 +129,71 @@ struct Keys {
 /// Token keys and the login throttle.
 pub struct Auth {
     keys: Arc<RwLock<Keys>>,
-    failures: Mutex<HashMap<String, Failures>>,
+    failures: Mutex<FailureTable>,
+    passwords: Passwords,
+    verify_slots: tokio::sync::Semaphore,
+    verify_waiting: AtomicUsize,
+    metrics: ApiMetrics,
     access_ttl: Duration,
     refresh_ttl: Duration,
     max_failed: u32,
+    trusted_proxies: Vec<ipnet::IpNet>,
     server_id: String,
 }
 
+/// Failed logins by (User uid, client address): only logins that exist get an entry, so the
+/// key is small and of bounded size whatever the attacker sends.
 #[derive(Default)]
+struct FailureTable {
+    map: HashMap<(String, IpAddr), Failures>,
+    bytes: usize,
+    max_entries: usize,
+    max_bytes: usize,
+}
+
 struct Failures {
     count: u32,
     locked_until: Option<Instant>,
+    last: Instant,
+}
+
+impl FailureTable {
+    fn entry_bytes(key: &(String, IpAddr)) -> usize {
+        key.0.len() + std::mem::size_of::<((String, IpAddr), Failures)>()
+    }
+
+    fn remove(&mut self, key: &(String, IpAddr)) {
+        if self.map.remove(key).is_some() {
+            self.bytes -= Self::entry_bytes(key);
+        }
+    }
+
+    /// Makes room for one more entry of `size` bytes: expired locks first, then the pairs that
+    /// failed least recently (a full table forgets old failures rather than growing).
+    fn make_room(&mut self, size: usize) {
+        let over = |t: &Self| t.map.len() + 1 > t.max_entries || t.bytes + size > t.max_bytes;
+        if !over(self) {
+            return;
+        }
+        let now = Instant::now();
+        let before = self.map.len();
+        self.map
+            .retain(|_, f| f.locked_until.is_none_or(|until| until > now));
+        if self.map.len() != before {
+            self.bytes = self.map.keys().map(Self::entry_bytes).sum();
+        }
+        while over(self) {
+            let Some(oldest) = self
+                .map
+                .iter()
+                .min_by_key(|(_, f)| f.last)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            self.remove(&oldest);
+        }
+    }
 }
 
 impl Auth {
@@ -111,6 +201,7 @@ impl Auth {
     pub async fn load(
         client: &Client,
         config: &ApiConfig,
+        metrics: &ApiMetrics,
         tasks: &mut JoinSet<()>,
     ) -> Result<Self, kube::Error> {
         let api: Api<Secret> = Api::namespaced(client.clone(), &config.system_namespace);
@@ -138,12 +229,23 @@ impl Auth {
                 }
             }
         });
+        // The first unknown login must not pay for making the dummy hash (a timing tell).
+        Passwords::warm_up().await;
         Ok(Self {
             keys,
-            failures: Mutex::new(HashMap::new()),
+            failures: Mutex::new(FailureTable {
+                max_entries: config.limits.login_failures_max_entries,
+                max_bytes: config.limits.login_failures_max_bytes,
+                ..FailureTable::default()
+            }),
+            passwords: Passwords::with_decoy_reads(config.namespace.clone()),
+            verify_slots: tokio::sync::Semaphore::new(VERIFY_SLOTS),
+            verify_waiting: AtomicUsize::new(0),
+            metrics: metrics.clone(),
             access_ttl: config.access_ttl,
             refresh_ttl: config.refresh_ttl,
             max_failed: config.max_failed_logins.max(1),
+            trusted_proxies: config.trusted_proxies.clone(),
             server_id,
         })
     }
@@ -153,19 +255,25 @@ impl Auth {
         &self.server_id
     }
 
+    /// Password verifications run by this facade's logins so far.
+    pub fn password_verifications(&self) -> u64 {
+        self.passwords.verifications()
+    }
+
     fn keys(&self) -> Keys {
         self.keys.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    fn issue(&self, user: &User, typ: &str, ttl: Duration) -> Result<String, ApiError> {
-        let now = chrono::Utc::now().timestamp();
+    fn issue(&self, user: &User, typ: &str, exp: i64, auth_time: i64) -> Result<String, ApiError> {
         let claims = Claims {
             sub: crate::state::key(user),
             uid: user.uid().unwrap_or_default(),
             name: user.spec.name.clone(),
             typ: typ.to_string(),
-            iat: now,
-            exp: now + ttl.as_secs() as i64,
+            iat: chrono::Utc::now().timestamp(),
+            exp,
+            auth_time: Some(auth_time),
+            generation: generation(user),
         };
         jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
@@ -192,48 +300,155 @@ impl Auth {
         None
     }
 
-    fn pair(&self, user: &User) -> Result<LoginInfo, ApiError> {
+    /// A token pair of the chain that began with a password login at `auth_time`: nothing in
+    /// it outlives `auth_time` + the refresh lifetime, however often it is refreshed.
+    fn pair(&self, user: &User, auth_time: i64) -> Result<LoginInfo, ApiError> {
+        let now = chrono::Utc::now().timestamp();
+        let chain_end = auth_time.saturating_add(self.refresh_ttl.as_secs() as i64);
+        let access_end = now
+            .saturating_add(self.access_ttl.as_secs() as i64)
+            .min(chain_end);
         Ok(LoginInfo {
-            access_token: self.issue(user, "access", self.access_ttl)?,
-            refresh_token: self.issue(user, "refresh", self.refresh_ttl)?,
+            access_token: self.issue(user, "access", access_end, auth_time)?,
+            refresh_token: self.issue(user, "refresh", chain_end, auth_time)?,
         })
     }
 
-    fn throttled(&self, login: &str) -> Option<u64> {
-        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let f = map.get_mut(login)?;
+    /// The client a request comes from: the peer, or, when the peer is a trusted proxy, the
+    /// rightmost `X-Forwarded-For` address that is not one (proxies append on the right, so
+    /// everything left of the first untrusted hop is the client's own say).
+    pub fn client_addr(&self, peer: Option<IpAddr>, headers: &HeaderMap) -> Option<IpAddr> {
+        client_addr(&self.trusted_proxies, peer, headers)
+    }
+
+    fn throttled(&self, key: &(String, IpAddr)) -> Option<u64> {
+        let mut table = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let f = table.map.get(key)?;
         match f.locked_until {
             Some(until) if until > Instant::now() => {
                 Some((until - Instant::now()).as_secs().max(1))
             }
             Some(_) => {
-                map.remove(login);
+                table.remove(key);
+                self.report(&table);
                 None
             }
             None => None,
         }
     }
 
-    fn failed(&self, login: &str, lockout: Duration) {
-        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        // Bound the table: a flood of random login names must not grow it forever.
-        if map.len() > 100_000 {
-            map.retain(|_, f| f.locked_until.is_some());
+    fn failed(&self, key: (String, IpAddr), lockout: Duration) {
+        let mut table = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        if !table.map.contains_key(&key) {
+            let size = FailureTable::entry_bytes(&key);
+            table.make_room(size);
+            if table.map.len() >= table.max_entries || table.bytes + size > table.max_bytes {
+                // A cap of (nearly) zero: keep nothing rather than exceed it.
+                return;
+            }
+            table.bytes += size;
+            table.map.insert(
+                key.clone(),
+                Failures {
+                    count: 0,
+                    locked_until: None,
+                    last: now,
+                },
+            );
         }
-        let f = map.entry(login.to_string()).or_default();
-        f.count += 1;
-        if f.count >= self.max_failed {
-            f.count = 0;
-            f.locked_until = Some(Instant::now() + lockout);
+        if let Some(f) = table.map.get_mut(&key) {
+            f.count += 1;
+            f.last = now;
+            if f.count >= self.max_failed {
+                f.count = 0;
+                f.locked_until = Some(now + lockout);
+            }
         }
+        self.report(&table);
     }
 
-    fn succeeded(&self, login: &str) {
-        self.failures
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(login);
+    fn succeeded(&self, key: &(String, IpAddr)) {
+        let mut table = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        table.remove(key);
+        self.report(&table);
     }
+
+    fn report(&self, table: &FailureTable) {
+        self.metrics
+            .login_failures_entries
+            .set(table.map.len() as i64);
+        self.metrics.login_failures_bytes.set(table.bytes as i64);
+    }
+
+    /// Checks `password` for `user` (None: unknown login) with exactly one verification, at
+    /// most [`VERIFY_SLOTS`] at once; None when too many logins already wait.
+    async fn check_password(
+        &self,
+        client: &Client,
+        user: Option<&User>,
+        password: &str,
+    ) -> Option<bool> {
+        if self.verify_waiting.fetch_add(1, Ordering::SeqCst) >= VERIFY_QUEUE + VERIFY_SLOTS {
+            self.verify_waiting.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        let permit = self.verify_slots.acquire().await;
+        self.metrics.password_verifications.inc();
+        let ok = self.passwords.check(client, user, password).await;
+        drop(permit);
+        self.verify_waiting.fetch_sub(1, Ordering::SeqCst);
+        Some(ok)
+    }
+}
+
+/// See [`Auth::client_addr`].
+fn client_addr(
+    trusted_proxies: &[ipnet::IpNet],
+    peer: Option<IpAddr>,
+    headers: &HeaderMap,
+) -> Option<IpAddr> {
+    let trusted = |ip: &IpAddr| trusted_proxies.iter().any(|n| n.contains(ip));
+    let mut client = peer.map(|p| p.to_canonical())?;
+    if trusted(&client) {
+        let hops = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .collect::<Vec<_>>();
+        for hop in hops.into_iter().rev() {
+            let Ok(ip) = hop.parse::<IpAddr>().map(|ip| ip.to_canonical()) else {
+                break;
+            };
+            client = ip;
+            if !trusted(&ip) {
+                break;
+            }
+        }
+    }
+    Some(client)
+}
+
+/// The address a failed login is counted against: IPv6 clients per /64, what one subscriber
+/// usually holds (else one client would have 2^64 fresh tries).
+fn throttled_addr(client: IpAddr) -> IpAddr {
+    match client {
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+        v4 => v4,
+    }
+}
+
+/// The token generation of `user` (0 until its password first changes).
+fn generation(user: &User) -> i64 {
+    user.status
+        .as_ref()
+        .and_then(|s| s.password_generation)
+        .unwrap_or(0)
 }
 
 async fn ensure_keys(api: &Api<Secret>) -> Result<Keys, kube::Error> {
@@ -356,8 +571,20 @@ fn user_by_uid(state: &ApiState, uid: &str) -> Option<Arc<User>> {
 pub async fn login(
     State(state): State<ApiState>,
     headers: HeaderMap,
-    _body: JsonBody,
+    extensions: Extensions,
+    body: axum::body::Body,
 ) -> Result<Response, ApiError> {
+    // Read before anyone is authenticated: only what a login body needs (it is ignored).
+    let bytes = axum::body::to_bytes(body, MAX_LOGIN_BODY_BYTES)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("a login body is at most {MAX_LOGIN_BODY_BYTES} bytes (send null)"),
+            )
+        })?;
+    parse_json(&bytes)?;
     let creds = credentials(&headers).ok_or_else(|| {
         ApiError::unauthorized(
             "send credentials as Authorization: Basic (or a refresh token as Bearer)",
@@ -371,13 +598,32 @@ pub async fn login(
                 .ok_or_else(|| ApiError::unauthorized("invalid or expired refresh token"))?;
             let user = user_by_uid(&state, &claims.uid)
                 .ok_or_else(|| ApiError::unauthorized("the user no longer exists"))?;
+            if claims.generation != generation(&user) {
+                return Err(ApiError::unauthorized(
+                    "the password changed since this token was issued; log in again",
+                ));
+            }
             if user.spec.disabled.unwrap_or(false) {
                 return Err(ApiError::forbidden("the user is disabled"));
             }
-            Ok(axum::Json(state.auth.pair(&user)?).into_response())
+            let auth_time = claims.auth_time.unwrap_or(claims.iat);
+            logged_in(&state, &user, auth_time)
         }
         Credentials::Basic(login, password) => {
-            if let Some(secs) = state.auth.throttled(&login) {
+            let peer = extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip());
+            let client = state
+                .auth
+                .client_addr(peer, &headers)
+                .map_or(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED), throttled_addr);
+            let user = user_by_login(&state, &login);
+            // Only logins that exist are throttled and counted: an unknown login keeps no
+            // state, so random logins cannot fill the table.
+            let key = user.as_ref().map(|u| (u.uid().unwrap_or_default(), client));
+            if let Some(key) = &key
+                && let Some(secs) = state.auth.throttled(key)
+            {
                 let mut e = ApiError::new(
                     StatusCode::TOO_MANY_REQUESTS,
                     "too_many_failed_logins",
@@ -386,25 +632,42 @@ pub async fn login(
                 e.retry_after = Some(secs);
                 return Err(e);
             }
-            let user = user_by_login(&state, &login);
-            let ok = match &user {
-                Some(u) => {
-                    crate::controllers::user::verify_password(&state.client, u, &password).await
-                }
-                None => false,
+            let Some(ok) = state
+                .auth
+                .check_password(&state.client, user.as_deref(), &password)
+                .await
+            else {
+                let mut e = ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "busy",
+                    "too many logins in progress; try again shortly",
+                );
+                e.retry_after = Some(1);
+                return Err(e);
             };
-            let Some(user) = user.filter(|_| ok) else {
-                let lockout = Duration::from_secs(state.settings.brute_force_timeout());
-                state.auth.failed(&login, lockout);
+            let (Some(user), Some(key), true) = (user, key.clone(), ok) else {
+                if let Some(key) = key {
+                    let lockout = Duration::from_secs(state.settings.brute_force_timeout());
+                    state.auth.failed(key, lockout);
+                }
                 return Err(ApiError::unauthorized("invalid login or password"));
             };
-            state.auth.succeeded(&login);
+            state.auth.succeeded(&key);
             if user.spec.disabled.unwrap_or(false) {
                 return Err(ApiError::forbidden("the user is disabled"));
             }
-            Ok(axum::Json(state.auth.pair(&user)?).into_response())
+            logged_in(&state, &user, chrono::Utc::now().timestamp())
         }
     }
+}
+
+/// A new token pair, with the caller recorded for the audit trail.
+fn logged_in(state: &ApiState, user: &User, auth_time: i64) -> Result<Response, ApiError> {
+    let mut resp = axum::Json(state.auth.pair(user, auth_time)?).into_response();
+    resp.extensions_mut().insert(Caller {
+        login: user.spec.name.clone(),
+    });
+    Ok(resp)
 }
 
 /// Middleware of every protected route: a valid access token of an enabled admin user.
@@ -427,6 +690,11 @@ pub async fn require_admin(
         .ok_or_else(|| ApiError::unauthorized("invalid or expired access token"))?;
     let user = user_by_uid(&state, &claims.uid)
         .ok_or_else(|| ApiError::unauthorized("the user no longer exists"))?;
+    if claims.generation != generation(&user) {
+        return Err(ApiError::unauthorized(
+            "the password changed since this token was issued; log in again",
+        ));
+    }
     if user.spec.disabled.unwrap_or(false) {
         return Err(ApiError::forbidden("the user is disabled"));
     }
@@ -443,4 +711,67 @@ pub async fn require_admin(
     // The audit middleware sits outside this one and reads the caller from the response.
     resp.extensions_mut().insert(caller);
     Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(max_entries: usize, max_bytes: usize) -> FailureTable {
+        FailureTable {
+            max_entries,
+            max_bytes,
+            ..FailureTable::default()
+        }
+    }
+
+    #[test]
+    fn the_failure_table_stays_within_both_caps() {
+        let key = |i: u8| (format!("uid-{i}"), IpAddr::from([10, 0, 0, i]));
+        let size = FailureTable::entry_bytes(&key(1));
+        for (max_entries, max_bytes) in [(3, usize::MAX), (usize::MAX, 2 * size + 1)] {
+            let mut t = table(max_entries, max_bytes);
+            for i in 0..10 {
+                let k = key(i);
+                t.make_room(FailureTable::entry_bytes(&k));
+                t.bytes += FailureTable::entry_bytes(&k);
+                t.map.insert(
+                    k,
+                    Failures {
+                        count: 1,
+                        locked_until: None,
+                        last: Instant::now(),
+                    },
+                );
+                assert!(t.map.len() <= max_entries && t.bytes <= max_bytes);
+            }
+            assert!(t.map.contains_key(&key(9)), "the newest stays");
+        }
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let trusted: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            "1.1.1.1, 2.2.2.2, 10.1.1.1".parse().unwrap(),
+        );
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        // The rightmost hop that is not a proxy; what is left of it is the client's own say.
+        assert_eq!(client_addr(&trusted, ip("10.9.9.9"), &h), ip("2.2.2.2"));
+        assert_eq!(client_addr(&trusted, ip("8.8.8.8"), &h), ip("8.8.8.8"));
+        assert_eq!(client_addr(&[], ip("10.9.9.9"), &h), ip("10.9.9.9"));
+        h.insert("x-forwarded-for", "garbage, 10.1.1.1".parse().unwrap());
+        assert_eq!(client_addr(&trusted, ip("10.9.9.9"), &h), ip("10.1.1.1"));
+        // IPv6 counted per /64, IPv4-mapped addresses as IPv4.
+        assert_eq!(
+            throttled_addr(ip("2001:db8:1:2:3:4:5:6").unwrap()),
+            ip("2001:db8:1:2::").unwrap()
+        );
+        assert_eq!(
+            client_addr(&[], ip("::ffff:192.0.2.1"), &HeaderMap::new()),
+            ip("192.0.2.1")
+        );
+    }
 }

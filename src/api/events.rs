@@ -1,7 +1,13 @@
-//! The audit trail behind `GET /events`: one Watcher `Event` (`event: api_call`) per facade
-//! request, kept in memory (newest [`CAPACITY`] per replica; lost on restart). Payloads are
-//! not recorded: request bodies may carry passwords. Operator events (Kubernetes Events) are
-//! not merged in yet.
+//! The audit trail behind `GET /events`: one Watcher `Event` (`event: api_call`) per
+//! authenticated facade request (a successful `POST /login` included), kept in memory per
+//! replica and lost on restart. Payloads are not recorded: request bodies may carry passwords.
+//! Operator events (Kubernetes Events) are not merged in yet.
+//!
+//! Unauthenticated requests are never recorded: anyone could otherwise flood the ring and
+//! evict the record of an admin's writes, or fill memory with their headers. What is kept is
+//! bounded twice: by entries and by bytes (the oldest go first), and client-supplied texts are
+//! cut to [`MAX_FIELD_BYTES`]. The gauges `panoptes_api_audit_entries` and
+//! `panoptes_api_audit_bytes` show the fill.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -13,6 +19,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::HeaderMap;
 use axum::middleware::Next;
 use axum::response::Response;
+use prometheus_client::metrics::gauge::Gauge;
 use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::Value;
@@ -21,8 +28,12 @@ use serde_with::skip_serializing_none;
 use super::ApiState;
 use super::auth::Caller;
 
-/// Events kept per replica.
+/// Default cap on the events kept per replica.
 pub const CAPACITY: usize = 10_000;
+/// Default cap on the bytes (serialized JSON) of the events kept per replica.
+pub const MAX_BYTES: usize = 16 * 1024 * 1024;
+/// Longest header value, path or query string kept in an event (longer ones are cut).
+pub const MAX_FIELD_BYTES: usize = 512;
 
 /// One API call (Watcher's `Event`).
 #[skip_serializing_none]
@@ -62,32 +73,55 @@ pub struct Event {
     pub server: Option<String>,
 }
 
-/// In-memory ring of events.
+/// In-memory ring of events, bounded by entries and bytes.
 pub struct EventLog {
-    ring: Mutex<VecDeque<Value>>,
+    ring: Mutex<Ring>,
     next_id: AtomicI64,
-    capacity: usize,
+    max_entries: usize,
+    max_bytes: usize,
     server: Option<String>,
+    entries_gauge: Gauge,
+    bytes_gauge: Gauge,
+}
+
+#[derive(Default)]
+struct Ring {
+    events: VecDeque<(Value, usize)>,
+    bytes: usize,
 }
 
 impl EventLog {
-    /// An empty log.
-    pub fn new(capacity: usize) -> Self {
+    /// An empty log keeping at most `max_entries` events and `max_bytes` bytes of them,
+    /// reporting its fill on the two gauges.
+    pub fn new(max_entries: usize, max_bytes: usize, entries: Gauge, bytes: Gauge) -> Self {
         Self {
-            ring: Mutex::new(VecDeque::with_capacity(capacity.min(1024))),
+            ring: Mutex::new(Ring::default()),
             next_id: AtomicI64::new(1),
-            capacity,
+            max_entries,
+            max_bytes,
             server: std::env::var("HOSTNAME").ok(),
+            entries_gauge: entries,
+            bytes_gauge: bytes,
         }
     }
 
     fn push(&self, event: Event) {
         let value = serde_json::to_value(&event).unwrap_or(Value::Null);
-        let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
-        if ring.len() == self.capacity {
-            ring.pop_front();
+        let size = serde_json::to_vec(&value).map_or(0, |v| v.len());
+        if size > self.max_bytes || self.max_entries == 0 {
+            return;
         }
-        ring.push_back(value);
+        let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+        while ring.events.len() >= self.max_entries || ring.bytes + size > self.max_bytes {
+            let Some((_, freed)) = ring.events.pop_front() else {
+                break;
+            };
+            ring.bytes -= freed;
+        }
+        ring.events.push_back((value, size));
+        ring.bytes += size;
+        self.entries_gauge.set(ring.events.len() as i64);
+        self.bytes_gauge.set(ring.bytes as i64);
     }
 
     /// Every event (oldest first).
@@ -95,35 +129,54 @@ impl EventLog {
         self.ring
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+            .events
             .iter()
-            .cloned()
+            .map(|(v, _)| v.clone())
             .collect()
     }
 }
 
+/// `s` cut to at most [`MAX_FIELD_BYTES`] bytes (on a character boundary).
+fn bounded(s: &str) -> String {
+    if s.len() <= MAX_FIELD_BYTES {
+        return s.to_string();
+    }
+    let mut end = MAX_FIELD_BYTES;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
 fn header(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
+    headers.get(name).and_then(|v| v.to_str().ok()).map(bounded)
 }
 
 fn random_id() -> String {
     hex::encode(rand::random::<[u8; 16]>())
 }
 
-/// Middleware recording every facade request.
+/// Middleware recording every authenticated facade request (and observing every request's
+/// metrics).
 pub async fn record(State(state): State<ApiState>, req: Request, next: Next) -> Response {
     let started = Instant::now();
     let now = chrono::Utc::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let qs = req.uri().query().map(str::to_string);
-    let headers = req.headers().clone();
-    let ip = req
+    let qs = req.uri().query().map(bounded);
+    // Only the few headers kept, already cut: nothing of an unauthenticated request outlives it.
+    let user_agent = header(req.headers(), "user-agent");
+    let originator = header(req.headers(), "x-originator");
+    let trace_id = header(req.headers(), "x-trace-id");
+    // The client as the login throttle sees it (X-Forwarded-For from trusted proxies only).
+    let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string());
+        .map(|c| c.0.ip());
+    let ip = state
+        .auth
+        .client_addr(peer, req.headers())
+        .map(|ip| ip.to_string());
     let resp = next.run(req).await;
     let operation_id = super::openapi::operation_id(&method, &path);
     state.metrics.observe(
@@ -135,24 +188,65 @@ pub async fn record(State(state): State<ApiState>, req: Request, next: Next) -> 
     if path.ends_with("/events") && method == axum::http::Method::GET {
         return resp;
     }
+    let Some(caller) = resp.extensions().get::<Caller>() else {
+        return resp;
+    };
     let event = Event {
         event: "api_call".into(),
         operation_id: operation_id.map(str::to_string),
-        path,
+        path: bounded(&path),
         qs,
         created_at: now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
         ip,
-        user_agent: header(&headers, "user-agent"),
-        originator: header(&headers, "x-originator"),
-        user: resp.extensions().get::<Caller>().map(|c| c.login.clone()),
+        user_agent,
+        originator,
+        user: Some(caller.login.clone()),
         status: resp.status().as_u16(),
         duration: started.elapsed().as_millis() as i64,
         request_id: random_id(),
         utc_ms: now.timestamp_millis(),
         event_id: state.events.next_id.fetch_add(1, Ordering::Relaxed),
-        trace_id: header(&headers, "x-trace-id").unwrap_or_else(random_id),
+        trace_id: trace_id.unwrap_or_else(random_id),
         server: state.events.server.clone(),
     };
     state.events.push(event);
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(ua: &str) -> Event {
+        Event {
+            event: "api_call".into(),
+            path: "/p".into(),
+            qs: None,
+            created_at: String::new(),
+            ip: None,
+            user_agent: Some(bounded(ua)),
+            originator: None,
+            operation_id: None,
+            user: Some("root".into()),
+            status: 200,
+            duration: 0,
+            request_id: String::new(),
+            utc_ms: 0,
+            event_id: 0,
+            trace_id: String::new(),
+            server: None,
+        }
+    }
+
+    #[test]
+    fn the_ring_stays_within_entries_and_bytes() {
+        let log = EventLog::new(5, 2_000, Gauge::default(), Gauge::default());
+        for i in 0..50 {
+            log.push(event(&"é".repeat(i * 100)));
+            let ring = log.ring.lock().unwrap();
+            assert!(ring.events.len() <= 5 && ring.bytes <= 2_000, "{i}");
+        }
+        assert!(log.entries_gauge.get() <= 5 && log.bytes_gauge.get() <= 2_000);
+        assert!(bounded(&"é".repeat(1000)).len() <= MAX_FIELD_BYTES + "…".len());
+    }
 }

@@ -1,9 +1,12 @@
 //! Facade request metrics. Labels are bounded: the operationId (30 values, or `unknown`)
-//! and the status class.
+//! and the status class. Plus the fill of every store an unauthenticated request reaches
+//! (the audit ring, the failed-login table), so a flood shows on a dashboard before it
+//! matters, and the count of password verifications.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -35,6 +38,16 @@ pub struct ApiMetrics {
     pub requests: Family<RequestLabels, Counter>,
     /// Latency by operation, seconds.
     pub latency: Family<OperationLabels, Histogram, fn() -> Histogram>,
+    /// Events in the audit ring.
+    pub audit_entries: Gauge,
+    /// Bytes (serialized JSON) of the events in the audit ring.
+    pub audit_bytes: Gauge,
+    /// Entries of the failed-login table.
+    pub login_failures_entries: Gauge,
+    /// Bytes of the failed-login table.
+    pub login_failures_bytes: Gauge,
+    /// Argon2 verifications run for logins.
+    pub password_verifications: Counter,
 }
 
 impl Default for ApiMetrics {
@@ -42,12 +55,19 @@ impl Default for ApiMetrics {
         Self {
             requests: Family::default(),
             latency: Family::new_with_constructor(latency_histogram),
+            audit_entries: Gauge::default(),
+            audit_bytes: Gauge::default(),
+            login_failures_entries: Gauge::default(),
+            login_failures_bytes: Gauge::default(),
+            password_verifications: Counter::default(),
         }
     }
 }
 
 impl ApiMetrics {
-    /// Registers `panoptes_api_requests_total` and `panoptes_api_request_duration_seconds`.
+    /// Registers `panoptes_api_requests_total`, `panoptes_api_request_duration_seconds`, the
+    /// store gauges `panoptes_api_{audit,login_failures}_{entries,bytes}` and
+    /// `panoptes_api_password_verifications_total`.
     pub fn register(&self, registry: &mut Registry) {
         registry.register(
             "api_requests",
@@ -58,6 +78,31 @@ impl ApiMetrics {
             "api_request_duration_seconds",
             "Latency of Watcher admin API requests",
             self.latency.clone(),
+        );
+        registry.register(
+            "api_audit_entries",
+            "Events held in the facade's audit ring",
+            self.audit_entries.clone(),
+        );
+        registry.register(
+            "api_audit_bytes",
+            "Bytes of the events held in the facade's audit ring",
+            self.audit_bytes.clone(),
+        );
+        registry.register(
+            "api_login_failures_entries",
+            "Entries of the facade's failed-login table (login and client address)",
+            self.login_failures_entries.clone(),
+        );
+        registry.register(
+            "api_login_failures_bytes",
+            "Bytes of the facade's failed-login table",
+            self.login_failures_bytes.clone(),
+        );
+        registry.register(
+            "api_password_verifications",
+            "Password verifications run by POST /login (one per Basic login attempt)",
+            self.password_verifications.clone(),
         );
     }
 

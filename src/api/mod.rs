@@ -51,15 +51,53 @@ pub struct ApiConfig {
     pub access_ttl: std::time::Duration,
     /// Lifetime of refresh tokens.
     pub refresh_ttl: std::time::Duration,
-    /// Failed logins of one login name before it is throttled.
+    /// Failed logins of one login from one client address before that pair is throttled.
     pub max_failed_logins: u32,
     /// Namespaces besides `namespace` whose Users are identities (`--identity-namespaces`);
     /// Users anywhere else cannot log in or show in `GET /users`.
     pub identity_namespaces: Vec<String>,
+    /// Peers whose `X-Forwarded-For` names the client (ingress, load balancers); the client
+    /// address of anyone else is the peer address.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Caps of the stores unauthenticated requests reach, and of request headers.
+    pub limits: Limits,
 }
 
+/// Caps of everything a request can make the facade keep or buffer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Events kept in the audit ring.
+    pub audit_max_entries: usize,
+    /// Bytes of the events kept in the audit ring.
+    pub audit_max_bytes: usize,
+    /// Entries of the failed-login table.
+    pub login_failures_max_entries: usize,
+    /// Bytes of the failed-login table.
+    pub login_failures_max_bytes: usize,
+    /// Bytes of a request's headers (names, values and the request target); larger requests
+    /// get 431 in the error envelope. Keep it below hyper's own ~400 KB buffer, beyond which
+    /// hyper answers 431 itself, without the envelope.
+    pub max_header_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            audit_max_entries: events::CAPACITY,
+            audit_max_bytes: events::MAX_BYTES,
+            login_failures_max_entries: auth::FAILURES_MAX_ENTRIES,
+            login_failures_max_bytes: auth::FAILURES_MAX_BYTES,
+            max_header_bytes: MAX_HEADER_BYTES,
+        }
+    }
+}
+
+/// Default cap on the bytes of a request's headers.
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+
 impl ApiConfig {
-    /// Defaults: 15 min access tokens, 24 h refresh tokens, 5 failures before throttling.
+    /// Defaults: 15 min access tokens, 24 h refresh tokens, 5 failures before throttling, no
+    /// trusted proxies, the default [`Limits`].
     pub fn new(namespace: impl Into<String>, system_namespace: impl Into<String>) -> Self {
         Self {
             namespace: namespace.into(),
@@ -68,6 +106,8 @@ impl ApiConfig {
             refresh_ttl: std::time::Duration::from_secs(24 * 3600),
             max_failed_logins: 5,
             identity_namespaces: Vec::new(),
+            trusted_proxies: Vec::new(),
+            limits: Limits::default(),
         }
     }
 
@@ -125,7 +165,14 @@ impl ApiState {
         config: ApiConfig,
     ) -> Result<Self, kube::Error> {
         let mut tasks = JoinSet::new();
-        let auth = auth::Auth::load(&client, &config, &mut tasks).await?;
+        let metrics = metrics::ApiMetrics::default();
+        let auth = auth::Auth::load(&client, &config, &metrics, &mut tasks).await?;
+        let events = events::EventLog::new(
+            config.limits.audit_max_entries,
+            config.limits.audit_max_bytes,
+            metrics.audit_entries.clone(),
+            metrics.audit_bytes.clone(),
+        );
         let settings = settings::Settings::start(&client, &config.system_namespace, &mut tasks);
         Ok(Self(Arc::new(Inner {
             client,
@@ -135,9 +182,9 @@ impl ApiState {
             config,
             auth,
             settings,
-            events: events::EventLog::new(events::CAPACITY),
+            events,
             cache: cache::Caches::default(),
-            metrics: metrics::ApiMetrics::default(),
+            metrics,
             _tasks: std::sync::Mutex::new(tasks),
         })))
     }
@@ -195,6 +242,7 @@ pub fn router(state: ApiState) -> Router {
         .fallback(not_found)
         .layer(from_fn_with_state(state.clone(), events::record))
         .layer(DefaultBodyLimit::max(body::MAX_BODY_BYTES))
+        .layer(from_fn_with_state(state.clone(), limit_headers))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
 }
@@ -228,6 +276,34 @@ async fn security_headers(mut resp: axum::response::Response) -> axum::response:
         );
     }
     resp
+}
+
+/// Refuses requests whose headers exceed `max_header_bytes`, before anything reads them, in
+/// the error envelope (hyper's own limit, higher, answers without it).
+async fn limit_headers(
+    axum::extract::State(state): axum::extract::State<ApiState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let size = req.uri().to_string().len()
+        + req
+            .headers()
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + 4)
+            .sum::<usize>();
+    if size > state.config.limits.max_header_bytes {
+        return ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+            format!(
+                "request headers of {size} bytes exceed the limit of {} bytes",
+                state.config.limits.max_header_bytes
+            ),
+        )
+        .into_response();
+    }
+    next.run(req).await
 }
 
 async fn not_found() -> ApiError {

@@ -10,7 +10,10 @@
 //! in the annotation `panoptes.dev/password-source` the uid and resourceVersion of the password
 //! Secret it was last checked against (metadata, nothing derived from the password), so an
 //! unchanged password Secret is not verified again, not even after an operator restart.
-//! Passwords and hashes are never logged, nor put in status or Events.
+//! Passwords and hashes are never logged, nor put in status or Events. When a hash of another
+//! password replaces the hash, the token generation moves on (annotation
+//! `panoptes.dev/token-generation` on the hash Secret, copied to `status.passwordGeneration`),
+//! and the facade refuses every token issued before; so does removing the password.
 //!
 //! Only identities are reconciled: Users of the facade's namespace and of
 //! `--identity-namespaces` (`domain::tenancy`). A User elsewhere gets no id, no hash and no
@@ -30,8 +33,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use argon2::password_hash::{PasswordHasher, PasswordVerifier};
-use argon2::{Argon2, PasswordHash};
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
@@ -40,7 +41,7 @@ use kube::runtime::controller::{Action, Config, Controller};
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
-use kube::{Client, Resource, ResourceExt};
+use kube::{Resource, ResourceExt};
 use sha1::Digest;
 
 use super::Context;
@@ -49,6 +50,10 @@ use super::ids::{self, IdKind, IdState, Ids};
 use super::preset::conflict_message;
 use super::refs::{self, Backoff, Error, Key, Pending, Settle, SourceKind, is_not_found, key_of};
 use crate::domain::credentials::{self, OwnerKind};
+use crate::domain::passwords::owned_hash;
+// The password store is a domain rule (the facade checks logins with it); re-exported here
+// because the controller is where hashes are written.
+pub use crate::domain::passwords::{HASH_KEY, hash_password, verify_hash, verify_password};
 use crate::domain::tenancy::{LoginHolder, login_holder};
 use crate::resources::common::{CONTROLLER_MANAGER, CommonStatus, FINALIZER, GROUP, SecretKeyRef};
 use crate::resources::{Organization, User, UserStatus};
@@ -60,11 +65,11 @@ const RECHECK: Duration = Duration::from_secs(30);
 /// How often a login conflict is re-checked: the other claimant's change may reach this
 /// controller's store after the trigger it caused, so a resolved conflict is seen by this.
 const LOGIN_RECHECK: Duration = Duration::from_secs(2);
-/// Key of the hash in the hash Secret.
-pub const HASH_KEY: &str = "hash";
 /// Annotation on the hash Secret: `<uid>/<resourceVersion>` of the password Secret the hash was
 /// last checked against.
 pub const SOURCE_ANNOTATION: &str = "panoptes.dev/password-source";
+/// Annotation on the hash Secret: the token generation of the hash in it (see `password`).
+pub const GENERATION_ANNOTATION: &str = "panoptes.dev/token-generation";
 
 /// Name of the Secret holding the password hash of User `user`: `panoptes-user-<user>-hash`,
 /// shortened with a digest of the name when that would exceed 253 characters.
@@ -82,69 +87,6 @@ pub fn hash_secret_name(user: &str) -> String {
         "panoptes-user-{}-{digest}-hash",
         keep.trim_end_matches(['-', '.'])
     )
-}
-
-/// A salted argon2id hash of `password` as a PHC string (`$argon2id$v=19$...`).
-pub fn hash_password(password: &[u8]) -> Result<String, String> {
-    Argon2::default()
-        .hash_password(password)
-        .map(|h| h.to_string())
-        .map_err(|e| e.to_string())
-}
-
-/// Whether `password` matches the PHC string `phc` (false for a malformed hash).
-pub fn verify_hash(phc: &str, password: &[u8]) -> bool {
-    match PasswordHash::new(phc) {
-        Ok(parsed) => Argon2::default().verify_password(password, &parsed).is_ok(),
-        Err(_) => false,
-    }
-}
-
-/// Whether `password` is the password of `user`, checked against the hash Secret named in its
-/// `status.passwordHashSecret` (which must be owned by this very User). False when the user
-/// has no hash in effect (no password, password Secret missing, not reconciled yet) or on any
-/// error. Runs the (deliberately slow) verification on the blocking pool.
-pub async fn verify_password(client: &Client, user: &User, password: &str) -> bool {
-    let Some(name) = user
-        .status
-        .as_ref()
-        .and_then(|s| s.password_hash_secret.clone())
-    else {
-        return false;
-    };
-    let ns = user.namespace().unwrap_or_default();
-    let secret = match Api::<Secret>::namespaced(client.clone(), &ns)
-        .get_opt(&name)
-        .await
-    {
-        Ok(Some(s)) => s,
-        Ok(None) => return false,
-        Err(error) => {
-            tracing::warn!(%error, namespace = %ns, user = %user.name_any(), "reading the password hash failed");
-            return false;
-        }
-    };
-    let Some(phc) = owned_hash(&secret, user.uid().as_deref()) else {
-        return false;
-    };
-    let password = password.as_bytes().to_vec();
-    tokio::task::spawn_blocking(move || verify_hash(&phc, &password))
-        .await
-        .unwrap_or(false)
-}
-
-/// The hash in `secret` if it is owned by the User with `uid`.
-fn owned_hash(secret: &Secret, uid: Option<&str>) -> Option<String> {
-    let uid = uid?;
-    let owned = secret
-        .owner_references()
-        .iter()
-        .any(|o| o.kind == "User" && o.uid == uid && o.api_version.starts_with(GROUP));
-    if !owned {
-        return None;
-    }
-    let bytes = secret.data.as_ref()?.get(HASH_KEY)?;
-    String::from_utf8(bytes.0.clone()).ok()
 }
 
 /// State of the User controller, shared by its reconciles and mappers.
@@ -368,9 +310,16 @@ async fn reconcile_inner(user: &User, ctl: &UserController, key: &Key) -> Result
     .await?;
 
     let old = user.status.clone().unwrap_or_default();
-    let password = password(ctl, &secrets, user).await?;
+    let (password, mut token_generation) =
+        password(ctl, &secrets, user, old.password_generation).await?;
     if matches!(password, Password::None) && old.password_hash_secret.is_some() {
         delete_hash_secret(&secrets, user).await?;
+        // Removing the password revokes its tokens. Computed from the old status, so a
+        // failed status write repeats the same step rather than skipping it.
+        if old.password_hash_secret.as_deref() == Some(hash_secret_name(&user.name_any()).as_str())
+        {
+            token_generation = Some(old.password_generation.unwrap_or(0) + 1);
+        }
     }
 
     let users = ctl.store.state();
@@ -416,6 +365,7 @@ async fn reconcile_inner(user: &User, ctl: &UserController, key: &Key) -> Result
             Password::Hashed(secret) => Some(secret.clone()),
             Password::None | Password::Missing(_) => None,
         },
+        password_generation: token_generation,
     };
     if next != old {
         refs::apply_status(ctx, user, &next).await?;
@@ -460,14 +410,29 @@ fn password_ref(user: &User) -> Option<&SecretKeyRef> {
         .or(user.spec.password_secret_ref.as_ref())
 }
 
-/// Reads the password and makes sure the hash Secret holds a hash of it.
+/// The token generation recorded on a hash Secret.
+fn recorded_generation(secret: &Secret) -> Option<i64> {
+    secret
+        .annotations()
+        .get(GENERATION_ANNOTATION)?
+        .parse()
+        .ok()
+}
+
+/// Reads the password and makes sure the hash Secret holds a hash of it. Also returns the
+/// token generation (`current`: the one in status): it moves on when a hash of another
+/// password replaces the user's hash, so the facade refuses every token issued before. It is
+/// recorded on the hash Secret with the new hash, so a status write that fails afterwards
+/// cannot lose it. A first hash keeps it (the tokens of the first login survive the status
+/// write that follows), and so does a password Secret missing for a while.
 async fn password(
     ctl: &UserController,
     secrets: &Api<Secret>,
     user: &User,
-) -> Result<Password, Error> {
+    current: Option<i64>,
+) -> Result<(Password, Option<i64>), Error> {
     let Some(r) = password_ref(user) else {
-        return Ok(Password::None);
+        return Ok((Password::None, current));
     };
     let (ns, name) = key_of(user);
     let source = secrets.get_opt(&r.name).await.map_err(Error::kube(
@@ -475,7 +440,10 @@ async fn password(
         format!("{ns}/{}", r.name),
     ))?;
     let Some(source) = source else {
-        return Ok(Password::Missing(format!("Secret {} not found", r.name)));
+        return Ok((
+            Password::Missing(format!("Secret {} not found", r.name)),
+            current,
+        ));
     };
     let Some(password) = source
         .data
@@ -483,10 +451,10 @@ async fn password(
         .and_then(|d| d.get(&r.key))
         .map(|b: &ByteString| b.0.clone())
     else {
-        return Ok(Password::Missing(format!(
-            "Secret {} has no key {}",
-            r.name, r.key
-        )));
+        return Ok((
+            Password::Missing(format!("Secret {} has no key {}", r.name, r.key)),
+            current,
+        ));
     };
     let uid = user.uid().unwrap_or_default();
     let source_version = format!(
@@ -500,11 +468,13 @@ async fn password(
         "reading password hash Secret",
         format!("{ns}/{hash_name}"),
     ))?;
+    let mut generation = current;
     if let Some(existing) = &existing
         && let Some(phc) = owned_hash(existing, Some(&uid))
     {
+        generation = generation.max(recorded_generation(existing));
         if existing.annotations().get(SOURCE_ANNOTATION) == Some(&source_version) {
-            return Ok(Password::Hashed(hash_name));
+            return Ok((Password::Hashed(hash_name), generation));
         }
         // The password Secret changed since the hash was checked: is it still the same password?
         let (pw, stored) = (password.clone(), phc.clone());
@@ -515,9 +485,10 @@ async fn password(
                 reason: e.to_string(),
             })?;
         if matches {
-            apply_hash_secret(secrets, user, &hash_name, &phc, &source_version).await?;
-            return Ok(Password::Hashed(hash_name));
+            apply_hash_secret(secrets, user, &hash_name, &phc, &source_version, generation).await?;
+            return Ok((Password::Hashed(hash_name), generation));
         }
+        generation = Some(generation.unwrap_or(0) + 1);
     }
     let phc = tokio::task::spawn_blocking(move || hash_password(&password))
         .await
@@ -529,7 +500,7 @@ async fn password(
             user: who.clone(),
             reason,
         })?;
-    apply_hash_secret(secrets, user, &hash_name, &phc, &source_version).await?;
+    apply_hash_secret(secrets, user, &hash_name, &phc, &source_version, generation).await?;
     refs::publish(
         &ctl.ctx,
         user,
@@ -539,7 +510,7 @@ async fn password(
     )
     .await;
     tracing::info!(secret = %hash_name, "password hashed");
-    Ok(Password::Hashed(hash_name))
+    Ok((Password::Hashed(hash_name), generation))
 }
 
 async fn apply_hash_secret(
@@ -548,9 +519,14 @@ async fn apply_hash_secret(
     name: &str,
     phc: &str,
     source_version: &str,
+    generation: Option<i64>,
 ) -> Result<Secret, Error> {
     use base64::Engine;
     let (ns, user_name) = key_of(user);
+    let mut annotations = serde_json::json!({ SOURCE_ANNOTATION: source_version });
+    if let Some(g) = generation {
+        annotations[GENERATION_ANNOTATION] = serde_json::json!(g.to_string());
+    }
     let body = serde_json::json!({
         "apiVersion": "v1",
         "kind": "Secret",
@@ -561,7 +537,7 @@ async fn apply_hash_secret(
                 "app.kubernetes.io/managed-by": "panoptes",
                 "app.kubernetes.io/component": "user-password-hash",
             },
-            "annotations": { SOURCE_ANNOTATION: source_version },
+            "annotations": annotations,
             "ownerReferences": [{
                 "apiVersion": User::api_version(&()),
                 "kind": User::kind(&()),
@@ -616,7 +592,19 @@ async fn delete_hash_secret(secrets: &Api<Secret>, user: &User) -> Result<(), Er
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+
+    #[test]
+    fn the_generation_recorded_on_a_hash_secret() {
+        let mut s = Secret::default();
+        assert_eq!(recorded_generation(&s), None);
+        s.metadata.annotations =
+            Some([(GENERATION_ANNOTATION.to_string(), "7".to_string())].into());
+        assert_eq!(recorded_generation(&s), Some(7));
+        assert!(
+            Some(7) > None,
+            "Option::max keeps a recorded generation over none"
+        );
+    }
 
     #[test]
     fn hash_secret_names_fit() {
@@ -626,35 +614,5 @@ mod tests {
         assert!(n.len() <= 253, "{}", n.len());
         assert!(n.starts_with("panoptes-user-a") && n.ends_with("-hash"));
         assert_ne!(n, hash_secret_name(&format!("{}b", "a".repeat(252))));
-    }
-
-    #[test]
-    fn hashes_are_salted_argon2id_and_verify() {
-        let a = hash_password(b"correct horse").unwrap();
-        let b = hash_password(b"correct horse").unwrap();
-        assert!(a.starts_with("$argon2id$"));
-        assert_ne!(a, b, "salted");
-        assert!(!a.contains("correct horse"));
-        assert!(verify_hash(&a, b"correct horse"));
-        assert!(!verify_hash(&a, b"wrong"));
-        assert!(!verify_hash("not a hash", b"correct horse"));
-    }
-
-    #[test]
-    fn only_the_users_own_secret_counts() {
-        let mut s = Secret {
-            data: Some([(HASH_KEY.to_string(), ByteString(b"$argon2id$x".to_vec()))].into()),
-            ..Default::default()
-        };
-        assert_eq!(owned_hash(&s, Some("u1")), None);
-        s.metadata.owner_references = Some(vec![OwnerReference {
-            api_version: "panoptes.dev/v1alpha1".into(),
-            kind: "User".into(),
-            name: "alice".into(),
-            uid: "u1".into(),
-            ..Default::default()
-        }]);
-        assert_eq!(owned_hash(&s, Some("u1")).as_deref(), Some("$argon2id$x"));
-        assert_eq!(owned_hash(&s, Some("u2")), None);
     }
 }

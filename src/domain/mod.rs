@@ -8,5 +8,6 @@
 pub mod credentials;
 pub mod destinations;
 pub mod ids;
+pub mod passwords;
 pub mod tenancy;
 pub mod validate;

@@ -211,8 +211,12 @@ mod tests {
         type Case<'a> = (&'a [Arc<User>], &'a str, LoginHolder<&'a str>);
         let cases: [Case; 6] = [
             (&[], "admin", LoginHolder::Nobody),
-            (&[admin.clone()], "admin", LoginHolder::One("video/admin")),
-            (&[admin.clone()], "root", LoginHolder::Nobody),
+            (
+                std::slice::from_ref(&admin),
+                "admin",
+                LoginHolder::One("video/admin"),
+            ),
+            (std::slice::from_ref(&admin), "root", LoginHolder::Nobody),
             // Another namespace's User is nobody, whatever login it claims.
             (
                 &[tenant_admin.clone(), admin.clone()],

@@ -131,4 +131,7 @@ pub struct UserStatus {
     pub id: Option<i64>,
     /// Name of the operator-owned Secret holding the password hash.
     pub password_hash_secret: Option<String>,
+    /// Token generation: moves on when the password changes or is removed; the facade refuses
+    /// tokens issued for an earlier generation (a counter, nothing derived from the password).
+    pub password_generation: Option<i64>,
 }

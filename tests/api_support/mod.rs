@@ -61,11 +61,17 @@ pub async fn make_user(
     .unwrap();
     let user = users.create(&PostParams::default(), &user).await.unwrap();
     let hash_name = format!("{object}-hash");
-    let phc = panoptes::controllers::user::hash_password(password.as_bytes()).unwrap();
+    let phc = panoptes::domain::passwords::hash_password(password.as_bytes()).unwrap();
     let mut secret = Secret::default();
     secret.metadata.name = Some(hash_name.clone());
     secret.metadata.owner_references = Some(vec![user.controller_owner_ref(&()).unwrap()]);
-    secret.data = Some([("hash".to_string(), ByteString(phc.into_bytes()))].into());
+    secret.data = Some(
+        [(
+            panoptes::domain::passwords::HASH_KEY.to_string(),
+            ByteString(phc.into_bytes()),
+        )]
+        .into(),
+    );
     ns.api::<Secret>()
         .create(&PostParams::default(), &secret)
         .await
