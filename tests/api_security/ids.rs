@@ -353,7 +353,8 @@ async fn dot_names_are_refused_and_never_reach_a_node_collection() {
         Credentials::basic("flussonic", "letmein!"),
     );
     cfg.request_timeout = Duration::from_secs(3);
-    let client = NodeClient::new(cfg, NodeMetrics::new()).unwrap();
+    // The simulator speaks plain http.
+    let client = NodeClient::new(cfg.allow_insecure(true), NodeMetrics::new()).unwrap();
     node.reset_counters();
     for name in ["", ".", ".."] {
         assert!(client.stream_delete(name).await.is_err(), "{name:?}");

@@ -387,7 +387,7 @@ async fn streams_of_another_namespace_stay_off_a_streamer_until_admitted() {
     let streamer = |admit: Value| {
         let mut s = json!({"kind": "Streamer", "metadata": {"name": "node-a", "labels": labels},
             "spec": {"hostname": node.hostname(), "apiUrl": node.base_url(),
-                "credentials": {"secretName": "node-creds"}}});
+                "allowInsecure": true, "credentials": {"secretName": "node-creds"}}});
         if admit != json!([]) {
             s["spec"]["admitNamespaces"] = admit;
         }
