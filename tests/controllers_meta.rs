@@ -440,12 +440,13 @@ async fn user_passwords_are_stored_only_as_argon2_hashes() {
         &obj("Organization", "acme", json!({ "title": "acme" })),
     )
     .await;
-    let spec = |secret: &str| {
-        json!({ "name": "alice", "passwordSecretRef": { "name": secret, "key": "password" },
+    // Distinct logins: two identities claiming one login are both `LoginConflict`.
+    let spec = |login: &str, secret: &str| {
+        json!({ "name": login, "passwordSecretRef": { "name": secret, "key": "password" },
                 "organizations": [{ "organizationRef": "acme" }] })
     };
-    create(&users, &obj("User", "alice", spec("alice-pw"))).await;
-    create(&users, &obj("User", "bob", spec("bob-pw"))).await;
+    create(&users, &obj("User", "alice", spec("alice", "alice-pw"))).await;
+    create(&users, &obj("User", "bob", spec("bob", "bob-pw"))).await;
     create(
         &users,
         &obj(
