@@ -123,7 +123,7 @@ async fn stream_save_get_delete() {
     assert_eq!(v["inputs"][0]["url"], "rtsp://10.0.0.5/live");
     assert!(!v.to_string().contains("hunter2"));
     let stored: Stream = ns.api::<Stream>().get("cam3").await.unwrap();
-    let secret_name = stored.spec.credentials.unwrap().secret_name;
+    let secret_name = stored.spec.facade_credentials.unwrap().secret_name;
     let secret = ns.api::<Secret>().get(&secret_name).await.unwrap();
     assert_eq!(secret.data.unwrap()["password"].0, b"hunter2");
     let (_, list) = f.get("/streams").await;

@@ -22,6 +22,7 @@ use kube::ResourceExt;
 use sha1::Digest;
 
 use crate::resources::common::{GROUP, VERSION};
+use crate::resources::stream::CameraCredentials;
 #[cfg(test)]
 use crate::resources::{Stream, Streamer, User};
 use crate::resources::{StreamSpec, StreamerSpec, UserSpec};
@@ -117,13 +118,25 @@ pub fn streamer_refs(spec: &StreamerSpec) -> Vec<String> {
         .collect()
 }
 
-/// Secrets a Stream references for camera and push credentials.
+/// Secrets a Stream references for camera and push credentials. `spec.credentials` counts
+/// too: the facade wrote camera credentials there before `spec.facadeCredentials` existed,
+/// and a Secret a manifest references there is never facade-created (so never deleted).
 pub fn stream_refs(spec: &StreamSpec) -> Vec<String> {
-    spec.credentials
+    spec.facade_credentials
         .iter()
+        .chain(spec.credentials.iter())
         .map(|c| c.secret_name.clone())
         .chain(spec.push_credentials.iter().map(|c| c.secret_name.clone()))
         .collect()
+}
+
+/// The camera credentials a Stream's inputs get: those entered through the Watcher API
+/// (`spec.facadeCredentials`) win over the manifest's (`spec.credentials`), so a GitOps
+/// re-apply never takes back a camera password changed through the API.
+pub fn camera_credentials(spec: &StreamSpec) -> Option<&CameraCredentials> {
+    spec.facade_credentials
+        .as_ref()
+        .or(spec.credentials.as_ref())
 }
 
 /// Secrets an object of `kind` references, from its JSON form (used by the sweep, which

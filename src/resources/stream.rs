@@ -53,6 +53,13 @@ pub struct StreamSpec {
     pub placement: Option<Placement>,
     /// Camera credentials, injected into input and ONVIF URLs at push time.
     pub credentials: Option<CameraCredentials>,
+    /// Set by the Watcher API (never in a manifest): the facade-owned per-Stream Secret
+    /// holding camera credentials entered through the API (`user:password@` in an input or
+    /// ONVIF URL). When set, Panoptes injects it instead of `credentials`, so re-applying a
+    /// manifest that sets `credentials` keeps the change; remove this field to go back to
+    /// `credentials`. The Secret is created by Panoptes, owned by this Stream and deleted with
+    /// it; it records the camera origin it was entered for, and goes to no other host.
+    pub facade_credentials: Option<CameraCredentials>,
     /// Credentials of the `pushes` destinations, injected into push URLs at push time. The
     /// Secret holds keys `push-<digest of the push URL>-username` / `-password`, so a push
     /// whose URL changes gets no credentials until they are entered again for the new URL.

@@ -406,7 +406,11 @@ async fn node_and_object_credentials_never_overwrite_a_secret_the_facade_did_not
         assert_eq!(text(&got, key).as_deref(), Some(want), "{name}");
     }
     let gate: Stream = ns.api().get("gate").await.unwrap();
-    let own = gate.spec.credentials.unwrap().secret_name;
+    assert!(
+        gate.spec.credentials.is_none(),
+        "the facade leaves the manifest's field alone"
+    );
+    let own = gate.spec.facade_credentials.unwrap().secret_name;
     let own = ns.api::<Secret>().get(&own).await.unwrap();
     assert_eq!(text(&own, "password").as_deref(), Some("Gate-pass-1"));
     assert_eq!(
@@ -689,4 +693,92 @@ async fn failed_writes_leave_nothing_and_deleted_objects_take_their_credentials(
     );
     assert_eq!(secrets_holding(&ns, "Kept-Pass-1").await.len(), 1);
     assert_no_unowned_credentials(&ns).await;
+}
+
+#[tokio::test]
+async fn a_camera_password_changed_through_the_facade_survives_a_gitops_reapply() {
+    let (ns, sim) = fleet("api-sec-cam-gitops", 1).await;
+    let f = Facade::start(&ns).await;
+    let op = Operator::start(&ns);
+    git_secret(
+        &ns,
+        "gitcam-camera",
+        &[("username", "camuser"), ("password", "Git-Cam-1")],
+    )
+    .await;
+    let camera = "rtsp://127.0.0.1:36554/live";
+    let manifest = |title: &str| {
+        json!({"apiVersion": "panoptes.dev/v1alpha1", "kind": "Stream",
+            "metadata": {"name": "gitcam"},
+            "spec": {"title": title, "inputs": [{"url": camera}],
+                "credentials": {"secretName": "gitcam-camera"}}})
+    };
+    git_apply::<Stream>(&ns, &manifest("git-1")).await;
+    let node = &sim.nodes()[0];
+    // The input URL the node holds once it holds the stream titled `title`.
+    let pushed = |title: &'static str| {
+        move || async move {
+            let v = node.stored_stream("gitcam")?;
+            (v["title"] == title).then(|| v["inputs"][0]["url"].as_str().map(String::from))?
+        }
+    };
+    let url = eventually(WAIT, "the manifest's camera on the node", pushed("git-1")).await;
+    assert!(url.contains("Git-Cam-1"), "{url}");
+
+    // The camera password changes through the facade (once it knows the stream: a stream
+    // without `spec.name` keeps it unset).
+    f.get_until("/streams/gitcam", "stream visible", |_| true)
+        .await;
+    let (s, v) = f
+        .put(
+            "/streams/gitcam",
+            json!({"inputs": [{"url": "rtsp://camuser:Facade-Cam-2@127.0.0.1:36554/live"}]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert!(!v.to_string().contains("Facade-Cam-2"), "{v}");
+    let stored: Stream = ns.api().get("gitcam").await.unwrap();
+    assert_eq!(
+        stored
+            .spec
+            .credentials
+            .as_ref()
+            .map(|c| c.secret_name.as_str()),
+        Some("gitcam-camera"),
+        "the manifest's reference stays"
+    );
+    let own = stored.spec.facade_credentials.clone().unwrap().secret_name;
+    assert!(rules::owned_by(
+        &ns.api::<Secret>().get(&own).await.unwrap(),
+        rules::OwnerKind::Stream,
+        &stored.uid().unwrap()
+    ));
+    eventually(WAIT, "the facade's camera password on the node", || async {
+        node.stored_stream("gitcam")?["inputs"][0]["url"]
+            .as_str()?
+            .contains("Facade-Cam-2")
+            .then_some(())
+    })
+    .await;
+
+    // GitOps re-applies the manifest (a new commit: only the title changed) with its own
+    // field manager, forced: the node still gets the facade's password, and the sweep keeps
+    // the facade's Secret.
+    git_apply::<Stream>(&ns, &manifest("git-2")).await;
+    let url = eventually(WAIT, "the re-applied manifest on the node", pushed("git-2")).await;
+    assert_eq!(
+        url, "rtsp://camuser:Facade-Cam-2@127.0.0.1:36554/live",
+        "the GitOps re-apply took back the camera password changed through the facade"
+    );
+    let report = sweep_once(
+        &ns.client,
+        &Scope::Namespace(ns.name.clone()),
+        Duration::ZERO,
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.deleted, Vec::<String>::new());
+    assert!(ns.api::<Secret>().get_opt(&own).await.unwrap().is_some());
+    assert_no_unowned_credentials(&ns).await;
+    op.stop().await;
 }

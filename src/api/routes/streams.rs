@@ -480,7 +480,7 @@ fn references(
 type Found = ((String, String), Option<String>);
 
 /// Moves `user:password@` out of input and ONVIF URLs (the CRD refuses passwords in URLs;
-/// the Stream controller injects them from `spec.credentials` at push time).
+/// the Stream controller injects them from `spec.facadeCredentials` at push time).
 fn extract_credentials(config: &mut StreamConfigSpec) -> Option<Found> {
     let mut found = None;
     let mut strip = |url: &mut String| {
@@ -547,9 +547,12 @@ fn placeholder(object: &str, what: &str) -> String {
 }
 
 /// Stores the camera and push credentials of a save in new facade-created Secrets owned by
-/// the Stream, then applies the Stream. Nothing is written for a save the API server would
-/// refuse (a dry run comes first); a failed apply deletes what was written; credentials the
-/// save replaced are deleted if the facade created them for this Stream.
+/// the Stream, then applies the Stream. Camera credentials are referenced from
+/// `spec.facadeCredentials`, never from `spec.credentials` (a manifest may own that field, and
+/// re-applying it must not take back a password entered here). Nothing is written for a save
+/// the API server would refuse (a dry run comes first); a failed apply deletes what was
+/// written; credentials the save replaced are deleted if the facade created them for this
+/// Stream.
 async fn save_with_credentials(
     state: &ApiState,
     ns: &str,
@@ -561,7 +564,7 @@ async fn save_with_credentials(
 ) -> ApiResult<Stream> {
     let mut probe = spec.clone();
     if creds.is_some() {
-        probe.credentials = Some(CameraCredentials {
+        probe.facade_credentials = Some(CameraCredentials {
             secret_name: placeholder(object, "camera-credentials"),
             username_key: None,
             password_key: None,
@@ -581,7 +584,7 @@ async fn save_with_credentials(
     // What the live object references (the store may lag behind a previous save).
     // (A save body cannot set these references; only the live object knows them.)
     if let Some(c) = &current {
-        spec.credentials = c.spec.credentials.clone();
+        spec.facade_credentials = c.spec.facade_credentials.clone();
         spec.push_credentials = c.spec.push_credentials.clone();
     }
     let owner = CredentialsOwner {
@@ -601,8 +604,8 @@ async fn save_with_credentials(
                 create_credentials(state, ns, &owner, "camera-credentials", data, &destinations)
                     .await?;
             written.push(name.clone());
-            replaced.extend(spec.credentials.take().map(|c| c.secret_name));
-            spec.credentials = Some(CameraCredentials {
+            replaced.extend(spec.facade_credentials.take().map(|c| c.secret_name));
+            spec.facade_credentials = Some(CameraCredentials {
                 secret_name: name,
                 username_key: None,
                 password_key: None,
@@ -649,10 +652,14 @@ async fn save_with_credentials(
             replaced.extend(spec.push_credentials.take().map(|c| c.secret_name));
             spec.push_credentials = Some(PushCredentials { secret_name: name });
         }
-        let (camera, push) = (spec.credentials.clone(), spec.push_credentials.clone());
+        let (camera, push) = (
+            spec.facade_credentials.clone(),
+            spec.push_credentials.clone(),
+        );
+        // `spec.credentials` stays as the live object has it (the manifest's).
         save_with(state, ns, object, |current: Option<&Stream>| {
             let mut again = rebuild(current)?;
-            again.credentials = camera.clone();
+            again.facade_credentials = camera.clone();
             again.push_credentials = push.clone();
             Ok(Stream::new(object, again))
         })

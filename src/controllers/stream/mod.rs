@@ -373,7 +373,7 @@ async fn injected(
     let mut out = Injected::default();
     let mut binding = recorded_binding(ctl, stream, key);
     let mut condition = None;
-    if let Some(c) = &stream.spec.credentials {
+    if let Some(c) = credentials::camera_credentials(&stream.spec) {
         let entry = ctl.secrets.entry(ctx, ns, &c.secret_name).await?;
         let user_key = c.username_key.as_deref().unwrap_or("username");
         let pass_key = c.password_key.as_deref().unwrap_or("password");
