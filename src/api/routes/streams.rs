@@ -562,6 +562,15 @@ async fn save_with_credentials(
     pushes: BTreeMap<String, (String, String)>,
     mut rebuild: impl FnMut(Option<&Stream>) -> ApiResult<StreamSpec>,
 ) -> ApiResult<Stream> {
+    let current = Api::<Stream>::namespaced(state.client.clone(), ns)
+        .get_opt(object)
+        .await
+        .map_err(|e| ApiError::internal("reading the current object", e))?;
+    // The dry run checks the spec the save will write: derived from the live object, not the
+    // store, which may not hold the object yet (a kubectl create just before).
+    if current.is_some() {
+        spec = rebuild(current.as_ref())?;
+    }
     let mut probe = spec.clone();
     if creds.is_some() {
         probe.facade_credentials = Some(CameraCredentials {
@@ -576,10 +585,6 @@ async fn save_with_credentials(
         });
     }
     dry_run_apply(state, ns, &Stream::new(object, probe)).await?;
-    let current = Api::<Stream>::namespaced(state.client.clone(), ns)
-        .get_opt(object)
-        .await
-        .map_err(|e| ApiError::internal("reading the current object", e))?;
     let uid = current.as_ref().and_then(|c| c.uid());
     // What the live object references (the store may lag behind a previous save).
     // (A save body cannot set these references; only the live object knows them.)
