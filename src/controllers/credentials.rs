@@ -12,6 +12,10 @@
 //!   when that object references it (a create whose owner update was lost), deleted otherwise.
 //!
 //! The grace period covers a facade write in flight (Secret written, object not yet).
+//!
+//! The same sweep releases id claims ([`crate::domain::ids`]) whose object does not exist:
+//! the facade claims an id before it creates the object, so a crash (or a failed create whose
+//! release failed too) in between would otherwise lose that id for good.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -19,6 +23,7 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, Preconditions};
 use kube::{Client, Resource, ResourceExt};
@@ -27,7 +32,8 @@ use serde::de::DeserializeOwned;
 use super::Context;
 use crate::domain::credentials::{self, OwnerKind};
 use crate::resources::common::CONTROLLER_MANAGER;
-use crate::resources::{Stream, Streamer, User};
+use crate::domain::ids::{self, ClaimSpace, IdKind};
+use crate::resources::{Organization, Preset, Stream, Streamer, User};
 use crate::state::Scope;
 
 /// How often the leader sweeps, and how old an unowned or unreferenced Secret must be.
@@ -225,6 +231,74 @@ enum Verdict {
     Adopt(OwnerKind, String, String),
 }
 
+/// Whether `kind` `ns/name` exists on the API server.
+async fn id_holder_exists(
+    client: &Client,
+    kind: IdKind,
+    ns: &str,
+    name: &str,
+) -> Result<bool, kube::Error> {
+    Ok(match kind {
+        IdKind::User => Api::<User>::namespaced(client.clone(), ns)
+            .get_metadata_opt(name)
+            .await?
+            .is_some(),
+        IdKind::Preset => Api::<Preset>::namespaced(client.clone(), ns)
+            .get_metadata_opt(name)
+            .await?
+            .is_some(),
+        IdKind::Organization => Api::<Organization>::namespaced(client.clone(), ns)
+            .get_metadata_opt(name)
+            .await?
+            .is_some(),
+    })
+}
+
+/// One sweep over the id claims in `claim_namespace`: releases each claim whose object does
+/// not exist once it is older than `grace` ([`ids::claim_is_stale`]). Returns the released
+/// claims' names. A claim changed since it was listed (re-pointed by a facade create, adopted
+/// by a controller) is kept: the delete is guarded by its uid and resourceVersion.
+pub async fn sweep_id_claims(
+    client: &Client,
+    claim_namespace: &str,
+    grace: Duration,
+) -> Result<Vec<String>, kube::Error> {
+    let api: Api<Lease> = Api::namespaced(client.clone(), claim_namespace);
+    let selector = format!(
+        "{}={},{}",
+        credentials::MANAGED_BY_LABEL,
+        credentials::MANAGED_BY,
+        ids::CLAIM_KIND_LABEL
+    );
+    let list = api.list(&ListParams::default().labels(&selector)).await?;
+    let now = chrono::Utc::now().timestamp_millis();
+    let mut released = Vec::new();
+    for lease in list.items {
+        let Some(kind) = ids::claim_kind(&lease) else {
+            continue;
+        };
+        let exists = match ids::claim_holder(&lease) {
+            None => false,
+            Some((ns, name)) => match id_holder_exists(client, kind, &ns, &name).await {
+                Ok(exists) => exists,
+                // Unreadable (e.g. a namespace outside the operator's rights): keep the claim.
+                Err(error) => {
+                    tracing::warn!(%error, claim = %lease.name_any(), "reading the holder of an id claim; kept");
+                    continue;
+                }
+            },
+        };
+        let created = lease.creation_timestamp().map(|t| t.0.as_millisecond());
+        if ids::claim_is_stale(created, exists, now, grace.as_millis() as i64)
+            && ids::release_stale_claim(&api, &lease).await?
+        {
+            tracing::info!(claim = %lease.name_any(), "released an id claim whose object does not exist");
+            released.push(lease.name_any());
+        }
+    }
+    Ok(released)
+}
+
 /// Sweeps every `cfg.every` until `shutdown` resolves (run by the leader only).
 pub async fn run(
     ctx: Arc<Context>,
@@ -239,6 +313,10 @@ pub async fn run(
         }
         if let Err(error) = sweep_once(&ctx.client, &ctx.scope, cfg.grace).await {
             tracing::warn!(%error, "sweeping credentials Secrets");
+        }
+        if let Err(error) = sweep_id_claims(&ctx.client, ctx.claim_namespace(), cfg.grace).await
+        {
+            tracing::warn!(%error, "sweeping id claims");
         }
     }
 }

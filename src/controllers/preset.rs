@@ -26,6 +26,7 @@ use super::Context;
 use super::conditions::Desired;
 use super::ids::{self, IdKind, IdState, Ids};
 use super::refs::{self, Backoff, Error, Key, Pending, RefIndex, Settle, SourceKind, key_of};
+use crate::domain::presets::organization_presets;
 use crate::resources::common::CommonStatus;
 use crate::resources::{Organization, Preset, PresetStatus, Stream};
 
@@ -97,18 +98,6 @@ impl PresetController {
             })
             .collect()
     }
-}
-
-/// Presets an organization offers (its `presetRefs` and `defaultPresetRef`).
-pub fn organization_presets(org: &Organization) -> Vec<String> {
-    org.spec
-        .preset_refs
-        .iter()
-        .flatten()
-        .chain(org.spec.default_preset_ref.iter())
-        .filter(|r| !r.is_empty())
-        .cloned()
-        .collect()
 }
 
 /// Runs the Preset controller until `shutdown` resolves (in-flight reconciles finish first).
@@ -328,25 +317,7 @@ async fn write(
 mod tests {
     use super::*;
     use crate::controllers::ids::Identified;
-    use crate::resources::OrganizationSpec;
-
-    #[test]
-    fn organization_presets_include_the_default_once_listed() {
-        let org = Organization::new(
-            "o",
-            OrganizationSpec {
-                title: "o".into(),
-                preset_refs: Some(vec!["a".into(), "".into(), "b".into()]),
-                default_preset_ref: Some("a".into()),
-                ..Default::default()
-            },
-        );
-        let mut p = organization_presets(&org);
-        p.sort();
-        p.dedup();
-        assert_eq!(p, vec!["a".to_string(), "b".to_string()]);
-    }
-
+    
     #[test]
     fn conflict_messages_say_what_to_do() {
         assert!(conflict_message(7, "ns/a", true).contains("spec.id"));

@@ -655,6 +655,59 @@ fn claim_owner(lease: &Lease) -> String {
         .unwrap_or_else(|| format!("the claim {}", lease.name_any()))
 }
 
+/// The kind a claim is for (its kind label), if it is an id claim.
+pub fn claim_kind(lease: &Lease) -> Option<IdKind> {
+    match lease.labels().get(CLAIM_KIND_LABEL).map(String::as_str) {
+        Some("preset") => Some(IdKind::Preset),
+        Some("organization") => Some(IdKind::Organization),
+        Some("user") => Some(IdKind::User),
+        _ => None,
+    }
+}
+
+/// The object a claim names, as `(namespace, name)`; None when it names none readable.
+pub fn claim_holder(lease: &Lease) -> Option<(String, String)> {
+    let owner = lease
+        .spec
+        .as_ref()
+        .and_then(|s| s.holder_identity.clone())
+        .or_else(|| lease.annotations().get(CLAIM_OWNER).cloned())?;
+    let (ns, name) = owner.split_once('/')?;
+    (!ns.is_empty() && !name.is_empty()).then(|| (ns.to_string(), name.to_string()))
+}
+
+/// Whether the leader's sweep may release a claim: the object it names does not exist (on
+/// the API server, not only in a store that may lag) and the claim is older than `grace_ms`.
+/// The grace covers a facade create in flight, which claims the id before it creates the
+/// object; a claim with no creation time is as old as can be. A claim whose holder exists is
+/// always kept: a deleted holder's finalizer releases it, a restored one adopts it.
+pub fn claim_is_stale(
+    claim_created_ms: Option<i64>,
+    holder_exists: bool,
+    now_ms: i64,
+    grace_ms: i64,
+) -> bool {
+    !holder_exists && claim_created_ms.is_none_or(|c| now_ms.saturating_sub(c) >= grace_ms)
+}
+
+/// Deletes `lease` only if it is still this version of this claim (uid and resourceVersion
+/// preconditions). True when deleted; false when it was gone or changed meanwhile (re-pointed
+/// or adopted, so no longer the stale claim that was judged).
+pub async fn release_stale_claim(api: &Api<Lease>, lease: &Lease) -> Result<bool, kube::Error> {
+    let dp = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: lease.uid(),
+            resource_version: lease.resource_version(),
+        }),
+        ..Default::default()
+    };
+    match api.delete(&lease.name_any(), &dp).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.is_not_found() || s.is_conflict() => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// An id the facade claimed for an object it is about to create.
 #[derive(Clone, Debug)]
 pub struct Claimed {
@@ -760,6 +813,67 @@ mod tests {
             annotated,
             assigned,
         }
+    }
+
+    #[test]
+    fn stale_claims_are_old_and_holderless() {
+        let grace = 600_000;
+        let now = 10_000_000;
+        // (created, holder exists, stale)
+        let table = [
+            (Some(now - grace - 1), false, true),
+            (Some(now - grace), false, true),
+            (Some(now - grace + 1), false, false),
+            (Some(now), false, false),
+            (Some(now - grace - 1), true, false),
+            (Some(0), true, false),
+            (None, false, true),
+            (None, true, false),
+            // A creation time in the future (clock skew) is young.
+            (Some(now + 1), false, false),
+        ];
+        for (created, exists, stale) in table {
+            assert_eq!(
+                claim_is_stale(created, exists, now, grace),
+                stale,
+                "created {created:?}, holder exists {exists}"
+            );
+        }
+        // Zero grace: any holderless claim.
+        assert!(claim_is_stale(Some(now), false, now, 0));
+        assert!(!claim_is_stale(Some(now), true, now, 0));
+    }
+
+    #[test]
+    fn claims_name_their_kind_and_holder() {
+        let lease = {
+            let labels = [(CLAIM_KIND_LABEL.to_string(), "user".to_string())];
+            Lease {
+                metadata: ObjectMeta {
+                    labels: Some(labels.into_iter().collect()),
+                    ..Default::default()
+                },
+                spec: Some(LeaseSpec {
+                    holder_identity: Some("ns/user-a".into()),
+                    ..Default::default()
+                }),
+            }
+        };
+        assert_eq!(claim_kind(&lease), Some(IdKind::User));
+        assert_eq!(
+            claim_holder(&lease),
+            Some(("ns".to_string(), "user-a".to_string()))
+        );
+        let mut bare = lease.clone();
+        bare.spec = None;
+        bare.metadata.labels = None;
+        assert_eq!(claim_kind(&bare), None);
+        assert_eq!(claim_holder(&bare), None);
+        bare.spec = Some(LeaseSpec {
+            holder_identity: Some("no-slash".into()),
+            ..Default::default()
+        });
+        assert_eq!(claim_holder(&bare), None);
     }
 
     #[test]

@@ -499,3 +499,67 @@ async fn logins_and_free_text_fields_are_bounded() {
         assert!(err.to_string().contains(said), "{err}");
     }
 }
+
+/// A facade that dies between claiming an id and creating the object leaves a claim naming
+/// an object that never appears: the leader's sweep releases it (with zero grace here), so
+/// the id is not lost for good. A claim whose object exists is kept.
+#[tokio::test]
+async fn the_sweep_releases_id_claims_of_objects_never_created() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use panoptes::controllers::credentials::sweep_id_claims;
+    use panoptes::domain::ids::{self, IdKind};
+
+    let ns = TestNamespace::new("sec-ids-sweep").await;
+    let f = Facade::start(&ns).await;
+    let (s, v) = post(&f, "/users", json!({"name": "alive"})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let alive_id = v["id"].as_i64().unwrap();
+    // Claimed exactly as the facade's create does, then the "facade" dies.
+    let ghost_user = ids::claim_new(
+        &f.state,
+        IdKind::User,
+        |_| format!("{}/user-ghost", ns.name),
+        &[],
+    )
+    .await
+    .unwrap();
+    let ghost_preset = ids::claim_new(
+        &f.state,
+        IdKind::Preset,
+        |_| format!("{}/preset-ghost", ns.name),
+        &[],
+    )
+    .await
+    .unwrap();
+    let leases: Api<Lease> = Api::namespaced(ns.client.clone(), &ns.name);
+    let mut released = sweep_id_claims(&ns.client, &ns.name, Duration::ZERO)
+        .await
+        .unwrap();
+    released.sort();
+    let mut expected = vec![
+        ids::lease_name(IdKind::User, ghost_user.id),
+        ids::lease_name(IdKind::Preset, ghost_preset.id),
+    ];
+    expected.sort();
+    assert_eq!(released, expected);
+    for name in &expected {
+        assert!(leases.get_opt(name).await.unwrap().is_none(), "{name}");
+    }
+    let alive = ids::lease_name(IdKind::User, alive_id);
+    assert!(leases.get_opt(&alive).await.unwrap().is_some(), "{alive}");
+    // A claim younger than the grace may be a create in flight: kept.
+    let young = ids::claim_new(
+        &f.state,
+        IdKind::User,
+        |_| format!("{}/user-in-flight", ns.name),
+        &[],
+    )
+    .await
+    .unwrap();
+    let kept = sweep_id_claims(&ns.client, &ns.name, Duration::from_secs(600))
+        .await
+        .unwrap();
+    assert!(kept.is_empty(), "{kept:?}");
+    let young = ids::lease_name(IdKind::User, young.id);
+    assert!(leases.get_opt(&young).await.unwrap().is_some(), "{young}");
+}
