@@ -31,8 +31,8 @@ use serde::de::DeserializeOwned;
 
 use super::Context;
 use crate::domain::credentials::{self, OwnerKind};
-use crate::resources::common::CONTROLLER_MANAGER;
 use crate::domain::ids::{self, ClaimSpace, IdKind};
+use crate::resources::common::CONTROLLER_MANAGER;
 use crate::resources::{Organization, Preset, Stream, Streamer, User};
 use crate::state::Scope;
 
@@ -314,8 +314,7 @@ pub async fn run(
         if let Err(error) = sweep_once(&ctx.client, &ctx.scope, cfg.grace).await {
             tracing::warn!(%error, "sweeping credentials Secrets");
         }
-        if let Err(error) = sweep_id_claims(&ctx.client, ctx.claim_namespace(), cfg.grace).await
-        {
+        if let Err(error) = sweep_id_claims(&ctx.client, ctx.claim_namespace(), cfg.grace).await {
             tracing::warn!(%error, "sweeping id claims");
         }
     }

@@ -21,8 +21,8 @@ use super::Context;
 use super::conditions::Desired;
 use super::ids::{self, IdKind, IdState, Ids};
 use super::preset::conflict_message;
-use crate::domain::presets::organization_presets;
 use super::refs::{self, Backoff, Error, Key, Pending, RefIndex, Settle, SourceKind, key_of};
+use crate::domain::presets::organization_presets;
 use crate::resources::common::CommonStatus;
 use crate::resources::{Organization, OrganizationStatus, Preset, Stream, User};
 

@@ -317,7 +317,7 @@ async fn write(
 mod tests {
     use super::*;
     use crate::controllers::ids::Identified;
-    
+
     #[test]
     fn conflict_messages_say_what_to_do() {
         assert!(conflict_message(7, "ns/a", true).contains("spec.id"));

@@ -29,7 +29,9 @@
 //!   up) never get the same id. The facade's claim names the object it is about to create; the
 //!   controller adopts it (relabels it with the object's uid) on its first reconcile.
 //! - **Release**: the finalizer `panoptes.dev/cleanup` keeps a deleted object until its claims
-//!   (every Lease labelled with its uid) are deleted, so the id can be reused.
+//!   (every Lease labelled with its uid) are deleted, so the id can be reused. A claim whose
+//!   object never appeared (the facade died between claim and create) is released by the
+//!   leader's sweep once older than its grace period ([`claim_is_stale`]).
 //!
 //! The pure part (who has the better right to an id in a snapshot, which ids are wanted twice,
 //! the next candidate) is plain functions, unit- and property-tested below.
