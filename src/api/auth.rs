@@ -32,7 +32,7 @@
 //!   so a login flood bounds memory and CPU instead of exhausting them.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -611,8 +611,8 @@ pub async fn login(
         }
         Credentials::Basic(login, password) => {
             let peer = extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip());
+                .get::<ConnectInfo<super::conn::Peer>>()
+                .map(|c| c.0.0.ip());
             let client = state
                 .auth
                 .client_addr(peer, &headers)

@@ -10,7 +10,6 @@
 //! `panoptes_api_audit_bytes` show the fill.
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Instant;
@@ -171,8 +170,8 @@ pub async fn record(State(state): State<ApiState>, req: Request, next: Next) -> 
     // The client as the login throttle sees it (X-Forwarded-For from trusted proxies only).
     let peer = req
         .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
+        .get::<ConnectInfo<super::conn::Peer>>()
+        .map(|c| c.0.0.ip());
     let ip = state
         .auth
         .client_addr(peer, req.headers())

@@ -11,6 +11,7 @@
 pub mod auth;
 pub mod body;
 pub mod cache;
+pub mod conn;
 pub mod error;
 pub mod events;
 pub mod metrics;
@@ -76,7 +77,7 @@ pub struct Limits {
     pub login_failures_max_bytes: usize,
     /// Bytes of a request's headers (names, values and the request target); larger requests
     /// get 431 in the error envelope. Keep it below hyper's own ~400 KB buffer, beyond which
-    /// hyper answers 431 itself, without the envelope.
+    /// hyper refuses the request itself ([`conn`] puts that answer in the envelope too).
     pub max_header_bytes: usize,
 }
 
@@ -324,8 +325,8 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app)
+    let app = router(state).into_make_service_with_connect_info::<conn::Peer>();
+    axum::serve(conn::FacadeListener(listener), app)
         .with_graceful_shutdown(shutdown)
         .await
 }
