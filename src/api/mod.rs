@@ -280,7 +280,7 @@ async fn security_headers(mut resp: axum::response::Response) -> axum::response:
 }
 
 /// Refuses requests whose headers exceed `max_header_bytes`, before anything reads them, in
-/// the error envelope (hyper's own limit, higher, answers without it).
+/// the error envelope (hyper's own limit, higher, is put in the envelope by [`conn`]).
 async fn limit_headers(
     axum::extract::State(state): axum::extract::State<ApiState>,
     req: axum::extract::Request,
