@@ -8,7 +8,9 @@ mod support;
 
 use std::sync::Arc;
 
-use api_support::{Facade, assert_error, example, org, preset, stream};
+use api_support::{
+    Facade, assert_error, assert_no_unowned_credentials, example, org, preset, stream,
+};
 use k8s_openapi::api::core::v1::Secret;
 use panoptes::controllers::{Context, Tunables, user};
 use panoptes::resources::{Organization, Streamer};
@@ -143,6 +145,8 @@ async fn users_create_get_update_and_log_in() {
     assert_eq!(resp.status(), StatusCode::OK);
     let (s, v) = f.put("/users/99", json!({"note": "x"})).await;
     assert_error(s, &v, 404);
+    // Every password Secret the saves above wrote belongs to a User that exists.
+    assert_no_unowned_credentials(&ns).await;
 
     let _ = stop.send(true);
     let _ = controller.await;
@@ -391,4 +395,6 @@ async fn settings_streamers_agents_events_openapi() {
         text.contains(r#"operation="streamer_save",status="4xx""#),
         "{text}"
     );
+    // Every node credentials Secret the streamer saves wrote belongs to a Streamer that exists.
+    assert_no_unowned_credentials(&ns).await;
 }

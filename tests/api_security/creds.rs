@@ -19,7 +19,7 @@ use panoptes::state::Scope;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::api_support::{Facade, assert_error};
+use crate::api_support::{Facade, assert_error, assert_no_unowned_credentials};
 use crate::support::operator::Operator;
 use crate::support::scenario::fleet;
 use crate::support::{TestNamespace, eventually};
@@ -29,64 +29,6 @@ const WAIT: Duration = Duration::from_secs(20);
 const GITOPS: &str = "argocd-controller";
 
 /// Panoptes' own singleton Secrets (system namespace), which have no owner by design.
-const SINGLETONS: &[&str] = &["panoptes-settings", "panoptes-jwt"];
-
-/// Asserts that every `app.kubernetes.io/managed-by: panoptes` Secret in `ns` has an owner that
-/// exists (Panoptes' singletons aside): nothing a write, a failure or a deletion left behind.
-pub async fn assert_no_unowned_credentials(ns: &TestNamespace) {
-    let list = ns
-        .api::<Secret>()
-        .list(&ListParams::default().labels("app.kubernetes.io/managed-by=panoptes"))
-        .await
-        .unwrap();
-    let mut unowned = Vec::new();
-    for s in &list.items {
-        let name = s.name_any();
-        if SINGLETONS.contains(&name.as_str()) {
-            continue;
-        }
-        let owner = s
-            .owner_references()
-            .iter()
-            .find(|o| o.api_version.starts_with("panoptes.dev/"));
-        let alive = match owner {
-            None => false,
-            Some(o) => {
-                let uid = match o.kind.as_str() {
-                    "User" => ns
-                        .api::<User>()
-                        .get_opt(&o.name)
-                        .await
-                        .unwrap()
-                        .and_then(|x| x.uid()),
-                    "Streamer" => ns
-                        .api::<Streamer>()
-                        .get_opt(&o.name)
-                        .await
-                        .unwrap()
-                        .and_then(|x| x.uid()),
-                    "Stream" => ns
-                        .api::<Stream>()
-                        .get_opt(&o.name)
-                        .await
-                        .unwrap()
-                        .and_then(|x| x.uid()),
-                    _ => None,
-                };
-                uid.as_deref() == Some(o.uid.as_str())
-            }
-        };
-        if !alive {
-            unowned.push(name);
-        }
-    }
-    assert!(
-        unowned.is_empty(),
-        "unowned managed-by=panoptes Secrets left in {}: {unowned:?}",
-        ns.name
-    );
-}
-
 fn text(s: &Secret, key: &str) -> Option<String> {
     s.data
         .as_ref()?

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
-use kube::Resource;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::{Resource, ResourceExt};
 use panoptes::api::{ApiConfig, ApiState, BASE};
 use panoptes::resources::{Organization, Preset, Stream, Streamer, User};
 use panoptes::state::{self, LiveStats, NodeClients, Scope};
@@ -335,4 +335,63 @@ pub fn example(name: &str) -> Value {
         .join("tests/fixtures/watcher-admin-examples");
     let text = std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
     serde_json::from_str(&text).unwrap()
+}
+
+/// Panoptes' own Secrets that have no owner by design.
+const SINGLETONS: &[&str] = &["panoptes-settings", "panoptes-jwt"];
+
+/// Asserts that every `app.kubernetes.io/managed-by: panoptes` Secret in `ns` has an owner that
+/// exists (Panoptes' singletons aside): nothing a write, a failure or a deletion left behind.
+pub async fn assert_no_unowned_credentials(ns: &TestNamespace) {
+    let list = ns
+        .api::<Secret>()
+        .list(&ListParams::default().labels("app.kubernetes.io/managed-by=panoptes"))
+        .await
+        .unwrap();
+    let mut unowned = Vec::new();
+    for s in &list.items {
+        let name = s.name_any();
+        if SINGLETONS.contains(&name.as_str()) {
+            continue;
+        }
+        let owner = s
+            .owner_references()
+            .iter()
+            .find(|o| o.api_version.starts_with("panoptes.dev/"));
+        let alive = match owner {
+            None => false,
+            Some(o) => {
+                let uid = match o.kind.as_str() {
+                    "User" => ns
+                        .api::<User>()
+                        .get_opt(&o.name)
+                        .await
+                        .unwrap()
+                        .and_then(|x| x.uid()),
+                    "Streamer" => ns
+                        .api::<Streamer>()
+                        .get_opt(&o.name)
+                        .await
+                        .unwrap()
+                        .and_then(|x| x.uid()),
+                    "Stream" => ns
+                        .api::<Stream>()
+                        .get_opt(&o.name)
+                        .await
+                        .unwrap()
+                        .and_then(|x| x.uid()),
+                    _ => None,
+                };
+                uid.as_deref() == Some(o.uid.as_str())
+            }
+        };
+        if !alive {
+            unowned.push(name);
+        }
+    }
+    assert!(
+        unowned.is_empty(),
+        "unowned managed-by=panoptes Secrets left in {}: {unowned:?}",
+        ns.name
+    );
 }
