@@ -11,14 +11,16 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams};
-use panoptes::api::{ApiConfig, ApiState, BASE};
+use panoptes::api::{ApiConfig, ApiState};
 use panoptes::resources::User;
 use panoptes::state::{self, LiveStats, NodeClients, Scope};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
-use crate::api_support::{ADMIN_LOGIN, ADMIN_PASSWORD, Facade, WAIT, assert_error, make_user};
+use crate::api_support::{
+    ADMIN_LOGIN, ADMIN_PASSWORD, Facade, WAIT, assert_error, make_user, serve_facade,
+};
 use crate::support::binary::{Binary, free_port};
 use crate::support::operator::Operator;
 use crate::support::{TestNamespace, control_plane, eventually};
@@ -158,13 +160,8 @@ async fn facade_with(
     .await
     .expect("facade state");
     state.settings.wait_ready().await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(panoptes::api::serve(state.clone(), listener, async {
-        let _ = rx.await;
-    }));
-    (format!("http://{addr}{BASE}"), state, tx, watches)
+    let (base, tx) = serve_facade(state.clone()).await;
+    (base, state, tx, watches)
 }
 
 /// Finding 7, behind a proxy: `X-Forwarded-For` names the client only when the peer is a

@@ -52,14 +52,9 @@ impl ClusterFacade {
             .await
             .expect("facade state");
         state.settings.wait_ready().await;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(panoptes::api::serve(state, listener, async {
-            let _ = rx.await;
-        }));
+        let (base, tx) = crate::api_support::serve_facade(state).await;
         Self {
-            base: format!("http://{addr}{}", panoptes::api::BASE),
+            base,
             http: reqwest::Client::new(),
             stop: Some(tx),
             _watches: watches,

@@ -209,18 +209,13 @@ impl Facade {
         .await
         .expect("facade state");
         state.settings.wait_ready().await;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(panoptes::api::serve(state.clone(), listener, async {
-            let _ = rx.await;
-        }));
+        let (base, tx) = serve_facade(state.clone()).await;
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(0)
             .build()
             .unwrap();
         let mut f = Self {
-            base: format!("http://{addr}{BASE}"),
+            base,
             http,
             state,
             live,
@@ -394,4 +389,16 @@ pub async fn assert_no_unowned_credentials(ns: &TestNamespace) {
         "unowned managed-by=panoptes Secrets left in {}: {unowned:?}",
         ns.name
     );
+}
+
+/// Serves `state` on a free loopback port until the returned sender fires (or is dropped);
+/// returns the facade's base URL.
+pub async fn serve_facade(state: ApiState) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(panoptes::api::serve(state, listener, async {
+        let _ = rx.await;
+    }));
+    (format!("http://{addr}{BASE}"), tx)
 }
