@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use kube::api::{ListParams, Patch, PatchParams};
 use panoptes::controllers::layouter::watcher_name;
-use panoptes::controllers::stream::effective::{Injected, merge_preset, node_body};
+use panoptes::domain::effective::{Injected, merge_preset, node_body};
 use panoptes::resources::Stream;
 use panoptes::resources::common::condition;
 use rand::rngs::StdRng;

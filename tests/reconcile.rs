@@ -636,7 +636,7 @@ async fn patch_streamer(ns: &TestNamespace, name: &str, spec: serde_json::Value)
 
 #[tokio::test]
 async fn fifty_streams_with_presets_orgs_labels_and_credentials_run_their_effective_config() {
-    use panoptes::controllers::stream::effective::{Injected, merge_preset, node_body};
+    use panoptes::domain::effective::{Injected, merge_preset, node_body};
     const ZONES: [&str; 3] = ["a", "b", "c"];
     let (ns, sim) = fleet("rc-full", 3).await;
     for (i, n) in sim.nodes().iter().enumerate() {

@@ -16,7 +16,7 @@ use kube::{Resource, ResourceExt};
 use super::Context;
 use super::fleet::Blocked;
 use super::refs::{self, Key, key_of};
-use super::stream::effective;
+use crate::domain::effective;
 use crate::domain::tenancy::{hostname_owners, owns_hostname};
 use crate::layout::{self, LayoutOptions, NodeView, Placement, Snapshot, StreamView, Unplaced};
 use crate::resources::{Preset, Stream};

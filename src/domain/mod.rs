@@ -7,6 +7,7 @@
 
 pub mod credentials;
 pub mod destinations;
+pub mod effective;
 pub mod ids;
 pub mod passwords;
 pub mod presets;

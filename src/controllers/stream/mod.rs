@@ -17,7 +17,7 @@
 //! it. A node that stays unreachable for `delete_grace` does not block deletion; the Streamer
 //! controller removes the leftover when the node returns (no Stream owns the name any more).
 
-pub mod effective;
+use crate::domain::effective;
 pub mod status_writer;
 
 use std::collections::{BTreeSet, HashMap};
