@@ -84,7 +84,7 @@ impl Default for Fleet {
 }
 
 fn obj_ref<K: kube::Resource<DynamicType = ()>>(key: &Key) -> ObjectRef<K> {
-    ObjectRef::new(&key.1).within(&key.0)
+    ObjectRef::new(key.name()).within(key.namespace())
 }
 
 impl Fleet {
@@ -337,7 +337,7 @@ mod tests {
     use super::*;
 
     fn key(n: &str) -> Key {
-        ("ns".into(), n.into())
+        Key::new("ns", n)
     }
 
     fn placed(ingest: &str, backups: &[&str]) -> Placement {

@@ -76,7 +76,7 @@ where
     if !obj.finalizers().iter().any(|f| f == FINALIZER) {
         return Ok(());
     }
-    let (ns, name) = key_of(obj);
+    let (ns, name) = key_of(obj).into_parts();
     let rest: Vec<&String> = obj
         .finalizers()
         .iter()

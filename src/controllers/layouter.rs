@@ -36,12 +36,11 @@ pub fn watcher_name(stream: &Stream) -> String {
 }
 
 fn skey(key: &Key) -> Arc<str> {
-    format!("{}/{}", key.0, key.1).into()
+    key.as_arc().clone()
 }
 
-fn unkey(k: &str) -> Key {
-    let (ns, name) = k.split_once('/').unwrap_or(("", k));
-    (ns.to_string(), name.to_string())
+fn unkey(k: &Arc<str>) -> Key {
+    Key::from_layout(k)
 }
 
 /// Runs until `shutdown` resolves.
@@ -182,13 +181,13 @@ pub fn inputs(ctx: &Context) -> Inputs {
         }
         let preset = match &s.spec.preset_ref {
             None => None,
-            Some(p) => match presets.get(&(key.0.clone(), p.clone())) {
+            Some(p) => match presets.get(&Key::new(key.namespace(), p)) {
                 Some(p) => Some(p),
                 // Not pushed until its preset exists (the Stream says why): it takes no room.
                 None => continue,
             },
         };
-        let mut view = StreamView::from_spec(skey(&key), &key.0, &s.spec);
+        let mut view = StreamView::from_spec(skey(&key), key.namespace(), &s.spec);
         view.dvr_redundancy = effective::dvr_redundancy(&s.spec.config, preset.map(|p| &p.spec));
         views.push(view);
     }

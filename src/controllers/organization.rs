@@ -44,7 +44,7 @@ pub struct OrganizationController {
 
 impl OrganizationController {
     fn stream_changed(&self, stream: &Stream) -> Vec<ObjectRef<Organization>> {
-        let (ns, name) = key_of(stream);
+        let (ns, name) = key_of(stream).into_parts();
         let targets = stream
             .spec
             .organization_ref
@@ -65,7 +65,7 @@ impl OrganizationController {
     /// Organizations of the namespace that name `preset` (organizations are few: a scan of
     /// the store; a new organization is reconciled on its own creation anyway).
     fn preset_changed(&self, preset: &Preset) -> Vec<ObjectRef<Organization>> {
-        let (ns, name) = key_of(preset);
+        let (ns, name) = key_of(preset).into_parts();
         let orgs = self.orgs_where(&ns, |o| organization_presets(o).contains(&name));
         self.touch(
             &ns,
@@ -77,7 +77,7 @@ impl OrganizationController {
     }
 
     fn user_changed(&self, user: &User) -> Vec<ObjectRef<Organization>> {
-        let (ns, name) = key_of(user);
+        let (ns, name) = key_of(user).into_parts();
         let orgs = self.orgs_where(&ns, |o| o.spec.owner_ref.as_deref() == Some(name.as_str()));
         self.touch(&ns, orgs, SourceKind::User, &name, user.resource_version())
     }
@@ -102,7 +102,7 @@ impl OrganizationController {
         orgs.into_iter()
             .map(|o| {
                 self.pending
-                    .record((ns.to_string(), o.clone()), kind, source, rv.clone());
+                    .record(Key::new(ns, &o), kind, source, rv.clone());
                 ObjectRef::new(&o).within(ns)
             })
             .collect()
@@ -212,7 +212,7 @@ async fn reconcile_inner(
         Settle::Wait(d) => return Ok(Action::requeue(d)),
         Settle::Done(facts) => facts,
     };
-    let (ns, name) = key;
+    let (ns, name) = (key.namespace(), key.name());
     if org.meta().deletion_timestamp.is_some() {
         ctl.ids.release(ctx, org).await?;
         ids::remove_finalizer(ctx, org).await?;

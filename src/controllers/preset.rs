@@ -50,7 +50,7 @@ pub struct PresetController {
 
 impl PresetController {
     fn stream_changed(&self, stream: &Stream) -> Vec<ObjectRef<Preset>> {
-        let (ns, name) = key_of(stream);
+        let (ns, name) = key_of(stream).into_parts();
         let targets = stream
             .spec
             .preset_ref
@@ -69,7 +69,7 @@ impl PresetController {
     }
 
     fn organization_changed(&self, org: &Organization) -> Vec<ObjectRef<Preset>> {
-        let (ns, name) = key_of(org);
+        let (ns, name) = key_of(org).into_parts();
         let targets = organization_presets(org);
         let affected = self.organizations.observe(&ns, &name, targets);
         self.touch(
@@ -93,7 +93,7 @@ impl PresetController {
             .into_iter()
             .map(|p| {
                 self.pending
-                    .record((ns.to_string(), p.clone()), kind, source, rv.clone());
+                    .record(Key::new(ns, &p), kind, source, rv.clone());
                 ObjectRef::new(&p).within(ns)
             })
             .collect()
@@ -176,7 +176,7 @@ async fn reconcile_inner(
     if let Settle::Wait(d) = ctl.pending.settle(ctx, key, &indexes).await? {
         return Ok(Action::requeue(d));
     }
-    let (ns, name) = key;
+    let (ns, name) = (key.namespace(), key.name());
     let streams = ctl.streams.count(ns, name);
     let organizations = ctl.organizations.count(ns, name);
     let old = preset.status.clone().unwrap_or_default();

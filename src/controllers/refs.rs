@@ -41,11 +41,11 @@ use crate::resources::{Organization, Preset, Stream, User};
 use crate::state::Stores;
 
 /// `namespace` and `name` of an object.
-pub type Key = (String, String);
+pub type Key = crate::domain::key::ObjectKey;
 
 /// The key of `obj`.
 pub fn key_of<K: ResourceExt>(obj: &K) -> Key {
-    (obj.namespace().unwrap_or_default(), obj.name_any())
+    Key::of(obj)
 }
 
 /// Errors of the Preset, Organization and User reconcilers.
@@ -170,7 +170,7 @@ impl Backoff {
 
 /// The shared `error_policy`: invalid input waits for a change, anything else backs off.
 pub fn error_action(backoff: &Backoff, key: &Key, kind: &str, error: &Error) -> Action {
-    tracing::warn!(kind, namespace = %key.0, name = %key.1, category = error.category(), %error, "reconcile failed");
+    tracing::warn!(kind, namespace = %key.namespace(), name = %key.name(), category = error.category(), %error, "reconcile failed");
     if error.is_invalid_input() {
         Action::await_change()
     } else {
@@ -257,7 +257,7 @@ where
         + std::fmt::Debug,
     S: Serialize,
 {
-    let (ns, name) = key;
+    let (ns, name) = (key.namespace(), key.name());
     let failed = Error::kube("writing status of", format!("{} {ns}/{name}", K::kind(&())));
     let patch: json_patch::Patch = serde_json::from_value(serde_json::json!([
         { "op": "test", "path": "/metadata/uid", "value": uid },
@@ -300,7 +300,7 @@ where
         + serde::de::DeserializeOwned
         + std::fmt::Debug,
 {
-    let (ns, name) = key_of(obj);
+    let (ns, name) = key_of(obj).into_parts();
     metadata["name"] = serde_json::json!(name);
     metadata["namespace"] = serde_json::json!(ns);
     metadata["uid"] = serde_json::json!(obj.uid());
@@ -507,7 +507,7 @@ impl Pending {
             Some(e) => e,
             None => return Ok(Settle::Done(Facts::default())),
         };
-        let ns = &target.0;
+        let ns = target.namespace();
         let mut facts = Facts::default();
         let mut waiting = HashMap::new();
         let mut result: Result<(), Error> = Ok(());
@@ -583,20 +583,20 @@ impl RefIndex {
         let mut inner = self.inner.lock().expect("ref index poisoned");
         let old = inner
             .by_source
-            .insert((ns.to_string(), source.to_string()), targets.clone())
+            .insert(Key::new(ns, source), targets.clone())
             .unwrap_or_default();
         for t in &old {
-            if let Some(set) = inner.by_target.get_mut(&(ns.to_string(), t.clone())) {
+            if let Some(set) = inner.by_target.get_mut(&Key::new(ns, t)) {
                 set.remove(source);
                 if set.is_empty() {
-                    inner.by_target.remove(&(ns.to_string(), t.clone()));
+                    inner.by_target.remove(&Key::new(ns, t));
                 }
             }
         }
         for t in &targets {
             inner
                 .by_target
-                .entry((ns.to_string(), t.clone()))
+                .entry(Key::new(ns, t))
                 .or_default()
                 .insert(source.to_string());
         }
@@ -611,13 +611,13 @@ impl RefIndex {
         let mut inner = self.inner.lock().expect("ref index poisoned");
         let old = inner
             .by_source
-            .remove(&(ns.to_string(), source.to_string()))
+            .remove(&Key::new(ns, source))
             .unwrap_or_default();
         for t in &old {
-            if let Some(set) = inner.by_target.get_mut(&(ns.to_string(), t.clone())) {
+            if let Some(set) = inner.by_target.get_mut(&Key::new(ns, t)) {
                 set.remove(source);
                 if set.is_empty() {
-                    inner.by_target.remove(&(ns.to_string(), t.clone()));
+                    inner.by_target.remove(&Key::new(ns, t));
                 }
             }
         }
@@ -629,7 +629,7 @@ impl RefIndex {
         let inner = self.inner.lock().expect("ref index poisoned");
         inner
             .by_target
-            .get(&(ns.to_string(), target.to_string()))
+            .get(&Key::new(ns, target))
             .map_or(0, |s| s.len() as i64)
     }
 
@@ -638,7 +638,7 @@ impl RefIndex {
         let inner = self.inner.lock().expect("ref index poisoned");
         inner
             .by_target
-            .get(&(ns.to_string(), target.to_string()))
+            .get(&Key::new(ns, target))
             .map(|s| s.iter().cloned().collect())
             .unwrap_or_default()
     }
@@ -704,7 +704,7 @@ mod tests {
     #[test]
     fn backoff_grows_with_jitter_and_resets() {
         let b = Backoff::default();
-        let k = ("ns".to_string(), "x".to_string());
+        let k = Key::new("ns", "x");
         let d1 = b.failed(&k);
         assert!(d1 >= Duration::from_millis(500) && d1 <= Duration::from_secs(1));
         let d2 = b.failed(&k);

@@ -144,7 +144,7 @@ async fn reconcile_inner(
         // Only the facade's own node credentials need the finalizer (see below).
         super::credentials::delete_facade_credentials(
             ctx,
-            &key.0,
+            key.namespace(),
             &credentials::streamer_refs(&s.spec),
             OwnerKind::Streamer,
             s.as_ref(),
@@ -420,7 +420,7 @@ async fn client_for(
     let creds = match chosen_credentials(s) {
         None => Credentials::None,
         Some((secret_name, scheme, field)) => {
-            let entry = match ctl.secrets.entry(ctx, &key.0, secret_name).await {
+            let entry = match ctl.secrets.entry(ctx, key.namespace(), secret_name).await {
                 Ok(e) => e,
                 Err(e) => {
                     return (Err(Refused::invalid(format!("{e}; fix {field}"))), prior);
@@ -672,7 +672,7 @@ async fn list(ctx: &Context, host: &str, client: &NodeClient) -> Result<(), flus
             let stream = ctx
                 .stores
                 .streams
-                .get(&ObjectRef::new(&key.1).within(&key.0));
+                .get(&ObjectRef::new(key.name()).within(key.namespace()));
             if stream.is_some_and(|s| !names.contains(&watcher_name(&s))) {
                 ctx.fleet.touch_stream(&key);
             }

@@ -100,7 +100,7 @@ pub struct UserController {
 
 impl UserController {
     fn organization_changed(&self, org: &Organization) -> Vec<ObjectRef<User>> {
-        let (ns, name) = key_of(org);
+        let (ns, name) = key_of(org).into_parts();
         let users = self.users_where(&ns, |u| {
             u.spec
                 .organizations
@@ -110,7 +110,7 @@ impl UserController {
         });
         for u in &users {
             self.pending.record(
-                (ns.clone(), u.clone()),
+                Key::new(&ns, u),
                 SourceKind::Organization,
                 &name,
                 org.resource_version(),
@@ -125,7 +125,7 @@ impl UserController {
     /// The hash Secret's owner, and every user whose password is in this Secret. Secrets are
     /// read live in the reconcile, so no freshness bookkeeping is needed.
     fn secret_changed(&self, secret: &Secret) -> Vec<ObjectRef<User>> {
-        let (ns, name) = key_of(secret);
+        let (ns, name) = key_of(secret).into_parts();
         let mut users = self.users_where(&ns, |u| password_ref(u).is_some_and(|r| r.name == name));
         users.extend(
             secret
@@ -256,7 +256,7 @@ async fn reconcile_inner(user: &User, ctl: &UserController, key: &Key) -> Result
         Settle::Wait(d) => return Ok(Action::requeue(d)),
         Settle::Done(facts) => facts,
     };
-    let ns = &key.0;
+    let ns = key.namespace();
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
     let identity = ctx.identities.is_identity(user);
     let ours = user.finalizers().iter().any(|f| f == FINALIZER);
@@ -434,7 +434,7 @@ async fn password(
     let Some(r) = password_ref(user) else {
         return Ok((Password::None, current));
     };
-    let (ns, name) = key_of(user);
+    let (ns, name) = key_of(user).into_parts();
     let source = secrets.get_opt(&r.name).await.map_err(Error::kube(
         "reading password Secret",
         format!("{ns}/{}", r.name),
@@ -522,7 +522,7 @@ async fn apply_hash_secret(
     generation: Option<i64>,
 ) -> Result<Secret, Error> {
     use base64::Engine;
-    let (ns, user_name) = key_of(user);
+    let (ns, user_name) = key_of(user).into_parts();
     let mut annotations = serde_json::json!({ SOURCE_ANNOTATION: source_version });
     if let Some(g) = generation {
         annotations[GENERATION_ANNOTATION] = serde_json::json!(g.to_string());

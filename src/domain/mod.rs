@@ -9,6 +9,7 @@ pub mod credentials;
 pub mod destinations;
 pub mod effective;
 pub mod ids;
+pub mod key;
 pub mod passwords;
 pub mod presets;
 pub mod tenancy;

@@ -147,8 +147,8 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
 pub async fn reconcile(stream: Arc<Stream>, ctl: Arc<StreamController>) -> Result<Action, Error> {
     let key = key_of(stream.as_ref());
     ctl.presets.observe(
-        &key.0,
-        &key.1,
+        key.namespace(),
+        key.name(),
         stream.spec.preset_ref.iter().cloned().collect(),
     );
     let result = if stream.meta().deletion_timestamp.is_some() {
@@ -295,21 +295,26 @@ async fn plan(
             "NameConflict",
             format!(
                 "the Watcher name {name:?} is already used by Stream {}/{}; set a different spec.name",
-                owner.0, owner.1
+                owner.namespace(),
+                owner.name()
             ),
             false,
         ));
     }
     let preset = match &stream.spec.preset_ref {
         None => None,
-        Some(p) => match ctx.stores.presets.get(&ObjectRef::new(p).within(&key.0)) {
+        Some(p) => match ctx
+            .stores
+            .presets
+            .get(&ObjectRef::new(p).within(key.namespace()))
+        {
             Some(preset) => Some(preset),
             None => {
                 return Err(blocked(
                     "PresetNotFound",
                     format!(
                         "spec.presetRef names Preset {p:?}, which does not exist in namespace {}; create it or fix the reference",
-                        key.0
+                        key.namespace()
                     ),
                     false,
                 ));
@@ -369,7 +374,7 @@ async fn injected(
     config: &StreamConfigSpec,
 ) -> Result<(Injected, Option<CredentialBinding>, Option<Desired>), SecretError> {
     let ctx = &ctl.ctx;
-    let ns = &key.0;
+    let ns = key.namespace();
     let mut out = Injected::default();
     let mut binding = recorded_binding(ctl, stream, key);
     let mut condition = None;
@@ -851,7 +856,7 @@ async fn finalize(stream: &Stream, ctl: &StreamController, key: &Key) -> Result<
     ctl.status.forget(key);
     super::credentials::delete_facade_credentials(
         ctx,
-        &key.0,
+        key.namespace(),
         &credentials::stream_refs(&stream.spec),
         OwnerKind::Stream,
         stream,

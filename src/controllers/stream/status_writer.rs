@@ -137,7 +137,7 @@ impl StatusWriter {
                             .await;
                     me.done(i);
                     if let Err(error) = result {
-                        tracing::warn!(namespace = %key.0, name = %key.1, %error, "writing a stream status failed; retrying");
+                        tracing::warn!(namespace = %key.namespace(), name = %key.name(), %error, "writing a stream status failed; retrying");
                         tokio::time::sleep(RETRY).await;
                         // A newer status queued meanwhile supersedes this one.
                         if !me.busy(&key) {
@@ -156,7 +156,7 @@ mod tests {
     use super::*;
 
     fn key(n: &str) -> Key {
-        ("ns".into(), n.into())
+        Key::new("ns", n)
     }
 
     fn pending(uid: &str, alive: bool) -> Pending {
