@@ -20,7 +20,6 @@ pub mod openapi;
 pub mod query;
 pub mod routes;
 pub mod settings;
-pub mod snapshot;
 pub mod views;
 pub mod write;
 

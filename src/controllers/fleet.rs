@@ -30,12 +30,7 @@ pub struct NodeCopy {
     pub managed: bool,
 }
 
-/// Why a stream cannot be pushed although it is declared.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Blocked {
-    /// Another Stream (namespace/name) already uses the same Watcher name.
-    NameConflict(Key),
-}
+pub use crate::domain::world::Blocked;
 
 #[derive(Default)]
 struct Inner {

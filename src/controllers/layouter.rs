@@ -1,6 +1,6 @@
 //! The layouter loop: one for the whole installation. It watches for changes that matter to
-//! placement (stream and streamer specs, presets, node health), runs the pure layouter over a
-//! snapshot and installs the result in the shared [`Fleet`](super::fleet::Fleet): the Stream
+//! placement (stream and streamer specs, presets, node health), runs the pure layouter over the
+//! [`World`] (built exactly as the facade's previews build it) and installs the result in the shared [`Fleet`](super::fleet::Fleet): the Stream
 //! controller pushes from there at once and records each changed layout with the rest of the
 //! stream's status in one write. The layouter itself writes nothing.
 
@@ -14,12 +14,11 @@ use futures::FutureExt;
 use kube::{Resource, ResourceExt};
 
 use super::Context;
-use super::fleet::Blocked;
-use super::refs::{self, Key, key_of};
-use crate::domain::effective;
-use crate::domain::tenancy::{hostname_owners, owns_hostname};
-use crate::layout::{self, LayoutOptions, NodeView, Placement, Snapshot, StreamView, Unplaced};
-use crate::resources::{Preset, Stream};
+use super::refs::{self, Key};
+use crate::domain::health::node_placeable;
+use crate::domain::world::World;
+use crate::layout::{Placement, Unplaced};
+use crate::resources::Stream;
 
 /// How often the inputs are checked for changes.
 const POLL: Duration = Duration::from_millis(250);
@@ -33,14 +32,6 @@ pub fn watcher_name(stream: &Stream) -> String {
         .name
         .clone()
         .unwrap_or_else(|| stream.name_any())
-}
-
-fn skey(key: &Key) -> Arc<str> {
-    key.as_arc().clone()
-}
-
-fn unkey(k: &Arc<str>) -> Key {
-    Key::from_layout(k)
 }
 
 /// Runs until `shutdown` resolves.
@@ -116,7 +107,7 @@ fn fingerprint(ctx: &Context) -> u64 {
     }
     for s in ctx.stores.streamers.state() {
         (s.uid(), s.meta().generation).hash(&mut h);
-        healthy(ctx, &s.spec.hostname).hash(&mut h);
+        node_placeable(ctx.live.node(&s.spec.hostname).as_deref()).hash(&mut h);
     }
     for p in ctx.stores.presets.state() {
         (p.uid(), p.meta().generation).hash(&mut h);
@@ -124,133 +115,26 @@ fn fingerprint(ctx: &Context) -> u64 {
     h.finish()
 }
 
-/// Unknown (never probed) counts as healthy: the first run waited for probes, and a node
-/// added later gets its first probe before anything is placed on it matters little.
-fn healthy(ctx: &Context, hostname: &str) -> bool {
-    ctx.live
-        .node(hostname)
-        .is_none_or(|n| n.last_probe_ms == 0 || n.ready)
-}
-
-/// Inputs of one run, built from the stores.
-pub struct Inputs {
-    /// The snapshot handed to the layouter.
-    pub snapshot: Snapshot,
-    /// Watcher name → owner.
-    pub names: HashMap<String, Key>,
-    /// Streams that may not be placed.
-    pub blocked: HashMap<Key, Blocked>,
-    /// hostname → Streamer.
-    pub streamers: HashMap<String, Key>,
-}
-
-/// Builds the layouter's snapshot from the stores and node health.
-pub fn inputs(ctx: &Context) -> Inputs {
-    let presets: HashMap<Key, Arc<Preset>> = ctx
-        .stores
-        .presets
-        .state()
-        .into_iter()
-        .map(|p| (key_of(p.as_ref()), p))
-        .collect();
-    let mut streams = ctx.stores.streams.state();
-    // Oldest first, so the first holder of a Watcher name keeps it.
-    streams.sort_by(|a, b| {
-        a.meta()
-            .creation_timestamp
-            .cmp(&b.meta().creation_timestamp)
-            .then_with(|| key_of(a.as_ref()).cmp(&key_of(b.as_ref())))
-    });
-    let mut names: HashMap<String, Key> = HashMap::new();
-    let mut blocked = HashMap::new();
-    let mut views = Vec::with_capacity(streams.len());
-    for s in &streams {
-        let key = key_of(s.as_ref());
-        let name = watcher_name(s);
-        match names.get(&name) {
-            Some(owner) => {
-                blocked.insert(key, Blocked::NameConflict(owner.clone()));
-                continue;
-            }
-            None => {
-                names.insert(name, key.clone());
-            }
-        }
-        if s.meta().deletion_timestamp.is_some() {
-            continue;
-        }
-        let preset = match &s.spec.preset_ref {
-            None => None,
-            Some(p) => match presets.get(&Key::new(key.namespace(), p)) {
-                Some(p) => Some(p),
-                // Not pushed until its preset exists (the Stream says why): it takes no room.
-                None => continue,
-            },
-        };
-        let mut view = StreamView::from_spec(skey(&key), key.namespace(), &s.spec);
-        view.dvr_redundancy = effective::dvr_redundancy(&s.spec.config, preset.map(|p| &p.spec));
-        views.push(view);
+/// The current placements: the fleet's after the first run, else what the streams' statuses
+/// recorded (a restart resumes where the last instance was).
+fn previous(ctx: &Context, world: &mut World) -> BTreeMap<Arc<str>, Placement> {
+    if !ctx.fleet.laid_out() {
+        return std::mem::take(&mut world.previous);
     }
-    let mut streamers = HashMap::new();
-    let all = ctx.stores.streamers.state();
-    // A Streamer naming a hostname an older one owns is no node (domain::tenancy).
-    let owners = hostname_owners(all.iter().map(|s| s.as_ref()));
-    let nodes = all
+    ctx.fleet
+        .placements()
         .iter()
-        .filter(|s| owns_hostname(&owners, s))
-        .map(|s| {
-            streamers.insert(s.spec.hostname.clone(), key_of(s.as_ref()));
-            NodeView::from_spec(
-                &s.namespace().unwrap_or_default(),
-                &s.spec,
-                healthy(ctx, &s.spec.hostname),
-            )
-        })
-        .collect();
-    Inputs {
-        snapshot: Snapshot {
-            nodes,
-            streams: views,
-        },
-        names,
-        blocked,
-        streamers,
-    }
-}
-
-/// The current placements in the layouter's form: the fleet's after the first run, else
-/// what the streams' statuses recorded (a restart resumes where the last instance was).
-pub fn previous(ctx: &Context) -> BTreeMap<Arc<str>, Placement> {
-    if ctx.fleet.laid_out() {
-        return ctx
-            .fleet
-            .placements()
-            .iter()
-            .map(|(k, p)| (skey(k), p.clone()))
-            .collect();
-    }
-    ctx.stores
-        .streams
-        .state()
-        .iter()
-        .filter_map(|s| {
-            let layout = s.status.as_ref()?.layout.as_ref()?;
-            Some((skey(&key_of(s.as_ref())), Placement::from(layout)))
-        })
+        .map(|(k, p)| (k.as_arc().clone(), p.clone()))
         .collect()
 }
 
 fn run_once(ctx: &Arc<Context>) {
     let started = std::time::Instant::now();
-    let inputs = inputs(ctx);
-    forget_removed_nodes(ctx, &inputs.streamers);
-    let previous = previous(ctx);
-    let opts = LayoutOptions {
-        now_ms: chrono::Utc::now().timestamp_millis(),
-        ..LayoutOptions::default()
-    };
+    let mut world = World::build(&ctx.stores, &ctx.live, None);
+    forget_removed_nodes(ctx, &world.streamers);
+    let previous = previous(ctx, &mut world);
     let computing = std::time::Instant::now();
-    let result = layout::layout(&inputs.snapshot, &previous, &opts);
+    let result = world.layout(&previous);
     let m = &ctx.controller_metrics;
     m.layout_runs.inc();
     m.layout_seconds.observe(computing.elapsed().as_secs_f64());
@@ -258,12 +142,12 @@ fn run_once(ctx: &Arc<Context>) {
     let placements: HashMap<Key, Placement> = result
         .placements
         .iter()
-        .map(|(k, p)| (unkey(k), p.clone()))
+        .map(|(k, p)| (Key::from_layout(k), p.clone()))
         .collect();
     let unplaced: HashMap<Key, Unplaced> = result
         .unplaced
         .iter()
-        .map(|(k, u)| (unkey(k), u.clone()))
+        .map(|(k, u)| (Key::from_layout(k), u.clone()))
         .collect();
     // Streams whose unplaced verdict changed need their Scheduled condition refreshed too.
     let mut touched: HashSet<Key> = unplaced
@@ -272,10 +156,10 @@ fn run_once(ctx: &Arc<Context>) {
         .map(|(k, _)| k.clone())
         .collect();
     let before: HashSet<Key> = ctx.fleet.blocked_keys();
-    let now: HashSet<Key> = inputs.blocked.keys().cloned().collect();
+    let now: HashSet<Key> = world.blocked.keys().cloned().collect();
     touched.extend(before.symmetric_difference(&now).cloned());
     for k in result.changes.keys() {
-        touched.insert(unkey(k));
+        touched.insert(Key::from_layout(k));
     }
     if !ctx.fleet.laid_out() {
         // Streams reconciled before the first run were told to look again shortly; the
@@ -286,13 +170,13 @@ fn run_once(ctx: &Arc<Context>) {
     let nodes_changed = ctx.fleet.install_layout(
         placements,
         unplaced,
-        inputs.names,
-        inputs.blocked,
-        inputs.streamers,
+        world.names,
+        world.blocked,
+        world.streamers,
         result
             .changes
             .into_iter()
-            .map(|(k, l)| (unkey(&k), l))
+            .map(|(k, l)| (Key::from_layout(&k), l))
             .collect(),
     );
     for k in &touched {
@@ -304,8 +188,8 @@ fn run_once(ctx: &Arc<Context>) {
     if changed > 0 {
         tracing::info!(
             changed,
-            streams = inputs.snapshot.streams.len(),
-            nodes = inputs.snapshot.nodes.len(),
+            streams = world.snapshot.streams.len(),
+            nodes = world.snapshot.nodes.len(),
             unplaced = result.unplaced.len(),
             took_ms = started.elapsed().as_millis() as u64,
             "layout changed"

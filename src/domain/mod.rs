@@ -8,9 +8,11 @@
 pub mod credentials;
 pub mod destinations;
 pub mod effective;
+pub mod health;
 pub mod ids;
 pub mod key;
 pub mod passwords;
 pub mod presets;
 pub mod tenancy;
 pub mod validate;
+pub mod world;

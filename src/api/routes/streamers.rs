@@ -19,13 +19,13 @@ use crate::api::body::{JsonBody, decode, merge};
 use crate::api::error::{ApiError, ApiResult};
 use crate::api::names::object_name;
 use crate::api::query::{CollectionSpec, Field};
-use crate::api::snapshot;
 use crate::api::views::{self, to_json};
 use crate::api::write::{
     CredentialsOwner, adopt_credentials, create_credentials, delete_credentials, dry_run_apply,
     save_with, secret_text,
 };
 use crate::domain::credentials::{self, OwnerKind};
+use crate::domain::world::{Edit, World};
 use crate::layout::preview_counts;
 use crate::resources::streamer::StreamerCredentials;
 use crate::resources::wire::{NodeRole, ServerConfig};
@@ -397,8 +397,16 @@ pub async fn preview(
     body: JsonBody,
 ) -> ApiResult<Json<Value>> {
     let saved = saved_spec(&state, &hostname, body.0, None)?;
-    let before = snapshot::run(&snapshot::world(&state, None, None));
-    let after = snapshot::run(&snapshot::world(&state, None, Some(&saved.spec)));
+    let before = World::build(&state.stores, &state.live, None);
+    let edit = Edit::Node {
+        spec: &saved.spec,
+        namespace: &state.config.namespace,
+    };
+    let after = World::build(&state.stores, &state.live, Some(edit));
+    let (before, after) = (
+        before.layout(&before.previous),
+        after.layout(&after.previous),
+    );
     let changes = preview_counts(&before.counts, &after.counts)
         .iter()
         .map(to_json)

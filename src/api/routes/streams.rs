@@ -23,7 +23,6 @@ use crate::api::names::{
     STREAM_NAME_RULE, StreamPath, object_name, split_stream_path, valid_stream_name,
 };
 use crate::api::query::{CollectionSpec, Field, Index};
-use crate::api::snapshot;
 use crate::api::views::{self, org_id, preset_id, stream_name, to_json};
 use crate::api::write::{
     CredentialsOwner, adopt_credentials, create_credentials, delete_credentials, dry_run_apply,
@@ -31,7 +30,9 @@ use crate::api::write::{
 };
 use crate::api::{ApiState, BASE};
 use crate::domain::credentials::{self, OwnerKind};
+use crate::domain::key::ObjectKey;
 use crate::domain::validate;
+use crate::domain::world::{Edit, World};
 use crate::resources::stream::{CameraCredentials, PushCredentials};
 use crate::resources::wire::{CameraConfig, StreamConfigSpec};
 use crate::resources::{Stream, StreamSpec};
@@ -878,10 +879,19 @@ fn preview(state: &ApiState, name: &str, body: Option<Value>) -> ApiResult<Json<
     let Saved {
         ns, object, spec, ..
     } = saved_spec(state, name, body, target(state, name), existing.as_deref())?;
-    let key: Arc<str> = format!("{ns}/{object}").into();
-    let before = snapshot::run(&snapshot::world(state, None, None));
-    let world = snapshot::world(state, Some((key, Some(ns), &spec)), None);
-    let after = snapshot::run(&world);
+    let key = ObjectKey::new(&ns, &object);
+    let before = World::build(&state.stores, &state.live, None);
+    let before = before.layout(&before.previous);
+    let world = World::build(
+        &state.stores,
+        &state.live,
+        Some(Edit::Stream {
+            key: &key,
+            spec: &spec,
+        }),
+    );
+    let after = world.layout(&world.previous);
+    let names: HashMap<&ObjectKey, &String> = world.names.iter().map(|(n, k)| (k, n)).collect();
     let mut changes = Vec::new();
     for (k, placement) in &after.placements {
         let old = before.placements.get(k);
@@ -910,7 +920,11 @@ fn preview(state: &ApiState, name: &str, body: Option<Value>) -> ApiResult<Json<
         if let Value::Object(m) = &mut v {
             m.insert(
                 "name".into(),
-                world.names.get(k).cloned().unwrap_or_default().into(),
+                names
+                    .get(&ObjectKey::from_layout(k))
+                    .map(|n| n.as_str())
+                    .unwrap_or_default()
+                    .into(),
             );
         }
         changes.push(v);

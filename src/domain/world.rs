@@ -1,0 +1,374 @@
+//! The layout input world: what the layouter places, built once for the layouter loop and for
+//! the facade's previews (which add a hypothetical edit), so a preview shows the placement the
+//! operator then makes. Nothing here writes.
+//!
+//! The rules it applies, each in one place:
+//! - a Watcher name belongs to its oldest Stream; a younger one is [`Blocked`] and not placed;
+//! - a Stream being deleted, or whose preset does not exist yet, is not placed (it takes no
+//!   room: the Stream's status says why);
+//! - a Stream's DVR redundancy is its effective config's ([`super::effective`]: a locked
+//!   preset wins);
+//! - a node is the Streamer owning its hostname ([`super::tenancy`]), placeable by
+//!   [`super::health::node_placeable`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
+
+use super::effective;
+use super::health::node_placeable;
+use super::key::ObjectKey;
+use super::tenancy::{hostname_owners, owns_hostname};
+use crate::layout::{self, LayoutOptions, LayoutResult, NodeView, Placement, Snapshot, StreamView};
+use crate::resources::{Preset, Stream, StreamSpec, Streamer, StreamerSpec};
+use crate::state::{LiveStats, Stores};
+
+/// Why a stream is not placed although it is declared.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Blocked {
+    /// Another (older) Stream already uses the same Watcher name.
+    NameConflict(ObjectKey),
+}
+
+/// A change a preview asks about, applied to the world as if saved.
+#[derive(Clone, Copy, Debug)]
+pub enum Edit<'a> {
+    /// Stream `key` saved with `spec` (created if there is none).
+    Stream {
+        /// The Stream object.
+        key: &'a ObjectKey,
+        /// Its spec after the save.
+        spec: &'a StreamSpec,
+    },
+    /// The Streamer of `spec.hostname` saved with `spec` (created in `namespace` if no
+    /// Streamer declares that hostname).
+    Node {
+        /// Its spec after the save.
+        spec: &'a StreamerSpec,
+        /// Namespace of a new Streamer.
+        namespace: &'a str,
+    },
+}
+
+/// The layouter's input and what its consumers need to act on the result.
+#[derive(Debug, Default)]
+pub struct World {
+    /// The layouter's input.
+    pub snapshot: Snapshot,
+    /// Placements the streams' statuses record (where a restarted layouter resumes).
+    pub previous: BTreeMap<Arc<str>, Placement>,
+    /// Watcher name → the Stream owning it.
+    pub names: HashMap<String, ObjectKey>,
+    /// Streams that may not be pushed, and why.
+    pub blocked: HashMap<ObjectKey, Blocked>,
+    /// Hostname → the Streamer declaring it.
+    pub streamers: HashMap<String, ObjectKey>,
+}
+
+impl World {
+    /// The world of the stores and this replica's live stats, with `edit` applied.
+    pub fn build(stores: &Stores, live: &LiveStats, edit: Option<Edit<'_>>) -> Self {
+        let preset = |ns: &str, name: &str| stores.presets.get(&ObjectRef::new(name).within(ns));
+        let placeable = |hostname: &str| node_placeable(live.node(hostname).as_deref());
+        Self::assemble(
+            stores.streams.state(),
+            preset,
+            &stores.streamers.state(),
+            placeable,
+            edit,
+        )
+    }
+
+    /// The world of these objects (pure, for tests): `preset` looks a Preset up by namespace
+    /// and name, `placeable` says whether a hostname may take streams.
+    pub fn assemble(
+        mut streams: Vec<Arc<Stream>>,
+        preset: impl Fn(&str, &str) -> Option<Arc<Preset>>,
+        streamers: &[Arc<Streamer>],
+        placeable: impl Fn(&str) -> bool,
+        edit: Option<Edit<'_>>,
+    ) -> Self {
+        if let Some(Edit::Stream { key, spec }) = edit {
+            edited(&mut streams, key, spec);
+        }
+        let mut keyed: Vec<(ObjectKey, Arc<Stream>)> = streams
+            .into_iter()
+            .map(|s| (ObjectKey::of(s.as_ref()), s))
+            .collect();
+        // Oldest first, so the first holder of a Watcher name keeps it (a Stream not created
+        // yet is the youngest).
+        keyed.sort_by(|(ka, a), (kb, b)| {
+            let age = |s: &Stream| {
+                (
+                    s.meta().creation_timestamp.is_none(),
+                    s.meta().creation_timestamp.clone(),
+                )
+            };
+            age(a).cmp(&age(b)).then_with(|| ka.cmp(kb))
+        });
+        let mut world = World::default();
+        for (key, s) in &keyed {
+            if let Some(layout) = s.status.as_ref().and_then(|st| st.layout.as_ref()) {
+                world
+                    .previous
+                    .insert(key.as_arc().clone(), Placement::from(layout));
+            }
+            let name = stream_watcher_name(s);
+            if let Some(owner) = world.names.get(&name) {
+                world
+                    .blocked
+                    .insert(key.clone(), Blocked::NameConflict(owner.clone()));
+                continue;
+            }
+            world.names.insert(name, key.clone());
+            if s.meta().deletion_timestamp.is_some() {
+                continue;
+            }
+            let preset = match &s.spec.preset_ref {
+                None => None,
+                Some(p) => match preset(key.namespace(), p) {
+                    Some(p) => Some(p),
+                    // Not pushed until its preset exists (the Stream says why).
+                    None => continue,
+                },
+            };
+            let mut view = StreamView::from_spec(key.as_arc().clone(), key.namespace(), &s.spec);
+            view.dvr_redundancy =
+                effective::dvr_redundancy(&s.spec.config, preset.as_deref().map(|p| &p.spec));
+            world.snapshot.streams.push(view);
+        }
+        let (edited_node, new_ns) = match edit {
+            Some(Edit::Node { spec, namespace }) => (Some(spec), namespace),
+            _ => (None, ""),
+        };
+        let owners = hostname_owners(streamers.iter().map(|s| s.as_ref()));
+        let mut edited_ns = None;
+        for s in streamers.iter().filter(|s| owns_hostname(&owners, s)) {
+            let ns = s.namespace().unwrap_or_default();
+            let host = &s.spec.hostname;
+            world
+                .streamers
+                .insert(host.clone(), ObjectKey::new(&ns, &s.name_any()));
+            if edited_node.is_some_and(|n| n.hostname == *host) {
+                // An edited node keeps its namespace.
+                edited_ns = Some(ns);
+                continue;
+            }
+            let healthy = placeable(host);
+            world
+                .snapshot
+                .nodes
+                .push(NodeView::from_spec(&ns, &s.spec, healthy));
+        }
+        if let Some(n) = edited_node {
+            let ns = edited_ns.unwrap_or_else(|| new_ns.to_string());
+            let healthy = placeable(&n.hostname);
+            world
+                .snapshot
+                .nodes
+                .push(NodeView::from_spec(&ns, n, healthy));
+        }
+        world
+    }
+
+    /// Runs the real layouter over this world from `previous` placements.
+    pub fn layout(&self, previous: &BTreeMap<Arc<str>, Placement>) -> LayoutResult {
+        let opts = LayoutOptions {
+            now_ms: chrono::Utc::now().timestamp_millis(),
+            ..LayoutOptions::default()
+        };
+        layout::layout(&self.snapshot, previous, &opts)
+    }
+}
+
+/// Replaces Stream `key` in `streams` by its edited version, or adds it as a new Stream.
+fn edited(streams: &mut Vec<Arc<Stream>>, key: &ObjectKey, spec: &StreamSpec) {
+    let at = streams
+        .iter()
+        .position(|s| ObjectKey::of(s.as_ref()) == *key);
+    let mut s = match at {
+        // Keeps its age, deletion and recorded layout.
+        Some(i) => streams.swap_remove(i).as_ref().clone(),
+        None => {
+            let mut s = Stream::new(key.name(), StreamSpec::default());
+            s.metadata.namespace = Some(key.namespace().to_string());
+            s
+        }
+    };
+    s.spec = spec.clone();
+    streams.push(Arc::new(s));
+}
+
+// replaced by Stream::watcher_name (helper names)
+fn stream_watcher_name(s: &Stream) -> String {
+    s.spec.name.clone().unwrap_or_else(|| s.name_any())
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use k8s_openapi::jiff::Timestamp;
+    use serde_json::json;
+
+    use super::*;
+    use crate::resources::PresetSpec;
+
+    fn stream(name: &str, age_s: i64, spec: serde_json::Value) -> Arc<Stream> {
+        let mut s = Stream::new(name, serde_json::from_value(spec).unwrap());
+        s.metadata.namespace = Some("cams".into());
+        s.metadata.creation_timestamp =
+            Some(Time(Timestamp::from_second(1_000_000 - age_s).unwrap()));
+        Arc::new(s)
+    }
+
+    fn node(host: &str) -> Arc<Streamer> {
+        let mut s = Streamer::new(
+            host,
+            serde_json::from_value(json!({"hostname": host})).unwrap(),
+        );
+        s.metadata.namespace = Some("cams".into());
+        Arc::new(s)
+    }
+
+    fn locked() -> Arc<Preset> {
+        let spec: PresetSpec = serde_json::from_value(json!({"title": "L", "isAdjustable": false,
+            "dvr": {"redundancy_factor": 2}}))
+        .unwrap();
+        let mut p = Preset::new("locked", spec);
+        p.metadata.namespace = Some("cams".into());
+        Arc::new(p)
+    }
+
+    fn world(streams: Vec<Arc<Stream>>, edit: Option<Edit<'_>>) -> World {
+        let preset = |ns: &str, name: &str| (ns == "cams" && name == "locked").then(locked);
+        let nodes = [node("n1"), node("n2"), node("n3")];
+        World::assemble(streams, preset, &nodes, |h| h != "n3", edit)
+    }
+
+    fn keys(w: &World) -> Vec<&str> {
+        w.snapshot.streams.iter().map(|v| &*v.key).collect()
+    }
+
+    #[test]
+    fn only_placeable_streams_enter_the_snapshot() {
+        let mut leaving = stream("leaving", 5, json!({})).as_ref().clone();
+        leaving.metadata.deletion_timestamp = Some(Time(Timestamp::now()));
+        let w = world(
+            vec![
+                stream("young", 1, json!({"name": "dup"})),
+                stream("old", 9, json!({"name": "dup"})),
+                stream("orphan", 5, json!({"presetRef": "ghost"})),
+                stream("solo", 5, json!({})),
+                Arc::new(leaving),
+            ],
+            None,
+        );
+        assert_eq!(keys(&w), ["cams/old", "cams/solo"]);
+        let young = ObjectKey::new("cams", "young");
+        assert_eq!(
+            w.blocked.get(&young),
+            Some(&Blocked::NameConflict(ObjectKey::new("cams", "old")))
+        );
+        assert_eq!(w.names["dup"], ObjectKey::new("cams", "old"));
+        // A deleting or preset-less stream still holds its name.
+        assert!(w.names.contains_key("leaving") && w.names.contains_key("orphan"));
+    }
+
+    #[test]
+    fn a_locked_preset_sets_the_redundancy() {
+        let w = world(
+            vec![stream(
+                "cam",
+                1,
+                json!({"presetRef": "locked", "dvr": {"redundancy_factor": 1}}),
+            )],
+            None,
+        );
+        assert_eq!(w.snapshot.streams[0].dvr_redundancy, 2);
+    }
+
+    #[test]
+    fn nodes_carry_the_health_rule_and_an_edit_replaces_or_adds_one() {
+        let healthy = |w: &World| -> Vec<(String, bool)> {
+            let mut v: Vec<_> = w
+                .snapshot
+                .nodes
+                .iter()
+                .map(|n| (n.hostname.to_string(), n.healthy))
+                .collect();
+            v.sort();
+            v
+        };
+        let w = world(vec![], None);
+        let want = |l: &[(&str, bool)]| {
+            l.iter()
+                .map(|(h, b)| (h.to_string(), *b))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            healthy(&w),
+            want(&[("n1", true), ("n2", true), ("n3", false)])
+        );
+        assert_eq!(w.streamers["n2"], ObjectKey::new("cams", "n2"));
+        let spec: StreamerSpec =
+            serde_json::from_value(json!({"hostname": "n2", "role": "inference"})).unwrap();
+        let w = world(
+            vec![],
+            Some(Edit::Node {
+                spec: &spec,
+                namespace: "other",
+            }),
+        );
+        assert_eq!(w.snapshot.nodes.len(), 3);
+        let n2 = w
+            .snapshot
+            .nodes
+            .iter()
+            .find(|n| &*n.hostname == "n2")
+            .unwrap();
+        assert_ne!(n2.role, Default::default(), "the edited spec");
+        let spec: StreamerSpec = serde_json::from_value(json!({"hostname": "n9"})).unwrap();
+        let w = world(
+            vec![],
+            Some(Edit::Node {
+                spec: &spec,
+                namespace: "other",
+            }),
+        );
+        assert_eq!(w.snapshot.nodes.len(), 4);
+    }
+
+    #[test]
+    fn a_stream_edit_keeps_the_objects_age_and_a_new_stream_is_the_youngest() {
+        let old = stream("old", 9, json!({"name": "dup"}));
+        let key = ObjectKey::new("cams", "old");
+        let spec: StreamSpec =
+            serde_json::from_value(json!({"name": "dup", "dvr": {"redundancy_factor": 1}}))
+                .unwrap();
+        let w = world(
+            vec![old.clone(), stream("young", 1, json!({"name": "dup"}))],
+            Some(Edit::Stream {
+                key: &key,
+                spec: &spec,
+            }),
+        );
+        assert_eq!(keys(&w), ["cams/old"]);
+        assert_eq!(w.snapshot.streams[0].dvr_redundancy, 1);
+        let new = ObjectKey::new("cams", "new");
+        let w = world(
+            vec![old],
+            Some(Edit::Stream {
+                key: &new,
+                spec: &spec,
+            }),
+        );
+        assert_eq!(
+            keys(&w),
+            ["cams/old"],
+            "a new stream cannot take an old one's name"
+        );
+        assert!(w.blocked.contains_key(&new));
+    }
+}
