@@ -183,6 +183,30 @@ impl World {
     }
 }
 
+/// What a preview compares: the real layouter over the world as is and over the world with
+/// the edit, each from the placements the streams' statuses record.
+pub struct Preview {
+    /// Over the world as is.
+    pub before: LayoutResult,
+    /// Over the edited world.
+    pub after: LayoutResult,
+    /// The edited world (who owns which Watcher name).
+    pub world: World,
+}
+
+impl Preview {
+    /// The preview of `edit` on the stores and this replica's live stats.
+    pub fn of(stores: &Stores, live: &LiveStats, edit: Edit<'_>) -> Self {
+        let now = World::build(stores, live, None);
+        let world = World::build(stores, live, Some(edit));
+        Self {
+            before: now.layout(&now.previous),
+            after: world.layout(&world.previous),
+            world,
+        }
+    }
+}
+
 /// Replaces Stream `key` in `streams` by its edited version, or adds it as a new Stream.
 fn edited(streams: &mut Vec<Arc<Stream>>, key: &ObjectKey, spec: &StreamSpec) {
     let at = streams

@@ -25,7 +25,7 @@ use crate::api::write::{
     save_with, secret_text,
 };
 use crate::domain::credentials::{self, OwnerKind};
-use crate::domain::world::{Edit, World};
+use crate::domain::world::{Edit, Preview};
 use crate::layout::preview_counts;
 use crate::resources::streamer::StreamerCredentials;
 use crate::resources::wire::{NodeRole, ServerConfig};
@@ -397,16 +397,11 @@ pub async fn preview(
     body: JsonBody,
 ) -> ApiResult<Json<Value>> {
     let saved = saved_spec(&state, &hostname, body.0, None)?;
-    let before = World::build(&state.stores, &state.live, None);
     let edit = Edit::Node {
         spec: &saved.spec,
         namespace: &state.config.namespace,
     };
-    let after = World::build(&state.stores, &state.live, Some(edit));
-    let (before, after) = (
-        before.layout(&before.previous),
-        after.layout(&after.previous),
-    );
+    let Preview { before, after, .. } = Preview::of(&state.stores, &state.live, edit);
     let changes = preview_counts(&before.counts, &after.counts)
         .iter()
         .map(to_json)

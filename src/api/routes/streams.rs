@@ -32,7 +32,7 @@ use crate::api::{ApiState, BASE};
 use crate::domain::credentials::{self, OwnerKind};
 use crate::domain::key::ObjectKey;
 use crate::domain::validate;
-use crate::domain::world::{Edit, World};
+use crate::domain::world::{Edit, Preview};
 use crate::resources::stream::{CameraCredentials, PushCredentials};
 use crate::resources::wire::{CameraConfig, StreamConfigSpec};
 use crate::resources::{Stream, StreamSpec};
@@ -880,17 +880,18 @@ fn preview(state: &ApiState, name: &str, body: Option<Value>) -> ApiResult<Json<
         ns, object, spec, ..
     } = saved_spec(state, name, body, target(state, name), existing.as_deref())?;
     let key = ObjectKey::new(&ns, &object);
-    let before = World::build(&state.stores, &state.live, None);
-    let before = before.layout(&before.previous);
-    let world = World::build(
+    let Preview {
+        before,
+        after,
+        world,
+    } = Preview::of(
         &state.stores,
         &state.live,
-        Some(Edit::Stream {
+        Edit::Stream {
             key: &key,
             spec: &spec,
-        }),
+        },
     );
-    let after = world.layout(&world.previous);
     let names: HashMap<&ObjectKey, &String> = world.names.iter().map(|(n, k)| (k, n)).collect();
     let mut changes = Vec::new();
     for (k, placement) in &after.placements {
