@@ -8,7 +8,6 @@ use std::sync::Arc;
 use kube::ResourceExt;
 
 use super::ApiState;
-use super::views::stream_name;
 use crate::domain::tenancy::{hostname_owners, owns_hostname};
 use crate::layout::{LayoutOptions, LayoutResult, NodeView, Placement, Snapshot, StreamView};
 use crate::resources::{Stream, StreamSpec, StreamerSpec};
@@ -93,7 +92,7 @@ pub fn world(
         if let Some(layout) = s.status.as_ref().and_then(|st| st.layout.as_ref()) {
             previous.insert(k.clone(), Placement::from(layout));
         }
-        names.insert(k.clone(), stream_name(&s));
+        names.insert(k.clone(), s.watcher_name().to_string());
         if stream.as_ref().is_some_and(|(ek, _, _)| *ek == k) {
             continue;
         }

@@ -19,21 +19,12 @@ use super::refs::{self, Key, key_of};
 use super::stream::effective;
 use crate::domain::tenancy::{hostname_owners, owns_hostname};
 use crate::layout::{self, LayoutOptions, NodeView, Placement, Snapshot, StreamView, Unplaced};
-use crate::resources::{Preset, Stream};
+use crate::resources::Preset;
 
 /// How often the inputs are checked for changes.
 const POLL: Duration = Duration::from_millis(250);
 /// The first run waits this long at most for every node's first probe.
 const FIRST_PROBE_WAIT: Duration = Duration::from_secs(15);
-
-/// The Watcher name of a stream (`spec.name`, else `metadata.name`).
-pub fn watcher_name(stream: &Stream) -> String {
-    stream
-        .spec
-        .name
-        .clone()
-        .unwrap_or_else(|| stream.name_any())
-}
 
 fn skey(key: &Key) -> Arc<str> {
     format!("{}/{}", key.0, key.1).into()
@@ -167,7 +158,7 @@ pub fn inputs(ctx: &Context) -> Inputs {
     let mut views = Vec::with_capacity(streams.len());
     for s in &streams {
         let key = key_of(s.as_ref());
-        let name = watcher_name(s);
+        let name = s.watcher_name().to_string();
         match names.get(&name) {
             Some(owner) => {
                 blocked.insert(key, Blocked::NameConflict(owner.clone()));

@@ -20,9 +20,7 @@ use kube::{Resource, ResourceExt};
 use super::Context;
 use super::conditions::Desired;
 use super::ids::{self, IdKind, IdState, Ids};
-use super::preset::conflict_message;
 use super::refs::{self, Backoff, Error, Key, Pending, RefIndex, Settle, SourceKind, key_of};
-use crate::domain::presets::organization_presets;
 use crate::resources::common::CommonStatus;
 use crate::resources::{Organization, OrganizationStatus, Preset, Stream, User};
 
@@ -66,7 +64,7 @@ impl OrganizationController {
     /// the store; a new organization is reconciled on its own creation anyway).
     fn preset_changed(&self, preset: &Preset) -> Vec<ObjectRef<Organization>> {
         let (ns, name) = key_of(preset);
-        let orgs = self.orgs_where(&ns, |o| organization_presets(o).contains(&name));
+        let orgs = self.orgs_where(&ns, |o| o.offered_presets().contains(&name));
         self.touch(
             &ns,
             orgs,
@@ -236,7 +234,7 @@ async fn reconcile_inner(
         ctx,
         ns,
         SourceKind::Preset,
-        organization_presets(org),
+        org.offered_presets(),
         &facts,
         |p| presets.get(&ObjectRef::new(p).within(ns)).is_some(),
     )
@@ -256,7 +254,7 @@ async fn reconcile_inner(
         IdState::Conflict { id, holder, pinned } => Desired::no(
             "Ready",
             "IdConflict",
-            conflict_message(*id, holder, *pinned),
+            ids::conflict_message(*id, holder, *pinned),
         ),
         IdState::Held(_) if !missing_presets.is_empty() || !missing_users.is_empty() => {
             Desired::no(

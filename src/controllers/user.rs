@@ -47,7 +47,6 @@ use sha1::Digest;
 use super::Context;
 use super::conditions::Desired;
 use super::ids::{self, IdKind, IdState, Ids};
-use super::preset::conflict_message;
 use super::refs::{self, Backoff, Error, Key, Pending, Settle, SourceKind, is_not_found, key_of};
 use crate::domain::credentials::{self, OwnerKind};
 use crate::domain::passwords::owned_hash;
@@ -331,7 +330,7 @@ async fn reconcile_inner(user: &User, ctl: &UserController, key: &Key) -> Result
         (IdState::Conflict { id, holder, pinned }, _) => Desired::no(
             "Ready",
             "IdConflict",
-            conflict_message(*id, holder, *pinned),
+            ids::conflict_message(*id, holder, *pinned),
         ),
         _ if login_conflict.is_some() => Desired::no(
             "Ready",

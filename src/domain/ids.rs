@@ -169,6 +169,29 @@ pub trait Identified:
     fn pinned_id(&self) -> Option<i64>;
     /// `status.id`.
     fn status_id(&self) -> Option<i64>;
+
+    /// The object's Watcher id: the one the controllers claim for it and the facade shows
+    /// ([`wanted_id`]: pinned, else annotated, else the one in its status). Right after a pin
+    /// its status still names the old id for a moment; the pin is what the object is about to
+    /// hold (or, in an `IdConflict`, what it asks for and the condition explains).
+    fn watcher_id(&self) -> Option<i64> {
+        wanted_id(
+            self.pinned_id().filter(|id| valid(*id)),
+            annotated_id(self),
+            self.status_id().filter(|id| valid(*id)),
+        )
+    }
+}
+
+/// Which id an object wants, from what it says: pinned (`spec.id`) over the annotation over
+/// `status.id`. A pin is GitOps' explicit wish; the annotation survives a backup/restore that
+/// drops the status; the status may lag both.
+pub fn wanted_id(
+    pinned: Option<i64>,
+    annotated: Option<i64>,
+    assigned: Option<i64>,
+) -> Option<i64> {
+    pinned.or(annotated).or(assigned)
 }
 
 impl Identified for Preset {
@@ -247,7 +270,7 @@ impl Holding {
 
     /// The id the object should have: pinned, else annotated, else the one in its status.
     pub fn wanted(&self) -> Option<i64> {
-        self.pinned.or(self.annotated).or(self.assigned)
+        wanted_id(self.pinned, self.annotated, self.assigned)
     }
 
     /// How strong this object's right to `id` is: established (annotation and status agree) >
@@ -308,6 +331,22 @@ pub fn next_candidate(snapshot: &[Holding], floor: i64) -> Option<i64> {
         .unwrap_or(0);
     let c = (max_known + 1).max(floor).max(1);
     valid(c).then_some(c)
+}
+
+/// The message of an `IdConflict` condition: which id, where it came from, who holds it and
+/// how to resolve it (the same for every kind with an id).
+pub fn conflict_message(id: i64, holder: &str, pinned: bool) -> String {
+    let source = if pinned {
+        "spec.id"
+    } else {
+        "the panoptes.dev/id annotation"
+    };
+    let fix = if pinned {
+        "pin another id or remove spec.id"
+    } else {
+        "remove the annotation to have a new id assigned, or pin another id in spec.id"
+    };
+    format!("id {id} from {source} is held by {holder}; {fix}")
 }
 
 /// The snapshot of a store.
@@ -879,6 +918,12 @@ mod tests {
     }
 
     #[test]
+    fn conflict_messages_say_what_to_do() {
+        assert!(conflict_message(7, "ns/a", true).contains("spec.id"));
+        assert!(conflict_message(7, "ns/a", false).contains("remove the annotation"));
+    }
+
+    #[test]
     fn lease_names() {
         assert_eq!(lease_name(IdKind::Preset, 7), "panoptes-id-preset-7");
         assert_eq!(
@@ -978,6 +1023,19 @@ mod tests {
                     prop_assert!(other.right_to(id) <= holder.right_to(id));
                 }
             }
+        }
+
+        /// The id the facade shows is the id the controllers claim, whatever the object says.
+        #[test]
+        fn watcher_id_is_the_id_the_controllers_want(
+            pinned in proptest::option::of(-2i64..12), annotated in proptest::option::of("[ 0-9a-z-]{0,3}"),
+            assigned in proptest::option::of(-2i64..12),
+        ) {
+            let mut p = Preset::new("p", Default::default());
+            p.spec.id = pinned;
+            p.metadata.annotations = annotated.map(|a| [(ID_ANNOTATION.to_string(), a)].into());
+            p.status = assigned.map(|id| crate::resources::PresetStatus { id: Some(id), ..Default::default() });
+            prop_assert_eq!(p.watcher_id(), Holding::of(&p).wanted());
         }
 
         #[test]

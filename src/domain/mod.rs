@@ -9,6 +9,5 @@ pub mod credentials;
 pub mod destinations;
 pub mod ids;
 pub mod passwords;
-pub mod presets;
 pub mod tenancy;
 pub mod validate;

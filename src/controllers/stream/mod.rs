@@ -38,7 +38,6 @@ use super::conditions::{self, Desired};
 use super::destinations::{self as dest, AllowListCache};
 use super::fleet::Blocked;
 use super::ids;
-use super::layouter::watcher_name;
 use super::refs::{self, Backoff, Error, Key, RefIndex, key_of};
 use super::secrets::{SecretError, Secrets};
 use crate::domain::credentials::{self, OwnerKind};
@@ -200,7 +199,7 @@ async fn converge(stream: &Stream, ctl: &StreamController, key: &Key) -> Result<
     if !ctx.fleet.laid_out() {
         return Ok(Action::requeue(Duration::from_millis(500)));
     }
-    let name = watcher_name(stream);
+    let name = stream.watcher_name();
     if ctx.fleet.owner_of(&name).is_none() && stream.status.is_none() {
         // New since the last layout run: the layouter places it within moments and touches
         // it then. Writing a "Pending" status first would cost an API write per new stream
@@ -787,7 +786,7 @@ async fn finalize(stream: &Stream, ctl: &StreamController, key: &Key) -> Result<
     if !stream.finalizers().iter().any(|f| f == FINALIZER) {
         return Ok(Action::await_change());
     }
-    let name = watcher_name(stream);
+    let name = stream.watcher_name();
     let mut failures = Vec::new();
     // A Stream that lost a name conflict never owned the copies on the nodes.
     if ctx.fleet.owner_of(&name).is_none_or(|o| &o == key) {
