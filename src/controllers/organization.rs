@@ -21,6 +21,7 @@ use super::Context;
 use super::conditions::Desired;
 use super::ids::{self, IdKind, IdState, Ids};
 use super::refs::{self, Backoff, Error, Key, Pending, RefIndex, Settle, SourceKind, key_of};
+use crate::domain::refs::{MISSING_REFERENCE, missing_message};
 use crate::resources::common::CommonStatus;
 use crate::resources::{Organization, OrganizationStatus, Preset, Stream, User};
 
@@ -184,18 +185,6 @@ pub fn error_policy(
     refs::error_action(&ctl.backoff, &key_of(org.as_ref()), "Organization", error)
 }
 
-/// The message of a `MissingReference` condition.
-pub fn missing_message(presets: &[String], users: &[String]) -> String {
-    let mut parts = vec![];
-    if !presets.is_empty() {
-        parts.push(format!("Preset(s) not found: {}", presets.join(", ")));
-    }
-    if !users.is_empty() {
-        parts.push(format!("owner User not found: {}", users.join(", ")));
-    }
-    parts.join("; ")
-}
-
 async fn reconcile_inner(
     org: &Organization,
     ctl: &OrganizationController,
@@ -229,26 +218,7 @@ async fn reconcile_inner(
         ids::apply_metadata(ctx, org, held).await?;
     }
 
-    let presets = &ctx.stores.presets;
-    let missing_presets = refs::missing(
-        ctx,
-        ns,
-        SourceKind::Preset,
-        org.offered_presets(),
-        &facts,
-        |p| presets.get(&ObjectRef::new(p).within(ns)).is_some(),
-    )
-    .await?;
-    let users = &ctx.stores.users;
-    let missing_users = refs::missing(
-        ctx,
-        ns,
-        SourceKind::User,
-        org.spec.owner_ref.iter().filter(|u| !u.is_empty()).cloned(),
-        &facts,
-        |u| users.get(&ObjectRef::new(u).within(ns)).is_some(),
-    )
-    .await?;
+    let missing = refs::missing_references(ctx, org, &facts).await?;
 
     let ready = match &state {
         IdState::Conflict { id, holder, pinned } => Desired::no(
@@ -256,12 +226,8 @@ async fn reconcile_inner(
             "IdConflict",
             ids::conflict_message(*id, holder, *pinned),
         ),
-        IdState::Held(_) if !missing_presets.is_empty() || !missing_users.is_empty() => {
-            Desired::no(
-                "Ready",
-                "MissingReference",
-                missing_message(&missing_presets, &missing_users),
-            )
+        IdState::Held(_) if !missing.is_empty() => {
+            Desired::no("Ready", MISSING_REFERENCE, missing_message(&missing))
         }
         IdState::Held(id) => Desired::yes("Ready", "Reconciled", format!("Watcher id {id}")),
     };
@@ -306,19 +272,4 @@ async fn reconcile_inner(
     } else {
         Action::requeue(RECHECK)
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn missing_message_names_everything_missing() {
-        let m = missing_message(&["a".into(), "b".into()], &["owner".into()]);
-        assert_eq!(m, "Preset(s) not found: a, b; owner User not found: owner");
-        assert_eq!(
-            missing_message(&[], &["u".into()]),
-            "owner User not found: u"
-        );
-    }
 }

@@ -50,6 +50,7 @@ use super::ids::{self, IdKind, IdState, Ids};
 use super::refs::{self, Backoff, Error, Key, Pending, Settle, SourceKind, is_not_found, key_of};
 use crate::domain::credentials::{self, OwnerKind};
 use crate::domain::passwords::owned_hash;
+use crate::domain::refs::{MISSING_REFERENCE, missing_message};
 // The password store is a domain rule (the facade checks logins with it); re-exported here
 // because the controller is where hashes are written.
 pub use crate::domain::passwords::{HASH_KEY, hash_password, verify_hash, verify_password};
@@ -291,22 +292,7 @@ async fn reconcile_inner(user: &User, ctl: &UserController, key: &Key) -> Result
         ids::apply_metadata(ctx, user, held).await?;
     }
 
-    let orgs = &ctx.stores.organizations;
-    let memberships = user
-        .spec
-        .organizations
-        .iter()
-        .flatten()
-        .map(|m| m.organization_ref.clone());
-    let missing_orgs = refs::missing(
-        ctx,
-        ns,
-        SourceKind::Organization,
-        memberships,
-        &facts,
-        |o| orgs.get(&ObjectRef::new(o).within(ns)).is_some(),
-    )
-    .await?;
+    let missing = refs::missing_references(ctx, user, &facts).await?;
 
     let old = user.status.clone().unwrap_or_default();
     let (password, mut token_generation) =
@@ -345,11 +331,9 @@ async fn reconcile_inner(user: &User, ctl: &UserController, key: &Key) -> Result
         (_, Password::Missing(message)) => {
             Desired::no("Ready", "PasswordSecretMissing", message.clone())
         }
-        _ if !missing_orgs.is_empty() => Desired::no(
-            "Ready",
-            "MissingReference",
-            format!("Organization(s) not found: {}", missing_orgs.join(", ")),
-        ),
+        _ if !missing.is_empty() => {
+            Desired::no("Ready", MISSING_REFERENCE, missing_message(&missing))
+        }
         (IdState::Held(id), _) => Desired::yes("Ready", "Reconciled", format!("Watcher id {id}")),
     };
     let generation = user.meta().generation;

@@ -9,5 +9,6 @@ pub mod credentials;
 pub mod destinations;
 pub mod ids;
 pub mod passwords;
+pub mod refs;
 pub mod tenancy;
 pub mod validate;
