@@ -1049,7 +1049,7 @@ async fn firmware(
         )
     })?;
     client
-        .firmware_update(&s.watcher_name(), &proto, image)
+        .firmware_update(s.watcher_name(), &proto, image)
         .await
         .map_err(|e| {
             tracing::warn!(error = %e, stream = %name, node = %ingest, "firmware upload failed");

@@ -229,7 +229,7 @@ async fn converge(stream: &Stream, ctl: &StreamController, key: &Key) -> Result<
     if !ctx.fleet.laid_out() {
         return Ok(Action::requeue(Duration::from_millis(500)));
     }
-    let name = stream.watcher_name();
+    let name = stream.watcher_name().to_string();
     if ctx.fleet.owner_of(&name).is_none() && stream.status.is_none() {
         // New since the last layout run: the layouter places it within moments and touches
         // it then. Writing a "Pending" status first would cost an API write per new stream
@@ -238,7 +238,7 @@ async fn converge(stream: &Stream, ctl: &StreamController, key: &Key) -> Result<
         return Ok(Action::requeue(Duration::from_secs(1)));
     }
     let missing = refs::missing_references(ctx, stream, &refs::Facts::default()).await?;
-    let outcome = match plan(stream, ctl, key, name, &missing).await {
+    let outcome = match plan(stream, ctl, key, &name, &missing).await {
         Ok(planned) => {
             let on_demand = planned
                 .body
@@ -846,7 +846,7 @@ async fn finalize(stream: &Stream, ctl: &StreamController, key: &Key) -> Result<
     if !stream.finalizers().iter().any(|f| f == FINALIZER) {
         return Ok(Action::await_change());
     }
-    let name = stream.watcher_name();
+    let name = stream.watcher_name().to_string();
     let mut failures = Vec::new();
     // A Stream that lost a name conflict never owned the copies on the nodes.
     if ctx.fleet.owner_of(&name).is_none_or(|o| &o == key) {
