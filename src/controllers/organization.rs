@@ -21,7 +21,7 @@ use super::Context;
 use super::conditions::Desired;
 use super::ids::{self, IdKind, IdState, Ids};
 use super::refs::{self, Backoff, Error, Key, Pending, RefIndex, Settle, SourceKind, key_of};
-use crate::domain::refs::{MISSING_REFERENCE, missing_message};
+use crate::domain::refs::{MISSING_REFERENCE, RefKind, References, missing_message};
 use crate::resources::common::CommonStatus;
 use crate::resources::{Organization, OrganizationStatus, Preset, Stream, User};
 
@@ -44,13 +44,7 @@ pub struct OrganizationController {
 impl OrganizationController {
     fn stream_changed(&self, stream: &Stream) -> Vec<ObjectRef<Organization>> {
         let (ns, name) = key_of(stream);
-        let targets = stream
-            .spec
-            .organization_ref
-            .iter()
-            .filter(|r| !r.is_empty())
-            .cloned()
-            .collect();
+        let targets = stream.referenced(RefKind::Organization);
         let affected = self.streams.observe(&ns, &name, targets);
         self.touch(
             &ns,
@@ -65,7 +59,7 @@ impl OrganizationController {
     /// the store; a new organization is reconciled on its own creation anyway).
     fn preset_changed(&self, preset: &Preset) -> Vec<ObjectRef<Organization>> {
         let (ns, name) = key_of(preset);
-        let orgs = self.orgs_where(&ns, |o| o.offered_presets().contains(&name));
+        let orgs = self.orgs_where(&ns, |o| o.refers_to(RefKind::Preset, &name));
         self.touch(
             &ns,
             orgs,
@@ -77,7 +71,7 @@ impl OrganizationController {
 
     fn user_changed(&self, user: &User) -> Vec<ObjectRef<Organization>> {
         let (ns, name) = key_of(user);
-        let orgs = self.orgs_where(&ns, |o| o.spec.owner_ref.as_deref() == Some(name.as_str()));
+        let orgs = self.orgs_where(&ns, |o| o.refers_to(RefKind::User, &name));
         self.touch(&ns, orgs, SourceKind::User, &name, user.resource_version())
     }
 

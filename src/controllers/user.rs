@@ -50,7 +50,7 @@ use super::ids::{self, IdKind, IdState, Ids};
 use super::refs::{self, Backoff, Error, Key, Pending, Settle, SourceKind, is_not_found, key_of};
 use crate::domain::credentials::{self, OwnerKind};
 use crate::domain::passwords::owned_hash;
-use crate::domain::refs::{MISSING_REFERENCE, missing_message};
+use crate::domain::refs::{MISSING_REFERENCE, RefKind, References, missing_message};
 // The password store is a domain rule (the facade checks logins with it); re-exported here
 // because the controller is where hashes are written.
 pub use crate::domain::passwords::{HASH_KEY, hash_password, verify_hash, verify_password};
@@ -101,13 +101,7 @@ pub struct UserController {
 impl UserController {
     fn organization_changed(&self, org: &Organization) -> Vec<ObjectRef<User>> {
         let (ns, name) = key_of(org);
-        let users = self.users_where(&ns, |u| {
-            u.spec
-                .organizations
-                .iter()
-                .flatten()
-                .any(|m| m.organization_ref == name)
-        });
+        let users = self.users_where(&ns, |u| u.refers_to(RefKind::Organization, &name));
         for u in &users {
             self.pending.record(
                 (ns.clone(), u.clone()),

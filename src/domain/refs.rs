@@ -68,6 +68,27 @@ impl Reference {
 pub trait References {
     /// Every non-empty reference, in field order (a name may repeat).
     fn references(&self) -> Vec<Reference>;
+
+    /// The names of the `kind` objects this one references (each once, sorted): what a
+    /// controller indexes to re-check the object when one of them appears or goes.
+    fn referenced(&self, kind: RefKind) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .references()
+            .into_iter()
+            .filter(|r| r.kind == kind)
+            .map(|r| r.name)
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// Whether this object references `kind` `name`.
+    fn refers_to(&self, kind: RefKind, name: &str) -> bool {
+        self.references()
+            .iter()
+            .any(|r| r.kind == kind && r.name == name)
+    }
 }
 
 impl References for Stream {
@@ -221,6 +242,8 @@ mod tests {
             },
         );
         assert_eq!(names(&user.references()), [(RefKind::Organization, "city")]);
+        assert_eq!(org.referenced(RefKind::Preset), ["a", "b"]);
+        assert!(org.refers_to(RefKind::User, "boss") && !org.refers_to(RefKind::Preset, "boss"));
         assert!(Preset::new("p", Default::default()).references().is_empty());
         assert!(
             Stream::new("s", StreamSpec::default())

@@ -139,3 +139,60 @@ async fn the_facade_shows_the_id_the_controllers_use_after_a_re_pin() {
         pinned.name_any()
     );
 }
+
+/// Controllers share rules through `domain` and the resource types, never through each other's
+/// modules: a rule one controller imported from another is a rule with no home.
+#[test]
+fn controllers_do_not_import_each_others_helpers() {
+    let controllers = [
+        "preset",
+        "organization",
+        "user",
+        "streamer",
+        "layouter",
+        "stream",
+    ];
+    // Leaves when the effective stream config moves to `domain::effective` (issue 15).
+    let pending = ["layouter.rs: use super::stream::effective;"];
+    let dir = crate::support::repo_root().join("src/controllers");
+    let mut files = vec![];
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            for e in std::fs::read_dir(&path).unwrap() {
+                files.push(e.unwrap().path());
+            }
+        } else {
+            files.push(path);
+        }
+    }
+    let mut found = vec![];
+    for path in files
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "rs"))
+    {
+        let text = std::fs::read_to_string(path).unwrap();
+        let file = path.strip_prefix(&dir).unwrap().display().to_string();
+        let own = file.trim_end_matches(".rs").trim_end_matches("/mod");
+        for line in text.lines().map(str::trim) {
+            let imports = controllers.iter().filter(|c| **c != own).any(|c| {
+                [
+                    format!("use super::{c}::"),
+                    format!("use super::{c};"),
+                    format!("use super::super::{c}"),
+                    format!("crate::controllers::{c}::"),
+                ]
+                .iter()
+                .any(|p| line.contains(p.as_str()))
+            });
+            let at = format!("{file}: {line}");
+            if imports && !pending.contains(&at.as_str()) {
+                found.push(at);
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "controllers importing each other: {found:#?}"
+    );
+}

@@ -42,7 +42,7 @@ use super::refs::{self, Backoff, Error, Key, RefIndex, key_of};
 use super::secrets::{SecretError, Secrets};
 use crate::domain::credentials::{self, OwnerKind};
 use crate::domain::destinations;
-use crate::domain::refs::{MISSING_REFERENCE, RefKind, Reference, missing_message};
+use crate::domain::refs::{MISSING_REFERENCE, RefKind, Reference, References, missing_message};
 use crate::flussonic::StreamBody;
 use crate::layout::{Shortfall, Unplaced};
 use crate::resources::common::{CommonStatus, FINALIZER};
@@ -175,11 +175,8 @@ pub async fn reconcile(stream: Arc<Stream>, ctl: Arc<StreamController>) -> Resul
         &key.1,
         stream.spec.preset_ref.iter().cloned().collect(),
     );
-    ctl.organizations.observe(
-        &key.0,
-        &key.1,
-        stream.spec.organization_ref.iter().cloned().collect(),
-    );
+    ctl.organizations
+        .observe(&key.0, &key.1, stream.referenced(RefKind::Organization));
     let result = if stream.meta().deletion_timestamp.is_some() {
         finalize(&stream, &ctl, &key).await
     } else {
