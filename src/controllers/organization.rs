@@ -217,7 +217,7 @@ async fn reconcile_inner(
     let ready = match &state {
         IdState::Conflict { id, holder, pinned } => Desired::no(
             "Ready",
-            "IdConflict",
+            ids::ID_CONFLICT,
             ids::conflict_message(*id, holder, *pinned),
         ),
         IdState::Held(_) if !missing.is_empty() => {

@@ -221,7 +221,7 @@ async fn reconcile_inner(
             None,
             Desired::no(
                 "Ready",
-                "IdConflict",
+                ids::ID_CONFLICT,
                 ids::conflict_message(*id, holder, *pinned),
             ),
         ),

@@ -309,7 +309,7 @@ async fn reconcile_inner(user: &User, ctl: &UserController, key: &Key) -> Result
     let ready = match (&state, &password) {
         (IdState::Conflict { id, holder, pinned }, _) => Desired::no(
             "Ready",
-            "IdConflict",
+            ids::ID_CONFLICT,
             ids::conflict_message(*id, holder, *pinned),
         ),
         _ if login_conflict.is_some() => Desired::no(

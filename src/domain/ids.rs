@@ -42,6 +42,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::reflector::Store;
@@ -169,19 +170,32 @@ pub trait Identified:
     fn pinned_id(&self) -> Option<i64>;
     /// `status.id`.
     fn status_id(&self) -> Option<i64>;
+    /// `status.conditions`.
+    fn conditions(&self) -> &[Condition];
 
-    /// The object's Watcher id: the one the controllers claim for it and the facade shows
-    /// ([`wanted_id`]: pinned, else annotated, else the one in its status). Right after a pin
-    /// its status still names the old id for a moment; the pin is what the object is about to
-    /// hold (or, in an `IdConflict`, what it asks for and the condition explains).
+    /// The object's Watcher id, the one the controllers and the facade know it by: the id it
+    /// wants ([`wanted_id`]: pinned, else annotated, else its status), which it holds or is
+    /// about to (right after a pin the status still names the old id for a moment). Once the
+    /// controller found the wanted id held by another object (`Ready=False IdConflict`), the
+    /// object keeps the id in its status instead: it is never renumbered silently, and two
+    /// objects never answer to one id.
     fn watcher_id(&self) -> Option<i64> {
+        let assigned = self.status_id().filter(|id| valid(*id));
+        if crate::resources::common::condition(self.conditions(), "Ready")
+            .is_some_and(|c| c.status == "False" && c.reason == ID_CONFLICT)
+        {
+            return assigned;
+        }
         wanted_id(
             self.pinned_id().filter(|id| valid(*id)),
             annotated_id(self),
-            self.status_id().filter(|id| valid(*id)),
+            assigned,
         )
     }
 }
+
+/// The condition reason of an object whose wanted id another object holds.
+pub const ID_CONFLICT: &str = "IdConflict";
 
 /// Which id an object wants, from what it says: pinned (`spec.id`) over the annotation over
 /// `status.id`. A pin is GitOps' explicit wish; the annotation survives a backup/restore that
@@ -202,6 +216,11 @@ impl Identified for Preset {
     fn status_id(&self) -> Option<i64> {
         self.status.as_ref().and_then(|s| s.id)
     }
+    fn conditions(&self) -> &[Condition] {
+        self.status
+            .as_ref()
+            .map_or(&[], |s| s.common.conditions.as_slice())
+    }
 }
 
 impl Identified for Organization {
@@ -212,6 +231,11 @@ impl Identified for Organization {
     fn status_id(&self) -> Option<i64> {
         self.status.as_ref().and_then(|s| s.id)
     }
+    fn conditions(&self) -> &[Condition] {
+        self.status
+            .as_ref()
+            .map_or(&[], |s| s.common.conditions.as_slice())
+    }
 }
 
 impl Identified for User {
@@ -221,6 +245,11 @@ impl Identified for User {
     }
     fn status_id(&self) -> Option<i64> {
         self.status.as_ref().and_then(|s| s.id)
+    }
+    fn conditions(&self) -> &[Condition] {
+        self.status
+            .as_ref()
+            .map_or(&[], |s| s.common.conditions.as_slice())
     }
 }
 
@@ -1036,6 +1065,28 @@ mod tests {
             p.metadata.annotations = annotated.map(|a| [(ID_ANNOTATION.to_string(), a)].into());
             p.status = assigned.map(|id| crate::resources::PresetStatus { id: Some(id), ..Default::default() });
             prop_assert_eq!(p.watcher_id(), Holding::of(&p).wanted());
+        }
+
+        /// In an `IdConflict` the object answers to the id it keeps, not the one it asks for.
+        #[test]
+        fn a_conflicted_object_keeps_its_assigned_id(
+            pinned in proptest::option::of(1i64..12), assigned in proptest::option::of(1i64..12),
+        ) {
+            let mut p = Preset::new("p", Default::default());
+            p.spec.id = pinned;
+            let mut status = crate::resources::PresetStatus { id: assigned, ..Default::default() };
+            status.common.conditions.push(Condition {
+                type_: "Ready".into(),
+                status: "False".into(),
+                reason: ID_CONFLICT.into(),
+                message: conflict_message(pinned.unwrap_or(1), "ns/other", true),
+                last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                    k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+                ),
+                observed_generation: None,
+            });
+            p.status = Some(status);
+            prop_assert_eq!(p.watcher_id(), assigned);
         }
 
         #[test]
