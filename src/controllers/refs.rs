@@ -634,6 +634,18 @@ impl RefIndex {
             .map_or(0, |s| s.len() as i64)
     }
 
+    /// The sources referencing `target` (a watch mapper's answer: what to reconcile).
+    pub fn referrers<T: ResourceExt, S: Resource<DynamicType = ()>>(
+        &self,
+        target: &T,
+    ) -> Vec<ObjectRef<S>> {
+        let ns = target.namespace().unwrap_or_default();
+        self.sources(&ns, &target.name_any())
+            .into_iter()
+            .map(|s| ObjectRef::new(&s).within(&ns))
+            .collect()
+    }
+
     /// The sources referencing `ns/target`, sorted.
     pub fn sources(&self, ns: &str, target: &str) -> Vec<String> {
         let inner = self.inner.lock().expect("ref index poisoned");

@@ -2,9 +2,8 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::events::v1::Event;
 use kube::ResourceExt;
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::{Patch, PatchParams};
 use kube::runtime::reflector::ObjectRef;
 use panoptes::domain::ids::{Holding, ID_ANNOTATION};
 use panoptes::resources::common::condition;
@@ -14,26 +13,13 @@ use serde_json::json;
 use crate::api_support::{Facade, set_status};
 use crate::support::operator::Operator;
 use crate::support::scenario::{apply, fleet, holdings, stream};
-use crate::support::{TestNamespace, eventually};
+use crate::support::{TestNamespace, events_with_reason, eventually};
 
 const WAIT: Duration = Duration::from_secs(30);
 
 fn ready(s: &Stream) -> Option<(String, String, String)> {
     condition(&s.status.as_ref()?.common.conditions, "Ready")
         .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
-}
-
-async fn has_event(ns: &TestNamespace, reason: &str, regarding: &str) -> bool {
-    ns.api::<Event>()
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .iter()
-        .any(|e| {
-            e.reason.as_deref() == Some(reason)
-                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(regarding)
-        })
 }
 
 /// A Stream whose `organizationRef` has a typo is reported like a User's: `Ready=False
@@ -66,7 +52,7 @@ async fn a_streams_typod_organization_is_a_missing_reference_until_it_exists() {
     })
     .await;
     eventually(WAIT, "MissingReference event", || async {
-        has_event(&ns, "MissingReference", "cam")
+        events_with_reason(&ns, "MissingReference", "cam")
             .await
             .then_some(())
     })

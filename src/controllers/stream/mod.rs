@@ -108,25 +108,11 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
     let writer = tokio::spawn(ctl.status.clone().run(ctx.clone()));
     let on_preset = {
         let ctl = ctl.clone();
-        move |p: Preset| {
-            let ns = p.namespace().unwrap_or_default();
-            ctl.presets
-                .sources(&ns, &p.name_any())
-                .into_iter()
-                .map(|s| ObjectRef::new(&s).within(&ns))
-                .collect::<Vec<_>>()
-        }
+        move |p: Preset| ctl.presets.referrers::<_, Stream>(&p)
     };
     let on_organization = {
         let ctl = ctl.clone();
-        move |o: Organization| {
-            let ns = o.namespace().unwrap_or_default();
-            ctl.organizations
-                .sources(&ns, &o.name_any())
-                .into_iter()
-                .map(|s| ObjectRef::new(&s).within(&ns))
-                .collect::<Vec<_>>()
-        }
+        move |o: Organization| ctl.organizations.referrers::<_, Stream>(&o)
     };
     let extra = futures::stream::poll_fn(move |cx| triggers.poll_recv(cx)).boxed();
     let wc = watcher::Config::default().any_semantic();
