@@ -156,11 +156,8 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
 #[tracing::instrument(skip_all, fields(namespace = stream.namespace(), name = stream.name_any()))]
 pub async fn reconcile(stream: Arc<Stream>, ctl: Arc<StreamController>) -> Result<Action, Error> {
     let key = key_of(stream.as_ref());
-    ctl.presets.observe(
-        &key.0,
-        &key.1,
-        stream.spec.preset_ref.iter().cloned().collect(),
-    );
+    ctl.presets
+        .observe(&key.0, &key.1, stream.referenced(RefKind::Preset));
     ctl.organizations
         .observe(&key.0, &key.1, stream.referenced(RefKind::Organization));
     let result = if stream.meta().deletion_timestamp.is_some() {
@@ -329,13 +326,16 @@ async fn plan(
         None => None,
         Some(p) => match ctx.stores.presets.get(&ObjectRef::new(p).within(&key.0)) {
             Some(preset) => Some(preset),
-            // The API server has it, the cache not yet: look again shortly.
+            // The API server has it, the cache not yet: look again shortly, writing nothing.
             None => {
-                return Err(blocked(
-                    MISSING_REFERENCE,
-                    format!("Preset {p} is not in the operator's cache yet"),
-                    true,
-                ));
+                return Err(Outcome {
+                    deferred: true,
+                    ..blocked(
+                        MISSING_REFERENCE,
+                        format!("Preset {p} is not in the operator's cache yet"),
+                        false,
+                    )
+                });
             }
         },
     };
