@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use kube::api::{ListParams, Patch, PatchParams};
-use panoptes::controllers::layouter::watcher_name;
 use panoptes::domain::effective::{Injected, merge_preset, node_body};
 use panoptes::resources::Stream;
 use panoptes::resources::common::condition;
@@ -249,7 +248,7 @@ async fn violations(ns: &TestNamespace, sim: &Cluster) -> Vec<String> {
     let mut want: BTreeMap<String, BTreeSet<String>> =
         hosts.keys().map(|h| (h.clone(), BTreeSet::new())).collect();
     for s in &streams {
-        let name = watcher_name(s);
+        let name = s.watcher_name().to_string();
         let disabled = s.spec.config.disabled == Some(true);
         let layout = s.status.as_ref().and_then(|st| st.layout.clone());
         let Some(layout) = layout.filter(|_| !disabled) else {

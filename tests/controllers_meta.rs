@@ -11,7 +11,6 @@ use std::time::Duration;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Resource, ResourceExt};
 use panoptes::controllers::ids::{ID_ANNOTATION, IdKind, lease_name};
@@ -20,7 +19,7 @@ use panoptes::resources::common::{FINALIZER, condition};
 use panoptes::resources::{Organization, Preset, Stream, User};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use support::{TestNamespace, eventually};
+use support::{TestNamespace, events_with_reason, eventually};
 
 const WAIT: Duration = Duration::from_secs(25);
 
@@ -71,20 +70,6 @@ fn preset_settled(p: &Preset) -> bool {
         && p.annotations().get(ID_ANNOTATION).map(String::as_str)
             == id.map(|i| i.to_string()).as_deref()
         && preset_ready(p).is_some_and(|r| r.0 == "True")
-}
-
-async fn events_with_reason(ns: &TestNamespace, reason: &str, regarding: &str) -> bool {
-    let events: Api<Event> = ns.api();
-    events
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .iter()
-        .any(|e| {
-            e.reason.as_deref() == Some(reason)
-                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(regarding)
-        })
 }
 
 async fn versions<K>(api: &Api<K>) -> BTreeMap<String, String>

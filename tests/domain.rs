@@ -1,6 +1,8 @@
 //! Issue 15: one rule, one place. Each divergence between layers has a test here.
 #[path = "api_support/mod.rs"]
 mod api_support;
+#[path = "domain/names.rs"]
+mod names;
 #[path = "support/mod.rs"]
 mod support;
 #[path = "domain/world.rs"]

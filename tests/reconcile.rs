@@ -392,8 +392,8 @@ async fn a_preset_change_reaches_exactly_its_streams_and_missing_refs_are_explai
     converged(&ns, &sim, 2).await;
     let p1 = find("p1")().unwrap();
     assert_eq!(p1["dvr"]["root"], "/gold", "a locked preset wins: {p1}");
-    let p3 = wait_stream(&ns, "p3", "PresetNotFound", |s| {
-        cond(s, "Synced") == Some(("False".into(), "PresetNotFound".into()))
+    let p3 = wait_stream(&ns, "p3", "MissingReference", |s| {
+        cond(s, "Synced") == Some(("False".into(), "MissingReference".into()))
     })
     .await;
     assert!(

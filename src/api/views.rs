@@ -12,13 +12,14 @@ use serde_json::Value;
 use serde_with::skip_serializing_none;
 
 use super::ApiState;
+use crate::domain::ids::Identified;
 use crate::resources::preset::PresetVision;
 use crate::resources::user::{AccessLevel, Permissions};
 use crate::resources::wire::stream::LayoutRules;
 use crate::resources::wire::{
     NodeRole, ServerConfig, StreamConfigSpec, StreamDvrSpec, StreamLayout,
 };
-use crate::resources::{Organization, Preset, Stream, Streamer, User};
+use crate::resources::{Preset, Stream, Streamer, User};
 use crate::state::NodeLive;
 
 /// `{id, title}` of an organization or preset referenced by a stream.
@@ -167,31 +168,11 @@ pub struct PresetView {
     pub deleted_at: Option<i64>,
 }
 
-/// Watcher stream name of a Stream.
-pub fn stream_name(s: &Stream) -> String {
-    s.spec.name.clone().unwrap_or_else(|| s.name_any())
-}
-
 fn created_ms<K: ResourceExt>(obj: &K) -> Option<i64> {
     obj.meta()
         .creation_timestamp
         .as_ref()
         .map(|t| t.0.as_millisecond())
-}
-
-/// Watcher id of an Organization.
-pub fn org_id(o: &Organization) -> Option<i64> {
-    o.status.as_ref().and_then(|s| s.id).or(o.spec.id)
-}
-
-/// Watcher id of a Preset.
-pub fn preset_id(p: &Preset) -> Option<i64> {
-    p.status.as_ref().and_then(|s| s.id).or(p.spec.id)
-}
-
-/// Watcher id of a User.
-pub fn user_id(u: &User) -> Option<i64> {
-    u.status.as_ref().and_then(|s| s.id).or(u.spec.id)
 }
 
 fn in_ns<K: kube::Resource<DynamicType = ()> + Clone>(
@@ -208,7 +189,7 @@ fn in_ns<K: kube::Resource<DynamicType = ()> + Clone>(
 
 /// Renders a stream; `nodes` is the live cache's node table of this request.
 pub fn stream(state: &ApiState, s: &Stream, nodes: &HashMap<String, Arc<NodeLive>>) -> StreamView {
-    let name = stream_name(s);
+    let name = s.watcher_name().to_string();
     let org = s
         .spec
         .organization_ref
@@ -230,14 +211,14 @@ pub fn stream(state: &ApiState, s: &Stream, nodes: &HashMap<String, Arc<NodeLive
     StreamView {
         config: redacted(&s.spec.config),
         named_by: "config".into(),
-        organization_id: org.as_deref().and_then(org_id),
+        organization_id: org.as_deref().and_then(Identified::watcher_id),
         organization: org.as_deref().map(|o| IdTitle {
-            id: org_id(o),
+            id: o.watcher_id(),
             title: o.spec.title.clone(),
         }),
-        preset_id: preset.as_deref().and_then(preset_id),
+        preset_id: preset.as_deref().and_then(Identified::watcher_id),
         preset: preset.as_deref().map(|p| IdTitle {
-            id: preset_id(p),
+            id: p.watcher_id(),
             title: p.spec.title.clone(),
         }),
         layout,
@@ -338,11 +319,11 @@ pub fn user(state: &ApiState, u: &User) -> UserView {
                 .as_deref()
                 .and_then(|r| in_ns(&state.stores.users, org.namespace(), r))
                 .map(|o| OwnerView {
-                    id: user_id(&o),
+                    id: o.watcher_id(),
                     name: o.spec.name.clone(),
                 });
             Some(UserOrganization {
-                id: org_id(&org),
+                id: org.watcher_id(),
                 title: org.spec.title.clone(),
                 owner,
                 permissions: m.permissions.clone(),
@@ -350,7 +331,7 @@ pub fn user(state: &ApiState, u: &User) -> UserView {
         })
         .collect();
     UserView {
-        id: user_id(u),
+        id: u.watcher_id(),
         name: u.spec.name.clone(),
         fullname: u.spec.fullname.clone(),
         email: u.spec.email.clone(),
@@ -369,7 +350,7 @@ pub fn user(state: &ApiState, u: &User) -> UserView {
 /// Renders a preset.
 pub fn preset(p: &Preset) -> PresetView {
     PresetView {
-        id: preset_id(p),
+        id: p.watcher_id(),
         title: p.spec.title.clone(),
         is_adjustable: p.spec.is_adjustable,
         is_default: p.spec.is_default,

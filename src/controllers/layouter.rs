@@ -18,21 +18,11 @@ use super::refs::{self, Key};
 use crate::domain::health::node_placeable;
 use crate::domain::world::World;
 use crate::layout::{Placement, Unplaced};
-use crate::resources::Stream;
 
 /// How often the inputs are checked for changes.
 const POLL: Duration = Duration::from_millis(250);
 /// The first run waits this long at most for every node's first probe.
 const FIRST_PROBE_WAIT: Duration = Duration::from_secs(15);
-
-/// The Watcher name of a stream (`spec.name`, else `metadata.name`).
-pub fn watcher_name(stream: &Stream) -> String {
-    stream
-        .spec
-        .name
-        .clone()
-        .unwrap_or_else(|| stream.name_any())
-}
 
 /// Runs until `shutdown` resolves.
 pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 'static) {

@@ -20,9 +20,8 @@ use kube::{Resource, ResourceExt};
 use super::Context;
 use super::conditions::Desired;
 use super::ids::{self, IdKind, IdState, Ids};
-use super::preset::conflict_message;
 use super::refs::{self, Backoff, Error, Key, Pending, RefIndex, Settle, SourceKind, key_of};
-use crate::domain::presets::organization_presets;
+use crate::domain::refs::{MISSING_REFERENCE, RefKind, References, missing_message};
 use crate::resources::common::CommonStatus;
 use crate::resources::{Organization, OrganizationStatus, Preset, Stream, User};
 
@@ -45,13 +44,7 @@ pub struct OrganizationController {
 impl OrganizationController {
     fn stream_changed(&self, stream: &Stream) -> Vec<ObjectRef<Organization>> {
         let (ns, name) = key_of(stream).into_parts();
-        let targets = stream
-            .spec
-            .organization_ref
-            .iter()
-            .filter(|r| !r.is_empty())
-            .cloned()
-            .collect();
+        let targets = stream.referenced(RefKind::Organization);
         let affected = self.streams.observe(&ns, &name, targets);
         self.touch(
             &ns,
@@ -66,7 +59,7 @@ impl OrganizationController {
     /// the store; a new organization is reconciled on its own creation anyway).
     fn preset_changed(&self, preset: &Preset) -> Vec<ObjectRef<Organization>> {
         let (ns, name) = key_of(preset).into_parts();
-        let orgs = self.orgs_where(&ns, |o| organization_presets(o).contains(&name));
+        let orgs = self.orgs_where(&ns, |o| o.refers_to(RefKind::Preset, &name));
         self.touch(
             &ns,
             orgs,
@@ -78,7 +71,7 @@ impl OrganizationController {
 
     fn user_changed(&self, user: &User) -> Vec<ObjectRef<Organization>> {
         let (ns, name) = key_of(user).into_parts();
-        let orgs = self.orgs_where(&ns, |o| o.spec.owner_ref.as_deref() == Some(name.as_str()));
+        let orgs = self.orgs_where(&ns, |o| o.refers_to(RefKind::User, &name));
         self.touch(&ns, orgs, SourceKind::User, &name, user.resource_version())
     }
 
@@ -186,18 +179,6 @@ pub fn error_policy(
     refs::error_action(&ctl.backoff, &key_of(org.as_ref()), "Organization", error)
 }
 
-/// The message of a `MissingReference` condition.
-pub fn missing_message(presets: &[String], users: &[String]) -> String {
-    let mut parts = vec![];
-    if !presets.is_empty() {
-        parts.push(format!("Preset(s) not found: {}", presets.join(", ")));
-    }
-    if !users.is_empty() {
-        parts.push(format!("owner User not found: {}", users.join(", ")));
-    }
-    parts.join("; ")
-}
-
 async fn reconcile_inner(
     org: &Organization,
     ctl: &OrganizationController,
@@ -231,39 +212,16 @@ async fn reconcile_inner(
         ids::apply_metadata(ctx, org, held).await?;
     }
 
-    let presets = &ctx.stores.presets;
-    let missing_presets = refs::missing(
-        ctx,
-        ns,
-        SourceKind::Preset,
-        organization_presets(org),
-        &facts,
-        |p| presets.get(&ObjectRef::new(p).within(ns)).is_some(),
-    )
-    .await?;
-    let users = &ctx.stores.users;
-    let missing_users = refs::missing(
-        ctx,
-        ns,
-        SourceKind::User,
-        org.spec.owner_ref.iter().filter(|u| !u.is_empty()).cloned(),
-        &facts,
-        |u| users.get(&ObjectRef::new(u).within(ns)).is_some(),
-    )
-    .await?;
+    let missing = refs::missing_references(ctx, org, &facts).await?;
 
     let ready = match &state {
         IdState::Conflict { id, holder, pinned } => Desired::no(
             "Ready",
-            "IdConflict",
-            conflict_message(*id, holder, *pinned),
+            ids::ID_CONFLICT,
+            ids::conflict_message(*id, holder, *pinned),
         ),
-        IdState::Held(_) if !missing_presets.is_empty() || !missing_users.is_empty() => {
-            Desired::no(
-                "Ready",
-                "MissingReference",
-                missing_message(&missing_presets, &missing_users),
-            )
+        IdState::Held(_) if !missing.is_empty() => {
+            Desired::no("Ready", MISSING_REFERENCE, missing_message(&missing))
         }
         IdState::Held(id) => Desired::yes("Ready", "Reconciled", format!("Watcher id {id}")),
     };
@@ -308,19 +266,4 @@ async fn reconcile_inner(
     } else {
         Action::requeue(RECHECK)
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn missing_message_names_everything_missing() {
-        let m = missing_message(&["a".into(), "b".into()], &["owner".into()]);
-        assert_eq!(m, "Preset(s) not found: a, b; owner User not found: owner");
-        assert_eq!(
-            missing_message(&[], &["u".into()]),
-            "owner User not found: u"
-        );
-    }
 }

@@ -26,7 +26,6 @@ use super::Context;
 use super::conditions::Desired;
 use super::ids::{self, IdKind, IdState, Ids};
 use super::refs::{self, Backoff, Error, Key, Pending, RefIndex, Settle, SourceKind, key_of};
-use crate::domain::presets::organization_presets;
 use crate::resources::common::CommonStatus;
 use crate::resources::{Organization, Preset, PresetStatus, Stream};
 
@@ -70,7 +69,7 @@ impl PresetController {
 
     fn organization_changed(&self, org: &Organization) -> Vec<ObjectRef<Preset>> {
         let (ns, name) = key_of(org).into_parts();
-        let targets = organization_presets(org);
+        let targets = org.offered_presets();
         let affected = self.organizations.observe(&ns, &name, targets);
         self.touch(
             &ns,
@@ -222,8 +221,8 @@ async fn reconcile_inner(
             None,
             Desired::no(
                 "Ready",
-                "IdConflict",
-                conflict_message(*id, holder, *pinned),
+                ids::ID_CONFLICT,
+                ids::conflict_message(*id, holder, *pinned),
             ),
         ),
     };
@@ -237,21 +236,6 @@ async fn reconcile_inner(
         IdState::Held(_) => Action::await_change(),
         IdState::Conflict { .. } => Action::requeue(CONFLICT_RECHECK),
     })
-}
-
-/// The message of an `IdConflict` condition.
-pub fn conflict_message(id: i64, holder: &str, pinned: bool) -> String {
-    let source = if pinned {
-        "spec.id"
-    } else {
-        "the panoptes.dev/id annotation"
-    };
-    let fix = if pinned {
-        "pin another id or remove spec.id"
-    } else {
-        "remove the annotation to have a new id assigned, or pin another id in spec.id"
-    };
-    format!("id {id} from {source} is held by {holder}; {fix}")
 }
 
 fn status(
@@ -317,12 +301,6 @@ async fn write(
 mod tests {
     use super::*;
     use crate::controllers::ids::Identified;
-
-    #[test]
-    fn conflict_messages_say_what_to_do() {
-        assert!(conflict_message(7, "ns/a", true).contains("spec.id"));
-        assert!(conflict_message(7, "ns/a", false).contains("remove the annotation"));
-    }
 
     #[test]
     fn unchanged_status_is_not_rewritten() {

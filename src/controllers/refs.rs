@@ -36,6 +36,7 @@ use serde::Serialize;
 
 use super::Context;
 use super::conditions::{self, Desired};
+use crate::domain::refs::{RefKind, Reference, References};
 use crate::resources::common::CONTROLLER_MANAGER;
 use crate::resources::{Organization, Preset, Stream, User};
 use crate::state::Stores;
@@ -633,6 +634,18 @@ impl RefIndex {
             .map_or(0, |s| s.len() as i64)
     }
 
+    /// The sources referencing `target` (a watch mapper's answer: what to reconcile).
+    pub fn referrers<T: ResourceExt, S: Resource<DynamicType = ()>>(
+        &self,
+        target: &T,
+    ) -> Vec<ObjectRef<S>> {
+        let ns = target.namespace().unwrap_or_default();
+        self.sources(&ns, &target.name_any())
+            .into_iter()
+            .map(|s| ObjectRef::new(&s).within(&ns))
+            .collect()
+    }
+
     /// The sources referencing `ns/target`, sorted.
     pub fn sources(&self, ns: &str, target: &str) -> Vec<String> {
         let inner = self.inner.lock().expect("ref index poisoned");
@@ -644,24 +657,35 @@ impl RefIndex {
     }
 }
 
-/// Names in `wanted` that are missing: not in the store (`in_store`) and not confirmed by
-/// `facts`; names the store lacks are confirmed with one API lookup each (the store may lag).
-pub async fn missing(
-    ctx: &Context,
-    ns: &str,
-    kind: SourceKind,
-    wanted: impl IntoIterator<Item = String>,
-    facts: &Facts,
-    in_store: impl Fn(&str) -> bool,
-) -> Result<Vec<String>, Error> {
-    let mut out = vec![];
-    let wanted: BTreeSet<String> = wanted.into_iter().collect();
-    for name in wanted {
-        if facts.exists(kind, &name, in_store(&name)) {
-            continue;
+impl From<RefKind> for SourceKind {
+    fn from(kind: RefKind) -> Self {
+        match kind {
+            RefKind::Preset => SourceKind::Preset,
+            RefKind::Organization => SourceKind::Organization,
+            RefKind::User => SourceKind::User,
         }
-        if facts.gone.contains(&(kind, name.clone())) || !kind.exists(ctx, ns, &name).await? {
-            out.push(name);
+    }
+}
+
+/// The references of `obj` that do not resolve ([`crate::domain::refs`], one rule for every
+/// kind): not in the shared stores and not confirmed by `facts`. A name the store lacks is
+/// confirmed with one API lookup (the store may lag the event that triggered this reconcile,
+/// say the creation of the missing object), so only objects with a broken reference pay it.
+pub async fn missing_references<K: References + ResourceExt>(
+    ctx: &Context,
+    obj: &K,
+    facts: &Facts,
+) -> Result<Vec<Reference>, Error> {
+    let ns = obj.namespace().unwrap_or_default();
+    let absent = crate::domain::refs::missing_references(obj, |kind, name| {
+        let kind = SourceKind::from(kind);
+        facts.exists(kind, name, kind.store_rv(&ctx.stores, &ns, name).is_some())
+    });
+    let mut out = vec![];
+    for r in absent {
+        let kind = SourceKind::from(r.kind);
+        if facts.gone.contains(&(kind, r.name.clone())) || !kind.exists(ctx, &ns, &r.name).await? {
+            out.push(r);
         }
     }
     Ok(out)

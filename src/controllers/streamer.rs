@@ -31,7 +31,6 @@ use super::Context;
 use super::conditions::{self, Desired};
 use super::destinations::{self as dest, AllowListCache};
 use super::fleet::NodeCopy;
-use super::layouter::watcher_name;
 use super::refs::{self, Backoff, Error, Key, key_of};
 use super::secrets::Secrets;
 use crate::domain::credentials::{self, OwnerKind};
@@ -116,14 +115,6 @@ pub fn error_policy(s: Arc<Streamer>, error: &Error, ctl: Arc<StreamerController
     refs::error_action(&ctl.backoff, &key_of(s.as_ref()), "Streamer", error)
 }
 
-/// The node's API base URL.
-pub fn api_url(s: &Streamer) -> String {
-    s.spec
-        .api_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{}", s.spec.hostname))
-}
-
 /// Reconciles one Streamer.
 #[tracing::instrument(skip_all, fields(namespace = s.namespace(), name = s.name_any()))]
 pub async fn reconcile(s: Arc<Streamer>, ctl: Arc<StreamerController>) -> Result<Action, Error> {
@@ -164,7 +155,7 @@ async fn reconcile_inner(
         .await?;
     }
     let host = s.spec.hostname.clone();
-    let url = api_url(&s);
+    let url = s.spec.effective_api_url();
     let resync = jittered(ctx.tunables.node_resync);
 
     // One Streamer per hostname (the oldest): a second one, say from another namespace with
@@ -673,7 +664,7 @@ async fn list(ctx: &Context, host: &str, client: &NodeClient) -> Result<(), flus
                 .stores
                 .streams
                 .get(&ObjectRef::new(key.name()).within(key.namespace()));
-            if stream.is_some_and(|s| !names.contains(&watcher_name(&s))) {
+            if stream.is_some_and(|s| !names.contains(s.watcher_name())) {
                 ctx.fleet.touch_stream(&key);
             }
         }

@@ -47,10 +47,10 @@ use sha1::Digest;
 use super::Context;
 use super::conditions::Desired;
 use super::ids::{self, IdKind, IdState, Ids};
-use super::preset::conflict_message;
 use super::refs::{self, Backoff, Error, Key, Pending, Settle, SourceKind, is_not_found, key_of};
 use crate::domain::credentials::{self, OwnerKind};
 use crate::domain::passwords::owned_hash;
+use crate::domain::refs::{MISSING_REFERENCE, RefKind, References, missing_message};
 // The password store is a domain rule (the facade checks logins with it); re-exported here
 // because the controller is where hashes are written.
 pub use crate::domain::passwords::{HASH_KEY, hash_password, verify_hash, verify_password};
@@ -101,13 +101,7 @@ pub struct UserController {
 impl UserController {
     fn organization_changed(&self, org: &Organization) -> Vec<ObjectRef<User>> {
         let (ns, name) = key_of(org).into_parts();
-        let users = self.users_where(&ns, |u| {
-            u.spec
-                .organizations
-                .iter()
-                .flatten()
-                .any(|m| m.organization_ref == name)
-        });
+        let users = self.users_where(&ns, |u| u.refers_to(RefKind::Organization, &name));
         for u in &users {
             self.pending.record(
                 Key::new(&ns, u),
@@ -292,22 +286,7 @@ async fn reconcile_inner(user: &User, ctl: &UserController, key: &Key) -> Result
         ids::apply_metadata(ctx, user, held).await?;
     }
 
-    let orgs = &ctx.stores.organizations;
-    let memberships = user
-        .spec
-        .organizations
-        .iter()
-        .flatten()
-        .map(|m| m.organization_ref.clone());
-    let missing_orgs = refs::missing(
-        ctx,
-        ns,
-        SourceKind::Organization,
-        memberships,
-        &facts,
-        |o| orgs.get(&ObjectRef::new(o).within(ns)).is_some(),
-    )
-    .await?;
+    let missing = refs::missing_references(ctx, user, &facts).await?;
 
     let old = user.status.clone().unwrap_or_default();
     let (password, mut token_generation) =
@@ -330,8 +309,8 @@ async fn reconcile_inner(user: &User, ctl: &UserController, key: &Key) -> Result
     let ready = match (&state, &password) {
         (IdState::Conflict { id, holder, pinned }, _) => Desired::no(
             "Ready",
-            "IdConflict",
-            conflict_message(*id, holder, *pinned),
+            ids::ID_CONFLICT,
+            ids::conflict_message(*id, holder, *pinned),
         ),
         _ if login_conflict.is_some() => Desired::no(
             "Ready",
@@ -346,11 +325,9 @@ async fn reconcile_inner(user: &User, ctl: &UserController, key: &Key) -> Result
         (_, Password::Missing(message)) => {
             Desired::no("Ready", "PasswordSecretMissing", message.clone())
         }
-        _ if !missing_orgs.is_empty() => Desired::no(
-            "Ready",
-            "MissingReference",
-            format!("Organization(s) not found: {}", missing_orgs.join(", ")),
-        ),
+        _ if !missing.is_empty() => {
+            Desired::no("Ready", MISSING_REFERENCE, missing_message(&missing))
+        }
         (IdState::Held(id), _) => Desired::yes("Ready", "Reconciled", format!("Watcher id {id}")),
     };
     let generation = user.meta().generation;

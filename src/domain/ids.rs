@@ -42,6 +42,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::reflector::Store;
@@ -169,6 +170,42 @@ pub trait Identified:
     fn pinned_id(&self) -> Option<i64>;
     /// `status.id`.
     fn status_id(&self) -> Option<i64>;
+    /// `status.conditions`.
+    fn conditions(&self) -> &[Condition];
+
+    /// The object's Watcher id, the one the controllers and the facade know it by: the id it
+    /// wants ([`wanted_id`]: pinned, else annotated, else its status), which it holds or is
+    /// about to (right after a pin the status still names the old id for a moment). Once the
+    /// controller found the wanted id held by another object (`Ready=False IdConflict`), the
+    /// object keeps the id in its status instead: it is never renumbered silently, and two
+    /// objects never answer to one id.
+    fn watcher_id(&self) -> Option<i64> {
+        let assigned = self.status_id().filter(|id| valid(*id));
+        if crate::resources::common::condition(self.conditions(), "Ready")
+            .is_some_and(|c| c.status == "False" && c.reason == ID_CONFLICT)
+        {
+            return assigned;
+        }
+        wanted_id(
+            self.pinned_id().filter(|id| valid(*id)),
+            annotated_id(self),
+            assigned,
+        )
+    }
+}
+
+/// The condition reason of an object whose wanted id another object holds.
+pub const ID_CONFLICT: &str = "IdConflict";
+
+/// Which id an object wants, from what it says: pinned (`spec.id`) over the annotation over
+/// `status.id`. A pin is GitOps' explicit wish; the annotation survives a backup/restore that
+/// drops the status; the status may lag both.
+pub fn wanted_id(
+    pinned: Option<i64>,
+    annotated: Option<i64>,
+    assigned: Option<i64>,
+) -> Option<i64> {
+    pinned.or(annotated).or(assigned)
 }
 
 impl Identified for Preset {
@@ -178,6 +215,11 @@ impl Identified for Preset {
     }
     fn status_id(&self) -> Option<i64> {
         self.status.as_ref().and_then(|s| s.id)
+    }
+    fn conditions(&self) -> &[Condition] {
+        self.status
+            .as_ref()
+            .map_or(&[], |s| s.common.conditions.as_slice())
     }
 }
 
@@ -189,6 +231,11 @@ impl Identified for Organization {
     fn status_id(&self) -> Option<i64> {
         self.status.as_ref().and_then(|s| s.id)
     }
+    fn conditions(&self) -> &[Condition] {
+        self.status
+            .as_ref()
+            .map_or(&[], |s| s.common.conditions.as_slice())
+    }
 }
 
 impl Identified for User {
@@ -198,6 +245,11 @@ impl Identified for User {
     }
     fn status_id(&self) -> Option<i64> {
         self.status.as_ref().and_then(|s| s.id)
+    }
+    fn conditions(&self) -> &[Condition] {
+        self.status
+            .as_ref()
+            .map_or(&[], |s| s.common.conditions.as_slice())
     }
 }
 
@@ -247,7 +299,7 @@ impl Holding {
 
     /// The id the object should have: pinned, else annotated, else the one in its status.
     pub fn wanted(&self) -> Option<i64> {
-        self.pinned.or(self.annotated).or(self.assigned)
+        wanted_id(self.pinned, self.annotated, self.assigned)
     }
 
     /// How strong this object's right to `id` is: established (annotation and status agree) >
@@ -308,6 +360,22 @@ pub fn next_candidate(snapshot: &[Holding], floor: i64) -> Option<i64> {
         .unwrap_or(0);
     let c = (max_known + 1).max(floor).max(1);
     valid(c).then_some(c)
+}
+
+/// The message of an `IdConflict` condition: which id, where it came from, who holds it and
+/// how to resolve it (the same for every kind with an id).
+pub fn conflict_message(id: i64, holder: &str, pinned: bool) -> String {
+    let source = if pinned {
+        "spec.id"
+    } else {
+        "the panoptes.dev/id annotation"
+    };
+    let fix = if pinned {
+        "pin another id or remove spec.id"
+    } else {
+        "remove the annotation to have a new id assigned, or pin another id in spec.id"
+    };
+    format!("id {id} from {source} is held by {holder}; {fix}")
 }
 
 /// The snapshot of a store.
@@ -879,6 +947,12 @@ mod tests {
     }
 
     #[test]
+    fn conflict_messages_say_what_to_do() {
+        assert!(conflict_message(7, "ns/a", true).contains("spec.id"));
+        assert!(conflict_message(7, "ns/a", false).contains("remove the annotation"));
+    }
+
+    #[test]
     fn lease_names() {
         assert_eq!(lease_name(IdKind::Preset, 7), "panoptes-id-preset-7");
         assert_eq!(
@@ -978,6 +1052,41 @@ mod tests {
                     prop_assert!(other.right_to(id) <= holder.right_to(id));
                 }
             }
+        }
+
+        /// The id the facade shows is the id the controllers claim, whatever the object says.
+        #[test]
+        fn watcher_id_is_the_id_the_controllers_want(
+            pinned in proptest::option::of(-2i64..12), annotated in proptest::option::of("[ 0-9a-z-]{0,3}"),
+            assigned in proptest::option::of(-2i64..12),
+        ) {
+            let mut p = Preset::new("p", Default::default());
+            p.spec.id = pinned;
+            p.metadata.annotations = annotated.map(|a| [(ID_ANNOTATION.to_string(), a)].into());
+            p.status = assigned.map(|id| crate::resources::PresetStatus { id: Some(id), ..Default::default() });
+            prop_assert_eq!(p.watcher_id(), Holding::of(&p).wanted());
+        }
+
+        /// In an `IdConflict` the object answers to the id it keeps, not the one it asks for.
+        #[test]
+        fn a_conflicted_object_keeps_its_assigned_id(
+            pinned in proptest::option::of(1i64..12), assigned in proptest::option::of(1i64..12),
+        ) {
+            let mut p = Preset::new("p", Default::default());
+            p.spec.id = pinned;
+            let mut status = crate::resources::PresetStatus { id: assigned, ..Default::default() };
+            status.common.conditions.push(Condition {
+                type_: "Ready".into(),
+                status: "False".into(),
+                reason: ID_CONFLICT.into(),
+                message: conflict_message(pinned.unwrap_or(1), "ns/other", true),
+                last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                    k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+                ),
+                observed_generation: None,
+            });
+            p.status = Some(status);
+            prop_assert_eq!(p.watcher_id(), assigned);
         }
 
         #[test]

@@ -12,7 +12,7 @@ pub mod health;
 pub mod ids;
 pub mod key;
 pub mod passwords;
-pub mod presets;
+pub mod refs;
 pub mod tenancy;
 pub mod validate;
 pub mod world;

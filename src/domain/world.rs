@@ -115,7 +115,7 @@ impl World {
                     .previous
                     .insert(key.as_arc().clone(), Placement::from(layout));
             }
-            let name = stream_watcher_name(s);
+            let name = s.watcher_name().to_string();
             if let Some(owner) = world.names.get(&name) {
                 world
                     .blocked
@@ -223,11 +223,6 @@ fn edited(streams: &mut Vec<Arc<Stream>>, key: &ObjectKey, spec: &StreamSpec) {
     };
     s.spec = spec.clone();
     streams.push(Arc::new(s));
-}
-
-// replaced by Stream::watcher_name (helper names)
-fn stream_watcher_name(s: &Stream) -> String {
-    s.spec.name.clone().unwrap_or_else(|| s.name_any())
 }
 
 #[cfg(test)]

@@ -45,6 +45,22 @@ pub struct OrganizationSpec {
     pub default_preset_ref: Option<String>,
 }
 
+impl Organization {
+    /// Presets the organization offers (its `presetRefs` and `defaultPresetRef`; empty refs
+    /// are ignored, duplicates kept). The Preset and Organization controllers requeue by it,
+    /// the facade lists only these to the organization's users.
+    pub fn offered_presets(&self) -> Vec<String> {
+        self.spec
+            .preset_refs
+            .iter()
+            .flatten()
+            .chain(self.spec.default_preset_ref.iter())
+            .filter(|r| !r.is_empty())
+            .cloned()
+            .collect()
+    }
+}
+
 /// Observed state of an organization.
 #[skip_serializing_none]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -57,4 +73,32 @@ pub struct OrganizationStatus {
     pub id: Option<i64>,
     /// Streams owned by the organization.
     pub streams_count: Option<i64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offered_presets_include_the_default_once_listed() {
+        let org = Organization::new(
+            "o",
+            OrganizationSpec {
+                title: "o".into(),
+                preset_refs: Some(vec!["a".into(), "".into(), "b".into()]),
+                default_preset_ref: Some("a".into()),
+                ..Default::default()
+            },
+        );
+        let mut p = org.offered_presets();
+        p.sort();
+        p.dedup();
+        assert_eq!(p, vec!["a".to_string(), "b".to_string()]);
+    }
+
+    #[test]
+    fn an_organization_without_refs_offers_nothing() {
+        let org = Organization::new("o", OrganizationSpec::default());
+        assert!(org.offered_presets().is_empty());
+    }
 }

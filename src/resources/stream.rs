@@ -109,6 +109,21 @@ pub struct PushCredentials {
     pub secret_name: String,
 }
 
+impl Stream {
+    /// The Watcher name: `spec.name`, else the object's name (a Watcher name may hold `/`, a
+    /// Kubernetes name may not, so a camera named `mylive/bunny` sets `spec.name`). The one
+    /// rule the layouter, the Stream and Streamer controllers and the facade use.
+    pub fn watcher_name(&self) -> &str {
+        let m = &self.metadata;
+        self.spec
+            .name
+            .as_deref()
+            .or(m.name.as_deref())
+            .or(m.generate_name.as_deref())
+            .unwrap_or("")
+    }
+}
+
 /// Observed state of a stream. Written on transitions only.
 #[skip_serializing_none]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -130,4 +145,22 @@ pub struct StreamStatus {
     /// `panoptes.dev/destinations` annotation is bound to the input hosts of its first use; a
     /// new host gets no credentials until the Secret is written again).
     pub credential_binding: Option<super::streamer::CredentialBinding>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_watcher_name_is_spec_name_else_the_object_name() {
+        let mut s = Stream::new("cam-1", StreamSpec::default());
+        assert_eq!(s.watcher_name(), "cam-1");
+        s.spec.name = Some("mylive/bunny".into());
+        assert_eq!(s.watcher_name(), "mylive/bunny");
+        let mut unnamed = Stream::new("x", StreamSpec::default());
+        unnamed.metadata.name = None;
+        assert_eq!(unnamed.watcher_name(), "");
+        unnamed.metadata.generate_name = Some("cam-".into());
+        assert_eq!(unnamed.watcher_name(), "cam-");
+    }
 }

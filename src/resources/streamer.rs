@@ -136,6 +136,16 @@ pub enum AuthScheme {
     Cluster,
 }
 
+impl StreamerSpec {
+    /// The node API base URL in effect: `apiUrl`, else `http://<hostname>`. The controller
+    /// probes and pushes there; the facade records credentials as entered for it.
+    pub fn effective_api_url(&self) -> String {
+        self.api_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.hostname))
+    }
+}
+
 /// Observed state of a node. Written on transitions only; live metrics are in the stats cache.
 #[skip_serializing_none]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -258,6 +258,21 @@ where
     }
 }
 
+/// Whether the namespace of `ns` holds an Event with `reason` about the object `regarding`.
+pub async fn events_with_reason(ns: &TestNamespace, reason: &str, regarding: &str) -> bool {
+    let events: Api<k8s_openapi::api::events::v1::Event> = ns.api();
+    events
+        .list(&kube::api::ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .any(|e| {
+            e.reason.as_deref() == Some(reason)
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(regarding)
+        })
+}
+
 /// Every YAML document in `manifests/samples/`, in file order.
 pub fn sample_documents() -> Vec<serde_json::Value> {
     let dir = repo_root().join("manifests/samples");

@@ -15,8 +15,9 @@ use super::int_param;
 use crate::api::ApiState;
 use crate::api::body::JsonBody;
 use crate::api::error::{ApiError, ApiResult};
-use crate::api::views::{self, org_id, preset_id, to_json};
+use crate::api::views::{self, to_json};
 use crate::api::write::save_with;
+use crate::domain::ids::Identified;
 use crate::resources::{Organization, Preset};
 
 fn org(state: &ApiState, id: i64) -> ApiResult<Arc<Organization>> {
@@ -25,7 +26,7 @@ fn org(state: &ApiState, id: i64) -> ApiResult<Arc<Organization>> {
         .organizations
         .state()
         .into_iter()
-        .find(|o| org_id(o) == Some(id))
+        .find(|o| o.watcher_id() == Some(id))
         .ok_or_else(|| ApiError::not_found("organization", id))
 }
 
@@ -35,7 +36,7 @@ fn preset_in(state: &ApiState, o: &Organization, id: i64) -> Option<Arc<Preset>>
         .presets
         .state()
         .into_iter()
-        .find(|p| p.namespace() == o.namespace() && preset_id(p) == Some(id))
+        .find(|p| p.namespace() == o.namespace() && p.watcher_id() == Some(id))
 }
 
 /// `PUT /organizations/{organization_id}/presets`.

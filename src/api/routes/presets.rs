@@ -15,15 +15,15 @@ use crate::api::ApiState;
 use crate::api::body::{JsonBody, decode, merge};
 use crate::api::error::{ApiError, ApiResult};
 use crate::api::query::{CollectionSpec, Field};
-use crate::api::views::{self, org_id, preset_id, to_json};
+use crate::api::views::{self, to_json};
 use crate::api::write::save_with;
+use crate::domain::ids::Identified;
 use crate::domain::ids::{self, IdKind};
-use crate::domain::presets::organization_presets;
 use crate::domain::validate;
 use crate::resources::preset::PresetVision;
 use crate::resources::wire::StreamDvrSpec;
 use crate::resources::wire::stream::LayoutRules;
-use crate::resources::{Preset, PresetSpec};
+use crate::resources::{Organization, Preset, PresetSpec};
 
 /// `GET /presets`: by id.
 pub const PRESETS: CollectionSpec<'static> = CollectionSpec {
@@ -69,8 +69,11 @@ pub async fn list(
             .organizations
             .state()
             .into_iter()
-            .find(|o| org_id(o) == Some(id));
-        let allowed: Vec<String> = org.as_deref().map(organization_presets).unwrap_or_default();
+            .find(|o| o.watcher_id() == Some(id));
+        let allowed: Vec<String> = org
+            .as_deref()
+            .map(Organization::offered_presets)
+            .unwrap_or_default();
         let ns = org.as_ref().and_then(|o| o.namespace());
         presets.retain(|p| {
             org.is_some()
@@ -89,7 +92,7 @@ pub fn find(state: &ApiState, id: i64) -> Option<Arc<Preset>> {
         .presets
         .state()
         .into_iter()
-        .find(|p| preset_id(p) == Some(id))
+        .find(|p| p.watcher_id() == Some(id))
 }
 
 /// `GET /presets/{id}`.

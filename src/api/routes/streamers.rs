@@ -277,13 +277,6 @@ pub async fn save(
     Ok(Json(render(&state, &stored)))
 }
 
-/// The node API URL a spec sends credentials to.
-fn node_url(spec: &StreamerSpec) -> String {
-    spec.api_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{}", spec.hostname))
-}
-
 /// Node credentials entered through the API go to a new facade-created Secret owned by the
 /// Streamer, referenced from `spec.facadeCredentials` (never from `spec.credentials`, which a
 /// manifest may own, and never written into a Secret the facade did not create: it may be
@@ -324,14 +317,14 @@ async fn save_with_credentials(
     data.retain(|k, _| NODE_KEYS.contains(&k.as_str()));
     if let Some(old) = current
         .as_ref()
-        .and_then(|c| credentials::origin(&node_url(&c.spec)))
+        .and_then(|c| credentials::origin(&c.spec.effective_api_url()))
     {
         for k in data.keys() {
             destinations.entry(k.clone()).or_insert_with(|| old.clone());
         }
     }
     destinations.retain(|k, _| data.contains_key(k) || entered.contains_key(k));
-    let now = credentials::origin(&node_url(&spec));
+    let now = credentials::origin(&spec.effective_api_url());
     for (k, v) in entered {
         match &now {
             Some(o) => destinations.insert(k.clone(), o.clone()),

@@ -23,13 +23,14 @@ use crate::api::names::{
     STREAM_NAME_RULE, StreamPath, object_name, split_stream_path, valid_stream_name,
 };
 use crate::api::query::{CollectionSpec, Field, Index};
-use crate::api::views::{self, org_id, preset_id, stream_name, to_json};
+use crate::api::views::{self, to_json};
 use crate::api::write::{
     CredentialsOwner, adopt_credentials, create_credentials, delete_credentials, dry_run_apply,
     save_with, secret_text,
 };
 use crate::api::{ApiState, BASE};
 use crate::domain::credentials::{self, OwnerKind};
+use crate::domain::ids::Identified;
 use crate::domain::key::ObjectKey;
 use crate::domain::validate;
 use crate::domain::world::{Edit, Preview};
@@ -159,17 +160,6 @@ pub fn rendered(state: &ApiState) -> Vec<Arc<Value>> {
     snapshot(state).index.items().to_vec()
 }
 
-/// The Watcher name without allocating: what [`stream_name`] returns.
-fn name_of(s: &Stream) -> &str {
-    let m = &s.metadata;
-    s.spec
-        .name
-        .as_deref()
-        .or(m.name.as_deref())
-        .or(m.generate_name.as_deref())
-        .unwrap_or("")
-}
-
 /// Renders the streams whose inputs changed since `rendered` was filled, reuses the rest.
 fn build(state: &ApiState, rendered: &mut HashMap<String, Rendered>) -> Streams {
     let nodes = live_nodes(state);
@@ -196,11 +186,11 @@ fn build(state: &ApiState, rendered: &mut HashMap<String, Rendered>) -> Streams 
     for s in &streams {
         let ns = s.metadata.namespace.as_deref().unwrap_or("");
         let preferred = ns == state.config.namespace;
-        match by_name.get_mut(name_of(s)) {
+        match by_name.get_mut(s.watcher_name()) {
             Some(at) if preferred && !at.1 => *at = (items.len(), true),
             Some(_) => {}
             None => {
-                by_name.insert(name_of(s).to_string(), (items.len(), preferred));
+                by_name.insert(s.watcher_name().to_string(), (items.len(), preferred));
             }
         }
         let org = s.spec.organization_ref.as_deref();
@@ -217,7 +207,10 @@ fn build(state: &ApiState, rendered: &mut HashMap<String, Rendered>) -> Streams 
             .and_then(|h| nodes.get(h));
         let uid = s.metadata.uid.as_deref().unwrap_or("");
         match rendered.get_mut(uid) {
-            Some(r) if r.versions == versions && same_stats(r.node.as_ref(), node, name_of(s)) => {
+            Some(r)
+                if r.versions == versions
+                    && same_stats(r.node.as_ref(), node, s.watcher_name()) =>
+            {
                 // Hold the newest report, so older ones are freed.
                 r.node = node.cloned();
                 items.push(r.value.clone());
@@ -301,7 +294,7 @@ pub fn find(state: &ApiState, name: &str) -> Option<Arc<Stream>> {
         .state()
         .into_iter()
         // Borrowed: allocating every stream's name made a single GET cost a list's worth.
-        .filter(|s| name_of(s) == name)
+        .filter(|s| s.watcher_name() == name)
         .collect();
     found.sort_by_key(|s| s.namespace().as_deref() != Some(state.config.namespace.as_str()));
     found.into_iter().next()
@@ -441,7 +434,7 @@ fn references(
                 .organizations
                 .state()
                 .into_iter()
-                .find(|o| o.namespace().as_deref() == Some(ns) && org_id(o) == Some(id))
+                .find(|o| o.namespace().as_deref() == Some(ns) && o.watcher_id() == Some(id))
                 .ok_or_else(|| {
                     ApiError::new(
                         StatusCode::UNPROCESSABLE_ENTITY,
@@ -462,7 +455,7 @@ fn references(
                 .presets
                 .state()
                 .into_iter()
-                .find(|p| p.namespace().as_deref() == Some(ns) && preset_id(p) == Some(id))
+                .find(|p| p.namespace().as_deref() == Some(ns) && p.watcher_id() == Some(id))
                 .ok_or_else(|| {
                     ApiError::new(
                         StatusCode::UNPROCESSABLE_ENTITY,
@@ -802,13 +795,13 @@ async fn save(
     let rebuild = |current: Option<&Stream>| -> ApiResult<StreamSpec> {
         // The object this name maps to holds another stream (a digest collision, or a name
         // taken by kubectl): never write one stream's save into another.
-        if let Some(c) = current.filter(|c| name_of(c) != name) {
+        if let Some(c) = current.filter(|c| c.watcher_name() != name) {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 "exists",
                 format!(
                     "stream {name} cannot be stored: its object {object} holds stream {}",
-                    name_of(c)
+                    c.watcher_name()
                 ),
             ));
         }
@@ -1071,7 +1064,7 @@ async fn firmware(
         )
     })?;
     client
-        .firmware_update(&stream_name(&s), &proto, image)
+        .firmware_update(s.watcher_name(), &proto, image)
         .await
         .map_err(|e| {
             tracing::warn!(error = %e, stream = %name, node = %ingest, "firmware upload failed");

@@ -19,12 +19,13 @@ use crate::api::body::{JsonBody, decode};
 use crate::api::error::{ApiError, ApiResult};
 use crate::api::names::object_name;
 use crate::api::query::{CollectionSpec, Field};
-use crate::api::views::{self, org_id, to_json, user_id};
+use crate::api::views::{self, to_json};
 use crate::api::write::{
     CredentialsOwner, adopt_credentials, create_credentials, delete_credentials, dry_run_apply,
     dry_run_create, latest, save_with,
 };
 use crate::domain::credentials::{self, OwnerKind};
+use crate::domain::ids::Identified;
 use crate::domain::ids::{self, IdKind};
 use crate::domain::validate;
 use crate::resources::common::SecretKeyRef;
@@ -91,7 +92,7 @@ fn find(state: &ApiState, id: i64) -> Option<Arc<User>> {
         .users
         .state()
         .into_iter()
-        .find(|u| identities.is_identity(u) && user_id(u) == Some(id))
+        .find(|u| identities.is_identity(u) && u.watcher_id() == Some(id))
 }
 
 /// `GET /users/{user_id}`.
@@ -233,7 +234,7 @@ pub async fn create(State(state): State<ApiState>, body: JsonBody) -> ApiResult<
             .organizations
             .state()
             .into_iter()
-            .find(|o| o.namespace().as_deref() == Some(ns.as_str()) && org_id(o) == Some(id))
+            .find(|o| o.namespace().as_deref() == Some(ns.as_str()) && o.watcher_id() == Some(id))
             .ok_or_else(|| {
                 ApiError::new(
                     axum::http::StatusCode::UNPROCESSABLE_ENTITY,

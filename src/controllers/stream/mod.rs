@@ -38,17 +38,17 @@ use super::conditions::{self, Desired};
 use super::destinations::{self as dest, AllowListCache};
 use super::fleet::Blocked;
 use super::ids;
-use super::layouter::watcher_name;
 use super::refs::{self, Backoff, Error, Key, RefIndex, key_of};
 use super::secrets::{SecretError, Secrets};
 use crate::domain::credentials::{self, OwnerKind};
 use crate::domain::destinations;
+use crate::domain::refs::{MISSING_REFERENCE, RefKind, Reference, References, missing_message};
 use crate::flussonic::StreamBody;
 use crate::layout::{Shortfall, Unplaced};
 use crate::resources::common::{CommonStatus, FINALIZER};
 use crate::resources::streamer::CredentialBinding;
 use crate::resources::wire::StreamConfigSpec;
-use crate::resources::{Preset, Stream, StreamStatus};
+use crate::resources::{Organization, Preset, Stream, StreamStatus};
 use effective::Injected;
 use status_writer::{Pending, StatusWriter};
 
@@ -68,6 +68,9 @@ pub struct StreamController {
     ctx: Arc<Context>,
     /// Stream → its preset, so a preset change reconciles exactly its streams.
     presets: RefIndex,
+    /// Stream → its organization, so creating (or deleting) an organization reconciles
+    /// exactly the streams that name it (their `MissingReference` clears or appears).
+    organizations: RefIndex,
     secrets: Secrets,
     allow_list: AllowListCache,
     /// Camera credentials bindings last decided (newer than the statuses until written).
@@ -93,6 +96,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
     let ctl = Arc::new(StreamController {
         ctx: ctx.clone(),
         presets: RefIndex::default(),
+        organizations: RefIndex::default(),
         secrets: Secrets::default(),
         allow_list: AllowListCache::default(),
         bindings: Mutex::default(),
@@ -104,14 +108,11 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
     let writer = tokio::spawn(ctl.status.clone().run(ctx.clone()));
     let on_preset = {
         let ctl = ctl.clone();
-        move |p: Preset| {
-            let ns = p.namespace().unwrap_or_default();
-            ctl.presets
-                .sources(&ns, &p.name_any())
-                .into_iter()
-                .map(|s| ObjectRef::new(&s).within(&ns))
-                .collect::<Vec<_>>()
-        }
+        move |p: Preset| ctl.presets.referrers::<_, Stream>(&p)
+    };
+    let on_organization = {
+        let ctl = ctl.clone();
+        move |o: Organization| ctl.organizations.referrers::<_, Stream>(&o)
     };
     let extra = futures::stream::poll_fn(move |cx| triggers.poll_recv(cx)).boxed();
     let wc = watcher::Config::default().any_semantic();
@@ -122,7 +123,16 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
     let streams = ctx.stores.stream_events.subscribe(&ctx.stores.streams);
     Controller::for_stream(streams, ctx.stores.streams.clone())
         .with_config(Config::default().concurrency(CONCURRENCY))
-        .watches(ctx.scope.api::<Preset>(ctx.client.clone()), wc, on_preset)
+        .watches(
+            ctx.scope.api::<Preset>(ctx.client.clone()),
+            wc.clone(),
+            on_preset,
+        )
+        .watches(
+            ctx.scope.api::<Organization>(ctx.client.clone()),
+            wc,
+            on_organization,
+        )
         .reconcile_on(extra)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctl.clone())
@@ -149,7 +159,12 @@ pub async fn reconcile(stream: Arc<Stream>, ctl: Arc<StreamController>) -> Resul
     ctl.presets.observe(
         key.namespace(),
         key.name(),
-        stream.spec.preset_ref.iter().cloned().collect(),
+        stream.referenced(RefKind::Preset),
+    );
+    ctl.organizations.observe(
+        key.namespace(),
+        key.name(),
+        stream.referenced(RefKind::Organization),
     );
     let result = if stream.meta().deletion_timestamp.is_some() {
         finalize(&stream, &ctl, &key).await
@@ -200,7 +215,7 @@ async fn converge(stream: &Stream, ctl: &StreamController, key: &Key) -> Result<
     if !ctx.fleet.laid_out() {
         return Ok(Action::requeue(Duration::from_millis(500)));
     }
-    let name = watcher_name(stream);
+    let name = stream.watcher_name().to_string();
     if ctx.fleet.owner_of(&name).is_none() && stream.status.is_none() {
         // New since the last layout run: the layouter places it within moments and touches
         // it then. Writing a "Pending" status first would cost an API write per new stream
@@ -208,7 +223,8 @@ async fn converge(stream: &Stream, ctl: &StreamController, key: &Key) -> Result<
         // requeue covers streams the layouter does not touch (disabled, waiting for a preset).
         return Ok(Action::requeue(Duration::from_secs(1)));
     }
-    let outcome = match plan(stream, ctl, key, &name).await {
+    let missing = refs::missing_references(ctx, stream, &refs::Facts::default()).await?;
+    let outcome = match plan(stream, ctl, key, &name, &missing).await {
         Ok(planned) => {
             let on_demand = planned
                 .body
@@ -225,6 +241,7 @@ async fn converge(stream: &Stream, ctl: &StreamController, key: &Key) -> Result<
             .await;
             outcome.conditions.extend(planned.condition);
             outcome.binding = Some(planned.binding);
+            report_missing(&mut outcome, &missing);
             outcome
         }
         Err(blocked) => blocked,
@@ -276,6 +293,7 @@ async fn plan(
     ctl: &StreamController,
     key: &Key,
     name: &str,
+    missing: &[Reference],
 ) -> Result<Planned, Outcome> {
     let ctx = &ctl.ctx;
     let blocked = |reason: &'static str, message: String, retry: bool| Outcome {
@@ -301,6 +319,16 @@ async fn plan(
             false,
         ));
     }
+    if missing.iter().any(|r| r.kind == RefKind::Preset) {
+        return Err(blocked(
+            MISSING_REFERENCE,
+            format!(
+                "{}; the stream is not pushed until its preset exists (its config depends on it)",
+                missing_message(missing)
+            ),
+            false,
+        ));
+    }
     let preset = match &stream.spec.preset_ref {
         None => None,
         Some(p) => match ctx
@@ -309,15 +337,16 @@ async fn plan(
             .get(&ObjectRef::new(p).within(key.namespace()))
         {
             Some(preset) => Some(preset),
+            // The API server has it, the cache not yet: look again shortly, writing nothing.
             None => {
-                return Err(blocked(
-                    "PresetNotFound",
-                    format!(
-                        "spec.presetRef names Preset {p:?}, which does not exist in namespace {}; create it or fix the reference",
-                        key.namespace()
-                    ),
-                    false,
-                ));
+                return Err(Outcome {
+                    deferred: true,
+                    ..blocked(
+                        MISSING_REFERENCE,
+                        format!("Preset {p} is not in the operator's cache yet"),
+                        false,
+                    )
+                });
             }
         },
     };
@@ -343,6 +372,25 @@ async fn plan(
             matches!(e, SecretError::Api { .. }),
         )),
     }
+}
+
+/// A missing organization is reported like every kind's missing reference, `Ready=False
+/// MissingReference` with an Event, but does not stop the camera: it keeps recording where the
+/// layouter placed it (Scheduled, Synced and `status.alive` say how it runs), while no
+/// organization's users see it until the reference is fixed.
+fn report_missing(outcome: &mut Outcome, missing: &[Reference]) {
+    if missing.is_empty() {
+        return;
+    }
+    let message = format!(
+        "{}; the stream still runs where it is placed, but no organization's users see it \
+         until the reference is fixed",
+        missing_message(missing)
+    );
+    outcome.conditions.retain(|c| c.type_ != "Ready");
+    outcome
+        .conditions
+        .push(Desired::no("Ready", MISSING_REFERENCE, message));
 }
 
 /// The camera credentials binding recorded for `key` (memory first: it is newer).
@@ -792,7 +840,7 @@ async fn finalize(stream: &Stream, ctl: &StreamController, key: &Key) -> Result<
     if !stream.finalizers().iter().any(|f| f == FINALIZER) {
         return Ok(Action::await_change());
     }
-    let name = watcher_name(stream);
+    let name = stream.watcher_name().to_string();
     let mut failures = Vec::new();
     // A Stream that lost a name conflict never owned the copies on the nodes.
     if ctx.fleet.owner_of(&name).is_none_or(|o| &o == key) {
@@ -926,7 +974,7 @@ fn is_warning(reason: &str) -> bool {
     matches!(
         reason,
         "NameConflict"
-            | "PresetNotFound"
+            | MISSING_REFERENCE
             | "SecretUnavailable"
             | "Unschedulable"
             | "PushFailed"
