@@ -17,6 +17,7 @@ use serde_json::Value;
 use tokio::sync::{Notify, mpsc};
 
 use super::refs::Key;
+use crate::domain::moves;
 use crate::layout::{Placement, Unplaced};
 use crate::resources::wire::StreamLayout;
 use crate::resources::{Stream, Streamer};
@@ -209,10 +210,14 @@ impl Fleet {
         // pushes, and the assigned counts in their status follow on the next resync. Reporting
         // every gaining node turned each layout run of a bulk apply into a probe, a list and a
         // status write per node.
+        // A stream waiting for a node (its only one is down) did not leave this one
+        // (domain::moves): reporting it would have the node's copy removed on its return.
         let mut changed: HashSet<String> = HashSet::new();
         for (h, keys) in &inner.by_node {
             let now = by_node.get(h);
-            if keys.iter().any(|k| now.is_none_or(|n| !n.contains(k))) {
+            let lost =
+                |k: &Key| now.is_none_or(|n| !n.contains(k)) && !moves::keeps(placements.get(k), h);
+            if keys.iter().any(lost) {
                 changed.insert(h.to_string());
             }
         }
@@ -378,6 +383,33 @@ mod tests {
             HashMap::new(),
         );
         assert_eq!(changed, HashSet::from(["n1".into()]));
+    }
+
+    #[test]
+    fn a_stream_waiting_for_its_node_did_not_leave_it() {
+        let fleet = Fleet::default();
+        let install = |p: HashMap<Key, Placement>| {
+            fleet.install_layout(
+                p,
+                HashMap::new(),
+                HashMap::new(),
+                HashMap::new(),
+                HashMap::new(),
+                HashMap::new(),
+            )
+        };
+        install(HashMap::from([(key("pinned"), placed("n1", &[]))]));
+        let waiting = HashMap::from([(key("pinned"), Placement::default())]);
+        assert!(
+            install(waiting).is_empty(),
+            "its node is down: it waits, nothing moved"
+        );
+        install(HashMap::from([(key("pinned"), placed("n1", &[]))]));
+        assert_eq!(
+            install(HashMap::new()),
+            HashSet::from(["n1".into()]),
+            "gone"
+        );
     }
 
     #[test]

@@ -5,10 +5,13 @@
 //! (claiming an id, reading a password hash) take the client as an argument and keep the
 //! decision itself in a pure function beside them.
 
+pub mod agents;
 pub mod credentials;
 pub mod destinations;
 pub mod ids;
+pub mod moves;
 pub mod passwords;
 pub mod presets;
+pub mod stream_health;
 pub mod tenancy;
 pub mod validate;
