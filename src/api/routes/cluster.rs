@@ -10,7 +10,7 @@
 //!   idle by its ingest node → `operational`; not placed, not listed or not alive →
 //!   `outage`;
 //! - agent (`domain::agents` reads its id, as `GET /agents` does): any of its streams
-//!   operational → `operational`, else `outage`;
+//!   receiving frames → `operational`, else `outage`;
 //! - a group (per streamer): empty or all operational → `operational`; none operational →
 //!   `outage`; otherwise `partial_outage`.
 
@@ -206,7 +206,9 @@ fn version() -> i64 {
 
 /// A stream's status: [`stream_health::judge`], the verdict behind its `Ready` condition, so
 /// the two never disagree (an idle on-demand stream is `operational` and `Ready=True`).
-fn stream_status(s: &Stream, nodes: &HashMap<String, Arc<NodeLive>>) -> Health {
+/// Also whether the stream receives frames: an agent is up when one of its streams does, as
+/// `GET /agents` says (an idle on-demand stream shows nothing about its agent).
+fn stream_status(s: &Stream, nodes: &HashMap<String, Arc<NodeLive>>) -> (Health, bool) {
     let ingest = s
         .status
         .as_ref()
@@ -222,14 +224,15 @@ fn stream_status(s: &Stream, nodes: &HashMap<String, Arc<NodeLive>>) -> Health {
         live,
         on_demand: stream_health::on_demand(&s.spec.config),
     });
-    match verdict {
+    let health = match &verdict {
         StreamHealth::Disabled => Health::Disabled,
         StreamHealth::Alive {
             source_error: Some(_),
         } => Health::Degradated,
         v if v.ready() => Health::Operational,
         _ => Health::Outage,
-    }
+    };
+    (health, verdict.alive() == Some(true))
 }
 
 fn usage_status(pct: f64) -> Health {
@@ -248,7 +251,7 @@ pub fn collect(state: &ApiState) -> ClusterHealthStats {
     let mut agent_total = Totals::default();
     let mut agents: BTreeMap<String, (bool, Option<String>)> = BTreeMap::new();
     for s in state.stores.streams.state() {
-        let h = stream_status(&s, &nodes);
+        let (h, alive) = stream_status(&s, &nodes);
         stream_total.add(h);
         let ingest = s
             .status
@@ -269,7 +272,7 @@ pub fn collect(state: &ApiState) -> ClusterHealthStats {
             let e = agents
                 .entry(id.to_string())
                 .or_insert((false, ingest.clone()));
-            e.0 |= h == Health::Operational;
+            e.0 |= alive;
         }
     }
     for (alive, node) in agents.values() {

@@ -22,6 +22,8 @@ pub struct SyncReport {
     pub stale_left: Vec<String>,
     /// Some node's contents are not known yet (first list pending): judge again shortly.
     pub deferred: bool,
+    /// Nodes keeping their copy while the stream waits for a node (it moved nowhere).
+    pub kept: Vec<String>,
 }
 
 /// How the stream is asked to run.
@@ -88,6 +90,15 @@ pub fn judge(
                 ),
             )
         }
+    } else if ingest.is_none() && !report.kept.is_empty() {
+        Desired::no(
+            "Synced",
+            "NotScheduled",
+            format!(
+                "the stream has no node to run on; it keeps running on {} until it has one",
+                report.kept.join(", ")
+            ),
+        )
     } else if ingest.is_none() {
         Desired::no("Synced", "NotScheduled", "the stream has no node to run on")
     } else if !report.failed.is_empty() {
@@ -222,7 +233,7 @@ mod tests {
             synced: v(synced),
             failed: v(failed),
             stale_left: v(stale),
-            deferred: false,
+            ..SyncReport::default()
         }
     }
 

@@ -528,6 +528,9 @@ async fn act(
     };
     let new_home_ready = report.failed.is_empty() && !report.deferred;
     let holders = ctx.fleet.holders(name);
+    if body.is_some() && placement.ingest.is_none() {
+        report.kept.clone_from(&holders);
+    }
     for h in moves::copies_to_remove(wanted, &holders, new_home_ready) {
         if let Err(msg) = remove(ctx, h, name).await {
             report.stale_left.push(format!("{h}: {msg}"));
