@@ -5,7 +5,9 @@
 //! fleet knows what nodes hold from the Streamer controller's lists and from earlier pushes,
 //! so an in-sync stream costs no request), and then — make-before-break — removes the copies
 //! on nodes the stream left, only once every node of the new placement holds the current
-//! config. Conditions: `Scheduled`, `Synced`, `Ready` (alive on its ingest node).
+//! config; a stream waiting for a node (say its only node is down) left none
+//! ([`domain::moves`](crate::domain::moves)). Conditions: `Scheduled`, `Synced`, `Ready`
+//! (alive on its ingest node), decided by the pure `judge` from what `act` did.
 //!
 //! API-server writes are the scarce resource at 10,000 streams, so the status (conditions and
 //! the layouter's placement together) is written once per settled state, not per step: a
@@ -535,7 +537,11 @@ async fn act(
         if let Err(msg) = remove(ctx, h, name).await {
             report.stale_left.push(format!("{h}: {msg}"));
         } else {
-            tracing::info!(node = %h, stream = name, "removed the copy of a moved stream");
+            let why = match wanted {
+                Wanted::Nowhere => "removed the copy of a disabled stream",
+                Wanted::At(_) => "removed the copy of a moved stream",
+            };
+            tracing::info!(node = %h, stream = name, "{why}");
         }
     }
     report
