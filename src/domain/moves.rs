@@ -68,7 +68,9 @@ mod tests {
         let on_b = at(Some("b"), &[]);
         let on_b_backup_a = at(Some("b"), &["a"]);
         let waiting = at(None, &[]);
-        let rows: Vec<(&str, Wanted, &[&str], bool, &[&str])> = vec![
+        // (what, wanted, holders, new home ready, removed)
+        type Row<'a> = (&'a str, Wanted<'a>, &'a [&'a str], bool, &'a [&'a str]);
+        let rows: Vec<Row> = vec![
             ("stays", Wanted::At(&on_a), &["a"], true, &[]),
             (
                 "moved, new home ready",
@@ -127,5 +129,46 @@ mod tests {
             !keeps(None, "a"),
             "no placement at all: gone, disabled or blocked"
         );
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+        use proptest::test_runner::FileFailurePersistence;
+
+        const HOSTS: [&str; 5] = ["a", "b", "c", "d", "e"];
+
+        fn host() -> impl Strategy<Value = &'static str> {
+            proptest::sample::select(HOSTS.to_vec())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig {
+                failure_persistence: Some(Box::new(FileFailurePersistence::Off)),
+                ..ProptestConfig::default()
+            })]
+
+            /// Make-before-break and "a stream that stays is never removed", for any holders.
+            #[test]
+            fn a_node_of_the_placement_never_loses_its_copy(
+                ingest in proptest::option::of(host()),
+                backups in proptest::sample::subsequence(HOSTS.to_vec(), 0..3),
+                holders in proptest::sample::subsequence(HOSTS.to_vec(), 0..5),
+                ready: bool,
+            ) {
+                let p = at(ingest, &backups);
+                let holders: Vec<String> = holders.iter().map(|h| h.to_string()).collect();
+                let gone = copies_to_remove(Wanted::At(&p), &holders, ready);
+                for h in &gone {
+                    prop_assert!(ingest != Some(*h) && !backups.contains(h), "{h} is in {p:?}");
+                }
+                if ingest.is_none() || !ready {
+                    prop_assert!(gone.is_empty(), "nothing moved, or the new home is not ready");
+                } else {
+                    let stays = holders.iter().filter(|h| keeps(Some(&p), h)).count();
+                    prop_assert_eq!(gone.len() + stays, holders.len());
+                }
+            }
+        }
     }
 }

@@ -247,6 +247,18 @@ mod tests {
         }
     }
 
+    /// What, the inputs of `judge`, (Scheduled, Synced, Ready) and `alive`.
+    type Row<'a> = (
+        &'a str,
+        SyncReport,
+        &'a Placement,
+        Option<&'a Unplaced>,
+        Option<&'a StreamLive>,
+        Running,
+        [&'a str; 3],
+        Option<bool>,
+    );
+
     /// (Scheduled, Synced, Ready) as `Reason` or `!Reason` for False.
     fn reasons(v: &Verdict) -> [String; 3] {
         v.conditions.clone().map(|d| {
@@ -272,7 +284,7 @@ mod tests {
         let n1_n2 = on(Some("n1"), &["n2"]);
         let none = on(None, &[]);
         #[rustfmt::skip]
-        let rows: Vec<(&str, SyncReport, &Placement, Option<&Unplaced>, Option<&StreamLive>, Running, [&str; 3], Option<bool>)> = vec![
+        let rows: Vec<Row> = vec![
             ("alive", report(&["n1"], &[], &[]), &n1, None, Some(&up), enabled, ["Placed", "InSync", "Alive"], Some(true)),
             ("backups placed", report(&["n1", "n2"], &[], &[]), &n1_n2, None, Some(&up), enabled, ["Placed", "InSync", "Alive"], Some(true)),
             ("backup missing", report(&["n1"], &[], &[]), &n1, Some(&short), Some(&up), enabled, ["MissingBackups", "InSync", "Alive"], Some(true)),
