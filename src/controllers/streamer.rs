@@ -36,7 +36,6 @@ use super::refs::{self, Backoff, Error, Key, key_of};
 use super::secrets::Secrets;
 use crate::domain::credentials::{self, OwnerKind};
 use crate::domain::destinations::{self, Origin};
-use crate::domain::moves;
 use crate::domain::tenancy::{hostname_owners, owns_hostname};
 use crate::flussonic::{
     self, BuildError, Credentials, ListQuery, NodeClient, NodeClientConfig, is_managed,
@@ -714,7 +713,7 @@ async fn list(ctx: &Context, host: &str, client: &NodeClient) -> Result<(), flus
     for name in managed {
         match ctx.fleet.owner_of(&name) {
             Some(owner) => {
-                if !moves::keeps(ctx.fleet.placement(&owner).as_ref(), host) {
+                if !ctx.fleet.keeps(&owner, host) {
                     // Moved away: the Stream controller removes it once the new nodes serve it.
                     ctx.fleet.touch_stream(&owner);
                 }

@@ -14,21 +14,37 @@ use crate::layout::Placement;
 /// Where a stream should run.
 #[derive(Clone, Copy, Debug)]
 pub enum Wanted<'a> {
-    /// Disabled: on no node.
+    /// Nowhere: disabled, deleted, or not placeable as declared (a name conflict, a missing
+    /// preset). No node keeps a copy on its account.
     Nowhere,
-    /// Where the layouter put it (perhaps nowhere yet).
+    /// Where the layouter put it; with no ingest node, waiting for one.
     At(&'a Placement),
+}
+
+impl<'a> Wanted<'a> {
+    /// Read from the layouter's output: its placement (every stream it was given has one)
+    /// and whether it is unplaced. An enabled stream without an ingest node is always
+    /// unplaced, so one that is not is disabled.
+    pub fn from_layout(placement: Option<&'a Placement>, unplaced: bool) -> Self {
+        match placement {
+            Some(p) if p.ingest.is_some() || unplaced => Wanted::At(p),
+            _ => Wanted::Nowhere,
+        }
+    }
+
+    /// Whether a copy on `host` stays there: `host` is a node of the placement, or the
+    /// stream is waiting for a node and has moved nowhere.
+    pub fn keeps(&self, host: &str) -> bool {
+        match self {
+            Wanted::Nowhere => false,
+            Wanted::At(p) => p.ingest.is_none() || on(p, host),
+        }
+    }
 }
 
 /// Whether `host` is a node of the placement (ingest or DVR backup).
 fn on(placement: &Placement, host: &str) -> bool {
     placement.ingest.as_deref() == Some(host) || placement.dvr_backups.iter().any(|b| &**b == host)
-}
-
-/// Whether a copy of a stream on `host` stays there. `None`: the stream has no placement at
-/// all (deleted, disabled, or not placeable as declared), so no node keeps it on its account.
-pub fn keeps(placement: Option<&Placement>, host: &str) -> bool {
-    placement.is_some_and(|p| p.ingest.is_none() || on(p, host))
 }
 
 /// The holders whose copies are removed now. `new_home_ready`: every node of the placement
@@ -38,15 +54,14 @@ pub fn copies_to_remove<'h>(
     holders: &'h [String],
     new_home_ready: bool,
 ) -> Vec<&'h str> {
-    match wanted {
-        Wanted::Nowhere => holders.iter().map(String::as_str).collect(),
-        Wanted::At(_) if !new_home_ready => vec![],
-        Wanted::At(p) => holders
-            .iter()
-            .map(String::as_str)
-            .filter(|h| !keeps(Some(p), h))
-            .collect(),
+    if matches!(wanted, Wanted::At(_)) && !new_home_ready {
+        return vec![];
     }
+    holders
+        .iter()
+        .map(String::as_str)
+        .filter(|h| !wanted.keeps(h))
+        .collect()
 }
 
 #[cfg(test)]
@@ -121,14 +136,23 @@ mod tests {
     fn a_node_keeps_what_did_not_move() {
         let on_b = at(Some("b"), &["c"]);
         let waiting = at(None, &[]);
-        assert!(keeps(Some(&on_b), "b"));
-        assert!(keeps(Some(&on_b), "c"));
-        assert!(!keeps(Some(&on_b), "a"));
-        assert!(keeps(Some(&waiting), "a"));
+        let placed = Wanted::from_layout(Some(&on_b), false);
+        assert!(placed.keeps("b") && placed.keeps("c") && !placed.keeps("a"));
+        let short = Wanted::from_layout(Some(&on_b), true);
+        assert!(short.keeps("b") && !short.keeps("a"), "missing a backup");
         assert!(
-            !keeps(None, "a"),
-            "no placement at all: gone, disabled or blocked"
+            Wanted::from_layout(Some(&waiting), true).keeps("a"),
+            "waiting"
         );
+        assert!(
+            !Wanted::from_layout(Some(&waiting), false).keeps("a"),
+            "disabled"
+        );
+        assert!(
+            !Wanted::from_layout(None, false).keeps("a"),
+            "gone or blocked"
+        );
+        assert!(!Wanted::Nowhere.keeps("a"));
     }
 
     mod props {
@@ -165,7 +189,7 @@ mod tests {
                 if ingest.is_none() || !ready {
                     prop_assert!(gone.is_empty(), "nothing moved, or the new home is not ready");
                 } else {
-                    let stays = holders.iter().filter(|h| keeps(Some(&p), h)).count();
+                    let stays = holders.iter().filter(|h| Wanted::At(&p).keeps(h)).count();
                     prop_assert_eq!(gone.len() + stays, holders.len());
                 }
             }
