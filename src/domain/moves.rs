@@ -64,17 +64,19 @@ pub fn copies_to_remove<'h>(
         .collect()
 }
 
+/// A placement on these nodes, for tables of placements.
+#[cfg(test)]
+pub(crate) fn at(ingest: Option<&str>, backups: &[&str]) -> Placement {
+    Placement {
+        ingest: ingest.map(Into::into),
+        dvr_backups: backups.iter().map(|b| (*b).into()).collect(),
+        ..Placement::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn at(ingest: Option<&str>, backups: &[&str]) -> Placement {
-        Placement {
-            ingest: ingest.map(Into::into),
-            dvr_backups: backups.iter().map(|b| (*b).into()).collect(),
-            ..Placement::default()
-        }
-    }
 
     #[test]
     fn which_copies_go() {

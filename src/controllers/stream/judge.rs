@@ -217,15 +217,8 @@ fn explain(u: &Unplaced) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::moves::at as on;
     use crate::resources::wire::StreamStats;
-
-    fn on(ingest: Option<&str>, backups: &[&str]) -> Placement {
-        Placement {
-            ingest: ingest.map(Into::into),
-            dvr_backups: backups.iter().map(|b| (*b).into()).collect(),
-            ..Placement::default()
-        }
-    }
 
     fn report(synced: &[&str], failed: &[&str], stale: &[&str]) -> SyncReport {
         let v = |xs: &[&str]| xs.iter().map(|x| x.to_string()).collect();
