@@ -3,6 +3,8 @@
 mod api_support;
 #[path = "domain/names.rs"]
 mod names;
+#[path = "domain/stream.rs"]
+mod stream;
 #[path = "support/mod.rs"]
 mod support;
 #[path = "domain/world.rs"]

@@ -17,6 +17,7 @@ use serde_json::Value;
 use tokio::sync::{Notify, mpsc};
 
 use super::refs::Key;
+use crate::domain::moves::Wanted;
 use crate::layout::{Placement, Unplaced};
 use crate::resources::wire::StreamLayout;
 use crate::resources::{Stream, Streamer};
@@ -147,6 +148,13 @@ impl Fleet {
         self.read().unplaced.get(key).cloned()
     }
 
+    /// Whether `hostname` keeps its copy of the stream `key` ([`Wanted::keeps`]).
+    pub fn keeps(&self, key: &Key, hostname: &str) -> bool {
+        let inner = self.read();
+        let unplaced = inner.unplaced.contains_key(key);
+        Wanted::from_layout(inner.placements.get(key), unplaced).keeps(hostname)
+    }
+
     /// Why a stream may not be pushed, if it may not.
     pub fn blocked(&self, key: &Key) -> Option<Blocked> {
         self.read().blocked.get(key).cloned()
@@ -204,10 +212,16 @@ impl Fleet {
         // pushes, and the assigned counts in their status follow on the next resync. Reporting
         // every gaining node turned each layout run of a bulk apply into a probe, a list and a
         // status write per node.
+        // A stream waiting for a node (its only one is down) did not leave this one
+        // (domain::moves): reporting it would have the node's copy removed on its return.
         let mut changed: HashSet<String> = HashSet::new();
         for (h, keys) in &inner.by_node {
             let now = by_node.get(h);
-            if keys.iter().any(|k| now.is_none_or(|n| !n.contains(k))) {
+            let lost = |k: &Key| {
+                let wanted = Wanted::from_layout(placements.get(k), unplaced.contains_key(k));
+                now.is_none_or(|n| !n.contains(k)) && !wanted.keeps(h)
+            };
+            if keys.iter().any(lost) {
                 changed.insert(h.to_string());
             }
         }
@@ -373,6 +387,46 @@ mod tests {
             HashMap::new(),
         );
         assert_eq!(changed, HashSet::from(["n1".into()]));
+    }
+
+    #[test]
+    fn a_stream_waiting_for_its_node_did_not_leave_it() {
+        let fleet = Fleet::default();
+        let install = |p: HashMap<Key, Placement>, unplaced: HashMap<Key, Unplaced>| {
+            fleet.install_layout(
+                p,
+                unplaced,
+                HashMap::new(),
+                HashMap::new(),
+                HashMap::new(),
+                HashMap::new(),
+            )
+        };
+        let on_n1 = || HashMap::from([(key("pinned"), placed("n1", &[]))]);
+        let nowhere = || HashMap::from([(key("pinned"), Placement::default())]);
+        let unschedulable = HashMap::from([(
+            key("pinned"),
+            Unplaced {
+                shortfall: crate::layout::Shortfall::Unschedulable,
+                decisions: vec![],
+            },
+        )]);
+        install(on_n1(), HashMap::new());
+        let changed = install(nowhere(), unschedulable);
+        assert!(
+            changed.is_empty(),
+            "its node is down: it waits, nothing moved"
+        );
+        assert!(fleet.keeps(&key("pinned"), "n1"));
+        install(on_n1(), HashMap::new());
+        // No ingest and not unplaced: disabled.
+        let changed = install(nowhere(), HashMap::new());
+        assert_eq!(changed, HashSet::from(["n1".into()]), "disabled");
+        assert!(!fleet.keeps(&key("pinned"), "n1"));
+        install(on_n1(), HashMap::new());
+        let changed = install(HashMap::new(), HashMap::new());
+        assert_eq!(changed, HashSet::from(["n1".into()]), "gone");
+        assert!(!fleet.keeps(&key("pinned"), "n1"));
     }
 
     #[test]

@@ -42,7 +42,7 @@ use crate::flussonic::{
 use crate::resources::common::{CommonStatus, FINALIZER};
 use crate::resources::streamer::{AuthScheme, CredentialBinding};
 use crate::resources::wire::ServerStats;
-use crate::resources::{Streamer, StreamerStatus};
+use crate::resources::{Streamer, StreamerSpec, StreamerStatus};
 use crate::state::{NodeLive, StreamLive};
 
 /// Nodes reconciled at once.
@@ -256,16 +256,8 @@ async fn reconcile_inner(
     let stats = match probe {
         Ok(stats) => stats,
         Err(e) => {
-            let message = format!("the node did not answer its probe: {e}");
-            let conds = vec![
-                Desired::no("Reachable", "Unreachable", message.clone()),
-                Desired::no(
-                    "ConfigApplied",
-                    "Unreachable",
-                    "unknown while the node is unreachable",
-                ),
-                Desired::no("Ready", "Unreachable", message),
-            ];
+            let error = e.to_string();
+            let conds = judge(Observed::Unreachable { error: &error }, &s.spec).into();
             if before.is_none_or(|b| b.reachable) {
                 refs::publish(
                     ctx,
@@ -282,8 +274,59 @@ async fn reconcile_inner(
     };
 
     let config = apply_config(ctl, &s, &host, &client, &stats).await;
-    let listed = list(ctx, &host, &client).await;
-    let reachable_c = Desired::yes(
+    let listed = list(ctx, &host, &client).await.map_err(|e| e.to_string());
+    let observed = Observed::Answered {
+        stats: &stats,
+        config,
+        listed: listed.as_ref().map(|_| ()).map_err(String::as_str),
+    };
+    let conds = judge(observed, &s.spec).into();
+    write_status(ctx, &s, &url, conds, Some(&stats), binding).await?;
+    ctl.backoff.succeeded(&key);
+    Ok(Action::requeue(resync))
+}
+
+/// What one reconcile found out about a node.
+#[derive(Debug)]
+enum Observed<'a> {
+    /// The probe failed (nothing else was tried).
+    Unreachable { error: &'a str },
+    /// The probe answered; `config` is the `ConfigApplied` verdict of the config apply and
+    /// `listed` how the list of its streams went.
+    Answered {
+        stats: &'a ServerStats,
+        config: Desired,
+        listed: Result<(), &'a str>,
+    },
+}
+
+/// The Streamer's `Reachable`, `ConfigApplied` and `Ready` from what a reconcile observed.
+/// Pure: the precedence of `Ready`'s reasons is the table in the tests below.
+fn judge(observed: Observed<'_>, spec: &StreamerSpec) -> [Desired; 3] {
+    let (stats, config, listed) = match observed {
+        Observed::Unreachable { error } => {
+            let message = format!("the node did not answer its probe: {error}");
+            return [
+                Desired::no("Reachable", "Unreachable", message.clone()),
+                Desired::no(
+                    "ConfigApplied",
+                    "Unreachable",
+                    "unknown while the node is unreachable",
+                ),
+                Desired::no("Ready", "Unreachable", message),
+            ];
+        }
+        Observed::Answered {
+            stats,
+            config,
+            listed,
+        } => (stats, config, listed),
+    };
+    let running = stats
+        .streamer_status
+        .as_deref()
+        .is_none_or(|st| st == "running");
+    let reachable = Desired::yes(
         "Reachable",
         "Probed",
         format!(
@@ -292,7 +335,8 @@ async fn reconcile_inner(
             stats.streamer_status.as_deref().unwrap_or("unknown")
         ),
     );
-    let ready = if !running && !config.status {
+    // A config problem explains a node that does not run better than "not running" does.
+    let ready = if !config.status {
         Desired::no("Ready", config.reason, config.message.clone())
     } else if !running {
         Desired::no(
@@ -303,21 +347,19 @@ async fn reconcile_inner(
                 stats.streamer_status.as_deref().unwrap_or("unknown")
             ),
         )
-    } else if !config.status {
-        Desired::no("Ready", config.reason, config.message.clone())
-    } else if let Err(e) = &listed {
+    } else if let Err(e) = listed {
         Desired::no(
             "Ready",
             "ListFailed",
             format!("listing the node's streams failed: {e}"),
         )
-    } else if s.spec.drain == Some(true) {
+    } else if spec.drain == Some(true) {
         Desired::yes(
             "Ready",
             "Draining",
             "the node is draining: its streams move to other nodes",
         )
-    } else if s.spec.cordon == Some(true) {
+    } else if spec.cordon == Some(true) {
         Desired::yes(
             "Ready",
             "Cordoned",
@@ -330,17 +372,7 @@ async fn reconcile_inner(
             "the node is reachable, configured and serving its streams",
         )
     };
-    write_status(
-        ctx,
-        &s,
-        &url,
-        vec![reachable_c, config, ready],
-        Some(&stats),
-        binding,
-    )
-    .await?;
-    ctl.backoff.succeeded(&key);
-    Ok(Action::requeue(resync))
+    [reachable, config, ready]
 }
 
 fn jittered(d: Duration) -> Duration {
@@ -672,10 +704,7 @@ async fn list(ctx: &Context, host: &str, client: &NodeClient) -> Result<(), flus
     for name in managed {
         match ctx.fleet.owner_of(&name) {
             Some(owner) => {
-                let here = ctx.fleet.placement(&owner).is_some_and(|p| {
-                    p.ingest.as_deref() == Some(host) || p.dvr_backups.iter().any(|b| &**b == host)
-                });
-                if !here {
+                if !ctx.fleet.keeps(&owner, host) {
                     // Moved away: the Stream controller removes it once the new nodes serve it.
                     ctx.fleet.touch_stream(&owner);
                 }
@@ -737,4 +766,85 @@ async fn write_status(
     }
     next.last_probe_time = Some(now.to_string());
     refs::apply_status(ctx, s, &next).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats(status: Option<&str>) -> ServerStats {
+        ServerStats {
+            streamer_status: status.map(String::from),
+            server_version: Some("25.01".into()),
+            ..ServerStats::default()
+        }
+    }
+
+    fn spec(cordon: bool, drain: bool) -> StreamerSpec {
+        serde_json::from_value(serde_json::json!({
+            "hostname": "n1",
+            "cordon": cordon,
+            "drain": drain,
+        }))
+        .unwrap()
+    }
+
+    /// (Reachable, ConfigApplied, Ready) as `Reason` or `!Reason` for False.
+    fn reasons(c: [Desired; 3]) -> [String; 3] {
+        c.map(|d| format!("{}{}", if d.status { "" } else { "!" }, d.reason))
+    }
+
+    #[test]
+    fn ready_by_case() {
+        let applied = || Desired::yes("ConfigApplied", "Applied", "spec.config is applied");
+        let failed = || Desired::no("ConfigApplied", "ApplyFailed", "500");
+        let external = || Desired::no("ConfigApplied", "ConfigExternal", "external");
+        let (running, starting, none) =
+            (stats(Some("running")), stats(Some("starting")), stats(None));
+        let (plain, draining, cordoned) = (spec(false, false), spec(true, true), spec(true, false));
+        #[rustfmt::skip]
+        let rows: Vec<(&str, Observed, &StreamerSpec, [&str; 3])> = vec![
+            ("serving", Observed::Answered { stats: &running, config: applied(), listed: Ok(()) }, &plain, ["Probed", "Applied", "Serving"]),
+            ("no status reported", Observed::Answered { stats: &none, config: applied(), listed: Ok(()) }, &plain, ["Probed", "Applied", "Serving"]),
+            ("starting", Observed::Answered { stats: &starting, config: applied(), listed: Ok(()) }, &plain, ["Probed", "Applied", "!NotRunning"]),
+            ("config failed while starting", Observed::Answered { stats: &starting, config: failed(), listed: Ok(()) }, &plain, ["Probed", "!ApplyFailed", "!ApplyFailed"]),
+            ("config external", Observed::Answered { stats: &running, config: external(), listed: Ok(()) }, &plain, ["Probed", "!ConfigExternal", "!ConfigExternal"]),
+            ("list failed", Observed::Answered { stats: &running, config: applied(), listed: Err("timeout") }, &plain, ["Probed", "Applied", "!ListFailed"]),
+            ("list failed while draining", Observed::Answered { stats: &running, config: applied(), listed: Err("timeout") }, &draining, ["Probed", "Applied", "!ListFailed"]),
+            ("draining", Observed::Answered { stats: &running, config: applied(), listed: Ok(()) }, &draining, ["Probed", "Applied", "Draining"]),
+            ("cordoned", Observed::Answered { stats: &running, config: applied(), listed: Ok(()) }, &cordoned, ["Probed", "Applied", "Cordoned"]),
+            ("unreachable", Observed::Unreachable { error: "connection refused" }, &cordoned, ["!Unreachable", "!Unreachable", "!Unreachable"]),
+        ];
+        for (what, observed, spec, want) in rows {
+            assert_eq!(
+                reasons(judge(observed, spec)),
+                want.map(String::from),
+                "{what}"
+            );
+        }
+    }
+
+    #[test]
+    fn messages_carry_the_cause() {
+        let [r, _, ready] = judge(
+            Observed::Unreachable { error: "refused" },
+            &spec(false, false),
+        );
+        assert_eq!(r.message, "the node did not answer its probe: refused");
+        assert_eq!(ready.message, r.message);
+        let running = stats(Some("running"));
+        let [r, _, ready] = judge(
+            Observed::Answered {
+                stats: &running,
+                config: Desired::yes("ConfigApplied", "Applied", "ok"),
+                listed: Err("timeout"),
+            },
+            &spec(false, false),
+        );
+        assert_eq!(
+            r.message,
+            "the node answers (version 25.01, status running)"
+        );
+        assert!(ready.message.ends_with(": timeout"), "{}", ready.message);
+    }
 }

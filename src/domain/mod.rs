@@ -5,14 +5,17 @@
 //! (claiming an id, reading a password hash) take the client as an argument and keep the
 //! decision itself in a pure function beside them.
 
+pub mod agents;
 pub mod credentials;
 pub mod destinations;
 pub mod effective;
 pub mod health;
 pub mod ids;
 pub mod key;
+pub mod moves;
 pub mod passwords;
 pub mod refs;
+pub mod stream_health;
 pub mod tenancy;
 pub mod validate;
 pub mod world;

@@ -14,6 +14,7 @@ use super::{envelope, pairs, streams};
 use crate::api::ApiState;
 use crate::api::error::ApiResult;
 use crate::api::query::{CollectionSpec, Field};
+use crate::domain::agents::agents_of;
 
 /// `GET /agents`: by id.
 pub const AGENTS: CollectionSpec<'static> = CollectionSpec {
@@ -31,12 +32,6 @@ pub const AGENTS: CollectionSpec<'static> = CollectionSpec {
     passthrough: &[],
 };
 
-fn agent_id(url: &str) -> Option<&str> {
-    let rest = url.strip_prefix("agent://")?;
-    let id = rest.split(['/', '?', '#']).next()?;
-    (!id.is_empty()).then_some(id)
-}
-
 /// `GET /agents`.
 pub async fn list(
     State(state): State<ApiState>,
@@ -48,15 +43,13 @@ pub async fn list(
         let Some(inputs) = s.get("inputs").and_then(Value::as_array) else {
             continue;
         };
-        let mut ids: Vec<&str> = inputs
-            .iter()
-            .flat_map(|i| [i.get("url"), i.get("via")])
-            .flatten()
-            .filter_map(Value::as_str)
-            .filter_map(agent_id)
-            .collect();
-        ids.sort_unstable();
-        ids.dedup();
+        let ids = agents_of(
+            inputs
+                .iter()
+                .flat_map(|i| [i.get("url"), i.get("via")])
+                .flatten()
+                .filter_map(Value::as_str),
+        );
         let alive = s
             .pointer("/stats/alive")
             .and_then(Value::as_bool)

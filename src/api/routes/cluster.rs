@@ -5,15 +5,18 @@
 //! - streamer: cordoned or draining → `disabled`; no report or unreachable → `outage`;
 //!   reachable but not ready → `partial_outage`; last probe or list failed, or CPU or
 //!   memory above 90 % → `degradated`; else `operational`;
-//! - stream: disabled → `disabled`; not placed, or its ingest node reports it not alive
-//!   or not at all → `outage`; alive with a source error → `degradated`; alive →
-//!   `operational`;
-//! - agent (see `GET /agents`): any of its streams alive → `operational`, else `outage`;
+//! - stream (`domain::stream_health`, the rule behind its `Ready` condition): disabled →
+//!   `disabled`; alive with a source error → `degradated`; alive, or on demand and listed
+//!   idle by its ingest node → `operational`; not placed, not listed or not alive →
+//!   `outage`;
+//! - agent (`domain::agents` reads its id, as `GET /agents` does): any of its streams
+//!   receiving frames → `operational`, else `outage`;
 //! - a group (per streamer): empty or all operational → `operational`; none operational →
 //!   `outage`; otherwise `partial_outage`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{RawQuery, State};
@@ -21,11 +24,14 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use schemars::JsonSchema;
 use serde::Serialize;
-use serde_json::Value;
 
-use super::{pairs, param, streams};
+use super::{pairs, param};
 use crate::api::ApiState;
 use crate::api::error::{ApiError, ApiResult};
+use crate::domain::agents::agents_of;
+use crate::domain::stream_health::{self, Facts, StreamHealth};
+use crate::resources::Stream;
+use crate::state::NodeLive;
 
 /// A health status (spelling as in the reference, `degradated` included).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, JsonSchema)]
@@ -197,21 +203,35 @@ fn version() -> i64 {
     a * 1_000_000 + b * 1_000 + c
 }
 
-fn stream_health(s: &Value) -> Health {
-    if s.get("disabled").and_then(Value::as_bool).unwrap_or(false) {
-        return Health::Disabled;
-    }
-    let alive = s.pointer("/stats/alive").and_then(Value::as_bool);
-    match alive {
-        Some(true)
-            if s.pointer("/stats/source_error")
-                .is_some_and(|e| !e.is_null()) =>
-        {
-            Health::Degradated
-        }
-        Some(true) => Health::Operational,
+/// A stream's status: [`stream_health::judge`], the verdict behind its `Ready` condition, so
+/// the two never disagree (an idle on-demand stream is `operational` and `Ready=True`).
+/// Also whether the stream receives frames: an agent is up when one of its streams does, as
+/// `GET /agents` says (an idle on-demand stream shows nothing about its agent).
+fn stream_status(s: &Stream, nodes: &HashMap<String, Arc<NodeLive>>) -> (Health, bool) {
+    let ingest = s
+        .status
+        .as_ref()
+        .and_then(|st| st.layout.as_ref()?.ingest.as_deref());
+    let live = ingest
+        .and_then(|h| nodes.get(h))
+        .and_then(|n| n.streams.get(s.watcher_name()));
+    let verdict = stream_health::judge(&Facts {
+        disabled: s.spec.config.disabled == Some(true),
+        ingest,
+        // The facade pushes nothing: a stream its ingest node lists is on it.
+        synced: true,
+        live,
+        on_demand: stream_health::on_demand(&s.spec.config),
+    });
+    let health = match &verdict {
+        StreamHealth::Disabled => Health::Disabled,
+        StreamHealth::Alive {
+            source_error: Some(_),
+        } => Health::Degradated,
+        v if v.ready() => Health::Operational,
         _ => Health::Outage,
-    }
+    };
+    (health, verdict.alive() == Some(true))
 }
 
 fn usage_status(pct: f64) -> Health {
@@ -224,35 +244,34 @@ fn usage_status(pct: f64) -> Health {
 
 /// Computes the cluster health.
 pub fn collect(state: &ApiState) -> ClusterHealthStats {
-    let streams = streams::rendered(state);
+    let nodes: HashMap<String, Arc<NodeLive>> = state.live.nodes().into_iter().collect();
     let mut by_node: BTreeMap<String, (Totals, Totals)> = BTreeMap::new();
     let mut stream_total = Totals::default();
     let mut agent_total = Totals::default();
     let mut agents: BTreeMap<String, (bool, Option<String>)> = BTreeMap::new();
-    for s in &streams {
-        let h = stream_health(s);
+    for s in state.stores.streams.state() {
+        let (h, alive) = stream_status(&s, &nodes);
         stream_total.add(h);
         let ingest = s
-            .pointer("/layout/ingest")
-            .and_then(Value::as_str)
-            .map(str::to_string);
+            .status
+            .as_ref()
+            .and_then(|st| st.layout.as_ref()?.ingest.clone());
         if let Some(node) = &ingest {
             by_node.entry(node.clone()).or_default().0.add(h);
         }
-        for input in s
-            .get("inputs")
-            .and_then(Value::as_array)
-            .into_iter()
+        let urls = s
+            .spec
+            .config
+            .inputs
+            .iter()
             .flatten()
-        {
-            for url in [input.get("url"), input.get("via")].into_iter().flatten() {
-                if let Some(id) = url.as_str().and_then(|u| u.strip_prefix("agent://")) {
-                    let e = agents
-                        .entry(id.to_string())
-                        .or_insert((false, ingest.clone()));
-                    e.0 |= h == Health::Operational;
-                }
-            }
+            .flat_map(|i| [Some(i.url.as_str()), i.via.as_deref()])
+            .flatten();
+        for id in agents_of(urls) {
+            let e = agents
+                .entry(id.to_string())
+                .or_insert((false, ingest.clone()));
+            e.0 |= alive;
         }
     }
     for (alive, node) in agents.values() {

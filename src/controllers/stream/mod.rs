@@ -5,7 +5,9 @@
 //! fleet knows what nodes hold from the Streamer controller's lists and from earlier pushes,
 //! so an in-sync stream costs no request), and then — make-before-break — removes the copies
 //! on nodes the stream left, only once every node of the new placement holds the current
-//! config. Conditions: `Scheduled`, `Synced`, `Ready` (alive on its ingest node).
+//! config; a stream waiting for a node (say its only node is down) left none
+//! ([`domain::moves`](crate::domain::moves)). Conditions: `Scheduled`, `Synced`, `Ready`
+//! (alive on its ingest node), decided by the pure `judge` from what `act` did.
 //!
 //! API-server writes are the scarce resource at 10,000 streams, so the status (conditions and
 //! the layouter's placement together) is written once per settled state, not per step: a
@@ -18,6 +20,7 @@
 //! controller removes the leftover when the node returns (no Stream owns the name any more).
 
 use crate::domain::effective;
+mod judge;
 pub mod status_writer;
 
 use std::collections::{BTreeSet, HashMap};
@@ -42,14 +45,17 @@ use super::refs::{self, Backoff, Error, Key, RefIndex, key_of};
 use super::secrets::{SecretError, Secrets};
 use crate::domain::credentials::{self, OwnerKind};
 use crate::domain::destinations;
+use crate::domain::moves::{self, Wanted};
 use crate::domain::refs::{MISSING_REFERENCE, RefKind, Reference, References, missing_message};
+use crate::domain::stream_health;
 use crate::flussonic::StreamBody;
-use crate::layout::{Shortfall, Unplaced};
+use crate::layout::Placement;
 use crate::resources::common::{CommonStatus, FINALIZER};
 use crate::resources::streamer::CredentialBinding;
 use crate::resources::wire::StreamConfigSpec;
 use crate::resources::{Organization, Preset, Stream, StreamStatus};
 use effective::Injected;
+use judge::{Running, SyncReport, judge};
 use status_writer::{Pending, StatusWriter};
 
 /// Reconciles running at once (node I/O is bounded per node by the node clients).
@@ -226,12 +232,14 @@ async fn converge(stream: &Stream, ctl: &StreamController, key: &Key) -> Result<
     let missing = refs::missing_references(ctx, stream, &refs::Facts::default()).await?;
     let outcome = match plan(stream, ctl, key, &name, &missing).await {
         Ok(planned) => {
-            let on_demand = planned
-                .body
-                .as_ref()
-                .is_some_and(|b| b.as_json().get("static") == Some(&Value::Bool(false)));
+            let running = match planned.body {
+                None => Running::Disabled,
+                Some(_) => Running::Enabled {
+                    on_demand: stream_health::on_demand(&stream.spec.config),
+                },
+            };
             let mut outcome = sync(
-                on_demand,
+                running,
                 planned.carries_secrets,
                 ctl,
                 key,
@@ -495,9 +503,10 @@ async fn injected(
     Ok((out, binding, condition))
 }
 
-/// Pushes `body` to the placement, removes stale copies, and judges the result.
+/// Pushes `body` to the placement, removes the copies of a stream that moved (or is
+/// disabled), and judges the result.
 async fn sync(
-    on_demand: bool,
+    running: Running,
     carries_secrets: bool,
     ctl: &StreamController,
     key: &Key,
@@ -506,6 +515,39 @@ async fn sync(
 ) -> Outcome {
     let ctx = &ctl.ctx;
     let placement = ctx.fleet.placement(key).unwrap_or_default();
+    let report = act(ctl, &placement, carries_secrets, name, body).await;
+    let unplaced = ctx.fleet.unplaced(key);
+    let live = placement
+        .ingest
+        .as_deref()
+        .and_then(|i| ctx.live.stream(i, name));
+    let verdict = judge(
+        &report,
+        &placement,
+        unplaced.as_ref(),
+        live.as_ref(),
+        running,
+    );
+    Outcome {
+        conditions: verdict.conditions.into(),
+        synced_nodes: report.synced,
+        alive: verdict.alive,
+        retry: !report.failed.is_empty(),
+        deferred: report.deferred,
+        binding: None,
+    }
+}
+
+/// The I/O of a sync: pushes `body` to every node of the placement that lacks it, then —
+/// make-before-break — removes the copies [`moves`] says go.
+async fn act(
+    ctl: &StreamController,
+    placement: &Placement,
+    carries_secrets: bool,
+    name: &str,
+    body: Option<&StreamBody>,
+) -> SyncReport {
+    let ctx = &ctl.ctx;
     let targets: Vec<String> = match body {
         None => vec![],
         Some(_) => placement
@@ -525,202 +567,37 @@ async fn sync(
         )
     }))
     .await;
-    let mut synced = Vec::new();
-    let mut failures = Vec::new();
-    let mut deferred = false;
+    let mut report = SyncReport::default();
     for (h, r) in targets.iter().zip(pushes) {
         match r {
-            Ok(()) => synced.push(h.clone()),
+            Ok(()) => report.synced.push(h.clone()),
             Err(PushError::NotKnownYet(_)) if ctl.started.elapsed() < FIRST_LIST_GRACE => {
-                deferred = true;
+                report.deferred = true;
             }
-            Err(e) => failures.push(format!("{h}: {e}")),
+            Err(e) => report.failed.push(format!("{h}: {e}")),
         }
     }
-    // Make-before-break: old copies go only once the whole new placement holds the stream.
-    let mut stale_left = Vec::new();
-    if failures.is_empty() && !deferred {
-        let keep: BTreeSet<&str> = targets.iter().map(String::as_str).collect();
-        for h in ctx.fleet.holders(name) {
-            if keep.contains(h.as_str()) {
-                continue;
-            }
-            if let Err(msg) = remove(ctx, &h, name).await {
-                stale_left.push(format!("{h}: {msg}"));
-            } else {
-                tracing::info!(node = %h, stream = name, "removed the copy of a moved stream");
-            }
-        }
-    }
-
-    let unplaced = ctx.fleet.unplaced(key);
-    let scheduled = match (body.is_some(), placement.ingest.as_deref(), &unplaced) {
-        (false, _, _) => Desired::no(
-            "Scheduled",
-            "Disabled",
-            "the stream is disabled; it runs on no node",
-        ),
-        (true, None, Some(u)) => Desired::no("Scheduled", "Unschedulable", explain(u)),
-        (true, None, None) => Desired::no(
-            "Scheduled",
-            "Pending",
-            "waiting for the layouter to place the stream",
-        ),
-        (true, Some(i), Some(u)) => Desired::yes(
-            "Scheduled",
-            "MissingBackups",
-            format!("ingest on {i}; {}", explain(u)),
-        ),
-        (true, Some(i), None) => Desired::yes(
-            "Scheduled",
-            "Placed",
-            placed_message(i, &placement.dvr_backups),
-        ),
+    let wanted = match body {
+        None => Wanted::Nowhere,
+        Some(_) => Wanted::At(placement),
     };
-    let synced_c = if body.is_none() {
-        if stale_left.is_empty() {
-            Desired::yes("Synced", "Disabled", "no node holds the disabled stream")
+    let new_home_ready = report.failed.is_empty() && !report.deferred;
+    let holders = ctx.fleet.holders(name);
+    if body.is_some() && placement.ingest.is_none() {
+        report.kept.clone_from(&holders);
+    }
+    for h in moves::copies_to_remove(wanted, &holders, new_home_ready) {
+        if let Err(msg) = remove(ctx, h, name).await {
+            report.stale_left.push(format!("{h}: {msg}"));
         } else {
-            Desired::no(
-                "Synced",
-                "RemovalPending",
-                format!(
-                    "could not remove the disabled stream from {}",
-                    stale_left.join("; ")
-                ),
-            )
+            let why = match wanted {
+                Wanted::Nowhere => "removed the copy of a disabled stream",
+                Wanted::At(_) => "removed the copy of a moved stream",
+            };
+            tracing::info!(node = %h, stream = name, "{why}");
         }
-    } else if targets.is_empty() {
-        Desired::no("Synced", "NotScheduled", "the stream has no node to run on")
-    } else if !failures.is_empty() {
-        Desired::no(
-            "Synced",
-            "PushFailed",
-            format!("config not pushed to {}", failures.join("; ")),
-        )
-    } else if !stale_left.is_empty() {
-        Desired::yes(
-            "Synced",
-            "StaleCopiesLeft",
-            format!(
-                "config matches on {}; old copies are removed when their nodes answer ({})",
-                synced.join(", "),
-                stale_left.join("; ")
-            ),
-        )
-    } else {
-        Desired::yes(
-            "Synced",
-            "InSync",
-            format!("config matches on {}", synced.join(", ")),
-        )
-    };
-    let (ready, alive) = match placement.ingest.as_deref() {
-        _ if body.is_none() => (
-            Desired::no("Ready", "Disabled", "the stream is disabled"),
-            None,
-        ),
-        None => (
-            Desired::no("Ready", "NotScheduled", "the stream has no ingest node"),
-            None,
-        ),
-        Some(i) if !synced.iter().any(|s| s == i) => (
-            Desired::no(
-                "Ready",
-                "NotSynced",
-                format!("the config is not on the ingest node {i} yet"),
-            ),
-            None,
-        ),
-        Some(i) => match ctx.live.stream(i, name) {
-            Some(s) if s.alive() => (
-                Desired::yes("Ready", "Alive", format!("receiving frames on {i}")),
-                Some(true),
-            ),
-            Some(_) if on_demand => (
-                Desired::yes(
-                    "Ready",
-                    "OnDemand",
-                    format!("configured on {i}; an on-demand stream starts when a viewer connects"),
-                ),
-                Some(false),
-            ),
-            Some(s) => {
-                let why = s
-                    .stats
-                    .as_ref()
-                    .and_then(|st| st.source_error.clone())
-                    .map(|e| format!(" (source error: {e})"))
-                    .unwrap_or_default();
-                (
-                    Desired::no(
-                        "Ready",
-                        "NotAlive",
-                        format!(
-                            "node {i} receives no frames from the source{why}; check the camera and its input URL"
-                        ),
-                    ),
-                    Some(false),
-                )
-            }
-            None => (
-                Desired::no(
-                    "Ready",
-                    "Starting",
-                    format!("waiting for node {i} to report the stream"),
-                ),
-                None,
-            ),
-        },
-    };
-    Outcome {
-        conditions: vec![scheduled, synced_c, ready],
-        synced_nodes: synced,
-        alive,
-        retry: !failures.is_empty(),
-        deferred,
-        binding: None,
     }
-}
-
-fn placed_message(ingest: &str, backups: &[Arc<str>]) -> String {
-    if backups.is_empty() {
-        format!("ingest on {ingest}")
-    } else {
-        let b: Vec<&str> = backups.iter().map(|b| &**b).collect();
-        format!("ingest on {ingest}, DVR backups on {}", b.join(", "))
-    }
-}
-
-/// A person-readable summary of why a stream is not (fully) placed.
-fn explain(u: &Unplaced) -> String {
-    let head = match u.shortfall {
-        Shortfall::Unschedulable => "no node can ingest the stream".to_string(),
-        Shortfall::MissingBackups(n) => format!("{n} DVR backup node(s) missing"),
-    };
-    let mut reasons: Vec<String> = u
-        .decisions
-        .iter()
-        .filter(|d| !d.reasons.is_empty())
-        .take(5)
-        .map(|d| {
-            let r: Vec<String> = d
-                .reasons
-                .iter()
-                .map(|r| {
-                    serde_json::to_value(r)
-                        .ok()
-                        .and_then(|v| v.as_str().map(String::from))
-                        .unwrap_or_default()
-                })
-                .collect();
-            format!("{}: {}", d.hostname, r.join(","))
-        })
-        .collect();
-    if u.decisions.is_empty() {
-        reasons.push("no streamer nodes are declared".into());
-    }
-    format!("{head} ({})", reasons.join("; "))
+    report
 }
 
 /// Why a push did not happen.

@@ -471,6 +471,12 @@ impl SimNode {
         self.counters().by_route.get(route).copied().unwrap_or(0)
     }
 
+    /// Requests on one stream, e.g. `("DELETE", "cam1")`.
+    pub fn stream_count(&self, method: &str, name: &str) -> u64 {
+        let key = format!("{method} {name}");
+        self.counters().by_stream.get(&key).copied().unwrap_or(0)
+    }
+
     /// Zeroes the counters.
     pub fn reset_counters(&self) {
         let mut c = self.0.counters.lock().expect("counters");

@@ -70,6 +70,10 @@ pub struct Counters {
     pub by_status: BTreeMap<u16, u64>,
     /// Requests by `METHOD /route/{template}`.
     pub by_route: BTreeMap<String, u64>,
+    /// Requests on one stream by `METHOD name` (`/streams/{name}` only), so a test can tell
+    /// which cameras were deleted or re-pushed.
+    #[serde(default)]
+    pub by_stream: BTreeMap<String, u64>,
     /// 5xx answers injected by faults.
     pub injected: u64,
     /// Requests being served now.
@@ -145,6 +149,12 @@ fn transform(resp: Response, mode: ErrorBody, bytes: Bytes) -> Response {
 /// Applies faults and counts requests.
 pub async fn middleware(State(node): State<Arc<Node>>, req: Request, next: Next) -> Response {
     let route = route_of(req.method().as_str(), req.uri().path());
+    let on_stream = req
+        .uri()
+        .path()
+        .strip_prefix("/streams/")
+        .filter(|rest| !rest.contains('/'))
+        .map(|name| format!("{} {name}", req.method()));
     let (originator, trace_id, scheme) = {
         let h = req.headers();
         let header = |name: &str| {
@@ -163,6 +173,9 @@ pub async fn middleware(State(node): State<Arc<Node>>, req: Request, next: Next)
         c.last_auth_scheme = scheme;
         c.total += 1;
         *c.by_route.entry(route).or_default() += 1;
+        if let Some(s) = on_stream {
+            *c.by_stream.entry(s).or_default() += 1;
+        }
         c.in_flight += 1;
         c.peak_in_flight = c.peak_in_flight.max(c.in_flight);
     }
