@@ -3,6 +3,8 @@
 //! and an admin user whose password hash is written the way the User controller writes it.
 #![allow(dead_code)] // each api test binary uses a different part of this module
 
+pub mod conform;
+
 use std::time::Duration;
 
 use k8s_openapi::ByteString;
