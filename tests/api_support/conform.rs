@@ -200,7 +200,8 @@ pub fn validate(doc: &Value, schema: &Value, v: &Value, at: &str, errs: &mut Vec
 }
 
 /// Walks `v` along the reference's tree: a member the reference types never gets another
-/// JSON type (null aside: every optional member may be null), and integers are integers.
+/// JSON type (null aside: every optional member may be null), integers are integers, and
+/// members the reference requires are present (so not for `select`-projected lists).
 /// Members the reference does not know are the document comparison's business.
 pub fn against_reference(node: &Value, v: &Value, at: &str, errs: &mut Vec<String>) {
     if v.is_null() {
@@ -225,6 +226,17 @@ pub fn against_reference(node: &Value, v: &Value, at: &str, errs: &mut Vec<Strin
                 .get("members")
                 .or_else(|| node["ref"].as_str().map(|r| &reference()["schemas"][r]));
             if let Some(members) = members.and_then(Value::as_object) {
+                // A generated client refuses an object without a member its schema requires.
+                // Not checked inside a streamer's node configuration, stored and returned as
+                // the caller gave it (the seed's own samples omit its read-only keys).
+                let passthrough = at
+                    .split('.')
+                    .any(|seg| seg.starts_with("config") || seg.starts_with("dvrs"));
+                for (k, sub) in members {
+                    if sub["required"] == true && !passthrough && !m.contains_key(k) {
+                        errs.push(format!("{at}: the reference requires `{k}`"));
+                    }
+                }
                 for (k, child) in m {
                     if let Some(sub) = members.get(k) {
                         against_reference(sub, child, &format!("{at}.{k}"), errs);

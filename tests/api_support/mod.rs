@@ -267,7 +267,7 @@ impl Facade {
     ) -> (StatusCode, Value) {
         let mut req = self
             .http
-            .request(method, self.url(path))
+            .request(method.clone(), self.url(path))
             .bearer_auth(&self.token);
         if let Some(b) = body {
             req = req.json(&b);
@@ -280,6 +280,12 @@ impl Facade {
         } else {
             serde_json::from_str(&text).unwrap_or(Value::String(text))
         };
+        if status.is_success() && value.is_object() && !path.contains("select=") {
+            let full = format!("{BASE}{}", path.split('?').next().unwrap_or(path));
+            if let Some(id) = panoptes::api::openapi::operation_id(&method, &full) {
+                conform::assert_conforms(id, &value);
+            }
+        }
         (status, value)
     }
 
