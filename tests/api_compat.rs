@@ -4,6 +4,8 @@
 //! (`tests/fixtures/reference-types.json`), not our own document.
 #[path = "api_support/mod.rs"]
 mod api_support;
+#[path = "api_compat/identity.rs"]
+mod identity;
 #[path = "api_compat/live.rs"]
 mod live;
 #[path = "support/mod.rs"]

@@ -205,7 +205,11 @@ pub async fn save(
 ) -> ApiResult<Json<Value>> {
     let id = int_param("id", &raw)?;
     let p = find(&state, id).ok_or_else(|| ApiError::not_found("preset", id))?;
-    let body = Value::Object(body.object()?);
+    let mut body = body.object()?;
+    crate::api::body::take_identity(&mut body, "id", &id.to_string())?;
+    // Required by the vendor's schema, so a generated client's partial save sends it empty.
+    crate::api::body::drop_empty(&mut body, "title");
+    let body = Value::Object(body);
     let mut stored = save_with(
         &state,
         &p.namespace().unwrap_or_default(),

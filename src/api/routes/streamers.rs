@@ -157,16 +157,7 @@ fn saved_spec(
         ));
     }
     let mut body = JsonBody(body).object()?;
-    match body.remove("hostname") {
-        None | Some(Value::Null) => {}
-        Some(Value::String(h)) if h == hostname => {}
-        Some(_) => {
-            return Err(ApiError::invalid_body(
-                "/hostname",
-                "`hostname` must equal the hostname in the path",
-            ));
-        }
-    }
+    crate::api::body::take_identity(&mut body, "hostname", hostname)?;
     for ro in ["stats", "dvrs"] {
         body.remove(ro);
     }

@@ -711,16 +711,7 @@ fn saved_spec(
         return Err(ApiError::invalid_parameter("name", STREAM_NAME_RULE));
     }
     let mut body = object(body)?;
-    match body.remove("name") {
-        None | Some(Value::Null) => {}
-        Some(Value::String(n)) if n == name => {}
-        Some(_) => {
-            return Err(ApiError::invalid_body(
-                "/name",
-                "`name` must equal the name in the path",
-            ));
-        }
-    }
+    crate::api::body::take_identity(&mut body, "name", name)?;
     let reset = match body.remove("$reset") {
         None | Some(Value::Null) | Some(Value::Bool(false)) => false,
         Some(Value::Bool(true)) => true,

@@ -328,8 +328,11 @@ pub async fn save(
     let u = find(&state, id).ok_or_else(|| ApiError::not_found("user", id))?;
     let mut body = body.object()?;
     let password = take_password(&mut body)?;
+    crate::api::body::take_identity(&mut body, "id", &id.to_string())?;
+    // The login: empty from a generated client's partial save means unchanged.
+    crate::api::body::drop_empty(&mut body, "name");
     // Server-computed, or create-only (`organization_id`): ignored on update.
-    for ro in ["id", "organizations", "created_at", "organization_id"] {
+    for ro in ["organizations", "created_at", "organization_id"] {
         body.remove(ro);
     }
     let w: UserWrite = decode(Value::Object(body), "")?;
