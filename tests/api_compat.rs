@@ -4,10 +4,14 @@
 //! (`tests/fixtures/reference-types.json`), not our own document.
 #[path = "api_support/mod.rs"]
 mod api_support;
+#[path = "api_compat/deleted.rs"]
+mod deleted;
 #[path = "api_compat/identity.rs"]
 mod identity;
 #[path = "api_compat/live.rs"]
 mod live;
+#[path = "api_compat/names.rs"]
+mod names;
 #[path = "support/mod.rs"]
 mod support;
 #[path = "api_compat/types.rs"]

@@ -20,20 +20,14 @@ use crate::api::write::save_with;
 use crate::resources::{Organization, Preset};
 
 fn org(state: &ApiState, id: i64) -> ApiResult<Arc<Organization>> {
-    state
-        .stores
-        .organizations
-        .state()
+    crate::api::deleted::objects(&state.stores.organizations)
         .into_iter()
         .find(|o| org_id(o) == Some(id))
         .ok_or_else(|| ApiError::not_found("organization", id))
 }
 
 fn preset_in(state: &ApiState, o: &Organization, id: i64) -> Option<Arc<Preset>> {
-    state
-        .stores
-        .presets
-        .state()
+    crate::api::deleted::objects(&state.stores.presets)
         .into_iter()
         .find(|p| p.namespace() == o.namespace() && preset_id(p) == Some(id))
 }

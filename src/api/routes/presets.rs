@@ -60,14 +60,13 @@ pub async fn list(
 ) -> ApiResult<Json<Value>> {
     let started = Instant::now();
     let pairs = pairs(&raw);
-    let mut presets = state.stores.presets.state();
+    // Soft-deleted presets (`deleted_at`) stay listed, per the reference; a Preset object
+    // being deleted from the cluster does not.
+    let mut presets = crate::api::deleted::objects(&state.stores.presets);
     if let Some(raw_org) = param(&pairs, "organization_id") {
         let id = int_param("organization_id", raw_org)?;
         // Unknown organization: nothing is allowed there.
-        let org = state
-            .stores
-            .organizations
-            .state()
+        let org = crate::api::deleted::objects(&state.stores.organizations)
             .into_iter()
             .find(|o| org_id(o) == Some(id));
         let allowed: Vec<String> = org.as_deref().map(organization_presets).unwrap_or_default();
@@ -84,10 +83,7 @@ pub async fn list(
 
 /// The preset with Watcher id `id`.
 pub fn find(state: &ApiState, id: i64) -> Option<Arc<Preset>> {
-    state
-        .stores
-        .presets
-        .state()
+    crate::api::deleted::objects(&state.stores.presets)
         .into_iter()
         .find(|p| preset_id(p) == Some(id))
 }

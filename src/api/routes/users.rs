@@ -17,7 +17,7 @@ use super::{envelope, int_param, pairs};
 use crate::api::ApiState;
 use crate::api::body::{JsonBody, decode};
 use crate::api::error::{ApiError, ApiResult};
-use crate::api::names::object_name;
+use crate::api::names::free_object_name;
 use crate::api::query::{CollectionSpec, Field};
 use crate::api::views::{self, org_id, to_json, user_id};
 use crate::api::write::{
@@ -72,10 +72,7 @@ pub async fn list(
 ) -> ApiResult<Json<Value>> {
     let started = Instant::now();
     let identities = state.config.identities();
-    let items: Vec<Value> = state
-        .stores
-        .users
-        .state()
+    let items: Vec<Value> = crate::api::deleted::objects(&state.stores.users)
         .iter()
         .filter(|u| identities.is_identity(u))
         .map(|u| to_json(&views::user(&state, u)))
@@ -86,10 +83,7 @@ pub async fn list(
 /// The identity with Watcher id `id` (Users of other namespaces are not the facade's).
 fn find(state: &ApiState, id: i64) -> Option<Arc<User>> {
     let identities = state.config.identities();
-    state
-        .stores
-        .users
-        .state()
+    crate::api::deleted::objects(&state.stores.users)
         .into_iter()
         .find(|u| identities.is_identity(u) && user_id(u) == Some(id))
 }
@@ -250,7 +244,18 @@ pub async fn create(State(state): State<ApiState>, body: JsonBody) -> ApiResult<
             }),
         }]);
     }
-    let object = object_name("user-", &login);
+    let all = state.stores.users.state();
+    let here = || {
+        all.iter()
+            .filter(|u| u.metadata.namespace.as_deref() == Some(ns.as_str()))
+    };
+    if here().any(|u| u.spec.name == login && !crate::api::deleted::shown(u.as_ref())) {
+        return Err(crate::api::deleted::still_deleting("user", &login));
+    }
+    // A new object under a name no other object holds (GitOps may hold the plain one).
+    let object = free_object_name("user-", &login, |o| {
+        here().any(|u| u.metadata.name.as_deref() == Some(o))
+    });
     // Nothing is written for a create the API server would refuse (bad locale, too large…).
     if password.is_some() {
         spec.facade_password_secret_ref = Some(password_ref(placeholder(&object)));
