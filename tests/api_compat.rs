@@ -16,3 +16,5 @@ mod names;
 mod support;
 #[path = "api_compat/types.rs"]
 mod types;
+#[path = "api_compat/typos.rs"]
+mod typos;

@@ -166,6 +166,26 @@ pub fn drop_empty(obj: &mut Map<String, Value>, key: &str) {
     }
 }
 
+/// Refuses a member that is neither in `known` (the object's members, ours and the
+/// reference's, read-only ones included: generated clients round-trip whole objects) nor in
+/// `extra`: a typo such as `titel` would otherwise answer 200 and change nothing.
+pub fn reject_unknown(
+    obj: &Map<String, Value>,
+    known: &[&str],
+    extra: &[&str],
+) -> Result<(), ApiError> {
+    match obj
+        .keys()
+        .find(|k| !known.contains(&k.as_str()) && !extra.contains(&k.as_str()))
+    {
+        Some(k) => Err(ApiError::invalid_body(
+            &format!("/{k}"),
+            format!("unknown member `{k}`"),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// RFC 7386 merge of `patch` into `target`: objects merge member-wise, `null` deletes,
 /// anything else replaces.
 pub fn merge(target: &mut Value, patch: Value) {

@@ -135,3 +135,61 @@ fn example_responses_conform() {
     let _ = reference_response;
     assert!(bad.is_empty(), "{}", bad.join("\n"));
 }
+
+/// The members `select`, `sort` and save bodies accept are exactly ours (the served item
+/// schema's) plus the reference's: neither list drifts from the types.
+#[test]
+fn accepted_members_are_ours_and_the_reference() {
+    use panoptes::api::routes::{presets, streamers, streams, users};
+    let doc = served();
+    for (spec, list_op, item_key, reference_schema) in [
+        (&streams::STREAMS, "streams_list", "streams", "StreamConfig"),
+        (
+            &streams::LAYOUTS,
+            "stream_layouts_get",
+            "layouts",
+            "CentralStreamLayout",
+        ),
+        (&users::USERS, "users_list", "users_list", "User"),
+        (&presets::PRESETS, "presets_list", "presets", "Preset"),
+        (
+            &streamers::STREAMERS,
+            "streamers_list",
+            "streamers",
+            "Streamer",
+        ),
+    ] {
+        let item = &response_schema(doc, list_op).unwrap()["properties"][item_key]["items"];
+        let item = match item.get("$ref").and_then(Value::as_str) {
+            Some(r) => &doc["components"]["schemas"][r.rsplit('/').next().unwrap()],
+            None => item,
+        };
+        let mut want: Vec<String> = reference()["schemas"][reference_schema]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        let mut ours = vec![item];
+        ours.extend(item["allOf"].as_array().into_iter().flatten().map(|s| {
+            match s.get("$ref").and_then(Value::as_str) {
+                Some(r) => &doc["components"]["schemas"][r.rsplit('/').next().unwrap()],
+                None => s,
+            }
+        }));
+        for s in ours {
+            want.extend(
+                s["properties"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, _)| k.clone()),
+            );
+        }
+        want.sort();
+        want.dedup();
+        let mut have: Vec<String> = spec.members.iter().map(|m| m.to_string()).collect();
+        have.sort();
+        assert_eq!(have, want, "{list_op}: members");
+    }
+}

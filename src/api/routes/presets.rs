@@ -33,13 +33,26 @@ pub const PRESETS: CollectionSpec<'static> = CollectionSpec {
     max_limit: 1000,
     search: &["title"],
     filters: &[
-        Field::new("id"),
+        Field::integer("id"),
         Field::new("title"),
-        Field::new("is_default"),
-        Field::new("is_adjustable"),
-        Field::new("deleted_at"),
+        Field::boolean("is_default"),
+        Field::boolean("is_adjustable"),
+        Field::integer("deleted_at"),
     ],
     passthrough: &["organization_id"],
+    // Ours and the reference's, so a client selecting a reference member is not refused.
+    members: &[
+        "deleted_at",
+        "dvr",
+        "id",
+        "is_adjustable",
+        "is_default",
+        "last_change",
+        "layout_rules",
+        "stats",
+        "title",
+        "vision",
+    ],
 };
 
 /// Writable preset members (wire names).
@@ -133,7 +146,9 @@ fn spec_from(mut spec: PresetSpec, body: Value) -> ApiResult<PresetSpec> {
 
 /// `POST /presets`.
 pub async fn create(State(state): State<ApiState>, body: JsonBody) -> ApiResult<Json<Value>> {
-    let body = Value::Object(body.object()?);
+    let body = body.object()?;
+    crate::api::body::reject_unknown(&body, PRESETS.members, &[])?;
+    let body = Value::Object(body);
     let mut spec = spec_from(PresetSpec::default(), body)?;
     let ns = state.config.namespace.clone();
     let mut claimed = ids::claim_new(
@@ -202,6 +217,7 @@ pub async fn save(
     let id = int_param("id", &raw)?;
     let p = find(&state, id).ok_or_else(|| ApiError::not_found("preset", id))?;
     let mut body = body.object()?;
+    crate::api::body::reject_unknown(&body, PRESETS.members, &[])?;
     crate::api::body::take_identity(&mut body, "id", &id.to_string())?;
     // Required by the vendor's schema, so a generated client's partial save sends it empty.
     crate::api::body::drop_empty(&mut body, "title");

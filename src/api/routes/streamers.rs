@@ -42,11 +42,27 @@ pub const STREAMERS: CollectionSpec<'static> = CollectionSpec {
     filters: &[
         Field::new("hostname"),
         Field::new("role"),
-        Field::new("channel_limit"),
-        Field::new("stats.reachable"),
-        Field::new("stats.ready"),
+        Field::integer("channel_limit"),
+        Field::boolean("stats.reachable"),
+        Field::boolean("stats.ready"),
     ],
     passthrough: &[],
+    // Ours and the reference's, so a client selecting a reference member is not refused.
+    members: &[
+        "api_url",
+        "channel_limit",
+        "cluster_key",
+        "config",
+        "dvrs",
+        "hostname",
+        "labels",
+        "private_payload_url",
+        "public_payload_url",
+        "role",
+        "stats",
+        "total_bandwidth",
+        "zones",
+    ],
 };
 
 /// Streamer members a save may set (wire names).
@@ -152,6 +168,7 @@ fn saved_spec(
         ));
     }
     let mut body = JsonBody(body).object()?;
+    crate::api::body::reject_unknown(&body, STREAMERS.members, &[])?;
     crate::api::body::take_identity(&mut body, "hostname", hostname)?;
     for ro in ["stats", "dvrs"] {
         body.remove(ro);

@@ -49,20 +49,54 @@ pub const STREAMS: CollectionSpec<'static> = CollectionSpec {
         Field::new("name"),
         Field::new("title"),
         Field::new("comment"),
-        Field::new("disabled"),
-        Field::new("static"),
-        Field::new("organization_id"),
-        Field::new("preset_id"),
-        Field::new("organization.id"),
-        Field::new("preset.id"),
-        Field::new("created_at"),
-        Field::new("stats.alive"),
+        Field::boolean("disabled"),
+        Field::boolean("static"),
+        Field::integer("organization_id"),
+        Field::integer("preset_id"),
+        Field::integer("organization.id"),
+        Field::integer("preset.id"),
+        Field::integer("created_at"),
+        Field::boolean("stats.alive"),
         Field::new("stats.status"),
-        Field::new("stats.bitrate"),
+        Field::integer("stats.bitrate"),
         Field::new("layout.ingest"),
         Field::new("inputs.url"),
     ],
     passthrough: &["preferred_zones", "required_zones"],
+    // Ours and the reference's, so a client selecting a reference member is not refused.
+    members: &[
+        "audio",
+        "can_publish",
+        "comment",
+        "coordinates",
+        "created_at",
+        "disabled",
+        "domain",
+        "dvr",
+        "firmware_update_duration",
+        "folder_id",
+        "inputs",
+        "labels",
+        "last_change",
+        "last_episode_at",
+        "layout",
+        "layout_rules",
+        "map_coordinates",
+        "name",
+        "named_by",
+        "onvif",
+        "organization",
+        "organization_id",
+        "path",
+        "postal_address",
+        "preset",
+        "preset_id",
+        "pushes",
+        "static",
+        "stats",
+        "title",
+        "vision",
+    ],
 };
 
 /// `GET /streams/{name}/layouts`.
@@ -72,8 +106,20 @@ pub const LAYOUTS: CollectionSpec<'static> = CollectionSpec {
     default_limit: 100,
     max_limit: 1000,
     search: &[],
-    filters: &[Field::new("created_at"), Field::new("ingest")],
+    filters: &[Field::integer("created_at"), Field::new("ingest")],
     passthrough: &["include_ingest_history"],
+    // Ours and the reference's, so a client selecting a reference member is not refused.
+    members: &[
+        "change_reason",
+        "created_at",
+        "dvr_backups",
+        "failover_from",
+        "inference",
+        "ingest",
+        "ingest_history",
+        "node_layout_decisions",
+        "originator",
+    ],
 };
 
 /// Members of a stream the server computes; ignored in request bodies.
@@ -723,6 +769,7 @@ fn saved_spec(
         return Err(ApiError::invalid_parameter("name", STREAM_NAME_RULE));
     }
     let mut body = object(body)?;
+    crate::api::body::reject_unknown(&body, STREAMS.members, &["$reset"])?;
     crate::api::body::take_identity(&mut body, "name", name)?;
     let reset = match body.remove("$reset") {
         None | Some(Value::Null) | Some(Value::Bool(false)) => false,

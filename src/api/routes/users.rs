@@ -39,14 +39,31 @@ pub const USERS: CollectionSpec<'static> = CollectionSpec {
     max_limit: 1000,
     search: &["name", "fullname", "email"],
     filters: &[
-        Field::new("id"),
+        Field::integer("id"),
         Field::new("name"),
         Field::new("email"),
         Field::new("access_level"),
-        Field::new("disabled"),
+        Field::boolean("disabled"),
         Field::alias("organization_id", "organizations.id"),
     ],
     passthrough: &[],
+    // Ours and the reference's, so a client selecting a reference member is not refused.
+    members: &[
+        "access_level",
+        "created_at",
+        "disabled",
+        "email",
+        "fullname",
+        "id",
+        "locale",
+        "max_sessions",
+        "name",
+        "note",
+        "organizations",
+        "password",
+        "phone",
+        "readonly",
+    ],
 };
 
 /// Writable user members (wire names). Unknown members are ignored.
@@ -188,6 +205,8 @@ async fn store_password(
 /// `POST /users`.
 pub async fn create(State(state): State<ApiState>, body: JsonBody) -> ApiResult<Json<Value>> {
     let mut body = body.object()?;
+    // `organization_id` is the create body's (UserCreate), ignored on update.
+    crate::api::body::reject_unknown(&body, USERS.members, &["organization_id"])?;
     let password = take_password(&mut body)?;
     let org = match body.remove("organization_id") {
         None | Some(Value::Null) => None,
@@ -332,6 +351,8 @@ pub async fn save(
     let id = int_param("user_id", &raw)?;
     let u = find(&state, id).ok_or_else(|| ApiError::not_found("user", id))?;
     let mut body = body.object()?;
+    // `organization_id` is the create body's (UserCreate), ignored on update.
+    crate::api::body::reject_unknown(&body, USERS.members, &["organization_id"])?;
     let password = take_password(&mut body)?;
     crate::api::body::take_identity(&mut body, "id", &id.to_string())?;
     // The login: empty from a generated client's partial save means unchanged.
