@@ -193,3 +193,22 @@ fn accepted_members_are_ours_and_the_reference() {
         assert_eq!(have, want, "{list_op}: members");
     }
 }
+
+/// The judge itself: a float integer, a wrong type and a missing required member are caught.
+#[test]
+fn the_judge_catches_what_strict_clients_refuse() {
+    let errs = violations(
+        "streamers_list",
+        &serde_json::json!({"streamers": [{"hostname": "a", "role": "streamer", "labels": {}, "stats": {"bandwidth_usage": 0.0}}]}),
+    );
+    assert!(
+        errs.iter().any(|e| e.contains("bandwidth_usage")),
+        "{errs:?}"
+    );
+    let errs = violations("stream_get", &serde_json::json!({"title": 5}));
+    assert!(
+        errs.iter().any(|e| e.contains("requires `name`")),
+        "{errs:?}"
+    );
+    assert!(errs.iter().any(|e| e.contains(".title")), "{errs:?}");
+}
