@@ -16,28 +16,9 @@ use panoptes::resources::{Organization, Preset, Stream, Streamer, User};
 
 const HOLD: &str = "test.panoptes.dev/hold";
 
-/// Adds a finalizer nobody removes, so the object stays terminating after a delete.
-async fn hold<K>(ns: &TestNamespace, object: &str)
-where
-    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug,
-{
-    let api: Api<K> = ns.api();
-    let k = api.get(object).await.unwrap();
-    let mut fins = k.meta().finalizers.clone().unwrap_or_default();
-    fins.push(HOLD.into());
-    api.patch(
-        object,
-        &PatchParams::default(),
-        &Patch::Merge(json!({"metadata": {"finalizers": fins}})),
-    )
-    .await
-    .unwrap();
-}
-
-async fn release<K>(ns: &TestNamespace, object: &str)
+/// Adds (`on`) or removes a finalizer nobody else touches, so the object stays terminating
+/// after a delete until the test lets it go.
+async fn hold<K>(ns: &TestNamespace, object: &str, on: bool)
 where
     K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
         + Clone
@@ -48,14 +29,11 @@ where
     let Some(k) = api.get_opt(object).await.unwrap() else {
         return;
     };
-    let fins: Vec<String> = k
-        .meta()
-        .finalizers
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|f| f != HOLD)
-        .collect();
+    let mut fins: Vec<String> = k.meta().finalizers.clone().unwrap_or_default();
+    fins.retain(|f| f != HOLD);
+    if on {
+        fins.push(HOLD.into());
+    }
     api.patch(
         object,
         &PatchParams::default(),
@@ -100,22 +78,18 @@ async fn deleted_streams_are_gone_at_once() {
         .then_some(())
     })
     .await;
-    hold::<Stream>(
-        &ns,
-        &ns.api::<Stream>()
-            .list(&Default::default())
-            .await
-            .unwrap()
-            .items
-            .iter()
-            .find(|s| s.spec.name.as_deref() == Some("gone/0"))
-            .unwrap()
-            .metadata
-            .name
-            .clone()
-            .unwrap(),
-    )
-    .await;
+    // The object of `gone/0` (its name is a digest form: the Watcher name has a `/`).
+    let object = ns
+        .api::<Stream>()
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .find(|s| s.spec.name.as_deref() == Some("gone/0"))
+        .and_then(|s| s.metadata.name)
+        .unwrap();
+    hold::<Stream>(&ns, &object, true).await;
     for i in 0..ROUNDS {
         let path = format!("/streams/gone%2F{i}");
         let (s, v) = f.delete(&path).await;
@@ -137,17 +111,7 @@ async fn deleted_streams_are_gone_at_once() {
     let (s, v) = f.put("/streams/gone%2F0", json!({"disabled": true})).await;
     assert_error(s, &v, 409);
     assert_eq!(v["errors"][0]["code"], "being_deleted", "{v}");
-    let object = ns
-        .api::<Stream>()
-        .list(&Default::default())
-        .await
-        .unwrap()
-        .items
-        .iter()
-        .find(|s| s.spec.name.as_deref() == Some("gone/0"))
-        .and_then(|s| s.metadata.name.clone())
-        .unwrap();
-    release::<Stream>(&ns, &object).await;
+    hold::<Stream>(&ns, &object, false).await;
     // Once the cleanup is done, the name is free again.
     eventually(WAIT, "re-created after cleanup", || async {
         let (s, _) = f.put("/streams/gone%2F0", json!({"disabled": true})).await;
@@ -171,10 +135,10 @@ async fn terminating_objects_of_every_kind_are_gone() {
         .await;
     f.get_until("/users/51", "user", |_| true).await;
     f.get_until("/presets/61", "preset", |_| true).await;
-    hold::<Streamer>(&ns, "edge").await;
-    hold::<User>(&ns, "bob").await;
-    hold::<Preset>(&ns, "silver").await;
-    hold::<Organization>(&ns, "initech").await;
+    hold::<Streamer>(&ns, "edge", true).await;
+    hold::<User>(&ns, "bob", true).await;
+    hold::<Preset>(&ns, "silver", true).await;
+    hold::<Organization>(&ns, "initech", true).await;
     let dp = DeleteParams::default();
     ns.api::<Streamer>().delete("edge", &dp).await.unwrap();
     ns.api::<User>().delete("bob", &dp).await.unwrap();
@@ -215,8 +179,8 @@ async fn terminating_objects_of_every_kind_are_gone() {
         .await;
     assert_error(s, &v, 404);
 
-    release::<Streamer>(&ns, "edge").await;
-    release::<User>(&ns, "bob").await;
-    release::<Preset>(&ns, "silver").await;
-    release::<Organization>(&ns, "initech").await;
+    hold::<Streamer>(&ns, "edge", false).await;
+    hold::<User>(&ns, "bob", false).await;
+    hold::<Preset>(&ns, "silver", false).await;
+    hold::<Organization>(&ns, "initech", false).await;
 }

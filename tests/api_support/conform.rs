@@ -324,11 +324,12 @@ pub fn compare(doc: &Value, served: &Value, node: &Value, at: &str, out: &mut Ve
         .collect();
     let fits =
         |t: &String| theirs.contains(t) || (t == "integer" && theirs.iter().any(|x| x == "number"));
-    if !theirs.iter().any(|t| t == "any") && !ours.iter().any(|t| t == "any") {
-        if !ours.iter().all(fits) {
-            out.push(format!("{at}: served {ours:?}, reference {theirs:?}"));
-            return;
-        }
+    if !theirs.iter().any(|t| t == "any")
+        && !ours.iter().any(|t| t == "any")
+        && !ours.iter().all(fits)
+    {
+        out.push(format!("{at}: served {ours:?}, reference {theirs:?}"));
+        return;
     }
     let (node, at) = match node["ref"].as_str() {
         Some(r) => (
@@ -358,38 +359,31 @@ fn required(members: &Value, v: &Value, at: &str, errs: &mut Vec<String>) {
     let passthrough = at
         .split('.')
         .any(|seg| seg.starts_with("config") || seg.starts_with("dvrs"));
-    match v {
-        Value::Object(m) => {
-            let Some(members) = members.as_object() else {
-                return;
-            };
-            for (k, node) in members {
-                let child = m.get(k);
-                if node["required"] == true && !passthrough && child.is_none() {
-                    errs.push(format!("{at}: the reference requires `{k}`"));
-                }
-                if let Some(child) = child {
-                    let path = format!("{at}.{k}");
-                    match (node.get("members"), node["ref"].as_str(), node.get("items")) {
-                        (Some(sub), _, _) => required(sub, child, &path, errs),
-                        (None, Some(r), _) => {
-                            required(&reference()["schemas"][r], child, &path, errs)
+    let (Value::Object(m), Some(members)) = (v, members.as_object()) else {
+        return;
+    };
+    for (k, node) in members {
+        let child = m.get(k);
+        if node["required"] == true && !passthrough && child.is_none() {
+            errs.push(format!("{at}: the reference requires `{k}`"));
+        }
+        if let Some(child) = child {
+            let path = format!("{at}.{k}");
+            match (node.get("members"), node["ref"].as_str(), node.get("items")) {
+                (Some(sub), _, _) => required(sub, child, &path, errs),
+                (None, Some(r), _) => required(&reference()["schemas"][r], child, &path, errs),
+                (None, None, Some(item)) => {
+                    let sub = item
+                        .get("members")
+                        .or_else(|| item["ref"].as_str().map(|r| &reference()["schemas"][r]));
+                    if let (Some(sub), Value::Array(items)) = (sub, child) {
+                        for i in items {
+                            required(sub, i, &format!("{path}[]"), errs);
                         }
-                        (None, None, Some(item)) => {
-                            let sub = item.get("members").or_else(|| {
-                                item["ref"].as_str().map(|r| &reference()["schemas"][r])
-                            });
-                            if let (Some(sub), Value::Array(items)) = (sub, child) {
-                                for i in items {
-                                    required(sub, i, &format!("{path}[]"), errs);
-                                }
-                            }
-                        }
-                        _ => {}
                     }
                 }
+                _ => {}
             }
         }
-        _ => {}
     }
 }
