@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use kube::Resource;
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::{ObjectRef, Store};
 
 use super::error::ApiError;
 
@@ -42,20 +42,21 @@ pub fn still_deleting(kind: &str, name: impl std::fmt::Display) -> ApiError {
 /// How long a delete waits for the store to see it.
 const SEEN_WITHIN: Duration = Duration::from_secs(5);
 
-/// After a delete was accepted: waits (bounded) until this replica's store shows the object
-/// with `uid` terminating or gone, so a read right after the delete answers 404. Past the
-/// bound the delete still answers: the API server has it, the store follows.
-pub async fn until_seen<K>(store: &Store<K>, uid: &str)
+/// After a delete of `obj` was accepted: waits (bounded) until this replica's store shows it
+/// terminating or gone, so a read right after the delete answers 404. Past the bound the
+/// delete still answers: the API server has it, the store follows.
+pub async fn until_seen<K>(store: &Store<K>, obj: &K)
 where
-    K: Resource + Clone + 'static,
-    K::DynamicType: Eq + std::hash::Hash + Clone,
+    K: Resource<DynamicType = ()> + Clone + 'static,
 {
+    let key = ObjectRef::from_obj(obj);
+    let uid = obj.meta().uid.as_deref();
     let started = tokio::time::Instant::now();
+    // One keyed lookup per poll: cheap however many objects the store holds.
     while started.elapsed() < SEEN_WITHIN
         && store
-            .state()
-            .iter()
-            .any(|o| o.meta().uid.as_deref() == Some(uid) && shown(o.as_ref()))
+            .get(&key)
+            .is_some_and(|o| o.meta().uid.as_deref() == uid && shown(o.as_ref()))
     {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }

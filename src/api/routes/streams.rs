@@ -894,11 +894,7 @@ async fn delete(state: &ApiState, name: &str, pairs: &[(String, String)]) -> Api
                 .delete(&s.name_any(), &DeleteParams::default())
                 .await
                 .map_err(|e| ApiError::from_kube("deleting the stream", e))?;
-            deleted::until_seen(
-                &state.stores.streams,
-                s.metadata.uid.as_deref().unwrap_or(""),
-            )
-            .await;
+            deleted::until_seen(&state.stores.streams, s.as_ref()).await;
         }
         // Panoptes has no runtime override layer: there is nothing to remove.
         Some("config_override") => {}
