@@ -256,8 +256,8 @@ async fn placed(ns: &TestNamespace, f: &Facade) {
             n.reachable = true;
             n.ready = true;
             n.server = Some(ServerStats {
-                cpu_usage: Some(12.0),
-                memory_usage: Some(30.0),
+                cpu_usage: Some(12),
+                memory_usage: Some(30),
                 input_kbit: Some(1000),
                 output_kbit: Some(500),
                 uptime: Some(60),

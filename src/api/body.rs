@@ -132,6 +132,60 @@ pub fn decode<T: serde::de::DeserializeOwned>(
     })
 }
 
+/// Takes an identity member (a stream's `name`, a streamer's `hostname`, an `id`, …) out of
+/// a save body. Generated clients always send their schema's required members, so on a
+/// partial save the identity arrives empty (`""`, `0`) or null: that means the object the
+/// path names, like an absent member. Only a different, non-empty identity is refused,
+/// since a save never renames.
+pub fn take_identity(
+    obj: &mut Map<String, Value>,
+    key: &str,
+    path_value: &str,
+) -> Result<(), ApiError> {
+    match obj.remove(key) {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::String(s)) if s.is_empty() || s == path_value => Ok(()),
+        Some(Value::Number(n)) if n.as_i64() == Some(0) || n.to_string() == path_value => Ok(()),
+        Some(_) => Err(ApiError::invalid_body(
+            &format!("/{key}"),
+            format!("`{key}` must be empty or equal the {key} in the path"),
+        )),
+    }
+}
+
+/// Drops a required member that a generated client sends empty on a partial save
+/// (`""`, `0`), so the stored value stays; a non-empty value is left for the handler.
+pub fn drop_empty(obj: &mut Map<String, Value>, key: &str) {
+    let empty = match obj.get(key) {
+        Some(Value::String(s)) => s.is_empty(),
+        Some(Value::Number(n)) => n.as_i64() == Some(0),
+        _ => false,
+    };
+    if empty {
+        obj.remove(key);
+    }
+}
+
+/// Refuses a member that is neither in `known` (the object's members, ours and the
+/// reference's, read-only ones included: generated clients round-trip whole objects) nor in
+/// `extra`: a typo such as `titel` would otherwise answer 200 and change nothing.
+pub fn reject_unknown(
+    obj: &Map<String, Value>,
+    known: &[&str],
+    extra: &[&str],
+) -> Result<(), ApiError> {
+    match obj
+        .keys()
+        .find(|k| !known.contains(&k.as_str()) && !extra.contains(&k.as_str()))
+    {
+        Some(k) => Err(ApiError::invalid_body(
+            &format!("/{k}"),
+            format!("unknown member `{k}`"),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// RFC 7386 merge of `patch` into `target`: objects merge member-wise, `null` deletes,
 /// anything else replaces.
 pub fn merge(target: &mut Value, patch: Value) {
@@ -171,6 +225,42 @@ mod tests {
         assert!(parse_json(b"{").is_err());
         let deep = "[".repeat(40) + &"]".repeat(40);
         assert!(parse_json(deep.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn empty_identities_mean_the_path() {
+        let body = |v: Value| v.as_object().unwrap().clone();
+        for ok in [
+            json!({}),
+            json!({"name": null}),
+            json!({"name": ""}),
+            json!({"name": "cam"}),
+        ] {
+            let mut b = body(ok.clone());
+            assert!(take_identity(&mut b, "name", "cam").is_ok(), "{ok}");
+            assert!(b.is_empty());
+        }
+        for ok in [json!({"id": 0}), json!({"id": 7})] {
+            assert!(
+                take_identity(&mut body(ok.clone()), "id", "7").is_ok(),
+                "{ok}"
+            );
+        }
+        for bad in [
+            json!({"name": "other"}),
+            json!({"name": 3}),
+            json!({"id": 8}),
+        ] {
+            let mut b = body(bad.clone());
+            assert!(
+                take_identity(&mut b, bad.as_object().unwrap().keys().next().unwrap(), "7")
+                    .is_err(),
+                "{bad}"
+            );
+        }
+        let mut b = body(json!({"title": "", "x": 1}));
+        drop_empty(&mut b, "title");
+        assert_eq!(Value::Object(b), json!({"x": 1}));
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod auth;
 pub mod body;
 pub mod cache;
 pub mod conn;
+pub mod deleted;
 pub mod error;
 pub mod events;
 pub mod metrics;

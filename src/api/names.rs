@@ -14,6 +14,25 @@ pub fn object_name(prefix: &str, watcher: &str) -> String {
     if is_dns_subdomain(&exact) && !exact.contains("--") {
         return exact;
     }
+    hashed_object_name(prefix, watcher)
+}
+
+/// The object name for a new object holding `watcher`, whose name no existing object
+/// holds: [`object_name`] unless `taken` says another object has it (a GitOps object
+/// `central-cam-01` holding stream `traffic/central-cam-01`), then the readable base plus
+/// a digest, which no plain name can equal. Objects are found again by their Watcher name
+/// (`spec.name`, `spec.hostname`, …), never by recomputing this.
+pub fn free_object_name(prefix: &str, watcher: &str, taken: impl Fn(&str) -> bool) -> String {
+    let plain = object_name(prefix, watcher);
+    if taken(&plain) {
+        hashed_object_name(prefix, watcher)
+    } else {
+        plain
+    }
+}
+
+/// A readable base, `--` and a digest of the exact name (always a valid object name).
+fn hashed_object_name(prefix: &str, watcher: &str) -> String {
     let mut base = String::with_capacity(watcher.len().min(180));
     for c in watcher.chars() {
         let c = match c {
@@ -139,6 +158,36 @@ mod tests {
                 proptest::prop_assert_eq!(a == b, x == y, "{} {} -> {} {}", a, b, x, y);
             }
         }
+    }
+
+    proptest::proptest! {
+        /// A name taken by another Watcher name's object yields a new object name that no
+        /// plain name can take and that differs for every Watcher name.
+        #[test]
+        fn free_object_names_never_collide(
+            a in "[-a-zA-Z0-9._~/:]{1,16}",
+            b in "[-a-zA-Z0-9._~/:]{1,16}",
+            held in "[a-z0-9]([-a-z0-9]{0,10}[a-z0-9])?",
+        ) {
+            // `held` is an object that GitOps created for some other Watcher name.
+            let taken = |o: &str| o == held;
+            let (x, y) = (free_object_name("", &a, taken), free_object_name("", &b, taken));
+            proptest::prop_assert!(is_dns_subdomain(&x));
+            proptest::prop_assert!(x != held);
+            proptest::prop_assert_eq!(a == b, x == y, "{} {} -> {} {}", a, b, x, y);
+            // Neither meets the plain name of any other Watcher name.
+            if a != b {
+                proptest::prop_assert!(x != object_name("", &b));
+            }
+        }
+    }
+
+    #[test]
+    fn a_taken_plain_name_gets_a_hashed_object() {
+        let taken = |o: &str| o == "central-cam-01";
+        let x = free_object_name("", "central-cam-01", taken);
+        assert!(x.starts_with("central-cam-01--"), "{x}");
+        assert_eq!(free_object_name("", "cam-2", taken), "cam-2");
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::resources::preset::PresetVision;
 use crate::resources::user::{AccessLevel, Permissions};
 use crate::resources::wire::stream::LayoutRules;
 use crate::resources::wire::{
-    NodeRole, ServerConfig, StreamConfigSpec, StreamDvrSpec, StreamLayout,
+    NodeRole, ServerConfig, ServerStats, StreamConfigSpec, StreamDvrSpec, StreamLayout, StreamStats,
 };
 use crate::resources::{Preset, Stream, Streamer, User};
 use crate::state::NodeLive;
@@ -52,8 +52,8 @@ pub struct StreamView {
     pub preset: Option<IdTitle>,
     /// Current placement.
     pub layout: Option<StreamLayout>,
-    /// Runtime statistics reported by the ingest node.
-    #[schemars(with = "Option<BTreeMap<String, Value>>")]
+    /// Runtime statistics reported by the ingest node (a node's `StreamStats`, verbatim).
+    #[schemars(with = "Option<StreamStats>")]
     pub stats: Option<Value>,
     /// Creation time (UTC ms).
     pub created_at: Option<i64>,
@@ -87,8 +87,24 @@ pub struct StreamerView {
     #[schemars(with = "Option<Vec<BTreeMap<String, Value>>>")]
     pub dvrs: Option<Value>,
     /// Live metrics from the last probe.
-    #[schemars(with = "Option<BTreeMap<String, Value>>")]
-    pub stats: Option<Value>,
+    pub stats: Option<PeerStatsView>,
+}
+
+/// A streamer's `stats`: what the node reported, and how its last probe went.
+#[skip_serializing_none]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct PeerStatsView {
+    /// The node's own statistics.
+    #[serde(flatten)]
+    pub server: ServerStats,
+    /// The last probe reached the node.
+    pub reachable: bool,
+    /// The node reported itself ready.
+    pub ready: bool,
+    /// When the node was last probed (UTC ms).
+    pub last_probe_at: i64,
+    /// Why the last probe failed.
+    pub error: Option<String>,
 }
 
 /// Owner of an organization.
@@ -268,21 +284,12 @@ pub fn streamer(s: &Streamer, live: Option<&NodeLive>) -> StreamerView {
         c.edit_auth = None;
         c.view_auth = None;
     }
-    let stats = live.map(|n| {
-        let mut v = n
-            .server
-            .as_ref()
-            .and_then(|st| serde_json::to_value(st).ok())
-            .unwrap_or_else(|| Value::Object(Default::default()));
-        if let Value::Object(m) = &mut v {
-            m.insert("reachable".into(), n.reachable.into());
-            m.insert("ready".into(), n.ready.into());
-            m.insert("last_probe_at".into(), n.last_probe_ms.into());
-            if let Some(e) = &n.last_error {
-                m.insert("error".into(), e.clone().into());
-            }
-        }
-        v
+    let stats = live.map(|n| PeerStatsView {
+        server: n.server.clone().unwrap_or_default(),
+        reachable: n.reachable,
+        ready: n.ready,
+        last_probe_at: n.last_probe_ms,
+        error: n.last_error.clone(),
     });
     StreamerView {
         hostname: s.spec.hostname.clone(),

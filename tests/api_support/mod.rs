@@ -3,6 +3,8 @@
 //! and an admin user whose password hash is written the way the User controller writes it.
 #![allow(dead_code)] // each api test binary uses a different part of this module
 
+pub mod conform;
+
 use std::time::Duration;
 
 use k8s_openapi::ByteString;
@@ -265,7 +267,7 @@ impl Facade {
     ) -> (StatusCode, Value) {
         let mut req = self
             .http
-            .request(method, self.url(path))
+            .request(method.clone(), self.url(path))
             .bearer_auth(&self.token);
         if let Some(b) = body {
             req = req.json(&b);
@@ -278,6 +280,17 @@ impl Facade {
         } else {
             serde_json::from_str(&text).unwrap_or(Value::String(text))
         };
+        if status.is_success() && value.is_object() && !path.contains("select=") {
+            let full = format!("{BASE}{}", path.split('?').next().unwrap_or(path));
+            if let Some(id) = panoptes::api::openapi::operation_id(&method, &full) {
+                let errs = conform::types_only(id, &value);
+                assert!(
+                    errs.is_empty(),
+                    "{id}: {}\nbody: {value}",
+                    errs.join("\n  ")
+                );
+            }
+        }
         (status, value)
     }
 

@@ -15,6 +15,7 @@
 //!     search: &["name", "title", "inputs.url"],
 //!     filters: &[Field::new("name"), Field::new("title"), Field::new("stats.alive")],
 //!     passthrough: &["preferred_zones", "required_zones"],
+//!     members: &["name", "title", "inputs", "stats"],
 //! };
 //!
 //! let items = vec![json!({"name": "b", "title": "Gate"}), json!({"name": "a", "title": "Hall"})];
@@ -45,7 +46,7 @@ use serde_json::Value;
 pub use error::{QueryError, QueryErrorKind};
 pub use index::Index;
 pub use page::Page;
-pub use parse::{CollectionSpec, Field, Query};
+pub use parse::{CollectionSpec, Field, FieldKind, Query};
 
 /// Parses `pairs` (percent-decoded query pairs) against `spec` and runs the query.
 pub fn run<V, K, S>(

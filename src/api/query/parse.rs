@@ -2,7 +2,7 @@
 
 use super::cursor::Cursor;
 use super::error::{QueryError, QueryErrorKind};
-use super::filter::{Filter, Search, candidates};
+use super::filter::{Filter, Op, Search, candidates};
 use super::path::Path;
 use super::select::Selection;
 use super::sort::{SortSpec, parse_sort_keys};
@@ -14,16 +14,54 @@ use super::sort::{SortSpec, parse_sort_keys};
 pub struct Field<'s> {
     pub param: &'s str,
     pub path: &'s str,
+    /// What a comparison value must parse as (a typo such as `stats.alive=flase` would
+    /// otherwise match nothing and answer 200).
+    pub kind: FieldKind,
+}
+
+/// The type of a filterable field's values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldKind {
+    /// Strings, or values of mixed type: any text compares.
+    Any,
+    /// `true` or `false`.
+    Boolean,
+    /// An integer (ids, counts, UTC ms).
+    Integer,
 }
 
 impl<'s> Field<'s> {
     /// Parameter named like the path (`organization_id`, `stats.alive`).
     pub const fn new(path: &'s str) -> Self {
-        Self { param: path, path }
+        Self {
+            param: path,
+            path,
+            kind: FieldKind::Any,
+        }
     }
 
     pub const fn alias(param: &'s str, path: &'s str) -> Self {
-        Self { param, path }
+        Self {
+            param,
+            path,
+            kind: FieldKind::Any,
+        }
+    }
+
+    /// A boolean field named like its path.
+    pub const fn boolean(path: &'s str) -> Self {
+        Self {
+            kind: FieldKind::Boolean,
+            ..Self::new(path)
+        }
+    }
+
+    /// An integer field named like its path.
+    pub const fn integer(path: &'s str) -> Self {
+        Self {
+            kind: FieldKind::Integer,
+            ..Self::new(path)
+        }
     }
 }
 
@@ -45,6 +83,10 @@ pub struct CollectionSpec<'s> {
     /// Parameters the facade handles itself (e.g. `preferred_zones`); the engine
     /// neither rejects nor interprets them.
     pub passthrough: &'s [&'s str],
+    /// The members an item may have (ours and the reference's): every `select` and `sort`
+    /// path starts with one, so `select=nmae` is a 400 rather than empty objects. Empty:
+    /// not checked.
+    pub members: &'s [&'s str],
 }
 
 /// A validated list query, ready to [`execute`](Query::execute).
@@ -103,6 +145,11 @@ impl Query {
         // optional fields and send `cursor=` or `sort=` when they have nothing to say.
         let [select, sort, limit, cursor, q] = reserved.map(|v| v.filter(|s| !s.trim().is_empty()));
 
+        for (param, raw) in [("select", &select), ("sort", &sort)] {
+            if let Some(raw) = raw {
+                check_members(param, raw, spec)?;
+            }
+        }
         let tiebreak = Path::parse(spec.tiebreak)
             .ok_or_else(|| QueryError::invalid("sort", "collection tiebreak is malformed"))?;
         let keys = match &sort {
@@ -169,11 +216,43 @@ fn parse_limit(raw: &str) -> Result<usize, QueryError> {
     }
 }
 
+/// Every comma-separated path of `select` or `sort` names a member of the items.
+fn check_members(param: &str, raw: &str, spec: &CollectionSpec<'_>) -> Result<(), QueryError> {
+    if spec.members.is_empty() {
+        return Ok(());
+    }
+    for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let path = part.trim_start_matches(['-', '+']);
+        let head = path.split('.').next().unwrap_or(path);
+        if !spec.members.contains(&head) {
+            return Err(QueryError::invalid(
+                param,
+                format!("unknown field `{path}`"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn parse_filter(key: &str, value: &str, spec: &CollectionSpec<'_>) -> Result<Filter, QueryError> {
     for (base, op) in candidates(key) {
         if let Some(field) = spec.filters.iter().find(|f| f.param == base) {
             let path = Path::parse(field.path)
                 .ok_or_else(|| QueryError::invalid(key, "collection filter path is malformed"))?;
+            let compared = !matches!(op, None | Some(Op::Like));
+            let ok = match field.kind {
+                _ if !compared => true,
+                FieldKind::Any => true,
+                FieldKind::Boolean => matches!(value, "true" | "false"),
+                FieldKind::Integer => value.trim().parse::<i64>().is_ok(),
+            };
+            if !ok {
+                let want = match field.kind {
+                    FieldKind::Boolean => "expected `true` or `false`",
+                    _ => "expected an integer",
+                };
+                return Err(QueryError::invalid(key, want));
+            }
             return Filter::new(key, path, op, value);
         }
     }

@@ -30,6 +30,8 @@ pub const AGENTS: CollectionSpec<'static> = CollectionSpec {
         Field::alias("title", "streams.title"),
     ],
     passthrough: &[],
+    // Ours and the reference's, so a client selecting a reference member is not refused.
+    members: &["id", "key", "model", "serial", "stats", "streams"],
 };
 
 /// `GET /agents`.

@@ -234,8 +234,8 @@ fn stream_status(s: &Stream, nodes: &HashMap<String, Arc<NodeLive>>) -> (Health,
     (health, verdict.alive() == Some(true))
 }
 
-fn usage_status(pct: f64) -> Health {
-    if pct > 90.0 {
+fn usage_status(pct: i64) -> Health {
+    if pct > 90 {
         Health::Degradated
     } else {
         Health::Operational
@@ -297,8 +297,8 @@ pub fn collect(state: &ApiState) -> ClusterHealthStats {
             .as_ref()
             .and_then(|l| l.server.clone())
             .unwrap_or_default();
-        let cpu = server.cpu_usage.unwrap_or(0.0);
-        let mem = server.memory_usage.unwrap_or(0.0);
+        let cpu = server.cpu_usage.unwrap_or(0);
+        let mem = server.memory_usage.unwrap_or(0);
         let status = if st.spec.cordon.unwrap_or(false) || st.spec.drain.unwrap_or(false) {
             Health::Disabled
         } else {
@@ -306,7 +306,7 @@ pub fn collect(state: &ApiState) -> ClusterHealthStats {
                 None => Health::Outage,
                 Some(l) if !l.reachable => Health::Outage,
                 Some(l) if !l.ready => Health::PartialOutage,
-                Some(l) if l.last_error.is_some() || cpu > 90.0 || mem > 90.0 => Health::Degradated,
+                Some(l) if l.last_error.is_some() || cpu > 90 || mem > 90 => Health::Degradated,
                 Some(_) => Health::Operational,
             }
         };
@@ -335,11 +335,11 @@ pub fn collect(state: &ApiState) -> ClusterHealthStats {
                 totals: agents_here,
             },
             cpu: Usage {
-                usage: cpu.round() as i64,
+                usage: cpu,
                 status: usage_status(cpu),
             },
             memory: Usage {
-                usage: mem.round() as i64,
+                usage: mem,
                 status: usage_status(mem),
             },
             storage: Usage {

@@ -19,15 +19,35 @@ pub const EVENTS: CollectionSpec<'static> = CollectionSpec {
     max_limit: 1000,
     search: &["path", "operation_id", "user"],
     filters: &[
-        Field::new("event_id"),
-        Field::new("utc_ms"),
+        Field::integer("event_id"),
+        Field::integer("utc_ms"),
         Field::new("operation_id"),
-        Field::new("status"),
+        Field::integer("status"),
         Field::new("user"),
         Field::new("originator"),
         Field::new("trace_id"),
     ],
     passthrough: &[],
+    // Ours and the reference's, so a client selecting a reference member is not refused.
+    members: &[
+        "created_at",
+        "duration",
+        "event",
+        "event_id",
+        "ip",
+        "operation_id",
+        "originator",
+        "path",
+        "payload",
+        "qs",
+        "request_id",
+        "server",
+        "status",
+        "trace_id",
+        "user",
+        "user_agent",
+        "utc_ms",
+    ],
 };
 
 /// `GET /events`.

@@ -21,20 +21,14 @@ use crate::domain::ids::Identified;
 use crate::resources::{Organization, Preset};
 
 fn org(state: &ApiState, id: i64) -> ApiResult<Arc<Organization>> {
-    state
-        .stores
-        .organizations
-        .state()
+    crate::api::deleted::objects(&state.stores.organizations)
         .into_iter()
         .find(|o| o.watcher_id() == Some(id))
         .ok_or_else(|| ApiError::not_found("organization", id))
 }
 
 fn preset_in(state: &ApiState, o: &Organization, id: i64) -> Option<Arc<Preset>> {
-    state
-        .stores
-        .presets
-        .state()
+    crate::api::deleted::objects(&state.stores.presets)
         .into_iter()
         .find(|p| p.namespace() == o.namespace() && p.watcher_id() == Some(id))
 }

@@ -33,13 +33,26 @@ pub const PRESETS: CollectionSpec<'static> = CollectionSpec {
     max_limit: 1000,
     search: &["title"],
     filters: &[
-        Field::new("id"),
+        Field::integer("id"),
         Field::new("title"),
-        Field::new("is_default"),
-        Field::new("is_adjustable"),
-        Field::new("deleted_at"),
+        Field::boolean("is_default"),
+        Field::boolean("is_adjustable"),
+        Field::integer("deleted_at"),
     ],
     passthrough: &["organization_id"],
+    // Ours and the reference's, so a client selecting a reference member is not refused.
+    members: &[
+        "deleted_at",
+        "dvr",
+        "id",
+        "is_adjustable",
+        "is_default",
+        "last_change",
+        "layout_rules",
+        "stats",
+        "title",
+        "vision",
+    ],
 };
 
 /// Writable preset members (wire names).
@@ -60,14 +73,13 @@ pub async fn list(
 ) -> ApiResult<Json<Value>> {
     let started = Instant::now();
     let pairs = pairs(&raw);
-    let mut presets = state.stores.presets.state();
+    // Soft-deleted presets (`deleted_at`) stay listed, per the reference; a Preset object
+    // being deleted from the cluster does not.
+    let mut presets = crate::api::deleted::objects(&state.stores.presets);
     if let Some(raw_org) = param(&pairs, "organization_id") {
         let id = int_param("organization_id", raw_org)?;
         // Unknown organization: nothing is allowed there.
-        let org = state
-            .stores
-            .organizations
-            .state()
+        let org = crate::api::deleted::objects(&state.stores.organizations)
             .into_iter()
             .find(|o| o.watcher_id() == Some(id));
         let allowed: Vec<String> = org
@@ -87,10 +99,7 @@ pub async fn list(
 
 /// The preset with Watcher id `id`.
 pub fn find(state: &ApiState, id: i64) -> Option<Arc<Preset>> {
-    state
-        .stores
-        .presets
-        .state()
+    crate::api::deleted::objects(&state.stores.presets)
         .into_iter()
         .find(|p| p.watcher_id() == Some(id))
 }
@@ -140,7 +149,9 @@ fn spec_from(mut spec: PresetSpec, body: Value) -> ApiResult<PresetSpec> {
 
 /// `POST /presets`.
 pub async fn create(State(state): State<ApiState>, body: JsonBody) -> ApiResult<Json<Value>> {
-    let body = Value::Object(body.object()?);
+    let body = body.object()?;
+    crate::api::body::reject_unknown(&body, PRESETS.members, &[])?;
+    let body = Value::Object(body);
     let mut spec = spec_from(PresetSpec::default(), body)?;
     let ns = state.config.namespace.clone();
     let mut claimed = ids::claim_new(
@@ -208,7 +219,12 @@ pub async fn save(
 ) -> ApiResult<Json<Value>> {
     let id = int_param("id", &raw)?;
     let p = find(&state, id).ok_or_else(|| ApiError::not_found("preset", id))?;
-    let body = Value::Object(body.object()?);
+    let mut body = body.object()?;
+    crate::api::body::reject_unknown(&body, PRESETS.members, &[])?;
+    crate::api::body::take_identity(&mut body, "id", &id.to_string())?;
+    // Required by the vendor's schema, so a generated client's partial save sends it empty.
+    crate::api::body::drop_empty(&mut body, "title");
+    let body = Value::Object(body);
     let mut stored = save_with(
         &state,
         &p.namespace().unwrap_or_default(),

@@ -16,8 +16,9 @@ use serde_json::{Value, json};
 use super::{envelope, live_nodes, pairs, whole};
 use crate::api::ApiState;
 use crate::api::body::{JsonBody, decode, merge};
+use crate::api::deleted;
 use crate::api::error::{ApiError, ApiResult};
-use crate::api::names::object_name;
+use crate::api::names::free_object_name;
 use crate::api::query::{CollectionSpec, Field};
 use crate::api::views::{self, to_json};
 use crate::api::write::{
@@ -41,11 +42,27 @@ pub const STREAMERS: CollectionSpec<'static> = CollectionSpec {
     filters: &[
         Field::new("hostname"),
         Field::new("role"),
-        Field::new("channel_limit"),
-        Field::new("stats.reachable"),
-        Field::new("stats.ready"),
+        Field::integer("channel_limit"),
+        Field::boolean("stats.reachable"),
+        Field::boolean("stats.ready"),
     ],
     passthrough: &[],
+    // Ours and the reference's, so a client selecting a reference member is not refused.
+    members: &[
+        "api_url",
+        "channel_limit",
+        "cluster_key",
+        "config",
+        "dvrs",
+        "hostname",
+        "labels",
+        "private_payload_url",
+        "public_payload_url",
+        "role",
+        "stats",
+        "total_bandwidth",
+        "zones",
+    ],
 };
 
 /// Streamer members a save may set (wire names).
@@ -87,10 +104,7 @@ impl LabelsIn {
 }
 
 fn find(state: &ApiState, hostname: &str) -> Option<std::sync::Arc<Streamer>> {
-    let mut found: Vec<_> = state
-        .stores
-        .streamers
-        .state()
+    let mut found: Vec<_> = deleted::objects(&state.stores.streamers)
         .into_iter()
         .filter(|s| s.spec.hostname == hostname)
         .collect();
@@ -110,10 +124,7 @@ pub async fn list(
 ) -> ApiResult<Json<Value>> {
     let started = Instant::now();
     let nodes = live_nodes(&state);
-    let items: Vec<Value> = state
-        .stores
-        .streamers
-        .state()
+    let items: Vec<Value> = deleted::objects(&state.stores.streamers)
         .iter()
         .map(|s| {
             to_json(&views::streamer(
@@ -157,16 +168,8 @@ fn saved_spec(
         ));
     }
     let mut body = JsonBody(body).object()?;
-    match body.remove("hostname") {
-        None | Some(Value::Null) => {}
-        Some(Value::String(h)) if h == hostname => {}
-        Some(_) => {
-            return Err(ApiError::invalid_body(
-                "/hostname",
-                "`hostname` must equal the hostname in the path",
-            ));
-        }
-    }
+    crate::api::body::reject_unknown(&body, STREAMERS.members, &[])?;
+    crate::api::body::take_identity(&mut body, "hostname", hostname)?;
     for ro in ["stats", "dvrs"] {
         body.remove(ro);
     }
@@ -200,10 +203,39 @@ fn saved_spec(
         .as_ref()
         .and_then(|s| s.namespace())
         .unwrap_or_else(|| state.config.namespace.clone());
-    let object = existing
-        .as_ref()
-        .map(|s| s.name_any())
-        .unwrap_or_else(|| object_name("", hostname));
+    let object = match &existing {
+        Some(s) => s.name_any(),
+        // A new object, under a name no other object holds (GitOps may hold the plain one).
+        None => {
+            let all = state.stores.streamers.state();
+            let here = || {
+                all.iter()
+                    .filter(|s| s.metadata.namespace.as_deref() == Some(ns.as_str()))
+            };
+            if here().any(|s| s.spec.hostname == hostname) {
+                return Err(deleted::still_deleting("streamer", hostname));
+            }
+            free_object_name("", hostname, |o| {
+                here().any(|s| s.metadata.name.as_deref() == Some(o))
+            })
+        }
+    };
+    if let Some(Some(c)) = current {
+        // The store had not seen the delete yet, or the object holds another streamer.
+        if !deleted::shown(c) {
+            return Err(deleted::still_deleting("streamer", hostname));
+        }
+        if c.spec.hostname != hostname {
+            return Err(ApiError::new(
+                axum::http::StatusCode::CONFLICT,
+                "exists",
+                format!(
+                    "streamer {hostname} cannot be stored: its object {object} holds streamer {}",
+                    c.spec.hostname
+                ),
+            ));
+        }
+    }
     let base = current.unwrap_or(existing.as_deref());
     let mut spec = base.map(|s| s.spec.clone()).unwrap_or_default();
     let mut current = json!({

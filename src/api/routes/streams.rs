@@ -18,9 +18,10 @@ use serde_json::{Map, Value};
 use super::{envelope, indexed_envelope, live_nodes, pairs, param, whole};
 use crate::api::body::{JsonBody, RawBody, decode, merge, parse_json};
 use crate::api::cache::{Lenient, Stamp, Versioned, digest};
+use crate::api::deleted;
 use crate::api::error::{ApiError, ApiResult};
 use crate::api::names::{
-    STREAM_NAME_RULE, StreamPath, object_name, split_stream_path, valid_stream_name,
+    STREAM_NAME_RULE, StreamPath, free_object_name, split_stream_path, valid_stream_name,
 };
 use crate::api::query::{CollectionSpec, Field, Index};
 use crate::api::views::{self, to_json};
@@ -50,20 +51,54 @@ pub const STREAMS: CollectionSpec<'static> = CollectionSpec {
         Field::new("name"),
         Field::new("title"),
         Field::new("comment"),
-        Field::new("disabled"),
-        Field::new("static"),
-        Field::new("organization_id"),
-        Field::new("preset_id"),
-        Field::new("organization.id"),
-        Field::new("preset.id"),
-        Field::new("created_at"),
-        Field::new("stats.alive"),
+        Field::boolean("disabled"),
+        Field::boolean("static"),
+        Field::integer("organization_id"),
+        Field::integer("preset_id"),
+        Field::integer("organization.id"),
+        Field::integer("preset.id"),
+        Field::integer("created_at"),
+        Field::boolean("stats.alive"),
         Field::new("stats.status"),
-        Field::new("stats.bitrate"),
+        Field::integer("stats.bitrate"),
         Field::new("layout.ingest"),
         Field::new("inputs.url"),
     ],
     passthrough: &["preferred_zones", "required_zones"],
+    // Ours and the reference's, so a client selecting a reference member is not refused.
+    members: &[
+        "audio",
+        "can_publish",
+        "comment",
+        "coordinates",
+        "created_at",
+        "disabled",
+        "domain",
+        "dvr",
+        "firmware_update_duration",
+        "folder_id",
+        "inputs",
+        "labels",
+        "last_change",
+        "last_episode_at",
+        "layout",
+        "layout_rules",
+        "map_coordinates",
+        "name",
+        "named_by",
+        "onvif",
+        "organization",
+        "organization_id",
+        "path",
+        "postal_address",
+        "preset",
+        "preset_id",
+        "pushes",
+        "static",
+        "stats",
+        "title",
+        "vision",
+    ],
 };
 
 /// `GET /streams/{name}/layouts`.
@@ -73,8 +108,20 @@ pub const LAYOUTS: CollectionSpec<'static> = CollectionSpec {
     default_limit: 100,
     max_limit: 1000,
     search: &[],
-    filters: &[Field::new("created_at"), Field::new("ingest")],
+    filters: &[Field::integer("created_at"), Field::new("ingest")],
     passthrough: &["include_ingest_history"],
+    // Ours and the reference's, so a client selecting a reference member is not refused.
+    members: &[
+        "change_reason",
+        "created_at",
+        "dvr_backups",
+        "failover_from",
+        "inference",
+        "ingest",
+        "ingest_history",
+        "node_layout_decisions",
+        "originator",
+    ],
 };
 
 /// Members of a stream the server computes; ignored in request bodies.
@@ -180,7 +227,7 @@ fn build(state: &ApiState, rendered: &mut HashMap<String, Rendered>) -> Streams 
             .collect()
     }
     let (org_versions, preset_versions) = (versions(&orgs), versions(&presets));
-    let streams = state.stores.streams.state();
+    let streams = deleted::objects(&state.stores.streams);
     let mut items = Vec::with_capacity(streams.len());
     let mut by_name: HashMap<String, (usize, bool)> = HashMap::with_capacity(streams.len());
     for s in &streams {
@@ -288,10 +335,7 @@ pub async fn list(
 
 /// The Stream whose Watcher name is `name` (the facade namespace's first).
 pub fn find(state: &ApiState, name: &str) -> Option<Arc<Stream>> {
-    let mut found: Vec<Arc<Stream>> = state
-        .stores
-        .streams
-        .state()
+    let mut found: Vec<Arc<Stream>> = deleted::objects(&state.stores.streams)
         .into_iter()
         // Borrowed: allocating every stream's name made a single GET cost a list's worth.
         .filter(|s| s.watcher_name() == name)
@@ -510,15 +554,29 @@ fn check_text(config: &StreamConfigSpec) -> ApiResult<()> {
 
 /// The namespace and object name a save of `name` writes: the existing stream's, else the
 /// mapped name in the facade namespace.
-fn target(state: &ApiState, name: &str) -> (String, String) {
-    match find(state, name) {
-        Some(s) => (
+/// The object a save of `name` writes: the one holding `name`, else a new one under a name
+/// no other object holds. A name whose previous object is still being deleted answers 409.
+fn target(state: &ApiState, name: &str) -> ApiResult<(String, String)> {
+    if let Some(s) = find(state, name) {
+        return Ok((
             s.namespace()
                 .unwrap_or_else(|| state.config.namespace.clone()),
             s.name_any(),
-        ),
-        None => (state.config.namespace.clone(), object_name("", name)),
+        ));
     }
+    let ns = state.config.namespace.clone();
+    let all = state.stores.streams.state();
+    let here = || {
+        all.iter()
+            .filter(|s| s.metadata.namespace.as_deref() == Some(ns.as_str()))
+    };
+    if here().any(|s| s.watcher_name() == name) {
+        return Err(deleted::still_deleting("stream", name));
+    }
+    let object = free_object_name("", name, |o| {
+        here().any(|s| s.metadata.name.as_deref() == Some(o))
+    });
+    Ok((ns, object))
 }
 
 /// Moves `user:password@` out of push URLs: per push URL (as stored), its credentials.
@@ -705,16 +763,8 @@ fn saved_spec(
         return Err(ApiError::invalid_parameter("name", STREAM_NAME_RULE));
     }
     let mut body = object(body)?;
-    match body.remove("name") {
-        None | Some(Value::Null) => {}
-        Some(Value::String(n)) if n == name => {}
-        Some(_) => {
-            return Err(ApiError::invalid_body(
-                "/name",
-                "`name` must equal the name in the path",
-            ));
-        }
-    }
+    crate::api::body::reject_unknown(&body, STREAMS.members, &["$reset"])?;
+    crate::api::body::take_identity(&mut body, "name", name)?;
     let reset = match body.remove("$reset") {
         None | Some(Value::Null) | Some(Value::Bool(false)) => false,
         Some(Value::Bool(true)) => true,
@@ -779,7 +829,7 @@ async fn save(
             ));
         }
     }
-    let (ns, object) = target(state, name);
+    let (ns, object) = target(state, name)?;
     // Validated against what the store knows first, so a bad body writes nothing.
     let Saved {
         mut spec, creds, ..
@@ -793,6 +843,10 @@ async fn save(
     let pushes = extract_push_credentials(&mut spec.config);
     // Re-derived from the live object on every attempt, so a concurrent write is never reverted.
     let rebuild = |current: Option<&Stream>| -> ApiResult<StreamSpec> {
+        // The store had not seen the delete yet: the finalizer is still cleaning the nodes.
+        if current.is_some_and(|c| !deleted::shown(c)) {
+            return Err(deleted::still_deleting("stream", name));
+        }
         // The object this name maps to holds another stream (a digest collision, or a name
         // taken by kubectl): never write one stream's save into another.
         if let Some(c) = current.filter(|c| c.watcher_name() != name) {
@@ -834,6 +888,7 @@ async fn delete(state: &ApiState, name: &str, pairs: &[(String, String)]) -> Api
                 .delete(&s.name_any(), &DeleteParams::default())
                 .await
                 .map_err(|e| ApiError::from_kube("deleting the stream", e))?;
+            deleted::until_seen(&state.stores.streams, s.as_ref()).await;
         }
         // Panoptes has no runtime override layer: there is nothing to remove.
         Some("config_override") => {}
@@ -871,7 +926,7 @@ fn preview(state: &ApiState, name: &str, body: Option<Value>) -> ApiResult<Json<
     let existing = find(state, name);
     let Saved {
         ns, object, spec, ..
-    } = saved_spec(state, name, body, target(state, name), existing.as_deref())?;
+    } = saved_spec(state, name, body, target(state, name)?, existing.as_deref())?;
     let key = ObjectKey::new(&ns, &object);
     let Preview {
         before,

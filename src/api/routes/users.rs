@@ -17,7 +17,7 @@ use super::{envelope, int_param, pairs};
 use crate::api::ApiState;
 use crate::api::body::{JsonBody, decode};
 use crate::api::error::{ApiError, ApiResult};
-use crate::api::names::object_name;
+use crate::api::names::free_object_name;
 use crate::api::query::{CollectionSpec, Field};
 use crate::api::views::{self, to_json};
 use crate::api::write::{
@@ -40,14 +40,31 @@ pub const USERS: CollectionSpec<'static> = CollectionSpec {
     max_limit: 1000,
     search: &["name", "fullname", "email"],
     filters: &[
-        Field::new("id"),
+        Field::integer("id"),
         Field::new("name"),
         Field::new("email"),
         Field::new("access_level"),
-        Field::new("disabled"),
+        Field::boolean("disabled"),
         Field::alias("organization_id", "organizations.id"),
     ],
     passthrough: &[],
+    // Ours and the reference's, so a client selecting a reference member is not refused.
+    members: &[
+        "access_level",
+        "created_at",
+        "disabled",
+        "email",
+        "fullname",
+        "id",
+        "locale",
+        "max_sessions",
+        "name",
+        "note",
+        "organizations",
+        "password",
+        "phone",
+        "readonly",
+    ],
 };
 
 /// Writable user members (wire names). Unknown members are ignored.
@@ -73,10 +90,7 @@ pub async fn list(
 ) -> ApiResult<Json<Value>> {
     let started = Instant::now();
     let identities = state.config.identities();
-    let items: Vec<Value> = state
-        .stores
-        .users
-        .state()
+    let items: Vec<Value> = crate::api::deleted::objects(&state.stores.users)
         .iter()
         .filter(|u| identities.is_identity(u))
         .map(|u| to_json(&views::user(&state, u)))
@@ -87,10 +101,7 @@ pub async fn list(
 /// The identity with Watcher id `id` (Users of other namespaces are not the facade's).
 fn find(state: &ApiState, id: i64) -> Option<Arc<User>> {
     let identities = state.config.identities();
-    state
-        .stores
-        .users
-        .state()
+    crate::api::deleted::objects(&state.stores.users)
         .into_iter()
         .find(|u| identities.is_identity(u) && u.watcher_id() == Some(id))
 }
@@ -195,6 +206,8 @@ async fn store_password(
 /// `POST /users`.
 pub async fn create(State(state): State<ApiState>, body: JsonBody) -> ApiResult<Json<Value>> {
     let mut body = body.object()?;
+    // `organization_id` is the create body's (UserCreate), ignored on update.
+    crate::api::body::reject_unknown(&body, USERS.members, &["organization_id"])?;
     let password = take_password(&mut body)?;
     let org = match body.remove("organization_id") {
         None | Some(Value::Null) => None,
@@ -251,7 +264,18 @@ pub async fn create(State(state): State<ApiState>, body: JsonBody) -> ApiResult<
             }),
         }]);
     }
-    let object = object_name("user-", &login);
+    let all = state.stores.users.state();
+    let here = || {
+        all.iter()
+            .filter(|u| u.metadata.namespace.as_deref() == Some(ns.as_str()))
+    };
+    if here().any(|u| u.spec.name == login && !crate::api::deleted::shown(u.as_ref())) {
+        return Err(crate::api::deleted::still_deleting("user", &login));
+    }
+    // A new object under a name no other object holds (GitOps may hold the plain one).
+    let object = free_object_name("user-", &login, |o| {
+        here().any(|u| u.metadata.name.as_deref() == Some(o))
+    });
     // Nothing is written for a create the API server would refuse (bad locale, too large…).
     if password.is_some() {
         spec.facade_password_secret_ref = Some(password_ref(placeholder(&object)));
@@ -328,9 +352,14 @@ pub async fn save(
     let id = int_param("user_id", &raw)?;
     let u = find(&state, id).ok_or_else(|| ApiError::not_found("user", id))?;
     let mut body = body.object()?;
+    // `organization_id` is the create body's (UserCreate), ignored on update.
+    crate::api::body::reject_unknown(&body, USERS.members, &["organization_id"])?;
     let password = take_password(&mut body)?;
+    crate::api::body::take_identity(&mut body, "id", &id.to_string())?;
+    // The login: empty from a generated client's partial save means unchanged.
+    crate::api::body::drop_empty(&mut body, "name");
     // Server-computed, or create-only (`organization_id`): ignored on update.
-    for ro in ["id", "organizations", "created_at", "organization_id"] {
+    for ro in ["organizations", "created_at", "organization_id"] {
         body.remove(ro);
     }
     let w: UserWrite = decode(Value::Object(body), "")?;

@@ -1,13 +1,21 @@
 //! Runtime statistics nodes report. Read-only: never sent back. Parsed leniently, because
 //! newer nodes add members; anything unknown is kept in `extra` so the facade can pass it on.
 
-use serde::{Deserialize, Serialize};
+use schemars::JsonSchema;
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 use serde_with::skip_serializing_none;
 
+/// A percent as the Watcher API types it (an integer 0–100). Read leniently: a node that
+/// reports `12.5` is rounded rather than refused, since the whole stats object would
+/// otherwise be lost; written as an integer, since a float breaks strictly typed clients.
+fn percent<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.map(|p| p.round().clamp(0.0, 100.0) as i64))
+}
+
 /// `stream.stats` as a node reports it.
 #[skip_serializing_none]
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
 pub struct StreamStats {
     /// running | waiting | error.
@@ -43,7 +51,7 @@ pub struct StreamStats {
 
 /// `GET /config/stats` (and `ServerConfig.stats`).
 #[skip_serializing_none]
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
 pub struct ServerStats {
     /// starting | running | no_config | broken_config | config_external_error | license_failure | no_license.
@@ -65,11 +73,17 @@ pub struct ServerStats {
     /// `[server start time, config revision]`; comparable and increasing.
     pub config_version: Option<Vec<i64>>,
     /// CPU usage, percent.
-    pub cpu_usage: Option<f64>,
+    #[serde(deserialize_with = "percent")]
+    #[schemars(range(min = 0, max = 100))]
+    pub cpu_usage: Option<i64>,
     /// Memory usage, percent.
-    pub memory_usage: Option<f64>,
+    #[serde(deserialize_with = "percent")]
+    #[schemars(range(min = 0, max = 100))]
+    pub memory_usage: Option<i64>,
     /// Bandwidth usage, percent.
-    pub bandwidth_usage: Option<f64>,
+    #[serde(deserialize_with = "percent")]
+    #[schemars(range(min = 0, max = 100))]
+    pub bandwidth_usage: Option<i64>,
     /// Inbound traffic, kbit/s.
     pub input_kbit: Option<i64>,
     /// Outbound traffic, kbit/s.

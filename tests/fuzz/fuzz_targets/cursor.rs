@@ -14,6 +14,7 @@ const SPEC: CollectionSpec<'static> = CollectionSpec {
     search: &[],
     filters: &[],
     passthrough: &[],
+    members: &[],
 };
 
 fuzz_target!(|data: (String, u8)| {

@@ -20,6 +20,7 @@ const SPEC: CollectionSpec<'static> = CollectionSpec {
         Field::new("stats.bitrate"),
     ],
     passthrough: &[],
+    members: &[],
 };
 
 fn items() -> Vec<Value> {

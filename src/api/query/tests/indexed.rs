@@ -16,6 +16,7 @@ const ISPEC: CollectionSpec<'static> = CollectionSpec {
     search: &["name", "title", "inputs.url", "n"],
     filters: &[Field::new("group"), Field::new("stats.score")],
     passthrough: &[],
+    members: &[],
 };
 
 const SORTS: &[&str] = &[

@@ -25,6 +25,7 @@ pub(super) const SPEC: CollectionSpec<'static> = CollectionSpec {
         Field::alias("stream", "streams"),
     ],
     passthrough: &["preferred_zones"],
+    members: &[],
 };
 
 pub(super) fn query(items: &[Value], pairs: &[(&str, &str)]) -> Result<Page, QueryError> {

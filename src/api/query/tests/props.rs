@@ -18,6 +18,7 @@ const PSPEC: CollectionSpec<'static> = CollectionSpec {
     search: &["name"],
     filters: &[Field::new("group"), Field::new("stats.score")],
     passthrough: &[],
+    members: &[],
 };
 
 const SORT_KEYS: &[&str] = &[

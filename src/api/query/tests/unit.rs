@@ -419,3 +419,50 @@ fn wide_objects_and_substring_edges() {
     }
     assert_eq!(query(&items, &[("position", "7")]).unwrap().items.len(), 1);
 }
+
+#[test]
+fn typos_in_select_sort_and_typed_filters_are_rejected() {
+    use super::super::Field;
+    let spec = CollectionSpec {
+        members: &["name", "title", "position", "stats", "inputs"],
+        filters: &[
+            Field::new("name"),
+            Field::boolean("stats.alive"),
+            Field::integer("stats.bitrate"),
+        ],
+        ..SPEC
+    };
+    let err = |pairs: &[(&str, &str)]| {
+        let e = run(&streams(), pairs.iter().copied(), &spec).unwrap_err();
+        (e.parameter, e.kind)
+    };
+    for (param, value) in [
+        ("select", "nmae"),
+        ("select", "name,stats.x,bogus.y"),
+        ("sort", "bogus"),
+        ("sort", "-name,-nope"),
+    ] {
+        let (p, kind) = err(&[(param, value)]);
+        assert_eq!(p, param, "{param}={value}");
+        assert!(
+            matches!(kind, QueryErrorKind::InvalidValue(ref m) if m.contains("unknown field")),
+            "{kind:?}"
+        );
+    }
+    assert_eq!(err(&[("stats.alive", "flase")]).0, "stats.alive");
+    assert_eq!(err(&[("stats.bitrate_gt", "fast")]).0, "stats.bitrate_gt");
+    assert_eq!(
+        err(&[("nmae", "x")]),
+        ("nmae".into(), QueryErrorKind::UnknownParameter)
+    );
+    // Known members, nested paths, `_is` and `_like` keep working.
+    for ok in [
+        ("select", "name,stats.alive"),
+        ("sort", "-stats.bitrate,name,position"),
+        ("stats.alive", "true"),
+        ("stats.alive_is", "null"),
+        ("stats.bitrate_gte", "10"),
+    ] {
+        assert!(run(&streams(), [ok], &spec).is_ok(), "{ok:?}");
+    }
+}
