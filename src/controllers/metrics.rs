@@ -120,6 +120,12 @@ impl ControllerMetrics {
         );
     }
 
+    /// Counts one reconcile by its result: `ok`, or the error's category.
+    pub(crate) fn count<T>(&self, kind: &str, result: &Result<T, super::refs::Error>) {
+        let outcome = result.as_ref().map_or_else(super::refs::Error::category, |_| "ok");
+        self.reconciled(kind, outcome);
+    }
+
     /// Counts one reconcile.
     pub fn reconciled(&self, kind: &str, outcome: &str) {
         self.reconciles
