@@ -151,8 +151,8 @@ pub fn digest<'a>(parts: impl IntoIterator<Item = Option<&'a str>>) -> u64 {
 /// The facade's snapshots.
 #[derive(Default)]
 pub struct Caches {
-    /// Streams (see [`crate::api::routes::streams::snapshot`]).
-    pub streams: Arc<crate::api::routes::streams::StreamsCache>,
+    /// Every stream rendered ([`crate::api::rendered_streams`]).
+    pub(crate) streams: Arc<crate::api::rendered_streams::Cache>,
 }
 
 #[cfg(test)]

@@ -23,8 +23,9 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{pairs, param, streams};
+use super::{pairs, param};
 use crate::api::ApiState;
+use crate::api::rendered_streams::RenderedStreams;
 use crate::api::error::{ApiError, ApiResult};
 
 /// A health status (spelling as in the reference, `degradated` included).
@@ -224,7 +225,7 @@ fn usage_status(pct: f64) -> Health {
 
 /// Computes the cluster health.
 pub fn collect(state: &ApiState) -> ClusterHealthStats {
-    let streams = streams::rendered(state);
+    let streams = RenderedStreams::all(state);
     let mut by_node: BTreeMap<String, (Totals, Totals)> = BTreeMap::new();
     let mut stream_total = Totals::default();
     let mut agent_total = Totals::default();
