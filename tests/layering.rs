@@ -107,8 +107,7 @@ fn heads(code: &str, prefix: &str) -> BTreeSet<String> {
     for (at, _) in code.match_indices(prefix) {
         // `super::super::x` is seen from the inner `super::` too; only whole paths count.
         let before = &code[..at];
-        if before.ends_with("::") || before.ends_with(|c: char| c.is_alphanumeric() || c == '_')
-        {
+        if before.ends_with("::") || before.ends_with(|c: char| c.is_alphanumeric() || c == '_') {
             continue;
         }
         let rest = &code[at + prefix.len()..];
@@ -162,7 +161,10 @@ fn facade_domain_and_controllers_point_one_way() {
     for (dir, forbidden) in [
         ("api", &["crate::controllers", "controllers::"][..]),
         ("controllers", &["crate::api"][..]),
-        ("domain", &["crate::api", "crate::controllers", "controllers::"][..]),
+        (
+            "domain",
+            &["crate::api", "crate::controllers", "controllers::"][..],
+        ),
     ] {
         for file in files(&src(dir)) {
             let code = code(&file);
@@ -173,7 +175,11 @@ fn facade_domain_and_controllers_point_one_way() {
             }
         }
     }
-    assert!(wrong.is_empty(), "layer direction broken:\n{}", wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "layer direction broken:\n{}",
+        wrong.join("\n")
+    );
 }
 
 #[test]
@@ -184,7 +190,12 @@ fn controllers_share_only_the_kit() {
     for file in files(&root) {
         let inner = file.parent() != Some(root.as_path());
         let module = if inner {
-            file.parent().unwrap().file_name().unwrap().to_str().unwrap()
+            file.parent()
+                .unwrap()
+                .file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
         } else {
             file.file_stem().unwrap().to_str().unwrap()
         };
@@ -232,12 +243,15 @@ fn controllers_share_only_the_kit() {
 
 #[test]
 fn the_checker_sees_grouped_and_nested_imports() {
-    let code = "use super::{refs::{self, X}, preset::conflict_message};\nfn f() { super::user::g() }";
+    let code =
+        "use super::{refs::{self, X}, preset::conflict_message};\nfn f() { super::user::g() }";
     let got: Vec<String> = heads(code, "super::").into_iter().collect();
     assert_eq!(got, ["preset", "refs", "user"]);
     let inner = "use super::super::layouter::watcher_name; use super::Local;";
     assert_eq!(
-        heads(inner, "super::super::").into_iter().collect::<Vec<_>>(),
+        heads(inner, "super::super::")
+            .into_iter()
+            .collect::<Vec<_>>(),
         ["layouter"]
     );
     assert_eq!(

@@ -8,23 +8,23 @@
 //! User with `accessLevel: admin` ([`auth`]). Every failure is the Watcher error envelope
 //! ([`error`]).
 
-pub mod audit;
-pub mod auth;
-pub mod body;
-pub mod cache;
-pub mod conn;
-pub mod error;
-pub mod metrics;
-pub mod names;
+pub(crate) mod audit;
+pub(crate) mod auth;
+pub(crate) mod body;
+pub(crate) mod cache;
+pub(crate) mod conn;
+pub(crate) mod error;
+pub(crate) mod metrics;
+pub(crate) mod names;
 pub mod openapi;
 pub(crate) mod operations;
 pub mod query;
 pub(crate) mod rendered_streams;
-pub mod routes;
-pub mod settings;
-pub mod snapshot;
-pub mod views;
-pub mod write;
+pub(crate) mod routes;
+pub(crate) mod settings;
+pub(crate) mod snapshot;
+pub(crate) mod views;
+pub(crate) mod write;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -52,11 +52,11 @@ pub struct ApiConfig {
     /// Namespace of the JWT key Secret and the settings ConfigMap/Secret.
     pub system_namespace: String,
     /// Lifetime of access tokens.
-    pub access_ttl: std::time::Duration,
+    pub(crate) access_ttl: std::time::Duration,
     /// Lifetime of refresh tokens.
-    pub refresh_ttl: std::time::Duration,
+    pub(crate) refresh_ttl: std::time::Duration,
     /// Failed logins of one login from one client address before that pair is throttled.
-    pub max_failed_logins: u32,
+    pub(crate) max_failed_logins: u32,
     /// Namespaces besides `namespace` whose Users are identities (`--identity-namespaces`);
     /// Users anywhere else cannot log in or show in `GET /users`.
     pub identity_namespaces: Vec<String>,
@@ -97,7 +97,7 @@ impl Default for Limits {
 }
 
 /// Default cap on the bytes of a request's headers.
-pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_HEADER_BYTES: usize = 64 * 1024;
 
 impl ApiConfig {
     /// Defaults: 15 min access tokens, 24 h refresh tokens, 5 failures before throttling, no
@@ -142,9 +142,9 @@ pub struct Inner {
     /// Domain and system settings.
     pub settings: settings::Settings,
     /// Audit trail of facade calls (`GET /events`).
-    pub audit: audit::AuditLog,
+    pub(crate) audit: audit::AuditLog,
     /// Rendered objects by version.
-    pub cache: cache::Caches,
+    pub(crate) cache: cache::Caches,
     /// Request metrics; register them with `state.metrics.register(registry)`.
     pub metrics: metrics::ApiMetrics,
     /// Background tasks (settings watch, key refresh); aborted when the state is dropped.
@@ -210,7 +210,10 @@ pub fn router(state: ApiState) -> Router {
         }
     }
     // Every stream operation is an admin's (a test of the table holds it to that).
-    if OPERATIONS.iter().any(|o| matches!(o.serve, Serve::Stream(..))) {
+    if OPERATIONS
+        .iter()
+        .any(|o| matches!(o.serve, Serve::Stream(..)))
+    {
         protected = protected.route("/streams/{*rest}", any(routes::streams::dispatch));
     }
     let protected = protected

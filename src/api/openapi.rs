@@ -4,8 +4,8 @@
 
 use axum::Json;
 use axum::response::Html;
-use schemars::generate::SchemaSettings;
 use schemars::SchemaGenerator;
+use schemars::generate::SchemaSettings;
 use serde_json::{Map, Value, json};
 
 use super::BASE;
@@ -138,7 +138,7 @@ fn strip_required(v: &mut Value) {
 
 /// Middleware: declared integer and boolean query parameters must parse and appear at most
 /// once (string parameters are the handlers' and the query engine's business).
-pub async fn validate_query(
+pub(crate) async fn validate_query(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
@@ -184,7 +184,7 @@ pub async fn document() -> Json<Value> {
 }
 
 /// `GET /docs`: the operations with links, without external scripts.
-pub async fn docs_page() -> Html<String> {
+pub(crate) async fn docs_page() -> Html<String> {
     let mut rows = String::new();
     for op in documented() {
         rows.push_str(&format!(

@@ -579,10 +579,20 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         204,
         Shape::None
     ),
-    plumbing!("get", "/openapi.json", "openapi_document", openapi::document),
+    plumbing!(
+        "get",
+        "/openapi.json",
+        "openapi_document",
+        openapi::document
+    ),
     plumbing!("get", "/docs", "docs_page", openapi::docs_page),
     plumbing!("get", "/monitoring/liveness", "liveness", routes::probe),
-    plumbing!("get", "/monitoring/readiness", "readiness", routes::readiness),
+    plumbing!(
+        "get",
+        "/monitoring/readiness",
+        "readiness",
+        routes::readiness
+    ),
 ];
 
 #[cfg(test)]

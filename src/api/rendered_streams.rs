@@ -59,11 +59,11 @@ impl RenderedStreams {
             c.presets.get(),
             state.live.changes(),
         ]);
-        // The request handed the refresh rebuilds (the others are served the current snapshot
+        // The request handed the refresh rebuilds (the others are served the current renderings
         // meanwhile), so live numbers are at most a second behind the node reports.
         let _refreshing = match state.cache.streams.lenient(&stamp, LIVE, STATS_MAX_AGE) {
             Lenient::Serve(v) => return v,
-            Lenient::ServeAndRefresh(_, guard) => Some(guard),
+            Lenient::ServeAndRefresh(guard) => Some(guard),
             Lenient::Build => None,
         };
         state

@@ -12,9 +12,9 @@ use serde_json::{Value, json};
 
 use super::{envelope, pairs};
 use crate::api::ApiState;
-use crate::api::rendered_streams::RenderedStreams;
 use crate::api::error::ApiResult;
 use crate::api::query::{CollectionSpec, Field};
+use crate::api::rendered_streams::RenderedStreams;
 
 /// `GET /agents`: by id.
 pub const AGENTS: CollectionSpec<'static> = CollectionSpec {

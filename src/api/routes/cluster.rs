@@ -25,8 +25,8 @@ use serde_json::Value;
 
 use super::{pairs, param};
 use crate::api::ApiState;
-use crate::api::rendered_streams::RenderedStreams;
 use crate::api::error::{ApiError, ApiResult};
+use crate::api::rendered_streams::RenderedStreams;
 
 /// A health status (spelling as in the reference, `degradated` included).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, JsonSchema)]

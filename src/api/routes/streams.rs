@@ -9,9 +9,9 @@ use std::time::Instant;
 use axum::Json;
 use axum::extract::{OriginalUri, Request, State};
 use axum::http::{StatusCode, header};
-use futures::future::BoxFuture;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
+use futures::future::BoxFuture;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams};
 use serde_json::{Map, Value};
@@ -19,11 +19,9 @@ use serde_json::{Map, Value};
 use super::{envelope, indexed_envelope, live_nodes, pairs, param, whole};
 use crate::api::body::{JsonBody, RawBody, decode, merge, parse_json};
 use crate::api::error::{ApiError, ApiResult};
-use crate::api::names::{
-    STREAM_NAME_RULE, object_name, split_stream_path, valid_stream_name,
-};
-use crate::api::query::{CollectionSpec, Field};
+use crate::api::names::{STREAM_NAME_RULE, object_name, split_stream_path, valid_stream_name};
 use crate::api::operations::on_stream;
+use crate::api::query::{CollectionSpec, Field};
 use crate::api::rendered_streams::RenderedStreams;
 use crate::api::snapshot;
 use crate::api::views::{self, org_id, preset_id, stream_name, to_json};
@@ -173,7 +171,9 @@ pub async fn dispatch(
         .find(|(o, _)| req.method().as_str().eq_ignore_ascii_case(o.method))
         .map(|(_, h)| h)
     else {
-        let allow: Vec<String> = on_stream(sub).map(|(o, _)| o.method.to_uppercase()).collect();
+        let allow: Vec<String> = on_stream(sub)
+            .map(|(o, _)| o.method.to_uppercase())
+            .collect();
         let mut resp = ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
@@ -264,7 +264,7 @@ fn object(body: Option<Value>) -> ApiResult<Map<String, Value>> {
     JsonBody(body).object()
 }
 
-/// From the snapshot: walking the store for one name costs as much as a list page.
+/// From the rendered streams: walking the store for one name costs as much as a list page.
 fn get(state: &ApiState, name: &str) -> ApiResult<Json<Value>> {
     let streams = RenderedStreams::current(state);
     let v = streams
