@@ -22,10 +22,7 @@ pub async fn domain_get(State(state): State<ApiState>) -> Json<Value> {
 
 /// `PUT /domain_config`: merged into the stored document; the SMTP password goes to the
 /// settings Secret.
-pub(crate) async fn domain_save(
-    State(state): State<ApiState>,
-    body: JsonBody,
-) -> ApiResult<Json<Value>> {
+pub async fn domain_save(State(state): State<ApiState>, body: JsonBody) -> ApiResult<Json<Value>> {
     let mut body = body.object()?;
     for (key, kind) in [("mail", "an object"), ("appearance", "an object")] {
         if body
