@@ -54,10 +54,10 @@ pub struct FacadeFlags {
     #[arg(long, env = "PANOPTES_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Events kept in the facade's audit ring (GET /events).
-    #[arg(long, env = "PANOPTES_AUDIT_MAX_ENTRIES", default_value_t = crate::api::events::CAPACITY)]
+    #[arg(long, env = "PANOPTES_AUDIT_MAX_ENTRIES", default_value_t = crate::api::audit::CAPACITY)]
     pub audit_max_entries: usize,
     /// Bytes of the events kept in the facade's audit ring.
-    #[arg(long, env = "PANOPTES_AUDIT_MAX_BYTES", default_value_t = crate::api::events::MAX_BYTES)]
+    #[arg(long, env = "PANOPTES_AUDIT_MAX_BYTES", default_value_t = crate::api::audit::MAX_BYTES)]
     pub audit_max_bytes: usize,
     /// Entries of the failed-login table (login and client address pairs).
     #[arg(long, env = "PANOPTES_LOGIN_FAILURES_MAX_ENTRIES", default_value_t = crate::api::auth::FAILURES_MAX_ENTRIES)]

@@ -9,7 +9,9 @@ mod support;
 
 use api_support::{Facade, assert_error, example, org, preset, set_status, stream, streamer};
 use k8s_openapi::api::core::v1::Secret;
-use panoptes::flussonic::{Credentials, NodeClient, NodeClientConfig, NodeMetrics};
+use panoptes::flussonic::{
+    Credentials, NodeClient, NodeClientConfig, NodeMetrics, node_stream_body,
+};
 use panoptes::resources::Stream;
 use panoptes::resources::wire::{ServerStats, StreamStats};
 use panoptes::state::StreamLive;
@@ -461,10 +463,10 @@ async fn camera_config_and_firmware_upload() {
     )
     .unwrap();
     client
-        .stream_apply(
+        .stream_save(&node_stream_body(
             "cam",
             &serde_json::from_value(json!({"inputs": fake_input()})).unwrap(),
-        )
+        ))
         .await
         .unwrap();
     f.nodes.insert(client);

@@ -188,10 +188,10 @@ async fn stream_lifecycle() {
 
     // Full replace removes what the body does not have.
     let got = c
-        .stream_apply(
+        .stream_save(&node_stream_body(
             "cam-1",
             &spec(json!({"static": true, "inputs": [{"url": "fake://x"}]})),
-        )
+        ))
         .await
         .unwrap();
     let disk = got.config_on_disk.unwrap();
@@ -217,7 +217,7 @@ async fn names_with_slashes_are_escaped() {
     let node = cluster.node(0);
     node.update_behaviour(|b| b.raw_slash_names = false);
     let c = client(node, admin());
-    c.stream_apply("site/cam 1?x", &camera("fake://a"))
+    c.stream_save(&node_stream_body("site/cam 1?x", &camera("fake://a")))
         .await
         .unwrap();
     assert!(node.stored_stream("site/cam 1?x").is_some());
@@ -248,7 +248,7 @@ async fn authentication_schemes_and_errors() {
     for creds in ok {
         let scheme = creds.scheme();
         client(node, creds)
-            .stream_apply("a", &camera("fake://a"))
+            .stream_save(&node_stream_body("a", &camera("fake://a")))
             .await
             .unwrap_or_else(|e| panic!("{scheme}: {e}"));
         assert_eq!(node.counters().last_auth_scheme.as_deref(), Some(scheme));
@@ -273,7 +273,7 @@ async fn authentication_schemes_and_errors() {
     assert!(viewer.stream_get("a").await.is_ok());
     node.reset_counters();
     let e = viewer
-        .stream_apply("a", &camera("fake://b"))
+        .stream_save(&node_stream_body("a", &camera("fake://b")))
         .await
         .unwrap_err();
     assert!(matches!(e, Error::Forbidden { status: 403, .. }), "{e}");
@@ -350,7 +350,10 @@ async fn validation_is_rejected_with_the_pointer() {
     let long_label = spec(
         json!({"static": true, "inputs": [{"url": "fake://a"}], "labels": {"k": "x".repeat(41)}}),
     );
-    let e = c.stream_apply("cam", &long_label).await.unwrap_err();
+    let e = c
+        .stream_save(&node_stream_body("cam", &long_label))
+        .await
+        .unwrap_err();
     assert!(
         matches!(&e, Error::Rejected { pointer: Some(p), .. } if p == "/labels/k"),
         "{e}"
@@ -387,11 +390,13 @@ async fn config_external_is_reported_distinctly() {
     let cluster = Cluster::start(1).await.unwrap();
     let node = cluster.node(0);
     let c = client(node, admin());
-    c.stream_apply("cam", &camera("fake://a")).await.unwrap();
+    c.stream_save(&node_stream_body("cam", &camera("fake://a")))
+        .await
+        .unwrap();
     node.set_config_external(Some("http://backend.example/streams"));
     node.reset_counters();
     let e = c
-        .stream_apply("cam", &camera("fake://b"))
+        .stream_save(&node_stream_body("cam", &camera("fake://b")))
         .await
         .unwrap_err();
     assert!(matches!(e, Error::ConfigExternal { .. }), "{e:?}");
@@ -440,7 +445,9 @@ async fn retries_on_5xx_and_transport_errors() {
 
     // A response cut mid-body (connection reset) is retried.
     node.clear_faults();
-    c.stream_apply("cam", &camera("fake://a")).await.unwrap();
+    c.stream_save(&node_stream_body("cam", &camera("fake://a")))
+        .await
+        .unwrap();
     node.reset_counters();
     node.update_faults(|f| f.truncate_next = 1);
     assert_eq!(c.stream_get("cam").await.unwrap().name, "cam");

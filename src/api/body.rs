@@ -106,19 +106,6 @@ fn depth(bytes: &[u8]) -> usize {
     max
 }
 
-/// Takes a member out of `obj` and decodes it as `T`; a type error names the member.
-pub fn take<T: serde::de::DeserializeOwned>(
-    obj: &mut Map<String, Value>,
-    key: &str,
-) -> Result<Option<T>, ApiError> {
-    match obj.remove(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => serde_json::from_value(v)
-            .map(Some)
-            .map_err(|e| ApiError::invalid_body(&format!("/{key}"), format!("`{key}`: {e}"))),
-    }
-}
-
 /// Decodes a whole object as `T`, naming the member that failed when serde says which.
 pub fn decode<T: serde::de::DeserializeOwned>(
     value: Value,

@@ -8,21 +8,32 @@
 //! User with `accessLevel: admin` ([`auth`]). Every failure is the Watcher error envelope
 //! ([`error`]).
 
-pub mod auth;
-pub mod body;
-pub mod cache;
-pub mod conn;
-pub mod deleted;
-pub mod error;
-pub mod events;
-pub mod metrics;
-pub mod names;
+pub(crate) mod audit;
+pub(crate) mod auth;
+pub(crate) mod body;
+pub(crate) mod cache;
+pub(crate) mod conn;
+pub(crate) mod deleted;
+pub(crate) mod error;
+pub(crate) mod metrics;
+pub(crate) mod names;
 pub mod openapi;
+pub(crate) mod operations;
 pub mod query;
-pub mod routes;
-pub mod settings;
-pub mod views;
-pub mod write;
+pub(crate) mod rendered_streams;
+pub(crate) mod routes;
+pub(crate) mod settings;
+pub(crate) mod views;
+pub(crate) mod write;
+
+/// The member specs of the lists, for the conformance tests outside the crate (they check
+/// that `select`, `sort` and save bodies accept exactly ours plus the reference's members).
+pub mod collections {
+    pub use super::routes::presets::PRESETS;
+    pub use super::routes::streamers::STREAMERS;
+    pub use super::routes::streams::{LAYOUTS, STREAMS};
+    pub use super::routes::users::USERS;
+}
 
 use std::future::Future;
 use std::sync::Arc;
@@ -31,12 +42,13 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::middleware::from_fn_with_state;
-use axum::routing::{any, get, post, put};
+use axum::routing::any;
 use kube::Client;
 use tokio::task::JoinSet;
 
 use crate::state::{LiveStats, NodeClients, Stores};
 use error::ApiError;
+use operations::{Access, OPERATIONS, Serve};
 
 /// Base path of every facade route.
 pub const BASE: &str = "/watcher/admin-api/v3";
@@ -49,11 +61,11 @@ pub struct ApiConfig {
     /// Namespace of the JWT key Secret and the settings ConfigMap/Secret.
     pub system_namespace: String,
     /// Lifetime of access tokens.
-    pub access_ttl: std::time::Duration,
+    pub(crate) access_ttl: std::time::Duration,
     /// Lifetime of refresh tokens.
-    pub refresh_ttl: std::time::Duration,
+    pub(crate) refresh_ttl: std::time::Duration,
     /// Failed logins of one login from one client address before that pair is throttled.
-    pub max_failed_logins: u32,
+    pub(crate) max_failed_logins: u32,
     /// Namespaces besides `namespace` whose Users are identities (`--identity-namespaces`);
     /// Users anywhere else cannot log in or show in `GET /users`.
     pub identity_namespaces: Vec<String>,
@@ -84,8 +96,8 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            audit_max_entries: events::CAPACITY,
-            audit_max_bytes: events::MAX_BYTES,
+            audit_max_entries: audit::CAPACITY,
+            audit_max_bytes: audit::MAX_BYTES,
             login_failures_max_entries: auth::FAILURES_MAX_ENTRIES,
             login_failures_max_bytes: auth::FAILURES_MAX_BYTES,
             max_header_bytes: MAX_HEADER_BYTES,
@@ -94,7 +106,7 @@ impl Default for Limits {
 }
 
 /// Default cap on the bytes of a request's headers.
-pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_HEADER_BYTES: usize = 64 * 1024;
 
 impl ApiConfig {
     /// Defaults: 15 min access tokens, 24 h refresh tokens, 5 failures before throttling, no
@@ -139,9 +151,9 @@ pub struct Inner {
     /// Domain and system settings.
     pub settings: settings::Settings,
     /// Audit trail of facade calls (`GET /events`).
-    pub events: events::EventLog,
+    pub(crate) audit: audit::AuditLog,
     /// Rendered objects by version.
-    pub cache: cache::Caches,
+    pub(crate) cache: cache::Caches,
     /// Request metrics; register them with `state.metrics.register(registry)`.
     pub metrics: metrics::ApiMetrics,
     /// Background tasks (settings watch, key refresh); aborted when the state is dropped.
@@ -168,7 +180,7 @@ impl ApiState {
         let mut tasks = JoinSet::new();
         let metrics = metrics::ApiMetrics::default();
         let auth = auth::Auth::load(&client, &config, &metrics, &mut tasks).await?;
-        let events = events::EventLog::new(
+        let audit = audit::AuditLog::new(
             config.limits.audit_max_entries,
             config.limits.audit_max_bytes,
             metrics.audit_entries.clone(),
@@ -183,7 +195,7 @@ impl ApiState {
             config,
             auth,
             settings,
-            events,
+            audit,
             cache: cache::Caches::default(),
             metrics,
             _tasks: std::sync::Mutex::new(tasks),
@@ -191,46 +203,29 @@ impl ApiState {
     }
 }
 
-/// The facade's routes, all under [`BASE`].
+/// The facade's routes, all under [`BASE`]: every operation of the route table
+/// ([`operations::OPERATIONS`]) on its path, the stream operations behind one
+/// `/streams/{*rest}` route (stream names may contain `/`).
 pub fn router(state: ApiState) -> Router {
-    use routes::{
-        agents, cluster, organizations, presets, settings as s, streamers, streams, users,
-    };
-    let open = Router::new()
-        .route("/login", post(auth::login))
-        .route("/openapi.json", get(openapi::document))
-        .route("/docs", get(openapi::docs_page))
-        .route("/monitoring/liveness", get(routes::probe))
-        .route("/monitoring/readiness", get(routes::readiness));
-    let protected = Router::new()
-        .route("/domain_config", get(s::domain_get).put(s::domain_save))
-        .route("/system_config", get(s::system_get))
-        .route("/streamers", get(streamers::list))
-        .route(
-            "/streamers/{hostname}",
-            get(streamers::get).put(streamers::save),
-        )
-        .route(
-            "/streamers/{hostname}/preview_layout_change",
-            post(streamers::preview),
-        )
-        .route("/cluster/stats", get(cluster::stats))
-        .route("/users", get(users::list).post(users::create))
-        .route("/users/{user_id}", get(users::get).put(users::save))
-        .route("/streams", get(streams::list))
-        .route("/streams/{*rest}", any(streams::dispatch))
-        .route("/presets", get(presets::list).post(presets::create))
-        .route("/presets/{id}", get(presets::get).put(presets::save))
-        .route("/agents", get(agents::list))
-        .route("/events", get(routes::events::list))
-        .route(
-            "/organizations/{organization_id}/presets",
-            put(organizations::preset_save),
-        )
-        .route(
-            "/organizations/{organization_id}/presets/{preset_id}",
-            axum::routing::delete(organizations::preset_delete),
-        )
+    let (mut open, mut protected) = (Router::new(), Router::new());
+    for op in OPERATIONS {
+        let Serve::Route(handler) = op.serve else {
+            continue;
+        };
+        let route = handler(op.filter());
+        match op.access {
+            Access::Admin => protected = protected.route(op.path, route),
+            Access::Open | Access::Plumbing => open = open.route(op.path, route),
+        }
+    }
+    // Every stream operation is an admin's (a test of the table holds it to that).
+    if OPERATIONS
+        .iter()
+        .any(|o| matches!(o.serve, Serve::Stream(..)))
+    {
+        protected = protected.route("/streams/{*rest}", any(routes::streams::dispatch));
+    }
+    let protected = protected
         // Outermost last: credentials are checked before the query.
         .route_layer(axum::middleware::from_fn(openapi::validate_query))
         .route_layer(from_fn_with_state(state.clone(), auth::require_admin));
@@ -241,7 +236,7 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .nest(BASE, api)
         .fallback(not_found)
-        .layer(from_fn_with_state(state.clone(), events::record))
+        .layer(from_fn_with_state(state.clone(), audit::record))
         .layer(DefaultBodyLimit::max(body::MAX_BODY_BYTES))
         .layer(from_fn_with_state(state.clone(), limit_headers))
         .layer(axum::middleware::map_response(security_headers))

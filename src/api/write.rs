@@ -103,23 +103,6 @@ where
     ))
 }
 
-/// Applies `obj` (a complete object with apiVersion/kind, without status) so that its spec
-/// ends up exactly as given; returns what the API server stored. Prefer [`save_with`]: this
-/// writes whatever `obj` says, guarded only by the `resourceVersion` it carries (if any).
-pub async fn apply_exact<K>(state: &ApiState, ns: &str, obj: &K) -> Result<K, ApiError>
-where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + Serialize
-        + DeserializeOwned
-        + std::fmt::Debug,
-{
-    let api: Api<K> = Api::namespaced(state.client.clone(), ns);
-    apply_guarded(&api, obj)
-        .await
-        .map_err(|e| ApiError::from_kube("saving the object", e))
-}
-
 /// The two writes of an exact save. When `obj` carries a `resourceVersion`, the apply is
 /// conditional on it and the clean-up patch on the version the apply produced: a write by
 /// anyone else in between makes this fail with 409 instead of being overwritten.

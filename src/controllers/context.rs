@@ -46,7 +46,7 @@ pub struct Context {
     /// Reflector stores of the five kinds.
     pub stores: Stores,
     /// Event recorder (reporting controller `panoptes`).
-    pub recorder: Recorder,
+    pub(crate) recorder: Recorder,
     /// Metrics registry.
     pub metrics: Metrics,
     /// Tunables.
@@ -56,9 +56,9 @@ pub struct Context {
     /// One client per node.
     pub nodes: NodeClients,
     /// Reconciler and node metrics.
-    pub controller_metrics: super::metrics::ControllerMetrics,
+    pub(crate) controller_metrics: super::metrics::ControllerMetrics,
     /// Request metrics of every node client.
-    pub node_metrics: crate::flussonic::NodeMetrics,
+    pub(crate) node_metrics: crate::flussonic::NodeMetrics,
     /// Placements, node contents and triggers shared by the stream-side loops.
     pub fleet: Arc<Fleet>,
     /// Namespaces whose Users are logins (the User controller ignores the others).
@@ -106,7 +106,7 @@ impl Context {
     }
 
     /// The same context with `identities` as the namespaces whose Users are logins.
-    pub fn with_identities(mut self, identities: Identities) -> Self {
+    pub(crate) fn with_identities(mut self, identities: Identities) -> Self {
         self.identities = identities;
         self
     }

@@ -126,7 +126,7 @@ impl Elector {
     }
 
     /// Waits until this candidate holds the Lease.
-    pub async fn acquire(&self) {
+    pub(crate) async fn acquire(&self) {
         loop {
             match self.try_acquire().await {
                 Ok(true) => {

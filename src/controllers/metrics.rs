@@ -13,7 +13,7 @@ use crate::flussonic::NodeLabels;
 
 /// Labels of the reconcile counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ReconcileLabels {
+pub(crate) struct ReconcileLabels {
     /// Kind reconciled.
     pub kind: String,
     /// `ok` or an error category.
@@ -22,27 +22,27 @@ pub struct ReconcileLabels {
 
 /// Reconciler metrics (clones share the series).
 #[derive(Clone, Debug)]
-pub struct ControllerMetrics {
+pub(crate) struct ControllerMetrics {
     /// Reconciles by kind and outcome.
     pub reconciles: Family<ReconcileLabels, Counter>,
     /// Layouter runs.
-    pub layout_runs: Counter,
+    pub(crate) layout_runs: Counter,
     /// Duration of one layouter computation, seconds.
-    pub layout_seconds: Histogram,
+    pub(crate) layout_seconds: Histogram,
     /// Enabled streams without a full placement.
-    pub streams_unplaced: Gauge,
+    pub(crate) streams_unplaced: Gauge,
     /// Streams pushed to a node (writes, not no-op checks).
-    pub stream_pushes: Family<NodeLabels, Counter>,
+    pub(crate) stream_pushes: Family<NodeLabels, Counter>,
     /// Stream copies removed from a node (moves, deletions, leftovers).
-    pub stream_removals: Family<NodeLabels, Counter>,
+    pub(crate) stream_removals: Family<NodeLabels, Counter>,
     /// 1 when the node answered its last probe and is running.
-    pub node_up: Family<NodeLabels, Gauge>,
+    pub(crate) node_up: Family<NodeLabels, Gauge>,
     /// Streams the node reported on its last list.
-    pub node_streams: Family<NodeLabels, Gauge>,
+    pub(crate) node_streams: Family<NodeLabels, Gauge>,
     /// Streams the node reported alive.
-    pub node_streams_alive: Family<NodeLabels, Gauge>,
+    pub(crate) node_streams_alive: Family<NodeLabels, Gauge>,
     /// Inbound traffic the node reported, kbit/s.
-    pub node_input_kbit: Family<NodeLabels, Gauge>,
+    pub(crate) node_input_kbit: Family<NodeLabels, Gauge>,
 }
 
 impl Default for ControllerMetrics {
@@ -120,6 +120,14 @@ impl ControllerMetrics {
         );
     }
 
+    /// Counts one reconcile by its result: `ok`, or the error's category.
+    pub(crate) fn count<T>(&self, kind: &str, result: &Result<T, super::refs::Error>) {
+        let outcome = result
+            .as_ref()
+            .map_or_else(super::refs::Error::category, |_| "ok");
+        self.reconciled(kind, outcome);
+    }
+
     /// Counts one reconcile.
     pub fn reconciled(&self, kind: &str, outcome: &str) {
         self.reconciles
@@ -131,7 +139,7 @@ impl ControllerMetrics {
     }
 
     /// Drops the series of a node that is gone.
-    pub fn forget_node(&self, hostname: &str) {
+    pub(crate) fn forget_node(&self, hostname: &str) {
         let l = node(hostname);
         for f in [
             &self.node_up,

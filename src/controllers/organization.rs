@@ -165,7 +165,9 @@ pub async fn reconcile(
     ctl: Arc<OrganizationController>,
 ) -> Result<Action, Error> {
     let key = key_of(org.as_ref());
-    let action = reconcile_inner(&org, &ctl, &key).await?;
+    let result = reconcile_inner(&org, &ctl, &key).await;
+    ctl.ctx.controller_metrics.count("Organization", &result);
+    let action = result?;
     ctl.backoff.succeeded(&key);
     Ok(action)
 }

@@ -152,7 +152,9 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
 #[tracing::instrument(skip_all, fields(namespace = preset.namespace(), name = preset.name_any()))]
 pub async fn reconcile(preset: Arc<Preset>, ctl: Arc<PresetController>) -> Result<Action, Error> {
     let key = key_of(preset.as_ref());
-    let action = reconcile_inner(&preset, &ctl, &key).await?;
+    let result = reconcile_inner(&preset, &ctl, &key).await;
+    ctl.ctx.controller_metrics.count("Preset", &result);
+    let action = result?;
     ctl.backoff.succeeded(&key);
     Ok(action)
 }

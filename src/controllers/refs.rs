@@ -71,17 +71,6 @@ pub enum Error {
         /// The hasher's error (never contains the password).
         reason: String,
     },
-    /// A node refused or did not answer.
-    #[error("{action} on node {node}: {source}")]
-    Node {
-        /// What was attempted (`pushing stream cam1`, `probing`, …).
-        action: String,
-        /// Hostname.
-        node: String,
-        /// The node client's error (never carries credentials).
-        #[source]
-        source: crate::flussonic::Error,
-    },
     /// No free id was found (the id space or the retry budget is exhausted).
     #[error("no free {kind} id found after {tries} candidates")]
     IdsExhausted {
@@ -120,20 +109,19 @@ impl Error {
             } if s.is_forbidden() => "forbidden",
             Error::Kube { .. } => "kube",
             Error::Hash { .. } => "hash",
-            Error::Node { source, .. } => source.category(),
             Error::IdsExhausted { .. } => "ids_exhausted",
         }
     }
 
     /// True when retrying without a change to the object cannot help (the API server rejected
     /// what we wrote as invalid): such errors wait for the next change instead of backing off.
-    pub fn is_invalid_input(&self) -> bool {
+    pub(crate) fn is_invalid_input(&self) -> bool {
         matches!(self, Error::Kube { source: kube::Error::Api(s), .. } if s.is_invalid() || s.code == 400)
     }
 }
 
 /// True for a 404 from the API server.
-pub fn is_not_found(e: &kube::Error) -> bool {
+pub(crate) fn is_not_found(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.is_not_found())
 }
 
@@ -164,13 +152,13 @@ impl Backoff {
     }
 
     /// Forgets the failures of `key`.
-    pub fn succeeded(&self, key: &Key) {
+    pub(crate) fn succeeded(&self, key: &Key) {
         self.failures.lock().expect("backoff poisoned").remove(key);
     }
 }
 
 /// The shared `error_policy`: invalid input waits for a change, anything else backs off.
-pub fn error_action(backoff: &Backoff, key: &Key, kind: &str, error: &Error) -> Action {
+pub(crate) fn error_action(backoff: &Backoff, key: &Key, kind: &str, error: &Error) -> Action {
     tracing::warn!(kind, namespace = %key.namespace(), name = %key.name(), category = error.category(), %error, "reconcile failed");
     if error.is_invalid_input() {
         Action::await_change()
@@ -185,7 +173,7 @@ pub fn error_action(backoff: &Backoff, key: &Key, kind: &str, error: &Error) -> 
 /// `Store::wait_until_ready` parks only the most recent waiter (a oneshot's single waker), so
 /// concurrent callers may sleep forever. Re-polling with a short timeout sidesteps that; once
 /// one poll sees the store ready, every later poll returns at once.
-pub async fn stores_ready(ctx: &Context, shutdown: impl Future<Output = ()>) -> bool {
+pub(crate) async fn stores_ready(ctx: &Context, shutdown: impl Future<Output = ()>) -> bool {
     let wait = async {
         while tokio::time::timeout(Duration::from_millis(200), ctx.stores.wait_ready())
             .await
@@ -201,7 +189,7 @@ pub async fn stores_ready(ctx: &Context, shutdown: impl Future<Output = ()>) -> 
 /// Server-side applies `body` (a partial object of kind `K`, `apiVersion`/`kind` added here)
 /// to `ns/name` with field manager `manager`, forcing ownership. An object deleted meanwhile
 /// needs nothing, so 404 is success.
-pub async fn server_side_apply<K>(
+pub(crate) async fn server_side_apply<K>(
     ctx: &Context,
     (ns, name): (&str, &str),
     manager: &str,
@@ -232,7 +220,7 @@ where
 /// controllers own their kinds' status outright, and on the API server an apply costs a YAML
 /// decode and a structured merge on top of the update (a third of its CPU time at 10,000
 /// Streams in the `make bench` profile).
-pub async fn apply_status<K, S>(ctx: &Context, obj: &K, status: &S) -> Result<(), Error>
+pub(crate) async fn apply_status<K, S>(ctx: &Context, obj: &K, status: &S) -> Result<(), Error>
 where
     K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
         + Clone
@@ -245,7 +233,7 @@ where
 }
 
 /// [`apply_status`] by key and uid, for writers that no longer hold the object.
-pub async fn replace_status<K, S>(
+pub(crate) async fn replace_status<K, S>(
     ctx: &Context,
     key: &Key,
     uid: &str,
@@ -290,7 +278,7 @@ fn is_failed_test(e: &kube::Error) -> bool {
 
 /// Server-side applies `metadata` (finalizers, annotations; field manager `panoptes`) to `obj`,
 /// pinned to its uid. An object deleted meanwhile needs nothing.
-pub async fn apply_metadata<K>(
+pub(crate) async fn apply_metadata<K>(
     ctx: &Context,
     obj: &K,
     mut metadata: serde_json::Value,
@@ -335,14 +323,14 @@ pub async fn publish<K: Resource<DynamicType = ()>>(
 }
 
 /// The `Ready` condition's (status, reason) of a condition list.
-pub fn ready_of(conditions: &[Condition]) -> Option<(String, String)> {
+pub(crate) fn ready_of(conditions: &[Condition]) -> Option<(String, String)> {
     crate::resources::common::condition(conditions, "Ready")
         .map(|c| (c.status.clone(), c.reason.clone()))
 }
 
 /// The `Ready` condition `ready` merged over `existing` (transition times kept), and whether
 /// Ready's status or reason changed (a transition worth an Event).
-pub fn next_conditions(
+pub(crate) fn next_conditions(
     existing: &[Condition],
     ready: &Desired,
     generation: Option<i64>,
@@ -577,7 +565,7 @@ struct RefIndexInner {
 impl RefIndex {
     /// Records that `ns/source` now references `targets`; returns every target whose set of
     /// sources may have changed (the old and the new ones, deduplicated, sorted).
-    pub fn observe(&self, ns: &str, source: &str, targets: Vec<String>) -> Vec<String> {
+    pub(crate) fn observe(&self, ns: &str, source: &str, targets: Vec<String>) -> Vec<String> {
         let mut targets = targets;
         targets.sort();
         targets.dedup();
@@ -608,7 +596,7 @@ impl RefIndex {
     }
 
     /// Forgets `ns/source` (it was deleted); returns the targets it referenced.
-    pub fn forget(&self, ns: &str, source: &str) -> Vec<String> {
+    pub(crate) fn forget(&self, ns: &str, source: &str) -> Vec<String> {
         let mut inner = self.inner.lock().expect("ref index poisoned");
         let old = inner
             .by_source

@@ -224,7 +224,9 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
 #[tracing::instrument(skip_all, fields(namespace = user.namespace(), name = user.name_any()))]
 pub async fn reconcile(user: Arc<User>, ctl: Arc<UserController>) -> Result<Action, Error> {
     let key = key_of(user.as_ref());
-    let action = reconcile_inner(&user, &ctl, &key).await?;
+    let result = reconcile_inner(&user, &ctl, &key).await;
+    ctl.ctx.controller_metrics.count("User", &result);
+    let action = result?;
     ctl.backoff.succeeded(&key);
     Ok(action)
 }

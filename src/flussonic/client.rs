@@ -13,14 +13,12 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
-use super::body::{StreamBody, node_stream_body};
+use super::body::StreamBody;
 use super::credentials::Credentials;
 use super::error::{Error, Target, from_status};
 use super::metrics::NodeMetrics;
 use super::retry::RetryPolicy;
-use crate::resources::wire::{
-    NodeStream, ServerConfig, ServerStats, ServerWhoami, StreamConfigSpec,
-};
+use crate::resources::wire::{NodeStream, ServerConfig, ServerStats, ServerWhoami};
 
 const JSON: &str = "application/json";
 
@@ -717,15 +715,6 @@ impl NodeClient {
         };
         let out = self.execute(call).await?;
         self.decode("stream_save", Some(name), &out)
-    }
-
-    /// Full replacement of a stream Panoptes owns, built by [`node_stream_body`].
-    pub async fn stream_apply(
-        &self,
-        name: &str,
-        spec: &StreamConfigSpec,
-    ) -> Result<NodeStream, Error> {
-        self.stream_save(&node_stream_body(name, spec)).await
     }
 
     /// `DELETE /streams/{name}`. A stream that is already gone (404) counts as deleted.

@@ -16,7 +16,7 @@ pub struct NodeLive {
     /// The node's readiness probe passed (reachable and serving).
     pub ready: bool,
     /// When the node was last probed (UTC ms).
-    pub last_probe_ms: i64,
+    pub(crate) last_probe_ms: i64,
     /// Why the last probe or list failed, for people (never contains credentials).
     pub last_error: Option<String>,
     /// `GET /config/stats` of the last successful probe.
@@ -83,13 +83,6 @@ impl LiveStats {
         self.read().get(hostname)?.streams.get(name).cloned()
     }
 
-    /// Replaces the report of `hostname`.
-    pub fn set_node(&self, hostname: &str, node: NodeLive) {
-        let mut nodes = self.write();
-        nodes.insert(hostname.to_string(), Arc::new(node));
-        self.bump();
-    }
-
     /// Edits the report of `hostname` in place (creating an empty one first if needed).
     pub fn update_node(&self, hostname: &str, edit: impl FnOnce(&mut NodeLive)) {
         let mut nodes = self.write();
@@ -99,7 +92,7 @@ impl LiveStats {
     }
 
     /// Forgets a node that is no longer declared.
-    pub fn remove_node(&self, hostname: &str) {
+    pub(crate) fn remove_node(&self, hostname: &str) {
         let mut nodes = self.write();
         nodes.remove(hostname);
         self.bump();

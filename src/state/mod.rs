@@ -16,13 +16,13 @@ use tokio::task::JoinSet;
 
 use crate::resources::{Organization, Preset, Stream, Streamer, User};
 
-pub mod live;
-pub mod nodes;
-pub mod tap;
+pub(crate) mod live;
+pub(crate) mod nodes;
+pub(crate) mod tap;
 
 pub use live::{LiveStats, NodeLive, StreamLive};
 pub use nodes::NodeClients;
-pub use tap::Tap;
+pub(crate) use tap::Tap;
 
 /// Which namespaces Panoptes watches.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -75,7 +75,7 @@ impl Shard {
     }
 
     /// The watch config of the sharded kinds (Streams, Streamers).
-    pub fn watch_config(&self) -> Config {
+    pub(crate) fn watch_config(&self) -> Config {
         let config = Config::default().any_semantic();
         match &self.0 {
             None => config,
@@ -98,10 +98,10 @@ pub struct Stores {
     /// Users.
     pub users: Store<User>,
     /// Applied Streams, for the Stream controller (one watch and one cache for both).
-    pub stream_events: Tap<Stream>,
+    pub(crate) stream_events: Tap<Stream>,
     /// How many watch events each store has applied, for readers that cache what they
     /// derive from a store (the facade's rendered streams).
-    pub changes: StoreChanges,
+    pub(crate) changes: StoreChanges,
     shard: Shard,
     ready: Arc<AtomicBool>,
 }
@@ -113,7 +113,7 @@ impl Stores {
     }
 
     /// True once every store has seen its initial list.
-    pub fn is_ready(&self) -> bool {
+    pub(crate) fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)
     }
 
@@ -134,7 +134,7 @@ impl Stores {
 /// least as new as that count: anything derived may be tagged with the count and reused
 /// while the counter stays the same.
 #[derive(Clone, Debug, Default)]
-pub struct Changes(Arc<AtomicU64>);
+pub(crate) struct Changes(Arc<AtomicU64>);
 
 impl Changes {
     /// The current count (only ever grows).
@@ -149,7 +149,7 @@ impl Changes {
 
 /// [`Changes`] of each store.
 #[derive(Clone, Debug, Default)]
-pub struct StoreChanges {
+pub(crate) struct StoreChanges {
     /// Streamers.
     pub streamers: Changes,
     /// Streams.

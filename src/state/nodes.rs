@@ -44,7 +44,7 @@ impl NodeClients {
     }
 
     /// Hostnames with a client.
-    pub fn hostnames(&self) -> Vec<String> {
+    pub(crate) fn hostnames(&self) -> Vec<String> {
         let mut all: Vec<String> = self
             .clients
             .read()

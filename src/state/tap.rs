@@ -15,7 +15,7 @@ use kube::runtime::watcher;
 use tokio::sync::mpsc;
 
 /// The sending side, owned by the reflector task; cheap to clone.
-pub struct Tap<K> {
+pub(crate) struct Tap<K> {
     subscriber: Arc<Mutex<Option<mpsc::UnboundedSender<K>>>>,
 }
 
@@ -54,7 +54,7 @@ where
     /// earlier subscriber (a controller restarted after a lost lease gets the stream anew).
     /// Subscribing before reading the store means nothing falls between the two; an object
     /// seen twice costs one extra reconcile at most (the controller merges queued ones).
-    pub fn subscribe(
+    pub(crate) fn subscribe(
         &self,
         store: &Store<K>,
     ) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static {

@@ -140,24 +140,19 @@ fn example_responses_conform() {
 /// schema's) plus the reference's: neither list drifts from the types.
 #[test]
 fn accepted_members_are_ours_and_the_reference() {
-    use panoptes::api::routes::{presets, streamers, streams, users};
+    use panoptes::api::collections as c;
     let doc = served();
     for (spec, list_op, item_key, reference_schema) in [
-        (&streams::STREAMS, "streams_list", "streams", "StreamConfig"),
+        (&c::STREAMS, "streams_list", "streams", "StreamConfig"),
         (
-            &streams::LAYOUTS,
+            &c::LAYOUTS,
             "stream_layouts_get",
             "layouts",
             "CentralStreamLayout",
         ),
-        (&users::USERS, "users_list", "users_list", "User"),
-        (&presets::PRESETS, "presets_list", "presets", "Preset"),
-        (
-            &streamers::STREAMERS,
-            "streamers_list",
-            "streamers",
-            "Streamer",
-        ),
+        (&c::USERS, "users_list", "users_list", "User"),
+        (&c::PRESETS, "presets_list", "presets", "Preset"),
+        (&c::STREAMERS, "streamers_list", "streamers", "Streamer"),
     ] {
         let item = &response_schema(doc, list_op).unwrap()["properties"][item_key]["items"];
         let item = match item.get("$ref").and_then(Value::as_str) {

@@ -10,10 +10,11 @@ use axum::Json;
 use axum::extract::{RawQuery, State};
 use serde_json::{Value, json};
 
-use super::{envelope, pairs, streams};
+use super::{envelope, pairs};
 use crate::api::ApiState;
 use crate::api::error::ApiResult;
 use crate::api::query::{CollectionSpec, Field};
+use crate::api::rendered_streams::RenderedStreams;
 use crate::domain::agents::agents_of;
 
 /// `GET /agents`: by id.
@@ -41,7 +42,7 @@ pub async fn list(
 ) -> ApiResult<Json<Value>> {
     let started = Instant::now();
     let mut agents: BTreeMap<String, (Vec<Value>, bool, Option<String>)> = BTreeMap::new();
-    for s in streams::rendered(&state) {
+    for s in RenderedStreams::all(&state) {
         let Some(inputs) = s.get("inputs").and_then(Value::as_array) else {
             continue;
         };

@@ -56,6 +56,6 @@ pub async fn list(
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Value>> {
     let started = Instant::now();
-    let items = state.events.all();
+    let items = state.audit.all();
     envelope(&items, &pairs(&raw), &EVENTS, "events", started)
 }

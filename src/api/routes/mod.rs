@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Json;
-use axum::extract::{RawQuery, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde_json::{Value, json};
@@ -127,6 +127,3 @@ fn whoami() -> Value {
         "now": chrono::Utc::now().timestamp_millis(),
     })
 }
-
-/// Unused-parameter helper for handlers that take the raw query only to reject junk.
-pub fn no_query(_: RawQuery) {}

@@ -2,28 +2,29 @@
 //! camera config, firmware upload. `/streams/{*rest}` is one route: stream names may
 //! contain `/` (see [`crate::api::names::split_stream_path`]).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::HashMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Json;
 use axum::extract::{OriginalUri, Request, State};
-use axum::http::{Method, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
+use futures::future::BoxFuture;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams};
 use serde_json::{Map, Value};
 
 use super::{envelope, indexed_envelope, live_nodes, pairs, param, whole};
 use crate::api::body::{JsonBody, RawBody, decode, merge, parse_json};
-use crate::api::cache::{Lenient, Stamp, Versioned, digest};
 use crate::api::deleted;
 use crate::api::error::{ApiError, ApiResult};
-use crate::api::names::{
-    STREAM_NAME_RULE, StreamPath, free_object_name, split_stream_path, valid_stream_name,
-};
-use crate::api::query::{CollectionSpec, Field, Index};
+use crate::api::names::{STREAM_NAME_RULE, free_object_name, split_stream_path, valid_stream_name};
+use crate::api::operations::on_stream;
+use crate::api::query::{CollectionSpec, Field};
+use crate::api::rendered_streams::RenderedStreams;
 use crate::api::views::{self, to_json};
 use crate::api::write::{
     CredentialsOwner, adopt_credentials, create_credentials, delete_credentials, dry_run_apply,
@@ -38,7 +39,6 @@ use crate::domain::world::{Edit, Preview};
 use crate::resources::stream::{CameraCredentials, PushCredentials};
 use crate::resources::wire::{CameraConfig, StreamConfigSpec};
 use crate::resources::{Stream, StreamSpec};
-use crate::state::NodeLive;
 
 /// `GET /streams`: sorted by `name` by default (Central's order).
 pub const STREAMS: CollectionSpec<'static> = CollectionSpec {
@@ -141,167 +141,6 @@ const READ_ONLY: &[&str] = &[
     "domain",
 ];
 
-/// One stream's rendering and what it was rendered from.
-pub struct Rendered {
-    /// Digest of the resourceVersions of the stream, its organization and its preset.
-    versions: u64,
-    /// The ingest node's live report the rendering read its stats from.
-    node: Option<Arc<NodeLive>>,
-    value: Arc<Value>,
-}
-
-/// The rendered streams, indexed for list queries; rebuilt when the Stream, Organization
-/// or Preset store or the live stats changed (see [`crate::api::cache`]). The working
-/// state keeps each stream's rendering by uid, so a rebuild renders only what changed.
-pub type StreamsCache = Versioned<Streams, HashMap<String, Rendered>, 4>;
-
-/// Every stream, rendered: indexed for lists, and by Watcher name for single reads.
-pub struct Streams {
-    /// For list queries.
-    pub index: Index,
-    /// Position in the index by Watcher name (the facade namespace's stream when several
-    /// namespaces have one of that name, as [`find`] picks).
-    by_name: HashMap<String, usize>,
-}
-
-impl Streams {
-    /// The rendering of the stream [`find`] would return.
-    pub fn get(&self, name: &str) -> Option<&Arc<Value>> {
-        self.by_name.get(name).map(|&i| &self.index.items()[i])
-    }
-}
-
-/// The current snapshot of every stream.
-pub fn snapshot(state: &ApiState) -> Arc<Streams> {
-    let c = &state.stores.changes;
-    // Read before the data: see `Versioned::get`.
-    let stamp = Stamp([
-        c.streams.get(),
-        c.organizations.get(),
-        c.presets.get(),
-        state.live.changes(),
-    ]);
-    // The request handed the refresh rebuilds (the others are served the current snapshot
-    // meanwhile), so live numbers are at most a second behind the node reports.
-    let _refreshing = match state.cache.streams.lenient(&stamp, LIVE, STATS_MAX_AGE) {
-        Lenient::Serve(v) => return v,
-        Lenient::ServeAndRefresh(_, guard) => Some(guard),
-        Lenient::Build => None,
-    };
-    state
-        .cache
-        .streams
-        .get(stamp, |rendered| build(state, rendered))
-}
-
-/// Position of the live stats counter in the stamp.
-const LIVE: usize = 3;
-/// Live numbers in lists may lag the node reports by this much (they are a node resync old
-/// anyway); store changes never lag. A rebuild walks every stream, so rebuilding on each of
-/// the 20 node reports a second of a 100-node fleet would make list latency that of a
-/// rebuild; this way one request a second pays for it.
-const STATS_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// Every stream rendered (shared renderings).
-pub fn rendered(state: &ApiState) -> Vec<Arc<Value>> {
-    snapshot(state).index.items().to_vec()
-}
-
-/// Renders the streams whose inputs changed since `rendered` was filled, reuses the rest.
-fn build(state: &ApiState, rendered: &mut HashMap<String, Rendered>) -> Streams {
-    let nodes = live_nodes(state);
-    let (orgs, presets) = (
-        state.stores.organizations.state(),
-        state.stores.presets.state(),
-    );
-    // resourceVersions by (namespace, name), borrowed: no allocation per stream.
-    fn versions<K: kube::Resource>(objs: &[Arc<K>]) -> HashMap<(&str, &str), &str> {
-        objs.iter()
-            .filter_map(|o| {
-                let m = o.meta();
-                Some((
-                    (m.namespace.as_deref().unwrap_or(""), m.name.as_deref()?),
-                    m.resource_version.as_deref().unwrap_or(""),
-                ))
-            })
-            .collect()
-    }
-    let (org_versions, preset_versions) = (versions(&orgs), versions(&presets));
-    let streams = deleted::objects(&state.stores.streams);
-    let mut items = Vec::with_capacity(streams.len());
-    let mut by_name: HashMap<String, (usize, bool)> = HashMap::with_capacity(streams.len());
-    for s in &streams {
-        let ns = s.metadata.namespace.as_deref().unwrap_or("");
-        let preferred = ns == state.config.namespace;
-        match by_name.get_mut(s.watcher_name()) {
-            Some(at) if preferred && !at.1 => *at = (items.len(), true),
-            Some(_) => {}
-            None => {
-                by_name.insert(s.watcher_name().to_string(), (items.len(), preferred));
-            }
-        }
-        let org = s.spec.organization_ref.as_deref();
-        let preset = s.spec.preset_ref.as_deref();
-        let versions = digest([
-            s.metadata.resource_version.as_deref(),
-            org.and_then(|r| org_versions.get(&(ns, r)).copied()),
-            preset.and_then(|r| preset_versions.get(&(ns, r)).copied()),
-        ]);
-        let node = s
-            .status
-            .as_ref()
-            .and_then(|st| st.layout.as_ref()?.ingest.as_deref())
-            .and_then(|h| nodes.get(h));
-        let uid = s.metadata.uid.as_deref().unwrap_or("");
-        match rendered.get_mut(uid) {
-            Some(r)
-                if r.versions == versions
-                    && same_stats(r.node.as_ref(), node, s.watcher_name()) =>
-            {
-                // Hold the newest report, so older ones are freed.
-                r.node = node.cloned();
-                items.push(r.value.clone());
-            }
-            _ => {
-                let value = Arc::new(to_json(&views::stream(state, s, &nodes)));
-                items.push(value.clone());
-                rendered.insert(
-                    uid.to_string(),
-                    Rendered {
-                        versions,
-                        node: node.cloned(),
-                        value,
-                    },
-                );
-            }
-        }
-    }
-    // More entries than streams means some streams are gone: only then pay for a set.
-    if rendered.len() > streams.len() {
-        let seen: HashSet<&str> = streams
-            .iter()
-            .map(|s| s.metadata.uid.as_deref().unwrap_or(""))
-            .collect();
-        rendered.retain(|k, _| seen.contains(k.as_str()));
-    }
-    Streams {
-        index: Index::new(items, STREAMS.search),
-        by_name: by_name.into_iter().map(|(k, (i, _))| (k, i)).collect(),
-    }
-}
-
-/// Whether two live reports give a stream the same stats (all a rendering reads from them).
-fn same_stats(a: Option<&Arc<NodeLive>>, b: Option<&Arc<NodeLive>>, name: &str) -> bool {
-    match (a, b) {
-        (None, None) => true,
-        (Some(a), Some(b)) => {
-            Arc::ptr_eq(a, b)
-                || a.streams.get(name).map(|l| &l.stats) == b.streams.get(name).map(|l| &l.stats)
-        }
-        _ => false,
-    }
-}
-
 /// `GET /streams`.
 pub async fn list(
     State(state): State<ApiState>,
@@ -309,8 +148,8 @@ pub async fn list(
 ) -> ApiResult<Json<Value>> {
     let started = Instant::now();
     let pairs = pairs(&raw);
-    let snapshot = snapshot(&state);
-    let index = &snapshot.index;
+    let rendered = RenderedStreams::current(&state);
+    let index = &rendered.index;
     let zones: Vec<(&str, Vec<&str>)> = ["preferred_zones", "required_zones"]
         .into_iter()
         .filter_map(|p| Some((p, param(&pairs, p)?.split(',').map(str::trim).collect())))
@@ -352,7 +191,8 @@ fn render(state: &ApiState, s: &Stream) -> Json<Value> {
     Json(to_json(&views::stream(state, s, &live_nodes(state))))
 }
 
-/// Every method on `/streams/{*rest}`.
+/// Every method on `/streams/{*rest}`: the operations of the route table on the
+/// sub-resource the path ends in ([`crate::api::operations::on_stream`]).
 pub async fn dispatch(
     State(state): State<ApiState>,
     OriginalUri(uri): OriginalUri,
@@ -363,48 +203,92 @@ pub async fn dispatch(
     let Some((name, sub)) = split_stream_path(raw) else {
         return ApiError::invalid_parameter("name", "malformed stream name").into_response();
     };
-    let pairs = pairs(&uri.query().map(str::to_string));
-    let method = req.method().clone();
-    let result = match (sub, &method) {
-        (StreamPath::Stream, &Method::GET) => get(&state, &name).map(IntoResponse::into_response),
-        (StreamPath::Stream, &Method::PUT) => match body_of(req).await {
-            Ok(b) => save(&state, &name, &pairs, b)
-                .await
-                .map(IntoResponse::into_response),
-            Err(e) => Err(e),
-        },
-        (StreamPath::Stream, &Method::DELETE) => delete(&state, &name, &pairs).await,
-        (StreamPath::Layouts, &Method::GET) => layouts(&state, &name, &pairs),
-        (StreamPath::Preview, &Method::POST) => match body_of(req).await {
-            Ok(b) => preview(&state, &name, b).map(IntoResponse::into_response),
-            Err(e) => Err(e),
-        },
-        (StreamPath::CameraConfig, &Method::GET) => camera_get(&state, &name),
-        (StreamPath::CameraConfig, &Method::PUT) => match body_of(req).await {
-            Ok(b) => camera_save(&state, &name, b).await,
-            Err(e) => Err(e),
-        },
-        (StreamPath::Firmware, &Method::PUT) => firmware(&state, &name, &pairs, req).await,
-        (sub, _) => {
-            let allow = match sub {
-                StreamPath::Stream => "GET,PUT,DELETE",
-                StreamPath::Layouts => "GET",
-                StreamPath::Preview => "POST",
-                StreamPath::CameraConfig => "GET,PUT",
-                StreamPath::Firmware => "PUT",
-            };
-            let mut resp = ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "method not allowed on this route",
-            )
-            .into_response();
-            resp.headers_mut()
-                .insert(header::ALLOW, axum::http::HeaderValue::from_static(allow));
-            return resp;
+    let Some(handler) = on_stream(sub)
+        .find(|(o, _)| req.method().as_str().eq_ignore_ascii_case(o.method))
+        .map(|(_, h)| h)
+    else {
+        let allow: Vec<String> = on_stream(sub)
+            .map(|(o, _)| o.method.to_uppercase())
+            .collect();
+        let mut resp = ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "method not allowed on this route",
+        )
+        .into_response();
+        if let Ok(allow) = header::HeaderValue::from_str(&allow.join(",")) {
+            resp.headers_mut().insert(header::ALLOW, allow);
         }
+        return resp;
     };
-    result.unwrap_or_else(IntoResponse::into_response)
+    let pairs = pairs(&uri.query().map(str::to_string));
+    handler(Call {
+        state,
+        name,
+        pairs,
+        req,
+    })
+    .await
+    .unwrap_or_else(IntoResponse::into_response)
+}
+
+/// A request on a stream path, once the stream name is split off.
+pub(crate) struct Call {
+    state: ApiState,
+    name: String,
+    pairs: Vec<(String, String)>,
+    req: Request,
+}
+
+/// The handler of an operation on a stream path, as the route table holds it.
+pub(crate) type Handler = fn(Call) -> BoxFuture<'static, ApiResult<Response>>;
+
+/// The handlers of the stream operations, as the route table names them.
+pub(crate) mod call {
+    use super::*;
+
+    pub(crate) fn get(c: Call) -> BoxFuture<'static, ApiResult<Response>> {
+        Box::pin(async move { super::get(&c.state, &c.name).map(IntoResponse::into_response) })
+    }
+
+    pub(crate) fn save(c: Call) -> BoxFuture<'static, ApiResult<Response>> {
+        Box::pin(async move {
+            let body = body_of(c.req).await?;
+            super::save(&c.state, &c.name, &c.pairs, body)
+                .await
+                .map(IntoResponse::into_response)
+        })
+    }
+
+    pub(crate) fn delete(c: Call) -> BoxFuture<'static, ApiResult<Response>> {
+        Box::pin(async move { super::delete(&c.state, &c.name, &c.pairs).await })
+    }
+
+    pub(crate) fn layouts(c: Call) -> BoxFuture<'static, ApiResult<Response>> {
+        Box::pin(async move { super::layouts(&c.state, &c.name, &c.pairs) })
+    }
+
+    pub(crate) fn preview(c: Call) -> BoxFuture<'static, ApiResult<Response>> {
+        Box::pin(async move {
+            let body = body_of(c.req).await?;
+            super::preview(&c.state, &c.name, body).map(IntoResponse::into_response)
+        })
+    }
+
+    pub(crate) fn camera_get(c: Call) -> BoxFuture<'static, ApiResult<Response>> {
+        Box::pin(async move { super::camera_get(&c.state, &c.name) })
+    }
+
+    pub(crate) fn camera_save(c: Call) -> BoxFuture<'static, ApiResult<Response>> {
+        Box::pin(async move {
+            let body = body_of(c.req).await?;
+            super::camera_save(&c.state, &c.name, body).await
+        })
+    }
+
+    pub(crate) fn firmware(c: Call) -> BoxFuture<'static, ApiResult<Response>> {
+        Box::pin(async move { super::firmware(&c.state, &c.name, &c.pairs, c.req).await })
+    }
 }
 
 async fn body_of(req: Request) -> ApiResult<Option<Value>> {
@@ -416,9 +300,9 @@ fn object(body: Option<Value>) -> ApiResult<Map<String, Value>> {
     JsonBody(body).object()
 }
 
-/// From the snapshot: walking the store for one name costs as much as a list page.
+/// From the rendered streams: walking the store for one name costs as much as a list page.
 fn get(state: &ApiState, name: &str) -> ApiResult<Json<Value>> {
-    let streams = snapshot(state);
+    let streams = RenderedStreams::current(state);
     let v = streams
         .get(name)
         .ok_or_else(|| ApiError::not_found("stream", name))?;

@@ -73,7 +73,7 @@ pub struct Event {
 }
 
 /// In-memory ring of events, bounded by entries and bytes.
-pub struct EventLog {
+pub struct AuditLog {
     ring: Mutex<Ring>,
     next_id: AtomicI64,
     max_entries: usize,
@@ -89,7 +89,7 @@ struct Ring {
     bytes: usize,
 }
 
-impl EventLog {
+impl AuditLog {
     /// An empty log keeping at most `max_entries` events and `max_bytes` bytes of them,
     /// reporting its fill on the two gauges.
     pub fn new(max_entries: usize, max_bytes: usize, entries: Gauge, bytes: Gauge) -> Self {
@@ -177,7 +177,7 @@ pub async fn record(State(state): State<ApiState>, req: Request, next: Next) -> 
         .client_addr(peer, req.headers())
         .map(|ip| ip.to_string());
     let resp = next.run(req).await;
-    let operation_id = super::openapi::operation_id(&method, &path);
+    let operation_id = super::operations::operation_id(&method, &path);
     state.metrics.observe(
         operation_id,
         resp.status().as_u16(),
@@ -204,11 +204,11 @@ pub async fn record(State(state): State<ApiState>, req: Request, next: Next) -> 
         duration: started.elapsed().as_millis() as i64,
         request_id: random_id(),
         utc_ms: now.timestamp_millis(),
-        event_id: state.events.next_id.fetch_add(1, Ordering::Relaxed),
+        event_id: state.audit.next_id.fetch_add(1, Ordering::Relaxed),
         trace_id: trace_id.unwrap_or_else(random_id),
-        server: state.events.server.clone(),
+        server: state.audit.server.clone(),
     };
-    state.events.push(event);
+    state.audit.push(event);
     resp
 }
 
@@ -239,7 +239,7 @@ mod tests {
 
     #[test]
     fn the_ring_stays_within_entries_and_bytes() {
-        let log = EventLog::new(5, 2_000, Gauge::default(), Gauge::default());
+        let log = AuditLog::new(5, 2_000, Gauge::default(), Gauge::default());
         for i in 0..50 {
             log.push(event(&"é".repeat(i * 100)));
             let ring = log.ring.lock().unwrap();
