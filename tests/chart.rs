@@ -202,14 +202,205 @@ fn expect_render_error(args: &[&str], message: &str) {
 
 #[test]
 fn the_values_schema_and_the_templates_refuse_bad_values() {
+    // One per kind of check: unknown key, enum, range, boolean, pattern, array item type,
+    // typed object member, object shape, int-or-percent, probe timing.
     expect_render_error(&["--set", "replicas=2"], "additional properties 'replicas'");
     expect_render_error(&["--set", "logFormat=xml"], "/logFormat");
     expect_render_error(&["--set", "ports.api=70000"], "/ports/api");
     expect_render_error(&["--set", "namespaced=yes"], "/namespaced");
+    expect_render_error(&["--set", "image.digest=latest"], "/image/digest");
+    expect_render_error(&["--set", "extraArgs[0]=1"], "/extraArgs/0");
+    expect_render_error(&["--set", "extraEnv[0].value=x"], "/extraEnv/0");
+    expect_render_error(
+        &["--set", "securityContext.runAsUser=root"],
+        "/securityContext/runAsUser",
+    );
+    expect_render_error(
+        &["--set", "podSecurityContext.seccompProfile.type=Off"],
+        "/podSecurityContext/seccompProfile/type",
+    );
+    expect_render_error(&["--set", "commonLabels.team=1"], "/commonLabels/team");
+    expect_render_error(
+        &["--set", "podDisruptionBudget.maxUnavailable=half"],
+        "/podDisruptionBudget/maxUnavailable",
+    );
+    expect_render_error(
+        &["--set", "livenessProbe.periodSeconds=0"],
+        "/livenessProbe/periodSeconds",
+    );
+    expect_render_error(
+        &["--set", "topologySpreadConstraints[0].maxSkew=1"],
+        "/topologySpreadConstraints/0",
+    );
+    expect_render_error(&["--set", "crds.enabled=no"], "/crds/enabled");
     expect_render_error(
         &["--set", "replicaCount=2,leaderElection.enabled=false"],
         "needs leaderElection.enabled",
     );
+}
+
+/// A PodDisruptionBudget no eviction can satisfy makes every node drain hang: refused.
+#[test]
+fn the_chart_refuses_a_pod_disruption_budget_that_blocks_every_eviction() {
+    let pdb = "podDisruptionBudget.enabled=true";
+    let blocks = "blocks every eviction";
+    expect_render_error(&["--set", pdb], blocks); // minAvailable 1 of 1 replica
+    expect_render_error(
+        &[
+            "--set",
+            pdb,
+            "--set",
+            "replicaCount=2,podDisruptionBudget.minAvailable=2",
+        ],
+        blocks,
+    );
+    expect_render_error(
+        &[
+            "--set",
+            pdb,
+            "--set",
+            "replicaCount=2,podDisruptionBudget.minAvailable=100%",
+        ],
+        blocks,
+    );
+    expect_render_error(
+        &[
+            "--set",
+            pdb,
+            "--set",
+            "replicaCount=2,podDisruptionBudget.maxUnavailable=0",
+        ],
+        blocks,
+    );
+    expect_render_error(
+        &[
+            "--set",
+            pdb,
+            "--set",
+            "replicaCount=2,podDisruptionBudget.minAvailable=1,podDisruptionBudget.maxUnavailable=1",
+        ],
+        "not both",
+    );
+    let objs = objects(&render(
+        "video",
+        &[
+            "--set",
+            pdb,
+            "--set",
+            "replicaCount=2,podDisruptionBudget.maxUnavailable=1",
+        ],
+    ));
+    let spec = &one(&objs, "PodDisruptionBudget")["spec"];
+    assert_eq!(spec["maxUnavailable"], 1);
+    assert!(spec["minAvailable"].is_null());
+}
+
+/// Every key of values.schema.json says what it is for (the schema is the values' reference).
+#[test]
+fn every_values_key_is_documented_in_the_schema() {
+    fn walk(path: &str, schema: &Value, missing: &mut Vec<String>) {
+        for (name, prop) in schema["properties"].as_object().into_iter().flatten() {
+            let here = format!("{path}.{name}");
+            if prop["description"].as_str().is_none_or(str::is_empty) {
+                missing.push(here.clone());
+            }
+            walk(&here, prop, missing);
+        }
+    }
+    let text = std::fs::read_to_string(chart().join("values.schema.json")).unwrap();
+    let schema: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        schema["additionalProperties"], false,
+        "the schema is strict"
+    );
+    let mut missing = vec![];
+    walk("", &schema, &mut missing);
+    assert!(missing.is_empty(), "undocumented values: {missing:?}");
+}
+
+/// The overrides platform teams expect from cert-manager's and CloudNativePG's charts, each
+/// landing where it should, and the result accepted by the API server.
+#[tokio::test]
+async fn common_chart_overrides_render_where_they_belong_and_pass_a_dry_run() {
+    let ns = TestNamespace::new("parity").await;
+    let digest = format!("sha256:{}", "ab".repeat(32));
+    let values = [
+        "--set",
+        "fullnameOverride=video-ops,nameOverride=pan,commonLabels.team=video",
+        "--set",
+        "podLabels.tier=ops,podAnnotations.note=x,priorityClassName=high,revisionHistoryLimit=3",
+        "--set",
+        "extraArgs[0]=--node-resync-seconds=10,logLevel=debug,image.tag=t",
+        "--set",
+        &format!("image.digest={digest}"),
+        "--set",
+        "livenessProbe.periodSeconds=20,readinessProbe.timeoutSeconds=2",
+        "--set",
+        "replicaCount=2,podDisruptionBudget.enabled=true,podDisruptionBudget.maxUnavailable=1",
+        "--set",
+        "topologySpreadConstraints[0].maxSkew=1,topologySpreadConstraints[0].topologyKey=zone",
+        "--set",
+        "topologySpreadConstraints[0].whenUnsatisfiable=ScheduleAnyway",
+        "--set-json",
+        r#"extraEnv=[{"name":"HTTPS_PROXY","value":"http://proxy:3128"}]"#,
+        "--set",
+        "namespaced=true,crds.enabled=false",
+    ];
+    let yaml = render(&ns.name, &values);
+    let objs = objects(&yaml);
+    for o in &objs {
+        let meta = &o["metadata"];
+        assert!(
+            meta["name"].as_str().unwrap().starts_with("video-ops"),
+            "{} {} ignores fullnameOverride",
+            o["kind"],
+            meta["name"]
+        );
+        assert_eq!(
+            meta["labels"]["team"], "video",
+            "{} commonLabels",
+            o["kind"]
+        );
+        assert_eq!(meta["labels"]["app.kubernetes.io/name"], "pan");
+    }
+    let deploy = one(&objs, "Deployment");
+    assert_eq!(deploy["spec"]["revisionHistoryLimit"], 3);
+    let pod = &deploy["spec"]["template"];
+    assert_eq!(pod["metadata"]["labels"]["tier"], "ops");
+    assert_eq!(pod["metadata"]["labels"]["team"], "video");
+    assert_eq!(pod["metadata"]["annotations"]["note"], "x");
+    assert_eq!(pod["spec"]["priorityClassName"], "high");
+    let tsc = &pod["spec"]["topologySpreadConstraints"][0];
+    assert_eq!(
+        tsc["labelSelector"]["matchLabels"],
+        deploy["spec"]["selector"]["matchLabels"]
+    );
+    let c = &pod["spec"]["containers"][0];
+    assert_eq!(
+        c["image"],
+        format!("ghcr.io/panoptes-dev/panoptes@{digest}")
+    );
+    assert_eq!(
+        c["args"].as_array().unwrap().last().unwrap(),
+        "--node-resync-seconds=10"
+    );
+    let env = |name: &str| {
+        c["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .map(|e| e["value"].clone())
+    };
+    assert_eq!(env("RUST_LOG"), Some(json!("debug")));
+    assert_eq!(env("HTTPS_PROXY"), Some(json!("http://proxy:3128")));
+    assert_eq!(c["livenessProbe"]["periodSeconds"], 20);
+    assert_eq!(c["readinessProbe"]["timeoutSeconds"], 2);
+    assert_eq!(
+        one(&objs, "PodDisruptionBudget")["spec"]["maxUnavailable"],
+        1
+    );
+    apply_dry_run(&ns.name, &yaml, "parity");
 }
 
 fn helm_on_cluster() -> Command {
