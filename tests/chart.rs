@@ -89,17 +89,18 @@ async fn default_and_custom_values_render_and_pass_a_server_side_dry_run() {
             "Role",
             "RoleBinding",
             "Service",
+            "Service",
             "Deployment"
         ]
     );
     apply_dry_run(&ns.name, &default, "default");
     let ha = render(&ns.name, HA_VALUES);
     let objs = objects(&ha);
-    for kind in ["PodDisruptionBudget", "Deployment", "Service"] {
+    for kind in ["PodDisruptionBudget", "Deployment"] {
         one(&objs, kind);
     }
     assert_eq!(one(&objs, "Deployment")["spec"]["replicas"], 2);
-    assert_eq!(one(&objs, "Service")["spec"]["type"], "NodePort");
+    assert_eq!(service(&objs, "api")["spec"]["type"], "NodePort");
     apply_dry_run(&ns.name, &ha, "ha");
 }
 
@@ -159,32 +160,138 @@ fn the_deployment_is_hardened_and_probed() {
     assert_eq!(c["image"], "ghcr.io/panoptes-dev/panoptes:test");
 }
 
+/// The Service of `component` (`api`: the facade, `metrics`).
+fn service<'a>(objs: &'a [Value], component: &str) -> &'a Value {
+    let found: Vec<_> = objs
+        .iter()
+        .filter(|o| {
+            o["kind"] == "Service"
+                && o["metadata"]["labels"]["app.kubernetes.io/component"] == component
+        })
+        .collect();
+    assert_eq!(found.len(), 1, "expected one {component} Service");
+    found[0]
+}
+
+fn port_names(svc: &Value) -> Vec<&str> {
+    svc["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect()
+}
+
+fn selects(selector: &Value, labels: &Value) -> bool {
+    selector
+        .as_object()
+        .unwrap()
+        .iter()
+        .all(|(k, v)| &labels[k] == v)
+}
+
+/// Publishing the facade (service.type LoadBalancer) never publishes /metrics: they are two
+/// Services, and the ServiceMonitor selects the metrics one only.
 #[test]
-fn service_monitor_scrapes_the_metrics_port_of_the_service() {
+fn service_monitor_scrapes_the_metrics_service_and_the_facade_service_has_no_metrics() {
     let objs = objects(&render(
         "video",
         &[
             "--set",
             "serviceMonitor.enabled=true,serviceMonitor.labels.release=prom",
+            "--set",
+            "service.type=LoadBalancer",
         ],
     ));
     let sm = one(&objs, "ServiceMonitor");
     assert_eq!(sm["metadata"]["labels"]["release"], "prom");
     assert_eq!(sm["spec"]["endpoints"][0]["port"], "metrics");
-    let svc = one(&objs, "Service");
-    assert!(
-        svc["spec"]["ports"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|p| p["name"] == "metrics")
+    let (api, metrics) = (service(&objs, "api"), service(&objs, "metrics"));
+    assert_eq!(port_names(api), ["api"]);
+    assert_eq!(api["spec"]["type"], "LoadBalancer");
+    assert_eq!(port_names(metrics), ["metrics"]);
+    assert_eq!(metrics["spec"]["type"], "ClusterIP");
+    let selector = &sm["spec"]["selector"]["matchLabels"];
+    assert!(selects(selector, &metrics["metadata"]["labels"]));
+    assert!(!selects(selector, &api["metadata"]["labels"]));
+}
+
+/// Ingress (TLS, cert-manager annotations passed through), HTTPRoute and NetworkPolicy render
+/// as configured; the Ingress, the NetworkPolicy and both Services pass a server-side dry run.
+/// The Gateway API CRDs are not on the test control plane: the HTTPRoute is checked by
+/// rendering only.
+#[tokio::test]
+async fn ingress_httproute_and_network_policy_render_and_pass_a_dry_run() {
+    let ns = TestNamespace::new("exposure").await;
+    let values = [
+        "--set",
+        "namespaced=true,crds.enabled=false,ingress.enabled=true,ingress.className=nginx",
+        "--set",
+        "ingress.hosts[0]=cams.example.com,ingress.tls[0].secretName=cams-tls",
+        "--set",
+        "ingress.tls[0].hosts[0]=cams.example.com",
+        "--set",
+        "ingress.annotations.cert-manager\\.io/cluster-issuer=letsencrypt",
+        "--set",
+        "networkPolicy.enabled=true,networkPolicy.apiServer.cidrs[0]=10.0.0.1/32",
+        "--set",
+        "networkPolicy.nodeCIDRs[0]=10.20.0.0/16,networkPolicy.nodePorts[0]=443",
+    ];
+    let yaml = render(&ns.name, &values);
+    let objs = objects(&yaml);
+    let ing = one(&objs, "Ingress");
+    assert_eq!(
+        ing["metadata"]["annotations"]["cert-manager.io/cluster-issuer"],
+        "letsencrypt"
     );
-    for (k, v) in sm["spec"]["selector"]["matchLabels"].as_object().unwrap() {
-        assert_eq!(
-            &svc["metadata"]["labels"][k], v,
-            "selector {k} misses the Service"
-        );
-    }
+    assert_eq!(ing["spec"]["tls"][0]["secretName"], "cams-tls");
+    let backend = &ing["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"];
+    assert_eq!(backend["name"], service(&objs, "api")["metadata"]["name"]);
+    assert_eq!(backend["port"]["name"], "api");
+    let np = &one(&objs, "NetworkPolicy")["spec"];
+    assert_eq!(np["policyTypes"], json!(["Ingress", "Egress"]));
+    let egress_cidrs: Vec<&str> = np["egress"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["to"].as_array().unwrap())
+        .filter_map(|peer| peer["ipBlock"]["cidr"].as_str())
+        .collect();
+    assert_eq!(egress_cidrs, ["10.0.0.1/32", "10.20.0.0/16"]);
+    let ingress_ports: Vec<&str> = np["ingress"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["ports"][0]["port"].as_str().unwrap())
+        .collect();
+    assert_eq!(ingress_ports, ["api", "probes"]);
+    apply_dry_run(&ns.name, &yaml, "exposure");
+
+    let route = objects(&render(
+        &ns.name,
+        &[
+            "--set",
+            "httpRoute.enabled=true,httpRoute.parentRefs[0].name=public",
+            "--set",
+            "httpRoute.parentRefs[0].sectionName=https,httpRoute.hostnames[0]=cams.example.com",
+            "--show-only",
+            "templates/httproute.yaml",
+        ],
+    ));
+    let spec = &one(&route, "HTTPRoute")["spec"];
+    assert_eq!(spec["parentRefs"][0]["sectionName"], "https");
+    assert_eq!(spec["hostnames"], json!(["cams.example.com"]));
+    assert_eq!(spec["rules"][0]["backendRefs"][0]["port"], 80);
+
+    expect_render_error(&["--set", "ingress.enabled=true"], "needs ingress.hosts");
+    expect_render_error(
+        &["--set", "httpRoute.enabled=true"],
+        "needs httpRoute.parentRefs",
+    );
+    expect_render_error(
+        &["--set", "networkPolicy.enabled=true"],
+        "needs networkPolicy.apiServer.cidrs",
+    );
 }
 
 /// `helm template` with `args`, expected to fail with `message` in its error.
