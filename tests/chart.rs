@@ -911,3 +911,89 @@ async fn helm_upgrade_upgrades_the_crds() {
     );
     run_ok(kubectl().args(["delete", "crd", &crd_name, "--wait=false"]));
 }
+
+/// One version for everything released: Cargo.toml's is the image tag, the chart version and
+/// its appVersion (the release workflow checks the tag against Cargo.toml).
+#[test]
+fn chart_version_app_version_and_crate_version_agree() {
+    let chart_yaml: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(chart().join("Chart.yaml")).unwrap())
+            .unwrap();
+    let crate_version = env!("CARGO_PKG_VERSION");
+    assert_eq!(chart_yaml["version"], crate_version, "Chart.yaml version");
+    assert_eq!(
+        chart_yaml["appVersion"], crate_version,
+        "Chart.yaml appVersion"
+    );
+}
+
+/// `make dist` writes what a release attaches; the checksums hold, install.yaml and crds.yaml
+/// pass a server-side dry run, and the packaged chart renders what the chart directory does.
+#[tokio::test]
+async fn make_dist_writes_artifacts_that_apply() {
+    let ns = TestNamespace::new("dist").await;
+    let dist = std::env::temp_dir().join(format!("dist-{}", ns.name));
+    run_ok(
+        Command::new("make")
+            .current_dir(repo_root())
+            .args(["--no-print-directory", "-s", "dist"])
+            .arg(format!("DIST={}", dist.display()))
+            .arg(format!(
+                "HELM={}",
+                support::bin_dir().join("helm").display()
+            )),
+    );
+    let version = env!("CARGO_PKG_VERSION");
+    let package = format!("panoptes-{version}.tgz");
+    let mut files: Vec<String> = std::fs::read_dir(&dist)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    files.sort();
+    assert_eq!(
+        files,
+        ["SHA256SUMS", "crds.yaml", "install.yaml", package.as_str()]
+    );
+    run_ok(Command::new("sha256sum").current_dir(&dist).args([
+        "--check",
+        "--strict",
+        "SHA256SUMS",
+    ]));
+    let bundle = std::fs::read_to_string(dist.join("crds.yaml")).unwrap();
+    assert_eq!(
+        kinds(&objects(&bundle)),
+        ["CustomResourceDefinition"; 5],
+        "crds.yaml holds the five CRDs"
+    );
+    let system_ns: Namespace =
+        serde_json::from_value(json!({"metadata": {"name": "panoptes-system"}})).unwrap();
+    Api::<Namespace>::all(support::admin_client().await)
+        .patch(
+            "panoptes-system",
+            &PatchParams::apply("panoptes-tests"),
+            &Patch::Apply(&system_ns),
+        )
+        .await
+        .unwrap();
+    for file in ["crds.yaml", "install.yaml"] {
+        run_ok(
+            kubectl()
+                .args([
+                    "apply",
+                    "--server-side",
+                    "--force-conflicts",
+                    "--dry-run=server",
+                    "-f",
+                ])
+                .arg(dist.join(file)),
+        );
+    }
+    let packaged = run_ok(
+        helm()
+            .args(["template", "panoptes"])
+            .arg(dist.join(&package))
+            .args(["--namespace", &ns.name]),
+    );
+    assert_eq!(packaged, render(&ns.name, &[]));
+    std::fs::remove_dir_all(&dist).unwrap();
+}
