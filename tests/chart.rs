@@ -783,9 +783,12 @@ fn two_renders_with_the_same_values_are_byte_identical() {
 }
 
 /// CRDs are templates, so `helm upgrade` brings a grown schema: a field an older CRD lacked
-/// (and silently pruned) is accepted and kept after the upgrade, objects made before survive,
-/// and `helm uninstall` leaves the CRD. Runs on a copy of the Stream CRD under a group of its
-/// own, so the shared control plane's panoptes.dev CRDs (other tests use them) never change.
+/// (and refused) is accepted and kept after the upgrade, objects made before survive, and
+/// `helm uninstall` leaves the CRD. Starts from a CRD that kubectl applied (as the chart's old
+/// crds/ directory or the README did) and walks the migration of CHANGELOG.md: Helm refuses
+/// to take it over until it is labelled and annotated, and the first upgrade needs
+/// --force-conflicts. Runs on a copy of the Stream CRD under a group of its own, so the shared
+/// control plane's panoptes.dev CRDs (other tests use them) never change.
 #[tokio::test]
 async fn helm_upgrade_upgrades_the_crds() {
     let ns = TestNamespace::new("crd-upgrade").await;
@@ -826,12 +829,14 @@ async fn helm_upgrade_upgrades_the_crds() {
     write_chart(&old_chart, &old_crd.to_string());
 
     let release = format!("u{suffix}");
-    let helm_release = |verb: &str, dir: &std::path::Path| {
-        run_ok(helm_on_cluster().args([verb, &release]).arg(dir).args([
-            "--namespace",
-            &ns.name,
-            "--wait",
-        ]))
+    let helm_release = |verb: &str, dir: &std::path::Path, extra: &[&str]| {
+        run_ok(
+            helm_on_cluster()
+                .args([verb, &release])
+                .arg(dir)
+                .args(["--namespace", &ns.name, "--wait"])
+                .args(extra),
+        )
     };
     let crd_name = format!("streams.{group}");
     // One create with strict field validation (kubectl's default): an unknown field fails.
@@ -866,25 +871,70 @@ async fn helm_upgrade_upgrades_the_crds() {
         ]))
     };
 
-    helm_release("install", &old_chart);
-    create("before", false).unwrap();
+    // Creates `name`, retrying while the API server catches up with a CRD change.
+    let until_created = |name: &str, folder: bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while let Err(e) = create(name, folder) {
+            assert!(std::time::Instant::now() < deadline, "creating {name}: {e}");
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    };
+
+    // The old CRD as an earlier chart's crds/ (or kubectl) left it: no Helm ownership. The
+    // first release with CRD templates must adopt it (CHANGELOG, "Breaking").
+    let mut unowned = old_crd.clone();
+    let meta = unowned["metadata"].as_object_mut().unwrap();
+    meta.remove("labels");
+    meta.remove("annotations");
+    let unowned_file = base.join("unowned-crd.json");
+    std::fs::write(&unowned_file, unowned.to_string()).unwrap();
+    run_ok(
+        kubectl()
+            .args(["apply", "--server-side", "-f"])
+            .arg(&unowned_file),
+    );
+    until_created("before", false);
+    let refused = helm_on_cluster()
+        .args(["install", &release])
+        .arg(&old_chart)
+        .args(["--namespace", &ns.name])
+        .output()
+        .unwrap();
+    assert!(
+        !refused.status.success(),
+        "helm adopted a CRD it does not own"
+    );
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("meta.helm.sh/release-name"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let crd_ref = format!("crd/{crd_name}");
+    run_ok(kubectl().args([
+        "label",
+        &crd_ref,
+        "app.kubernetes.io/managed-by=Helm",
+        "--overwrite",
+    ]));
+    run_ok(kubectl().args([
+        "annotate",
+        &crd_ref,
+        &format!("meta.helm.sh/release-name={release}"),
+        &format!("meta.helm.sh/release-namespace={}", ns.name),
+        "--overwrite",
+    ]));
+    helm_release("install", &old_chart, &[]);
     let refused = create("old", true).unwrap_err();
     assert!(refused.contains("unknown field"), "{refused}");
-    helm_release("upgrade", &new_chart);
+    // Helm 4 applies server-side: the fields kubectl applied are kubectl's, so the first
+    // upgrade of adopted CRDs takes them over with --force-conflicts (CHANGELOG).
+    helm_release("upgrade", &new_chart, &["--force-conflicts"]);
     assert_eq!(
         schema(&crd_name),
         "integer",
         "helm upgrade left the old CRD"
     );
-    // A new schema reaches the API server's handlers a moment after the CRD update.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while let Err(e) = create("after", true) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "folder_id is still refused after the upgrade: {e}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
+    until_created("after", true);
     let get = |name: &str| {
         run_ok(kubectl().args([
             "get",
@@ -901,6 +951,15 @@ async fn helm_upgrade_upgrades_the_crds() {
         get("before"),
         "",
         "the object made before the upgrade is gone"
+    );
+    // From then on the release owns its CRDs: plain upgrades change them both ways.
+    helm_release("upgrade", &old_chart, &[]);
+    assert_eq!(schema(&crd_name), "", "helm upgrade left the newer CRD");
+    helm_release("upgrade", &new_chart, &[]);
+    assert_eq!(
+        schema(&crd_name),
+        "integer",
+        "helm upgrade left the old CRD"
     );
 
     run_ok(helm_on_cluster().args(["uninstall", &release, "--namespace", &ns.name]));
