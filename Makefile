@@ -53,9 +53,10 @@ controlplane: ## Build kube-apiserver, etcd, kubectl, helm and the launcher (no-
 	tests/controlplane/build.sh $(CONTROLPLANE_BIN)
 
 # No JWT key in a checked-in file (jwt.create is off by default): the operator creates it.
-# tests/chart.rs renders with the same flags to check the file is current.
+# tests/chart.rs renders with the same flags to check the file is current. --skip-tests: the
+# `helm test` Pod is Helm's to run, never part of a plain apply.
 # install.yaml targets Kubernetes 1.36 (the CRDs' version): it includes the finalizer policy.
-MANIFEST_FLAGS := --namespace panoptes-system \
+MANIFEST_FLAGS := --namespace panoptes-system --skip-tests \
 	--api-versions admissionregistration.k8s.io/v1/MutatingAdmissionPolicy
 
 manifests: controlplane ## Render manifests/install.yaml from the chart

@@ -90,8 +90,19 @@ async fn default_and_custom_values_render_and_pass_a_server_side_dry_run() {
             "RoleBinding",
             "Service",
             "Service",
-            "Deployment"
+            "Deployment",
+            "Pod"
         ]
+    );
+    // The helm-test Pod too (it runs only under `helm test`; no kubelet here to run it).
+    let test_pod = one(&objects(&default), "Pod").clone();
+    assert_eq!(test_pod["metadata"]["annotations"]["helm.sh/hook"], "test");
+    let args = test_pod["spec"]["containers"][0]["args"][0]
+        .as_str()
+        .unwrap();
+    assert!(
+        args.contains("/readyz") && args.contains("/watcher/admin-api/v3/login"),
+        "{args}"
     );
     apply_dry_run(&ns.name, &default, "default");
     let ha = render(&ns.name, HA_VALUES);
@@ -563,6 +574,7 @@ async fn the_jwt_signing_key_is_generated_once_and_kept_across_upgrades() {
 const MANIFEST_FLAGS: &[&str] = &[
     "--namespace",
     "panoptes-system",
+    "--skip-tests",
     "--api-versions",
     FINALIZER_POLICY_API,
 ];
