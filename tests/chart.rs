@@ -1068,3 +1068,94 @@ async fn make_dist_writes_artifacts_that_apply() {
     assert_eq!(packaged, render(&ns.name, &[]));
     std::fs::remove_dir_all(&dist).unwrap();
 }
+
+/// The chart before this one (N-1): the last commit before the CRDs became templates and the
+/// Services split. Replace with the previous release tag once releases are tagged.
+const PREVIOUS_CHART_COMMIT: &str = "28f5239c2677809035e3ca12b24207c61bd934ec";
+
+/// N-1 → N: a release installed from the previous chart, with objects and the chart-made JWT
+/// key, upgrades to this chart without losing any of them (jwt.create is now off: the kept
+/// Secret stays, and the facade's sessions with it), and gains the metrics Service.
+#[tokio::test]
+async fn upgrading_from_the_previous_chart_keeps_objects_and_the_jwt_key() {
+    use panoptes::resources::Stream;
+    let ns = TestNamespace::new("n-minus-1").await;
+    let previous = std::env::temp_dir().join(format!("chart-{}", ns.name));
+    std::fs::create_dir_all(&previous).unwrap();
+    let archive = Command::new("git")
+        .current_dir(repo_root())
+        .args([
+            "archive",
+            "--format=tar",
+            PREVIOUS_CHART_COMMIT,
+            "charts/panoptes",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        archive.status.success(),
+        "commit {PREVIOUS_CHART_COMMIT} is missing (a shallow clone? fetch the history): {}",
+        String::from_utf8_lossy(&archive.stderr)
+    );
+    let mut tar = Command::new("tar")
+        .current_dir(&previous)
+        .arg("-x")
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(tar.stdin.as_mut().unwrap(), &archive.stdout).unwrap();
+    assert!(tar.wait().unwrap().success());
+
+    let release = format!("n{}", &ns.name[ns.name.len() - 8..]);
+    // No --wait: no kubelet runs the pods here. The shared CRDs are the test support's.
+    run_ok(
+        helm_on_cluster()
+            .args(["install", &release])
+            .arg(previous.join("charts/panoptes"))
+            .args([
+                "--namespace",
+                &ns.name,
+                "--skip-crds",
+                "--set",
+                "namespaced=true",
+            ]),
+    );
+    let secrets: Api<Secret> = ns.api();
+    let key = signing_key(&secrets.get("panoptes-jwt").await.unwrap());
+    let streams = ns.api::<Stream>();
+    let stream: Stream = serde_json::from_value(json!({
+        "apiVersion": "panoptes.dev/v1alpha1", "kind": "Stream",
+        "metadata": { "name": "gate" },
+        "spec": { "inputs": [{ "url": "rtsp://10.0.0.1/live" }], "title": "Gate" },
+    }))
+    .unwrap();
+    streams.create(&Default::default(), &stream).await.unwrap();
+
+    run_ok(
+        helm_on_cluster()
+            .args(["upgrade", &release])
+            .arg(chart())
+            .args(["--namespace", &ns.name])
+            .args(["--set", "namespaced=true,crds.enabled=false"]),
+    );
+    let kept = secrets.get("panoptes-jwt").await.unwrap();
+    assert_eq!(signing_key(&kept), key, "the upgrade replaced the JWT key");
+    let after = serde_json::to_value(streams.get("gate").await.unwrap()).unwrap();
+    assert_eq!(
+        after["spec"]["title"], "Gate",
+        "the upgrade touched a Stream"
+    );
+    let services = run_ok(kubectl().args(["get", "services", "-n", &ns.name, "-o", "name"]));
+    let fullname = format!("{release}-panoptes");
+    assert!(
+        services.contains(&format!("service/{fullname}\n"))
+            && services.contains(&format!("service/{fullname}-metrics\n")),
+        "{services}"
+    );
+    run_ok(helm_on_cluster().args(["uninstall", &release, "--namespace", &ns.name]));
+    assert!(
+        secrets.get_opt("panoptes-jwt").await.unwrap().is_some(),
+        "helm uninstall deleted the JWT key"
+    );
+    std::fs::remove_dir_all(&previous).unwrap();
+}
