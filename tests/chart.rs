@@ -1159,3 +1159,24 @@ async fn upgrading_from_the_previous_chart_keeps_objects_and_the_jwt_key() {
     );
     std::fs::remove_dir_all(&previous).unwrap();
 }
+
+/// NOTES tells a fresh install how to create its first admin (it has none); that User is
+/// accepted by the API server.
+#[tokio::test]
+async fn the_first_admin_of_the_notes_is_a_valid_user() {
+    let ns = TestNamespace::new("notes").await;
+    let out = run_ok(
+        helm()
+            .args(["install", "--dry-run=client", "panoptes"])
+            .arg(chart())
+            .args(["--namespace", &ns.name, "--set", "namespaced=true"]),
+    );
+    let notes = &out[out.find("NOTES:").expect("NOTES rendered")..];
+    assert!(
+        notes.contains(&format!("Users in namespace {}", ns.name)),
+        "{notes}"
+    );
+    let start = notes.find("<<'YAML'\n").unwrap() + "<<'YAML'\n".len();
+    let user = &notes[start..start + notes[start..].find("\nYAML").unwrap()];
+    apply_dry_run(&ns.name, user, "notes-user");
+}
