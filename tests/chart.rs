@@ -85,6 +85,9 @@ async fn default_and_custom_values_render_and_pass_a_server_side_dry_run() {
             "CustomResourceDefinition",
             "CustomResourceDefinition",
             "ClusterRole",
+            "ClusterRole",
+            "ClusterRole",
+            "ClusterRole",
             "ClusterRoleBinding",
             "Role",
             "RoleBinding",
@@ -1179,4 +1182,73 @@ async fn the_first_admin_of_the_notes_is_a_valid_user() {
     let start = notes.find("<<'YAML'\n").unwrap() + "<<'YAML'\n".len();
     let user = &notes[start..start + notes[start..].find("\nYAML").unwrap()];
     apply_dry_run(&ns.name, user, "notes-user");
+}
+
+/// Tenants get the five kinds through the aggregated roles, by impersonation on the real
+/// authorizer: view reads, edit writes Streams/Presets/Organizations but not Streamers (who
+/// edits one redirects node traffic) or Users (a facade login), admin writes all. Kubernetes'
+/// aggregation controller does not run on the test control plane, so the chart's roles are
+/// bound directly; the aggregation labels are checked on the render.
+#[tokio::test]
+async fn tenants_get_the_kinds_through_aggregated_roles_streamers_and_users_admin_only() {
+    let ns = TestNamespace::new("aggregate").await;
+    let release = format!("a{}", &ns.name[ns.name.len() - 8..]);
+    let yaml = run_ok(
+        helm()
+            .args(["template", &release])
+            .arg(chart())
+            .args(["--show-only", "templates/rbac-aggregate.yaml"]),
+    );
+    let roles = objects(&yaml);
+    let label = |role: &Value, to: &str| {
+        role["metadata"]["labels"][format!("rbac.authorization.k8s.io/aggregate-to-{to}")] == "true"
+    };
+    assert!(label(&roles[0], "view") && label(&roles[0], "edit") && label(&roles[0], "admin"));
+    assert!(!label(&roles[1], "view") && label(&roles[1], "edit") && label(&roles[1], "admin"));
+    assert!(!label(&roles[2], "edit") && label(&roles[2], "admin"));
+    let file = std::env::temp_dir().join(format!("{release}-aggregate.yaml"));
+    std::fs::write(&file, &yaml).unwrap();
+    run_ok(kubectl().args(["apply", "-f"]).arg(&file));
+    for role in ["view", "edit", "admin"] {
+        // Each level holds the ones below, as the built-in roles aggregate them.
+        let below: &[&str] = match role {
+            "view" => &["view"],
+            "edit" => &["view", "edit"],
+            _ => &["view", "edit", "admin"],
+        };
+        for (i, r) in below.iter().enumerate() {
+            run_ok(kubectl().args([
+                "create",
+                "rolebinding",
+                &format!("{role}-{i}"),
+                "-n",
+                &ns.name,
+                &format!("--clusterrole={release}-panoptes-{r}"),
+                &format!("--user={role}-tenant"),
+            ]));
+        }
+    }
+    let can = |user: &str, verb: &str, resource: &str| {
+        let out = kubectl()
+            .args(["auth", "can-i", verb, &format!("{resource}.panoptes.dev")])
+            .args(["-n", &ns.name, "--as", user])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim() == "yes"
+    };
+    for kind in ["streamers", "streams", "presets", "organizations", "users"] {
+        let admin_only = ["streamers", "users"].contains(&kind);
+        assert!(can("view-tenant", "list", kind), "view lists {kind}");
+        assert!(!can("view-tenant", "create", kind), "view creates {kind}");
+        assert_eq!(
+            can("edit-tenant", "patch", kind),
+            !admin_only,
+            "edit patches {kind}"
+        );
+        assert!(can("admin-tenant", "delete", kind), "admin deletes {kind}");
+    }
+    run_ok(kubectl().args(["delete", "--wait=false", "-f"]).arg(&file));
+    // Namespaced mode creates no cluster-scoped object, so no aggregated roles.
+    let namespaced = objects(&render("video", &["--set", "namespaced=true"]));
+    assert!(!kinds(&namespaced).contains(&"ClusterRole"));
 }
