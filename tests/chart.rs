@@ -214,12 +214,25 @@ fn service_monitor_scrapes_the_metrics_service_and_the_facade_service_has_no_met
             "--set",
             "serviceMonitor.enabled=true,serviceMonitor.labels.release=prom",
             "--set",
-            "service.type=LoadBalancer",
+            "service.type=LoadBalancer,serviceMonitor.namespace=monitoring",
+            "--set",
+            "serviceMonitor.scrapeTimeout=10s,serviceMonitor.honorLabels=true",
+            "--set",
+            "serviceMonitor.metricRelabelings[0].action=drop",
         ],
     ));
     let sm = one(&objs, "ServiceMonitor");
     assert_eq!(sm["metadata"]["labels"]["release"], "prom");
-    assert_eq!(sm["spec"]["endpoints"][0]["port"], "metrics");
+    assert_eq!(sm["metadata"]["namespace"], "monitoring");
+    assert_eq!(
+        sm["spec"]["namespaceSelector"]["matchNames"],
+        json!(["video"])
+    );
+    let endpoint = &sm["spec"]["endpoints"][0];
+    assert_eq!(endpoint["port"], "metrics");
+    assert_eq!(endpoint["scrapeTimeout"], "10s");
+    assert_eq!(endpoint["honorLabels"], true);
+    assert_eq!(endpoint["metricRelabelings"][0]["action"], "drop");
     let (api, metrics) = (service(&objs, "api"), service(&objs, "metrics"));
     assert_eq!(port_names(api), ["api"]);
     assert_eq!(api["spec"]["type"], "LoadBalancer");
