@@ -266,7 +266,7 @@ impl Auth {
 
     fn issue(&self, user: &User, typ: &str, exp: i64, auth_time: i64) -> Result<String, ApiError> {
         let claims = Claims {
-            sub: crate::state::key(user),
+            sub: crate::domain::key::ObjectKey::of(user).to_string(),
             uid: user.uid().unwrap_or_default(),
             name: user.spec.name.clone(),
             typ: typ.to_string(),

@@ -204,7 +204,7 @@ async fn reconcile_inner(
 
     let state = ctl
         .ids
-        .ensure(ctx, org, || ids::snapshot(&ctl.store))
+        .ensure(ctx, org, || ids::holdings(&ctl.store))
         .await?;
     let held = match state {
         IdState::Held(id) => Some(id),

@@ -212,7 +212,7 @@ async fn reconcile_inner(
 
     let state = ctl
         .ids
-        .ensure(ctx, preset, || ids::snapshot(&ctl.store))
+        .ensure(ctx, preset, || ids::holdings(&ctl.store))
         .await?;
     let (held, ready) = match &state {
         IdState::Held(id) => (

@@ -164,7 +164,10 @@ async fn reconcile_inner(
     let streamers = ctx.stores.streamers.state();
     let owners = hostname_owners(streamers.iter().map(|o| o.as_ref()).chain([s.as_ref()]));
     if !owns_hostname(&owners, &s) {
-        let owner = owners.get(host.as_str()).cloned().unwrap_or_default();
+        let owner = owners
+            .get(host.as_str())
+            .map(ToString::to_string)
+            .unwrap_or_default();
         let message = format!(
             "hostname {host} belongs to the older Streamer {owner}: this one is not probed and \
              holds no streams while it names the same hostname"

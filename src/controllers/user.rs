@@ -278,7 +278,7 @@ async fn reconcile_inner(user: &User, ctl: &UserController, key: &Key) -> Result
 
     let state = ctl
         .ids
-        .ensure(ctx, user, || ids::snapshot(&ctl.store))
+        .ensure(ctx, user, || ids::holdings(&ctl.store))
         .await?;
     let held = match state {
         IdState::Held(id) => Some(id),

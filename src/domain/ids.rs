@@ -378,8 +378,8 @@ pub fn conflict_message(id: i64, holder: &str, pinned: bool) -> String {
     format!("id {id} from {source} is held by {holder}; {fix}")
 }
 
-/// The snapshot of a store.
-pub fn snapshot<K: Identified>(store: &Store<K>) -> Vec<Holding> {
+/// Who wants which id, for every object of a store (what the allocator decides over).
+pub fn holdings<K: Identified>(store: &Store<K>) -> Vec<Holding> {
     store
         .state()
         .iter()

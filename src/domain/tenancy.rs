@@ -21,6 +21,7 @@
 //! Secret references never carry a namespace: they resolve in the referring object's own
 //! namespace (see `resources::common::SecretKeyRef`), so no rule is needed for them here.
 
+use super::key::ObjectKey;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -92,7 +93,7 @@ pub fn login_holder<U: AsRef<User> + Clone>(
     }
     let mut keys: Vec<String> = std::iter::once(first)
         .chain(rest)
-        .map(|u| crate::state::key(u.as_ref()))
+        .map(|u| ObjectKey::of(u.as_ref()).to_string())
         .collect();
     keys.sort();
     LoginHolder::Conflict(keys)
@@ -133,7 +134,7 @@ impl Admission {
 /// not being deleted (creation time, then `namespace/name`).
 pub fn hostname_owners<'a>(
     streamers: impl IntoIterator<Item = &'a Streamer>,
-) -> std::collections::HashMap<&'a str, String> {
+) -> std::collections::HashMap<&'a str, ObjectKey> {
     let mut live: Vec<&Streamer> = streamers
         .into_iter()
         .filter(|s| s.metadata.deletion_timestamp.is_none())
@@ -142,23 +143,23 @@ pub fn hostname_owners<'a>(
         a.metadata
             .creation_timestamp
             .cmp(&b.metadata.creation_timestamp)
-            .then_with(|| crate::state::key(*a).cmp(&crate::state::key(*b)))
+            .then_with(|| ObjectKey::of(*a).cmp(&ObjectKey::of(*b)))
     });
     let mut owners = std::collections::HashMap::new();
     for s in live {
         owners
             .entry(s.spec.hostname.as_str())
-            .or_insert_with(|| crate::state::key(s));
+            .or_insert_with(|| ObjectKey::of(s));
     }
     owners
 }
 
 /// Whether `streamer` owns its hostname among `all` (see [`hostname_owners`]).
 pub fn owns_hostname(
-    owners: &std::collections::HashMap<&str, String>,
+    owners: &std::collections::HashMap<&str, ObjectKey>,
     streamer: &Streamer,
 ) -> bool {
-    owners.get(streamer.spec.hostname.as_str()) == Some(&crate::state::key(streamer))
+    owners.get(streamer.spec.hostname.as_str()) == Some(&ObjectKey::of(streamer))
 }
 
 #[cfg(test)]
@@ -238,7 +239,7 @@ mod tests {
         for (users, login, want) in cases {
             let got = match login_holder(&ids, users, login) {
                 LoginHolder::Nobody => LoginHolder::Nobody,
-                LoginHolder::One(u) => LoginHolder::One(crate::state::key(u.as_ref())),
+                LoginHolder::One(u) => LoginHolder::One(ObjectKey::of(u.as_ref()).to_string()),
                 LoginHolder::Conflict(k) => LoginHolder::Conflict(k),
             };
             let want = match want {
@@ -286,7 +287,7 @@ mod tests {
             (&gone, false),
             (&heir, true),
         ] {
-            assert_eq!(owns_hostname(&owners, s), want, "{}", crate::state::key(s));
+            assert_eq!(owns_hostname(&owners, s), want, "{}", ObjectKey::of(s));
         }
     }
 

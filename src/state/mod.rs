@@ -257,8 +257,3 @@ where
     });
     reader
 }
-
-/// `namespace/name` key used across indexes.
-pub fn key<K: ResourceExt>(obj: &K) -> String {
-    format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
-}

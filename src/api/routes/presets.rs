@@ -158,7 +158,7 @@ pub async fn create(State(state): State<ApiState>, body: JsonBody) -> ApiResult<
         &state,
         IdKind::Preset,
         |id| format!("{ns}/preset-{id}"),
-        &ids::snapshot(&state.stores.presets),
+        &ids::holdings(&state.stores.presets),
     )
     .await
     .map_err(|e| ApiError::internal("allocating a preset id", e))?;

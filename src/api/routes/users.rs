@@ -288,7 +288,7 @@ pub async fn create(State(state): State<ApiState>, body: JsonBody) -> ApiResult<
         &state,
         IdKind::User,
         |_| format!("{ns}/{object}"),
-        &ids::snapshot(&state.stores.users),
+        &ids::holdings(&state.stores.users),
     )
     .await
     .map_err(|e| ApiError::internal("allocating a user id", e))?;
