@@ -282,6 +282,17 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         Shape::Object(r::<StreamerView>)
     ),
     op!(
+        route!(streamers::delete),
+        "delete",
+        "/streamers/{hostname}",
+        "streamer_delete",
+        "Delete a streamer: drains it first (its streams move), 409 naming streams that cannot move",
+        &[],
+        Shape::None,
+        204,
+        Shape::None
+    ),
+    op!(
         route!(streamers::preview),
         "post",
         "/streamers/{hostname}/preview_layout_change",
@@ -739,7 +750,7 @@ mod tests {
             .map(|o| (o.method.to_string(), o.path.to_string()))
             .collect();
         assert_eq!(in_doc, served);
-        assert_eq!(served.len(), 39);
+        assert_eq!(served.len(), 40);
         let unique: BTreeSet<(&str, &str)> =
             OPERATIONS.iter().map(|o| (o.method, o.path)).collect();
         assert_eq!(unique.len(), OPERATIONS.len(), "a route declared twice");

@@ -8,6 +8,7 @@
 pub mod accounts;
 pub mod agents;
 pub mod credentials;
+pub mod decommission;
 pub mod destinations;
 pub mod effective;
 pub mod health;

@@ -130,3 +130,55 @@ async fn user_delete_refuses_yourself_and_leaves_no_credentials() {
     assert_error(s, &v, 400);
     assert_no_unowned_credentials(&ns).await;
 }
+
+/// `DELETE /streamers/{hostname}` drains first: the stream moves to the other node, then the
+/// Streamer is gone. The last node is refused with 409 naming the stream, and left as it was.
+#[tokio::test]
+async fn streamer_delete_moves_streams_first_and_refuses_stranding_them() {
+    use kube::api::Api;
+    use panoptes::resources::Streamer;
+    let (ns, sim) = crate::support::scenario::fleet("compat-node-del", 2).await;
+    let f = Facade::start(&ns).await;
+    let _operator = crate::support::operator::Operator::start(&ns);
+    let (s, v) = f
+        .put("/streams/cam", json!({"inputs": [{"url": "fake://cam"}]}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let v = f
+        .get_until("/streams/cam", "placed", |v| {
+            v["layout"]["ingest"].is_string()
+        })
+        .await;
+    let first = v["layout"]["ingest"].as_str().unwrap().to_string();
+    let other = sim
+        .nodes()
+        .iter()
+        .map(|n| n.hostname().to_string())
+        .find(|h| *h != first)
+        .unwrap();
+    let (s, v) = f.delete(&format!("/streamers/{first}")).await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{v}");
+    let (s, v) = f.get(&format!("/streamers/{first}")).await;
+    assert_error(s, &v, 404);
+    let (_, v) = f.get("/streams/cam").await;
+    assert_eq!(v["layout"]["ingest"], other.as_str(), "{v}");
+
+    let (s, v) = f.delete(&format!("/streamers/{other}")).await;
+    assert_error(s, &v, 409);
+    assert_eq!(v["errors"][0]["code"], "streams_cannot_move");
+    assert!(
+        v["errors"][0]["title"].as_str().unwrap().contains("cam"),
+        "{v}"
+    );
+    let left = Api::<Streamer>::namespaced(ns.client.clone(), &ns.name)
+        .list(&Default::default())
+        .await
+        .unwrap();
+    assert_eq!(left.items.len(), 1);
+    assert_eq!(
+        left.items[0].spec.drain, None,
+        "a refused delete writes nothing"
+    );
+    let (s, v) = f.delete("/streamers/nope.example").await;
+    assert_error(s, &v, 404);
+}
