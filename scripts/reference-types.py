@@ -5,7 +5,9 @@ Our own OpenAPI document once agreed with our responses while both disagreed wit
 vendor's generated clients (a float where the vendor types an integer percent), so the judge
 of the facade's response shapes is the reference markdown, not our document. This reads the
 field trees of the reference's collection envelopes and schemas (sections 6 and 7) and the
-success response of each seed operation (section 4), and writes, per schema, each member's
+success response of each seed operation (section 4), plus the newer operations' table and
+compact schemas (section 10; an operation's response is the schema its purpose names), and
+writes, per schema, each member's
 JSON type(s), whether it is required, and its nested members or the schema it links to.
 
     scripts/reference-types.py [REFERENCE.md] > tests/fixtures/reference-types.json
@@ -25,6 +27,10 @@ MEMBER = re.compile(r"^(?P<indent>\s*)- `(?P<name>[^`]+)`: (?P<rest>.*)$")
 ANCHOR = re.compile(r'^<a id="(?P<id>s-[a-z0-9_-]+)"></a>\s*$')
 HEADING = re.compile(r"^#{3,4} (?P<name>[A-Za-z0-9]+)\s*$")
 OPERATION = re.compile(r"^### 4\.\d+ `(?P<id>[a-z_]+)` — (?P<method>[A-Z]+) `(?P<path>[^`]+)`")
+NEWER_OP = re.compile(r"^\| `(?P<id>[a-z_]+)` \| (?P<method>[A-Z]+) \| `(?P<path>[^`]+)` \| (?P<purpose>.*) \|\s*$")
+COMPACT = re.compile(r"^\* \*\*(?P<name>[A-Za-z0-9]+)\*\* — (?P<members>.*)$")
+# Section 7.9: "SDK names `Agent` / `WatcherAgentConfig`".
+SDK_ALIASES = {"WatcherAgentConfig": "Agent"}
 LINK = re.compile(r"\(#(s-[a-z0-9_-]+)\)")
 SCALARS = ("integer", "number", "string", "boolean", "object", "array", "any")
 
@@ -125,6 +131,7 @@ def parse(text):
         else:
             current[m.group("name")] = node
         stack.append((indent, node))
+    newer_ops, newer_schemas = parse_newer(text)
     # Links name anchors; the file names schemas.
     names = {a: s["name"] for a, s in schemas.items()}
 
@@ -139,18 +146,58 @@ def parse(text):
     for s in schemas.values():
         for child in s["members"].values():
             rename(child)
-    return {
-        "source": "watcher-admin-api.md sections 4, 6, 7 (scripts/reference-types.py)",
-        "operations": {
-            k: {
-                "method": v["method"],
-                "path": v["path"],
-                "response": names.get(v["response"]) if v["response"] else None,
-            }
-            for k, v in operations.items()
-        },
-        "schemas": {s["name"]: s["members"] for s in schemas.values()},
+    all_schemas = {s["name"]: s["members"] for s in schemas.values()}
+    for name, members in newer_schemas.items():
+        for child in members.values():
+            rename(child)
+        all_schemas.setdefault(name, members)
+    ops = {
+        k: {
+            "method": v["method"],
+            "path": v["path"],
+            "response": names.get(v["response"]) if v["response"] else None,
+        }
+        for k, v in operations.items()
     }
+    for k, v in newer_ops.items():
+        named = v.pop("named")
+        v["response"] = next((n for n in named if n in all_schemas), None)
+        ops.setdefault(k, v)
+    return {
+        "source": "watcher-admin-api.md sections 4, 6, 7, 10 (scripts/reference-types.py)",
+        "operations": ops,
+        "schemas": all_schemas,
+    }
+
+
+def parse_newer(text):
+    """Section 10: the operations table and the compact schema list."""
+    body = text.split("## 10. ", 1)[1] if "## 10. " in text else ""
+    ops, schemas = {}, {}
+    for line in body.splitlines():
+        m = NEWER_OP.match(line)
+        if m:
+            purpose = m.group("purpose")
+            named = re.findall(r"→ `([A-Za-z]+)`", purpose)
+            named += re.findall(r"\(`([A-Z][A-Za-z]+)`", purpose)
+            named += [SDK_ALIASES.get(n, n) for n in re.findall(r"SDK type ([A-Za-z]+)", purpose)]
+            ops[m.group("id")] = {"method": m.group("method"), "path": m.group("path"), "named": named}
+            continue
+        m = COMPACT.match(line)
+        if not m:
+            continue
+        members = {}
+        for part in m.group("members").split("; "):
+            name = re.match(r"\s*`([^`]+)`\s*(.*)$", part)
+            if not name:
+                continue
+            rest = name.group(2)
+            required = "(required)" in rest
+            node = parse_type(rest.replace("(required)", "").strip())
+            node["required"] = required
+            members[name.group(1)] = node
+        schemas[m.group("name")] = members
+    return ops, schemas
 
 
 def main():

@@ -12,6 +12,8 @@ mod identity;
 mod live;
 #[path = "api_compat/names.rs"]
 mod names;
+#[path = "api_compat/newer.rs"]
+mod newer;
 #[path = "support/mod.rs"]
 mod support;
 #[path = "api_compat/types.rs"]

@@ -61,9 +61,24 @@ async fn schemathesis_finds_nothing() {
     let examples = std::env::var("SCHEMATHESIS_EXAMPLES").unwrap_or_else(|_| "30".into());
     let token = f.token.clone();
     let report = format!("{}/target/schemathesis-report", env!("CARGO_MANIFEST_DIR"));
+    // The operations that answer 501 by design (README compatibility table; tested with
+    // their 401s and 404s in tests/api_compat/newer.rs): schemathesis' server-error check
+    // refuses every 5xx, and `--checks all` overrides a per-operation config.
+    let not_here = [
+        "tls_certificate_get",
+        "letsencrypt_issue",
+        "watcher_provision",
+        "watcher_status_get",
+        "camera_reboot",
+    ];
     let out = tokio::task::spawn_blocking(move || {
         Command::new(tool)
             .args(["run", &schema, "--url", &origin])
+            .args(
+                not_here
+                    .iter()
+                    .flat_map(|id| ["--exclude-operation-id", id]),
+            )
             .args(["-H", &format!("Authorization: Bearer {token}")])
             .args(["--checks", "all"])
             // Schema-valid bodies may still be refused by rules the schema cannot express

@@ -118,6 +118,8 @@ pub struct Claims {
 pub struct Caller {
     /// Login name.
     pub login: String,
+    /// uid of the User (`DELETE /users/{id}` refuses deleting yourself).
+    pub uid: String,
 }
 
 #[derive(Clone)]
@@ -666,6 +668,7 @@ fn logged_in(state: &ApiState, user: &User, auth_time: i64) -> Result<Response, 
     let mut resp = axum::Json(state.auth.pair(user, auth_time)?).into_response();
     resp.extensions_mut().insert(Caller {
         login: user.spec.name.clone(),
+        uid: user.uid().unwrap_or_default(),
     });
     Ok(resp)
 }
@@ -705,6 +708,7 @@ pub async fn require_admin(
     }
     let caller = Caller {
         login: user.spec.name.clone(),
+        uid: claims.uid.clone(),
     };
     req.extensions_mut().insert(caller.clone());
     let mut resp = next.run(req).await;

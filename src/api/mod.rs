@@ -156,6 +156,8 @@ pub struct Inner {
     pub(crate) cache: cache::Caches,
     /// Request metrics; register them with `state.metrics.register(registry)`.
     pub metrics: metrics::ApiMetrics,
+    /// When this facade started (UTC seconds), for the probes' `started_at`.
+    pub(crate) started_at: i64,
     /// Background tasks (settings watch, key refresh); aborted when the state is dropped.
     _tasks: std::sync::Mutex<JoinSet<()>>,
 }
@@ -198,6 +200,7 @@ impl ApiState {
             audit,
             cache: cache::Caches::default(),
             metrics,
+            started_at: chrono::Utc::now().timestamp(),
             _tasks: std::sync::Mutex::new(tasks),
         })))
     }

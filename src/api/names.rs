@@ -94,6 +94,8 @@ pub enum StreamPath {
     CameraConfig,
     /// `/streams/{name}/firmware_update`.
     Firmware,
+    /// `/streams/{name}/reboot`.
+    Reboot,
 }
 
 /// Splits the raw (still percent-encoded) path after `/streams/` into the stream name and
@@ -108,6 +110,7 @@ pub fn split_stream_path(raw: &str) -> Option<(String, StreamPath)> {
             "preview_layout_change" => (head, StreamPath::Preview),
             "camera_config" => (head, StreamPath::CameraConfig),
             "firmware_update" => (head, StreamPath::Firmware),
+            "reboot" => (head, StreamPath::Reboot),
             _ => (raw, StreamPath::Stream),
         },
         None => (raw, StreamPath::Stream),

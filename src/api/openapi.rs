@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 
 use super::BASE;
 use super::error::ErrorResponse;
-use super::operations::{Shape, documented, operation, r};
+use super::operations::{Access, Shape, documented, operation, r};
 
 fn shape(g: &mut SchemaGenerator, s: Shape) -> Option<Value> {
     match s {
@@ -51,7 +51,8 @@ pub fn build() -> Value {
             .split('/')
             .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
             .map(|p| {
-                let ty = if p.ends_with("id") {
+                // Agent ids are the `agent://ID` names of inputs, not numbers.
+                let ty = if p.ends_with("id") && !op.path.starts_with("/agents/") {
                     "integer"
                 } else {
                     "string"
@@ -64,6 +65,9 @@ pub fn build() -> Value {
         ));
         let mut responses = Map::new();
         let ok = match shape(&mut g, op.response) {
+            _ if op.status == 501 => {
+                json!({"description": "Not served by Panoptes: the error envelope says why and where to look", "content": {"application/json": {"schema": error}}})
+            }
             Some(schema) => {
                 json!({"description": "Success", "content": {"application/json": {"schema": schema}}})
             }
@@ -86,6 +90,8 @@ pub fn build() -> Value {
         }
         if op.id == "login_create" {
             o["security"] = json!([{"basic": []}]);
+        } else if op.access == Access::Open {
+            o["security"] = json!([]);
         }
         if op.id == "cluster_stats_get" {
             o["responses"]["200"]["content"]["application/openmetrics-text"] =
@@ -223,6 +229,6 @@ mod tests {
             .map(|p| p.as_object().unwrap().len())
             .sum();
         assert_eq!(n, documented().count());
-        assert_eq!(n, 30);
+        assert_eq!(n, 40);
     }
 }

@@ -18,7 +18,8 @@ use super::names::{StreamPath, split_stream_path};
 use super::openapi;
 use super::routes::cluster::{self, ClusterHealthStats};
 use super::routes::{
-    self, agents, events, organizations, presets, settings, streamers, streams, users,
+    self, ServerStatsWhoami, agents, events, organizations, presets, settings, streamers, streams,
+    users,
 };
 use super::views::{PresetView, StreamView, StreamerView, UserView};
 use super::{ApiState, BASE};
@@ -279,6 +280,17 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         Shape::Any,
         200,
         Shape::Object(r::<StreamerView>)
+    ),
+    op!(
+        route!(streamers::delete),
+        "delete",
+        "/streamers/{hostname}",
+        "streamer_delete",
+        "Delete a streamer: drains it first (its streams move), 409 naming streams that cannot move",
+        &[],
+        Shape::None,
+        204,
+        Shape::None
     ),
     op!(
         route!(streamers::preview),
@@ -547,6 +559,17 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         Shape::List("agents", |_| json!({"type": "object"}))
     ),
     op!(
+        route!(agents::get),
+        "get",
+        "/agents/{id}",
+        "agent_get",
+        "Get an agent (the item agents_list lists)",
+        &[],
+        Shape::None,
+        200,
+        Shape::Any
+    ),
+    op!(
         route!(events::list),
         "get",
         "/events",
@@ -579,6 +602,94 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         204,
         Shape::None
     ),
+    op!(
+        stream!(Reboot, streams::call::reboot),
+        "post",
+        "/streams/{name}/reboot",
+        "camera_reboot",
+        "Reboot the camera: 501, the nodes offer no camera reboot (camera_reboot_not_supported)",
+        &[],
+        Shape::None,
+        501,
+        Shape::None
+    ),
+    op!(
+        route!(routes::tls),
+        "get",
+        "/tls/letsencrypt",
+        "tls_certificate_get",
+        "501: TLS belongs to the Ingress/Gateway and cert-manager (tls_managed_by_cluster)",
+        &[],
+        Shape::None,
+        501,
+        Shape::None
+    ),
+    op!(
+        route!(routes::tls),
+        "post",
+        "/tls/letsencrypt",
+        "letsencrypt_issue",
+        "501: certificates are cert-manager's (tls_managed_by_cluster)",
+        &[],
+        Shape::Any,
+        501,
+        Shape::None
+    ),
+    op!(
+        open!(routes::liveness),
+        "get",
+        "/monitoring/liveness",
+        "liveness_probe",
+        "Liveness probe (no credentials)",
+        &[],
+        Shape::None,
+        200,
+        Shape::Object(r::<ServerStatsWhoami>)
+    ),
+    op!(
+        open!(routes::readiness),
+        "get",
+        "/monitoring/readiness",
+        "readiness_probe",
+        "Readiness probe (no credentials): 503 until the facade's stores have synced",
+        &[],
+        Shape::None,
+        200,
+        Shape::Object(r::<ServerStatsWhoami>)
+    ),
+    op!(
+        route!(users::delete),
+        "delete",
+        "/users/{user_id}",
+        "user_delete",
+        "Delete a user (409 for yourself or the last enabled admin)",
+        &[],
+        Shape::None,
+        204,
+        Shape::None
+    ),
+    op!(
+        route!(routes::peeklio),
+        "post",
+        "/peeklio/create_operator_id",
+        "watcher_provision",
+        "501: no Peeklio integration (peeklio_not_supported)",
+        &[],
+        Shape::Any,
+        501,
+        Shape::None
+    ),
+    op!(
+        route!(routes::peeklio),
+        "get",
+        "/peeklio/check_watcher_status",
+        "watcher_status_get",
+        "501: no Peeklio integration (peeklio_not_supported)",
+        &[],
+        Shape::None,
+        501,
+        Shape::None
+    ),
     plumbing!(
         "get",
         "/openapi.json",
@@ -586,13 +697,6 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         openapi::document
     ),
     plumbing!("get", "/docs", "docs_page", openapi::docs_page),
-    plumbing!("get", "/monitoring/liveness", "liveness", routes::probe),
-    plumbing!(
-        "get",
-        "/monitoring/readiness",
-        "readiness",
-        routes::readiness
-    ),
 ];
 
 #[cfg(test)]
@@ -617,7 +721,11 @@ mod tests {
             id(Method::DELETE, "/organizations/1/presets/2"),
             Some("delete_organization_preset")
         );
-        assert_eq!(id(Method::GET, "/monitoring/liveness"), None);
+        assert_eq!(
+            id(Method::GET, "/monitoring/liveness"),
+            Some("liveness_probe")
+        );
+        assert_eq!(id(Method::GET, "/openapi.json"), None);
     }
 
     /// The router is built from this table and the document from the same table: walk both
@@ -642,7 +750,7 @@ mod tests {
             .map(|o| (o.method.to_string(), o.path.to_string()))
             .collect();
         assert_eq!(in_doc, served);
-        assert_eq!(served.len(), 30);
+        assert_eq!(served.len(), 40);
         let unique: BTreeSet<(&str, &str)> =
             OPERATIONS.iter().map(|o| (o.method, o.path)).collect();
         assert_eq!(unique.len(), OPERATIONS.len(), "a route declared twice");

@@ -5,8 +5,10 @@
 //! (claiming an id, reading a password hash) take the client as an argument and keep the
 //! decision itself in a pure function beside them.
 
+pub mod accounts;
 pub mod agents;
 pub mod credentials;
+pub mod decommission;
 pub mod destinations;
 pub mod effective;
 pub mod health;

@@ -52,12 +52,32 @@ const DEVIATIONS: &[(&str, &str)] = &[
     ),
 ];
 
-/// The seed's operations with a JSON success body.
+/// Newer operations (reference §10) with a typed success body that the facade does not serve
+/// yet: each is a gap, not a deviation. Remove an entry when its operation lands.
+const NOT_YET_SERVED: &[&str] = &[
+    "camera_auth_get",
+    "camera_auth_save",
+    "shared_token_create",
+    "zone_get",
+];
+
+/// Newer operations answered 501 on purpose (README compatibility table): in a Kubernetes
+/// deployment TLS is the Ingress's and cert-manager's, and there is no Peeklio integration.
+const ANSWERED_501: &[&str] = &[
+    "letsencrypt_issue",
+    "tls_certificate_get",
+    "watcher_provision",
+    "watcher_status_get",
+];
+
+/// The reference's operations with a JSON success body that the facade serves.
 fn operations() -> Vec<(&'static str, &'static str)> {
     reference()["operations"]
         .as_object()
         .unwrap()
         .iter()
+        .filter(|(id, _)| !NOT_YET_SERVED.contains(&id.as_str()))
+        .filter(|(id, _)| !ANSWERED_501.contains(&id.as_str()))
         .filter_map(|(id, op)| Some((id.as_str(), op["response"].as_str()?)))
         .collect()
 }

@@ -7,12 +7,12 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use axum::Json;
-use axum::extract::{RawQuery, State};
+use axum::extract::{Path, RawQuery, State};
 use serde_json::{Value, json};
 
 use super::{envelope, pairs};
 use crate::api::ApiState;
-use crate::api::error::ApiResult;
+use crate::api::error::{ApiError, ApiResult};
 use crate::api::query::{CollectionSpec, Field};
 use crate::api::rendered_streams::RenderedStreams;
 use crate::domain::agents::agents_of;
@@ -41,8 +41,23 @@ pub async fn list(
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Value>> {
     let started = Instant::now();
+    let items = agents(&state);
+    envelope(&items, &pairs(&raw), &AGENTS, "agents", started)
+}
+
+/// `GET /agents/{id}`: the item `GET /agents` lists for that id.
+pub async fn get(State(state): State<ApiState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    agents(&state)
+        .into_iter()
+        .find(|a| a["id"] == id.as_str())
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("agent", id))
+}
+
+/// Every agent the streams name, by id.
+fn agents(state: &ApiState) -> Vec<Value> {
     let mut agents: BTreeMap<String, (Vec<Value>, bool, Option<String>)> = BTreeMap::new();
-    for s in RenderedStreams::all(&state) {
+    for s in RenderedStreams::all(state) {
         let Some(inputs) = s.get("inputs").and_then(Value::as_array) else {
             continue;
         };
@@ -75,7 +90,7 @@ pub async fn list(
             }
         }
     }
-    let items: Vec<Value> = agents
+    agents
         .into_iter()
         .map(|(id, (streams, alive, ingest))| {
             json!({
@@ -87,6 +102,5 @@ pub async fn list(
                 "streams": streams,
             })
         })
-        .collect();
-    envelope(&items, &pairs(&raw), &AGENTS, "agents", started)
+        .collect()
 }

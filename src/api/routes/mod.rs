@@ -17,7 +17,8 @@ use std::time::Instant;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use schemars::JsonSchema;
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::ApiState;
@@ -103,15 +104,29 @@ pub fn int_param(name: &str, raw: &str) -> ApiResult<i64> {
     })
 }
 
-/// `GET /monitoring/liveness`.
-pub async fn probe() -> impl IntoResponse {
-    Json(whoami())
+/// `GET /monitoring/liveness` and `/monitoring/readiness` (`ServerStatsWhoami`, reference §10).
+#[derive(Serialize, JsonSchema)]
+pub struct ServerStatsWhoami {
+    /// Build number: the version as one integer (`major * 1_000_000 + minor * 1_000 + patch`),
+    /// since the SDK types it an integer and Panoptes has no build counter.
+    pub build: i64,
+    /// The Panoptes version.
+    pub server_version: String,
+    /// When this facade started (UTC seconds).
+    pub started_at: i64,
+    /// Now (UTC milliseconds).
+    pub now: i64,
+}
+
+/// `GET /monitoring/liveness`: the process answers.
+pub async fn liveness(State(state): State<ApiState>) -> Json<ServerStatsWhoami> {
+    Json(whoami(&state))
 }
 
 /// `GET /monitoring/readiness`: 503 until the stores have synced.
-pub async fn readiness(State(state): State<ApiState>) -> ApiResult<Json<Value>> {
+pub async fn readiness(State(state): State<ApiState>) -> ApiResult<Json<ServerStatsWhoami>> {
     if state.stores.is_ready() {
-        Ok(Json(whoami()))
+        Ok(Json(whoami(&state)))
     } else {
         Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -121,9 +136,55 @@ pub async fn readiness(State(state): State<ApiState>) -> ApiResult<Json<Value>> 
     }
 }
 
-fn whoami() -> Value {
-    json!({
-        "server_version": env!("CARGO_PKG_VERSION"),
-        "now": chrono::Utc::now().timestamp_millis(),
-    })
+fn whoami(state: &ApiState) -> ServerStatsWhoami {
+    ServerStatsWhoami {
+        build: build_number(env!("CARGO_PKG_VERSION")),
+        server_version: env!("CARGO_PKG_VERSION").to_string(),
+        started_at: state.started_at,
+        now: chrono::Utc::now().timestamp_millis(),
+    }
+}
+
+/// `1.2.3` (pre-release or build suffixes ignored) as `1_002_003`.
+fn build_number(version: &str) -> i64 {
+    let core = version.split(['-', '+']).next().unwrap_or_default();
+    core.split('.')
+        .take(3)
+        .map(|p| p.parse::<i64>().unwrap_or(0))
+        .chain(std::iter::repeat(0))
+        .take(3)
+        .fold(0, |acc, p| acc * 1_000 + p.min(999))
+}
+
+/// Operations whose job, in a Kubernetes deployment, belongs to something else: 501 with a
+/// stable code, so a client learns where to look instead of reading a faked success.
+pub fn not_here(code: &'static str, title: &'static str) -> ApiError {
+    ApiError::new(StatusCode::NOT_IMPLEMENTED, code, title)
+}
+
+/// `GET`/`POST /tls/letsencrypt`.
+pub async fn tls() -> ApiError {
+    not_here(
+        "tls_managed_by_cluster",
+        "TLS is terminated by the Kubernetes Ingress or Gateway and its certificates are issued by cert-manager; Panoptes does not manage certificates",
+    )
+}
+
+/// `GET /peeklio/check_watcher_status` and `POST /peeklio/create_operator_id`.
+pub async fn peeklio() -> ApiError {
+    not_here(
+        "peeklio_not_supported",
+        "Panoptes runs no Peeklio agent server integration: there is no operator id to provision or check",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn build_numbers_order_like_versions() {
+        assert_eq!(super::build_number("1.2.3"), 1_002_003);
+        assert_eq!(super::build_number("0.1.0-rc.1"), 1_000);
+        assert_eq!(super::build_number("2"), 2_000_000);
+        assert!(super::build_number("1.10.0") > super::build_number("1.9.9"));
+    }
 }

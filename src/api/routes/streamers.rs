@@ -26,6 +26,7 @@ use crate::api::write::{
     save_with, secret_text,
 };
 use crate::domain::credentials::{self, OwnerKind};
+use crate::domain::decommission;
 use crate::domain::world::{Edit, Preview};
 use crate::layout::preview_counts;
 use crate::resources::streamer::StreamerCredentials;
@@ -432,4 +433,103 @@ pub async fn preview(
         .map(to_json)
         .collect();
     Ok(whole(changes, "changes"))
+}
+
+/// How long `DELETE /streamers/{hostname}` waits for a draining node's streams to move: well
+/// under a client's request timeout (schemathesis': 10 s); a longer drain is finished by
+/// retrying the delete.
+const DRAIN_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// `DELETE /streamers/{hostname}`, make-before-break: 409 naming the streams the layouter
+/// could not place elsewhere ([`decommission::stranded`]), before anything is written;
+/// otherwise the node is cordoned and drained, the delete waits (bounded) until no stream's
+/// recorded layout names it, and then deletes the Streamer. Past the bound: 409 naming the
+/// streams still there, the node left draining (a retry continues where this one stopped).
+pub async fn delete(
+    State(state): State<ApiState>,
+    Path(hostname): Path<String>,
+) -> ApiResult<axum::http::StatusCode> {
+    let s = find(&state, &hostname).ok_or_else(|| ApiError::not_found("streamer", &hostname))?;
+    let mut draining = s.spec.clone();
+    draining.cordon = Some(true);
+    draining.drain = Some(true);
+    let edit = Edit::Node {
+        spec: &draining,
+        namespace: &state.config.namespace,
+    };
+    let Preview { before, after, .. } = Preview::of(&state.stores, &state.live, edit);
+    let stranded = decommission::stranded(&hostname, &before, &after);
+    if !stranded.is_empty() {
+        return Err(cannot_move("no other node can take", &stranded));
+    }
+    let ns = s.namespace().unwrap_or_default();
+    let api = Api::<Streamer>::namespaced(state.client.clone(), &ns);
+    if s.spec.drain != Some(true) || s.spec.cordon != Some(true) {
+        let patch = json!({"spec": {"cordon": true, "drain": true}});
+        api.patch(
+            &s.name_any(),
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .map_err(|e| ApiError::from_kube("draining the streamer", e))?;
+    }
+    let started = tokio::time::Instant::now();
+    let still = loop {
+        let still = on_node(&state, &hostname);
+        if still.is_empty() || started.elapsed() >= DRAIN_WITHIN {
+            break still;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    if !still.is_empty() {
+        return Err(cannot_move(
+            "the node is draining, but these streams have not moved yet (retry the delete)",
+            &still,
+        ));
+    }
+    let params = kube::api::DeleteParams {
+        preconditions: Some(kube::api::Preconditions {
+            uid: s.uid(),
+            resource_version: None,
+        }),
+        ..kube::api::DeleteParams::default()
+    };
+    api.delete(&s.name_any(), &params)
+        .await
+        .map_err(|e| ApiError::from_kube("deleting the streamer", e))?;
+    deleted::until_seen(&state.stores.streamers, s.as_ref()).await;
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
+/// The streams whose recorded layout (ingest or DVR backup) names `host`.
+fn on_node(state: &ApiState, host: &str) -> Vec<std::sync::Arc<str>> {
+    let mut names: Vec<std::sync::Arc<str>> = state
+        .stores
+        .streams
+        .state()
+        .iter()
+        .filter(|s| {
+            s.status
+                .as_ref()
+                .and_then(|st| st.layout.as_ref())
+                .is_some_and(|l| decommission::holds(&l.into(), host))
+        })
+        .map(|s| s.watcher_name().into())
+        .collect();
+    names.sort();
+    names
+}
+
+fn cannot_move(why: &str, streams: &[std::sync::Arc<str>]) -> ApiError {
+    const SHOWN: usize = 20;
+    let mut list: Vec<&str> = streams.iter().take(SHOWN).map(|s| &**s).collect();
+    if streams.len() > SHOWN {
+        list.push("…");
+    }
+    ApiError::new(
+        axum::http::StatusCode::CONFLICT,
+        "streams_cannot_move",
+        format!("{why}: {}", list.join(", ")),
+    )
 }

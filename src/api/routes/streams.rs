@@ -286,6 +286,10 @@ pub(crate) mod call {
         })
     }
 
+    pub(crate) fn reboot(c: Call) -> BoxFuture<'static, ApiResult<Response>> {
+        Box::pin(async move { super::reboot(&c.state, &c.name) })
+    }
+
     pub(crate) fn firmware(c: Call) -> BoxFuture<'static, ApiResult<Response>> {
         Box::pin(async move { super::firmware(&c.state, &c.name, &c.pairs, c.req).await })
     }
@@ -784,6 +788,17 @@ async fn delete(state: &ApiState, name: &str, pairs: &[(String, String)]) -> Api
         }
     }
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST /streams/{name}/reboot`: the node API (streamer-node-api.md) has no operation that
+/// reboots a camera (`stream_stop` restarts the stream, not the device), so there is nothing
+/// to forward it to: 501 for a stream that exists, rather than a success that did nothing.
+fn reboot(state: &ApiState, name: &str) -> ApiResult<Response> {
+    require(state, name)?;
+    Err(super::not_here(
+        "camera_reboot_not_supported",
+        "the streaming nodes offer no camera reboot operation; reboot the camera through its own interface",
+    ))
 }
 
 fn layouts(state: &ApiState, name: &str, pairs: &[(String, String)]) -> ApiResult<Response> {

@@ -7,14 +7,18 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use axum::Extension;
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
 use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, Preconditions};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::{envelope, int_param, pairs};
 use crate::api::ApiState;
+use crate::api::auth::Caller;
 use crate::api::body::{JsonBody, decode};
 use crate::api::error::{ApiError, ApiResult};
 use crate::api::names::free_object_name;
@@ -24,6 +28,7 @@ use crate::api::write::{
     CredentialsOwner, adopt_credentials, create_credentials, delete_credentials, dry_run_apply,
     dry_run_create, latest, save_with,
 };
+use crate::domain::accounts;
 use crate::domain::credentials::{self, OwnerKind};
 use crate::domain::ids::Identified;
 use crate::domain::ids::{self, IdKind};
@@ -435,4 +440,47 @@ fn with_status(mut stored: User, known: &User) -> User {
         stored.status = known.status.clone();
     }
     stored
+}
+
+/// `DELETE /users/{user_id}`: 409 for yourself or the last enabled admin
+/// ([`accounts::may_delete`]). The User's facade-written password Secret is deleted with it
+/// here rather than left to the garbage collector, so nothing outlives the user even where
+/// the collector lags; the operator's hash Secret goes by its owner reference.
+pub async fn delete(
+    State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    Path(raw): Path<String>,
+) -> ApiResult<StatusCode> {
+    let id = int_param("user_id", &raw)?;
+    let u = find(&state, id).ok_or_else(|| ApiError::not_found("user", id))?;
+    let uid = u.uid().unwrap_or_default();
+    let identities = state.config.identities();
+    let admins = crate::api::deleted::objects(&state.stores.users)
+        .iter()
+        .filter(|x| identities.is_identity(x) && accounts::is_enabled_admin(&x.spec))
+        .count();
+    accounts::may_delete(
+        &uid,
+        &caller.uid,
+        accounts::is_enabled_admin(&u.spec),
+        admins,
+    )
+    .map_err(|r| ApiError::new(StatusCode::CONFLICT, r.code(), r.message()))?;
+    let ns = u.namespace().unwrap_or_default();
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: Some(uid.clone()),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    Api::<User>::namespaced(state.client.clone(), &ns)
+        .delete(&u.name_any(), &params)
+        .await
+        .map_err(|e| ApiError::from_kube("deleting the user", e))?;
+    if let Some(r) = &u.spec.facade_password_secret_ref {
+        delete_credentials(&state, &ns, &r.name, OwnerKind::User, Some(&uid)).await;
+    }
+    crate::api::deleted::until_seen(&state.stores.users, u.as_ref()).await;
+    Ok(StatusCode::NO_CONTENT)
 }

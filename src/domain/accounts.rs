@@ -1,0 +1,77 @@
+//! Which users an admin may delete. Deleting yourself would end your own session mid-call,
+//! and deleting the last enabled admin would leave an installation nobody can administer
+//! through the API (only `kubectl` could repair it): both are refused, as a conflict with the
+//! current state rather than a bad request.
+
+use crate::resources::UserSpec;
+use crate::resources::user::AccessLevel;
+
+/// Why a user may not be deleted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The caller is the user.
+    Yourself,
+    /// No other enabled admin would remain.
+    LastAdmin,
+}
+
+impl Refusal {
+    /// The stable error code of the refusal.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Yourself => "cannot_delete_yourself",
+            Self::LastAdmin => "last_admin",
+        }
+    }
+
+    /// What to tell the caller.
+    pub fn message(self) -> &'static str {
+        match self {
+            Self::Yourself => "you cannot delete your own user; ask another admin",
+            Self::LastAdmin => {
+                "this is the last enabled admin: make another user an admin before deleting it"
+            }
+        }
+    }
+}
+
+/// Whether a user can administer the installation: an admin that is not disabled.
+pub fn is_enabled_admin(spec: &UserSpec) -> bool {
+    spec.access_level == Some(AccessLevel::Admin) && !spec.disabled.unwrap_or(false)
+}
+
+/// Whether the caller (`caller_uid`) may delete the user `target_uid`, given whether the
+/// target is an enabled admin and how many enabled admins there are in all (target included).
+pub fn may_delete(
+    target_uid: &str,
+    caller_uid: &str,
+    target_is_admin: bool,
+    enabled_admins: usize,
+) -> Result<(), Refusal> {
+    if target_uid == caller_uid {
+        return Err(Refusal::Yourself);
+    }
+    if target_is_admin && enabled_admins <= 1 {
+        return Err(Refusal::LastAdmin);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yourself_and_the_last_admin_are_refused() {
+        for (target, caller, admin, admins, want) in [
+            ("a", "a", true, 5, Err(Refusal::Yourself)),
+            ("a", "a", false, 1, Err(Refusal::Yourself)),
+            ("a", "b", true, 1, Err(Refusal::LastAdmin)),
+            ("a", "b", true, 2, Ok(())),
+            ("a", "b", false, 1, Ok(())),
+            ("a", "b", false, 0, Ok(())),
+        ] {
+            assert_eq!(may_delete(target, caller, admin, admins), want);
+        }
+    }
+}
