@@ -273,8 +273,12 @@ async fn a_used_preset_is_soft_deleted_and_goes_once_unused() {
                     .is_some_and(|s| s.streams_count == Some(n))
         }
     };
-    let p = wait_for(&presets, "p", "1 stream", counted(1)).await;
-    assert_eq!(p.status.as_ref().unwrap().organizations_count, Some(1));
+    // The organization's watch event may reach the Preset controller after its first count
+    // (both objects existed before it started): wait for the count, not only a settled status.
+    wait_for(&presets, "p", "1 stream, 1 organization", |p: &Preset| {
+        counted(1)(p) && p.status.as_ref().and_then(|s| s.organizations_count) == Some(1)
+    })
+    .await;
     // A second stream is counted; moving it away is counted too (old target re-reconciled).
     create(
         &streams,
