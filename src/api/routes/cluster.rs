@@ -244,7 +244,7 @@ fn usage_status(pct: i64) -> Health {
 
 /// Computes the cluster health.
 pub fn collect(state: &ApiState) -> ClusterHealthStats {
-    let nodes: HashMap<String, Arc<NodeLive>> = state.live.nodes().into_iter().collect();
+    let nodes = super::live_nodes(state);
     let mut by_node: BTreeMap<String, (Totals, Totals)> = BTreeMap::new();
     let mut stream_total = Totals::default();
     let mut agent_total = Totals::default();
