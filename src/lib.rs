@@ -4,6 +4,7 @@
 pub mod api;
 pub mod controllers;
 pub mod domain;
+pub mod events;
 pub mod flussonic;
 pub mod http;
 pub mod layout;

@@ -156,6 +156,7 @@ async fn main() -> ExitCode {
                         timeout: Duration::from_millis(node_probe_timeout_ms.max(100)),
                         attempts: node_probe_attempts.max(1),
                     },
+                    events: Default::default(),
                 },
                 shard: shard.map_or_else(Shard::all, Shard::named),
                 shared_controllers,

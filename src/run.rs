@@ -53,10 +53,10 @@ pub struct FacadeFlags {
     /// client is the peer address).
     #[arg(long, env = "PANOPTES_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<ipnet::IpNet>,
-    /// Events kept in the facade's audit ring (GET /events).
+    /// Events GET /events keeps in memory (the newest of the Kubernetes Events it watches).
     #[arg(long, env = "PANOPTES_AUDIT_MAX_ENTRIES", default_value_t = crate::api::audit::CAPACITY)]
     pub audit_max_entries: usize,
-    /// Bytes of the events kept in the facade's audit ring.
+    /// Bytes of the events GET /events keeps in memory.
     #[arg(long, env = "PANOPTES_AUDIT_MAX_BYTES", default_value_t = crate::api::audit::MAX_BYTES)]
     pub audit_max_bytes: usize,
     /// Entries of the failed-login table (login and client address pairs).
@@ -201,6 +201,7 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
             config.system_namespace.clone(),
         );
         api_config.identity_namespaces = config.identity_namespaces.clone();
+        api_config.events_scope = Some(config.scope.clone());
         let api = crate::api::ApiState::new(
             client.clone(),
             stores.clone(),

@@ -6,6 +6,8 @@
 mod api_support;
 #[path = "api_compat/deleted.rs"]
 mod deleted;
+#[path = "api_compat/events.rs"]
+mod events;
 #[path = "api_compat/identity.rs"]
 mod identity;
 #[path = "api_compat/live.rs"]

@@ -170,6 +170,12 @@ async fn operator_calls_in(client: &Client, ns: &str) {
             )
             .await,
     );
+    allowed(
+        "listing Events (GET /events)",
+        events
+            .list(&ListParams::default().fields("reportingController=panoptes"))
+            .await,
+    );
     // Never touched: workloads, and deletion of the Events it wrote.
     forbidden(
         "listing pods",

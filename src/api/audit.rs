@@ -1,40 +1,42 @@
-//! The audit trail behind `GET /events`: one Watcher `Event` (`event: api_call`) per
-//! authenticated facade request (a successful `POST /login` included), kept in memory per
-//! replica and lost on restart. Payloads are not recorded: request bodies may carry passwords.
-//! Operator events (Kubernetes Events) are not merged in yet.
+//! The audit of the facade: one Watcher `Event` (`event: api_call`) per authenticated write
+//! (a successful `POST /login` included), stored as a Kubernetes Event in the facade's
+//! namespace ([`crate::events::write_audit`]) so that it survives restarts and every
+//! replica's `GET /events` lists it ([`crate::events::log::EventLog`]), and written as a
+//! structured log line with target `audit` for log pipelines. Reads are not audited (they
+//! change nothing, and the log would fill with itself). Payloads are not recorded: request
+//! bodies may carry passwords.
 //!
-//! Unauthenticated requests are never recorded: anyone could otherwise flood the ring and
-//! evict the record of an admin's writes, or fill memory with their headers. What is kept is
-//! bounded twice: by entries and by bytes (the oldest go first), and client-supplied texts are
-//! cut to [`MAX_FIELD_BYTES`]. The gauges `panoptes_api_audit_entries` and
-//! `panoptes_api_audit_bytes` show the fill.
+//! Unauthenticated requests are never recorded: anyone could otherwise flood the log and
+//! evict the record of an admin's writes, or fill memory with their headers. Client-supplied
+//! texts are cut to [`MAX_FIELD_BYTES`]. What `/events` keeps in memory is bounded twice, by
+//! entries ([`CAPACITY`]) and by bytes ([`MAX_BYTES`]); the gauges
+//! `panoptes_api_audit_entries` and `panoptes_api_audit_bytes` show the fill.
 
-use std::collections::VecDeque;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::HeaderMap;
 use axum::middleware::Next;
 use axum::response::Response;
-use prometheus_client::metrics::gauge::Gauge;
 use schemars::JsonSchema;
 use serde::Serialize;
-use serde_json::Value;
 use serde_with::skip_serializing_none;
 
 use super::ApiState;
 use super::auth::Caller;
 
-/// Default cap on the events kept per replica.
+/// Default cap on the events `/events` keeps in memory.
 pub const CAPACITY: usize = 10_000;
-/// Default cap on the bytes (serialized JSON) of the events kept per replica.
+/// Default cap on the bytes (serialized JSON) of the events `/events` keeps in memory.
 pub const MAX_BYTES: usize = 16 * 1024 * 1024;
 /// Longest header value, path or query string kept in an event (longer ones are cut).
 pub const MAX_FIELD_BYTES: usize = 512;
+/// How long a write's answer waits for its audit Event (then it is logged and counted as
+/// failed; the `audit` log line is written either way).
+const AUDIT_WRITE_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// One API call (Watcher's `Event`).
+/// One event of the log (Watcher's `Event`): an API call, or what the operator observed and
+/// did (then `reason`, `type`, `note`, `object` and `count` say what).
 #[skip_serializing_none]
 #[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct Event {
@@ -58,7 +60,7 @@ pub struct Event {
     pub user: Option<String>,
     /// HTTP status.
     pub status: u16,
-    /// Duration, ms.
+    /// Duration, microseconds.
     pub duration: i64,
     /// Request id.
     pub request_id: String,
@@ -68,71 +70,19 @@ pub struct Event {
     pub event_id: i64,
     /// Trace id (`X-Trace-Id`, generated when absent).
     pub trace_id: String,
-    /// Server that handled the call.
+    /// Server that handled the call (or produced the event).
     pub server: Option<String>,
-}
-
-/// In-memory ring of events, bounded by entries and bytes.
-pub struct AuditLog {
-    ring: Mutex<Ring>,
-    next_id: AtomicI64,
-    max_entries: usize,
-    max_bytes: usize,
-    server: Option<String>,
-    entries_gauge: Gauge,
-    bytes_gauge: Gauge,
-}
-
-#[derive(Default)]
-struct Ring {
-    events: VecDeque<(Value, usize)>,
-    bytes: usize,
-}
-
-impl AuditLog {
-    /// An empty log keeping at most `max_entries` events and `max_bytes` bytes of them,
-    /// reporting its fill on the two gauges.
-    pub fn new(max_entries: usize, max_bytes: usize, entries: Gauge, bytes: Gauge) -> Self {
-        Self {
-            ring: Mutex::new(Ring::default()),
-            next_id: AtomicI64::new(1),
-            max_entries,
-            max_bytes,
-            server: std::env::var("HOSTNAME").ok(),
-            entries_gauge: entries,
-            bytes_gauge: bytes,
-        }
-    }
-
-    fn push(&self, event: Event) {
-        let value = serde_json::to_value(&event).unwrap_or(Value::Null);
-        let size = serde_json::to_vec(&value).map_or(0, |v| v.len());
-        if size > self.max_bytes || self.max_entries == 0 {
-            return;
-        }
-        let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
-        while ring.events.len() >= self.max_entries || ring.bytes + size > self.max_bytes {
-            let Some((_, freed)) = ring.events.pop_front() else {
-                break;
-            };
-            ring.bytes -= freed;
-        }
-        ring.events.push_back((value, size));
-        ring.bytes += size;
-        self.entries_gauge.set(ring.events.len() as i64);
-        self.bytes_gauge.set(ring.bytes as i64);
-    }
-
-    /// Every event (oldest first).
-    pub fn all(&self) -> Vec<Value> {
-        self.ring
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .events
-            .iter()
-            .map(|(v, _)| v.clone())
-            .collect()
-    }
+    /// Kubernetes Event reason of an operator event (`NotAlive`, `Moved`, …).
+    pub reason: Option<String>,
+    /// `Normal` or `Warning`, for an operator event.
+    #[serde(rename = "type")]
+    pub type_: Option<String>,
+    /// What happened, for an operator event.
+    pub note: Option<String>,
+    /// The object concerned (`Kind/namespace/name`), for an operator event.
+    pub object: Option<String>,
+    /// Occurrences folded into this event (a flapping camera is one event with a count).
+    pub count: Option<i64>,
 }
 
 /// `s` cut to at most [`MAX_FIELD_BYTES`] bytes (on a character boundary).
@@ -155,7 +105,7 @@ fn random_id() -> String {
     hex::encode(rand::random::<[u8; 16]>())
 }
 
-/// Middleware recording every authenticated facade request (and observing every request's
+/// Middleware auditing every authenticated facade write (and observing every request's
 /// metrics).
 pub async fn record(State(state): State<ApiState>, req: Request, next: Next) -> Response {
     let started = Instant::now();
@@ -183,13 +133,13 @@ pub async fn record(State(state): State<ApiState>, req: Request, next: Next) -> 
         resp.status().as_u16(),
         started.elapsed().as_secs_f64(),
     );
-    // Reading the audit trail is not itself audited (it would fill the log with itself).
-    if path.ends_with("/events") && method == axum::http::Method::GET {
+    if method.is_safe() {
         return resp;
     }
     let Some(caller) = resp.extensions().get::<Caller>() else {
         return resp;
     };
+    let request_id = random_id();
     let event = Event {
         event: "api_call".into(),
         operation_id: operation_id.map(str::to_string),
@@ -201,14 +151,61 @@ pub async fn record(State(state): State<ApiState>, req: Request, next: Next) -> 
         originator,
         user: Some(caller.login.clone()),
         status: resp.status().as_u16(),
-        duration: started.elapsed().as_millis() as i64,
-        request_id: random_id(),
+        duration: started.elapsed().as_micros() as i64,
+        event_id: crate::events::log::event_id(now.timestamp_millis(), &request_id),
+        request_id,
         utc_ms: now.timestamp_millis(),
-        event_id: state.audit.next_id.fetch_add(1, Ordering::Relaxed),
         trace_id: trace_id.unwrap_or_else(random_id),
-        server: state.audit.server.clone(),
+        server: Some(state.instance.clone()),
+        reason: None,
+        type_: None,
+        note: None,
+        object: None,
+        count: None,
     };
-    state.audit.push(event);
+    tracing::info!(
+        target: "audit",
+        user = %caller.login,
+        method = %method,
+        path = %event.path,
+        operation_id = event.operation_id.as_deref().unwrap_or("unknown"),
+        status = event.status,
+        duration_us = event.duration,
+        ip = event.ip.as_deref().unwrap_or(""),
+        request_id = %event.request_id,
+        trace_id = %event.trace_id,
+        "facade write"
+    );
+    let note = format!(
+        "{} {} {} -> {}",
+        caller.login,
+        method,
+        event.path,
+        event.status
+    );
+    let action = event.operation_id.as_deref().unwrap_or("unknown");
+    let json = serde_json::to_value(&event).unwrap_or_default();
+    let write = crate::events::write_audit(
+        &state.client,
+        &state.config.namespace,
+        &event.request_id,
+        &state.instance,
+        action,
+        note,
+        &json,
+    );
+    let outcome = match tokio::time::timeout(AUDIT_WRITE_TIMEOUT, write).await {
+        Ok(Ok(())) => "written",
+        Ok(Err(error)) => {
+            tracing::warn!(%error, request_id = %event.request_id, "writing the audit Event failed");
+            "failed"
+        }
+        Err(_) => {
+            tracing::warn!(request_id = %event.request_id, "writing the audit Event timed out");
+            "failed"
+        }
+    };
+    state.metrics.audit_event(outcome);
     resp
 }
 
@@ -216,36 +213,9 @@ pub async fn record(State(state): State<ApiState>, req: Request, next: Next) -> 
 mod tests {
     use super::*;
 
-    fn event(ua: &str) -> Event {
-        Event {
-            event: "api_call".into(),
-            path: "/p".into(),
-            qs: None,
-            created_at: String::new(),
-            ip: None,
-            user_agent: Some(bounded(ua)),
-            originator: None,
-            operation_id: None,
-            user: Some("root".into()),
-            status: 200,
-            duration: 0,
-            request_id: String::new(),
-            utc_ms: 0,
-            event_id: 0,
-            trace_id: String::new(),
-            server: None,
-        }
-    }
-
     #[test]
-    fn the_ring_stays_within_entries_and_bytes() {
-        let log = AuditLog::new(5, 2_000, Gauge::default(), Gauge::default());
-        for i in 0..50 {
-            log.push(event(&"é".repeat(i * 100)));
-            let ring = log.ring.lock().unwrap();
-            assert!(ring.events.len() <= 5 && ring.bytes <= 2_000, "{i}");
-        }
-        assert!(log.entries_gauge.get() <= 5 && log.bytes_gauge.get() <= 2_000);
+    fn client_texts_are_cut() {
         assert!(bounded(&"é".repeat(1000)).len() <= MAX_FIELD_BYTES + "…".len());
+        assert_eq!(bounded("short"), "short");
     }
 }

@@ -48,6 +48,15 @@ pub struct ApiMetrics {
     pub login_failures_bytes: Gauge,
     /// Argon2 verifications run for logins.
     pub password_verifications: Counter,
+    /// Audit Events by outcome (`written`, `failed`).
+    pub audit_events: Family<OutcomeLabels, Counter>,
+}
+
+/// Labels of the audit Event counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// `written` or `failed`.
+    pub outcome: String,
 }
 
 impl Default for ApiMetrics {
@@ -60,6 +69,7 @@ impl Default for ApiMetrics {
             login_failures_entries: Gauge::default(),
             login_failures_bytes: Gauge::default(),
             password_verifications: Counter::default(),
+            audit_events: Family::default(),
         }
     }
 }
@@ -81,12 +91,12 @@ impl ApiMetrics {
         );
         registry.register(
             "api_audit_entries",
-            "Events held in the facade's audit ring",
+            "Events held in memory for GET /events (operator Events and the audit)",
             self.audit_entries.clone(),
         );
         registry.register(
             "api_audit_bytes",
-            "Bytes of the events held in the facade's audit ring",
+            "Bytes of the events held in memory for GET /events",
             self.audit_bytes.clone(),
         );
         registry.register(
@@ -100,10 +110,23 @@ impl ApiMetrics {
             self.login_failures_bytes.clone(),
         );
         registry.register(
+            "api_audit_events",
+            "Audit Events of facade writes by outcome (written, failed)",
+            self.audit_events.clone(),
+        );
+        registry.register(
             "api_password_verifications",
             "Password verifications run by POST /login (one per Basic login attempt)",
             self.password_verifications.clone(),
         );
+    }
+
+    pub(crate) fn audit_event(&self, outcome: &str) {
+        self.audit_events
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.into(),
+            })
+            .inc();
     }
 
     pub(crate) fn observe(&self, operation: Option<&str>, status: u16, seconds: f64) {

@@ -74,14 +74,16 @@ pub struct ApiConfig {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Caps of the stores unauthenticated requests reach, and of request headers.
     pub limits: Limits,
+    /// Where `/events` reads Panoptes' Events (the operator's scope; `None`: `namespace`).
+    pub events_scope: Option<crate::state::Scope>,
 }
 
 /// Caps of everything a request can make the facade keep or buffer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
-    /// Events kept in the audit ring.
+    /// Events `/events` keeps in memory (the newest).
     pub audit_max_entries: usize,
-    /// Bytes of the events kept in the audit ring.
+    /// Bytes of the events `/events` keeps in memory.
     pub audit_max_bytes: usize,
     /// Entries of the failed-login table.
     pub login_failures_max_entries: usize,
@@ -121,6 +123,7 @@ impl ApiConfig {
             identity_namespaces: Vec::new(),
             trusted_proxies: Vec::new(),
             limits: Limits::default(),
+            events_scope: None,
         }
     }
 
@@ -150,8 +153,10 @@ pub struct Inner {
     pub auth: auth::Auth,
     /// Domain and system settings.
     pub settings: settings::Settings,
-    /// Audit trail of facade calls (`GET /events`).
-    pub(crate) audit: audit::AuditLog,
+    /// The event log (`GET /events`): Panoptes' Kubernetes Events, watched.
+    pub(crate) events: Arc<crate::events::log::EventLog>,
+    /// This replica's name in events (`POD_NAME`, else `HOSTNAME`).
+    pub(crate) instance: String,
     /// Rendered objects by version.
     pub(crate) cache: cache::Caches,
     /// Request metrics; register them with `state.metrics.register(registry)`.
@@ -182,12 +187,20 @@ impl ApiState {
         let mut tasks = JoinSet::new();
         let metrics = metrics::ApiMetrics::default();
         let auth = auth::Auth::load(&client, &config, &metrics, &mut tasks).await?;
-        let audit = audit::AuditLog::new(
+        let events = Arc::new(crate::events::log::EventLog::new(
             config.limits.audit_max_entries,
             config.limits.audit_max_bytes,
             metrics.audit_entries.clone(),
             metrics.audit_bytes.clone(),
-        );
+        ));
+        let scope = config
+            .events_scope
+            .clone()
+            .unwrap_or_else(|| crate::state::Scope::Namespace(config.namespace.clone()));
+        tasks.spawn(events.clone().follow(scope.api(client.clone())));
+        let instance = std::env::var("POD_NAME")
+            .or_else(|_| std::env::var("HOSTNAME"))
+            .unwrap_or_else(|_| "panoptes".into());
         let settings = settings::Settings::start(&client, &config.system_namespace, &mut tasks);
         Ok(Self(Arc::new(Inner {
             client,
@@ -197,7 +210,8 @@ impl ApiState {
             config,
             auth,
             settings,
-            audit,
+            events,
+            instance,
             cache: cache::Caches::default(),
             metrics,
             started_at: chrono::Utc::now().timestamp(),

@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use kube::Client;
-use kube::runtime::events::{Recorder, Reporter};
 
 use super::fleet::Fleet;
 use crate::domain::tenancy::Identities;
@@ -23,6 +22,8 @@ pub struct Tunables {
     pub system_namespace: String,
     /// Timing of node health probes (how fast a hung node is judged unreachable).
     pub probe: crate::flussonic::ProbePolicy,
+    /// Rate limits of Event writes (per object and for the whole operator).
+    pub events: crate::events::limit::Limits,
 }
 
 impl Default for Tunables {
@@ -32,6 +33,7 @@ impl Default for Tunables {
             delete_grace: Duration::from_secs(60),
             system_namespace: "default".into(),
             probe: crate::flussonic::ProbePolicy::default(),
+            events: crate::events::limit::Limits::default(),
         }
     }
 }
@@ -45,8 +47,8 @@ pub struct Context {
     pub scope: Scope,
     /// Reflector stores of the five kinds.
     pub stores: Stores,
-    /// Event recorder (reporting controller `panoptes`).
-    pub(crate) recorder: Recorder,
+    /// The Event writer (reporting controller `panoptes`; policy, series and rate limits).
+    pub events: Arc<crate::events::EventWriter>,
     /// Metrics registry.
     pub metrics: Metrics,
     /// Tunables.
@@ -74,11 +76,12 @@ impl Context {
         metrics: Metrics,
         tunables: Tunables,
     ) -> Self {
-        let reporter = Reporter {
-            controller: "panoptes".into(),
-            instance: std::env::var("POD_NAME").ok(),
-        };
-        let recorder = Recorder::new(client.clone(), reporter);
+        let events = Arc::new(crate::events::EventWriter::new(
+            client.clone(),
+            std::env::var("POD_NAME").ok(),
+            tunables.events,
+        ));
+        metrics.register(|r| events.metrics.register(r));
         let node_metrics = crate::flussonic::NodeMetrics::new();
         metrics.register(|r| node_metrics.register(r));
         let controller_metrics = super::metrics::ControllerMetrics::default();
@@ -94,7 +97,7 @@ impl Context {
             client,
             scope,
             stores,
-            recorder,
+            events,
             metrics,
             tunables,
             live: LiveStats::new(),

@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
 use kube::runtime::controller::{Action, Config, Controller};
-use kube::runtime::events::EventType;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
@@ -246,7 +245,6 @@ async fn reconcile_inner(
             refs::publish(
                 ctx,
                 org,
-                EventType::Normal,
                 "IdAssigned",
                 format!("Watcher id {id}"),
             )
@@ -256,7 +254,6 @@ async fn reconcile_inner(
             refs::publish(
                 ctx,
                 org,
-                EventType::Warning,
                 ready.reason,
                 ready.message.clone(),
             )

@@ -17,7 +17,6 @@ use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
 use kube::runtime::controller::{Action, Config, Controller};
-use kube::runtime::events::EventType;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
@@ -282,19 +281,13 @@ async fn write(
         refs::publish(
             ctx,
             preset,
-            EventType::Normal,
             "IdAssigned",
             format!("Watcher id {id}"),
         )
         .await;
     }
     if flipped && !ready.status {
-        let type_ = if ready.reason == "MarkedDeleted" {
-            EventType::Normal
-        } else {
-            EventType::Warning
-        };
-        refs::publish(ctx, preset, type_, ready.reason, ready.message.clone()).await;
+        refs::publish(ctx, preset, ready.reason, ready.message.clone()).await;
     }
     Ok(())
 }

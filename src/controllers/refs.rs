@@ -28,7 +28,6 @@ use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use rand::Rng;
@@ -302,24 +301,10 @@ where
         ))
 }
 
-/// Publishes an Event about `obj`; failures are logged, never fatal.
-pub async fn publish<K: Resource<DynamicType = ()>>(
-    ctx: &Context,
-    obj: &K,
-    type_: EventType,
-    reason: &str,
-    note: String,
-) {
-    let event = Event {
-        type_,
-        reason: reason.into(),
-        note: Some(note),
-        action: "Reconcile".into(),
-        secondary: None,
-    };
-    if let Err(error) = ctx.recorder.publish(&event, &obj.object_ref(&())).await {
-        tracing::warn!(%error, reason, "publishing an Event failed");
-    }
+/// Publishes an Event about `obj` as the Event policy ([`crate::events::policy`]) says;
+/// failures are logged, never fatal.
+pub async fn publish<K: Resource<DynamicType = ()>>(ctx: &Context, obj: &K, reason: &str, note: String) {
+    ctx.events.publish(&obj.object_ref(&()), reason, note).await;
 }
 
 /// The `Ready` condition's (status, reason) of a condition list.

@@ -22,7 +22,6 @@ use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
 use kube::runtime::controller::{Action, Config, Controller};
-use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use rand::Rng;
@@ -262,20 +261,18 @@ async fn reconcile_inner(
             let error = e.to_string();
             let conds = judge(Observed::Unreachable { error: &error }, &s.spec).into();
             if before.is_none_or(|b| b.reachable) {
-                refs::publish(
-                    ctx,
-                    s.as_ref(),
-                    EventType::Warning,
-                    "Unreachable",
-                    format!("node {host}: {e}"),
-                )
-                .await;
+                let note = format!("node {host}: {e}");
+                refs::publish(ctx, s.as_ref(), crate::events::policy::UNREACHABLE, note).await;
             }
             write_status(ctx, &s, &url, conds, None, binding).await?;
             return Ok(Action::requeue(resync));
         }
     };
 
+    if before.is_some_and(|b| !b.reachable) {
+        let note = format!("node {host} answers again");
+        refs::publish(ctx, s.as_ref(), crate::events::policy::REACHABLE, note).await;
+    }
     let config = apply_config(ctl, &s, &host, &client, &stats).await;
     let listed = list(ctx, &host, &client).await.map_err(|e| e.to_string());
     let observed = Observed::Answered {
@@ -764,7 +761,7 @@ async fn write_status(
     for d in &desired {
         let before = crate::resources::common::condition(&old.common.conditions, d.type_);
         if before.is_none_or(|c| c.reason != d.reason) && !d.status && d.type_ != "Reachable" {
-            refs::publish(ctx, s, EventType::Warning, d.reason, d.message.clone()).await;
+            refs::publish(ctx, s, d.reason, d.message.clone()).await;
         }
     }
     next.last_probe_time = Some(now.to_string());

@@ -38,7 +38,6 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::controller::{Action, Config, Controller};
-use kube::runtime::events::EventType;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
@@ -354,7 +353,6 @@ async fn reconcile_inner(user: &User, ctl: &UserController, key: &Key) -> Result
             refs::publish(
                 ctx,
                 user,
-                EventType::Normal,
                 "IdAssigned",
                 format!("Watcher id {id}"),
             )
@@ -364,7 +362,6 @@ async fn reconcile_inner(user: &User, ctl: &UserController, key: &Key) -> Result
             refs::publish(
                 ctx,
                 user,
-                EventType::Warning,
                 ready.reason,
                 ready.message.clone(),
             )
@@ -483,7 +480,6 @@ async fn password(
     refs::publish(
         &ctl.ctx,
         user,
-        EventType::Normal,
         "PasswordHashed",
         format!("password hash stored in Secret {hash_name}"),
     )

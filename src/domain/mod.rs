@@ -14,6 +14,7 @@ pub mod effective;
 pub mod health;
 pub mod ids;
 pub mod key;
+pub mod layout_history;
 pub mod moves;
 pub mod passwords;
 pub mod refs;

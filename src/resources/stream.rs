@@ -136,6 +136,10 @@ pub struct StreamStatus {
     pub watcher_name: Option<String>,
     /// Current placement as decided by the layouter (Watcher wire shape).
     pub layout: Option<StreamLayout>,
+    /// Earlier placements, newest first (at most four: with `layout`, the five records of
+    /// `GET /streams/{name}/layouts`). Extended only when the placement changes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layout_history: Vec<LayoutRecord>,
     /// Coarse liveness on the ingest node (changes rarely; live numbers are in the stats cache).
     pub alive: Option<bool>,
     /// Nodes that hold the stream's current config.
@@ -145,6 +149,23 @@ pub struct StreamStatus {
     /// `panoptes.dev/destinations` annotation is bound to the input hosts of its first use; a
     /// new host gets no credentials until the Secret is written again).
     pub credential_binding: Option<super::streamer::CredentialBinding>,
+}
+
+/// One earlier placement of a stream: which node, since when, why it moved there.
+#[skip_serializing_none]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct LayoutRecord {
+    /// Node that captured the stream.
+    pub ingest: Option<String>,
+    /// Nodes that held DVR backup copies.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dvr_backups: Vec<String>,
+    /// Why the placement changed to this one.
+    pub change_reason: Option<super::wire::stream::ChangeReason>,
+    /// Since when (UTC ms).
+    pub created_at: Option<i64>,
+    /// Who made the placement.
+    pub originator: Option<super::wire::stream::Originator>,
 }
 
 #[cfg(test)]

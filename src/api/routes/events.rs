@@ -1,4 +1,5 @@
-//! `GET /events`: the facade's audit trail, newest first.
+//! `GET /events`: the installation's event log (operator Events and the audit of facade
+//! writes, as the watch of Kubernetes Events holds them), newest first.
 
 use std::time::Instant;
 
@@ -17,7 +18,7 @@ pub const EVENTS: CollectionSpec<'static> = CollectionSpec {
     tiebreak: "event_id",
     default_limit: 100,
     max_limit: 1000,
-    search: &["path", "operation_id", "user"],
+    search: &["path", "operation_id", "user", "note", "object"],
     filters: &[
         Field::integer("event_id"),
         Field::integer("utc_ms"),
@@ -26,24 +27,33 @@ pub const EVENTS: CollectionSpec<'static> = CollectionSpec {
         Field::new("user"),
         Field::new("originator"),
         Field::new("trace_id"),
+        Field::new("event"),
+        Field::new("reason"),
+        Field::new("type"),
+        Field::new("object"),
     ],
     passthrough: &[],
     // Ours and the reference's, so a client selecting a reference member is not refused.
     members: &[
+        "count",
         "created_at",
         "duration",
         "event",
         "event_id",
         "ip",
+        "note",
+        "object",
         "operation_id",
         "originator",
         "path",
         "payload",
         "qs",
+        "reason",
         "request_id",
         "server",
         "status",
         "trace_id",
+        "type",
         "user",
         "user_agent",
         "utc_ms",
@@ -56,6 +66,6 @@ pub async fn list(
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Value>> {
     let started = Instant::now();
-    let items = state.audit.all();
+    let items = state.events.all();
     envelope(&items, &pairs(&raw), &EVENTS, "events", started)
 }

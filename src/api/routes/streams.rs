@@ -805,18 +805,19 @@ fn layouts(state: &ApiState, name: &str, pairs: &[(String, String)]) -> ApiResul
     let started = Instant::now();
     let s = require(state, name)?;
     let with_history = param(pairs, "include_ingest_history") == Some("true");
-    let items: Vec<Value> = s
-        .status
-        .as_ref()
-        .and_then(|st| st.layout.clone())
+    // The current placement, then the earlier ones, newest first (at most five).
+    let listed = s.status.as_ref().map_or_else(Vec::new, |st| {
+        crate::domain::layout_history::listed(st.layout.as_ref(), &st.layout_history)
+    });
+    let items: Vec<Value> = listed
+        .iter()
         .map(|l| {
-            let mut v = to_json(&l);
+            let mut v = to_json(l);
             if let (false, Value::Object(m)) = (with_history, &mut v) {
                 m.remove("ingest_history");
             }
             v
         })
-        .into_iter()
         .collect();
     envelope(&items, pairs, &LAYOUTS, "layouts", started).map(IntoResponse::into_response)
 }

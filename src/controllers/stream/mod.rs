@@ -30,7 +30,6 @@ use std::time::{Duration, Instant};
 
 use futures::{FutureExt, StreamExt};
 use kube::runtime::controller::{Action, Config, Controller};
-use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
@@ -45,6 +44,7 @@ use super::refs::{self, Backoff, Error, Key, RefIndex, key_of};
 use super::secrets::{SecretError, Secrets};
 use crate::domain::credentials::{self, OwnerKind};
 use crate::domain::destinations;
+use crate::domain::layout_history;
 use crate::domain::moves::{self, Wanted};
 use crate::domain::refs::{MISSING_REFERENCE, RefKind, Reference, References, missing_message};
 use crate::domain::stream_health;
@@ -772,7 +772,6 @@ async fn finalize(stream: &Stream, ctl: &StreamController, key: &Key) -> Result<
         refs::publish(
             ctx,
             stream,
-            EventType::Warning,
             "LeftOnNode",
             format!("deleted while {} did not answer; the copies there are removed when the nodes return", failures.join("; ")),
         )
@@ -824,13 +823,21 @@ async fn write_status(ctl: &StreamController, stream: &Stream, name: &str, outco
     if conditions.is_none() && same_fields && !ctl.status.busy(&key) {
         return;
     }
+    // Transitions worth telling: a condition gone bad, the config applied, the camera up or
+    // down, a move. The Event policy decides which are written and how they aggregate.
     for d in &outcome.conditions {
         let before = crate::resources::common::condition(&old.common.conditions, d.type_);
         let flipped = before.is_none_or(|c| c.reason != d.reason);
-        if flipped && !d.status && is_warning(d.reason) {
-            refs::publish(ctx, stream, EventType::Warning, d.reason, d.message.clone()).await;
+        if flipped && (!d.status || matches!(d.type_, "Synced" | "Ready")) {
+            refs::publish(ctx, stream, d.reason, d.message.clone()).await;
         }
     }
+    if let Some(note) = layout_history::moved_note(old.layout.as_ref(), layout.as_ref()) {
+        refs::publish(ctx, stream, crate::events::policy::MOVED, note).await;
+    }
+    let layout_history =
+        layout_history::next(&old.layout_history, old.layout.as_ref(), layout.as_ref())
+            .unwrap_or(old.layout_history);
     let status = StreamStatus {
         common: CommonStatus {
             conditions: conditions.unwrap_or(old.common.conditions),
@@ -838,23 +845,11 @@ async fn write_status(ctl: &StreamController, stream: &Stream, name: &str, outco
         },
         watcher_name: Some(name.to_string()),
         layout,
+        layout_history,
         alive: outcome.alive,
         synced_nodes: outcome.synced_nodes,
         credential_binding: outcome.binding.unwrap_or(old.credential_binding),
     };
     let uid = stream.meta().uid.clone().unwrap_or_default();
     ctl.status.submit(key, Pending { uid, status });
-}
-
-/// Reasons worth an Event (someone has to act); the rest is visible in conditions.
-fn is_warning(reason: &str) -> bool {
-    matches!(
-        reason,
-        "NameConflict"
-            | MISSING_REFERENCE
-            | "SecretUnavailable"
-            | "Unschedulable"
-            | "PushFailed"
-            | "CredentialsNotBound"
-    )
 }
