@@ -178,10 +178,7 @@ pub async fn record(State(state): State<ApiState>, req: Request, next: Next) -> 
     );
     let note = format!(
         "{} {} {} -> {}",
-        caller.login,
-        method,
-        event.path,
-        event.status
+        caller.login, method, event.path, event.status
     );
     let action = event.operation_id.as_deref().unwrap_or("unknown");
     let json = serde_json::to_value(&event).unwrap_or_default();

@@ -242,22 +242,10 @@ async fn reconcile_inner(
         if old.id.is_none()
             && let Some(id) = next.id
         {
-            refs::publish(
-                ctx,
-                org,
-                "IdAssigned",
-                format!("Watcher id {id}"),
-            )
-            .await;
+            refs::publish(ctx, org, "IdAssigned", format!("Watcher id {id}")).await;
         }
         if flipped && !ready.status {
-            refs::publish(
-                ctx,
-                org,
-                ready.reason,
-                ready.message.clone(),
-            )
-            .await;
+            refs::publish(ctx, org, ready.reason, ready.message.clone()).await;
         }
     }
     Ok(if ready.status {

@@ -278,13 +278,7 @@ async fn write(
     if old.id.is_none()
         && let Some(id) = next.id
     {
-        refs::publish(
-            ctx,
-            preset,
-            "IdAssigned",
-            format!("Watcher id {id}"),
-        )
-        .await;
+        refs::publish(ctx, preset, "IdAssigned", format!("Watcher id {id}")).await;
     }
     if flipped && !ready.status {
         refs::publish(ctx, preset, ready.reason, ready.message.clone()).await;

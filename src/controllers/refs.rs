@@ -303,7 +303,12 @@ where
 
 /// Publishes an Event about `obj` as the Event policy ([`crate::events::policy`]) says;
 /// failures are logged, never fatal.
-pub async fn publish<K: Resource<DynamicType = ()>>(ctx: &Context, obj: &K, reason: &str, note: String) {
+pub async fn publish<K: Resource<DynamicType = ()>>(
+    ctx: &Context,
+    obj: &K,
+    reason: &str,
+    note: String,
+) {
     ctx.events.publish(&obj.object_ref(&()), reason, note).await;
 }
 

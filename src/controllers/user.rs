@@ -350,22 +350,10 @@ async fn reconcile_inner(user: &User, ctl: &UserController, key: &Key) -> Result
         if old.id.is_none()
             && let Some(id) = next.id
         {
-            refs::publish(
-                ctx,
-                user,
-                "IdAssigned",
-                format!("Watcher id {id}"),
-            )
-            .await;
+            refs::publish(ctx, user, "IdAssigned", format!("Watcher id {id}")).await;
         }
         if flipped && !ready.status {
-            refs::publish(
-                ctx,
-                user,
-                ready.reason,
-                ready.message.clone(),
-            )
-            .await;
+            refs::publish(ctx, user, ready.reason, ready.message.clone()).await;
         }
     }
     Ok(if ready.status {

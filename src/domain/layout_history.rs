@@ -23,7 +23,9 @@ pub fn record_of(l: &StreamLayout) -> LayoutRecord {
 
 /// Whether `new` is another placement than `old` (not the same one written again).
 fn moved(old: &StreamLayout, new: &StreamLayout) -> bool {
-    old.ingest != new.ingest || old.dvr_backups != new.dvr_backups || old.created_at != new.created_at
+    old.ingest != new.ingest
+        || old.dvr_backups != new.dvr_backups
+        || old.created_at != new.created_at
 }
 
 /// The history after the layout goes from `old` to `new`: `old` pushed in front (newest
@@ -60,7 +62,10 @@ pub fn moved_note(old: Option<&StreamLayout>, new: Option<&StreamLayout>) -> Opt
         .unwrap_or_else(|| "unknown".into());
     Some(match to {
         Some(to) => format!("moved from {} to {to}: {why}", from.unwrap_or_default()),
-        None => format!("lost its node {}: {why}; waiting for a node", from.unwrap_or_default()),
+        None => format!(
+            "lost its node {}: {why}; waiting for a node",
+            from.unwrap_or_default()
+        ),
     })
 }
 

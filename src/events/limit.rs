@@ -41,7 +41,10 @@ struct Bucket {
 
 impl Bucket {
     fn full(burst: f64, now: Instant) -> Self {
-        Self { tokens: burst, at: now }
+        Self {
+            tokens: burst,
+            at: now,
+        }
     }
 
     fn refill(&mut self, burst: f64, per_second: f64, now: Instant) {
@@ -79,7 +82,11 @@ impl Limiter {
     }
 
     fn object_rate(&self) -> f64 {
-        1.0 / self.limits.object_refill.as_secs_f64().max(f64::MIN_POSITIVE)
+        1.0 / self
+            .limits
+            .object_refill
+            .as_secs_f64()
+            .max(f64::MIN_POSITIVE)
     }
 
     /// Whether an Event about `object` may be written at `now` (taking a token of both
@@ -134,11 +141,15 @@ mod tests {
     fn many_objects_are_held_by_the_global_bucket() {
         let t0 = Instant::now();
         let mut l = Limiter::new(Limits::default(), t0);
-        let burst = (0..100_000).filter(|i| l.admit(&format!("c{i}"), t0)).count();
+        let burst = (0..100_000)
+            .filter(|i| l.admit(&format!("c{i}"), t0))
+            .count();
         assert_eq!(burst, 100);
         // Ten seconds later: ten a second more.
         let t1 = t0 + Duration::from_secs(10);
-        let later = (0..100_000).filter(|i| l.admit(&format!("d{i}"), t1)).count();
+        let later = (0..100_000)
+            .filter(|i| l.admit(&format!("d{i}"), t1))
+            .count();
         assert_eq!(later, 100);
     }
 

@@ -62,7 +62,8 @@ impl EventLog {
 
     /// Watches `api` until the task is aborted.
     pub async fn follow(self: Arc<Self>, api: Api<K8sEvent>) {
-        let config = watcher::Config::default().fields(&format!("reportingController={CONTROLLER}"));
+        let config =
+            watcher::Config::default().fields(&format!("reportingController={CONTROLLER}"));
         let mut stream = watcher(api, config).boxed();
         while let Some(event) = stream.next().await {
             match event {
@@ -90,8 +91,12 @@ impl EventLog {
             }
             watcher::Event::InitDone => {
                 if let Some(seen) = cache.relist.take() {
-                    let gone: Vec<String> =
-                        cache.ids.keys().filter(|u| !seen.contains(*u)).cloned().collect();
+                    let gone: Vec<String> = cache
+                        .ids
+                        .keys()
+                        .filter(|u| !seen.contains(*u))
+                        .cloned()
+                        .collect();
                     for uid in gone {
                         cache.remove(&uid);
                     }

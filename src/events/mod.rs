@@ -21,9 +21,9 @@ use std::time::Instant;
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::Event as K8sEvent;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use kube::Client;
 use kube::api::{Api, PostParams};
 use kube::runtime::events::{Event, Recorder, Reporter};
-use kube::Client;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -110,7 +110,12 @@ impl EventWriter {
 
     /// Publishes an Event about `regarding` as the policy says; failures are logged and
     /// counted, never fatal.
-    pub async fn publish(&self, regarding: &ObjectReference, reason: &str, note: impl Into<String>) {
+    pub async fn publish(
+        &self,
+        regarding: &ObjectReference,
+        reason: &str,
+        note: impl Into<String>,
+    ) {
         let rule = policy::rule_of(reason);
         if !rule.written {
             self.metrics.count(reason, "suppressed");

@@ -68,13 +68,37 @@ pub const POLICY: &[Rule] = &[
     rule(MOVED, Normal, true, Note, "stream_moved"),
     rule("InSync", Normal, true, Reason, "config_applied"),
     rule("PushFailed", Warning, true, Reason, "config_refused"),
-    rule("Unschedulable", Warning, true, Reason, "stream_unschedulable"),
+    rule(
+        "Unschedulable",
+        Warning,
+        true,
+        Reason,
+        "stream_unschedulable",
+    ),
     rule("LeftOnNode", Warning, true, Note, "stream_left_on_node"),
-    rule("StaleCopiesLeft", Normal, false, Reason, "stream_stale_copies"),
-    rule("RemovalPending", Warning, true, Reason, "stream_removal_pending"),
+    rule(
+        "StaleCopiesLeft",
+        Normal,
+        false,
+        Reason,
+        "stream_stale_copies",
+    ),
+    rule(
+        "RemovalPending",
+        Warning,
+        true,
+        Reason,
+        "stream_removal_pending",
+    ),
     // Stream states that are steps, not news (conditions show them).
     rule("Pending", Normal, false, Reason, "stream_pending"),
-    rule("NotScheduled", Normal, false, Reason, "stream_not_scheduled"),
+    rule(
+        "NotScheduled",
+        Normal,
+        false,
+        Reason,
+        "stream_not_scheduled",
+    ),
     rule("Disabled", Normal, false, Reason, "stream_disabled"),
     rule("Deleting", Normal, false, Reason, "deleting"),
     rule("NotSynced", Normal, false, Reason, "stream_not_synced"),
@@ -83,7 +107,13 @@ pub const POLICY: &[Rule] = &[
     // What happens to nodes.
     rule(UNREACHABLE, Warning, true, Reason, "streamer_unreachable"),
     rule(REACHABLE, Normal, true, Reason, "streamer_reachable"),
-    rule("ApplyFailed", Warning, true, Reason, "streamer_config_refused"),
+    rule(
+        "ApplyFailed",
+        Warning,
+        true,
+        Reason,
+        "streamer_config_refused",
+    ),
     // Objects and identities.
     rule("IdAssigned", Normal, true, Note, "id_assigned"),
     rule("PasswordHashed", Normal, true, Reason, "password_hashed"),
@@ -101,7 +131,10 @@ pub fn rule_of(reason: &str) -> Rule {
         .iter()
         .find(|r| r.reason == reason)
         .copied()
-        .unwrap_or(Rule { reason: "", ..DEFAULT })
+        .unwrap_or(Rule {
+            reason: "",
+            ..DEFAULT
+        })
 }
 
 /// The Watcher `event` name of `reason`: the table's, else the reason in snake case.
@@ -146,11 +179,21 @@ mod tests {
             ("Starting", Normal, false, Reason, "stream_starting"),
             (UNREACHABLE, Warning, true, Reason, "streamer_unreachable"),
             // Unlisted: a written Warning named after the reason.
-            ("SecretUnavailable", Warning, true, Reason, "secret_unavailable"),
+            (
+                "SecretUnavailable",
+                Warning,
+                true,
+                Reason,
+                "secret_unavailable",
+            ),
         ];
         for (reason, type_, written, aggregate, event) in cases {
             let r = rule_of(reason);
-            assert_eq!((r.type_, r.written, r.aggregate), (type_, written, aggregate), "{reason}");
+            assert_eq!(
+                (r.type_, r.written, r.aggregate),
+                (type_, written, aggregate),
+                "{reason}"
+            );
             assert_eq!(event_name(reason), event, "{reason}");
         }
     }

@@ -4,6 +4,8 @@
 //! offline, a move) shows there too, a flapping camera writes a bounded number of Events; and
 //! `GET /streams/{name}/layouts` lists the placements of a stream, newest first.
 
+use std::time::Duration;
+
 use k8s_openapi::api::events::v1::Event as K8sEvent;
 use kube::api::ListParams;
 use panoptes::resources::Stream;
@@ -40,7 +42,10 @@ async fn the_audit_survives_a_restart_and_every_replica_lists_the_same() {
     let first = Facade::start(&ns).await;
     for name in ["ev-a", "ev-b", "ev-c"] {
         let (s, v) = first
-            .put(&format!("/streams/{name}"), json!({"inputs": [{"url": "fake://x"}]}))
+            .put(
+                &format!("/streams/{name}"),
+                json!({"inputs": [{"url": "fake://x"}]}),
+            )
             .await;
         assert_eq!(s, StatusCode::OK, "{v}");
     }
@@ -62,33 +67,55 @@ async fn the_audit_survives_a_restart_and_every_replica_lists_the_same() {
         (a.len() == 3 && a == b).then_some(a)
     })
     .await;
-    assert!(listed.windows(2).all(|w| w[0].0 > w[1].0), "newest first: {listed:?}");
+    assert!(
+        listed.windows(2).all(|w| w[0].0 > w[1].0),
+        "newest first: {listed:?}"
+    );
     let (_, v) = second.get("/events?operation_id=stream_save&limit=1").await;
     let e = &v["events"][0];
-    assert_eq!((e["event"].as_str(), e["user"].as_str()), (Some("api_call"), Some("root")));
+    assert_eq!(
+        (e["event"].as_str(), e["user"].as_str()),
+        (Some("api_call"), Some("root"))
+    );
     assert_eq!(e["path"], "/watcher/admin-api/v3/streams/ev-c");
     assert!(v["next"].is_string(), "{v}");
     let (_, all) = second.get("/events?limit=1000").await;
     assert!(!all.to_string().contains("ev-x"), "unauthenticated: {all}");
-    assert!(all["events"].as_array().unwrap().iter().all(|e| e["operation_id"] != "streams_list"));
+    assert!(
+        all["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["operation_id"] != "streams_list")
+    );
 
     // Restart: the first replica goes, a new one lists what was written before it started.
     drop(first);
     let third = Facade::start_without_admin(&ns).await;
-    eventually(WAIT, "the restarted facade lists the saves made before it", || async {
-        (saves(&third).await == listed).then_some(())
-    })
+    eventually(
+        WAIT,
+        "the restarted facade lists the saves made before it",
+        || async { (saves(&third).await == listed).then_some(()) },
+    )
     .await;
 }
 
 /// The Events about `stream` and the writes they cost (a series counts each repeat).
 async fn writes(ns: &TestNamespace, stream: &str) -> (usize, i32) {
-    let events: Vec<K8sEvent> = ns.api::<K8sEvent>().list(&ListParams::default()).await.unwrap().items;
+    let events: Vec<K8sEvent> = ns
+        .api::<K8sEvent>()
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items;
     let mine: Vec<&K8sEvent> = events
         .iter()
         .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(stream))
         .collect();
-    let total = mine.iter().map(|e| e.series.as_ref().map_or(1, |s| s.count)).sum();
+    let total = mine
+        .iter()
+        .map(|e| e.series.as_ref().map_or(1, |s| s.count))
+        .sum();
     (mine.len(), total)
 }
 
@@ -134,6 +161,8 @@ async fn what_happens_to_cameras_is_in_events_storms_are_bounded_and_layouts_kee
     let host = ingest(&ns, "flap").await;
     alive(&ns, "flap", true).await;
     node_of(&host).silence("flap", true).unwrap();
+    // The simulator judges a source dead after 12 s without frames: let them pass.
+    sim.advance(Duration::from_secs(13));
     alive(&ns, "flap", false).await;
     let v = f
         .get_until("/events?limit=1000", "the camera's offline event", |v| {
@@ -147,6 +176,9 @@ async fn what_happens_to_cameras_is_in_events_storms_are_bounded_and_layouts_kee
     for i in 0..8 {
         let silent = i % 2 == 1;
         node_of(&host).silence("flap", silent).unwrap();
+        if silent {
+            sim.advance(Duration::from_secs(13));
+        }
         alive(&ns, "flap", !silent).await;
     }
     let limited = op.ctx.events.metrics.get("Alive", "rate_limited")
@@ -154,7 +186,10 @@ async fn what_happens_to_cameras_is_in_events_storms_are_bounded_and_layouts_kee
     assert!(limited >= 4, "flips held back: {limited}");
     let (objects, total) = writes(&ns, "flap").await;
     // The burst (5), plus one refill should the test outlast a minute.
-    assert!(total <= 6, "{objects} Events, {total} writes for one flapping camera");
+    assert!(
+        total <= 6,
+        "{objects} Events, {total} writes for one flapping camera"
+    );
     let exposition = op.ctx.metrics.encode();
     assert!(
         exposition.contains(r#"panoptes_events_total{reason="NotAlive",outcome="rate_limited"}"#),
@@ -209,9 +244,14 @@ async fn what_happens_to_cameras_is_in_events_storms_are_bounded_and_layouts_kee
         .collect();
     assert!(at.windows(2).all(|w| w[0] >= w[1]), "{at:?}");
     // The moves and the unreachable nodes are in the log.
-    f.get_until("/events?limit=1000", "the move and the node's outage", |v| {
-        listed(v, "stream_moved", "/mover") && listed(v, "streamer_unreachable", &format!("/{a}"))
-    })
+    f.get_until(
+        "/events?limit=1000",
+        "the move and the node's outage",
+        |v| {
+            listed(v, "stream_moved", "/mover")
+                && listed(v, "streamer_unreachable", &format!("/{a}"))
+        },
+    )
     .await;
     op.stop().await;
 }
