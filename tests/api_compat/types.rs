@@ -22,6 +22,23 @@ const DEVIATIONS: &[(&str, &str)] = &[
         "the acting user of an audited call (the reference's Event has no member for it)",
     ),
     (
+        "Event.count",
+        "occurrences folded into one operator event (a Kubernetes Event series)",
+    ),
+    (
+        "Event.note",
+        "what the operator observed or did (the Kubernetes Event's note)",
+    ),
+    (
+        "Event.object",
+        "the object an operator event is about (`Kind/namespace/name`)",
+    ),
+    (
+        "Event.reason",
+        "the Kubernetes Event reason of an operator event",
+    ),
+    ("Event.type", "`Normal` or `Warning`, for an operator event"),
+    (
         "PeerStats.last_probe_at",
         "Panoptes probes the nodes itself: when it last did",
     ),
