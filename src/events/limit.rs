@@ -1,6 +1,8 @@
 //! Token buckets bounding Event writes: one per object (a flapping camera writes a few Events,
-//! then one now and then) and one for the whole operator (100,000 cameras flapping at once
-//! write at most [`Limits::global_per_second`] Events a second). Pure: time comes in.
+//! then one now and then) and, for the whole operator, one for Normal and one for Warning
+//! Events (100,000 cameras flapping at once write at most twice
+//! [`Limits::global_per_second`] Events a second, and a storm of Normal Events — every camera
+//! coming up at a leader's start — cannot starve the Warnings). Pure: time comes in.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -12,9 +14,9 @@ pub struct Limits {
     pub object_burst: f64,
     /// One more Event per object every this long.
     pub object_refill: Duration,
-    /// Events the operator may write in a burst.
+    /// Events of one type (Normal, Warning) the operator may write in a burst.
     pub global_burst: f64,
-    /// Sustained Events per second for the operator.
+    /// Sustained Events of one type per second for the operator.
     pub global_per_second: f64,
     /// Objects tracked; past it, objects whose bucket is full again are forgotten (a full
     /// bucket is what an untracked object gets anyway).
@@ -67,7 +69,8 @@ impl Bucket {
 #[derive(Debug)]
 pub struct Limiter {
     limits: Limits,
-    global: Bucket,
+    /// Normal, Warning.
+    global: [Bucket; 2],
     objects: HashMap<String, Bucket>,
 }
 
@@ -76,7 +79,7 @@ impl Limiter {
     pub fn new(limits: Limits, now: Instant) -> Self {
         Self {
             limits,
-            global: Bucket::full(limits.global_burst, now),
+            global: [Bucket::full(limits.global_burst, now); 2],
             objects: HashMap::new(),
         }
     }
@@ -89,12 +92,13 @@ impl Limiter {
             .max(f64::MIN_POSITIVE)
     }
 
-    /// Whether an Event about `object` may be written at `now` (taking a token of both
-    /// buckets when it may).
-    pub fn admit(&mut self, object: &str, now: Instant) -> bool {
+    /// Whether an Event about `object` (a Warning or not) may be written at `now` (taking a
+    /// token of the object's and of its type's bucket when it may).
+    pub fn admit(&mut self, object: &str, warning: bool, now: Instant) -> bool {
         let l = self.limits;
         let rate = self.object_rate();
-        self.global.refill(l.global_burst, l.global_per_second, now);
+        let global = &mut self.global[usize::from(warning)];
+        global.refill(l.global_burst, l.global_per_second, now);
         if self.objects.len() >= l.max_objects && !self.objects.contains_key(object) {
             self.objects.retain(|_, b| {
                 b.refill(l.object_burst, rate, now);
@@ -109,10 +113,11 @@ impl Limiter {
             .entry(object.to_string())
             .or_insert_with(|| Bucket::full(l.object_burst, now));
         bucket.refill(l.object_burst, rate, now);
-        if bucket.tokens < 1.0 || self.global.tokens < 1.0 {
+        let global = &mut self.global[usize::from(warning)];
+        if bucket.tokens < 1.0 || global.tokens < 1.0 {
             return false;
         }
-        bucket.take() && self.global.take()
+        bucket.take() && global.take()
     }
 
     /// Objects tracked.
@@ -129,12 +134,12 @@ mod tests {
     fn one_object_gets_its_burst_then_one_per_refill() {
         let t0 = Instant::now();
         let mut l = Limiter::new(Limits::default(), t0);
-        let admitted = (0..100).filter(|_| l.admit("cam", t0)).count();
+        let admitted = (0..100).filter(|_| l.admit("cam", false, t0)).count();
         assert_eq!(admitted, 5);
-        assert!(!l.admit("cam", t0 + Duration::from_secs(30)));
-        assert!(l.admit("cam", t0 + Duration::from_secs(61)));
+        assert!(!l.admit("cam", false, t0 + Duration::from_secs(30)));
+        assert!(l.admit("cam", false, t0 + Duration::from_secs(61)));
         // Another object is not held back by the first.
-        assert!(l.admit("other", t0));
+        assert!(l.admit("other", false, t0));
     }
 
     #[test]
@@ -142,13 +147,15 @@ mod tests {
         let t0 = Instant::now();
         let mut l = Limiter::new(Limits::default(), t0);
         let burst = (0..100_000)
-            .filter(|i| l.admit(&format!("c{i}"), t0))
+            .filter(|i| l.admit(&format!("c{i}"), false, t0))
             .count();
         assert_eq!(burst, 100);
+        // The Warnings have their own budget: a storm of Normal Events does not starve them.
+        assert!(l.admit("broken-node", true, t0));
         // Ten seconds later: ten a second more.
         let t1 = t0 + Duration::from_secs(10);
         let later = (0..100_000)
-            .filter(|i| l.admit(&format!("d{i}"), t1))
+            .filter(|i| l.admit(&format!("d{i}"), false, t1))
             .count();
         assert_eq!(later, 100);
     }
@@ -164,7 +171,11 @@ mod tests {
         let t0 = Instant::now();
         let mut l = Limiter::new(limits, t0);
         for i in 0..1000 {
-            l.admit(&format!("c{i}"), t0 + Duration::from_secs(i * 400));
+            l.admit(
+                &format!("c{i}"),
+                i % 2 == 0,
+                t0 + Duration::from_secs(i * 400),
+            );
             assert!(l.tracked() <= 10);
         }
     }

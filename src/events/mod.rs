@@ -6,8 +6,8 @@
 //! `--event-ttl` (1 h by default).
 //!
 //! Writers: [`EventWriter::publish`] for the controllers (the [`policy`] table decides type,
-//! whether to write, and aggregation; per-object and global token buckets ([`limit`]) keep
-//! 100,000 flapping cameras from flooding the API server), and [`write_audit`] for the facade
+//! whether to write, and aggregation; per-object and per-type global token buckets
+//! ([`limit`]) keep 100,000 flapping cameras from flooding the API server), and [`write_audit`] for the facade
 //! (one Event per audited write, never aggregated nor rate-limited: each follows an
 //! authenticated write that already cost the API server more).
 
@@ -23,7 +23,7 @@ use k8s_openapi::api::events::v1::Event as K8sEvent;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::Client;
 use kube::api::{Api, PostParams};
-use kube::runtime::events::{Event, Recorder, Reporter};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -129,7 +129,7 @@ impl EventWriter {
             .limiter
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .admit(&object, Instant::now());
+            .admit(&object, rule.type_ == EventType::Warning, Instant::now());
         if !admitted {
             self.metrics.count(reason, "rate_limited");
             return;
