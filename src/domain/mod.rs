@@ -21,3 +21,4 @@ pub mod stream_health;
 pub mod tenancy;
 pub mod validate;
 pub mod world;
+pub mod zones;
