@@ -6,7 +6,10 @@
 //! every writer of `layout_rules` applies (stream save, preset save, the bulk edits), so they
 //! all answer the same: each named zone must be a valid zone name and must exist.
 
+use std::collections::BTreeMap;
+
 use crate::resources::wire::stream::LayoutRules;
+use crate::resources::{StreamSpec, StreamerSpec};
 
 /// Longest zone name (bytes); the CRD's CEL rule uses the same number.
 pub const ZONE_NAME_MAX: usize = 64;
@@ -47,6 +50,58 @@ pub fn check_rules(rules: &LayoutRules, exists: impl Fn(&str) -> bool) -> Result
     Ok(())
 }
 
+/// Who uses one zone (Watcher's `ZoneStats`, before rendering).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Hostnames of the streamers serving the zone, sorted.
+    pub streamers: Vec<String>,
+    /// Streams requiring the zone.
+    pub required_streams: u32,
+    /// Streams preferring the zone.
+    pub preferred_streams: u32,
+}
+
+/// The usage of every zone named by `streamers` or `streams`, by zone name: one pass over
+/// each (a zone list costs O(streams + streamers), not that per zone).
+pub fn usage<'a>(
+    streamers: impl IntoIterator<Item = &'a StreamerSpec>,
+    streams: impl IntoIterator<Item = &'a StreamSpec>,
+) -> BTreeMap<String, Usage> {
+    let mut out: BTreeMap<String, Usage> = BTreeMap::new();
+    for s in streamers {
+        for z in s.zones.iter().flatten() {
+            out.entry(z.clone()).or_default().streamers.push(s.hostname.clone());
+        }
+    }
+    for s in streams {
+        let Some(rules) = &s.config.layout_rules else {
+            continue;
+        };
+        for z in rules.required_zones.iter().flatten() {
+            out.entry(z.clone()).or_default().required_streams += 1;
+        }
+        for z in rules.preferred_zones.iter().flatten() {
+            out.entry(z.clone()).or_default().preferred_streams += 1;
+        }
+    }
+    for u in out.values_mut() {
+        u.streamers.sort();
+        u.streamers.dedup();
+    }
+    out
+}
+
+/// Whether `rules` name `zone` (required or preferred).
+pub fn names(rules: Option<&LayoutRules>, zone: &str) -> bool {
+    rules.is_some_and(|r| {
+        [&r.required_zones, &r.preferred_zones]
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|z| z == zone)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,6 +112,28 @@ mod tests {
             required_zones: v(required),
             preferred_zones: v(preferred),
         }
+    }
+
+    #[test]
+    fn usage_counts_members_and_rules_once_per_object() {
+        let node = |h: &str, z: &[&str]| StreamerSpec {
+            hostname: h.into(),
+            zones: Some(z.iter().map(|s| s.to_string()).collect()),
+            ..Default::default()
+        };
+        let cam = |req: &[&str], pref: &[&str]| {
+            let mut s = StreamSpec::default();
+            s.config.layout_rules = Some(rules(req, pref));
+            s
+        };
+        let nodes = [node("n2", &["east"]), node("n1", &["east", "west"])];
+        let cams = [cam(&["east"], &["west"]), cam(&["east"], &[]), StreamSpec::default()];
+        let u = usage(&nodes, &cams);
+        assert_eq!(u["east"].streamers, ["n1", "n2"]);
+        assert_eq!((u["east"].required_streams, u["east"].preferred_streams), (2, 0));
+        assert_eq!((u["west"].required_streams, u["west"].preferred_streams), (0, 1));
+        assert!(names(cams[0].config.layout_rules.as_ref(), "west"));
+        assert!(!names(cams[2].config.layout_rules.as_ref(), "east"));
     }
 
     #[test]

@@ -854,6 +854,7 @@ fn is_warning(reason: &str) -> bool {
             | MISSING_REFERENCE
             | "SecretUnavailable"
             | "Unschedulable"
+            | "ZoneUnavailable"
             | "PushFailed"
             | "CredentialsNotBound"
     )
