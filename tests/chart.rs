@@ -1227,7 +1227,14 @@ async fn tenants_get_the_kinds_through_aggregated_roles_streamers_and_users_admi
             .unwrap();
         String::from_utf8_lossy(&out.stdout).trim() == "yes"
     };
-    for kind in ["streamers", "streams", "presets", "organizations", "users", "zones"] {
+    for kind in [
+        "streamers",
+        "streams",
+        "presets",
+        "organizations",
+        "users",
+        "zones",
+    ] {
         let admin_only = ["streamers", "users"].contains(&kind);
         assert!(can("view-tenant", "list", kind), "view lists {kind}");
         assert!(!can("view-tenant", "create", kind), "view creates {kind}");

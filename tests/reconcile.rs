@@ -862,10 +862,25 @@ async fn zones_place_streams_and_a_zone_nobody_serves_is_explained() {
     }
     let op = Operator::start(&ns);
     let rules = |r: serde_json::Value| json!({ "layout_rules": r });
-    stream(&ns, "east-cam", rules(json!({ "required_zones": ["east"] }))).await;
+    stream(
+        &ns,
+        "east-cam",
+        rules(json!({ "required_zones": ["east"] })),
+    )
+    .await;
     stream(&ns, "vip-cam", rules(json!({ "required_zones": ["vip"] }))).await;
-    stream(&ns, "pref-cam", rules(json!({ "preferred_zones": ["east"] }))).await;
-    stream(&ns, "lost-cam", rules(json!({ "required_zones": ["nowhere"] }))).await;
+    stream(
+        &ns,
+        "pref-cam",
+        rules(json!({ "preferred_zones": ["east"] })),
+    )
+    .await;
+    stream(
+        &ns,
+        "lost-cam",
+        rules(json!({ "required_zones": ["nowhere"] })),
+    )
+    .await;
     for i in 0..3 {
         stream(&ns, &format!("plain-{i}"), json!({})).await;
     }
@@ -874,7 +889,11 @@ async fn zones_place_streams_and_a_zone_nobody_serves_is_explained() {
     assert_eq!(l["vip-cam"], [h[1].clone()], "its dedicated zone");
     assert_eq!(l["pref-cam"], [h[0].clone()], "preferred zone over load");
     for i in 0..3 {
-        assert_ne!(l[&format!("plain-{i}")], [h[1].clone()], "dedicated vip refuses plain-{i}");
+        assert_ne!(
+            l[&format!("plain-{i}")],
+            [h[1].clone()],
+            "dedicated vip refuses plain-{i}"
+        );
     }
     let lost = wait_stream(&ns, "lost-cam", "Scheduled=False ZoneUnavailable", |s| {
         cond(s, "Scheduled") == Some(("False".into(), "ZoneUnavailable".into()))
@@ -884,7 +903,10 @@ async fn zones_place_streams_and_a_zone_nobody_serves_is_explained() {
     let msg = &condition(conditions, "Scheduled").unwrap().message;
     assert!(msg.contains("nowhere"), "{msg}");
     let ready = condition(conditions, "Ready").unwrap();
-    assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "NotScheduled"));
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "NotScheduled")
+    );
     assert!(holdings(&sim).values().all(|s| !s.contains("lost-cam")));
     op.stop().await;
 }

@@ -70,7 +70,10 @@ pub fn usage<'a>(
     let mut out: BTreeMap<String, Usage> = BTreeMap::new();
     for s in streamers {
         for z in s.zones.iter().flatten() {
-            out.entry(z.clone()).or_default().streamers.push(s.hostname.clone());
+            out.entry(z.clone())
+                .or_default()
+                .streamers
+                .push(s.hostname.clone());
         }
     }
     for s in streams {
@@ -127,11 +130,21 @@ mod tests {
             s
         };
         let nodes = [node("n2", &["east"]), node("n1", &["east", "west"])];
-        let cams = [cam(&["east"], &["west"]), cam(&["east"], &[]), StreamSpec::default()];
+        let cams = [
+            cam(&["east"], &["west"]),
+            cam(&["east"], &[]),
+            StreamSpec::default(),
+        ];
         let u = usage(&nodes, &cams);
         assert_eq!(u["east"].streamers, ["n1", "n2"]);
-        assert_eq!((u["east"].required_streams, u["east"].preferred_streams), (2, 0));
-        assert_eq!((u["west"].required_streams, u["west"].preferred_streams), (0, 1));
+        assert_eq!(
+            (u["east"].required_streams, u["east"].preferred_streams),
+            (2, 0)
+        );
+        assert_eq!(
+            (u["west"].required_streams, u["west"].preferred_streams),
+            (0, 1)
+        );
         assert!(names(cams[0].config.layout_rules.as_ref(), "west"));
         assert!(!names(cams[2].config.layout_rules.as_ref(), "east"));
     }
@@ -157,7 +170,10 @@ mod tests {
             "{err}"
         );
         let err = check_rules(&rules(&[], &["gone"]), known).unwrap_err();
-        assert!(err.contains("preferred_zones") && err.contains("`gone`"), "{err}");
+        assert!(
+            err.contains("preferred_zones") && err.contains("`gone`"),
+            "{err}"
+        );
         let err = check_rules(&rules(&["a b"], &[]), |_| true).unwrap_err();
         assert!(err.contains("not a zone name"), "{err}");
     }

@@ -160,7 +160,9 @@ impl StreamView {
         let placement = spec.placement.as_ref();
         let map = |m: Option<&BTreeMap<String, String>>| Arc::new(m.cloned().unwrap_or_default());
         let rules = spec.config.layout_rules.as_ref();
-        let set = |z: Option<&Vec<String>>| -> Zones { Arc::new(z.into_iter().flatten().cloned().collect()) };
+        let set = |z: Option<&Vec<String>>| -> Zones {
+            Arc::new(z.into_iter().flatten().cloned().collect())
+        };
         StreamView {
             key: key.into(),
             disabled: spec.config.disabled.unwrap_or(false),

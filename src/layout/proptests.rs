@@ -39,7 +39,16 @@ fn arb_node(i: usize) -> impl Strategy<Value = NodeView> {
         prop::bool::weighted(0.9),
     )
         .prop_map(
-            move |((zs, dedicated), limit, labels, required, cordoned, draining, healthy, streamer)| NodeView {
+            move |(
+                (zs, dedicated),
+                limit,
+                labels,
+                required,
+                cordoned,
+                draining,
+                healthy,
+                streamer,
+            )| NodeView {
                 hostname: format!("n{i}").into(),
                 role: if streamer {
                     NodeRole::Streamer
@@ -71,16 +80,18 @@ fn arb_stream(i: usize) -> impl Strategy<Value = StreamView> {
         prop::option::weighted(0.25, arb_zones()),
     )
         .prop_map(
-            move |(disabled, labels, required, preferred, r, required_zones, preferred_zones)| StreamView {
-                key: format!("s{i:03}").into(),
-                disabled,
-                labels,
-                required_node_labels: required.unwrap_or_default(),
-                preferred_node_labels: preferred.unwrap_or_default(),
-                dvr_redundancy: r,
-                namespace: "".into(),
-                required_zones: required_zones.unwrap_or_default(),
-                preferred_zones: preferred_zones.unwrap_or_default(),
+            move |(disabled, labels, required, preferred, r, required_zones, preferred_zones)| {
+                StreamView {
+                    key: format!("s{i:03}").into(),
+                    disabled,
+                    labels,
+                    required_node_labels: required.unwrap_or_default(),
+                    preferred_node_labels: preferred.unwrap_or_default(),
+                    dvr_redundancy: r,
+                    namespace: "".into(),
+                    required_zones: required_zones.unwrap_or_default(),
+                    preferred_zones: preferred_zones.unwrap_or_default(),
+                }
             },
         )
 }
@@ -127,7 +138,9 @@ fn streamers(s: &Snapshot) -> BTreeMap<&str, &NodeView> {
 
 fn allowed(n: &NodeView, s: &StreamView) -> bool {
     let all = |have: &Labels, want: &Labels| want.iter().all(|(k, v)| have.get(k) == Some(v));
-    n.healthy && !n.draining && all(&n.labels, &s.required_node_labels)
+    n.healthy
+        && !n.draining
+        && all(&n.labels, &s.required_node_labels)
         && all(&s.labels, &n.required_stream_labels)
         && in_zones(n, s)
 }

@@ -923,9 +923,15 @@ fn a_zone_served_only_by_a_dead_node_is_not_unserved() {
         healthy: false,
         ..in_zones("east-1", &["east"], &[])
     };
-    let r = run(&snap(vec![dead], vec![zoned("cam", &["east"], &[])]), &Prev::new());
+    let r = run(
+        &snap(vec![dead], vec![zoned("cam", &["east"], &[])]),
+        &Prev::new(),
+    );
     assert_eq!(ingest(&r, "cam"), None);
-    assert!(r.unplaced["cam"].unserved_zones.is_empty(), "its node is only down");
+    assert!(
+        r.unplaced["cam"].unserved_zones.is_empty(),
+        "its node is only down"
+    );
 }
 
 #[test]
@@ -943,7 +949,10 @@ fn a_preferred_zone_wins_over_load_and_labels_and_falls_back() {
         ..zoned(k, &[], &["east"])
     };
     let r = run(
-        &snap(vec![busy_east.clone(), ssd.clone()], (0..3).map(|i| wants(&format!("s{i}"))).collect()),
+        &snap(
+            vec![busy_east.clone(), ssd.clone()],
+            (0..3).map(|i| wants(&format!("s{i}"))).collect(),
+        ),
         &Prev::new(),
     );
     for i in 0..3 {

@@ -54,11 +54,7 @@ const DEVIATIONS: &[(&str, &str)] = &[
 
 /// Newer operations (reference §10) with a typed success body that the facade does not serve
 /// yet: each is a gap, not a deviation. Remove an entry when its operation lands.
-const NOT_YET_SERVED: &[&str] = &[
-    "camera_auth_get",
-    "camera_auth_save",
-    "shared_token_create",
-];
+const NOT_YET_SERVED: &[&str] = &["camera_auth_get", "camera_auth_save", "shared_token_create"];
 
 /// Newer operations answered 501 on purpose (README compatibility table): in a Kubernetes
 /// deployment TLS is the Ingress's and cert-manager's, and there is no Peeklio integration.

@@ -1,6 +1,6 @@
 //! Zones (reference §10): the four operations on `Zone` objects, `stats` from the cluster,
 //! the zone rules of stream and preset saves (422 for a missing zone, a preset's rules on new
-//! cameras), and the stream preview showing where zone rules would move a stream.
+//! cameras), and both previews showing where zone rules would move streams.
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -26,16 +26,26 @@ async fn zone_operations_and_their_errors() {
     let ns = TestNamespace::new("compat-zones").await;
     let f = Facade::start(&ns).await;
     streamer(&ns, "n1", json!({"hostname": "n1", "zones": ["East_1"]})).await;
-    streamer(&ns, "n2", json!({"hostname": "n2", "zones": ["East_1", "west"]})).await;
+    streamer(
+        &ns,
+        "n2",
+        json!({"hostname": "n2", "zones": ["East_1", "west"]}),
+    )
+    .await;
 
     // Create: a name Kubernetes would refuse as an object name is still the zone's name.
-    let (s, v) = f.put("/zones/East_1", json!({"name": "", "is_dedicated": true})).await;
+    let (s, v) = f
+        .put("/zones/East_1", json!({"name": "", "is_dedicated": true}))
+        .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_conforms("zone_get", &v);
     assert_eq!(v["name"], "East_1");
     assert_eq!(v["is_dedicated"], true);
     assert_eq!(v["created"]["user"]["login"], "root");
-    assert!(v["created"]["created_at"].as_i64().unwrap() > 1_000_000_000_000, "{v}");
+    assert!(
+        v["created"]["created_at"].as_i64().unwrap() > 1_000_000_000_000,
+        "{v}"
+    );
     let (s, v) = f.put("/zones/west", json!({})).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["is_dedicated"], false);
@@ -65,7 +75,10 @@ async fn zone_operations_and_their_errors() {
     let (_, v) = f.get("/zones?sort=-name&limit=1&select=name").await;
     assert_eq!(v["zones"], json!([{"name": "west"}]), "{v}");
     let (_, next) = f
-        .get(&format!("/zones?sort=-name&limit=1&select=name&cursor={}", v["next"].as_str().unwrap()))
+        .get(&format!(
+            "/zones?sort=-name&limit=1&select=name&cursor={}",
+            v["next"].as_str().unwrap()
+        ))
         .await;
     assert_eq!(next["zones"], json!([{"name": "East_1"}]), "{next}");
     let (_, v) = f.get("/zones?is_dedicated=true").await;
@@ -96,7 +109,9 @@ async fn zone_operations_and_their_errors() {
     assert_error(s, &v, 400);
     let (s, v) = f.put("/zones/a%20b", json!({})).await;
     assert_error(s, &v, 400);
-    let (s, v) = f.call(reqwest::Method::PUT, "/zones/west", Some(json!([1]))).await;
+    let (s, v) = f
+        .call(reqwest::Method::PUT, "/zones/west", Some(json!([1])))
+        .await;
     assert_error(s, &v, 400);
 
     // A zone a stream still names cannot go: 409 naming the stream; then it can.
@@ -148,15 +163,22 @@ async fn zone_rules_on_saves_and_previews() {
 
     // A preset's rules: checked on save, copied to new cameras created with it.
     let (s, v) = f
-        .post("/presets", json!({"title": "P", "layout_rules": {"preferred_zones": ["gone"]}}))
+        .post(
+            "/presets",
+            json!({"title": "P", "layout_rules": {"preferred_zones": ["gone"]}}),
+        )
         .await;
     assert_error(s, &v, 422);
     let (s, p) = f
-        .post("/presets", json!({"title": "East only", "layout_rules": {"required_zones": ["east"]}}))
+        .post(
+            "/presets",
+            json!({"title": "East only", "layout_rules": {"required_zones": ["east"]}}),
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{p}");
     let id = p["id"].as_i64().unwrap();
-    f.get_until(&format!("/presets/{id}"), "preset seen", |_| true).await;
+    f.get_until(&format!("/presets/{id}"), "preset seen", |_| true)
+        .await;
     let (s, v) = f
         .put(
             "/streams/cam",
@@ -164,14 +186,15 @@ async fn zone_rules_on_saves_and_previews() {
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    assert_eq!(v["layout_rules"], json!({"required_zones": ["east"]}), "{v}");
+    assert_eq!(
+        v["layout_rules"],
+        json!({"required_zones": ["east"]}),
+        "{v}"
+    );
 
     // Preview: the stream, recorded on n1, would move to n2 once it requires `east`.
     let (s, v) = f
-        .put(
-            "/streams/free",
-            json!({"inputs": [{"url": "fake://y"}]}),
-        )
+        .put("/streams/free", json!({"inputs": [{"url": "fake://y"}]}))
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     set_status::<Stream>(&ns, "free", json!({"layout": {"ingest": "n1"}})).await;
@@ -194,7 +217,32 @@ async fn zone_rules_on_saves_and_previews() {
         .collect();
     assert_eq!(moved.len(), 1, "{v}");
     assert_eq!(moved[0]["ingest"], "n2", "{v}");
-    assert_eq!(moved[0]["change_reason"], "node_misses_stream_required_labels");
+    assert_eq!(
+        moved[0]["change_reason"],
+        "node_misses_stream_required_labels"
+    );
+    // Streamer preview: n2 leaving `east` strands the camera requiring it (n1 is no zone's).
+    set_status::<Stream>(&ns, "cam", json!({"layout": {"ingest": "n2"}})).await;
+    f.get_until("/streams/cam/layouts", "layout seen", |v| {
+        v["layouts"][0]["ingest"] == "n2"
+    })
+    .await;
+    let (s, v) = f
+        .post("/streamers/n2/preview_layout_change", json!({"zones": []}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let n2: Vec<&Value> = v["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["hostname"] == "n2" && c["role"] == "ingest")
+        .collect();
+    assert_eq!(n2.len(), 1, "{v}");
+    assert_eq!(
+        (n2[0]["before"].as_i64(), n2[0]["after"].as_i64()),
+        (Some(1), Some(0)),
+        "{v}"
+    );
     // Naming a missing zone previews as the save would answer.
     let (s, v) = f
         .post(
@@ -207,5 +255,8 @@ async fn zone_rules_on_saves_and_previews() {
         .get("free")
         .await
         .unwrap();
-    assert!(stored.spec.config.layout_rules.is_none(), "a preview writes nothing");
+    assert!(
+        stored.spec.config.layout_rules.is_none(),
+        "a preview writes nothing"
+    );
 }

@@ -125,7 +125,11 @@ fn view(z: &Zone, usage: Option<&Usage>) -> ZoneView {
                 .creation_timestamp
                 .as_ref()
                 .map(|t| t.0.as_millisecond()),
-            user: z.spec.created_by.clone().map(|login| CreationUser { login }),
+            user: z
+                .spec
+                .created_by
+                .clone()
+                .map(|login| CreationUser { login }),
         },
         stats: ZoneStats {
             streamers_count: u.streamers.len() as i64,
@@ -168,7 +172,8 @@ pub fn check_rules(
 ) -> ApiResult<()> {
     let Some(rules) = rules else { return Ok(()) };
     zones::check_rules(rules, |z| exists(state, ns, z)).map_err(|why| {
-        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown_zone", why).pointer("/layout_rules")
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown_zone", why)
+            .pointer("/layout_rules")
     })
 }
 
