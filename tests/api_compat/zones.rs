@@ -59,7 +59,8 @@ async fn zone_operations_and_their_errors() {
     .await;
     let v = f
         .get_until("/zones/East_1", "zone stats", |v| {
-            v["stats"]["required_streams_count"] == 1
+            // Streams and Streamers are separate watches: wait for both.
+            v["stats"]["required_streams_count"] == 1 && v["stats"]["streamers_count"] == 2
         })
         .await;
     assert_conforms("zone_get", &v);
@@ -146,7 +147,11 @@ async fn zone_rules_on_saves_and_previews() {
     )
     .await;
     assert_eq!(z.zone_name(), "east");
-    f.get_until("/zones/east", "zone seen", |_| true).await;
+    f.get_until("/zones/east", "zone and its streamer seen", |v| {
+        v["stats"]["streamers_count"] == 1
+    })
+    .await;
+    f.get_until("/streamers/n1", "n1 seen", |_| true).await;
 
     // A stream naming a missing zone is not created.
     let (s, v) = f
