@@ -377,7 +377,7 @@ async fn settings_streamers_agents_events_openapi() {
         .values()
         .map(|p| p.as_object().unwrap().len())
         .sum();
-    assert_eq!(ops, 40);
+    assert_eq!(ops, 44);
     assert!(doc["components"]["schemas"]["StreamView"].is_object());
 
     // Request metrics by operation and status class.

@@ -22,3 +22,5 @@ mod support;
 mod types;
 #[path = "api_compat/typos.rs"]
 mod typos;
+#[path = "api_compat/zones.rs"]
+mod zones;

@@ -84,6 +84,7 @@ async fn default_and_custom_values_render_and_pass_a_server_side_dry_run() {
             "CustomResourceDefinition",
             "CustomResourceDefinition",
             "CustomResourceDefinition",
+            "CustomResourceDefinition",
             "ClusterRole",
             "ClusterRole",
             "ClusterRole",
@@ -1049,8 +1050,8 @@ async fn make_dist_writes_artifacts_that_apply() {
     let bundle = std::fs::read_to_string(dist.join("crds.yaml")).unwrap();
     assert_eq!(
         kinds(&objects(&bundle)),
-        ["CustomResourceDefinition"; 5],
-        "crds.yaml holds the five CRDs"
+        ["CustomResourceDefinition"; 6],
+        "crds.yaml holds the six CRDs"
     );
     let system_ns: Namespace =
         serde_json::from_value(json!({"metadata": {"name": "panoptes-system"}})).unwrap();
@@ -1174,8 +1175,8 @@ async fn the_first_admin_of_the_notes_is_a_valid_user() {
     apply_dry_run(&ns.name, user, "notes-user");
 }
 
-/// Tenants get the five kinds through the aggregated roles, by impersonation on the real
-/// authorizer: view reads, edit writes Streams/Presets/Organizations but not Streamers (who
+/// Tenants get the six kinds through the aggregated roles, by impersonation on the real
+/// authorizer: view reads, edit writes Streams/Presets/Organizations/Zones but not Streamers (who
 /// edits one redirects node traffic) or Users (a facade login), admin writes all. Kubernetes'
 /// aggregation controller does not run on the test control plane, so the chart's roles are
 /// bound directly; the aggregation labels are checked on the render.
@@ -1226,7 +1227,14 @@ async fn tenants_get_the_kinds_through_aggregated_roles_streamers_and_users_admi
             .unwrap();
         String::from_utf8_lossy(&out.stdout).trim() == "yes"
     };
-    for kind in ["streamers", "streams", "presets", "organizations", "users"] {
+    for kind in [
+        "streamers",
+        "streams",
+        "presets",
+        "organizations",
+        "users",
+        "zones",
+    ] {
         let admin_only = ["streamers", "users"].contains(&kind);
         assert!(can("view-tenant", "list", kind), "view lists {kind}");
         assert!(!can("view-tenant", "create", kind), "view creates {kind}");

@@ -845,3 +845,68 @@ async fn no_capacity_is_explained_and_placed_once_capacity_appears() {
     }
     op.stop().await;
 }
+
+/// Zones on the real control plane and simulated nodes: a stream requiring a zone runs only
+/// on that zone's streamer, a preferred zone wins, a dedicated zone takes only the streams
+/// requiring it, and a stream requiring a zone nobody serves is not Ready, saying why.
+#[tokio::test]
+async fn zones_place_streams_and_a_zone_nobody_serves_is_explained() {
+    let (ns, sim) = fleet("rc-zones", 3).await;
+    let h: Vec<String> = (0..3).map(|i| sim.node(i).hostname().to_string()).collect();
+    patch_streamer(&ns, &h[0], json!({ "zones": ["east"] })).await;
+    patch_streamer(&ns, &h[1], json!({ "zones": ["vip"] })).await;
+    let zones = ns.api::<panoptes::resources::Zone>();
+    for (name, dedicated) in [("east", false), ("vip", true)] {
+        let doc = json!({ "kind": "Zone", "metadata": { "name": name }, "spec": { "isDedicated": dedicated } });
+        apply(&zones, doc).await;
+    }
+    let op = Operator::start(&ns);
+    let rules = |r: serde_json::Value| json!({ "layout_rules": r });
+    stream(
+        &ns,
+        "east-cam",
+        rules(json!({ "required_zones": ["east"] })),
+    )
+    .await;
+    stream(&ns, "vip-cam", rules(json!({ "required_zones": ["vip"] }))).await;
+    stream(
+        &ns,
+        "pref-cam",
+        rules(json!({ "preferred_zones": ["east"] })),
+    )
+    .await;
+    stream(
+        &ns,
+        "lost-cam",
+        rules(json!({ "required_zones": ["nowhere"] })),
+    )
+    .await;
+    for i in 0..3 {
+        stream(&ns, &format!("plain-{i}"), json!({})).await;
+    }
+    let l = converged(&ns, &sim, 6).await;
+    assert_eq!(l["east-cam"], [h[0].clone()], "required zone");
+    assert_eq!(l["vip-cam"], [h[1].clone()], "its dedicated zone");
+    assert_eq!(l["pref-cam"], [h[0].clone()], "preferred zone over load");
+    for i in 0..3 {
+        assert_ne!(
+            l[&format!("plain-{i}")],
+            [h[1].clone()],
+            "dedicated vip refuses plain-{i}"
+        );
+    }
+    let lost = wait_stream(&ns, "lost-cam", "Scheduled=False ZoneUnavailable", |s| {
+        cond(s, "Scheduled") == Some(("False".into(), "ZoneUnavailable".into()))
+    })
+    .await;
+    let conditions = &lost.status.unwrap().common.conditions;
+    let msg = &condition(conditions, "Scheduled").unwrap().message;
+    assert!(msg.contains("nowhere"), "{msg}");
+    let ready = condition(conditions, "Ready").unwrap();
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "NotScheduled")
+    );
+    assert!(holdings(&sim).values().all(|s| !s.contains("lost-cam")));
+    op.stop().await;
+}

@@ -33,6 +33,7 @@ pub mod collections {
     pub use super::routes::streamers::STREAMERS;
     pub use super::routes::streams::{LAYOUTS, STREAMS};
     pub use super::routes::users::USERS;
+    pub use super::routes::zones::ZONES;
 }
 
 use std::future::Future;

@@ -19,7 +19,7 @@ use super::openapi;
 use super::routes::cluster::{self, ClusterHealthStats};
 use super::routes::{
     self, ServerStatsWhoami, agents, events, organizations, presets, settings, streamers, streams,
-    users,
+    users, zones,
 };
 use super::views::{PresetView, StreamView, StreamerView, UserView};
 use super::{ApiState, BASE};
@@ -690,6 +690,50 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         501,
         Shape::None
     ),
+    op!(
+        route!(zones::list),
+        "get",
+        "/zones",
+        "zones_list",
+        "List zones (stats computed from the cluster)",
+        LIST_Q,
+        Shape::None,
+        200,
+        Shape::List("zones", r::<zones::ZoneView>)
+    ),
+    op!(
+        route!(zones::get),
+        "get",
+        "/zones/{name}",
+        "zone_get",
+        "Get a zone",
+        &[],
+        Shape::None,
+        200,
+        Shape::Object(r::<zones::ZoneView>)
+    ),
+    op!(
+        route!(zones::save),
+        "put",
+        "/zones/{name}",
+        "zone_save",
+        "Create or update a zone (partial: is_dedicated)",
+        &[],
+        Shape::Any,
+        200,
+        Shape::Object(r::<zones::ZoneView>)
+    ),
+    op!(
+        route!(zones::delete),
+        "delete",
+        "/zones/{name}",
+        "zone_delete",
+        "Delete a zone (409 naming the streams and presets whose layout_rules still name it)",
+        &[],
+        Shape::None,
+        204,
+        Shape::None
+    ),
     plumbing!(
         "get",
         "/openapi.json",
@@ -750,7 +794,7 @@ mod tests {
             .map(|o| (o.method.to_string(), o.path.to_string()))
             .collect();
         assert_eq!(in_doc, served);
-        assert_eq!(served.len(), 40);
+        assert_eq!(served.len(), 44);
         let unique: BTreeSet<(&str, &str)> =
             OPERATIONS.iter().map(|o| (o.method, o.path)).collect();
         assert_eq!(unique.len(), OPERATIONS.len(), "a route declared twice");

@@ -408,6 +408,7 @@ mod tests {
             key("pinned"),
             Unplaced {
                 shortfall: crate::layout::Shortfall::Unschedulable,
+                unserved_zones: vec![],
                 decisions: vec![],
             },
         )]);

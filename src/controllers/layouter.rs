@@ -102,6 +102,10 @@ fn fingerprint(ctx: &Context) -> u64 {
     for p in ctx.stores.presets.state() {
         (p.uid(), p.meta().generation).hash(&mut h);
     }
+    // A zone turning dedicated (or going) changes which nodes take which streams.
+    for z in ctx.stores.zones.state() {
+        (z.uid(), z.meta().generation).hash(&mut h);
+    }
     h.finish()
 }
 

@@ -22,3 +22,4 @@ pub mod stream_health;
 pub mod tenancy;
 pub mod validate;
 pub mod world;
+pub mod zones;

@@ -9,9 +9,11 @@
 //! - a Stream's DVR redundancy is its effective config's ([`super::effective`]: a locked
 //!   preset wins);
 //! - a node is the Streamer owning its hostname ([`super::tenancy`]), placeable by
-//!   [`super::health::node_placeable`].
+//!   [`super::health::node_placeable`];
+//! - a zone a Streamer lists is dedicated when a Zone of that name in the Streamer's own
+//!   namespace says so ([`super::zones`]); zone names need no Zone object to match.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use kube::runtime::reflector::ObjectRef;
@@ -22,7 +24,7 @@ use super::health::node_placeable;
 use super::key::ObjectKey;
 use super::tenancy::{hostname_owners, owns_hostname};
 use crate::layout::{self, LayoutOptions, LayoutResult, NodeView, Placement, Snapshot, StreamView};
-use crate::resources::{Preset, Stream, StreamSpec, Streamer, StreamerSpec};
+use crate::resources::{Preset, Stream, StreamSpec, Streamer, StreamerSpec, Zone};
 use crate::state::{LiveStats, Stores};
 
 /// Why a stream is not placed although it is declared.
@@ -76,6 +78,7 @@ impl World {
             stores.streams.state(),
             preset,
             &stores.streamers.state(),
+            &stores.zones.state(),
             placeable,
             edit,
         )
@@ -87,9 +90,19 @@ impl World {
         mut streams: Vec<Arc<Stream>>,
         preset: impl Fn(&str, &str) -> Option<Arc<Preset>>,
         streamers: &[Arc<Streamer>],
+        zones: &[Arc<Zone>],
         placeable: impl Fn(&str) -> bool,
         edit: Option<Edit<'_>>,
     ) -> Self {
+        // A zone being deleted still counts: it is gone once the API server says so.
+        let dedicated: HashSet<(&str, &str)> = zones
+            .iter()
+            .filter(|z| z.is_dedicated())
+            .map(|z| (z.metadata.namespace.as_deref().unwrap_or(""), z.zone_name()))
+            .collect();
+        let node = |ns: &str, spec: &StreamerSpec, healthy: bool| {
+            NodeView::from_spec(ns, spec, healthy, |z| dedicated.contains(&(ns, z)))
+        };
         if let Some(Edit::Stream { key, spec }) = edit {
             edited(&mut streams, key, spec);
         }
@@ -157,18 +170,12 @@ impl World {
                 continue;
             }
             let healthy = placeable(host);
-            world
-                .snapshot
-                .nodes
-                .push(NodeView::from_spec(&ns, &s.spec, healthy));
+            world.snapshot.nodes.push(node(&ns, &s.spec, healthy));
         }
         if let Some(n) = edited_node {
             let ns = edited_ns.unwrap_or_else(|| new_ns.to_string());
             let healthy = placeable(&n.hostname);
-            world
-                .snapshot
-                .nodes
-                .push(NodeView::from_spec(&ns, n, healthy));
+            world.snapshot.nodes.push(node(&ns, n, healthy));
         }
         world
     }
@@ -263,7 +270,7 @@ mod tests {
     fn world(streams: Vec<Arc<Stream>>, edit: Option<Edit<'_>>) -> World {
         let preset = |ns: &str, name: &str| (ns == "cams" && name == "locked").then(locked);
         let nodes = [node("n1"), node("n2"), node("n3")];
-        World::assemble(streams, preset, &nodes, |h| h != "n3", edit)
+        World::assemble(streams, preset, &nodes, &[], |h| h != "n3", edit)
     }
 
     fn keys(w: &World) -> Vec<&str> {

@@ -75,6 +75,13 @@ pub const POLICY: &[Rule] = &[
         Reason,
         "stream_unschedulable",
     ),
+    rule(
+        "ZoneUnavailable",
+        Warning,
+        true,
+        Reason,
+        "stream_zone_unavailable",
+    ),
     rule("LeftOnNode", Warning, true, Note, "stream_left_on_node"),
     rule(
         "StaleCopiesLeft",

@@ -1,8 +1,9 @@
-//! Who may hold what. Label checks depend only on the (stream labels, required node labels,
-//! preferred node labels) triple, which few streams do not share with many others, so they
-//! are computed once per distinct triple ("class") and node, not once per stream and node.
+//! Who may hold what. Label and zone checks depend only on the stream's (namespace, labels,
+//! required and preferred node labels, required and preferred zones), which few streams do
+//! not share with many others, so they are computed once per distinct tuple ("class") and
+//! node, not once per stream and node.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::model::{NodeView, StreamView};
 use crate::resources::wire::stream::{DecisionReason, NodeLayoutDecision, NodeRole};
@@ -15,6 +16,19 @@ pub(super) const STREAM_MISSES_LABELS: u8 = 2;
 /// node is not part of the pool at all, so it is not listed in its decisions either (a tenant
 /// reading its Stream learns nothing about other namespaces' nodes).
 pub(super) const NAMESPACE_NOT_ADMITTED: u8 = 4;
+/// The node serves none of the zones the stream requires (wire reason: the node misses the
+/// stream's required labels).
+pub(super) const OUTSIDE_REQUIRED_ZONES: u8 = 8;
+/// The node is in a dedicated zone the stream does not require (wire reason: the stream
+/// misses the node's required labels).
+pub(super) const DEDICATED_ZONE: u8 = 16;
+/// Refusals the wire calls `node_misses_stream_required_labels`.
+pub(super) const NODE_MISSES: u8 = NODE_MISSES_LABELS | OUTSIDE_REQUIRED_ZONES;
+/// Refusals the wire calls `stream_misses_node_required_labels`.
+pub(super) const STREAM_MISSES: u8 = STREAM_MISSES_LABELS | DEDICATED_ZONE;
+
+/// Preference points of a preferred zone: more than any count of preferred labels.
+const ZONE_PREFERENCE: u32 = 1 << 16;
 
 /// A streamer node as the placement loop sees it.
 pub(super) struct Node<'a> {
@@ -58,10 +72,12 @@ pub(super) struct Classes {
 }
 
 type Map = BTreeMap<String, String>;
+type Set = BTreeSet<String>;
+type ClassKey<'a> = (&'a str, &'a Map, &'a Map, &'a Map, &'a Set, &'a Set);
 
 impl Classes {
     pub fn build(nodes: &[Node], streams: &[&StreamView]) -> Self {
-        let mut ids: HashMap<(&str, &Map, &Map, &Map), usize> = HashMap::new();
+        let mut ids: HashMap<ClassKey, usize> = HashMap::new();
         let mut list = Vec::new();
         let of_stream = streams
             .iter()
@@ -71,6 +87,8 @@ impl Classes {
                     &*s.labels,
                     &*s.required_node_labels,
                     &*s.preferred_node_labels,
+                    &*s.required_zones,
+                    &*s.preferred_zones,
                 );
                 *ids.entry(key).or_insert_with(|| {
                     list.push(Class::new(nodes, s));
@@ -97,6 +115,14 @@ impl Class {
                 if !n.view.admission.admits(&s.namespace) {
                     m |= NAMESPACE_NOT_ADMITTED;
                 }
+                if !s.required_zones.is_empty() && !meets(&n.view.zones, &s.required_zones) {
+                    m |= OUTSIDE_REQUIRED_ZONES;
+                }
+                if !n.view.dedicated_zones.is_empty()
+                    && !meets(&n.view.dedicated_zones, &s.required_zones)
+                {
+                    m |= DEDICATED_ZONE;
+                }
                 m
             })
             .collect();
@@ -107,7 +133,8 @@ impl Class {
                     .preferred_node_labels
                     .iter()
                     .filter(|(k, v)| n.view.labels.get(*k) == Some(*v));
-                hits.count() as u32
+                let zone = meets(&n.view.zones, &s.preferred_zones);
+                u32::from(zone) * ZONE_PREFERENCE + (hits.count() as u32).min(ZONE_PREFERENCE - 1)
             })
             .collect();
         let open = (0..nodes.len())
@@ -119,6 +146,26 @@ impl Class {
 
 fn contains_all(have: &Map, want: &Map) -> bool {
     want.iter().all(|(k, v)| have.get(k) == Some(v))
+}
+
+/// Whether the two sets share a zone (both are small: a node serves a few zones).
+fn meets(a: &Set, b: &Set) -> bool {
+    let (small, large) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+    small.iter().any(|z| large.contains(z))
+}
+
+/// The zones of `required` that no node of the class's pool (any health) serves, sorted:
+/// why nothing can ever take the stream until someone joins one of them. Empty when the
+/// stream requires no zone or some node of its pool serves one.
+pub(super) fn unserved_zones(class: &Class, required: &Set) -> Vec<String> {
+    let served = class
+        .mask
+        .iter()
+        .any(|m| m & (NAMESPACE_NOT_ADMITTED | OUTSIDE_REQUIRED_ZONES) == 0);
+    if required.is_empty() || served {
+        return Vec::new();
+    }
+    required.iter().cloned().collect()
 }
 
 /// The verdicts of the nodes for one stream in the final state: those holding it and those
@@ -141,10 +188,10 @@ pub(super) fn decisions(
             }
             let mut reasons = Vec::new();
             // Pushed in `DecisionReason` order, so the list is sorted.
-            if class.mask[i] & STREAM_MISSES_LABELS != 0 {
+            if class.mask[i] & STREAM_MISSES != 0 {
                 reasons.push(DecisionReason::StreamMissesNodeRequiredLabels);
             }
-            if class.mask[i] & NODE_MISSES_LABELS != 0 {
+            if class.mask[i] & NODE_MISSES != 0 {
                 reasons.push(DecisionReason::NodeMissesStreamRequiredLabels);
             }
             if total[i] - u32::from(held) >= n.limit {

@@ -19,7 +19,15 @@
 //! - `node_layout_decisions` lists the nodes holding the stream and those refusing it (every
 //!   node when it is unplaced); [`LayoutOptions::explain_all_nodes`] adds the willing but
 //!   unchosen ones, at N entries per stream in time and status size;
-//! - `ingest_history` is oldest first, ending with the current ingest.
+//! - `ingest_history` is oldest first, ending with the current ingest;
+//! - zones are names: a stream with `required_zones` goes only to nodes serving one of them,
+//!   and a node in a dedicated zone takes only streams requiring one of its dedicated zones.
+//!   Wire reasons have no zone values (strict clients know a closed enum), so a node outside
+//!   the required zones reports `node_misses_stream_required_labels` and a dedicated node
+//!   refusing a stream `stream_misses_node_required_labels` (a zone is a label in effect);
+//!   [`Unplaced::unserved_zones`] names required zones nobody serves, for a clear message;
+//! - a preferred zone outranks preferred labels and load, and like them moves no placed
+//!   stream unless `rebalance` is set.
 //!
 //! The layouter loop keeps `result.placements` as the next run's `previous` (or rebuilds it
 //! from the streams' status with `Placement::from(&layout)`) and writes `result.changes` to
@@ -39,7 +47,7 @@ mod tests;
 
 pub use model::{
     Counts, Labels, LayoutOptions, LayoutResult, NodeView, Placement, RoleCounts, Shortfall,
-    Snapshot, StreamView, Unplaced, labels,
+    Snapshot, StreamView, Unplaced, Zones, labels, zones,
 };
 pub use place::layout;
 pub use preview::{CountChange, CountRole, counts, preview_counts};

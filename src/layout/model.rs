@@ -1,7 +1,7 @@
 //! Inputs and outputs of the layouter. Inputs are built from the custom resources once per
 //! run and shared through `Arc`s, so a preview can clone a snapshot and edit one entry cheaply.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use crate::domain::tenancy::Admission;
@@ -22,6 +22,14 @@ pub fn labels<K: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = 
             .map(|(k, v)| (k.into(), v.into()))
             .collect(),
     )
+}
+
+/// A set of zone names, shared between snapshots.
+pub type Zones = Arc<BTreeSet<String>>;
+
+/// Builds [`Zones`] from names (handy in tests and previews).
+pub fn zones<Z: Into<String>>(names: impl IntoIterator<Item = Z>) -> Zones {
+    Arc::new(names.into_iter().map(Into::into).collect())
 }
 
 /// What the layouter needs to know about one node.
@@ -45,6 +53,11 @@ pub struct NodeView {
     pub healthy: bool,
     /// The namespaces whose streams the node may hold (its own and the admitted ones).
     pub admission: Admission,
+    /// Zones the node serves (`Streamer.spec.zones`).
+    pub zones: Zones,
+    /// Those of its zones that are dedicated: the node takes only streams requiring one of
+    /// them.
+    pub dedicated_zones: Zones,
 }
 
 impl NodeView {
@@ -60,11 +73,20 @@ impl NodeView {
             draining: false,
             healthy: true,
             admission: Admission::default(),
+            zones: Zones::default(),
+            dedicated_zones: Zones::default(),
         }
     }
 
-    /// The view of a `Streamer` in `namespace`; health comes from the caller's probes.
-    pub fn from_spec(namespace: &str, spec: &StreamerSpec, healthy: bool) -> Self {
+    /// The view of a `Streamer` in `namespace`; health comes from the caller's probes, and
+    /// `dedicated` says which zone names are dedicated zones.
+    pub fn from_spec(
+        namespace: &str,
+        spec: &StreamerSpec,
+        healthy: bool,
+        dedicated: impl Fn(&str) -> bool,
+    ) -> Self {
+        let zones: BTreeSet<String> = spec.zones.iter().flatten().cloned().collect();
         NodeView {
             hostname: spec.hostname.as_str().into(),
             role: spec.role.unwrap_or_default(),
@@ -86,6 +108,8 @@ impl NodeView {
                     .map(|a| a.iter().map(|n| n.0.clone()).collect::<Vec<_>>())
                     .as_deref(),
             ),
+            dedicated_zones: Arc::new(zones.iter().filter(|z| dedicated(z)).cloned().collect()),
+            zones: Arc::new(zones),
         }
     }
 }
@@ -108,6 +132,10 @@ pub struct StreamView {
     pub dvr_redundancy: u32,
     /// Namespace of the stream: only nodes admitting it may hold the stream.
     pub namespace: Arc<str>,
+    /// A node must serve one of these zones (empty = any node).
+    pub required_zones: Zones,
+    /// Nodes serving one of these win over all others (before preferred labels and load).
+    pub preferred_zones: Zones,
 }
 
 impl StreamView {
@@ -121,6 +149,8 @@ impl StreamView {
             preferred_node_labels: Labels::default(),
             dvr_redundancy: 0,
             namespace: "".into(),
+            required_zones: Zones::default(),
+            preferred_zones: Zones::default(),
         }
     }
 
@@ -129,6 +159,10 @@ impl StreamView {
     pub fn from_spec(key: impl Into<Arc<str>>, namespace: &str, spec: &StreamSpec) -> Self {
         let placement = spec.placement.as_ref();
         let map = |m: Option<&BTreeMap<String, String>>| Arc::new(m.cloned().unwrap_or_default());
+        let rules = spec.config.layout_rules.as_ref();
+        let set = |z: Option<&Vec<String>>| -> Zones {
+            Arc::new(z.into_iter().flatten().cloned().collect())
+        };
         StreamView {
             key: key.into(),
             disabled: spec.config.disabled.unwrap_or(false),
@@ -142,6 +176,8 @@ impl StreamView {
                 .and_then(|d| d.redundancy_factor)
                 .map_or(0, |r| u32::try_from(r.max(0)).unwrap_or(u32::MAX)),
             namespace: namespace.into(),
+            required_zones: set(rules.and_then(|r| r.required_zones.as_ref())),
+            preferred_zones: set(rules.and_then(|r| r.preferred_zones.as_ref())),
         }
     }
 }
@@ -205,6 +241,9 @@ pub enum Shortfall {
 pub struct Unplaced {
     /// What is missing.
     pub shortfall: Shortfall,
+    /// For an unschedulable stream whose required zones no node of its pool serves (healthy
+    /// or not): those zones, sorted. Empty otherwise.
+    pub unserved_zones: Vec<String>,
     /// One verdict per streamer node, sorted by hostname.
     pub decisions: Vec<NodeLayoutDecision>,
 }

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::eligibility::decisions;
+use super::eligibility::{decisions, unserved_zones};
 use super::model::{LayoutOptions, LayoutResult, Placement, RoleCounts, Shortfall, Unplaced};
 use super::place::{Run, Work};
 use crate::resources::wire::stream::{ChangeReason, IngestHistoryItem, Originator, StreamLayout};
@@ -52,8 +52,15 @@ impl Run<'_> {
                 } else {
                     std::mem::take(&mut verdicts)
                 };
+                let unserved_zones = match shortfall {
+                    Shortfall::Unschedulable => {
+                        unserved_zones(self.class_of(si), &s.required_zones)
+                    }
+                    Shortfall::MissingBackups(_) => Vec::new(),
+                };
                 let unplaced = Unplaced {
                     shortfall,
+                    unserved_zones,
                     decisions,
                 };
                 result.unplaced.insert(s.key.clone(), unplaced);

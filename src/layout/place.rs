@@ -9,12 +9,12 @@
 //!    promoting a backup (it already holds the stream and its archive), else by the best
 //!    node; then backups are filled up.
 //!
-//! "Best" is: most preferred labels, then least loaded, then a per-stream hash of the
+//! "Best" is: in a preferred zone, then most preferred labels, then least loaded, then a per-stream hash of the
 //! hostname. Loads only grow in phase 3, so a stream left unplaced there still finds every
 //! node ineligible in the final state its decisions describe.
 //!
-//! Cost: O(S log S + C·N·L + S·(1+R)·N) for S streams, N nodes, C label classes of L labels
-//! and R backups per stream, plus O(N) per changed or unplaced stream for its decisions.
+//! Cost: O(S log S + C·N·(L+Z) + S·(1+R)·N) for S streams, N nodes, C classes of L labels
+//! and Z zones, and R backups per stream, plus O(N) per changed or unplaced stream for its decisions.
 //! Nothing is quadratic in N; 10,000 streams × 100 nodes is a few million cheap steps.
 
 use std::cmp::Reverse;
@@ -22,8 +22,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use super::eligibility::{
-    Class, Classes, NAMESPACE_NOT_ADMITTED, NODE_MISSES_LABELS, Node, STREAM_MISSES_LABELS, fnv,
-    tie,
+    Class, Classes, NAMESPACE_NOT_ADMITTED, NODE_MISSES, Node, STREAM_MISSES, fnv, tie,
 };
 use super::model::{LayoutOptions, LayoutResult, Placement, Snapshot, StreamView};
 use crate::resources::wire::stream::{ChangeReason, NodeRole};
@@ -82,9 +81,9 @@ impl State<'_> {
             Some(ChangeReason::NamespaceMismatch)
         } else if self.nodes[i].offline {
             Some(ChangeReason::NodeBecomeOffline)
-        } else if mask & STREAM_MISSES_LABELS != 0 {
+        } else if mask & STREAM_MISSES != 0 {
             Some(ChangeReason::StreamMissesNodeRequiredLabels)
-        } else if mask & NODE_MISSES_LABELS != 0 {
+        } else if mask & NODE_MISSES != 0 {
             Some(ChangeReason::NodeMissesStreamRequiredLabels)
         } else if self.total(i) >= self.nodes[i].limit {
             Some(ChangeReason::NodeChannelLimitExceeded)

@@ -23,8 +23,13 @@ fn arb_labels(keys: &'static [(&'static str, &'static str)]) -> impl Strategy<Va
     proptest::sample::subsequence(keys, 0..=keys.len()).prop_map(labels)
 }
 
+fn arb_zones() -> impl Strategy<Value = Zones> {
+    proptest::sample::subsequence(&["a", "b", "c"][..], 0..=2).prop_map(zones)
+}
+
 fn arb_node(i: usize) -> impl Strategy<Value = NodeView> {
     (
+        (arb_zones(), prop::bool::weighted(0.15)),
         prop::option::weighted(0.4, 0u32..6),
         arb_labels(&[("zone", "a"), ("disk", "ssd")]),
         prop::option::weighted(0.15, Just(labels([("tier", "gold")]))),
@@ -34,7 +39,16 @@ fn arb_node(i: usize) -> impl Strategy<Value = NodeView> {
         prop::bool::weighted(0.9),
     )
         .prop_map(
-            move |(limit, labels, required, cordoned, draining, healthy, streamer)| NodeView {
+            move |(
+                (zs, dedicated),
+                limit,
+                labels,
+                required,
+                cordoned,
+                draining,
+                healthy,
+                streamer,
+            )| NodeView {
                 hostname: format!("n{i}").into(),
                 role: if streamer {
                     NodeRole::Streamer
@@ -48,6 +62,9 @@ fn arb_node(i: usize) -> impl Strategy<Value = NodeView> {
                 draining,
                 healthy,
                 admission: Default::default(),
+                // A dedicated node is dedicated in its first zone.
+                dedicated_zones: zones(zs.iter().take(usize::from(dedicated)).cloned()),
+                zones: zs,
             },
         )
 }
@@ -59,16 +76,22 @@ fn arb_stream(i: usize) -> impl Strategy<Value = StreamView> {
         prop::option::weighted(0.2, arb_labels(&[("zone", "a")])),
         prop::option::weighted(0.2, arb_labels(&[("disk", "ssd")])),
         0u32..4,
+        prop::option::weighted(0.25, arb_zones()),
+        prop::option::weighted(0.25, arb_zones()),
     )
         .prop_map(
-            move |(disabled, labels, required, preferred, r)| StreamView {
-                key: format!("s{i:03}").into(),
-                disabled,
-                labels,
-                required_node_labels: required.unwrap_or_default(),
-                preferred_node_labels: preferred.unwrap_or_default(),
-                dvr_redundancy: r,
-                namespace: "".into(),
+            move |(disabled, labels, required, preferred, r, required_zones, preferred_zones)| {
+                StreamView {
+                    key: format!("s{i:03}").into(),
+                    disabled,
+                    labels,
+                    required_node_labels: required.unwrap_or_default(),
+                    preferred_node_labels: preferred.unwrap_or_default(),
+                    dvr_redundancy: r,
+                    namespace: "".into(),
+                    required_zones: required_zones.unwrap_or_default(),
+                    preferred_zones: preferred_zones.unwrap_or_default(),
+                }
             },
         )
 }
@@ -119,6 +142,15 @@ fn allowed(n: &NodeView, s: &StreamView) -> bool {
         && !n.draining
         && all(&n.labels, &s.required_node_labels)
         && all(&s.labels, &n.required_stream_labels)
+        && in_zones(n, s)
+}
+
+/// The zone rules, restated: a required zone must be served, and a dedicated node takes only
+/// streams requiring one of its dedicated zones.
+fn in_zones(n: &NodeView, s: &StreamView) -> bool {
+    let meets = |a: &Zones, b: &Zones| a.iter().any(|z| b.contains(z));
+    (s.required_zones.is_empty() || meets(&n.zones, &s.required_zones))
+        && (n.dedicated_zones.is_empty() || meets(&n.dedicated_zones, &s.required_zones))
 }
 
 fn check_invariants(
@@ -348,6 +380,38 @@ proptest! {
         prop_assert!(ingest.iter().max().unwrap() - ingest.iter().min().unwrap() <= 1, "{:?}", ingest);
         prop_assert!(r2.changes.values().all(|l| l.change_reason == Some(ChangeReason::RelayoutByApi)));
         prop_assert!(layout(&snap, &r2.placements, &opts(true)).changes.is_empty());
+    }
+
+    #[test]
+    fn a_preferred_zone_wins_when_it_can(
+        node_zones in proptest::collection::vec(arb_zones(), 1..6),
+        streams in proptest::collection::vec((arb_zones(), arb_zones()), 0..30),
+    ) {
+        let snap = Snapshot {
+            nodes: node_zones.iter().enumerate().map(|(i, z)| NodeView { zones: z.clone(), ..NodeView::new(format!("n{i}")) }).collect(),
+            streams: streams.iter().enumerate().map(|(i, (req, pref))| StreamView {
+                required_zones: req.clone(),
+                preferred_zones: pref.clone(),
+                ..StreamView::new(format!("s{i}"))
+            }).collect(),
+        };
+        let r = layout(&snap, &Prev::new(), &opts(false));
+        for s in &snap.streams {
+            let eligible: Vec<&NodeView> = snap.nodes.iter().filter(|n| in_zones(n, s)).collect();
+            let p = &r.placements[&s.key];
+            prop_assert_eq!(p.ingest.is_some(), !eligible.is_empty(), "{} placed iff some node is in its zones", s.key);
+            let preferred = |n: &NodeView| n.zones.iter().any(|z| s.preferred_zones.contains(z));
+            if eligible.iter().any(|n| preferred(n)) {
+                let host = p.ingest.as_deref().unwrap();
+                let on = snap.nodes.iter().find(|n| &*n.hostname == host).unwrap();
+                prop_assert!(preferred(on), "{} is on {} outside its preferred zones", s.key, host);
+            }
+            if p.ingest.is_none() && !s.required_zones.is_empty() {
+                let served = snap.nodes.iter().any(|n| n.zones.iter().any(|z| s.required_zones.contains(z)));
+                let u = &r.unplaced[&s.key];
+                prop_assert_eq!(u.unserved_zones.is_empty(), served, "{}: unserved zones {:?}", s.key, u.unserved_zones);
+            }
+        }
     }
 
     #[test]

@@ -757,7 +757,7 @@ fn views_from_specs() {
         labels: Some([("zone".to_owned(), "a".to_owned())].into()),
         ..Default::default()
     };
-    let v = NodeView::from_spec("ns", &streamer, false);
+    let v = NodeView::from_spec("ns", &streamer, false, |_| false);
     assert_eq!(
         (&*v.hostname, v.role, v.channel_limit, v.cordoned, v.healthy),
         ("n1", NodeRole::Streamer, Some(0), true, false)
@@ -880,4 +880,128 @@ fn a_withdrawn_admission_moves_the_stream_with_namespace_mismatch() {
     let r = run(&after, &prev);
     assert_eq!(ingest(&r, "s"), Some("b"));
     assert_eq!(reason(&r, "s"), ChangeReason::NamespaceMismatch);
+}
+
+fn in_zones(h: &str, z: &[&str], dedicated: &[&str]) -> NodeView {
+    NodeView {
+        zones: zones(z.iter().copied()),
+        dedicated_zones: zones(dedicated.iter().copied()),
+        ..node(h)
+    }
+}
+
+fn zoned(k: &str, required: &[&str], preferred: &[&str]) -> StreamView {
+    StreamView {
+        required_zones: zones(required.iter().copied()),
+        preferred_zones: zones(preferred.iter().copied()),
+        ..stream(k)
+    }
+}
+
+#[test]
+fn a_required_zone_is_served_or_the_stream_waits_naming_it() {
+    let nodes = vec![in_zones("east-1", &["east"], &[]), node("plain")];
+    let streams = vec![
+        zoned("east-cam", &["east"], &[]),
+        zoned("lost-cam", &["nowhere", "void"], &[]),
+        stream("any-cam"),
+    ];
+    let r = run(&snap(nodes, streams), &Prev::new());
+    assert_eq!(ingest(&r, "east-cam"), Some("east-1"));
+    assert_eq!(
+        reasons_of(&r, "east-cam", "plain"),
+        [DecisionReason::NodeMissesStreamRequiredLabels]
+    );
+    assert_eq!(ingest(&r, "lost-cam"), None);
+    assert_eq!(r.unplaced["lost-cam"].unserved_zones, ["nowhere", "void"]);
+    assert!(ingest(&r, "any-cam").is_some());
+}
+
+#[test]
+fn a_zone_served_only_by_a_dead_node_is_not_unserved() {
+    let dead = NodeView {
+        healthy: false,
+        ..in_zones("east-1", &["east"], &[])
+    };
+    let r = run(
+        &snap(vec![dead], vec![zoned("cam", &["east"], &[])]),
+        &Prev::new(),
+    );
+    assert_eq!(ingest(&r, "cam"), None);
+    assert!(
+        r.unplaced["cam"].unserved_zones.is_empty(),
+        "its node is only down"
+    );
+}
+
+#[test]
+fn a_preferred_zone_wins_over_load_and_labels_and_falls_back() {
+    let busy_east = NodeView {
+        labels: labels([("disk", "hdd")]),
+        ..in_zones("east-1", &["east"], &[])
+    };
+    let ssd = NodeView {
+        labels: labels([("disk", "ssd")]),
+        ..node("west-1")
+    };
+    let wants = |k: &str| StreamView {
+        preferred_node_labels: labels([("disk", "ssd")]),
+        ..zoned(k, &[], &["east"])
+    };
+    let r = run(
+        &snap(
+            vec![busy_east.clone(), ssd.clone()],
+            (0..3).map(|i| wants(&format!("s{i}"))).collect(),
+        ),
+        &Prev::new(),
+    );
+    for i in 0..3 {
+        assert_eq!(ingest(&r, &format!("s{i}")), Some("east-1"));
+    }
+    // Its preferred zone full: the stream goes elsewhere rather than nowhere.
+    let full = NodeView {
+        channel_limit: Some(0),
+        ..busy_east
+    };
+    let r = run(&snap(vec![full, ssd], vec![wants("s0")]), &Prev::new());
+    assert_eq!(ingest(&r, "s0"), Some("west-1"));
+}
+
+#[test]
+fn a_dedicated_zone_takes_only_streams_requiring_it() {
+    let nodes = vec![
+        in_zones("vip-1", &["vip", "east"], &["vip"]),
+        in_zones("east-1", &["east"], &[]),
+    ];
+    let streams = vec![
+        zoned("vip-cam", &["vip"], &[]),
+        zoned("east-cam", &["east"], &[]),
+        zoned("pref-vip", &[], &["vip"]),
+        stream("plain"),
+    ];
+    let r = run(&snap(nodes, streams), &Prev::new());
+    assert_eq!(ingest(&r, "vip-cam"), Some("vip-1"));
+    for k in ["east-cam", "pref-vip", "plain"] {
+        assert_eq!(ingest(&r, k), Some("east-1"), "{k}");
+        assert_eq!(
+            reasons_of(&r, k, "vip-1"),
+            [DecisionReason::StreamMissesNodeRequiredLabels],
+            "{k}"
+        );
+    }
+}
+
+#[test]
+fn a_zone_turning_dedicated_moves_the_streams_that_do_not_require_it() {
+    let open = in_zones("vip-1", &["vip"], &[]);
+    let streams = vec![stream("plain")];
+    let r1 = run(&snap(vec![open], streams.clone()), &Prev::new());
+    assert_eq!(ingest(&r1, "plain"), Some("vip-1"));
+    let closed = in_zones("vip-1", &["vip"], &["vip"]);
+    let r2 = run(&snap(vec![closed, node("other")], streams), &r1.placements);
+    assert_eq!(ingest(&r2, "plain"), Some("other"));
+    assert_eq!(
+        r2.changes["plain"].change_reason,
+        Some(ChangeReason::StreamMissesNodeRequiredLabels)
+    );
 }

@@ -1,4 +1,4 @@
-//! The five custom resources (`panoptes.dev/v1alpha1`) and the wire types they share with the
+//! The custom resources (`panoptes.dev/v1alpha1`) and the wire types they share with the
 //! node client and the facade.
 
 pub mod common;
@@ -8,6 +8,7 @@ pub mod stream;
 pub mod streamer;
 pub mod user;
 pub mod wire;
+pub mod zone;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
@@ -17,6 +18,7 @@ pub use preset::{Preset, PresetSpec, PresetStatus};
 pub use stream::{Stream, StreamSpec, StreamStatus};
 pub use streamer::{Streamer, StreamerSpec, StreamerStatus};
 pub use user::{User, UserSpec, UserStatus};
+pub use zone::{Zone, ZoneSpec};
 
 /// Every CRD with the file name it is kept under in `crds/`.
 pub fn crds() -> Vec<(&'static str, CustomResourceDefinition)> {
@@ -26,6 +28,7 @@ pub fn crds() -> Vec<(&'static str, CustomResourceDefinition)> {
         ("preset.yaml", Preset::crd()),
         ("organization.yaml", Organization::crd()),
         ("user.yaml", User::crd()),
+        ("zone.yaml", Zone::crd()),
     ]
 }
 

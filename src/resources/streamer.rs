@@ -73,7 +73,8 @@ pub struct StreamerSpec {
     pub labels: Option<BTreeMap<String, String>>,
     /// Labels a stream must carry to be placed on this node.
     pub required_stream_labels: Option<BTreeMap<String, String>>,
-    /// Zones this node serves.
+    /// Zones this node serves (names of `Zone` objects). Streams requiring a zone run only on
+    /// its streamers; a node in a dedicated zone takes only streams requiring that zone.
     pub zones: Option<Vec<String>>,
     /// Namespaces besides its own whose Streams this node may hold (exact names, or `*` for
     /// every namespace). Empty by default: a Streamer serves the Streams of its own namespace

@@ -14,7 +14,7 @@ use std::fmt::Debug;
 use std::hash::Hash;
 use tokio::task::JoinSet;
 
-use crate::resources::{Organization, Preset, Stream, Streamer, User};
+use crate::resources::{Organization, Preset, Stream, Streamer, User, Zone};
 
 pub(crate) mod live;
 pub(crate) mod nodes;
@@ -97,6 +97,8 @@ pub struct Stores {
     pub organizations: Store<Organization>,
     /// Users.
     pub users: Store<User>,
+    /// Zones.
+    pub zones: Store<Zone>,
     /// Applied Streams, for the Stream controller (one watch and one cache for both).
     pub(crate) stream_events: Tap<Stream>,
     /// How many watch events each store has applied, for readers that cache what they
@@ -125,6 +127,7 @@ impl Stores {
         let _ = self.presets.wait_until_ready().await;
         let _ = self.organizations.wait_until_ready().await;
         let _ = self.users.wait_until_ready().await;
+        let _ = self.zones.wait_until_ready().await;
         self.ready.store(true, Ordering::Relaxed);
     }
 }
@@ -160,6 +163,8 @@ pub(crate) struct StoreChanges {
     pub organizations: Changes,
     /// Users.
     pub users: Changes,
+    /// Zones.
+    pub zones: Changes,
 }
 
 /// Starts one watch per kind feeding its store. Watch tasks run in `tasks` until aborted.
@@ -207,7 +212,14 @@ pub fn start_sharded(
             None,
             tasks,
         ),
-        users: watch(scope.api(client), all, &c.users, None, tasks),
+        users: watch(
+            scope.api(client.clone()),
+            all.clone(),
+            &c.users,
+            None,
+            tasks,
+        ),
+        zones: watch(scope.api(client), all, &c.zones, None, tasks),
         stream_events,
         changes,
         shard,

@@ -9,6 +9,7 @@ pub mod settings;
 pub mod streamers;
 pub mod streams;
 pub mod users;
+pub mod zones;
 
 use std::collections::HashMap;
 use std::sync::Arc;

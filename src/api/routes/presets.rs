@@ -154,6 +154,7 @@ pub async fn create(State(state): State<ApiState>, body: JsonBody) -> ApiResult<
     let body = Value::Object(body);
     let mut spec = spec_from(PresetSpec::default(), body)?;
     let ns = state.config.namespace.clone();
+    super::zones::check_rules(&state, &ns, spec.layout_rules.as_ref())?;
     let mut claimed = ids::claim_new(
         &state,
         IdKind::Preset,
@@ -232,6 +233,12 @@ pub async fn save(
         |current: Option<&Preset>| {
             let current = current.ok_or_else(|| ApiError::not_found("preset", id))?;
             let spec = spec_from(current.spec.clone(), body.clone())?;
+            // Only rules this save changes: a zone deleted with kubectl does not lock the
+            // rest of the preset.
+            if spec.layout_rules != current.spec.layout_rules {
+                let ns = current.namespace().unwrap_or_default();
+                super::zones::check_rules(&state, &ns, spec.layout_rules.as_ref())?;
+            }
             Ok(Preset::new(&current.name_any(), spec))
         },
     )

@@ -638,6 +638,32 @@ async fn save_with_credentials(
     }
 }
 
+/// Zone rules of a save (reference §5 item 10): a new camera without rules of its own takes
+/// its preset's `layout_rules` (a copy: changing the preset later moves no camera), and rules
+/// the save sets or changes must name existing zones (422 otherwise). Rules left as they were
+/// are not checked again, so a zone deleted with kubectl does not lock the rest of a stream.
+fn zone_rules(
+    state: &ApiState,
+    ns: &str,
+    spec: &mut StreamSpec,
+    existing: Option<&Stream>,
+) -> ApiResult<()> {
+    if existing.is_none() && spec.config.layout_rules.is_none() {
+        let preset = spec.preset_ref.as_ref().and_then(|p| {
+            state
+                .stores
+                .presets
+                .get(&kube::runtime::reflector::ObjectRef::new(p).within(ns))
+        });
+        spec.config.layout_rules = preset.and_then(|p| p.spec.layout_rules.clone());
+    }
+    let before = existing.and_then(|s| s.spec.config.layout_rules.as_ref());
+    if spec.config.layout_rules.as_ref() != before {
+        super::zones::check_rules(state, ns, spec.config.layout_rules.as_ref())?;
+    }
+    Ok(())
+}
+
 /// The spec a save body leads to when applied to `existing` (shared by save and preview).
 /// Returns the namespace, the object name, the spec and any camera credentials found in URLs.
 fn saved_spec(
@@ -687,6 +713,7 @@ fn saved_spec(
     if let Some(p) = preset {
         spec.preset_ref = p;
     }
+    zone_rules(state, &ns, &mut spec, existing)?;
     let creds = extract_credentials(&mut spec.config);
     Ok(Saved {
         ns,

@@ -60,6 +60,14 @@ pub fn judge(
             "Disabled",
             "the stream is disabled; it runs on no node",
         ),
+        (false, None, Some(u)) if !u.unserved_zones.is_empty() => Desired::no(
+            "Scheduled",
+            "ZoneUnavailable",
+            format!(
+                "no streamer serves the required zone(s) {}; add a streamer to one of them (Streamer spec.zones) or change the stream's layout_rules.required_zones",
+                u.unserved_zones.join(", ")
+            ),
+        ),
         (false, None, Some(u)) => Desired::no("Scheduled", "Unschedulable", explain(u)),
         (false, None, None) => Desired::no(
             "Scheduled",
@@ -266,11 +274,17 @@ mod tests {
         let on_demand = Running::Enabled { on_demand: true };
         let unschedulable = Unplaced {
             shortfall: Shortfall::Unschedulable,
+            unserved_zones: vec![],
             decisions: vec![],
         };
         let short = Unplaced {
             shortfall: Shortfall::MissingBackups(1),
+            unserved_zones: vec![],
             decisions: vec![],
+        };
+        let zoned = Unplaced {
+            unserved_zones: vec!["nowhere".into()],
+            ..unschedulable.clone()
         };
         let (up, down) = (live(true), live(false));
         let n1 = on(Some("n1"), &[]);
@@ -290,6 +304,7 @@ mod tests {
             ("old copy left", report(&["n1"], &[], &["n0: unreachable"]), &n1, None, Some(&up), enabled, ["Placed", "StaleCopiesLeft", "Alive"], Some(true)),
             ("waiting for a node", report(&[], &[], &[]), &none, None, None, enabled, ["!Pending", "!NotScheduled", "!NotScheduled"], None),
             ("no node fits", report(&[], &[], &[]), &none, Some(&unschedulable), None, enabled, ["!Unschedulable", "!NotScheduled", "!NotScheduled"], None),
+            ("no node in its zone", report(&[], &[], &[]), &none, Some(&zoned), None, enabled, ["!ZoneUnavailable", "!NotScheduled", "!NotScheduled"], None),
             ("disabled", report(&[], &[], &[]), &n1, None, Some(&up), Running::Disabled, ["!Disabled", "Disabled", "!Disabled"], None),
             ("disabled, copy left", report(&[], &[], &["n1: unreachable"]), &none, None, None, Running::Disabled, ["!Disabled", "!RemovalPending", "!Disabled"], None),
         ];

@@ -310,13 +310,16 @@ pub struct AudioSpec {
     pub disabled: Option<bool>,
 }
 
-/// Zone placement rules.
+/// Zone placement rules. Zones are `Zone` objects; streamers join them with `spec.zones`.
 #[skip_serializing_none]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct LayoutRules {
-    /// Zones tried first; other zones are used when they are unavailable.
+    /// Streamers in one of these zones win over all others (before preferred labels and
+    /// load) when they have room; otherwise the stream goes elsewhere. A placed stream is not
+    /// moved to a preferred zone unless the layout is rebalanced.
     pub preferred_zones: Option<Vec<String>>,
-    /// The stream may only be placed in these zones (empty = any).
+    /// The stream runs only on streamers in one of these zones (empty = any); with none
+    /// serving them it is not scheduled (`Scheduled=False`, reason `ZoneUnavailable`).
     pub required_zones: Option<Vec<String>>,
 }
 
