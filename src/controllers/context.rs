@@ -23,6 +23,9 @@ pub struct Tunables {
     pub system_namespace: String,
     /// Timing of node health probes (how fast a hung node is judged unreachable).
     pub probe: crate::flussonic::ProbePolicy,
+    /// How long a missing referenced Secret, Preset or Organization reads `Reconciling`
+    /// before it reads `Stalled` (GitOps tools then fail fast instead of timing out).
+    pub missing_grace: Duration,
 }
 
 impl Default for Tunables {
@@ -32,6 +35,7 @@ impl Default for Tunables {
             delete_grace: Duration::from_secs(60),
             system_namespace: "default".into(),
             probe: crate::flussonic::ProbePolicy::default(),
+            missing_grace: super::conditions::MISSING_GRACE,
         }
     }
 }
@@ -79,6 +83,7 @@ impl Context {
             instance: std::env::var("POD_NAME").ok(),
         };
         let recorder = Recorder::new(client.clone(), reporter);
+        super::conditions::set_missing_grace(tunables.missing_grace);
         let node_metrics = crate::flussonic::NodeMetrics::new();
         metrics.register(|r| node_metrics.register(r));
         let controller_metrics = super::metrics::ControllerMetrics::default();

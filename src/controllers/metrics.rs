@@ -41,8 +41,11 @@ pub(crate) struct ControllerMetrics {
     pub(crate) node_streams: Family<NodeLabels, Gauge>,
     /// Streams the node reported alive.
     pub(crate) node_streams_alive: Family<NodeLabels, Gauge>,
-    /// Inbound traffic the node reported, kbit/s.
-    pub(crate) node_input_kbit: Family<NodeLabels, Gauge>,
+    /// Inbound traffic the node reported, bytes/s (the node says kbit/s; Prometheus wants
+    /// base units).
+    pub(crate) node_input_bytes: Family<NodeLabels, Gauge>,
+    /// 1 while this replica holds the leader Lease and runs the reconcilers.
+    pub leader: Gauge,
 }
 
 impl Default for ControllerMetrics {
@@ -57,7 +60,8 @@ impl Default for ControllerMetrics {
             node_up: Family::default(),
             node_streams: Family::default(),
             node_streams_alive: Family::default(),
-            node_input_kbit: Family::default(),
+            node_input_bytes: Family::default(),
+            leader: Gauge::default(),
         }
     }
 }
@@ -114,9 +118,14 @@ impl ControllerMetrics {
             self.node_streams_alive.clone(),
         );
         r.register(
-            "node_input_kbit",
-            "Inbound traffic a node reported, kbit/s",
-            self.node_input_kbit.clone(),
+            "node_input_bytes_per_second",
+            "Inbound traffic a node reported, bytes per second",
+            self.node_input_bytes.clone(),
+        );
+        r.register(
+            "leader",
+            "1 while this replica holds the leader Lease (its shard's) and reconciles",
+            self.leader.clone(),
         );
     }
 
@@ -145,7 +154,7 @@ impl ControllerMetrics {
             &self.node_up,
             &self.node_streams,
             &self.node_streams_alive,
-            &self.node_input_kbit,
+            &self.node_input_bytes,
         ] {
             f.remove(&l);
         }
