@@ -402,9 +402,11 @@ async fn the_operator_with_only_the_charts_rbac_converges_the_samples_survives_a
     })
     .await;
     assert!(kstatus::convention_violations(&guard).is_empty());
+    // A missing Secret may be on its way (the binary's grace is 60 s): Reconciling, which
+    // both tools read as in progress; after the grace it is Stalled (the test below).
     assert_eq!(kstatus::compute(&guard).0, Status::InProgress);
     let (health, message) = argocd::health(&guard);
-    assert_eq!(health, "Degraded", "{message}");
+    assert_eq!(health, "Progressing", "{message}");
     assert!(message.starts_with("PasswordSecretMissing"), "{message}");
 
     // Node failure: streamer-1 (the only node with site=north) goes down. It reads Degraded,
