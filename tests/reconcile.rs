@@ -817,7 +817,11 @@ async fn no_capacity_is_explained_and_placed_once_capacity_appears() {
         .unwrap()
         .message
         .clone();
-    assert!(msg.contains("node_channel_limit_exceeded"), "{msg}");
+    // In words, not Watcher's tokens (`node_channel_limit_exceeded`).
+    assert!(
+        msg.contains(&format!("{h0} at its channel limit")) && !msg.contains("exceeded"),
+        "{msg}"
+    );
     let labels = wait_stream(&ns, "k4", "Scheduled=False Unschedulable", |s| {
         cond(s, "Scheduled") == Some(("False".into(), "Unschedulable".into()))
     })
@@ -826,7 +830,8 @@ async fn no_capacity_is_explained_and_placed_once_capacity_appears() {
         .unwrap()
         .message
         .clone();
-    assert!(msg.contains("labels"), "{msg}");
+    // The label each node lacks, by name.
+    assert!(msg.contains(&format!("{h1} lacks label gpu=yes")), "{msg}");
     // Capacity appears: a higher limit on one node, the label on the other.
     patch_streamer(&ns, &h0, json!({ "channelLimit": 5 })).await;
     patch_streamer(
