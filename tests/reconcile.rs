@@ -201,6 +201,14 @@ async fn drift_is_repaired_leftovers_removed_and_foreign_streams_left_alone() {
         node.stored_stream("a").map(|_| ())
     })
     .await;
+    // Both repairs show on /metrics (issue 18: drift repair was invisible).
+    let series = format!("panoptes_stream_drift_repairs_total{{node=\"{host_a}\"}} ");
+    eventually(WAIT, "drift repairs counted", || async {
+        let m = op.ctx.metrics.encode();
+        let line = m.lines().find_map(|l| l.strip_prefix(series.as_str()))?;
+        (line.trim().parse::<u64>().ok()? >= 2).then_some(())
+    })
+    .await;
 
     node.add_foreign_stream(
         "someone-elses",

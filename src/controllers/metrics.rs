@@ -35,6 +35,8 @@ pub(crate) struct ControllerMetrics {
     pub(crate) stream_pushes: Family<NodeLabels, Counter>,
     /// Stream copies removed from a node (moves, deletions, leftovers).
     pub(crate) stream_removals: Family<NodeLabels, Counter>,
+    /// Stream copies written back after a hand edit or deletion on the node.
+    pub(crate) stream_drift_repairs: Family<NodeLabels, Counter>,
     /// 1 when the node answered its last probe and is running.
     pub(crate) node_up: Family<NodeLabels, Gauge>,
     /// Streams the node reported on its last list.
@@ -57,6 +59,7 @@ impl Default for ControllerMetrics {
             streams_unplaced: Gauge::default(),
             stream_pushes: Family::default(),
             stream_removals: Family::default(),
+            stream_drift_repairs: Family::default(),
             node_up: Family::default(),
             node_streams: Family::default(),
             node_streams_alive: Family::default(),
@@ -101,6 +104,11 @@ impl ControllerMetrics {
             "stream_removals",
             "Stream copies removed from nodes",
             self.stream_removals.clone(),
+        );
+        r.register(
+            "stream_drift_repairs",
+            "Stream configs written back after they were edited or deleted on the node",
+            self.stream_drift_repairs.clone(),
         );
         r.register(
             "node_up",

@@ -698,8 +698,20 @@ async fn push(
     {
         return Err(PushError::Failed("the node is unreachable".into()));
     }
+    let drifted = ctx.fleet.drifted(host, name);
     match client.stream_save(body).await {
         Ok(saved) => {
+            if drifted {
+                tracing::info!(
+                    node = host,
+                    stream = name,
+                    "repaired a hand edit on the node"
+                );
+                ctx.controller_metrics
+                    .stream_drift_repairs
+                    .get_or_create(&super::metrics::node(host))
+                    .inc();
+            }
             let disk = saved.config_on_disk.unwrap_or_else(|| {
                 let mut m = body.as_json().clone();
                 m.remove("$reset");
