@@ -77,6 +77,14 @@ enum Command {
         /// to be collected when the node returns.
         #[arg(long, env = "PANOPTES_DELETE_GRACE_SECONDS", default_value_t = 60)]
         delete_grace_seconds: u64,
+        /// Seconds a missing referenced Secret, Preset or Organization reads
+        /// `Reconciling=True` before it reads `Stalled=True` (GitOps tools fail fast then).
+        #[arg(
+            long,
+            env = "PANOPTES_MISSING_REFERENCE_GRACE_SECONDS",
+            default_value_t = 60
+        )]
+        missing_reference_grace_seconds: u64,
         /// Reconcile only the Streams and Streamers labelled `panoptes.dev/shard=<SHARD>`,
         /// under the leader Lease `panoptes-leader-<SHARD>` (see README, "Scaling out").
         #[arg(long, env = "PANOPTES_SHARD")]
@@ -131,6 +139,7 @@ async fn main() -> ExitCode {
             node_probe_timeout_ms,
             node_probe_attempts,
             delete_grace_seconds,
+            missing_reference_grace_seconds,
             shard,
             shared_controllers,
             facade,
@@ -151,6 +160,7 @@ async fn main() -> ExitCode {
                 tunables: Tunables {
                     node_resync: Duration::from_secs(node_resync_seconds.max(1)),
                     delete_grace: Duration::from_secs(delete_grace_seconds),
+                    missing_grace: Duration::from_secs(missing_reference_grace_seconds),
                     system_namespace,
                     probe: ProbePolicy {
                         timeout: Duration::from_millis(node_probe_timeout_ms.max(100)),

@@ -68,6 +68,11 @@ pub struct FacadeFlags {
     /// Bytes of a request's headers the facade accepts (larger: 431 in the error envelope).
     #[arg(long, env = "PANOPTES_MAX_HEADER_BYTES", default_value_t = crate::api::MAX_HEADER_BYTES)]
     pub max_header_bytes: usize,
+    /// A Secret in the facade's namespace (keys `password`, optional `username`, default
+    /// `admin`) for the first admin login: at start, User `admin` is created from it unless a
+    /// User of that name exists (the chart's `admin.existingSecret`).
+    #[arg(long, env = "PANOPTES_ADMIN_SECRET")]
+    pub admin_secret: Option<String>,
 }
 
 impl FacadeFlags {
@@ -124,6 +129,53 @@ impl Shutdown {
     pub async fn wait(mut self) {
         // An error means the sender is gone, which also means shutdown.
         let _ = self.0.wait_for(|stop| *stop).await;
+    }
+}
+
+/// Creates User `admin` (access level admin, password from `secret`) in `namespace` unless
+/// it exists: a fresh install gets a login without anyone applying a User by hand, and a User
+/// someone changed since is never overwritten. Failures are logged, not fatal: the facade
+/// still serves the logins that exist.
+async fn first_admin(client: &Client, namespace: &str, secret: &str) {
+    use k8s_openapi::api::core::v1::Secret;
+    use kube::api::{Api, PostParams};
+    let login = match Api::<Secret>::namespaced(client.clone(), namespace)
+        .get_opt(secret)
+        .await
+    {
+        Ok(s) => s
+            .and_then(|s| s.data?.get("username").cloned())
+            .and_then(|v| String::from_utf8(v.0).ok())
+            .filter(|l| !l.is_empty())
+            .unwrap_or_else(|| "admin".into()),
+        Err(error) => {
+            tracing::warn!(%error, secret, "cannot read the first admin's Secret");
+            "admin".into()
+        }
+    };
+    let user: crate::resources::User = match serde_json::from_value(serde_json::json!({
+        "apiVersion": "panoptes.dev/v1alpha1",
+        "kind": "User",
+        "metadata": { "name": "admin", "namespace": namespace },
+        "spec": {
+            "name": login,
+            "accessLevel": "admin",
+            "passwordSecretRef": { "name": secret, "key": "password" },
+        },
+    })) {
+        Ok(u) => u,
+        Err(error) => {
+            tracing::warn!(%error, "the first admin User does not deserialize");
+            return;
+        }
+    };
+    match Api::<crate::resources::User>::namespaced(client.clone(), namespace)
+        .create(&PostParams::default(), &user)
+        .await
+    {
+        Ok(_) => tracing::info!(namespace, login, "created the first admin User `admin`"),
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(error) => tracing::warn!(%error, "cannot create the first admin User"),
     }
 }
 
@@ -212,6 +264,9 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         .await
         .map_err(RunError::Api)?;
         metrics.register(|r| api.metrics.register(r));
+        if let Some(secret) = &config.facade.admin_secret {
+            first_admin(&client, &config.api_namespace, secret).await;
+        }
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|source| RunError::Listen { addr, source })?;
@@ -251,6 +306,8 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         }
     }
 
+    // Leading (or alone): `panoptes_leader` says which replica of a shard reconciles.
+    ctx.controller_metrics.leader.set(1);
     let mut reconcilers = JoinSet::new();
     if config.shared_controllers {
         reconcilers.spawn(controllers::preset::run(
@@ -294,6 +351,7 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         }
     };
     tracing::info!("shutting down");
+    ctx.controller_metrics.leader.set(0);
     let _ = stop.send(true);
     // Controllers finish their in-flight reconciles before the watches feeding them stop.
     // In-flight reconciles finish, but a node that hangs must not hold the process past its

@@ -3,6 +3,11 @@
 use std::sync::{Arc, Mutex};
 
 use clap::ValueEnum;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::registry::Registry;
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
@@ -43,16 +48,31 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// A registry with the `panoptes` prefix.
+    /// A registry whose component series carry the `panoptes_` prefix, plus the standard
+    /// unprefixed `process_*` series and `panoptes_build_info`.
     pub fn new() -> Self {
+        let mut root = Registry::default();
+        root.register_collector(Box::new(ProcessCollector));
+        let build = Family::<BuildLabels, Gauge>::default();
+        build
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION").into(),
+            })
+            .set(1);
+        root.sub_registry_with_prefix("panoptes").register(
+            "build_info",
+            "Always 1; the version label tells which Panoptes runs",
+            build,
+        );
         Self {
-            registry: Arc::new(Mutex::new(Registry::with_prefix("panoptes"))),
+            registry: Arc::new(Mutex::new(root)),
         }
     }
 
-    /// Runs `f` with the registry, to register metric families.
+    /// Runs `f` with the `panoptes`-prefixed registry, to register metric families.
     pub fn register(&self, f: impl FnOnce(&mut Registry)) {
-        f(&mut self.registry.lock().expect("metrics registry poisoned"));
+        let mut root = self.registry.lock().expect("metrics registry poisoned");
+        f(root.sub_registry_with_prefix("panoptes"));
     }
 
     /// The OpenMetrics text exposition of every registered family.
@@ -62,5 +82,105 @@ impl Metrics {
         prometheus_client::encoding::text::encode(&mut out, &registry)
             .expect("writing to a String cannot fail");
         out
+    }
+}
+
+/// Labels of `panoptes_build_info`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: String,
+}
+
+/// The client_golang process series, read from a fresh [`metrics_process`] snapshot at each
+/// scrape (a few procfs reads; scrapes are seconds apart). A value the platform cannot give
+/// is left out rather than exported as 0.
+#[derive(Debug)]
+struct ProcessCollector;
+
+impl Collector for ProcessCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let m = metrics_process::collector::collect();
+        if let Some(v) = m.cpu_seconds_total {
+            let c = ConstCounter::new(v);
+            c.encode(encoder.encode_descriptor(
+                "process_cpu_seconds",
+                "Total user and system CPU time spent in seconds",
+                None,
+                c.metric_type(),
+            )?)?;
+        }
+        let gauges = [
+            (
+                m.open_fds,
+                "process_open_fds",
+                "Number of open file descriptors",
+            ),
+            (
+                m.max_fds,
+                "process_max_fds",
+                "Maximum number of open file descriptors",
+            ),
+            (
+                m.virtual_memory_bytes,
+                "process_virtual_memory_bytes",
+                "Virtual memory size in bytes",
+            ),
+            (
+                m.virtual_memory_max_bytes,
+                "process_virtual_memory_max_bytes",
+                "Maximum amount of virtual memory available in bytes",
+            ),
+            (
+                m.resident_memory_bytes,
+                "process_resident_memory_bytes",
+                "Resident memory size in bytes",
+            ),
+            (
+                m.start_time_seconds,
+                "process_start_time_seconds",
+                "Start time of the process since the Unix epoch in seconds",
+            ),
+            (
+                m.threads,
+                "process_threads",
+                "Number of OS threads in the process",
+            ),
+        ];
+        for (value, name, help) in gauges {
+            let Some(v) = value else { continue };
+            // Gauges are i64 in prometheus-client; no process value comes near i64::MAX.
+            let g = ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX));
+            g.encode(encoder.encode_descriptor(name, help, None, g.metric_type())?)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exports_process_series_unprefixed_and_build_info() {
+        let m = Metrics::new();
+        m.register(|r| r.register("probe", "a component series", Gauge::<i64>::default()));
+        let out = m.encode();
+        for series in [
+            "process_cpu_seconds_total ",
+            "process_resident_memory_bytes ",
+            "process_open_fds ",
+            "process_start_time_seconds ",
+            "panoptes_probe ",
+        ] {
+            assert!(
+                out.contains(&format!("\n{series}")),
+                "{series} missing:\n{out}"
+            );
+        }
+        let version = env!("CARGO_PKG_VERSION");
+        assert!(
+            out.contains(&format!("panoptes_build_info{{version=\"{version}\"}} 1")),
+            "{out}"
+        );
     }
 }

@@ -1250,3 +1250,294 @@ async fn tenants_get_the_kinds_through_aggregated_roles_streamers_and_users_admi
     let namespaced = objects(&render("video", &["--set", "namespaced=true"]));
     assert!(!kinds(&namespaced).contains(&"ClusterRole"));
 }
+
+fn monitoring_file(path: &str) -> String {
+    std::fs::read_to_string(chart().join("files").join(path)).unwrap()
+}
+
+/// Every metric family a PromQL text names: `panoptes_*` and `process_*` identifiers, with
+/// the sample suffixes of counters and histograms taken off (the exposition declares the
+/// family: `# TYPE panoptes_reconciles counter` for `panoptes_reconciles_total`).
+fn metric_families_named_in(promql: &str) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    let bytes = promql.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+        let boundary = i == 0 || !ident(bytes[i - 1]);
+        let rest = &promql[i..];
+        if boundary && (rest.starts_with("panoptes_") || rest.starts_with("process_")) {
+            let len = rest.bytes().take_while(|b| ident(*b)).count();
+            let name = &rest[..len];
+            let family = ["_total", "_bucket", "_count", "_sum"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .unwrap_or(name);
+            out.insert(family.to_string());
+            i += len;
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+/// The PrometheusRule is files/prometheus-rules.yaml (what promtool tests) bound to the
+/// release's metrics Service; the dashboard ConfigMap carries the sidecar label and the JSON
+/// as it is in the chart; both are off by default.
+#[tokio::test]
+async fn the_prometheus_rule_and_the_dashboard_render_for_the_release() {
+    let ns = TestNamespace::new("monitoring").await;
+    assert!(
+        !kinds(&objects(&render(&ns.name, &[])))
+            .iter()
+            .any(|k| *k == "PrometheusRule" || *k == "ConfigMap"),
+        "off by default"
+    );
+    let yaml = render(
+        &ns.name,
+        &[
+            "--set",
+            "fullnameOverride=vms,prometheusRule.enabled=true,prometheusRule.labels.release=prom",
+            "--set",
+            "grafanaDashboard.enabled=true,grafanaDashboard.annotations.grafana_folder=Video",
+        ],
+    );
+    let objs = objects(&yaml);
+    let rule = one(&objs, "PrometheusRule");
+    assert_eq!(rule["metadata"]["labels"]["release"], "prom");
+    let file: Value = serde_yaml::from_str(&monitoring_file("prometheus-rules.yaml")).unwrap();
+    let alerts = |groups: &Value| -> Vec<String> {
+        groups["groups"][0]["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["alert"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(alerts(&rule["spec"]), alerts(&file));
+    assert_eq!(alerts(&file).len(), 8);
+    // The ServiceMonitor's job label is the metrics Service's name.
+    assert_eq!(service(&objs, "metrics")["metadata"]["name"], "vms-metrics");
+    for r in rule["spec"]["groups"][0]["rules"].as_array().unwrap() {
+        let expr = r["expr"].as_str().unwrap();
+        assert!(
+            expr.contains("job=\"vms-metrics\"") && !expr.contains("panoptes-metrics"),
+            "{expr}"
+        );
+    }
+    let cm = one(&objs, "ConfigMap");
+    assert_eq!(cm["metadata"]["name"], "vms-dashboard");
+    assert_eq!(cm["metadata"]["labels"]["grafana_dashboard"], "1");
+    assert_eq!(cm["metadata"]["annotations"]["grafana_folder"], "Video");
+    let shipped: Value =
+        serde_json::from_str(cm["data"]["panoptes.json"].as_str().unwrap()).unwrap();
+    let file: Value = serde_json::from_str(&monitoring_file("dashboards/panoptes.json")).unwrap();
+    assert_eq!(shipped, file);
+    let configmap_only: String = serde_yaml::to_string(cm).unwrap();
+    apply_dry_run(&ns.name, &configmap_only, "dashboard");
+}
+
+/// Every metric the alert rules and the dashboard query is one a running operator exports.
+/// A labelled family shows only once it has a series, so the operator gets something to do
+/// first: a live node with a camera (pushes, node gauges, reconciles), a dead node (probe
+/// retries), a facade login (request and password counters) and a deleted camera (removals).
+#[tokio::test]
+async fn every_metric_the_rules_and_the_dashboard_use_is_exported() {
+    use support::scenario::{apply, fleet, stream};
+    let (ns, _sim) = fleet("metrics-names", 1).await;
+    let dead = format!("http://127.0.0.1:{}", support::binary::free_port());
+    apply(
+        &ns.api::<panoptes::resources::Streamer>(),
+        json!({ "kind": "Streamer", "metadata": { "name": "dead" }, "spec": {
+            "hostname": "dead.example", "apiUrl": dead,
+            "credentials": { "secretName": "node-creds" }, "allowInsecure": true } }),
+    )
+    .await;
+    stream(&ns, "cam", json!({})).await;
+    let op = support::binary::Binary::start(&ns, "warn");
+    let http = reqwest::Client::new();
+    let scrape = || async {
+        http.get(format!("http://{}/metrics", op.probe))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()
+    };
+    let wait = std::time::Duration::from_secs(90);
+    support::eventually(wait, "the operator leads, pushes and retries", || async {
+        let m = scrape().await?;
+        (m.contains("\npanoptes_leader 1\n")
+            && m.contains("panoptes_stream_pushes_total{")
+            && m.contains("panoptes_node_retries_total{"))
+        .then_some(())
+    })
+    .await;
+    http.post(format!("http://{}/watcher/admin-api/v3/login", op.api))
+        .basic_auth("nobody", Some("wrong"))
+        .send()
+        .await
+        .unwrap();
+    ns.api::<panoptes::resources::Stream>()
+        .delete("cam", &Default::default())
+        .await
+        .unwrap();
+    let exposition = support::eventually(wait, "the camera is removed from its node", || async {
+        let m = scrape().await?;
+        m.contains("panoptes_stream_removals_total{").then_some(m)
+    })
+    .await;
+    let exported: std::collections::BTreeSet<&str> = exposition
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    let dashboard: Value =
+        serde_json::from_str(&monitoring_file("dashboards/panoptes.json")).unwrap();
+    let mut queries = vec![monitoring_file("prometheus-rules.yaml")];
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            queries.push(target["expr"].as_str().unwrap().to_string());
+        }
+    }
+    for variable in dashboard["templating"]["list"].as_array().unwrap() {
+        if let Some(d) = variable["definition"].as_str() {
+            queries.push(d.to_string());
+        }
+    }
+    let named = metric_families_named_in(&queries.join("\n"));
+    for must in [
+        "panoptes_leader",
+        "panoptes_build_info",
+        "process_resident_memory_bytes",
+    ] {
+        assert!(named.contains(must), "{must} is used");
+    }
+    let missing: Vec<&String> = named
+        .iter()
+        .filter(|n| !exported.contains(n.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "named by the rules or the dashboard but not exported: {missing:?}\n{exposition}"
+    );
+    assert!(
+        exposition.contains(&format!(
+            "panoptes_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{exposition}"
+    );
+}
+
+/// `make help` and `.PHONY` promise only targets that exist (`make crds-check` once printed
+/// "Nothing to be done").
+#[test]
+fn every_phony_make_target_exists() {
+    let makefile = std::fs::read_to_string(repo_root().join("Makefile")).unwrap();
+    let phony = makefile
+        .lines()
+        .find_map(|l| l.strip_prefix(".PHONY:"))
+        .expect("a .PHONY line");
+    for target in phony.split_whitespace() {
+        assert!(
+            makefile
+                .lines()
+                .any(|l| l.starts_with(&format!("{target}:"))),
+            ".PHONY names `{target}`, which has no rule"
+        );
+    }
+}
+
+/// `admin.existingSecret`: the chart passes `--admin-secret`, and the operator creates User
+/// `admin` from the Secret at start, so the NOTES' login works on a fresh install; a User
+/// `admin` that exists is left as it is.
+#[tokio::test]
+async fn the_first_admin_comes_from_an_existing_secret() {
+    let objs = objects(&render("video", &["--set", "admin.existingSecret=boot"]));
+    let args =
+        one(&objs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"].clone();
+    assert!(
+        args.as_array()
+            .unwrap()
+            .contains(&json!("--admin-secret=boot")),
+        "{args}"
+    );
+    assert!(
+        !render("video", &[]).contains("--admin-secret"),
+        "off by default"
+    );
+
+    let ns = TestNamespace::new("first-admin").await;
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": { "name": "boot" },
+        "stringData": { "password": "correct horse battery" }
+    }))
+    .unwrap();
+    ns.api::<Secret>()
+        .create(&Default::default(), &secret)
+        .await
+        .unwrap();
+    let op = support::binary::Binary::start_with(&ns, "warn", &["--admin-secret", "boot"]);
+    let http = reqwest::Client::new();
+    let login = format!("http://{}/watcher/admin-api/v3/login", op.api);
+    support::eventually(
+        std::time::Duration::from_secs(60),
+        "admin logs in with the Secret's password",
+        || async {
+            let r = http
+                .post(&login)
+                .basic_auth("admin", Some("correct horse battery"))
+                .send()
+                .await
+                .ok()?;
+            r.status().is_success().then_some(())
+        },
+    )
+    .await;
+    let user = ns
+        .api::<panoptes::resources::User>()
+        .get("admin")
+        .await
+        .unwrap();
+    assert_eq!(
+        serde_json::to_value(&user.spec).unwrap()["passwordSecretRef"],
+        json!({ "name": "boot", "key": "password" })
+    );
+}
+
+/// `kubectl explain <kind>` says what the kind is (not kube-derive's "Auto-generated derived
+/// type"), and `kubectl get -o wide` shows Ready's Reason and Message (priority 1, as
+/// cert-manager does) with one NAME column.
+#[test]
+fn crds_describe_their_kind_and_show_reason_and_message_wide() {
+    for file in ["stream", "streamer", "preset", "organization", "user"] {
+        let path = repo_root().join(format!("crds/{file}.yaml"));
+        let crd: Value = serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let version = &crd["spec"]["versions"][0];
+        let description = version["schema"]["openAPIV3Schema"]["description"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(
+            description.len() > 80 && !description.starts_with("Auto-generated"),
+            "{file}: {description:?}"
+        );
+        let columns = version["additionalPrinterColumns"].as_array().unwrap();
+        let column = |name: &str| columns.iter().find(|c| c["name"] == name);
+        for (name, field) in [("Reason", "reason"), ("Message", "message")] {
+            let c = column(name).unwrap_or_else(|| panic!("{file}: no {name} column"));
+            assert_eq!(c["priority"], 1, "{file} {name}");
+            assert_eq!(
+                c["jsonPath"],
+                format!(".status.conditions[?(@.type==\"Ready\")].{field}"),
+                "{file} {name}"
+            );
+        }
+        assert!(
+            column("Name").is_none(),
+            "{file}: a second NAME column in -o wide"
+        );
+    }
+}

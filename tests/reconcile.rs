@@ -201,6 +201,14 @@ async fn drift_is_repaired_leftovers_removed_and_foreign_streams_left_alone() {
         node.stored_stream("a").map(|_| ())
     })
     .await;
+    // Both repairs show on /metrics (issue 18: drift repair was invisible).
+    let series = format!("panoptes_stream_drift_repairs_total{{node=\"{host_a}\"}} ");
+    eventually(WAIT, "drift repairs counted", || async {
+        let m = op.ctx.metrics.encode();
+        let line = m.lines().find_map(|l| l.strip_prefix(series.as_str()))?;
+        (line.trim().parse::<u64>().ok()? >= 2).then_some(())
+    })
+    .await;
 
     node.add_foreign_stream(
         "someone-elses",
@@ -817,7 +825,11 @@ async fn no_capacity_is_explained_and_placed_once_capacity_appears() {
         .unwrap()
         .message
         .clone();
-    assert!(msg.contains("node_channel_limit_exceeded"), "{msg}");
+    // In words, not Watcher's tokens (`node_channel_limit_exceeded`).
+    assert!(
+        msg.contains(&format!("{h0} at its channel limit")) && !msg.contains("exceeded"),
+        "{msg}"
+    );
     let labels = wait_stream(&ns, "k4", "Scheduled=False Unschedulable", |s| {
         cond(s, "Scheduled") == Some(("False".into(), "Unschedulable".into()))
     })
@@ -826,7 +838,8 @@ async fn no_capacity_is_explained_and_placed_once_capacity_appears() {
         .unwrap()
         .message
         .clone();
-    assert!(msg.contains("labels"), "{msg}");
+    // The label each node lacks, by name.
+    assert!(msg.contains(&format!("{h1} lacks label gpu=yes")), "{msg}");
     // Capacity appears: a higher limit on one node, the label on the other.
     patch_streamer(&ns, &h0, json!({ "channelLimit": 5 })).await;
     patch_streamer(

@@ -24,6 +24,9 @@ pub struct Tunables {
     pub probe: crate::flussonic::ProbePolicy,
     /// Rate limits of Event writes (per object and for the whole operator).
     pub events: crate::events::limit::Limits,
+    /// How long a missing referenced Secret, Preset or Organization reads `Reconciling`
+    /// before it reads `Stalled` (GitOps tools then fail fast instead of timing out).
+    pub missing_grace: Duration,
 }
 
 impl Default for Tunables {
@@ -34,6 +37,7 @@ impl Default for Tunables {
             system_namespace: "default".into(),
             probe: crate::flussonic::ProbePolicy::default(),
             events: crate::events::limit::Limits::default(),
+            missing_grace: super::conditions::MISSING_GRACE,
         }
     }
 }
@@ -82,6 +86,7 @@ impl Context {
             tunables.events,
         ));
         metrics.register(|r| events.metrics.register(r));
+        super::conditions::set_missing_grace(tunables.missing_grace);
         let node_metrics = crate::flussonic::NodeMetrics::new();
         metrics.register(|r| node_metrics.register(r));
         let controller_metrics = super::metrics::ControllerMetrics::default();

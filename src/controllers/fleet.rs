@@ -52,6 +52,9 @@ struct Inner {
     listed: HashSet<String>,
     /// Layouts the layouter changed that the stream's status does not show yet.
     unrecorded: HashMap<Key, StreamLayout>,
+    /// hostname → node stream name → the config the node answered our last push with: a
+    /// listed copy that differs from it (or is gone) was changed on the node, not by us.
+    pushed: HashMap<String, HashMap<String, Arc<Value>>>,
 }
 
 /// Shared in-memory fleet state.
@@ -313,22 +316,48 @@ impl Fleet {
 
     /// Records a successful push.
     pub fn record_push(&self, hostname: &str, name: &str, config_on_disk: Value) {
-        self.write()
+        let disk = Arc::new(config_on_disk);
+        let mut inner = self.write();
+        inner
+            .pushed
+            .entry(hostname.to_string())
+            .or_default()
+            .insert(name.to_string(), disk.clone());
+        inner
             .on_node
             .entry(hostname.to_string())
             .or_default()
             .insert(
                 name.to_string(),
                 NodeCopy {
-                    config_on_disk: Some(Arc::new(config_on_disk)),
+                    config_on_disk: Some(disk),
                     managed: true,
                 },
             );
     }
 
+    /// True when the node's copy of `name` is not what our last push left there (edited or
+    /// deleted by hand): the next push is a drift repair.
+    pub fn drifted(&self, hostname: &str, name: &str) -> bool {
+        let inner = self.read();
+        let Some(pushed) = inner.pushed.get(hostname).and_then(|m| m.get(name)) else {
+            return false;
+        };
+        let listed = inner
+            .on_node
+            .get(hostname)
+            .and_then(|m| m.get(name))
+            .and_then(|c| c.config_on_disk.as_ref());
+        listed != Some(pushed)
+    }
+
     /// Records a successful delete.
     pub fn record_delete(&self, hostname: &str, name: &str) {
-        if let Some(m) = self.write().on_node.get_mut(hostname) {
+        let mut inner = self.write();
+        if let Some(m) = inner.on_node.get_mut(hostname) {
+            m.remove(name);
+        }
+        if let Some(m) = inner.pushed.get_mut(hostname) {
             m.remove(name);
         }
     }
@@ -337,6 +366,7 @@ impl Fleet {
     pub fn forget_node(&self, hostname: &str) {
         let mut inner = self.write();
         inner.on_node.remove(hostname);
+        inner.pushed.remove(hostname);
         inner.listed.remove(hostname);
     }
 }

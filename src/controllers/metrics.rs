@@ -35,14 +35,19 @@ pub(crate) struct ControllerMetrics {
     pub(crate) stream_pushes: Family<NodeLabels, Counter>,
     /// Stream copies removed from a node (moves, deletions, leftovers).
     pub(crate) stream_removals: Family<NodeLabels, Counter>,
+    /// Stream copies written back after a hand edit or deletion on the node.
+    pub(crate) stream_drift_repairs: Family<NodeLabels, Counter>,
     /// 1 when the node answered its last probe and is running.
     pub(crate) node_up: Family<NodeLabels, Gauge>,
     /// Streams the node reported on its last list.
     pub(crate) node_streams: Family<NodeLabels, Gauge>,
     /// Streams the node reported alive.
     pub(crate) node_streams_alive: Family<NodeLabels, Gauge>,
-    /// Inbound traffic the node reported, kbit/s.
-    pub(crate) node_input_kbit: Family<NodeLabels, Gauge>,
+    /// Inbound traffic the node reported, bytes/s (the node says kbit/s; Prometheus wants
+    /// base units).
+    pub(crate) node_input_bytes: Family<NodeLabels, Gauge>,
+    /// 1 while this replica holds the leader Lease and runs the reconcilers.
+    pub leader: Gauge,
 }
 
 impl Default for ControllerMetrics {
@@ -54,10 +59,12 @@ impl Default for ControllerMetrics {
             streams_unplaced: Gauge::default(),
             stream_pushes: Family::default(),
             stream_removals: Family::default(),
+            stream_drift_repairs: Family::default(),
             node_up: Family::default(),
             node_streams: Family::default(),
             node_streams_alive: Family::default(),
-            node_input_kbit: Family::default(),
+            node_input_bytes: Family::default(),
+            leader: Gauge::default(),
         }
     }
 }
@@ -99,6 +106,11 @@ impl ControllerMetrics {
             self.stream_removals.clone(),
         );
         r.register(
+            "stream_drift_repairs",
+            "Stream configs written back after they were edited or deleted on the node",
+            self.stream_drift_repairs.clone(),
+        );
+        r.register(
             "node_up",
             "Node answered its last probe and runs",
             self.node_up.clone(),
@@ -114,9 +126,14 @@ impl ControllerMetrics {
             self.node_streams_alive.clone(),
         );
         r.register(
-            "node_input_kbit",
-            "Inbound traffic a node reported, kbit/s",
-            self.node_input_kbit.clone(),
+            "node_input_bytes_per_second",
+            "Inbound traffic a node reported, bytes per second",
+            self.node_input_bytes.clone(),
+        );
+        r.register(
+            "leader",
+            "1 while this replica holds the leader Lease (its shard's) and reconciles",
+            self.leader.clone(),
         );
     }
 
@@ -145,7 +162,7 @@ impl ControllerMetrics {
             &self.node_up,
             &self.node_streams,
             &self.node_streams_alive,
-            &self.node_input_kbit,
+            &self.node_input_bytes,
         ] {
             f.remove(&l);
         }

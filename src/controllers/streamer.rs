@@ -241,9 +241,9 @@ async fn reconcile_inner(
         .set(i64::from(reachable && running));
     if let Ok(stats) = &probe {
         ctx.controller_metrics
-            .node_input_kbit
+            .node_input_bytes
             .get_or_create(&m)
-            .set(stats.input_kbit.unwrap_or(0));
+            .set(stats.input_kbit.unwrap_or(0).saturating_mul(1000 / 8));
     }
     ctx.live.update_node(&host, |n: &mut NodeLive| {
         n.reachable = reachable;
@@ -259,7 +259,18 @@ async fn reconcile_inner(
         Ok(stats) => stats,
         Err(e) => {
             let error = e.to_string();
-            let conds = judge(Observed::Unreachable { error: &error }, &s.spec).into();
+            let rejected = matches!(
+                e,
+                flussonic::Error::Unauthorized { .. } | flussonic::Error::Forbidden { .. }
+            );
+            let conds = judge(
+                Observed::Unreachable {
+                    error: &error,
+                    rejected,
+                },
+                &s.spec,
+            )
+            .into();
             if before.is_none_or(|b| b.reachable) {
                 let note = format!("node {host}: {e}");
                 refs::publish(ctx, s.as_ref(), crate::events::policy::UNREACHABLE, note).await;
@@ -289,8 +300,9 @@ async fn reconcile_inner(
 /// What one reconcile found out about a node.
 #[derive(Debug)]
 enum Observed<'a> {
-    /// The probe failed (nothing else was tried).
-    Unreachable { error: &'a str },
+    /// The probe failed (nothing else was tried); `rejected`: the node refused the
+    /// credentials (401/403), which no retry fixes.
+    Unreachable { error: &'a str, rejected: bool },
     /// The probe answered; `config` is the `ConfigApplied` verdict of the config apply and
     /// `listed` how the list of its streams went.
     Answered {
@@ -304,7 +316,28 @@ enum Observed<'a> {
 /// Pure: the precedence of `Ready`'s reasons is the table in the tests below.
 fn judge(observed: Observed<'_>, spec: &StreamerSpec) -> [Desired; 3] {
     let (stats, config, listed) = match observed {
-        Observed::Unreachable { error } => {
+        Observed::Unreachable {
+            error,
+            rejected: true,
+        } => {
+            let message = format!(
+                "the node rejected the Streamer's credentials: {error}; fix spec.credentials \
+                 (or the Secret it names)"
+            );
+            return [
+                Desired::no("Reachable", "CredentialsRejected", message.clone()),
+                Desired::no(
+                    "ConfigApplied",
+                    "CredentialsRejected",
+                    "unknown while the node rejects the credentials",
+                ),
+                Desired::no("Ready", "CredentialsRejected", message),
+            ];
+        }
+        Observed::Unreachable {
+            error,
+            rejected: false,
+        } => {
             let message = format!("the node did not answer its probe: {error}");
             return [
                 Desired::no("Reachable", "Unreachable", message.clone()),
@@ -611,6 +644,12 @@ async fn apply_config(
             "ConfigExternal",
             "the node takes its config from config_external and refuses pushes; unset config_external on the node",
         ),
+        // A 4xx other than auth: the node refuses this config as it is, retries cannot help.
+        Err(e @ flussonic::Error::Rejected { .. }) => Desired::no(
+            "ConfigApplied",
+            "ConfigRejected",
+            format!("the node refuses spec.config: {e}; fix spec.config"),
+        ),
         Err(e) => Desired::no(
             "ConfigApplied",
             "ApplyFailed",
@@ -813,7 +852,8 @@ mod tests {
             ("list failed while draining", Observed::Answered { stats: &running, config: applied(), listed: Err("timeout") }, &draining, ["Probed", "Applied", "!ListFailed"]),
             ("draining", Observed::Answered { stats: &running, config: applied(), listed: Ok(()) }, &draining, ["Probed", "Applied", "Draining"]),
             ("cordoned", Observed::Answered { stats: &running, config: applied(), listed: Ok(()) }, &cordoned, ["Probed", "Applied", "Cordoned"]),
-            ("unreachable", Observed::Unreachable { error: "connection refused" }, &cordoned, ["!Unreachable", "!Unreachable", "!Unreachable"]),
+            ("unreachable", Observed::Unreachable { error: "connection refused", rejected: false }, &cordoned, ["!Unreachable", "!Unreachable", "!Unreachable"]),
+            ("credentials rejected", Observed::Unreachable { error: "HTTP 401", rejected: true }, &plain, ["!CredentialsRejected", "!CredentialsRejected", "!CredentialsRejected"]),
         ];
         for (what, observed, spec, want) in rows {
             assert_eq!(
@@ -827,7 +867,10 @@ mod tests {
     #[test]
     fn messages_carry_the_cause() {
         let [r, _, ready] = judge(
-            Observed::Unreachable { error: "refused" },
+            Observed::Unreachable {
+                error: "refused",
+                rejected: false,
+            },
             &spec(false, false),
         );
         assert_eq!(r.message, "the node did not answer its probe: refused");

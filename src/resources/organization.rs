@@ -12,6 +12,7 @@ use super::common::CommonStatus;
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "panoptes.dev",
+    doc = "An Organization is a Watcher tenant: a title, an owner and the Presets its cameras may use. Streams and Users belong to organizations by reference; it has a Watcher id.",
     version = "v1alpha1",
     kind = "Organization",
     namespaced,
@@ -21,6 +22,8 @@ use super::common::CommonStatus;
     printcolumn = r#"{"name":"ID","type":"integer","jsonPath":".status.id"}"#,
     printcolumn = r#"{"name":"Title","type":"string","jsonPath":".spec.title"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason","priority":1}"#,
+    printcolumn = r#"{"name":"Message","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].message","priority":1}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]

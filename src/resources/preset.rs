@@ -14,6 +14,7 @@ use super::wire::stream::{LayoutRules, StreamDvrSpec, VisionAlg};
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "panoptes.dev",
+    doc = "A Preset is a camera settings template (Watcher preset): Streams that reference it get its settings under their own. It has a Watcher id; deleting one that Streams still use only marks it deleted until the last one leaves.",
     version = "v1alpha1",
     kind = "Preset",
     namespaced,
@@ -24,6 +25,8 @@ use super::wire::stream::{LayoutRules, StreamDvrSpec, VisionAlg};
     printcolumn = r#"{"name":"Title","type":"string","jsonPath":".spec.title"}"#,
     printcolumn = r#"{"name":"Streams","type":"integer","jsonPath":".status.streamsCount"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason","priority":1}"#,
+    printcolumn = r#"{"name":"Message","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].message","priority":1}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]

@@ -16,17 +16,20 @@ use super::wire::{CameraConfig, StreamConfigSpec, StreamLayout};
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "panoptes.dev",
+    doc = "A Stream is one camera: its Watcher name and ids, the Preset and Organization it references, where it may run, and the Flussonic stream config (inputs, dvr, ...) Panoptes pushes to the streamer node the layouter picks. status.conditions say whether it is placed (Scheduled), configured on its node (Synced) and receiving frames (Ready).",
     version = "v1alpha1",
     kind = "Stream",
     namespaced,
     status = "StreamStatus",
     shortname = "cam",
     category = "panoptes",
-    printcolumn = r#"{"name":"Name","type":"string","jsonPath":".status.watcherName","priority":1}"#,
+    printcolumn = r#"{"name":"Watcher Name","type":"string","jsonPath":".status.watcherName","priority":1}"#,
     printcolumn = r#"{"name":"Streamer","type":"string","jsonPath":".status.layout.ingest"}"#,
     printcolumn = r#"{"name":"Backups","type":"string","jsonPath":".status.layout.dvr_backups","priority":1}"#,
     printcolumn = r#"{"name":"Alive","type":"boolean","jsonPath":".status.alive"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason","priority":1}"#,
+    printcolumn = r#"{"name":"Message","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].message","priority":1}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]

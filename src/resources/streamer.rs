@@ -16,6 +16,7 @@ use super::wire::{NodeRole, ServerConfig};
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "panoptes.dev",
+    doc = "A Streamer is one Flussonic streamer node: its hostname and API URL, the credentials Panoptes uses to reach it, what it may run (role, labels, cordon, drain, channel limit) and the partial server config pushed to it. status.conditions say whether it answers its probes (Reachable), took its config (ConfigApplied) and serves streams (Ready).",
     version = "v1alpha1",
     kind = "Streamer",
     namespaced,
@@ -27,6 +28,8 @@ use super::wire::{NodeRole, ServerConfig};
     printcolumn = r#"{"name":"Role","type":"string","jsonPath":".spec.role"}"#,
     printcolumn = r#"{"name":"Streams","type":"integer","jsonPath":".status.assignedStreams"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason","priority":1}"#,
+    printcolumn = r#"{"name":"Message","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].message","priority":1}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]

@@ -12,6 +12,7 @@ use super::common::{CommonStatus, SecretKeyRef};
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "panoptes.dev",
+    doc = "A User is a Watcher login for the admin API facade (and the Watcher UI): its login, access level and organization memberships. The password comes from a referenced Secret; Panoptes keeps only a salted argon2id hash.",
     version = "v1alpha1",
     kind = "User",
     namespaced,
@@ -22,6 +23,8 @@ use super::common::{CommonStatus, SecretKeyRef};
     printcolumn = r#"{"name":"Login","type":"string","jsonPath":".spec.name"}"#,
     printcolumn = r#"{"name":"Access","type":"string","jsonPath":".spec.accessLevel"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason","priority":1}"#,
+    printcolumn = r#"{"name":"Message","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].message","priority":1}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]

@@ -137,6 +137,9 @@ step "installing the CRDs and namespaces $NS, $SYSTEM_NS"
 "$KUBECTL" wait --for=condition=Established crd --all --timeout=60s >/dev/null
 "$KUBECTL" create namespace "$NS" >/dev/null
 "$KUBECTL" create namespace "$SYSTEM_NS" >/dev/null
+# The README types `kubectl get panoptes`: the sandbox's kubeconfig defaults to the samples'
+# namespace (best effort: a kubeconfig without a current context keeps "default").
+"$KUBECTL" config set-context --current --namespace "$NS" >/dev/null 2>&1 || true
 # What the Helm chart does on install: a random JWT signing key for the facade.
 "$KUBECTL" create secret generic panoptes-jwt -n "$SYSTEM_NS" \
   --from-literal=signing-key="$(head -c 48 /dev/urandom | base64 | tr -d '\n')" >/dev/null

@@ -29,6 +29,11 @@ pub struct Binary {
 impl Binary {
     /// Starts `panoptes run` scoped to `ns` with a 1 s node resync and `RUST_LOG=rust_log`.
     pub fn start(ns: &TestNamespace, rust_log: &str) -> Self {
+        Self::start_with(ns, rust_log, &[])
+    }
+
+    /// [`Binary::start`] with `extra` arguments after the usual ones.
+    pub fn start_with(ns: &TestNamespace, rust_log: &str, extra: &[&str]) -> Self {
         let probe = format!("127.0.0.1:{}", free_port());
         let api = format!("127.0.0.1:{}", free_port());
         let log = std::env::temp_dir().join(format!("panoptes-{}-{}.log", ns.name, free_port()));
@@ -43,6 +48,7 @@ impl Binary {
             ])
             .args(["--probe-addr", &probe, "--api-addr", &api])
             .args(["--node-resync-seconds", "1", "--log-format", "json"])
+            .args(extra)
             .env("KUBECONFIG", &super::control_plane().kubeconfig)
             .env("RUST_LOG", rust_log)
             .stdout(Stdio::from(out.try_clone().unwrap()))

@@ -43,6 +43,9 @@ impl Operator {
                 node_resync: Duration::from_millis(500),
                 delete_grace: Duration::from_secs(3),
                 system_namespace: ns.name.clone(),
+                // Every in-process operator of a test binary shares the grace (it is
+                // process-wide): short, so Stalled shows within a test's patience.
+                missing_grace: Duration::from_secs(2),
                 ..Default::default()
             },
         )

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use super::super::conditions::Desired;
 use crate::domain::stream_health::{self, Facts, StreamHealth};
 use crate::layout::{Placement, Shortfall, Unplaced};
+use crate::resources::wire::DecisionReason;
 use crate::state::StreamLive;
 
 /// What one sync did.
@@ -44,6 +45,10 @@ pub struct Verdict {
     pub alive: Option<bool>,
 }
 
+/// Labels (`key=value`) the stream requires that a node lacks, by hostname: what
+/// `node_misses_stream_required_labels` means for that node, in words a person can act on.
+pub type LabelGaps = std::collections::BTreeMap<String, Vec<String>>;
+
 /// Judges a stream after a sync. `live` is the ingest node's report of the stream.
 pub fn judge(
     report: &SyncReport,
@@ -51,6 +56,7 @@ pub fn judge(
     unplaced: Option<&Unplaced>,
     live: Option<&StreamLive>,
     running: Running,
+    gaps: &LabelGaps,
 ) -> Verdict {
     let disabled = running == Running::Disabled;
     let ingest = placement.ingest.as_deref().filter(|_| !disabled);
@@ -68,7 +74,7 @@ pub fn judge(
                 u.unserved_zones.join(", ")
             ),
         ),
-        (false, None, Some(u)) => Desired::no("Scheduled", "Unschedulable", explain(u)),
+        (false, None, Some(u)) => Desired::no("Scheduled", "Unschedulable", explain(u, gaps)),
         (false, None, None) => Desired::no(
             "Scheduled",
             "Pending",
@@ -77,7 +83,7 @@ pub fn judge(
         (false, Some(i), Some(u)) => Desired::yes(
             "Scheduled",
             "MissingBackups",
-            format!("ingest on {i}; {}", explain(u)),
+            format!("ingest on {i}; {}", explain(u, gaps)),
         ),
         (false, Some(i), None) => Desired::yes(
             "Scheduled",
@@ -191,8 +197,31 @@ fn placed_message(ingest: &str, backups: &[Arc<str>]) -> String {
     }
 }
 
+/// Why a node cannot take the stream, in words (the wire tokens are Watcher's, for the
+/// facade; a condition message is read by a person).
+fn why_not(reason: DecisionReason, gap: Option<&Vec<String>>) -> String {
+    match reason {
+        DecisionReason::NodeMissesStreamRequiredLabels => match gap {
+            Some(g) if !g.is_empty() => format!("lacks label {}", g.join(", ")),
+            // Zones share the wire reason with labels (the reference's reasons are a closed set).
+            _ => "lacks labels or a zone the stream requires (required_zones)".into(),
+        },
+        DecisionReason::StreamMissesNodeRequiredLabels => {
+            "takes only streams with its requiredStreamLabels or requiring its dedicated zone".into()
+        }
+        DecisionReason::NodeChannelLimitExceeded => "at its channel limit".into(),
+        DecisionReason::StreamerDvrSizeExceeded => "its DVR is full".into(),
+        DecisionReason::NodeNotAvailableForTranscoding => "cannot transcode".into(),
+        DecisionReason::NodeOffline => "offline or cordoned".into(),
+        DecisionReason::StreamerTotalBandwidthExceeded => "its bandwidth is used up".into(),
+        DecisionReason::NamespaceMismatch => {
+            "does not admit the stream's namespace (its admitNamespaces)".into()
+        }
+    }
+}
+
 /// A person-readable summary of why a stream is not (fully) placed.
-fn explain(u: &Unplaced) -> String {
+fn explain(u: &Unplaced, gaps: &LabelGaps) -> String {
     let head = match u.shortfall {
         Shortfall::Unschedulable => "no node can ingest the stream".to_string(),
         Shortfall::MissingBackups(n) => format!("{n} DVR backup node(s) missing"),
@@ -203,17 +232,9 @@ fn explain(u: &Unplaced) -> String {
         .filter(|d| !d.reasons.is_empty())
         .take(5)
         .map(|d| {
-            let r: Vec<String> = d
-                .reasons
-                .iter()
-                .map(|r| {
-                    serde_json::to_value(r)
-                        .ok()
-                        .and_then(|v| v.as_str().map(String::from))
-                        .unwrap_or_default()
-                })
-                .collect();
-            format!("{}: {}", d.hostname, r.join(","))
+            let gap = gaps.get(&d.hostname);
+            let r: Vec<String> = d.reasons.iter().map(|r| why_not(*r, gap)).collect();
+            format!("{} {}", d.hostname, r.join(" and "))
         })
         .collect();
     if u.decisions.is_empty() {
@@ -309,10 +330,49 @@ mod tests {
             ("disabled, copy left", report(&[], &[], &["n1: unreachable"]), &none, None, None, Running::Disabled, ["!Disabled", "!RemovalPending", "!Disabled"], None),
         ];
         for (what, r, p, u, l, running, want, alive) in rows {
-            let v = judge(&r, p, u, l, running);
+            let v = judge(&r, p, u, l, running, &LabelGaps::new());
             assert_eq!(reasons(&v), want.map(String::from), "{what}");
             assert_eq!(v.alive, alive, "{what}");
         }
+    }
+
+    /// An unschedulable stream's message names the label each node lacks, in words.
+    #[test]
+    fn unschedulable_names_the_missing_label() {
+        let decision =
+            |host: &str, reasons: Vec<DecisionReason>| crate::resources::wire::NodeLayoutDecision {
+                role: Default::default(),
+                hostname: host.into(),
+                node_decision: false,
+                reasons,
+            };
+        let u = Unplaced {
+            shortfall: Shortfall::Unschedulable,
+            decisions: vec![
+                decision(
+                    "ghost",
+                    vec![
+                        DecisionReason::NodeMissesStreamRequiredLabels,
+                        DecisionReason::NodeOffline,
+                    ],
+                ),
+                decision(
+                    "streamer-1",
+                    vec![DecisionReason::NodeMissesStreamRequiredLabels],
+                ),
+            ],
+            unserved_zones: Vec::new(),
+        };
+        let gaps = LabelGaps::from([
+            ("ghost".to_string(), vec!["site=east".to_string()]),
+            ("streamer-1".to_string(), vec!["site=east".to_string()]),
+        ]);
+        assert_eq!(
+            explain(&u, &gaps),
+            "no node can ingest the stream (ghost lacks label site=east and offline or cordoned; \
+             streamer-1 lacks label site=east)"
+        );
+        assert!(!explain(&u, &LabelGaps::new()).contains("node_misses"));
     }
 
     #[test]
@@ -330,6 +390,7 @@ mod tests {
                 managed: true,
             }),
             Running::Enabled { on_demand: false },
+            &LabelGaps::new(),
         );
         let [scheduled, synced, ready] = v.conditions;
         assert_eq!(scheduled.message, "ingest on n1, DVR backups on n2");

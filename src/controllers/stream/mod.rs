@@ -262,6 +262,8 @@ async fn converge(stream: &Stream, ctl: &StreamController, key: &Key) -> Result<
     }
     let retry = outcome.retry;
     let alive = outcome.alive;
+    // A missing reference turns Stalled when its grace ends, whether or not anything changes.
+    let recheck = conditions::recheck(&outcome.conditions).unwrap_or(Duration::MAX);
     write_status(ctl, stream, &name, outcome).await;
     Ok(if retry {
         Action::requeue(ctl.backoff.failed(key))
@@ -271,7 +273,7 @@ async fn converge(stream: &Stream, ctl: &StreamController, key: &Key) -> Result<
             Action::requeue(STEADY_RESYNC)
         } else {
             // Aliveness flips also trigger a reconcile from the node lists; this is a floor.
-            Action::requeue(Duration::from_secs(30))
+            Action::requeue(Duration::from_secs(30).min(recheck))
         }
     })
 }
@@ -521,12 +523,17 @@ async fn sync(
         .ingest
         .as_deref()
         .and_then(|i| ctx.live.stream(i, name));
+    let gaps = unplaced
+        .as_ref()
+        .map(|_| label_gaps(ctx, key))
+        .unwrap_or_default();
     let verdict = judge(
         &report,
         &placement,
         unplaced.as_ref(),
         live.as_ref(),
         running,
+        &gaps,
     );
     Outcome {
         conditions: verdict.conditions.into(),
@@ -536,6 +543,37 @@ async fn sync(
         deferred: report.deferred,
         binding: None,
     }
+}
+
+/// For an unplaced stream's message: the required node labels each Streamer lacks.
+fn label_gaps(ctx: &Context, key: &Key) -> judge::LabelGaps {
+    let Some(stream) = ctx
+        .stores
+        .streams
+        .get(&ObjectRef::new(key.name()).within(key.namespace()))
+    else {
+        return judge::LabelGaps::new();
+    };
+    let required = stream
+        .spec
+        .placement
+        .as_ref()
+        .and_then(|p| p.required_node_labels.clone())
+        .unwrap_or_default();
+    ctx.stores
+        .streamers
+        .state()
+        .iter()
+        .map(|s| {
+            let have = s.spec.labels.clone().unwrap_or_default();
+            let missing = required
+                .iter()
+                .filter(|(k, v)| have.get(*k) != Some(*v))
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            (s.spec.hostname.clone(), missing)
+        })
+        .collect()
 }
 
 /// The I/O of a sync: pushes `body` to every node of the placement that lacks it, then —
@@ -660,8 +698,20 @@ async fn push(
     {
         return Err(PushError::Failed("the node is unreachable".into()));
     }
+    let drifted = ctx.fleet.drifted(host, name);
     match client.stream_save(body).await {
         Ok(saved) => {
+            if drifted {
+                tracing::info!(
+                    node = host,
+                    stream = name,
+                    "repaired a hand edit on the node"
+                );
+                ctx.controller_metrics
+                    .stream_drift_repairs
+                    .get_or_create(&super::metrics::node(host))
+                    .inc();
+            }
             let disk = saved.config_on_disk.unwrap_or_else(|| {
                 let mut m = body.as_json().clone();
                 m.remove("$reset");
