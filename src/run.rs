@@ -159,7 +159,24 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
             addr: config.probe_addr,
             source,
         })?;
-    let probes = crate::http::router(stores.clone(), metrics.clone());
+    // The elector exists before the probe server: `/healthz` is its lease-loss watchdog.
+    let elector = config.leader_election.then(|| {
+        let mut lease = LeaderConfig::new(config.system_namespace.clone());
+        // Each shard elects its own leader: shards run side by side, replicas of one shard
+        // stand by for each other.
+        if let Some(shard) = config.shard.name() {
+            lease.name = format!("{}-{shard}", lease.name);
+        }
+        Elector::new(client.clone(), lease)
+    });
+    if let Some(elector) = &elector {
+        metrics.register(|r| elector.metrics().register(r));
+    }
+    let probes = crate::http::router(
+        stores.clone(),
+        metrics.clone(),
+        elector.as_ref().map(Elector::status),
+    );
     let server_shutdown = shutdown.clone();
     let server = tokio::spawn(async move {
         tracing::info!(addr = %config.probe_addr, "serving /healthz, /readyz, /metrics");
@@ -222,15 +239,6 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         )));
     }
 
-    let elector = config.leader_election.then(|| {
-        let mut lease = LeaderConfig::new(config.system_namespace.clone());
-        // Each shard elects its own leader: shards run side by side, replicas of one shard
-        // stand by for each other.
-        if let Some(shard) = config.shard.name() {
-            lease.name = format!("{}-{shard}", lease.name);
-        }
-        Elector::new(client.clone(), lease)
-    });
     if let Some(elector) = &elector {
         tracing::info!(
             identity = elector.identity(),

@@ -536,19 +536,33 @@ async fn steady_state_with_50_streams_writes_nothing_for_60_seconds() {
     op.stop().await;
 }
 
-#[tokio::test]
-async fn one_leader_at_a_time_and_a_release_or_expiry_hands_over() {
-    use panoptes::controllers::leader::{Elector, LeaderConfig};
-    let ns = TestNamespace::new("rc-leader").await;
-    let cfg = |id: &str| LeaderConfig {
+fn leader_cfg(ns: &TestNamespace, id: &str) -> panoptes::controllers::leader::LeaderConfig {
+    panoptes::controllers::leader::LeaderConfig {
         name: "panoptes-leader".into(),
         namespace: ns.name.clone(),
         identity: id.into(),
         lease_duration: Duration::from_secs(3),
         renew_every: Duration::from_millis(500),
-    };
-    let a = Elector::new(ns.client.clone(), cfg("a"));
-    let b = Elector::new(ns.client.clone(), cfg("b"));
+        peer_address: None,
+    }
+}
+
+/// Tries `e` every renew interval until it leads; how long that took.
+async fn leads_after(e: &panoptes::controllers::leader::Elector, limit: Duration) -> Duration {
+    let start = std::time::Instant::now();
+    while !e.try_acquire().await.unwrap() {
+        assert!(start.elapsed() < limit, "no takeover within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    start.elapsed()
+}
+
+#[tokio::test]
+async fn one_leader_at_a_time_and_a_release_or_expiry_hands_over() {
+    use panoptes::controllers::leader::Elector;
+    let ns = TestNamespace::new("rc-leader").await;
+    let a = Elector::new(ns.client.clone(), leader_cfg(&ns, "a"));
+    let b = Elector::new(ns.client.clone(), leader_cfg(&ns, "b"));
     assert!(a.try_acquire().await.unwrap(), "the first candidate leads");
     assert!(!b.try_acquire().await.unwrap(), "a held Lease is not taken");
     assert!(a.try_acquire().await.unwrap(), "the holder renews");
@@ -557,12 +571,61 @@ async fn one_leader_at_a_time_and_a_release_or_expiry_hands_over() {
         b.try_acquire().await.unwrap(),
         "a released Lease is taken at once"
     );
-    // b stops renewing: after the lease duration a takes over, and b's hold() notices.
-    tokio::time::sleep(Duration::from_millis(3500)).await;
-    assert!(a.try_acquire().await.unwrap(), "an expired Lease is taken");
+    assert!(b.status().leading() && b.status().healthy());
+    // b stops renewing: a, trying every renew interval, takes over once it has seen the same
+    // record for the lease duration (3 s), and b's hold() notices.
+    let took = leads_after(&a, Duration::from_secs(9)).await;
+    assert!(took >= Duration::from_secs(3), "taken early: {took:?}");
     tokio::time::timeout(Duration::from_secs(5), b.hold())
         .await
         .expect("the old leader notices it lost the Lease");
+    assert!(!b.status().leading());
+    assert!(a.metrics().transitions() >= 2, "a saw b take over, then took it");
+}
+
+/// Issue 19: expiry is judged from when a candidate observed the last renewal, on its own
+/// monotonic clock. A standby whose wall clock runs 30 s ahead of the leader's does not take
+/// a live Lease (before the fix it compared the leader's renewTime with its own clock and
+/// took it at once), and it still replaces a dead leader within lease duration + renew.
+#[tokio::test]
+async fn a_standby_with_a_skewed_clock_steals_nothing_and_replaces_a_dead_leader() {
+    use panoptes::controllers::leader::{Clock, Elector};
+    use std::sync::Arc;
+    struct Ahead;
+    impl Clock for Ahead {
+        fn wall(&self) -> k8s_openapi::jiff::Timestamp {
+            k8s_openapi::jiff::Timestamp::now() + Duration::from_secs(30)
+        }
+        fn mono(&self) -> std::time::Instant {
+            std::time::Instant::now()
+        }
+    }
+    let ns = TestNamespace::new("rc-skew").await;
+    let a = Arc::new(Elector::new(ns.client.clone(), leader_cfg(&ns, "a")));
+    let b = Elector::with_clock(ns.client.clone(), leader_cfg(&ns, "b"), Arc::new(Ahead));
+    assert!(a.try_acquire().await.unwrap());
+    let holder = tokio::spawn({
+        let a = a.clone();
+        async move { a.hold().await }
+    });
+    // Twice the lease duration of tries while a renews: b never leads.
+    for _ in 0..12 {
+        assert!(
+            !b.try_acquire().await.unwrap(),
+            "a standby 30 s ahead took a live Lease"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(a.status().leading() && a.status().healthy());
+    // a dies (stops renewing, keeps the Lease): b takes over after the lease duration.
+    holder.abort();
+    let took = leads_after(&b, Duration::from_secs(3 * 4)).await;
+    assert!(
+        took >= Duration::from_millis(2500),
+        "taken before the Lease expired: {took:?}"
+    );
+    // a's watchdog: it still believes it leads but has not renewed within the duration.
+    assert!(a.status().leading() && !a.status().healthy());
 }
 
 #[tokio::test]
