@@ -7,6 +7,7 @@ pub mod domain;
 pub mod flussonic;
 pub mod http;
 pub mod layout;
+pub mod peer;
 pub mod resources;
 pub mod run;
 pub mod state;

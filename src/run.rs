@@ -42,6 +42,15 @@ pub struct RunConfig {
     pub shared_controllers: bool,
     /// The facade's trusted proxies and caps.
     pub facade: FacadeFlags,
+    /// Address of the peer channel between replicas (None: none; standbys then serve empty
+    /// live stats). Used with leader election only.
+    pub peer_addr: Option<SocketAddr>,
+    /// The peer address published on the Lease (default: `POD_IP`:port, else `peer_addr`).
+    pub peer_advertise: Option<String>,
+    /// How long the leader Lease stays valid without renewal.
+    pub leader_lease: std::time::Duration,
+    /// How often the leader renews it.
+    pub leader_renew: std::time::Duration,
 }
 
 /// Flags of the facade's exposure to unauthenticated clients: who may speak for a client
@@ -167,6 +176,11 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         if let Some(shard) = config.shard.name() {
             lease.name = format!("{}-{shard}", lease.name);
         }
+        lease.lease_duration = config.leader_lease;
+        lease.renew_every = config.leader_renew;
+        lease.peer_address = config
+            .peer_addr
+            .map(|a| crate::peer::advertised(a, config.peer_advertise.as_deref()));
         Elector::new(client.clone(), lease)
     });
     if let Some(elector) = &elector {
@@ -209,9 +223,10 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         )),
     );
 
-    // Every replica serves the facade from its own watches; only the leader reconciles (a
-    // standby's live stats stay empty until it leads).
+    // Every replica serves the facade from its own watches; only the leader reconciles. A
+    // standby's live stats are a copy of the leader's, over the peer channel below.
     let mut api_server = None;
+    let mut facade = None;
     if let Some(addr) = config.api_addr {
         let mut api_config = crate::api::ApiConfig::new(
             config.api_namespace.clone(),
@@ -228,6 +243,7 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         .await
         .map_err(RunError::Api)?;
         metrics.register(|r| api.metrics.register(r));
+        facade = Some(api.clone());
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|source| RunError::Listen { addr, source })?;
@@ -239,6 +255,29 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         )));
     }
 
+    // Issue 19, the peer channel: every replica serves it; a standby mirrors the leader's
+    // live view and counts failed logins at the leader until it leads itself.
+    let mut mirror = None;
+    if let (Some(elector), Some(addr)) = (&elector, config.peer_addr) {
+        let key = crate::peer::PeerKey::load(&client, &config.system_namespace)
+            .await
+            .map_err(RunError::Api)?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| RunError::Listen { addr, source })?;
+        let app = crate::peer::router(ctx.live.clone(), key.clone(), facade.clone());
+        tokio::spawn(crate::peer::serve(listener, app, shutdown.clone().wait()));
+        let peer = crate::peer::PeerClient::new(
+            key,
+            elector.leader_peer(),
+            elector.status(),
+            elector.peer_address().map(str::to_string),
+        );
+        if let Some(api) = &facade {
+            api.auth.share_lockout(Arc::new(peer.clone()));
+        }
+        mirror = Some(tokio::spawn(peer.mirror(ctx.live.clone())));
+    }
     if let Some(elector) = &elector {
         tracing::info!(
             identity = elector.identity(),
@@ -256,6 +295,12 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
                 return Ok(());
             }
         }
+    }
+
+    if let Some(mirror) = mirror {
+        // The cache is this replica's own from now on (its probes replace the copy).
+        mirror.abort();
+        ctx.live.set_mirror(false);
     }
 
     let mut reconcilers = JoinSet::new();

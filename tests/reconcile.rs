@@ -580,7 +580,10 @@ async fn one_leader_at_a_time_and_a_release_or_expiry_hands_over() {
         .await
         .expect("the old leader notices it lost the Lease");
     assert!(!b.status().leading());
-    assert!(a.metrics().transitions() >= 2, "a saw b take over, then took it");
+    assert!(
+        a.metrics().transitions() >= 2,
+        "a saw b take over, then took it"
+    );
 }
 
 /// Issue 19: expiry is judged from when a candidate observed the last renewal, on its own
@@ -907,4 +910,196 @@ async fn no_capacity_is_explained_and_placed_once_capacity_appears() {
         .await;
     }
     op.stop().await;
+}
+
+/// The live stats of a `GET /streams` answer, by stream name (what must not depend on the
+/// replica that answered).
+fn live_stats(list: &serde_json::Value) -> BTreeMap<String, serde_json::Value> {
+    list["streams"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap_or("").to_string(),
+                s["stats"].clone(),
+            )
+        })
+        .collect()
+}
+
+/// Issue 19: two `panoptes run` processes behind one front relay (alternating per
+/// connection, retrying only on a refused connection) answer as one product: identical live
+/// stats from either replica, a lockout counted across both, a delete seen by the other, and
+/// a kill -9 of the leader costs at most the requests in flight while the standby takes over
+/// within the lease duration.
+#[tokio::test]
+async fn two_replicas_answer_alike_lock_out_together_and_survive_kill_9() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use reqwest::StatusCode;
+    use support::binary::Relay;
+    use support::scenario::user_with_password;
+    const LEASE: Duration = Duration::from_secs(3);
+    const RENEW: Duration = Duration::from_millis(500);
+    let (ns, sim) = fleet("rc-ha", 2).await;
+    for i in 0..3 {
+        stream(&ns, &format!("h{i}"), json!({"static": true})).await;
+    }
+    let args = ["--leader-lease-seconds", "3", "--leader-renew-ms", "500"];
+    let a = Binary::start_with(&ns, "warn", &args);
+    let b = Binary::start_with(&ns, "warn", &args);
+    user_with_password(&ns, "root", "admin", "Admin-pass-1").await;
+    user_with_password(&ns, "victim", "victim", "Victim-pass-1").await;
+    converged(&ns, &sim, 3).await;
+    let relay = Relay::start(vec![a.api.clone(), b.api.clone()]).await;
+    // A new connection per request, so the relay alternates replicas.
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let base = |addr: &str| format!("http://{addr}{}", panoptes::api::BASE);
+    let login = |addr: String, login: &'static str, password: &'static str| {
+        let http = http.clone();
+        async move {
+            http.post(format!("{}/login", base(&addr)))
+                .basic_auth(login, Some(password))
+                .body("null")
+                .send()
+                .await
+        }
+    };
+    let token: String = eventually(WAIT, "admin logs in", || async {
+        let v: serde_json::Value = login(relay.addr.clone(), "admin", "Admin-pass-1")
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        v["access_token"].as_str().map(str::to_string)
+    })
+    .await;
+    let get = |addr: String, path: &'static str| {
+        let (http, token) = (http.clone(), token.clone());
+        async move {
+            http.get(format!("{}{path}", base(&addr)))
+                .bearer_auth(token)
+                .send()
+                .await
+        }
+    };
+    let stats_of = |addr: String| async move {
+        let resp = get(addr, "/streams").await.ok()?;
+        let stale = resp.headers().contains_key("warning");
+        let v: serde_json::Value = resp.json().await.ok()?;
+        let s = live_stats(&v);
+        (!stale && s.len() == 3 && s.values().all(|v| !v.is_null())).then_some(s)
+    };
+
+    // Frozen node stats: once both replicas agree, 200 answers alternating replicas agree.
+    eventually(WAIT, "both replicas show live stats", || async {
+        stats_of(a.api.clone()).await?;
+        stats_of(b.api.clone()).await
+    })
+    .await;
+    sim.clock().freeze();
+    let first = eventually(WAIT, "the replicas agree on frozen stats", || async {
+        let x = stats_of(a.api.clone()).await?;
+        (stats_of(b.api.clone()).await? == x).then_some(x)
+    })
+    .await;
+    for i in 0..200 {
+        let got = stats_of(relay.addr.clone()).await;
+        assert_eq!(got.as_ref(), Some(&first), "answer {i} differs");
+    }
+
+    // Lockout: five failures spread over both replicas lock the login on both.
+    for _ in 0..5 {
+        let s = login(relay.addr.clone(), "victim", "wrong")
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+    }
+    for r in [&a, &b] {
+        let s = login(r.api.clone(), "victim", "Victim-pass-1")
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(
+            s,
+            StatusCode::TOO_MANY_REQUESTS,
+            "the lockout holds on {}",
+            r.api
+        );
+    }
+
+    // Delete on one replica, get on the other: gone.
+    let s = http
+        .delete(format!("{}/streams/h2", base(&relay.addr)))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert!(s.is_success(), "{s}");
+    let s = get(relay.addr.clone(), "/streams/h2")
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(s, StatusCode::NOT_FOUND, "the other replica still shows h2");
+
+    // kill -9 of the leader in the middle of sequential requests (one in flight at a time).
+    let holder = ns
+        .api::<Lease>()
+        .get("panoptes-leader")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .holder_identity
+        .unwrap();
+    let (leader, standby) = if holder.ends_with(&format!("-{}", a.child.id())) {
+        (&a, &b)
+    } else {
+        (&b, &a)
+    };
+    let metrics = format!("http://{}/metrics", standby.probe);
+    let leads = |http: reqwest::Client, metrics: String| async move {
+        let m = http.get(&metrics).send().await.ok()?.text().await.ok()?;
+        m.lines().any(|l| l == "panoptes_leader 1").then_some(())
+    };
+    let mut failed = 0;
+    let mut takeover = None;
+    for i in 0..120 {
+        if i == 40 {
+            leader.signal("-KILL");
+            let (http, metrics) = (http.clone(), metrics.clone());
+            let killed = std::time::Instant::now();
+            takeover = Some(tokio::spawn(async move {
+                while leads(http.clone(), metrics.clone()).await.is_none() {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                killed.elapsed()
+            }));
+        }
+        match get(relay.addr.clone(), "/streams").await {
+            Ok(r) if r.status().is_success() => {}
+            _ => failed += 1,
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        failed <= 1,
+        "{failed} requests failed; 1 was in flight at the kill"
+    );
+    let took = tokio::time::timeout(WAIT, takeover.unwrap())
+        .await
+        .expect("the standby leads")
+        .unwrap();
+    eprintln!("failover: {failed} failed requests, standby leads {took:?} after the kill");
+    assert!(
+        took < 3 * (LEASE + RENEW),
+        "the standby took {took:?} to lead"
+    );
+    sim.clock().thaw();
 }

@@ -223,6 +223,11 @@ impl Elector {
         &self.cfg.identity
     }
 
+    /// The peer address this candidate publishes while it leads.
+    pub fn peer_address(&self) -> Option<&str> {
+        self.cfg.peer_address.as_deref()
+    }
+
     /// The election's metrics.
     pub fn metrics(&self) -> &LeaderMetrics {
         &self.metrics
@@ -299,10 +304,7 @@ impl Elector {
             .and_then(|a| a.get(PEER_ADDRESS_ANNOTATION))
             .cloned();
         let spec = lease.spec.get_or_insert_with(Default::default);
-        let holder = spec
-            .holder_identity
-            .clone()
-            .filter(|h| !h.is_empty());
+        let holder = spec.holder_identity.clone().filter(|h| !h.is_empty());
         let mine = holder.as_deref() == Some(self.cfg.identity.as_str());
         let duration = Duration::from_secs(
             spec.lease_duration_seconds
@@ -353,8 +355,7 @@ impl Elector {
                     self.metrics.transitions.inc();
                 }
                 self.observe(Some(&self.cfg.identity), Some(now), mono);
-                self.leader_peer
-                    .send_replace(self.cfg.peer_address.clone());
+                self.leader_peer.send_replace(self.cfg.peer_address.clone());
                 Ok(true)
             }
             Err(kube::Error::Api(s)) if s.is_conflict() => Ok(false),
@@ -466,9 +467,18 @@ mod tests {
         // Same record, observed for less than the duration: still valid.
         let (seen, expired) = judge(Some(&seen), Some("a"), renew, d, t0 + d);
         assert!(!expired);
-        assert_eq!(seen.at, t0, "an unchanged record keeps its first observation time");
+        assert_eq!(
+            seen.at, t0,
+            "an unchanged record keeps its first observation time"
+        );
         // Same record for longer than the duration: expired.
-        let (_, expired) = judge(Some(&seen), Some("a"), renew, d, t0 + d + Duration::from_millis(1));
+        let (_, expired) = judge(
+            Some(&seen),
+            Some("a"),
+            renew,
+            d,
+            t0 + d + Duration::from_millis(1),
+        );
         assert!(expired);
         // A renewal (new renewTime) or a new holder restarts the clock.
         let later = Some(Timestamp::UNIX_EPOCH + Duration::from_secs(1));
