@@ -1048,6 +1048,36 @@ async fn two_replicas_answer_alike_lock_out_together_and_survive_kill_9() {
         .status();
     assert_eq!(s, StatusCode::NOT_FOUND, "the other replica still shows h2");
 
+    // A node down: previews on either replica agree and leave it out (a standby reads the
+    // leader's probe results; before, it saw no probe at all and placed on the dead node).
+    let dead = sim.node(1).hostname().to_string();
+    sim.node(1).down().await;
+    let preview = |addr: String| {
+        let (http, token) = (http.clone(), token.clone());
+        async move {
+            let resp = http
+                .post(format!("{}/streams/h0/preview_layout_change", base(&addr)))
+                .bearer_auth(token)
+                .json(&json!({"dvr": {"redundancy_factor": 1}}))
+                .send()
+                .await
+                .ok()?;
+            let ok = resp.status().is_success();
+            let v: serde_json::Value = resp.json().await.ok()?;
+            ok.then_some(v)
+        }
+    };
+    eventually(
+        WAIT,
+        "both replicas preview without the dead node",
+        || async {
+            let x = preview(a.api.clone()).await?;
+            let y = preview(b.api.clone()).await?;
+            (x == y && !x.to_string().contains(&dead)).then_some(())
+        },
+    )
+    .await;
+
     // kill -9 of the leader in the middle of sequential requests (one in flight at a time).
     let holder = ns
         .api::<Lease>()
