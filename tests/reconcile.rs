@@ -996,9 +996,12 @@ async fn two_replicas_answer_alike_lock_out_together_and_survive_kill_9() {
     };
 
     // Frozen node stats: once both replicas agree, 200 answers alternating replicas agree.
-    eventually(WAIT, "both replicas show live stats", || async {
-        stats_of(a.api.clone()).await?;
-        stats_of(b.api.clone()).await
+    // Every stream running first: a stream still starting gets pushed again, and with the
+    // clock frozen it would never get past its start delay.
+    let running = |s: &BTreeMap<String, serde_json::Value>| s.values().all(|v| v["alive"] == true);
+    eventually(WAIT, "both replicas show every stream running", || async {
+        stats_of(a.api.clone()).await.filter(running)?;
+        stats_of(b.api.clone()).await.filter(running)
     })
     .await;
     sim.clock().freeze();
@@ -1011,6 +1014,19 @@ async fn two_replicas_answer_alike_lock_out_together_and_survive_kill_9() {
         let got = stats_of(relay.addr.clone()).await;
         assert_eq!(got.as_ref(), Some(&first), "answer {i} differs");
     }
+
+    // Stats moving: every answer still comes from a copy refreshed within the 1 s budget (a
+    // staler copy would carry the Warning header).
+    sim.clock().thaw();
+    for i in 0..20 {
+        let resp = get(relay.addr.clone(), "/streams").await.unwrap();
+        assert!(resp.status().is_success());
+        assert!(
+            !resp.headers().contains_key("warning"),
+            "answer {i} is from a stale copy"
+        );
+    }
+    sim.clock().freeze();
 
     // Lockout: five failures spread over both replicas lock the login on both.
     for _ in 0..5 {
@@ -1099,6 +1115,7 @@ async fn two_replicas_answer_alike_lock_out_together_and_survive_kill_9() {
         m.lines().any(|l| l == "panoptes_leader 1").then_some(())
     };
     let mut failed = 0;
+    let mut stale_answers = 0;
     let mut takeover = None;
     for i in 0..120 {
         if i == 40 {
@@ -1113,7 +1130,9 @@ async fn two_replicas_answer_alike_lock_out_together_and_survive_kill_9() {
             }));
         }
         match get(relay.addr.clone(), "/streams").await {
-            Ok(r) if r.status().is_success() => {}
+            Ok(r) if r.status().is_success() => {
+                stale_answers += usize::from(r.headers().contains_key("warning"));
+            }
             _ => failed += 1,
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -1122,11 +1141,18 @@ async fn two_replicas_answer_alike_lock_out_together_and_survive_kill_9() {
         failed <= 1,
         "{failed} requests failed; 1 was in flight at the kill"
     );
+    // Between the kill and the takeover the survivor cannot refresh its copy: it says so.
+    assert!(
+        stale_answers > 0,
+        "no answer said the live stats were stale"
+    );
     let took = tokio::time::timeout(WAIT, takeover.unwrap())
         .await
         .expect("the standby leads")
         .unwrap();
-    eprintln!("failover: {failed} failed requests, standby leads {took:?} after the kill");
+    eprintln!(
+        "failover: {failed} failed requests, {stale_answers} marked stale, standby leads {took:?} after the kill"
+    );
     assert!(
         took < 3 * (LEASE + RENEW),
         "the standby took {took:?} to lead"
