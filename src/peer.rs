@@ -32,7 +32,6 @@ use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Client;
 use kube::api::{Api, PostParams};
@@ -68,16 +67,7 @@ impl PeerKey {
                 return Ok(Self::of(&s));
             }
             let key: [u8; 32] = rand::random();
-            let mut secret = Secret::default();
-            secret.metadata.name = Some(KEY_SECRET.into());
-            secret.metadata.labels = Some(
-                [(
-                    "app.kubernetes.io/managed-by".to_string(),
-                    "panoptes".to_string(),
-                )]
-                .into(),
-            );
-            secret.data = Some([(KEY_FIELD.to_string(), ByteString(key.to_vec()))].into());
+            let secret = crate::api::auth::key_secret(KEY_SECRET, KEY_FIELD, &key);
             match api.create(&PostParams::default(), &secret).await {
                 Ok(_) => return Ok(Self(hex::encode(key).into())),
                 Err(kube::Error::Api(s)) if s.is_already_exists() => continue,

@@ -550,16 +550,7 @@ async fn ensure_keys(api: &Api<Secret>) -> Result<Keys, kube::Error> {
             });
         }
         let key: [u8; 32] = rand::random();
-        let mut secret = Secret::default();
-        secret.metadata.name = Some(KEY_SECRET.into());
-        secret.metadata.labels = Some(
-            [(
-                "app.kubernetes.io/managed-by".to_string(),
-                "panoptes".to_string(),
-            )]
-            .into(),
-        );
-        secret.data = Some([(KEY_FIELD.to_string(), ByteString(key.to_vec()))].into());
+        let secret = key_secret(KEY_SECRET, KEY_FIELD, &key);
         match api.create(&PostParams::default(), &secret).await {
             Ok(_) => {
                 return Ok(Keys {
@@ -578,6 +569,22 @@ async fn ensure_keys(api: &Api<Secret>) -> Result<Keys, kube::Error> {
             previous: None,
         })
     })
+}
+
+/// Secret `name` holding `key` under `field`, labelled as Panoptes' own: a key the first
+/// replica that needs it creates (the signing key, the peer key).
+pub fn key_secret(name: &str, field: &str, key: &[u8]) -> Secret {
+    let mut secret = Secret::default();
+    secret.metadata.name = Some(name.into());
+    secret.metadata.labels = Some(
+        [(
+            "app.kubernetes.io/managed-by".to_string(),
+            "panoptes".to_string(),
+        )]
+        .into(),
+    );
+    secret.data = Some([(field.to_string(), ByteString(key.to_vec()))].into());
+    secret
 }
 
 fn keys_of(secret: &Secret) -> Option<Keys> {
