@@ -6,6 +6,7 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
+use crate::controllers::leader::LeaderStatus;
 use crate::state::Stores;
 use crate::telemetry::Metrics;
 
@@ -13,15 +14,34 @@ use crate::telemetry::Metrics;
 struct Probes {
     stores: Stores,
     metrics: Metrics,
+    leader: Option<LeaderStatus>,
 }
 
-/// Router for the probe and metrics port.
-pub fn router(stores: Stores, metrics: Metrics) -> Router {
+/// Router for the probe and metrics port. With `leader`, `/healthz` is also the lease-loss
+/// watchdog.
+pub fn router(stores: Stores, metrics: Metrics, leader: Option<LeaderStatus>) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
-        .with_state(Probes { stores, metrics })
+        .with_state(Probes {
+            stores,
+            metrics,
+            leader,
+        })
+}
+
+/// Unhealthy while this replica believes it leads but has not renewed the Lease within the
+/// lease duration: another replica may already lead, so the kubelet restarts this one.
+async fn healthz(State(p): State<Probes>) -> impl IntoResponse {
+    if p.leader.as_ref().is_none_or(LeaderStatus::healthy) {
+        (StatusCode::OK, "ok")
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "leads but has not renewed the leader Lease within its duration",
+        )
+    }
 }
 
 async fn readyz(State(p): State<Probes>) -> impl IntoResponse {

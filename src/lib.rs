@@ -8,6 +8,7 @@ pub mod events;
 pub mod flussonic;
 pub mod http;
 pub mod layout;
+pub mod peer;
 pub mod resources;
 pub mod run;
 pub mod state;

@@ -95,6 +95,21 @@ enum Command {
         shared_controllers: bool,
         #[command(flatten)]
         facade: panoptes::run::FacadeFlags,
+        /// Listen address of the peer channel between replicas (standbys read the leader's
+        /// live view and count failed logins there). Used with leader election only.
+        #[arg(long, env = "PANOPTES_PEER_ADDR", default_value = "0.0.0.0:8082")]
+        peer_addr: SocketAddr,
+        /// The peer address the leader publishes on its Lease (default: `$POD_IP:<port of
+        /// --peer-addr>`, else --peer-addr).
+        #[arg(long, env = "PANOPTES_PEER_ADVERTISE")]
+        peer_advertise: Option<String>,
+        /// Seconds the leader Lease stays valid without renewal (a dead leader is replaced
+        /// within this plus --leader-renew-ms).
+        #[arg(long, env = "PANOPTES_LEADER_LEASE_SECONDS", default_value_t = 15)]
+        leader_lease_seconds: u64,
+        /// Milliseconds between renewals of the leader Lease (and a standby's tries).
+        #[arg(long, env = "PANOPTES_LEADER_RENEW_MS", default_value_t = 4000)]
+        leader_renew_ms: u64,
     },
 }
 
@@ -143,6 +158,10 @@ async fn main() -> ExitCode {
             shard,
             shared_controllers,
             facade,
+            peer_addr,
+            peer_advertise,
+            leader_lease_seconds,
+            leader_renew_ms,
         } => {
             init_logging(log_format, "info,kube=warn");
             let api_namespace = api_namespace
@@ -171,6 +190,12 @@ async fn main() -> ExitCode {
                 shard: shard.map_or_else(Shard::all, Shard::named),
                 shared_controllers,
                 facade,
+                peer_addr: Some(peer_addr),
+                peer_advertise,
+                leader_lease: Duration::from_secs(leader_lease_seconds.max(1)),
+                // Renewing slower than a third of the lease risks losing it to one slow call.
+                leader_renew: Duration::from_millis(leader_renew_ms.max(100))
+                    .min(Duration::from_secs(leader_lease_seconds.max(1)) / 3),
             })
             .await
             {

@@ -7,7 +7,7 @@ use kube::Client;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::controllers::leader::{Elector, LeaderConfig};
+use crate::controllers::leader::{Elector, LeaderConfig, LeaderMetrics};
 use crate::controllers::{self, Context, Tunables};
 use crate::state::{self, Scope, Shard};
 use crate::telemetry::Metrics;
@@ -42,6 +42,15 @@ pub struct RunConfig {
     pub shared_controllers: bool,
     /// The facade's trusted proxies and caps.
     pub facade: FacadeFlags,
+    /// Address of the peer channel between replicas (None: none; standbys then serve empty
+    /// live stats). Used with leader election only.
+    pub peer_addr: Option<SocketAddr>,
+    /// The peer address published on the Lease (default: `POD_IP`:port, else `peer_addr`).
+    pub peer_advertise: Option<String>,
+    /// How long the leader Lease stays valid without renewal.
+    pub leader_lease: std::time::Duration,
+    /// How often the leader renews it.
+    pub leader_renew: std::time::Duration,
 }
 
 /// Flags of the facade's exposure to unauthenticated clients: who may speak for a client
@@ -211,7 +220,34 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
             addr: config.probe_addr,
             source,
         })?;
-    let probes = crate::http::router(stores.clone(), metrics.clone());
+    // The elector exists before the probe server: `/healthz` is its lease-loss watchdog.
+    let elector = config.leader_election.then(|| {
+        let mut lease = LeaderConfig::new(config.system_namespace.clone());
+        // Each shard elects its own leader: shards run side by side, replicas of one shard
+        // stand by for each other.
+        if let Some(shard) = config.shard.name() {
+            lease.name = format!("{}-{shard}", lease.name);
+        }
+        lease.lease_duration = config.leader_lease;
+        lease.renew_every = config.leader_renew;
+        lease.peer_address = config
+            .peer_addr
+            .map(|a| crate::peer::advertised(a, config.peer_advertise.as_deref()));
+        Elector::new(client.clone(), lease)
+    });
+    // Elected replicas report leadership from the Lease; a replica without election leads
+    // alone from start to shutdown.
+    let alone = elector.is_none().then(LeaderMetrics::default);
+    match (&elector, &alone) {
+        (Some(elector), _) => metrics.register(|r| elector.metrics().register(r)),
+        (None, Some(alone)) => metrics.register(|r| alone.register(r)),
+        (None, None) => {}
+    }
+    let probes = crate::http::router(
+        stores.clone(),
+        metrics.clone(),
+        elector.as_ref().map(Elector::status),
+    );
     let server_shutdown = shutdown.clone();
     let server = tokio::spawn(async move {
         tracing::info!(addr = %config.probe_addr, "serving /healthz, /readyz, /metrics");
@@ -244,9 +280,10 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         )),
     );
 
-    // Every replica serves the facade from its own watches; only the leader reconciles (a
-    // standby's live stats stay empty until it leads).
+    // Every replica serves the facade from its own watches; only the leader reconciles. A
+    // standby's live stats are a copy of the leader's, over the peer channel below.
     let mut api_server = None;
+    let mut facade = None;
     if let Some(addr) = config.api_addr {
         let mut api_config = crate::api::ApiConfig::new(
             config.api_namespace.clone(),
@@ -267,6 +304,7 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         if let Some(secret) = &config.facade.admin_secret {
             first_admin(&client, &config.api_namespace, secret).await;
         }
+        facade = Some(api.clone());
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|source| RunError::Listen { addr, source })?;
@@ -278,15 +316,29 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         )));
     }
 
-    let elector = config.leader_election.then(|| {
-        let mut lease = LeaderConfig::new(config.system_namespace.clone());
-        // Each shard elects its own leader: shards run side by side, replicas of one shard
-        // stand by for each other.
-        if let Some(shard) = config.shard.name() {
-            lease.name = format!("{}-{shard}", lease.name);
+    // Issue 19, the peer channel: every replica serves it; a standby mirrors the leader's
+    // live view and counts failed logins at the leader until it leads itself.
+    let mut mirror = None;
+    if let (Some(elector), Some(addr)) = (&elector, config.peer_addr) {
+        let key = crate::peer::PeerKey::load(&client, &config.system_namespace)
+            .await
+            .map_err(RunError::Api)?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| RunError::Listen { addr, source })?;
+        let app = crate::peer::router(ctx.live.clone(), key.clone(), facade.clone());
+        tokio::spawn(crate::peer::serve(listener, app, shutdown.clone().wait()));
+        let peer = crate::peer::PeerClient::new(
+            key,
+            elector.leader_peer(),
+            elector.status(),
+            elector.peer_address().map(str::to_string),
+        );
+        if let Some(api) = &facade {
+            api.auth.share_lockout(Arc::new(peer.clone()));
         }
-        Elector::new(client.clone(), lease)
-    });
+        mirror = Some(tokio::spawn(peer.mirror(ctx.live.clone())));
+    }
     if let Some(elector) = &elector {
         tracing::info!(
             identity = elector.identity(),
@@ -306,8 +358,15 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         }
     }
 
-    // Leading (or alone): `panoptes_leader` says which replica of a shard reconciles.
-    ctx.controller_metrics.leader.set(1);
+    if let Some(alone) = &alone {
+        alone.set_leading(true);
+    }
+    if let Some(mirror) = mirror {
+        // The cache is this replica's own from now on (its probes replace the copy).
+        mirror.abort();
+        ctx.live.set_mirror(false);
+    }
+
     let mut reconcilers = JoinSet::new();
     if config.shared_controllers {
         reconcilers.spawn(controllers::preset::run(
@@ -351,7 +410,9 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         }
     };
     tracing::info!("shutting down");
-    ctx.controller_metrics.leader.set(0);
+    if let Some(alone) = &alone {
+        alone.set_leading(false);
+    }
     let _ = stop.send(true);
     // Controllers finish their in-flight reconciles before the watches feeding them stop.
     // In-flight reconciles finish, but a node that hangs must not hold the process past its

@@ -169,6 +169,7 @@ fn the_deployment_is_hardened_and_probed() {
             "run",
             "--probe-addr=0.0.0.0:8080",
             "--api-addr=0.0.0.0:9091",
+            "--peer-addr=0.0.0.0:8082",
             "--leader-election=true"
         ]
     );
@@ -292,7 +293,9 @@ async fn ingress_httproute_and_network_policy_render_and_pass_a_dry_run() {
         .iter()
         .map(|r| r["ports"][0]["port"].as_str().unwrap())
         .collect();
-    assert_eq!(ingress_ports, ["api", "probes"]);
+    // The peer port is open to the operator's own pods only (standbys reach the leader).
+    assert_eq!(ingress_ports, ["api", "peer", "probes"]);
+    assert!(np["ingress"][1]["from"][0]["podSelector"].is_object());
     apply_dry_run(&ns.name, &yaml, "exposure");
 
     let route = objects(&render(

@@ -323,6 +323,7 @@ async fn the_operator_with_only_the_charts_rbac_converges_the_samples_survives_a
             &ns.name,
         ])
         .args(["--probe-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0"])
+        .args(["--peer-addr", "127.0.0.1:0"])
         .args(["--node-resync-seconds", "1", "--log-format", "text"])
         .env("KUBECONFIG", &kubeconfig)
         .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))

@@ -544,19 +544,33 @@ async fn steady_state_with_50_streams_writes_nothing_for_60_seconds() {
     op.stop().await;
 }
 
-#[tokio::test]
-async fn one_leader_at_a_time_and_a_release_or_expiry_hands_over() {
-    use panoptes::controllers::leader::{Elector, LeaderConfig};
-    let ns = TestNamespace::new("rc-leader").await;
-    let cfg = |id: &str| LeaderConfig {
+fn leader_cfg(ns: &TestNamespace, id: &str) -> panoptes::controllers::leader::LeaderConfig {
+    panoptes::controllers::leader::LeaderConfig {
         name: "panoptes-leader".into(),
         namespace: ns.name.clone(),
         identity: id.into(),
         lease_duration: Duration::from_secs(3),
         renew_every: Duration::from_millis(500),
-    };
-    let a = Elector::new(ns.client.clone(), cfg("a"));
-    let b = Elector::new(ns.client.clone(), cfg("b"));
+        peer_address: None,
+    }
+}
+
+/// Tries `e` every renew interval until it leads; how long that took.
+async fn leads_after(e: &panoptes::controllers::leader::Elector, limit: Duration) -> Duration {
+    let start = std::time::Instant::now();
+    while !e.try_acquire().await.unwrap() {
+        assert!(start.elapsed() < limit, "no takeover within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    start.elapsed()
+}
+
+#[tokio::test]
+async fn one_leader_at_a_time_and_a_release_or_expiry_hands_over() {
+    use panoptes::controllers::leader::Elector;
+    let ns = TestNamespace::new("rc-leader").await;
+    let a = Elector::new(ns.client.clone(), leader_cfg(&ns, "a"));
+    let b = Elector::new(ns.client.clone(), leader_cfg(&ns, "b"));
     assert!(a.try_acquire().await.unwrap(), "the first candidate leads");
     assert!(!b.try_acquire().await.unwrap(), "a held Lease is not taken");
     assert!(a.try_acquire().await.unwrap(), "the holder renews");
@@ -565,12 +579,64 @@ async fn one_leader_at_a_time_and_a_release_or_expiry_hands_over() {
         b.try_acquire().await.unwrap(),
         "a released Lease is taken at once"
     );
-    // b stops renewing: after the lease duration a takes over, and b's hold() notices.
-    tokio::time::sleep(Duration::from_millis(3500)).await;
-    assert!(a.try_acquire().await.unwrap(), "an expired Lease is taken");
+    assert!(b.status().leading() && b.status().healthy());
+    // b stops renewing: a, trying every renew interval, takes over once it has seen the same
+    // record for the lease duration (3 s), and b's hold() notices.
+    let took = leads_after(&a, Duration::from_secs(9)).await;
+    assert!(took >= Duration::from_secs(3), "taken early: {took:?}");
     tokio::time::timeout(Duration::from_secs(5), b.hold())
         .await
         .expect("the old leader notices it lost the Lease");
+    assert!(!b.status().leading());
+    assert!(
+        a.metrics().transitions() >= 2,
+        "a saw b take over, then took it"
+    );
+}
+
+/// Issue 19: expiry is judged from when a candidate observed the last renewal, on its own
+/// monotonic clock. A standby whose wall clock runs 30 s ahead of the leader's does not take
+/// a live Lease (before the fix it compared the leader's renewTime with its own clock and
+/// took it at once), and it still replaces a dead leader within lease duration + renew.
+#[tokio::test]
+async fn a_standby_with_a_skewed_clock_steals_nothing_and_replaces_a_dead_leader() {
+    use panoptes::controllers::leader::{Clock, Elector};
+    use std::sync::Arc;
+    struct Ahead;
+    impl Clock for Ahead {
+        fn wall(&self) -> k8s_openapi::jiff::Timestamp {
+            k8s_openapi::jiff::Timestamp::now() + Duration::from_secs(30)
+        }
+        fn mono(&self) -> std::time::Instant {
+            std::time::Instant::now()
+        }
+    }
+    let ns = TestNamespace::new("rc-skew").await;
+    let a = Arc::new(Elector::new(ns.client.clone(), leader_cfg(&ns, "a")));
+    let b = Elector::with_clock(ns.client.clone(), leader_cfg(&ns, "b"), Arc::new(Ahead));
+    assert!(a.try_acquire().await.unwrap());
+    let holder = tokio::spawn({
+        let a = a.clone();
+        async move { a.hold().await }
+    });
+    // Twice the lease duration of tries while a renews: b never leads.
+    for _ in 0..12 {
+        assert!(
+            !b.try_acquire().await.unwrap(),
+            "a standby 30 s ahead took a live Lease"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(a.status().leading() && a.status().healthy());
+    // a dies (stops renewing, keeps the Lease): b takes over after the lease duration.
+    holder.abort();
+    let took = leads_after(&b, Duration::from_secs(3 * 4)).await;
+    assert!(
+        took >= Duration::from_millis(2500),
+        "taken before the Lease expired: {took:?}"
+    );
+    // a's watchdog: it still believes it leads but has not renewed within the duration.
+    assert!(a.status().leading() && !a.status().healthy());
 }
 
 #[tokio::test]
@@ -922,4 +988,252 @@ async fn zones_place_streams_and_a_zone_nobody_serves_is_explained() {
     );
     assert!(holdings(&sim).values().all(|s| !s.contains("lost-cam")));
     op.stop().await;
+}
+
+/// The live stats of a `GET /streams` answer, by stream name (what must not depend on the
+/// replica that answered).
+fn live_stats(list: &serde_json::Value) -> BTreeMap<String, serde_json::Value> {
+    list["streams"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap_or("").to_string(),
+                s["stats"].clone(),
+            )
+        })
+        .collect()
+}
+
+/// Issue 19: two `panoptes run` processes behind one front relay (alternating per
+/// connection, retrying only on a refused connection) answer as one product: identical live
+/// stats from either replica, a lockout counted across both, a delete seen by the other, and
+/// a kill -9 of the leader costs at most the requests in flight while the standby takes over
+/// within the lease duration.
+#[tokio::test]
+async fn two_replicas_answer_alike_lock_out_together_and_survive_kill_9() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use reqwest::StatusCode;
+    use support::binary::Relay;
+    use support::scenario::user_with_password;
+    const LEASE: Duration = Duration::from_secs(3);
+    const RENEW: Duration = Duration::from_millis(500);
+    let (ns, sim) = fleet("rc-ha", 2).await;
+    for i in 0..3 {
+        stream(&ns, &format!("h{i}"), json!({"static": true})).await;
+    }
+    let args = ["--leader-lease-seconds", "3", "--leader-renew-ms", "500"];
+    let a = Binary::start_with(&ns, "warn", &args);
+    let b = Binary::start_with(&ns, "warn", &args);
+    user_with_password(&ns, "root", "admin", "Admin-pass-1").await;
+    user_with_password(&ns, "victim", "victim", "Victim-pass-1").await;
+    converged(&ns, &sim, 3).await;
+    let relay = Relay::start(vec![a.api.clone(), b.api.clone()]).await;
+    // A new connection per request, so the relay alternates replicas.
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let base = |addr: &str| format!("http://{addr}{}", panoptes::api::BASE);
+    let login = |addr: String, login: &'static str, password: &'static str| {
+        let http = http.clone();
+        async move {
+            http.post(format!("{}/login", base(&addr)))
+                .basic_auth(login, Some(password))
+                .body("null")
+                .send()
+                .await
+        }
+    };
+    let token: String = eventually(WAIT, "admin logs in", || async {
+        let v: serde_json::Value = login(relay.addr.clone(), "admin", "Admin-pass-1")
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        v["access_token"].as_str().map(str::to_string)
+    })
+    .await;
+    let get = |addr: String, path: &'static str| {
+        let (http, token) = (http.clone(), token.clone());
+        async move {
+            http.get(format!("{}{path}", base(&addr)))
+                .bearer_auth(token)
+                .send()
+                .await
+        }
+    };
+    let stats_of = |addr: String| async move {
+        let resp = get(addr, "/streams").await.ok()?;
+        let stale = resp.headers().contains_key("warning");
+        let v: serde_json::Value = resp.json().await.ok()?;
+        let s = live_stats(&v);
+        (!stale && s.len() == 3 && s.values().all(|v| !v.is_null())).then_some(s)
+    };
+
+    // Frozen node stats: once both replicas agree, 200 answers alternating replicas agree.
+    // Every stream running first: a stream still starting gets pushed again, and with the
+    // clock frozen it would never get past its start delay.
+    let running = |s: &BTreeMap<String, serde_json::Value>| s.values().all(|v| v["alive"] == true);
+    eventually(WAIT, "both replicas show every stream running", || async {
+        stats_of(a.api.clone()).await.filter(running)?;
+        stats_of(b.api.clone()).await.filter(running)
+    })
+    .await;
+    sim.clock().freeze();
+    let first = eventually(WAIT, "the replicas agree on frozen stats", || async {
+        let x = stats_of(a.api.clone()).await?;
+        (stats_of(b.api.clone()).await? == x).then_some(x)
+    })
+    .await;
+    for i in 0..200 {
+        let got = stats_of(relay.addr.clone()).await;
+        assert_eq!(got.as_ref(), Some(&first), "answer {i} differs");
+    }
+
+    // Stats moving: every answer still comes from a copy refreshed within the 1 s budget (a
+    // staler copy would carry the Warning header).
+    sim.clock().thaw();
+    for i in 0..20 {
+        let resp = get(relay.addr.clone(), "/streams").await.unwrap();
+        assert!(resp.status().is_success());
+        assert!(
+            !resp.headers().contains_key("warning"),
+            "answer {i} is from a stale copy"
+        );
+    }
+    sim.clock().freeze();
+
+    // Lockout: five failures spread over both replicas lock the login on both.
+    for _ in 0..5 {
+        let s = login(relay.addr.clone(), "victim", "wrong")
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+    }
+    for r in [&a, &b] {
+        let s = login(r.api.clone(), "victim", "Victim-pass-1")
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(
+            s,
+            StatusCode::TOO_MANY_REQUESTS,
+            "the lockout holds on {}",
+            r.api
+        );
+    }
+
+    // Delete on one replica, get on the other: gone.
+    let s = http
+        .delete(format!("{}/streams/h2", base(&relay.addr)))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert!(s.is_success(), "{s}");
+    let s = get(relay.addr.clone(), "/streams/h2")
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(s, StatusCode::NOT_FOUND, "the other replica still shows h2");
+
+    // A node down: previews on either replica agree and leave it out (a standby reads the
+    // leader's probe results; before, it saw no probe at all and placed on the dead node).
+    let dead = sim.node(1).hostname().to_string();
+    sim.node(1).down().await;
+    let preview = |addr: String| {
+        let (http, token) = (http.clone(), token.clone());
+        async move {
+            let resp = http
+                .post(format!("{}/streams/h0/preview_layout_change", base(&addr)))
+                .bearer_auth(token)
+                .json(&json!({"dvr": {"redundancy_factor": 1}}))
+                .send()
+                .await
+                .ok()?;
+            let ok = resp.status().is_success();
+            let v: serde_json::Value = resp.json().await.ok()?;
+            ok.then_some(v)
+        }
+    };
+    eventually(
+        WAIT,
+        "both replicas preview without the dead node",
+        || async {
+            let x = preview(a.api.clone()).await?;
+            let y = preview(b.api.clone()).await?;
+            (x == y && !x.to_string().contains(&dead)).then_some(())
+        },
+    )
+    .await;
+
+    // kill -9 of the leader in the middle of sequential requests (one in flight at a time).
+    let holder = ns
+        .api::<Lease>()
+        .get("panoptes-leader")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .holder_identity
+        .unwrap();
+    let (leader, standby) = if holder.ends_with(&format!("-{}", a.child.id())) {
+        (&a, &b)
+    } else {
+        (&b, &a)
+    };
+    let metrics = format!("http://{}/metrics", standby.probe);
+    let leads = |http: reqwest::Client, metrics: String| async move {
+        let m = http.get(&metrics).send().await.ok()?.text().await.ok()?;
+        m.lines().any(|l| l == "panoptes_leader 1").then_some(())
+    };
+    let mut failed = 0;
+    let mut stale_answers = 0;
+    let mut takeover = None;
+    for i in 0..120 {
+        if i == 40 {
+            leader.signal("-KILL");
+            let (http, metrics) = (http.clone(), metrics.clone());
+            let killed = std::time::Instant::now();
+            takeover = Some(tokio::spawn(async move {
+                while leads(http.clone(), metrics.clone()).await.is_none() {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                killed.elapsed()
+            }));
+        }
+        match get(relay.addr.clone(), "/streams").await {
+            Ok(r) if r.status().is_success() => {
+                stale_answers += usize::from(r.headers().contains_key("warning"));
+            }
+            _ => failed += 1,
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        failed <= 1,
+        "{failed} requests failed; 1 was in flight at the kill"
+    );
+    // Between the kill and the takeover the survivor cannot refresh its copy: it says so.
+    assert!(
+        stale_answers > 0,
+        "no answer said the live stats were stale"
+    );
+    let took = tokio::time::timeout(WAIT, takeover.unwrap())
+        .await
+        .expect("the standby leads")
+        .unwrap();
+    eprintln!(
+        "failover: {failed} failed requests, {stale_answers} marked stale, standby leads {took:?} after the kill"
+    );
+    assert!(
+        took < 3 * (LEASE + RENEW),
+        "the standby took {took:?} to lead"
+    );
+    sim.clock().thaw();
 }

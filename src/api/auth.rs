@@ -26,7 +26,11 @@
 //!   `Retry-After`) to that address for the system setting `watcher_brute_force_timeout`
 //!   seconds. Others, the same login from elsewhere included, are unaffected. Unknown logins
 //!   keep no state at all. The table is capped by entries and bytes (the least recently
-//!   failed pair goes first) and is per replica (lost on restart).
+//!   failed pair goes first) and lost on restart. With several replicas the leader's table
+//!   is the one that counts: a standby asks the leader over the peer channel
+//!   ([`SharedLockout`], `crate::peer`) before verifying and reports the outcome after, so
+//!   failures spread over replicas lock the login on all of them. While the leader cannot be
+//!   reached a standby counts in its own table (per replica, as before).
 //! - At most [`VERIFY_SLOTS`] verifications run at once (argon2 takes ~19 MiB and a core
 //!   each) and at most [`VERIFY_QUEUE`] wait: more logins at once get 503 with `Retry-After`,
 //!   so a login flood bounds memory and CPU instead of exhausting them.
@@ -141,6 +145,42 @@ pub struct Auth {
     max_failed: u32,
     trusted_proxies: Vec<ipnet::IpNet>,
     server_id: String,
+    shared: std::sync::OnceLock<Arc<dyn SharedLockout>>,
+}
+
+/// What a login did to a (login, client address) pair, as a standby reports it to the leader.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LoginEvent {
+    /// The User's uid.
+    pub uid: String,
+    /// The throttled client address.
+    pub client: IpAddr,
+    /// What happened.
+    pub kind: LoginEventKind,
+    /// The lockout a failure starts (the replica's `watcher_brute_force_timeout`).
+    pub lockout_secs: u64,
+}
+
+/// See [`LoginEvent`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoginEventKind {
+    /// Before verifying: is the pair locked?
+    Check,
+    /// A wrong password.
+    Failed,
+    /// A right password (clears the pair's failures).
+    Succeeded,
+}
+
+/// The cluster-wide failed-login table, as seen from one replica.
+pub trait SharedLockout: Send + Sync {
+    /// Applies `event` at the leader: Some(seconds the pair stays locked, 0 when it is not),
+    /// or None when this replica is to count locally (it leads, or the leader is unreachable).
+    fn exchange(
+        &self,
+        event: LoginEvent,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Option<u64>> + Send + '_>>;
 }
 
 /// Failed logins by (User uid, client address): only logins that exist get an entry, so the
@@ -249,7 +289,49 @@ impl Auth {
             max_failed: config.max_failed_logins.max(1),
             trusted_proxies: config.trusted_proxies.clone(),
             server_id,
+            shared: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Counts failed logins at `shared` (the leader) from now on; a second call is ignored.
+    pub fn share_lockout(&self, shared: Arc<dyn SharedLockout>) {
+        let _ = self.shared.set(shared);
+    }
+
+    /// Applies a login event to this replica's own table: the leader's side of
+    /// [`SharedLockout`]. Returns the seconds the pair stays locked (0: not locked).
+    pub fn apply_login_event(&self, event: &LoginEvent) -> u64 {
+        let key = (event.uid.clone(), event.client);
+        match event.kind {
+            LoginEventKind::Check => {}
+            LoginEventKind::Failed => {
+                self.failed(key.clone(), Duration::from_secs(event.lockout_secs))
+            }
+            LoginEventKind::Succeeded => self.succeeded(&key),
+        }
+        self.throttled(&key).unwrap_or(0)
+    }
+
+    /// Applies `kind` at the leader when there is one to ask, else here; the seconds the
+    /// pair stays locked (None: not locked).
+    async fn login_event(
+        &self,
+        key: &(String, IpAddr),
+        kind: LoginEventKind,
+        lockout: Duration,
+    ) -> Option<u64> {
+        let event = LoginEvent {
+            uid: key.0.clone(),
+            client: key.1,
+            kind,
+            lockout_secs: lockout.as_secs(),
+        };
+        let remote = match self.shared.get() {
+            Some(shared) => shared.exchange(event.clone()).await,
+            None => None,
+        };
+        let secs = remote.unwrap_or_else(|| self.apply_login_event(&event));
+        (secs > 0).then_some(secs)
     }
 
     /// Installation id.
@@ -468,16 +550,7 @@ async fn ensure_keys(api: &Api<Secret>) -> Result<Keys, kube::Error> {
             });
         }
         let key: [u8; 32] = rand::random();
-        let mut secret = Secret::default();
-        secret.metadata.name = Some(KEY_SECRET.into());
-        secret.metadata.labels = Some(
-            [(
-                "app.kubernetes.io/managed-by".to_string(),
-                "panoptes".to_string(),
-            )]
-            .into(),
-        );
-        secret.data = Some([(KEY_FIELD.to_string(), ByteString(key.to_vec()))].into());
+        let secret = key_secret(KEY_SECRET, KEY_FIELD, &key);
         match api.create(&PostParams::default(), &secret).await {
             Ok(_) => {
                 return Ok(Keys {
@@ -496,6 +569,22 @@ async fn ensure_keys(api: &Api<Secret>) -> Result<Keys, kube::Error> {
             previous: None,
         })
     })
+}
+
+/// Secret `name` holding `key` under `field`, labelled as Panoptes' own: a key the first
+/// replica that needs it creates (the signing key, the peer key).
+pub fn key_secret(name: &str, field: &str, key: &[u8]) -> Secret {
+    let mut secret = Secret::default();
+    secret.metadata.name = Some(name.into());
+    secret.metadata.labels = Some(
+        [(
+            "app.kubernetes.io/managed-by".to_string(),
+            "panoptes".to_string(),
+        )]
+        .into(),
+    );
+    secret.data = Some([(field.to_string(), ByteString(key.to_vec()))].into());
+    secret
 }
 
 fn keys_of(secret: &Secret) -> Option<Keys> {
@@ -623,9 +712,17 @@ pub async fn login(
             // Only logins that exist are throttled and counted: an unknown login keeps no
             // state, so random logins cannot fill the table.
             let key = user.as_ref().map(|u| (u.uid().unwrap_or_default(), client));
-            if let Some(key) = &key
-                && let Some(secs) = state.auth.throttled(key)
-            {
+            let lockout = Duration::from_secs(state.settings.brute_force_timeout());
+            let locked = match &key {
+                Some(key) => {
+                    state
+                        .auth
+                        .login_event(key, LoginEventKind::Check, lockout)
+                        .await
+                }
+                None => None,
+            };
+            if let Some(secs) = locked {
                 let mut e = ApiError::new(
                     StatusCode::TOO_MANY_REQUESTS,
                     "too_many_failed_logins",
@@ -649,12 +746,17 @@ pub async fn login(
             };
             let (Some(user), Some(key), true) = (user, key.clone(), ok) else {
                 if let Some(key) = key {
-                    let lockout = Duration::from_secs(state.settings.brute_force_timeout());
-                    state.auth.failed(key, lockout);
+                    state
+                        .auth
+                        .login_event(&key, LoginEventKind::Failed, lockout)
+                        .await;
                 }
                 return Err(ApiError::unauthorized("invalid login or password"));
             };
-            state.auth.succeeded(&key);
+            state
+                .auth
+                .login_event(&key, LoginEventKind::Succeeded, lockout)
+                .await;
             if user.spec.disabled.unwrap_or(false) {
                 return Err(ApiError::forbidden("the user is disabled"));
             }

@@ -258,7 +258,30 @@ pub fn router(state: ApiState) -> Router {
         .layer(DefaultBodyLimit::max(body::MAX_BODY_BYTES))
         .layer(from_fn_with_state(state.clone(), limit_headers))
         .layer(axum::middleware::map_response(security_headers))
+        .layer(axum::middleware::map_response_with_state(
+            state.clone(),
+            live_freshness,
+        ))
         .with_state(state)
+}
+
+/// On a standby whose copy of the leader's live view is stale (the leader cannot be
+/// reached), every response says so with `Warning: 110` ("response is stale", RFC 7234):
+/// its live fields are the last copy, never silently emptied.
+async fn live_freshness(
+    axum::extract::State(state): axum::extract::State<ApiState>,
+    mut resp: axum::response::Response,
+) -> axum::response::Response {
+    if let Some(age) = state.live.stale_for() {
+        let text = format!(
+            "110 panoptes \"live stats are stale: no copy from the leader for {} s\"",
+            age.as_secs()
+        );
+        if let Ok(v) = axum::http::HeaderValue::from_str(&text) {
+            resp.headers_mut().insert(axum::http::header::WARNING, v);
+        }
+    }
+    resp
 }
 
 /// Headers set on every response, deliberately. No CORS headers: the admin API is for

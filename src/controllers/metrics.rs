@@ -46,8 +46,6 @@ pub(crate) struct ControllerMetrics {
     /// Inbound traffic the node reported, bytes/s (the node says kbit/s; Prometheus wants
     /// base units).
     pub(crate) node_input_bytes: Family<NodeLabels, Gauge>,
-    /// 1 while this replica holds the leader Lease and runs the reconcilers.
-    pub leader: Gauge,
 }
 
 impl Default for ControllerMetrics {
@@ -64,7 +62,6 @@ impl Default for ControllerMetrics {
             node_streams: Family::default(),
             node_streams_alive: Family::default(),
             node_input_bytes: Family::default(),
-            leader: Gauge::default(),
         }
     }
 }
@@ -129,11 +126,6 @@ impl ControllerMetrics {
             "node_input_bytes_per_second",
             "Inbound traffic a node reported, bytes per second",
             self.node_input_bytes.clone(),
-        );
-        r.register(
-            "leader",
-            "1 while this replica holds the leader Lease (its shard's) and reconciles",
-            self.leader.clone(),
         );
     }
 

@@ -1,15 +1,25 @@
 //! The live stats cache: what the nodes reported on their last probe and list. Fed by the
 //! Streamer controller, read by the Stream controller (aliveness), the facade and `/metrics`.
 //! Live figures never go to `.status` (that would be a write per stream per resync).
+//!
+//! On a standby replica the cache is a mirror of the leader's (see `crate::peer`): it is
+//! refreshed from [`LiveStats::delta`] answers and knows how old its last refresh is
+//! ([`LiveStats::stale_for`]), so a facade can say when its live fields are stale.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
 
 use crate::resources::wire::{ServerStats, StreamStats};
 
+/// A mirror whose last refresh is older than this reports itself stale.
+pub const STALE_AFTER: Duration = Duration::from_secs(1);
+
 /// What Panoptes last learnt about one node.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct NodeLive {
     /// The node answered its last probe.
     pub reachable: bool,
@@ -26,7 +36,7 @@ pub struct NodeLive {
 }
 
 /// One stream as one node reported it.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct StreamLive {
     /// Runtime statistics (absent for a stream that never ran).
     pub stats: Option<StreamStats>,
@@ -44,10 +54,43 @@ impl StreamLive {
 /// Shared, cheaply cloned handle to the cache.
 #[derive(Clone, Default)]
 pub struct LiveStats {
-    nodes: Arc<RwLock<HashMap<String, Arc<NodeLive>>>>,
+    nodes: Arc<RwLock<Nodes>>,
     /// Bumped under the write lock by every edit, for readers that cache what they derive
     /// (see [`LiveStats::changes`]).
     changes: Arc<AtomicU64>,
+    /// None: this replica's own probes fill the cache. Some: a mirror of the leader's,
+    /// last refreshed at the inner instant (None: never yet) or since the mirror started.
+    mirror: Arc<Mutex<Option<Mirror>>>,
+}
+
+#[derive(Default)]
+struct Nodes {
+    reports: HashMap<String, Arc<NodeLive>>,
+    /// The value of `changes` at each node's last edit, so a mirror fetches only what moved.
+    versions: HashMap<String, u64>,
+}
+
+#[derive(Clone, Copy)]
+struct Mirror {
+    since: Instant,
+    synced: Option<Instant>,
+}
+
+/// The nodes edited after a given `changes` value, as a standby fetches them.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct LiveDelta {
+    /// Which cache the delta comes from (the sender's choice; a receiver asking with another
+    /// epoch gets a full delta, since its `since` means nothing here).
+    #[serde(default)]
+    pub epoch: u64,
+    /// The cache's `changes` when the delta was taken (the next request's `since`).
+    pub changes: u64,
+    /// Whether `nodes` is the whole cache (the receiver drops what is not in it).
+    pub full: bool,
+    /// Every node the cache holds (a partial delta's receiver drops the others).
+    pub hosts: Vec<String>,
+    /// Reports of the nodes edited since the request's `since`.
+    pub nodes: HashMap<String, NodeLive>,
 }
 
 impl LiveStats {
@@ -64,13 +107,14 @@ impl LiveStats {
 
     /// The last report of `hostname` (shared, not copied).
     pub fn node(&self, hostname: &str) -> Option<Arc<NodeLive>> {
-        self.read().get(hostname).cloned()
+        self.read().reports.get(hostname).cloned()
     }
 
     /// Every node's last report, by hostname.
     pub fn nodes(&self) -> Vec<(String, Arc<NodeLive>)> {
         let mut all: Vec<_> = self
             .read()
+            .reports
             .iter()
             .map(|(h, n)| (h.clone(), n.clone()))
             .collect();
@@ -80,36 +124,110 @@ impl LiveStats {
 
     /// What `hostname` reported for stream `name` on its last list.
     pub fn stream(&self, hostname: &str, name: &str) -> Option<StreamLive> {
-        self.read().get(hostname)?.streams.get(name).cloned()
+        self.read()
+            .reports
+            .get(hostname)?
+            .streams
+            .get(name)
+            .cloned()
     }
 
     /// Edits the report of `hostname` in place (creating an empty one first if needed).
     pub fn update_node(&self, hostname: &str, edit: impl FnOnce(&mut NodeLive)) {
         let mut nodes = self.write();
-        let entry = nodes.entry(hostname.to_string()).or_default();
+        let entry = nodes.reports.entry(hostname.to_string()).or_default();
         edit(Arc::make_mut(entry));
-        self.bump();
+        let v = self.bump();
+        nodes.versions.insert(hostname.to_string(), v);
     }
 
     /// Forgets a node that is no longer declared.
     pub(crate) fn remove_node(&self, hostname: &str) {
         let mut nodes = self.write();
-        nodes.remove(hostname);
+        nodes.reports.remove(hostname);
+        nodes.versions.remove(hostname);
         self.bump();
     }
 
-    /// Called with the write lock held, after the edit.
-    fn bump(&self) {
-        self.changes.fetch_add(1, Ordering::Release);
+    /// The nodes edited after `since` (every node when `since` is 0).
+    pub fn delta(&self, since: u64) -> LiveDelta {
+        let nodes = self.read();
+        let changes = self.changes();
+        let full = since == 0 || since > changes;
+        let mut hosts: Vec<String> = nodes.reports.keys().cloned().collect();
+        hosts.sort();
+        LiveDelta {
+            epoch: 0,
+            changes,
+            full,
+            nodes: nodes
+                .reports
+                .iter()
+                .filter(|(h, _)| full || nodes.versions.get(*h).is_none_or(|v| *v > since))
+                .map(|(h, n)| (h.clone(), (**n).clone()))
+                .collect(),
+            hosts,
+        }
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<NodeLive>>> {
+    /// Applies what the leader sent and records the refresh. Only edits count as changes
+    /// (an empty delta leaves [`LiveStats::changes`] alone, so derived caches stay warm).
+    pub fn apply(&self, delta: LiveDelta) {
+        let mut nodes = self.write();
+        let before = nodes.reports.len();
+        if delta.full {
+            nodes.reports.retain(|h, _| delta.nodes.contains_key(h));
+        } else {
+            nodes.reports.retain(|h, _| delta.hosts.contains(h));
+        }
+        let mut edited = nodes.reports.len() != before;
+        for (host, report) in delta.nodes {
+            nodes.reports.insert(host, Arc::new(report));
+            edited = true;
+        }
+        if edited {
+            self.bump();
+        }
+        drop(nodes);
+        if let Some(m) = self
+            .mirror
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+        {
+            m.synced = Some(Instant::now());
+        }
+    }
+
+    /// Makes this cache a mirror of the leader's (true) or this replica's own again (false,
+    /// when it starts to lead: what the mirror holds stays until its own probes replace it).
+    pub fn set_mirror(&self, mirror: bool) {
+        *self.mirror.lock().unwrap_or_else(|e| e.into_inner()) = mirror.then(|| Mirror {
+            since: Instant::now(),
+            synced: None,
+        });
+    }
+
+    /// How long a mirror has gone without a refresh, once that exceeds [`STALE_AFTER`]
+    /// (None: fresh, or not a mirror).
+    pub fn stale_for(&self) -> Option<Duration> {
+        let m = (*self.mirror.lock().unwrap_or_else(|e| e.into_inner()))?;
+        let age = m.synced.unwrap_or(m.since).elapsed();
+        (m.synced.is_none() || age > STALE_AFTER).then_some(age)
+    }
+
+    /// Called with the write lock held, after the edit; the new `changes`.
+    fn bump(&self) -> u64 {
+        self.changes.fetch_add(1, Ordering::Release) + 1
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Nodes> {
         // A poisoned lock only means a writer panicked mid-update of plain data; the data
         // is still a valid (if stale) report.
         self.nodes.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<NodeLive>>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Nodes> {
         self.nodes.write().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -144,5 +262,39 @@ mod tests {
         assert!(live.stream("a", "nope").is_none());
         live.remove_node("a");
         assert!(live.nodes().is_empty());
+    }
+
+    #[test]
+    fn a_mirror_follows_deltas_and_knows_when_it_is_stale() {
+        let leader = LiveStats::new();
+        leader.update_node("a", |n| n.reachable = true);
+        leader.update_node("b", |n| n.ready = true);
+        let standby = LiveStats::new();
+        standby.set_mirror(true);
+        assert!(standby.stale_for().is_some(), "never synced: stale");
+        let d = leader.delta(0);
+        assert!(d.full && d.nodes.len() == 2);
+        let since = d.changes;
+        standby.apply(d);
+        assert!(standby.stale_for().is_none());
+        assert!(standby.node("a").unwrap().reachable);
+        // Only what moved is sent; a removed node is dropped by the receiver.
+        leader.update_node("a", |n| n.reachable = false);
+        leader.remove_node("b");
+        let d = leader.delta(since);
+        assert!(!d.full);
+        assert_eq!(d.nodes.keys().collect::<Vec<_>>(), ["a"]);
+        standby.apply(d);
+        assert!(!standby.node("a").unwrap().reachable);
+        assert!(standby.node("b").is_none());
+        // Nothing moved: nothing sent, no change counted.
+        let before = standby.changes();
+        standby.apply(leader.delta(leader.changes()));
+        assert_eq!(standby.changes(), before);
+        standby.set_mirror(false);
+        assert!(
+            standby.stale_for().is_none(),
+            "its own cache is never stale"
+        );
     }
 }

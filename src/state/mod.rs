@@ -20,7 +20,7 @@ pub(crate) mod live;
 pub(crate) mod nodes;
 pub(crate) mod tap;
 
-pub use live::{LiveStats, NodeLive, StreamLive};
+pub use live::{LiveDelta, LiveStats, NodeLive, StreamLive};
 pub use nodes::NodeClients;
 pub(crate) use tap::Tap;
 

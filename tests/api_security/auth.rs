@@ -23,6 +23,7 @@ use crate::api_support::{
 };
 use crate::support::binary::{Binary, free_port};
 use crate::support::operator::Operator;
+use crate::support::scenario::user_with_password;
 use crate::support::{TestNamespace, control_plane, eventually};
 
 /// A client whose connections come from `ip` (any 127.x address is loopback on Linux).
@@ -58,49 +59,6 @@ async fn login_status(
 fn claims(token: &str) -> Value {
     let payload = token.split('.').nth(1).unwrap();
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
-}
-
-/// A User whose password the User controller hashes (Secret + `passwordSecretRef`); returns
-/// once the hash is in effect (logging in before would count as failures and lock the login).
-async fn user_with_password(ns: &TestNamespace, object: &str, login: &str, password: &str) {
-    let secret = json!({
-        "apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": format!("{object}-password")},
-        "stringData": {"password": password},
-    });
-    ns.api::<Secret>()
-        .patch(
-            &format!("{object}-password"),
-            &PatchParams::apply("panoptes-tests").force(),
-            &Patch::Apply(&secret),
-        )
-        .await
-        .unwrap();
-    let user = json!({
-        "apiVersion": "panoptes.dev/v1alpha1", "kind": "User",
-        "metadata": {"name": object},
-        "spec": {
-            "name": login, "accessLevel": "admin",
-            "passwordSecretRef": {"name": format!("{object}-password"), "key": "password"},
-        },
-    });
-    ns.api::<User>()
-        .patch(
-            object,
-            &PatchParams::apply("panoptes-tests").force(),
-            &Patch::Apply(&user),
-        )
-        .await
-        .unwrap();
-    eventually(
-        Duration::from_secs(60),
-        "the password is hashed",
-        || async {
-            let u = ns.api::<User>().get(object).await.ok()?;
-            u.status?.password_hash_secret.map(|_| ())
-        },
-    )
-    .await;
 }
 
 /// Finding 7: five wrong passwords lock that login from that address only; the right password
@@ -497,6 +455,7 @@ async fn unauthenticated_floods_stay_within_the_store_caps() {
         &ns.name,
     ])
     .args(["--probe-addr", &probe, "--api-addr", &api])
+    .args(["--peer-addr", &format!("127.0.0.1:{}", free_port())])
     .args(["--trusted-proxies", "127.0.0.1/32"])
     .args(["--max-header-bytes", "262144"]);
     for (flag, value) in caps {
@@ -513,6 +472,7 @@ async fn unauthenticated_floods_stay_within_the_store_caps() {
         child,
         probe,
         api,
+        peer: String::new(),
         log,
     };
     user_with_password(&ns, "root", ADMIN_LOGIN, ADMIN_PASSWORD).await;

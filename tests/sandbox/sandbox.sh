@@ -174,7 +174,7 @@ wait_for 30 "the simulated nodes start" curl -sf "http://127.0.0.1:$SIM_CONTROL/
 # --- 6. the operator -------------------------------------------------------------------
 step "starting panoptes run (log: ${DIR#"$ROOT"/}/panoptes.log)"
 "$ROOT/target/debug/panoptes" run --namespace "$NS" --system-namespace "$SYSTEM_NS" \
-  --probe-addr "127.0.0.1:$PROBE_PORT" --api-addr "127.0.0.1:$API_PORT" --log-format text \
+  --probe-addr "127.0.0.1:$PROBE_PORT" --api-addr "127.0.0.1:$API_PORT" --peer-addr 127.0.0.1:0 --log-format text \
   >"$DIR/panoptes.log" 2>&1 &
 PANOPTES_PID=$!
 started $PANOPTES_PID

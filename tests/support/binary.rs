@@ -22,6 +22,8 @@ pub struct Binary {
     pub probe: String,
     /// Facade address.
     pub api: String,
+    /// Peer channel address (published on the Lease while it leads).
+    pub peer: String,
     /// stdout and stderr of the process.
     pub log: PathBuf,
 }
@@ -36,6 +38,7 @@ impl Binary {
     pub fn start_with(ns: &TestNamespace, rust_log: &str, extra: &[&str]) -> Self {
         let probe = format!("127.0.0.1:{}", free_port());
         let api = format!("127.0.0.1:{}", free_port());
+        let peer = format!("127.0.0.1:{}", free_port());
         let log = std::env::temp_dir().join(format!("panoptes-{}-{}.log", ns.name, free_port()));
         let out = std::fs::File::create(&log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_panoptes"))
@@ -46,7 +49,14 @@ impl Binary {
                 "--system-namespace",
                 &ns.name,
             ])
-            .args(["--probe-addr", &probe, "--api-addr", &api])
+            .args([
+                "--probe-addr",
+                &probe,
+                "--api-addr",
+                &api,
+                "--peer-addr",
+                &peer,
+            ])
             .args(["--node-resync-seconds", "1", "--log-format", "json"])
             .args(extra)
             .env("KUBECONFIG", &super::control_plane().kubeconfig)
@@ -59,6 +69,7 @@ impl Binary {
             child,
             probe,
             api,
+            peer,
             log,
         }
     }
@@ -79,5 +90,51 @@ impl Drop for Binary {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+/// A front relay like a Service in front of replicas: each accepted connection goes to the
+/// next backend in turn; a backend that refuses the connection is skipped (the only retry:
+/// once bytes were sent nothing is retried, so a request in flight on a dying backend fails).
+pub struct Relay {
+    /// The relay's address.
+    pub addr: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    /// Relays to `backends` (`host:port`), alternating per connection.
+    pub async fn start(backends: Vec<String>) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let task = tokio::spawn(async move {
+            let mut next = 0usize;
+            while let Ok((mut client, _)) = listener.accept().await {
+                let first = next;
+                next += 1;
+                let backends = backends.clone();
+                tokio::spawn(async move {
+                    for i in 0..backends.len() {
+                        let to = &backends[(first + i) % backends.len()];
+                        match tokio::net::TcpStream::connect(to).await {
+                            Ok(mut server) => {
+                                let _ =
+                                    tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                                return;
+                            }
+                            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => continue,
+                            Err(_) => return,
+                        }
+                    }
+                });
+            }
+        });
+        Self { addr, task }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }

@@ -2,15 +2,16 @@
 //! Streamers, Stream creation, and views of what the cluster and the nodes hold.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
-use panoptes::resources::{Stream, Streamer};
+use panoptes::resources::{Stream, Streamer, User};
 use serde_json::{Value, json};
 use streamer_sim::Cluster;
 
-use super::TestNamespace;
+use super::{TestNamespace, eventually};
 
 /// A namespace with node credentials and one Streamer per simulated node.
 pub async fn fleet(prefix: &str, nodes: usize) -> (TestNamespace, Cluster) {
@@ -113,4 +114,47 @@ pub fn holdings(sim: &Cluster) -> BTreeMap<String, BTreeSet<String>> {
             (n.hostname().to_string(), names)
         })
         .collect()
+}
+
+/// A User whose password the User controller hashes (Secret + `passwordSecretRef`); returns
+/// once the hash is in effect (logging in before would count as failures and lock the login).
+pub async fn user_with_password(ns: &TestNamespace, object: &str, login: &str, password: &str) {
+    let secret = json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": format!("{object}-password")},
+        "stringData": {"password": password},
+    });
+    ns.api::<Secret>()
+        .patch(
+            &format!("{object}-password"),
+            &PatchParams::apply("panoptes-tests").force(),
+            &Patch::Apply(&secret),
+        )
+        .await
+        .unwrap();
+    let user = json!({
+        "apiVersion": "panoptes.dev/v1alpha1", "kind": "User",
+        "metadata": {"name": object},
+        "spec": {
+            "name": login, "accessLevel": "admin",
+            "passwordSecretRef": {"name": format!("{object}-password"), "key": "password"},
+        },
+    });
+    ns.api::<User>()
+        .patch(
+            object,
+            &PatchParams::apply("panoptes-tests").force(),
+            &Patch::Apply(&user),
+        )
+        .await
+        .unwrap();
+    eventually(
+        Duration::from_secs(60),
+        "the password is hashed",
+        || async {
+            let u = ns.api::<User>().get(object).await.ok()?;
+            u.status?.password_hash_secret.map(|_| ())
+        },
+    )
+    .await;
 }
