@@ -85,6 +85,12 @@ enum Command {
         /// installation set this on exactly one shard.
         #[arg(long, env = "PANOPTES_SHARED_CONTROLLERS", default_value_t = true, action = clap::ArgAction::Set)]
         shared_controllers: bool,
+        /// URL the nodes call to authorize every play of a pushed stream (its `on_play`):
+        /// the facade's `/watcher/admin-api/v3/play_auth` as the nodes reach it, e.g.
+        /// `http://panoptes.panoptes-system:8081/watcher/admin-api/v3/play_auth`. Set, playback
+        /// needs a shared token (`/shares`); unset, streams are pushed without `on_play`.
+        #[arg(long, env = "PANOPTES_PLAY_AUTH_URL")]
+        play_auth_url: Option<String>,
         #[command(flatten)]
         facade: panoptes::run::FacadeFlags,
     },
@@ -133,6 +139,7 @@ async fn main() -> ExitCode {
             delete_grace_seconds,
             shard,
             shared_controllers,
+            play_auth_url,
             facade,
         } => {
             init_logging(log_format, "info,kube=warn");
@@ -156,6 +163,7 @@ async fn main() -> ExitCode {
                         timeout: Duration::from_millis(node_probe_timeout_ms.max(100)),
                         attempts: node_probe_attempts.max(1),
                     },
+                    play_auth_url: play_auth_url.filter(|u| !u.is_empty()),
                 },
                 shard: shard.map_or_else(Shard::all, Shard::named),
                 shared_controllers,

@@ -96,6 +96,8 @@ pub enum StreamPath {
     Firmware,
     /// `/streams/{name}/reboot`.
     Reboot,
+    /// `/streams/{name}/auth`.
+    Auth,
 }
 
 /// Splits the raw (still percent-encoded) path after `/streams/` into the stream name and
@@ -111,6 +113,7 @@ pub fn split_stream_path(raw: &str) -> Option<(String, StreamPath)> {
             "camera_config" => (head, StreamPath::CameraConfig),
             "firmware_update" => (head, StreamPath::Firmware),
             "reboot" => (head, StreamPath::Reboot),
+            "auth" => (head, StreamPath::Auth),
             _ => (raw, StreamPath::Stream),
         },
         None => (raw, StreamPath::Stream),

@@ -23,6 +23,9 @@ pub struct Tunables {
     pub system_namespace: String,
     /// Timing of node health probes (how fast a hung node is judged unreachable).
     pub probe: crate::flussonic::ProbePolicy,
+    /// The facade's play authorization URL, pushed as every stream's `on_play`
+    /// (`--play-auth-url`); None: streams are pushed without one.
+    pub play_auth_url: Option<String>,
 }
 
 impl Default for Tunables {
@@ -32,6 +35,7 @@ impl Default for Tunables {
             delete_grace: Duration::from_secs(60),
             system_namespace: "default".into(),
             probe: crate::flussonic::ProbePolicy::default(),
+            play_auth_url: None,
         }
     }
 }
