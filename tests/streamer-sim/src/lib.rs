@@ -28,6 +28,7 @@ mod firmware;
 mod net;
 mod node;
 mod options;
+mod play;
 mod query;
 mod runtime;
 mod schema;
@@ -40,6 +41,7 @@ pub use cluster::{Cluster, ClusterOptions, SimNode};
 pub use error::ApiError;
 pub use faults::{Counters, ErrorBody, Faults};
 pub use firmware::FirmwareUpload;
+pub use play::PlayOutcome;
 pub use options::{ArrayMerge, Behaviour, ConfigPut, NodeOptions};
 
 /// `Server` header of every response.
