@@ -29,6 +29,7 @@ pub(crate) mod write;
 /// The member specs of the lists, for the conformance tests outside the crate (they check
 /// that `select`, `sort` and save bodies accept exactly ours plus the reference's members).
 pub mod collections {
+    pub use super::routes::access::SHARES;
     pub use super::routes::presets::PRESETS;
     pub use super::routes::streamers::STREAMERS;
     pub use super::routes::streams::{LAYOUTS, STREAMS};

@@ -200,6 +200,7 @@ mod tests {
     fn stream_paths_split_on_known_suffixes() {
         use StreamPath::*;
         assert_eq!(split_stream_path("a"), Some(("a".into(), Stream)));
+        assert_eq!(split_stream_path("a/b/auth"), Some(("a/b".into(), Auth)));
         assert_eq!(
             split_stream_path("mylive/bunny/layouts"),
             Some(("mylive/bunny".into(), Layouts))
