@@ -595,7 +595,9 @@ async fn ensure_digest_key(api: &Api<Secret>) -> Result<Vec<u8>, kube::Error> {
             Err(e) => return Err(e),
         }
     }
-    tracing::warn!("{KEY_SECRET} kept changing; API keys and shared tokens use a process-local digest key");
+    tracing::warn!(
+        "{KEY_SECRET} kept changing; API keys and shared tokens use a process-local digest key"
+    );
     Ok(rand::random::<[u8; 32]>().to_vec())
 }
 

@@ -85,7 +85,10 @@ impl Digester {
 
     /// Whether `secret` has digest `digest`, compared in constant time.
     pub fn matches(&self, secret: &str, digest: &str) -> bool {
-        self.digest(secret).as_bytes().ct_eq(digest.as_bytes()).into()
+        self.digest(secret)
+            .as_bytes()
+            .ct_eq(digest.as_bytes())
+            .into()
     }
 }
 
@@ -160,11 +163,17 @@ pub enum Play {
 /// `dvr_handler-mp4-<from>-<duration>`, `hls_timeshift_playlist-hls_timeshift_rel-<secs>`,
 /// `…timeshift_abs-<from>`, `hls_live-…`), else the simpler `dvr`/`from` parameters; `now`
 /// in UTC seconds.
-pub fn classify(media_request: Option<&str>, dvr: Option<&str>, from: Option<&str>, now: i64) -> Play {
+pub fn classify(
+    media_request: Option<&str>,
+    dvr: Option<&str>,
+    from: Option<&str>,
+    now: i64,
+) -> Play {
     if let Some(mr) = media_request.filter(|m| !m.is_empty()) {
         let parts: Vec<&str> = mr.split('-').collect();
         let num = |s: &&str| s.parse::<i64>().ok();
-        let export = mr.starts_with("dvr_handler-mp4") || mr.starts_with("dvr_stream_handler-ts_file");
+        let export =
+            mr.starts_with("dvr_handler-mp4") || mr.starts_with("dvr_stream_handler-ts_file");
         if mr.contains("timeshift_rel") {
             let back = parts.iter().rev().find_map(num);
             return Play::Dvr {

@@ -27,7 +27,12 @@ async fn all_secret_text(ns: &TestNamespace) -> String {
         .join("\n")
 }
 
-async fn call_as(f: &Facade, token: &str, method: reqwest::Method, path: &str) -> (StatusCode, Value) {
+async fn call_as(
+    f: &Facade,
+    token: &str,
+    method: reqwest::Method,
+    path: &str,
+) -> (StatusCode, Value) {
     let resp = f
         .http
         .request(method, f.url(path))
@@ -69,7 +74,10 @@ async fn apikeys_rotate_mask_and_stand_in_for_the_password() {
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_conforms("users_apikey_get", &v);
     let masked = v["apikey"].as_str().unwrap();
-    assert!(masked.ends_with(&k1[36..]) && masked.starts_with("****"), "{masked}");
+    assert!(
+        masked.ends_with(&k1[36..]) && masked.starts_with("****"),
+        "{masked}"
+    );
     assert!(!masked.contains(&k1[..8]));
     for path in ["/users/1/apikey", "/users/99/apikey"] {
         let (s, v) = call_as(&f, &bob, M::GET, path).await;
@@ -113,7 +121,10 @@ async fn apikeys_rotate_mask_and_stand_in_for_the_password() {
 
     // Same throttle as passwords: after 5 failures the right key is refused too.
     for _ in 0..5 {
-        let (s, _) = f.login("bob", "0000000000000000000000000000000000000000").await.unwrap_err();
+        let (s, _) = f
+            .login("bob", "0000000000000000000000000000000000000000")
+            .await
+            .unwrap_err();
         assert_eq!(s, StatusCode::UNAUTHORIZED);
     }
     let (s, _) = f.login("bob", &k2).await.unwrap_err();
@@ -135,7 +146,10 @@ async fn camera_auth_is_write_only_and_never_touches_foreign_secrets() {
     let ns = TestNamespace::new("compat-camauth").await;
     let f = Facade::start(&ns).await;
     let (s, v) = f
-        .put("/streams/cam", json!({"inputs": [{"url": "rtsp://cam.example/1"}]}))
+        .put(
+            "/streams/cam",
+            json!({"inputs": [{"url": "rtsp://cam.example/1"}]}),
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     f.get_until("/streams/cam", "stream seen", |_| true).await;
@@ -175,12 +189,19 @@ async fn camera_auth_is_write_only_and_never_touches_foreign_secrets() {
     let (second, pw) = secret_of().await;
     assert_eq!(pw, "pw-one");
     assert_ne!(first, second);
-    assert!(ns.api::<Secret>().get_opt(&first).await.unwrap().is_none(), "old Secret left");
-    let (s, _) = f.put("/streams/cam/auth", json!({"password": "pw-two"})).await;
+    assert!(
+        ns.api::<Secret>().get_opt(&first).await.unwrap().is_none(),
+        "old Secret left"
+    );
+    let (s, _) = f
+        .put("/streams/cam/auth", json!({"password": "pw-two"}))
+        .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(secret_of().await.1, "pw-two");
     let v = f
-        .get_until("/streams/cam/auth", "saved credentials", |v| v["login"] == "admin")
+        .get_until("/streams/cam/auth", "saved credentials", |v| {
+            v["login"] == "admin"
+        })
         .await;
     assert_conforms("camera_auth_get", &v);
     assert!(v.get("password").is_none());
@@ -188,7 +209,11 @@ async fn camera_auth_is_write_only_and_never_touches_foreign_secrets() {
     assert!(!stream_view.to_string().contains("pw-two"));
 
     // Errors: bad bodies, unknown streams, non-admins.
-    for body in [json!({"titel": "x"}), json!({"login": 5}), json!({"port": 70000})] {
+    for body in [
+        json!({"titel": "x"}),
+        json!({"login": 5}),
+        json!({"port": 70000}),
+    ] {
         let (s, v) = f.put("/streams/cam/auth", body).await;
         assert_error(s, &v, 400);
     }
@@ -233,12 +258,16 @@ async fn camera_auth_is_write_only_and_never_touches_foreign_secrets() {
         json!({"inputs": [{"url": "rtsp://cam2.example/1"}], "credentials": {"secretName": "manual-cam-creds"}}),
     )
     .await;
-    f.get_until("/streams/gitops-cam", "stream seen", |_| true).await;
+    f.get_until("/streams/gitops-cam", "stream seen", |_| true)
+        .await;
     let (s, v) = f.get("/streams/gitops-cam/auth").await;
     assert_error(s, &v, 409);
     assert_eq!(v["errors"][0]["code"], "credentials_not_owned");
     let (s, v) = f
-        .put("/streams/gitops-cam/auth", json!({"login": "x", "password": "y"}))
+        .put(
+            "/streams/gitops-cam/auth",
+            json!({"login": "x", "password": "y"}),
+        )
         .await;
     assert_error(s, &v, 409);
     let after: Secret = ns.api().get("manual-cam-creds").await.unwrap();
@@ -301,7 +330,10 @@ async fn shared_tokens_are_enforced_by_the_nodes() {
     let recent = format!("cam/index-{}-60.m3u8", now - 600);
     let old = format!("cam/index-{}-60.m3u8", now - 7200);
     eventually(WAIT, "the node lets the token play live", || async {
-        (node.viewer_play("cam/index.m3u8", Some(&k1), "10.0.0.9").await == PlayOutcome::Allowed)
+        (node
+            .viewer_play("cam/index.m3u8", Some(&k1), "10.0.0.9")
+            .await
+            == PlayOutcome::Allowed)
             .then_some(())
     })
     .await;
@@ -310,11 +342,27 @@ async fn shared_tokens_are_enforced_by_the_nodes() {
         async move { node.viewer_play(&path, Some(&token), "10.0.0.9").await }
     };
     assert_eq!(play(recent.clone(), k1.clone()).await, PlayOutcome::Allowed);
-    assert_eq!(play(old.clone(), k1.clone()).await, PlayOutcome::Denied(Some(403)), "beyond the depth limit");
+    assert_eq!(
+        play(old.clone(), k1.clone()).await,
+        PlayOutcome::Denied(Some(403)),
+        "beyond the depth limit"
+    );
     let export = format!("cam/archive-{}-60.mp4", now - 600);
-    assert_eq!(play(export, k1.clone()).await, PlayOutcome::Denied(Some(403)), "no export permission");
-    assert_eq!(play("cam/index.m3u8".into(), k2.clone()).await, PlayOutcome::Denied(Some(403)), "dvr only");
-    assert_eq!(play(old.clone(), k2.clone()).await, PlayOutcome::Allowed, "no depth limit");
+    assert_eq!(
+        play(export, k1.clone()).await,
+        PlayOutcome::Denied(Some(403)),
+        "no export permission"
+    );
+    assert_eq!(
+        play("cam/index.m3u8".into(), k2.clone()).await,
+        PlayOutcome::Denied(Some(403)),
+        "dvr only"
+    );
+    assert_eq!(
+        play(old.clone(), k2.clone()).await,
+        PlayOutcome::Allowed,
+        "no depth limit"
+    );
     assert_eq!(
         play("cam/index.m3u8".into(), "f".repeat(40)).await,
         PlayOutcome::Denied(Some(403))
@@ -347,13 +395,19 @@ async fn shared_tokens_are_enforced_by_the_nodes() {
         .collect();
     assert!(keys.contains(&k1.as_str()) && keys.contains(&k2.as_str()));
     let (_, v) = f.get("/shares?sort=-name&select=name,media&limit=1").await;
-    assert_eq!(v["shared_tokens"], json!([{"name": "door", "media": "cam"}]));
+    assert_eq!(
+        v["shared_tokens"],
+        json!([{"name": "door", "media": "cam"}])
+    );
     assert!(v["next"].is_string(), "{v}");
     let (s, v) = f.get("/shares?select=nmae").await;
     assert_error(s, &v, 400);
     let obj: Stream = ns.api().get("cam").await.unwrap();
     let obj = serde_json::to_string(&obj).unwrap();
-    assert!(!obj.contains(&k1) && !obj.contains(&k2), "a key on the Stream");
+    assert!(
+        !obj.contains(&k1) && !obj.contains(&k2),
+        "a key on the Stream"
+    );
     let stored = all_secret_text(&ns).await;
     assert!(stored.contains(&k1), "the key lives in a Secret");
 
@@ -363,7 +417,10 @@ async fn shared_tokens_are_enforced_by_the_nodes() {
         (json!({"media": "cam"}), 400),
         (json!({"name": "x", "media": "cam", "key": "short"}), 400),
         (json!({"name": "x", "media": "cam", "titel": "y"}), 400),
-        (json!({"name": "x", "media": "cam", "permissions": [{"live": "yes"}]}), 400),
+        (
+            json!({"name": "x", "media": "cam", "permissions": [{"live": "yes"}]}),
+            400,
+        ),
     ] {
         let (s, v) = f.post("/shares", body.clone()).await;
         assert_error(s, &v, status);
@@ -375,7 +432,9 @@ async fn shared_tokens_are_enforced_by_the_nodes() {
     let (s, v) = f.delete(&format!("/shares/{k1}")).await;
     assert_error(s, &v, 404);
     eventually(WAIT, "the deleted token is refused", || async {
-        (node.viewer_play("cam/index.m3u8", Some(&k1), "10.0.0.9").await
+        (node
+            .viewer_play("cam/index.m3u8", Some(&k1), "10.0.0.9")
+            .await
             == PlayOutcome::Denied(Some(403)))
         .then_some(())
     })

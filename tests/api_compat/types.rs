@@ -173,7 +173,12 @@ fn accepted_members_are_ours_and_the_reference() {
         (&c::USERS, "users_list", "users_list", "User"),
         (&c::PRESETS, "presets_list", "presets", "Preset"),
         (&c::STREAMERS, "streamers_list", "streamers", "Streamer"),
-        (&c::SHARES, "shared_tokens_list", "shared_tokens", "SharedToken"),
+        (
+            &c::SHARES,
+            "shared_tokens_list",
+            "shared_tokens",
+            "SharedToken",
+        ),
     ] {
         let item = &response_schema(doc, list_op).unwrap()["properties"][item_key]["items"];
         let item = match item.get("$ref").and_then(Value::as_str) {

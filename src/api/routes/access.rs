@@ -29,7 +29,7 @@ use crate::api::query::{CollectionSpec, Field};
 use crate::api::write::{
     CredentialsOwner, create_credentials, delete_credentials, save_with, secret_text,
 };
-use crate::domain::access::{self, SharedTokenPermission, ShareRecord};
+use crate::domain::access::{self, ShareRecord, SharedTokenPermission};
 use crate::domain::credentials::{self, OwnerKind};
 use crate::domain::effective;
 use crate::domain::validate;
@@ -134,10 +134,7 @@ pub async fn apikey_get(
             ApiError::new(
                 StatusCode::NOT_FOUND,
                 "no_apikey",
-                format!(
-                    "user {} has no API key; POST creates one",
-                    user.spec.name
-                ),
+                format!("user {} has no API key; POST creates one", user.spec.name),
             )
         })?;
     Ok(Json(Apikey {
@@ -387,7 +384,11 @@ pub async fn shares_delete(
         .into_iter()
         .find_map(|s| {
             let r: ShareRecord = serde_json::from_str(s.annotations().get(&annotation)?).ok()?;
-            state.auth.digester().matches(&key, &r.digest).then_some((s, r))
+            state
+                .auth
+                .digester()
+                .matches(&key, &r.digest)
+                .then_some((s, r))
         });
     let Some((stream, record)) = found else {
         return Err(ApiError::new(
@@ -446,10 +447,8 @@ pub async fn play_auth(State(state): State<ApiState>, RawQuery(raw): RawQuery) -
         StatusCode::FORBIDDEN
     };
     let mut resp = status.into_response();
-    resp.headers_mut().insert(
-        "x-authduration",
-        HeaderValue::from(PLAY_AUTH_SECONDS),
-    );
+    resp.headers_mut()
+        .insert("x-authduration", HeaderValue::from(PLAY_AUTH_SECONDS));
     resp
 }
 
@@ -505,8 +504,7 @@ fn auth_view(c: &CameraCredentials, data: &BTreeMap<String, String>) -> Auth {
 
 /// `GET /streams/{name}/auth`: login and port; the password is write-only.
 pub async fn camera_auth_get(state: &ApiState, name: &str) -> ApiResult<Response> {
-    let s =
-        super::streams::find(state, name).ok_or_else(|| ApiError::not_found("stream", name))?;
+    let s = super::streams::find(state, name).ok_or_else(|| ApiError::not_found("stream", name))?;
     let view = match owned_camera_secret(state, &s).await? {
         Some((c, data)) => auth_view(&c, &data),
         None => Auth::default(),
@@ -530,8 +528,7 @@ pub async fn camera_auth_save(
     {
         return Err(ApiError::invalid_body("/port", "`port` must be 0..65535"));
     }
-    let s =
-        super::streams::find(state, name).ok_or_else(|| ApiError::not_found("stream", name))?;
+    let s = super::streams::find(state, name).ok_or_else(|| ApiError::not_found("stream", name))?;
     let current = owned_camera_secret(state, &s).await?;
     let mut data = current
         .as_ref()

@@ -287,7 +287,9 @@ pub(crate) mod call {
     }
 
     pub(crate) fn auth_get(c: Call) -> BoxFuture<'static, ApiResult<Response>> {
-        Box::pin(async move { crate::api::routes::access::camera_auth_get(&c.state, &c.name).await })
+        Box::pin(
+            async move { crate::api::routes::access::camera_auth_get(&c.state, &c.name).await },
+        )
     }
 
     pub(crate) fn auth_save(c: Call) -> BoxFuture<'static, ApiResult<Response>> {

@@ -511,7 +511,12 @@ impl SimNode {
     /// `<stream>/archive-<from>-<dur>.mp4`, …) with `?token=`: like Flussonic, the node asks
     /// the stream's `on_play` backend (if it has one) and serves the play only on a 200. Each
     /// call is a new session (`request_type=new_session`).
-    pub async fn viewer_play(&self, path: &str, token: Option<&str>, ip: &str) -> crate::PlayOutcome {
+    pub async fn viewer_play(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        ip: &str,
+    ) -> crate::PlayOutcome {
         use crate::PlayOutcome;
         let Some((name, media_request, proto)) = crate::play::media_request(path) else {
             return PlayOutcome::NoStream;

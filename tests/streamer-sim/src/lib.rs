@@ -41,8 +41,8 @@ pub use cluster::{Cluster, ClusterOptions, SimNode};
 pub use error::ApiError;
 pub use faults::{Counters, ErrorBody, Faults};
 pub use firmware::FirmwareUpload;
-pub use play::PlayOutcome;
 pub use options::{ArrayMerge, Behaviour, ConfigPut, NodeOptions};
+pub use play::PlayOutcome;
 
 /// `Server` header of every response.
 pub const SERVER_HEADER: &str = "streamer-sim (SIMULATOR of Flussonic Media Server)";

@@ -31,17 +31,38 @@ pub fn media_request(path: &str) -> Option<(String, String, &'static str)> {
         ("hls_live-hls_playlist".to_string(), "hls")
     } else if file == "mpegts" {
         ("mpegts_handler-request".to_string(), "mpegts")
-    } else if let Some(rest) = file.strip_prefix("timeshift_rel-").and_then(|r| r.strip_suffix(".m3u8")) {
-        (format!("hls_timeshift_playlist-hls_timeshift_rel-{rest}"), "hls")
-    } else if let Some(rest) = file.strip_prefix("timeshift_abs-").and_then(|r| r.strip_suffix(".m3u8")) {
-        (format!("hls_timeshift_playlist-hls_timeshift_abs-{rest}"), "hls")
-    } else if let Some(r) = file.strip_prefix("index-").and_then(|r| r.strip_suffix(".m3u8")) {
+    } else if let Some(rest) = file
+        .strip_prefix("timeshift_rel-")
+        .and_then(|r| r.strip_suffix(".m3u8"))
+    {
+        (
+            format!("hls_timeshift_playlist-hls_timeshift_rel-{rest}"),
+            "hls",
+        )
+    } else if let Some(rest) = file
+        .strip_prefix("timeshift_abs-")
+        .and_then(|r| r.strip_suffix(".m3u8"))
+    {
+        (
+            format!("hls_timeshift_playlist-hls_timeshift_abs-{rest}"),
+            "hls",
+        )
+    } else if let Some(r) = file
+        .strip_prefix("index-")
+        .and_then(|r| r.strip_suffix(".m3u8"))
+    {
         nums(r).filter(|n| n.len() == 2)?;
         (format!("dvr_session-hls_mbr_playlist-{r}"), "hls")
-    } else if let Some(r) = file.strip_prefix("archive-").and_then(|r| r.strip_suffix(".mp4")) {
+    } else if let Some(r) = file
+        .strip_prefix("archive-")
+        .and_then(|r| r.strip_suffix(".mp4"))
+    {
         nums(r).filter(|n| n.len() == 2)?;
         (format!("dvr_handler-mp4-{r}"), "mp4")
-    } else if let Some(r) = file.strip_prefix("archive-").and_then(|r| r.strip_suffix(".ts")) {
+    } else if let Some(r) = file
+        .strip_prefix("archive-")
+        .and_then(|r| r.strip_suffix(".ts"))
+    {
         nums(r).filter(|n| n.len() == 2)?;
         (format!("dvr_stream_handler-ts_file-{r}"), "mpegts")
     } else {
