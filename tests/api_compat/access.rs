@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::Secret;
 use panoptes::controllers::Tunables;
 use panoptes::resources::{Stream, User};
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 use streamer_sim::PlayOutcome;
 
 use crate::api_support::conform::assert_conforms;
@@ -25,25 +25,6 @@ async fn all_secret_text(ns: &TestNamespace) -> String {
         .map(|(_, v)| String::from_utf8_lossy(&v.0).into_owned())
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-async fn call_as(
-    f: &Facade,
-    token: &str,
-    method: reqwest::Method,
-    path: &str,
-) -> (StatusCode, Value) {
-    let resp = f
-        .http
-        .request(method, f.url(path))
-        .bearer_auth(token)
-        .header("content-type", "application/json")
-        .body("null")
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status();
-    (status, resp.json().await.unwrap_or(Value::Null))
 }
 
 /// Create → log in with it → rotate → the old key fails → masked get; only the user themself
@@ -70,7 +51,7 @@ async fn apikeys_rotate_mask_and_stand_in_for_the_password() {
     .await;
 
     // The user themself may read and rotate it; another user's is 403, unknown or not.
-    let (s, v) = call_as(&f, &bob, M::GET, "/users/2/apikey").await;
+    let (s, v) = f.call_as(&bob, M::GET, "/users/2/apikey", None).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_conforms("users_apikey_get", &v);
     let masked = v["apikey"].as_str().unwrap();
@@ -80,12 +61,12 @@ async fn apikeys_rotate_mask_and_stand_in_for_the_password() {
     );
     assert!(!masked.contains(&k1[..8]));
     for path in ["/users/1/apikey", "/users/99/apikey"] {
-        let (s, v) = call_as(&f, &bob, M::GET, path).await;
+        let (s, v) = f.call_as(&bob, M::GET, path, None).await;
         assert_error(s, &v, 403);
-        let (s, v) = call_as(&f, &bob, M::POST, path).await;
+        let (s, v) = f.call_as(&bob, M::POST, path, None).await;
         assert_error(s, &v, 403);
     }
-    let (s, v) = call_as(&f, &bob, M::GET, "/users").await;
+    let (s, v) = f.call_as(&bob, M::GET, "/users", None).await;
     assert_error(s, &v, 403);
     let (s, v) = f.get("/users/99/apikey").await;
     assert_error(s, &v, 404);
@@ -95,7 +76,7 @@ async fn apikeys_rotate_mask_and_stand_in_for_the_password() {
     assert_error(s, &v, 400);
 
     // Rotation: the old key fails at once, the new one works.
-    let (s, v) = call_as(&f, &bob, M::POST, "/users/2/apikey").await;
+    let (s, v) = f.call_as(&bob, M::POST, "/users/2/apikey", None).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     let k2 = v["apikey"].as_str().unwrap().to_string();
     assert_ne!(k1, k2);
@@ -118,6 +99,12 @@ async fn apikeys_rotate_mask_and_stand_in_for_the_password() {
         assert!(!user.contains(k.as_str()), "a key on the User");
         assert!(!listed.to_string().contains(k.as_str()));
     }
+    let (_, events) = f.get("/events").await;
+    assert!(
+        events.to_string().contains("users_apikey_create"),
+        "{events}"
+    );
+    assert!(!events.to_string().contains(&k1) && !events.to_string().contains(&k2));
 
     // Same throttle as passwords: after 5 failures the right key is refused too.
     for _ in 0..5 {
@@ -230,7 +217,7 @@ async fn camera_auth_is_write_only_and_never_touches_foreign_secrets() {
         f.login("eve", "eve-password-1").await.ok()
     })
     .await;
-    let (s, v) = call_as(&f, &eve, M::GET, "/streams/cam/auth").await;
+    let (s, v) = f.call_as(&eve, M::GET, "/streams/cam/auth", None).await;
     assert_error(s, &v, 403);
 
     // A manifest's Secret: 409, and it stays as it was.
@@ -442,5 +429,15 @@ async fn shared_tokens_are_enforced_by_the_nodes() {
     let (_, list) = f.get("/shares").await;
     assert_eq!(list["estimated_count"], 1, "{list}");
     assert!(!all_secret_text(&ns).await.contains(&k1));
+    // The audit trail shows the delete, not the key in its path.
+    let (_, events) = f.get("/events").await;
+    assert!(
+        events.to_string().contains("shared_token_delete"),
+        "{events}"
+    );
+    assert!(
+        !events.to_string().contains(&k1),
+        "a key in the audit trail"
+    );
     op.stop().await;
 }
