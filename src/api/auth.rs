@@ -7,6 +7,9 @@
 //!   plus a refresh token. The refresh token is a JWT too (type `refresh`), so every replica
 //!   accepts it without shared state; `POST /login` with `Authorization: Bearer
 //!   <refresh_token>` returns a new pair.
+//! - A User's API key ([`crate::domain::access`]) is accepted wherever its password is: as the
+//!   password of Basic credentials, checked by digest after the (always run) argon2
+//!   verification, under the same throttle.
 //! - Refreshing never extends the session: every token carries the time of the password login
 //!   it descends from (`auth_time`), and no token of that chain outlives `auth_time` + the
 //!   refresh lifetime (24 h by default). Then the user logs in again.
