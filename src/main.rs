@@ -93,6 +93,12 @@ enum Command {
         /// installation set this on exactly one shard.
         #[arg(long, env = "PANOPTES_SHARED_CONTROLLERS", default_value_t = true, action = clap::ArgAction::Set)]
         shared_controllers: bool,
+        /// URL the nodes call to authorize every play of a pushed stream (its `on_play`):
+        /// the facade's `/watcher/admin-api/v3/play_auth` as the nodes reach it, e.g.
+        /// `http://panoptes.panoptes-system:8081/watcher/admin-api/v3/play_auth`. Set, playback
+        /// needs a shared token (`/shares`); unset, streams are pushed without `on_play`.
+        #[arg(long, env = "PANOPTES_PLAY_AUTH_URL")]
+        play_auth_url: Option<String>,
         #[command(flatten)]
         facade: panoptes::run::FacadeFlags,
         /// Listen address of the peer channel between replicas (standbys read the leader's
@@ -157,6 +163,7 @@ async fn main() -> ExitCode {
             missing_reference_grace_seconds,
             shard,
             shared_controllers,
+            play_auth_url,
             facade,
             peer_addr,
             peer_advertise,
@@ -186,6 +193,7 @@ async fn main() -> ExitCode {
                         attempts: node_probe_attempts.max(1),
                     },
                     events: Default::default(),
+                    play_auth_url: play_auth_url.filter(|u| !u.is_empty()),
                 },
                 shard: shard.map_or_else(Shard::all, Shard::named),
                 shared_controllers,

@@ -2,6 +2,8 @@
 //! integers strict, empty identity members on partial saves, deleted objects gone, collision-
 //! free names, typos refused. The judge of response shapes is the vendor's reference
 //! (`tests/fixtures/reference-types.json`), not our own document.
+#[path = "api_compat/access.rs"]
+mod access;
 #[path = "api_support/mod.rs"]
 mod api_support;
 #[path = "api_compat/deleted.rs"]

@@ -139,6 +139,11 @@ pub async fn record(State(state): State<ApiState>, req: Request, next: Next) -> 
     let Some(caller) = resp.extensions().get::<Caller>() else {
         return resp;
     };
+    // `DELETE /shares/{key}` carries a shared token's key in its path: never kept or logged.
+    let path = match operation_id {
+        Some("shared_token_delete") => format!("{}/shares/<redacted>", super::BASE),
+        _ => path,
+    };
     let request_id = random_id();
     let event = Event {
         event: "api_call".into(),

@@ -7,6 +7,9 @@
 //!   plus a refresh token. The refresh token is a JWT too (type `refresh`), so every replica
 //!   accepts it without shared state; `POST /login` with `Authorization: Bearer
 //!   <refresh_token>` returns a new pair.
+//! - A User's API key ([`crate::domain::access`]) is accepted wherever its password is: as the
+//!   password of Basic credentials, checked by digest after the (always run) argon2
+//!   verification, under the same throttle.
 //! - Refreshing never extends the session: every token carries the time of the password login
 //!   it descends from (`auth_time`), and no token of that chain outlives `auth_time` + the
 //!   refresh lifetime (24 h by default). Then the user logs in again.
@@ -60,6 +63,8 @@ use super::body::parse_json;
 use super::error::ApiError;
 use super::metrics::ApiMetrics;
 use super::{ApiConfig, ApiState};
+use crate::domain::access::{self, Digester};
+use crate::domain::credentials::{self, OwnerKind};
 use crate::domain::passwords::Passwords;
 use crate::domain::tenancy::{LoginHolder, login_holder};
 use crate::resources::User;
@@ -71,6 +76,10 @@ pub const KEY_SECRET: &str = "panoptes-jwt";
 pub const KEY_FIELD: &str = "signing-key";
 /// Key of the previous signing key (still accepted) in [`KEY_SECRET`].
 pub const PREVIOUS_KEY_FIELD: &str = "previous-signing-key";
+/// Key of the installation's digest key in [`KEY_SECRET`]: API keys and shared tokens are
+/// stored as HMAC-SHA256 digests under it ([`crate::domain::access::Digester`]). Unlike the
+/// signing key it is never rotated (that would invalidate every API key and shared token).
+pub const DIGEST_KEY_FIELD: &str = "digest-key";
 const KEY_REFRESH: Duration = Duration::from_secs(30);
 /// Default cap on the entries of the failed-login table.
 pub const FAILURES_MAX_ENTRIES: usize = 10_000;
@@ -124,6 +133,8 @@ pub struct Caller {
     pub login: String,
     /// uid of the User (`DELETE /users/{id}` refuses deleting yourself).
     pub uid: String,
+    /// Whether the caller is an admin (operations open to every user check it themselves).
+    pub admin: bool,
 }
 
 #[derive(Clone)]
@@ -145,6 +156,8 @@ pub struct Auth {
     max_failed: u32,
     trusted_proxies: Vec<ipnet::IpNet>,
     server_id: String,
+    digester: Digester,
+    decoy_namespace: String,
     shared: std::sync::OnceLock<Arc<dyn SharedLockout>>,
 }
 
@@ -248,6 +261,7 @@ impl Auth {
     ) -> Result<Self, kube::Error> {
         let api: Api<Secret> = Api::namespaced(client.clone(), &config.system_namespace);
         let keys = ensure_keys(&api).await?;
+        let digester = Digester::new(ensure_digest_key(&api).await?);
         // The key Secret is created on the first start of an installation: its uid serves
         // as the installation id (`server_id` of the cluster stats).
         let server_id = api
@@ -290,6 +304,8 @@ impl Auth {
             trusted_proxies: config.trusted_proxies.clone(),
             server_id,
             shared: std::sync::OnceLock::new(),
+            digester,
+            decoy_namespace: config.namespace.clone(),
         })
     }
 
@@ -337,6 +353,11 @@ impl Auth {
     /// Installation id.
     pub fn server_id(&self) -> &str {
         &self.server_id
+    }
+
+    /// Keyed digests of API keys and shared tokens.
+    pub fn digester(&self) -> &Digester {
+        &self.digester
     }
 
     /// Password verifications run by this facade's logins so far.
@@ -486,6 +507,40 @@ impl Auth {
     }
 }
 
+impl Auth {
+    /// Whether `key` is `user`'s API key: its digest against the one in the Secret the User's
+    /// [`access::APIKEY_ANNOTATION`] names, trusted only when the facade created it for this
+    /// very User (uid). One Secret read on every path (of a Secret that does not exist when
+    /// there is nothing to read), so timing does not tell who has a key.
+    async fn check_apikey(&self, client: &Client, user: Option<&User>, key: &str) -> bool {
+        let target = user.and_then(|u| {
+            Some((
+                u.namespace()?,
+                u.annotations().get(access::APIKEY_ANNOTATION)?.clone(),
+                u.uid()?,
+            ))
+        });
+        let Some((ns, name, uid)) = target else {
+            let _ = Api::<Secret>::namespaced(client.clone(), &self.decoy_namespace)
+                .get_opt("panoptes-apikey-decoy")
+                .await;
+            return false;
+        };
+        match Api::<Secret>::namespaced(client.clone(), &ns)
+            .get_opt(&name)
+            .await
+        {
+            Ok(Some(s)) if credentials::owned_by(&s, OwnerKind::User, &uid) => s
+                .data
+                .as_ref()
+                .and_then(|d| d.get(access::DIGEST_FIELD))
+                .and_then(|d| std::str::from_utf8(&d.0).ok())
+                .is_some_and(|d| self.digester.matches(key, d)),
+            _ => false,
+        }
+    }
+}
+
 /// See [`Auth::client_addr`].
 fn client_addr(
     trusted_proxies: &[ipnet::IpNet],
@@ -598,6 +653,44 @@ fn keys_of(secret: &Secret) -> Option<Keys> {
         current,
         previous: data.get(PREVIOUS_KEY_FIELD).map(|b| b.0.clone()),
     })
+}
+
+/// The installation's digest key from [`KEY_SECRET`], added (32 random bytes) when missing.
+/// The add is guarded by the read `resourceVersion`, so replicas starting together agree on
+/// one key.
+async fn ensure_digest_key(api: &Api<Secret>) -> Result<Vec<u8>, kube::Error> {
+    for _ in 0..5 {
+        let secret = api.get(KEY_SECRET).await?;
+        if let Some(k) = secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(DIGEST_KEY_FIELD))
+            .filter(|k| k.0.len() >= 16)
+        {
+            return Ok(k.0.clone());
+        }
+        let key: [u8; 32] = rand::random();
+        let body = serde_json::json!({
+            "metadata": {"resourceVersion": secret.resource_version()},
+            "data": {DIGEST_KEY_FIELD: STANDARD.encode(key)},
+        });
+        match api
+            .patch(
+                KEY_SECRET,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&body),
+            )
+            .await
+        {
+            Ok(_) => return Ok(key.to_vec()),
+            Err(kube::Error::Api(s)) if s.code == 409 => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    tracing::warn!(
+        "{KEY_SECRET} kept changing; API keys and shared tokens use a process-local digest key"
+    );
+    Ok(rand::random::<[u8; 32]>().to_vec())
 }
 
 enum Credentials {
@@ -744,6 +837,12 @@ pub async fn login(
                 e.retry_after = Some(1);
                 return Err(e);
             };
+            // An API key is accepted wherever a password is (reference §1); same throttle.
+            let ok = state
+                .auth
+                .check_apikey(&state.client, user.as_deref(), &password)
+                .await
+                || ok;
             let (Some(user), Some(key), true) = (user, key.clone(), ok) else {
                 if let Some(key) = key {
                     state
@@ -771,16 +870,13 @@ fn logged_in(state: &ApiState, user: &User, auth_time: i64) -> Result<Response, 
     resp.extensions_mut().insert(Caller {
         login: user.spec.name.clone(),
         uid: user.uid().unwrap_or_default(),
+        admin: user.spec.access_level == Some(AccessLevel::Admin),
     });
     Ok(resp)
 }
 
-/// Middleware of every protected route: a valid access token of an enabled admin user.
-pub async fn require_admin(
-    State(state): State<ApiState>,
-    mut req: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
+/// The enabled User a request's access token names.
+fn authenticate(state: &ApiState, req: &Request) -> Result<(Arc<User>, Caller), ApiError> {
     let token = match credentials(req.headers()) {
         Some(Credentials::Bearer(t)) => t,
         _ => {
@@ -793,7 +889,7 @@ pub async fn require_admin(
         .auth
         .verify(&token, "access")
         .ok_or_else(|| ApiError::unauthorized("invalid or expired access token"))?;
-    let user = user_by_uid(&state, &claims.uid)
+    let user = user_by_uid(state, &claims.uid)
         .ok_or_else(|| ApiError::unauthorized("the user no longer exists"))?;
     if claims.generation != generation(&user) {
         return Err(ApiError::unauthorized(
@@ -803,20 +899,48 @@ pub async fn require_admin(
     if user.spec.disabled.unwrap_or(false) {
         return Err(ApiError::forbidden("the user is disabled"));
     }
-    if user.spec.access_level != Some(AccessLevel::Admin) {
-        return Err(ApiError::forbidden(
-            "the admin API needs access_level admin",
-        ));
-    }
     let caller = Caller {
         login: user.spec.name.clone(),
         uid: claims.uid.clone(),
+        admin: user.spec.access_level == Some(AccessLevel::Admin),
     };
+    Ok((user, caller))
+}
+
+/// Runs `req` as `caller`, recorded for the handler and the audit trail.
+async fn run_as(caller: Caller, mut req: Request, next: Next) -> Response {
     req.extensions_mut().insert(caller.clone());
     let mut resp = next.run(req).await;
     // The audit middleware sits outside this one and reads the caller from the response.
     resp.extensions_mut().insert(caller);
-    Ok(resp)
+    resp
+}
+
+/// Middleware of every protected route: a valid access token of an enabled admin user.
+pub async fn require_admin(
+    State(state): State<ApiState>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let (_, caller) = authenticate(&state, &req)?;
+    if !caller.admin {
+        return Err(ApiError::forbidden(
+            "the admin API needs access_level admin",
+        ));
+    }
+    Ok(run_as(caller, req, next).await)
+}
+
+/// Middleware of the operations a user may call on themself ([`super::operations::Access::Own`]):
+/// a valid access token of any enabled user; the handler admits admins and the user the path
+/// names.
+pub async fn require_user(
+    State(state): State<ApiState>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let (_, caller) = authenticate(&state, &req)?;
+    Ok(run_as(caller, req, next).await)
 }
 
 #[cfg(test)]

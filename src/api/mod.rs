@@ -29,6 +29,7 @@ pub(crate) mod write;
 /// The member specs of the lists, for the conformance tests outside the crate (they check
 /// that `select`, `sort` and save bodies accept exactly ours plus the reference's members).
 pub mod collections {
+    pub use super::routes::access::SHARES;
     pub use super::routes::presets::PRESETS;
     pub use super::routes::streamers::STREAMERS;
     pub use super::routes::streams::{LAYOUTS, STREAMS};
@@ -225,7 +226,7 @@ impl ApiState {
 /// ([`operations::OPERATIONS`]) on its path, the stream operations behind one
 /// `/streams/{*rest}` route (stream names may contain `/`).
 pub fn router(state: ApiState) -> Router {
-    let (mut open, mut protected) = (Router::new(), Router::new());
+    let (mut open, mut protected, mut own) = (Router::new(), Router::new(), Router::new());
     for op in OPERATIONS {
         let Serve::Route(handler) = op.serve else {
             continue;
@@ -233,6 +234,7 @@ pub fn router(state: ApiState) -> Router {
         let route = handler(op.filter());
         match op.access {
             Access::Admin => protected = protected.route(op.path, route),
+            Access::Own => own = own.route(op.path, route),
             Access::Open | Access::Plumbing => open = open.route(op.path, route),
         }
     }
@@ -247,8 +249,12 @@ pub fn router(state: ApiState) -> Router {
         // Outermost last: credentials are checked before the query.
         .route_layer(axum::middleware::from_fn(openapi::validate_query))
         .route_layer(from_fn_with_state(state.clone(), auth::require_admin));
+    let own = own
+        .route_layer(axum::middleware::from_fn(openapi::validate_query))
+        .route_layer(from_fn_with_state(state.clone(), auth::require_user));
     let api = open
         .merge(protected)
+        .merge(own)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
     Router::new()

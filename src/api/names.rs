@@ -96,6 +96,8 @@ pub enum StreamPath {
     Firmware,
     /// `/streams/{name}/reboot`.
     Reboot,
+    /// `/streams/{name}/auth`.
+    Auth,
 }
 
 /// Splits the raw (still percent-encoded) path after `/streams/` into the stream name and
@@ -111,6 +113,7 @@ pub fn split_stream_path(raw: &str) -> Option<(String, StreamPath)> {
             "camera_config" => (head, StreamPath::CameraConfig),
             "firmware_update" => (head, StreamPath::Firmware),
             "reboot" => (head, StreamPath::Reboot),
+            "auth" => (head, StreamPath::Auth),
             _ => (raw, StreamPath::Stream),
         },
         None => (raw, StreamPath::Stream),
@@ -197,6 +200,7 @@ mod tests {
     fn stream_paths_split_on_known_suffixes() {
         use StreamPath::*;
         assert_eq!(split_stream_path("a"), Some(("a".into(), Stream)));
+        assert_eq!(split_stream_path("a/b/auth"), Some(("a/b".into(), Auth)));
         assert_eq!(
             split_stream_path("mylive/bunny/layouts"),
             Some(("mylive/bunny".into(), Layouts))

@@ -18,8 +18,8 @@ use super::names::{StreamPath, split_stream_path};
 use super::openapi;
 use super::routes::cluster::{self, ClusterHealthStats};
 use super::routes::{
-    self, ServerStatsWhoami, agents, events, organizations, presets, settings, streamers, streams,
-    users, zones,
+    self, ServerStatsWhoami, access, agents, events, organizations, presets, settings, streamers,
+    streams, users, zones,
 };
 use super::views::{PresetView, StreamView, StreamerView, UserView};
 use super::{ApiState, BASE};
@@ -44,6 +44,9 @@ pub(crate) enum Shape {
 pub(crate) enum Access {
     /// A Bearer JWT of an admin ([`auth::require_admin`]); query parameters are validated.
     Admin,
+    /// A Bearer JWT of any enabled user ([`auth::require_user`]); the handler admits admins
+    /// and the user the path names. Query parameters are validated.
+    Own,
     /// Anyone (`POST /login` checks its own credentials).
     Open,
     /// Anyone, and not an operation of the Watcher API: the probes and the document itself.
@@ -161,6 +164,13 @@ const LIST_Q: &[(&str, &str)] = &[
 macro_rules! route {
     ($h:expr) => {
         (Access::Admin, Serve::Route(|m| axum::routing::on(m, $h)))
+    };
+}
+
+/// An operation a user may call on themself (and an admin on anyone).
+macro_rules! own {
+    ($h:expr) => {
+        (Access::Own, Serve::Route(|m| axum::routing::on(m, $h)))
     };
 }
 
@@ -734,6 +744,84 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         204,
         Shape::None
     ),
+    op!(
+        stream!(Auth, streams::call::auth_get),
+        "get",
+        "/streams/{name}/auth",
+        "camera_auth_get",
+        "Read the camera credentials (login, port; the password is write-only)",
+        &[],
+        Shape::None,
+        200,
+        Shape::Object(r::<access::Auth>)
+    ),
+    op!(
+        stream!(Auth, streams::call::auth_save),
+        "put",
+        "/streams/{name}/auth",
+        "camera_auth_save",
+        "Save the camera credentials (empty members keep the stored ones); 409 when a manifest's Secret holds them",
+        &[],
+        Shape::Object(r::<access::Auth>),
+        200,
+        Shape::Object(r::<access::Auth>)
+    ),
+    op!(
+        route!(access::shares_list),
+        "get",
+        "/shares",
+        "shared_tokens_list",
+        "List shared (link) tokens, keys included",
+        LIST_Q,
+        Shape::None,
+        200,
+        Shape::List("shared_tokens", r::<access::SharedToken>)
+    ),
+    op!(
+        route!(access::shares_create),
+        "post",
+        "/shares",
+        "shared_token_create",
+        "Create a shared token for one stream (`media`); an empty `key` is generated",
+        &[],
+        Shape::Object(r::<access::SharedToken>),
+        200,
+        Shape::Object(r::<access::SharedToken>)
+    ),
+    op!(
+        route!(access::shares_delete),
+        "delete",
+        "/shares/{key}",
+        "shared_token_delete",
+        "Delete a shared token (nodes stop honouring it within 30 s)",
+        &[],
+        Shape::None,
+        204,
+        Shape::None
+    ),
+    op!(
+        own!(access::apikey_get),
+        "get",
+        "/users/{user_id}/apikey",
+        "users_apikey_get",
+        "Read a user's API key, masked but for its last 4 characters (the user themself or an admin)",
+        &[],
+        Shape::None,
+        200,
+        Shape::Object(r::<access::Apikey>)
+    ),
+    op!(
+        own!(access::apikey_create),
+        "post",
+        "/users/{user_id}/apikey",
+        "users_apikey_create",
+        "Create (rotate) a user's API key, returned in clear only here; usable as the password of POST /login",
+        &[],
+        Shape::Any,
+        200,
+        Shape::Object(r::<access::Apikey>)
+    ),
+    plumbing!("get", "/play_auth", "play_auth", access::play_auth),
     plumbing!(
         "get",
         "/openapi.json",
@@ -794,7 +882,7 @@ mod tests {
             .map(|o| (o.method.to_string(), o.path.to_string()))
             .collect();
         assert_eq!(in_doc, served);
-        assert_eq!(served.len(), 44);
+        assert_eq!(served.len(), 51);
         let unique: BTreeSet<(&str, &str)> =
             OPERATIONS.iter().map(|o| (o.method, o.path)).collect();
         assert_eq!(unique.len(), OPERATIONS.len(), "a route declared twice");

@@ -27,6 +27,9 @@ pub struct Tunables {
     /// How long a missing referenced Secret, Preset or Organization reads `Reconciling`
     /// before it reads `Stalled` (GitOps tools then fail fast instead of timing out).
     pub missing_grace: Duration,
+    /// The facade's play authorization URL, pushed as every stream's `on_play`
+    /// (`--play-auth-url`); None: streams are pushed without one.
+    pub play_auth_url: Option<String>,
 }
 
 impl Default for Tunables {
@@ -38,6 +41,7 @@ impl Default for Tunables {
             probe: crate::flussonic::ProbePolicy::default(),
             events: crate::events::limit::Limits::default(),
             missing_grace: super::conditions::MISSING_GRACE,
+            play_auth_url: None,
         }
     }
 }

@@ -135,15 +135,23 @@ async fn object_refs(
         )
     }
     Ok(match kind {
-        OwnerKind::User => get::<User>(client, ns, name)
-            .await?
-            .map(|o| facts(&o, credentials::user_refs(&o.spec))),
+        OwnerKind::User => get::<User>(client, ns, name).await?.map(|o| {
+            let refs = [
+                credentials::user_refs(&o.spec),
+                credentials::annotated_refs(o.annotations()),
+            ];
+            facts(&o, refs.concat())
+        }),
         OwnerKind::Streamer => get::<Streamer>(client, ns, name)
             .await?
             .map(|o| facts(&o, credentials::streamer_refs(&o.spec))),
-        OwnerKind::Stream => get::<Stream>(client, ns, name)
-            .await?
-            .map(|o| facts(&o, credentials::stream_refs(&o.spec))),
+        OwnerKind::Stream => get::<Stream>(client, ns, name).await?.map(|o| {
+            let refs = [
+                credentials::stream_refs(&o.spec),
+                credentials::annotated_refs(o.annotations()),
+            ];
+            facts(&o, refs.concat())
+        }),
     })
 }
 

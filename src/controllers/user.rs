@@ -266,7 +266,11 @@ async fn reconcile_inner(user: &User, ctl: &UserController, key: &Key) -> Result
         super::credentials::delete_facade_credentials(
             ctx,
             ns,
-            &credentials::user_refs(&user.spec),
+            &[
+                credentials::user_refs(&user.spec),
+                credentials::annotated_refs(user.annotations()),
+            ]
+            .concat(),
             OwnerKind::User,
             user,
         )

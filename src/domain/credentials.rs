@@ -156,6 +156,21 @@ pub fn refs_of(kind: OwnerKind, obj: &serde_json::Value) -> Vec<String> {
     }
 }
 
+/// Secrets an object's annotations reference (a User's API key, a Stream's shared tokens:
+/// [`crate::domain::access`]); the finalizers and the sweep count them with the spec's.
+pub fn annotated_refs(annotations: &BTreeMap<String, String>) -> Vec<String> {
+    annotations
+        .get(crate::domain::access::APIKEY_ANNOTATION)
+        .cloned()
+        .into_iter()
+        .chain(
+            crate::domain::access::shares(annotations)
+                .into_iter()
+                .map(|(_, r)| r.secret),
+        )
+        .collect()
+}
+
 /// `scheme://host:port` of `url` (the port made explicit where the scheme has a well-known
 /// one), or `None` when `url` has no host.
 pub fn origin(url: &str) -> Option<String> {
@@ -245,9 +260,9 @@ pub fn generate_name(object: &str, what: &str) -> String {
 /// Secrets a manifest references, which the facade never creates.
 pub fn may_be_facade_named(kind: OwnerKind, object: &str, secret: &str) -> bool {
     let whats: &[&str] = match kind {
-        OwnerKind::User => &["password"],
+        OwnerKind::User => &["password", "api-key"],
         OwnerKind::Streamer => &["credentials"],
-        OwnerKind::Stream => &["camera-credentials", "push-credentials"],
+        OwnerKind::Stream => &["camera-credentials", "push-credentials", "shared-token"],
     };
     whats
         .iter()

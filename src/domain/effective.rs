@@ -158,6 +158,17 @@ pub fn node_body(name: &str, config: &StreamConfigSpec, secrets: &Injected) -> S
     }
 }
 
+/// `body` with `on_play` pointing at the play authorization backend (`url`, the facade's
+/// `/play_auth`), which honours the stream's shared tokens; `None` leaves the body as it is.
+pub fn with_on_play(body: StreamBody, url: Option<&str>) -> StreamBody {
+    let Some(url) = url else {
+        return body;
+    };
+    let mut fields = body.as_json().clone();
+    fields.insert("on_play".into(), serde_json::json!({ "url": url }));
+    StreamBody::replace(body.name(), fields)
+}
+
 /// `url` with `user:pass@` inserted after the scheme, unless it has user info already or is
 /// not a network URL (`publish://`, `file://`, …) that could carry one.
 pub fn with_userinfo(url: &str, user: &str, pass: &str) -> String {
@@ -312,6 +323,18 @@ mod tests {
         assert_eq!(json["labels"]["managed-by"], "panoptes");
         assert!(body.is_reset());
         assert!(!format!("{secrets:?}").contains("pw"));
+    }
+
+    #[test]
+    fn on_play_points_at_the_backend_only_when_configured() {
+        let config = StreamConfigSpec::default();
+        let plain = node_body("cam", &config, &Injected::default());
+        assert_eq!(with_on_play(plain.clone(), None), plain);
+        let url = "http://panoptes:8081/watcher/admin-api/v3/play_auth";
+        let body = with_on_play(plain, Some(url));
+        assert_eq!(body.as_json()["on_play"]["url"], url);
+        assert!(body.is_reset());
+        assert_eq!(body.as_json()["labels"]["managed-by"], "panoptes");
     }
 
     #[test]

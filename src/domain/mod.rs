@@ -5,6 +5,7 @@
 //! (claiming an id, reading a password hash) take the client as an argument and keep the
 //! decision itself in a pure function beside them.
 
+pub mod access;
 pub mod accounts;
 pub mod agents;
 pub mod credentials;

@@ -186,6 +186,12 @@ fn accepted_members_are_ours_and_the_reference() {
         (&c::PRESETS, "presets_list", "presets", "Preset"),
         (&c::STREAMERS, "streamers_list", "streamers", "Streamer"),
         (&c::ZONES, "zones_list", "zones", "Zone"),
+        (
+            &c::SHARES,
+            "shared_tokens_list",
+            "shared_tokens",
+            "SharedToken",
+        ),
     ] {
         let item = &response_schema(doc, list_op).unwrap()["properties"][item_key]["items"];
         let item = match item.get("$ref").and_then(Value::as_str) {

@@ -265,10 +265,21 @@ impl Facade {
         path: &str,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
+        self.call_as(&self.token, method, path, body).await
+    }
+
+    /// A request with access token `token`; as [`Facade::call`].
+    pub async fn call_as(
+        &self,
+        token: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let mut req = self
             .http
             .request(method.clone(), self.url(path))
-            .bearer_auth(&self.token);
+            .bearer_auth(token);
         if let Some(b) = body {
             req = req.json(&b);
         }

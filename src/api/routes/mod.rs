@@ -1,5 +1,6 @@
 //! Handlers, one module per resource.
 
+pub mod access;
 pub mod agents;
 pub mod cluster;
 pub mod events;

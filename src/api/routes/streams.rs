@@ -286,6 +286,19 @@ pub(crate) mod call {
         })
     }
 
+    pub(crate) fn auth_get(c: Call) -> BoxFuture<'static, ApiResult<Response>> {
+        Box::pin(
+            async move { crate::api::routes::access::camera_auth_get(&c.state, &c.name).await },
+        )
+    }
+
+    pub(crate) fn auth_save(c: Call) -> BoxFuture<'static, ApiResult<Response>> {
+        Box::pin(async move {
+            let body = body_of(c.req).await?;
+            crate::api::routes::access::camera_auth_save(&c.state, &c.name, body).await
+        })
+    }
+
     pub(crate) fn reboot(c: Call) -> BoxFuture<'static, ApiResult<Response>> {
         Box::pin(async move { super::reboot(&c.state, &c.name) })
     }

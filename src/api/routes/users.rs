@@ -104,7 +104,7 @@ pub async fn list(
 }
 
 /// The identity with Watcher id `id` (Users of other namespaces are not the facade's).
-fn find(state: &ApiState, id: i64) -> Option<Arc<User>> {
+pub(crate) fn find(state: &ApiState, id: i64) -> Option<Arc<User>> {
     let identities = state.config.identities();
     crate::api::deleted::objects(&state.stores.users)
         .into_iter()

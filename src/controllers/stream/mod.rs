@@ -371,7 +371,10 @@ async fn plan(
     }
     match injected(ctl, stream, key, &config).await {
         Ok((secrets, binding, condition)) => Ok(Planned {
-            body: Some(effective::node_body(name, &config, &secrets)),
+            body: Some(effective::with_on_play(
+                effective::node_body(name, &config, &secrets),
+                ctl.ctx.tunables.play_auth_url.as_deref(),
+            )),
             carries_secrets: secrets.carried_in(&config),
             binding,
             condition,
@@ -831,7 +834,11 @@ async fn finalize(stream: &Stream, ctl: &StreamController, key: &Key) -> Result<
     super::credentials::delete_facade_credentials(
         ctx,
         key.namespace(),
-        &credentials::stream_refs(&stream.spec),
+        &[
+            credentials::stream_refs(&stream.spec),
+            credentials::annotated_refs(stream.annotations()),
+        ]
+        .concat(),
         OwnerKind::Stream,
         stream,
     )

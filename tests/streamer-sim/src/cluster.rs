@@ -507,6 +507,53 @@ impl SimNode {
         self.0.stream_get(name).ok()
     }
 
+    /// A viewer at `ip` opens `path` (`<stream>/index.m3u8`, `<stream>/index-<from>-<dur>.m3u8`,
+    /// `<stream>/archive-<from>-<dur>.mp4`, …) with `?token=`: like Flussonic, the node asks
+    /// the stream's `on_play` backend (if it has one) and serves the play only on a 200. Each
+    /// call is a new session (`request_type=new_session`).
+    pub async fn viewer_play(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        ip: &str,
+    ) -> crate::PlayOutcome {
+        use crate::PlayOutcome;
+        let Some((name, media_request, proto)) = crate::play::media_request(path) else {
+            return PlayOutcome::NoStream;
+        };
+        let Some(config) = self.stored_stream(&name) else {
+            return PlayOutcome::NoStream;
+        };
+        let Some(url) = config
+            .get("on_play")
+            .and_then(|p| p.get("url"))
+            .and_then(|u| u.as_str())
+            .filter(|u| !u.is_empty())
+            .map(str::to_string)
+        else {
+            return PlayOutcome::Allowed;
+        };
+        let session = uuid::Uuid::new_v4().to_string();
+        let url = crate::play::backend_url(
+            &url,
+            &[
+                ("name", &name),
+                ("token", token.unwrap_or("")),
+                ("ip", ip),
+                ("proto", proto),
+                ("type", proto),
+                ("request_type", "new_session"),
+                ("request_number", "1"),
+                ("session_id", &session),
+                ("media_request", &media_request),
+            ],
+        );
+        match crate::play::http_get_status(&url).await {
+            Some(200) => PlayOutcome::Allowed,
+            status => PlayOutcome::Denied(status),
+        }
+    }
+
     /// The stored server config.
     pub fn server_config(&self) -> Value {
         Value::Object(self.0.lock().disk.server.clone())

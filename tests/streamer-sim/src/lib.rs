@@ -28,6 +28,7 @@ mod firmware;
 mod net;
 mod node;
 mod options;
+mod play;
 mod query;
 mod runtime;
 mod schema;
@@ -41,6 +42,7 @@ pub use error::ApiError;
 pub use faults::{Counters, ErrorBody, Faults};
 pub use firmware::FirmwareUpload;
 pub use options::{ArrayMerge, Behaviour, ConfigPut, NodeOptions};
+pub use play::PlayOutcome;
 
 /// `Server` header of every response.
 pub const SERVER_HEADER: &str = "streamer-sim (SIMULATOR of Flussonic Media Server)";
