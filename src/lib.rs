@@ -6,6 +6,7 @@ pub mod controllers;
 pub mod domain;
 pub mod flussonic;
 pub mod http;
+pub mod import;
 pub mod layout;
 pub mod resources;
 pub mod run;

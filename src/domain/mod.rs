@@ -15,6 +15,7 @@ pub mod health;
 pub mod ids;
 pub mod key;
 pub mod moves;
+pub mod names;
 pub mod passwords;
 pub mod refs;
 pub mod stream_health;
