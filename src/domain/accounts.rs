@@ -111,7 +111,12 @@ mod tests {
         let c = |type_: &str, status: &str| Condition {
             type_: type_.into(),
             status: status.into(),
-            ..Default::default()
+            reason: "R".into(),
+            message: String::new(),
+            observed_generation: None,
+            last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+            ),
         };
         assert!(blocks_login(&[c("Ready", "True"), c(PASSWORD_RESET_REQUIRED, "True")]));
         assert!(!blocks_login(&[c(PASSWORD_RESET_REQUIRED, "False")]));

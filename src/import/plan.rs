@@ -347,12 +347,34 @@ impl Planner {
                 }
             }
         }
+        let stream_org = |st: &Value| {
+            st.get("organization")
+                .and_then(id_of)
+                .or_else(|| st["organization_id"].as_i64().filter(|i| *i > 0))
+        };
+        let mut untitled = BTreeSet::new();
         for st in &s.streams {
-            if let Some(o) = st.get("organization").filter(|o| o.is_object())
-                && let Some(id) = id_of(o)
-            {
-                let title = o["title"].as_str().unwrap_or_default().to_string();
-                orgs.entry(id).or_insert((title, None));
+            if let Some(id) = stream_org(st) {
+                match st["organization"]["title"].as_str() {
+                    Some(title) => {
+                        orgs.entry(id).or_insert((title.to_string(), None));
+                    }
+                    None => {
+                        untitled.insert(id);
+                    }
+                }
+            }
+        }
+        for id in untitled {
+            if !orgs.contains_key(&id) {
+                // Only the deprecated `organization_id` names it: the title is unknown.
+                orgs.insert(id, (format!("Organization {id}"), None));
+                self.finding(
+                    Severity::Warning,
+                    format!("organization {id}"),
+                    None,
+                    "the source names it by id only: titled \"Organization {id}\", rename it in organizations/".into(),
+                );
             }
         }
         let only: Option<i64> = options.organization.as_deref().map(|want| {
@@ -374,11 +396,6 @@ impl Planner {
             return;
         }
         let in_scope = |org: Option<i64>| only.is_none() || org == only;
-        let stream_org = |st: &Value| {
-            st.get("organization")
-                .and_then(id_of)
-                .or_else(|| st["organization_id"].as_i64().filter(|i| *i > 0))
-        };
 
         // Presets: all of them, or those the organization offers or its streams use.
         let mut wanted_presets: Option<BTreeSet<i64>> = only.map(|id| {
@@ -821,7 +838,49 @@ impl Planner {
         );
     }
 
+    /// The safety net: a `user:password@` left in any URL of a spec (a node config's peers,
+    /// sources, …, which have no Secret reference) is cut out and reported, so no credential
+    /// reaches the main files whatever member it hides in.
+    fn strip_stray_credentials(&mut self) {
+        fn walk(v: &mut Value, at: &str, out: &mut Vec<String>) {
+            match v {
+                Value::String(s) if s.contains('@') => {
+                    if let Some((_, rest)) = credentials::split_userinfo(s) {
+                        *s = rest;
+                        out.push(at.to_string());
+                    }
+                }
+                Value::Object(m) => {
+                    for (k, v) in m.iter_mut() {
+                        walk(v, &format!("{at}/{k}"), out);
+                    }
+                }
+                Value::Array(a) => {
+                    for (i, v) in a.iter_mut().enumerate() {
+                        walk(v, &format!("{at}/{i}"), out);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut found = Vec::new();
+        for o in self.objects.iter_mut().filter(|o| o.kind != Kind::Secret) {
+            let mut paths = Vec::new();
+            walk(&mut o.manifest["spec"], "", &mut paths);
+            found.extend(paths.into_iter().map(|p| (o.kind, o.name.clone(), p)));
+        }
+        for (kind, name, path) in found {
+            self.finding(
+                Severity::Warning,
+                format!("{} {name}", kind.as_str().to_lowercase()),
+                Some(format!("/spec{path}")),
+                "a password in this URL was removed (no Secret reference exists for it): set it again on the node".into(),
+            );
+        }
+    }
+
     fn finish(mut self) -> Plan {
+        self.strip_stray_credentials();
         self.objects
             .sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
         self.findings.sort();
@@ -889,7 +948,12 @@ mod tests {
         assert_eq!(stream.manifest["spec"]["presetRef"], "preset-3");
         assert_eq!(stream.manifest["spec"]["organizationRef"], "org-7");
         let org = p.objects.iter().find(|o| o.kind == Kind::Organization).unwrap();
-        assert_eq!(org.manifest["spec"], json!({"id": 7, "title": "Seven", "ownerRef": "user--ops--".to_string() + &org.manifest["spec"]["ownerRef"].as_str().unwrap()[11..], "presetRefs": ["preset-3"]}));
+        let user = p.objects.iter().find(|o| o.kind == Kind::User).unwrap();
+        assert!(user.name.starts_with("user-ops--"), "{}", user.name);
+        assert_eq!(
+            org.manifest["spec"],
+            json!({"id": 7, "title": "Seven", "ownerRef": user.name, "presetRefs": ["preset-3"]})
+        );
         assert_eq!(p.reset_users, vec!["Ops".to_string()]);
     }
 
