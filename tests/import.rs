@@ -18,13 +18,15 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use api_support::{ADMIN_LOGIN, ADMIN_PASSWORD, Facade, example, make_user, org, preset, set_status};
+use api_support::{
+    ADMIN_LOGIN, ADMIN_PASSWORD, Facade, example, make_user, org, preset, set_status,
+};
 use axum::extract::{Query, State};
 use axum::routing::{get, post};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
+use kube::Resource;
 use kube::api::{ListParams, PostParams};
-use kube::{Resource, ResourceExt};
 use panoptes::controllers::{Context, Tunables, user};
 use panoptes::import::apply::Refused;
 use panoptes::import::plan::Severity;
@@ -57,7 +59,10 @@ fn tree(dir: &Path) -> BTreeMap<String, String> {
 }
 
 fn tempdir(name: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("panoptes-import-{name}-{:08x}", rand::random::<u32>()));
+    let d = std::env::temp_dir().join(format!(
+        "panoptes-import-{name}-{:08x}",
+        rand::random::<u32>()
+    ));
     std::fs::create_dir_all(&d).unwrap();
     d
 }
@@ -101,7 +106,10 @@ async fn a_facade_round_trips_through_import_and_apply() {
     .await;
     org(&src, "acme", 21, "Acme", &["gold"]).await;
     org(&src, "globex", 22, "Globex", &["gold", "silver"]).await;
-    for (object, login, id, org_ref) in [("ops", "Ops_Lead", 31, "acme"), ("viewer", "viewer", 32, "globex")] {
+    for (object, login, id, org_ref) in [
+        ("ops", "Ops_Lead", 31, "acme"),
+        ("viewer", "viewer", 32, "globex"),
+    ] {
         api_support::apply::<User>(
             &src,
             json!({"apiVersion": "panoptes.dev/v1alpha1", "kind": "User", "metadata": {"name": object},
@@ -123,7 +131,11 @@ async fn a_facade_round_trips_through_import_and_apply() {
             1 => format!("Lobby_Cam/{i:03}"),
             _ => format!("east/CAM{i:03}"),
         };
-        let (org_ref, preset_ref) = if i % 2 == 0 { ("acme", "gold") } else { ("globex", "silver") };
+        let (org_ref, preset_ref) = if i % 2 == 0 {
+            ("acme", "gold")
+        } else {
+            ("globex", "silver")
+        };
         api_support::stream(
             &src,
             &format!("s{i}"),
@@ -159,16 +171,29 @@ async fn a_facade_round_trips_through_import_and_apply() {
     assert!(t1.contains_key("presets/preset-11.yaml"), "{:?}", t1.keys());
     assert!(t1.contains_key("organizations/org-21.yaml"));
     assert!(t1.contains_key("streams/org-21/cam-000.yaml"));
-    assert!(t1.keys().any(|k| k.starts_with("streams/org-22/lobby-cam-001--")));
+    assert!(
+        t1.keys()
+            .any(|k| k.starts_with("streams/org-22/lobby-cam-001--"))
+    );
     assert!(t1["users/user-viewer.yaml"].contains("panoptes.dev/password-reset-required"));
 
     // A target whose first admin holds id 1 and login `root` is refused, nothing applied.
     let taken = TestNamespace::new("import-taken").await;
-    make_user(&taken, "first-admin", ADMIN_LOGIN, "chart-admin-pw", true, 1).await;
+    make_user(
+        &taken,
+        "first-admin",
+        ADMIN_LOGIN,
+        "chart-admin-pw",
+        true,
+        1,
+    )
+    .await;
     let mut apply = args(&source.base);
     apply.apply = true;
     apply.namespace = Some(taken.name.clone());
-    let refused = execute(&apply, ADMIN_PASSWORD, Some(taken.client.clone())).await.unwrap();
+    let refused = execute(&apply, ADMIN_PASSWORD, Some(taken.client.clone()))
+        .await
+        .unwrap();
     match &refused.refused {
         Some(Refused::Collisions(c)) => {
             let text = c.join("\n");
@@ -178,16 +203,49 @@ async fn a_facade_round_trips_through_import_and_apply() {
         other => panic!("expected collisions, got {other:?}"),
     }
     assert!(refused.failed());
-    assert!(taken.api::<Stream>().list(&ListParams::default()).await.unwrap().items.is_empty());
-    assert!(taken.api::<Preset>().list(&ListParams::default()).await.unwrap().items.is_empty());
-    assert_eq!(taken.api::<User>().list(&ListParams::default()).await.unwrap().items.len(), 1);
+    assert!(
+        taken
+            .api::<Stream>()
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    assert!(
+        taken
+            .api::<Preset>()
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    assert_eq!(
+        taken
+            .api::<User>()
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
 
     // Apply into an empty namespace; its facade answers the same lists.
     apply.namespace = Some(dst.name.clone());
-    let applied = execute(&apply, ADMIN_PASSWORD, Some(dst.client.clone())).await.unwrap();
-    assert!(applied.refused.is_none() && !applied.failed(), "{:?}", applied.refused);
+    let applied = execute(&apply, ADMIN_PASSWORD, Some(dst.client.clone()))
+        .await
+        .unwrap();
+    assert!(
+        applied.refused.is_none() && !applied.failed(),
+        "{:?}",
+        applied.refused
+    );
     // Applying again is a no-op (same objects, same manager).
-    let again = execute(&apply, ADMIN_PASSWORD, Some(dst.client.clone())).await.unwrap();
+    let again = execute(&apply, ADMIN_PASSWORD, Some(dst.client.clone()))
+        .await
+        .unwrap();
     assert!(again.refused.is_none(), "{:?}", again.refused);
     // The imported root has no password; give it one the way the User controller would, so
     // the target's facade can be read (the reset rule itself is checked below).
@@ -196,59 +254,121 @@ async fn a_facade_round_trips_through_import_and_apply() {
     let mut hash = Secret::default();
     hash.metadata.name = Some("user-root-test-hash".into());
     hash.metadata.owner_references = Some(vec![root.controller_owner_ref(&()).unwrap()]);
-    hash.data = Some([(panoptes::domain::passwords::HASH_KEY.to_string(), ByteString(phc.into_bytes()))].into());
-    dst.api::<Secret>().create(&PostParams::default(), &hash).await.unwrap();
-    set_status::<User>(&dst, "user-root", json!({"id": 1, "passwordHashSecret": "user-root-test-hash"})).await;
+    hash.data = Some(
+        [(
+            panoptes::domain::passwords::HASH_KEY.to_string(),
+            ByteString(phc.into_bytes()),
+        )]
+        .into(),
+    );
+    dst.api::<Secret>()
+        .create(&PostParams::default(), &hash)
+        .await
+        .unwrap();
+    set_status::<User>(
+        &dst,
+        "user-root",
+        json!({"id": 1, "passwordHashSecret": "user-root-test-hash"}),
+    )
+    .await;
     let target = Facade::start_without_admin(&dst).await;
     target
-        .get_until("/streams?limit=1", "every stream imported", |v| v["estimated_count"] == json!(STREAMS))
+        .get_until("/streams?limit=1", "every stream imported", |v| {
+            v["estimated_count"] == json!(STREAMS)
+        })
         .await;
-    for (path, key) in [("/streams", "streams"), ("/presets", "presets"), ("/users", "users_list"), ("/streamers", "streamers")] {
-        assert_eq!(listed(&target, path, key).await, listed(&source, path, key).await, "{path} differs");
+    for (path, key) in [
+        ("/streams", "streams"),
+        ("/presets", "presets"),
+        ("/users", "users_list"),
+        ("/streamers", "streamers"),
+    ] {
+        assert_eq!(
+            listed(&target, path, key).await,
+            listed(&source, path, key).await,
+            "{path} differs"
+        );
     }
     for id in [21, 22] {
         assert_eq!(
-            listed(&target, &format!("/presets?organization_id={id}"), "presets").await,
-            listed(&source, &format!("/presets?organization_id={id}"), "presets").await,
+            listed(
+                &target,
+                &format!("/presets?organization_id={id}"),
+                "presets"
+            )
+            .await,
+            listed(
+                &source,
+                &format!("/presets?organization_id={id}"),
+                "presets"
+            )
+            .await,
         );
     }
 
     // Imported users cannot log in until a password is set.
     let mut watches = JoinSet::new();
-    let stores = state::start(dst.client.clone(), &Scope::Namespace(dst.name.clone()), &mut watches);
+    let stores = state::start(
+        dst.client.clone(),
+        &Scope::Namespace(dst.name.clone()),
+        &mut watches,
+    );
     let ctx = Arc::new(Context::new(
         dst.client.clone(),
         Scope::Namespace(dst.name.clone()),
         stores,
         Metrics::new(),
-        Tunables { system_namespace: dst.name.clone(), ..Default::default() },
+        Tunables {
+            system_namespace: dst.name.clone(),
+            ..Default::default()
+        },
     ));
     let (_stop, shutdown) = Shutdown::new();
     let controller = tokio::spawn(user::run(ctx, shutdown.wait()));
     let users = dst.api::<User>();
     let reset = |u: &User, want: &str| {
         u.status.as_ref().is_some_and(|s| {
-            s.common.conditions.iter().any(|c| c.type_ == "PasswordResetRequired" && c.status == want)
+            s.common
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "PasswordResetRequired" && c.status == want)
         })
     };
     let viewer: User = eventually(api_support::WAIT, "viewer must reset its password", || {
         let users = users.clone();
-        async move { users.get("user-viewer").await.ok().filter(|u| reset(u, "True")) }
+        async move {
+            users
+                .get("user-viewer")
+                .await
+                .ok()
+                .filter(|u| reset(u, "True"))
+        }
     })
     .await;
     assert!(target.login("viewer", "anything").await.is_err());
     let (s, v) = target
-        .put(&format!("/users/{}", viewer.spec.id.unwrap()), json!({"password": "fresh-pass-1"}))
+        .put(
+            &format!("/users/{}", viewer.spec.id.unwrap()),
+            json!({"password": "fresh-pass-1"}),
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     eventually(api_support::WAIT, "viewer's reset is done", || {
         let users = users.clone();
-        async move { users.get("user-viewer").await.ok().filter(|u| reset(u, "False")) }
+        async move {
+            users
+                .get("user-viewer")
+                .await
+                .ok()
+                .filter(|u| reset(u, "False"))
+        }
     })
     .await;
-    eventually(api_support::WAIT, "viewer logs in with its new password", || async {
-        target.login("viewer", "fresh-pass-1").await.ok()
-    })
+    eventually(
+        api_support::WAIT,
+        "viewer logs in with its new password",
+        || async { target.login("viewer", "fresh-pass-1").await.ok() },
+    )
     .await;
     controller.abort();
     for d in [one, two] {
@@ -267,7 +387,17 @@ struct Vendor {
     broken: Arc<AtomicBool>,
 }
 
-const PASSWORDS: [&str; 5] = ["cam-pass-1", "push-pass-2", "cluster-key-3", "node-pass-4", "onvif-pass-5"];
+/// What must never leave `secrets/`: the values put in, and the reference example's own
+/// (a peer's cluster key, an input's Basic `Authorization` header).
+const PASSWORDS: [&str; 7] = [
+    "cam-pass-1",
+    "push-pass-2",
+    "cluster-key-3",
+    "node-pass-4",
+    "onvif-pass-5",
+    "xS6i6Q3DCc5nEvnu",
+    "dXNlcjpwYXNzd29yZA==",
+];
 
 fn vendor() -> Vendor {
     let mut stream = example("14_streams_list_response.json")["streams"][0].clone();
@@ -279,7 +409,9 @@ fn vendor() -> Vendor {
     stream["preset_id"] = json!(7);
     let mut streams = vec![stream];
     for i in 0..3 {
-        streams.push(json!({"name": format!("plain-{i}"), "inputs": [{"url": format!("fake://{i}")}]}));
+        streams.push(
+            json!({"name": format!("plain-{i}"), "inputs": [{"url": format!("fake://{i}")}]}),
+        );
     }
     let mut streamer = example("04_streamers_list_response.json")["streamers"][0].clone();
     streamer["api_url"] = json!("https://peer.example.com");
@@ -290,8 +422,14 @@ fn vendor() -> Vendor {
     Vendor {
         streams,
         streamers: vec![streamer],
-        presets: example("23_presets_list_response.json")["presets"].as_array().unwrap().clone(),
-        users: example("10_users_list_response.json")["users_list"].as_array().unwrap().clone(),
+        presets: example("23_presets_list_response.json")["presets"]
+            .as_array()
+            .unwrap()
+            .clone(),
+        users: example("10_users_list_response.json")["users_list"]
+            .as_array()
+            .unwrap()
+            .clone(),
         broken: Arc::new(AtomicBool::new(false)),
     }
 }
@@ -310,33 +448,40 @@ fn page(items: &[Value], key: &str, q: &BTreeMap<String, String>) -> axum::respo
 async fn serve_vendor(v: Vendor) -> String {
     use axum::response::IntoResponse;
     type Q = Query<BTreeMap<String, String>>;
-    let app = axum::Router::new()
-        .route(
-            "/watcher/admin-api/v3/login",
-            post(|| async { axum::Json(json!({"access_token": "t", "refresh_token": "r"})) }),
-        )
-        .route(
-            "/watcher/admin-api/v3/streams",
-            get(|State(v): State<Vendor>, Query(q): Q| async move {
-                if v.broken.load(Ordering::SeqCst) && q.contains_key("cursor") {
-                    return StatusCode::BAD_GATEWAY.into_response();
-                }
-                page(&v.streams, "streams", &q)
-            }),
-        )
-        .route(
-            "/watcher/admin-api/v3/streamers",
-            get(|State(v): State<Vendor>, Query(q): Q| async move { page(&v.streamers, "streamers", &q) }),
-        )
-        .route(
-            "/watcher/admin-api/v3/presets",
-            get(|State(v): State<Vendor>, Query(q): Q| async move { page(&v.presets, "presets", &q) }),
-        )
-        .route(
-            "/watcher/admin-api/v3/users",
-            get(|State(v): State<Vendor>, Query(q): Q| async move { page(&v.users, "users_list", &q) }),
-        )
-        .with_state(v);
+    let app =
+        axum::Router::new()
+            .route(
+                "/watcher/admin-api/v3/login",
+                post(|| async { axum::Json(json!({"access_token": "t", "refresh_token": "r"})) }),
+            )
+            .route(
+                "/watcher/admin-api/v3/streams",
+                get(|State(v): State<Vendor>, Query(q): Q| async move {
+                    if v.broken.load(Ordering::SeqCst) && q.contains_key("cursor") {
+                        return StatusCode::BAD_GATEWAY.into_response();
+                    }
+                    page(&v.streams, "streams", &q)
+                }),
+            )
+            .route(
+                "/watcher/admin-api/v3/streamers",
+                get(|State(v): State<Vendor>, Query(q): Q| async move {
+                    page(&v.streamers, "streamers", &q)
+                }),
+            )
+            .route(
+                "/watcher/admin-api/v3/presets",
+                get(|State(v): State<Vendor>, Query(q): Q| async move {
+                    page(&v.presets, "presets", &q)
+                }),
+            )
+            .route(
+                "/watcher/admin-api/v3/users",
+                get(|State(v): State<Vendor>, Query(q): Q| async move {
+                    page(&v.users, "users_list", &q)
+                }),
+            )
+            .with_state(v);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -353,24 +498,47 @@ async fn a_vendor_source_keeps_credentials_in_secrets_and_reports_what_does_not_
     a.out = Some(out.clone());
     let outcome = execute(&a, "whatever", None).await.unwrap();
     let files = tree(&out);
-    let (secrets, main): (Vec<_>, Vec<_>) = files.iter().partition(|(k, _)| k.starts_with("secrets/"));
+    if std::env::var("IMPORT_DEBUG").is_ok() {
+        eprintln!("{}", panoptes::import::summary(&a, &outcome));
+        for (k, v) in &files {
+            eprintln!("==> {k}\n{v}");
+        }
+    }
+    let (secrets, main): (Vec<_>, Vec<_>) =
+        files.iter().partition(|(k, _)| k.starts_with("secrets/"));
     let main_text: String = main.iter().map(|(_, t)| t.as_str()).collect();
     let secret_text: String = secrets.iter().map(|(_, t)| t.as_str()).collect();
     for pw in PASSWORDS {
         assert!(!main_text.contains(pw), "{pw} outside secrets/");
     }
     for pw in ["cam-pass-1", "push-pass-2", "cluster-key-3", "node-pass-4"] {
-        assert!(secret_text.contains(pw), "{pw} missing from secrets/: {secret_text}");
+        assert!(
+            secret_text.contains(pw),
+            "{pw} missing from secrets/: {secret_text}"
+        );
     }
     assert_eq!(files[".gitignore"].lines().last(), Some("secrets/"));
     // Every stream of both pages is there, under a valid object name.
-    assert_eq!(files.keys().filter(|k| k.starts_with("streams/")).count(), 4, "{:?}", files.keys());
+    assert_eq!(
+        files.keys().filter(|k| k.starts_with("streams/")).count(),
+        4,
+        "{:?}",
+        files.keys()
+    );
     let findings = &outcome.plan.findings;
     let at = |object: &str, path: &str| {
-        findings.iter().any(|f| f.object == object && f.path.as_deref() == Some(path))
+        findings
+            .iter()
+            .any(|f| f.object == object && f.path.as_deref() == Some(path))
     };
-    assert!(at("stream Front_Door", "/x_vendor_feature"), "{findings:#?}");
-    assert!(at("streamer peer.example.com", "/config/view_auth"), "{findings:#?}");
+    assert!(
+        at("stream Front_Door", "/x_vendor_feature"),
+        "{findings:#?}"
+    );
+    assert!(
+        at("streamer peer.example.com", "/config/view_auth"),
+        "{findings:#?}"
+    );
     assert!(
         findings
             .iter()
@@ -391,7 +559,10 @@ async fn a_vendor_source_keeps_credentials_in_secrets_and_reports_what_does_not_
 
     // A page that stays unreachable fails the import; nothing is written.
     broken.store(true, Ordering::SeqCst);
-    let empty = std::env::temp_dir().join(format!("panoptes-import-none-{:08x}", rand::random::<u32>()));
+    let empty = std::env::temp_dir().join(format!(
+        "panoptes-import-none-{:08x}",
+        rand::random::<u32>()
+    ));
     a.out = Some(empty.clone());
     let err = execute(&a, "whatever", None).await.unwrap_err();
     assert!(err.contains("/streams page 2 unreachable"), "{err}");

@@ -357,12 +357,8 @@ async fn reconcile_inner(user: &User, ctl: &UserController, key: &Key) -> Result
             )
         }
     });
-    let (conditions, flipped) = refs::next_conditions_with(
-        &old.common.conditions,
-        &ready,
-        reset.as_slice(),
-        generation,
-    );
+    let (conditions, flipped) =
+        refs::next_conditions_with(&old.common.conditions, &ready, reset.as_slice(), generation);
     let next = UserStatus {
         common: CommonStatus {
             conditions,

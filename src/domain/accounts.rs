@@ -74,7 +74,9 @@ pub fn password_reset_required(annotated: bool, password_set: bool) -> Option<bo
 /// Whether the User's status says it may not log in until a password is set: what the
 /// login path checks, so a stale hash (or a status written by hand) never lets an imported
 /// user in before the reset.
-pub fn blocks_login(conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition]) -> bool {
+pub fn blocks_login(
+    conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+) -> bool {
     crate::resources::common::condition(conditions, PASSWORD_RESET_REQUIRED)
         .is_some_and(|c| c.status == "True")
 }
@@ -118,7 +120,10 @@ mod tests {
                 k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
             ),
         };
-        assert!(blocks_login(&[c("Ready", "True"), c(PASSWORD_RESET_REQUIRED, "True")]));
+        assert!(blocks_login(&[
+            c("Ready", "True"),
+            c(PASSWORD_RESET_REQUIRED, "True")
+        ]));
         assert!(!blocks_login(&[c(PASSWORD_RESET_REQUIRED, "False")]));
         assert!(!blocks_login(&[c("Ready", "True")]));
     }

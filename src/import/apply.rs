@@ -41,13 +41,7 @@ pub async fn preflight(client: &Client, ns: &str, plan: &Plan) -> Result<Vec<Str
             .map(|l| l.items)
             .map_err(|e| format!("listing {} in {ns}: {e}", K::kind(&())))
     }
-    fn ids<K: Identified>(
-        plan: &Plan,
-        kind: Kind,
-        have: &[K],
-        label: &str,
-        out: &mut Vec<String>,
-    ) {
+    fn ids<K: Identified>(plan: &Plan, kind: Kind, have: &[K], label: &str, out: &mut Vec<String>) {
         for o in plan.objects.iter().filter(|o| o.kind == kind) {
             let Some(id) = o.manifest["spec"]["id"].as_i64() else {
                 continue;
@@ -148,12 +142,7 @@ async fn patch_one(client: &Client, ns: &str, o: &Object, dry_run: bool) -> Resu
     })
 }
 
-async fn patch_all(
-    client: &Client,
-    ns: &str,
-    objects: &[&Object],
-    dry_run: bool,
-) -> Vec<String> {
+async fn patch_all(client: &Client, ns: &str, objects: &[&Object], dry_run: bool) -> Vec<String> {
     let mut failures = Vec::new();
     let mut progress = Progress::new();
     let what = if dry_run { "dry run" } else { "applied" };

@@ -93,6 +93,8 @@ pub struct Object {
     pub file: String,
     /// The whole manifest (no namespace: the kustomization or `--namespace` gives it).
     pub manifest: Value,
+    /// The source object it comes from (`stream Front_Door`), as findings name it.
+    pub source: String,
 }
 
 /// How bad a finding is: errors fail the import (nothing is applied), warnings do not.
@@ -282,12 +284,13 @@ impl Planner {
         self.taken.entry(kind).or_default().insert(name.to_string())
     }
 
-    fn push(&mut self, kind: Kind, name: String, file: String, manifest: Value) {
+    fn push(&mut self, source: &str, kind: Kind, name: String, file: String, manifest: Value) {
         self.objects.push(Object {
             kind,
             name,
             file,
             manifest,
+            source: source.to_string(),
         });
     }
 
@@ -327,6 +330,7 @@ impl Planner {
             "stringData": data,
         });
         self.push(
+            owner,
             Kind::Secret,
             name.to_string(),
             format!("secrets/{name}.yaml"),
@@ -373,7 +377,7 @@ impl Planner {
                     Severity::Warning,
                     format!("organization {id}"),
                     None,
-                    "the source names it by id only: titled \"Organization {id}\", rename it in organizations/".into(),
+                    format!("the source names it by id only: titled \"Organization {id}\", rename it in organizations/"),
                 );
             }
         }
@@ -464,6 +468,7 @@ impl Planner {
             self.unmapped(&label, v, &kept);
             presets.insert(id, object.clone());
             self.push(
+                &label,
                 Kind::Preset,
                 object.clone(),
                 format!("presets/{object}.yaml"),
@@ -497,14 +502,21 @@ impl Planner {
                     Severity::Error,
                     label,
                     None,
-                    format!("login or id {id} appears twice in the source: not merged, not imported"),
+                    format!(
+                        "login or id {id} appears twice in the source: not merged, not imported"
+                    ),
                 );
                 continue;
             }
             let mut spec = match users::spec_from_view(v.clone()) {
                 Ok(spec) if !spec.name.is_empty() => spec,
                 Ok(_) => {
-                    self.finding(Severity::Error, label, Some("/name".into()), "no login".into());
+                    self.finding(
+                        Severity::Error,
+                        label,
+                        Some("/name".into()),
+                        "no login".into(),
+                    );
                     continue;
                 }
                 Err(e) => {
@@ -539,6 +551,7 @@ impl Planner {
             users_by_id.insert(id, object.clone());
             self.reset_users.push(login);
             self.push(
+                &label,
                 Kind::User,
                 object.clone(),
                 format!("users/{object}.yaml"),
@@ -593,6 +606,7 @@ impl Planner {
                 default_preset_ref: None,
             };
             self.push(
+                &format!("organization {id}"),
                 Kind::Organization,
                 object.clone(),
                 format!("organizations/{object}.yaml"),
@@ -607,12 +621,26 @@ impl Planner {
             let hostname = v["hostname"].as_str().unwrap_or_default().to_string();
             let label = format!("streamer {hostname}");
             if hostname.is_empty() || hostname.len() > 253 {
-                self.finding(Severity::Error, label, Some("/hostname".into()), "hostname must be 1-253 characters".into());
+                self.finding(
+                    Severity::Error,
+                    label,
+                    Some("/hostname".into()),
+                    "hostname must be 1-253 characters".into(),
+                );
                 continue;
             }
             let plain = object_name("", &hostname);
-            if self.taken.get(&Kind::Streamer).is_some_and(|t| t.contains(&plain)) {
-                self.finding(Severity::Error, label, None, "appears twice in the source: not merged, not imported".into());
+            if self
+                .taken
+                .get(&Kind::Streamer)
+                .is_some_and(|t| t.contains(&plain))
+            {
+                self.finding(
+                    Severity::Error,
+                    label,
+                    None,
+                    "appears twice in the source: not merged, not imported".into(),
+                );
                 continue;
             }
             let mut body = v.as_object().cloned().unwrap_or_default();
@@ -686,6 +714,7 @@ impl Planner {
                 }
             }
             self.push(
+                &label,
                 Kind::Streamer,
                 plain.clone(),
                 format!("streamers/{plain}.yaml"),
@@ -760,7 +789,13 @@ impl Planner {
             return;
         }
         let mut kept = to_value(&config);
-        for k in ["name", "organization", "organization_id", "preset", "preset_id"] {
+        for k in [
+            "name",
+            "organization",
+            "organization_id",
+            "preset",
+            "preset_id",
+        ] {
             kept[k] = v[k].clone();
         }
         for ro in streams::READ_ONLY {
@@ -831,6 +866,7 @@ impl Planner {
         }
         let dir = org.map_or_else(|| "no-organization".to_string(), |o| format!("org-{o}"));
         self.push(
+            &label,
             Kind::Stream,
             object.clone(),
             format!("streams/{dir}/{object}.yaml"),
@@ -838,19 +874,26 @@ impl Planner {
         );
     }
 
-    /// The safety net: a `user:password@` left in any URL of a spec (a node config's peers,
-    /// sources, …, which have no Secret reference) is cut out and reported, so no credential
-    /// reaches the main files whatever member it hides in.
+    /// The safety net: a member named like a credential (`password`, `cluster_key`,
+    /// `auth_token`, an `Authorization` header, …) or a `user:password@` in a URL, left in any
+    /// spec (a node config's peers and sources, an input's headers, which have no Secret
+    /// reference), is cut out and reported, so no credential reaches the main files whatever
+    /// member it hides in.
     fn strip_stray_credentials(&mut self) {
-        fn walk(v: &mut Value, at: &str, out: &mut Vec<String>) {
+        fn walk(v: &mut Value, at: &str, out: &mut Vec<(String, &'static str)>) {
             match v {
                 Value::String(s) if s.contains('@') => {
                     if let Some((_, rest)) = credentials::split_userinfo(s) {
                         *s = rest;
-                        out.push(at.to_string());
+                        out.push((at.to_string(), "a password in this URL was removed"));
                     }
                 }
                 Value::Object(m) => {
+                    let secret: Vec<String> = m.keys().filter(|k| sensitive(k)).cloned().collect();
+                    for k in secret {
+                        m.remove(&k);
+                        out.push((format!("{at}/{k}"), "a credential was removed"));
+                    }
                     for (k, v) in m.iter_mut() {
                         walk(v, &format!("{at}/{k}"), out);
                     }
@@ -867,14 +910,20 @@ impl Planner {
         for o in self.objects.iter_mut().filter(|o| o.kind != Kind::Secret) {
             let mut paths = Vec::new();
             walk(&mut o.manifest["spec"], "", &mut paths);
-            found.extend(paths.into_iter().map(|p| (o.kind, o.name.clone(), p)));
+            found.extend(
+                paths
+                    .into_iter()
+                    .map(|(p, what)| (o.source.clone(), p, what)),
+            );
         }
-        for (kind, name, path) in found {
+        for (source, path, what) in found {
             self.finding(
                 Severity::Warning,
-                format!("{} {name}", kind.as_str().to_lowercase()),
-                Some(format!("/spec{path}")),
-                "a password in this URL was removed (no Secret reference exists for it): set it again on the node".into(),
+                source,
+                Some(path),
+                format!(
+                    "{what} (Panoptes has no Secret reference for it here): set it again on the node or camera"
+                ),
             );
         }
     }
@@ -892,6 +941,24 @@ impl Planner {
             reset_users: self.reset_users,
         }
     }
+}
+
+/// Whether a member name says its value is a credential (compared in lower case).
+fn sensitive(member: &str) -> bool {
+    const EXACT: [&str; 9] = [
+        "password",
+        "passwd",
+        "secret",
+        "token",
+        "authorization",
+        "apikey",
+        "api_key",
+        "cluster_key",
+        "auth_token",
+    ];
+    const SUFFIXES: [&str; 5] = ["_password", "_secret", "_token", "_tokens", "_key"];
+    let m = member.to_ascii_lowercase();
+    EXACT.contains(&m.as_str()) || SUFFIXES.iter().any(|s| m.ends_with(s))
 }
 
 /// The name of the Secret holding `what` for `object` (deterministic, a valid name).
@@ -939,15 +1006,26 @@ mod tests {
         .unwrap();
         for secret in ["ck-secret", "node-pw", "cam-pw"] {
             assert!(!text.contains(secret), "{secret} in {text}");
-            assert!(p.objects.iter().any(|o| o.kind == Kind::Secret
-                && o.manifest.to_string().contains(secret)));
+            assert!(
+                p.objects
+                    .iter()
+                    .any(|o| o.kind == Kind::Secret && o.manifest.to_string().contains(secret))
+            );
         }
-        let stream = p.objects.iter().find(|o| o.kind == Kind::Stream && o.manifest["spec"]["name"] == "Cam/01").unwrap();
+        let stream = p
+            .objects
+            .iter()
+            .find(|o| o.kind == Kind::Stream && o.manifest["spec"]["name"] == "Cam/01")
+            .unwrap();
         assert!(stream.name.starts_with("cam-01--"), "{}", stream.name);
         assert_eq!(stream.file, format!("streams/org-7/{}.yaml", stream.name));
         assert_eq!(stream.manifest["spec"]["presetRef"], "preset-3");
         assert_eq!(stream.manifest["spec"]["organizationRef"], "org-7");
-        let org = p.objects.iter().find(|o| o.kind == Kind::Organization).unwrap();
+        let org = p
+            .objects
+            .iter()
+            .find(|o| o.kind == Kind::Organization)
+            .unwrap();
         let user = p.objects.iter().find(|o| o.kind == Kind::User).unwrap();
         assert!(user.name.starts_with("user-ops--"), "{}", user.name);
         assert_eq!(
@@ -965,11 +1043,19 @@ mod tests {
                 f.object == object && f.path.as_deref() == Some(path) && f.severity == severity
             })
         };
-        assert!(has("stream Cam/01", "/mystery", Severity::Warning), "{:#?}", p.findings);
+        assert!(
+            has("stream Cam/01", "/mystery", Severity::Warning),
+            "{:#?}",
+            p.findings
+        );
         assert!(has("stream cam-02", "/inputs/0/oddity", Severity::Warning));
         assert!(has("streamer Node_1.example", "/fancy", Severity::Warning));
         assert!(has("stream cam-02", "/preset", Severity::Error));
-        assert!(!p.findings.iter().any(|f| f.path.as_deref().is_some_and(|x| x.contains("stats"))));
+        assert!(
+            !p.findings
+                .iter()
+                .any(|f| f.path.as_deref().is_some_and(|x| x.contains("stats")))
+        );
         assert!(p.has_errors());
     }
 
@@ -978,14 +1064,30 @@ mod tests {
         let mut s = snapshot();
         s.streams.push(s.streams[0].clone());
         let p = plan(&s, &Options::default());
-        assert_eq!(p.objects.iter().filter(|o| o.kind == Kind::Stream).count(), 2);
-        assert!(p.findings.iter().any(|f| f.object == "stream Cam/01" && f.message.contains("twice")));
+        assert_eq!(
+            p.objects.iter().filter(|o| o.kind == Kind::Stream).count(),
+            2
+        );
+        assert!(
+            p.findings
+                .iter()
+                .any(|f| f.object == "stream Cam/01" && f.message.contains("twice"))
+        );
     }
 
     #[test]
     fn the_organization_filter_keeps_its_streams_members_and_presets() {
-        let p = plan(&snapshot(), &Options { organization: Some("Seven".into()) });
-        let streams: Vec<_> = p.objects.iter().filter(|o| o.kind == Kind::Stream).collect();
+        let p = plan(
+            &snapshot(),
+            &Options {
+                organization: Some("Seven".into()),
+            },
+        );
+        let streams: Vec<_> = p
+            .objects
+            .iter()
+            .filter(|o| o.kind == Kind::Stream)
+            .collect();
         assert_eq!(streams.len(), 1);
         assert_eq!(p.counts().get(&Kind::Preset), Some(&1));
         assert_eq!(p.counts().get(&Kind::User), Some(&1));
@@ -999,6 +1101,44 @@ mod tests {
         let b = plan(&s, &Options::default());
         assert_eq!(a.objects, b.objects);
         assert_eq!(a.findings, b.findings);
+    }
+
+    #[test]
+    fn credentials_hidden_in_any_member_are_cut_out_and_reported() {
+        let mut s = snapshot();
+        s.streams[1]["inputs"][0]["headers"] =
+            json!({"Authorization": "Basic c2VjcmV0", "X-Ok": "1"});
+        s.streamers[0]["config"]["peers"] =
+            json!([{"hostname": "p", "cluster_key": "peer-key", "url": "http://a:peer-pw@p"}]);
+        s.streamers[0]["config"]["auth_token"] = json!("tok-123");
+        let p = plan(&s, &Options::default());
+        let main: String = p
+            .objects
+            .iter()
+            .filter(|o| o.kind != Kind::Secret)
+            .map(|o| o.manifest.to_string())
+            .collect();
+        for secret in ["c2VjcmV0", "peer-key", "peer-pw", "tok-123"] {
+            assert!(!main.contains(secret), "{secret} in {main}");
+        }
+        assert!(main.contains("X-Ok"));
+        assert!(
+            p.findings
+                .iter()
+                .any(|f| f.path.as_deref() == Some("/inputs/0/headers/Authorization")),
+            "{:#?}",
+            p.findings
+        );
+        assert!(
+            p.findings
+                .iter()
+                .any(|f| f.path.as_deref() == Some("/config/peers/0/url"))
+        );
+        assert!(
+            sensitive("Streampoint_Key")
+                && !sensitive("session_keys")
+                && !sensitive("hls_ext_x_key_iv")
+        );
     }
 
     #[test]

@@ -161,7 +161,11 @@ impl Source {
         }
         for id in orgs.into_iter().filter(|id| *id > 0) {
             let offered = self
-                .list("/presets", &[("organization_id", id.to_string())], "presets")
+                .list(
+                    "/presets",
+                    &[("organization_id", id.to_string())],
+                    "presets",
+                )
                 .await?;
             snapshot.organization_presets.insert(
                 id,
@@ -188,7 +192,10 @@ impl Progress {
     }
 
     pub(super) fn report(&mut self, what: &str, n: usize, total: Option<u64>) {
-        if self.last.is_some_and(|l| l.elapsed() < Duration::from_secs(1)) {
+        if self
+            .last
+            .is_some_and(|l| l.elapsed() < Duration::from_secs(1))
+        {
             return;
         }
         self.last = Some(Instant::now());

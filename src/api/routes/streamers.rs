@@ -214,7 +214,11 @@ fn saved_spec(
         }
     }
     let base = current.unwrap_or(existing.as_deref());
-    let spec = spec_from(base.map(|s| s.spec.clone()).unwrap_or_default(), hostname, body)?;
+    let spec = spec_from(
+        base.map(|s| s.spec.clone()).unwrap_or_default(),
+        hostname,
+        body,
+    )?;
     Ok(Saved {
         ns,
         object,

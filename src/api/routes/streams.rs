@@ -468,7 +468,9 @@ fn target(state: &ApiState, name: &str) -> ApiResult<(String, String)> {
 }
 
 /// Moves `user:password@` out of push URLs: per push URL (as stored), its credentials.
-pub(crate) fn extract_push_credentials(config: &mut StreamConfigSpec) -> BTreeMap<String, (String, String)> {
+pub(crate) fn extract_push_credentials(
+    config: &mut StreamConfigSpec,
+) -> BTreeMap<String, (String, String)> {
     let mut found = BTreeMap::new();
     for push in config.pushes.iter_mut().flatten() {
         if let Some((creds, rest)) = credentials::split_userinfo(&push.url) {
