@@ -385,6 +385,7 @@ struct Vendor {
     presets: Vec<Value>,
     users: Vec<Value>,
     broken: Arc<AtomicBool>,
+    per_page: usize,
 }
 
 /// What must never leave `secrets/`: the values put in, and the reference example's own
@@ -431,13 +432,19 @@ fn vendor() -> Vendor {
             .unwrap()
             .clone(),
         broken: Arc::new(AtomicBool::new(false)),
+        per_page: 2,
     }
 }
 
-fn page(items: &[Value], key: &str, q: &BTreeMap<String, String>) -> axum::response::Response {
+fn page(
+    items: &[Value],
+    key: &str,
+    q: &BTreeMap<String, String>,
+    per_page: usize,
+) -> axum::response::Response {
     use axum::response::IntoResponse;
     let start: usize = q.get("cursor").and_then(|c| c.parse().ok()).unwrap_or(0);
-    let end = (start + 2).min(items.len());
+    let end = (start + per_page).min(items.len());
     let mut body = json!({"estimated_count": items.len(), "timing": {}, key: items[start..end]});
     if end < items.len() {
         body["next"] = json!(end.to_string());
@@ -460,25 +467,25 @@ async fn serve_vendor(v: Vendor) -> String {
                     if v.broken.load(Ordering::SeqCst) && q.contains_key("cursor") {
                         return StatusCode::BAD_GATEWAY.into_response();
                     }
-                    page(&v.streams, "streams", &q)
+                    page(&v.streams, "streams", &q, v.per_page)
                 }),
             )
             .route(
                 "/watcher/admin-api/v3/streamers",
                 get(|State(v): State<Vendor>, Query(q): Q| async move {
-                    page(&v.streamers, "streamers", &q)
+                    page(&v.streamers, "streamers", &q, v.per_page)
                 }),
             )
             .route(
                 "/watcher/admin-api/v3/presets",
                 get(|State(v): State<Vendor>, Query(q): Q| async move {
-                    page(&v.presets, "presets", &q)
+                    page(&v.presets, "presets", &q, v.per_page)
                 }),
             )
             .route(
                 "/watcher/admin-api/v3/users",
                 get(|State(v): State<Vendor>, Query(q): Q| async move {
-                    page(&v.users, "users_list", &q)
+                    page(&v.users, "users_list", &q, v.per_page)
                 }),
             )
             .with_state(v);
@@ -570,4 +577,50 @@ async fn a_vendor_source_keeps_credentials_in_secrets_and_reports_what_does_not_
     for d in [out, tpl] {
         let _ = std::fs::remove_dir_all(d);
     }
+}
+
+/// The measurement behind BENCHMARKS.md ("Import"): 10,000 streams (a fifth with camera
+/// credentials) from a vendor-shaped source, written to a tree. `cargo test --release --test
+/// import -- --ignored --nocapture`.
+#[tokio::test]
+#[ignore]
+async fn import_10000_streams() {
+    let mut v = vendor();
+    v.per_page = 1000;
+    v.streams = (0..10_000)
+        .map(|i| {
+            let url = if i % 5 == 0 {
+                format!("rtsp://admin:pw{i}@10.1.{}.{}/ch1", i / 250, i % 250)
+            } else {
+                format!("rtsp://10.1.{}.{}/ch1", i / 250, i % 250)
+            };
+            json!({"name": format!("Site_{:02}/cam-{i:05}", i % 40), "title": format!("Camera {i}"),
+                   "inputs": [{"url": url}], "dvr": {"expiration": 604800},
+                   "organization": {"id": 1 + i % 10, "title": format!("Org {}", 1 + i % 10)},
+                   "preset_id": 7})
+        })
+        .collect();
+    let from = serve_vendor(v).await;
+    let out = tempdir("bench");
+    let mut a = args(&from);
+    a.out = Some(out.clone());
+    let started = std::time::Instant::now();
+    let outcome = execute(&a, "whatever", None).await.unwrap();
+    let first = started.elapsed();
+    let again = std::time::Instant::now();
+    execute(&a, "whatever", None).await.unwrap();
+    let second = again.elapsed();
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let peak = status.lines().find(|l| l.starts_with("VmHWM")).unwrap_or("VmHWM: ?");
+    eprintln!(
+        "import of 10000 streams: {:.2}s (re-import {:.2}s), {} objects, {peak}",
+        first.as_secs_f64(),
+        second.as_secs_f64(),
+        outcome.plan.objects.len()
+    );
+    assert_eq!(
+        outcome.plan.counts()[&panoptes::import::plan::Kind::Stream],
+        10_000
+    );
+    let _ = std::fs::remove_dir_all(out);
 }
