@@ -610,6 +610,22 @@ async fn import_10000_streams() {
     let again = std::time::Instant::now();
     execute(&a, "whatever", None).await.unwrap();
     let second = again.elapsed();
+    // Where the time goes: reading, planning, writing.
+    let t = std::time::Instant::now();
+    let mut src = panoptes::import::source::Source::login(&from, ADMIN_LOGIN, "x").await.unwrap();
+    let snapshot = src.snapshot().await.unwrap();
+    let read = t.elapsed();
+    let t = std::time::Instant::now();
+    let plan = panoptes::import::plan::plan(&snapshot, &Default::default());
+    let planned = t.elapsed();
+    let t = std::time::Instant::now();
+    panoptes::import::output::write_tree(&out, &plan, None, true).unwrap();
+    eprintln!(
+        "read {:.2}s, plan {:.2}s, write (unchanged) {:.2}s",
+        read.as_secs_f64(),
+        planned.as_secs_f64(),
+        t.elapsed().as_secs_f64()
+    );
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     let peak = status.lines().find(|l| l.starts_with("VmHWM")).unwrap_or("VmHWM: ?");
     eprintln!(

@@ -526,7 +526,7 @@ impl Planner {
                 }
             };
             spec.id = Some(id);
-            let taken = self.taken.get(&Kind::User).cloned().unwrap_or_default();
+            let taken = self.taken.entry(Kind::User).or_default();
             let object = free_object_name("user-", &login, |o| taken.contains(o));
             self.take(Kind::User, &object);
             let mut ms: Vec<Membership> = Vec::new();
@@ -616,7 +616,7 @@ impl Planner {
 
         // Streamers.
         let mut hosts: Vec<&Value> = s.streamers.iter().collect();
-        hosts.sort_by_key(|h| h["hostname"].as_str().map(str::to_string));
+        hosts.sort_by(|a, b| a["hostname"].as_str().cmp(&b["hostname"].as_str()));
         for v in hosts {
             let hostname = v["hostname"].as_str().unwrap_or_default().to_string();
             let label = format!("streamer {hostname}");
@@ -724,7 +724,7 @@ impl Planner {
 
         // Streams.
         let mut list: Vec<&Value> = s.streams.iter().collect();
-        list.sort_by_key(|st| st["name"].as_str().map(str::to_string));
+        list.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
         let mut names = BTreeSet::new();
         for v in list {
             let org = stream_org(v);
@@ -804,7 +804,7 @@ impl Planner {
         self.unmapped(&label, v, &kept);
         let camera = streams::extract_credentials(&mut config);
         let pushes = streams::extract_push_credentials(&mut config);
-        let taken = self.taken.get(&Kind::Stream).cloned().unwrap_or_default();
+        let taken = self.taken.entry(Kind::Stream).or_default();
         let object = free_object_name("", &name, |o| taken.contains(o));
         self.take(Kind::Stream, &object);
         let preset_id = v
