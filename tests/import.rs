@@ -455,40 +455,39 @@ fn page(
 async fn serve_vendor(v: Vendor) -> String {
     use axum::response::IntoResponse;
     type Q = Query<BTreeMap<String, String>>;
-    let app =
-        axum::Router::new()
-            .route(
-                "/watcher/admin-api/v3/login",
-                post(|| async { axum::Json(json!({"access_token": "t", "refresh_token": "r"})) }),
-            )
-            .route(
-                "/watcher/admin-api/v3/streams",
-                get(|State(v): State<Vendor>, Query(q): Q| async move {
-                    if v.broken.load(Ordering::SeqCst) && q.contains_key("cursor") {
-                        return StatusCode::BAD_GATEWAY.into_response();
-                    }
-                    page(&v.streams, "streams", &q, v.per_page)
-                }),
-            )
-            .route(
-                "/watcher/admin-api/v3/streamers",
-                get(|State(v): State<Vendor>, Query(q): Q| async move {
-                    page(&v.streamers, "streamers", &q, v.per_page)
-                }),
-            )
-            .route(
-                "/watcher/admin-api/v3/presets",
-                get(|State(v): State<Vendor>, Query(q): Q| async move {
-                    page(&v.presets, "presets", &q, v.per_page)
-                }),
-            )
-            .route(
-                "/watcher/admin-api/v3/users",
-                get(|State(v): State<Vendor>, Query(q): Q| async move {
-                    page(&v.users, "users_list", &q, v.per_page)
-                }),
-            )
-            .with_state(v);
+    let app = axum::Router::new()
+        .route(
+            "/watcher/admin-api/v3/login",
+            post(|| async { axum::Json(json!({"access_token": "t", "refresh_token": "r"})) }),
+        )
+        .route(
+            "/watcher/admin-api/v3/streams",
+            get(|State(v): State<Vendor>, Query(q): Q| async move {
+                if v.broken.load(Ordering::SeqCst) && q.contains_key("cursor") {
+                    return StatusCode::BAD_GATEWAY.into_response();
+                }
+                page(&v.streams, "streams", &q, v.per_page)
+            }),
+        )
+        .route(
+            "/watcher/admin-api/v3/streamers",
+            get(|State(v): State<Vendor>, Query(q): Q| async move {
+                page(&v.streamers, "streamers", &q, v.per_page)
+            }),
+        )
+        .route(
+            "/watcher/admin-api/v3/presets",
+            get(|State(v): State<Vendor>, Query(q): Q| async move {
+                page(&v.presets, "presets", &q, v.per_page)
+            }),
+        )
+        .route(
+            "/watcher/admin-api/v3/users",
+            get(|State(v): State<Vendor>, Query(q): Q| async move {
+                page(&v.users, "users_list", &q, v.per_page)
+            }),
+        )
+        .with_state(v);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -612,7 +611,9 @@ async fn import_10000_streams() {
     let second = again.elapsed();
     // Where the time goes: reading, planning, writing.
     let t = std::time::Instant::now();
-    let mut src = panoptes::import::source::Source::login(&from, ADMIN_LOGIN, "x").await.unwrap();
+    let mut src = panoptes::import::source::Source::login(&from, ADMIN_LOGIN, "x")
+        .await
+        .unwrap();
     let snapshot = src.snapshot().await.unwrap();
     let read = t.elapsed();
     let t = std::time::Instant::now();
@@ -627,7 +628,10 @@ async fn import_10000_streams() {
         t.elapsed().as_secs_f64()
     );
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let peak = status.lines().find(|l| l.starts_with("VmHWM")).unwrap_or("VmHWM: ?");
+    let peak = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM"))
+        .unwrap_or("VmHWM: ?");
     eprintln!(
         "import of 10000 streams: {:.2}s (re-import {:.2}s), {} objects, {peak}",
         first.as_secs_f64(),

@@ -370,9 +370,9 @@ impl Planner {
             }
         }
         for id in untitled {
-            if !orgs.contains_key(&id) {
+            if let std::collections::btree_map::Entry::Vacant(e) = orgs.entry(id) {
                 // Only the deprecated `organization_id` names it: the title is unknown.
-                orgs.insert(id, (format!("Organization {id}"), None));
+                e.insert((format!("Organization {id}"), None));
                 self.finding(
                     Severity::Warning,
                     format!("organization {id}"),
