@@ -68,6 +68,8 @@ pub struct Outcome {
     pub plan: Plan,
     /// Why `--apply` applied nothing (or stopped), if it did.
     pub refused: Option<apply::Refused>,
+    /// Whether `--apply` applied every object.
+    pub applied: bool,
 }
 
 impl Outcome {
@@ -108,6 +110,7 @@ pub async fn execute(
     let mut outcome = Outcome {
         plan,
         refused: None,
+        applied: false,
     };
     if args.dry_run {
         return Ok(outcome);
@@ -135,6 +138,7 @@ pub async fn execute(
         outcome.refused = apply::apply(&client, ns, &outcome.plan, !args.no_secrets)
             .await
             .err();
+        outcome.applied = outcome.refused.is_none();
     }
     Ok(outcome)
 }
@@ -172,10 +176,10 @@ pub fn summary(args: &ImportArgs, outcome: &Outcome) -> String {
         );
     }
     match &outcome.refused {
-        None if args.apply && !plan.has_errors() => {
+        None if outcome.applied => {
             let _ = writeln!(s, "applied with field manager panoptes-import");
         }
-        None if args.apply => {
+        None if args.apply && !args.dry_run => {
             let _ = writeln!(s, "nothing applied: fix the errors above first");
         }
         None => {}

@@ -1060,9 +1060,12 @@ mod tests {
     }
 
     #[test]
-    fn duplicates_are_reported_never_merged() {
+    fn duplicates_and_invalid_names_are_reported_never_merged() {
         let mut s = snapshot();
         s.streams.push(s.streams[0].clone());
+        s.streams
+            .push(json!({"name": "has space", "inputs": [{"url": "fake://x"}]}));
+        s.users.push(json!({"id": 2, "name": "other"}));
         let p = plan(&s, &Options::default());
         assert_eq!(
             p.objects.iter().filter(|o| o.kind == Kind::Stream).count(),
