@@ -146,8 +146,11 @@ async fn a_facade_round_trips_through_import_and_apply() {
         .await;
     }
     source
-        .get_until("/streams?limit=1", "every stream listed", |v| {
+        .get_until("/streams?limit=1000", "every stream listed with its organization", |v| {
             v["estimated_count"] == json!(STREAMS)
+                && v["streams"]
+                    .as_array()
+                    .is_some_and(|s| s.iter().all(|s| s["organization"]["id"].is_i64()))
         })
         .await;
 
