@@ -146,12 +146,16 @@ async fn a_facade_round_trips_through_import_and_apply() {
         .await;
     }
     source
-        .get_until("/streams?limit=1000", "every stream listed with its organization", |v| {
-            v["estimated_count"] == json!(STREAMS)
-                && v["streams"]
-                    .as_array()
-                    .is_some_and(|s| s.iter().all(|s| s["organization"]["id"].is_i64()))
-        })
+        .get_until(
+            "/streams?limit=1000",
+            "every stream listed with its organization",
+            |v| {
+                v["estimated_count"] == json!(STREAMS)
+                    && v["streams"]
+                        .as_array()
+                        .is_some_and(|s| s.iter().all(|s| s["organization"]["id"].is_i64()))
+            },
+        )
         .await;
 
     // Two imports of the unchanged source write the same bytes.
