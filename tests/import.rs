@@ -19,14 +19,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use api_support::{
-    ADMIN_LOGIN, ADMIN_PASSWORD, Facade, example, make_user, org, preset, set_status,
+    ADMIN_LOGIN, ADMIN_PASSWORD, Facade, example, give_password, make_user, org, preset,
 };
 use axum::extract::{Query, State};
 use axum::routing::{get, post};
-use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::Secret;
-use kube::Resource;
-use kube::api::{ListParams, PostParams};
+use kube::api::ListParams;
 use panoptes::controllers::{Context, Tunables, user};
 use panoptes::import::apply::Refused;
 use panoptes::import::plan::Severity;
@@ -257,27 +254,7 @@ async fn a_facade_round_trips_through_import_and_apply() {
     // The imported root has no password; give it one the way the User controller would, so
     // the target's facade can be read (the reset rule itself is checked below).
     let root: User = dst.api().get("user-root").await.unwrap();
-    let phc = panoptes::domain::passwords::hash_password(ADMIN_PASSWORD.as_bytes()).unwrap();
-    let mut hash = Secret::default();
-    hash.metadata.name = Some("user-root-test-hash".into());
-    hash.metadata.owner_references = Some(vec![root.controller_owner_ref(&()).unwrap()]);
-    hash.data = Some(
-        [(
-            panoptes::domain::passwords::HASH_KEY.to_string(),
-            ByteString(phc.into_bytes()),
-        )]
-        .into(),
-    );
-    dst.api::<Secret>()
-        .create(&PostParams::default(), &hash)
-        .await
-        .unwrap();
-    set_status::<User>(
-        &dst,
-        "user-root",
-        json!({"id": 1, "passwordHashSecret": "user-root-test-hash"}),
-    )
-    .await;
+    give_password(&dst, &root, ADMIN_PASSWORD, 1).await;
     let target = Facade::start_without_admin(&dst).await;
     target
         .get_until("/streams?limit=1", "every stream imported", |v| {
