@@ -7,6 +7,7 @@ pub mod domain;
 pub mod events;
 pub mod flussonic;
 pub mod http;
+pub mod import;
 pub mod layout;
 pub mod peer;
 pub mod resources;

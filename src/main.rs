@@ -31,6 +31,10 @@ enum Command {
         #[arg(long)]
         out_dir: Option<std::path::PathBuf>,
     },
+    /// Read a Watcher installation (a Watcher or another Panoptes, through its admin API) and
+    /// write it as resources (`--out DIR`) or apply them (`--apply`). See README, "Adopt an
+    /// existing Watcher".
+    Import(panoptes::import::ImportArgs),
     /// Print the facade's OpenAPI document (JSON), as served at /watcher/admin-api/v3/openapi.json.
     Openapi,
     /// Run the controllers and the facade against the current kube context.
@@ -136,6 +140,10 @@ async fn main() -> ExitCode {
                 }
             }
             ExitCode::SUCCESS
+        }
+        Command::Import(args) => {
+            init_logging(LogFormat::Text, "warn");
+            panoptes::import::run(args).await
         }
         Command::Openapi => {
             use std::io::Write as _;

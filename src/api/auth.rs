@@ -790,6 +790,7 @@ pub async fn login(
             if user.spec.disabled.unwrap_or(false) {
                 return Err(ApiError::forbidden("the user is disabled"));
             }
+            reset_pending(&user)?;
             let auth_time = claims.auth_time.unwrap_or(claims.iat);
             logged_in(&state, &user, auth_time)
         }
@@ -859,9 +860,29 @@ pub async fn login(
             if user.spec.disabled.unwrap_or(false) {
                 return Err(ApiError::forbidden("the user is disabled"));
             }
+            reset_pending(&user)?;
             logged_in(&state, &user, chrono::Utc::now().timestamp())
         }
     }
+}
+
+/// Refuses a user that must get a new password first (an imported user, see
+/// [`crate::domain::accounts::blocks_login`]). Checked after the password, like `disabled`,
+/// so it tells nothing to someone who does not know the password.
+fn reset_pending(user: &User) -> Result<(), ApiError> {
+    let conditions = user
+        .status
+        .as_ref()
+        .map(|s| s.common.conditions.as_slice())
+        .unwrap_or_default();
+    if crate::domain::accounts::blocks_login(conditions) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "password_reset_required",
+            "this user must get a new password before logging in; ask an administrator to set one",
+        ));
+    }
+    Ok(())
 }
 
 /// A new token pair, with the caller recorded for the audit trail.

@@ -336,6 +336,26 @@ pub(crate) fn next_conditions(
     (conditions, flipped)
 }
 
+/// Like [`next_conditions`], with conditions besides `Ready` (`extra`) kept in step.
+pub(crate) fn next_conditions_with(
+    existing: &[Condition],
+    ready: &Desired,
+    extra: &[Desired],
+    generation: Option<i64>,
+) -> (Vec<Condition>, bool) {
+    if extra.is_empty() {
+        return next_conditions(existing, ready, generation);
+    }
+    let (_, flipped) = next_conditions(existing, ready, generation);
+    let all: Vec<Desired> = std::iter::once(ready.clone())
+        .chain(extra.iter().cloned())
+        .collect();
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let conditions =
+        conditions::update(existing, &all, generation, now).unwrap_or_else(|| existing.to_vec());
+    (conditions, flipped)
+}
+
 /// Which reflector store a reference source lives in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum SourceKind {

@@ -47,6 +47,7 @@ use super::Context;
 use super::conditions::Desired;
 use super::ids::{self, IdKind, IdState, Ids};
 use super::refs::{self, Backoff, Error, Key, Pending, Settle, SourceKind, is_not_found, key_of};
+use crate::domain::accounts;
 use crate::domain::credentials::{self, OwnerKind};
 use crate::domain::passwords::owned_hash;
 use crate::domain::refs::{MISSING_REFERENCE, RefKind, References, missing_message};
@@ -336,7 +337,31 @@ async fn reconcile_inner(user: &User, ctl: &UserController, key: &Key) -> Result
         (IdState::Held(id), _) => Desired::yes("Ready", "Reconciled", format!("Watcher id {id}")),
     };
     let generation = user.meta().generation;
-    let (conditions, flipped) = refs::next_conditions(&old.common.conditions, &ready, generation);
+    // An imported user (no password could be exported) may not log in until one is set.
+    let reset = accounts::password_reset_required(
+        user.annotations()
+            .contains_key(accounts::PASSWORD_RESET_ANNOTATION),
+        matches!(password, Password::Hashed(_)),
+    )
+    .map(|required| {
+        if required {
+            Desired::yes(
+                accounts::PASSWORD_RESET_REQUIRED,
+                "ImportedWithoutPassword",
+                "imported without a password (a Watcher does not export them): this user \
+                 cannot log in until a password is set (PUT /users/{id} with `password`, or \
+                 spec.passwordSecretRef)",
+            )
+        } else {
+            Desired::no(
+                accounts::PASSWORD_RESET_REQUIRED,
+                "PasswordSet",
+                "a password has been set",
+            )
+        }
+    });
+    let (conditions, flipped) =
+        refs::next_conditions_with(&old.common.conditions, &ready, reset.as_slice(), generation);
     let next = UserStatus {
         common: CommonStatus {
             conditions,

@@ -57,6 +57,30 @@ pub fn may_delete(
     Ok(())
 }
 
+/// Annotation `panoptes import` puts on every User it writes: the source cannot export
+/// passwords, so the user must get a new one before logging in.
+pub const PASSWORD_RESET_ANNOTATION: &str = "panoptes.dev/password-reset-required";
+/// Condition type of a User that must get a password before it may log in.
+pub const PASSWORD_RESET_REQUIRED: &str = "PasswordResetRequired";
+
+/// Whether a User must get a password before logging in: it was imported (annotated) and
+/// no password has been set since (none in effect, or its Secret is not hashed yet). Once a
+/// password is set the requirement is met for good, even if that password is removed later
+/// (a User without a password cannot log in anyway).
+pub fn password_reset_required(annotated: bool, password_set: bool) -> Option<bool> {
+    annotated.then_some(!password_set)
+}
+
+/// Whether the User's status says it may not log in until a password is set: what the
+/// login path checks, so a stale hash (or a status written by hand) never lets an imported
+/// user in before the reset.
+pub fn blocks_login(
+    conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+) -> bool {
+    crate::resources::common::condition(conditions, PASSWORD_RESET_REQUIRED)
+        .is_some_and(|c| c.status == "True")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,5 +97,34 @@ mod tests {
         ] {
             assert_eq!(may_delete(target, caller, admin, admins), want);
         }
+    }
+
+    #[test]
+    fn only_imported_users_without_a_password_must_reset() {
+        assert_eq!(password_reset_required(false, false), None);
+        assert_eq!(password_reset_required(false, true), None);
+        assert_eq!(password_reset_required(true, false), Some(true));
+        assert_eq!(password_reset_required(true, true), Some(false));
+    }
+
+    #[test]
+    fn a_true_reset_condition_blocks_login() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+        let c = |type_: &str, status: &str| Condition {
+            type_: type_.into(),
+            status: status.into(),
+            reason: "R".into(),
+            message: String::new(),
+            observed_generation: None,
+            last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+            ),
+        };
+        assert!(blocks_login(&[
+            c("Ready", "True"),
+            c(PASSWORD_RESET_REQUIRED, "True")
+        ]));
+        assert!(!blocks_login(&[c(PASSWORD_RESET_REQUIRED, "False")]));
+        assert!(!blocks_login(&[c("Ready", "True")]));
     }
 }

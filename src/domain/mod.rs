@@ -17,6 +17,7 @@ pub mod ids;
 pub mod key;
 pub mod layout_history;
 pub mod moves;
+pub mod names;
 pub mod passwords;
 pub mod refs;
 pub mod stream_health;

@@ -14,6 +14,8 @@ pub const FINALIZER: &str = "panoptes.dev/cleanup";
 pub const CONTROLLER_MANAGER: &str = "panoptes";
 /// Field manager of the facade's server-side applies.
 pub const API_MANAGER: &str = "panoptes-api";
+/// Field manager of `panoptes import --apply`.
+pub const IMPORT_MANAGER: &str = "panoptes-import";
 /// Label Panoptes puts on every stream it pushes to a node, so it never touches foreign streams.
 pub const MANAGED_LABEL: &str = "managed-by";
 /// Value of [`MANAGED_LABEL`].

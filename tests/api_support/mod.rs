@@ -62,6 +62,13 @@ pub async fn make_user(
     }))
     .unwrap();
     let user = users.create(&PostParams::default(), &user).await.unwrap();
+    give_password(ns, &user, password, id).await
+}
+
+/// Gives the existing User `user` (Watcher id `id`) the password `password` the way the User
+/// controller would: a hash Secret owned by it, named in `status.passwordHashSecret`.
+pub async fn give_password(ns: &TestNamespace, user: &User, password: &str, id: i64) -> User {
+    let object = user.name_any();
     let hash_name = format!("{object}-hash");
     let phc = panoptes::domain::passwords::hash_password(password.as_bytes()).unwrap();
     let mut secret = Secret::default();
@@ -80,7 +87,7 @@ pub async fn make_user(
         .unwrap();
     set_status::<User>(
         ns,
-        object,
+        &object,
         json!({"id": id, "passwordHashSecret": hash_name}),
     )
     .await

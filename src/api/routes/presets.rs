@@ -111,7 +111,8 @@ pub async fn get(State(state): State<ApiState>, Path(raw): Path<String>) -> ApiR
     Ok(Json(to_json(&views::preset(&p))))
 }
 
-fn spec_from(mut spec: PresetSpec, body: Value) -> ApiResult<PresetSpec> {
+/// `spec` with the members of a preset body merged on (pure: saves and `panoptes import`).
+pub(crate) fn spec_from(mut spec: PresetSpec, body: Value) -> ApiResult<PresetSpec> {
     let mut body = match body {
         Value::Object(m) => m,
         _ => return Err(ApiError::invalid_body("", "the body must be a JSON object")),

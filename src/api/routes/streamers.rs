@@ -11,7 +11,7 @@ use axum::extract::{Path, RawQuery, State};
 use kube::ResourceExt;
 use kube::api::Api;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use super::{envelope, live_nodes, pairs, whole};
 use crate::api::ApiState;
@@ -174,31 +174,7 @@ fn saved_spec(
     for ro in ["stats", "dvrs"] {
         body.remove(ro);
     }
-    let mut cluster_key = match body.remove("cluster_key") {
-        Some(Value::String(k)) if !k.is_empty() => Some(k),
-        None | Some(Value::Null) | Some(Value::String(_)) => None,
-        Some(_) => {
-            return Err(ApiError::invalid_body(
-                "/cluster_key",
-                "`cluster_key` must be a string",
-            ));
-        }
-    };
-    let mut admin = None;
-    if let Some(Value::Object(config)) = body.get_mut("config") {
-        if let Some(Value::String(k)) = config.remove("cluster_key") {
-            cluster_key.get_or_insert(k);
-        }
-        if let Some(auth) = config.remove("edit_auth") {
-            let login = auth.get("login").and_then(Value::as_str);
-            let password = auth.get("password").and_then(Value::as_str);
-            if let (Some(l), Some(p)) = (login, password) {
-                admin = Some((l.to_string(), p.to_string()));
-            }
-        }
-        // Read-only node credentials have no place in Panoptes' node Secret; dropped.
-        config.remove("view_auth");
-    }
+    let (cluster_key, admin) = take_node_credentials(&mut body)?;
     let existing = find(state, hostname);
     let ns = existing
         .as_ref()
@@ -238,7 +214,62 @@ fn saved_spec(
         }
     }
     let base = current.unwrap_or(existing.as_deref());
-    let mut spec = base.map(|s| s.spec.clone()).unwrap_or_default();
+    let spec = spec_from(
+        base.map(|s| s.spec.clone()).unwrap_or_default(),
+        hostname,
+        body,
+    )?;
+    Ok(Saved {
+        ns,
+        object,
+        spec,
+        cluster_key,
+        admin,
+    })
+}
+
+/// Takes the node credentials out of a streamer body (`cluster_key`, or `config.cluster_key`,
+/// and `config.edit_auth`); `config.view_auth` is dropped: read-only node credentials have no
+/// place in Panoptes' node Secret. Also what `panoptes import` does with a source's streamers.
+pub(crate) fn take_node_credentials(body: &mut Map<String, Value>) -> ApiResult<NodeCredentials> {
+    let mut cluster_key = match body.remove("cluster_key") {
+        Some(Value::String(k)) if !k.is_empty() => Some(k),
+        None | Some(Value::Null) | Some(Value::String(_)) => None,
+        Some(_) => {
+            return Err(ApiError::invalid_body(
+                "/cluster_key",
+                "`cluster_key` must be a string",
+            ));
+        }
+    };
+    let mut admin = None;
+    if let Some(Value::Object(config)) = body.get_mut("config") {
+        if let Some(Value::String(k)) = config.remove("cluster_key") {
+            cluster_key.get_or_insert(k);
+        }
+        if let Some(auth) = config.remove("edit_auth") {
+            let login = auth.get("login").and_then(Value::as_str);
+            let password = auth.get("password").and_then(Value::as_str);
+            if let (Some(l), Some(p)) = (login, password) {
+                admin = Some((l.to_string(), p.to_string()));
+            }
+        }
+        // Read-only node credentials have no place in Panoptes' node Secret; dropped.
+        config.remove("view_auth");
+    }
+    Ok((cluster_key, admin))
+}
+
+/// `cluster_key` and the `edit_auth` login and password of a streamer body.
+pub(crate) type NodeCredentials = (Option<String>, Option<(String, String)>);
+
+/// `spec` with the members of a streamer body (wire names, credentials already taken out)
+/// merged on: pure, shared by saves and `panoptes import`.
+pub(crate) fn spec_from(
+    mut spec: StreamerSpec,
+    hostname: &str,
+    body: Map<String, Value>,
+) -> ApiResult<StreamerSpec> {
     let mut current = json!({
         "role": spec.role,
         "channel_limit": spec.channel_limit,
@@ -265,13 +296,7 @@ fn saved_spec(
     spec.public_payload_url = w.public_payload_url;
     spec.zones = w.zones;
     spec.config = w.config.filter(|c| *c != ServerConfig::default());
-    Ok(Saved {
-        ns,
-        object,
-        spec,
-        cluster_key,
-        admin,
-    })
+    Ok(spec)
 }
 
 /// `PUT /streamers/{hostname}`.

@@ -125,7 +125,7 @@ pub const LAYOUTS: CollectionSpec<'static> = CollectionSpec {
 };
 
 /// Members of a stream the server computes; ignored in request bodies.
-const READ_ONLY: &[&str] = &[
+pub(crate) const READ_ONLY: &[&str] = &[
     "stats",
     "path",
     "firmware_update_duration",
@@ -416,11 +416,11 @@ fn references(
 }
 
 /// Credentials found in a URL, and the origin (`scheme://host:port`) of that URL.
-type Found = ((String, String), Option<String>);
+pub(crate) type Found = ((String, String), Option<String>);
 
 /// Moves `user:password@` out of input and ONVIF URLs (the CRD refuses passwords in URLs;
 /// the Stream controller injects them from `spec.facadeCredentials` at push time).
-fn extract_credentials(config: &mut StreamConfigSpec) -> Option<Found> {
+pub(crate) fn extract_credentials(config: &mut StreamConfigSpec) -> Option<Found> {
     let mut found = None;
     let mut strip = |url: &mut String| {
         let Some((creds, rest)) = credentials::split_userinfo(url) else {
@@ -439,7 +439,7 @@ fn extract_credentials(config: &mut StreamConfigSpec) -> Option<Found> {
 }
 
 /// The free-text rules of [`validate`] (the CRD has the same limits), worded for Watcher.
-fn check_text(config: &StreamConfigSpec) -> ApiResult<()> {
+pub(crate) fn check_text(config: &StreamConfigSpec) -> ApiResult<()> {
     let bad = |e: validate::Invalid| ApiError::invalid_body(e.pointer, e.message);
     if let Some(t) = &config.title {
         validate::line("/title", t, validate::LINE_MAX).map_err(bad)?;
@@ -481,7 +481,9 @@ fn target(state: &ApiState, name: &str) -> ApiResult<(String, String)> {
 }
 
 /// Moves `user:password@` out of push URLs: per push URL (as stored), its credentials.
-fn extract_push_credentials(config: &mut StreamConfigSpec) -> BTreeMap<String, (String, String)> {
+pub(crate) fn extract_push_credentials(
+    config: &mut StreamConfigSpec,
+) -> BTreeMap<String, (String, String)> {
     let mut found = BTreeMap::new();
     for push in config.pushes.iter_mut().flatten() {
         if let Some((creds, rest)) = credentials::split_userinfo(&push.url) {

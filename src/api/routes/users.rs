@@ -151,6 +151,16 @@ fn check(w: &UserWrite) -> ApiResult<()> {
     Ok(())
 }
 
+/// The spec of a user as a Watcher renders it (`password`, `id` and `organizations` are not
+/// read here): what `panoptes import` makes of a source's users, by the rules of a save.
+pub(crate) fn spec_from_view(body: Value) -> ApiResult<UserSpec> {
+    let w: UserWrite = decode(body, "")?;
+    check(&w)?;
+    let mut spec = UserSpec::default();
+    apply_write(&mut spec, w);
+    Ok(spec)
+}
+
 fn apply_write(spec: &mut UserSpec, w: UserWrite) {
     if let Some(n) = w.name {
         spec.name = n;
