@@ -79,6 +79,30 @@ pub fn update(
     changed.then_some(next)
 }
 
+/// The `Ready` condition's (status, reason) of a condition list.
+pub(crate) fn ready_of(conditions: &[Condition]) -> Option<(String, String)> {
+    crate::resources::common::condition(conditions, "Ready")
+        .map(|c| (c.status.clone(), c.reason.clone()))
+}
+
+/// The `Ready` condition `ready` merged over `existing` (transition times kept), and whether
+/// Ready's status or reason changed (a transition worth an Event).
+pub(crate) fn next_conditions(
+    existing: &[Condition],
+    ready: &Desired,
+    generation: Option<i64>,
+) -> (Vec<Condition>, bool) {
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let flipped = ready_of(existing)
+        != Some((
+            if ready.status { "True" } else { "False" }.to_string(),
+            ready.reason.to_string(),
+        ));
+    let conditions = update(existing, std::slice::from_ref(ready), generation, now)
+        .unwrap_or_else(|| existing.to_vec());
+    (conditions, flipped)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -63,6 +63,8 @@ pub struct Context {
     pub fleet: Arc<Fleet>,
     /// Namespaces whose Users are logins (the User controller ignores the others).
     pub identities: Identities,
+    /// Values of the Secrets objects reference, read by name (every Secret read goes here).
+    pub secrets: Arc<super::secrets::Secrets>,
 }
 
 impl Context {
@@ -102,6 +104,7 @@ impl Context {
             node_metrics,
             controller_metrics,
             fleet: Arc::new(Fleet::default()),
+            secrets: Arc::default(),
         }
     }
 

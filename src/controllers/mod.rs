@@ -6,6 +6,7 @@ pub mod credentials;
 pub mod destinations;
 pub mod fleet;
 pub mod ids;
+pub mod kit;
 pub mod layouter;
 pub mod leader;
 pub mod metrics;

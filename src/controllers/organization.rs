@@ -8,19 +8,19 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::{FutureExt, StreamExt};
 use kube::runtime::controller::{Action, Config, Controller};
 use kube::runtime::events::EventType;
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
+use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 
 use super::Context;
-use super::conditions::Desired;
+use super::conditions::{self, Desired};
 use super::ids::{self, IdKind, IdState, Ids};
-use super::refs::{self, Backoff, Error, Key, Pending, RefIndex, Settle, SourceKind, key_of};
+use super::kit::{self, Backoff, Error};
+use super::refs::{self, Key, RefIndex, key_of};
 use crate::domain::refs::{MISSING_REFERENCE, RefKind, References, missing_message};
 use crate::resources::common::CommonStatus;
 use crate::resources::{Organization, OrganizationStatus, Preset, Stream, User};
@@ -33,71 +33,29 @@ const RECHECK: Duration = Duration::from_secs(30);
 /// State of the Organization controller, shared by its reconciles and mappers.
 pub struct OrganizationController {
     ctx: Arc<Context>,
-    store: Store<Organization>,
     ids: Ids,
     /// Stream → its `organizationRef`.
     streams: RefIndex,
-    pending: Pending,
     backoff: Backoff,
 }
 
+/// The organization a Stream names.
+fn stream_organization(stream: &Stream) -> Vec<String> {
+    stream.referenced(RefKind::Organization)
+}
+
 impl OrganizationController {
-    fn stream_changed(&self, stream: &Stream) -> Vec<ObjectRef<Organization>> {
-        let (ns, name) = key_of(stream).into_parts();
-        let targets = stream.referenced(RefKind::Organization);
-        let affected = self.streams.observe(&ns, &name, targets);
-        self.touch(
-            &ns,
-            affected,
-            SourceKind::Stream,
-            &name,
-            stream.resource_version(),
-        )
-    }
-
-    /// Organizations of the namespace that name `preset` (organizations are few: a scan of
-    /// the store; a new organization is reconciled on its own creation anyway).
-    fn preset_changed(&self, preset: &Preset) -> Vec<ObjectRef<Organization>> {
-        let (ns, name) = key_of(preset).into_parts();
-        let orgs = self.orgs_where(&ns, |o| o.refers_to(RefKind::Preset, &name));
-        self.touch(
-            &ns,
-            orgs,
-            SourceKind::Preset,
-            &name,
-            preset.resource_version(),
-        )
-    }
-
-    fn user_changed(&self, user: &User) -> Vec<ObjectRef<Organization>> {
-        let (ns, name) = key_of(user).into_parts();
-        let orgs = self.orgs_where(&ns, |o| o.refers_to(RefKind::User, &name));
-        self.touch(&ns, orgs, SourceKind::User, &name, user.resource_version())
-    }
-
-    fn orgs_where(&self, ns: &str, f: impl Fn(&Organization) -> bool) -> Vec<String> {
-        self.store
+    /// Organizations of the namespace that name `target` of `kind` (organizations are few: a
+    /// scan of the store; a new organization is reconciled on its own creation anyway).
+    fn naming<K: ResourceExt>(&self, kind: RefKind, target: &K) -> Vec<ObjectRef<Organization>> {
+        let (ns, name) = key_of(target).into_parts();
+        self.ctx
+            .stores
+            .organizations
             .state()
             .iter()
-            .filter(|o| o.namespace().as_deref() == Some(ns) && f(o))
-            .map(|o| o.name_any())
-            .collect()
-    }
-
-    fn touch(
-        &self,
-        ns: &str,
-        orgs: Vec<String>,
-        kind: SourceKind,
-        source: &str,
-        rv: Option<String>,
-    ) -> Vec<ObjectRef<Organization>> {
-        orgs.into_iter()
-            .map(|o| {
-                self.pending
-                    .record(Key::new(ns, &o), kind, source, rv.clone());
-                ObjectRef::new(&o).within(ns)
-            })
+            .filter(|o| o.namespace().as_deref() == Some(&ns) && o.refers_to(kind, &name))
+            .map(|o| ObjectRef::from_obj(o.as_ref()))
             .collect()
     }
 }
@@ -105,56 +63,45 @@ impl OrganizationController {
 /// Runs the Organization controller until `shutdown` resolves.
 pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 'static) {
     let shutdown = shutdown.shared();
-    if !refs::stores_ready(&ctx, shutdown.clone()).await {
+    if !kit::stores_ready(&ctx, shutdown.clone()).await {
         return;
     }
-    let wc = watcher::Config::default().any_semantic();
-    let controller = Controller::new(
-        ctx.scope.api::<Organization>(ctx.client.clone()),
-        wc.clone(),
-    );
+    let stores = &ctx.stores;
     let ctl = Arc::new(OrganizationController {
         ctx: ctx.clone(),
-        store: controller.store(),
         ids: Ids::new(IdKind::Organization),
-        streams: RefIndex::default(),
-        pending: Pending::default(),
+        streams: RefIndex::of_store(&stores.streams, stream_organization),
         backoff: Backoff::default(),
     });
     let on_stream = {
         let ctl = ctl.clone();
-        move |s: Stream| ctl.stream_changed(&s)
+        move |s: Arc<Stream>| {
+            ctl.streams
+                .follow(&ctl.ctx.stores.streams, s.as_ref(), stream_organization)
+        }
     };
     let on_preset = {
         let ctl = ctl.clone();
-        move |p: Preset| ctl.preset_changed(&p)
+        move |p: Arc<Preset>| ctl.naming(RefKind::Preset, p.as_ref())
     };
     let on_user = {
         let ctl = ctl.clone();
-        move |u: User| ctl.user_changed(&u)
+        move |u: Arc<User>| ctl.naming(RefKind::User, u.as_ref())
     };
     tracing::info!("organization controller started");
-    controller
-        .with_config(Config::default().concurrency(CONCURRENCY))
-        .watches(
-            ctx.scope.api::<Stream>(ctx.client.clone()),
-            wc.clone(),
-            on_stream,
-        )
-        .watches(
-            ctx.scope.api::<Preset>(ctx.client.clone()),
-            wc.clone(),
-            on_preset,
-        )
-        .watches(ctx.scope.api::<User>(ctx.client.clone()), wc, on_user)
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctl)
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                tracing::debug!(%error, "organization controller");
-            }
-        })
-        .await;
+    let taps = &stores.taps;
+    Controller::for_shared_stream(
+        taps.organizations.subscribe(&stores.organizations),
+        stores.organizations.clone(),
+    )
+    .with_config(Config::default().concurrency(CONCURRENCY))
+    .watches_shared_stream(taps.streams.subscribe(&stores.streams), on_stream)
+    .watches_shared_stream(taps.presets.subscribe(&stores.presets), on_preset)
+    .watches_shared_stream(taps.users.subscribe(&stores.users), on_user)
+    .graceful_shutdown_on(shutdown)
+    .run(reconcile, error_policy, ctl)
+    .for_each(|result| kit::report("Organization", result))
+    .await;
     tracing::info!("organization controller stopped");
 }
 
@@ -164,9 +111,12 @@ pub async fn reconcile(
     org: Arc<Organization>,
     ctl: Arc<OrganizationController>,
 ) -> Result<Action, Error> {
+    let started = Instant::now();
     let key = key_of(org.as_ref());
     let result = reconcile_inner(&org, &ctl, &key).await;
-    ctl.ctx.controller_metrics.count("Organization", &result);
+    ctl.ctx
+        .controller_metrics
+        .reconciled("Organization", started, &result);
     let action = result?;
     ctl.backoff.succeeded(&key);
     Ok(action)
@@ -178,7 +128,7 @@ pub fn error_policy(
     error: &Error,
     ctl: Arc<OrganizationController>,
 ) -> Action {
-    refs::error_action(&ctl.backoff, &key_of(org.as_ref()), "Organization", error)
+    kit::error_action(&ctl.backoff, &key_of(org.as_ref()), "Organization", error)
 }
 
 async fn reconcile_inner(
@@ -187,14 +137,6 @@ async fn reconcile_inner(
     key: &Key,
 ) -> Result<Action, Error> {
     let ctx = &ctl.ctx;
-    let facts = match ctl
-        .pending
-        .settle(ctx, key, &[(SourceKind::Stream, &ctl.streams)])
-        .await?
-    {
-        Settle::Wait(d) => return Ok(Action::requeue(d)),
-        Settle::Done(facts) => facts,
-    };
     let (ns, name) = (key.namespace(), key.name());
     if org.meta().deletion_timestamp.is_some() {
         ctl.ids.release(ctx, org).await?;
@@ -204,7 +146,7 @@ async fn reconcile_inner(
 
     let state = ctl
         .ids
-        .ensure(ctx, org, || ids::holdings(&ctl.store))
+        .ensure(ctx, org, || ids::holdings(&ctx.stores.organizations))
         .await?;
     let held = match state {
         IdState::Held(id) => Some(id),
@@ -214,7 +156,7 @@ async fn reconcile_inner(
         ids::apply_metadata(ctx, org, held).await?;
     }
 
-    let missing = refs::missing_references(ctx, org, &facts).await?;
+    let missing = refs::missing_references(ctx, org);
 
     let ready = match &state {
         IdState::Conflict { id, holder, pinned } => Desired::no(
@@ -229,7 +171,8 @@ async fn reconcile_inner(
     };
     let old = org.status.clone().unwrap_or_default();
     let generation = org.meta().generation;
-    let (conditions, flipped) = refs::next_conditions(&old.common.conditions, &ready, generation);
+    let (conditions, flipped) =
+        conditions::next_conditions(&old.common.conditions, &ready, generation);
     let next = OrganizationStatus {
         common: CommonStatus {
             conditions,
@@ -239,7 +182,7 @@ async fn reconcile_inner(
         streams_count: Some(ctl.streams.count(ns, name)),
     };
     if next != old {
-        refs::apply_status(ctx, org, &next).await?;
+        kit::apply_status(ctx, org, &next).await?;
         if old.id.is_none()
             && let Some(id) = next.id
         {

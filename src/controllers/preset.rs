@@ -13,19 +13,18 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::{FutureExt, StreamExt};
 use kube::runtime::controller::{Action, Config, Controller};
 use kube::runtime::events::EventType;
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 
 use super::Context;
-use super::conditions::Desired;
+use super::conditions::{self, Desired};
 use super::ids::{self, IdKind, IdState, Ids};
-use super::refs::{self, Backoff, Error, Key, Pending, RefIndex, Settle, SourceKind, key_of};
+use super::kit::{self, Backoff, Error};
+use super::refs::{self, Key, RefIndex, key_of};
 use crate::resources::common::CommonStatus;
 use crate::resources::{Organization, Preset, PresetStatus, Stream};
 
@@ -37,123 +36,81 @@ const CONFLICT_RECHECK: Duration = Duration::from_secs(30);
 /// State of the Preset controller, shared by its reconciles and mappers.
 pub struct PresetController {
     ctx: Arc<Context>,
-    store: Store<Preset>,
     ids: Ids,
     /// Stream → its `presetRef`.
     streams: RefIndex,
     /// Organization → its `presetRefs`.
     organizations: RefIndex,
-    pending: Pending,
     backoff: Backoff,
 }
 
-impl PresetController {
-    fn stream_changed(&self, stream: &Stream) -> Vec<ObjectRef<Preset>> {
-        let (ns, name) = key_of(stream).into_parts();
-        let targets = stream
-            .spec
-            .preset_ref
-            .iter()
-            .filter(|r| !r.is_empty())
-            .cloned()
-            .collect();
-        let affected = self.streams.observe(&ns, &name, targets);
-        self.touch(
-            &ns,
-            affected,
-            SourceKind::Stream,
-            &name,
-            stream.resource_version(),
-        )
-    }
-
-    fn organization_changed(&self, org: &Organization) -> Vec<ObjectRef<Preset>> {
-        let (ns, name) = key_of(org).into_parts();
-        let targets = org.offered_presets();
-        let affected = self.organizations.observe(&ns, &name, targets);
-        self.touch(
-            &ns,
-            affected,
-            SourceKind::Organization,
-            &name,
-            org.resource_version(),
-        )
-    }
-
-    fn touch(
-        &self,
-        ns: &str,
-        presets: Vec<String>,
-        kind: SourceKind,
-        source: &str,
-        rv: Option<String>,
-    ) -> Vec<ObjectRef<Preset>> {
-        presets
-            .into_iter()
-            .map(|p| {
-                self.pending
-                    .record(Key::new(ns, &p), kind, source, rv.clone());
-                ObjectRef::new(&p).within(ns)
-            })
-            .collect()
-    }
+/// The presets a Stream uses.
+fn stream_presets(stream: &Stream) -> Vec<String> {
+    stream
+        .spec
+        .preset_ref
+        .iter()
+        .filter(|r| !r.is_empty())
+        .cloned()
+        .collect()
 }
 
 /// Runs the Preset controller until `shutdown` resolves (in-flight reconciles finish first).
 pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 'static) {
     let shutdown = shutdown.shared();
-    if !refs::stores_ready(&ctx, shutdown.clone()).await {
+    if !kit::stores_ready(&ctx, shutdown.clone()).await {
         return;
     }
-    let wc = watcher::Config::default().any_semantic();
-    let controller = Controller::new(ctx.scope.api::<Preset>(ctx.client.clone()), wc.clone());
+    let stores = &ctx.stores;
     let ctl = Arc::new(PresetController {
         ctx: ctx.clone(),
-        store: controller.store(),
         ids: Ids::new(IdKind::Preset),
-        streams: RefIndex::default(),
-        organizations: RefIndex::default(),
-        pending: Pending::default(),
+        streams: RefIndex::of_store(&stores.streams, stream_presets),
+        organizations: RefIndex::of_store(&stores.organizations, Organization::offered_presets),
         backoff: Backoff::default(),
     });
     let on_stream = {
         let ctl = ctl.clone();
-        move |s: Stream| ctl.stream_changed(&s)
+        move |s: Arc<Stream>| {
+            ctl.streams
+                .follow(&ctl.ctx.stores.streams, s.as_ref(), stream_presets)
+        }
     };
     let on_org = {
         let ctl = ctl.clone();
-        move |o: Organization| ctl.organization_changed(&o)
+        move |o: Arc<Organization>| {
+            ctl.organizations.follow(
+                &ctl.ctx.stores.organizations,
+                o.as_ref(),
+                Organization::offered_presets,
+            )
+        }
     };
     tracing::info!("preset controller started");
-    controller
-        .with_config(Config::default().concurrency(CONCURRENCY))
-        .watches(
-            ctx.scope.api::<Stream>(ctx.client.clone()),
-            wc.clone(),
-            on_stream,
-        )
-        .watches(
-            ctx.scope.api::<Organization>(ctx.client.clone()),
-            wc,
-            on_org,
-        )
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctl)
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                tracing::debug!(%error, "preset controller");
-            }
-        })
-        .await;
+    let taps = &stores.taps;
+    Controller::for_shared_stream(
+        taps.presets.subscribe(&stores.presets),
+        stores.presets.clone(),
+    )
+    .with_config(Config::default().concurrency(CONCURRENCY))
+    .watches_shared_stream(taps.streams.subscribe(&stores.streams), on_stream)
+    .watches_shared_stream(taps.organizations.subscribe(&stores.organizations), on_org)
+    .graceful_shutdown_on(shutdown)
+    .run(reconcile, error_policy, ctl)
+    .for_each(|result| kit::report("Preset", result))
+    .await;
     tracing::info!("preset controller stopped");
 }
 
 /// Reconciles one Preset.
 #[tracing::instrument(skip_all, fields(namespace = preset.namespace(), name = preset.name_any()))]
 pub async fn reconcile(preset: Arc<Preset>, ctl: Arc<PresetController>) -> Result<Action, Error> {
+    let started = Instant::now();
     let key = key_of(preset.as_ref());
     let result = reconcile_inner(&preset, &ctl, &key).await;
-    ctl.ctx.controller_metrics.count("Preset", &result);
+    ctl.ctx
+        .controller_metrics
+        .reconciled("Preset", started, &result);
     let action = result?;
     ctl.backoff.succeeded(&key);
     Ok(action)
@@ -161,7 +118,7 @@ pub async fn reconcile(preset: Arc<Preset>, ctl: Arc<PresetController>) -> Resul
 
 /// Invalid input waits for a change; anything else backs off per preset with jitter.
 pub fn error_policy(preset: Arc<Preset>, error: &Error, ctl: Arc<PresetController>) -> Action {
-    refs::error_action(&ctl.backoff, &key_of(preset.as_ref()), "Preset", error)
+    kit::error_action(&ctl.backoff, &key_of(preset.as_ref()), "Preset", error)
 }
 
 async fn reconcile_inner(
@@ -170,13 +127,6 @@ async fn reconcile_inner(
     key: &Key,
 ) -> Result<Action, Error> {
     let ctx = &ctl.ctx;
-    let indexes = [
-        (SourceKind::Stream, &ctl.streams),
-        (SourceKind::Organization, &ctl.organizations),
-    ];
-    if let Settle::Wait(d) = ctl.pending.settle(ctx, key, &indexes).await? {
-        return Ok(Action::requeue(d));
-    }
     let (ns, name) = (key.namespace(), key.name());
     let streams = ctl.streams.count(ns, name);
     let organizations = ctl.organizations.count(ns, name);
@@ -212,7 +162,7 @@ async fn reconcile_inner(
 
     let state = ctl
         .ids
-        .ensure(ctx, preset, || ids::holdings(&ctl.store))
+        .ensure(ctx, preset, || ids::holdings(&ctx.stores.presets))
         .await?;
     let (held, ready) = match &state {
         IdState::Held(id) => (
@@ -250,7 +200,8 @@ fn status(
     organizations: i64,
 ) -> (PresetStatus, bool) {
     let generation = preset.meta().generation;
-    let (conditions, flipped) = refs::next_conditions(&old.common.conditions, ready, generation);
+    let (conditions, flipped) =
+        conditions::next_conditions(&old.common.conditions, ready, generation);
     let next = PresetStatus {
         common: CommonStatus {
             conditions,
@@ -275,7 +226,7 @@ async fn write(
     if next == *old {
         return Ok(());
     }
-    refs::apply_status(ctx, preset, &next).await?;
+    kit::apply_status(ctx, preset, &next).await?;
     if old.id.is_none()
         && let Some(id) = next.id
     {

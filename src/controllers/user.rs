@@ -31,23 +31,24 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Config, Controller};
 use kube::runtime::events::EventType;
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
+use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use sha1::Digest;
 
 use super::Context;
-use super::conditions::Desired;
+use super::conditions::{self, Desired};
 use super::ids::{self, IdKind, IdState, Ids};
-use super::refs::{self, Backoff, Error, Key, Pending, Settle, SourceKind, is_not_found, key_of};
+use super::kit::{self, Backoff, Error, is_not_found};
+use super::refs::{self, Key, key_of};
 use crate::domain::credentials::{self, OwnerKind};
 use crate::domain::passwords::owned_hash;
 use crate::domain::refs::{MISSING_REFERENCE, RefKind, References, missing_message};
@@ -62,9 +63,6 @@ use crate::resources::{Organization, User, UserStatus};
 const CONCURRENCY: u16 = 2;
 /// How often a missing reference or an id conflict is re-checked besides the watch triggers.
 const RECHECK: Duration = Duration::from_secs(30);
-/// How often a login conflict is re-checked: the other claimant's change may reach this
-/// controller's store after the trigger it caused, so a resolved conflict is seen by this.
-const LOGIN_RECHECK: Duration = Duration::from_secs(2);
 /// Annotation on the hash Secret: `<uid>/<resourceVersion>` of the password Secret the hash was
 /// last checked against.
 pub const SOURCE_ANNOTATION: &str = "panoptes.dev/password-source";
@@ -92,35 +90,25 @@ pub fn hash_secret_name(user: &str) -> String {
 /// State of the User controller, shared by its reconciles and mappers.
 pub struct UserController {
     ctx: Arc<Context>,
-    store: Store<User>,
     ids: Ids,
-    pending: Pending,
     backoff: Backoff,
 }
 
 impl UserController {
     fn organization_changed(&self, org: &Organization) -> Vec<ObjectRef<User>> {
         let (ns, name) = key_of(org).into_parts();
-        let users = self.users_where(&ns, |u| u.refers_to(RefKind::Organization, &name));
-        for u in &users {
-            self.pending.record(
-                Key::new(&ns, u),
-                SourceKind::Organization,
-                &name,
-                org.resource_version(),
-            );
-        }
-        users
-            .into_iter()
-            .map(|u| ObjectRef::new(&u).within(&ns))
-            .collect()
+        self.users_where(&ns, |u| u.refers_to(RefKind::Organization, &name))
     }
 
-    /// The hash Secret's owner, and every user whose password is in this Secret. Secrets are
-    /// read live in the reconcile, so no freshness bookkeeping is needed.
-    fn secret_changed(&self, secret: &Secret) -> Vec<ObjectRef<User>> {
+    /// The hash Secret's owner, and every user whose password is in this Secret. The watch
+    /// carries metadata only: values are read by name in the reconcile.
+    fn secret_changed(&self, secret: &PartialObjectMeta<Secret>) -> Vec<ObjectRef<User>> {
         let (ns, name) = key_of(secret).into_parts();
-        let mut users = self.users_where(&ns, |u| password_ref(u).is_some_and(|r| r.name == name));
+        let mut users: Vec<String> = self
+            .users_where(&ns, |u| password_ref(u).is_some_and(|r| r.name == name))
+            .into_iter()
+            .map(|u| u.name)
+            .collect();
         users.extend(
             secret
                 .owner_references()
@@ -141,7 +129,9 @@ impl UserController {
     fn user_changed(&self, changed: &User) -> Vec<ObjectRef<User>> {
         let identities = &self.ctx.identities;
         let me = key_of(changed);
-        self.store
+        self.ctx
+            .stores
+            .users
             .state()
             .iter()
             .filter(|u| identities.is_identity(u) && key_of(u.as_ref()) != me)
@@ -158,12 +148,14 @@ impl UserController {
             .collect()
     }
 
-    fn users_where(&self, ns: &str, f: impl Fn(&User) -> bool) -> Vec<String> {
-        self.store
+    fn users_where(&self, ns: &str, f: impl Fn(&User) -> bool) -> Vec<ObjectRef<User>> {
+        self.ctx
+            .stores
+            .users
             .state()
             .iter()
             .filter(|u| u.namespace().as_deref() == Some(ns) && f(u))
-            .map(|u| u.name_any())
+            .map(|u| ObjectRef::from_obj(u.as_ref()))
             .collect()
     }
 }
@@ -171,51 +163,37 @@ impl UserController {
 /// Runs the User controller until `shutdown` resolves.
 pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 'static) {
     let shutdown = shutdown.shared();
-    if !refs::stores_ready(&ctx, shutdown.clone()).await {
+    if !kit::stores_ready(&ctx, shutdown.clone()).await {
         return;
     }
-    let wc = watcher::Config::default().any_semantic();
-    let controller = Controller::new(ctx.scope.api::<User>(ctx.client.clone()), wc.clone());
     let ctl = Arc::new(UserController {
         ctx: ctx.clone(),
-        store: controller.store(),
         ids: Ids::new(IdKind::User),
-        pending: Pending::default(),
         backoff: Backoff::default(),
     });
     let on_org = {
         let ctl = ctl.clone();
-        move |o: Organization| ctl.organization_changed(&o)
+        move |o: Arc<Organization>| ctl.organization_changed(&o)
     };
     let on_secret = {
         let ctl = ctl.clone();
-        move |s: Secret| ctl.secret_changed(&s)
+        move |s: Arc<PartialObjectMeta<Secret>>| ctl.secret_changed(&s)
     };
     let on_user = {
         let ctl = ctl.clone();
-        move |u: User| ctl.user_changed(&u)
+        move |u: Arc<User>| ctl.user_changed(&u)
     };
     tracing::info!("user controller started");
-    controller
+    let stores = &ctx.stores;
+    let taps = &stores.taps;
+    Controller::for_shared_stream(taps.users.subscribe(&stores.users), stores.users.clone())
         .with_config(Config::default().concurrency(CONCURRENCY))
-        .watches(
-            ctx.scope.api::<Organization>(ctx.client.clone()),
-            wc.clone(),
-            on_org,
-        )
-        .watches(
-            ctx.scope.api::<Secret>(ctx.client.clone()),
-            wc.clone(),
-            on_secret,
-        )
-        .watches(ctx.scope.api::<User>(ctx.client.clone()), wc, on_user)
+        .watches_shared_stream(taps.organizations.subscribe(&stores.organizations), on_org)
+        .watches_shared_stream(taps.secrets.subscribe(&stores.secrets), on_secret)
+        .watches_shared_stream(taps.users.subscribe(&stores.users), on_user)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctl)
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                tracing::debug!(%error, "user controller");
-            }
-        })
+        .for_each(|result| kit::report("User", result))
         .await;
     tracing::info!("user controller stopped");
 }
@@ -223,9 +201,12 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
 /// Reconciles one User.
 #[tracing::instrument(skip_all, fields(namespace = user.namespace(), name = user.name_any()))]
 pub async fn reconcile(user: Arc<User>, ctl: Arc<UserController>) -> Result<Action, Error> {
+    let started = Instant::now();
     let key = key_of(user.as_ref());
     let result = reconcile_inner(&user, &ctl, &key).await;
-    ctl.ctx.controller_metrics.count("User", &result);
+    ctl.ctx
+        .controller_metrics
+        .reconciled("User", started, &result);
     let action = result?;
     ctl.backoff.succeeded(&key);
     Ok(action)
@@ -233,7 +214,7 @@ pub async fn reconcile(user: Arc<User>, ctl: Arc<UserController>) -> Result<Acti
 
 /// Invalid input waits for a change; anything else backs off per user with jitter.
 pub fn error_policy(user: Arc<User>, error: &Error, ctl: Arc<UserController>) -> Action {
-    refs::error_action(&ctl.backoff, &key_of(user.as_ref()), "User", error)
+    kit::error_action(&ctl.backoff, &key_of(user.as_ref()), "User", error)
 }
 
 /// Where the password stands.
@@ -248,10 +229,6 @@ enum Password {
 
 async fn reconcile_inner(user: &User, ctl: &UserController, key: &Key) -> Result<Action, Error> {
     let ctx = &ctl.ctx;
-    let facts = match ctl.pending.settle(ctx, key, &[]).await? {
-        Settle::Wait(d) => return Ok(Action::requeue(d)),
-        Settle::Done(facts) => facts,
-    };
     let ns = key.namespace();
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
     let identity = ctx.identities.is_identity(user);
@@ -278,7 +255,7 @@ async fn reconcile_inner(user: &User, ctl: &UserController, key: &Key) -> Result
 
     let state = ctl
         .ids
-        .ensure(ctx, user, || ids::holdings(&ctl.store))
+        .ensure(ctx, user, || ids::holdings(&ctx.stores.users))
         .await?;
     let held = match state {
         IdState::Held(id) => Some(id),
@@ -288,7 +265,7 @@ async fn reconcile_inner(user: &User, ctl: &UserController, key: &Key) -> Result
         ids::apply_metadata(ctx, user, held).await?;
     }
 
-    let missing = refs::missing_references(ctx, user, &facts).await?;
+    let missing = refs::missing_references(ctx, user);
 
     let old = user.status.clone().unwrap_or_default();
     let (password, mut token_generation) =
@@ -303,7 +280,7 @@ async fn reconcile_inner(user: &User, ctl: &UserController, key: &Key) -> Result
         }
     }
 
-    let users = ctl.store.state();
+    let users = ctx.stores.users.state();
     let login_conflict = match login_holder(&ctx.identities, &users, &user.spec.name) {
         LoginHolder::Conflict(holders) => Some(holders),
         LoginHolder::Nobody | LoginHolder::One(_) => None,
@@ -333,7 +310,8 @@ async fn reconcile_inner(user: &User, ctl: &UserController, key: &Key) -> Result
         (IdState::Held(id), _) => Desired::yes("Ready", "Reconciled", format!("Watcher id {id}")),
     };
     let generation = user.meta().generation;
-    let (conditions, flipped) = refs::next_conditions(&old.common.conditions, &ready, generation);
+    let (conditions, flipped) =
+        conditions::next_conditions(&old.common.conditions, &ready, generation);
     let next = UserStatus {
         common: CommonStatus {
             conditions,
@@ -347,7 +325,7 @@ async fn reconcile_inner(user: &User, ctl: &UserController, key: &Key) -> Result
         password_generation: token_generation,
     };
     if next != old {
-        refs::apply_status(ctx, user, &next).await?;
+        kit::apply_status(ctx, user, &next).await?;
         if old.id.is_none()
             && let Some(id) = next.id
         {
@@ -373,8 +351,6 @@ async fn reconcile_inner(user: &User, ctl: &UserController, key: &Key) -> Result
     }
     Ok(if ready.status {
         Action::await_change()
-    } else if login_conflict.is_some() {
-        Action::requeue(LOGIN_RECHECK)
     } else {
         Action::requeue(RECHECK)
     })
