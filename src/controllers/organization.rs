@@ -8,21 +8,20 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use futures::{FutureExt, StreamExt};
-use kube::runtime::controller::{Action, Config, Controller};
-use kube::runtime::events::EventType;
+use futures::FutureExt;
+use kube::ResourceExt;
+use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
-use kube::{Resource, ResourceExt};
 
 use super::Context;
-use super::conditions::{self, Desired};
-use super::ids::{self, IdKind, IdState, Ids};
-use super::kit::{self, Backoff, Error};
-use super::refs::{self, Key, RefIndex, key_of};
-use crate::domain::refs::{MISSING_REFERENCE, RefKind, References, missing_message};
-use crate::resources::common::CommonStatus;
+use super::conditions::Desired;
+use super::ids::IdState;
+use super::kit::Error;
+use super::kit::identified::{self, Common, Hook, Verdict, id_ready};
+use super::refs::{self, RefIndex, key_of};
+use crate::domain::refs::{MISSING_REFERENCE, RefKind, Reference, References, missing_message};
 use crate::resources::{Organization, OrganizationStatus, Preset, Stream, User};
 
 /// Reconciles running at once.
@@ -32,11 +31,9 @@ const RECHECK: Duration = Duration::from_secs(30);
 
 /// State of the Organization controller, shared by its reconciles and mappers.
 pub struct OrganizationController {
-    ctx: Arc<Context>,
-    ids: Ids,
+    common: Common,
     /// Stream → its `organizationRef`.
     streams: RefIndex,
-    backoff: Backoff,
 }
 
 /// The organization a Stream names.
@@ -49,7 +46,8 @@ impl OrganizationController {
     /// scan of the store; a new organization is reconciled on its own creation anyway).
     fn naming<K: ResourceExt>(&self, kind: RefKind, target: &K) -> Vec<ObjectRef<Organization>> {
         let (ns, name) = key_of(target).into_parts();
-        self.ctx
+        self.common
+            .ctx
             .stores
             .organizations
             .state()
@@ -63,21 +61,20 @@ impl OrganizationController {
 /// Runs the Organization controller until `shutdown` resolves.
 pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 'static) {
     let shutdown = shutdown.shared();
-    if !kit::stores_ready(&ctx, shutdown.clone()).await {
+    let Some(controller) = identified::controller::<Organization>(&ctx, shutdown.clone()).await
+    else {
         return;
-    }
+    };
     let stores = &ctx.stores;
     let ctl = Arc::new(OrganizationController {
-        ctx: ctx.clone(),
-        ids: Ids::new(IdKind::Organization),
+        common: Common::new::<Organization>(ctx.clone()),
         streams: RefIndex::of_store(&stores.streams, stream_organization),
-        backoff: Backoff::default(),
     });
     let on_stream = {
         let ctl = ctl.clone();
         move |s: Arc<Stream>| {
-            ctl.streams
-                .follow(&ctl.ctx.stores.streams, s.as_ref(), stream_organization)
+            let store = &ctl.common.ctx.stores.streams;
+            ctl.streams.follow(store, s.as_ref(), stream_organization)
         }
     };
     let on_preset = {
@@ -88,127 +85,79 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         let ctl = ctl.clone();
         move |u: Arc<User>| ctl.naming(RefKind::User, u.as_ref())
     };
-    tracing::info!("organization controller started");
     let taps = &stores.taps;
-    Controller::for_shared_stream(
-        taps.organizations.subscribe(&stores.organizations),
-        stores.organizations.clone(),
-    )
-    .with_config(Config::default().concurrency(CONCURRENCY))
-    .watches_shared_stream(taps.streams.subscribe(&stores.streams), on_stream)
-    .watches_shared_stream(taps.presets.subscribe(&stores.presets), on_preset)
-    .watches_shared_stream(taps.users.subscribe(&stores.users), on_user)
-    .graceful_shutdown_on(shutdown)
-    .run(reconcile, error_policy, ctl)
-    .for_each(|result| kit::report("Organization", result))
-    .await;
-    tracing::info!("organization controller stopped");
+    let controller = controller
+        .watches_shared_stream(taps.streams.subscribe(&stores.streams), on_stream)
+        .watches_shared_stream(taps.presets.subscribe(&stores.presets), on_preset)
+        .watches_shared_stream(taps.users.subscribe(&stores.users), on_user);
+    identified::run(controller, ctl, CONCURRENCY, shutdown).await;
 }
 
-/// Reconciles one Organization.
-#[tracing::instrument(skip_all, fields(namespace = org.namespace(), name = org.name_any()))]
-pub async fn reconcile(
-    org: Arc<Organization>,
-    ctl: Arc<OrganizationController>,
-) -> Result<Action, Error> {
-    let started = Instant::now();
-    let key = key_of(org.as_ref());
-    let result = reconcile_inner(&org, &ctl, &key).await;
-    ctl.ctx
-        .controller_metrics
-        .reconciled("Organization", started, &result);
-    let action = result?;
-    ctl.backoff.succeeded(&key);
-    Ok(action)
+impl Hook for OrganizationController {
+    type Kind = Organization;
+
+    fn common(&self) -> &Common {
+        &self.common
+    }
+
+    async fn judge(
+        &self,
+        org: &Organization,
+        state: &IdState,
+        held: Option<i64>,
+        old: &OrganizationStatus,
+    ) -> Result<Verdict<OrganizationStatus>, Error> {
+        let ready = judge(
+            id_ready(state),
+            &refs::missing_references(&self.common.ctx, org),
+        );
+        let (ns, name) = key_of(org).into_parts();
+        Ok(Verdict {
+            then: if ready.status {
+                Action::await_change()
+            } else {
+                Action::requeue(RECHECK)
+            },
+            ready,
+            status: OrganizationStatus {
+                id: held.or(old.id),
+                streams_count: Some(self.streams.count(&ns, &name)),
+                ..Default::default()
+            },
+        })
+    }
 }
 
-/// Invalid input waits for a change; anything else backs off per organization with jitter.
-pub fn error_policy(
-    org: Arc<Organization>,
-    error: &Error,
-    ctl: Arc<OrganizationController>,
-) -> Action {
-    kit::error_action(&ctl.backoff, &key_of(org.as_ref()), "Organization", error)
+/// An Organization's `Ready`: the id first, then the presets and owner it names.
+fn judge(id: Desired, missing: &[Reference]) -> Desired {
+    if id.status && !missing.is_empty() {
+        return Desired::no("Ready", MISSING_REFERENCE, missing_message(missing));
+    }
+    id
 }
 
-async fn reconcile_inner(
-    org: &Organization,
-    ctl: &OrganizationController,
-    key: &Key,
-) -> Result<Action, Error> {
-    let ctx = &ctl.ctx;
-    let (ns, name) = (key.namespace(), key.name());
-    if org.meta().deletion_timestamp.is_some() {
-        ctl.ids.release(ctx, org).await?;
-        ids::remove_finalizer(ctx, org).await?;
-        return Ok(Action::await_change());
-    }
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controllers::kit::identified::conflict;
 
-    let state = ctl
-        .ids
-        .ensure(ctx, org, || ids::holdings(&ctx.stores.organizations))
-        .await?;
-    let held = match state {
-        IdState::Held(id) => Some(id),
-        IdState::Conflict { .. } => None,
-    };
-    if ids::metadata_differs(org, held) {
-        ids::apply_metadata(ctx, org, held).await?;
-    }
-
-    let missing = refs::missing_references(ctx, org);
-
-    let ready = match &state {
-        IdState::Conflict { id, holder, pinned } => Desired::no(
-            "Ready",
-            ids::ID_CONFLICT,
-            ids::conflict_message(*id, holder, *pinned),
-        ),
-        IdState::Held(_) if !missing.is_empty() => {
-            Desired::no("Ready", MISSING_REFERENCE, missing_message(&missing))
-        }
-        IdState::Held(id) => Desired::yes("Ready", "Reconciled", format!("Watcher id {id}")),
-    };
-    let old = org.status.clone().unwrap_or_default();
-    let generation = org.meta().generation;
-    let (conditions, flipped) =
-        conditions::next_conditions(&old.common.conditions, &ready, generation);
-    let next = OrganizationStatus {
-        common: CommonStatus {
-            conditions,
-            observed_generation: generation,
-        },
-        id: held.or(old.id),
-        streams_count: Some(ctl.streams.count(ns, name)),
-    };
-    if next != old {
-        kit::apply_status(ctx, org, &next).await?;
-        if old.id.is_none()
-            && let Some(id) = next.id
-        {
-            refs::publish(
-                ctx,
-                org,
-                EventType::Normal,
-                "IdAssigned",
-                format!("Watcher id {id}"),
-            )
-            .await;
-        }
-        if flipped && !ready.status {
-            refs::publish(
-                ctx,
-                org,
-                EventType::Warning,
-                ready.reason,
-                ready.message.clone(),
-            )
-            .await;
+    #[test]
+    fn ready_by_precedence_for_every_reason() {
+        let held = id_ready(&IdState::Held(7));
+        let conflict = conflict();
+        let gone = [Reference {
+            kind: RefKind::Preset,
+            name: "gold".into(),
+            field: "spec.presetRefs",
+        }];
+        for (what, id, missing, reason) in [
+            ("all there", &held, &[][..], "Reconciled"),
+            ("a preset missing", &held, &gone[..], MISSING_REFERENCE),
+            ("the id taken wins", &conflict, &gone[..], "IdConflict"),
+        ] {
+            let ready = judge(id.clone(), missing);
+            assert_eq!(ready.reason, reason, "{what}");
+            assert_eq!(ready.status, reason == "Reconciled", "{what}");
         }
     }
-    Ok(if ready.status {
-        Action::await_change()
-    } else {
-        Action::requeue(RECHECK)
-    })
 }

@@ -3,6 +3,7 @@
 
 mod backoff;
 mod error;
+pub(crate) mod identified;
 mod write;
 
 use std::future::Future;
@@ -28,7 +29,7 @@ pub(crate) async fn stores_ready(ctx: &Context, shutdown: impl Future<Output = (
 /// gone before their turn at debug (expected after a delete). Reconcile failures are counted
 /// and logged by the reconcile itself and [`error_action`].
 pub(crate) fn report<K, E>(
-    kind: &'static str,
+    kind: &str,
     result: Result<
         (
             kube::runtime::reflector::ObjectRef<K>,
