@@ -85,6 +85,10 @@ enum Command {
         /// installation set this on exactly one shard.
         #[arg(long, env = "PANOPTES_SHARED_CONTROLLERS", default_value_t = true, action = clap::ArgAction::Set)]
         shared_controllers: bool,
+        /// This replica's name: the leader Lease's holder identity and the instance of the
+        /// Events it reports (in a pod, from the downward API; default: host name and pid).
+        #[arg(long, env = "POD_NAME")]
+        pod_name: Option<String>,
         #[command(flatten)]
         facade: panoptes::run::FacadeFlags,
     },
@@ -133,6 +137,7 @@ async fn main() -> ExitCode {
             delete_grace_seconds,
             shard,
             shared_controllers,
+            pod_name,
             facade,
         } => {
             init_logging(log_format, "info,kube=warn");
@@ -159,6 +164,7 @@ async fn main() -> ExitCode {
                 },
                 shard: shard.map_or_else(Shard::all, Shard::named),
                 shared_controllers,
+                pod_name,
                 facade,
             })
             .await
@@ -170,5 +176,16 @@ async fn main() -> ExitCode {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// clap's own consistency checks of every flag (duplicate names, env clashes, defaults
+    /// that do not parse) fail here instead of at a user's start-up.
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }

@@ -403,11 +403,21 @@ async fn streamers_read_back_typed() {
 
 /// The API server's gauge of open watches by `group/resource`.
 async fn open_watches(client: &kube::Client) -> std::collections::BTreeMap<String, i64> {
+    apiserver_counts(client, "apiserver_longrunning_requests{", "WATCH").await
+}
+
+/// The API server's count of `verb` requests (`metric`, a counter or gauge with `verb`,
+/// `group` and `resource` labels) by `group/resource`.
+async fn apiserver_counts(
+    client: &kube::Client,
+    metric: &str,
+    verb: &str,
+) -> std::collections::BTreeMap<String, i64> {
     let req = http::Request::get("/metrics").body(Vec::new()).unwrap();
     let text = client.request_text(req).await.unwrap();
     let mut out = std::collections::BTreeMap::new();
     for line in text.lines() {
-        let Some(rest) = line.strip_prefix("apiserver_longrunning_requests{") else {
+        let Some(rest) = line.strip_prefix(metric) else {
             continue;
         };
         let Some((labels, value)) = rest.rsplit_once("} ") else {
@@ -420,7 +430,7 @@ async fn open_watches(client: &kube::Client) -> std::collections::BTreeMap<Strin
                 .map(|v| v.trim_end_matches('"').to_string())
                 .unwrap_or_default()
         };
-        if label("verb") != "WATCH" {
+        if label("verb") != verb {
             continue;
         }
         let key = format!("{}/{}", label("group"), label("resource"));
@@ -441,6 +451,7 @@ async fn the_operator_watches_each_kind_once_and_secrets_as_metadata_only() {
 
     let ns = TestNamespace::new("watches").await;
     let before = open_watches(&ns.client).await;
+    let lists_before = apiserver_counts(&ns.client, "apiserver_request_total{", "LIST").await;
     let pp = PatchParams::apply("panoptes-tests");
     let apply = |kind: &str, name: &str, spec: Value| {
         json!({ "apiVersion": "panoptes.dev/v1alpha1", "kind": kind,
@@ -530,9 +541,15 @@ async fn the_operator_watches_each_kind_once_and_secrets_as_metadata_only() {
         .iter()
         .map(|k| (*k, mine(&format!("panoptes.dev/{k}"))))
         .collect();
+    // Informational (another test's kubectl may list Streams meanwhile): the start-up lists.
+    let lists = apiserver_counts(&ns.client, "apiserver_request_total{", "LIST").await;
+    let listed =
+        |k: &str| lists.get(k).copied().unwrap_or(0) - lists_before.get(k).copied().unwrap_or(0);
     eprintln!(
-        "open watches: {per_kind:?}, Secrets {}; RSS growth over 20 Secrets of 512 KiB: {} KiB",
+        "open watches: {per_kind:?}, Secrets {}; Stream lists since start: {}; RSS growth over \
+         20 Secrets of 512 KiB: {} KiB",
         mine("/secrets"),
+        listed("panoptes.dev/streams"),
         grown / 1024
     );
     assert_eq!(

@@ -36,6 +36,14 @@ impl Default for Tunables {
     }
 }
 
+fn recorder(client: &Client, instance: Option<String>) -> Recorder {
+    let reporter = Reporter {
+        controller: "panoptes".into(),
+        instance,
+    };
+    Recorder::new(client.clone(), reporter)
+}
+
 /// Shared by every reconciler.
 #[derive(Clone)]
 pub struct Context {
@@ -76,11 +84,7 @@ impl Context {
         metrics: Metrics,
         tunables: Tunables,
     ) -> Self {
-        let reporter = Reporter {
-            controller: "panoptes".into(),
-            instance: std::env::var("POD_NAME").ok(),
-        };
-        let recorder = Recorder::new(client.clone(), reporter);
+        let recorder = recorder(&client, None);
         let node_metrics = crate::flussonic::NodeMetrics::new();
         metrics.register(|r| node_metrics.register(r));
         let controller_metrics = super::metrics::ControllerMetrics::default();
@@ -106,6 +110,12 @@ impl Context {
             fleet: Arc::new(Fleet::default()),
             secrets: Arc::default(),
         }
+    }
+
+    /// The same context with Events reported by `instance` (the pod's name).
+    pub(crate) fn with_instance(mut self, instance: Option<String>) -> Self {
+        self.recorder = recorder(&self.client, instance);
+        self
     }
 
     /// The same context with `identities` as the namespaces whose Users are logins.
