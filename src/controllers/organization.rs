@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use kube::ResourceExt;
-use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 
 use super::Context;
@@ -112,19 +111,15 @@ impl Hook for OrganizationController {
             &refs::missing_references(&self.common.ctx, org),
         );
         let (ns, name) = key_of(org).into_parts();
-        Ok(Verdict {
-            then: if ready.status {
-                Action::await_change()
-            } else {
-                Action::requeue(RECHECK)
-            },
+        Ok(Verdict::recheck_unless_ready(
             ready,
-            status: OrganizationStatus {
+            OrganizationStatus {
                 id: held.or(old.id),
                 streams_count: Some(self.streams.count(&ns, &name)),
                 ..Default::default()
             },
-        })
+            RECHECK,
+        ))
     }
 }
 

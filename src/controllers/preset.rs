@@ -110,23 +110,17 @@ impl Hook for PresetController {
         old: &PresetStatus,
     ) -> Result<Verdict<PresetStatus>, Error> {
         let (streams, organizations) = self.counts(preset);
-        let ready = id_ready(state);
-        let then = if ready.status {
-            Action::await_change()
-        } else {
-            Action::requeue(CONFLICT_RECHECK)
-        };
-        Ok(Verdict {
-            ready,
-            status: PresetStatus {
+        Ok(Verdict::recheck_unless_ready(
+            id_ready(state),
+            PresetStatus {
                 id: held.or(old.id),
                 deleted_at: None,
                 streams_count: Some(streams),
                 organizations_count: Some(organizations),
                 ..Default::default()
             },
-            then,
-        })
+            CONFLICT_RECHECK,
+        ))
     }
 }
 

@@ -38,7 +38,6 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::core::PartialObjectMeta;
-use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
@@ -269,14 +268,9 @@ impl Hook for UserController {
             password_missing,
             &missing,
         );
-        Ok(Verdict {
-            then: if ready.status {
-                Action::await_change()
-            } else {
-                Action::requeue(RECHECK)
-            },
+        Ok(Verdict::recheck_unless_ready(
             ready,
-            status: UserStatus {
+            UserStatus {
                 id: held.or(old.id),
                 password_hash_secret: match password {
                     Password::Hashed(secret) => Some(secret),
@@ -285,7 +279,8 @@ impl Hook for UserController {
                 password_generation: token_generation,
                 ..Default::default()
             },
-        })
+            RECHECK,
+        ))
     }
 }
 

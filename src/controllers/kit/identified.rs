@@ -71,6 +71,23 @@ impl Common {
     }
 }
 
+impl<S> Verdict<S> {
+    /// A verdict that waits for the next change when Ready, and looks again after `recheck`
+    /// otherwise (a missing reference or a conflict may resolve without touching this object).
+    pub fn recheck_unless_ready(ready: Desired, status: S, recheck: std::time::Duration) -> Self {
+        let then = if ready.status {
+            Action::await_change()
+        } else {
+            Action::requeue(recheck)
+        };
+        Self {
+            ready,
+            status,
+            then,
+        }
+    }
+}
+
 /// The per-kind part of the reconcile.
 pub(crate) trait Hook: Send + Sync + 'static {
     /// The kind reconciled.
