@@ -103,6 +103,10 @@ enum Command {
         /// needs a shared token (`/shares`); unset, streams are pushed without `on_play`.
         #[arg(long, env = "PANOPTES_PLAY_AUTH_URL")]
         play_auth_url: Option<String>,
+        /// This replica's name: the leader Lease's holder identity and the instance of the
+        /// Events it reports (in a pod, from the downward API; default: host name and pid).
+        #[arg(long, env = "POD_NAME")]
+        pod_name: Option<String>,
         #[command(flatten)]
         facade: panoptes::run::FacadeFlags,
         /// Listen address of the peer channel between replicas (standbys read the leader's
@@ -172,6 +176,7 @@ async fn main() -> ExitCode {
             shard,
             shared_controllers,
             play_auth_url,
+            pod_name,
             facade,
             peer_addr,
             peer_advertise,
@@ -205,6 +210,7 @@ async fn main() -> ExitCode {
                 },
                 shard: shard.map_or_else(Shard::all, Shard::named),
                 shared_controllers,
+                pod_name,
                 facade,
                 peer_addr: Some(peer_addr),
                 peer_advertise,
@@ -222,5 +228,16 @@ async fn main() -> ExitCode {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// clap's own consistency checks of every flag (duplicate names, env clashes, defaults
+    /// that do not parse) fail here instead of at a user's start-up.
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }

@@ -40,6 +40,9 @@ pub struct RunConfig {
     /// Run the Preset, Organization and User controllers. They are not sharded: in a sharded
     /// installation exactly one shard runs them.
     pub shared_controllers: bool,
+    /// This replica's name (`POD_NAME`), read once by clap: the leader Lease holder and the
+    /// Events' reporting instance.
+    pub pod_name: Option<String>,
     /// The facade's trusted proxies and caps.
     pub facade: FacadeFlags,
     /// Address of the peer channel between replicas (None: none; standbys then serve empty
@@ -223,6 +226,9 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
     // The elector exists before the probe server: `/healthz` is its lease-loss watchdog.
     let elector = config.leader_election.then(|| {
         let mut lease = LeaderConfig::new(config.system_namespace.clone());
+        if let Some(pod) = &config.pod_name {
+            lease.identity = pod.clone();
+        }
         // Each shard elects its own leader: shards run side by side, replicas of one shard
         // stand by for each other.
         if let Some(shard) = config.shard.name() {
@@ -277,7 +283,8 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         .with_identities(crate::domain::tenancy::Identities::new(
             &config.api_namespace,
             &config.identity_namespaces,
-        )),
+        ))
+        .with_instance(config.pod_name.clone()),
     );
 
     // Every replica serves the facade from its own watches; only the leader reconciles. A
@@ -368,16 +375,13 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
     }
 
     let mut reconcilers = JoinSet::new();
+    controllers::spawn_all(
+        &ctx,
+        || shutdown.clone().wait(),
+        config.shared_controllers,
+        &mut reconcilers,
+    );
     if config.shared_controllers {
-        reconcilers.spawn(controllers::preset::run(
-            ctx.clone(),
-            shutdown.clone().wait(),
-        ));
-        reconcilers.spawn(controllers::organization::run(
-            ctx.clone(),
-            shutdown.clone().wait(),
-        ));
-        reconcilers.spawn(controllers::user::run(ctx.clone(), shutdown.clone().wait()));
         // Facade credentials Secrets left by a crash or a failed write (the Secrets of every
         // kind are swept once, by the shard that runs the shared controllers).
         reconcilers.spawn(controllers::credentials::run(
@@ -386,18 +390,6 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
             controllers::credentials::SweepConfig::default(),
         ));
     }
-    reconcilers.spawn(controllers::streamer::run(
-        ctx.clone(),
-        shutdown.clone().wait(),
-    ));
-    reconcilers.spawn(controllers::stream::run(
-        ctx.clone(),
-        shutdown.clone().wait(),
-    ));
-    reconcilers.spawn(controllers::layouter::run(
-        ctx.clone(),
-        shutdown.clone().wait(),
-    ));
 
     let lost = match &elector {
         Some(elector) => tokio::select! {

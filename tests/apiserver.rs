@@ -400,3 +400,167 @@ async fn streamers_read_back_typed() {
     api.create(&PostParams::default(), &s).await.unwrap();
     assert_eq!(api.get("n").await.unwrap().spec, s.spec);
 }
+
+/// The API server's gauge of open watches by `group/resource`.
+async fn open_watches(client: &kube::Client) -> std::collections::BTreeMap<String, i64> {
+    apiserver_counts(client, "apiserver_longrunning_requests{", "WATCH").await
+}
+
+/// The API server's count of `verb` requests (`metric`, a counter or gauge with `verb`,
+/// `group` and `resource` labels) by `group/resource`.
+async fn apiserver_counts(
+    client: &kube::Client,
+    metric: &str,
+    verb: &str,
+) -> std::collections::BTreeMap<String, i64> {
+    let req = http::Request::get("/metrics").body(Vec::new()).unwrap();
+    let text = client.request_text(req).await.unwrap();
+    let mut out = std::collections::BTreeMap::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix(metric) else {
+            continue;
+        };
+        let Some((labels, value)) = rest.rsplit_once("} ") else {
+            continue;
+        };
+        let label = |k: &str| {
+            labels
+                .split(',')
+                .find_map(|kv| kv.strip_prefix(&format!("{k}=\"")))
+                .map(|v| v.trim_end_matches('"').to_string())
+                .unwrap_or_default()
+        };
+        if label("verb") != verb {
+            continue;
+        }
+        let key = format!("{}/{}", label("group"), label("resource"));
+        *out.entry(key).or_insert(0) += value.trim().parse::<f64>().unwrap_or(0.0) as i64;
+    }
+    out
+}
+
+/// Issue 17: the operator opens one watch per kind, shared by its stores, its controllers'
+/// triggers and its indexes, and watches Secrets as metadata only: 20 Secrets of 512 KiB in
+/// its namespace leave its memory as it was. (No other test of this binary watches anything,
+/// so the API server's gauge counts this operator alone.)
+#[tokio::test]
+async fn the_operator_watches_each_kind_once_and_secrets_as_metadata_only() {
+    use k8s_openapi::api::core::v1::Secret;
+    use panoptes::resources::{Organization, User};
+    use support::binary::Binary;
+
+    let ns = TestNamespace::new("watches").await;
+    let before = open_watches(&ns.client).await;
+    let lists_before = apiserver_counts(&ns.client, "apiserver_request_total{", "LIST").await;
+    let pp = PatchParams::apply("panoptes-tests");
+    let apply = |kind: &str, name: &str, spec: Value| {
+        json!({ "apiVersion": "panoptes.dev/v1alpha1", "kind": kind,
+                "metadata": { "name": name }, "spec": spec })
+    };
+    let presets: Api<Preset> = ns.api();
+    let orgs: Api<Organization> = ns.api();
+    let users: Api<User> = ns.api();
+    let secrets: Api<Secret> = ns.api();
+    presets
+        .patch(
+            "p",
+            &pp,
+            &Patch::Apply(apply("Preset", "p", json!({ "title": "p" }))),
+        )
+        .await
+        .unwrap();
+    orgs.patch(
+        "o",
+        &pp,
+        &Patch::Apply(apply(
+            "Organization",
+            "o",
+            json!({ "title": "o", "presetRefs": ["p"] }),
+        )),
+    )
+    .await
+    .unwrap();
+    // The password Secret's key stays missing: no argon2 hash (19 MiB of working memory)
+    // distorts the memory figures below.
+    let user =
+        json!({ "name": "watcher", "passwordSecretRef": { "name": "pw", "key": "password" } });
+    users
+        .patch("u", &pp, &Patch::Apply(apply("User", "u", user)))
+        .await
+        .unwrap();
+
+    let operator = Binary::start(&ns, "info");
+    let reason = |u: &User| {
+        u.status
+            .as_ref()
+            .and_then(|s| panoptes::resources::common::condition(&s.common.conditions, "Ready"))
+            .map(|c| (c.reason.clone(), c.message.clone()))
+    };
+    let wait = Duration::from_secs(60);
+    eventually(wait, "every meta kind reconciled", || async {
+        let p = presets.get("p").await.unwrap();
+        let o = orgs.get("o").await.unwrap();
+        let u = users.get("u").await.unwrap();
+        (p.status.as_ref().and_then(|s| s.organizations_count) == Some(1)
+            && o.status.as_ref().and_then(|s| s.id).is_some()
+            && reason(&u).is_some_and(|r| r.1.contains("not found")))
+        .then_some(())
+    })
+    .await;
+
+    let baseline = operator.rss();
+    let big = "x".repeat(512 * 1024);
+    for i in 0..20 {
+        let s: Secret = serde_json::from_value(
+            json!({ "metadata": { "name": format!("big-{i}") }, "stringData": { "blob": big } }),
+        )
+        .unwrap();
+        secrets.create(&PostParams::default(), &s).await.unwrap();
+    }
+    // Watch events arrive in order: once the operator reacts to this Secret, it has been
+    // handed every big one before it.
+    let pw: Secret = serde_json::from_value(
+        json!({ "metadata": { "name": "pw" }, "stringData": { "other": "x" } }),
+    )
+    .unwrap();
+    secrets.create(&PostParams::default(), &pw).await.unwrap();
+    eventually(wait, "the User sees its password Secret", || async {
+        let u = users.get("u").await.unwrap();
+        reason(&u)
+            .is_some_and(|r| r.1.contains("has no key"))
+            .then_some(())
+    })
+    .await;
+    let grown = operator.rss().saturating_sub(baseline);
+
+    let after = open_watches(&ns.client).await;
+    let mine =
+        |key: &str| after.get(key).copied().unwrap_or(0) - before.get(key).copied().unwrap_or(0);
+    let kinds = ["organizations", "presets", "streamers", "streams", "users"];
+    let per_kind: Vec<(&str, i64)> = kinds
+        .iter()
+        .map(|k| (*k, mine(&format!("panoptes.dev/{k}"))))
+        .collect();
+    // Informational (another test's kubectl may list Streams meanwhile): the start-up lists.
+    let lists = apiserver_counts(&ns.client, "apiserver_request_total{", "LIST").await;
+    let listed =
+        |k: &str| lists.get(k).copied().unwrap_or(0) - lists_before.get(k).copied().unwrap_or(0);
+    eprintln!(
+        "open watches: {per_kind:?}, Secrets {}; Stream lists since start: {}; RSS growth over \
+         20 Secrets of 512 KiB: {} KiB",
+        mine("/secrets"),
+        listed("panoptes.dev/streams"),
+        grown / 1024
+    );
+    assert_eq!(
+        per_kind,
+        kinds.iter().map(|k| (*k, 1)).collect::<Vec<_>>(),
+        "open watches per panoptes.dev kind"
+    );
+    assert_eq!(mine("/secrets"), 1, "open watches of Secrets: {after:?}");
+    assert!(
+        grown < 5 * 1024 * 1024,
+        "20 Secrets of 512 KiB grew the operator by {} KiB",
+        grown / 1024
+    );
+}

@@ -17,12 +17,14 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 /// Modules of `src/controllers` that are shared plumbing, not reconcilers: any controller may
-/// import them. `refs` (errors, status writes, reference index), `context` (the shared
+/// import them. `kit` (the error type, backoff, status writes, the id-bearing kinds'
+/// reconcile skeleton), `refs` (the reference index), `context` (the shared
 /// [`Context`]), `conditions` (condition merging), `metrics`, `fleet` (placements and node
 /// contents), `ids` (the Lease-backed id allocator's controller side), `leader` (election),
 /// `secrets` (Secret reads), `credentials` (facade-created credential Secrets) and
 /// `destinations` (push destinations' Secret resolution).
 const KIT: &[&str] = &[
+    "kit",
     "refs",
     "context",
     "conditions",

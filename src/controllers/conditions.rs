@@ -198,6 +198,49 @@ pub fn update(
     changed.then_some(next)
 }
 
+/// The `Ready` condition's (status, reason) of a condition list.
+pub(crate) fn ready_of(conditions: &[Condition]) -> Option<(String, String)> {
+    crate::resources::common::condition(conditions, "Ready")
+        .map(|c| (c.status.clone(), c.reason.clone()))
+}
+
+/// The `Ready` condition `ready` merged over `existing` (transition times kept), and whether
+/// Ready's status or reason changed (a transition worth an Event).
+pub(crate) fn next_conditions(
+    existing: &[Condition],
+    ready: &Desired,
+    generation: Option<i64>,
+) -> (Vec<Condition>, bool) {
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let flipped = ready_of(existing)
+        != Some((
+            if ready.status { "True" } else { "False" }.to_string(),
+            ready.reason.to_string(),
+        ));
+    let conditions = update(existing, std::slice::from_ref(ready), generation, now)
+        .unwrap_or_else(|| existing.to_vec());
+    (conditions, flipped)
+}
+
+/// Like [`next_conditions`], with conditions besides `Ready` (`extra`) kept in step.
+pub(crate) fn next_conditions_with(
+    existing: &[Condition],
+    ready: &Desired,
+    extra: &[Desired],
+    generation: Option<i64>,
+) -> (Vec<Condition>, bool) {
+    if extra.is_empty() {
+        return next_conditions(existing, ready, generation);
+    }
+    let (_, flipped) = next_conditions(existing, ready, generation);
+    let all: Vec<Desired> = std::iter::once(ready.clone())
+        .chain(extra.iter().cloned())
+        .collect();
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let conditions = update(existing, &all, generation, now).unwrap_or_else(|| existing.to_vec());
+    (conditions, flipped)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

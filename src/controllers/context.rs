@@ -73,6 +73,8 @@ pub struct Context {
     pub fleet: Arc<Fleet>,
     /// Namespaces whose Users are logins (the User controller ignores the others).
     pub identities: Identities,
+    /// Values of the Secrets objects reference, read by name (every Secret read goes here).
+    pub secrets: Arc<super::secrets::Secrets>,
 }
 
 impl Context {
@@ -86,7 +88,7 @@ impl Context {
     ) -> Self {
         let events = Arc::new(crate::events::EventWriter::new(
             client.clone(),
-            std::env::var("POD_NAME").ok(),
+            None,
             tunables.events,
         ));
         metrics.register(|r| events.metrics.register(r));
@@ -114,7 +116,14 @@ impl Context {
             node_metrics,
             controller_metrics,
             fleet: Arc::new(Fleet::default()),
+            secrets: Arc::default(),
         }
+    }
+
+    /// The same context with Events reported by `instance` (the pod's name).
+    pub(crate) fn with_instance(mut self, instance: Option<String>) -> Self {
+        self.events = Arc::new(self.events.reporting_as(self.client.clone(), instance));
+        self
     }
 
     /// The same context with `identities` as the namespaces whose Users are logins.

@@ -8,7 +8,8 @@ use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use super::Context;
-use super::refs::{Error, is_not_found, key_of};
+use super::kit::{Error, is_not_found};
+use super::refs::key_of;
 pub use crate::domain::ids::*;
 use crate::resources::common::FINALIZER;
 
@@ -60,7 +61,7 @@ pub async fn apply_metadata<K: Identified>(
     if let Some(a) = annotation {
         metadata["annotations"] = serde_json::json!({ ID_ANNOTATION: a });
     }
-    super::refs::apply_metadata(ctx, obj, metadata).await
+    super::kit::apply_metadata(ctx, obj, metadata).await
 }
 
 /// Removes the finalizer with a merge patch guarded by the object's `resourceVersion` (so it

@@ -14,7 +14,8 @@ use futures::FutureExt;
 use kube::{Resource, ResourceExt};
 
 use super::Context;
-use super::refs::{self, Key};
+use super::kit;
+use super::refs::Key;
 use crate::domain::health::node_placeable;
 use crate::domain::world::World;
 use crate::layout::{Placement, Unplaced};
@@ -27,7 +28,7 @@ const FIRST_PROBE_WAIT: Duration = Duration::from_secs(15);
 /// Runs until `shutdown` resolves.
 pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 'static) {
     let shutdown = shutdown.shared();
-    if !refs::stores_ready(&ctx, shutdown.clone()).await {
+    if !kit::stores_ready(&ctx, shutdown.clone()).await {
         return;
     }
     wait_first_probes(&ctx, shutdown.clone()).await;

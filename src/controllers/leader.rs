@@ -48,14 +48,13 @@ pub struct LeaderConfig {
 }
 
 impl LeaderConfig {
-    /// The defaults: 15 s leases renewed every 4 s; identity from `POD_NAME` or host + pid.
+    /// The defaults: 15 s leases renewed every 4 s; identity host + pid (`panoptes run`
+    /// sets the pod's name instead).
     pub fn new(namespace: impl Into<String>) -> Self {
-        let identity = std::env::var("POD_NAME").unwrap_or_else(|_| {
-            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .map(|h| h.trim().to_string())
-                .unwrap_or_else(|_| "panoptes".into());
-            format!("{host}-{}", std::process::id())
-        });
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "panoptes".into());
+        let identity = format!("{host}-{}", std::process::id());
         Self {
             name: "panoptes-leader".into(),
             namespace: namespace.into(),

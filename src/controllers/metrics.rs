@@ -20,11 +20,32 @@ pub(crate) struct ReconcileLabels {
     pub outcome: String,
 }
 
+/// Labels of the per-kind series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct KindLabels {
+    /// Kind reconciled.
+    pub kind: String,
+}
+
+/// Labels of the status writer's counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct WriteLabels {
+    /// Kind written.
+    pub kind: String,
+    /// `ok`, `retried` (a failure that will be tried again) or `dropped` (given up: the API
+    /// server refuses the status as invalid, retrying cannot help).
+    pub outcome: String,
+}
+
 /// Reconciler metrics (clones share the series).
 #[derive(Clone, Debug)]
 pub(crate) struct ControllerMetrics {
     /// Reconciles by kind and outcome.
     pub reconciles: Family<ReconcileLabels, Counter>,
+    /// Duration of reconciles by kind, seconds.
+    pub(crate) reconcile_seconds: Family<KindLabels, Histogram>,
+    /// Status writes off the reconcile path, by kind and outcome.
+    pub(crate) status_writes: Family<WriteLabels, Counter>,
     /// Layouter runs.
     pub(crate) layout_runs: Counter,
     /// Duration of one layouter computation, seconds.
@@ -52,6 +73,10 @@ impl Default for ControllerMetrics {
     fn default() -> Self {
         Self {
             reconciles: Family::default(),
+            reconcile_seconds: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.001, 2.0, 16))
+            }),
+            status_writes: Family::default(),
             layout_runs: Counter::default(),
             layout_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
             streams_unplaced: Gauge::default(),
@@ -80,6 +105,16 @@ impl ControllerMetrics {
             "reconciles",
             "Reconciles by kind and outcome",
             self.reconciles.clone(),
+        );
+        r.register(
+            "reconcile_duration_seconds",
+            "Time of one reconcile, by kind",
+            self.reconcile_seconds.clone(),
+        );
+        r.register(
+            "status_writes",
+            "Status writes off the reconcile path, by kind and outcome",
+            self.status_writes.clone(),
         );
         r.register("layout_runs", "Layouter runs", self.layout_runs.clone());
         r.register(
@@ -129,18 +164,34 @@ impl ControllerMetrics {
         );
     }
 
-    /// Counts one reconcile by its result: `ok`, or the error's category.
-    pub(crate) fn count<T>(&self, kind: &str, result: &Result<T, super::refs::Error>) {
+    /// Counts one reconcile by its result (`ok`, or the error's category) and records how
+    /// long it took: the one reporting path of every kind.
+    pub(crate) fn reconciled<T>(
+        &self,
+        kind: &str,
+        started: std::time::Instant,
+        result: &Result<T, super::kit::Error>,
+    ) {
         let outcome = result
             .as_ref()
-            .map_or_else(super::refs::Error::category, |_| "ok");
-        self.reconciled(kind, outcome);
-    }
-
-    /// Counts one reconcile.
-    pub fn reconciled(&self, kind: &str, outcome: &str) {
+            .map_or_else(super::kit::Error::category, |_| "ok");
         self.reconciles
             .get_or_create(&ReconcileLabels {
+                kind: kind.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
+        self.reconcile_seconds
+            .get_or_create(&KindLabels {
+                kind: kind.to_string(),
+            })
+            .observe(started.elapsed().as_secs_f64());
+    }
+
+    /// Counts one status write of the status writer.
+    pub(crate) fn status_written(&self, kind: &str, outcome: &str) {
+        self.status_writes
+            .get_or_create(&WriteLabels {
                 kind: kind.to_string(),
                 outcome: outcome.to_string(),
             })

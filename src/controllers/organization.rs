@@ -10,18 +10,17 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{FutureExt, StreamExt};
-use kube::runtime::controller::{Action, Config, Controller};
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
-use kube::{Resource, ResourceExt};
+use futures::FutureExt;
+use kube::ResourceExt;
+use kube::runtime::reflector::ObjectRef;
 
 use super::Context;
 use super::conditions::Desired;
-use super::ids::{self, IdKind, IdState, Ids};
-use super::refs::{self, Backoff, Error, Key, Pending, RefIndex, Settle, SourceKind, key_of};
-use crate::domain::refs::{MISSING_REFERENCE, RefKind, References, missing_message};
-use crate::resources::common::CommonStatus;
+use super::ids::IdState;
+use super::kit::Error;
+use super::kit::identified::{self, Common, Hook, Verdict, id_ready};
+use super::refs::{self, RefIndex, key_of};
+use crate::domain::refs::{MISSING_REFERENCE, RefKind, Reference, References, missing_message};
 use crate::resources::{Organization, OrganizationStatus, Preset, Stream, User};
 
 /// Reconciles running at once.
@@ -31,72 +30,29 @@ const RECHECK: Duration = Duration::from_secs(30);
 
 /// State of the Organization controller, shared by its reconciles and mappers.
 pub struct OrganizationController {
-    ctx: Arc<Context>,
-    store: Store<Organization>,
-    ids: Ids,
+    common: Common,
     /// Stream → its `organizationRef`.
     streams: RefIndex,
-    pending: Pending,
-    backoff: Backoff,
+}
+
+/// The organization a Stream names.
+fn stream_organization(stream: &Stream) -> Vec<String> {
+    stream.referenced(RefKind::Organization)
 }
 
 impl OrganizationController {
-    fn stream_changed(&self, stream: &Stream) -> Vec<ObjectRef<Organization>> {
-        let (ns, name) = key_of(stream).into_parts();
-        let targets = stream.referenced(RefKind::Organization);
-        let affected = self.streams.observe(&ns, &name, targets);
-        self.touch(
-            &ns,
-            affected,
-            SourceKind::Stream,
-            &name,
-            stream.resource_version(),
-        )
-    }
-
-    /// Organizations of the namespace that name `preset` (organizations are few: a scan of
-    /// the store; a new organization is reconciled on its own creation anyway).
-    fn preset_changed(&self, preset: &Preset) -> Vec<ObjectRef<Organization>> {
-        let (ns, name) = key_of(preset).into_parts();
-        let orgs = self.orgs_where(&ns, |o| o.refers_to(RefKind::Preset, &name));
-        self.touch(
-            &ns,
-            orgs,
-            SourceKind::Preset,
-            &name,
-            preset.resource_version(),
-        )
-    }
-
-    fn user_changed(&self, user: &User) -> Vec<ObjectRef<Organization>> {
-        let (ns, name) = key_of(user).into_parts();
-        let orgs = self.orgs_where(&ns, |o| o.refers_to(RefKind::User, &name));
-        self.touch(&ns, orgs, SourceKind::User, &name, user.resource_version())
-    }
-
-    fn orgs_where(&self, ns: &str, f: impl Fn(&Organization) -> bool) -> Vec<String> {
-        self.store
+    /// Organizations of the namespace that name `target` of `kind` (organizations are few: a
+    /// scan of the store; a new organization is reconciled on its own creation anyway).
+    fn naming<K: ResourceExt>(&self, kind: RefKind, target: &K) -> Vec<ObjectRef<Organization>> {
+        let (ns, name) = key_of(target).into_parts();
+        self.common
+            .ctx
+            .stores
+            .organizations
             .state()
             .iter()
-            .filter(|o| o.namespace().as_deref() == Some(ns) && f(o))
-            .map(|o| o.name_any())
-            .collect()
-    }
-
-    fn touch(
-        &self,
-        ns: &str,
-        orgs: Vec<String>,
-        kind: SourceKind,
-        source: &str,
-        rv: Option<String>,
-    ) -> Vec<ObjectRef<Organization>> {
-        orgs.into_iter()
-            .map(|o| {
-                self.pending
-                    .record(Key::new(ns, &o), kind, source, rv.clone());
-                ObjectRef::new(&o).within(ns)
-            })
+            .filter(|o| o.namespace().as_deref() == Some(&ns) && o.refers_to(kind, &name))
+            .map(|o| ObjectRef::from_obj(o.as_ref()))
             .collect()
     }
 }
@@ -104,153 +60,99 @@ impl OrganizationController {
 /// Runs the Organization controller until `shutdown` resolves.
 pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 'static) {
     let shutdown = shutdown.shared();
-    if !refs::stores_ready(&ctx, shutdown.clone()).await {
+    let Some(controller) = identified::controller::<Organization>(&ctx, shutdown.clone()).await
+    else {
         return;
-    }
-    let wc = watcher::Config::default().any_semantic();
-    let controller = Controller::new(
-        ctx.scope.api::<Organization>(ctx.client.clone()),
-        wc.clone(),
-    );
+    };
+    let stores = &ctx.stores;
     let ctl = Arc::new(OrganizationController {
-        ctx: ctx.clone(),
-        store: controller.store(),
-        ids: Ids::new(IdKind::Organization),
-        streams: RefIndex::default(),
-        pending: Pending::default(),
-        backoff: Backoff::default(),
+        common: Common::new::<Organization>(ctx.clone()),
+        streams: RefIndex::of_store(&stores.streams, stream_organization),
     });
     let on_stream = {
         let ctl = ctl.clone();
-        move |s: Stream| ctl.stream_changed(&s)
+        move |s: Arc<Stream>| {
+            let store = &ctl.common.ctx.stores.streams;
+            ctl.streams.follow(store, s.as_ref(), stream_organization)
+        }
     };
     let on_preset = {
         let ctl = ctl.clone();
-        move |p: Preset| ctl.preset_changed(&p)
+        move |p: Arc<Preset>| ctl.naming(RefKind::Preset, p.as_ref())
     };
     let on_user = {
         let ctl = ctl.clone();
-        move |u: User| ctl.user_changed(&u)
+        move |u: Arc<User>| ctl.naming(RefKind::User, u.as_ref())
     };
-    tracing::info!("organization controller started");
-    controller
-        .with_config(Config::default().concurrency(CONCURRENCY))
-        .watches(
-            ctx.scope.api::<Stream>(ctx.client.clone()),
-            wc.clone(),
-            on_stream,
-        )
-        .watches(
-            ctx.scope.api::<Preset>(ctx.client.clone()),
-            wc.clone(),
-            on_preset,
-        )
-        .watches(ctx.scope.api::<User>(ctx.client.clone()), wc, on_user)
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctl)
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                tracing::debug!(%error, "organization controller");
-            }
-        })
-        .await;
-    tracing::info!("organization controller stopped");
+    let taps = &stores.taps;
+    let controller = controller
+        .watches_shared_stream(taps.streams.subscribe(&stores.streams), on_stream)
+        .watches_shared_stream(taps.presets.subscribe(&stores.presets), on_preset)
+        .watches_shared_stream(taps.users.subscribe(&stores.users), on_user);
+    identified::run(controller, ctl, CONCURRENCY, shutdown).await;
 }
 
-/// Reconciles one Organization.
-#[tracing::instrument(skip_all, fields(namespace = org.namespace(), name = org.name_any()))]
-pub async fn reconcile(
-    org: Arc<Organization>,
-    ctl: Arc<OrganizationController>,
-) -> Result<Action, Error> {
-    let key = key_of(org.as_ref());
-    let result = reconcile_inner(&org, &ctl, &key).await;
-    ctl.ctx.controller_metrics.count("Organization", &result);
-    let action = result?;
-    ctl.backoff.succeeded(&key);
-    Ok(action)
+impl Hook for OrganizationController {
+    type Kind = Organization;
+
+    fn common(&self) -> &Common {
+        &self.common
+    }
+
+    async fn judge(
+        &self,
+        org: &Organization,
+        state: &IdState,
+        held: Option<i64>,
+        old: &OrganizationStatus,
+    ) -> Result<Verdict<OrganizationStatus>, Error> {
+        let ready = judge(
+            id_ready(state),
+            &refs::missing_references(&self.common.ctx, org),
+        );
+        let (ns, name) = key_of(org).into_parts();
+        Ok(Verdict::recheck_unless_ready(
+            ready,
+            OrganizationStatus {
+                id: held.or(old.id),
+                streams_count: Some(self.streams.count(&ns, &name)),
+                ..Default::default()
+            },
+            RECHECK,
+        ))
+    }
 }
 
-/// Invalid input waits for a change; anything else backs off per organization with jitter.
-pub fn error_policy(
-    org: Arc<Organization>,
-    error: &Error,
-    ctl: Arc<OrganizationController>,
-) -> Action {
-    refs::error_action(&ctl.backoff, &key_of(org.as_ref()), "Organization", error)
+/// An Organization's `Ready`: the id first, then the presets and owner it names.
+fn judge(id: Desired, missing: &[Reference]) -> Desired {
+    if id.status && !missing.is_empty() {
+        return Desired::no("Ready", MISSING_REFERENCE, missing_message(missing));
+    }
+    id
 }
 
-async fn reconcile_inner(
-    org: &Organization,
-    ctl: &OrganizationController,
-    key: &Key,
-) -> Result<Action, Error> {
-    let ctx = &ctl.ctx;
-    let facts = match ctl
-        .pending
-        .settle(ctx, key, &[(SourceKind::Stream, &ctl.streams)])
-        .await?
-    {
-        Settle::Wait(d) => return Ok(Action::requeue(d)),
-        Settle::Done(facts) => facts,
-    };
-    let (ns, name) = (key.namespace(), key.name());
-    if org.meta().deletion_timestamp.is_some() {
-        ctl.ids.release(ctx, org).await?;
-        ids::remove_finalizer(ctx, org).await?;
-        return Ok(Action::await_change());
-    }
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controllers::kit::identified::conflict;
 
-    let state = ctl
-        .ids
-        .ensure(ctx, org, || ids::holdings(&ctl.store))
-        .await?;
-    let held = match state {
-        IdState::Held(id) => Some(id),
-        IdState::Conflict { .. } => None,
-    };
-    if ids::metadata_differs(org, held) {
-        ids::apply_metadata(ctx, org, held).await?;
-    }
-
-    let missing = refs::missing_references(ctx, org, &facts).await?;
-
-    let ready = match &state {
-        IdState::Conflict { id, holder, pinned } => Desired::no(
-            "Ready",
-            ids::ID_CONFLICT,
-            ids::conflict_message(*id, holder, *pinned),
-        ),
-        IdState::Held(_) if !missing.is_empty() => {
-            Desired::no("Ready", MISSING_REFERENCE, missing_message(&missing))
-        }
-        IdState::Held(id) => Desired::yes("Ready", "Reconciled", format!("Watcher id {id}")),
-    };
-    let old = org.status.clone().unwrap_or_default();
-    let generation = org.meta().generation;
-    let (conditions, flipped) = refs::next_conditions(&old.common.conditions, &ready, generation);
-    let next = OrganizationStatus {
-        common: CommonStatus {
-            conditions,
-            observed_generation: generation,
-        },
-        id: held.or(old.id),
-        streams_count: Some(ctl.streams.count(ns, name)),
-    };
-    if next != old {
-        refs::apply_status(ctx, org, &next).await?;
-        if old.id.is_none()
-            && let Some(id) = next.id
-        {
-            refs::publish(ctx, org, "IdAssigned", format!("Watcher id {id}")).await;
-        }
-        if flipped && !ready.status {
-            refs::publish(ctx, org, ready.reason, ready.message.clone()).await;
+    #[test]
+    fn ready_by_precedence_for_every_reason() {
+        let held = id_ready(&IdState::Held(7));
+        let conflict = conflict();
+        let gone = [Reference {
+            kind: RefKind::Preset,
+            name: "gold".into(),
+            field: "spec.presetRefs",
+        }];
+        for (what, id, missing, reason) in [
+            ("all there", &held, &[][..], "Reconciled"),
+            ("a preset missing", &held, &gone[..], MISSING_REFERENCE),
+            ("the id taken wins", &conflict, &gone[..], "IdConflict"),
+        ] {
+            let ready = judge(id.clone(), missing);
+            assert_eq!(ready.reason, reason, "{what}");
+            assert_eq!(ready.status, reason == "Reconciled", "{what}");
         }
     }
-    Ok(if ready.status {
-        Action::await_change()
-    } else {
-        Action::requeue(RECHECK)
-    })
 }

@@ -1,22 +1,23 @@
-//! Reads of user-provided Secrets (camera credentials, node credentials), with a short cache so
-//! a burst of reconciles of streams sharing one Secret costs one API read. Values are held
-//! only in memory and handed to the node client; they are never logged.
+//! Reads of user-provided Secrets (camera credentials, node credentials, passwords): by name,
+//! only the Secrets an object references, each read once and kept until the metadata watch of
+//! Secrets (`Stores::secrets`, which never carries values) shows another version. So 10,000
+//! streams sharing one Secret cost one read at start-up, a rotation is seen at the next
+//! reconcile, and the operator needs no watch of Secret values. Values are held only in memory
+//! and handed to the node client; they are never logged.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
+use kube::ResourceExt;
+use kube::runtime::reflector::ObjectRef;
 
 use super::Context;
 
-/// How long a read is reused. Rotations reach the nodes within this (plus a resync).
-const TTL: Duration = Duration::from_secs(10);
-
 type Data = BTreeMap<String, Vec<u8>>;
-/// A read and when it happened (`None`: the Secret did not exist).
-type Cached = (Instant, Option<SecretEntry>);
+/// A read (`None`: the Secret did not exist).
+type Cached = Option<SecretEntry>;
 
 /// A Secret's data with what identifies the version of it (for destination binding).
 #[derive(Clone, Default)]
@@ -90,7 +91,7 @@ pub enum SecretError {
     },
 }
 
-/// Cache of Secret data by (namespace, name).
+/// Cache of Secret data by (namespace, name), shared by every controller.
 #[derive(Default)]
 pub struct Secrets {
     cache: Mutex<HashMap<(String, String), Cached>>,
@@ -110,13 +111,18 @@ impl Secrets {
         name: &str,
     ) -> Result<SecretEntry, SecretError> {
         let k = (ns.to_string(), name.to_string());
-        let cached = self
-            .cache
-            .lock()
-            .ok()
-            .and_then(|c| c.get(&k).filter(|(t, _)| t.elapsed() < TTL).cloned());
+        let watched = ctx
+            .stores
+            .secrets
+            .get(&ObjectRef::new(name).within(ns))
+            .map(|m| m.resource_version().unwrap_or_default());
+        let cached = self.cache.lock().ok().and_then(|c| {
+            c.get(&k)
+                .filter(|d| current(d, watched.as_deref()))
+                .cloned()
+        });
         let data = match cached {
-            Some((_, d)) => d,
+            Some(d) => d,
             None => {
                 let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
                 let got = api.get_opt(name).await.map_err(|e| SecretError::Api {
@@ -139,12 +145,17 @@ impl Secrets {
                         .collect::<Data>(),
                 });
                 if let Ok(mut c) = self.cache.lock() {
-                    c.insert(k, (Instant::now(), d.clone()));
+                    c.insert(k, d.clone());
                 }
                 d
             }
         };
         data.ok_or_else(|| SecretError::NotFound(name.to_string()))
+    }
+
+    /// How many Secrets are cached (for tests).
+    pub fn cached(&self) -> usize {
+        self.cache.lock().map_or(0, |c| c.len())
     }
 
     /// One text value of `ns/name`.
@@ -166,5 +177,42 @@ impl Secrets {
                 secret: name.to_string(),
                 key: key.to_string(),
             })
+    }
+}
+
+/// Whether a cached read is the version the metadata watch shows (`watched`: its
+/// resourceVersion; `None`: the watch knows no such Secret). A read newer than the watch
+/// counts as stale until the watch catches up: one extra read, never an old value kept.
+fn current(cached: &Cached, watched: Option<&str>) -> bool {
+    match (cached, watched) {
+        (Some(entry), Some(rv)) => entry.resource_version == rv,
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(rv: &str) -> Cached {
+        Some(SecretEntry {
+            resource_version: rv.into(),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn a_read_is_reused_until_the_watch_shows_another_version() {
+        for (what, cached, watched, reuse) in [
+            ("same version", read("5"), Some("5"), true),
+            ("changed since", read("5"), Some("6"), false),
+            ("read ahead of the watch", read("6"), Some("5"), false),
+            ("deleted since", read("5"), None, false),
+            ("still absent", None, None, true),
+            ("created since", None, Some("1"), false),
+        ] {
+            assert_eq!(current(&cached, watched), reuse, "{what}");
+        }
     }
 }

@@ -30,8 +30,8 @@ use super::Context;
 use super::conditions::{self, Desired};
 use super::destinations::{self as dest, AllowListCache};
 use super::fleet::NodeCopy;
-use super::refs::{self, Backoff, Error, Key, key_of};
-use super::secrets::Secrets;
+use super::kit::{self, Backoff, Error};
+use super::refs::{self, Key, key_of};
 use crate::domain::credentials::{self, OwnerKind};
 use crate::domain::destinations::{self, Origin};
 use crate::domain::tenancy::{hostname_owners, owns_hostname};
@@ -64,7 +64,6 @@ type ClientKey = (String, Credentials, bool, Option<String>);
 /// State of the Streamer controller.
 pub struct StreamerController {
     ctx: Arc<Context>,
-    secrets: Secrets,
     allow_list: AllowListCache,
     backoff: Backoff,
     memory: Mutex<HashMap<String, NodeMemory>>,
@@ -73,7 +72,7 @@ pub struct StreamerController {
 /// Runs the Streamer controller until `shutdown` resolves.
 pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 'static) {
     let shutdown = shutdown.shared();
-    if !refs::stores_ready(&ctx, shutdown.clone()).await {
+    if !kit::stores_ready(&ctx, shutdown.clone()).await {
         return;
     }
     let Some(mut triggers) = ctx.fleet.take_streamer_triggers() else {
@@ -82,7 +81,6 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
     };
     let ctl = Arc::new(StreamerController {
         ctx: ctx.clone(),
-        secrets: Secrets::default(),
         allow_list: AllowListCache::default(),
         backoff: Backoff::default(),
         memory: Mutex::default(),
@@ -92,34 +90,33 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         shard = ctx.stores.shard().name(),
         "streamer controller started"
     );
-    Controller::new(
-        ctx.scope.api::<Streamer>(ctx.client.clone()),
-        ctx.stores.shard().watch_config(),
+    let stores = &ctx.stores;
+    Controller::for_shared_stream(
+        stores.taps.streamers.subscribe(&stores.streamers),
+        stores.streamers.clone(),
     )
     .with_config(Config::default().concurrency(CONCURRENCY))
     .reconcile_on(extra)
     .graceful_shutdown_on(shutdown)
     .run(reconcile, error_policy, ctl)
-    .for_each(|result| async move {
-        if let Err(error) = result {
-            tracing::debug!(%error, "streamer controller");
-        }
-    })
+    .for_each(|result| kit::report("Streamer", result))
     .await;
     tracing::info!("streamer controller stopped");
 }
 
 /// Unexpected errors back off per Streamer.
 pub fn error_policy(s: Arc<Streamer>, error: &Error, ctl: Arc<StreamerController>) -> Action {
-    refs::error_action(&ctl.backoff, &key_of(s.as_ref()), "Streamer", error)
+    kit::error_action(&ctl.backoff, &key_of(s.as_ref()), "Streamer", error)
 }
 
 /// Reconciles one Streamer.
 #[tracing::instrument(skip_all, fields(namespace = s.namespace(), name = s.name_any()))]
 pub async fn reconcile(s: Arc<Streamer>, ctl: Arc<StreamerController>) -> Result<Action, Error> {
+    let started = std::time::Instant::now();
     let result = reconcile_inner(&s, &ctl).await;
-    let outcome = result.as_ref().map_or_else(Error::category, |_| "ok");
-    ctl.ctx.controller_metrics.reconciled("Streamer", outcome);
+    ctl.ctx
+        .controller_metrics
+        .reconciled("Streamer", started, &result);
     result
 }
 
@@ -146,7 +143,7 @@ async fn reconcile_inner(
     // A Streamer holding facade-created node credentials keeps them until its deletion is
     // cleaned up (the test control plane, like some clusters, has no garbage collector).
     if s.spec.facade_credentials.is_some() && !s.finalizers().iter().any(|f| f == FINALIZER) {
-        refs::apply_metadata(
+        kit::apply_metadata(
             ctx,
             s.as_ref(),
             serde_json::json!({ "finalizers": [FINALIZER] }),
@@ -476,7 +473,12 @@ async fn client_for(
     let creds = match chosen_credentials(s) {
         None => Credentials::None,
         Some((secret_name, scheme, field)) => {
-            let entry = match ctl.secrets.entry(ctx, key.namespace(), secret_name).await {
+            let entry = match ctl
+                .ctx
+                .secrets
+                .entry(ctx, key.namespace(), secret_name)
+                .await
+            {
                 Ok(e) => e,
                 Err(e) => {
                     return (Err(Refused::invalid(format!("{e}; fix {field}"))), prior);
@@ -804,7 +806,7 @@ async fn write_status(
         }
     }
     next.last_probe_time = Some(now.to_string());
-    refs::apply_status(ctx, s, &next).await
+    kit::apply_status(ctx, s, &next).await
 }
 
 #[cfg(test)]

@@ -33,38 +33,36 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{FutureExt, StreamExt};
+use futures::FutureExt;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
-use kube::runtime::controller::{Action, Config, Controller};
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use sha1::Digest;
 
 use super::Context;
 use super::conditions::Desired;
-use super::ids::{self, IdKind, IdState, Ids};
-use super::refs::{self, Backoff, Error, Key, Pending, Settle, SourceKind, is_not_found, key_of};
+use super::ids::IdState;
+use super::kit::identified::{self, Common, Hook, Verdict, id_ready};
+use super::kit::{Error, is_not_found};
+use super::refs::{self, key_of};
 use crate::domain::accounts;
 use crate::domain::credentials::{self, OwnerKind};
 use crate::domain::passwords::owned_hash;
-use crate::domain::refs::{MISSING_REFERENCE, RefKind, References, missing_message};
+use crate::domain::refs::{MISSING_REFERENCE, RefKind, Reference, References, missing_message};
 // The password store is a domain rule (the facade checks logins with it); re-exported here
 // because the controller is where hashes are written.
 pub use crate::domain::passwords::{HASH_KEY, hash_password, verify_hash, verify_password};
 use crate::domain::tenancy::{LoginHolder, login_holder};
-use crate::resources::common::{CONTROLLER_MANAGER, CommonStatus, FINALIZER, GROUP, SecretKeyRef};
+use crate::resources::common::{CONTROLLER_MANAGER, FINALIZER, GROUP, SecretKeyRef};
 use crate::resources::{Organization, User, UserStatus};
 
 /// Reconciles running at once (hashing is CPU-bound and runs on the blocking pool).
 const CONCURRENCY: u16 = 2;
 /// How often a missing reference or an id conflict is re-checked besides the watch triggers.
 const RECHECK: Duration = Duration::from_secs(30);
-/// How often a login conflict is re-checked: the other claimant's change may reach this
-/// controller's store after the trigger it caused, so a resolved conflict is seen by this.
-const LOGIN_RECHECK: Duration = Duration::from_secs(2);
 /// Annotation on the hash Secret: `<uid>/<resourceVersion>` of the password Secret the hash was
 /// last checked against.
 pub const SOURCE_ANNOTATION: &str = "panoptes.dev/password-source";
@@ -91,36 +89,24 @@ pub fn hash_secret_name(user: &str) -> String {
 
 /// State of the User controller, shared by its reconciles and mappers.
 pub struct UserController {
-    ctx: Arc<Context>,
-    store: Store<User>,
-    ids: Ids,
-    pending: Pending,
-    backoff: Backoff,
+    common: Common,
 }
 
 impl UserController {
     fn organization_changed(&self, org: &Organization) -> Vec<ObjectRef<User>> {
         let (ns, name) = key_of(org).into_parts();
-        let users = self.users_where(&ns, |u| u.refers_to(RefKind::Organization, &name));
-        for u in &users {
-            self.pending.record(
-                Key::new(&ns, u),
-                SourceKind::Organization,
-                &name,
-                org.resource_version(),
-            );
-        }
-        users
-            .into_iter()
-            .map(|u| ObjectRef::new(&u).within(&ns))
-            .collect()
+        self.users_where(&ns, |u| u.refers_to(RefKind::Organization, &name))
     }
 
-    /// The hash Secret's owner, and every user whose password is in this Secret. Secrets are
-    /// read live in the reconcile, so no freshness bookkeeping is needed.
-    fn secret_changed(&self, secret: &Secret) -> Vec<ObjectRef<User>> {
+    /// The hash Secret's owner, and every user whose password is in this Secret. The watch
+    /// carries metadata only: values are read by name in the reconcile.
+    fn secret_changed(&self, secret: &PartialObjectMeta<Secret>) -> Vec<ObjectRef<User>> {
         let (ns, name) = key_of(secret).into_parts();
-        let mut users = self.users_where(&ns, |u| password_ref(u).is_some_and(|r| r.name == name));
+        let mut users: Vec<String> = self
+            .users_where(&ns, |u| password_ref(u).is_some_and(|r| r.name == name))
+            .into_iter()
+            .map(|u| u.name)
+            .collect();
         users.extend(
             secret
                 .owner_references()
@@ -139,9 +125,12 @@ impl UserController {
     /// Other identities claiming the changed User's login, and every User now flagged
     /// `LoginConflict` (the change may have resolved it).
     fn user_changed(&self, changed: &User) -> Vec<ObjectRef<User>> {
-        let identities = &self.ctx.identities;
+        let identities = &self.common.ctx.identities;
         let me = key_of(changed);
-        self.store
+        self.common
+            .ctx
+            .stores
+            .users
             .state()
             .iter()
             .filter(|u| identities.is_identity(u) && key_of(u.as_ref()) != me)
@@ -158,12 +147,15 @@ impl UserController {
             .collect()
     }
 
-    fn users_where(&self, ns: &str, f: impl Fn(&User) -> bool) -> Vec<String> {
-        self.store
+    fn users_where(&self, ns: &str, f: impl Fn(&User) -> bool) -> Vec<ObjectRef<User>> {
+        self.common
+            .ctx
+            .stores
+            .users
             .state()
             .iter()
             .filter(|u| u.namespace().as_deref() == Some(ns) && f(u))
-            .map(|u| u.name_any())
+            .map(|u| ObjectRef::from_obj(u.as_ref()))
             .collect()
     }
 }
@@ -171,69 +163,31 @@ impl UserController {
 /// Runs the User controller until `shutdown` resolves.
 pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 'static) {
     let shutdown = shutdown.shared();
-    if !refs::stores_ready(&ctx, shutdown.clone()).await {
+    let Some(controller) = identified::controller::<User>(&ctx, shutdown.clone()).await else {
         return;
-    }
-    let wc = watcher::Config::default().any_semantic();
-    let controller = Controller::new(ctx.scope.api::<User>(ctx.client.clone()), wc.clone());
+    };
     let ctl = Arc::new(UserController {
-        ctx: ctx.clone(),
-        store: controller.store(),
-        ids: Ids::new(IdKind::User),
-        pending: Pending::default(),
-        backoff: Backoff::default(),
+        common: Common::new::<User>(ctx.clone()),
     });
     let on_org = {
         let ctl = ctl.clone();
-        move |o: Organization| ctl.organization_changed(&o)
+        move |o: Arc<Organization>| ctl.organization_changed(&o)
     };
     let on_secret = {
         let ctl = ctl.clone();
-        move |s: Secret| ctl.secret_changed(&s)
+        move |s: Arc<PartialObjectMeta<Secret>>| ctl.secret_changed(&s)
     };
     let on_user = {
         let ctl = ctl.clone();
-        move |u: User| ctl.user_changed(&u)
+        move |u: Arc<User>| ctl.user_changed(&u)
     };
-    tracing::info!("user controller started");
-    controller
-        .with_config(Config::default().concurrency(CONCURRENCY))
-        .watches(
-            ctx.scope.api::<Organization>(ctx.client.clone()),
-            wc.clone(),
-            on_org,
-        )
-        .watches(
-            ctx.scope.api::<Secret>(ctx.client.clone()),
-            wc.clone(),
-            on_secret,
-        )
-        .watches(ctx.scope.api::<User>(ctx.client.clone()), wc, on_user)
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctl)
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                tracing::debug!(%error, "user controller");
-            }
-        })
-        .await;
-    tracing::info!("user controller stopped");
-}
-
-/// Reconciles one User.
-#[tracing::instrument(skip_all, fields(namespace = user.namespace(), name = user.name_any()))]
-pub async fn reconcile(user: Arc<User>, ctl: Arc<UserController>) -> Result<Action, Error> {
-    let key = key_of(user.as_ref());
-    let result = reconcile_inner(&user, &ctl, &key).await;
-    ctl.ctx.controller_metrics.count("User", &result);
-    let action = result?;
-    ctl.backoff.succeeded(&key);
-    Ok(action)
-}
-
-/// Invalid input waits for a change; anything else backs off per user with jitter.
-pub fn error_policy(user: Arc<User>, error: &Error, ctl: Arc<UserController>) -> Action {
-    refs::error_action(&ctl.backoff, &key_of(user.as_ref()), "User", error)
+    let stores = &ctx.stores;
+    let taps = &stores.taps;
+    let controller = controller
+        .watches_shared_stream(taps.organizations.subscribe(&stores.organizations), on_org)
+        .watches_shared_stream(taps.secrets.subscribe(&stores.secrets), on_secret)
+        .watches_shared_stream(taps.users.subscribe(&stores.users), on_user);
+    identified::run(controller, ctl, CONCURRENCY, shutdown).await;
 }
 
 /// Where the password stands.
@@ -246,27 +200,27 @@ enum Password {
     Missing(String),
 }
 
-async fn reconcile_inner(user: &User, ctl: &UserController, key: &Key) -> Result<Action, Error> {
-    let ctx = &ctl.ctx;
-    let facts = match ctl.pending.settle(ctx, key, &[]).await? {
-        Settle::Wait(d) => return Ok(Action::requeue(d)),
-        Settle::Done(facts) => facts,
-    };
-    let ns = key.namespace();
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
-    let identity = ctx.identities.is_identity(user);
-    let ours = user.finalizers().iter().any(|f| f == FINALIZER);
-    let cleanup = ours && user.meta().deletion_timestamp.is_some();
-    if !identity && !cleanup {
-        // Not a login of this installation: nothing to hash, number or report.
-        return Ok(Action::await_change());
+impl Hook for UserController {
+    type Kind = User;
+
+    fn common(&self) -> &Common {
+        &self.common
     }
-    if user.meta().deletion_timestamp.is_some() {
-        ctl.ids.release(ctx, user).await?;
-        delete_hash_secret(&secrets, user).await?;
+
+    /// Only logins of this installation are numbered, hashed and reported; a User that
+    /// stopped being one still has its deletion cleaned up if it carries the finalizer.
+    fn applies(&self, user: &User) -> bool {
+        let ours = user.finalizers().iter().any(|f| f == FINALIZER);
+        self.common.ctx.identities.is_identity(user)
+            || (ours && user.meta().deletion_timestamp.is_some())
+    }
+
+    async fn cleanup(&self, user: &User) -> Result<(), Error> {
+        let ns = user.namespace().unwrap_or_default();
+        delete_hash_secret(&Api::namespaced(self.common.ctx.client.clone(), &ns), user).await?;
         super::credentials::delete_facade_credentials(
-            ctx,
-            ns,
+            &self.common.ctx,
+            &ns,
             &[
                 credentials::user_refs(&user.spec),
                 credentials::annotated_refs(user.annotations()),
@@ -276,72 +230,74 @@ async fn reconcile_inner(user: &User, ctl: &UserController, key: &Key) -> Result
             user,
         )
         .await;
-        ids::remove_finalizer(ctx, user).await?;
-        return Ok(Action::await_change());
+        Ok(())
     }
 
-    let state = ctl
-        .ids
-        .ensure(ctx, user, || ids::holdings(&ctl.store))
-        .await?;
-    let held = match state {
-        IdState::Held(id) => Some(id),
-        IdState::Conflict { .. } => None,
-    };
-    if ids::metadata_differs(user, held) {
-        ids::apply_metadata(ctx, user, held).await?;
+    async fn judge(
+        &self,
+        user: &User,
+        state: &IdState,
+        held: Option<i64>,
+        old: &UserStatus,
+    ) -> Result<Verdict<UserStatus>, Error> {
+        let ctx = &self.common.ctx;
+        let secrets: Api<Secret> =
+            Api::namespaced(ctx.client.clone(), &user.namespace().unwrap_or_default());
+        let missing = refs::missing_references(ctx, user);
+        let (password, mut token_generation) =
+            password(self, &secrets, user, old.password_generation).await?;
+        if matches!(password, Password::None) && old.password_hash_secret.is_some() {
+            delete_hash_secret(&secrets, user).await?;
+            // Removing the password revokes its tokens. Computed from the old status, so a
+            // failed status write repeats the same step rather than skipping it.
+            if old.password_hash_secret.as_deref()
+                == Some(hash_secret_name(&user.name_any()).as_str())
+            {
+                token_generation = Some(old.password_generation.unwrap_or(0) + 1);
+            }
+        }
+        let users = ctx.stores.users.state();
+        let login_conflict = match login_holder(&ctx.identities, &users, &user.spec.name) {
+            LoginHolder::Conflict(holders) => Some(holders),
+            LoginHolder::Nobody | LoginHolder::One(_) => None,
+        };
+        let password_missing = match &password {
+            Password::Missing(message) => Some(message.as_str()),
+            Password::None | Password::Hashed(_) => None,
+        };
+        let ready = judge(
+            id_ready(state),
+            &user.spec.name,
+            login_conflict.as_deref(),
+            password_missing,
+            &missing,
+        );
+        let reset = password_reset(user, matches!(password, Password::Hashed(_)));
+        let mut verdict = Verdict::recheck_unless_ready(
+            ready,
+            UserStatus {
+                id: held.or(old.id),
+                password_hash_secret: match password {
+                    Password::Hashed(secret) => Some(secret),
+                    Password::None | Password::Missing(_) => None,
+                },
+                password_generation: token_generation,
+                ..Default::default()
+            },
+            RECHECK,
+        );
+        verdict.extra.extend(reset);
+        Ok(verdict)
     }
+}
 
-    let missing = refs::missing_references(ctx, user, &facts).await?;
-
-    let old = user.status.clone().unwrap_or_default();
-    let (password, mut token_generation) =
-        password(ctl, &secrets, user, old.password_generation).await?;
-    if matches!(password, Password::None) && old.password_hash_secret.is_some() {
-        delete_hash_secret(&secrets, user).await?;
-        // Removing the password revokes its tokens. Computed from the old status, so a
-        // failed status write repeats the same step rather than skipping it.
-        if old.password_hash_secret.as_deref() == Some(hash_secret_name(&user.name_any()).as_str())
-        {
-            token_generation = Some(old.password_generation.unwrap_or(0) + 1);
-        }
-    }
-
-    let users = ctl.store.state();
-    let login_conflict = match login_holder(&ctx.identities, &users, &user.spec.name) {
-        LoginHolder::Conflict(holders) => Some(holders),
-        LoginHolder::Nobody | LoginHolder::One(_) => None,
-    };
-    let ready = match (&state, &password) {
-        (IdState::Conflict { id, holder, pinned }, _) => Desired::no(
-            "Ready",
-            ids::ID_CONFLICT,
-            ids::conflict_message(*id, holder, *pinned),
-        ),
-        _ if login_conflict.is_some() => Desired::no(
-            "Ready",
-            "LoginConflict",
-            format!(
-                "login {:?} is claimed by several users ({}): none of them can log in until \
-                 all but one are renamed or removed",
-                user.spec.name,
-                login_conflict.as_deref().unwrap_or_default().join(", ")
-            ),
-        ),
-        (_, Password::Missing(message)) => {
-            Desired::no("Ready", "PasswordSecretMissing", message.clone())
-        }
-        _ if !missing.is_empty() => {
-            Desired::no("Ready", MISSING_REFERENCE, missing_message(&missing))
-        }
-        (IdState::Held(id), _) => Desired::yes("Ready", "Reconciled", format!("Watcher id {id}")),
-    };
-    let generation = user.meta().generation;
-    // An imported user (no password could be exported) may not log in until one is set.
-    let reset = accounts::password_reset_required(
+/// `PasswordResetRequired` of an imported user (no password could be exported): it may not
+/// log in until one is set. `None` for users that were never imported without one.
+fn password_reset(user: &User, hashed: bool) -> Option<Desired> {
+    accounts::password_reset_required(
         user.annotations()
             .contains_key(accounts::PASSWORD_RESET_ANNOTATION),
-        matches!(password, Password::Hashed(_)),
+        hashed,
     )
     .map(|required| {
         if required {
@@ -359,39 +315,39 @@ async fn reconcile_inner(user: &User, ctl: &UserController, key: &Key) -> Result
                 "a password has been set",
             )
         }
-    });
-    let (conditions, flipped) =
-        refs::next_conditions_with(&old.common.conditions, &ready, reset.as_slice(), generation);
-    let next = UserStatus {
-        common: CommonStatus {
-            conditions,
-            observed_generation: generation,
-        },
-        id: held.or(old.id),
-        password_hash_secret: match &password {
-            Password::Hashed(secret) => Some(secret.clone()),
-            Password::None | Password::Missing(_) => None,
-        },
-        password_generation: token_generation,
-    };
-    if next != old {
-        refs::apply_status(ctx, user, &next).await?;
-        if old.id.is_none()
-            && let Some(id) = next.id
-        {
-            refs::publish(ctx, user, "IdAssigned", format!("Watcher id {id}")).await;
-        }
-        if flipped && !ready.status {
-            refs::publish(ctx, user, ready.reason, ready.message.clone()).await;
-        }
-    }
-    Ok(if ready.status {
-        Action::await_change()
-    } else if login_conflict.is_some() {
-        Action::requeue(LOGIN_RECHECK)
-    } else {
-        Action::requeue(RECHECK)
     })
+}
+
+/// A User's `Ready`, by precedence: the id, then a login several identities claim, then the
+/// password Secret, then the other references.
+fn judge(
+    id: Desired,
+    login: &str,
+    login_conflict: Option<&[String]>,
+    password_missing: Option<&str>,
+    missing: &[Reference],
+) -> Desired {
+    if !id.status {
+        return id;
+    }
+    if let Some(holders) = login_conflict {
+        return Desired::no(
+            "Ready",
+            "LoginConflict",
+            format!(
+                "login {login:?} is claimed by several users ({}): none of them can log in until \
+                 all but one are renamed or removed",
+                holders.join(", ")
+            ),
+        );
+    }
+    if let Some(message) = password_missing {
+        return Desired::no("Ready", "PasswordSecretMissing", message);
+    }
+    if !missing.is_empty() {
+        return Desired::no("Ready", MISSING_REFERENCE, missing_message(missing));
+    }
+    id
 }
 
 /// The password in effect: one changed through the Watcher API (a facade-owned Secret) wins
@@ -495,7 +451,7 @@ async fn password(
         })?;
     apply_hash_secret(secrets, user, &hash_name, &phc, &source_version, generation).await?;
     refs::publish(
-        &ctl.ctx,
+        &ctl.common.ctx,
         user,
         "PasswordHashed",
         format!("password hash stored in Secret {hash_name}"),
@@ -584,6 +540,58 @@ async fn delete_hash_secret(secrets: &Api<Secret>, user: &User) -> Result<(), Er
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ready_by_precedence_for_every_reason() {
+        let held = id_ready(&IdState::Held(3));
+        let conflict = identified::conflict();
+        let claimants = ["ns/a".to_string(), "ns/b".to_string()];
+        let gone = [Reference {
+            kind: RefKind::Organization,
+            name: "acme".into(),
+            field: "spec.organizations",
+        }];
+        let none: &[Reference] = &[];
+        for (what, id, login, password, missing, reason) in [
+            ("all well", &held, None, None, none, "Reconciled"),
+            (
+                "organization missing",
+                &held,
+                None,
+                None,
+                &gone[..],
+                MISSING_REFERENCE,
+            ),
+            (
+                "password Secret missing",
+                &held,
+                None,
+                Some("Secret pw not found"),
+                &gone[..],
+                "PasswordSecretMissing",
+            ),
+            (
+                "login claimed twice",
+                &held,
+                Some(&claimants[..]),
+                Some("Secret pw not found"),
+                &gone[..],
+                "LoginConflict",
+            ),
+            (
+                "id taken wins",
+                &conflict,
+                Some(&claimants[..]),
+                Some("Secret pw not found"),
+                &gone[..],
+                "IdConflict",
+            ),
+        ] {
+            let ready = judge(id.clone(), "alice", login, password, missing);
+            assert_eq!(ready.reason, reason, "{what}");
+            assert_eq!(ready.status, reason == "Reconciled", "{what}");
+        }
+    }
 
     #[test]
     fn the_generation_recorded_on_a_hash_secret() {

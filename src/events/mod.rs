@@ -89,6 +89,7 @@ impl EventMetrics {
 /// rate limits in one place.
 pub struct EventWriter {
     recorder: Recorder,
+    limits: limit::Limits,
     limiter: Mutex<limit::Limiter>,
     /// Counters (register them with [`EventMetrics::register`]).
     pub metrics: EventMetrics,
@@ -103,8 +104,18 @@ impl EventWriter {
         };
         Self {
             recorder: Recorder::new(client, reporter),
+            limits,
             limiter: Mutex::new(limit::Limiter::new(limits, Instant::now())),
             metrics: EventMetrics::default(),
+        }
+    }
+
+    /// The same writer reporting as `instance` (the pod's name), counting into the same
+    /// (already registered) metrics.
+    pub fn reporting_as(&self, client: Client, instance: Option<String>) -> Self {
+        Self {
+            metrics: self.metrics.clone(),
+            ..Self::new(client, instance, self.limits)
         }
     }
 

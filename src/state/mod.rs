@@ -2,9 +2,11 @@
 //! Controllers and the facade read from here; nothing here writes to the API server.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher::{self, Config};
 use kube::runtime::{WatchStreamExt, reflector::store::Writer};
@@ -12,6 +14,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use std::fmt::Debug;
 use std::hash::Hash;
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::resources::{Organization, Preset, Stream, Streamer, User, Zone};
@@ -84,7 +87,8 @@ impl Shard {
     }
 }
 
-/// Read-only views of the five kinds.
+/// Read-only views of the six kinds (and the metadata of Secrets), each fed by the one watch
+/// of its kind in this process.
 #[derive(Clone)]
 pub struct Stores {
     /// Streamers.
@@ -99,13 +103,37 @@ pub struct Stores {
     pub users: Store<User>,
     /// Zones.
     pub zones: Store<Zone>,
-    /// Applied Streams, for the Stream controller (one watch and one cache for both).
-    pub(crate) stream_events: Tap<Stream>,
+    /// Metadata of the Secrets in scope (never their data: a cluster's Secrets include every
+    /// Helm release, up to 1 MiB each). It triggers the User controller and tells the Secret
+    /// cache when a Secret changed; values are read by name when a reconcile needs them.
+    pub(crate) secrets: Store<PartialObjectMeta<Secret>>,
+    /// Every store's events, after the store applied them, for the controllers.
+    pub(crate) taps: Taps,
     /// How many watch events each store has applied, for readers that cache what they
     /// derive from a store (the facade's rendered streams).
     pub(crate) changes: StoreChanges,
     shard: Shard,
-    ready: Arc<AtomicBool>,
+    /// Flips to true once, when every store has seen its initial list.
+    ready: watch::Receiver<bool>,
+}
+
+/// The [`Tap`] of each store.
+#[derive(Clone, Default)]
+pub(crate) struct Taps {
+    /// Streamers.
+    pub streamers: Tap<Streamer>,
+    /// Streams.
+    pub streams: Tap<Stream>,
+    /// Presets.
+    pub presets: Tap<Preset>,
+    /// Organizations.
+    pub organizations: Tap<Organization>,
+    /// Users.
+    pub users: Tap<User>,
+    /// Zones.
+    pub zones: Tap<Zone>,
+    /// Secrets (metadata).
+    pub secrets: Tap<PartialObjectMeta<Secret>>,
 }
 
 impl Stores {
@@ -116,19 +144,13 @@ impl Stores {
 
     /// True once every store has seen its initial list.
     pub(crate) fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Relaxed)
+        *self.ready.borrow()
     }
 
-    /// Waits until every store has seen its initial list.
+    /// Waits until every store has seen its initial list (any number of tasks may wait; it
+    /// also returns when the watches are stopped).
     pub async fn wait_ready(&self) {
-        // Errors here only mean the writer was dropped, i.e. we are shutting down.
-        let _ = self.streamers.wait_until_ready().await;
-        let _ = self.streams.wait_until_ready().await;
-        let _ = self.presets.wait_until_ready().await;
-        let _ = self.organizations.wait_until_ready().await;
-        let _ = self.users.wait_until_ready().await;
-        let _ = self.zones.wait_until_ready().await;
-        self.ready.store(true, Ordering::Relaxed);
+        let _ = self.ready.clone().wait_for(|ready| *ready).await;
     }
 }
 
@@ -179,59 +201,83 @@ pub fn start_sharded(
     shard: Shard,
     tasks: &mut JoinSet<()>,
 ) -> Stores {
-    let all = Config::default().any_semantic();
-    let stream_events = Tap::default();
+    let all = || Config::default().any_semantic();
+    let taps = Taps::default();
     let changes = StoreChanges::default();
-    let c = &changes;
-    Stores {
-        streamers: watch(
-            scope.api(client.clone()),
-            shard.watch_config(),
+    let (c, t) = (&changes, &taps);
+    let api = || client.clone();
+    let (ready_tx, ready) = watch::channel(false);
+    let stores = Stores {
+        streamers: reflect(
+            watcher::watcher(scope.api(api()), shard.watch_config()),
             &c.streamers,
-            None,
+            &t.streamers,
             tasks,
         ),
-        streams: watch(
-            scope.api(client.clone()),
-            shard.watch_config(),
+        streams: reflect(
+            watcher::watcher(scope.api(api()), shard.watch_config()),
             &c.streams,
-            Some(stream_events.clone()),
+            &t.streams,
             tasks,
         ),
-        presets: watch(
-            scope.api(client.clone()),
-            all.clone(),
+        presets: reflect(
+            watcher::watcher(scope.api(api()), all()),
             &c.presets,
-            None,
+            &t.presets,
             tasks,
         ),
-        organizations: watch(
-            scope.api(client.clone()),
-            all.clone(),
+        organizations: reflect(
+            watcher::watcher(scope.api(api()), all()),
             &c.organizations,
-            None,
+            &t.organizations,
             tasks,
         ),
-        users: watch(
-            scope.api(client.clone()),
-            all.clone(),
+        users: reflect(
+            watcher::watcher(scope.api(api()), all()),
             &c.users,
-            None,
+            &t.users,
             tasks,
         ),
-        zones: watch(scope.api(client), all, &c.zones, None, tasks),
-        stream_events,
+        zones: reflect(
+            watcher::watcher(scope.api(api()), all()),
+            &c.zones,
+            &t.zones,
+            tasks,
+        ),
+        // kube 5's `Api<PartialObjectMeta<_>>` asks for PartialObjectMetadata: Secret data
+        // never crosses the wire, not only never stays in memory.
+        secrets: reflect(
+            watcher::watcher(scope.api::<PartialObjectMeta<Secret>>(api()), all()),
+            &Changes::default(),
+            &t.secrets,
+            tasks,
+        ),
+        taps,
         changes,
         shard,
-        ready: Arc::new(AtomicBool::new(false)),
-    }
+        ready,
+    };
+    let s = stores.clone();
+    tasks.spawn(async move {
+        // The only waiter of each store: kube-runtime's `Store::wait_until_ready` wakes just
+        // the most recent one, so every other reader waits on `ready` instead.
+        let _ = s.streamers.wait_until_ready().await;
+        let _ = s.streams.wait_until_ready().await;
+        let _ = s.presets.wait_until_ready().await;
+        let _ = s.organizations.wait_until_ready().await;
+        let _ = s.users.wait_until_ready().await;
+        let _ = s.zones.wait_until_ready().await;
+        let _ = s.secrets.wait_until_ready().await;
+        let _ = ready_tx.send(true);
+    });
+    stores
 }
 
-fn watch<K>(
-    api: Api<K>,
-    config: Config,
+/// Runs one watch into a new store, and passes every event the store applied on to `tap`.
+fn reflect<K>(
+    events: impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
     changes: &Changes,
-    tap: Option<Tap<K>>,
+    tap: &Tap<K>,
     tasks: &mut JoinSet<()>,
 ) -> Store<K>
 where
@@ -239,7 +285,7 @@ where
     K::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
 {
     let (reader, writer): (Store<K>, Writer<K>) = reflector::store();
-    let stream = watcher::watcher(api, config)
+    let stream = events
         .default_backoff()
         // managedFields are a large share of every object and nothing here reads them.
         .modify(|obj| obj.managed_fields_mut().clear())
@@ -249,16 +295,14 @@ where
             let changes = changes.clone();
             move |_| changes.bump()
         })
-        .applied_objects();
+        // Deletes too: a mapper must learn that a referencing object is gone.
+        .touched_objects();
+    let tap = tap.clone();
     tasks.spawn(async move {
         futures::pin_mut!(stream);
         while let Some(event) = stream.next().await {
             match event {
-                Ok(obj) => {
-                    if let Some(tap) = &tap {
-                        tap.send(obj);
-                    }
-                }
+                Ok(obj) => tap.send(obj),
                 // A malformed object or a dropped connection degrades to a warning; the
                 // watcher's backoff re-establishes the watch.
                 Err(error) => {

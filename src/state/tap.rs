@@ -1,28 +1,35 @@
-//! Hands a kind's watch events to a controller without a second watch and a second cache.
+//! Fans one watch per kind out to every consumer, without a second watch or a second cache.
 //!
-//! `Controller::new` runs its own watch and keeps its own copy of every object: for 10,000
-//! Streams that doubles the API server's watch work and the operator's memory (the
-//! controller's copy even keeps managedFields). Instead the store's reflector passes each
-//! applied object on through a [`Tap`], and the controller runs over that stream and the
-//! shared store (`Controller::for_stream`). Nobody subscribed (a standby replica): events are
-//! dropped, never buffered, so the store never waits on a controller.
+//! `Controller::new` and `.watches(..)` each run their own watch and (for the main kind) keep
+//! their own copy of every object: for 10,000 Streams that multiplies the API server's watch
+//! work, the start-up lists and the operator's memory, and a trigger could fire before the
+//! shared store had seen the event that caused it. Instead each store's reflector passes every
+//! touched object (deletes included) on through a [`Tap`] *after* the store applied it, and
+//! controllers run over subscriptions (`Controller::for_shared_stream`,
+//! `.watches_shared_stream`): whatever a reconcile or a mapper reads from [`Stores`] is at
+//! least as new as the event that triggered it.
+//!
+//! Unlike kube's `store_shared`/`ReflectHandle`, a slow subscriber never holds the reflector
+//! back (the facade reads the same stores), and nobody subscribed (a standby replica) costs
+//! nothing: events are dropped, never buffered.
+//!
+//! [`Stores`]: super::Stores
 
 use std::sync::{Arc, Mutex};
 
 use futures::Stream;
 use kube::runtime::reflector::Store;
-use kube::runtime::watcher;
 use tokio::sync::mpsc;
 
 /// The sending side, owned by the reflector task; cheap to clone.
 pub(crate) struct Tap<K> {
-    subscriber: Arc<Mutex<Option<mpsc::UnboundedSender<K>>>>,
+    subscribers: Arc<Mutex<Vec<mpsc::UnboundedSender<Arc<K>>>>>,
 }
 
 impl<K> Clone for Tap<K> {
     fn clone(&self) -> Self {
         Self {
-            subscriber: self.subscriber.clone(),
+            subscribers: self.subscribers.clone(),
         }
     }
 }
@@ -30,7 +37,7 @@ impl<K> Clone for Tap<K> {
 impl<K> Default for Tap<K> {
     fn default() -> Self {
         Self {
-            subscriber: Arc::default(),
+            subscribers: Arc::default(),
         }
     }
 }
@@ -40,32 +47,39 @@ where
     K: kube::Resource + Clone + Send + Sync + 'static,
     K::DynamicType: Eq + std::hash::Hash + Clone,
 {
-    /// Passes an applied object to the subscriber, if any (a gone subscriber is forgotten).
+    /// Passes an object the store has applied to every subscriber (gone ones are forgotten).
     pub fn send(&self, obj: K) {
-        let mut sub = self.subscriber.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(tx) = sub.as_ref()
-            && tx.send(obj).is_err()
-        {
-            *sub = None;
+        let mut subs = self.subscribers.lock().unwrap_or_else(|e| e.into_inner());
+        if subs.is_empty() {
+            return;
         }
+        let obj = Arc::new(obj);
+        subs.retain(|tx| tx.send(obj.clone()).is_ok());
     }
 
-    /// Every object of `store` once, then every applied object from now on. Replaces an
-    /// earlier subscriber (a controller restarted after a lost lease gets the stream anew).
-    /// Subscribing before reading the store means nothing falls between the two; an object
-    /// seen twice costs one extra reconcile at most (the controller merges queued ones).
+    /// Every object of `store` once, then every touched object from now on. Subscribing
+    /// before reading the store means nothing falls between the two; an object seen twice
+    /// costs one extra reconcile at most (the controller merges queued ones). A controller
+    /// restarted after a lost lease subscribes anew; its old subscription is forgotten once
+    /// dropped.
     pub(crate) fn subscribe(
         &self,
         store: &Store<K>,
-    ) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static {
+    ) -> impl Stream<Item = Arc<K>> + Send + 'static {
         let (tx, mut rx) = mpsc::unbounded_channel();
-        *self.subscriber.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
-        let current: Vec<K> = store.state().iter().map(|o| (**o).clone()).collect();
+        self.subscribers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(tx);
+        let current = store.state();
         let live = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
-        futures::StreamExt::map(
-            futures::StreamExt::chain(futures::stream::iter(current), live),
-            Ok,
-        )
+        futures::StreamExt::chain(futures::stream::iter(current), live)
+    }
+
+    /// How many subscribers are listening (for tests).
+    #[cfg(test)]
+    fn listeners(&self) -> usize {
+        self.subscribers.lock().unwrap().len()
     }
 }
 
@@ -84,34 +98,39 @@ mod tests {
         c
     }
 
-    fn name(r: Option<Result<ConfigMap, watcher::Error>>) -> String {
+    fn name(r: Option<Arc<ConfigMap>>) -> String {
         r.expect("an item")
-            .expect("no error")
             .metadata
             .name
+            .clone()
             .unwrap_or_default()
     }
 
     #[tokio::test]
-    async fn replays_the_store_then_passes_events_on() {
+    async fn replays_the_store_then_fans_events_out_to_every_subscriber() {
         let (store, mut writer) = reflector::store::<ConfigMap>();
         writer.apply_watcher_event(&Event::Apply(cm("old")));
         let tap = Tap::default();
         // Nobody listens yet: dropped, not queued.
         tap.send(cm("unheard"));
-        let mut sub = Box::pin(tap.subscribe(&store));
+        let mut first = Box::pin(tap.subscribe(&store));
         tap.send(cm("new"));
-        assert_eq!(name(sub.next().await), "old");
-        assert_eq!(name(sub.next().await), "new");
-        // A second subscriber replaces the first, whose stream ends.
-        let mut again = Box::pin(tap.subscribe(&store));
-        assert!(sub.next().await.is_none());
+        assert_eq!(name(first.next().await), "old");
+        assert_eq!(name(first.next().await), "new");
+        // A second subscriber gets the store and the events from then on; the first keeps
+        // its own stream.
+        let mut second = Box::pin(tap.subscribe(&store));
         tap.send(cm("later"));
-        assert_eq!(name(again.next().await), "old");
-        assert_eq!(name(again.next().await), "later");
-        drop(again);
+        assert_eq!(name(first.next().await), "later");
+        assert_eq!(name(second.next().await), "old");
+        assert_eq!(name(second.next().await), "later");
         // A dropped subscriber is forgotten on the next send.
+        drop(first);
+        tap.send(cm("again"));
+        assert_eq!(tap.listeners(), 1);
+        assert_eq!(name(second.next().await), "again");
+        drop(second);
         tap.send(cm("nobody"));
-        assert!(tap.subscriber.lock().unwrap().is_none());
+        assert_eq!(tap.listeners(), 0);
     }
 }

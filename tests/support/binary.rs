@@ -41,7 +41,10 @@ impl Binary {
         let peer = format!("127.0.0.1:{}", free_port());
         let log = std::env::temp_dir().join(format!("panoptes-{}-{}.log", ns.name, free_port()));
         let out = std::fs::File::create(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_panoptes"))
+        // `PANOPTES_TEST_BINARY`: another build (say of the base commit, to see a test fail).
+        let bin = std::env::var("PANOPTES_TEST_BINARY")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_panoptes").to_string());
+        let child = Command::new(bin)
             .args([
                 "run",
                 "--namespace",
@@ -77,6 +80,18 @@ impl Binary {
     /// Sends a signal (`-TERM`, `-KILL`).
     pub fn signal(&self, sig: &str) {
         super::run_ok(Command::new("kill").args([sig, &self.child.id().to_string()]));
+    }
+
+    /// The process's resident set size, bytes (Linux).
+    pub fn rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("the process is running");
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc/<pid>/status");
+        kib * 1024
     }
 
     /// Everything the process printed so far.

@@ -4,9 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use panoptes::controllers::{
-    Context, Tunables, layouter, organization, preset, stream, streamer, user,
-};
+use panoptes::controllers::{Context, Tunables};
 use panoptes::run::Shutdown;
 use panoptes::state::{self, Scope};
 use panoptes::telemetry::Metrics;
@@ -67,12 +65,7 @@ impl Operator {
         ));
         let (stop, shutdown) = Shutdown::new();
         let mut controllers = JoinSet::new();
-        controllers.spawn(preset::run(ctx.clone(), shutdown.clone().wait()));
-        controllers.spawn(organization::run(ctx.clone(), shutdown.clone().wait()));
-        controllers.spawn(user::run(ctx.clone(), shutdown.clone().wait()));
-        controllers.spawn(streamer::run(ctx.clone(), shutdown.clone().wait()));
-        controllers.spawn(stream::run(ctx.clone(), shutdown.clone().wait()));
-        controllers.spawn(layouter::run(ctx.clone(), shutdown.wait()));
+        panoptes::controllers::spawn_all(&ctx, || shutdown.clone().wait(), true, &mut controllers);
         Self {
             ctx,
             stop,

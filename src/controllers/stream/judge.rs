@@ -207,7 +207,8 @@ fn why_not(reason: DecisionReason, gap: Option<&Vec<String>>) -> String {
             _ => "lacks labels or a zone the stream requires (required_zones)".into(),
         },
         DecisionReason::StreamMissesNodeRequiredLabels => {
-            "takes only streams with its requiredStreamLabels or requiring its dedicated zone".into()
+            "takes only streams with its requiredStreamLabels or requiring its dedicated zone"
+                .into()
         }
         DecisionReason::NodeChannelLimitExceeded => "at its channel limit".into(),
         DecisionReason::StreamerDvrSizeExceeded => "its DVR is full".into(),

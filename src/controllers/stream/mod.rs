@@ -31,7 +31,6 @@ use std::time::{Duration, Instant};
 use futures::{FutureExt, StreamExt};
 use kube::runtime::controller::{Action, Config, Controller};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use serde_json::Value;
 
@@ -40,8 +39,9 @@ use super::conditions::{self, Desired};
 use super::destinations::{self as dest, AllowListCache};
 use super::fleet::Blocked;
 use super::ids;
-use super::refs::{self, Backoff, Error, Key, RefIndex, key_of};
-use super::secrets::{SecretError, Secrets};
+use super::kit::{self, Backoff, Error};
+use super::refs::{self, Key, RefIndex, key_of};
+use super::secrets::SecretError;
 use crate::domain::credentials::{self, OwnerKind};
 use crate::domain::destinations;
 use crate::domain::layout_history;
@@ -77,7 +77,6 @@ pub struct StreamController {
     /// Stream → its organization, so creating (or deleting) an organization reconciles
     /// exactly the streams that name it (their `MissingReference` clears or appears).
     organizations: RefIndex,
-    secrets: Secrets,
     allow_list: AllowListCache,
     /// Camera credentials bindings last decided (newer than the statuses until written).
     bindings: Mutex<HashMap<Key, CredentialBinding>>,
@@ -92,7 +91,7 @@ pub struct StreamController {
 /// Runs the Stream controller until `shutdown` resolves.
 pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 'static) {
     let shutdown = shutdown.shared();
-    if !refs::stores_ready(&ctx, shutdown.clone()).await {
+    if !kit::stores_ready(&ctx, shutdown.clone()).await {
         return;
     }
     let Some(mut triggers) = ctx.fleet.take_stream_triggers() else {
@@ -103,7 +102,6 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         ctx: ctx.clone(),
         presets: RefIndex::default(),
         organizations: RefIndex::default(),
-        secrets: Secrets::default(),
         allow_list: AllowListCache::default(),
         bindings: Mutex::default(),
         backoff: Backoff::default(),
@@ -114,40 +112,34 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
     let writer = tokio::spawn(ctl.status.clone().run(ctx.clone()));
     let on_preset = {
         let ctl = ctl.clone();
-        move |p: Preset| ctl.presets.referrers::<_, Stream>(&p)
+        move |p: Arc<Preset>| ctl.presets.referrers::<_, Stream>(p.as_ref())
     };
     let on_organization = {
         let ctl = ctl.clone();
-        move |o: Organization| ctl.organizations.referrers::<_, Stream>(&o)
+        move |o: Arc<Organization>| ctl.organizations.referrers::<_, Stream>(o.as_ref())
     };
     let extra = futures::stream::poll_fn(move |cx| triggers.poll_recv(cx)).boxed();
-    let wc = watcher::Config::default().any_semantic();
     tracing::info!(
         shard = ctx.stores.shard().name(),
         "stream controller started"
     );
-    let streams = ctx.stores.stream_events.subscribe(&ctx.stores.streams);
-    Controller::for_stream(streams, ctx.stores.streams.clone())
-        .with_config(Config::default().concurrency(CONCURRENCY))
-        .watches(
-            ctx.scope.api::<Preset>(ctx.client.clone()),
-            wc.clone(),
-            on_preset,
-        )
-        .watches(
-            ctx.scope.api::<Organization>(ctx.client.clone()),
-            wc,
-            on_organization,
-        )
-        .reconcile_on(extra)
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctl.clone())
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                tracing::debug!(%error, "stream controller");
-            }
-        })
-        .await;
+    let stores = &ctx.stores;
+    let taps = &stores.taps;
+    Controller::for_shared_stream(
+        taps.streams.subscribe(&stores.streams),
+        stores.streams.clone(),
+    )
+    .with_config(Config::default().concurrency(CONCURRENCY))
+    .watches_shared_stream(taps.presets.subscribe(&stores.presets), on_preset)
+    .watches_shared_stream(
+        taps.organizations.subscribe(&stores.organizations),
+        on_organization,
+    )
+    .reconcile_on(extra)
+    .graceful_shutdown_on(shutdown)
+    .run(reconcile, error_policy, ctl.clone())
+    .for_each(|result| kit::report("Stream", result))
+    .await;
     // Let queued statuses land, briefly: shutdown must not hang on a slow API server, and
     // whatever is left is recomputed by the next leader's first reconcile of each stream.
     let deadline = Instant::now() + Duration::from_secs(3);
@@ -161,6 +153,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
 /// Reconciles one Stream.
 #[tracing::instrument(skip_all, fields(namespace = stream.namespace(), name = stream.name_any()))]
 pub async fn reconcile(stream: Arc<Stream>, ctl: Arc<StreamController>) -> Result<Action, Error> {
+    let started = Instant::now();
     let key = key_of(stream.as_ref());
     ctl.presets.observe(
         key.namespace(),
@@ -177,14 +170,15 @@ pub async fn reconcile(stream: Arc<Stream>, ctl: Arc<StreamController>) -> Resul
     } else {
         converge(&stream, &ctl, &key).await
     };
-    let outcome = result.as_ref().map_or_else(Error::category, |_| "ok");
-    ctl.ctx.controller_metrics.reconciled("Stream", outcome);
+    ctl.ctx
+        .controller_metrics
+        .reconciled("Stream", started, &result);
     result
 }
 
 /// Invalid input waits for a change; anything else backs off per stream with jitter.
 pub fn error_policy(stream: Arc<Stream>, error: &Error, ctl: Arc<StreamController>) -> Action {
-    refs::error_action(&ctl.backoff, &key_of(stream.as_ref()), "Stream", error)
+    kit::error_action(&ctl.backoff, &key_of(stream.as_ref()), "Stream", error)
 }
 
 /// What one reconcile concluded, turned into status and an action at the end.
@@ -229,7 +223,7 @@ async fn converge(stream: &Stream, ctl: &StreamController, key: &Key) -> Result<
         // requeue covers streams the layouter does not touch (disabled, waiting for a preset).
         return Ok(Action::requeue(Duration::from_secs(1)));
     }
-    let missing = refs::missing_references(ctx, stream, &refs::Facts::default()).await?;
+    let missing = refs::missing_references(ctx, stream);
     let outcome = match plan(stream, ctl, key, &name, &missing).await {
         Ok(planned) => {
             let running = match planned.body {
@@ -440,7 +434,7 @@ async fn injected(
     let mut binding = recorded_binding(ctl, stream, key);
     let mut condition = None;
     if let Some(c) = credentials::camera_credentials(&stream.spec) {
-        let entry = ctl.secrets.entry(ctx, ns, &c.secret_name).await?;
+        let entry = ctl.ctx.secrets.entry(ctx, ns, &c.secret_name).await?;
         let user_key = c.username_key.as_deref().unwrap_or("username");
         let pass_key = c.password_key.as_deref().unwrap_or("password");
         let user = entry.text(&c.secret_name, user_key)?;
@@ -484,15 +478,23 @@ async fn injected(
         out.camera = Some((user, pass));
     }
     if let Some(r) = &stream.spec.publish_password {
-        out.publish_password = Some(ctl.secrets.text(ctx, ns, &r.name, &r.key).await?);
+        out.publish_password = Some(ctl.ctx.secrets.text(ctx, ns, &r.name, &r.key).await?);
     }
     // Push credentials are per push URL: a push whose URL has none stored gets none.
     if let Some(c) = &stream.spec.push_credentials {
         for push in stream.spec.config.pushes.iter().flatten() {
             let user_key = credentials::push_username_key(&push.url);
             let pass_key = credentials::push_password_key(&push.url);
-            let user = ctl.secrets.text(ctx, ns, &c.secret_name, &user_key).await;
-            let pass = ctl.secrets.text(ctx, ns, &c.secret_name, &pass_key).await;
+            let user = ctl
+                .ctx
+                .secrets
+                .text(ctx, ns, &c.secret_name, &user_key)
+                .await;
+            let pass = ctl
+                .ctx
+                .secrets
+                .text(ctx, ns, &c.secret_name, &pass_key)
+                .await;
             match (user, pass) {
                 (Ok(u), Ok(p)) => {
                     out.pushes.insert(push.url.clone(), (u, p));
@@ -850,7 +852,7 @@ async fn finalize(stream: &Stream, ctl: &StreamController, key: &Key) -> Result<
 }
 
 async fn add_finalizer(ctx: &Context, stream: &Stream) -> Result<(), Error> {
-    refs::apply_metadata(
+    kit::apply_metadata(
         ctx,
         stream,
         serde_json::json!({ "finalizers": [FINALIZER] }),

@@ -16,7 +16,8 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use crate::controllers::Context;
-use crate::controllers::refs::{self, Key};
+use crate::controllers::kit;
+use crate::controllers::refs::Key;
 use crate::resources::{Stream, StreamStatus};
 
 /// Status writes in flight at once.
@@ -133,16 +134,27 @@ impl StatusWriter {
                         continue;
                     };
                     let result =
-                        refs::replace_status::<Stream, _>(&ctx, &key, &pending.uid, &pending.status)
+                        kit::replace_status::<Stream, _>(&ctx, &key, &pending.uid, &pending.status)
                             .await;
                     me.done(i);
-                    if let Err(error) = result {
-                        tracing::warn!(namespace = %key.namespace(), name = %key.name(), %error, "writing a stream status failed; retrying");
-                        tokio::time::sleep(RETRY).await;
-                        // A newer status queued meanwhile supersedes this one.
-                        if !me.busy(&key) {
-                            me.submit(key, pending);
-                        }
+                    let metrics = &ctx.controller_metrics;
+                    let Err(error) = result else {
+                        metrics.status_written("Stream", "ok");
+                        continue;
+                    };
+                    if after_failure(&error) == AfterFailure::GiveUp {
+                        // The API server refuses this status as invalid: writing it again
+                        // cannot help. The next reconcile of the stream decides anew.
+                        metrics.status_written("Stream", "dropped");
+                        tracing::warn!(namespace = %key.namespace(), name = %key.name(), category = error.category(), %error, "the API server refuses a stream status; giving up on it");
+                        continue;
+                    }
+                    metrics.status_written("Stream", "retried");
+                    tracing::warn!(namespace = %key.namespace(), name = %key.name(), category = error.category(), %error, "writing a stream status failed; retrying");
+                    tokio::time::sleep(RETRY).await;
+                    // A newer status queued meanwhile supersedes this one.
+                    if !me.busy(&key) {
+                        me.submit(key, pending);
                     }
                 }
             }
@@ -151,9 +163,53 @@ impl StatusWriter {
     }
 }
 
+/// What becomes of a status whose write failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AfterFailure {
+    /// Tried again after [`RETRY`] (the API server was busy, unreachable, or in conflict).
+    Retry,
+    /// Dropped: the API server rejects it as invalid, so the same write would fail forever.
+    GiveUp,
+}
+
+fn after_failure(error: &kit::Error) -> AfterFailure {
+    if error.is_invalid_input() {
+        AfterFailure::GiveUp
+    } else {
+        AfterFailure::Retry
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_status_the_api_server_calls_invalid_is_given_up_anything_else_retried() {
+        let failed = |code: u16, reason: &str| kit::Error::Kube {
+            action: "writing status of",
+            what: "Stream ns/s".into(),
+            source: kube::Error::Api(Box::new(kube::core::Status {
+                code,
+                reason: reason.into(),
+                ..kube::core::Status::failure("refused", reason)
+            })),
+        };
+        for (code, reason, then) in [
+            (422, "Invalid", AfterFailure::GiveUp),
+            (400, "BadRequest", AfterFailure::GiveUp),
+            (409, "Conflict", AfterFailure::Retry),
+            (429, "TooManyRequests", AfterFailure::Retry),
+            (500, "InternalError", AfterFailure::Retry),
+            (503, "ServiceUnavailable", AfterFailure::Retry),
+        ] {
+            assert_eq!(
+                after_failure(&failed(code, reason)),
+                then,
+                "{code} {reason}"
+            );
+        }
+    }
 
     fn key(n: &str) -> Key {
         Key::new("ns", n)
