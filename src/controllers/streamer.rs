@@ -82,7 +82,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
     let ctl = Arc::new(StreamerController {
         ctx: ctx.clone(),
         allow_list: AllowListCache::default(),
-        backoff: Backoff::default(),
+        backoff: Backoff::capped(NODE_LOOP_CAP),
         memory: Mutex::default(),
     });
     let extra = futures::stream::poll_fn(move |cx| triggers.poll_recv(cx)).boxed();
@@ -104,10 +104,25 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
     tracing::info!("streamer controller stopped");
 }
 
-/// Unexpected errors back off per Streamer.
+/// Unexpected errors back off per Streamer, but only briefly ([`NODE_LOOP_CAP`]).
+///
+/// A Streamer's reconcile is its node's probe and list: the liveness of every stream on the
+/// node and the level-triggered repair of copies the node lost. A status write failing under
+/// API-server load used to back the loop off for up to 5 minutes (or, rejected as invalid,
+/// until the Streamer changed), leaving wiped streams unrepaired and `Ready=True` on stale
+/// stats meanwhile (a long chaos run under CPU starvation ended with exactly that).
 pub fn error_policy(s: Arc<Streamer>, error: &Error, ctl: Arc<StreamerController>) -> Action {
-    kit::error_action(&ctl.backoff, &key_of(s.as_ref()), "Streamer", error)
+    let key = key_of(s.as_ref());
+    let action = kit::error_action(&ctl.backoff, &key, "Streamer", error);
+    if error.is_invalid_input() {
+        Action::requeue(ctl.backoff.cap())
+    } else {
+        action
+    }
 }
+
+/// The longest a node's probe loop pauses after failed reconciles.
+const NODE_LOOP_CAP: Duration = Duration::from_secs(10);
 
 /// Reconciles one Streamer.
 #[tracing::instrument(skip_all, fields(namespace = s.namespace(), name = s.name_any()))]

@@ -11,16 +11,35 @@ use rand::Rng;
 use super::Error;
 use crate::controllers::refs::Key;
 
-/// Exponential backoff with jitter, per object: 1 s, 2 s, 4 s … capped at 5 min, each delay
-/// drawn from [d/2, d]. Reset when the object reconciles cleanly.
-#[derive(Default)]
+/// Exponential backoff with jitter, per object: 1 s, 2 s, 4 s … capped (5 min by default),
+/// each delay drawn from [d/2, d]. Reset when the object reconciles cleanly.
 pub struct Backoff {
     failures: Mutex<HashMap<Key, u32>>,
+    cap: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self::capped(Self::CAP)
+    }
 }
 
 impl Backoff {
     const BASE: Duration = Duration::from_secs(1);
     const CAP: Duration = Duration::from_secs(300);
+
+    /// A backoff that never waits longer than `cap`.
+    pub fn capped(cap: Duration) -> Self {
+        Self {
+            failures: Mutex::default(),
+            cap,
+        }
+    }
+
+    /// The longest wait.
+    pub fn cap(&self) -> Duration {
+        self.cap
+    }
 
     /// Records a failure of `key` and returns how long to wait.
     pub fn failed(&self, key: &Key) -> Duration {
@@ -32,7 +51,7 @@ impl Backoff {
         };
         let full = Self::BASE
             .saturating_mul(1u32 << (n - 1).min(16))
-            .min(Self::CAP);
+            .min(self.cap);
         let half = full / 2;
         half + Duration::from_millis(rand::rng().random_range(0..=half.as_millis() as u64))
     }
@@ -70,5 +89,14 @@ mod tests {
         }
         b.succeeded(&k);
         assert!(b.failed(&k) <= Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_capped_backoff_never_waits_past_its_cap() {
+        let b = Backoff::capped(Duration::from_secs(10));
+        let k = Key::new("ns", "x");
+        for _ in 0..40 {
+            assert!(b.failed(&k) <= Duration::from_secs(10));
+        }
     }
 }
