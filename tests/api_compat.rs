@@ -4,6 +4,8 @@
 //! (`tests/fixtures/reference-types.json`), not our own document.
 #[path = "api_support/mod.rs"]
 mod api_support;
+#[path = "api_compat/bulk.rs"]
+mod bulk;
 #[path = "api_compat/deleted.rs"]
 mod deleted;
 #[path = "api_compat/identity.rs"]

@@ -18,8 +18,8 @@ use super::names::{StreamPath, split_stream_path};
 use super::openapi;
 use super::routes::cluster::{self, ClusterHealthStats};
 use super::routes::{
-    self, ServerStatsWhoami, agents, events, organizations, presets, settings, streamers, streams,
-    users,
+    self, ServerStatsWhoami, agents, bulk, events, organizations, presets, settings, streamers,
+    streams, users,
 };
 use super::views::{PresetView, StreamView, StreamerView, UserView};
 use super::{ApiState, BASE};
@@ -126,11 +126,10 @@ pub(crate) fn on_stream(
 /// trail and the request metrics, and the query parameters [`openapi::validate_query`] checks.
 pub(crate) fn operation(method: &Method, path: &str) -> Option<&'static Operation> {
     let rest = path.strip_prefix(BASE)?;
-    if let Some((_, sub)) = rest.strip_prefix("/streams/").and_then(split_stream_path) {
-        return on_stream(sub).map(|(o, _)| o).find(|o| o.is(method));
-    }
     let segs: Vec<&str> = rest.trim_matches('/').split('/').collect();
-    documented()
+    // Routes of their own first: the bulk edits' fixed paths under `/streams/` win for their
+    // method, as the router has them.
+    let routed = documented()
         .filter(|o| matches!(o.serve, Serve::Route(_)) && o.is(method))
         .find(|o| {
             let t: Vec<&str> = o.path.trim_matches('/').split('/').collect();
@@ -138,7 +137,12 @@ pub(crate) fn operation(method: &Method, path: &str) -> Option<&'static Operatio
                 && t.iter()
                     .zip(&segs)
                     .all(|(a, b)| a.starts_with('{') || a == b)
-        })
+        });
+    if routed.is_some() {
+        return routed;
+    }
+    let (_, sub) = rest.strip_prefix("/streams/").and_then(split_stream_path)?;
+    on_stream(sub).map(|(o, _)| o).find(|o| o.is(method))
 }
 
 /// The operationId of a request (`path` is the full path).
@@ -161,6 +165,18 @@ const LIST_Q: &[(&str, &str)] = &[
 macro_rules! route {
     ($h:expr) => {
         (Access::Admin, Serve::Route(|m| axum::routing::on(m, $h)))
+    };
+}
+
+/// An admin `POST` on a fixed path under `/streams/` (the bulk edits): other methods on the
+/// path fall through to the stream operations, so a stream named `multiedit` or `zones` stays
+/// reachable by get, save and delete.
+macro_rules! on_streams {
+    ($h:expr) => {
+        (
+            Access::Admin,
+            Serve::Route(|m| axum::routing::on(m, $h).fallback(streams::dispatch)),
+        )
     };
 }
 
@@ -690,6 +706,28 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         501,
         Shape::None
     ),
+    op!(
+        on_streams!(bulk::multiedit),
+        "post",
+        "/streams/multiedit",
+        "streams_multiedit",
+        "Bulk-edit streams (dvr, layout_rules, preset_id), all or nothing: every item is dry-run first; a failure midway reverts the items written",
+        &[],
+        Shape::Object(r::<bulk::MultieditRequest>),
+        204,
+        Shape::None
+    ),
+    op!(
+        on_streams!(bulk::zones),
+        "post",
+        "/streams/zones",
+        "streams_zones_settings",
+        "Bulk-set the zone rules of streams ({streams: [{name, layout_rules}]}), all or nothing like multiedit",
+        &[],
+        Shape::Object(r::<bulk::ZonesRequest>),
+        204,
+        Shape::None
+    ),
     plumbing!(
         "get",
         "/openapi.json",
@@ -716,6 +754,15 @@ mod tests {
         );
         assert_eq!(id(Method::GET, "/streams/layouts"), Some("stream_get"));
         assert_eq!(id(Method::POST, "/streams/a"), None);
+        assert_eq!(
+            id(Method::POST, "/streams/multiedit"),
+            Some("streams_multiedit")
+        );
+        assert_eq!(id(Method::GET, "/streams/zones"), Some("stream_get"));
+        assert_eq!(
+            id(Method::POST, "/streams/zones/preview_layout_change"),
+            Some("preview_layout_change_for_stream_config")
+        );
         assert_eq!(id(Method::PUT, "/users/3"), Some("user_save"));
         assert_eq!(
             id(Method::DELETE, "/organizations/1/presets/2"),
@@ -750,7 +797,7 @@ mod tests {
             .map(|o| (o.method.to_string(), o.path.to_string()))
             .collect();
         assert_eq!(in_doc, served);
-        assert_eq!(served.len(), 40);
+        assert_eq!(served.len(), 42);
         let unique: BTreeSet<(&str, &str)> =
             OPERATIONS.iter().map(|o| (o.method, o.path)).collect();
         assert_eq!(unique.len(), OPERATIONS.len(), "a route declared twice");
@@ -774,7 +821,15 @@ mod tests {
                     let method: Method = o.method.to_uppercase().parse().unwrap();
                     assert_eq!(operation_id(&method, &full), Some(o.id));
                 }
-                Serve::Route(_) => assert!(!o.path.starts_with("/streams/"), "{}", o.id),
+                // Only the bulk edits' fixed `POST` paths share the prefix (their other
+                // methods fall through to the stream operations).
+                Serve::Route(_) => assert!(
+                    !o.path.starts_with("/streams/")
+                        || (o.method == "post"
+                            && !o.path["/streams/".len()..].contains(['/', '{'])),
+                    "{}",
+                    o.id
+                ),
             }
         }
     }

@@ -7,6 +7,7 @@
 
 pub mod accounts;
 pub mod agents;
+pub mod bulk;
 pub mod credentials;
 pub mod decommission;
 pub mod destinations;
@@ -14,6 +15,7 @@ pub mod effective;
 pub mod health;
 pub mod ids;
 pub mod key;
+pub mod merge_patch;
 pub mod moves;
 pub mod passwords;
 pub mod refs;

@@ -1,6 +1,7 @@
 //! Handlers, one module per resource.
 
 pub mod agents;
+pub mod bulk;
 pub mod cluster;
 pub mod events;
 pub mod organizations;
