@@ -365,7 +365,7 @@ async fn settings_streamers_agents_events_openapi() {
     assert!(!v.to_string().contains("password"), "{v}");
     assert_eq!(v["estimated_count"], 2);
 
-    // The OpenAPI document is open and lists the 40 operations served so far.
+    // The OpenAPI document is open and lists the 42 operations served so far.
     let resp = f.http.get(f.url("/openapi.json")).send().await.unwrap();
     let doc: Value = resp.json().await.unwrap();
     assert_eq!(doc["openapi"], "3.0.3");
@@ -375,7 +375,7 @@ async fn settings_streamers_agents_events_openapi() {
         .values()
         .map(|p| p.as_object().unwrap().len())
         .sum();
-    assert_eq!(ops, 40);
+    assert_eq!(ops, 42);
     assert!(doc["components"]["schemas"]["StreamView"].is_object());
 
     // Request metrics by operation and status class.
