@@ -713,7 +713,7 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         "streams_multiedit",
         "Bulk-edit streams (dvr, layout_rules, preset_id), all or nothing: every item is dry-run first; a failure midway reverts the items written",
         &[],
-        Shape::Object(r::<bulk::MultieditRequest>),
+        Shape::Object(r::<bulk::BulkRequest<bulk::MultieditItem>>),
         204,
         Shape::None
     ),
@@ -724,7 +724,7 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         "streams_zones_settings",
         "Bulk-set the zone rules of streams ({streams: [{name, layout_rules}]}), all or nothing like multiedit",
         &[],
-        Shape::Object(r::<bulk::ZonesRequest>),
+        Shape::Object(r::<bulk::BulkRequest<bulk::ZonesItem>>),
         204,
         Shape::None
     ),

@@ -19,8 +19,6 @@ use serde_json::{Map, Value, json};
 
 use crate::domain::validate;
 use crate::resources::StreamSpec;
-use crate::resources::wire::StreamDvrSpec;
-use crate::resources::wire::stream::LayoutRules;
 
 /// Most items one request may carry: each is a dry run and a write on the API server, and the
 /// whole request holds its before-states for the undo.
@@ -303,16 +301,11 @@ pub fn edited(
     preset_ref: Option<Option<String>>,
 ) -> Result<StreamSpec, Refusal> {
     let mut out = spec.clone();
-    let name = Some(item.name.as_str());
     if let Some(patch) = &item.dvr {
-        let merged = merged(&spec.config.dvr, patch);
-        out.config.dvr = serde_json::from_value::<Option<StreamDvrSpec>>(merged)
-            .map_err(|e| Refusal::item(item.index, name, "/dvr", e.to_string()))?;
+        out.config.dvr = merged(&spec.config.dvr, patch, item, "/dvr")?;
     }
     if let Some(patch) = &item.layout_rules {
-        let merged = merged(&spec.config.layout_rules, patch);
-        out.config.layout_rules = serde_json::from_value::<Option<LayoutRules>>(merged)
-            .map_err(|e| Refusal::item(item.index, name, "/layout_rules", e.to_string()))?;
+        out.config.layout_rules = merged(&spec.config.layout_rules, patch, item, "/layout_rules")?;
     }
     if let Some(p) = preset_ref {
         out.preset_ref = p;
@@ -320,14 +313,21 @@ pub fn edited(
     Ok(out)
 }
 
-/// `patch` merged into `current` (RFC 7386; a `null` patch removes the whole member).
-fn merged<T: serde::Serialize>(current: &Option<T>, patch: &Value) -> Value {
+/// `patch` merged into `current` (RFC 7386; a `null` patch removes the whole member), as the
+/// member's type; a value the type refuses names the item's `field`.
+fn merged<T: serde::Serialize + serde::de::DeserializeOwned>(
+    current: &Option<T>,
+    patch: &Value,
+    item: &Item,
+    field: &str,
+) -> Result<Option<T>, Refusal> {
     if patch.is_null() {
-        return Value::Null;
+        return Ok(None);
     }
     let mut v = serde_json::to_value(current).unwrap_or(Value::Null);
     crate::domain::merge_patch::merge(&mut v, patch.clone());
-    v
+    serde_json::from_value(v)
+        .map_err(|e| Refusal::item(item.index, Some(&item.name), field, e.to_string()))
 }
 
 /// The JSON merge patch (RFC 7386) that turns `have` into `want`: changed and new members are

@@ -60,20 +60,19 @@ pub async fn zones(State(state): State<ApiState>, JsonBody(body): JsonBody) -> A
     run(&state, Kind::Zones, body).await
 }
 
-/// The body of `POST /streams/multiedit` (the reference's `StreamsMultieditConfig`).
-// Only its schema is used (the document, and the typo check): the items are parsed by the
-// domain's plan, which names each failure by item and field.
+// The request types below are schemas only (the document, and the typo check): the items are
+// parsed by the domain's plan, which names each failure by item and field.
+
+/// The body of both bulk edits: `StreamsMultieditConfig` (items `StreamConfigMultiedit`) and
+/// `StreamsZoneSettings`, whose items the reference leaves untyped.
 #[allow(dead_code)]
 #[derive(JsonSchema)]
-pub struct MultieditRequest {
+pub struct BulkRequest<T> {
     /// At most 1000 items; each names a stream once.
-    pub streams: Vec<MultieditItem>,
+    pub streams: Vec<T>,
 }
 
-/// One item of `POST /streams/multiedit` (`StreamConfigMultiedit`): members present are
-/// changed, absent ones kept.
-// Only its schema is used (the document, and the typo check): the items are parsed by the
-// domain's plan, which names each failure by item and field.
+/// One item of `POST /streams/multiedit`: members present are changed, absent ones kept.
 #[allow(dead_code)]
 #[derive(JsonSchema)]
 pub struct MultieditItem {
@@ -87,20 +86,8 @@ pub struct MultieditItem {
     pub preset_id: Option<i64>,
 }
 
-/// The body of `POST /streams/zones`. The reference (`StreamsZoneSettings`) leaves the items
-/// untyped; Panoptes takes `{name, layout_rules: {required_zones, preferred_zones}}`.
-// Only its schema is used (the document, and the typo check): the items are parsed by the
-// domain's plan, which names each failure by item and field.
-#[allow(dead_code)]
-#[derive(JsonSchema)]
-pub struct ZonesRequest {
-    /// At most 1000 items; each names a stream once.
-    pub streams: Vec<ZonesItem>,
-}
-
-/// One item of `POST /streams/zones`.
-// Only its schema is used (the document, and the typo check): the items are parsed by the
-// domain's plan, which names each failure by item and field.
+/// One item of `POST /streams/zones`: Panoptes takes `{name, layout_rules: {required_zones,
+/// preferred_zones}}`, a multiedit item without `dvr` and `preset_id`.
 #[allow(dead_code)]
 #[derive(JsonSchema)]
 pub struct ZonesItem {
@@ -274,12 +261,13 @@ fn resolve(state: &ApiState, item: Item) -> ApiResult<Planned> {
 }
 
 /// INTEGRATION POINT (zones): the one place where a bulk item's zone names are checked for
-/// existence. Names are already unix names ([`crate::domain::validate::unix_name`]); once the
-/// Zone kind lands (`domain::zones`), refuse each name of `item.zones()` that no Zone of `ns`
-/// holds, with the 422 below. Until then every well-formed name passes.
+/// existence. They are unix names already ([`crate::domain::validate::unix_name`]). When the
+/// Zone kind lands, `known` becomes `domain::zones`' existence check of a zone in `ns` (the
+/// zones of the stream's namespace); nothing else here changes. Until then every well-formed
+/// name is taken, as a single save takes it.
 fn zones_exist(_state: &ApiState, _ns: &str, item: &Item) -> ApiResult<()> {
-    let unknown: Option<(&str, usize, &str)> = item.zones().find(|_| false);
-    match unknown {
+    let known = |_zone: &str| true;
+    match item.zones().find(|(_, _, zone)| !known(zone)) {
         None => Ok(()),
         Some((member, i, zone)) => Err(item_error(
             StatusCode::UNPROCESSABLE_ENTITY,
