@@ -127,6 +127,17 @@ async fn bulk_edits_apply_every_item() {
         .get_until("/streams/zones", "stream zones", |_| true)
         .await;
     assert_eq!(v["name"], "zones", "{v}");
+    // A method neither the bulk edit nor a stream takes: 405 allowing both.
+    let resp = f
+        .http
+        .patch(f.url("/streams/multiedit"))
+        .bearer_auth(&f.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let allow = resp.headers()["allow"].to_str().unwrap().to_string();
+    assert!(allow.contains("POST") && allow.contains("GET"), "{allow}");
     // A repeated edit changes nothing and writes nothing.
     let before = snapshot(&ns).await;
     let (s, _) = f

@@ -207,9 +207,16 @@ pub async fn dispatch(
         .find(|(o, _)| req.method().as_str().eq_ignore_ascii_case(o.method))
         .map(|(_, h)| h)
     else {
-        let allow: Vec<String> = on_stream(sub)
+        let mut allow: Vec<String> = on_stream(sub)
             .map(|(o, _)| o.method.to_uppercase())
             .collect();
+        // The bulk edits' fixed paths (`/streams/multiedit`) fall through here for every
+        // method but their own `POST`, which the path also allows.
+        if crate::api::operations::operation(&axum::http::Method::POST, uri.path())
+            .is_some_and(|o| matches!(o.serve, crate::api::operations::Serve::Route(_)))
+        {
+            allow.push("POST".into());
+        }
         let mut resp = ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
