@@ -11,6 +11,13 @@ writes, per schema, each member's
 JSON type(s), whether it is required, and its nested members or the schema it links to.
 
     scripts/reference-types.py [REFERENCE.md] > tests/fixtures/reference-types.json
+    scripts/reference-types.py --members [REFERENCE.md] > src/api/reference-members.json
+
+With `--members` it writes only the member names of the same trees (per schema: member ->
+null, a linked schema's name, or its nested members; arrays are transparent) and each
+operation's response schema: the facade's own copy, which it uses to refuse a request-body
+member that appears nowhere in the reference (a typo) at any depth. Both files come from
+this one script; tests/api_compat/typos.rs checks the copy against the fixture.
 
 tests/api_compat/types.rs compares the served OpenAPI document with this file and checks live
 responses against it; a test there fails when this file is stale against the reference.
@@ -50,6 +57,12 @@ def parse_type(text):
     plain = text.split("→")[0]
     plain = re.sub(r"\(.*", "", plain)  # formats and notes in parentheses
     plain = plain.split(" enum")[0].strip()
+    if plain.startswith("map<"):
+        # Stripped from the types file; the member names need it: any key, members per value.
+        node = {"type": ["object"], "map": True}
+        if ref:
+            node["ref"] = ref.group(1)
+        return node
     if plain.startswith("array of "):
         inner = plain[len("array of "):]
         item = {"type": sorted({scalar(w) for w in inner.split(" or ")})}
@@ -200,10 +213,50 @@ def parse_newer(text):
     return ops, schemas
 
 
+def names_only(node):
+    """A type node reduced to what a member check needs: nested members, a linked schema's
+    name, or null (nothing known below it); a map's values under the key `*`."""
+    if "items" in node:
+        return names_only(node["items"])
+    if node.get("map"):
+        inner = {k: v for k, v in node.items() if k != "map"}
+        value = names_only(inner)
+        return {"*": value} if value is not None else None
+    if "members" in node:
+        return {k: names_only(v) for k, v in node["members"].items()}
+    return node.get("ref")
+
+
+def strip_maps(tree):
+    """Drops the map marker, which only the member names use."""
+    if isinstance(tree, dict):
+        if tree.get("map") is True:
+            del tree["map"]
+        for v in tree.values():
+            strip_maps(v)
+
+
+def members(out):
+    return {
+        "source": out["source"] + " --members",
+        "operations": {k: v["response"] for k, v in out["operations"].items() if v["response"]},
+        "schemas": {
+            name: {k: names_only(v) for k, v in ms.items()} for name, ms in out["schemas"].items()
+        },
+    }
+
+
 def main():
-    path = sys.argv[1] if len(sys.argv) > 1 else DEFAULT
+    args = sys.argv[1:]
+    only_members = "--members" in args
+    args = [a for a in args if a != "--members"]
+    path = args[0] if args else DEFAULT
     with open(path, encoding="utf-8") as f:
         out = parse(f.read())
+    if only_members:
+        out = members(out)
+    else:
+        strip_maps(out["schemas"])
     json.dump(out, sys.stdout, indent=1, sort_keys=True, ensure_ascii=False)
     sys.stdout.write("\n")
 

@@ -367,7 +367,7 @@ async fn settings_streamers_agents_events_openapi() {
     assert_eq!(events[0]["user"], "root");
     assert!(v["next"].is_string());
 
-    // The OpenAPI document is open and lists the 47 operations served so far.
+    // The OpenAPI document is open and lists the 53 operations served.
     let resp = f.http.get(f.url("/openapi.json")).send().await.unwrap();
     let doc: Value = resp.json().await.unwrap();
     assert_eq!(doc["openapi"], "3.0.3");
@@ -377,7 +377,7 @@ async fn settings_streamers_agents_events_openapi() {
         .values()
         .map(|p| p.as_object().unwrap().len())
         .sum();
-    assert_eq!(ops, 51);
+    assert_eq!(ops, 53);
     assert!(doc["components"]["schemas"]["StreamView"].is_object());
 
     // Request metrics by operation and status class.

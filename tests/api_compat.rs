@@ -6,6 +6,8 @@
 mod access;
 #[path = "api_support/mod.rs"]
 mod api_support;
+#[path = "api_compat/bulk.rs"]
+mod bulk;
 #[path = "api_compat/deleted.rs"]
 mod deleted;
 #[path = "api_compat/events.rs"]

@@ -70,6 +70,12 @@ async fn schemathesis_finds_nothing() {
         "watcher_provision",
         "watcher_status_get",
         "camera_reboot",
+        // The bulk edits' fixed paths are also `/streams/{name}` of a stream named
+        // `multiedit`/`zones`: a 405 there truthfully allows GET, PUT and DELETE too, which a
+        // document cannot express for a literal path (ST205). Their bodies were fuzzed clean
+        // before this exclusion; tests/api_compat/bulk.rs covers them.
+        "streams_multiedit",
+        "streams_zones_settings",
     ];
     let out = tokio::task::spawn_blocking(move || {
         Command::new(tool)

@@ -153,46 +153,7 @@ pub fn drop_empty(obj: &mut Map<String, Value>, key: &str) {
     }
 }
 
-/// Refuses a member that is neither in `known` (the object's members, ours and the
-/// reference's, read-only ones included: generated clients round-trip whole objects) nor in
-/// `extra`: a typo such as `titel` would otherwise answer 200 and change nothing.
-pub fn reject_unknown(
-    obj: &Map<String, Value>,
-    known: &[&str],
-    extra: &[&str],
-) -> Result<(), ApiError> {
-    match obj
-        .keys()
-        .find(|k| !known.contains(&k.as_str()) && !extra.contains(&k.as_str()))
-    {
-        Some(k) => Err(ApiError::invalid_body(
-            &format!("/{k}"),
-            format!("unknown member `{k}`"),
-        )),
-        None => Ok(()),
-    }
-}
-
-/// RFC 7386 merge of `patch` into `target`: objects merge member-wise, `null` deletes,
-/// anything else replaces.
-pub fn merge(target: &mut Value, patch: Value) {
-    match patch {
-        Value::Object(p) => {
-            if !target.is_object() {
-                *target = Value::Object(Map::new());
-            }
-            let t = target.as_object_mut().expect("made an object above");
-            for (k, v) in p {
-                if v.is_null() {
-                    t.remove(&k);
-                } else {
-                    merge(t.entry(k).or_insert(Value::Null), v);
-                }
-            }
-        }
-        other => *target = other,
-    }
-}
+pub use crate::domain::merge_patch::merge;
 
 #[cfg(test)]
 mod tests {
@@ -248,15 +209,5 @@ mod tests {
         let mut b = body(json!({"title": "", "x": 1}));
         drop_empty(&mut b, "title");
         assert_eq!(Value::Object(b), json!({"x": 1}));
-    }
-
-    #[test]
-    fn merge_is_rfc7386() {
-        let mut t = json!({"a": 1, "b": {"c": 2, "d": 3}, "e": [1]});
-        merge(
-            &mut t,
-            json!({"b": {"c": null, "x": 1}, "e": [2], "a": null}),
-        );
-        assert_eq!(t, json!({"b": {"d": 3, "x": 1}, "e": [2]}));
     }
 }

@@ -15,6 +15,7 @@ pub(crate) mod cache;
 pub(crate) mod conn;
 pub(crate) mod deleted;
 pub(crate) mod error;
+pub(crate) mod members;
 pub(crate) mod metrics;
 pub(crate) mod names;
 pub mod openapi;

@@ -229,6 +229,6 @@ mod tests {
             .map(|p| p.as_object().unwrap().len())
             .sum();
         assert_eq!(n, documented().count());
-        assert_eq!(n, 51);
+        assert_eq!(n, 53);
     }
 }

@@ -18,8 +18,8 @@ use super::names::{StreamPath, split_stream_path};
 use super::openapi;
 use super::routes::cluster::{self, ClusterHealthStats};
 use super::routes::{
-    self, ServerStatsWhoami, access, agents, events, organizations, presets, settings, streamers,
-    streams, users, zones,
+    self, ServerStatsWhoami, access, agents, bulk, events, organizations, presets, settings,
+    streamers, streams, users, zones,
 };
 use super::views::{PresetView, StreamView, StreamerView, UserView};
 use super::{ApiState, BASE};
@@ -129,11 +129,10 @@ pub(crate) fn on_stream(
 /// trail and the request metrics, and the query parameters [`openapi::validate_query`] checks.
 pub(crate) fn operation(method: &Method, path: &str) -> Option<&'static Operation> {
     let rest = path.strip_prefix(BASE)?;
-    if let Some((_, sub)) = rest.strip_prefix("/streams/").and_then(split_stream_path) {
-        return on_stream(sub).map(|(o, _)| o).find(|o| o.is(method));
-    }
     let segs: Vec<&str> = rest.trim_matches('/').split('/').collect();
-    documented()
+    // Routes of their own first: the bulk edits' fixed paths under `/streams/` win for their
+    // method, as the router has them.
+    let routed = documented()
         .filter(|o| matches!(o.serve, Serve::Route(_)) && o.is(method))
         .find(|o| {
             let t: Vec<&str> = o.path.trim_matches('/').split('/').collect();
@@ -141,7 +140,12 @@ pub(crate) fn operation(method: &Method, path: &str) -> Option<&'static Operatio
                 && t.iter()
                     .zip(&segs)
                     .all(|(a, b)| a.starts_with('{') || a == b)
-        })
+        });
+    if routed.is_some() {
+        return routed;
+    }
+    let (_, sub) = rest.strip_prefix("/streams/").and_then(split_stream_path)?;
+    on_stream(sub).map(|(o, _)| o).find(|o| o.is(method))
 }
 
 /// The operationId of a request (`path` is the full path).
@@ -171,6 +175,18 @@ macro_rules! route {
 macro_rules! own {
     ($h:expr) => {
         (Access::Own, Serve::Route(|m| axum::routing::on(m, $h)))
+    };
+}
+
+/// An admin `POST` on a fixed path under `/streams/` (the bulk edits): other methods on the
+/// path fall through to the stream operations, so a stream named `multiedit` or `zones` stays
+/// reachable by get, save and delete.
+macro_rules! on_streams {
+    ($h:expr) => {
+        (
+            Access::Admin,
+            Serve::Route(|m| axum::routing::on(m, $h).fallback(streams::dispatch)),
+        )
     };
 }
 
@@ -745,6 +761,17 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         Shape::None
     ),
     op!(
+        on_streams!(bulk::multiedit),
+        "post",
+        "/streams/multiedit",
+        "streams_multiedit",
+        "Bulk-edit streams (dvr, layout_rules, preset_id), all or nothing: every item is dry-run first; a failure midway reverts the items written",
+        &[],
+        Shape::Object(r::<bulk::BulkRequest<bulk::MultieditItem>>),
+        204,
+        Shape::None
+    ),
+    op!(
         stream!(Auth, streams::call::auth_get),
         "get",
         "/streams/{name}/auth",
@@ -822,6 +849,17 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         Shape::Object(r::<access::Apikey>)
     ),
     plumbing!("get", "/play_auth", "play_auth", access::play_auth),
+    op!(
+        on_streams!(bulk::zones),
+        "post",
+        "/streams/zones",
+        "streams_zones_settings",
+        "Bulk-set the zone rules of streams ({streams: [{name, layout_rules}]}), all or nothing like multiedit",
+        &[],
+        Shape::Object(r::<bulk::BulkRequest<bulk::ZonesItem>>),
+        204,
+        Shape::None
+    ),
     plumbing!(
         "get",
         "/openapi.json",
@@ -848,6 +886,15 @@ mod tests {
         );
         assert_eq!(id(Method::GET, "/streams/layouts"), Some("stream_get"));
         assert_eq!(id(Method::POST, "/streams/a"), None);
+        assert_eq!(
+            id(Method::POST, "/streams/multiedit"),
+            Some("streams_multiedit")
+        );
+        assert_eq!(id(Method::GET, "/streams/zones"), Some("stream_get"));
+        assert_eq!(
+            id(Method::POST, "/streams/zones/preview_layout_change"),
+            Some("preview_layout_change_for_stream_config")
+        );
         assert_eq!(id(Method::PUT, "/users/3"), Some("user_save"));
         assert_eq!(
             id(Method::DELETE, "/organizations/1/presets/2"),
@@ -882,7 +929,7 @@ mod tests {
             .map(|o| (o.method.to_string(), o.path.to_string()))
             .collect();
         assert_eq!(in_doc, served);
-        assert_eq!(served.len(), 51);
+        assert_eq!(served.len(), 53);
         let unique: BTreeSet<(&str, &str)> =
             OPERATIONS.iter().map(|o| (o.method, o.path)).collect();
         assert_eq!(unique.len(), OPERATIONS.len(), "a route declared twice");
@@ -906,7 +953,15 @@ mod tests {
                     let method: Method = o.method.to_uppercase().parse().unwrap();
                     assert_eq!(operation_id(&method, &full), Some(o.id));
                 }
-                Serve::Route(_) => assert!(!o.path.starts_with("/streams/"), "{}", o.id),
+                // Only the bulk edits' fixed `POST` paths share the prefix (their other
+                // methods fall through to the stream operations).
+                Serve::Route(_) => assert!(
+                    !o.path.starts_with("/streams/")
+                        || (o.method == "post"
+                            && !o.path["/streams/".len()..].contains(['/', '{'])),
+                    "{}",
+                    o.id
+                ),
             }
         }
     }

@@ -8,6 +8,7 @@
 pub mod access;
 pub mod accounts;
 pub mod agents;
+pub mod bulk;
 pub mod credentials;
 pub mod decommission;
 pub mod destinations;
@@ -16,6 +17,7 @@ pub mod health;
 pub mod ids;
 pub mod key;
 pub mod layout_history;
+pub mod merge_patch;
 pub mod moves;
 pub mod names;
 pub mod passwords;

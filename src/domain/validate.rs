@@ -19,6 +19,21 @@ pub const STREAM_NAME_MAX: usize = 256;
 pub const STREAM_NAME_RULE: &str = "stream names are 1-256 characters of A-Z a-z 0-9 . _ ~ - and inner /, \
      with no empty, `.` or `..` segment";
 
+/// What the facade says about a bad `unix_name` (zone names, label keys).
+pub const UNIX_NAME_RULE: &str = "zone names are unix names: 1-63 characters of a-z A-Z 0-9 _ - .";
+
+/// Longest unix name (the reference leaves it open; a Kubernetes label value's limit, so a
+/// zone name fits wherever placement needs to record it).
+pub const UNIX_NAME_MAX: usize = 63;
+
+/// Whether `name` is a `unix_name` (reference §8.1: only `a-z A-Z 0-9 _ - .`).
+pub fn unix_name(name: &str) -> bool {
+    (1..=UNIX_NAME_MAX).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
 /// Control characters: C0 and DEL (the CRDs' CEL rules use the class `[\x00-\x1f\x7f]`).
 fn is_control(c: char) -> bool {
     c < ' ' || c == '\u{7f}'

@@ -127,6 +127,7 @@ async fn deleted_streams_are_gone_at_once() {
 async fn terminating_objects_of_every_kind_are_gone() {
     let ns = TestNamespace::new("compat-terminating").await;
     let f = Facade::start(&ns).await;
+    let dp = DeleteParams::default();
     streamer(&ns, "edge", json!({"hostname": "edge.example.com"})).await;
     make_user(&ns, "bob", "bob", "bob-password", false, 51).await;
     preset(&ns, "silver", 61, "Silver", 1).await;
@@ -135,11 +136,22 @@ async fn terminating_objects_of_every_kind_are_gone() {
         .await;
     f.get_until("/users/51", "user", |_| true).await;
     f.get_until("/presets/61", "preset", |_| true).await;
+    crate::api_support::stream(&ns, "held", json!({"disabled": true})).await;
+    f.get_until("/streams/held", "stream", |_| true).await;
+    let totals = |v: &Value| {
+        (
+            v["stream_metrics_total"]["total"].clone(),
+            v["streamer_metrics_total"]["total"].clone(),
+        )
+    };
+    let (_, v) = f.get("/cluster/stats").await;
+    assert_eq!(totals(&v), (json!(1), json!(1)), "{v}");
+    hold::<Stream>(&ns, "held", true).await;
+    ns.api::<Stream>().delete("held", &dp).await.unwrap();
     hold::<Streamer>(&ns, "edge", true).await;
     hold::<User>(&ns, "bob", true).await;
     hold::<Preset>(&ns, "silver", true).await;
     hold::<Organization>(&ns, "initech", true).await;
-    let dp = DeleteParams::default();
     ns.api::<Streamer>().delete("edge", &dp).await.unwrap();
     ns.api::<User>().delete("bob", &dp).await.unwrap();
     ns.api::<Preset>().delete("silver", &dp).await.unwrap();
@@ -167,6 +179,16 @@ async fn terminating_objects_of_every_kind_are_gone() {
         let (_, v) = f.get(list).await;
         assert!(!names(&v, key, member).contains(&gone), "{path}: {v}");
     }
+    // Cluster health counts what the lists show: the terminating stream and streamer are gone.
+    eventually(
+        WAIT,
+        "cluster stats without terminating objects",
+        || async {
+            let (_, v) = f.get("/cluster/stats").await;
+            (totals(&v) == (json!(0), json!(0))).then_some(())
+        },
+    )
+    .await;
     let (s, v) = f
         .put("/streamers/edge.example.com", json!({"channel_limit": 3}))
         .await;
@@ -179,6 +201,7 @@ async fn terminating_objects_of_every_kind_are_gone() {
         .await;
     assert_error(s, &v, 404);
 
+    hold::<Stream>(&ns, "held", false).await;
     hold::<Streamer>(&ns, "edge", false).await;
     hold::<User>(&ns, "bob", false).await;
     hold::<Preset>(&ns, "silver", false).await;

@@ -23,8 +23,9 @@ use serde_json::{Map, Value, json};
 use super::{envelope, int_param, pairs, param};
 use crate::api::ApiState;
 use crate::api::auth::Caller;
-use crate::api::body::{JsonBody, decode, reject_unknown};
+use crate::api::body::{JsonBody, decode};
 use crate::api::error::{ApiError, ApiResult};
+use crate::api::members::reject_unknown;
 use crate::api::query::{CollectionSpec, Field};
 use crate::api::write::{
     CredentialsOwner, create_credentials, delete_credentials, save_with, secret_text,
@@ -154,7 +155,7 @@ pub async fn apikey_create(
     // The SDK sends `null`; an object is accepted if it names nothing but `apikey`.
     if let Some(b) = body.0 {
         let obj = JsonBody(Some(b)).object()?;
-        reject_unknown(&obj, &["apikey"], &[])?;
+        reject_unknown(&obj, "users_apikey_create", &[], None)?;
     }
     let user = own_user(&state, &caller, &raw)?;
     let ns = user.namespace().unwrap_or_default();
@@ -277,7 +278,7 @@ pub async fn shares_create(
     body: JsonBody,
 ) -> ApiResult<Json<SharedToken>> {
     let mut obj = body.object()?;
-    reject_unknown(&obj, SHARES.members, &[])?;
+    reject_unknown(&obj, "shared_token_create", &[], None)?;
     let text = |obj: &mut Map<String, Value>, k: &str| -> ApiResult<String> {
         match obj.remove(k) {
             None | Some(Value::Null) => Ok(String::new()),
@@ -521,7 +522,7 @@ pub async fn camera_auth_save(
     body: Option<Value>,
 ) -> ApiResult<Response> {
     let obj = JsonBody(body).object()?;
-    reject_unknown(&obj, &["login", "password", "port"], &[])?;
+    reject_unknown(&obj, "camera_auth_save", &[], None)?;
     let want: Auth = decode(Value::Object(obj), "")?;
     if let Some(p) = want.port
         && !(0..=65535).contains(&p)

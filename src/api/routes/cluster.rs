@@ -26,8 +26,8 @@ use schemars::JsonSchema;
 use serde::Serialize;
 
 use super::{pairs, param};
-use crate::api::ApiState;
 use crate::api::error::{ApiError, ApiResult};
+use crate::api::{ApiState, deleted};
 use crate::domain::agents::agents_of;
 use crate::domain::stream_health::{self, Facts, StreamHealth};
 use crate::resources::Stream;
@@ -249,7 +249,9 @@ pub fn collect(state: &ApiState) -> ClusterHealthStats {
     let mut stream_total = Totals::default();
     let mut agent_total = Totals::default();
     let mut agents: BTreeMap<String, (bool, Option<String>)> = BTreeMap::new();
-    for s in state.stores.streams.state() {
+    // Counted as lists show them: a stream or streamer being deleted is gone for an API user
+    // (its finalizer may still be cleaning the nodes), so it is gone from the totals too.
+    for s in deleted::objects(&state.stores.streams) {
         let (h, alive) = stream_status(&s, &nodes);
         stream_total.add(h);
         let ingest = s
@@ -288,7 +290,7 @@ pub fn collect(state: &ApiState) -> ClusterHealthStats {
     let mut streamer_total = Totals::default();
     let mut bitrate = Bitrate::default();
     let mut per = Vec::new();
-    let mut streamers = state.stores.streamers.state();
+    let mut streamers = deleted::objects(&state.stores.streamers);
     streamers.sort_by(|a, b| a.spec.hostname.cmp(&b.spec.hostname));
     for st in streamers {
         let host = st.spec.hostname.clone();

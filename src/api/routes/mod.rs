@@ -2,6 +2,7 @@
 
 pub mod access;
 pub mod agents;
+pub mod bulk;
 pub mod cluster;
 pub mod events;
 pub mod organizations;

@@ -151,7 +151,7 @@ pub(crate) fn spec_from(mut spec: PresetSpec, body: Value) -> ApiResult<PresetSp
 /// `POST /presets`.
 pub async fn create(State(state): State<ApiState>, body: JsonBody) -> ApiResult<Json<Value>> {
     let body = body.object()?;
-    crate::api::body::reject_unknown(&body, PRESETS.members, &[])?;
+    crate::api::members::reject_unknown(&body, "presets_create", &[], None)?;
     let body = Value::Object(body);
     let mut spec = spec_from(PresetSpec::default(), body)?;
     let ns = state.config.namespace.clone();
@@ -222,7 +222,7 @@ pub async fn save(
     let id = int_param("id", &raw)?;
     let p = find(&state, id).ok_or_else(|| ApiError::not_found("preset", id))?;
     let mut body = body.object()?;
-    crate::api::body::reject_unknown(&body, PRESETS.members, &[])?;
+    crate::api::members::reject_unknown(&body, "preset_save", &[], None)?;
     crate::api::body::take_identity(&mut body, "id", &id.to_string())?;
     // Required by the vendor's schema, so a generated client's partial save sends it empty.
     crate::api::body::drop_empty(&mut body, "title");

@@ -169,7 +169,9 @@ fn saved_spec(
         ));
     }
     let mut body = JsonBody(body).object()?;
-    crate::api::body::reject_unknown(&body, STREAMERS.members, &[])?;
+    // What the facade renders for this streamer now is accepted back (node stats included).
+    let seen = find(state, hostname).map(|s| render(state, &s));
+    crate::api::members::reject_unknown(&body, "streamer_save", &[], seen.as_ref())?;
     crate::api::body::take_identity(&mut body, "hostname", hostname)?;
     for ro in ["stats", "dvrs"] {
         body.remove(ro);

@@ -207,9 +207,16 @@ pub async fn dispatch(
         .find(|(o, _)| req.method().as_str().eq_ignore_ascii_case(o.method))
         .map(|(_, h)| h)
     else {
-        let allow: Vec<String> = on_stream(sub)
+        let mut allow: Vec<String> = on_stream(sub)
             .map(|(o, _)| o.method.to_uppercase())
             .collect();
+        // The bulk edits' fixed paths (`/streams/multiedit`) fall through here for every
+        // method but their own `POST`, which the path also allows.
+        if crate::api::operations::operation(&axum::http::Method::POST, uri.path())
+            .is_some_and(|o| matches!(o.serve, crate::api::operations::Serve::Route(_)))
+        {
+            allow.push("POST".into());
+        }
         let mut resp = ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
@@ -395,24 +402,33 @@ fn references(
         None => None,
         Some(None) => Some(None),
         Some(Some(id)) => {
-            let p = state
-                .stores
-                .presets
-                .state()
-                .into_iter()
-                .find(|p| p.namespace().as_deref() == Some(ns) && p.watcher_id() == Some(id))
-                .ok_or_else(|| {
-                    ApiError::new(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        "unknown_preset",
-                        format!("preset {id} not found"),
-                    )
-                    .pointer("/preset_id")
-                })?;
+            let p = preset_in(state, ns, id).ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "unknown_preset",
+                    format!("preset {id} not found"),
+                )
+                .pointer("/preset_id")
+            })?;
             Some(Some(p.name_any()))
         }
     };
     Ok((org, preset))
+}
+
+/// The Preset with Watcher id `id` in namespace `ns` (a stream references presets of its own
+/// namespace only).
+pub(crate) fn preset_in(
+    state: &ApiState,
+    ns: &str,
+    id: i64,
+) -> Option<Arc<crate::resources::Preset>> {
+    state
+        .stores
+        .presets
+        .state()
+        .into_iter()
+        .find(|p| p.namespace().as_deref() == Some(ns) && p.watcher_id() == Some(id))
 }
 
 /// Credentials found in a URL, and the origin (`scheme://host:port`) of that URL.
@@ -692,7 +708,10 @@ fn saved_spec(
         return Err(ApiError::invalid_parameter("name", STREAM_NAME_RULE));
     }
     let mut body = object(body)?;
-    crate::api::body::reject_unknown(&body, STREAMS.members, &["$reset"])?;
+    // What the facade renders for this stream now is accepted back (node stats included).
+    let rendered = RenderedStreams::current(state);
+    let seen = rendered.get(name).map(|v| Value::clone(v));
+    crate::api::members::reject_unknown(&body, "stream_save", &["$reset"], seen.as_ref())?;
     crate::api::body::take_identity(&mut body, "name", name)?;
     let reset = match body.remove("$reset") {
         None | Some(Value::Null) | Some(Value::Bool(false)) => false,

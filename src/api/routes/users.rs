@@ -222,7 +222,7 @@ async fn store_password(
 pub async fn create(State(state): State<ApiState>, body: JsonBody) -> ApiResult<Json<Value>> {
     let mut body = body.object()?;
     // `organization_id` is the create body's (UserCreate), ignored on update.
-    crate::api::body::reject_unknown(&body, USERS.members, &["organization_id"])?;
+    crate::api::members::reject_unknown(&body, "user_create", &["organization_id"], None)?;
     let password = take_password(&mut body)?;
     let org = match body.remove("organization_id") {
         None | Some(Value::Null) => None,
@@ -368,7 +368,7 @@ pub async fn save(
     let u = find(&state, id).ok_or_else(|| ApiError::not_found("user", id))?;
     let mut body = body.object()?;
     // `organization_id` is the create body's (UserCreate), ignored on update.
-    crate::api::body::reject_unknown(&body, USERS.members, &["organization_id"])?;
+    crate::api::members::reject_unknown(&body, "user_save", &["organization_id"], None)?;
     let password = take_password(&mut body)?;
     crate::api::body::take_identity(&mut body, "id", &id.to_string())?;
     // The login: empty from a generated client's partial save means unchanged.

@@ -26,9 +26,10 @@ use serde_json::Value;
 use super::{envelope, pairs};
 use crate::api::ApiState;
 use crate::api::auth::Caller;
-use crate::api::body::{JsonBody, reject_unknown, take_identity};
+use crate::api::body::{JsonBody, take_identity};
 use crate::api::deleted;
 use crate::api::error::{ApiError, ApiResult};
+use crate::api::members::reject_unknown;
 use crate::api::names::free_object_name;
 use crate::api::query::{CollectionSpec, Field};
 use crate::api::views::to_json;
@@ -219,7 +220,7 @@ pub async fn save(
         return Err(ApiError::invalid_parameter("name", ZONE_NAME_RULE));
     }
     let mut body = body.object()?;
-    reject_unknown(&body, ZONES.members, &[])?;
+    reject_unknown(&body, "zone_save", &[], None)?;
     take_identity(&mut body, "name", &name)?;
     let dedicated = match body.remove("is_dedicated") {
         None | Some(Value::Null) => None,
