@@ -288,11 +288,17 @@ mod tests {
         Desired::no("Ready", reason, format!("{reason} message"))
     }
 
-    /// The kstatus condition per computed set: (conditions, seconds since Ready turned False,
-    /// expected type and reason).
+    /// One row: (conditions, seconds since Ready turned False, expected type and reason).
+    type ProgressRow = (
+        Vec<Desired>,
+        Option<i64>,
+        Option<(&'static str, &'static str)>,
+    );
+
+    /// The kstatus condition per computed set.
     #[test]
     fn progress_table() {
-        let table: Vec<(Vec<Desired>, Option<i64>, Option<(&str, &str)>)> = vec![
+        let table: Vec<ProgressRow> = vec![
             (vec![Desired::yes("Ready", "Alive", "ok")], None, None),
             // A camera without frames, a node down, switched off: the world, not the spec.
             (vec![ready_no("NotAlive")], Some(600), None),

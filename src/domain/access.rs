@@ -309,14 +309,22 @@ mod tests {
         };
         let dvr = |from| Play::Dvr { from };
         let table: &[(&[SharedTokenPermission], Play, bool)] = &[
-            (&[live.clone()], Play::Live, true),
-            (&[live.clone()], dvr(Some(now)), false),
-            (&[dvr_1h.clone()], Play::Live, false),
-            (&[dvr_1h.clone()], dvr(Some(now - 3600)), true),
-            (&[dvr_1h.clone()], dvr(Some(now - 3601)), false),
-            (&[dvr_1h.clone()], dvr(None), false),
-            (&[dvr_1h.clone()], Play::Export { from: Some(now) }, false),
-            (&[export.clone()], Play::Export { from: None }, true),
+            (std::slice::from_ref(&live), Play::Live, true),
+            (std::slice::from_ref(&live), dvr(Some(now)), false),
+            (std::slice::from_ref(&dvr_1h), Play::Live, false),
+            (std::slice::from_ref(&dvr_1h), dvr(Some(now - 3600)), true),
+            (std::slice::from_ref(&dvr_1h), dvr(Some(now - 3601)), false),
+            (std::slice::from_ref(&dvr_1h), dvr(None), false),
+            (
+                std::slice::from_ref(&dvr_1h),
+                Play::Export { from: Some(now) },
+                false,
+            ),
+            (
+                std::slice::from_ref(&export),
+                Play::Export { from: None },
+                true,
+            ),
             (&[live.clone(), dvr_1h.clone()], dvr(Some(now - 10)), true),
             (&[], Play::Live, false),
         ];
