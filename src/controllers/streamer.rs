@@ -183,11 +183,14 @@ async fn reconcile_inner(
             "hostname {host} belongs to the older Streamer {owner}: this one is not probed and \
              holds no streams while it names the same hostname"
         );
-        let conds = vec![
-            Desired::no("Reachable", "HostnameConflict", message.clone()),
-            Desired::no("ConfigApplied", "HostnameConflict", message.clone()),
-            Desired::no("Ready", "HostnameConflict", message),
-        ];
+        let conds = judge(
+            Observed::Withheld {
+                reason: "HostnameConflict",
+                message: &message,
+            },
+            &s.spec,
+        )
+        .into();
         // The binding stays as it was: this Streamer used no credentials meanwhile.
         let binding = s
             .status
@@ -209,11 +212,14 @@ async fn reconcile_inner(
             if withdraw {
                 withdraw_client(ctl, &host, &message);
             }
-            let conds = vec![
-                Desired::no("Reachable", reason, message.clone()),
-                Desired::no("ConfigApplied", reason, message.clone()),
-                Desired::no("Ready", reason, message),
-            ];
+            let conds = judge(
+                Observed::Withheld {
+                    reason,
+                    message: &message,
+                },
+                &s.spec,
+            )
+            .into();
             write_status(ctx, &s, &url, conds, None, binding).await?;
             return Ok(Action::requeue(Duration::from_secs(if withdraw {
                 5
@@ -312,6 +318,12 @@ async fn reconcile_inner(
 /// What one reconcile found out about a node.
 #[derive(Debug)]
 enum Observed<'a> {
+    /// The node was not contacted: another Streamer owns its hostname, or the Streamer's
+    /// destination or credentials are refused before anything is sent (`reason`).
+    Withheld {
+        reason: &'static str,
+        message: &'a str,
+    },
     /// The probe failed (nothing else was tried); `rejected`: the node refused the
     /// credentials (401/403), which no retry fixes.
     Unreachable { error: &'a str, rejected: bool },
@@ -328,6 +340,10 @@ enum Observed<'a> {
 /// Pure: the precedence of `Ready`'s reasons is the table in the tests below.
 fn judge(observed: Observed<'_>, spec: &StreamerSpec) -> [Desired; 3] {
     let (stats, config, listed) = match observed {
+        Observed::Withheld { reason, message } => {
+            return ["Reachable", "ConfigApplied", "Ready"]
+                .map(|t| Desired::no(t, reason, message));
+        }
         Observed::Unreachable {
             error,
             rejected: true,
@@ -855,6 +871,8 @@ mod tests {
         let applied = || Desired::yes("ConfigApplied", "Applied", "spec.config is applied");
         let failed = || Desired::no("ConfigApplied", "ApplyFailed", "500");
         let external = || Desired::no("ConfigApplied", "ConfigExternal", "external");
+        let rejected = || Desired::no("ConfigApplied", "ConfigRejected", "400");
+        let nothing = || Desired::yes("ConfigApplied", "NothingToApply", "no spec.config");
         let (running, starting, none) =
             (stats(Some("running")), stats(Some("starting")), stats(None));
         let (plain, draining, cordoned) = (spec(false, false), spec(true, true), spec(true, false));
@@ -871,6 +889,13 @@ mod tests {
             ("cordoned", Observed::Answered { stats: &running, config: applied(), listed: Ok(()) }, &cordoned, ["Probed", "Applied", "Cordoned"]),
             ("unreachable", Observed::Unreachable { error: "connection refused", rejected: false }, &cordoned, ["!Unreachable", "!Unreachable", "!Unreachable"]),
             ("credentials rejected", Observed::Unreachable { error: "HTTP 401", rejected: true }, &plain, ["!CredentialsRejected", "!CredentialsRejected", "!CredentialsRejected"]),
+            ("config rejected for good", Observed::Answered { stats: &running, config: rejected(), listed: Ok(()) }, &plain, ["Probed", "!ConfigRejected", "!ConfigRejected"]),
+            ("nothing to apply", Observed::Answered { stats: &running, config: nothing(), listed: Ok(()) }, &plain, ["Probed", "NothingToApply", "Serving"]),
+            ("hostname taken", Observed::Withheld { reason: "HostnameConflict", message: "older" }, &plain, ["!HostnameConflict", "!HostnameConflict", "!HostnameConflict"]),
+            ("credentials unreadable", Observed::Withheld { reason: "CredentialsInvalid", message: "no key" }, &plain, ["!CredentialsInvalid", "!CredentialsInvalid", "!CredentialsInvalid"]),
+            ("credentials over http", Observed::Withheld { reason: "InsecureTransport", message: "http" }, &plain, ["!InsecureTransport", "!InsecureTransport", "!InsecureTransport"]),
+            ("destination not entered", Observed::Withheld { reason: "CredentialsNotBound", message: "moved" }, &plain, ["!CredentialsNotBound", "!CredentialsNotBound", "!CredentialsNotBound"]),
+            ("bad CA bundle", Observed::Withheld { reason: "CaBundleInvalid", message: "pem" }, &plain, ["!CaBundleInvalid", "!CaBundleInvalid", "!CaBundleInvalid"]),
         ];
         for (what, observed, spec, want) in rows {
             assert_eq!(

@@ -39,6 +39,15 @@ async fn fleet(prefix: &str) -> (TestNamespace, Facade) {
         }
     });
     futures::future::join_all(creates).await;
+    // The zones the items name: a rule naming a zone that does not exist is refused.
+    for zone in ["north", "south", "east"] {
+        let (s, v) = f.put(&format!("/zones/{zone}"), json!({})).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+    }
+    f.get_until("/zones", "three zones", |v| {
+        v["zones"].as_array().is_some_and(|z| z.len() == 3)
+    })
+    .await;
     f.get_until("/streams?limit=1000", "all streams", |v| {
         v["streams"].as_array().is_some_and(|s| s.len() == N)
     })
@@ -201,6 +210,17 @@ async fn one_bad_item_among_100_writes_nothing() {
             }),
             422,
             "/streams/8/layout_rules/required_zones/0",
+        ),
+        (
+            items(|i| {
+                if i == 9 {
+                    json!({"name": cam(i), "layout_rules": {"preferred_zones": ["nowhere"]}})
+                } else {
+                    good(i)
+                }
+            }),
+            422,
+            "/streams/9/layout_rules/preferred_zones/0",
         ),
         (
             items(|i| if i == 99 { good(0) } else { good(i) }),
