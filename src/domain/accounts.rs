@@ -113,7 +113,7 @@ mod tests {
         let c = |type_: &str, status: &str| Condition {
             type_: type_.into(),
             status: status.into(),
-            reason: "R".into(),
+            reason: "ImportedWithoutPassword".into(),
             message: String::new(),
             observed_generation: None,
             last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
