@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use kube::Client;
 use tokio::sync::watch;
@@ -54,6 +55,185 @@ pub struct RunConfig {
     pub leader_lease: std::time::Duration,
     /// How often the leader renews it.
     pub leader_renew: std::time::Duration,
+}
+
+/// `panoptes run`'s flags, one group per concern. [`RunArgs::config`] is the one place they
+/// become a [`RunConfig`].
+#[derive(Clone, Debug, clap::Args)]
+pub struct RunArgs {
+    /// What this instance watches and reconciles.
+    #[command(flatten)]
+    pub scope: ScopeFlags,
+    /// Where it listens.
+    #[command(flatten)]
+    pub listen: ListenFlags,
+    /// Leader election.
+    #[command(flatten)]
+    pub leader: LeaderFlags,
+    /// How it treats the streamer nodes.
+    #[command(flatten)]
+    pub nodes: NodeFlags,
+    /// The facade's exposure to clients.
+    #[command(flatten)]
+    pub facade: FacadeFlags,
+    /// Log format.
+    #[arg(long, env = "PANOPTES_LOG_FORMAT", value_enum, default_value_t = crate::telemetry::LogFormat::Text)]
+    pub log_format: crate::telemetry::LogFormat,
+}
+
+/// What an instance watches and reconciles.
+#[derive(Clone, Debug, clap::Args)]
+pub struct ScopeFlags {
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long, env = "PANOPTES_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Namespace for Panoptes' own objects (Watcher id claims); in a pod, its own namespace.
+    #[arg(long, env = "PANOPTES_SYSTEM_NAMESPACE", default_value = "default")]
+    pub system_namespace: String,
+    /// Namespace of resources created through the facade (default: --namespace, else
+    /// "default").
+    #[arg(long, env = "PANOPTES_API_NAMESPACE")]
+    pub api_namespace: Option<String>,
+    /// Namespaces besides the API namespace whose Users may log in to the facade
+    /// (comma-separated). By default only the API namespace holds identities: in cluster
+    /// mode a User elsewhere is nobody.
+    #[arg(long, env = "PANOPTES_IDENTITY_NAMESPACES", value_delimiter = ',')]
+    pub identity_namespaces: Vec<String>,
+    /// Reconcile only the Streams and Streamers labelled `panoptes.dev/shard=<SHARD>`,
+    /// under the leader Lease `panoptes-leader-<SHARD>` (see README, "Scaling out").
+    #[arg(long, env = "PANOPTES_SHARD")]
+    pub shard: Option<String>,
+    /// Run the Preset, Organization and User controllers (unsharded kinds). In a sharded
+    /// installation set this on exactly one shard.
+    #[arg(long, env = "PANOPTES_SHARED_CONTROLLERS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub shared_controllers: bool,
+}
+
+/// Listen addresses.
+#[derive(Clone, Debug, clap::Args)]
+pub struct ListenFlags {
+    /// Listen address of /healthz, /readyz and /metrics.
+    #[arg(long, env = "PANOPTES_PROBE_ADDR", default_value = "0.0.0.0:8080")]
+    pub probe_addr: SocketAddr,
+    /// Listen address of the Watcher admin API facade.
+    #[arg(long, env = "PANOPTES_API_ADDR", default_value = "0.0.0.0:8081")]
+    pub api_addr: SocketAddr,
+    /// Listen address of the peer channel between replicas (standbys read the leader's
+    /// live view and count failed logins there). Used with leader election only.
+    #[arg(long, env = "PANOPTES_PEER_ADDR", default_value = "0.0.0.0:8082")]
+    pub peer_addr: SocketAddr,
+    /// The peer address the leader publishes on its Lease (default: `$POD_IP:<port of
+    /// --peer-addr>`, else --peer-addr).
+    #[arg(long, env = "PANOPTES_PEER_ADVERTISE")]
+    pub peer_advertise: Option<String>,
+}
+
+/// Leader election.
+#[derive(Clone, Debug, clap::Args)]
+pub struct LeaderFlags {
+    /// Run the reconcilers only while holding the leader Lease (in the system namespace).
+    #[arg(long, env = "PANOPTES_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_election: bool,
+    /// Seconds the leader Lease stays valid without renewal (a dead leader is replaced
+    /// within this plus --leader-renew-ms).
+    #[arg(long, env = "PANOPTES_LEADER_LEASE_SECONDS", default_value_t = 15)]
+    pub leader_lease_seconds: u64,
+    /// Milliseconds between renewals of the leader Lease (and a standby's tries).
+    #[arg(long, env = "PANOPTES_LEADER_RENEW_MS", default_value_t = 4000)]
+    pub leader_renew_ms: u64,
+    /// This replica's name: the leader Lease's holder identity and the instance of the
+    /// Events it reports (in a pod, from the downward API; default: host name and pid).
+    #[arg(long, env = "POD_NAME")]
+    pub pod_name: Option<String>,
+}
+
+/// How the reconcilers treat the streamer nodes.
+#[derive(Clone, Debug, clap::Args)]
+pub struct NodeFlags {
+    /// Seconds between probes and lists of each node.
+    #[arg(long, env = "PANOPTES_NODE_RESYNC_SECONDS", default_value_t = 5)]
+    pub node_resync_seconds: u64,
+    /// Milliseconds one health probe of a node may take (separate from the timeout of
+    /// lists and bodies). With `--node-probe-attempts` it bounds how long a hung node
+    /// stays Reachable; keep it above the slowest healthy node's answer time.
+    #[arg(long, env = "PANOPTES_NODE_PROBE_TIMEOUT_MS", default_value_t = 1500)]
+    pub node_probe_timeout_ms: u64,
+    /// Probe attempts before a node is marked Unreachable.
+    #[arg(long, env = "PANOPTES_NODE_PROBE_ATTEMPTS", default_value_t = 3)]
+    pub node_probe_attempts: u32,
+    /// Seconds a Stream's deletion waits for an unreachable node before leaving the copy
+    /// to be collected when the node returns.
+    #[arg(long, env = "PANOPTES_DELETE_GRACE_SECONDS", default_value_t = 60)]
+    pub delete_grace_seconds: u64,
+    /// Seconds a missing referenced Secret, Preset or Organization reads
+    /// `Reconciling=True` before it reads `Stalled=True` (GitOps tools fail fast then).
+    #[arg(
+        long,
+        env = "PANOPTES_MISSING_REFERENCE_GRACE_SECONDS",
+        default_value_t = 60
+    )]
+    pub missing_reference_grace_seconds: u64,
+    /// URL the nodes call to authorize every play of a pushed stream (its `on_play`):
+    /// the facade's `/watcher/admin-api/v3/play_auth` as the nodes reach it, e.g.
+    /// `http://panoptes.panoptes-system:8081/watcher/admin-api/v3/play_auth`. Set, playback
+    /// needs a shared token (`/shares`); unset, streams are pushed without `on_play`.
+    #[arg(long, env = "PANOPTES_PLAY_AUTH_URL")]
+    pub play_auth_url: Option<String>,
+}
+
+impl NodeFlags {
+    /// The reconcilers' tunables (floors keep a typo from busy-looping).
+    fn tunables(self, system_namespace: String) -> Tunables {
+        Tunables {
+            node_resync: Duration::from_secs(self.node_resync_seconds.max(1)),
+            delete_grace: Duration::from_secs(self.delete_grace_seconds),
+            missing_grace: Duration::from_secs(self.missing_reference_grace_seconds),
+            system_namespace,
+            probe: crate::flussonic::ProbePolicy {
+                timeout: Duration::from_millis(self.node_probe_timeout_ms.max(100)),
+                attempts: self.node_probe_attempts.max(1),
+            },
+            events: Default::default(),
+            play_auth_url: self.play_auth_url.filter(|u| !u.is_empty()),
+        }
+    }
+}
+
+impl RunArgs {
+    /// The settings of `panoptes run` these flags give.
+    pub fn config(self) -> RunConfig {
+        let ScopeFlags {
+            namespace,
+            system_namespace,
+            api_namespace,
+            identity_namespaces,
+            shard,
+            shared_controllers,
+        } = self.scope;
+        let lease = Duration::from_secs(self.leader.leader_lease_seconds.max(1));
+        RunConfig {
+            api_namespace: api_namespace
+                .or_else(|| namespace.clone())
+                .unwrap_or_else(|| "default".into()),
+            scope: namespace.map_or(Scope::Cluster, Scope::Namespace),
+            probe_addr: self.listen.probe_addr,
+            tunables: self.nodes.tunables(system_namespace.clone()),
+            system_namespace,
+            api_addr: Some(self.listen.api_addr),
+            identity_namespaces,
+            leader_election: self.leader.leader_election,
+            shard: shard.map_or_else(Shard::all, Shard::named),
+            shared_controllers,
+            pod_name: self.leader.pod_name,
+            facade: self.facade,
+            peer_addr: Some(self.listen.peer_addr),
+            peer_advertise: self.listen.peer_advertise,
+            leader_lease: lease,
+            // Renewing slower than a third of the lease risks losing it to one slow call.
+            leader_renew: Duration::from_millis(self.leader.leader_renew_ms.max(100))
+                .min(lease / 3),
+        }
+    }
 }
 
 /// Flags of the facade's exposure to unauthenticated clients: who may speak for a client
@@ -433,4 +613,52 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         return Err(RunError::LostLeadership);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    fn config(args: &[&str]) -> RunConfig {
+        Cli::try_parse_from(std::iter::once("panoptes").chain(args.iter().copied()))
+            .unwrap()
+            .run
+            .config()
+    }
+
+    #[test]
+    fn flags_become_one_run_config() {
+        let c = config(&[
+            "--namespace",
+            "video",
+            "--system-namespace",
+            "panoptes-system",
+            "--leader-lease-seconds",
+            "3",
+            "--node-resync-seconds",
+            "0",
+            "--play-auth-url",
+            "",
+        ]);
+        assert_eq!(c.scope, Scope::Namespace("video".into()));
+        // The facade creates objects where the operator watches unless told otherwise.
+        assert_eq!(c.api_namespace, "video");
+        assert_eq!(c.tunables.system_namespace, "panoptes-system");
+        // Renewing slower than a third of the lease would lose it to one slow call.
+        assert_eq!(c.leader_renew, Duration::from_secs(1));
+        assert_eq!(c.tunables.node_resync, Duration::from_secs(1));
+        assert_eq!(c.tunables.play_auth_url, None);
+        let c = config(&[]);
+        assert_eq!(c.scope, Scope::Cluster);
+        assert_eq!(c.api_namespace, "default");
+        assert_eq!(c.leader_renew, Duration::from_secs(4));
+        assert!(c.leader_election && c.shared_controllers);
+    }
 }
