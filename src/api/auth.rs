@@ -369,7 +369,14 @@ impl Auth {
         self.keys.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    fn issue(&self, user: &User, typ: &str, exp: i64, auth_time: i64) -> Result<String, ApiError> {
+    fn issue(
+        &self,
+        user: &User,
+        typ: &str,
+        exp: i64,
+        auth_time: i64,
+        generation: i64,
+    ) -> Result<String, ApiError> {
         let claims = Claims {
             sub: crate::domain::key::ObjectKey::of(user).to_string(),
             uid: user.uid().unwrap_or_default(),
@@ -378,7 +385,7 @@ impl Auth {
             iat: chrono::Utc::now().timestamp(),
             exp,
             auth_time: Some(auth_time),
-            generation: generation(user),
+            generation,
         };
         jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
@@ -407,15 +414,15 @@ impl Auth {
 
     /// A token pair of the chain that began with a password login at `auth_time`: nothing in
     /// it outlives `auth_time` + the refresh lifetime, however often it is refreshed.
-    fn pair(&self, user: &User, auth_time: i64) -> Result<LoginInfo, ApiError> {
+    fn pair(&self, user: &User, auth_time: i64, generation: i64) -> Result<LoginInfo, ApiError> {
         let now = chrono::Utc::now().timestamp();
         let chain_end = auth_time.saturating_add(self.refresh_ttl.as_secs() as i64);
         let access_end = now
             .saturating_add(self.access_ttl.as_secs() as i64)
             .min(chain_end);
         Ok(LoginInfo {
-            access_token: self.issue(user, "access", access_end, auth_time)?,
-            refresh_token: self.issue(user, "refresh", chain_end, auth_time)?,
+            access_token: self.issue(user, "access", access_end, auth_time, generation)?,
+            refresh_token: self.issue(user, "refresh", chain_end, auth_time, generation)?,
         })
     }
 
@@ -493,14 +500,17 @@ impl Auth {
         client: &Client,
         user: Option<&User>,
         password: &str,
-    ) -> Option<bool> {
+    ) -> Option<Option<Option<i64>>> {
         if self.verify_waiting.fetch_add(1, Ordering::SeqCst) >= VERIFY_QUEUE + VERIFY_SLOTS {
             self.verify_waiting.fetch_sub(1, Ordering::SeqCst);
             return None;
         }
         let permit = self.verify_slots.acquire().await;
         self.metrics.password_verifications.inc();
-        let ok = self.passwords.check(client, user, password).await;
+        let ok = self
+            .passwords
+            .check_with_generation(client, user, password)
+            .await;
         drop(permit);
         self.verify_waiting.fetch_sub(1, Ordering::SeqCst);
         Some(ok)
@@ -782,7 +792,7 @@ pub async fn login(
                 .ok_or_else(|| ApiError::unauthorized("invalid or expired refresh token"))?;
             let user = user_by_uid(&state, &claims.uid)
                 .ok_or_else(|| ApiError::unauthorized("the user no longer exists"))?;
-            if claims.generation != generation(&user) {
+            if revoked(&claims, &user) {
                 return Err(ApiError::unauthorized(
                     "the password changed since this token was issued; log in again",
                 ));
@@ -792,7 +802,7 @@ pub async fn login(
             }
             reset_pending(&user)?;
             let auth_time = claims.auth_time.unwrap_or(claims.iat);
-            logged_in(&state, &user, auth_time)
+            logged_in(&state, &user, auth_time, claims.generation)
         }
         Credentials::Basic(login, password) => {
             let peer = extensions
@@ -825,7 +835,7 @@ pub async fn login(
                 e.retry_after = Some(secs);
                 return Err(e);
             }
-            let Some(ok) = state
+            let Some(matched) = state
                 .auth
                 .check_password(&state.client, user.as_deref(), &password)
                 .await
@@ -843,7 +853,7 @@ pub async fn login(
                 .auth
                 .check_apikey(&state.client, user.as_deref(), &password)
                 .await
-                || ok;
+                || matched.is_some();
             let (Some(user), Some(key), true) = (user, key.clone(), ok) else {
                 if let Some(key) = key {
                     state
@@ -861,9 +871,19 @@ pub async fn login(
                 return Err(ApiError::forbidden("the user is disabled"));
             }
             reset_pending(&user)?;
-            logged_in(&state, &user, chrono::Utc::now().timestamp())
+            // The hash just verified may be newer than the status in the store (its
+            // generation is recorded with it): tokens carry the newer of the two.
+            let generation = generation(&user).max(matched.flatten().unwrap_or(0));
+            logged_in(&state, &user, chrono::Utc::now().timestamp(), generation)
         }
     }
+}
+
+/// Whether a token of `claims` is revoked: it is of an earlier token generation than `user`'s.
+/// A later one is not: a login verified against a new hash before the User's status recorded
+/// its generation carries that generation already (generations only grow).
+fn revoked(claims: &Claims, user: &User) -> bool {
+    claims.generation < generation(user)
 }
 
 /// Refuses a user that must get a new password first (an imported user, see
@@ -886,8 +906,13 @@ fn reset_pending(user: &User) -> Result<(), ApiError> {
 }
 
 /// A new token pair, with the caller recorded for the audit trail.
-fn logged_in(state: &ApiState, user: &User, auth_time: i64) -> Result<Response, ApiError> {
-    let mut resp = axum::Json(state.auth.pair(user, auth_time)?).into_response();
+fn logged_in(
+    state: &ApiState,
+    user: &User,
+    auth_time: i64,
+    generation: i64,
+) -> Result<Response, ApiError> {
+    let mut resp = axum::Json(state.auth.pair(user, auth_time, generation)?).into_response();
     resp.extensions_mut().insert(Caller {
         login: user.spec.name.clone(),
         uid: user.uid().unwrap_or_default(),
@@ -912,7 +937,7 @@ fn authenticate(state: &ApiState, req: &Request) -> Result<(Arc<User>, Caller), 
         .ok_or_else(|| ApiError::unauthorized("invalid or expired access token"))?;
     let user = user_by_uid(state, &claims.uid)
         .ok_or_else(|| ApiError::unauthorized("the user no longer exists"))?;
-    if claims.generation != generation(&user) {
+    if revoked(&claims, &user) {
         return Err(ApiError::unauthorized(
             "the password changed since this token was issued; log in again",
         ));

@@ -66,8 +66,7 @@ const RECHECK: Duration = Duration::from_secs(30);
 /// Annotation on the hash Secret: `<uid>/<resourceVersion>` of the password Secret the hash was
 /// last checked against.
 pub const SOURCE_ANNOTATION: &str = "panoptes.dev/password-source";
-/// Annotation on the hash Secret: the token generation of the hash in it (see `password`).
-pub const GENERATION_ANNOTATION: &str = "panoptes.dev/token-generation";
+pub use crate::domain::passwords::GENERATION_ANNOTATION;
 
 /// Name of the Secret holding the password hash of User `user`: `panoptes-user-<user>-hash`,
 /// shortened with a digest of the name when that would exceed 253 characters.

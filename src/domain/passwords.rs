@@ -75,13 +75,26 @@ fn dummy_hash() -> &'static str {
 /// and owned by this very User; None when it has none (no password, Secret missing, not
 /// reconciled yet) or on a read error.
 pub async fn stored_hash(client: &Client, user: &User) -> Option<String> {
+    stored_hash_and_generation(client, user)
+        .await
+        .map(|(phc, _)| phc)
+}
+
+/// [`stored_hash`] with the token generation recorded on the hash Secret.
+async fn stored_hash_and_generation(client: &Client, user: &User) -> Option<(String, Option<i64>)> {
     let name = user.status.as_ref()?.password_hash_secret.clone()?;
     let ns = user.namespace().unwrap_or_default();
     match Api::<Secret>::namespaced(client.clone(), &ns)
         .get_opt(&name)
         .await
     {
-        Ok(Some(secret)) => owned_hash(&secret, user.uid().as_deref()),
+        Ok(Some(secret)) => {
+            let generation = secret
+                .annotations()
+                .get(GENERATION_ANNOTATION)
+                .and_then(|g| g.parse().ok());
+            owned_hash(&secret, user.uid().as_deref()).map(|phc| (phc, generation))
+        }
         Ok(None) => None,
         Err(error) => {
             tracing::warn!(%error, namespace = %ns, user = %user.name_any(), "reading the password hash failed");
@@ -89,6 +102,12 @@ pub async fn stored_hash(client: &Client, user: &User) -> Option<String> {
         }
     }
 }
+
+/// Annotation on the hash Secret: the token generation of the hash in it. The User's status
+/// records the same generation a moment later; a login verified against this hash issues
+/// tokens of this generation, so a token taken in between is not revoked by the status write
+/// that follows.
+pub const GENERATION_ANNOTATION: &str = "panoptes.dev/token-generation";
 
 /// Name read instead of a hash Secret when there is none to read (it never exists).
 const DECOY_SECRET: &str = "panoptes-login-decoy";
@@ -119,13 +138,26 @@ impl Passwords {
     /// Whether `password` is the password of `user`. Runs exactly one verification whatever
     /// the outcome: against the dummy hash when `user` is None or has no usable hash.
     pub async fn check(&self, client: &Client, user: Option<&User>, password: &str) -> bool {
+        self.check_with_generation(client, user, password)
+            .await
+            .is_some()
+    }
+
+    /// [`Passwords::check`]: `Some(the token generation recorded with the hash)` when the
+    /// password matches, `None` when it does not.
+    pub async fn check_with_generation(
+        &self,
+        client: &Client,
+        user: Option<&User>,
+        password: &str,
+    ) -> Option<Option<i64>> {
         let named = user.is_some_and(|u| {
             u.status
                 .as_ref()
                 .is_some_and(|s| s.password_hash_secret.is_some())
         });
         let stored = match user {
-            Some(u) if named => stored_hash(client, u).await,
+            Some(u) if named => stored_hash_and_generation(client, u).await,
             _ => {
                 if let Some(ns) = &self.decoy_namespace {
                     let _ = Api::<Secret>::namespaced(client.clone(), ns)
@@ -136,7 +168,10 @@ impl Passwords {
             }
         };
         // A hash that does not parse would fail without the slow part: use the dummy instead.
-        let stored = stored.filter(|phc| PasswordHash::new(phc).is_ok());
+        let (stored, generation) = match stored.filter(|(phc, _)| PasswordHash::new(phc).is_ok()) {
+            Some((phc, generation)) => (Some(phc), generation),
+            None => (None, None),
+        };
         let real = stored.is_some();
         self.verifications.fetch_add(1, Ordering::Relaxed);
         let password = password.as_bytes().to_vec();
@@ -146,7 +181,7 @@ impl Passwords {
         })
         .await
         .unwrap_or(false);
-        matched && real
+        (matched && real).then_some(generation)
     }
 
     /// Computes the dummy hash now, so the first unknown login does not pay for it.
