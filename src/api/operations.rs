@@ -842,9 +842,9 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         "post",
         "/users/{user_id}/apikey",
         "users_apikey_create",
-        "Create (rotate) a user's API key, returned in clear only here; usable as the password of POST /login",
+        "Create (rotate) a user's API key, returned in clear only here; usable as the password of POST /login (no body: the SDK sends null, like for POST /login)",
         &[],
-        Shape::Any,
+        Shape::None,
         200,
         Shape::Object(r::<access::Apikey>)
     ),
