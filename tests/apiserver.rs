@@ -403,38 +403,23 @@ async fn streamers_read_back_typed() {
 
 /// The API server's gauge of open watches by `group/resource`.
 async fn open_watches(client: &kube::Client) -> std::collections::BTreeMap<String, i64> {
-    apiserver_counts(client, "apiserver_longrunning_requests{", "WATCH").await
+    apiserver_counts(client, "apiserver_longrunning_requests", "WATCH").await
 }
 
-/// The API server's count of `verb` requests (`metric`, a counter or gauge with `verb`,
+/// The API server's count of `verb` requests (`family`, a counter or gauge with `verb`,
 /// `group` and `resource` labels) by `group/resource`.
 async fn apiserver_counts(
     client: &kube::Client,
-    metric: &str,
+    family: &str,
     verb: &str,
 ) -> std::collections::BTreeMap<String, i64> {
-    let req = http::Request::get("/metrics").body(Vec::new()).unwrap();
-    let text = client.request_text(req).await.unwrap();
     let mut out = std::collections::BTreeMap::new();
-    for line in text.lines() {
-        let Some(rest) = line.strip_prefix(metric) else {
-            continue;
-        };
-        let Some((labels, value)) = rest.rsplit_once("} ") else {
-            continue;
-        };
-        let label = |k: &str| {
-            labels
-                .split(',')
-                .find_map(|kv| kv.strip_prefix(&format!("{k}=\"")))
-                .map(|v| v.trim_end_matches('"').to_string())
-                .unwrap_or_default()
-        };
-        if label("verb") != verb {
-            continue;
+    for (labels, value) in support::apiserver_samples(client, family).await {
+        let label = |k: &str| labels.get(k).cloned().unwrap_or_default();
+        if label("verb") == verb {
+            *out.entry(format!("{}/{}", label("group"), label("resource")))
+                .or_insert(0) += value as i64;
         }
-        let key = format!("{}/{}", label("group"), label("resource"));
-        *out.entry(key).or_insert(0) += value.trim().parse::<f64>().unwrap_or(0.0) as i64;
     }
     out
 }
@@ -451,7 +436,7 @@ async fn the_operator_watches_each_kind_once_and_secrets_as_metadata_only() {
 
     let ns = TestNamespace::new("watches").await;
     let before = open_watches(&ns.client).await;
-    let lists_before = apiserver_counts(&ns.client, "apiserver_request_total{", "LIST").await;
+    let lists_before = apiserver_counts(&ns.client, "apiserver_request_total", "LIST").await;
     let pp = PatchParams::apply("panoptes-tests");
     let apply = |kind: &str, name: &str, spec: Value| {
         json!({ "apiVersion": "panoptes.dev/v1alpha1", "kind": kind,
@@ -542,7 +527,7 @@ async fn the_operator_watches_each_kind_once_and_secrets_as_metadata_only() {
         .map(|k| (*k, mine(&format!("panoptes.dev/{k}"))))
         .collect();
     // Informational (another test's kubectl may list Streams meanwhile): the start-up lists.
-    let lists = apiserver_counts(&ns.client, "apiserver_request_total{", "LIST").await;
+    let lists = apiserver_counts(&ns.client, "apiserver_request_total", "LIST").await;
     let listed =
         |k: &str| lists.get(k).copied().unwrap_or(0) - lists_before.get(k).copied().unwrap_or(0);
     eprintln!(

@@ -346,46 +346,26 @@ impl Rate {
 /// The API server's request counters of writes (`POST`, `PUT`, `PATCH`, `DELETE`) by
 /// `resource/subresource`, from its `/metrics`.
 pub async fn apiserver_writes(client: &Client) -> BTreeMap<String, f64> {
-    let req = http::Request::get("/metrics")
-        .body(Vec::new())
-        .expect("a request");
-    let text = client
-        .request_text(req)
-        .await
-        .expect("reading the API server's /metrics");
     let mut out = BTreeMap::new();
-    for line in text.lines() {
-        let Some(rest) = line.strip_prefix("apiserver_request_total{") else {
-            continue;
-        };
-        let Some((labels, value)) = rest.rsplit_once("} ") else {
-            continue;
-        };
-        let label = |k: &str| {
-            labels
-                .split(',')
-                .find_map(|kv| kv.strip_prefix(&format!("{k}=\"")))
-                .map(|v| v.trim_end_matches('"').to_string())
-                .unwrap_or_default()
-        };
+    for (labels, value) in
+        crate::support::apiserver_samples(client, "apiserver_request_total").await
+    {
+        let label = |k: &str| labels.get(k).map(String::as_str).unwrap_or_default();
         let verb = label("verb");
-        if !matches!(verb.as_str(), "POST" | "PUT" | "PATCH" | "DELETE") {
+        if !matches!(verb, "POST" | "PUT" | "PATCH" | "DELETE") {
             continue;
         }
-        let group = label("group");
         let resource = label("resource");
         // Only what an operator in a namespace writes: our kinds and Events. The API
         // server's own lease renewals and the like are left out.
-        if group != "panoptes.dev" && resource != "events" {
+        if label("group") != "panoptes.dev" && resource != "events" {
             continue;
         }
-        let sub = label("subresource");
-        let key = if sub.is_empty() {
-            format!("{verb} {resource}")
-        } else {
-            format!("{verb} {resource}/{sub}")
+        let key = match label("subresource") {
+            "" => format!("{verb} {resource}"),
+            sub => format!("{verb} {resource}/{sub}"),
         };
-        *out.entry(key).or_insert(0.0) += value.trim().parse::<f64>().unwrap_or(0.0);
+        *out.entry(key).or_insert(0.0) += value;
     }
     out
 }

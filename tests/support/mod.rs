@@ -337,3 +337,33 @@ pub fn impersonating_kubeconfig(user: &str, groups: &[String], file: &Path) {
 pub mod binary;
 pub mod operator;
 pub mod scenario;
+
+/// The samples of the API server's metric `family` (from its `/metrics`): each sample's labels
+/// and value.
+#[allow(dead_code)]
+pub async fn apiserver_samples(
+    client: &Client,
+    family: &str,
+) -> Vec<(std::collections::BTreeMap<String, String>, f64)> {
+    let req = http::Request::get("/metrics")
+        .body(Vec::new())
+        .expect("a request");
+    let text = client
+        .request_text(req)
+        .await
+        .expect("reading the API server's /metrics");
+    let prefix = format!("{family}{{");
+    text.lines()
+        .filter_map(|line| {
+            let (labels, value) = line.strip_prefix(&prefix)?.rsplit_once("} ")?;
+            let labels = labels
+                .split(',')
+                .filter_map(|kv| {
+                    let (k, v) = kv.split_once("=\"")?;
+                    Some((k.to_string(), v.trim_end_matches('"').to_string()))
+                })
+                .collect();
+            Some((labels, value.trim().parse().unwrap_or(0.0)))
+        })
+        .collect()
+}
