@@ -494,13 +494,14 @@ impl Auth {
     }
 
     /// Checks `password` for `user` (None: unknown login) with exactly one verification, at
-    /// most [`VERIFY_SLOTS`] at once; None when too many logins already wait.
+    /// most [`VERIFY_SLOTS`] at once: `Some(Some(the hash's token generation))` on a match,
+    /// `Some(None)` on a mismatch, None when too many logins already wait.
     async fn check_password(
         &self,
         client: &Client,
         user: Option<&User>,
         password: &str,
-    ) -> Option<Option<Option<i64>>> {
+    ) -> Option<Option<i64>> {
         if self.verify_waiting.fetch_add(1, Ordering::SeqCst) >= VERIFY_QUEUE + VERIFY_SLOTS {
             self.verify_waiting.fetch_sub(1, Ordering::SeqCst);
             return None;
@@ -873,7 +874,7 @@ pub async fn login(
             reset_pending(&user)?;
             // The hash just verified may be newer than the status in the store (its
             // generation is recorded with it): tokens carry the newer of the two.
-            let generation = generation(&user).max(matched.flatten().unwrap_or(0));
+            let generation = generation(&user).max(matched.unwrap_or(0));
             logged_in(&state, &user, chrono::Utc::now().timestamp(), generation)
         }
     }

@@ -143,14 +143,14 @@ impl Passwords {
             .is_some()
     }
 
-    /// [`Passwords::check`]: `Some(the token generation recorded with the hash)` when the
-    /// password matches, `None` when it does not.
+    /// [`Passwords::check`]: `Some(the token generation recorded with the hash, 0 when none)`
+    /// when the password matches, `None` when it does not.
     pub async fn check_with_generation(
         &self,
         client: &Client,
         user: Option<&User>,
         password: &str,
-    ) -> Option<Option<i64>> {
+    ) -> Option<i64> {
         let named = user.is_some_and(|u| {
             u.status
                 .as_ref()
@@ -181,7 +181,7 @@ impl Passwords {
         })
         .await
         .unwrap_or(false);
-        (matched && real).then_some(generation)
+        (matched && real).then_some(generation.unwrap_or(0))
     }
 
     /// Computes the dummy hash now, so the first unknown login does not pay for it.
