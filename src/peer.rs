@@ -13,7 +13,7 @@
 //! - Found only through the system-namespace Lease: the leader publishes its peer address
 //!   as an annotation ([`crate::controllers::leader::PEER_ADDRESS_ANNOTATION`]); standbys
 //!   read it from there and nowhere else.
-//! - Authenticated: every request carries the key of Secret [`KEY_SECRET`] (system
+//! - Authenticated: every request carries the key of Secret `<instance>-peer-key` (system
 //!   namespace, created with 32 random bytes by the first replica) as a bearer token; the
 //!   port is also closed to everything but the operator's own pods by the chart's
 //!   NetworkPolicy.
@@ -43,9 +43,8 @@ use crate::api::auth::{LoginEvent, SharedLockout};
 use crate::controllers::leader::LeaderStatus;
 use crate::state::{LiveDelta, LiveStats};
 
-/// Secret (system namespace) holding the peer key.
-pub const KEY_SECRET: &str = "panoptes-peer-key";
-/// Key of the peer key in [`KEY_SECRET`].
+/// Key of the peer key in the installation's peer key Secret
+/// ([`crate::domain::instance::Instance::peer_key`]).
 pub const KEY_FIELD: &str = "key";
 /// How often a standby refreshes its copy of the live view.
 pub const POLL_EVERY: Duration = Duration::from_millis(250);
@@ -60,24 +59,24 @@ pub struct PeerKey(Arc<str>);
 impl PeerKey {
     /// Reads the key Secret, creating it when absent (a replica that loses the race reads
     /// the winner's).
-    pub async fn load(client: &Client, namespace: &str) -> Result<Self, kube::Error> {
+    pub async fn load(client: &Client, namespace: &str, name: &str) -> Result<Self, kube::Error> {
         let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
         for _ in 0..3 {
-            if let Some(s) = api.get_opt(KEY_SECRET).await? {
-                return Ok(Self::of(&s));
+            if let Some(s) = api.get_opt(name).await? {
+                return Ok(Self::of(&s, name));
             }
             let key: [u8; 32] = rand::random();
-            let secret = crate::api::auth::key_secret(KEY_SECRET, KEY_FIELD, &key);
+            let secret = crate::api::auth::key_secret(name, KEY_FIELD, &key);
             match api.create(&PostParams::default(), &secret).await {
                 Ok(_) => return Ok(Self(hex::encode(key).into())),
                 Err(kube::Error::Api(s)) if s.is_already_exists() => continue,
                 Err(e) => return Err(e),
             }
         }
-        api.get(KEY_SECRET).await.map(|s| Self::of(&s))
+        api.get(name).await.map(|s| Self::of(&s, name))
     }
 
-    fn of(secret: &Secret) -> Self {
+    fn of(secret: &Secret, name: &str) -> Self {
         let key = secret
             .data
             .as_ref()
@@ -87,7 +86,7 @@ impl PeerKey {
             Some(k) => Self(hex::encode(&k.0).into()),
             None => {
                 tracing::warn!(
-                    "Secret {KEY_SECRET} has no usable {KEY_FIELD}; the peer channel is closed"
+                    "Secret {name} has no usable {KEY_FIELD}; the peer channel is closed"
                 );
                 // A key nobody else knows: the channel refuses everyone, replicas still serve.
                 Self(hex::encode(rand::random::<[u8; 32]>()).into())

@@ -10,6 +10,7 @@ use tokio::task::JoinSet;
 
 use crate::controllers::leader::{Elector, LeaderConfig, LeaderMetrics};
 use crate::controllers::{self, Context, Tunables};
+use crate::domain::instance::{DEFAULT_INSTANCE, Instance};
 use crate::state::{self, Scope, Shard};
 use crate::telemetry::Metrics;
 
@@ -25,6 +26,8 @@ pub struct RunConfig {
     pub probe_addr: SocketAddr,
     /// Namespace of Panoptes' own objects (id claims, leader Lease).
     pub system_namespace: String,
+    /// The installation the names of those objects derive from.
+    pub instance: Instance,
     /// Address of the Watcher admin API facade (None: no facade).
     pub api_addr: Option<SocketAddr>,
     /// Namespace of resources created through the facade.
@@ -90,6 +93,13 @@ pub struct ScopeFlags {
     /// Namespace for Panoptes' own objects (Watcher id claims); in a pod, its own namespace.
     #[arg(long, env = "PANOPTES_SYSTEM_NAMESPACE", default_value = "default")]
     pub system_namespace: String,
+    /// The installation's name (the chart's fullname): the names of its objects in the
+    /// system namespace derive from it (`<INSTANCE>-jwt`, `<INSTANCE>-settings`,
+    /// `<INSTANCE>-peer-key`, Leases `<INSTANCE>-leader[-<SHARD>]` and
+    /// `<INSTANCE>-id-<kind>-<id>`), so two installations share a system namespace. Its
+    /// Watcher ids are its own. Shards of one installation name the same instance.
+    #[arg(long, env = "PANOPTES_INSTANCE", default_value = DEFAULT_INSTANCE)]
+    pub instance: Instance,
     /// Namespace of resources created through the facade (default: --namespace, else
     /// "default").
     #[arg(long, env = "PANOPTES_API_NAMESPACE")]
@@ -100,7 +110,7 @@ pub struct ScopeFlags {
     #[arg(long, env = "PANOPTES_IDENTITY_NAMESPACES", value_delimiter = ',')]
     pub identity_namespaces: Vec<String>,
     /// Reconcile only the Streams and Streamers labelled `panoptes.dev/shard=<SHARD>`,
-    /// under the leader Lease `panoptes-leader-<SHARD>` (see README, "Scaling out").
+    /// under the leader Lease `<INSTANCE>-leader-<SHARD>` (see README, "Scaling out").
     #[arg(long, env = "PANOPTES_SHARD")]
     pub shard: Option<String>,
     /// Run the Preset, Organization and User controllers (unsharded kinds). In a sharded
@@ -183,8 +193,9 @@ pub struct NodeFlags {
 
 impl NodeFlags {
     /// The reconcilers' tunables (floors keep a typo from busy-looping).
-    fn tunables(self, system_namespace: String) -> Tunables {
+    fn tunables(self, system_namespace: String, instance: Instance) -> Tunables {
         Tunables {
+            instance,
             node_resync: Duration::from_secs(self.node_resync_seconds.max(1)),
             delete_grace: Duration::from_secs(self.delete_grace_seconds),
             missing_grace: Duration::from_secs(self.missing_reference_grace_seconds),
@@ -205,6 +216,7 @@ impl RunArgs {
         let ScopeFlags {
             namespace,
             system_namespace,
+            instance,
             api_namespace,
             identity_namespaces,
             shard,
@@ -217,8 +229,11 @@ impl RunArgs {
                 .unwrap_or_else(|| "default".into()),
             scope: namespace.map_or(Scope::Cluster, Scope::Namespace),
             probe_addr: self.listen.probe_addr,
-            tunables: self.nodes.tunables(system_namespace.clone()),
+            tunables: self
+                .nodes
+                .tunables(system_namespace.clone(), instance.clone()),
             system_namespace,
+            instance,
             api_addr: Some(self.listen.api_addr),
             identity_namespaces,
             leader_election: self.leader.leader_election,
@@ -411,9 +426,7 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         }
         // Each shard elects its own leader: shards run side by side, replicas of one shard
         // stand by for each other.
-        if let Some(shard) = config.shard.name() {
-            lease.name = format!("{}-{shard}", lease.name);
-        }
+        lease.name = config.instance.leader_lease(config.shard.name());
         lease.lease_duration = config.leader_lease;
         lease.renew_every = config.leader_renew;
         lease.peer_address = config
@@ -450,6 +463,7 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
 
     let tunables = Tunables {
         system_namespace: config.system_namespace.clone(),
+        instance: config.instance.clone(),
         ..config.tunables.clone()
     };
     let ctx = Arc::new(
@@ -477,6 +491,7 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
             config.system_namespace.clone(),
         );
         api_config.identity_namespaces = config.identity_namespaces.clone();
+        api_config.instance = config.instance.clone();
         api_config.events_scope = Some(config.scope.clone());
         let api = crate::api::ApiState::new(
             client.clone(),
@@ -507,9 +522,13 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
     // live view and counts failed logins at the leader until it leads itself.
     let mut mirror = None;
     if let (Some(elector), Some(addr)) = (&elector, config.peer_addr) {
-        let key = crate::peer::PeerKey::load(&client, &config.system_namespace)
-            .await
-            .map_err(RunError::Api)?;
+        let key = crate::peer::PeerKey::load(
+            &client,
+            &config.system_namespace,
+            &config.instance.peer_key(),
+        )
+        .await
+        .map_err(RunError::Api)?;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|source| RunError::Listen { addr, source })?;
@@ -655,7 +674,13 @@ mod tests {
         assert_eq!(c.leader_renew, Duration::from_secs(1));
         assert_eq!(c.tunables.node_resync, Duration::from_secs(1));
         assert_eq!(c.tunables.play_auth_url, None);
+        let c = config(&["--instance", "team-b-panoptes"]);
+        assert_eq!(c.instance.as_str(), "team-b-panoptes");
+        assert_eq!(c.tunables.instance, c.instance);
+        assert!(Cli::try_parse_from(["panoptes", "--instance", "Team_B"]).is_err());
         let c = config(&[]);
+        // Installs from before the flag keep their names.
+        assert_eq!(c.instance, Instance::default());
         assert_eq!(c.scope, Scope::Cluster);
         assert_eq!(c.api_namespace, "default");
         assert_eq!(c.leader_renew, Duration::from_secs(4));

@@ -572,21 +572,30 @@ async fn the_jwt_signing_key_is_generated_once_and_kept_across_upgrades() {
     };
     install("install");
     let secrets: Api<Secret> = ns.api();
-    let first = signing_key(&secrets.get("panoptes-jwt").await.unwrap());
+    // Named after the release (its fullname), as the operator started by it names it.
+    let jwt = format!("{release}-panoptes-jwt");
+    let first = signing_key(&secrets.get(&jwt).await.unwrap());
     assert!(first.len() >= 64, "key too short: {} bytes", first.len());
     install("upgrade");
-    let second = signing_key(&secrets.get("panoptes-jwt").await.unwrap());
+    let second = signing_key(&secrets.get(&jwt).await.unwrap());
     assert_eq!(first, second, "an upgrade replaced the JWT signing key");
     // A second installation elsewhere gets its own key.
     let other = TestNamespace::new("jwt2").await;
+    let other_release = format!("q{}", &release[1..]);
     run_ok(
         helm_on_cluster()
-            .args(["install", &format!("q{}", &release[1..])])
+            .args(["install", &other_release])
             .arg(chart())
             .args(["--namespace", &other.name])
             .args(["--set", JWT_RELEASE]),
     );
-    let third = signing_key(&other.api::<Secret>().get("panoptes-jwt").await.unwrap());
+    let third = signing_key(
+        &other
+            .api::<Secret>()
+            .get(&format!("{other_release}-panoptes-jwt"))
+            .await
+            .unwrap(),
+    );
     assert_ne!(first, third);
 }
 
@@ -1097,7 +1106,8 @@ const PREVIOUS_CHART: &str = "tests/fixtures/chart-previous/charts/panoptes";
 
 /// N-1 → N: a release installed from the previous chart, with objects and the chart-made JWT
 /// key, upgrades to this chart without losing any of them (jwt.create is now off: the kept
-/// Secret stays, and the facade's sessions with it), and gains the metrics Service.
+/// Secret stays, and with `instanceName=panoptes` the operator keeps using it and the
+/// facade's sessions with it), and gains the metrics Service.
 #[tokio::test]
 async fn upgrading_from_the_previous_chart_keeps_objects_and_the_jwt_key() {
     use panoptes::resources::Stream;
@@ -1129,13 +1139,28 @@ async fn upgrading_from_the_previous_chart_keeps_objects_and_the_jwt_key() {
     .unwrap();
     streams.create(&Default::default(), &stream).await.unwrap();
 
+    // The previous operator named its objects `panoptes-*` whatever the release; names now
+    // derive from the release unless instanceName keeps the old ones (CHANGELOG, Breaking).
     run_ok(
         helm_on_cluster()
             .args(["upgrade", &release])
             .arg(chart())
             .args(["--namespace", &ns.name])
-            .args(["--set", "namespaced=true,crds.enabled=false"]),
+            .args([
+                "--set",
+                "namespaced=true,crds.enabled=false,instanceName=panoptes",
+            ]),
     );
+    let deployment = run_ok(kubectl().args([
+        "get",
+        "deployment",
+        "-n",
+        &ns.name,
+        &format!("{release}-panoptes"),
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].args}",
+    ]));
+    assert!(deployment.contains("--instance=panoptes\""), "{deployment}");
     let kept = secrets.get("panoptes-jwt").await.unwrap();
     assert_eq!(signing_key(&kept), key, "the upgrade replaced the JWT key");
     let after = serde_json::to_value(streams.get("gate").await.unwrap()).unwrap();
@@ -1541,6 +1566,183 @@ fn crds_describe_their_kind_and_show_reason_and_message_wide() {
         assert!(
             column("Name").is_none(),
             "{file}: a second NAME column in -o wide"
+        );
+    }
+}
+
+/// Two releases in one system namespace, each watching its own namespace (the second without
+/// CRDs): the objects they render are disjoint (none owned by both) and apply side by side;
+/// two real operators started with the flags the chart renders each lead under their own
+/// Lease, keep their own keys and number their own Watcher ids (the same id 1 in each, two
+/// claims): an installation's ids are its own, as two Watcher servers' are.
+#[tokio::test]
+async fn two_releases_share_a_namespace_but_no_name_leadership_or_id() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use panoptes::resources::Preset;
+    use std::collections::BTreeSet;
+    use std::time::Duration;
+    use support::binary::Binary;
+    use support::eventually;
+
+    let sys = TestNamespace::new("two-sys").await;
+    let teams = [
+        TestNamespace::new("two-a").await,
+        TestNamespace::new("two-b").await,
+    ];
+    let suffix = &sys.name[sys.name.len() - 8..];
+    let releases = [format!("a{suffix}"), format!("b{suffix}")];
+    let render = |i: usize| {
+        let set = format!(
+            "crds.enabled={},extraArgs[0]=--namespace={}",
+            i == 0,
+            teams[i].name
+        );
+        objects(&run_ok(
+            helm()
+                .args(["template", &releases[i]])
+                .arg(chart())
+                .args(["--namespace", &sys.name, "--skip-tests"])
+                .args(["--api-versions", FINALIZER_POLICY_API, "--set", &set]),
+        ))
+    };
+    let objs = [render(0), render(1)];
+    let key = |o: &Value| {
+        let m = &o["metadata"];
+        let ns = m["namespace"].as_str().unwrap_or("");
+        format!(
+            "{}/{ns}/{}",
+            o["kind"].as_str().unwrap(),
+            m["name"].as_str().unwrap()
+        )
+    };
+    let keys: Vec<BTreeSet<String>> = objs.iter().map(|o| o.iter().map(key).collect()).collect();
+    let both: Vec<_> = keys[0].intersection(&keys[1]).collect();
+    assert!(both.is_empty(), "objects both releases render: {both:?}");
+    assert!(kinds(&objs[0]).contains(&"CustomResourceDefinition"));
+    assert!(!kinds(&objs[1]).contains(&"CustomResourceDefinition"));
+    for kind in ["ClusterRole", "MutatingAdmissionPolicy", "Role"] {
+        assert!(kinds(&objs[1]).contains(&kind), "{kind}");
+    }
+
+    // Applied for real, each by its own manager (CRDs and the cluster-wide finalizer policy
+    // apart: the test support owns the CRDs, and the policy would reach other tests' Streams).
+    let files: Vec<_> = (0..2)
+        .map(|i| {
+            let items: Vec<&Value> = objs[i]
+                .iter()
+                .filter(|o| {
+                    !o["kind"]
+                        .as_str()
+                        .unwrap()
+                        .starts_with("MutatingAdmissionPolicy")
+                        && o["kind"] != "CustomResourceDefinition"
+                })
+                .collect();
+            let file = std::env::temp_dir().join(format!("{}.json", releases[i]));
+            let list = json!({ "apiVersion": "v1", "kind": "List", "items": items });
+            std::fs::write(&file, list.to_string()).unwrap();
+            run_ok(
+                kubectl()
+                    .args(["apply", "--server-side", "--field-manager", &releases[i]])
+                    .args(["-n", &sys.name, "-f"])
+                    .arg(&file),
+            );
+            file
+        })
+        .collect();
+
+    // The operators, with the flags the chart gives each release's pod.
+    let flags = |objs: &[Value], watched: &str| -> Vec<String> {
+        let args = one(objs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_string())
+            .collect::<Vec<_>>();
+        assert!(args.contains(&format!("--namespace={watched}")), "{args:?}");
+        args.into_iter()
+            .filter(|a| a.starts_with("--instance=") || a.starts_with("--leader-election="))
+            .collect()
+    };
+    let fullnames = releases.clone().map(|r| format!("{r}-panoptes"));
+    let operators: Vec<Binary> = (0..2)
+        .map(|i| {
+            let flags = flags(&objs[i], &teams[i].name);
+            assert!(
+                flags.contains(&format!("--instance={}", fullnames[i])),
+                "{flags:?}"
+            );
+            let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+            Binary::start_scoped(&sys.name, &teams[i].name, "warn", &flags)
+        })
+        .collect();
+
+    let presets: Vec<Api<Preset>> = teams.iter().map(|t| t.api()).collect();
+    for p in &presets {
+        let preset: Preset = serde_json::from_value(json!({
+            "apiVersion": "panoptes.dev/v1alpha1", "kind": "Preset",
+            "metadata": { "name": "hd" }, "spec": { "title": "HD" },
+        }))
+        .unwrap();
+        p.create(&Default::default(), &preset).await.unwrap();
+    }
+    let leases: Api<Lease> = sys.api();
+    let holder = |l: Lease| l.spec.and_then(|s| s.holder_identity);
+    let mut leaders = Vec::new();
+    for (i, full) in fullnames.iter().enumerate() {
+        let lease = format!("{full}-leader");
+        let leader = eventually(Duration::from_secs(30), &lease, || {
+            let (leases, lease) = (leases.clone(), lease.clone());
+            async move { leases.get_opt(&lease).await.ok().flatten().and_then(holder) }
+        })
+        .await;
+        leaders.push(leader);
+        let id = eventually(Duration::from_secs(30), "the preset's id", || {
+            let p = presets[i].clone();
+            async move { p.get("hd").await.ok()?.status?.id }
+        })
+        .await;
+        assert_eq!(id, 1, "{}: {}", releases[i], operators[i].output());
+        let claim = leases.get(&format!("{full}-id-preset-1")).await.unwrap();
+        assert_eq!(holder(claim), Some(format!("{}/hd", teams[i].name)));
+    }
+    assert_ne!(leaders[0], leaders[1], "one operator leads both");
+    assert!(leases.get_opt("panoptes-leader").await.unwrap().is_none());
+    assert!(
+        leases
+            .get_opt("panoptes-id-preset-1")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let secrets: Api<Secret> = sys.api();
+    let keys: Vec<Vec<u8>> = {
+        let mut keys = Vec::new();
+        for full in &fullnames {
+            let name = format!("{full}-jwt");
+            let secret = eventually(Duration::from_secs(10), &name, || {
+                let (secrets, name) = (secrets.clone(), name.clone());
+                async move { secrets.get_opt(&name).await.ok().flatten() }
+            })
+            .await;
+            keys.push(signing_key(&secret));
+            assert!(
+                secrets
+                    .get_opt(&format!("{full}-peer-key"))
+                    .await
+                    .unwrap()
+                    .is_some()
+            );
+        }
+        keys
+    };
+    assert_ne!(keys[0], keys[1]);
+    drop(operators);
+    for file in files {
+        run_ok(
+            kubectl()
+                .args(["delete", "--wait=false", "-n", &sys.name, "-f"])
+                .arg(&file),
         );
     }
 }

@@ -16,7 +16,7 @@
 //! - Every token carries the User's token generation (`gen`, `status.passwordGeneration`,
 //!   which the User controller moves on when the password changes or is removed): a token of
 //!   an earlier generation is refused, on every replica and after restarts.
-//! - Tokens are HS256-signed with the key in Secret `panoptes-jwt` (key `signing-key`) in the
+//! - Tokens are HS256-signed with the key in Secret `<instance>-jwt` (key `signing-key`) in the
 //!   system namespace, created with 32 random bytes when absent. Rotation: put the new key in
 //!   `signing-key` and the old one in `previous-signing-key`; the facade re-reads the Secret
 //!   every 30 s, signs with the new key and still accepts tokens of the old one.
@@ -70,13 +70,12 @@ use crate::domain::tenancy::{LoginHolder, login_holder};
 use crate::resources::User;
 use crate::resources::user::AccessLevel;
 
-/// Secret holding the signing key.
-pub const KEY_SECRET: &str = "panoptes-jwt";
-/// Key of the current signing key in [`KEY_SECRET`].
+/// Key of the current signing key in the installation's JWT Secret
+/// ([`crate::domain::instance::Instance::jwt_secret`]).
 pub const KEY_FIELD: &str = "signing-key";
-/// Key of the previous signing key (still accepted) in [`KEY_SECRET`].
+/// Key of the previous signing key (still accepted) in the JWT Secret.
 pub const PREVIOUS_KEY_FIELD: &str = "previous-signing-key";
-/// Key of the installation's digest key in [`KEY_SECRET`]: API keys and shared tokens are
+/// Key of the installation's digest key in the JWT Secret: API keys and shared tokens are
 /// stored as HMAC-SHA256 digests under it ([`crate::domain::access::Digester`]). Unlike the
 /// signing key it is never rotated (that would invalidate every API key and shared token).
 pub const DIGEST_KEY_FIELD: &str = "digest-key";
@@ -260,12 +259,13 @@ impl Auth {
         tasks: &mut JoinSet<()>,
     ) -> Result<Self, kube::Error> {
         let api: Api<Secret> = Api::namespaced(client.clone(), &config.system_namespace);
-        let keys = ensure_keys(&api).await?;
-        let digester = Digester::new(ensure_digest_key(&api).await?);
+        let name = config.instance.jwt_secret();
+        let keys = ensure_keys(&api, &name).await?;
+        let digester = Digester::new(ensure_digest_key(&api, &name).await?);
         // The key Secret is created on the first start of an installation: its uid serves
         // as the installation id (`server_id` of the cluster stats).
         let server_id = api
-            .get_opt(KEY_SECRET)
+            .get_opt(&name)
             .await?
             .and_then(|s| s.uid())
             .unwrap_or_default();
@@ -274,7 +274,7 @@ impl Auth {
         tasks.spawn(async move {
             loop {
                 tokio::time::sleep(KEY_REFRESH).await;
-                match api.get_opt(KEY_SECRET).await {
+                match api.get_opt(&name).await {
                     Ok(Some(s)) => {
                         if let Some(k) = keys_of(&s) {
                             *shared.write().unwrap_or_else(|e| e.into_inner()) = k;
@@ -601,22 +601,20 @@ fn generation(user: &User) -> i64 {
         .unwrap_or(0)
 }
 
-async fn ensure_keys(api: &Api<Secret>) -> Result<Keys, kube::Error> {
+async fn ensure_keys(api: &Api<Secret>, name: &str) -> Result<Keys, kube::Error> {
     for _ in 0..3 {
-        if let Some(s) = api.get_opt(KEY_SECRET).await? {
+        if let Some(s) = api.get_opt(name).await? {
             if let Some(k) = keys_of(&s) {
                 return Ok(k);
             }
-            tracing::warn!(
-                "Secret {KEY_SECRET} has no usable {KEY_FIELD}; using a process-local key"
-            );
+            tracing::warn!("Secret {name} has no usable {KEY_FIELD}; using a process-local key");
             return Ok(Keys {
                 current: rand::random::<[u8; 32]>().to_vec(),
                 previous: None,
             });
         }
         let key: [u8; 32] = rand::random();
-        let secret = key_secret(KEY_SECRET, KEY_FIELD, &key);
+        let secret = key_secret(name, KEY_FIELD, &key);
         match api.create(&PostParams::default(), &secret).await {
             Ok(_) => {
                 return Ok(Keys {
@@ -629,7 +627,7 @@ async fn ensure_keys(api: &Api<Secret>) -> Result<Keys, kube::Error> {
             Err(e) => return Err(e),
         }
     }
-    api.get(KEY_SECRET).await.map(|s| {
+    api.get(name).await.map(|s| {
         keys_of(&s).unwrap_or(Keys {
             current: rand::random::<[u8; 32]>().to_vec(),
             previous: None,
@@ -666,12 +664,12 @@ fn keys_of(secret: &Secret) -> Option<Keys> {
     })
 }
 
-/// The installation's digest key from [`KEY_SECRET`], added (32 random bytes) when missing.
+/// The installation's digest key from its JWT Secret `name`, added (32 random bytes) when missing.
 /// The add is guarded by the read `resourceVersion`, so replicas starting together agree on
 /// one key.
-async fn ensure_digest_key(api: &Api<Secret>) -> Result<Vec<u8>, kube::Error> {
+async fn ensure_digest_key(api: &Api<Secret>, name: &str) -> Result<Vec<u8>, kube::Error> {
     for _ in 0..5 {
-        let secret = api.get(KEY_SECRET).await?;
+        let secret = api.get(name).await?;
         if let Some(k) = secret
             .data
             .as_ref()
@@ -687,7 +685,7 @@ async fn ensure_digest_key(api: &Api<Secret>) -> Result<Vec<u8>, kube::Error> {
         });
         match api
             .patch(
-                KEY_SECRET,
+                name,
                 &kube::api::PatchParams::default(),
                 &kube::api::Patch::Merge(&body),
             )
@@ -699,7 +697,7 @@ async fn ensure_digest_key(api: &Api<Secret>) -> Result<Vec<u8>, kube::Error> {
         }
     }
     tracing::warn!(
-        "{KEY_SECRET} kept changing; API keys and shared tokens use a process-local digest key"
+        "{name} kept changing; API keys and shared tokens use a process-local digest key"
     );
     Ok(rand::random::<[u8; 32]>().to_vec())
 }

@@ -63,6 +63,8 @@ pub struct ApiConfig {
     pub namespace: String,
     /// Namespace of the JWT key Secret and the settings ConfigMap/Secret.
     pub system_namespace: String,
+    /// The installation their names (and the id claims') derive from.
+    pub instance: crate::domain::instance::Instance,
     /// Lifetime of access tokens.
     pub(crate) access_ttl: std::time::Duration,
     /// Lifetime of refresh tokens.
@@ -120,6 +122,7 @@ impl ApiConfig {
         Self {
             namespace: namespace.into(),
             system_namespace: system_namespace.into(),
+            instance: Default::default(),
             access_ttl: std::time::Duration::from_secs(15 * 60),
             refresh_ttl: std::time::Duration::from_secs(24 * 3600),
             max_failed_logins: 5,
@@ -204,7 +207,12 @@ impl ApiState {
         let instance = std::env::var("POD_NAME")
             .or_else(|_| std::env::var("HOSTNAME"))
             .unwrap_or_else(|_| "panoptes".into());
-        let settings = settings::Settings::start(&client, &config.system_namespace, &mut tasks);
+        let settings = settings::Settings::start(
+            &client,
+            &config.system_namespace,
+            &config.instance.settings(),
+            &mut tasks,
+        );
         Ok(Self(Arc::new(Inner {
             client,
             stores,

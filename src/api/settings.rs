@@ -1,9 +1,10 @@
 //! Domain and system settings (`/domain_config`, `/system_config`).
 //!
 //! Stored in the system namespace:
-//! - ConfigMap `panoptes-settings`, keys `domain_config` and `system_config` (JSON documents
-//!   without secrets), written with server-side apply (field manager `panoptes-api`);
-//! - Secret `panoptes-settings`, key `smtp-password`: the SMTP password of
+//! - ConfigMap `<instance>-settings` (default `panoptes-settings`), keys `domain_config` and
+//!   `system_config` (JSON documents without secrets), written with server-side apply (field
+//!   manager `panoptes-api`);
+//! - Secret `<instance>-settings`, key `smtp-password`: the SMTP password of
 //!   `domain_config.mail` (write-only: never returned).
 //!
 //! The ConfigMap is watched into memory, so reads (and the login throttle's
@@ -20,8 +21,6 @@ use kube::{Api, Client};
 use serde_json::{Map, Value, json};
 use tokio::task::JoinSet;
 
-/// Name of the settings ConfigMap and Secret.
-pub const SETTINGS_NAME: &str = "panoptes-settings";
 /// Key of the domain settings in the ConfigMap.
 pub const DOMAIN_KEY: &str = "domain_config";
 /// Key of the system settings in the ConfigMap.
@@ -37,11 +36,11 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Starts watching the settings ConfigMap of `namespace`.
-    pub fn start(client: &Client, namespace: &str, tasks: &mut JoinSet<()>) -> Self {
+    /// Starts watching the settings ConfigMap `name` of `namespace`.
+    pub fn start(client: &Client, namespace: &str, name: &str, tasks: &mut JoinSet<()>) -> Self {
         let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
         let (store, writer): (Store<ConfigMap>, Writer<ConfigMap>) = reflector::store();
-        let cfg = Config::default().fields(&format!("metadata.name={SETTINGS_NAME}"));
+        let cfg = Config::default().fields(&format!("metadata.name={name}"));
         let stream = watcher::watcher(api, cfg)
             .default_backoff()
             .reflect(writer)

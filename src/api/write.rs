@@ -42,6 +42,9 @@ impl ClaimSpace for ApiState {
     fn claim_namespace(&self) -> &str {
         &self.config.system_namespace
     }
+    fn instance(&self) -> &crate::domain::instance::Instance {
+        &self.config.instance
+    }
 }
 
 /// How many times one save re-reads and re-applies its edit after losing a race.

@@ -20,6 +20,8 @@ pub struct Tunables {
     pub delete_grace: Duration,
     /// Namespace holding Panoptes' own objects (id claims, leases).
     pub system_namespace: String,
+    /// The installation the names of those objects derive from.
+    pub instance: crate::domain::instance::Instance,
     /// Timing of node health probes (how fast a hung node is judged unreachable).
     pub probe: crate::flussonic::ProbePolicy,
     /// Rate limits of Event writes (per object and for the whole operator).
@@ -38,6 +40,7 @@ impl Default for Tunables {
             node_resync: Duration::from_secs(5),
             delete_grace: Duration::from_secs(60),
             system_namespace: "default".into(),
+            instance: Default::default(),
             probe: crate::flussonic::ProbePolicy::default(),
             events: crate::events::limit::Limits::default(),
             missing_grace: super::conditions::MISSING_GRACE,

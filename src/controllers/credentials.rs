@@ -262,13 +262,14 @@ async fn id_holder_exists(
     })
 }
 
-/// One sweep over the id claims in `claim_namespace`: releases each claim whose object does
+/// One sweep over `instance`'s id claims in `claim_namespace`: releases each claim whose object does
 /// not exist once it is older than `grace` ([`ids::claim_is_stale`]). Returns the released
 /// claims' names. A claim changed since it was listed (re-pointed by a facade create, adopted
 /// by a controller) is kept: the delete is guarded by its uid and resourceVersion.
 pub async fn sweep_id_claims(
     client: &Client,
     claim_namespace: &str,
+    instance: &crate::domain::instance::Instance,
     grace: Duration,
 ) -> Result<Vec<String>, kube::Error> {
     let api: Api<Lease> = Api::namespaced(client.clone(), claim_namespace);
@@ -281,7 +282,13 @@ pub async fn sweep_id_claims(
     let list = api.list(&ListParams::default().labels(&selector)).await?;
     let now = chrono::Utc::now().timestamp_millis();
     let mut released = Vec::new();
-    for lease in list.items {
+    // Another installation's claims in the same namespace are its own to judge: its
+    // objects may be where this one cannot look.
+    for lease in list
+        .items
+        .into_iter()
+        .filter(|l| ids::claim_in(instance, l))
+    {
         let Some(kind) = ids::claim_kind(&lease) else {
             continue;
         };
@@ -322,7 +329,14 @@ pub async fn run(
         if let Err(error) = sweep_once(&ctx.client, &ctx.scope, cfg.grace).await {
             tracing::warn!(%error, "sweeping credentials Secrets");
         }
-        if let Err(error) = sweep_id_claims(&ctx.client, ctx.claim_namespace(), cfg.grace).await {
+        if let Err(error) = sweep_id_claims(
+            &ctx.client,
+            ctx.claim_namespace(),
+            ctx.instance(),
+            cfg.grace,
+        )
+        .await
+        {
             tracing::warn!(%error, "sweeping id claims");
         }
     }

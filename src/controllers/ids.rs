@@ -20,6 +20,9 @@ impl ClaimSpace for Context {
     fn claim_namespace(&self) -> &str {
         &self.tunables.system_namespace
     }
+    fn instance(&self) -> &crate::domain::instance::Instance {
+        &self.tunables.instance
+    }
 }
 
 impl From<IdError> for Error {

@@ -56,7 +56,7 @@ impl LeaderConfig {
             .unwrap_or_else(|_| "panoptes".into());
         let identity = format!("{host}-{}", std::process::id());
         Self {
-            name: "panoptes-leader".into(),
+            name: crate::domain::instance::Instance::default().leader_lease(None),
             namespace: namespace.into(),
             identity,
             lease_duration: Duration::from_secs(15),

@@ -10,7 +10,8 @@
 //!   `panoptes`) mirrored in `status.id`. A backup of the resources carries the annotation, so a
 //!   restore brings the same ids back.
 //! - **Claims are Leases**: an id is taken by *creating* the `coordination.k8s.io/v1` Lease
-//!   `panoptes-id-<kind>-<id>` in the system namespace. Creation is atomic on the API server, so
+//!   `<instance>-id-<kind>-<id>` in the system namespace (ids are per installation, see
+//!   [`crate::domain::instance`]). Creation is atomic on the API server, so
 //!   of two replicas racing for one id exactly one wins (the other gets 409 AlreadyExists and
 //!   reads the claim: if it names the same object, i.e. the same kind and `namespace/name`, the
 //!   id is ours; otherwise the next candidate is tried). The claim names its owner in
@@ -50,6 +51,7 @@ use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::domain::instance::{INSTANCE_LABEL, Instance};
 use crate::resources::{Organization, Preset, User};
 
 /// Where id claims live: the API server and the system namespace. Implemented by the
@@ -59,6 +61,8 @@ pub trait ClaimSpace: Sync {
     fn client(&self) -> &kube::Client;
     /// The namespace holding the claims.
     fn claim_namespace(&self) -> &str;
+    /// The installation whose id space the claims are in.
+    fn instance(&self) -> &Instance;
 }
 
 impl<T: ClaimSpace + Send> ClaimSpace for std::sync::Arc<T> {
@@ -67,6 +71,9 @@ impl<T: ClaimSpace + Send> ClaimSpace for std::sync::Arc<T> {
     }
     fn claim_namespace(&self) -> &str {
         T::claim_namespace(self)
+    }
+    fn instance(&self) -> &Instance {
+        T::instance(self)
     }
 }
 
@@ -148,9 +155,32 @@ impl IdKind {
     }
 }
 
-/// Name of the Lease that claims `id` of `kind`.
+/// Name of the Lease that claims `id` of `kind` in `instance`'s id space.
+pub fn claim_name(instance: &Instance, kind: IdKind, id: i64) -> String {
+    format!("{}{}-{id}", instance.id_claim_prefix(), kind.as_str())
+}
+
+/// Name of the Lease that claims `id` of `kind` for the default instance.
 pub fn lease_name(kind: IdKind, id: i64) -> String {
-    format!("panoptes-id-{}-{id}", kind.as_str())
+    claim_name(&Instance::default(), kind, id)
+}
+
+/// Whether `lease` is a claim in `instance`'s id space: labelled with it, or (a claim made
+/// before claims carried the label) unlabelled and named as `instance` names that kind and
+/// id. The name alone would not do: instance `panoptes`'s claims start with what instance
+/// `panoptes-id`'s would.
+pub fn claim_in(instance: &Instance, lease: &Lease) -> bool {
+    if let Some(label) = lease.labels().get(INSTANCE_LABEL) {
+        return label == instance.as_str();
+    }
+    let id = lease
+        .annotations()
+        .get(ID_ANNOTATION)
+        .and_then(|v| v.parse::<i64>().ok());
+    match (claim_kind(lease), id) {
+        (Some(kind), Some(id)) => lease.name_any() == claim_name(instance, kind, id),
+        _ => false,
+    }
 }
 
 /// A kind with a Watcher id.
@@ -439,6 +469,7 @@ impl Ids {
             ),
             (CLAIM_KIND_LABEL.to_string(), self.kind.as_str().to_string()),
             (CLAIM_UID.to_string(), uid.to_string()),
+            (INSTANCE_LABEL.to_string(), ctx.instance().to_string()),
         ];
         let annotations = [
             (CLAIM_OWNER.to_string(), owner.to_string()),
@@ -447,7 +478,7 @@ impl Ids {
         ];
         Lease {
             metadata: ObjectMeta {
-                name: Some(lease_name(self.kind, id)),
+                name: Some(claim_name(ctx.instance(), self.kind, id)),
                 namespace: Some(ctx.claim_namespace().to_string()),
                 labels: Some(labels.into_iter().collect()),
                 annotations: Some(annotations.into_iter().collect()),
@@ -558,7 +589,7 @@ impl Ids {
         uid: &str,
         snapshot: &[Holding],
     ) -> Result<Claim, IdError> {
-        let name = lease_name(self.kind, id);
+        let name = claim_name(ctx.instance(), self.kind, id);
         for _ in 0..3 {
             let lease = self
                 .leases(ctx)
@@ -594,7 +625,7 @@ impl Ids {
         owner: &str,
         uid: &str,
     ) -> Result<Option<Claim>, IdError> {
-        let name = lease_name(self.kind, id);
+        let name = claim_name(ctx.instance(), self.kind, id);
         match self
             .leases(ctx)
             .create(&PostParams::default(), &self.lease_for(ctx, id, owner, uid))
@@ -648,7 +679,7 @@ impl Ids {
         id: i64,
         owner: &str,
     ) -> Result<(), IdError> {
-        let name = lease_name(self.kind, id);
+        let name = claim_name(ctx.instance(), self.kind, id);
         let api = self.leases(ctx);
         if let Some(lease) = api
             .get_opt(&name)
@@ -826,7 +857,7 @@ pub async fn claim_new(
             Err(e) => {
                 return Err(IdError::kube(
                     "creating id claim",
-                    lease_name(kind, candidate),
+                    claim_name(ctx.instance(), kind, candidate),
                 )(e));
             }
         }
@@ -958,6 +989,49 @@ mod tests {
         assert_eq!(
             lease_name(IdKind::Organization, 1),
             "panoptes-id-organization-1"
+        );
+    }
+
+    #[test]
+    fn a_claim_belongs_to_one_instance() {
+        let panoptes = Instance::default();
+        let team: Instance = "panoptes-id".parse().unwrap();
+        let claim = |name: &str, label: Option<&str>| {
+            let mut labels = BTreeMap::from([(CLAIM_KIND_LABEL.to_string(), "user".to_string())]);
+            if let Some(l) = label {
+                labels.insert(INSTANCE_LABEL.to_string(), l.to_string());
+            }
+            Lease {
+                metadata: ObjectMeta {
+                    name: Some(name.into()),
+                    labels: Some(labels),
+                    annotations: Some(BTreeMap::from([(
+                        ID_ANNOTATION.to_string(),
+                        "7".to_string(),
+                    )])),
+                    ..Default::default()
+                },
+                spec: None,
+            }
+        };
+        // (claim name, instance label, in `panoptes`, in `panoptes-id`)
+        let table = [
+            ("panoptes-id-user-7", Some("panoptes"), true, false),
+            ("panoptes-id-id-user-7", Some("panoptes-id"), false, true),
+            // Made before claims carried the label: the exact name decides, never a prefix
+            // (`panoptes-id-id-user-7` starts with `panoptes-id-`).
+            ("panoptes-id-user-7", None, true, false),
+            ("panoptes-id-id-user-7", None, false, true),
+            ("panoptes-id-user-8", None, false, false),
+        ];
+        for (name, label, in_default, in_team) in table {
+            let lease = claim(name, label);
+            assert_eq!(claim_in(&panoptes, &lease), in_default, "{name} {label:?}");
+            assert_eq!(claim_in(&team, &lease), in_team, "{name} {label:?}");
+        }
+        assert_eq!(
+            claim_name(&team, IdKind::Preset, 3),
+            "panoptes-id-id-preset-3"
         );
     }
 

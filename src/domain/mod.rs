@@ -15,6 +15,7 @@ pub mod destinations;
 pub mod effective;
 pub mod health;
 pub mod ids;
+pub mod instance;
 pub mod key;
 pub mod layout_history;
 pub mod merge_patch;

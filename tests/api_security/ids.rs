@@ -508,6 +508,7 @@ async fn the_sweep_releases_id_claims_of_objects_never_created() {
     use k8s_openapi::api::coordination::v1::Lease;
     use panoptes::controllers::credentials::sweep_id_claims;
     use panoptes::domain::ids::{self, IdKind};
+    use panoptes::domain::instance::Instance;
 
     let ns = TestNamespace::new("sec-ids-sweep").await;
     let f = Facade::start(&ns).await;
@@ -531,8 +532,36 @@ async fn the_sweep_releases_id_claims_of_objects_never_created() {
     )
     .await
     .unwrap();
+    // Another installation's ghost in the same namespace: its own sweep's to judge.
+    struct Other<'a>(&'a TestNamespace, Instance);
+    impl ids::ClaimSpace for Other<'_> {
+        fn client(&self) -> &kube::Client {
+            &self.0.client
+        }
+        fn claim_namespace(&self) -> &str {
+            &self.0.name
+        }
+        fn instance(&self) -> &Instance {
+            &self.1
+        }
+    }
+    let other = Other(&ns, "team-b-panoptes".parse().unwrap());
+    // Its allocator starts at the very id the ghost holds here: free there.
+    let below = ids::Holding {
+        assigned: Some(ghost_user.id - 1),
+        ..Default::default()
+    };
+    let theirs = ids::claim_new(
+        &other,
+        IdKind::User,
+        |_| format!("{}/user-ghost", ns.name),
+        &[below],
+    )
+    .await
+    .unwrap();
     let leases: Api<Lease> = Api::namespaced(ns.client.clone(), &ns.name);
-    let mut released = sweep_id_claims(&ns.client, &ns.name, Duration::ZERO)
+    let ours = Instance::default();
+    let mut released = sweep_id_claims(&ns.client, &ns.name, &ours, Duration::ZERO)
         .await
         .unwrap();
     released.sort();
@@ -545,6 +574,15 @@ async fn the_sweep_releases_id_claims_of_objects_never_created() {
     for name in &expected {
         assert!(leases.get_opt(name).await.unwrap().is_none(), "{name}");
     }
+    // The other installation numbers its own ids (an id held here is free there) and sweeps
+    // its own claims.
+    assert_eq!(theirs.id, ghost_user.id);
+    let theirs = ids::claim_name(&other.1, IdKind::User, theirs.id);
+    assert!(leases.get_opt(&theirs).await.unwrap().is_some(), "{theirs}");
+    let released = sweep_id_claims(&ns.client, &ns.name, &other.1, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(released, vec![theirs]);
     let alive = ids::lease_name(IdKind::User, alive_id);
     assert!(leases.get_opt(&alive).await.unwrap().is_some(), "{alive}");
     // A claim younger than the grace may be a create in flight: kept.
@@ -556,7 +594,7 @@ async fn the_sweep_releases_id_claims_of_objects_never_created() {
     )
     .await
     .unwrap();
-    let kept = sweep_id_claims(&ns.client, &ns.name, Duration::from_secs(600))
+    let kept = sweep_id_claims(&ns.client, &ns.name, &ours, Duration::from_secs(600))
         .await
         .unwrap();
     assert!(kept.is_empty(), "{kept:?}");

@@ -36,22 +36,21 @@ impl Binary {
 
     /// [`Binary::start`] with `extra` arguments after the usual ones.
     pub fn start_with(ns: &TestNamespace, rust_log: &str, extra: &[&str]) -> Self {
+        Self::start_scoped(&ns.name, &ns.name, rust_log, extra)
+    }
+
+    /// [`Binary::start_with`] watching namespace `watched`, its own objects in `system`.
+    pub fn start_scoped(system: &str, watched: &str, rust_log: &str, extra: &[&str]) -> Self {
         let probe = format!("127.0.0.1:{}", free_port());
         let api = format!("127.0.0.1:{}", free_port());
         let peer = format!("127.0.0.1:{}", free_port());
-        let log = std::env::temp_dir().join(format!("panoptes-{}-{}.log", ns.name, free_port()));
+        let log = std::env::temp_dir().join(format!("panoptes-{watched}-{}.log", free_port()));
         let out = std::fs::File::create(&log).unwrap();
         // `PANOPTES_TEST_BINARY`: another build (say of the base commit, to see a test fail).
         let bin = std::env::var("PANOPTES_TEST_BINARY")
             .unwrap_or_else(|_| env!("CARGO_BIN_EXE_panoptes").to_string());
         let child = Command::new(bin)
-            .args([
-                "run",
-                "--namespace",
-                &ns.name,
-                "--system-namespace",
-                &ns.name,
-            ])
+            .args(["run", "--namespace", watched, "--system-namespace", system])
             .args([
                 "--probe-addr",
                 &probe,

@@ -11,6 +11,13 @@
 {{- end -}}
 {{- end -}}
 
+{{- /* The installation the operator's own objects in the release namespace are named after
+(`--instance`): the JWT and peer-key Secrets, the settings, the leader and id-claim Leases.
+Two releases in one namespace keep apart; shards of one installation set one instanceName. */ -}}
+{{- define "panoptes.instance" -}}
+{{- default (include "panoptes.fullname" .) .Values.instanceName -}}
+{{- end -}}
+
 {{- define "panoptes.labels" -}}
 {{ include "panoptes.selectorLabels" . }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use crate::api::ApiState;
 use crate::api::body::{JsonBody, merge};
 use crate::api::error::{ApiError, ApiResult};
-use crate::api::settings::{DOMAIN_KEY, SETTINGS_NAME, SMTP_PASSWORD_KEY};
+use crate::api::settings::{DOMAIN_KEY, SMTP_PASSWORD_KEY};
 use crate::api::write::put_secret;
 use crate::resources::common::API_MANAGER;
 
@@ -40,12 +40,13 @@ pub async fn domain_save(State(state): State<ApiState>, body: JsonBody) -> ApiRe
         .and_then(Value::as_object_mut)
         .and_then(|m| m.remove("password"));
     let ns = state.config.system_namespace.clone();
+    let settings_name = state.config.instance.settings();
     match password {
         Some(Value::String(p)) => {
             put_secret(
                 &state,
                 &ns,
-                SETTINGS_NAME,
+                &settings_name,
                 BTreeMap::from([(SMTP_PASSWORD_KEY.to_string(), p)]),
             )
             .await?;
@@ -64,7 +65,7 @@ pub async fn domain_save(State(state): State<ApiState>, body: JsonBody) -> ApiRe
     let mut saved = None;
     for _ in 0..12 {
         let current = api
-            .get_opt(SETTINGS_NAME)
+            .get_opt(&settings_name)
             .await
             .map_err(|e| ApiError::internal("reading the domain settings", e))?;
         let stored = current
@@ -80,7 +81,7 @@ pub async fn domain_save(State(state): State<ApiState>, body: JsonBody) -> ApiRe
             "apiVersion": "v1",
             "kind": "ConfigMap",
             "metadata": {
-                "name": SETTINGS_NAME,
+                "name": settings_name,
                 "labels": { "app.kubernetes.io/managed-by": "panoptes" },
             },
             "data": { DOMAIN_KEY: text },
@@ -92,7 +93,7 @@ pub async fn domain_save(State(state): State<ApiState>, body: JsonBody) -> ApiRe
             Some(rv) => {
                 cm["metadata"]["resourceVersion"] = json!(rv);
                 api.patch(
-                    SETTINGS_NAME,
+                    &settings_name,
                     &PatchParams::apply(API_MANAGER).force(),
                     &Patch::Apply(&cm),
                 )
