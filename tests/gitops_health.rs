@@ -699,4 +699,14 @@ fn the_readme_troubleshooting_section_names_every_reason_the_operator_writes() {
         missing.is_empty(),
         "README Troubleshooting lacks these reasons: {missing:?}"
     );
+    // And every reason the Event policy writes (its list of Events is there too).
+    let unlisted: Vec<&str> = panoptes::events::policy::POLICY
+        .iter()
+        .filter(|r| r.written && !named(r.reason))
+        .map(|r| r.reason)
+        .collect();
+    assert!(
+        unlisted.is_empty(),
+        "README Troubleshooting lacks these Event reasons: {unlisted:?}"
+    );
 }

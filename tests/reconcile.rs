@@ -209,6 +209,28 @@ async fn drift_is_repaired_leftovers_removed_and_foreign_streams_left_alone() {
         (line.trim().parse::<u64>().ok()? >= 2).then_some(())
     })
     .await;
+    // And on the Stream, as one Warning Event naming the node (issue 18), the second repair
+    // counted into the same series.
+    let repaired = eventually(WAIT, "one DriftRepaired Event for both repairs", || async {
+        let found: Vec<Event> = ns
+            .api::<Event>()
+            .list(&ListParams::default())
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .filter(|e| {
+                e.reason.as_deref() == Some("DriftRepaired")
+                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("a")
+            })
+            .collect();
+        let series = found.first()?.series.as_ref()?.count;
+        (found.len() == 1 && series >= 2).then(|| found[0].clone())
+    })
+    .await;
+    assert_eq!(repaired.type_.as_deref(), Some("Warning"));
+    let note = repaired.note.unwrap_or_default();
+    assert!(note.contains(host_a.as_str()), "{note}");
 
     node.add_foreign_stream(
         "someone-elses",

@@ -38,6 +38,9 @@ pub const MOVED: &str = "Moved";
 pub const REACHABLE: &str = "Reachable";
 /// A node stopped answering.
 pub const UNREACHABLE: &str = "Unreachable";
+/// A stream's copy on a node was changed or removed by hand and written back (the note names
+/// the node).
+pub const DRIFT_REPAIRED: &str = "DriftRepaired";
 /// An authenticated facade write (the audit; written by the facade, never rate-limited).
 pub const API_CALL: &str = "ApiCall";
 
@@ -83,6 +86,14 @@ pub const POLICY: &[Rule] = &[
         "stream_zone_unavailable",
     ),
     rule("LeftOnNode", Warning, true, Note, "stream_left_on_node"),
+    // Someone's change on the node was undone: a Warning they can find, one series per node.
+    rule(
+        DRIFT_REPAIRED,
+        Warning,
+        true,
+        Note,
+        "stream_config_repaired",
+    ),
     rule(
         "StaleCopiesLeft",
         Normal,
@@ -185,6 +196,13 @@ mod tests {
             (MOVED, Normal, true, Note, "stream_moved"),
             ("Starting", Normal, false, Reason, "stream_starting"),
             (UNREACHABLE, Warning, true, Reason, "streamer_unreachable"),
+            (
+                DRIFT_REPAIRED,
+                Warning,
+                true,
+                Note,
+                "stream_config_repaired",
+            ),
             // Unlisted: a written Warning named after the reason.
             (
                 "SecretUnavailable",

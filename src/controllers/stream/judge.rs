@@ -25,6 +25,8 @@ pub struct SyncReport {
     pub deferred: bool,
     /// Nodes keeping their copy while the stream waits for a node (it moved nowhere).
     pub kept: Vec<String>,
+    /// Nodes whose copy had been edited (or deleted) by hand and was written back.
+    pub repaired: Vec<String>,
 }
 
 /// How the stream is asked to run.

@@ -236,7 +236,7 @@ async fn converge(stream: &Stream, ctl: &StreamController, key: &Key) -> Result<
                 running,
                 planned.carries_secrets,
                 ctl,
-                key,
+                stream,
                 &name,
                 planned.body.as_ref(),
             )
@@ -516,13 +516,27 @@ async fn sync(
     running: Running,
     carries_secrets: bool,
     ctl: &StreamController,
-    key: &Key,
+    stream: &Stream,
     name: &str,
     body: Option<&StreamBody>,
 ) -> Outcome {
     let ctx = &ctl.ctx;
+    let key = &key_of(stream);
     let placement = ctx.fleet.placement(key).unwrap_or_default();
     let report = act(ctl, &placement, carries_secrets, name, body).await;
+    // Someone changed the node behind Panoptes' back and that change is gone now: whoever
+    // made it reads why in the Stream's Events, not only in a counter.
+    for host in &report.repaired {
+        refs::publish(
+            ctx,
+            stream,
+            crate::events::policy::DRIFT_REPAIRED,
+            format!(
+                "the stream's config on node {host} was changed or removed outside Panoptes; Panoptes wrote the Stream's config back"
+            ),
+        )
+        .await;
+    }
     let unplaced = ctx.fleet.unplaced(key);
     let live = placement
         .ingest
@@ -613,7 +627,12 @@ async fn act(
     let mut report = SyncReport::default();
     for (h, r) in targets.iter().zip(pushes) {
         match r {
-            Ok(()) => report.synced.push(h.clone()),
+            Ok(repaired) => {
+                if repaired {
+                    report.repaired.push(h.clone());
+                }
+                report.synced.push(h.clone());
+            }
             Err(PushError::NotKnownYet(_)) if ctl.started.elapsed() < FIRST_LIST_GRACE => {
                 report.deferred = true;
             }
@@ -659,14 +678,15 @@ impl From<String> for PushError {
     }
 }
 
-/// Pushes `body` to `host` unless it already holds it.
+/// Pushes `body` to `host` unless it already holds it. `Ok(true)`: the push wrote back a copy
+/// someone had changed or removed on the node.
 async fn push(
     ctx: &Context,
     host: &str,
     name: &str,
     body: &StreamBody,
     carries_secrets: bool,
-) -> Result<(), PushError> {
+) -> Result<bool, PushError> {
     let Some(client) = ctx.nodes.get(host) else {
         return Err(PushError::NotKnownYet(
             "the node's client is not ready (credentials or URL of its Streamer not resolved)",
@@ -694,7 +714,7 @@ async fn push(
         .drift(copy.as_ref().and_then(|c| c.config_on_disk.as_deref()))
         .needs_write()
     {
-        return Ok(());
+        return Ok(false);
     }
     if ctx
         .live
@@ -727,7 +747,7 @@ async fn push(
                 .stream_pushes
                 .get_or_create(&super::metrics::node(host))
                 .inc();
-            Ok(())
+            Ok(drifted)
         }
         Err(e) => Err(PushError::Failed(e.to_string())),
     }
