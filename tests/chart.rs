@@ -67,8 +67,14 @@ fn apply_dry_run(ns: &str, yaml: &str, tag: &str) {
 
 #[test]
 fn chart_lints() {
-    run_ok(helm().arg("lint").arg(chart()));
-    run_ok(helm().arg("lint").arg(chart()).args(HA_VALUES));
+    // --strict: a warning fails too.
+    run_ok(helm().args(["lint", "--strict"]).arg(chart()));
+    run_ok(
+        helm()
+            .args(["lint", "--strict"])
+            .arg(chart())
+            .args(HA_VALUES),
+    );
 }
 
 #[tokio::test]
@@ -170,7 +176,9 @@ fn the_deployment_is_hardened_and_probed() {
             "--probe-addr=0.0.0.0:8080",
             "--api-addr=0.0.0.0:9091",
             "--peer-addr=0.0.0.0:8082",
-            "--leader-election=true"
+            "--leader-election=true",
+            // Release `panoptes`: the names earlier versions used.
+            "--instance=panoptes"
         ]
     );
     assert_eq!(c["image"], "ghcr.io/panoptes-dev/panoptes:test");
