@@ -379,6 +379,8 @@ fn the_values_schema_and_the_templates_refuse_bad_values() {
         "/topologySpreadConstraints/0",
     );
     expect_render_error(&["--set", "crds.enabled=no"], "/crds/enabled");
+    // The operator refuses an --instance that is not a DNS label; the schema says so first.
+    expect_render_error(&["--set", "instanceName=Team_B"], "/instanceName");
     expect_render_error(
         &["--set", "replicaCount=2,leaderElection.enabled=false"],
         "needs leaderElection.enabled",
