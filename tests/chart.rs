@@ -1489,6 +1489,48 @@ fn every_phony_make_target_exists() {
     }
 }
 
+/// The documents a user reads point only at files the repository has: every relative
+/// Markdown link resolves inside the checkout, and no path climbs out of it (the chart
+/// comparison once cited a review outside the repository).
+#[test]
+fn the_docs_refer_to_no_file_outside_the_repository() {
+    let root = repo_root().canonicalize().unwrap();
+    let mut docs = vec![
+        root.join("README.md"),
+        root.join("CHANGELOG.md"),
+        root.join("RELIABILITY.md"),
+        root.join("BENCHMARKS.md"),
+    ];
+    for e in std::fs::read_dir(root.join("docs")).unwrap() {
+        let path = e.unwrap().path();
+        if path.extension().is_some_and(|x| x == "md") {
+            docs.push(path);
+        }
+    }
+    let mut broken = Vec::new();
+    for doc in docs.iter().filter(|d| d.exists()) {
+        let text = std::fs::read_to_string(doc).unwrap();
+        let name = doc.strip_prefix(&root).unwrap().display().to_string();
+        // A quoted path that starts outside the checkout (links are resolved below).
+        if text.contains("`../") {
+            broken.push(format!("{name}: a path starting with ../"));
+        }
+        for (i, _) in text.match_indices("](") {
+            let rest = &text[i + 2..];
+            let target = &rest[..rest.find(')').unwrap_or(rest.len())];
+            let file = target.split('#').next().unwrap_or("");
+            if file.is_empty() || file.contains("://") || file.starts_with("mailto:") {
+                continue;
+            }
+            let path = doc.parent().unwrap().join(file);
+            if !path.exists() || !path.canonicalize().unwrap().starts_with(&root) {
+                broken.push(format!("{name}: {target}"));
+            }
+        }
+    }
+    assert!(broken.is_empty(), "{broken:#?}");
+}
+
 /// `admin.existingSecret`: the chart passes `--admin-secret`, and the operator creates User
 /// `admin` from the Secret at start, so the NOTES' login works on a fresh install; a User
 /// `admin` that exists is left as it is.
