@@ -1670,6 +1670,34 @@ async fn two_releases_share_a_namespace_but_no_name_leadership_or_id() {
     let keys: Vec<BTreeSet<String>> = objs.iter().map(|o| o.iter().map(key).collect()).collect();
     let both: Vec<_> = keys[0].intersection(&keys[1]).collect();
     assert!(both.is_empty(), "objects both releases render: {both:?}");
+    // Every optional object too (the chart-made JWT Secret, monitoring, exposure, the helm
+    // test Pod): rendered only, some kinds have no CRD here.
+    let everything = "ingress.enabled=true,ingress.hosts[0]=cams.example.com,\
+        httpRoute.enabled=true,httpRoute.parentRefs[0].name=gw,networkPolicy.enabled=true,\
+        networkPolicy.apiServer.cidrs[0]=10.0.0.1/32,serviceMonitor.enabled=true,\
+        prometheusRule.enabled=true,grafanaDashboard.enabled=true,replicaCount=2,\
+        podDisruptionBudget.enabled=true,jwt.create=true";
+    let full: Vec<BTreeSet<String>> = releases
+        .iter()
+        .map(|r| {
+            let yaml = run_ok(helm().args(["template", r]).arg(chart()).args([
+                "--namespace",
+                &sys.name,
+                "--set",
+                everything,
+            ]));
+            objects(&yaml).iter().map(key).collect()
+        })
+        .collect();
+    assert!(full[0].contains(&format!("Secret/{}/{}-panoptes-jwt", sys.name, releases[0])));
+    let both: Vec<_> = full[0]
+        .intersection(&full[1])
+        .filter(|k| !k.starts_with("CustomResourceDefinition/"))
+        .collect();
+    assert!(
+        both.is_empty(),
+        "optional objects both releases render: {both:?}"
+    );
     assert!(kinds(&objs[0]).contains(&"CustomResourceDefinition"));
     assert!(!kinds(&objs[1]).contains(&"CustomResourceDefinition"));
     for kind in ["ClusterRole", "MutatingAdmissionPolicy", "Role"] {
