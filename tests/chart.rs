@@ -1151,7 +1151,20 @@ async fn upgrading_from_the_previous_chart_keeps_objects_and_the_jwt_key() {
 
     // The previous operator named its objects `panoptes-*` whatever the release; names now
     // derive from the release unless instanceName keeps the old ones (CHANGELOG, Breaking).
-    run_ok(
+    // An upgrade that forgets it is warned in the NOTES.
+    let forgot = run_ok(
+        helm_on_cluster()
+            .args(["upgrade", "--dry-run=server", &release])
+            .arg(chart())
+            .args(["--namespace", &ns.name])
+            .args(["--set", "namespaced=true,crds.enabled=false"]),
+    );
+    assert!(
+        forgot.contains("WARNING: Secret panoptes-jwt exists")
+            && forgot.contains("instanceName=panoptes"),
+        "{forgot}"
+    );
+    let upgraded = run_ok(
         helm_on_cluster()
             .args(["upgrade", &release])
             .arg(chart())
@@ -1161,6 +1174,7 @@ async fn upgrading_from_the_previous_chart_keeps_objects_and_the_jwt_key() {
                 "namespaced=true,crds.enabled=false,instanceName=panoptes",
             ]),
     );
+    assert!(!upgraded.contains("WARNING"), "{upgraded}");
     let deployment = run_ok(kubectl().args([
         "get",
         "deployment",
