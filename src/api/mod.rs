@@ -79,6 +79,9 @@ pub struct ApiConfig {
     pub limits: Limits,
     /// Where `/events` reads Panoptes' Events (the operator's scope; `None`: `namespace`).
     pub events_scope: Option<crate::state::Scope>,
+    /// This replica's name in events (`POD_NAME`, read once by `panoptes run`'s flags; None:
+    /// `HOSTNAME`, else `panoptes`).
+    pub instance: Option<String>,
 }
 
 /// Caps of everything a request can make the facade keep or buffer.
@@ -127,6 +130,7 @@ impl ApiConfig {
             trusted_proxies: Vec::new(),
             limits: Limits::default(),
             events_scope: None,
+            instance: None,
         }
     }
 
@@ -158,7 +162,7 @@ pub struct Inner {
     pub settings: settings::Settings,
     /// The event log (`GET /events`): Panoptes' Kubernetes Events, watched.
     pub(crate) events: Arc<crate::events::log::EventLog>,
-    /// This replica's name in events (`POD_NAME`, else `HOSTNAME`).
+    /// This replica's name in events (`ApiConfig::instance`).
     pub(crate) instance: String,
     /// Rendered objects by version.
     pub(crate) cache: cache::Caches,
@@ -181,12 +185,16 @@ impl ApiState {
     /// Builds the state: loads (or creates) the JWT signing key Secret and starts the
     /// settings watch and the key refresher.
     pub async fn new(
-        client: Client,
-        stores: Stores,
-        live: LiveStats,
-        nodes: NodeClients,
+        shared: &crate::state::Shared,
         config: ApiConfig,
     ) -> Result<Self, kube::Error> {
+        let crate::state::Shared {
+            client,
+            stores,
+            live,
+            nodes,
+            ..
+        } = shared.clone();
         let mut tasks = JoinSet::new();
         let metrics = metrics::ApiMetrics::default();
         let auth = auth::Auth::load(&client, &config, &metrics, &mut tasks).await?;
@@ -201,9 +209,11 @@ impl ApiState {
             .clone()
             .unwrap_or_else(|| crate::state::Scope::Namespace(config.namespace.clone()));
         tasks.spawn(events.clone().follow(scope.api(client.clone())));
-        let instance = std::env::var("POD_NAME")
-            .or_else(|_| std::env::var("HOSTNAME"))
-            .unwrap_or_else(|_| "panoptes".into());
+        let instance = config
+            .instance
+            .clone()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .unwrap_or_else(|| "panoptes".into());
         let settings = settings::Settings::start(&client, &config.system_namespace, &mut tasks);
         Ok(Self(Arc::new(Inner {
             client,
