@@ -628,6 +628,50 @@ mod tests {
     }
 
     #[test]
+    fn password_reset_required_for_every_reason() {
+        let user = |imported: bool| {
+            let mut u = User::new(
+                "u",
+                serde_json::from_value(serde_json::json!({"name": "u"})).unwrap(),
+            );
+            if imported {
+                u.metadata.annotations = Some(
+                    [(
+                        accounts::PASSWORD_RESET_ANNOTATION.to_string(),
+                        String::new(),
+                    )]
+                    .into(),
+                );
+            }
+            u
+        };
+        for (what, imported, hashed, want) in [
+            ("never imported", false, false, None),
+            ("never imported, hashed", false, true, None),
+            (
+                "imported, no password yet",
+                true,
+                false,
+                Some((true, "ImportedWithoutPassword")),
+            ),
+            (
+                "imported, password set",
+                true,
+                true,
+                Some((false, "PasswordSet")),
+            ),
+        ] {
+            let got = password_reset(&user(imported), hashed);
+            assert_eq!(
+                got.as_ref().map(|d| d.type_),
+                want.map(|_| accounts::PASSWORD_RESET_REQUIRED),
+                "{what}"
+            );
+            assert_eq!(got.map(|d| (d.status, d.reason)), want, "{what}");
+        }
+    }
+
+    #[test]
     fn the_generation_recorded_on_a_hash_secret() {
         let mut s = Secret::default();
         assert_eq!(recorded_generation(&s.clone().into()), None);
