@@ -242,6 +242,10 @@ async fn repush(
         }
     }
     let want: HashSet<String> = names.iter().cloned().collect();
+    // Issue 17: one LIST of the Streams at start (there were three, one per Stream watch).
+    // Nothing else lists Streams meanwhile: the bench reads the nodes, not the API server.
+    let lists = || scale::apiserver_lists(&fleet.ns.client, "panoptes.dev", "streams");
+    let lists_before = lists().await;
     let started = Instant::now();
     let mut op = operator(fleet, None, "operator-restart.log");
     let perf = perf_record(&op, "perf-restart.data");
@@ -251,6 +255,7 @@ async fn repush(
     let held = scale::wait_held_timed(fleet, &want, started, Duration::from_secs(600)).await;
     let cpu = scale::operator::cpu_delta(&cpu_before, &scale::operator::cpu_split(&[op.pid()]));
     perf_stop(perf);
+    let listed = lists().await - lists_before;
     let label = format!(
         "{} streams / {} nodes",
         names.len(),
@@ -273,6 +278,16 @@ async fn repush(
         "CPU time used from caches synced to all on nodes (the nodes hold nothing at first)",
         cpu,
         "",
+    );
+    // kube's watcher lists in pages of 500: one list of 10,000 Streams is 20 requests.
+    let pages = names.len().div_ceil(500).max(1) as f64;
+    report.add(
+        format!(
+            "LIST requests of the {} Streams from start to all on nodes (pages of 500)",
+            names.len()
+        ),
+        format!("{listed:.0} = {:.1} lists", listed / pages),
+        "1 list",
     );
     if let (Some(first), Some(all)) = (held.first, held.all) {
         // The push phase: from the first stream landing on a node to the last. Before it the

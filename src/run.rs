@@ -11,8 +11,7 @@ use tokio::task::JoinSet;
 use crate::controllers::leader::{Elector, LeaderConfig, LeaderMetrics};
 use crate::controllers::{self, Context, Tunables};
 use crate::domain::instance::{DEFAULT_INSTANCE, Instance};
-use crate::state::{self, Scope, Shard};
-use crate::telemetry::Metrics;
+use crate::state::{Scope, Shard, Shared};
 
 /// How long shutdown waits for in-flight reconciles.
 pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
@@ -402,15 +401,17 @@ pub async fn termination_signal() {
 /// Runs until SIGINT/SIGTERM.
 pub async fn run(config: RunConfig) -> Result<(), RunError> {
     let client = Client::try_default().await.map_err(RunError::Connect)?;
-    let metrics = Metrics::new();
     let (stop, shutdown) = Shutdown::new();
     let mut watches = JoinSet::new();
-    let stores = state::start_sharded(
+    // The composition root: what the reconcilers and the facade share is built here, once,
+    // and handed to each.
+    let shared = Shared::start(
         client.clone(),
-        &config.scope,
+        config.scope.clone(),
         config.shard.clone(),
         &mut watches,
     );
+    let (stores, metrics) = (shared.stores.clone(), shared.metrics.clone());
 
     let listener = tokio::net::TcpListener::bind(config.probe_addr)
         .await
@@ -467,18 +468,12 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         ..config.tunables.clone()
     };
     let ctx = Arc::new(
-        Context::new(
-            client.clone(),
-            config.scope.clone(),
-            stores.clone(),
-            metrics.clone(),
-            tunables,
-        )
-        .with_identities(crate::domain::tenancy::Identities::new(
-            &config.api_namespace,
-            &config.identity_namespaces,
-        ))
-        .with_instance(config.pod_name.clone()),
+        Context::new(&shared, tunables)
+            .with_identities(crate::domain::tenancy::Identities::new(
+                &config.api_namespace,
+                &config.identity_namespaces,
+            ))
+            .with_instance(config.pod_name.clone()),
     );
 
     // Every replica serves the facade from its own watches; only the leader reconciles. A
@@ -493,15 +488,10 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         api_config.identity_namespaces = config.identity_namespaces.clone();
         api_config.instance = config.instance.clone();
         api_config.events_scope = Some(config.scope.clone());
-        let api = crate::api::ApiState::new(
-            client.clone(),
-            stores.clone(),
-            ctx.live.clone(),
-            ctx.nodes.clone(),
-            config.facade.apply(api_config),
-        )
-        .await
-        .map_err(RunError::Api)?;
+        api_config.pod_name = config.pod_name.clone();
+        let api = crate::api::ApiState::new(&shared, config.facade.apply(api_config))
+            .await
+            .map_err(RunError::Api)?;
         metrics.register(|r| api.metrics.register(r));
         if let Some(secret) = &config.facade.admin_secret {
             first_admin(&client, &config.api_namespace, secret).await;
@@ -532,7 +522,7 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|source| RunError::Listen { addr, source })?;
-        let app = crate::peer::router(ctx.live.clone(), key.clone(), facade.clone());
+        let app = crate::peer::router(shared.live.clone(), key.clone(), facade.clone());
         tokio::spawn(crate::peer::serve(listener, app, shutdown.clone().wait()));
         let peer = crate::peer::PeerClient::new(
             key,
@@ -543,7 +533,7 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         if let Some(api) = &facade {
             api.auth.share_lockout(Arc::new(peer.clone()));
         }
-        mirror = Some(tokio::spawn(peer.mirror(ctx.live.clone())));
+        mirror = Some(tokio::spawn(peer.mirror(shared.live.clone())));
     }
     if let Some(elector) = &elector {
         tracing::info!(
@@ -570,7 +560,7 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
     if let Some(mirror) = mirror {
         // The cache is this replica's own from now on (its probes replace the copy).
         mirror.abort();
-        ctx.live.set_mirror(false);
+        shared.live.set_mirror(false);
     }
 
     let mut reconcilers = JoinSet::new();

@@ -15,7 +15,6 @@ use k8s_openapi::api::core::v1::Secret;
 use panoptes::controllers::{Context, Tunables, user};
 use panoptes::resources::{Organization, Streamer};
 use panoptes::run::Shutdown;
-use panoptes::state::{self, Scope};
 use panoptes::telemetry::Metrics;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -37,16 +36,8 @@ async fn users_create_get_update_and_log_in() {
     .await;
     // The User controller hashes passwords written through the API.
     let mut watches = JoinSet::new();
-    let stores = state::start(
-        ns.client.clone(),
-        &Scope::Namespace(ns.name.clone()),
-        &mut watches,
-    );
     let ctx = Arc::new(Context::new(
-        ns.client.clone(),
-        Scope::Namespace(ns.name.clone()),
-        stores,
-        Metrics::new(),
+        &support::shared(&ns, &mut watches),
         Tunables {
             system_namespace: ns.name.clone(),
             ..Default::default()

@@ -30,8 +30,6 @@ use panoptes::import::plan::Severity;
 use panoptes::import::{ImportArgs, execute};
 use panoptes::resources::{Preset, Stream, User};
 use panoptes::run::Shutdown;
-use panoptes::state::{self, Scope};
-use panoptes::telemetry::Metrics;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use support::{TestNamespace, eventually};
@@ -344,16 +342,8 @@ async fn a_facade_round_trips_through_import_and_apply() {
 
     // Imported users cannot log in until a password is set.
     let mut watches = JoinSet::new();
-    let stores = state::start(
-        dst.client.clone(),
-        &Scope::Namespace(dst.name.clone()),
-        &mut watches,
-    );
     let ctx = Arc::new(Context::new(
-        dst.client.clone(),
-        Scope::Namespace(dst.name.clone()),
-        stores,
-        Metrics::new(),
+        &support::shared(&dst, &mut watches),
         Tunables {
             system_namespace: dst.name.clone(),
             ..Default::default()

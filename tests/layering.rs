@@ -4,6 +4,10 @@
 //!   `crate::controllers`;
 //! - the facade (`src/api`) never reaches into the controllers, nor they into the facade: what
 //!   both need lives in `src/domain` (or on the resource types);
+//! - what the reconcilers and the facade share (`state::Shared`: stores, live stats, node
+//!   clients, Secret cache, metrics) is built once, by `panoptes run` (`src/run.rs`), and
+//!   handed to both: neither side builds a piece of it, and the facade gets nothing from the
+//!   reconcilers' `Context`;
 //! - a controller module does not borrow another controller module's helpers. The shared kit
 //!   every reconciler may use is [`KIT`]; the reconcilers themselves are [`CONTROLLERS`], and
 //!   a module of `src/controllers` that is in neither list fails the test until it is sorted
@@ -21,8 +25,8 @@ use std::path::{Path, PathBuf};
 /// reconcile skeleton), `refs` (the reference index), `context` (the shared
 /// [`Context`]), `conditions` (condition merging), `metrics`, `fleet` (placements and node
 /// contents), `ids` (the Lease-backed id allocator's controller side), `leader` (election),
-/// `secrets` (Secret reads), `credentials` (facade-created credential Secrets) and
-/// `destinations` (push destinations' Secret resolution).
+/// `credentials` (facade-created credential Secrets) and `destinations` (push destinations'
+/// Secret resolution).
 const KIT: &[&str] = &[
     "kit",
     "refs",
@@ -32,7 +36,6 @@ const KIT: &[&str] = &[
     "fleet",
     "ids",
     "leader",
-    "secrets",
     "credentials",
     "destinations",
 ];
@@ -171,6 +174,56 @@ fn facade_domain_and_controllers_point_one_way() {
     assert!(
         wrong.is_empty(),
         "layer direction broken:\n{}",
+        wrong.join("\n")
+    );
+}
+
+/// Issue 17, the composition root: the shared state is built by `state::Shared::start`, called
+/// from `src/run.rs` alone, and the facade and the peer channel are handed pieces of that
+/// bundle, never of the reconcilers' `Context` (`ctx`).
+#[test]
+fn the_shared_state_is_built_once_by_run_and_lent_by_no_side() {
+    // Constructors of the bundle's pieces; `src/state` (where the bundle is) may use them.
+    let builders = [
+        "LiveStats::new(",
+        "NodeClients::new(",
+        "Secrets::new(",
+        "Secrets::default(",
+        "start_sharded(",
+        "state::start(",
+        "Shared::start(",
+    ];
+    let mut wrong = Vec::new();
+    for file in files(&src("")) {
+        let here = rel(&file);
+        if here.starts_with("src/state/") {
+            continue;
+        }
+        let code = code(&file);
+        for b in builders {
+            let allowed = b == "Shared::start(" && here == "src/run.rs";
+            if code.contains(b) && !allowed {
+                wrong.push(format!("{here} calls {b}"));
+            }
+        }
+    }
+    let run = code(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src/run.rs"));
+    for lent in [
+        "ctx.live",
+        "ctx.nodes",
+        "ctx.stores",
+        "ctx.secrets",
+        "ctx.metrics",
+    ] {
+        if run.contains(lent) {
+            wrong.push(format!(
+                "src/run.rs hands out {lent} (use the Shared bundle)"
+            ));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "the shared state is built by `state::Shared::start` in `run` only:\n{}",
         wrong.join("\n")
     );
 }

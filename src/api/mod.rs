@@ -81,6 +81,9 @@ pub struct ApiConfig {
     pub limits: Limits,
     /// Where `/events` reads Panoptes' Events (the operator's scope; `None`: `namespace`).
     pub events_scope: Option<crate::state::Scope>,
+    /// This replica's name in events (`POD_NAME`, read once by `panoptes run`'s flags; None:
+    /// `HOSTNAME`, else `panoptes`).
+    pub pod_name: Option<String>,
 }
 
 /// Caps of everything a request can make the facade keep or buffer.
@@ -130,6 +133,7 @@ impl ApiConfig {
             trusted_proxies: Vec::new(),
             limits: Limits::default(),
             events_scope: None,
+            pod_name: None,
         }
     }
 
@@ -161,8 +165,8 @@ pub struct Inner {
     pub settings: settings::Settings,
     /// The event log (`GET /events`): Panoptes' Kubernetes Events, watched.
     pub(crate) events: Arc<crate::events::log::EventLog>,
-    /// This replica's name in events (`POD_NAME`, else `HOSTNAME`).
-    pub(crate) instance: String,
+    /// This replica's name in events (`ApiConfig::pod_name`).
+    pub(crate) replica: String,
     /// Rendered objects by version.
     pub(crate) cache: cache::Caches,
     /// Request metrics; register them with `state.metrics.register(registry)`.
@@ -184,12 +188,16 @@ impl ApiState {
     /// Builds the state: loads (or creates) the JWT signing key Secret and starts the
     /// settings watch and the key refresher.
     pub async fn new(
-        client: Client,
-        stores: Stores,
-        live: LiveStats,
-        nodes: NodeClients,
+        shared: &crate::state::Shared,
         config: ApiConfig,
     ) -> Result<Self, kube::Error> {
+        let crate::state::Shared {
+            client,
+            stores,
+            live,
+            nodes,
+            ..
+        } = shared.clone();
         let mut tasks = JoinSet::new();
         let metrics = metrics::ApiMetrics::default();
         let auth = auth::Auth::load(&client, &config, &metrics, &mut tasks).await?;
@@ -204,9 +212,11 @@ impl ApiState {
             .clone()
             .unwrap_or_else(|| crate::state::Scope::Namespace(config.namespace.clone()));
         tasks.spawn(events.clone().follow(scope.api(client.clone())));
-        let instance = std::env::var("POD_NAME")
-            .or_else(|_| std::env::var("HOSTNAME"))
-            .unwrap_or_else(|_| "panoptes".into());
+        let replica = config
+            .pod_name
+            .clone()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .unwrap_or_else(|| "panoptes".into());
         let settings = settings::Settings::start(
             &client,
             &config.system_namespace,
@@ -222,7 +232,7 @@ impl ApiState {
             auth,
             settings,
             events,
-            instance,
+            replica,
             cache: cache::Caches::default(),
             metrics,
             started_at: chrono::Utc::now().timestamp(),

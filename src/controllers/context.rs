@@ -6,7 +6,7 @@ use kube::Client;
 
 use super::fleet::Fleet;
 use crate::domain::tenancy::Identities;
-use crate::state::{LiveStats, NodeClients, Scope, Stores};
+use crate::state::{LiveStats, NodeClients, Scope, Secrets, Shared, Stores};
 use crate::telemetry::Metrics;
 use std::sync::Arc;
 
@@ -49,7 +49,8 @@ impl Default for Tunables {
     }
 }
 
-/// Shared by every reconciler.
+/// Shared by every reconciler: the instance's [`Shared`] state (built by `panoptes run`, not
+/// here) and what only the reconcilers use.
 #[derive(Clone)]
 pub struct Context {
     /// API client (field manager `panoptes` on every apply).
@@ -66,7 +67,7 @@ pub struct Context {
     pub tunables: Tunables,
     /// Live stats cache (fed by the Streamer controller, read by everyone).
     pub live: LiveStats,
-    /// One client per node.
+    /// One client per node (the facade holds the same).
     pub nodes: NodeClients,
     /// Reconciler and node metrics.
     pub(crate) controller_metrics: super::metrics::ControllerMetrics,
@@ -77,18 +78,21 @@ pub struct Context {
     /// Namespaces whose Users are logins (the User controller ignores the others).
     pub identities: Identities,
     /// Values of the Secrets objects reference, read by name (every Secret read goes here).
-    pub secrets: Arc<super::secrets::Secrets>,
+    pub secrets: Arc<Secrets>,
 }
 
 impl Context {
-    /// A context for `panoptes run` or a test.
-    pub fn new(
-        client: Client,
-        scope: Scope,
-        stores: Stores,
-        metrics: Metrics,
-        tunables: Tunables,
-    ) -> Self {
+    /// The reconcilers' context over `shared`, for `panoptes run` or a test.
+    pub fn new(shared: &Shared, tunables: Tunables) -> Self {
+        let Shared {
+            client,
+            scope,
+            stores,
+            live,
+            nodes,
+            secrets,
+            metrics,
+        } = shared.clone();
         let events = Arc::new(crate::events::EventWriter::new(
             client.clone(),
             None,
@@ -114,12 +118,12 @@ impl Context {
             events,
             metrics,
             tunables,
-            live: LiveStats::new(),
-            nodes: NodeClients::new(),
+            live,
+            nodes,
             node_metrics,
             controller_metrics,
             fleet: Arc::new(Fleet::default()),
-            secrets: Arc::default(),
+            secrets,
         }
     }
 

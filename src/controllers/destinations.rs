@@ -9,8 +9,8 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
 
 use super::Context;
-use super::secrets::SecretEntry;
 use crate::domain::destinations::{ALLOW_LIST_CONFIGMAP, ALLOW_LIST_KEY, AllowList, SecretFacts};
+use crate::state::SecretEntry;
 
 /// How long a read of the allow-list is reused.
 const TTL: Duration = Duration::from_secs(10);
@@ -61,6 +61,6 @@ pub fn facts<'a>(name: &'a str, entry: &'a SecretEntry) -> SecretFacts<'a> {
         name,
         uid: &entry.uid,
         resource_version: &entry.resource_version,
-        annotation: entry.destinations.as_deref(),
+        annotation: entry.annotation(crate::domain::destinations::ANNOTATION),
     }
 }

@@ -13,7 +13,6 @@ pub mod metrics;
 pub mod organization;
 pub mod preset;
 pub mod refs;
-pub mod secrets;
 pub mod stream;
 pub mod streamer;
 pub mod user;

@@ -84,11 +84,10 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         let ctl = ctl.clone();
         move |u: Arc<User>| ctl.naming(RefKind::User, u.as_ref())
     };
-    let taps = &stores.taps;
     let controller = controller
-        .watches_shared_stream(taps.streams.subscribe(&stores.streams), on_stream)
-        .watches_shared_stream(taps.presets.subscribe(&stores.presets), on_preset)
-        .watches_shared_stream(taps.users.subscribe(&stores.users), on_user);
+        .watches_shared_stream(stores.subscribe::<Stream>(), on_stream)
+        .watches_shared_stream(stores.subscribe::<Preset>(), on_preset)
+        .watches_shared_stream(stores.subscribe::<User>(), on_user);
     identified::run(controller, ctl, CONCURRENCY, shutdown).await;
 }
 

@@ -81,10 +81,9 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
             )
         }
     };
-    let taps = &stores.taps;
     let controller = controller
-        .watches_shared_stream(taps.streams.subscribe(&stores.streams), on_stream)
-        .watches_shared_stream(taps.organizations.subscribe(&stores.organizations), on_org);
+        .watches_shared_stream(stores.subscribe::<Stream>(), on_stream)
+        .watches_shared_stream(stores.subscribe::<Organization>(), on_org);
     identified::run(controller, ctl, CONCURRENCY, shutdown).await;
 }
 

@@ -49,6 +49,21 @@ struct RefIndexInner {
     by_target: HashMap<Key, BTreeSet<String>>,
 }
 
+impl RefIndexInner {
+    /// Drops `ns/source` from the referrers of each of `targets` (an emptied entry goes).
+    fn unlink(&mut self, ns: &str, source: &str, targets: &[String]) {
+        for t in targets {
+            let key = Key::new(ns, t);
+            if let Some(set) = self.by_target.get_mut(&key) {
+                set.remove(source);
+                if set.is_empty() {
+                    self.by_target.remove(&key);
+                }
+            }
+        }
+    }
+}
+
 impl RefIndex {
     /// Records that `ns/source` now references `targets`; returns every target whose set of
     /// sources may have changed (the old and the new ones, deduplicated, sorted).
@@ -61,14 +76,7 @@ impl RefIndex {
             .by_source
             .insert(Key::new(ns, source), targets.clone())
             .unwrap_or_default();
-        for t in &old {
-            if let Some(set) = inner.by_target.get_mut(&Key::new(ns, t)) {
-                set.remove(source);
-                if set.is_empty() {
-                    inner.by_target.remove(&Key::new(ns, t));
-                }
-            }
-        }
+        inner.unlink(ns, source, &old);
         for t in &targets {
             inner
                 .by_target
@@ -89,14 +97,7 @@ impl RefIndex {
             .by_source
             .remove(&Key::new(ns, source))
             .unwrap_or_default();
-        for t in &old {
-            if let Some(set) = inner.by_target.get_mut(&Key::new(ns, t)) {
-                set.remove(source);
-                if set.is_empty() {
-                    inner.by_target.remove(&Key::new(ns, t));
-                }
-            }
-        }
+        inner.unlink(ns, source, &old);
         old
     }
 

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
-use kube::runtime::controller::{Action, Config, Controller};
+use kube::runtime::controller::{Action, Config};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use rand::Rng;
@@ -90,17 +90,13 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         shard = ctx.stores.shard().name(),
         "streamer controller started"
     );
-    let stores = &ctx.stores;
-    Controller::for_shared_stream(
-        stores.taps.streamers.subscribe(&stores.streamers),
-        stores.streamers.clone(),
-    )
-    .with_config(Config::default().concurrency(CONCURRENCY))
-    .reconcile_on(extra)
-    .graceful_shutdown_on(shutdown)
-    .run(reconcile, error_policy, ctl)
-    .for_each(|result| kit::report("Streamer", result))
-    .await;
+    kit::controller_of::<Streamer>(&ctx.stores)
+        .with_config(Config::default().concurrency(CONCURRENCY))
+        .reconcile_on(extra)
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctl)
+        .for_each(|result| kit::report("Streamer", result))
+        .await;
     tracing::info!("streamer controller stopped");
 }
 
@@ -336,6 +332,15 @@ enum Observed<'a> {
     },
 }
 
+/// `Reachable`, `ConfigApplied` and `Ready` of a node that cannot be talked to, for `reason`.
+fn unreachable(reason: &'static str, message: String, applied: &'static str) -> [Desired; 3] {
+    [
+        Desired::no("Reachable", reason, message.clone()),
+        Desired::no("ConfigApplied", reason, applied),
+        Desired::no("Ready", reason, message),
+    ]
+}
+
 /// The Streamer's `Reachable`, `ConfigApplied` and `Ready` from what a reconcile observed.
 /// Pure: the precedence of `Ready`'s reasons is the table in the tests below.
 fn judge(observed: Observed<'_>, spec: &StreamerSpec) -> [Desired; 3] {
@@ -348,34 +353,24 @@ fn judge(observed: Observed<'_>, spec: &StreamerSpec) -> [Desired; 3] {
             error,
             rejected: true,
         } => {
-            let message = format!(
-                "the node rejected the Streamer's credentials: {error}; fix spec.credentials \
-                 (or the Secret it names)"
-            );
-            return [
-                Desired::no("Reachable", "CredentialsRejected", message.clone()),
-                Desired::no(
-                    "ConfigApplied",
-                    "CredentialsRejected",
-                    "unknown while the node rejects the credentials",
+            return unreachable(
+                "CredentialsRejected",
+                format!(
+                    "the node rejected the Streamer's credentials: {error}; fix \
+                     spec.credentials (or the Secret it names)"
                 ),
-                Desired::no("Ready", "CredentialsRejected", message),
-            ];
+                "unknown while the node rejects the credentials",
+            );
         }
         Observed::Unreachable {
             error,
             rejected: false,
         } => {
-            let message = format!("the node did not answer its probe: {error}");
-            return [
-                Desired::no("Reachable", "Unreachable", message.clone()),
-                Desired::no(
-                    "ConfigApplied",
-                    "Unreachable",
-                    "unknown while the node is unreachable",
-                ),
-                Desired::no("Ready", "Unreachable", message),
-            ];
+            return unreachable(
+                "Unreachable",
+                format!("the node did not answer its probe: {error}"),
+                "unknown while the node is unreachable",
+            );
         }
         Observed::Answered {
             stats,
@@ -504,12 +499,7 @@ async fn client_for(
     let creds = match chosen_credentials(s) {
         None => Credentials::None,
         Some((secret_name, scheme, field)) => {
-            let entry = match ctl
-                .ctx
-                .secrets
-                .entry(ctx, key.namespace(), secret_name)
-                .await
-            {
+            let entry = match ctl.ctx.secrets.entry(key.namespace(), secret_name).await {
                 Ok(e) => e,
                 Err(e) => {
                     return (Err(Refused::invalid(format!("{e}; fix {field}"))), prior);

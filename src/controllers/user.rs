@@ -34,7 +34,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt;
-use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::core::PartialObjectMeta;
@@ -50,8 +49,9 @@ use super::kit::{Error, is_not_found};
 use super::refs::{self, key_of};
 use crate::domain::accounts;
 use crate::domain::credentials::{self, OwnerKind};
-use crate::domain::passwords::owned_hash;
+use crate::domain::passwords::hash_owned_by;
 use crate::domain::refs::{MISSING_REFERENCE, RefKind, Reference, References, missing_message};
+use crate::state::SecretEntry;
 // The password store is a domain rule (the facade checks logins with it); re-exported here
 // because the controller is where hashes are written.
 pub use crate::domain::passwords::{HASH_KEY, hash_password, verify_hash, verify_password};
@@ -126,34 +126,31 @@ impl UserController {
     fn user_changed(&self, changed: &User) -> Vec<ObjectRef<User>> {
         let identities = &self.common.ctx.identities;
         let me = key_of(changed);
-        self.common
-            .ctx
-            .stores
-            .users
-            .state()
-            .iter()
-            .filter(|u| identities.is_identity(u) && key_of(u.as_ref()) != me)
-            .filter(|u| {
-                u.spec.name == changed.spec.name
+        self.users_matching(|u| {
+            identities.is_identity(u)
+                && key_of(u) != me
+                && (u.spec.name == changed.spec.name
                     || u.status.as_ref().is_some_and(|s| {
                         s.common
                             .conditions
                             .iter()
                             .any(|c| c.type_ == "Ready" && c.reason == "LoginConflict")
-                    })
-            })
-            .map(|u| ObjectRef::from_obj(u.as_ref()))
-            .collect()
+                    }))
+        })
     }
 
     fn users_where(&self, ns: &str, f: impl Fn(&User) -> bool) -> Vec<ObjectRef<User>> {
+        self.users_matching(|u| u.namespace().as_deref() == Some(ns) && f(u))
+    }
+
+    fn users_matching(&self, f: impl Fn(&User) -> bool) -> Vec<ObjectRef<User>> {
         self.common
             .ctx
             .stores
             .users
             .state()
             .iter()
-            .filter(|u| u.namespace().as_deref() == Some(ns) && f(u))
+            .filter(|u| f(u))
             .map(|u| ObjectRef::from_obj(u.as_ref()))
             .collect()
     }
@@ -181,11 +178,10 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         move |u: Arc<User>| ctl.user_changed(&u)
     };
     let stores = &ctx.stores;
-    let taps = &stores.taps;
     let controller = controller
-        .watches_shared_stream(taps.organizations.subscribe(&stores.organizations), on_org)
-        .watches_shared_stream(taps.secrets.subscribe(&stores.secrets), on_secret)
-        .watches_shared_stream(taps.users.subscribe(&stores.users), on_user);
+        .watches_shared_stream(stores.subscribe::<Organization>(), on_org)
+        .watches_shared_stream(stores.subscribe::<PartialObjectMeta<Secret>>(), on_secret)
+        .watches_shared_stream(stores.subscribe::<User>(), on_user);
     identified::run(controller, ctl, CONCURRENCY, shutdown).await;
 }
 
@@ -216,7 +212,12 @@ impl Hook for UserController {
 
     async fn cleanup(&self, user: &User) -> Result<(), Error> {
         let ns = user.namespace().unwrap_or_default();
-        delete_hash_secret(&Api::namespaced(self.common.ctx.client.clone(), &ns), user).await?;
+        delete_hash_secret(
+            &self.common.ctx,
+            &Api::namespaced(self.common.ctx.client.clone(), &ns),
+            user,
+        )
+        .await?;
         super::credentials::delete_facade_credentials(
             &self.common.ctx,
             &ns,
@@ -246,7 +247,7 @@ impl Hook for UserController {
         let (password, mut token_generation) =
             password(self, &secrets, user, old.password_generation).await?;
         if matches!(password, Password::None) && old.password_hash_secret.is_some() {
-            delete_hash_secret(&secrets, user).await?;
+            delete_hash_secret(ctx, &secrets, user).await?;
             // Removing the password revokes its tokens. Computed from the old status, so a
             // failed status write repeats the same step rather than skipping it.
             if old.password_hash_secret.as_deref()
@@ -359,12 +360,27 @@ fn password_ref(user: &User) -> Option<&SecretKeyRef> {
 }
 
 /// The token generation recorded on a hash Secret.
-fn recorded_generation(secret: &Secret) -> Option<i64> {
-    secret
-        .annotations()
-        .get(GENERATION_ANNOTATION)?
-        .parse()
-        .ok()
+fn recorded_generation(secret: &SecretEntry) -> Option<i64> {
+    secret.annotation(GENERATION_ANNOTATION)?.parse().ok()
+}
+
+/// The hash a hash Secret holds for the User with `uid` (None: not that User's).
+fn owned_hash(secret: &SecretEntry, uid: Option<&str>) -> Option<String> {
+    hash_owned_by(&secret.owners, secret.data.get(HASH_KEY)?, uid)
+}
+
+/// Secret `ns/name` through the Secret cache: read once, then again only when the metadata
+/// watch shows another version (a User reconciled again reads nothing).
+async fn read_secret(
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+    action: &'static str,
+) -> Result<Option<SecretEntry>, Error> {
+    ctx.secrets
+        .entry_opt(ns, name)
+        .await
+        .map_err(Error::kube(action, format!("{ns}/{name}")))
 }
 
 /// Reads the password and makes sure the hash Secret holds a hash of it. Also returns the
@@ -382,46 +398,34 @@ async fn password(
     let Some(r) = password_ref(user) else {
         return Ok((Password::None, current));
     };
+    let ctx = &ctl.common.ctx;
     let (ns, name) = key_of(user).into_parts();
-    let source = secrets.get_opt(&r.name).await.map_err(Error::kube(
-        "reading password Secret",
-        format!("{ns}/{}", r.name),
-    ))?;
+    let source = read_secret(ctx, &ns, &r.name, "reading password Secret").await?;
     let Some(source) = source else {
         return Ok((
             Password::Missing(format!("Secret {} not found", r.name)),
             current,
         ));
     };
-    let Some(password) = source
-        .data
-        .as_ref()
-        .and_then(|d| d.get(&r.key))
-        .map(|b: &ByteString| b.0.clone())
-    else {
+    let Some(password) = source.data.get(&r.key).cloned() else {
         return Ok((
             Password::Missing(format!("Secret {} has no key {}", r.name, r.key)),
             current,
         ));
     };
     let uid = user.uid().unwrap_or_default();
-    let source_version = format!(
-        "{}/{}",
-        source.uid().unwrap_or_default(),
-        source.resource_version().unwrap_or_default()
-    );
+    let source_version = format!("{}/{}", source.uid, source.resource_version);
     let hash_name = hash_secret_name(&name);
     let who = format!("{ns}/{name}");
-    let existing = secrets.get_opt(&hash_name).await.map_err(Error::kube(
-        "reading password hash Secret",
-        format!("{ns}/{hash_name}"),
-    ))?;
+    let existing = read_secret(ctx, &ns, &hash_name, "reading password hash Secret").await?;
     let mut generation = current;
+    // The hash in place, when it is still a hash of the password in the Secret.
+    let mut still = None;
     if let Some(existing) = &existing
         && let Some(phc) = owned_hash(existing, Some(&uid))
     {
         generation = generation.max(recorded_generation(existing));
-        if existing.annotations().get(SOURCE_ANNOTATION) == Some(&source_version) {
+        if existing.annotation(SOURCE_ANNOTATION) == Some(source_version.as_str()) {
             return Ok((Password::Hashed(hash_name), generation));
         }
         // The password Secret changed since the hash was checked: is it still the same password?
@@ -433,42 +437,69 @@ async fn password(
                 reason: e.to_string(),
             })?;
         if matches {
-            apply_hash_secret(secrets, user, &hash_name, &phc, &source_version, generation).await?;
-            return Ok((Password::Hashed(hash_name), generation));
+            still = Some(phc);
+        } else {
+            generation = Some(generation.unwrap_or(0) + 1);
         }
-        generation = Some(generation.unwrap_or(0) + 1);
     }
-    let phc = tokio::task::spawn_blocking(move || hash_password(&password))
-        .await
-        .map_err(|e| Error::Hash {
-            user: who.clone(),
-            reason: e.to_string(),
-        })?
-        .map_err(|reason| Error::Hash {
-            user: who.clone(),
-            reason,
-        })?;
-    apply_hash_secret(secrets, user, &hash_name, &phc, &source_version, generation).await?;
-    refs::publish(
-        &ctl.common.ctx,
-        user,
-        "PasswordHashed",
-        format!("password hash stored in Secret {hash_name}"),
-    )
-    .await;
-    tracing::info!(secret = %hash_name, "password hashed");
+    let rehashed = still.is_none();
+    let phc = match still {
+        Some(phc) => phc,
+        None => tokio::task::spawn_blocking(move || hash_password(&password))
+            .await
+            .map_err(|e| Error::Hash {
+                user: who.clone(),
+                reason: e.to_string(),
+            })?
+            .map_err(|reason| Error::Hash {
+                user: who.clone(),
+                reason,
+            })?,
+    };
+    let hash = HashSecret {
+        name: &hash_name,
+        phc: &phc,
+        source_version: &source_version,
+        generation,
+    };
+    apply_hash_secret(ctx, secrets, user, hash).await?;
+    if rehashed {
+        refs::publish(
+            ctx,
+            user,
+            "PasswordHashed",
+            format!("password hash stored in Secret {hash_name}"),
+        )
+        .await;
+        tracing::info!(secret = %hash_name, "password hashed");
+    }
     Ok((Password::Hashed(hash_name), generation))
 }
 
+/// What a hash Secret holds: the hash, and what it was checked against.
+struct HashSecret<'a> {
+    name: &'a str,
+    phc: &'a str,
+    /// `<uid>/<resourceVersion>` of the password Secret ([`SOURCE_ANNOTATION`]).
+    source_version: &'a str,
+    /// The token generation of the hash ([`GENERATION_ANNOTATION`]).
+    generation: Option<i64>,
+}
+
+/// Writes the hash Secret, and keeps what the API server answered in the Secret cache.
 async fn apply_hash_secret(
+    ctx: &Context,
     secrets: &Api<Secret>,
     user: &User,
-    name: &str,
-    phc: &str,
-    source_version: &str,
-    generation: Option<i64>,
-) -> Result<Secret, Error> {
+    hash: HashSecret<'_>,
+) -> Result<(), Error> {
     use base64::Engine;
+    let HashSecret {
+        name,
+        phc,
+        source_version,
+        generation,
+    } = hash;
     let (ns, user_name) = key_of(user).into_parts();
     let mut annotations = serde_json::json!({ SOURCE_ANNOTATION: source_version });
     if let Some(g) = generation {
@@ -496,7 +527,7 @@ async fn apply_hash_secret(
         "type": "Opaque",
         "data": { HASH_KEY: base64::engine::general_purpose::STANDARD.encode(phc) },
     });
-    secrets
+    let written = secrets
         .patch(
             name,
             &PatchParams::apply(CONTROLLER_MANAGER).force(),
@@ -506,25 +537,29 @@ async fn apply_hash_secret(
         .map_err(Error::kube(
             "applying password hash Secret",
             format!("{ns}/{name}"),
-        ))
+        ))?;
+    ctx.secrets.remember(written);
+    Ok(())
 }
 
 /// Deletes the hash Secret of `user` if it is this user's (owner reference uid).
-async fn delete_hash_secret(secrets: &Api<Secret>, user: &User) -> Result<(), Error> {
+async fn delete_hash_secret(
+    ctx: &Context,
+    secrets: &Api<Secret>,
+    user: &User,
+) -> Result<(), Error> {
     let name = hash_secret_name(&user.name_any());
-    let Some(secret) = secrets
-        .get_opt(&name)
-        .await
-        .map_err(Error::kube("reading password hash Secret", name.clone()))?
-    else {
+    let ns = user.namespace().unwrap_or_default();
+    let Some(secret) = read_secret(ctx, &ns, &name, "reading password hash Secret").await? else {
         return Ok(());
     };
     if owned_hash(&secret, user.uid().as_deref()).is_none() {
         return Ok(());
     }
+    // The uid precondition also guards a cached read: a Secret recreated since is not deleted.
     let dp = DeleteParams {
         preconditions: Some(Preconditions {
-            uid: secret.uid(),
+            uid: Some(secret.uid.clone()),
             resource_version: None,
         }),
         ..Default::default()
@@ -593,12 +628,56 @@ mod tests {
     }
 
     #[test]
+    fn password_reset_required_for_every_reason() {
+        let user = |imported: bool| {
+            let mut u = User::new(
+                "u",
+                serde_json::from_value(serde_json::json!({"name": "u"})).unwrap(),
+            );
+            if imported {
+                u.metadata.annotations = Some(
+                    [(
+                        accounts::PASSWORD_RESET_ANNOTATION.to_string(),
+                        String::new(),
+                    )]
+                    .into(),
+                );
+            }
+            u
+        };
+        for (what, imported, hashed, want) in [
+            ("never imported", false, false, None),
+            ("never imported, hashed", false, true, None),
+            (
+                "imported, no password yet",
+                true,
+                false,
+                Some((true, "ImportedWithoutPassword")),
+            ),
+            (
+                "imported, password set",
+                true,
+                true,
+                Some((false, "PasswordSet")),
+            ),
+        ] {
+            let got = password_reset(&user(imported), hashed);
+            assert_eq!(
+                got.as_ref().map(|d| d.type_),
+                want.map(|_| accounts::PASSWORD_RESET_REQUIRED),
+                "{what}"
+            );
+            assert_eq!(got.map(|d| (d.status, d.reason)), want, "{what}");
+        }
+    }
+
+    #[test]
     fn the_generation_recorded_on_a_hash_secret() {
         let mut s = Secret::default();
-        assert_eq!(recorded_generation(&s), None);
+        assert_eq!(recorded_generation(&s.clone().into()), None);
         s.metadata.annotations =
             Some([(GENERATION_ANNOTATION.to_string(), "7".to_string())].into());
-        assert_eq!(recorded_generation(&s), Some(7));
+        assert_eq!(recorded_generation(&s.into()), Some(7));
         assert!(
             Some(7) > None,
             "Option::max keeps a recorded generation over none"

@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::{Argon2, PasswordHash};
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::Api;
 use kube::{Client, ResourceExt};
 
@@ -50,16 +51,20 @@ pub fn verify_hash(phc: &str, password: &[u8]) -> bool {
 
 /// The hash in `secret` if it is owned by the User with `uid`.
 pub fn owned_hash(secret: &Secret, uid: Option<&str>) -> Option<String> {
+    let hash = secret.data.as_ref()?.get(HASH_KEY)?;
+    hash_owned_by(secret.owner_references(), &hash.0, uid)
+}
+
+/// [`owned_hash`] of a Secret known by its owner references and the bytes under [`HASH_KEY`].
+pub fn hash_owned_by(owners: &[OwnerReference], hash: &[u8], uid: Option<&str>) -> Option<String> {
     let uid = uid?;
-    let owned = secret
-        .owner_references()
+    let owned = owners
         .iter()
         .any(|o| o.kind == "User" && o.uid == uid && o.api_version.starts_with(GROUP));
     if !owned {
         return None;
     }
-    let bytes = secret.data.as_ref()?.get(HASH_KEY)?;
-    String::from_utf8(bytes.0.clone()).ok()
+    String::from_utf8(hash.to_vec()).ok()
 }
 
 /// The hash compared against when there is no real one: made once per process with the same

@@ -18,13 +18,16 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::resources::{Organization, Preset, Stream, Streamer, User, Zone};
+use crate::telemetry::Metrics;
 
 pub(crate) mod live;
 pub(crate) mod nodes;
+pub(crate) mod secrets;
 pub(crate) mod tap;
 
 pub use live::{LiveDelta, LiveStats, NodeLive, StreamLive};
 pub use nodes::NodeClients;
+pub use secrets::{SecretEntry, SecretError, Secrets};
 pub(crate) use tap::Tap;
 
 /// Which namespaces Panoptes watches.
@@ -117,6 +120,39 @@ pub struct Stores {
     ready: watch::Receiver<bool>,
 }
 
+/// A kind with a store (and the [`Tap`] of its one watch) in [`Stores`].
+pub(crate) trait Watched:
+    Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static
+{
+    /// Its store.
+    fn store(stores: &Stores) -> &Store<Self>;
+    /// The events of that store.
+    fn tap(stores: &Stores) -> &Tap<Self>;
+}
+
+macro_rules! watched {
+    ($($kind:ty => $field:ident),* $(,)?) => {$(
+        impl Watched for $kind {
+            fn store(stores: &Stores) -> &Store<Self> {
+                &stores.$field
+            }
+            fn tap(stores: &Stores) -> &Tap<Self> {
+                &stores.taps.$field
+            }
+        }
+    )*};
+}
+
+watched!(
+    Streamer => streamers,
+    Stream => streams,
+    Preset => presets,
+    Organization => organizations,
+    User => users,
+    Zone => zones,
+    PartialObjectMeta<Secret> => secrets,
+);
+
 /// The [`Tap`] of each store.
 #[derive(Clone, Default)]
 pub(crate) struct Taps {
@@ -140,6 +176,14 @@ impl Stores {
     /// The shard these stores (and the controllers reading them) cover.
     pub fn shard(&self) -> &Shard {
         &self.shard
+    }
+
+    /// Every `K` in its store once, then every `K` its one watch touches, after the store
+    /// applied it (see [`Tap::subscribe`]): what a controller's triggers run on.
+    pub(crate) fn subscribe<K: Watched>(
+        &self,
+    ) -> impl futures::Stream<Item = Arc<K>> + Send + 'static {
+        K::tap(self).subscribe(K::store(self))
     }
 
     /// True once every store has seen its initial list.
@@ -187,6 +231,46 @@ pub(crate) struct StoreChanges {
     pub users: Changes,
     /// Zones.
     pub zones: Changes,
+}
+
+/// What the reconcilers and the facade of one instance share: the stores (and their taps), the
+/// live stats, the node clients, the Secret cache and the metrics registry. `panoptes run`
+/// (the composition root) builds it once and hands it to both sides; neither builds a piece
+/// of it for the other, and the tests build it with the same [`Shared::start`].
+#[derive(Clone)]
+pub struct Shared {
+    /// API client.
+    pub client: Client,
+    /// Namespaces watched.
+    pub scope: Scope,
+    /// The stores of every kind, fed by one watch each.
+    pub stores: Stores,
+    /// Live stats of nodes and streams (fed by the Streamer controller or, on a standby, by
+    /// the leader's copy; read by the facade).
+    pub live: LiveStats,
+    /// One client per node (kept by the Streamer controller; the facade uploads through them).
+    pub nodes: NodeClients,
+    /// Values of the Secrets objects reference, read by name.
+    pub secrets: Arc<Secrets>,
+    /// The registry `/metrics` serves.
+    pub metrics: Metrics,
+}
+
+impl Shared {
+    /// Starts the watches of `scope` (Streams and Streamers of `shard` only) into `tasks`
+    /// and builds the rest around them, empty.
+    pub fn start(client: Client, scope: Scope, shard: Shard, tasks: &mut JoinSet<()>) -> Self {
+        let stores = start_sharded(client.clone(), &scope, shard, tasks);
+        Self {
+            secrets: Arc::new(Secrets::new(client.clone(), stores.secrets.clone())),
+            client,
+            scope,
+            stores,
+            live: LiveStats::new(),
+            nodes: NodeClients::new(),
+            metrics: Metrics::new(),
+        }
+    }
 }
 
 /// Starts one watch per kind feeding its store. Watch tasks run in `tasks` until aborted.

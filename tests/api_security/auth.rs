@@ -13,7 +13,6 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams};
 use panoptes::api::{ApiConfig, ApiState};
 use panoptes::resources::User;
-use panoptes::state::{self, LiveStats, NodeClients, Scope};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
@@ -102,21 +101,9 @@ async fn facade_with(
     JoinSet<()>,
 ) {
     let mut watches = JoinSet::new();
-    let stores = state::start(
-        ns.client.clone(),
-        &Scope::Namespace(ns.name.clone()),
-        &mut watches,
-    );
-    stores.wait_ready().await;
-    let state = ApiState::new(
-        ns.client.clone(),
-        stores,
-        LiveStats::new(),
-        NodeClients::new(),
-        config,
-    )
-    .await
-    .expect("facade state");
+    let shared = crate::support::shared(ns, &mut watches);
+    shared.stores.wait_ready().await;
+    let state = ApiState::new(&shared, config).await.expect("facade state");
     state.settings.wait_ready().await;
     let (base, tx) = serve_facade(state.clone()).await;
     (base, state, tx, watches)

@@ -16,8 +16,7 @@ use panoptes::api::{ApiConfig, ApiState};
 use panoptes::controllers::{Context, Tunables, layouter, stream, streamer};
 use panoptes::resources::{Stream, Streamer, User};
 use panoptes::run::Shutdown;
-use panoptes::state::{self, LiveStats, NodeClients, Scope, Shard};
-use panoptes::telemetry::Metrics;
+use panoptes::state::{Scope, Shard, Shared};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use streamer_sim::Cluster;
@@ -46,11 +45,9 @@ impl Drop for ClusterFacade {
 impl ClusterFacade {
     async fn start(client: kube::Client, config: ApiConfig) -> Self {
         let mut watches = JoinSet::new();
-        let stores = state::start(client.clone(), &Scope::Cluster, &mut watches);
-        stores.wait_ready().await;
-        let state = ApiState::new(client, stores, LiveStats::new(), NodeClients::new(), config)
-            .await
-            .expect("facade state");
+        let shared = Shared::start(client, Scope::Cluster, Shard::all(), &mut watches);
+        shared.stores.wait_ready().await;
+        let state = ApiState::new(&shared, config).await.expect("facade state");
         state.settings.wait_ready().await;
         let (base, tx) = crate::api_support::serve_facade(state).await;
         Self {
@@ -298,17 +295,9 @@ impl ShardOperator {
     fn start(client: kube::Client, shard: &str, system_namespace: &str) -> Self {
         init_logging();
         let mut watches = JoinSet::new();
-        let stores = state::start_sharded(
-            client.clone(),
-            &Scope::Cluster,
-            Shard::named(shard),
-            &mut watches,
-        );
+        let shared = Shared::start(client, Scope::Cluster, Shard::named(shard), &mut watches);
         let ctx = Arc::new(Context::new(
-            client,
-            Scope::Cluster,
-            stores,
-            Metrics::new(),
+            &shared,
             Tunables {
                 node_resync: Duration::from_millis(500),
                 delete_grace: Duration::from_secs(3),

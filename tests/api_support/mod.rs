@@ -13,7 +13,7 @@ use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::{Resource, ResourceExt};
 use panoptes::api::{ApiConfig, ApiState, BASE};
 use panoptes::resources::{Organization, Preset, Stream, Streamer, User};
-use panoptes::state::{self, LiveStats, NodeClients, Scope};
+use panoptes::state::{LiveStats, NodeClients};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
@@ -198,25 +198,13 @@ impl Facade {
 
     /// Starts a facade over `ns` and logs in as `root` (which must exist).
     pub async fn start_without_admin(ns: &TestNamespace) -> Self {
-        let client = ns.client.clone();
         let mut watches = JoinSet::new();
-        let stores = state::start(
-            client.clone(),
-            &Scope::Namespace(ns.name.clone()),
-            &mut watches,
-        );
-        stores.wait_ready().await;
-        let live = LiveStats::new();
-        let nodes = NodeClients::new();
-        let state = ApiState::new(
-            client,
-            stores,
-            live.clone(),
-            nodes.clone(),
-            ApiConfig::new(&ns.name, &ns.name),
-        )
-        .await
-        .expect("facade state");
+        let shared = crate::support::shared(ns, &mut watches);
+        shared.stores.wait_ready().await;
+        let (live, nodes) = (shared.live.clone(), shared.nodes.clone());
+        let state = ApiState::new(&shared, ApiConfig::new(&ns.name, &ns.name))
+            .await
+            .expect("facade state");
         state.settings.wait_ready().await;
         let (base, tx) = serve_facade(state.clone()).await;
         let http = reqwest::Client::builder()

@@ -370,6 +370,20 @@ pub async fn apiserver_writes(client: &Client) -> BTreeMap<String, f64> {
     out
 }
 
+/// The API server's count of LISTs of `group`/`resource` so far (all namespaces, every
+/// client), from its `/metrics`.
+pub async fn apiserver_lists(client: &Client, group: &str, resource: &str) -> f64 {
+    crate::support::apiserver_samples(client, "apiserver_request_total")
+        .await
+        .into_iter()
+        .filter(|(labels, _)| {
+            let label = |k: &str| labels.get(k).map(String::as_str).unwrap_or_default();
+            label("verb") == "LIST" && label("group") == group && label("resource") == resource
+        })
+        .map(|(_, value)| value)
+        .sum()
+}
+
 /// `after - before`, keeping only what changed.
 pub fn delta(
     before: &BTreeMap<String, f64>,

@@ -367,3 +367,18 @@ pub async fn apiserver_samples(
         })
         .collect()
 }
+
+/// The state an operator instance shares between its reconcilers and its facade, over `ns`,
+/// built as `panoptes run` builds it ([`panoptes::state::Shared::start`]); its watches run in
+/// `watches`.
+pub fn shared(
+    ns: &TestNamespace,
+    watches: &mut tokio::task::JoinSet<()>,
+) -> panoptes::state::Shared {
+    panoptes::state::Shared::start(
+        ns.client.clone(),
+        panoptes::state::Scope::Namespace(ns.name.clone()),
+        panoptes::state::Shard::all(),
+        watches,
+    )
+}

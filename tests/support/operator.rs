@@ -6,15 +6,13 @@ use std::time::Duration;
 
 use panoptes::controllers::{Context, Tunables};
 use panoptes::run::Shutdown;
-use panoptes::state::{self, Scope};
-use panoptes::telemetry::Metrics;
 use tokio::task::JoinSet;
 
 use super::TestNamespace;
 
 /// One running operator instance.
 pub struct Operator {
-    /// Its shared context (live stats, fleet, node clients) for assertions.
+    /// Its reconcilers' context (live stats, fleet, node clients) for assertions.
     pub ctx: Arc<Context>,
     stop: tokio::sync::watch::Sender<bool>,
     controllers: JoinSet<()>,
@@ -52,17 +50,8 @@ impl Operator {
     /// Starts every controller with the given tunables.
     pub fn start_with(ns: &TestNamespace, tunables: Tunables) -> Self {
         init_logging();
-        let client = ns.client.clone();
-        let scope = Scope::Namespace(ns.name.clone());
         let mut watches = JoinSet::new();
-        let stores = state::start(client.clone(), &scope, &mut watches);
-        let ctx = Arc::new(Context::new(
-            client,
-            scope,
-            stores,
-            Metrics::new(),
-            tunables,
-        ));
+        let ctx = Arc::new(Context::new(&super::shared(ns, &mut watches), tunables));
         let (stop, shutdown) = Shutdown::new();
         let mut controllers = JoinSet::new();
         panoptes::controllers::spawn_all(&ctx, || shutdown.clone().wait(), true, &mut controllers);

@@ -9,7 +9,6 @@ use std::time::Instant;
 
 use futures::StreamExt;
 use kube::runtime::controller::{Action, Config, Controller};
-use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 
@@ -20,16 +19,12 @@ use crate::controllers::ids::{self, IdState, Identified, Ids};
 use crate::controllers::refs::{self, key_of};
 use crate::resources::common::CommonStatus;
 use crate::resources::{Organization, OrganizationStatus, Preset, PresetStatus, User, UserStatus};
-use crate::state::{Stores, Tap};
+use crate::state::Watched;
 
 /// A kind with a Watcher id and a status the skeleton writes.
-pub(crate) trait IdentifiedKind: Identified + ResourceExt {
+pub(crate) trait IdentifiedKind: Identified + ResourceExt + Watched {
     /// The status type.
     type Status: Serialize + Clone + Default + PartialEq + Send + Sync;
-    /// The shared store of the kind (ids are unique within it).
-    fn store(stores: &Stores) -> &Store<Self>;
-    /// The events of that store.
-    fn tap(stores: &Stores) -> &Tap<Self>;
     /// The status the object has now (empty when it has none).
     fn current(&self) -> Self::Status;
     /// The conditions and observed generation of a status.
@@ -139,11 +134,7 @@ pub(crate) async fn controller<K: IdentifiedKind>(
     if !super::stores_ready(ctx, shutdown).await {
         return None;
     }
-    let store = K::store(&ctx.stores);
-    Some(Controller::for_shared_stream(
-        K::tap(&ctx.stores).subscribe(store),
-        store.clone(),
-    ))
+    Some(super::controller_of(&ctx.stores))
 }
 
 /// Runs `controller` with the skeleton's reconcile until `shutdown` resolves (in-flight
@@ -278,15 +269,9 @@ async fn write<K: IdentifiedKind>(
 pub(crate) const MARKED_DELETED: &str = "MarkedDeleted";
 
 macro_rules! identified_kind {
-    ($kind:ty, $status:ty, $store:ident) => {
+    ($kind:ty, $status:ty) => {
         impl IdentifiedKind for $kind {
             type Status = $status;
-            fn store(stores: &Stores) -> &Store<Self> {
-                &stores.$store
-            }
-            fn tap(stores: &Stores) -> &Tap<Self> {
-                &stores.taps.$store
-            }
             fn current(&self) -> $status {
                 self.status.clone().unwrap_or_default()
             }
@@ -300,9 +285,9 @@ macro_rules! identified_kind {
     };
 }
 
-identified_kind!(Preset, PresetStatus, presets);
-identified_kind!(Organization, OrganizationStatus, organizations);
-identified_kind!(User, UserStatus, users);
+identified_kind!(Preset, PresetStatus);
+identified_kind!(Organization, OrganizationStatus);
+identified_kind!(User, UserStatus);
 
 /// `Ready` of an id conflict (for the kinds' tables).
 #[cfg(test)]

@@ -24,6 +24,14 @@ pub(crate) async fn stores_ready(ctx: &Context, shutdown: impl Future<Output = (
     }
 }
 
+/// A controller of `K` over the one watch of `K` (its store and the events after the store
+/// applied them), not a watch of its own.
+pub(crate) fn controller_of<K: crate::state::Watched>(
+    stores: &crate::state::Stores,
+) -> kube::runtime::Controller<K> {
+    kube::runtime::Controller::for_shared_stream(stores.subscribe::<K>(), K::store(stores).clone())
+}
+
 /// What `Controller::run` yields besides reconciles, by one policy for every kind: queue and
 /// runner errors at warn (a watch refused with 403 must show at the default level), objects
 /// gone before their turn at debug (expected after a delete). Reconcile failures are counted

@@ -11,6 +11,23 @@ use crate::controllers::Context;
 use crate::controllers::refs::{Key, key_of};
 use crate::resources::common::CONTROLLER_MANAGER;
 
+/// A kind the reconcilers write: namespaced, and read back typed.
+pub(crate) trait Own:
+    Resource<DynamicType = (), Scope = NamespaceResourceScope>
+    + Clone
+    + serde::de::DeserializeOwned
+    + std::fmt::Debug
+{
+}
+
+impl<K> Own for K where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+{
+}
+
 /// Server-side applies `body` (a partial object of kind `K`, `apiVersion`/`kind` added here)
 /// to `ns/name` with field manager `manager`, forcing ownership. An object deleted meanwhile
 /// needs nothing, so 404 is success.
@@ -21,10 +38,7 @@ async fn server_side_apply<K>(
     mut body: serde_json::Value,
 ) -> Result<(), kube::Error>
 where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
+    K: Own,
 {
     body["apiVersion"] = serde_json::json!(K::api_version(&()));
     body["kind"] = serde_json::json!(K::kind(&()));
@@ -47,10 +61,7 @@ where
 /// Streams in the `make bench` profile).
 pub(crate) async fn apply_status<K, S>(ctx: &Context, obj: &K, status: &S) -> Result<(), Error>
 where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
+    K: Own,
     S: Serialize,
 {
     let key = key_of(obj);
@@ -65,10 +76,7 @@ pub(crate) async fn replace_status<K, S>(
     status: &S,
 ) -> Result<(), Error>
 where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
+    K: Own,
     S: Serialize,
 {
     let (ns, name) = (key.namespace(), key.name());
@@ -109,10 +117,7 @@ pub(crate) async fn apply_metadata<K>(
     mut metadata: serde_json::Value,
 ) -> Result<(), Error>
 where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
+    K: Own,
 {
     let (ns, name) = key_of(obj).into_parts();
     metadata["name"] = serde_json::json!(name);

@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::{FutureExt, StreamExt};
-use kube::runtime::controller::{Action, Config, Controller};
+use kube::runtime::controller::{Action, Config};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde_json::Value;
@@ -41,7 +41,6 @@ use super::fleet::Blocked;
 use super::ids;
 use super::kit::{self, Backoff, Error};
 use super::refs::{self, Key, RefIndex, key_of};
-use super::secrets::SecretError;
 use crate::domain::credentials::{self, OwnerKind};
 use crate::domain::destinations;
 use crate::domain::layout_history;
@@ -54,6 +53,7 @@ use crate::resources::common::{CommonStatus, FINALIZER};
 use crate::resources::streamer::CredentialBinding;
 use crate::resources::wire::StreamConfigSpec;
 use crate::resources::{Organization, Preset, Stream, StreamStatus};
+use crate::state::SecretError;
 use effective::Injected;
 use judge::{Running, SyncReport, judge};
 use status_writer::{Pending, StatusWriter};
@@ -124,22 +124,15 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         "stream controller started"
     );
     let stores = &ctx.stores;
-    let taps = &stores.taps;
-    Controller::for_shared_stream(
-        taps.streams.subscribe(&stores.streams),
-        stores.streams.clone(),
-    )
-    .with_config(Config::default().concurrency(CONCURRENCY))
-    .watches_shared_stream(taps.presets.subscribe(&stores.presets), on_preset)
-    .watches_shared_stream(
-        taps.organizations.subscribe(&stores.organizations),
-        on_organization,
-    )
-    .reconcile_on(extra)
-    .graceful_shutdown_on(shutdown)
-    .run(reconcile, error_policy, ctl.clone())
-    .for_each(|result| kit::report("Stream", result))
-    .await;
+    kit::controller_of::<Stream>(stores)
+        .with_config(Config::default().concurrency(CONCURRENCY))
+        .watches_shared_stream(stores.subscribe::<Preset>(), on_preset)
+        .watches_shared_stream(stores.subscribe::<Organization>(), on_organization)
+        .reconcile_on(extra)
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctl.clone())
+        .for_each(|result| kit::report("Stream", result))
+        .await;
     // Let queued statuses land, briefly: shutdown must not hang on a slow API server, and
     // whatever is left is recomputed by the next leader's first reconcile of each stream.
     let deadline = Instant::now() + Duration::from_secs(3);
@@ -434,7 +427,7 @@ async fn injected(
     let mut binding = recorded_binding(ctl, stream, key);
     let mut condition = None;
     if let Some(c) = credentials::camera_credentials(&stream.spec) {
-        let entry = ctl.ctx.secrets.entry(ctx, ns, &c.secret_name).await?;
+        let entry = ctl.ctx.secrets.entry(ns, &c.secret_name).await?;
         let user_key = c.username_key.as_deref().unwrap_or("username");
         let pass_key = c.password_key.as_deref().unwrap_or("password");
         let user = entry.text(&c.secret_name, user_key)?;
@@ -478,23 +471,15 @@ async fn injected(
         out.camera = Some((user, pass));
     }
     if let Some(r) = &stream.spec.publish_password {
-        out.publish_password = Some(ctl.ctx.secrets.text(ctx, ns, &r.name, &r.key).await?);
+        out.publish_password = Some(ctl.ctx.secrets.text(ns, &r.name, &r.key).await?);
     }
     // Push credentials are per push URL: a push whose URL has none stored gets none.
     if let Some(c) = &stream.spec.push_credentials {
         for push in stream.spec.config.pushes.iter().flatten() {
             let user_key = credentials::push_username_key(&push.url);
             let pass_key = credentials::push_password_key(&push.url);
-            let user = ctl
-                .ctx
-                .secrets
-                .text(ctx, ns, &c.secret_name, &user_key)
-                .await;
-            let pass = ctl
-                .ctx
-                .secrets
-                .text(ctx, ns, &c.secret_name, &pass_key)
-                .await;
+            let user = ctl.ctx.secrets.text(ns, &c.secret_name, &user_key).await;
+            let pass = ctl.ctx.secrets.text(ns, &c.secret_name, &pass_key).await;
             match (user, pass) {
                 (Ok(u), Ok(p)) => {
                     out.pushes.insert(push.url.clone(), (u, p));
