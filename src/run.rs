@@ -55,6 +55,8 @@ pub struct RunConfig {
     pub leader_lease: std::time::Duration,
     /// How often the leader renews it.
     pub leader_renew: std::time::Duration,
+    /// The version this replica reports (`panoptes_build_info`, the leader Lease).
+    pub version: String,
 }
 
 /// `panoptes run`'s flags, one group per concern. [`RunArgs::config`] is the one place they
@@ -79,6 +81,12 @@ pub struct RunArgs {
     /// Log format.
     #[arg(long, env = "PANOPTES_LOG_FORMAT", value_enum, default_value_t = crate::telemetry::LogFormat::Text)]
     pub log_format: crate::telemetry::LogFormat,
+    /// The version this replica reports in `panoptes_build_info` and on the leader Lease
+    /// (default: the build's own). Hidden, for tests: a rolling-upgrade test runs one build
+    /// as an "old" and a "new" replica and tells them apart by what they report. It changes
+    /// nothing else.
+    #[arg(long, env = "PANOPTES_REPORTED_VERSION", hide = true)]
+    pub reported_version: Option<String>,
 }
 
 /// What an instance watches and reconciles.
@@ -232,6 +240,9 @@ impl RunArgs {
             // Renewing slower than a third of the lease risks losing it to one slow call.
             leader_renew: Duration::from_millis(self.leader.leader_renew_ms.max(100))
                 .min(lease / 3),
+            version: self
+                .reported_version
+                .unwrap_or_else(|| crate::telemetry::VERSION.into()),
         }
     }
 }
@@ -387,7 +398,7 @@ pub async fn termination_signal() {
 /// Runs until SIGINT/SIGTERM.
 pub async fn run(config: RunConfig) -> Result<(), RunError> {
     let client = Client::try_default().await.map_err(RunError::Connect)?;
-    let metrics = Metrics::new();
+    let metrics = Metrics::reporting(&config.version);
     let (stop, shutdown) = Shutdown::new();
     let mut watches = JoinSet::new();
     let stores = state::start_sharded(
@@ -416,6 +427,7 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         }
         lease.lease_duration = config.leader_lease;
         lease.renew_every = config.leader_renew;
+        lease.version = config.version.clone();
         lease.peer_address = config
             .peer_addr
             .map(|a| crate::peer::advertised(a, config.peer_advertise.as_deref()));
@@ -660,5 +672,7 @@ mod tests {
         assert_eq!(c.api_namespace, "default");
         assert_eq!(c.leader_renew, Duration::from_secs(4));
         assert!(c.leader_election && c.shared_controllers);
+        assert_eq!(c.version, crate::telemetry::VERSION);
+        assert_eq!(config(&["--reported-version", "old"]).version, "old");
     }
 }
