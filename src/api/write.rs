@@ -53,7 +53,12 @@ const SAVE_ATTEMPTS: u32 = 12;
 /// racing create won) it starts over from a fresh read, so the edit is applied on top of the
 /// other write instead of reverting it. It answers once this replica's store shows the write
 /// (bounded by [`SEEN_WITHIN`]), so a read on this replica that follows sees it.
-pub async fn save_with<K, F>(state: &ApiState, ns: &str, name: &str, edit: F) -> Result<K, ApiError>
+pub async fn save_with<K, F>(
+    state: &ApiState,
+    ns: &str,
+    name: &str,
+    mut edit: F,
+) -> Result<K, ApiError>
 where
     K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
         + Clone
@@ -63,19 +68,49 @@ where
     F: FnMut(Option<&K>) -> Result<K, ApiError>,
     K: crate::state::Stored,
 {
-    let stored = save_unseen(state, ns, name, edit).await?;
-    if let Some(store) = K::store_of(&state.stores, &stored) {
-        let key = kube::runtime::reflector::ObjectRef::from_obj(&stored);
-        let version = stored.resource_version().unwrap_or_default();
-        until_stored(
-            store,
-            &key,
-            &version,
-            tokio::time::Instant::now() + SEEN_WITHIN,
-        )
-        .await;
+    let api: Api<K> = Api::namespaced(state.client.clone(), ns);
+    for attempt in 0..SAVE_ATTEMPTS {
+        let current = api
+            .get_opt(name)
+            .await
+            .map_err(|e| ApiError::internal("reading the current object", e))?;
+        let mut obj = edit(current.as_ref())?;
+        let written = match &current {
+            Some(c) => {
+                obj.meta_mut().resource_version = c.resource_version();
+                apply_guarded(&api, &obj).await
+            }
+            None => {
+                let pp = PostParams {
+                    field_manager: Some(API_MANAGER.to_string()),
+                    ..Default::default()
+                };
+                api.create(&pp, &obj).await
+            }
+        };
+        match written {
+            Ok(stored) => {
+                if let Some(store) = K::store_of(&state.stores, &stored) {
+                    let key = kube::runtime::reflector::ObjectRef::from_obj(&stored);
+                    let version = stored.resource_version().unwrap_or_default();
+                    let deadline = tokio::time::Instant::now() + SEEN_WITHIN;
+                    until_stored(store, &key, &version, deadline).await;
+                }
+                return Ok(stored);
+            }
+            Err(kube::Error::Api(s)) if s.is_conflict() || s.is_already_exists() => {
+                // Spread the retries of saves that collided so they do not collide again.
+                let ms = rand::random_range(0..=5 * u64::from(attempt + 1));
+                tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+            }
+            Err(e) => return Err(ApiError::from_kube("saving the object", e)),
+        }
     }
-    Ok(stored)
+    Err(ApiError::new(
+        axum::http::StatusCode::CONFLICT,
+        "conflict",
+        "the object kept changing while it was being saved; send the save again",
+    ))
 }
 
 /// How long a write waits for this replica's store to show it.
@@ -108,58 +143,6 @@ pub async fn until_stored<K>(
 /// else is treated as not later, and the wait is bounded anyway).
 fn newer(a: &str, b: &str) -> bool {
     matches!((a.parse::<u64>(), b.parse::<u64>()), (Ok(a), Ok(b)) if a > b)
-}
-
-/// [`save_with`] without waiting for this replica's store.
-async fn save_unseen<K, F>(
-    state: &ApiState,
-    ns: &str,
-    name: &str,
-    mut edit: F,
-) -> Result<K, ApiError>
-where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + Serialize
-        + DeserializeOwned
-        + std::fmt::Debug,
-    F: FnMut(Option<&K>) -> Result<K, ApiError>,
-{
-    let api: Api<K> = Api::namespaced(state.client.clone(), ns);
-    for attempt in 0..SAVE_ATTEMPTS {
-        let current = api
-            .get_opt(name)
-            .await
-            .map_err(|e| ApiError::internal("reading the current object", e))?;
-        let mut obj = edit(current.as_ref())?;
-        let written = match &current {
-            Some(c) => {
-                obj.meta_mut().resource_version = c.resource_version();
-                apply_guarded(&api, &obj).await
-            }
-            None => {
-                let pp = PostParams {
-                    field_manager: Some(API_MANAGER.to_string()),
-                    ..Default::default()
-                };
-                api.create(&pp, &obj).await
-            }
-        };
-        match written {
-            Ok(stored) => return Ok(stored),
-            Err(kube::Error::Api(s)) if s.is_conflict() || s.is_already_exists() => {
-                // Spread the retries of saves that collided so they do not collide again.
-                let ms = rand::random_range(0..=5 * u64::from(attempt + 1));
-                tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
-            }
-            Err(e) => return Err(ApiError::from_kube("saving the object", e)),
-        }
-    }
-    Err(ApiError::new(
-        axum::http::StatusCode::CONFLICT,
-        "conflict",
-        "the object kept changing while it was being saved; send the save again",
-    ))
 }
 
 /// The two writes of an exact save. When `obj` carries a `resourceVersion`, the apply is
