@@ -12,6 +12,7 @@ use crate::controllers::leader::{Elector, LeaderConfig, LeaderMetrics};
 use crate::controllers::{self, Context, Tunables};
 use crate::domain::instance::{DEFAULT_INSTANCE, Instance};
 use crate::state::{Scope, Shard, Shared};
+use crate::telemetry::Metrics;
 
 /// How long shutdown waits for in-flight reconciles.
 pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
@@ -57,6 +58,8 @@ pub struct RunConfig {
     pub leader_lease: std::time::Duration,
     /// How often the leader renews it.
     pub leader_renew: std::time::Duration,
+    /// The version this replica reports (`panoptes_build_info`, the leader Lease).
+    pub version: String,
 }
 
 /// `panoptes run`'s flags, one group per concern. [`RunArgs::config`] is the one place they
@@ -81,6 +84,12 @@ pub struct RunArgs {
     /// Log format.
     #[arg(long, env = "PANOPTES_LOG_FORMAT", value_enum, default_value_t = crate::telemetry::LogFormat::Text)]
     pub log_format: crate::telemetry::LogFormat,
+    /// The version this replica reports in `panoptes_build_info` and on the leader Lease
+    /// (default: the build's own). Hidden, for tests: a rolling-upgrade test runs one build
+    /// as an "old" and a "new" replica and tells them apart by what they report. It changes
+    /// nothing else.
+    #[arg(long, env = "PANOPTES_REPORTED_VERSION", hide = true)]
+    pub reported_version: Option<String>,
 }
 
 /// What an instance watches and reconciles.
@@ -246,6 +255,9 @@ impl RunArgs {
             // Renewing slower than a third of the lease risks losing it to one slow call.
             leader_renew: Duration::from_millis(self.leader.leader_renew_ms.max(100))
                 .min(lease / 3),
+            version: self
+                .reported_version
+                .unwrap_or_else(|| crate::telemetry::VERSION.into()),
         }
     }
 }
@@ -405,12 +417,16 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
     let mut watches = JoinSet::new();
     // The composition root: what the reconcilers and the facade share is built here, once,
     // and handed to each.
-    let shared = Shared::start(
-        client.clone(),
-        config.scope.clone(),
-        config.shard.clone(),
-        &mut watches,
-    );
+    let shared = Shared {
+        // `panoptes_build_info` reports the version this replica says it runs.
+        metrics: Metrics::reporting(&config.version),
+        ..Shared::start(
+            client.clone(),
+            config.scope.clone(),
+            config.shard.clone(),
+            &mut watches,
+        )
+    };
     let (stores, metrics) = (shared.stores.clone(), shared.metrics.clone());
 
     let listener = tokio::net::TcpListener::bind(config.probe_addr)
@@ -430,6 +446,7 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         lease.name = config.instance.leader_lease(config.shard.name());
         lease.lease_duration = config.leader_lease;
         lease.renew_every = config.leader_renew;
+        lease.version = config.version.clone();
         lease.peer_address = config
             .peer_addr
             .map(|a| crate::peer::advertised(a, config.peer_advertise.as_deref()));
@@ -675,5 +692,7 @@ mod tests {
         assert_eq!(c.api_namespace, "default");
         assert_eq!(c.leader_renew, Duration::from_secs(4));
         assert!(c.leader_election && c.shared_controllers);
+        assert_eq!(c.version, crate::telemetry::VERSION);
+        assert_eq!(config(&["--reported-version", "old"]).version, "old");
     }
 }

@@ -41,6 +41,9 @@ pub fn init_logging(format: LogFormat, default_filter: &str) {
     };
 }
 
+/// The version this build reports unless told otherwise.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
 /// The process-wide metrics registry; components register their families at start-up.
 #[derive(Clone, Default)]
 pub struct Metrics {
@@ -51,12 +54,18 @@ impl Metrics {
     /// A registry whose component series carry the `panoptes_` prefix, plus the standard
     /// unprefixed `process_*` series and `panoptes_build_info`.
     pub fn new() -> Self {
+        Self::reporting(VERSION)
+    }
+
+    /// [`Metrics::new`] with `panoptes_build_info` reporting `version` (what `panoptes run
+    /// --reported-version` sets, for a rolling-upgrade test of one build).
+    pub fn reporting(version: &str) -> Self {
         let mut root = Registry::default();
         root.register_collector(Box::new(ProcessCollector));
         let build = Family::<BuildLabels, Gauge>::default();
         build
             .get_or_create(&BuildLabels {
-                version: env!("CARGO_PKG_VERSION").into(),
+                version: version.into(),
             })
             .set(1);
         root.sub_registry_with_prefix("panoptes").register(

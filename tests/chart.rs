@@ -253,6 +253,40 @@ fn service_monitor_scrapes_the_metrics_service_and_the_facade_service_has_no_met
     assert!(!selects(selector, &api["metadata"]["labels"]));
 }
 
+/// Issue 19, read-your-writes across replicas: the facade Service keeps a client on one
+/// replica (`sessionAffinity: ClientIP`, README "High availability"), with its timeout, and
+/// a value turns it off. The metrics Service stays unsticky (Prometheus scrapes each pod).
+#[test]
+fn the_facade_service_keeps_a_client_on_one_replica_unless_turned_off() {
+    let objs = objects(&render("video", &[]));
+    let api = &service(&objs, "api")["spec"];
+    assert_eq!(api["sessionAffinity"], "ClientIP");
+    assert_eq!(
+        api["sessionAffinityConfig"]["clientIP"]["timeoutSeconds"],
+        10800
+    );
+    assert!(service(&objs, "metrics")["spec"]["sessionAffinity"].is_null());
+    let objs = objects(&render(
+        "video",
+        &["--set", "service.sessionAffinity.timeoutSeconds=600"],
+    ));
+    let api = &service(&objs, "api")["spec"];
+    assert_eq!(
+        api["sessionAffinityConfig"]["clientIP"]["timeoutSeconds"],
+        600
+    );
+    let objs = objects(&render(
+        "video",
+        &["--set", "service.sessionAffinity.enabled=false"],
+    ));
+    let api = &service(&objs, "api")["spec"];
+    assert!(api["sessionAffinity"].is_null() && api["sessionAffinityConfig"].is_null());
+    expect_render_error(
+        &["--set", "service.sessionAffinity.timeoutSeconds=0"],
+        "timeoutSeconds",
+    );
+}
+
 /// Ingress (TLS, cert-manager annotations passed through), HTTPRoute and NetworkPolicy render
 /// as configured; the Ingress, the NetworkPolicy and both Services pass a server-side dry run.
 /// The Gateway API CRDs are not on the test control plane: the HTTPRoute is checked by

@@ -54,7 +54,8 @@ const SAVE_ATTEMPTS: u32 = 12;
 /// object to store from it (`None`: it does not exist yet, and is created), and writes with the
 /// read `resourceVersion` as a precondition. On a conflict (someone wrote in between, or a
 /// racing create won) it starts over from a fresh read, so the edit is applied on top of the
-/// other write instead of reverting it.
+/// other write instead of reverting it. It answers once this replica's store shows the write
+/// (bounded by [`SEEN_WITHIN`]), so a read on this replica that follows sees it.
 pub async fn save_with<K, F>(
     state: &ApiState,
     ns: &str,
@@ -68,6 +69,7 @@ where
         + DeserializeOwned
         + std::fmt::Debug,
     F: FnMut(Option<&K>) -> Result<K, ApiError>,
+    K: crate::state::Stored,
 {
     let api: Api<K> = Api::namespaced(state.client.clone(), ns);
     for attempt in 0..SAVE_ATTEMPTS {
@@ -90,7 +92,15 @@ where
             }
         };
         match written {
-            Ok(stored) => return Ok(stored),
+            Ok(stored) => {
+                if let Some(store) = K::store_of(&state.stores, &stored) {
+                    let key = kube::runtime::reflector::ObjectRef::from_obj(&stored);
+                    let version = stored.resource_version().unwrap_or_default();
+                    let deadline = tokio::time::Instant::now() + SEEN_WITHIN;
+                    until_stored(store, &key, &version, deadline).await;
+                }
+                return Ok(stored);
+            }
             Err(kube::Error::Api(s)) if s.is_conflict() || s.is_already_exists() => {
                 // Spread the retries of saves that collided so they do not collide again.
                 let ms = rand::random_range(0..=5 * u64::from(attempt + 1));
@@ -104,6 +114,38 @@ where
         "conflict",
         "the object kept changing while it was being saved; send the save again",
     ))
+}
+
+/// How long a write waits for this replica's store to show it.
+pub const SEEN_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Waits until `store` holds `key` at `version` or a later one, or `deadline` passes:
+/// a read on this replica right after the write answers shows it (read-your-writes; another
+/// replica's store follows its own watch, see README, "High availability"). Past the
+/// deadline the write still answers: the API server has it, the store follows.
+pub async fn until_stored<K>(
+    store: &kube::runtime::reflector::Store<K>,
+    key: &kube::runtime::reflector::ObjectRef<K>,
+    version: &str,
+    deadline: tokio::time::Instant,
+) where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    // One keyed lookup per poll: cheap however many objects the store holds.
+    while tokio::time::Instant::now() < deadline
+        && !store.get(key).is_some_and(|have| {
+            let have = have.resource_version().unwrap_or_default();
+            have == version || newer(&have, version)
+        })
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+/// Whether version `a` is later than `b` (etcd's versions are increasing integers; anything
+/// else is treated as not later, and the wait is bounded anyway).
+fn newer(a: &str, b: &str) -> bool {
+    matches!((a.parse::<u64>(), b.parse::<u64>()), (Ok(a), Ok(b)) if a > b)
 }
 
 /// The two writes of an exact save. When `obj` carries a `resourceVersion`, the apply is

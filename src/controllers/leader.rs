@@ -30,6 +30,10 @@ use tokio::sync::watch;
 /// Annotation of the Lease holding the leader's peer address (`host:port`).
 pub const PEER_ADDRESS_ANNOTATION: &str = "panoptes.dev/peer-address";
 
+/// Annotation of the Lease holding the version the leader runs: during a rolling upgrade it
+/// tells which of the two versions leads (`panoptes_build_info` tells it per replica).
+pub const VERSION_ANNOTATION: &str = "panoptes.dev/leader-version";
+
 /// Settings of the election.
 #[derive(Clone, Debug)]
 pub struct LeaderConfig {
@@ -45,6 +49,8 @@ pub struct LeaderConfig {
     pub renew_every: Duration,
     /// The peer address this replica publishes on the Lease while it leads (None: none).
     pub peer_address: Option<String>,
+    /// The version this replica publishes on the Lease while it leads.
+    pub version: String,
 }
 
 impl LeaderConfig {
@@ -62,6 +68,7 @@ impl LeaderConfig {
             lease_duration: Duration::from_secs(15),
             renew_every: Duration::from_secs(4),
             peer_address: None,
+            version: crate::telemetry::VERSION.into(),
         }
     }
 }
@@ -376,12 +383,14 @@ impl Elector {
         });
     }
 
-    /// The Lease's annotations with this replica's peer address set (or removed).
+    /// The Lease's annotations with this replica's version and peer address set (or the
+    /// address removed).
     fn annotations(
         &self,
         current: Option<std::collections::BTreeMap<String, String>>,
     ) -> Option<std::collections::BTreeMap<String, String>> {
         let mut a = current.unwrap_or_default();
+        a.insert(VERSION_ANNOTATION.into(), self.cfg.version.clone());
         match &self.cfg.peer_address {
             Some(addr) => a.insert(PEER_ADDRESS_ANNOTATION.into(), addr.clone()),
             None => a.remove(PEER_ADDRESS_ANNOTATION),
@@ -394,7 +403,7 @@ impl Elector {
         loop {
             match self.try_acquire().await {
                 Ok(true) => {
-                    tracing::info!(identity = %self.cfg.identity, lease = %self.cfg.name, "became the leader");
+                    tracing::info!(identity = %self.cfg.identity, lease = %self.cfg.name, version = %self.cfg.version, "became the leader");
                     return;
                 }
                 Ok(false) => tracing::debug!("another replica leads; waiting"),
@@ -445,6 +454,7 @@ impl Elector {
         spec.renew_time = None;
         if let Some(a) = lease.metadata.annotations.as_mut() {
             a.remove(PEER_ADDRESS_ANNOTATION);
+            a.remove(VERSION_ANNOTATION);
         }
         if let Err(error) = self
             .api

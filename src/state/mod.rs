@@ -80,6 +80,13 @@ impl Shard {
         self.0.as_deref()
     }
 
+    /// Whether an object with `labels` belongs to this shard (what a sharded watch lists).
+    pub fn holds(&self, labels: &std::collections::BTreeMap<String, String>) -> bool {
+        self.0
+            .as_deref()
+            .is_none_or(|name| labels.get(SHARD_LABEL).map(String::as_str) == Some(name))
+    }
+
     /// The watch config of the sharded kinds (Streams, Streamers).
     pub(crate) fn watch_config(&self) -> Config {
         let config = Config::default().any_semantic();
@@ -197,6 +204,37 @@ impl Stores {
         let _ = self.ready.clone().wait_for(|ready| *ready).await;
     }
 }
+
+/// A kind with a store in [`Stores`], found by type: generic code (a facade save waiting
+/// until its own store shows the write) reaches the store of the kind it wrote.
+pub trait Stored: Resource<DynamicType = ()> + Clone + 'static {
+    /// The store that holds `obj`, None when this instance's store never will (a Stream or
+    /// Streamer of another shard).
+    fn store_of<'a>(stores: &'a Stores, obj: &Self) -> Option<&'a Store<Self>>;
+}
+
+macro_rules! stored {
+    ($kind:ty, $field:ident, sharded) => {
+        impl Stored for $kind {
+            fn store_of<'a>(stores: &'a Stores, obj: &Self) -> Option<&'a Store<Self>> {
+                stores.shard.holds(obj.labels()).then_some(&stores.$field)
+            }
+        }
+    };
+    ($kind:ty, $field:ident) => {
+        impl Stored for $kind {
+            fn store_of<'a>(stores: &'a Stores, _: &Self) -> Option<&'a Store<Self>> {
+                Some(&stores.$field)
+            }
+        }
+    };
+}
+stored!(Stream, streams, sharded);
+stored!(Streamer, streamers, sharded);
+stored!(Preset, presets);
+stored!(Organization, organizations);
+stored!(User, users);
+stored!(Zone, zones);
 
 /// A counter of the watch events a store has applied. It is bumped after the store is
 /// updated, so a reader that reads the counter first and the store second sees data at

@@ -119,14 +119,26 @@ pub struct Relay {
 impl Relay {
     /// Relays to `backends` (`host:port`), alternating per connection.
     pub async fn start(backends: Vec<String>) -> Self {
+        Self::serve(backends, 1).await
+    }
+
+    /// Relays to `backends` like a Service with `sessionAffinity: ClientIP` (every test
+    /// client is 127.0.0.1, one client): every connection goes to the same backend until it
+    /// refuses one, then to the next.
+    pub async fn sticky(backends: Vec<String>) -> Self {
+        Self::serve(backends, 0).await
+    }
+
+    /// Relays to `backends`, moving `step` backends on per connection (0: sticky).
+    async fn serve(backends: Vec<String>, step: usize) -> Self {
+        use std::sync::atomic::{AtomicUsize, Ordering};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
+        let next = std::sync::Arc::new(AtomicUsize::new(0));
         let task = tokio::spawn(async move {
-            let mut next = 0usize;
             while let Ok((mut client, _)) = listener.accept().await {
-                let first = next;
-                next += 1;
-                let backends = backends.clone();
+                let first = next.fetch_add(step, Ordering::Relaxed);
+                let (backends, next) = (backends.clone(), next.clone());
                 tokio::spawn(async move {
                     for i in 0..backends.len() {
                         let to = &backends[(first + i) % backends.len()];
@@ -136,7 +148,19 @@ impl Relay {
                                     tokio::io::copy_bidirectional(&mut client, &mut server).await;
                                 return;
                             }
-                            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => continue,
+                            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                                // A sticky client moves on for good, as kube-proxy's
+                                // affinity does once its endpoint is gone.
+                                if step == 0 {
+                                    let _ = next.compare_exchange(
+                                        first + i,
+                                        first + i + 1,
+                                        Ordering::Relaxed,
+                                        Ordering::Relaxed,
+                                    );
+                                }
+                                continue;
+                            }
                             Err(_) => return,
                         }
                     }

@@ -19,8 +19,6 @@
 //!
 //! Success answers 204: the reference gives the operations no result type.
 
-use std::time::Duration;
-
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -434,28 +432,13 @@ async fn undo(
     err
 }
 
-/// How long a bulk edit waits for this replica's store to show its writes.
-const SEEN_WITHIN: Duration = Duration::from_secs(5);
-
 /// Waits (bounded) until the store holds every written version, so a read right after the
 /// edit shows it (read-your-writes, as a single save's answer is).
 async fn until_seen(state: &ApiState, ready: &[Ready], written: &[Written]) {
-    let started = tokio::time::Instant::now();
+    let deadline = tokio::time::Instant::now() + crate::api::write::SEEN_WITHIN;
     for (r, w) in ready.iter().zip(written) {
         let key = ObjectRef::<Stream>::new(&r.planned.object).within(&r.planned.ns);
-        while started.elapsed() < SEEN_WITHIN
-            && state.stores.streams.get(&key).is_some_and(|s| {
-                let have = s.resource_version().unwrap_or_default();
-                have != w.resource_version && !newer(&have, &w.resource_version)
-            })
-        {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        crate::api::write::until_stored(&state.stores.streams, &key, &w.resource_version, deadline)
+            .await;
     }
-}
-
-/// Whether version `a` is later than `b` (etcd's versions are increasing integers; anything
-/// else is treated as not later, and the wait is bounded anyway).
-fn newer(a: &str, b: &str) -> bool {
-    matches!((a.parse::<u64>(), b.parse::<u64>()), (Ok(a), Ok(b)) if a > b)
 }
