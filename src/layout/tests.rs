@@ -1042,9 +1042,19 @@ fn cost_at_scale() {
         s.streams.extend((n..n + 100).map(view));
         let (added, r3) = time(&s, &cloned);
         assert_eq!(r3.changes.len(), 100);
+        let o = LayoutOptions {
+            now_ms: 1000,
+            ..Default::default()
+        };
+        let before = snap(s.nodes.clone(), s.streams[..n].to_vec());
+        let (mut inc, _) = Incremental::new(&before, &cloned, &o);
+        let t = std::time::Instant::now();
+        let r4 = inc.update(s.streams[n..].to_vec(), &[], &o);
+        let incremental = t.elapsed();
+        assert_eq!(r4.changes, r3.changes);
         println!(
             "{n} streams / {} nodes: first run {first:?}, unchanged {same:?}, +100 streams \
-             {added:?}, cloning the previous placements {clone:?}",
+             {added:?} (incrementally {incremental:?}), cloning the previous placements {clone:?}",
             n / 100
         );
     }
