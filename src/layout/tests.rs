@@ -1017,14 +1017,14 @@ fn cost_at_scale() {
     for n in [10_000usize, 100_000] {
         let nodes: Vec<NodeView> = (0..n / 100)
             .map(|i| NodeView {
-                labels: labels([("site", if i % 2 == 0 { "a" } else { "b" })]),
+                labels: labels([("site", if i.is_multiple_of(2) { "a" } else { "b" })]),
                 ..node(&format!("node-{i:05}"))
             })
             .collect();
         let view = |i: usize| StreamView {
-            dvr_redundancy: u32::from(i % 10 == 0),
+            dvr_redundancy: u32::from(i.is_multiple_of(10)),
             preferred_node_labels: labels([("site", if i % 4 < 2 { "a" } else { "b" })]),
-            labels: labels([("kind", if i % 2 == 0 { "fixed" } else { "ptz" })]),
+            labels: labels([("kind", if i.is_multiple_of(2) { "fixed" } else { "ptz" })]),
             ..stream(&format!("ns/cam-{i:06}"))
         };
         let mut s = snap(nodes, (0..n).map(view).collect());
