@@ -277,6 +277,48 @@ mod tests {
         w.snapshot.streams.iter().map(|v| &*v.key).collect()
     }
 
+    /// Where the layouter loop's time goes at fleet scale (printed, not asserted: `cargo test
+    /// --lib domain::world::tests::cost_at_scale -- --ignored --nocapture`): building the
+    /// world from N cached Streams that all carry a layout, then the layout from the placements
+    /// their statuses record (nothing changed: what every run of a bulk apply repeats for the
+    /// streams already placed).
+    #[test]
+    #[ignore]
+    fn cost_at_scale() {
+        use crate::resources::wire::StreamLayout;
+        for n in [10_000usize, 100_000] {
+            let nodes: Vec<Arc<Streamer>> = (0..n / 100)
+                .map(|i| node(&format!("node-{i:05}")))
+                .collect();
+            let streams: Vec<Arc<Stream>> = (0..n)
+                .map(|i| {
+                    let spec = json!({"labels": {"site": "a"}, "placement":
+                        {"preferredNodeLabels": {"site": "a"}}});
+                    let mut s = stream(&format!("cam-{i:06}"), 5, spec).as_ref().clone();
+                    s.status = Some(crate::resources::StreamStatus {
+                        layout: Some(StreamLayout {
+                            ingest: Some(format!("node-{:05}", i % (n / 100))),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    });
+                    Arc::new(s)
+                })
+                .collect();
+            let t = std::time::Instant::now();
+            let w = World::assemble(streams, |_, _| None, &nodes, &[], |_| true, None);
+            let assemble = t.elapsed();
+            let t = std::time::Instant::now();
+            let r = w.layout(&w.previous);
+            let layout = t.elapsed();
+            assert!(r.changes.is_empty());
+            println!(
+                "{n} streams / {} nodes: World::assemble {assemble:?}, layout {layout:?}",
+                n / 100
+            );
+        }
+    }
+
     #[test]
     fn only_placeable_streams_enter_the_snapshot() {
         let mut leaving = stream("leaving", 5, json!({})).as_ref().clone();

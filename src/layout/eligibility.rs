@@ -101,7 +101,7 @@ impl Classes {
 }
 
 impl Class {
-    fn new(nodes: &[Node], s: &StreamView) -> Self {
+    pub fn new(nodes: &[Node], s: &StreamView) -> Self {
         let mask: Vec<u8> = nodes
             .iter()
             .map(|n| {

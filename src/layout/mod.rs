@@ -31,10 +31,12 @@
 //!
 //! The layouter loop keeps `result.placements` as the next run's `previous` (or rebuilds it
 //! from the streams' status with `Placement::from(&layout)`) and writes `result.changes` to
-//! status; the preview operations run the same function on an edited snapshot and report
+//! status ([`Incremental`] keeps a run and lays out only what changed since, with the same
+//! result); the preview operations run the same function on an edited snapshot and report
 //! `changes` (streams) or `preview_counts(&counts(&previous), &result.counts)` (streamers).
 
 mod eligibility;
+mod incremental;
 mod model;
 mod outcome;
 mod place;
@@ -45,6 +47,7 @@ mod proptests;
 #[cfg(test)]
 mod tests;
 
+pub use incremental::Incremental;
 pub use model::{
     Counts, Labels, LayoutOptions, LayoutResult, NodeView, Placement, RoleCounts, Shortfall,
     Snapshot, StreamView, Unplaced, Zones, labels, zones,

@@ -37,7 +37,7 @@ enum Role {
 }
 
 /// A stream's placement while it is being computed (node indexes).
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub(super) struct Work {
     pub ingest: Option<usize>,
     pub backups: Vec<usize>,
@@ -144,6 +144,83 @@ impl State<'_> {
         }
     }
 
+    /// Phase 1 for one stream's ingest: keeps the previous one if it may stay.
+    pub fn keep_ingest(
+        &mut self,
+        prev: Option<&Placement>,
+        at: impl Fn(&str) -> Option<usize>,
+        class: &Class,
+        w: &mut Work,
+    ) {
+        let Some(h) = prev.and_then(|p| p.ingest.as_deref()) else {
+            return;
+        };
+        let i = at(h);
+        match self.keep_refusal(i, class) {
+            Some(reason) => w.ingest_lost = Some(reason),
+            None => {
+                let i = i.expect("refusal covers unknown nodes");
+                w.ingest = Some(i);
+                self.add(i, Role::Ingest, 1);
+            }
+        }
+    }
+
+    /// Phase 1 for one stream's backups: keeps the previous ones that may stay, up to `wanted`.
+    pub fn keep_backups(
+        &mut self,
+        prev: Option<&Placement>,
+        at: impl Fn(&str) -> Option<usize>,
+        class: &Class,
+        wanted: usize,
+        w: &mut Work,
+    ) {
+        let Some(p) = prev else { return };
+        for h in &p.dvr_backups {
+            let i = at(h);
+            // A duplicate (hand-edited status) or one too many: dropping it is an adjustment.
+            if i.is_some_and(|i| w.holds(i)) || w.backups.len() >= wanted {
+                w.backup_lost
+                    .get_or_insert(ChangeReason::DvrRedundancyAdjust);
+                continue;
+            }
+            match self.keep_refusal(i, class) {
+                Some(reason) => {
+                    w.backup_lost.get_or_insert(reason);
+                }
+                None => {
+                    let i = i.expect("refusal covers unknown nodes");
+                    w.backups.push(i);
+                    self.add(i, Role::Backup, 1);
+                }
+            }
+        }
+    }
+
+    /// Phase 3 for one stream: an ingest if it has none, then backups up to `wanted`.
+    pub fn fill_one(&mut self, class: &Class, hash: u64, wanted: usize, w: &mut Work) {
+        if w.ingest.is_none() && !self.place_ingest(class, hash, w) {
+            return;
+        }
+        while w.backups.len() < wanted {
+            let Some(i) = self.pick(class, hash, w, Role::Backup) else {
+                break;
+            };
+            self.add(i, Role::Backup, 1);
+            w.backups.push(i);
+        }
+    }
+
+    /// Gives back the slots a stream holds (it left, or is laid out again).
+    pub fn release(&mut self, w: &Work) {
+        if let Some(i) = w.ingest {
+            self.add(i, Role::Ingest, -1);
+        }
+        for &i in &w.backups {
+            self.add(i, Role::Backup, -1);
+        }
+    }
+
     /// Gives the stream an ingest: a promoted backup if it has one that may ingest, else the
     /// best node. Without one, it also gives up its backups (they would have nothing to copy).
     fn place_ingest(&mut self, class: &Class, hash: u64, w: &mut Work) -> bool {
@@ -246,51 +323,24 @@ impl<'a> Run<'a> {
 
     /// Phase 1: keep what may stay.
     fn keep(&mut self) {
+        let index = &self.index;
+        let at = |h: &str| index.get(h).copied();
         for si in 0..self.streams.len() {
             if self.streams[si].disabled {
                 continue;
             }
-            let Some(h) = self.prev[si].and_then(|p| p.ingest.as_deref()) else {
-                continue;
-            };
-            let i = self.index.get(h).copied();
             let class = &self.classes.list[self.classes.of_stream[si]];
-            match self.st.keep_refusal(i, class) {
-                Some(reason) => self.work[si].ingest_lost = Some(reason),
-                None => {
-                    let i = i.expect("refusal covers unknown nodes");
-                    self.work[si].ingest = Some(i);
-                    self.st.add(i, Role::Ingest, 1);
-                }
-            }
+            self.st
+                .keep_ingest(self.prev[si], at, class, &mut self.work[si]);
         }
         for si in 0..self.streams.len() {
             if self.streams[si].disabled {
                 continue;
             }
-            let Some(p) = self.prev[si] else { continue };
             let wanted = self.streams[si].dvr_redundancy as usize;
             let class = &self.classes.list[self.classes.of_stream[si]];
-            let w = &mut self.work[si];
-            for h in &p.dvr_backups {
-                let i = self.index.get(&**h).copied();
-                // A duplicate (hand-edited status) or one too many: dropping it is an adjustment.
-                if i.is_some_and(|i| w.holds(i)) || w.backups.len() >= wanted {
-                    w.backup_lost
-                        .get_or_insert(ChangeReason::DvrRedundancyAdjust);
-                    continue;
-                }
-                match self.st.keep_refusal(i, class) {
-                    Some(reason) => {
-                        w.backup_lost.get_or_insert(reason);
-                    }
-                    None => {
-                        let i = i.expect("refusal covers unknown nodes");
-                        w.backups.push(i);
-                        self.st.add(i, Role::Backup, 1);
-                    }
-                }
-            }
+            self.st
+                .keep_backups(self.prev[si], at, class, wanted, &mut self.work[si]);
         }
     }
 
@@ -333,17 +383,9 @@ impl<'a> Run<'a> {
         pending.sort_by_key(|&si| (self.class_of(si).open.len(), si));
         for si in pending {
             let class = &self.classes.list[self.classes.of_stream[si]];
-            let (hash, w, st) = (self.hashes[si], &mut self.work[si], &mut self.st);
-            if w.ingest.is_none() && !st.place_ingest(class, hash, w) {
-                continue;
-            }
-            while w.backups.len() < self.streams[si].dvr_redundancy as usize {
-                let Some(i) = st.pick(class, hash, w, Role::Backup) else {
-                    break;
-                };
-                st.add(i, Role::Backup, 1);
-                w.backups.push(i);
-            }
+            let wanted = self.streams[si].dvr_redundancy as usize;
+            self.st
+                .fill_one(class, self.hashes[si], wanted, &mut self.work[si]);
         }
     }
 }

@@ -426,4 +426,55 @@ proptest! {
         let delta: i64 = changes.iter().map(|c| c.delta).sum();
         prop_assert_eq!(delta, total(&r.counts) - total(&before));
     }
+
+    /// The incremental layouter equals a full run from the previous placements, run after
+    /// run, over random sequences of added, changed and removed streams (keys s000–s049, so
+    /// steps hit existing streams and new ones).
+    #[test]
+    fn incremental_equals_a_full_run(
+        (snap, prev) in arb_case(),
+        steps in proptest::collection::vec(
+            proptest::collection::vec((0usize..50, arb_stream(0), prop::bool::weighted(0.25)), 0..8),
+            1..5,
+        ),
+        every in any::<bool>(),
+    ) {
+        let o = LayoutOptions { explain_all_nodes: every, ..opts(false) };
+        let (mut inc, first) = Incremental::new(&snap, &prev, &o);
+        prop_assert_eq!(&first, &layout(&snap, &prev, &o));
+        let mut current: BTreeMap<Arc<str>, StreamView> = BTreeMap::new();
+        for s in &snap.streams {
+            current.entry(s.key.clone()).or_insert_with(|| s.clone());
+        }
+        let mut placements = first.placements;
+        for (n, step) in steps.into_iter().enumerate() {
+            let mut edits: BTreeMap<Arc<str>, Option<StreamView>> = BTreeMap::new();
+            for (j, view, remove) in step {
+                let key: Arc<str> = format!("s{j:03}").into();
+                edits.insert(key.clone(), (!remove).then_some(StreamView { key, ..view }));
+            }
+            let (mut upserts, mut removed) = (Vec::new(), Vec::new());
+            for (key, edit) in edits {
+                match edit {
+                    Some(view) => {
+                        current.insert(key, view.clone());
+                        upserts.push(view);
+                    }
+                    None => {
+                        current.remove(&key);
+                        removed.push(key);
+                    }
+                }
+            }
+            let o = LayoutOptions { now_ms: 100 + n as i64, ..o.clone() };
+            let whole = Snapshot { nodes: snap.nodes.clone(), streams: current.values().cloned().collect() };
+            let full = layout(&whole, &placements, &o);
+            let r = inc.update(upserts, &removed, &o);
+            prop_assert_eq!(&r.changes, &full.changes, "changes after step {}", n);
+            prop_assert_eq!(&r.unplaced, &full.unplaced, "unplaced after step {}", n);
+            prop_assert_eq!(&r.counts, &full.counts, "counts after step {}", n);
+            prop_assert_eq!(&inc.placements(), &full.placements, "placements after step {}", n);
+            placements = full.placements;
+        }
+    }
 }

@@ -1005,3 +1005,57 @@ fn a_zone_turning_dedicated_moves_the_streams_that_do_not_require_it() {
         Some(ChangeReason::StreamMissesNodeRequiredLabels)
     );
 }
+
+/// Cost of one run at fleet scale, for issue 21's "cost of a change ∝ the change" (printed,
+/// not asserted: `cargo test --lib layout::tests::cost_at_scale -- --ignored --nocapture`,
+/// `--release` for absolute figures). Four classes of streams on N/100 nodes, one backup
+/// each for a tenth of them; a first run from nothing, a run with nothing changed, and a run
+/// after 100 new streams arrive (what a bulk apply triggers every few hundred milliseconds).
+#[test]
+#[ignore]
+fn cost_at_scale() {
+    for n in [10_000usize, 100_000] {
+        let nodes: Vec<NodeView> = (0..n / 100)
+            .map(|i| NodeView {
+                labels: labels([("site", if i.is_multiple_of(2) { "a" } else { "b" })]),
+                ..node(&format!("node-{i:05}"))
+            })
+            .collect();
+        let view = |i: usize| StreamView {
+            dvr_redundancy: u32::from(i.is_multiple_of(10)),
+            preferred_node_labels: labels([("site", if i % 4 < 2 { "a" } else { "b" })]),
+            labels: labels([("kind", if i.is_multiple_of(2) { "fixed" } else { "ptz" })]),
+            ..stream(&format!("ns/cam-{i:06}"))
+        };
+        let mut s = snap(nodes, (0..n).map(view).collect());
+        let time = |s: &Snapshot, prev: &Prev| {
+            let t = std::time::Instant::now();
+            let r = run(s, prev);
+            (t.elapsed(), r)
+        };
+        let (first, r) = time(&s, &Prev::new());
+        let (same, r2) = time(&s, &r.placements);
+        assert!(r.unplaced.is_empty() && r2.changes.is_empty());
+        let t = std::time::Instant::now();
+        let cloned = r.placements.clone();
+        let clone = t.elapsed();
+        s.streams.extend((n..n + 100).map(view));
+        let (added, r3) = time(&s, &cloned);
+        assert_eq!(r3.changes.len(), 100);
+        let o = LayoutOptions {
+            now_ms: 1000,
+            ..Default::default()
+        };
+        let before = snap(s.nodes.clone(), s.streams[..n].to_vec());
+        let (mut inc, _) = Incremental::new(&before, &cloned, &o);
+        let t = std::time::Instant::now();
+        let r4 = inc.update(s.streams[n..].to_vec(), &[], &o);
+        let incremental = t.elapsed();
+        assert_eq!(r4.changes, r3.changes);
+        println!(
+            "{n} streams / {} nodes: first run {first:?}, unchanged {same:?}, +100 streams \
+             {added:?} (incrementally {incremental:?}), cloning the previous placements {clone:?}",
+            n / 100
+        );
+    }
+}

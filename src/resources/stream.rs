@@ -187,4 +187,89 @@ mod tests {
         unnamed.metadata.generate_name = Some("cam-".into());
         assert_eq!(unnamed.watcher_name(), "cam-");
     }
+
+    /// The size of a typical Stream as the API server stores it, for the 1,000,000-camera
+    /// plan in docs/scale.md (printed, not asserted: `cargo test --lib
+    /// resources::stream::tests::stored_size -- --ignored --nocapture`). The first sample
+    /// camera with the metadata the API server adds (managedFields aside: the API server
+    /// adds those, the operator's cache strips them) and a settled status: three
+    /// conditions, a layout on one of 100 nodes, and the full layout history.
+    #[test]
+    #[ignore]
+    fn stored_size() {
+        use crate::resources::wire::stream::{
+            ChangeReason, IngestHistoryItem, NodeLayoutDecision, NodeRole, Originator,
+        };
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+        let sample = include_str!("../../manifests/samples/06-streams.yaml");
+        let doc = sample.split("\n---\n").next().unwrap();
+        let mut s: Stream = serde_yaml::from_str(doc).unwrap();
+        let spec_only = serde_json::to_vec(&s).unwrap().len();
+        let at = Time(k8s_openapi::jiff::Timestamp::from_second(1_790_000_000).unwrap());
+        s.metadata.namespace = Some("cameras".into());
+        s.metadata.uid = Some("0b7f1c9e-8d3a-4c6e-9f21-5a7d3e2b1c4f".into());
+        s.metadata.resource_version = Some("123456789".into());
+        s.metadata.generation = Some(3);
+        s.metadata.creation_timestamp = Some(at.clone());
+        s.metadata.finalizers = Some(vec!["panoptes.dev/cleanup".into()]);
+        let condition = |t: &str, reason: &str| Condition {
+            type_: t.into(),
+            status: "True".into(),
+            reason: reason.into(),
+            message: format!("{t}: {reason}"),
+            last_transition_time: at.clone(),
+            observed_generation: Some(3),
+        };
+        let history = |i: i64| IngestHistoryItem {
+            created_at: 1_790_000_000_000 + i,
+            ingest: format!("streamer-{i:03}.example.net"),
+            originator: Originator::Layouter,
+        };
+        let layout = StreamLayout {
+            ingest: Some("streamer-004.example.net".into()),
+            change_reason: Some(ChangeReason::NodeBecomeOffline),
+            failover_from: Some("streamer-003.example.net".into()),
+            created_at: Some(1_790_000_000_004),
+            originator: Some(Originator::Layouter),
+            node_layout_decisions: vec![NodeLayoutDecision {
+                role: NodeRole::Streamer,
+                hostname: "streamer-004.example.net".into(),
+                node_decision: true,
+                reasons: vec![],
+            }],
+            ingest_history: (0..5).map(history).collect(),
+            ..Default::default()
+        };
+        let record = |i: i64| LayoutRecord {
+            ingest: Some(format!("streamer-{i:03}.example.net")),
+            dvr_backups: vec![],
+            change_reason: Some(ChangeReason::NodeBecomeOffline),
+            created_at: Some(1_790_000_000_000 + i),
+            originator: Some(Originator::Layouter),
+        };
+        s.status = Some(StreamStatus {
+            common: CommonStatus {
+                conditions: vec![
+                    condition("Scheduled", "Placed"),
+                    condition("Synced", "Pushed"),
+                    condition("Ready", "Running"),
+                ],
+                observed_generation: Some(3),
+            },
+            watcher_name: Some("north-cam-01".into()),
+            layout: Some(layout),
+            layout_history: (0..4).map(record).collect(),
+            alive: Some(true),
+            synced_nodes: vec!["streamer-004.example.net".into()],
+            ..Default::default()
+        });
+        let full = serde_json::to_vec(&s).unwrap().len();
+        let history_only = serde_json::to_vec(&s.status.as_ref().unwrap().layout_history)
+            .unwrap()
+            .len();
+        println!(
+            "Stream as JSON: spec only {spec_only} B, with metadata and a settled status {full} B \
+             (layoutHistory {history_only} B)"
+        );
+    }
 }
