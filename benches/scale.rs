@@ -424,9 +424,16 @@ async fn facade(report: &mut Report, op: &OperatorProcess, fleet: &Fleet, names:
     let api = op.api_addr.to_string();
     let login = ("bench", "bench-password");
     scale::facade::create_login(&fleet.ns, login).await;
-    // The User controller hashes the password; give it a moment.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let token = match scale::facade::probe(&api, login).await {
+    // The User controller hashes the password first: up to a minute on a loaded machine.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let token = loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        match scale::facade::probe(&api, login).await {
+            Err(why) if why.starts_with("login answered") && Instant::now() < deadline => {}
+            other => break other,
+        }
+    };
+    let token = match token {
         Ok(t) => t,
         Err(why) => {
             report.add(latency, why, p99);
