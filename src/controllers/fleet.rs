@@ -287,8 +287,33 @@ impl Fleet {
 
     /// Replaces what `hostname` holds with a fresh list; returns the names whose disk config
     /// changed, appeared or vanished since the previous list.
-    pub fn record_list(&self, hostname: &str, listed: HashMap<String, NodeCopy>) -> Vec<String> {
+    pub fn record_list(
+        &self,
+        hostname: &str,
+        mut listed: HashMap<String, NodeCopy>,
+    ) -> Vec<String> {
         let mut inner = self.write();
+        // A listed copy equal to what we pushed (or to the previous listing) shares that value
+        // instead of holding a second parse of it: with a list per node every few seconds,
+        // the copies would otherwise be one `config_on_disk` tree per stream twice over
+        // (~2 KiB per stream, the largest per-stream cost after the stores).
+        let pushed = inner.pushed.get(hostname);
+        let before = inner.on_node.get(hostname);
+        for (name, copy) in &mut listed {
+            let Some(disk) = copy.config_on_disk.as_mut() else {
+                continue;
+            };
+            let known = pushed
+                .and_then(|p| p.get(name))
+                .into_iter()
+                .chain(before.and_then(|b| b.get(name)?.config_on_disk.as_ref()));
+            for k in known {
+                if Arc::ptr_eq(k, disk) || **k == **disk {
+                    *disk = k.clone();
+                    break;
+                }
+            }
+        }
         inner.listed.insert(hostname.to_string());
         let old = inner.on_node.insert(hostname.to_string(), listed);
         let new = &inner.on_node[hostname];

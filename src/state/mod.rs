@@ -273,6 +273,26 @@ pub fn start_sharded(
     stores
 }
 
+/// Annotation `kubectl apply` (client-side) keeps a second copy of the whole object in.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Drops what nothing here reads from an object before the store keeps it: at 100,000
+/// Streams every byte per object is ~100 KB of operator memory. managedFields are a large
+/// share of every object; a kubectl-applied object carries itself again as an annotation.
+fn strip<K: Resource>(obj: &mut K) {
+    obj.managed_fields_mut().clear();
+    let meta = obj.meta_mut();
+    if let Some(a) = meta.annotations.as_mut() {
+        a.remove(LAST_APPLIED);
+        if a.is_empty() {
+            meta.annotations = None;
+        }
+    }
+    if meta.managed_fields.as_ref().is_some_and(Vec::is_empty) {
+        meta.managed_fields = None;
+    }
+}
+
 /// Runs one watch into a new store, and passes every event the store applied on to `tap`.
 fn reflect<K>(
     events: impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
@@ -287,8 +307,7 @@ where
     let (reader, writer): (Store<K>, Writer<K>) = reflector::store();
     let stream = events
         .default_backoff()
-        // managedFields are a large share of every object and nothing here reads them.
-        .modify(|obj| obj.managed_fields_mut().clear())
+        .modify(strip)
         .reflect(writer)
         // Every event, deletes and relists included, after the store applied it.
         .inspect({
@@ -312,4 +331,45 @@ where
         }
     });
     reader
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+    use kube::api::ObjectMeta;
+
+    #[test]
+    fn stored_objects_lose_what_nothing_reads_and_keep_the_rest() {
+        let mut s: Stream = serde_json::from_value(serde_json::json!({
+            "apiVersion": "panoptes.dev/v1alpha1", "kind": "Stream",
+            "metadata": { "name": "cam", "namespace": "ns" },
+            "spec": { "inputs": [{ "url": "rtsp://10.0.0.1/live" }] },
+        }))
+        .unwrap();
+        s.metadata = ObjectMeta {
+            annotations: Some(
+                [
+                    (
+                        LAST_APPLIED.to_string(),
+                        "{\"a huge\":\"copy\"}".to_string(),
+                    ),
+                    ("panoptes.dev/kept".to_string(), "1".to_string()),
+                ]
+                .into(),
+            ),
+            managed_fields: Some(vec![ManagedFieldsEntry::default()]),
+            ..s.metadata
+        };
+        strip(&mut s);
+        assert_eq!(s.metadata.managed_fields, None);
+        assert_eq!(
+            s.annotations().keys().collect::<Vec<_>>(),
+            ["panoptes.dev/kept"]
+        );
+        assert_eq!(s.name_any(), "cam");
+        s.metadata.annotations = Some([(LAST_APPLIED.to_string(), String::new())].into());
+        strip(&mut s);
+        assert_eq!(s.metadata.annotations, None, "no empty map left behind");
+    }
 }
