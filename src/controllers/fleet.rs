@@ -555,4 +555,34 @@ mod tests {
         fleet.record_delete("n1", "a");
         assert_eq!(fleet.holders("a"), vec!["n2"]);
     }
+
+    #[test]
+    fn a_listed_copy_equal_to_a_known_one_shares_it() {
+        let fleet = Fleet::default();
+        let listed = |v: i64| {
+            HashMap::from([(
+                "a".to_string(),
+                NodeCopy {
+                    config_on_disk: Some(Arc::new(serde_json::json!({ "v": v }))),
+                    managed: true,
+                },
+            )])
+        };
+        let disk = |f: &Fleet| f.copy_on("n1", "a").unwrap().config_on_disk.unwrap();
+        fleet.record_push("n1", "a", serde_json::json!({ "v": 1 }));
+        let pushed = disk(&fleet);
+        fleet.record_list("n1", listed(1));
+        assert!(
+            Arc::ptr_eq(&pushed, &disk(&fleet)),
+            "the pushed value, not a second parse"
+        );
+        fleet.record_list("n1", listed(2));
+        let listed_before = disk(&fleet);
+        assert_eq!(*listed_before, serde_json::json!({ "v": 2 }));
+        fleet.record_list("n1", listed(2));
+        assert!(
+            Arc::ptr_eq(&listed_before, &disk(&fleet)),
+            "the previous listing's value"
+        );
+    }
 }
