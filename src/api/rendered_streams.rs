@@ -48,8 +48,11 @@ pub(crate) struct Work {
     /// Organization and Preset store counters at the last build (either moving re-checks
     /// every stream: they are rare, and any stream may show them).
     refs: [u64; 2],
-    last: Option<(Arc<Index>, Arc<HashMap<u64, u32>>)>,
+    last: Option<(Arc<Index>, Arc<ByName>)>,
 }
+
+/// Position in the index by the hash of a Watcher name.
+type ByName = HashMap<u64, u32>;
 
 /// The rendered streams, indexed for list queries; updated when the Stream, Organization
 /// or Preset store or the live stats changed (see [`crate::api::cache`]). A Stream change
@@ -65,7 +68,7 @@ pub(crate) struct RenderedStreams {
     /// when several namespaces have one of that name, as
     /// [`find`](super::routes::streams::find) picks); a map of plain numbers, so the next
     /// build copies it instead of allocating a string per stream.
-    by_name: Arc<HashMap<u64, u32>>,
+    by_name: Arc<ByName>,
 }
 
 fn name_hash(name: &str) -> u64 {
@@ -308,9 +311,8 @@ fn update(
         }
     }
     // Renamed slots: the Watcher name index follows.
-    for p in 0..work.slots.len() {
-        if origin[p].is_none() {
-            let slot = &work.slots[p];
+    for (slot, origin) in work.slots.iter().zip(&origin) {
+        if origin.is_none() {
             let known = work
                 .named
                 .get(&slot.name)

@@ -32,8 +32,12 @@ pub struct Index {
     search: SearchText,
     /// By canonical sort text; the cell lets one request compute an order while others
     /// asking for the same one wait for it instead of sorting too.
-    orders: Mutex<Vec<(String, SortSpec, Arc<OnceLock<Order>>)>>,
+    orders: Mutex<Vec<CachedOrder>>,
 }
+
+/// A sort order by its canonical text, with the sort (to carry it over in
+/// [`Index::update`]) and the order once computed.
+type CachedOrder = (String, SortSpec, Arc<OnceLock<Order>>);
 
 impl Index {
     /// Indexes `items` for `q` over `search` paths (the collection's
