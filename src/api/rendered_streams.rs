@@ -5,6 +5,8 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use kube::ResourceExt;
+use kube::runtime::reflector::ObjectRef;
 use serde_json::Value;
 
 use super::ApiState;
@@ -13,10 +15,17 @@ use super::query::Index;
 use super::routes::live_nodes;
 use super::routes::streams::STREAMS;
 use super::views::{self, to_json};
+use crate::resources::Stream;
 use crate::state::NodeLive;
 
 /// One stream's rendering and what it was rendered from.
-pub(crate) struct Rendered {
+struct Slot {
+    /// (namespace, name) of the Stream.
+    key: Key,
+    /// Its Watcher name.
+    name: String,
+    /// In the facade's namespace (wins a Watcher name shared across namespaces).
+    preferred: bool,
     /// Digest of the resourceVersions of the stream, its organization and its preset.
     versions: u64,
     /// The ingest node's live report the rendering read its stats from.
@@ -24,24 +33,60 @@ pub(crate) struct Rendered {
     value: Arc<Value>,
 }
 
-/// The rendered streams, indexed for list queries; rebuilt when the Stream, Organization
-/// or Preset store or the live stats changed (see [`crate::api::cache`]). The working
-/// state keeps each stream's rendering by uid, so a rebuild renders only what changed.
-pub(crate) type Cache = Versioned<RenderedStreams, HashMap<String, Rendered>, 4>;
+type Key = (String, String);
+
+/// What one build leaves for the next, so that a change costs in proportion to itself:
+/// the renderings in index order, where each stream sits, and the last snapshot to update.
+#[derive(Default)]
+pub(crate) struct Work {
+    slots: Vec<Slot>,
+    at: HashMap<Key, u32>,
+    /// Watcher name → the streams that have it (one, but for namespaces sharing a name).
+    named: HashMap<String, Vec<Key>>,
+    /// The live reports the renderings read.
+    nodes: HashMap<String, Arc<NodeLive>>,
+    /// Organization and Preset store counters at the last build (either moving re-checks
+    /// every stream: they are rare, and any stream may show them).
+    refs: [u64; 2],
+    last: Option<(Arc<Index>, Arc<ByName>)>,
+}
+
+/// Position in the index by the hash of a Watcher name.
+type ByName = HashMap<u64, u32>;
+
+/// The rendered streams, indexed for list queries; updated when the Stream, Organization
+/// or Preset store or the live stats changed (see [`crate::api::cache`]). A Stream change
+/// re-renders that stream and updates the last index (see [`Index::update`]): the cost of a
+/// build is that of the change plus a few memory copies, not a walk of every stream.
+pub(crate) type Cache = Versioned<RenderedStreams, Work, 4>;
 
 /// Every stream, rendered: indexed for lists, and by Watcher name for single reads.
 pub(crate) struct RenderedStreams {
     /// For list queries.
-    pub(crate) index: Index,
-    /// Position in the index by Watcher name (the facade namespace's stream when several
-    /// namespaces have one of that name, as [`find`](super::routes::streams::find) picks).
-    by_name: HashMap<String, usize>,
+    pub(crate) index: Arc<Index>,
+    /// Position in the index by the hash of a Watcher name (the facade namespace's stream
+    /// when several namespaces have one of that name, as
+    /// [`find`](super::routes::streams::find) picks); a map of plain numbers, so the next
+    /// build copies it instead of allocating a string per stream.
+    by_name: Arc<ByName>,
+}
+
+fn name_hash(name: &str) -> u64 {
+    digest([Some(name)])
 }
 
 impl RenderedStreams {
     /// The rendering of the stream [`find`](super::routes::streams::find) would return.
     pub(crate) fn get(&self, name: &str) -> Option<&Arc<Value>> {
-        self.by_name.get(name).map(|&i| &self.index.items()[i])
+        let items = self.index.items();
+        let named = |v: &&Arc<Value>| v.get("name").and_then(Value::as_str) == Some(name);
+        match self.by_name.get(&name_hash(name)) {
+            Some(&i) => Some(&items[i as usize]).filter(named).or_else(|| {
+                // Two names with one 64-bit hash: look the slow way.
+                items.iter().find(named)
+            }),
+            None => None,
+        }
     }
 
     /// Every stream rendered (shared renderings).
@@ -66,24 +111,42 @@ impl RenderedStreams {
             Lenient::ServeAndRefresh(guard) => Some(guard),
             Lenient::Build => None,
         };
-        state
-            .cache
-            .streams
-            .get(stamp, |rendered| build(state, rendered))
+        state.cache.streams.get(stamp, |work| build(state, work))
     }
 }
 
 /// Position of the live stats counter in the stamp.
 const LIVE: usize = 3;
 /// Live numbers in lists may lag the node reports by this much (they are a node resync old
-/// anyway); store changes never lag. A rebuild walks every stream, so rebuilding on each of
-/// the 20 node reports a second of a 100-node fleet would make list latency that of a
-/// rebuild; this way one request a second pays for it.
+/// anyway); store changes never lag. A rebuild re-renders every stream whose stats moved,
+/// so rebuilding on each of the 20 node reports a second of a 100-node fleet would make
+/// list latency that of a rebuild; this way one request a second pays for it.
 const STATS_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Renders the streams whose inputs changed since `rendered` was filled, reuses the rest.
-fn build(state: &ApiState, rendered: &mut HashMap<String, Rendered>) -> RenderedStreams {
+/// The renderings for the stores now: an update of the last ones when only Streams and live
+/// stats moved and the Stream watch journal kept up, otherwise a walk of every stream.
+fn build(state: &ApiState, work: &mut Work) -> RenderedStreams {
+    let c = &state.stores.changes;
+    let touched = c.stream_journal.take();
+    let refs = [c.organizations.get(), c.presets.get()];
     let nodes = live_nodes(state);
+    let out = match (touched, &work.last) {
+        (Some(touched), Some(_)) if refs == work.refs => update(state, work, touched, &nodes),
+        _ => full(state, work, &nodes),
+    };
+    work.refs = refs;
+    work.nodes = nodes;
+    work.last = Some((out.index.clone(), out.by_name.clone()));
+    out
+}
+
+/// Walks every stream: renders those whose inputs changed since `work` was filled, reuses
+/// the rest.
+fn full(
+    state: &ApiState,
+    work: &mut Work,
+    nodes: &HashMap<String, Arc<NodeLive>>,
+) -> RenderedStreams {
     let (orgs, presets) = (
         state.stores.organizations.state(),
         state.stores.presets.state(),
@@ -102,65 +165,263 @@ fn build(state: &ApiState, rendered: &mut HashMap<String, Rendered>) -> Rendered
     }
     let (org_versions, preset_versions) = (versions(&orgs), versions(&presets));
     let streams = super::deleted::objects(&state.stores.streams);
-    let mut items = Vec::with_capacity(streams.len());
-    let mut by_name: HashMap<String, (usize, bool)> = HashMap::with_capacity(streams.len());
+    let mut old: HashMap<Key, Slot> = std::mem::take(&mut work.slots)
+        .into_iter()
+        .map(|s| (s.key.clone(), s))
+        .collect();
+    work.at.clear();
+    work.named.clear();
     for s in &streams {
         let ns = s.metadata.namespace.as_deref().unwrap_or("");
-        let preferred = ns == state.config.namespace;
-        match by_name.get_mut(s.watcher_name()) {
-            Some(at) if preferred && !at.1 => *at = (items.len(), true),
-            Some(_) => {}
-            None => {
-                by_name.insert(s.watcher_name().to_string(), (items.len(), preferred));
-            }
-        }
-        let org = s.spec.organization_ref.as_deref();
-        let preset = s.spec.preset_ref.as_deref();
         let versions = digest([
             s.metadata.resource_version.as_deref(),
-            org.and_then(|r| org_versions.get(&(ns, r)).copied()),
-            preset.and_then(|r| preset_versions.get(&(ns, r)).copied()),
+            s.spec
+                .organization_ref
+                .as_deref()
+                .and_then(|r| org_versions.get(&(ns, r)).copied()),
+            s.spec
+                .preset_ref
+                .as_deref()
+                .and_then(|r| preset_versions.get(&(ns, r)).copied()),
         ]);
-        let node = s
-            .status
-            .as_ref()
-            .and_then(|st| st.layout.as_ref()?.ingest.as_deref())
-            .and_then(|h| nodes.get(h));
-        let uid = s.metadata.uid.as_deref().unwrap_or("");
-        match rendered.get_mut(uid) {
-            Some(r)
-                if r.versions == versions
-                    && same_stats(r.node.as_ref(), node, s.watcher_name()) =>
-            {
-                // Hold the newest report, so older ones are freed.
-                r.node = node.cloned();
-                items.push(r.value.clone());
+        let key = (ns.to_string(), s.name_any());
+        let slot = match old.remove(&key) {
+            Some(mut r) if r.versions == versions && r.name == s.watcher_name() => {
+                let node = ingest_report(s, nodes);
+                if same_stats(r.node.as_ref(), node, &r.name) {
+                    // Hold the newest report, so older ones are freed.
+                    r.node = node.cloned();
+                    r
+                } else {
+                    render(state, s, versions, nodes)
+                }
             }
-            _ => {
-                let value = Arc::new(to_json(&views::stream(state, s, &nodes)));
-                items.push(value.clone());
-                rendered.insert(
-                    uid.to_string(),
-                    Rendered {
-                        versions,
-                        node: node.cloned(),
-                        value,
-                    },
-                );
+            _ => render(state, s, versions, nodes),
+        };
+        place(work, slot);
+    }
+    let items = work.slots.iter().map(|s| s.value.clone()).collect();
+    let mut by_name = HashMap::with_capacity(work.slots.len());
+    let names: Vec<String> = work.named.keys().cloned().collect();
+    for name in names {
+        pick(work, &mut by_name, &name);
+    }
+    RenderedStreams {
+        index: Arc::new(Index::new(items, STREAMS.search)),
+        by_name: Arc::new(by_name),
+    }
+}
+
+/// Re-renders the streams the journal or the live reports name, and updates the last index.
+fn update(
+    state: &ApiState,
+    work: &mut Work,
+    touched: Vec<(String, String)>,
+    nodes: &HashMap<String, Arc<NodeLive>>,
+) -> RenderedStreams {
+    let mut dirty: HashSet<Key> = touched.into_iter().collect();
+    // Streams whose stats a changed node report moved.
+    let mut moved_names: HashSet<&str> = HashSet::new();
+    for (host, report) in nodes {
+        match work.nodes.get(host) {
+            Some(old) if Arc::ptr_eq(old, report) => {}
+            old => {
+                for (name, live) in &report.streams {
+                    let before = old.and_then(|o| o.streams.get(name)).map(|l| &l.stats);
+                    if before != Some(&live.stats) {
+                        moved_names.insert(name);
+                    }
+                }
+                for name in old.iter().flat_map(|o| o.streams.keys()) {
+                    if !report.streams.contains_key(name) {
+                        moved_names.insert(name);
+                    }
+                }
             }
         }
     }
-    // More entries than streams means some streams are gone: only then pay for a set.
-    if rendered.len() > streams.len() {
-        let seen: HashSet<&str> = streams
-            .iter()
-            .map(|s| s.metadata.uid.as_deref().unwrap_or(""))
-            .collect();
-        rendered.retain(|k, _| seen.contains(k.as_str()));
+    for (host, old) in &work.nodes {
+        if !nodes.contains_key(host) {
+            moved_names.extend(old.streams.keys().map(String::as_str));
+        }
     }
+    for name in moved_names {
+        dirty.extend(work.named.get(name).into_iter().flatten().cloned());
+    }
+
+    let (orgs, presets) = (&state.stores.organizations, &state.stores.presets);
+    let mut origin: Vec<Option<u32>> = (0..work.slots.len() as u32).map(Some).collect();
+    let mut affected: HashSet<String> = HashSet::new();
+    let mut gone: Vec<u32> = Vec::new();
+    let mut added: Vec<Slot> = Vec::new();
+    for key in dirty {
+        let now = state
+            .stores
+            .streams
+            .get(&ObjectRef::new(&key.1).within(&key.0))
+            .filter(|s| super::deleted::shown(s.as_ref()));
+        let at = work.at.get(&key).copied();
+        match (now, at) {
+            (Some(s), at) => {
+                let org = (s.spec.organization_ref.as_deref())
+                    .and_then(|r| store_version(orgs, &key.0, r));
+                let preset =
+                    (s.spec.preset_ref.as_deref()).and_then(|r| store_version(presets, &key.0, r));
+                let versions = digest([
+                    s.metadata.resource_version.as_deref(),
+                    org.as_deref(),
+                    preset.as_deref(),
+                ]);
+                let node = ingest_report(&s, nodes);
+                match at {
+                    Some(p) => {
+                        let slot = &mut work.slots[p as usize];
+                        if slot.versions == versions
+                            && slot.name == s.watcher_name()
+                            && same_stats(slot.node.as_ref(), node, &slot.name)
+                        {
+                            slot.node = node.cloned();
+                            continue;
+                        }
+                        let new = render(state, &s, versions, nodes);
+                        affected.insert(std::mem::replace(slot, new).name);
+                        affected.insert(work.slots[p as usize].name.clone());
+                        origin[p as usize] = None;
+                    }
+                    None => added.push(render(state, &s, versions, nodes)),
+                }
+            }
+            (None, Some(p)) => gone.push(p),
+            (None, None) => {}
+        }
+    }
+    // Removals from the back, each filled by the last slot (which counts as new there: it
+    // left its place in the order of the slots).
+    gone.sort_unstable_by(|a, b| b.cmp(a));
+    for p in gone {
+        let slot = work.slots.swap_remove(p as usize);
+        origin.swap_remove(p as usize);
+        work.at.remove(&slot.key);
+        unname(work, &slot);
+        affected.insert(slot.name);
+        if let Some(moved) = work.slots.get(p as usize) {
+            work.at.insert(moved.key.clone(), p);
+            affected.insert(moved.name.clone());
+            origin[p as usize] = None;
+        }
+    }
+    // Renamed slots: the Watcher name index follows.
+    for (slot, origin) in work.slots.iter().zip(&origin) {
+        if origin.is_none() {
+            let known = work
+                .named
+                .get(&slot.name)
+                .is_some_and(|keys| keys.contains(&slot.key));
+            if !known {
+                let (key, name) = (slot.key.clone(), slot.name.clone());
+                for keys in work.named.values_mut() {
+                    keys.retain(|k| *k != key);
+                }
+                work.named.retain(|_, keys| !keys.is_empty());
+                work.named.entry(name).or_default().push(key);
+            }
+        }
+    }
+    for slot in added {
+        affected.insert(slot.name.clone());
+        place(work, slot);
+        origin.push(None);
+    }
+    let Some((index, by_name)) = &work.last else {
+        unreachable!("update runs after a full build");
+    };
+    let mut by_name = HashMap::clone(by_name);
+    for name in &affected {
+        by_name.remove(&name_hash(name));
+        pick(work, &mut by_name, name);
+    }
+    let items = work.slots.iter().map(|s| s.value.clone()).collect();
     RenderedStreams {
-        index: Index::new(items, STREAMS.search),
-        by_name: by_name.into_iter().map(|(k, (i, _))| (k, i)).collect(),
+        index: Arc::new(index.update(items, &origin)),
+        by_name: Arc::new(by_name),
+    }
+}
+
+fn store_version<K>(
+    store: &kube::runtime::reflector::Store<K>,
+    ns: &str,
+    name: &str,
+) -> Option<String>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + 'static,
+{
+    store
+        .get(&ObjectRef::new(name).within(ns))
+        .and_then(|o| o.meta().resource_version.clone())
+}
+
+/// The ingest node's live report of `s`.
+fn ingest_report<'a>(
+    s: &Stream,
+    nodes: &'a HashMap<String, Arc<NodeLive>>,
+) -> Option<&'a Arc<NodeLive>> {
+    s.status
+        .as_ref()
+        .and_then(|st| st.layout.as_ref()?.ingest.as_deref())
+        .and_then(|h| nodes.get(h))
+}
+
+fn render(
+    state: &ApiState,
+    s: &Stream,
+    versions: u64,
+    nodes: &HashMap<String, Arc<NodeLive>>,
+) -> Slot {
+    Slot {
+        key: (
+            s.metadata.namespace.clone().unwrap_or_default(),
+            s.name_any(),
+        ),
+        name: s.watcher_name().to_string(),
+        preferred: s.metadata.namespace.as_deref() == Some(state.config.namespace.as_str()),
+        versions,
+        node: ingest_report(s, nodes).cloned(),
+        value: Arc::new(to_json(&views::stream(state, s, nodes))),
+    }
+}
+
+/// Appends `slot` and indexes it.
+fn place(work: &mut Work, slot: Slot) {
+    work.at.insert(slot.key.clone(), work.slots.len() as u32);
+    work.named
+        .entry(slot.name.clone())
+        .or_default()
+        .push(slot.key.clone());
+    work.slots.push(slot);
+}
+
+fn unname(work: &mut Work, slot: &Slot) {
+    if let Some(keys) = work.named.get_mut(&slot.name) {
+        keys.retain(|k| *k != slot.key);
+        if keys.is_empty() {
+            work.named.remove(&slot.name);
+        }
+    }
+}
+
+/// Sets `name`'s entry of `by_name`: the facade namespace's stream of that name, else the
+/// first in index order.
+fn pick(work: &Work, by_name: &mut HashMap<u64, u32>, name: &str) {
+    let best = work
+        .named
+        .get(name)
+        .into_iter()
+        .flatten()
+        .filter_map(|k| work.at.get(k).copied())
+        .filter(|&p| work.slots[p as usize].name == name)
+        .min_by_key(|&p| (!work.slots[p as usize].preferred, p));
+    if let Some(p) = best {
+        by_name.insert(name_hash(name), p);
     }
 }
 

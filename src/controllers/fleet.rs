@@ -287,8 +287,33 @@ impl Fleet {
 
     /// Replaces what `hostname` holds with a fresh list; returns the names whose disk config
     /// changed, appeared or vanished since the previous list.
-    pub fn record_list(&self, hostname: &str, listed: HashMap<String, NodeCopy>) -> Vec<String> {
+    pub fn record_list(
+        &self,
+        hostname: &str,
+        mut listed: HashMap<String, NodeCopy>,
+    ) -> Vec<String> {
         let mut inner = self.write();
+        // A listed copy equal to what we pushed (or to the previous listing) shares that value
+        // instead of holding a second parse of it: with a list per node every few seconds,
+        // the copies would otherwise be one `config_on_disk` tree per stream twice over
+        // (~2 KiB per stream, the largest per-stream cost after the stores).
+        let pushed = inner.pushed.get(hostname);
+        let before = inner.on_node.get(hostname);
+        for (name, copy) in &mut listed {
+            let Some(disk) = copy.config_on_disk.as_mut() else {
+                continue;
+            };
+            let known = pushed
+                .and_then(|p| p.get(name))
+                .into_iter()
+                .chain(before.and_then(|b| b.get(name)?.config_on_disk.as_ref()));
+            for k in known {
+                if Arc::ptr_eq(k, disk) || **k == **disk {
+                    *disk = k.clone();
+                    break;
+                }
+            }
+        }
         inner.listed.insert(hostname.to_string());
         let old = inner.on_node.insert(hostname.to_string(), listed);
         let new = &inner.on_node[hostname];
@@ -529,5 +554,35 @@ mod tests {
         assert_eq!(fleet.holders("a"), vec!["n1", "n2"]);
         fleet.record_delete("n1", "a");
         assert_eq!(fleet.holders("a"), vec!["n2"]);
+    }
+
+    #[test]
+    fn a_listed_copy_equal_to_a_known_one_shares_it() {
+        let fleet = Fleet::default();
+        let listed = |v: i64| {
+            HashMap::from([(
+                "a".to_string(),
+                NodeCopy {
+                    config_on_disk: Some(Arc::new(serde_json::json!({ "v": v }))),
+                    managed: true,
+                },
+            )])
+        };
+        let disk = |f: &Fleet| f.copy_on("n1", "a").unwrap().config_on_disk.unwrap();
+        fleet.record_push("n1", "a", serde_json::json!({ "v": 1 }));
+        let pushed = disk(&fleet);
+        fleet.record_list("n1", listed(1));
+        assert!(
+            Arc::ptr_eq(&pushed, &disk(&fleet)),
+            "the pushed value, not a second parse"
+        );
+        fleet.record_list("n1", listed(2));
+        let listed_before = disk(&fleet);
+        assert_eq!(*listed_before, serde_json::json!({ "v": 2 }));
+        fleet.record_list("n1", listed(2));
+        assert!(
+            Arc::ptr_eq(&listed_before, &disk(&fleet)),
+            "the previous listing's value"
+        );
     }
 }

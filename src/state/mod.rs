@@ -1,8 +1,8 @@
 //! In-memory indexes over the cluster: one reflector store per kind, fed by watches.
 //! Controllers and the facade read from here; nothing here writes to the API server.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
@@ -254,6 +254,63 @@ impl Changes {
     }
 }
 
+/// Which objects of a store its watch touched since the one reader last asked, for a reader
+/// that keeps something derived per object and would otherwise walk every object to find
+/// the few that changed (the facade's rendered streams: 100,000 of them). Bounded: past
+/// [`Journal::MAX`] unread entries, or on a relist (objects can vanish without an event), it
+/// only remembers that anything may have changed.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Journal(Arc<Mutex<JournalInner>>);
+
+#[derive(Debug, Default)]
+struct JournalInner {
+    /// (namespace, name) of each touched object, repeats included.
+    touched: Vec<(String, String)>,
+    overflowed: bool,
+}
+
+impl Journal {
+    /// Unread entries kept before giving up on them (a reader that never asks, e.g. an
+    /// operator whose facade nobody uses, costs at most this).
+    pub const MAX: usize = 16_384;
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, JournalInner> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn note<K: Resource>(&self, event: &watcher::Event<K>) {
+        let mut j = self.lock();
+        match event {
+            watcher::Event::Apply(o) | watcher::Event::Delete(o) if !j.overflowed => {
+                if j.touched.len() >= Self::MAX {
+                    j.overflowed = true;
+                    j.touched = Vec::new();
+                } else {
+                    let m = o.meta();
+                    j.touched.push((
+                        m.namespace.clone().unwrap_or_default(),
+                        m.name.clone().unwrap_or_default(),
+                    ));
+                }
+            }
+            watcher::Event::Apply(_) | watcher::Event::Delete(_) => {}
+            // A relist replaces the whole store when it is done.
+            watcher::Event::Init | watcher::Event::InitApply(_) | watcher::Event::InitDone => {
+                j.overflowed = true;
+                j.touched = Vec::new();
+            }
+        }
+    }
+
+    /// The objects touched since the last call (each (namespace, name) once at most is not
+    /// promised), or `None` when anything may have changed.
+    pub fn take(&self) -> Option<Vec<(String, String)>> {
+        let mut j = self.lock();
+        let touched = std::mem::take(&mut j.touched);
+        (!std::mem::take(&mut j.overflowed)).then_some(touched)
+    }
+}
+
 /// [`Changes`] of each store.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct StoreChanges {
@@ -261,6 +318,8 @@ pub(crate) struct StoreChanges {
     pub streamers: Changes,
     /// Streams.
     pub streams: Changes,
+    /// The Streams touched, for the facade's rendered streams.
+    pub stream_journal: Journal,
     /// Presets.
     pub presets: Changes,
     /// Organizations.
@@ -333,36 +392,42 @@ pub fn start_sharded(
         streamers: reflect(
             watcher::watcher(scope.api(api()), shard.watch_config()),
             &c.streamers,
+            None,
             &t.streamers,
             tasks,
         ),
         streams: reflect(
             watcher::watcher(scope.api(api()), shard.watch_config()),
             &c.streams,
+            Some(&c.stream_journal),
             &t.streams,
             tasks,
         ),
         presets: reflect(
             watcher::watcher(scope.api(api()), all()),
             &c.presets,
+            None,
             &t.presets,
             tasks,
         ),
         organizations: reflect(
             watcher::watcher(scope.api(api()), all()),
             &c.organizations,
+            None,
             &t.organizations,
             tasks,
         ),
         users: reflect(
             watcher::watcher(scope.api(api()), all()),
             &c.users,
+            None,
             &t.users,
             tasks,
         ),
         zones: reflect(
             watcher::watcher(scope.api(api()), all()),
             &c.zones,
+            None,
             &t.zones,
             tasks,
         ),
@@ -371,6 +436,7 @@ pub fn start_sharded(
         secrets: reflect(
             watcher::watcher(scope.api::<PartialObjectMeta<Secret>>(api()), all()),
             &Changes::default(),
+            None,
             &t.secrets,
             tasks,
         ),
@@ -395,10 +461,31 @@ pub fn start_sharded(
     stores
 }
 
+/// Annotation `kubectl apply` (client-side) keeps a second copy of the whole object in.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Drops what nothing here reads from an object before the store keeps it: at 100,000
+/// Streams every byte per object is ~100 KB of operator memory. managedFields are a large
+/// share of every object; a kubectl-applied object carries itself again as an annotation.
+fn strip<K: Resource>(obj: &mut K) {
+    obj.managed_fields_mut().clear();
+    let meta = obj.meta_mut();
+    if let Some(a) = meta.annotations.as_mut() {
+        a.remove(LAST_APPLIED);
+        if a.is_empty() {
+            meta.annotations = None;
+        }
+    }
+    if meta.managed_fields.as_ref().is_some_and(Vec::is_empty) {
+        meta.managed_fields = None;
+    }
+}
+
 /// Runs one watch into a new store, and passes every event the store applied on to `tap`.
 fn reflect<K>(
     events: impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
     changes: &Changes,
+    journal: Option<&Journal>,
     tap: &Tap<K>,
     tasks: &mut JoinSet<()>,
 ) -> Store<K>
@@ -409,13 +496,18 @@ where
     let (reader, writer): (Store<K>, Writer<K>) = reflector::store();
     let stream = events
         .default_backoff()
-        // managedFields are a large share of every object and nothing here reads them.
-        .modify(|obj| obj.managed_fields_mut().clear())
+        .modify(strip)
         .reflect(writer)
         // Every event, deletes and relists included, after the store applied it.
         .inspect({
             let changes = changes.clone();
-            move |_| changes.bump()
+            let journal = journal.cloned();
+            move |event| {
+                if let (Some(j), Ok(event)) = (&journal, event) {
+                    j.note(event);
+                }
+                changes.bump()
+            }
         })
         // Deletes too: a mapper must learn that a referencing object is gone.
         .touched_objects();
@@ -434,4 +526,79 @@ where
         }
     });
     reader
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+    use kube::api::ObjectMeta;
+
+    #[test]
+    fn stored_objects_lose_what_nothing_reads_and_keep_the_rest() {
+        let mut s: Stream = serde_json::from_value(serde_json::json!({
+            "apiVersion": "panoptes.dev/v1alpha1", "kind": "Stream",
+            "metadata": { "name": "cam", "namespace": "ns" },
+            "spec": { "inputs": [{ "url": "rtsp://10.0.0.1/live" }] },
+        }))
+        .unwrap();
+        s.metadata = ObjectMeta {
+            annotations: Some(
+                [
+                    (
+                        LAST_APPLIED.to_string(),
+                        "{\"a huge\":\"copy\"}".to_string(),
+                    ),
+                    ("panoptes.dev/kept".to_string(), "1".to_string()),
+                ]
+                .into(),
+            ),
+            managed_fields: Some(vec![ManagedFieldsEntry::default()]),
+            ..s.metadata
+        };
+        strip(&mut s);
+        assert_eq!(s.metadata.managed_fields, None);
+        assert_eq!(
+            s.annotations().keys().collect::<Vec<_>>(),
+            ["panoptes.dev/kept"]
+        );
+        assert_eq!(s.name_any(), "cam");
+        s.metadata.annotations = Some([(LAST_APPLIED.to_string(), String::new())].into());
+        strip(&mut s);
+        assert_eq!(s.metadata.annotations, None, "no empty map left behind");
+    }
+
+    fn stream(name: &str) -> Stream {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "panoptes.dev/v1alpha1", "kind": "Stream",
+            "metadata": { "name": name, "namespace": "ns" },
+            "spec": { "inputs": [{ "url": "rtsp://10.0.0.1/live" }] },
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_journal_names_what_changed_and_gives_up_when_it_cannot_know() {
+        let j = Journal::default();
+        j.note(&watcher::Event::Apply(stream("a")));
+        j.note(&watcher::Event::Delete(stream("b")));
+        assert_eq!(
+            j.take(),
+            Some(vec![("ns".into(), "a".into()), ("ns".into(), "b".into())])
+        );
+        assert_eq!(j.take(), Some(vec![]), "read once");
+        // A relist can drop objects without an event: anything may have changed.
+        j.note(&watcher::Event::<Stream>::Init);
+        j.note(&watcher::Event::InitApply(stream("a")));
+        j.note(&watcher::Event::<Stream>::InitDone);
+        j.note(&watcher::Event::Apply(stream("c")));
+        assert_eq!(j.take(), None);
+        assert_eq!(j.take(), Some(vec![]));
+        // Bounded when nobody reads.
+        for _ in 0..=Journal::MAX {
+            j.note(&watcher::Event::Apply(stream("a")));
+        }
+        assert_eq!(j.lock().touched.capacity(), 0);
+        assert_eq!(j.take(), None);
+    }
 }
