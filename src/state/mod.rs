@@ -11,6 +11,10 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher::{self, Config};
 use kube::runtime::{WatchStreamExt, reflector::store::Writer};
 use kube::{Api, Client, Resource, ResourceExt};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
 use serde::de::DeserializeOwned;
 use std::fmt::Debug;
 use std::hash::Hash;
@@ -112,6 +116,8 @@ pub struct Stores {
     /// How many watch events each store has applied, for readers that cache what they
     /// derive from a store (the facade's rendered streams).
     pub(crate) changes: StoreChanges,
+    /// Full lists per kind (export with [`Relists::register`]).
+    pub relists: Relists,
     shard: Shard,
     /// Flips to true once, when every store has seen its initial list.
     ready: watch::Receiver<bool>,
@@ -172,6 +178,37 @@ impl Changes {
     }
 }
 
+/// Full lists each watch made: one at start, then one whenever a watch could not resume from
+/// where it was (410 Gone after etcd compacted past it, an API server that lost its watch
+/// cache). A count that keeps climbing is an API server dropping this operator's watches.
+#[derive(Clone, Debug, Default)]
+pub struct Relists(Family<KindLabel, Counter>);
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: String,
+}
+
+impl Relists {
+    /// Registers `panoptes_watch_relists_total{kind}`.
+    pub fn register(&self, r: &mut Registry) {
+        r.register(
+            "watch_relists",
+            "Full lists by watched kind (the first, and each after a watch could not resume)",
+            self.0.clone(),
+        );
+    }
+
+    /// Relists of `kind` so far.
+    pub fn get(&self, kind: &str) -> u64 {
+        self.0.get_or_create(&KindLabel { kind: kind.into() }).get()
+    }
+
+    fn count(&self, kind: String) {
+        self.0.get_or_create(&KindLabel { kind }).inc();
+    }
+}
+
 /// [`Changes`] of each store.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct StoreChanges {
@@ -204,7 +241,8 @@ pub fn start_sharded(
     let all = || Config::default().any_semantic();
     let taps = Taps::default();
     let changes = StoreChanges::default();
-    let (c, t) = (&changes, &taps);
+    let relists = Relists::default();
+    let (c, t, r) = (&changes, &taps, &relists);
     let api = || client.clone();
     let (ready_tx, ready) = watch::channel(false);
     let stores = Stores {
@@ -212,36 +250,42 @@ pub fn start_sharded(
             watcher::watcher(scope.api(api()), shard.watch_config()),
             &c.streamers,
             &t.streamers,
+            r,
             tasks,
         ),
         streams: reflect(
             watcher::watcher(scope.api(api()), shard.watch_config()),
             &c.streams,
             &t.streams,
+            r,
             tasks,
         ),
         presets: reflect(
             watcher::watcher(scope.api(api()), all()),
             &c.presets,
             &t.presets,
+            r,
             tasks,
         ),
         organizations: reflect(
             watcher::watcher(scope.api(api()), all()),
             &c.organizations,
             &t.organizations,
+            r,
             tasks,
         ),
         users: reflect(
             watcher::watcher(scope.api(api()), all()),
             &c.users,
             &t.users,
+            r,
             tasks,
         ),
         zones: reflect(
             watcher::watcher(scope.api(api()), all()),
             &c.zones,
             &t.zones,
+            r,
             tasks,
         ),
         // kube 5's `Api<PartialObjectMeta<_>>` asks for PartialObjectMetadata: Secret data
@@ -250,10 +294,12 @@ pub fn start_sharded(
             watcher::watcher(scope.api::<PartialObjectMeta<Secret>>(api()), all()),
             &Changes::default(),
             &t.secrets,
+            r,
             tasks,
         ),
         taps,
         changes,
+        relists,
         shard,
         ready,
     };
@@ -278,6 +324,7 @@ fn reflect<K>(
     events: impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
     changes: &Changes,
     tap: &Tap<K>,
+    relists: &Relists,
     tasks: &mut JoinSet<()>,
 ) -> Store<K>
 where
@@ -292,8 +339,13 @@ where
         .reflect(writer)
         // Every event, deletes and relists included, after the store applied it.
         .inspect({
-            let changes = changes.clone();
-            move |_| changes.bump()
+            let (changes, relists) = (changes.clone(), relists.clone());
+            move |event| {
+                if let Ok(watcher::Event::Init) = event {
+                    relists.count(K::kind(&Default::default()).into_owned());
+                }
+                changes.bump()
+            }
         })
         // Deletes too: a mapper must learn that a referencing object is gone.
         .touched_objects();

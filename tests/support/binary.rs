@@ -111,10 +111,14 @@ impl Drop for Binary {
 /// A front relay like a Service in front of replicas: each accepted connection goes to the
 /// next backend in turn; a backend that refuses the connection is skipped (the only retry:
 /// once bytes were sent nothing is retried, so a request in flight on a dying backend fails).
+/// It is also a network fault between a client and a real server: [`Relay::cut`] drops every
+/// open connection, [`Relay::hold`] refuses new ones.
 pub struct Relay {
     /// The relay's address.
     pub addr: String,
     task: tokio::task::JoinHandle<()>,
+    cuts: tokio::sync::watch::Sender<u64>,
+    held: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Relay {
@@ -122,34 +126,65 @@ impl Relay {
     pub async fn start(backends: Vec<String>) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
-        let task = tokio::spawn(async move {
-            let mut next = 0usize;
-            while let Ok((mut client, _)) = listener.accept().await {
-                let first = next;
-                next += 1;
-                let backends = backends.clone();
-                tokio::spawn(async move {
-                    for i in 0..backends.len() {
-                        let to = &backends[(first + i) % backends.len()];
-                        match tokio::net::TcpStream::connect(to).await {
-                            Ok(mut server) => {
-                                let _ =
-                                    tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                                return;
-                            }
-                            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => continue,
-                            Err(_) => return,
-                        }
+        let (cuts, cut_rx) = tokio::sync::watch::channel(0u64);
+        let held = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let task = tokio::spawn({
+            let held = held.clone();
+            async move {
+                let mut next = 0usize;
+                while let Ok((mut client, _)) = listener.accept().await {
+                    if held.load(std::sync::atomic::Ordering::SeqCst) {
+                        continue; // dropped: the client sees its connection reset
                     }
-                });
+                    let first = next;
+                    next += 1;
+                    let backends = backends.clone();
+                    let mut cut = cut_rx.clone();
+                    cut.mark_unchanged();
+                    tokio::spawn(async move {
+                        for i in 0..backends.len() {
+                            let to = &backends[(first + i) % backends.len()];
+                            match tokio::net::TcpStream::connect(to).await {
+                                Ok(mut server) => {
+                                    tokio::select! {
+                                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                                        _ = cut.changed() => {}
+                                    }
+                                    return;
+                                }
+                                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                                    continue;
+                                }
+                                Err(_) => return,
+                            }
+                        }
+                    });
+                }
             }
         });
-        Self { addr, task }
+        Self {
+            addr,
+            task,
+            cuts,
+            held,
+        }
+    }
+
+    /// Drops every open connection (both directions, mid-stream: watches and requests in
+    /// flight fail like on a network fault).
+    pub fn cut(&self) {
+        self.cuts.send_modify(|n| *n += 1);
+    }
+
+    /// While `on`, new connections are dropped as soon as they arrive.
+    pub fn hold(&self, on: bool) {
+        self.held.store(on, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
 impl Drop for Relay {
     fn drop(&mut self) {
         self.task.abort();
+        self.cut();
     }
 }
