@@ -91,12 +91,9 @@ async fn a_random_fault_schedule_ends_in_a_correct_fleet() {
 
     let (ns, sim) = fleet("chaos", nodes).await;
     let relay = Relay::start(vec![support::apiserver_addr().await]).await;
-    let user = operator_user(&ns).await;
-    let op_client = support::client_through(
-        &relay.addr,
-        Some((user.clone(), vec![AUTHENTICATED.into()])),
-    )
-    .await;
+    let user = bind_operator_user(&ns).await;
+    let op_client =
+        support::client_through(&relay.addr, Some((user, vec![AUTHENTICATED.into()]))).await;
     let start = || Operator::start_as(&ns, op_client.clone(), Operator::tunables(&ns));
     let mut op = Some(start());
     futures::stream::iter(0..streams)
@@ -194,28 +191,14 @@ async fn a_random_fault_schedule_ends_in_a_correct_fleet() {
                             .output()
                     }
                 });
-                let api = ns.api::<Stream>();
-                let _ = api
-                    .patch(
-                        &name,
-                        &PatchParams::default(),
-                        &Patch::Merge(json!({ "spec": { "title": title } })),
-                    )
-                    .await;
+                patch_spec(&ns, &name, json!({ "title": title })).await;
                 let _ = k.await;
                 count(&mut report, "concurrent_edit");
             }
             90..95 => {
                 let name = format!("cam{:05}", rng.random_range(0..streams));
                 let disabled = rng.random_bool(0.5);
-                let _ = ns
-                    .api::<Stream>()
-                    .patch(
-                        &name,
-                        &PatchParams::default(),
-                        &Patch::Merge(json!({ "spec": { "disabled": disabled } })),
-                    )
-                    .await;
+                patch_spec(&ns, &name, json!({ "disabled": disabled })).await;
                 count(&mut report, "disable_toggle");
             }
             _ => {}
@@ -250,7 +233,7 @@ async fn a_random_fault_schedule_ends_in_a_correct_fleet() {
         }
         let op = op.as_ref().expect("running");
         let t0 = Instant::now();
-        let evidence = control_plane_fault(kind, &ns, &sim, &relay, &user, op, &mut rng).await;
+        let evidence = control_plane_fault(kind, &ns, &sim, &relay, op, &mut rng, streams).await;
         let calm = Instant::now();
         violations = reconverge(&ns, &sim).await;
         let took = calm.elapsed().as_secs_f64();
@@ -307,10 +290,15 @@ async fn reconverge(ns: &TestNamespace, sim: &Cluster) -> Vec<String> {
 /// `system:masters` would keep Priority and Fairness from throttling it).
 const AUTHENTICATED: &str = "system:authenticated";
 
-/// A user of the operator's own, bound to cluster-admin: its requests are told apart from the
-/// test's (the admin's) by the API server's Priority and Fairness.
-async fn operator_user(ns: &TestNamespace) -> String {
-    let user = format!("panoptes-chaos-{}", ns.name);
+/// The operator's own user: its requests are told apart from the test's (the admin's) by the
+/// API server's Priority and Fairness.
+fn operator_user(ns: &TestNamespace) -> String {
+    format!("panoptes-chaos-{}", ns.name)
+}
+
+/// Binds [`operator_user`] to cluster-admin.
+async fn bind_operator_user(ns: &TestNamespace) -> String {
+    let user = operator_user(ns);
     let binding: ClusterRoleBinding = serde_json::from_value(json!({
         "metadata": { "name": user },
         "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin" },
@@ -328,25 +316,30 @@ async fn operator_user(ns: &TestNamespace) -> String {
     user
 }
 
-/// Edits the titles of `n` random Streams (through the admin's own connection, not the
-/// relay): the operator must see them through whatever the fault left of its watches.
-async fn touch(ns: &TestNamespace, rng: &mut StdRng, n: usize) {
-    let total = ns
+/// Merge-patches a Stream's spec; a failure is one of the faults, not the test's.
+async fn patch_spec(ns: &TestNamespace, name: &str, spec: Value) {
+    let _ = ns
         .api::<Stream>()
-        .list(&ListParams::default())
-        .await
-        .map_or(0, |l| l.items.len());
-    for _ in 0..n.min(total) {
-        let name = format!("cam{:05}", rng.random_range(0..total));
-        let title = format!("cp{}", rng.random::<u32>());
-        let _ = ns
-            .api::<Stream>()
-            .patch(
-                &name,
-                &PatchParams::default(),
-                &Patch::Merge(json!({ "spec": { "title": title } })),
-            )
-            .await;
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": spec })),
+        )
+        .await;
+}
+
+/// Edits the titles of `n` random Streams of the `streams` (through the admin's own
+/// connection, not the relay): the operator must see them through whatever the fault left of
+/// its watches.
+async fn touch(ns: &TestNamespace, rng: &mut StdRng, streams: usize, n: usize) {
+    for _ in 0..n {
+        let name = format!("cam{:05}", rng.random_range(0..streams));
+        patch_spec(
+            ns,
+            &name,
+            json!({ "title": format!("cp{}", rng.random::<u32>()) }),
+        )
+        .await;
     }
 }
 
@@ -364,20 +357,20 @@ async fn control_plane_fault(
     ns: &TestNamespace,
     sim: &Cluster,
     relay: &Relay,
-    user: &str,
     op: &Operator,
     rng: &mut StdRng,
+    streams: usize,
 ) -> f64 {
     let relists = || op.ctx.stores.relists.get("Stream");
     match kind {
         "apiserver_restart" => {
             inject("restart kube-apiserver").await;
-            touch(ns, rng, 10).await;
+            touch(ns, rng, streams, 10).await;
             0.0
         }
         "etcd_restart" => {
             inject("restart etcd").await;
-            touch(ns, rng, 10).await;
+            touch(ns, rng, streams, 10).await;
             0.0
         }
         "connection_cut" => {
@@ -386,7 +379,7 @@ async fn control_plane_fault(
             for _ in 0..3 {
                 relay.cut();
                 relay.hold(true);
-                touch(ns, rng, 5).await;
+                touch(ns, rng, streams, 5).await;
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 relay.hold(false);
                 tokio::time::sleep(Duration::from_millis(500)).await;
@@ -405,7 +398,7 @@ async fn control_plane_fault(
             let before = relists();
             relay.cut();
             relay.hold(true);
-            touch(ns, rng, 20).await;
+            touch(ns, rng, streams, 20).await;
             inject("compact").await;
             inject("restart kube-apiserver").await;
             relay.hold(false);
@@ -429,27 +422,11 @@ async fn control_plane_fault(
                 .map(|(_, v)| v)
                 .sum::<f64>()
             };
-            throttle(ns, user, true).await;
+            throttle(ns, true).await;
             // Every Stream changes: the operator's status writes queue up on its 3 seats.
-            let names: Vec<String> = ns
-                .api::<Stream>()
-                .list(&ListParams::default())
-                .await
-                .unwrap()
-                .items
-                .iter()
-                .filter_map(|s| s.metadata.name.clone())
-                .collect();
-            futures::stream::iter(names)
-                .map(|name| async move {
-                    let _ = ns
-                        .api::<Stream>()
-                        .patch(
-                            &name,
-                            &PatchParams::default(),
-                            &Patch::Merge(json!({ "spec": { "title": "throttled" } })),
-                        )
-                        .await;
+            futures::stream::iter(0..streams)
+                .map(|i| async move {
+                    patch_spec(ns, &format!("cam{i:05}"), json!({ "title": "throttled" })).await
                 })
                 .buffer_unordered(16)
                 .collect::<Vec<_>>()
@@ -464,7 +441,7 @@ async fn control_plane_fault(
             )
             .await;
             tokio::time::sleep(Duration::from_secs(3)).await;
-            throttle(ns, user, false).await;
+            throttle(ns, false).await;
             rejected().await.max(got)
         }
         "clock_skew" => {
@@ -473,7 +450,7 @@ async fn control_plane_fault(
                 let minutes = rng.random_range(1..10) * if rng.random_bool(0.5) { 1 } else { -1 };
                 n.update_faults(|f| f.clock_skew_ms = minutes * 60_000);
             }
-            touch(ns, rng, 10).await;
+            touch(ns, rng, streams, 10).await;
             0.0
         }
         other => panic!("unknown control-plane fault {other}"),
@@ -485,7 +462,8 @@ async fn control_plane_fault(
 const TINY: &str = "chaos-tiny";
 
 /// Puts the operator's user on [`TINY`] (a FlowSchema ahead of every default one), or lifts it.
-async fn throttle(ns: &TestNamespace, user: &str, on: bool) {
+async fn throttle(ns: &TestNamespace, on: bool) {
+    let user = operator_user(ns);
     let levels: Api<PriorityLevelConfiguration> = Api::all(ns.client.clone());
     let schemas: Api<FlowSchema> = Api::all(ns.client.clone());
     let pp = PatchParams::apply("chaos").force();
