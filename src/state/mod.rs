@@ -346,15 +346,22 @@ where
                 }
                 changes.bump()
             }
-        })
-        // Deletes too: a mapper must learn that a referencing object is gone.
-        .touched_objects();
+        });
     let tap = tap.clone();
     tasks.spawn(async move {
         futures::pin_mut!(stream);
+        // A relist's objects reach the store only at its end (InitDone swaps them in): a
+        // controller woken by each one as it arrives read the old object from the store and
+        // was not woken again, so a change made while the watch was down (API-server restart,
+        // 410) was never reconciled. They are passed on once the store holds them.
+        let mut relisted = Vec::new();
         while let Some(event) = stream.next().await {
             match event {
-                Ok(obj) => tap.send(obj),
+                // Deletes too: a mapper must learn that a referencing object is gone.
+                Ok(watcher::Event::Apply(obj) | watcher::Event::Delete(obj)) => tap.send(obj),
+                Ok(watcher::Event::Init) => relisted.clear(),
+                Ok(watcher::Event::InitApply(obj)) => relisted.push(obj),
+                Ok(watcher::Event::InitDone) => relisted.drain(..).for_each(|obj| tap.send(obj)),
                 // A malformed object or a dropped connection degrades to a warning; the
                 // watcher's backoff re-establishes the watch.
                 Err(error) => {
