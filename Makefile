@@ -143,9 +143,10 @@ CHAOS_SEED ?= 20261126
 CHAOS_SECONDS ?= 120
 CHAOS_NODES ?= 24
 CHAOS_STREAMS ?= 1200
-chaos: controlplane ## Long seeded fault schedule (release build); report in target/chaos/report.json
+CHAOS_CONTROL_PLANE ?= all
+chaos: controlplane ## Long seeded fault schedule incl. every control-plane fault (release build); report in target/chaos/report.json
 	CHAOS_SEED=$(CHAOS_SEED) CHAOS_SECONDS=$(CHAOS_SECONDS) CHAOS_NODES=$(CHAOS_NODES) \
-	CHAOS_STREAMS=$(CHAOS_STREAMS) $(CARGO) test --locked --release --test chaos -- --nocapture
+	CHAOS_STREAMS=$(CHAOS_STREAMS) CHAOS_CONTROL_PLANE=$(CHAOS_CONTROL_PLANE) $(CARGO) test --locked --release --test chaos -- --nocapture
 
 CARGO_FUZZ := $(TOOLS)/bin/cargo-fuzz
 FUZZ_TARGETS := query cursor node_responses

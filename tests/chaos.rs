@@ -3,8 +3,15 @@
 //! streams with exactly the desired config, nothing unplaced while capacity exists, no
 //! orphans, statuses truthful.
 //!
-//! `cargo test --test chaos` runs a short schedule (part of `make test`); `make chaos` runs
-//! the long one. Knobs (env): `CHAOS_SEED`, `CHAOS_SECONDS`, `CHAOS_NODES`, `CHAOS_STREAMS`,
+//! After the node faults, control-plane faults one at a time, each followed by the same
+//! invariants and its own reconverge time: the operator reaches the real API server through a
+//! TCP relay (so its connections can be cut) as a user of its own (so Priority and Fairness
+//! can throttle it), and the test binary's own control plane is restarted under it.
+//!
+//! `cargo test --test chaos` runs a short schedule (part of `make test`, one API-server
+//! restart); `make chaos` runs the long one with every control-plane fault. Knobs (env):
+//! `CHAOS_SEED`, `CHAOS_SECONDS`, `CHAOS_NODES`, `CHAOS_STREAMS`, `CHAOS_CONTROL_PLANE`
+//! (`all` or a comma list of [`CONTROL_PLANE_FAULTS`]; default `apiserver_restart`),
 //! `CHAOS_REPORT` (a JSON report; default `target/chaos/report.json`).
 
 mod support;
@@ -13,7 +20,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use kube::api::{ListParams, Patch, PatchParams};
+use k8s_openapi::api::flowcontrol::v1::{FlowSchema, PriorityLevelConfiguration};
+use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
+use kube::Api;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use panoptes::domain::effective::{Injected, merge_preset, node_body};
 use panoptes::resources::Stream;
 use panoptes::resources::common::condition;
@@ -21,9 +31,10 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 use streamer_sim::Cluster;
+use support::binary::Relay;
 use support::operator::Operator;
 use support::scenario::{fleet, stream};
-use support::{TestNamespace, kubectl};
+use support::{TestNamespace, control_plane, kubectl};
 
 fn env<T: std::str::FromStr>(key: &str, default: T) -> T {
     std::env::var(key)
@@ -46,8 +57,22 @@ struct Report {
     chaos_seconds: u64,
     faults: BTreeMap<&'static str, u64>,
     reconverge_seconds: f64,
+    /// Per control-plane fault: seconds from the fault's end to a correct fleet.
+    control_plane_reconverge_seconds: BTreeMap<&'static str, f64>,
+    /// Evidence that a fault really happened (relists after 410, 429s counted by the API server).
+    control_plane_evidence: BTreeMap<&'static str, f64>,
     violations: Vec<String>,
 }
+
+/// The control-plane faults, in the order `CHAOS_CONTROL_PLANE=all` runs them.
+const CONTROL_PLANE_FAULTS: [&str; 6] = [
+    "apiserver_restart",
+    "etcd_restart",
+    "connection_cut",
+    "gone_410",
+    "throttle_429",
+    "clock_skew",
+];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_random_fault_schedule_ends_in_a_correct_fleet() {
@@ -65,7 +90,12 @@ async fn a_random_fault_schedule_ends_in_a_correct_fleet() {
     };
 
     let (ns, sim) = fleet("chaos", nodes).await;
-    let mut op = Some(Operator::start(&ns));
+    let relay = Relay::start(vec![support::apiserver_addr().await]).await;
+    let user = bind_operator_user(&ns).await;
+    let op_client =
+        support::client_through(&relay.addr, Some((user, vec![AUTHENTICATED.into()]))).await;
+    let start = || Operator::start_as(&ns, op_client.clone(), Operator::tunables(&ns));
+    let mut op = Some(start());
     futures::stream::iter(0..streams)
         .map(|i| {
             let ns = &ns;
@@ -101,7 +131,7 @@ async fn a_random_fault_schedule_ends_in_a_correct_fleet() {
             }
         }
         if op.is_none() {
-            op = Some(Operator::start(&ns));
+            op = Some(start());
         }
         let i = rng.random_range(0..nodes);
         let node = sim.node(i);
@@ -161,28 +191,14 @@ async fn a_random_fault_schedule_ends_in_a_correct_fleet() {
                             .output()
                     }
                 });
-                let api = ns.api::<Stream>();
-                let _ = api
-                    .patch(
-                        &name,
-                        &PatchParams::default(),
-                        &Patch::Merge(json!({ "spec": { "title": title } })),
-                    )
-                    .await;
+                patch_spec(&ns, &name, json!({ "title": title })).await;
                 let _ = k.await;
                 count(&mut report, "concurrent_edit");
             }
             90..95 => {
                 let name = format!("cam{:05}", rng.random_range(0..streams));
                 let disabled = rng.random_bool(0.5);
-                let _ = ns
-                    .api::<Stream>()
-                    .patch(
-                        &name,
-                        &PatchParams::default(),
-                        &Patch::Merge(json!({ "spec": { "disabled": disabled } })),
-                    )
-                    .await;
+                patch_spec(&ns, &name, json!({ "disabled": disabled })).await;
                 count(&mut report, "disable_toggle");
             }
             _ => {}
@@ -197,18 +213,45 @@ async fn a_random_fault_schedule_ends_in_a_correct_fleet() {
         }
     }
     if op.is_none() {
-        op = Some(Operator::start(&ns));
+        op = Some(start());
     }
     let calm = Instant::now();
-    let deadline = calm + Duration::from_secs(env("CHAOS_RECONVERGE_SECONDS", 120));
-    let violations = loop {
-        let v = violations(&ns, &sim).await;
-        if v.is_empty() || Instant::now() > deadline {
-            break v;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    let mut violations = reconverge(&ns, &sim).await;
     report.reconverge_seconds = calm.elapsed().as_secs_f64();
+
+    let chosen = env("CHAOS_CONTROL_PLANE", "apiserver_restart".to_string());
+    let kinds: Vec<&'static str> = CONTROL_PLANE_FAULTS
+        .into_iter()
+        .filter(|k| chosen == "all" || chosen.split(',').any(|c| c.trim() == *k))
+        .collect();
+    if !control_plane().owned() {
+        println!("control-plane faults skipped: PANOPTES_TEST_KUBECONFIG shares a control plane");
+    }
+    for kind in kinds.into_iter().filter(|_| control_plane().owned()) {
+        if !violations.is_empty() {
+            break;
+        }
+        let op = op.as_ref().expect("running");
+        let t0 = Instant::now();
+        let evidence = control_plane_fault(kind, &ns, &sim, &relay, op, &mut rng, streams).await;
+        let calm = Instant::now();
+        violations = reconverge(&ns, &sim).await;
+        let took = calm.elapsed().as_secs_f64();
+        println!(
+            "{kind}: fault {:.1}s, reconverged in {took:.1}s, evidence {evidence}",
+            calm.duration_since(t0).as_secs_f64()
+        );
+        count(&mut report, kind);
+        report.control_plane_reconverge_seconds.insert(kind, took);
+        report.control_plane_evidence.insert(kind, evidence);
+        violations = violations
+            .into_iter()
+            .map(|v| format!("after {kind}: {v}"))
+            .collect();
+        if kind == "clock_skew" {
+            sim.nodes().iter().for_each(|n| n.clear_faults());
+        }
+    }
     report.violations = violations.iter().take(50).cloned().collect();
     let path = std::env::var("CHAOS_REPORT").unwrap_or_else(|_| {
         support::repo_root()
@@ -231,14 +274,245 @@ async fn a_random_fault_schedule_ends_in_a_correct_fleet() {
     );
 }
 
+/// Waits (up to `CHAOS_RECONVERGE_SECONDS`) for a correct fleet; what is still wrong then.
+async fn reconverge(ns: &TestNamespace, sim: &Cluster) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(env("CHAOS_RECONVERGE_SECONDS", 120));
+    loop {
+        let v = violations(ns, sim).await;
+        if v.is_empty() || Instant::now() > deadline {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The group every authenticated user is in (the operator's user has no other: the exempt
+/// `system:masters` would keep Priority and Fairness from throttling it).
+const AUTHENTICATED: &str = "system:authenticated";
+
+/// The operator's own user: its requests are told apart from the test's (the admin's) by the
+/// API server's Priority and Fairness.
+fn operator_user(ns: &TestNamespace) -> String {
+    format!("panoptes-chaos-{}", ns.name)
+}
+
+/// Binds [`operator_user`] to cluster-admin.
+async fn bind_operator_user(ns: &TestNamespace) -> String {
+    let user = operator_user(ns);
+    let binding: ClusterRoleBinding = serde_json::from_value(json!({
+        "metadata": { "name": user },
+        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin" },
+        "subjects": [{ "apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user }],
+    }))
+    .unwrap();
+    Api::<ClusterRoleBinding>::all(ns.client.clone())
+        .patch(
+            &user,
+            &PatchParams::apply("chaos").force(),
+            &Patch::Apply(&binding),
+        )
+        .await
+        .unwrap();
+    user
+}
+
+/// Merge-patches a Stream's spec; a failure is one of the faults, not the test's.
+async fn patch_spec(ns: &TestNamespace, name: &str, spec: Value) {
+    let _ = ns
+        .api::<Stream>()
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": spec })),
+        )
+        .await;
+}
+
+/// Edits the titles of `n` random Streams of the `streams` (through the admin's own
+/// connection, not the relay): the operator must see them through whatever the fault left of
+/// its watches.
+async fn touch(ns: &TestNamespace, rng: &mut StdRng, streams: usize, n: usize) {
+    for _ in 0..n {
+        let name = format!("cam{:05}", rng.random_range(0..streams));
+        patch_spec(
+            ns,
+            &name,
+            json!({ "title": format!("cp{}", rng.random::<u32>()) }),
+        )
+        .await;
+    }
+}
+
+/// Runs the launcher's `command` (it blocks until the control plane answers again).
+async fn inject(command: &'static str) -> String {
+    tokio::task::spawn_blocking(move || control_plane().inject(command))
+        .await
+        .unwrap()
+}
+
+/// Injects one control-plane fault and ends it; returns its evidence (relists, 429s; 0 when the
+/// fault kind has none to show).
+async fn control_plane_fault(
+    kind: &str,
+    ns: &TestNamespace,
+    sim: &Cluster,
+    relay: &Relay,
+    op: &Operator,
+    rng: &mut StdRng,
+    streams: usize,
+) -> f64 {
+    let relists = || op.ctx.stores.relists.get("Stream");
+    match kind {
+        "apiserver_restart" => {
+            inject("restart kube-apiserver").await;
+            touch(ns, rng, streams, 10).await;
+            0.0
+        }
+        "etcd_restart" => {
+            inject("restart etcd").await;
+            touch(ns, rng, streams, 10).await;
+            0.0
+        }
+        "connection_cut" => {
+            // Resumable: the watches continue from their resource version, no relist.
+            let before = relists();
+            for _ in 0..3 {
+                relay.cut();
+                relay.hold(true);
+                touch(ns, rng, streams, 5).await;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                relay.hold(false);
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            assert_eq!(
+                relists(),
+                before,
+                "a cut connection made the operator relist"
+            );
+            0.0
+        }
+        "gone_410" => {
+            // While the operator is cut off, the history its watches would resume from is
+            // compacted away. The restart drops the API server's watch cache, which would
+            // otherwise replay the missed events from memory: the resume meets a 410.
+            let before = relists();
+            relay.cut();
+            relay.hold(true);
+            touch(ns, rng, streams, 20).await;
+            inject("compact").await;
+            inject("restart kube-apiserver").await;
+            relay.hold(false);
+            support::eventually(
+                Duration::from_secs(60),
+                "the operator relists Streams",
+                || async { (relists() > before).then_some(()) },
+            )
+            .await;
+            (relists() - before) as f64
+        }
+        "throttle_429" => {
+            let rejected = || async {
+                support::apiserver_samples(
+                    &ns.client,
+                    "apiserver_flowcontrol_rejected_requests_total",
+                )
+                .await
+                .into_iter()
+                .filter(|(l, _)| l.get("priority_level").map(String::as_str) == Some(TINY))
+                .map(|(_, v)| v)
+                .sum::<f64>()
+            };
+            throttle(ns, true).await;
+            // Every Stream changes: the operator's status writes queue up on its 3 seats.
+            futures::stream::iter(0..streams)
+                .map(|i| async move {
+                    patch_spec(ns, &format!("cam{i:05}"), json!({ "title": "throttled" })).await
+                })
+                .buffer_unordered(16)
+                .collect::<Vec<_>>()
+                .await;
+            let got = support::eventually(
+                Duration::from_secs(60),
+                "429s from the API server",
+                || async {
+                    let n = rejected().await;
+                    (n > 0.0).then_some(n)
+                },
+            )
+            .await;
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            throttle(ns, false).await;
+            rejected().await.max(got)
+        }
+        "clock_skew" => {
+            // The skew stays on while the fleet reconverges: the invariants hold under it.
+            for n in sim.nodes() {
+                let minutes = rng.random_range(1..10) * if rng.random_bool(0.5) { 1 } else { -1 };
+                n.update_faults(|f| f.clock_skew_ms = minutes * 60_000);
+            }
+            touch(ns, rng, streams, 10).await;
+            0.0
+        }
+        other => panic!("unknown control-plane fault {other}"),
+    }
+}
+
+/// The priority level that throttles the operator: 1 share of the server's concurrency (a few
+/// seats), nothing borrowed, excess rejected at once (429).
+const TINY: &str = "chaos-tiny";
+
+/// Puts the operator's user on [`TINY`] (a FlowSchema ahead of every default one), or lifts it.
+async fn throttle(ns: &TestNamespace, on: bool) {
+    let user = operator_user(ns);
+    let levels: Api<PriorityLevelConfiguration> = Api::all(ns.client.clone());
+    let schemas: Api<FlowSchema> = Api::all(ns.client.clone());
+    let pp = PatchParams::apply("chaos").force();
+    if !on {
+        let _ = schemas.delete(TINY, &DeleteParams::default()).await;
+        let _ = levels.delete(TINY, &DeleteParams::default()).await;
+        return;
+    }
+    let level: PriorityLevelConfiguration = serde_json::from_value(json!({
+        "metadata": { "name": TINY },
+        "spec": { "type": "Limited", "limited": {
+            "nominalConcurrencyShares": 1, "lendablePercent": 0, "borrowingLimitPercent": 0,
+            "limitResponse": { "type": "Reject" },
+        }},
+    }))
+    .unwrap();
+    levels
+        .patch(TINY, &pp, &Patch::Apply(&level))
+        .await
+        .unwrap();
+    let schema: FlowSchema = serde_json::from_value(json!({
+        "metadata": { "name": TINY },
+        "spec": {
+            "priorityLevelConfiguration": { "name": TINY },
+            "matchingPrecedence": 100,
+            "distinguisherMethod": { "type": "ByUser" },
+            "rules": [{
+                "subjects": [{ "kind": "User", "user": { "name": user } }],
+                "resourceRules": [{ "verbs": ["*"], "apiGroups": ["*"], "resources": ["*"],
+                                    "namespaces": ["*"], "clusterScope": true }],
+                "nonResourceRules": [{ "verbs": ["*"], "nonResourceURLs": ["*"] }],
+            }],
+        },
+    }))
+    .unwrap();
+    schemas
+        .patch(TINY, &pp, &Patch::Apply(&schema))
+        .await
+        .unwrap();
+}
+
 /// Everything that is wrong with the fleet right now (empty = correct).
 async fn violations(ns: &TestNamespace, sim: &Cluster) -> Vec<String> {
     let mut out = Vec::new();
-    let streams = ns
-        .api::<Stream>()
-        .list(&ListParams::default())
-        .await
-        .unwrap();
+    let streams = match ns.api::<Stream>().list(&ListParams::default()).await {
+        Ok(list) => list,
+        // Right after a control-plane restart: not correct yet, not a failure.
+        Err(e) => return vec![format!("listing Streams: {e}")],
+    };
     let hosts: BTreeMap<String, usize> = sim
         .nodes()
         .iter()

@@ -104,6 +104,7 @@ impl Context {
         metrics.register(|r| node_metrics.register(r));
         let controller_metrics = super::metrics::ControllerMetrics::default();
         metrics.register(|r| controller_metrics.register(r));
+        metrics.register(|r| stores.relists.register(r));
         // Namespaced: that namespace holds the identities. Cluster mode: the facade's default
         // namespace, until `with_identities` says otherwise.
         let identities = match &scope {

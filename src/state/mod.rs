@@ -11,6 +11,10 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher::{self, Config};
 use kube::runtime::{WatchStreamExt, reflector::store::Writer};
 use kube::{Api, Client, Resource, ResourceExt};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
 use serde::de::DeserializeOwned;
 use std::fmt::Debug;
 use std::hash::Hash;
@@ -122,6 +126,8 @@ pub struct Stores {
     /// How many watch events each store has applied, for readers that cache what they
     /// derive from a store (the facade's rendered streams).
     pub(crate) changes: StoreChanges,
+    /// Full lists per kind (export with [`Relists::register`]).
+    pub relists: Relists,
     shard: Shard,
     /// Flips to true once, when every store has seen its initial list.
     ready: watch::Receiver<bool>,
@@ -311,6 +317,37 @@ impl Journal {
     }
 }
 
+/// Full lists each watch made: one at start, then one whenever a watch could not resume from
+/// where it was (410 Gone after etcd compacted past it, an API server that lost its watch
+/// cache). A count that keeps climbing is an API server dropping this operator's watches.
+#[derive(Clone, Debug, Default)]
+pub struct Relists(Family<KindLabel, Counter>);
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: String,
+}
+
+impl Relists {
+    /// Registers `panoptes_watch_relists_total{kind}`.
+    pub fn register(&self, r: &mut Registry) {
+        r.register(
+            "watch_relists",
+            "Full lists by watched kind (the first, and each after a watch could not resume)",
+            self.0.clone(),
+        );
+    }
+
+    /// Relists of `kind` so far.
+    pub fn get(&self, kind: &str) -> u64 {
+        self.0.get_or_create(&KindLabel { kind: kind.into() }).get()
+    }
+
+    fn count(&self, kind: String) {
+        self.0.get_or_create(&KindLabel { kind }).inc();
+    }
+}
+
 /// [`Changes`] of each store.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct StoreChanges {
@@ -385,7 +422,8 @@ pub fn start_sharded(
     let all = || Config::default().any_semantic();
     let taps = Taps::default();
     let changes = StoreChanges::default();
-    let (c, t) = (&changes, &taps);
+    let relists = Relists::default();
+    let (c, t, r) = (&changes, &taps, &relists);
     let api = || client.clone();
     let (ready_tx, ready) = watch::channel(false);
     let stores = Stores {
@@ -394,6 +432,7 @@ pub fn start_sharded(
             &c.streamers,
             None,
             &t.streamers,
+            r,
             tasks,
         ),
         streams: reflect(
@@ -401,6 +440,7 @@ pub fn start_sharded(
             &c.streams,
             Some(&c.stream_journal),
             &t.streams,
+            r,
             tasks,
         ),
         presets: reflect(
@@ -408,6 +448,7 @@ pub fn start_sharded(
             &c.presets,
             None,
             &t.presets,
+            r,
             tasks,
         ),
         organizations: reflect(
@@ -415,6 +456,7 @@ pub fn start_sharded(
             &c.organizations,
             None,
             &t.organizations,
+            r,
             tasks,
         ),
         users: reflect(
@@ -422,6 +464,7 @@ pub fn start_sharded(
             &c.users,
             None,
             &t.users,
+            r,
             tasks,
         ),
         zones: reflect(
@@ -429,6 +472,7 @@ pub fn start_sharded(
             &c.zones,
             None,
             &t.zones,
+            r,
             tasks,
         ),
         // kube 5's `Api<PartialObjectMeta<_>>` asks for PartialObjectMetadata: Secret data
@@ -438,10 +482,12 @@ pub fn start_sharded(
             &Changes::default(),
             None,
             &t.secrets,
+            r,
             tasks,
         ),
         taps,
         changes,
+        relists,
         shard,
         ready,
     };
@@ -487,6 +533,7 @@ fn reflect<K>(
     changes: &Changes,
     journal: Option<&Journal>,
     tap: &Tap<K>,
+    relists: &Relists,
     tasks: &mut JoinSet<()>,
 ) -> Store<K>
 where
@@ -500,23 +547,33 @@ where
         .reflect(writer)
         // Every event, deletes and relists included, after the store applied it.
         .inspect({
-            let changes = changes.clone();
+            let (changes, relists) = (changes.clone(), relists.clone());
             let journal = journal.cloned();
             move |event| {
                 if let (Some(j), Ok(event)) = (&journal, event) {
                     j.note(event);
                 }
+                if let Ok(watcher::Event::Init) = event {
+                    relists.count(K::kind(&Default::default()).into_owned());
+                }
                 changes.bump()
             }
-        })
-        // Deletes too: a mapper must learn that a referencing object is gone.
-        .touched_objects();
+        });
     let tap = tap.clone();
     tasks.spawn(async move {
         futures::pin_mut!(stream);
+        // A relist's objects reach the store only at its end (InitDone swaps them in): a
+        // controller woken by each one as it arrives read the old object from the store and
+        // was not woken again, so a change made while the watch was down (API-server restart,
+        // 410) was never reconciled. They are passed on once the store holds them.
+        let mut relisted = Vec::new();
         while let Some(event) = stream.next().await {
             match event {
-                Ok(obj) => tap.send(obj),
+                // Deletes too: a mapper must learn that a referencing object is gone.
+                Ok(watcher::Event::Apply(obj) | watcher::Event::Delete(obj)) => tap.send(obj),
+                Ok(watcher::Event::Init) => relisted.clear(),
+                Ok(watcher::Event::InitApply(obj)) => relisted.push(obj),
+                Ok(watcher::Event::InitDone) => relisted.drain(..).for_each(|obj| tap.send(obj)),
                 // A malformed object or a dropped connection degrades to a warning; the
                 // watcher's backoff re-establishes the watch.
                 Err(error) => {

@@ -110,10 +110,14 @@ impl Drop for Binary {
 /// A front relay like a Service in front of replicas: each accepted connection goes to the
 /// next backend in turn; a backend that refuses the connection is skipped (the only retry:
 /// once bytes were sent nothing is retried, so a request in flight on a dying backend fails).
+/// It is also a network fault between a client and a real server: [`Relay::cut`] drops every
+/// open connection, [`Relay::hold`] refuses new ones.
 pub struct Relay {
     /// The relay's address.
     pub addr: String,
     task: tokio::task::JoinHandle<()>,
+    cuts: tokio::sync::watch::Sender<u64>,
+    held: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Relay {
@@ -131,48 +135,77 @@ impl Relay {
 
     /// Relays to `backends`, moving `step` backends on per connection (0: sticky).
     async fn serve(backends: Vec<String>, step: usize) -> Self {
-        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
+        let (cuts, cut_rx) = tokio::sync::watch::channel(0u64);
+        let held = std::sync::Arc::new(AtomicBool::new(false));
         let next = std::sync::Arc::new(AtomicUsize::new(0));
-        let task = tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
-                let first = next.fetch_add(step, Ordering::Relaxed);
-                let (backends, next) = (backends.clone(), next.clone());
-                tokio::spawn(async move {
-                    for i in 0..backends.len() {
-                        let to = &backends[(first + i) % backends.len()];
-                        match tokio::net::TcpStream::connect(to).await {
-                            Ok(mut server) => {
-                                let _ =
-                                    tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                                return;
-                            }
-                            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                                // A sticky client moves on for good, as kube-proxy's
-                                // affinity does once its endpoint is gone.
-                                if step == 0 {
-                                    let _ = next.compare_exchange(
-                                        first + i,
-                                        first + i + 1,
-                                        Ordering::Relaxed,
-                                        Ordering::Relaxed,
-                                    );
-                                }
-                                continue;
-                            }
-                            Err(_) => return,
-                        }
+        let task = tokio::spawn({
+            let held = held.clone();
+            async move {
+                while let Ok((mut client, _)) = listener.accept().await {
+                    if held.load(Ordering::SeqCst) {
+                        continue; // dropped: the client sees its connection reset
                     }
-                });
+                    let first = next.fetch_add(step, Ordering::Relaxed);
+                    let (backends, next) = (backends.clone(), next.clone());
+                    let mut cut = cut_rx.clone();
+                    cut.mark_unchanged();
+                    tokio::spawn(async move {
+                        for i in 0..backends.len() {
+                            let to = &backends[(first + i) % backends.len()];
+                            match tokio::net::TcpStream::connect(to).await {
+                                Ok(mut server) => {
+                                    tokio::select! {
+                                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                                        _ = cut.changed() => {}
+                                    }
+                                    return;
+                                }
+                                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                                    // A sticky client moves on for good, as kube-proxy's
+                                    // affinity does once its endpoint is gone.
+                                    if step == 0 {
+                                        let _ = next.compare_exchange(
+                                            first + i,
+                                            first + i + 1,
+                                            Ordering::Relaxed,
+                                            Ordering::Relaxed,
+                                        );
+                                    }
+                                    continue;
+                                }
+                                Err(_) => return,
+                            }
+                        }
+                    });
+                }
             }
         });
-        Self { addr, task }
+        Self {
+            addr,
+            task,
+            cuts,
+            held,
+        }
+    }
+
+    /// Drops every open connection (both directions, mid-stream: watches and requests in
+    /// flight fail like on a network fault).
+    pub fn cut(&self) {
+        self.cuts.send_modify(|n| *n += 1);
+    }
+
+    /// While `on`, new connections are dropped as soon as they arrive.
+    pub fn hold(&self, on: bool) {
+        self.held.store(on, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
 impl Drop for Relay {
     fn drop(&mut self) {
         self.task.abort();
+        self.cut();
     }
 }

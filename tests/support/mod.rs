@@ -7,7 +7,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
@@ -24,8 +24,47 @@ pub struct ControlPlane {
     pub kubeconfig: PathBuf,
     // Keeping stdin open keeps the launcher alive; the OS closes it when this process exits,
     // and the launcher then stops etcd and kube-apiserver, even after a panic or SIGKILL.
-    _launcher: Option<Mutex<(Child, ChildStdin)>>,
+    // Its stdin and stdout also carry fault commands and their answers ([`ControlPlane::inject`]).
+    launcher: Option<Mutex<Launcher>>,
     _state_dir: Option<PathBuf>,
+}
+
+struct Launcher {
+    _child: Child,
+    stdin: ChildStdin,
+    stdout: std::io::Lines<BufReader<ChildStdout>>,
+}
+
+impl ControlPlane {
+    /// Whether this test binary started its own control plane (faults can be injected).
+    pub fn owned(&self) -> bool {
+        self.launcher.is_some()
+    }
+
+    /// Injects a control-plane fault through the launcher (`restart kube-apiserver`,
+    /// `restart etcd`, `compact`) and returns its answer's detail once done. Blocking; panics
+    /// when the control plane is not this binary's own or the launcher refuses.
+    pub fn inject(&self, command: &str) -> String {
+        use std::io::Write;
+        let mut l = self
+            .launcher
+            .as_ref()
+            .expect(
+                "faults need the test binary's own control plane (unset PANOPTES_TEST_KUBECONFIG)",
+            )
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        writeln!(l.stdin, "{command}").expect("writing to the launcher");
+        let answer = l
+            .stdout
+            .next()
+            .expect("the launcher answers")
+            .expect("reading the launcher");
+        answer
+            .strip_prefix(&format!("OK {command} "))
+            .unwrap_or_else(|| panic!("launcher: {answer}"))
+            .to_string()
+    }
 }
 
 pub fn repo_root() -> PathBuf {
@@ -75,7 +114,11 @@ fn start_launcher() -> ControlPlane {
     };
     ControlPlane {
         kubeconfig,
-        _launcher: Some(Mutex::new((child, stdin))),
+        launcher: Some(Mutex::new(Launcher {
+            _child: child,
+            stdin,
+            stdout: lines,
+        })),
         _state_dir: Some(state_dir),
     }
 }
@@ -86,7 +129,7 @@ pub fn control_plane() -> &'static ControlPlane {
     CP.get_or_init(|| match std::env::var_os("PANOPTES_TEST_KUBECONFIG") {
         Some(path) => ControlPlane {
             kubeconfig: path.into(),
-            _launcher: None,
+            launcher: None,
             _state_dir: None,
         },
         None => start_launcher(),
@@ -107,7 +150,17 @@ pub async fn impersonating_client(user: &str, groups: Vec<String>) -> Client {
     .await
 }
 
-async fn client_for(kubeconfig: &Path, impersonate: Option<(String, Vec<String>)>) -> Client {
+/// A client that reaches the API server through `addr` (`host:port` of a [`binary::Relay`], so
+/// its connections can be cut), impersonating `user` (and `groups`) when given.
+pub async fn client_through(addr: &str, impersonate: Option<(String, Vec<String>)>) -> Client {
+    let mut config = config_for(&control_plane().kubeconfig, impersonate).await;
+    config.cluster_url = format!("https://{addr}").parse().unwrap();
+    let client = Client::try_from(config).unwrap();
+    ensure_crds(&client).await;
+    client
+}
+
+async fn config_for(kubeconfig: &Path, impersonate: Option<(String, Vec<String>)>) -> Config {
     let kc = Kubeconfig::read_from(kubeconfig).expect("reading the test kubeconfig");
     let mut config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
         .await
@@ -116,7 +169,17 @@ async fn client_for(kubeconfig: &Path, impersonate: Option<(String, Vec<String>)
         config.auth_info.impersonate = Some(user);
         config.auth_info.impersonate_groups = Some(groups);
     }
-    let client = Client::try_from(config).unwrap();
+    config
+}
+
+/// The API server's `host:port` (for a relay in front of it).
+pub async fn apiserver_addr() -> String {
+    let config = config_for(&control_plane().kubeconfig, None).await;
+    config.cluster_url.authority().unwrap().to_string()
+}
+
+async fn client_for(kubeconfig: &Path, impersonate: Option<(String, Vec<String>)>) -> Client {
+    let client = Client::try_from(config_for(kubeconfig, impersonate).await).unwrap();
     ensure_crds(&client).await;
     client
 }
@@ -375,8 +438,17 @@ pub fn shared(
     ns: &TestNamespace,
     watches: &mut tokio::task::JoinSet<()>,
 ) -> panoptes::state::Shared {
+    shared_as(ns, ns.client.clone(), watches)
+}
+
+/// Like [`shared`], talking to the API server with `client` (through a relay, as another user).
+pub fn shared_as(
+    ns: &TestNamespace,
+    client: Client,
+    watches: &mut tokio::task::JoinSet<()>,
+) -> panoptes::state::Shared {
     panoptes::state::Shared::start(
-        ns.client.clone(),
+        client,
         panoptes::state::Scope::Namespace(ns.name.clone()),
         panoptes::state::Shard::all(),
         watches,

@@ -33,25 +33,33 @@ pub fn init_logging() {
 impl Operator {
     /// Starts every controller against `ns` with test tunables.
     pub fn start(ns: &TestNamespace) -> Self {
-        Self::start_with(
-            ns,
-            Tunables {
-                node_resync: Duration::from_millis(500),
-                delete_grace: Duration::from_secs(3),
-                system_namespace: ns.name.clone(),
-                // Every in-process operator of a test binary shares the grace (it is
-                // process-wide): short, so Stalled shows within a test's patience.
-                missing_grace: Duration::from_secs(2),
-                ..Default::default()
-            },
-        )
+        Self::start_with(ns, Self::tunables(ns))
+    }
+
+    /// The test tunables: short intervals, `ns` as the system namespace.
+    pub fn tunables(ns: &TestNamespace) -> Tunables {
+        Tunables {
+            node_resync: Duration::from_millis(500),
+            delete_grace: Duration::from_secs(3),
+            system_namespace: ns.name.clone(),
+            // Every in-process operator of a test binary shares the grace (it is
+            // process-wide): short, so Stalled shows within a test's patience.
+            missing_grace: Duration::from_secs(2),
+            ..Default::default()
+        }
     }
 
     /// Starts every controller with the given tunables.
     pub fn start_with(ns: &TestNamespace, tunables: Tunables) -> Self {
+        Self::start_as(ns, ns.client.clone(), tunables)
+    }
+
+    /// Starts every controller talking to the API server with `client` (say through a
+    /// relay, as another user).
+    pub fn start_as(ns: &TestNamespace, client: kube::Client, tunables: Tunables) -> Self {
         init_logging();
         let mut watches = JoinSet::new();
-        let ctx = Arc::new(Context::new(&super::shared(ns, &mut watches), tunables));
+        let ctx = Arc::new(Context::new(&super::shared_as(ns, client, &mut watches), tunables));
         let (stop, shutdown) = Shutdown::new();
         let mut controllers = JoinSet::new();
         panoptes::controllers::spawn_all(&ctx, || shutdown.clone().wait(), true, &mut controllers);

@@ -5,6 +5,14 @@
 //
 // Contract: one launcher per state dir. Writes STATE/kubeconfig (0600, admin in group system:masters) and
 // STATE/state.json, then prints exactly one line "READY <kubeconfig>" to stdout.
+// After READY, each line on stdin is a fault to inject (chaos tests), answered by one line
+// "OK <command> <detail>" or "ERR <command>: <why>" on stdout:
+//
+//	restart kube-apiserver   SIGTERM it (SIGKILL after 2 s), start it again (same port, certs,
+//	                         etcd), wait for /readyz
+//	restart etcd             the same for etcd (same data dir), then wait for the API server
+//	compact                  compact etcd at its current revision (detail: the revision)
+//
 // It stops on SIGTERM/SIGINT/SIGHUP or EOF on stdin, kills its children
 // (each runs in its own process group), removes its temp data, kubeconfig and
 // state.json, and exits 0 (1 if it failed or was stopped before READY).
@@ -16,12 +24,16 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"runtime"
@@ -104,8 +116,18 @@ func run() int {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	go func() { s := <-sigs; stop <- s.String() }()
+	// Fault commands arrive on stdin; they run only after READY (see below).
+	commands := make(chan string)
 	if *watchStdin {
-		go func() { _, _ = io.Copy(io.Discard, os.Stdin); stop <- "stdin EOF" }()
+		go func() {
+			lines := bufio.NewScanner(os.Stdin)
+			for lines.Scan() {
+				if cmd := strings.TrimSpace(lines.Text()); cmd != "" {
+					commands <- cmd
+				}
+			}
+			stop <- "stdin EOF"
+		}()
 	}
 
 	if err := os.MkdirAll(st, 0o700); err != nil {
@@ -203,12 +225,26 @@ func run() int {
 	logf("ready in %.1fs: %s (children %v)", time.Since(began).Seconds(), s.Server, s.ChildPIDs)
 	fmt.Printf("READY %s\n", kubeconfig)
 
-	why := <-stop
+	faults := &faults{te: te, wrapDir: wrapDir, etcdLog: etcdLog, apiLog: apiLog, state: s}
+	var why string
+	for why == "" {
+		select {
+		case why = <-stop:
+		case cmd := <-commands:
+			detail, err := faults.run(cmd)
+			if err != nil {
+				fmt.Printf("ERR %s: %v\n", cmd, err)
+			} else {
+				fmt.Printf("OK %s %s\n", cmd, detail)
+			}
+		}
+	}
 	logf("stopping (%s)", why)
 	if err := te.Stop(); err != nil {
 		logf("stop: %v; killing remaining children", err)
-		killChildren(syscall.SIGKILL)
 	}
+	// A restarted child is not envtest's: it would outlive te.Stop.
+	killChildren(syscall.SIGKILL)
 	_ = os.Remove(filepath.Join(st, "state.json"))
 	_ = os.Remove(kubeconfig)
 	return 0
@@ -250,6 +286,122 @@ func waitReady(te *envtest.Environment) error {
 		}
 		return true, nil
 	})
+}
+
+// faults restarts children in place and compacts etcd, for chaos tests.
+type faults struct {
+	te              *envtest.Environment
+	wrapDir         string
+	etcdLog, apiLog *os.File
+	state           state
+}
+
+func (f *faults) run(cmd string) (string, error) {
+	began := time.Now()
+	var detail string
+	var err error
+	switch cmd {
+	case "restart kube-apiserver":
+		err = f.restart("kube-apiserver", f.apiLog)
+	case "restart etcd":
+		err = f.restart("etcd", f.etcdLog)
+	case "compact":
+		detail, err = f.compact()
+	default:
+		err = fmt.Errorf("unknown command")
+	}
+	if err == nil && strings.HasPrefix(cmd, "restart") {
+		// The API server answers again only when it reaches etcd, so both restarts wait for it.
+		err = waitReady(f.te)
+		detail = fmt.Sprintf("%.1fs", time.Since(began).Seconds())
+	}
+	if err == nil {
+		f.state.ChildPIDs = childPIDs()
+		sj, _ := json.MarshalIndent(f.state, "", "  ")
+		err = writeAtomic(filepath.Join(filepath.Dir(f.state.Kubeconfig), "state.json"), append(sj, '\n'))
+	}
+	logf("%s: %s %v", cmd, detail, err)
+	return detail, err
+}
+
+// restart stops the child named `name` (SIGTERM, as a node shutdown would) and starts it again
+// with the same command line, through the same PDEATHSIG wrapper.
+func (f *faults) restart(name string, log *os.File) error {
+	pid, args := 0, []string(nil)
+	for _, p := range childPIDs() {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", p))
+		if err != nil {
+			continue
+		}
+		argv := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+		if filepath.Base(argv[0]) == name {
+			pid, args = p, argv[1:]
+		}
+	}
+	if pid == 0 {
+		return fmt.Errorf("no running %s", name)
+	}
+	_ = syscall.Kill(pid, syscall.SIGTERM)
+	// A short termination grace, like a pod's: kube-apiserver stops listening at once but
+	// its own shutdown then often idles ~30 s (also with no client connected).
+	deadline := time.Now().Add(2 * time.Second)
+	for alive(pid) {
+		if time.Now().After(deadline) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	c := exec.Command(filepath.Join(f.wrapDir, name), args...)
+	c.Stdout, c.Stderr = log, log
+	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Its listening port was just freed; a restart races nothing else for it on loopback.
+	if err := c.Start(); err != nil {
+		return err
+	}
+	go func() { _ = c.Wait() }()
+	return nil
+}
+
+// alive: the process exists and is not a zombie (envtest reaps its own children).
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	return len(f) > 0 && f[0] != "Z"
+}
+
+// compact compacts etcd at its current revision (physically), through etcd's JSON gateway:
+// a watch resumed from an older revision then gets 410 Gone from the API server.
+func (f *faults) compact() (string, error) {
+	base := strings.TrimSuffix(f.te.ControlPlane.Etcd.URL.String(), "/")
+	post := func(path string, body any, out any) error {
+		b, _ := json.Marshal(body)
+		resp, err := http.Post(base+path, "application/json", bytes.NewReader(b))
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			msg, _ := io.ReadAll(resp.Body)
+			return fmt.Errorf("%s: %s: %s", path, resp.Status, msg)
+		}
+		return json.NewDecoder(resp.Body).Decode(out)
+	}
+	var status struct {
+		Header struct {
+			Revision string `json:"revision"`
+		} `json:"header"`
+	}
+	if err := post("/v3/maintenance/status", map[string]any{}, &status); err != nil {
+		return "", err
+	}
+	var ignored map[string]any
+	if err := post("/v3/kv/compaction", map[string]any{"revision": status.Header.Revision, "physical": true}, &ignored); err != nil {
+		return "", err
+	}
+	return status.Header.Revision, nil
 }
 
 // childPIDs lists the direct children of this process (etcd, kube-apiserver).
