@@ -860,6 +860,26 @@ async fn fifty_streams_with_presets_orgs_labels_and_credentials_run_their_effect
         l["f07"].len() as u64,
         "one push per node holding the edited stream, nothing else"
     );
+
+    // A rotated camera password reaches every camera using it, at once: the effective bodies
+    // are cached per version of what they are made of, the Secret's resourceVersion included.
+    ns.api::<k8s_openapi::api::core::v1::Secret>()
+        .patch(
+            "cams",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "stringData": { "password": "rotated" } })),
+        )
+        .await
+        .unwrap();
+    for i in (0..50).step_by(5) {
+        let name = format!("f{i:02}");
+        eventually(WAIT, "the rotated password reaches the node", || async {
+            let stored = sim.nodes().iter().find_map(|n| n.stored_stream(&name))?;
+            (stored["inputs"][0]["url"] == format!("rtsp://viewer:rotated@cam{i}.example/live"))
+                .then_some(())
+        })
+        .await;
+    }
     op.stop().await;
 }
 
@@ -1236,4 +1256,77 @@ async fn two_replicas_answer_alike_lock_out_together_and_survive_kill_9() {
         "the standby took {took:?} to lead"
     );
     sim.clock().thaw();
+}
+
+/// Issue 21: at 100,000 cameras the API server is the bottleneck, and status writes drained
+/// for minutes after a bulk create. A camera that comes up normally costs one status write
+/// (Placed, InSync and Ready=Alive together) and one finalizer patch, however its node
+/// reported it meanwhile (listed as connecting first, then running).
+#[tokio::test]
+async fn a_bulk_create_writes_each_streams_status_once() {
+    use futures::StreamExt;
+    use kube::runtime::watcher;
+    let (ns, sim) = fleet("rc-writes", 2).await;
+    let op = Operator::start(&ns);
+    // Every version of every Stream, from before the first create.
+    let versions =
+        std::sync::Arc::new(std::sync::Mutex::new(BTreeMap::<String, Vec<Stream>>::new()));
+    let watch = {
+        let (api, versions) = (ns.api::<Stream>(), versions.clone());
+        tokio::spawn(async move {
+            let mut events = watcher(api, watcher::Config::default()).boxed();
+            while let Some(Ok(e)) = events.next().await {
+                if let watcher::Event::Apply(s) | watcher::Event::InitApply(s) = e {
+                    let mut v = versions.lock().unwrap();
+                    let seen = v.entry(s.name_any()).or_default();
+                    if seen.last().map(|l| l.resource_version()) != Some(s.resource_version()) {
+                        seen.push(s);
+                    }
+                }
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    const N: usize = 30;
+    for i in 0..N {
+        stream(&ns, &format!("w{i}"), json!({})).await;
+    }
+    converged(&ns, &sim, N).await;
+    for i in 0..N {
+        wait_stream(&ns, &format!("w{i}"), "Ready=True", |s| {
+            cond(s, "Ready").is_some_and(|c| c.0 == "True")
+        })
+        .await;
+    }
+    // Writes that trail the last Ready land within a few node resyncs.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    watch.abort();
+    let versions = versions.lock().unwrap();
+    assert_eq!(versions.len(), N);
+    for (name, seen) in versions.iter() {
+        let statuses: Vec<String> = seen
+            .windows(2)
+            .filter(|w| w[0].status != w[1].status)
+            .map(|w| {
+                let s = &w[1];
+                format!(
+                    "{:?}/{:?}/{:?}",
+                    cond(s, "Scheduled").map(|c| c.1),
+                    cond(s, "Synced").map(|c| c.1),
+                    cond(s, "Ready").map(|c| c.1)
+                )
+            })
+            .collect();
+        assert_eq!(
+            statuses.len(),
+            1,
+            "{name}: one status write per stream, got {statuses:?}"
+        );
+        assert!(
+            seen.len() <= 3,
+            "{name}: created, finalizer, status: {} versions",
+            seen.len()
+        );
+    }
+    op.stop().await;
 }

@@ -20,6 +20,7 @@
 //! controller removes the leftover when the node returns (no Stream owns the name any more).
 
 use crate::domain::effective;
+mod bodies;
 mod judge;
 pub mod status_writer;
 
@@ -54,7 +55,8 @@ use crate::resources::common::{CommonStatus, FINALIZER};
 use crate::resources::streamer::CredentialBinding;
 use crate::resources::wire::StreamConfigSpec;
 use crate::resources::{Organization, Preset, Stream, StreamStatus};
-use effective::Injected;
+use bodies::Bodies;
+use effective::{BodyKey, Injected};
 use judge::{Running, SyncReport, judge};
 use status_writer::{Pending, StatusWriter};
 
@@ -65,6 +67,10 @@ const STEADY_RESYNC: Duration = Duration::from_secs(600);
 /// Node resyncs a freshly pushed stream gets to show up running before `Ready=Starting` is
 /// written (the node's next list usually shows it alive, and one write records it all).
 const START_GRACE: u32 = 2;
+/// …and never less than this: a camera takes seconds to answer, and a `Starting` written and
+/// replaced by `Alive` a moment later is two status writes per camera of a bulk apply where one
+/// would do (nodes listed every 500 ms made that the rule).
+const START_GRACE_FLOOR: Duration = Duration::from_secs(10);
 /// After start, nodes not listed yet (or without a client yet) defer pushes this long before
 /// that counts as a failure (the first probes and lists take a moment).
 const FIRST_LIST_GRACE: Duration = Duration::from_secs(30);
@@ -77,6 +83,8 @@ pub struct StreamController {
     /// Stream → its organization, so creating (or deleting) an organization reconciles
     /// exactly the streams that name it (their `MissingReference` clears or appears).
     organizations: RefIndex,
+    /// Stream → the Secrets its body carries, so a rotated password is pushed at once.
+    secrets: RefIndex,
     allow_list: AllowListCache,
     /// Camera credentials bindings last decided (newer than the statuses until written).
     bindings: Mutex<HashMap<Key, CredentialBinding>>,
@@ -86,6 +94,8 @@ pub struct StreamController {
     starting: Mutex<HashMap<Key, Instant>>,
     /// Status writes, off the reconcile path.
     status: Arc<StatusWriter>,
+    /// Effective bodies by stream, computed once per input version.
+    bodies: Bodies<Planned>,
 }
 
 /// Runs the Stream controller until `shutdown` resolves.
@@ -102,12 +112,14 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         ctx: ctx.clone(),
         presets: RefIndex::default(),
         organizations: RefIndex::default(),
+        secrets: RefIndex::default(),
         allow_list: AllowListCache::default(),
         bindings: Mutex::default(),
         backoff: Backoff::default(),
         started: Instant::now(),
         starting: Mutex::default(),
         status: Arc::default(),
+        bodies: Bodies::default(),
     });
     let writer = tokio::spawn(ctl.status.clone().run(ctx.clone()));
     let on_preset = {
@@ -117,6 +129,12 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
     let on_organization = {
         let ctl = ctl.clone();
         move |o: Arc<Organization>| ctl.organizations.referrers::<_, Stream>(o.as_ref())
+    };
+    let on_secret = {
+        let ctl = ctl.clone();
+        move |s: Arc<kube::core::PartialObjectMeta<k8s_openapi::api::core::v1::Secret>>| {
+            ctl.secrets.referrers::<_, Stream>(s.as_ref())
+        }
     };
     let extra = futures::stream::poll_fn(move |cx| triggers.poll_recv(cx)).boxed();
     tracing::info!(
@@ -135,6 +153,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         taps.organizations.subscribe(&stores.organizations),
         on_organization,
     )
+    .watches_shared_stream(taps.secrets.subscribe(&stores.secrets), on_secret)
     .reconcile_on(extra)
     .graceful_shutdown_on(shutdown)
     .run(reconcile, error_policy, ctl.clone())
@@ -165,6 +184,8 @@ pub async fn reconcile(stream: Arc<Stream>, ctl: Arc<StreamController>) -> Resul
         key.name(),
         stream.referenced(RefKind::Organization),
     );
+    ctl.secrets
+        .observe(key.namespace(), key.name(), effective::secret_refs(&stream));
     let result = if stream.meta().deletion_timestamp.is_some() {
         finalize(&stream, &ctl, &key).await
     } else {
@@ -195,9 +216,12 @@ struct Outcome {
 }
 
 /// What [`plan`] decided to push.
+#[derive(Clone)]
 struct Planned {
+    /// What it was computed from.
+    key: BodyKey,
     /// `None`: the stream runs nowhere (disabled).
-    body: Option<StreamBody>,
+    body: Option<Arc<StreamBody>>,
     /// The body holds a secret (camera credentials, publish password).
     carries_secrets: bool,
     /// The camera credentials binding to record.
@@ -238,7 +262,7 @@ async fn converge(stream: &Stream, ctl: &StreamController, key: &Key) -> Result<
                 ctl,
                 key,
                 &name,
-                planned.body.as_ref(),
+                planned.body.as_deref().map(|b| (b, &planned.key)),
             )
             .await;
             outcome.conditions.extend(planned.condition);
@@ -285,7 +309,7 @@ fn starting_grace(ctl: &StreamController, key: &Key, outcome: &Outcome) -> Optio
         since.remove(key);
         return None;
     }
-    let grace = ctl.ctx.tunables.node_resync * START_GRACE;
+    let grace = (ctl.ctx.tunables.node_resync * START_GRACE).max(START_GRACE_FLOOR);
     let first = *since.entry(key.clone()).or_insert_with(Instant::now);
     grace.checked_sub(first.elapsed()).filter(|d| !d.is_zero())
 }
@@ -354,25 +378,53 @@ async fn plan(
             }
         },
     };
+    let recorded = recorded_binding(ctl, stream, key);
+    let allow = match credentials::camera_credentials(&stream.spec) {
+        Some(_) => ctl.allow_list.get(ctx).await,
+        None => destinations::AllowList::default(),
+    };
+    let body_key = BodyKey::of(
+        stream,
+        preset.as_deref(),
+        recorded.as_ref(),
+        &allow,
+        |secret| {
+            ctx.stores
+                .secrets
+                .get(&ObjectRef::new(secret).within(key.namespace()))
+                .and_then(|m| m.resource_version())
+        },
+    );
+    if let Some(planned) = ctl.bodies.get(key, &body_key) {
+        return Ok(planned);
+    }
     let config = effective::merge_preset(&stream.spec.config, preset.as_deref().map(|p| &p.spec));
     if config.disabled == Some(true) {
-        return Ok(Planned {
+        let planned = Planned {
+            key: body_key.clone(),
             body: None,
             carries_secrets: false,
-            binding: recorded_binding(ctl, stream, key),
+            binding: recorded,
             condition: None,
-        });
+        };
+        ctl.bodies.put(key.clone(), body_key, planned.clone());
+        return Ok(planned);
     }
     match injected(ctl, stream, key, &config).await {
-        Ok((secrets, binding, condition)) => Ok(Planned {
-            body: Some(effective::with_on_play(
-                effective::node_body(name, &config, &secrets),
-                ctl.ctx.tunables.play_auth_url.as_deref(),
-            )),
-            carries_secrets: secrets.carried_in(&config),
-            binding,
-            condition,
-        }),
+        Ok((secrets, binding, condition)) => {
+            let planned = Planned {
+                key: body_key.clone(),
+                body: Some(Arc::new(effective::with_on_play(
+                    effective::node_body(name, &config, &secrets),
+                    ctl.ctx.tunables.play_auth_url.as_deref(),
+                ))),
+                carries_secrets: secrets.carried_in(&config),
+                binding,
+                condition,
+            };
+            ctl.bodies.put(key.clone(), body_key, planned.clone());
+            Ok(planned)
+        }
         Err(e) => Err(blocked(
             "SecretUnavailable",
             format!("{e}; the stream is not pushed until its credentials can be read"),
@@ -518,11 +570,11 @@ async fn sync(
     ctl: &StreamController,
     key: &Key,
     name: &str,
-    body: Option<&StreamBody>,
+    body: Option<(&StreamBody, &BodyKey)>,
 ) -> Outcome {
     let ctx = &ctl.ctx;
     let placement = ctx.fleet.placement(key).unwrap_or_default();
-    let report = act(ctl, &placement, carries_secrets, name, body).await;
+    let report = act(ctl, key, &placement, carries_secrets, name, body).await;
     let unplaced = ctx.fleet.unplaced(key);
     let live = placement
         .ingest
@@ -585,10 +637,11 @@ fn label_gaps(ctx: &Context, key: &Key) -> judge::LabelGaps {
 /// make-before-break — removes the copies [`moves`] says go.
 async fn act(
     ctl: &StreamController,
+    key: &Key,
     placement: &Placement,
     carries_secrets: bool,
     name: &str,
-    body: Option<&StreamBody>,
+    body: Option<(&StreamBody, &BodyKey)>,
 ) -> SyncReport {
     let ctx = &ctl.ctx;
     let targets: Vec<String> = match body {
@@ -602,7 +655,8 @@ async fn act(
     };
     let pushes = futures::future::join_all(targets.iter().map(|h| {
         push(
-            ctx,
+            ctl,
+            key,
             h,
             name,
             body.expect("targets imply a body"),
@@ -661,12 +715,14 @@ impl From<String> for PushError {
 
 /// Pushes `body` to `host` unless it already holds it.
 async fn push(
-    ctx: &Context,
+    ctl: &StreamController,
+    key: &Key,
     host: &str,
     name: &str,
-    body: &StreamBody,
+    (body, body_key): (&StreamBody, &BodyKey),
     carries_secrets: bool,
 ) -> Result<(), PushError> {
+    let ctx = &ctl.ctx;
     let Some(client) = ctx.nodes.get(host) else {
         return Err(PushError::NotKnownYet(
             "the node's client is not ready (credentials or URL of its Streamer not resolved)",
@@ -690,11 +746,16 @@ async fn push(
             "the node has a stream named {name:?} that Panoptes does not manage; it is left alone"
         )));
     }
-    if !body
-        .drift(copy.as_ref().and_then(|c| c.config_on_disk.as_deref()))
-        .needs_write()
-    {
-        return Ok(());
+    let disk = copy.as_ref().and_then(|c| c.config_on_disk.as_ref());
+    if let Some(disk) = disk {
+        if ctl.bodies.matched(key, body_key, host, disk) {
+            return Ok(());
+        }
+        if !body.drift(Some(disk)).needs_write() {
+            ctl.bodies
+                .record_match(key, body_key, host, Arc::clone(disk));
+            return Ok(());
+        }
     }
     if ctx
         .live
@@ -764,6 +825,7 @@ async fn finalize(stream: &Stream, ctl: &StreamController, key: &Key) -> Result<
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .remove(key);
+    ctl.bodies.forget(key);
     // A Stream created again under this name binds its credentials afresh.
     ctl.bindings
         .lock()
