@@ -1330,3 +1330,135 @@ async fn a_bulk_create_writes_each_streams_status_once() {
     }
     op.stop().await;
 }
+
+/// Most restarting at once on one node, from the simulator's restart log.
+fn peak_restarting(restarts: &[(String, i64, i64)]) -> usize {
+    let mut edges: Vec<(i64, i32)> = restarts
+        .iter()
+        .flat_map(|(_, from, to)| [(*from, 1), (*to, -1)])
+        .collect();
+    // An end at the same instant as a start frees its slot first.
+    edges.sort();
+    let (mut now, mut peak) = (0i32, 0i32);
+    for (_, d) in edges {
+        now += d;
+        peak = peak.max(now);
+    }
+    peak as usize
+}
+
+/// Issue 21's rollout budget: a preset change over 40 cameras on 2 nodes restarts at most
+/// `maxRestartingPerNode` of them per node at once (the simulator's restart log says when
+/// each was down), cameras waiting say so, and `paused` holds the change until it is lifted.
+#[tokio::test]
+async fn a_preset_change_restarts_a_few_cameras_per_node_at_a_time_and_pauses() {
+    const BUDGET: usize = 3;
+    let (ns, sim) = fleet("rc-rollout", 2).await;
+    for n in sim.nodes() {
+        n.update_behaviour(|b| {
+            b.restart_on_any_change = true;
+            b.start_delay_min_ms = 300;
+            b.start_delay_max_ms = 600;
+        });
+    }
+    let preset = |expiration: i64, paused: bool| {
+        json!({ "kind": "Preset", "metadata": { "name": "roll" }, "spec": {
+            "title": "Roll", "dvr": { "root": "/r", "expiration": expiration },
+            "rollout": { "maxRestartingPerNode": BUDGET, "paused": paused } } })
+    };
+    apply(&ns.api::<Preset>(), preset(3600, false)).await;
+    let op = Operator::start(&ns);
+    let names: Vec<String> = (0..40).map(|i| format!("r{i:02}")).collect();
+    for n in &names {
+        stream(&ns, n, json!({ "presetRef": "roll" })).await;
+    }
+    converged(&ns, &sim, names.len()).await;
+    for n in &names {
+        wait_stream(&ns, n, "Ready", |s| {
+            cond(s, "Ready").is_some_and(|c| c.0 == "True")
+        })
+        .await;
+    }
+    let expiration_everywhere = |want: i64| {
+        let sim = &sim;
+        let names = &names;
+        async move {
+            names
+                .iter()
+                .all(|n| {
+                    sim.nodes()
+                        .iter()
+                        .filter_map(|node| node.stored_stream(n))
+                        .all(|s| s["dvr"]["expiration"] == want)
+                })
+                .then_some(())
+        }
+    };
+    for n in sim.nodes() {
+        n.reset_counters();
+    }
+    apply(&ns.api::<Preset>(), preset(7200, false)).await;
+    eventually(WAIT, "a camera waits for its turn", || async {
+        let streams = ns.api::<Stream>().list(&ListParams::default()).await.ok()?;
+        streams
+            .iter()
+            .any(|s| {
+                cond(s, "Synced").is_some_and(|c| c == ("False".into(), "RolloutWaiting".into()))
+            })
+            .then_some(())
+    })
+    .await;
+    eventually(
+        Duration::from_secs(90),
+        "the change reaches every camera",
+        || expiration_everywhere(7200),
+    )
+    .await;
+    for n in sim.nodes() {
+        let restarts = n.counters().restarts;
+        assert_eq!(
+            restarts.len(),
+            names.len() / sim.nodes().len(),
+            "each camera on {} restarted once: {restarts:?}",
+            n.hostname()
+        );
+        let peak = peak_restarting(&restarts);
+        assert!(
+            peak <= BUDGET && peak > 0,
+            "{} had {peak} cameras restarting at once (budget {BUDGET})",
+            n.hostname()
+        );
+    }
+
+    // Paused: the next change reaches no camera, and they say why.
+    for n in sim.nodes() {
+        n.reset_counters();
+    }
+    apply(&ns.api::<Preset>(), preset(10800, true)).await;
+    eventually(WAIT, "every camera says the rollout is paused", || async {
+        let streams = ns.api::<Stream>().list(&ListParams::default()).await.ok()?;
+        streams
+            .iter()
+            .all(|s| {
+                cond(s, "Synced").is_some_and(|c| c == ("False".into(), "RolloutPaused".into()))
+            })
+            .then_some(())
+    })
+    .await;
+    let puts: u64 = sim
+        .nodes()
+        .iter()
+        .map(|n| n.route_count("PUT /streams/{name}"))
+        .sum();
+    assert_eq!(puts, 0, "a paused rollout pushes nothing");
+    // Unpaused, it resumes and completes.
+    apply(&ns.api::<Preset>(), preset(10800, false)).await;
+    eventually(Duration::from_secs(90), "the rollout resumes", || {
+        expiration_everywhere(10800)
+    })
+    .await;
+    for n in sim.nodes() {
+        assert!(peak_restarting(&n.counters().restarts) <= BUDGET);
+    }
+    op.stop().await;
+}

@@ -50,6 +50,8 @@ struct Inner {
     streamers: HashMap<String, Key>,
     /// Nodes listed at least once since start (before that, what they hold is unknown).
     listed: HashSet<String>,
+    /// Lists of each node recorded since start (a rollout's restart is judged on a later one).
+    lists: HashMap<String, u64>,
     /// Layouts the layouter changed that the stream's status does not show yet.
     unrecorded: HashMap<Key, StreamLayout>,
     /// hostname → node stream name → the config the node answered our last push with: a
@@ -290,6 +292,7 @@ impl Fleet {
     pub fn record_list(&self, hostname: &str, listed: HashMap<String, NodeCopy>) -> Vec<String> {
         let mut inner = self.write();
         inner.listed.insert(hostname.to_string());
+        *inner.lists.entry(hostname.to_string()).or_default() += 1;
         let old = inner.on_node.insert(hostname.to_string(), listed);
         let new = &inner.on_node[hostname];
         let old = old.unwrap_or_default();
@@ -302,6 +305,11 @@ impl Fleet {
         changed.sort();
         changed.dedup();
         changed
+    }
+
+    /// How many lists of `hostname` were recorded since start.
+    pub fn lists(&self, hostname: &str) -> u64 {
+        self.read().lists.get(hostname).copied().unwrap_or(0)
     }
 
     /// True once `hostname` was listed since start.

@@ -22,6 +22,7 @@
 use crate::domain::effective;
 mod bodies;
 mod judge;
+mod slots;
 pub mod status_writer;
 
 use std::collections::{BTreeSet, HashMap};
@@ -48,6 +49,7 @@ use crate::domain::destinations;
 use crate::domain::layout_history;
 use crate::domain::moves::{self, Wanted};
 use crate::domain::refs::{MISSING_REFERENCE, RefKind, Reference, References, missing_message};
+use crate::domain::rollout::{self, Budget, Turn};
 use crate::domain::stream_health;
 use crate::flussonic::StreamBody;
 use crate::layout::Placement;
@@ -57,7 +59,7 @@ use crate::resources::wire::StreamConfigSpec;
 use crate::resources::{Organization, Preset, Stream, StreamStatus};
 use bodies::Bodies;
 use effective::{BodyKey, Injected};
-use judge::{Running, SyncReport, judge};
+use judge::{Hold, Running, SyncReport, judge};
 use status_writer::{Pending, StatusWriter};
 
 /// Reconciles running at once (node I/O is bounded per node by the node clients).
@@ -96,6 +98,8 @@ pub struct StreamController {
     status: Arc<StatusWriter>,
     /// Effective bodies by stream, computed once per input version.
     bodies: Bodies<Planned>,
+    /// Cameras restarting per node because a preset change reached them.
+    slots: slots::Slots,
 }
 
 /// Runs the Stream controller until `shutdown` resolves.
@@ -120,6 +124,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         starting: Mutex::default(),
         status: Arc::default(),
         bodies: Bodies::default(),
+        slots: slots::Slots::default(),
     });
     let writer = tokio::spawn(ctl.status.clone().run(ctx.clone()));
     let on_preset = {
@@ -213,6 +218,8 @@ struct Outcome {
     deferred: bool,
     /// The camera credentials binding to record (`None` keeps the recorded one).
     binding: Option<Option<CredentialBinding>>,
+    /// Some node waits for the preset's rollout: `Some(paused)`.
+    held: Option<bool>,
 }
 
 /// What [`plan`] decided to push.
@@ -228,6 +235,8 @@ struct Planned {
     binding: Option<CredentialBinding>,
     /// `CredentialsBound`, for a stream with camera credentials.
     condition: Option<Desired>,
+    /// The preset's rollout budget (`None`: no preset).
+    rollout: Option<Budget>,
 }
 
 async fn converge(stream: &Stream, ctl: &StreamController, key: &Key) -> Result<Action, Error> {
@@ -256,13 +265,24 @@ async fn converge(stream: &Stream, ctl: &StreamController, key: &Key) -> Result<
                     on_demand: stream_health::on_demand(&stream.spec.config),
                 },
             };
+            // The stream's own spec changed since its status was written: its owner asked for
+            // this change now, so it is not paced like a preset's.
+            let own_edit = stream
+                .status
+                .as_ref()
+                .and_then(|s| s.common.observed_generation)
+                != stream.meta().generation;
             let mut outcome = sync(
                 running,
                 planned.carries_secrets,
                 ctl,
                 key,
                 &name,
-                planned.body.as_deref().map(|b| (b, &planned.key)),
+                planned.body.as_deref().map(|b| Body {
+                    body: b,
+                    key: &planned.key,
+                    rollout: planned.rollout.filter(|_| !own_edit),
+                }),
             )
             .await;
             outcome.conditions.extend(planned.condition);
@@ -280,11 +300,16 @@ async fn converge(stream: &Stream, ctl: &StreamController, key: &Key) -> Result<
     }
     let retry = outcome.retry;
     let alive = outcome.alive;
+    let held = outcome.held;
     // A missing reference turns Stalled when its grace ends, whether or not anything changes.
     let recheck = conditions::recheck(&outcome.conditions).unwrap_or(Duration::MAX);
     write_status(ctl, stream, &name, outcome).await;
     Ok(if retry {
         Action::requeue(ctl.backoff.failed(key))
+    } else if held == Some(false) {
+        // Its turn comes when a restart on the node is over, which a node list shows.
+        ctl.backoff.succeeded(key);
+        Action::requeue(ctx.tunables.node_resync)
     } else {
         ctl.backoff.succeeded(key);
         if alive == Some(true) {
@@ -335,6 +360,7 @@ async fn plan(
         retry,
         deferred: false,
         binding: None,
+        held: None,
     };
     if let Some(Blocked::NameConflict(owner)) = ctx.fleet.blocked(key) {
         return Err(blocked(
@@ -398,6 +424,9 @@ async fn plan(
     if let Some(planned) = ctl.bodies.get(key, &body_key) {
         return Ok(planned);
     }
+    let rollout = preset
+        .as_deref()
+        .map(|p| Budget::of(p.spec.rollout.as_ref(), ctx.tunables.rollout_per_node));
     let config = effective::merge_preset(&stream.spec.config, preset.as_deref().map(|p| &p.spec));
     if config.disabled == Some(true) {
         let planned = Planned {
@@ -406,6 +435,7 @@ async fn plan(
             carries_secrets: false,
             binding: recorded,
             condition: None,
+            rollout,
         };
         ctl.bodies.put(key.clone(), body_key, planned.clone());
         return Ok(planned);
@@ -421,6 +451,7 @@ async fn plan(
                 carries_secrets: secrets.carried_in(&config),
                 binding,
                 condition,
+                rollout,
             };
             ctl.bodies.put(key.clone(), body_key, planned.clone());
             Ok(planned)
@@ -570,7 +601,7 @@ async fn sync(
     ctl: &StreamController,
     key: &Key,
     name: &str,
-    body: Option<(&StreamBody, &BodyKey)>,
+    body: Option<Body<'_>>,
 ) -> Outcome {
     let ctx = &ctl.ctx;
     let placement = ctx.fleet.placement(key).unwrap_or_default();
@@ -599,6 +630,8 @@ async fn sync(
         retry: !report.failed.is_empty(),
         deferred: report.deferred,
         binding: None,
+        held: (!report.held.is_empty())
+            .then(|| report.held.iter().any(|(_, h)| *h == Hold::Paused)),
     }
 }
 
@@ -641,7 +674,7 @@ async fn act(
     placement: &Placement,
     carries_secrets: bool,
     name: &str,
-    body: Option<(&StreamBody, &BodyKey)>,
+    body: Option<Body<'_>>,
 ) -> SyncReport {
     let ctx = &ctl.ctx;
     let targets: Vec<String> = match body {
@@ -671,6 +704,7 @@ async fn act(
             Err(PushError::NotKnownYet(_)) if ctl.started.elapsed() < FIRST_LIST_GRACE => {
                 report.deferred = true;
             }
+            Err(PushError::Held(hold)) => report.held.push((h.clone(), hold)),
             Err(e) => report.failed.push(format!("{h}: {e}")),
         }
     }
@@ -678,7 +712,7 @@ async fn act(
         None => Wanted::Nowhere,
         Some(_) => Wanted::At(placement),
     };
-    let new_home_ready = report.failed.is_empty() && !report.deferred;
+    let new_home_ready = report.failed.is_empty() && !report.deferred && report.held.is_empty();
     let holders = ctx.fleet.holders(name);
     if body.is_some() && placement.ingest.is_none() {
         report.kept.clone_from(&holders);
@@ -705,6 +739,18 @@ enum PushError {
     NotKnownYet(&'static str),
     #[error("{0}")]
     Failed(String),
+    /// The preset's rollout holds it back on this node.
+    #[error("waiting for the preset's rollout")]
+    Held(Hold),
+}
+
+/// A body to push and what decides its pace.
+#[derive(Clone, Copy)]
+struct Body<'a> {
+    body: &'a StreamBody,
+    key: &'a BodyKey,
+    /// The preset's rollout budget, when a change to a running camera is paced by it.
+    rollout: Option<Budget>,
 }
 
 impl From<String> for PushError {
@@ -719,7 +765,11 @@ async fn push(
     key: &Key,
     host: &str,
     name: &str,
-    (body, body_key): (&StreamBody, &BodyKey),
+    Body {
+        body,
+        key: body_key,
+        rollout,
+    }: Body<'_>,
     carries_secrets: bool,
 ) -> Result<(), PushError> {
     let ctx = &ctl.ctx;
@@ -765,7 +815,21 @@ async fn push(
         return Err(PushError::Failed("the node is unreachable".into()));
     }
     let drifted = ctx.fleet.drifted(host, name);
-    match client.stream_save(body).await {
+    let paced = rollout.filter(|_| rollout::budgeted(true, disk.is_some(), false, drifted));
+    if let Some(budget) = paced {
+        match ctl.slots.take(ctx, host, name, budget) {
+            Turn::Go => {}
+            Turn::Wait { restarting, budget } => {
+                return Err(PushError::Held(Hold::Waiting { restarting, budget }));
+            }
+            Turn::Paused => return Err(PushError::Held(Hold::Paused)),
+        }
+    }
+    let result = client.stream_save(body).await;
+    if result.is_err() && paced.is_some() {
+        ctl.slots.release(host, name);
+    }
+    match result {
         Ok(saved) => {
             if drifted {
                 tracing::info!(
@@ -882,6 +946,7 @@ async fn finalize(stream: &Stream, ctl: &StreamController, key: &Key) -> Result<
                 retry: true,
                 deferred: false,
                 binding: None,
+                held: None,
             };
             write_status(ctl, stream, &name, outcome).await;
             return Ok(Action::requeue(Duration::from_secs(2)));
