@@ -292,6 +292,21 @@ async fn repush(
     op
 }
 
+/// Issue 21's rollout budget: a preset change reaching every camera, at the default budget.
+async fn rollout(report: &mut Report, fleet: &Fleet, names: &[String]) {
+    eprintln!("== preset rollout");
+    let took = scale::roll_preset(fleet, names, Duration::from_secs(600)).await;
+    report.add(
+        format!(
+            "Preset change over {} cameras at the default budget ({} restarting per node): change → all restarted with it",
+            names.len(),
+            panoptes::controllers::context::DEFAULT_ROLLOUT_PER_NODE
+        ),
+        secs(took),
+        "",
+    );
+}
+
 async fn steady_writes(report: &mut Report, fleet: &Fleet, streams: usize) {
     eprintln!("== steady state, 60 s");
     let before = scale::apiserver_writes(&fleet.ns.client).await;
@@ -524,6 +539,7 @@ fn main() {
             let (fleet, op, names, raw) = convergence(&mut report, 10_000, 100).await;
             steady_writes(&mut report, &fleet, 10_000).await;
             let op = repush(&mut report, &fleet, op, &names, raw).await;
+            rollout(&mut report, &fleet, &names).await;
             facade(&mut report, &op, &fleet, &names[42]).await;
             failover(&mut report, &fleet).await;
             op.stop();
