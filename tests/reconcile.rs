@@ -1301,7 +1301,8 @@ async fn a_bulk_create_writes_each_streams_status_once() {
     // Writes that trail the last Ready land within a few node resyncs.
     tokio::time::sleep(Duration::from_secs(3)).await;
     watch.abort();
-    let versions = versions.lock().unwrap();
+    op.stop().await;
+    let versions = std::mem::take(&mut *versions.lock().unwrap());
     assert_eq!(versions.len(), N);
     for (name, seen) in versions.iter() {
         let statuses: Vec<String> = seen
@@ -1328,7 +1329,6 @@ async fn a_bulk_create_writes_each_streams_status_once() {
             seen.len()
         );
     }
-    op.stop().await;
 }
 
 /// Most restarting at once on one node, from the simulator's restart log.

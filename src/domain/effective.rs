@@ -508,6 +508,9 @@ mod tests {
             )
         }
 
+        /// What was changed, and the change.
+        type Change = (&'static str, Box<dyn Fn(&mut Inputs)>);
+
         fn rv(i: &mut Inputs, secret: &str, v: &'static str) {
             for e in i.versions.iter_mut().filter(|e| e.0 == secret) {
                 e.1 = v;
@@ -517,7 +520,7 @@ mod tests {
         #[test]
         fn each_input_of_the_body_changes_the_key() {
             let before = key(&base());
-            let changes: Vec<(&str, Box<dyn Fn(&mut Inputs)>)> = vec![
+            let changes: Vec<Change> = vec![
                 (
                     "stream spec (generation)",
                     Box::new(|i| i.stream.metadata.generation = Some(4)),
@@ -564,7 +567,7 @@ mod tests {
         #[test]
         fn nothing_else_changes_the_key() {
             let before = key(&base());
-            let changes: Vec<(&str, Box<dyn Fn(&mut Inputs)>)> = vec![
+            let changes: Vec<Change> = vec![
                 (
                     "stream status written",
                     Box::new(|i| {

@@ -83,9 +83,7 @@ pub fn turn(budget: Budget, restarting: usize, holds: bool) -> Turn {
     if budget.paused {
         // Even for a camera holding a slot: its slot was for an earlier change.
         Turn::Paused
-    } else if holds {
-        Turn::Go
-    } else if restarting < budget.per_node {
+    } else if holds || restarting < budget.per_node {
         Turn::Go
     } else {
         Turn::Wait {
