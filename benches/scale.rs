@@ -404,6 +404,21 @@ async fn repush(
     op
 }
 
+/// Issue 21's rollout budget: a preset change reaching every camera, at the default budget.
+async fn rollout(report: &mut Report, fleet: &Fleet, names: &[String]) {
+    eprintln!("== preset rollout");
+    let took = scale::roll_preset(fleet, names, Duration::from_secs(600)).await;
+    report.add(
+        format!(
+            "Preset change over {} cameras at the default budget ({} restarting per node): change → all restarted with it",
+            names.len(),
+            panoptes::controllers::context::DEFAULT_ROLLOUT_PER_NODE
+        ),
+        secs(took),
+        "",
+    );
+}
+
 async fn steady_writes(report: &mut Report, fleet: &Fleet, streams: usize) {
     eprintln!("== steady state, 60 s");
     let before = scale::apiserver_writes(&fleet.ns.client).await;
@@ -609,11 +624,14 @@ async fn shards(report: &mut Report, streams: usize, nodes: usize) {
     }
 }
 
-/// Convergence, steady-state writes, restart onto wiped nodes, facade and failover at one size.
+/// Convergence, steady-state writes, restart onto wiped nodes, a preset rollout, facade and
+/// failover at one size.
 async fn full(report: &mut Report, curve: &mut Vec<Point>, streams: usize, nodes: usize) {
     let (fleet, op, names, raw) = convergence(report, curve, streams, nodes).await;
     steady_writes(report, &fleet, streams).await;
     let op = repush(report, &fleet, op, &names, raw).await;
+    // Issue 21 asks for the time to roll 10,000 cameras, at every size.
+    rollout(report, &fleet, &names[..names.len().min(10_000)]).await;
     facade(report, &op, &fleet, &names).await;
     failover(report, &fleet).await;
     op.stop();

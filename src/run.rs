@@ -197,6 +197,10 @@ pub struct NodeFlags {
     /// needs a shared token (`/shares`); unset, streams are pushed without `on_play`.
     #[arg(long, env = "PANOPTES_PLAY_AUTH_URL")]
     pub play_auth_url: Option<String>,
+    /// Cameras restarting at once on one node when a preset change reaches them (a Preset's
+    /// `spec.rollout.maxRestartingPerNode` overrides it).
+    #[arg(long, env = "PANOPTES_ROLLOUT_PER_NODE", default_value_t = crate::controllers::context::DEFAULT_ROLLOUT_PER_NODE)]
+    pub rollout_per_node: u32,
 }
 
 impl NodeFlags {
@@ -214,6 +218,7 @@ impl NodeFlags {
             },
             events: Default::default(),
             play_auth_url: self.play_auth_url.filter(|u| !u.is_empty()),
+            rollout_per_node: self.rollout_per_node.max(1),
         }
     }
 }
@@ -672,6 +677,8 @@ mod tests {
             "0",
             "--play-auth-url",
             "",
+            "--rollout-per-node",
+            "0",
         ]);
         assert_eq!(c.scope, Scope::Namespace("video".into()));
         // The facade creates objects where the operator watches unless told otherwise.
@@ -681,6 +688,10 @@ mod tests {
         assert_eq!(c.leader_renew, Duration::from_secs(1));
         assert_eq!(c.tunables.node_resync, Duration::from_secs(1));
         assert_eq!(c.tunables.play_auth_url, None);
+        assert_eq!(
+            c.tunables.rollout_per_node, 1,
+            "a budget of 0 would stall every rollout"
+        );
         let c = config(&["--instance", "team-b-panoptes"]);
         assert_eq!(c.instance.as_str(), "team-b-panoptes");
         assert_eq!(c.tunables.instance, c.instance);
@@ -688,6 +699,7 @@ mod tests {
         let c = config(&[]);
         // Installs from before the flag keep their names.
         assert_eq!(c.instance, Instance::default());
+        assert_eq!(c.tunables.rollout_per_node, 10);
         assert_eq!(c.scope, Scope::Cluster);
         assert_eq!(c.api_namespace, "default");
         assert_eq!(c.leader_renew, Duration::from_secs(4));

@@ -53,6 +53,9 @@ async fn the_scale_harness_runs_at_toy_size() {
         "the API server's write counters are read: {after:?}"
     );
 
+    let rolled = scale::roll_preset(&fleet, &names, Duration::from_secs(60)).await;
+    assert!(rolled.is_some(), "a preset change reaches every camera");
+
     let f = scale::failover(&fleet, 1, Duration::from_secs(60)).await;
     assert!(f.detection.is_some() && f.recovery.is_some(), "{f:?}");
     assert_eq!(f.moved, f.dead_streams, "only the dead node's streams move");

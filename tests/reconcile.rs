@@ -883,6 +883,26 @@ async fn fifty_streams_with_presets_orgs_labels_and_credentials_run_their_effect
         l["f07"].len() as u64,
         "one push per node holding the edited stream, nothing else"
     );
+
+    // A rotated camera password reaches every camera using it, at once: the effective bodies
+    // are cached per version of what they are made of, the Secret's resourceVersion included.
+    ns.api::<k8s_openapi::api::core::v1::Secret>()
+        .patch(
+            "cams",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "stringData": { "password": "rotated" } })),
+        )
+        .await
+        .unwrap();
+    for i in (0..50).step_by(5) {
+        let name = format!("f{i:02}");
+        eventually(WAIT, "the rotated password reaches the node", || async {
+            let stored = sim.nodes().iter().find_map(|n| n.stored_stream(&name))?;
+            (stored["inputs"][0]["url"] == format!("rtsp://viewer:rotated@cam{i}.example/live"))
+                .then_some(())
+        })
+        .await;
+    }
     op.stop().await;
 }
 
@@ -1535,4 +1555,209 @@ async fn a_rolling_upgrade_hands_the_lease_over_at_once_and_loses_no_push() {
     // A handed-over Lease: well before a takeover by expiry could happen.
     assert!(took < LEASE / 3, "the new replica took {took:?} to lead");
     drop(new);
+}
+
+/// Issue 21: at 100,000 cameras the API server is the bottleneck, and status writes drained
+/// for minutes after a bulk create. A camera that comes up normally costs one status write
+/// (Placed, InSync and Ready=Alive together) and one finalizer patch, however its node
+/// reported it meanwhile (listed as connecting first, then running).
+#[tokio::test]
+async fn a_bulk_create_writes_each_streams_status_once() {
+    use futures::StreamExt;
+    use kube::runtime::watcher;
+    let (ns, sim) = fleet("rc-writes", 2).await;
+    let op = Operator::start(&ns);
+    // Every version of every Stream, from before the first create.
+    let versions =
+        std::sync::Arc::new(std::sync::Mutex::new(BTreeMap::<String, Vec<Stream>>::new()));
+    let watch = {
+        let (api, versions) = (ns.api::<Stream>(), versions.clone());
+        tokio::spawn(async move {
+            let mut events = watcher(api, watcher::Config::default()).boxed();
+            while let Some(Ok(e)) = events.next().await {
+                if let watcher::Event::Apply(s) | watcher::Event::InitApply(s) = e {
+                    let mut v = versions.lock().unwrap();
+                    let seen = v.entry(s.name_any()).or_default();
+                    if seen.last().map(|l| l.resource_version()) != Some(s.resource_version()) {
+                        seen.push(s);
+                    }
+                }
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    const N: usize = 30;
+    for i in 0..N {
+        stream(&ns, &format!("w{i}"), json!({})).await;
+    }
+    converged(&ns, &sim, N).await;
+    for i in 0..N {
+        wait_stream(&ns, &format!("w{i}"), "Ready=True", |s| {
+            cond(s, "Ready").is_some_and(|c| c.0 == "True")
+        })
+        .await;
+    }
+    // Writes that trail the last Ready land within a few node resyncs.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    watch.abort();
+    op.stop().await;
+    let versions = std::mem::take(&mut *versions.lock().unwrap());
+    assert_eq!(versions.len(), N);
+    for (name, seen) in versions.iter() {
+        let statuses: Vec<String> = seen
+            .windows(2)
+            .filter(|w| w[0].status != w[1].status)
+            .map(|w| {
+                let s = &w[1];
+                format!(
+                    "{:?}/{:?}/{:?}",
+                    cond(s, "Scheduled").map(|c| c.1),
+                    cond(s, "Synced").map(|c| c.1),
+                    cond(s, "Ready").map(|c| c.1)
+                )
+            })
+            .collect();
+        assert_eq!(
+            statuses.len(),
+            1,
+            "{name}: one status write per stream, got {statuses:?}"
+        );
+        assert!(
+            seen.len() <= 3,
+            "{name}: created, finalizer, status: {} versions",
+            seen.len()
+        );
+    }
+}
+
+/// Most restarting at once on one node, from the simulator's restart log.
+fn peak_restarting(restarts: &[(String, i64, i64)]) -> usize {
+    let mut edges: Vec<(i64, i32)> = restarts
+        .iter()
+        .flat_map(|(_, from, to)| [(*from, 1), (*to, -1)])
+        .collect();
+    // An end at the same instant as a start frees its slot first.
+    edges.sort();
+    let (mut now, mut peak) = (0i32, 0i32);
+    for (_, d) in edges {
+        now += d;
+        peak = peak.max(now);
+    }
+    peak as usize
+}
+
+/// Issue 21's rollout budget: a preset change over 40 cameras on 2 nodes restarts at most
+/// `maxRestartingPerNode` of them per node at once (the simulator's restart log says when
+/// each was down), cameras waiting say so, and `paused` holds the change until it is lifted.
+#[tokio::test]
+async fn a_preset_change_restarts_a_few_cameras_per_node_at_a_time_and_pauses() {
+    const BUDGET: usize = 3;
+    let (ns, sim) = fleet("rc-rollout", 2).await;
+    for n in sim.nodes() {
+        n.update_behaviour(|b| {
+            b.restart_on_any_change = true;
+            b.start_delay_min_ms = 300;
+            b.start_delay_max_ms = 600;
+        });
+    }
+    let preset = |expiration: i64, paused: bool| {
+        json!({ "kind": "Preset", "metadata": { "name": "roll" }, "spec": {
+            "title": "Roll", "dvr": { "root": "/r", "expiration": expiration },
+            "rollout": { "maxRestartingPerNode": BUDGET, "paused": paused } } })
+    };
+    apply(&ns.api::<Preset>(), preset(3600, false)).await;
+    let op = Operator::start(&ns);
+    let names: Vec<String> = (0..40).map(|i| format!("r{i:02}")).collect();
+    for n in &names {
+        stream(&ns, n, json!({ "presetRef": "roll" })).await;
+    }
+    converged(&ns, &sim, names.len()).await;
+    for n in &names {
+        wait_stream(&ns, n, "Ready", |s| {
+            cond(s, "Ready").is_some_and(|c| c.0 == "True")
+        })
+        .await;
+    }
+    let expiration_everywhere = |want: i64| {
+        let sim = &sim;
+        let names = &names;
+        async move {
+            names
+                .iter()
+                .all(|n| {
+                    sim.nodes()
+                        .iter()
+                        .filter_map(|node| node.stored_stream(n))
+                        .all(|s| s["dvr"]["expiration"] == want)
+                })
+                .then_some(())
+        }
+    };
+    for n in sim.nodes() {
+        n.reset_counters();
+    }
+    apply(&ns.api::<Preset>(), preset(7200, false)).await;
+    eventually(WAIT, "a camera waits for its turn", || async {
+        let streams = ns.api::<Stream>().list(&ListParams::default()).await.ok()?;
+        streams
+            .iter()
+            .any(|s| {
+                cond(s, "Synced").is_some_and(|c| c == ("False".into(), "RolloutWaiting".into()))
+            })
+            .then_some(())
+    })
+    .await;
+    eventually(
+        Duration::from_secs(90),
+        "the change reaches every camera",
+        || expiration_everywhere(7200),
+    )
+    .await;
+    for n in sim.nodes() {
+        let restarts = n.counters().restarts;
+        assert_eq!(
+            restarts.len(),
+            names.len() / sim.nodes().len(),
+            "each camera on {} restarted once: {restarts:?}",
+            n.hostname()
+        );
+        let peak = peak_restarting(&restarts);
+        assert!(
+            peak <= BUDGET && peak > 0,
+            "{} had {peak} cameras restarting at once (budget {BUDGET})",
+            n.hostname()
+        );
+    }
+
+    // Paused: the next change reaches no camera, and they say why.
+    for n in sim.nodes() {
+        n.reset_counters();
+    }
+    apply(&ns.api::<Preset>(), preset(10800, true)).await;
+    eventually(WAIT, "every camera says the rollout is paused", || async {
+        let streams = ns.api::<Stream>().list(&ListParams::default()).await.ok()?;
+        streams
+            .iter()
+            .all(|s| {
+                cond(s, "Synced").is_some_and(|c| c == ("False".into(), "RolloutPaused".into()))
+            })
+            .then_some(())
+    })
+    .await;
+    let puts: u64 = sim
+        .nodes()
+        .iter()
+        .map(|n| n.route_count("PUT /streams/{name}"))
+        .sum();
+    assert_eq!(puts, 0, "a paused rollout pushes nothing");
+    // Unpaused, it resumes and completes.
+    apply(&ns.api::<Preset>(), preset(10800, false)).await;
+    eventually(Duration::from_secs(90), "the rollout resumes", || {
+        expiration_everywhere(10800)
+    })
+    .await;
+    for n in sim.nodes() {
+        assert!(peak_restarting(&n.counters().restarts) <= BUDGET);
+    }
+    op.stop().await;
 }

@@ -10,6 +10,9 @@ use crate::state::{LiveStats, NodeClients, Scope, Secrets, Shared, Stores};
 use crate::telemetry::Metrics;
 use std::sync::Arc;
 
+/// [`Tunables::rollout_per_node`] unless told otherwise (`--rollout-per-node`).
+pub const DEFAULT_ROLLOUT_PER_NODE: u32 = 10;
+
 /// Tunables of the reconcilers.
 #[derive(Clone, Debug)]
 pub struct Tunables {
@@ -32,6 +35,9 @@ pub struct Tunables {
     /// The facade's play authorization URL, pushed as every stream's `on_play`
     /// (`--play-auth-url`); None: streams are pushed without one.
     pub play_auth_url: Option<String>,
+    /// Cameras of one preset restarting at once on one node when a preset change reaches
+    /// them, unless the Preset sets `spec.rollout.maxRestartingPerNode`.
+    pub rollout_per_node: u32,
 }
 
 impl Default for Tunables {
@@ -45,6 +51,7 @@ impl Default for Tunables {
             events: crate::events::limit::Limits::default(),
             missing_grace: super::conditions::MISSING_GRACE,
             play_auth_url: None,
+            rollout_per_node: DEFAULT_ROLLOUT_PER_NODE,
         }
     }
 }

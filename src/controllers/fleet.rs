@@ -50,6 +50,8 @@ struct Inner {
     streamers: HashMap<String, Key>,
     /// Nodes listed at least once since start (before that, what they hold is unknown).
     listed: HashSet<String>,
+    /// Lists of each node recorded since start (a rollout's restart is judged on a later one).
+    lists: HashMap<String, u64>,
     /// Layouts the layouter changed that the stream's status does not show yet.
     unrecorded: HashMap<Key, StreamLayout>,
     /// hostname → node stream name → the config the node answered our last push with: a
@@ -315,18 +317,28 @@ impl Fleet {
             }
         }
         inner.listed.insert(hostname.to_string());
-        let old = inner.on_node.insert(hostname.to_string(), listed);
-        let new = &inner.on_node[hostname];
-        let old = old.unwrap_or_default();
-        let mut changed: Vec<String> = new
-            .iter()
-            .filter(|(n, c)| old.get(*n) != Some(*c))
-            .map(|(n, _)| n.clone())
-            .chain(old.keys().filter(|n| !new.contains_key(*n)).cloned())
-            .collect();
+        *inner.lists.entry(hostname.to_string()).or_default() += 1;
+        let old = inner.on_node.remove(hostname).unwrap_or_default();
+        let mut listed = listed;
+        let mut changed = Vec::new();
+        for (n, c) in listed.iter_mut() {
+            match old.get(n) {
+                // The copy held before stays, so its identity does too: the Stream controller
+                // knows which copies it found in sync and compares only new ones.
+                Some(o) if o == c => *c = o.clone(),
+                _ => changed.push(n.clone()),
+            }
+        }
+        changed.extend(old.keys().filter(|n| !listed.contains_key(*n)).cloned());
+        inner.on_node.insert(hostname.to_string(), listed);
         changed.sort();
         changed.dedup();
         changed
+    }
+
+    /// How many lists of `hostname` were recorded since start.
+    pub fn lists(&self, hostname: &str) -> u64 {
+        self.read().lists.get(hostname).copied().unwrap_or(0)
     }
 
     /// True once `hostname` was listed since start.
@@ -550,6 +562,18 @@ mod tests {
             HashMap::from([("a".to_string(), copy(2)), ("c".to_string(), copy(1))]),
         );
         assert_eq!(second, vec!["a", "b", "c"]);
+        let held = fleet.copy_on("n1", "c").unwrap().config_on_disk.unwrap();
+        assert_eq!(fleet.lists("n1"), 2);
+        let third = fleet.record_list(
+            "n1",
+            HashMap::from([("a".to_string(), copy(2)), ("c".to_string(), copy(1))]),
+        );
+        assert!(third.is_empty());
+        let relisted = fleet.copy_on("n1", "c").unwrap().config_on_disk.unwrap();
+        assert!(
+            Arc::ptr_eq(&held, &relisted),
+            "an unchanged copy keeps its identity across lists"
+        );
         fleet.record_push("n2", "a", serde_json::json!({}));
         assert_eq!(fleet.holders("a"), vec!["n1", "n2"]);
         fleet.record_delete("n1", "a");

@@ -13,10 +13,12 @@ use std::collections::BTreeSet;
 
 use serde_json::{Map, Value};
 
-use crate::domain::destinations::Origin;
+use crate::domain::credentials;
+use crate::domain::destinations::{AllowList, Origin};
 use crate::flussonic::{StreamBody, node_stream_body};
-use crate::resources::PresetSpec;
+use crate::resources::streamer::CredentialBinding;
 use crate::resources::wire::{StreamConfigSpec, StreamDvrSpec, VisionSpec};
+use crate::resources::{Preset, PresetSpec, Stream};
 
 /// The stream config with its preset merged in.
 pub fn merge_preset(stream: &StreamConfigSpec, preset: Option<&PresetSpec>) -> StreamConfigSpec {
@@ -167,6 +169,68 @@ pub fn with_on_play(body: StreamBody, url: Option<&str>) -> StreamBody {
     let mut fields = body.as_json().clone();
     fields.insert("on_play".into(), serde_json::json!({ "url": url }));
     StreamBody::replace(body.name(), fields)
+}
+
+/// The Secrets whose values go into a stream's node body (camera, publish and push
+/// credentials), sorted: a change of one of them is a new body.
+pub fn secret_refs(stream: &Stream) -> Vec<String> {
+    let spec = &stream.spec;
+    let mut names: Vec<String> = credentials::camera_credentials(spec)
+        .map(|c| c.secret_name.clone())
+        .into_iter()
+        .chain(spec.publish_password.iter().map(|r| r.name.clone()))
+        .chain(spec.push_credentials.iter().map(|c| c.secret_name.clone()))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
+/// Everything a stream's effective node body is computed from, so a body computed once is
+/// reused until one of them changes (at 100,000 streams, rebuilding the body on every
+/// reconcile was most of a push's CPU). The spec is in the stream's generation, the preset's
+/// in its generation, secret values in each referenced Secret's resourceVersion (a rotated
+/// camera password is a new key, so it is pushed), and the destinations decision in the
+/// recorded binding and the allow-list. Status, labels, annotations and resourceVersions of
+/// the Stream and Preset are not in it: a status write changes no body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BodyKey {
+    stream: (String, Option<i64>),
+    preset: Option<(String, Option<i64>)>,
+    /// Referenced Secret → its resourceVersion as the watch shows it (`None`: absent).
+    secrets: Vec<(String, Option<String>)>,
+    binding: Option<CredentialBinding>,
+    /// Only for a stream with camera credentials (nothing else reads it).
+    allow: Option<AllowList>,
+}
+
+impl BodyKey {
+    /// The key of `stream` with `preset` (its `presetRef`, if any), the camera credentials
+    /// binding recorded now, the destinations allow-list and the watched Secret versions.
+    pub fn of(
+        stream: &Stream,
+        preset: Option<&Preset>,
+        binding: Option<&CredentialBinding>,
+        allow: &AllowList,
+        secret_version: impl Fn(&str) -> Option<String>,
+    ) -> Self {
+        let identity =
+            |m: &kube::api::ObjectMeta| (m.uid.clone().unwrap_or_default(), m.generation);
+        let camera = credentials::camera_credentials(&stream.spec);
+        Self {
+            stream: identity(&stream.metadata),
+            preset: preset.map(|p| identity(&p.metadata)),
+            secrets: secret_refs(stream)
+                .into_iter()
+                .map(|n| {
+                    let v = secret_version(&n);
+                    (n, v)
+                })
+                .collect(),
+            binding: binding.cloned(),
+            allow: camera.map(|_| allow.clone()),
+        }
+    }
 }
 
 /// `url` with `user:pass@` inserted after the scheme, unless it has user info already or is
@@ -369,5 +433,186 @@ mod tests {
         assert!(!secrets.carried_in(&config));
         let body = Value::Object(node_body("c", &config, &secrets).as_json().clone());
         assert!(!body.to_string().contains("pw"));
+    }
+
+    mod body_key {
+        use super::super::*;
+        use crate::resources::common::SecretKeyRef;
+        use crate::resources::stream::{CameraCredentials, PushCredentials, StreamSpec};
+        use crate::resources::{StreamStatus, streamer::CredentialBinding};
+
+        fn stream() -> Stream {
+            let mut s = Stream::new(
+                "cam",
+                StreamSpec {
+                    preset_ref: Some("p".into()),
+                    credentials: Some(CameraCredentials {
+                        secret_name: "cam-creds".into(),
+                        username_key: None,
+                        password_key: None,
+                    }),
+                    publish_password: Some(SecretKeyRef {
+                        name: "pub".into(),
+                        key: "k".into(),
+                    }),
+                    push_credentials: Some(PushCredentials {
+                        secret_name: "push".into(),
+                    }),
+                    ..StreamSpec::default()
+                },
+            );
+            s.metadata.uid = Some("u1".into());
+            s.metadata.generation = Some(3);
+            s.metadata.resource_version = Some("100".into());
+            s
+        }
+
+        fn preset() -> Preset {
+            let mut p = Preset::new("p", PresetSpec::default());
+            p.metadata.uid = Some("pu".into());
+            p.metadata.generation = Some(7);
+            p.metadata.resource_version = Some("200".into());
+            p
+        }
+
+        struct Inputs {
+            stream: Stream,
+            preset: Option<Preset>,
+            binding: Option<CredentialBinding>,
+            allow: AllowList,
+            versions: Vec<(&'static str, &'static str)>,
+        }
+
+        fn base() -> Inputs {
+            Inputs {
+                stream: stream(),
+                preset: Some(preset()),
+                binding: None,
+                allow: AllowList::default(),
+                versions: vec![("cam-creds", "1"), ("pub", "2"), ("push", "3")],
+            }
+        }
+
+        fn key(i: &Inputs) -> BodyKey {
+            BodyKey::of(
+                &i.stream,
+                i.preset.as_ref(),
+                i.binding.as_ref(),
+                &i.allow,
+                |n| {
+                    i.versions
+                        .iter()
+                        .find(|(k, _)| *k == n)
+                        .map(|(_, v)| v.to_string())
+                },
+            )
+        }
+
+        /// What was changed, and the change.
+        type Change = (&'static str, Box<dyn Fn(&mut Inputs)>);
+
+        fn rv(i: &mut Inputs, secret: &str, v: &'static str) {
+            for e in i.versions.iter_mut().filter(|e| e.0 == secret) {
+                e.1 = v;
+            }
+        }
+
+        #[test]
+        fn each_input_of_the_body_changes_the_key() {
+            let before = key(&base());
+            let changes: Vec<Change> = vec![
+                (
+                    "stream spec (generation)",
+                    Box::new(|i| i.stream.metadata.generation = Some(4)),
+                ),
+                (
+                    "stream recreated (uid)",
+                    Box::new(|i| i.stream.metadata.uid = Some("u2".into())),
+                ),
+                (
+                    "preset spec (generation)",
+                    Box::new(|i| i.preset.as_mut().unwrap().metadata.generation = Some(8)),
+                ),
+                (
+                    "preset recreated (uid)",
+                    Box::new(|i| i.preset.as_mut().unwrap().metadata.uid = Some("pu2".into())),
+                ),
+                ("preset gone", Box::new(|i| i.preset = None)),
+                (
+                    "camera password rotated",
+                    Box::new(|i| rv(i, "cam-creds", "9")),
+                ),
+                ("publish password rotated", Box::new(|i| rv(i, "pub", "9"))),
+                ("push credentials rotated", Box::new(|i| rv(i, "push", "9"))),
+                (
+                    "camera Secret deleted",
+                    Box::new(|i| i.versions.retain(|e| e.0 != "cam-creds")),
+                ),
+                (
+                    "binding recorded",
+                    Box::new(|i| i.binding = Some(CredentialBinding::default())),
+                ),
+                (
+                    "allow-list",
+                    Box::new(|i| i.allow = AllowList::parse("rtsp://cam:554").0),
+                ),
+            ];
+            for (what, change) in changes {
+                let mut i = base();
+                change(&mut i);
+                assert_ne!(key(&i), before, "{what} must invalidate the cached body");
+            }
+        }
+
+        #[test]
+        fn nothing_else_changes_the_key() {
+            let before = key(&base());
+            let changes: Vec<Change> = vec![
+                (
+                    "stream status written",
+                    Box::new(|i| {
+                        i.stream.status = Some(StreamStatus {
+                            alive: Some(true),
+                            ..StreamStatus::default()
+                        });
+                        i.stream.metadata.resource_version = Some("101".into());
+                    }),
+                ),
+                (
+                    "stream labels and annotations",
+                    Box::new(|i| {
+                        i.stream.metadata.labels =
+                            Some([("a".to_string(), "b".to_string())].into());
+                        i.stream.metadata.annotations =
+                            Some([("a".to_string(), "b".to_string())].into());
+                    }),
+                ),
+                (
+                    "stream finalizer",
+                    Box::new(|i| i.stream.metadata.finalizers = Some(vec!["f".into()])),
+                ),
+                (
+                    "preset status written",
+                    Box::new(|i| {
+                        i.preset.as_mut().unwrap().metadata.resource_version = Some("201".into());
+                    }),
+                ),
+                (
+                    "an unreferenced Secret",
+                    Box::new(|i| i.versions.push(("other", "5"))),
+                ),
+            ];
+            for (what, change) in changes {
+                let mut i = base();
+                change(&mut i);
+                assert_eq!(key(&i), before, "{what} must keep the cached body");
+            }
+            // The allow-list only matters to camera credentials.
+            let mut i = base();
+            i.stream.spec.credentials = None;
+            let without = key(&i);
+            i.allow = AllowList::parse("rtsp://cam:554").0;
+            assert_eq!(key(&i), without, "allow-list without camera credentials");
+        }
     }
 }

@@ -23,6 +23,7 @@ pub mod moves;
 pub mod names;
 pub mod passwords;
 pub mod refs;
+pub mod rollout;
 pub mod stream_health;
 pub mod tenancy;
 pub mod validate;

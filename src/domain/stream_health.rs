@@ -40,7 +40,8 @@ pub enum StreamHealth<'a> {
     NotScheduled,
     /// The ingest node does not hold the current config yet.
     NotSynced,
-    /// Pushed, but the ingest node has not listed the stream yet.
+    /// Pushed, but the ingest node has not listed the stream yet, or lists it still connecting
+    /// (`status: waiting`, no source error): a camera takes a second or two to answer.
     Starting,
     /// Receiving frames (perhaps with a source error the node still reports).
     Alive { source_error: Option<&'a str> },
@@ -85,6 +86,10 @@ pub fn judge<'a>(f: &Facts<'a>) -> StreamHealth<'a> {
         StreamHealth::Alive { source_error }
     } else if f.on_demand {
         StreamHealth::OnDemand
+    } else if source_error.is_none() && live.connecting() {
+        // Judging this NotAlive made every new camera write NotAlive, then Alive a moment
+        // later: two status writes and a Warning per camera of a bulk apply.
+        StreamHealth::Starting
     } else {
         StreamHealth::NotAlive { source_error }
     }
@@ -112,6 +117,15 @@ mod tests {
         let erring = live(Some(true), Some("timeout"));
         let dead = live(Some(false), Some("404"));
         let never_ran = StreamLive::default();
+        let with_status = |status: &str, error: Option<&str>| {
+            let mut l = live(Some(false), error);
+            if let Some(s) = l.stats.as_mut() {
+                s.status = Some(status.into());
+            }
+            l
+        };
+        let connecting = with_status("waiting", None);
+        let failing = with_status("waiting", Some("econnrefused"));
         let base = Facts {
             disabled: false,
             ingest: Some("n1"),
@@ -184,6 +198,33 @@ mod tests {
                     ..base
                 },
                 Starting,
+                false,
+            ),
+            (
+                Facts {
+                    live: Some(&connecting),
+                    ..base
+                },
+                Starting,
+                false,
+            ),
+            (
+                Facts {
+                    live: Some(&connecting),
+                    on_demand: true,
+                    ..base
+                },
+                OnDemand,
+                true,
+            ),
+            (
+                Facts {
+                    live: Some(&failing),
+                    ..base
+                },
+                NotAlive {
+                    source_error: Some("econnrefused"),
+                },
                 false,
             ),
             (

@@ -122,6 +122,20 @@ pub const POLICY: &[Rule] = &[
     rule("NotSynced", Normal, false, Reason, "stream_not_synced"),
     rule("Starting", Normal, false, Reason, "stream_starting"),
     rule("OnDemand", Normal, false, Reason, "stream_on_demand"),
+    rule(
+        "RolloutWaiting",
+        Normal,
+        false,
+        Reason,
+        "stream_rollout_waiting",
+    ),
+    rule(
+        "RolloutPaused",
+        Normal,
+        false,
+        Reason,
+        "stream_rollout_paused",
+    ),
     // What happens to nodes.
     rule(UNREACHABLE, Warning, true, Reason, "streamer_unreachable"),
     rule(REACHABLE, Normal, true, Reason, "streamer_reachable"),

@@ -153,16 +153,7 @@ fn diff(want: &Value, have: Option<&Value>, exact: bool, ptr: &str, out: &mut Ve
     match (want, have) {
         (Value::Null, None) => {}
         (Value::Null, Some(_)) | (_, None) => out.push(ptr.to_string()),
-        (Value::Object(w), Some(Value::Object(h))) => {
-            for (k, v) in w {
-                diff(v, h.get(k), exact, &format!("{ptr}/{}", escape(k)), out);
-            }
-            if exact {
-                for k in h.keys().filter(|k| !w.contains_key(*k)) {
-                    out.push(format!("{ptr}/{}", escape(k)));
-                }
-            }
-        }
+        (Value::Object(w), Some(Value::Object(h))) => diff_object(w, h, exact, ptr, None, out),
         (Value::Array(w), Some(Value::Array(h))) if w.len() == h.len() => {
             for (i, (a, b)) in w.iter().zip(h).enumerate() {
                 // Arrays are replaced as a whole by the node, so elements compare exactly.
@@ -174,6 +165,25 @@ fn diff(want: &Value, have: Option<&Value>, exact: bool, ptr: &str, out: &mut Ve
     }
 }
 
+/// [`diff`] of two objects; `skip` is a member of `w` that is not config (`$reset`).
+fn diff_object(
+    w: &Map<String, Value>,
+    h: &Map<String, Value>,
+    exact: bool,
+    ptr: &str,
+    skip: Option<&str>,
+    out: &mut Vec<String>,
+) {
+    for (k, v) in w.iter().filter(|(k, _)| Some(k.as_str()) != skip) {
+        diff(v, h.get(k), exact, &format!("{ptr}/{}", escape(k)), out);
+    }
+    if exact {
+        for k in h.keys().filter(|k| !w.contains_key(*k)) {
+            out.push(format!("{ptr}/{}", escape(k)));
+        }
+    }
+}
+
 /// Compares a desired body with the node's `config_on_disk` (never with the effective
 /// config: defaults and template values would look like drift). A `$reset` body must match
 /// exactly (members a human added count as drift); a patch only on the members it names,
@@ -182,14 +192,15 @@ pub fn drift(desired: &StreamBody, config_on_disk: Option<&Value>) -> Drift {
     let Some(Value::Object(have)) = config_on_disk else {
         return Drift::Missing;
     };
-    let mut want = desired.0.clone();
-    want.remove("$reset");
+    // Compared in place: cloning both sides cost more than the comparison (it runs for every
+    // stream on every reconcile).
     let mut out = Vec::new();
-    diff(
-        &Value::Object(want),
-        Some(&Value::Object(have.clone())),
+    diff_object(
+        &desired.0,
+        have,
         desired.is_reset(),
         "",
+        Some("$reset"),
         &mut out,
     );
     out.sort();

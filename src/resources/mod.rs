@@ -14,7 +14,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::CustomResourceExt;
 
 pub use organization::{Organization, OrganizationSpec, OrganizationStatus};
-pub use preset::{Preset, PresetSpec, PresetStatus};
+pub use preset::{Preset, PresetRollout, PresetSpec, PresetStatus};
 pub use stream::{Stream, StreamSpec, StreamStatus};
 pub use streamer::{Streamer, StreamerSpec, StreamerStatus};
 pub use user::{User, UserSpec, UserStatus};

@@ -50,6 +50,24 @@ pub struct PresetSpec {
     pub vision: Option<PresetVision>,
     /// Zone rules applied to new cameras created with this preset.
     pub layout_rules: Option<LayoutRules>,
+    /// How a change of this preset reaches the cameras already running with it.
+    pub rollout: Option<PresetRollout>,
+}
+
+/// The pace of a preset change over running cameras: each camera restarts on its node when
+/// its config changes, so a change that reaches 10,000 cameras restarts them a few per node at
+/// a time instead of all at once.
+#[skip_serializing_none]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PresetRollout {
+    /// Cameras of this preset restarting at once on one node (default: the operator's
+    /// `--rollout-per-node`, 10).
+    #[schemars(range(min = 1, max = 10000))]
+    pub max_restarting_per_node: Option<i32>,
+    /// `true` holds the change: cameras not reached yet keep their previous config until it
+    /// is `false` again (cameras already restarted keep the new one).
+    pub paused: Option<bool>,
 }
 
 /// Analytics settings of a preset.

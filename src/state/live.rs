@@ -49,6 +49,13 @@ impl StreamLive {
     pub fn alive(&self) -> bool {
         self.stats.as_ref().and_then(|s| s.alive).unwrap_or(false)
     }
+
+    /// The node says the stream is still connecting to its source (`status: waiting`).
+    pub fn connecting(&self) -> bool {
+        self.stats
+            .as_ref()
+            .is_some_and(|s| s.status.as_deref() == Some("waiting"))
+    }
 }
 
 /// Shared, cheaply cloned handle to the cache.

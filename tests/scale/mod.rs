@@ -476,3 +476,89 @@ pub async fn failover(fleet: &Fleet, victim: usize, timeout: Duration) -> Failov
         moved,
     }
 }
+
+/// Issue 21's rollout: every stream of `names` gets Preset `bench-rollout` (their own edit,
+/// pushed at once), then the preset changes and the nodes, which restart a camera on any config
+/// change, take it at the operator's default budget. Returns the time from the preset change
+/// until every node copy carries it (`None`: not within `timeout`).
+pub async fn roll_preset(fleet: &Fleet, names: &[String], timeout: Duration) -> Option<Duration> {
+    use kube::api::{Patch, PatchParams};
+    use panoptes::resources::Preset;
+    for n in fleet.sim.nodes() {
+        n.update_behaviour(|b| b.restart_on_any_change = true);
+    }
+    let presets: Api<Preset> = fleet.ns.api();
+    let apply = |expiration: i64| {
+        let presets = presets.clone();
+        async move {
+            let doc = json!({
+                "apiVersion": "panoptes.dev/v1alpha1", "kind": "Preset",
+                "metadata": { "name": "bench-rollout" },
+                "spec": { "title": "Bench rollout", "dvr": { "root": "/dvr", "expiration": expiration } },
+            });
+            presets
+                .patch(
+                    "bench-rollout",
+                    &PatchParams::apply("bench").force(),
+                    &Patch::Apply(&doc),
+                )
+                .await
+                .expect("applying the bench Preset");
+        }
+    };
+    let carry = |expiration: i64| {
+        let want = json!(expiration);
+        names.iter().all(|name| {
+            fleet
+                .sim
+                .nodes()
+                .iter()
+                .filter(|n| n.is_up())
+                .filter_map(|n| n.stored_stream(name))
+                .all(|s| s["dvr"]["expiration"] == want)
+        })
+    };
+    let wait = |expiration: i64, since: Instant| async move {
+        while !carry(expiration) {
+            if since.elapsed() > timeout {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Some(since.elapsed())
+    };
+    apply(3600).await;
+    let streams: Api<Stream> = fleet.ns.api();
+    futures::stream::iter(names)
+        .map(|name| {
+            let streams = streams.clone();
+            async move {
+                let patch = json!({ "spec": { "presetRef": "bench-rollout" } });
+                for attempt in 0..20u64 {
+                    match streams
+                        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                        .await
+                    {
+                        Ok(_) => return,
+                        Err(_) => {
+                            tokio::time::sleep(Duration::from_millis(100 * (attempt + 1))).await
+                        }
+                    }
+                }
+                panic!("giving {name} the bench preset failed");
+            }
+        })
+        .buffer_unordered(CREATE_CONCURRENCY)
+        .collect::<()>()
+        .await;
+    wait(3600, Instant::now()).await?;
+    wait_quiet(
+        &fleet.ns.client,
+        Duration::from_secs(3),
+        Duration::from_secs(120),
+    )
+    .await;
+    let started = Instant::now();
+    apply(7200).await;
+    wait(7200, started).await
+}

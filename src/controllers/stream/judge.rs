@@ -27,6 +27,17 @@ pub struct SyncReport {
     pub kept: Vec<String>,
     /// Nodes whose copy had been edited (or deleted) by hand and was written back.
     pub repaired: Vec<String>,
+    /// Nodes that run the previous config while the preset's change waits for its turn there.
+    pub held: Vec<(String, Hold)>,
+}
+
+/// Why a node still runs a camera's previous config.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hold {
+    /// Every rollout slot of the node is taken.
+    Waiting { restarting: usize, budget: usize },
+    /// The preset's rollout is paused.
+    Paused,
 }
 
 /// How the stream is asked to run.
@@ -123,6 +134,24 @@ pub fn judge(
             "PushFailed",
             format!("config not pushed to {}", report.failed.join("; ")),
         )
+    } else if report.held.iter().any(|(_, h)| *h == Hold::Paused) {
+        Desired::no(
+            "Synced",
+            "RolloutPaused",
+            format!(
+                "the preset's rollout is paused (spec.rollout.paused); {} keeps the previous config",
+                held_nodes(&report.held)
+            ),
+        )
+    } else if let Some((node, Hold::Waiting { restarting, budget })) = report.held.first() {
+        Desired::no(
+            "Synced",
+            "RolloutWaiting",
+            format!(
+                "waiting for its turn in the preset's rollout: {restarting} of {budget} cameras restart on {node} now; {} keeps the previous config until then",
+                held_nodes(&report.held)
+            ),
+        )
     } else if !report.stale_left.is_empty() {
         Desired::yes(
             "Synced",
@@ -143,7 +172,10 @@ pub fn judge(
     let health = stream_health::judge(&Facts {
         disabled,
         ingest,
-        synced: ingest.is_some_and(|i| report.synced.iter().any(|s| s == i)),
+        // A node held back by the rollout runs the previous config: the camera is up.
+        synced: ingest.is_some_and(|i| {
+            report.synced.iter().any(|s| s == i) || report.held.iter().any(|(h, _)| h == i)
+        }),
         live,
         on_demand: matches!(running, Running::Enabled { on_demand: true }),
     });
@@ -188,6 +220,11 @@ pub fn judge(
         alive: health.alive(),
         conditions: [scheduled, synced, ready],
     }
+}
+
+fn held_nodes(held: &[(String, Hold)]) -> String {
+    let nodes: Vec<&str> = held.iter().map(|(h, _)| h.as_str()).collect();
+    nodes.join(", ")
 }
 
 fn placed_message(ingest: &str, backups: &[Arc<str>]) -> String {
@@ -312,6 +349,14 @@ mod tests {
         };
         let (up, down) = (live(true), live(false));
         let n1 = on(Some("n1"), &[]);
+        let waiting = Hold::Waiting {
+            restarting: 2,
+            budget: 2,
+        };
+        let held = |synced: &[&str], held: &[(&str, Hold)]| SyncReport {
+            held: held.iter().map(|(h, w)| (h.to_string(), *w)).collect(),
+            ..report(synced, &[], &[])
+        };
         let n1_n2 = on(Some("n1"), &["n2"]);
         let none = on(None, &[]);
         #[rustfmt::skip]
@@ -331,6 +376,10 @@ mod tests {
             ("no node in its zone", report(&[], &[], &[]), &none, Some(&zoned), None, enabled, ["!ZoneUnavailable", "!NotScheduled", "!NotScheduled"], None),
             ("disabled", report(&[], &[], &[]), &n1, None, Some(&up), Running::Disabled, ["!Disabled", "Disabled", "!Disabled"], None),
             ("disabled, copy left", report(&[], &[], &["n1: unreachable"]), &none, None, None, Running::Disabled, ["!Disabled", "!RemovalPending", "!Disabled"], None),
+            ("rollout: waiting for a slot", held(&[], &[("n1", waiting)]), &n1, None, Some(&up), enabled, ["Placed", "!RolloutWaiting", "Alive"], Some(true)),
+            ("rollout: backup waits", held(&["n1"], &[("n2", waiting)]), &n1_n2, None, Some(&up), enabled, ["Placed", "!RolloutWaiting", "Alive"], Some(true)),
+            ("rollout: paused", held(&[], &[("n1", Hold::Paused)]), &n1, None, Some(&up), enabled, ["Placed", "!RolloutPaused", "Alive"], Some(true)),
+            ("rollout: a failure wins", SyncReport { failed: vec!["n2: 500".into()], ..held(&[], &[("n1", waiting)]) }, &n1_n2, None, Some(&up), enabled, ["Placed", "!PushFailed", "Alive"], Some(true)),
         ];
         for (what, r, p, u, l, running, want, alive) in rows {
             let v = judge(&r, p, u, l, running, &LabelGaps::new());

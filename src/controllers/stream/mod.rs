@@ -20,7 +20,9 @@
 //! controller removes the leftover when the node returns (no Stream owns the name any more).
 
 use crate::domain::effective;
+mod bodies;
 mod judge;
+mod slots;
 pub mod status_writer;
 
 use std::collections::{BTreeSet, HashMap};
@@ -46,6 +48,7 @@ use crate::domain::destinations;
 use crate::domain::layout_history;
 use crate::domain::moves::{self, Wanted};
 use crate::domain::refs::{MISSING_REFERENCE, RefKind, Reference, References, missing_message};
+use crate::domain::rollout::{self, Budget, Turn};
 use crate::domain::stream_health;
 use crate::flussonic::StreamBody;
 use crate::layout::Placement;
@@ -54,8 +57,11 @@ use crate::resources::streamer::CredentialBinding;
 use crate::resources::wire::StreamConfigSpec;
 use crate::resources::{Organization, Preset, Stream, StreamStatus};
 use crate::state::SecretError;
-use effective::Injected;
-use judge::{Running, SyncReport, judge};
+use bodies::Bodies;
+use effective::{BodyKey, Injected};
+use judge::{Hold, Running, SyncReport, judge};
+use k8s_openapi::api::core::v1::Secret;
+use kube::core::PartialObjectMeta;
 use status_writer::{Pending, StatusWriter};
 
 /// Reconciles running at once (node I/O is bounded per node by the node clients).
@@ -65,6 +71,10 @@ const STEADY_RESYNC: Duration = Duration::from_secs(600);
 /// Node resyncs a freshly pushed stream gets to show up running before `Ready=Starting` is
 /// written (the node's next list usually shows it alive, and one write records it all).
 const START_GRACE: u32 = 2;
+/// …and never less than this: a camera takes seconds to answer, and a `Starting` written and
+/// replaced by `Alive` a moment later is two status writes per camera of a bulk apply where one
+/// would do (nodes listed every 500 ms made that the rule).
+const START_GRACE_FLOOR: Duration = Duration::from_secs(10);
 /// After start, nodes not listed yet (or without a client yet) defer pushes this long before
 /// that counts as a failure (the first probes and lists take a moment).
 const FIRST_LIST_GRACE: Duration = Duration::from_secs(30);
@@ -77,6 +87,8 @@ pub struct StreamController {
     /// Stream → its organization, so creating (or deleting) an organization reconciles
     /// exactly the streams that name it (their `MissingReference` clears or appears).
     organizations: RefIndex,
+    /// Stream → the Secrets its body carries, so a rotated password is pushed at once.
+    secrets: RefIndex,
     allow_list: AllowListCache,
     /// Camera credentials bindings last decided (newer than the statuses until written).
     bindings: Mutex<HashMap<Key, CredentialBinding>>,
@@ -86,6 +98,10 @@ pub struct StreamController {
     starting: Mutex<HashMap<Key, Instant>>,
     /// Status writes, off the reconcile path.
     status: Arc<StatusWriter>,
+    /// Effective bodies by stream, computed once per input version.
+    bodies: Bodies<Planned>,
+    /// Cameras restarting per node because a preset change reached them.
+    slots: slots::Slots,
 }
 
 /// Runs the Stream controller until `shutdown` resolves.
@@ -102,12 +118,15 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         ctx: ctx.clone(),
         presets: RefIndex::default(),
         organizations: RefIndex::default(),
+        secrets: RefIndex::default(),
         allow_list: AllowListCache::default(),
         bindings: Mutex::default(),
         backoff: Backoff::default(),
         started: Instant::now(),
         starting: Mutex::default(),
         status: Arc::default(),
+        bodies: Bodies::default(),
+        slots: slots::Slots::default(),
     });
     let writer = tokio::spawn(ctl.status.clone().run(ctx.clone()));
     let on_preset = {
@@ -117,6 +136,10 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
     let on_organization = {
         let ctl = ctl.clone();
         move |o: Arc<Organization>| ctl.organizations.referrers::<_, Stream>(o.as_ref())
+    };
+    let on_secret = {
+        let ctl = ctl.clone();
+        move |s: Arc<PartialObjectMeta<Secret>>| ctl.secrets.referrers::<_, Stream>(s.as_ref())
     };
     let extra = futures::stream::poll_fn(move |cx| triggers.poll_recv(cx)).boxed();
     tracing::info!(
@@ -128,6 +151,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         .with_config(Config::default().concurrency(CONCURRENCY))
         .watches_shared_stream(stores.subscribe::<Preset>(), on_preset)
         .watches_shared_stream(stores.subscribe::<Organization>(), on_organization)
+        .watches_shared_stream(stores.subscribe::<PartialObjectMeta<Secret>>(), on_secret)
         .reconcile_on(extra)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctl.clone())
@@ -158,6 +182,8 @@ pub async fn reconcile(stream: Arc<Stream>, ctl: Arc<StreamController>) -> Resul
         key.name(),
         stream.referenced(RefKind::Organization),
     );
+    ctl.secrets
+        .observe(key.namespace(), key.name(), effective::secret_refs(&stream));
     let result = if stream.meta().deletion_timestamp.is_some() {
         finalize(&stream, &ctl, &key).await
     } else {
@@ -185,18 +211,25 @@ struct Outcome {
     deferred: bool,
     /// The camera credentials binding to record (`None` keeps the recorded one).
     binding: Option<Option<CredentialBinding>>,
+    /// Some node waits for the preset's rollout: `Some(paused)`.
+    held: Option<bool>,
 }
 
 /// What [`plan`] decided to push.
+#[derive(Clone)]
 struct Planned {
+    /// What it was computed from.
+    key: BodyKey,
     /// `None`: the stream runs nowhere (disabled).
-    body: Option<StreamBody>,
+    body: Option<Arc<StreamBody>>,
     /// The body holds a secret (camera credentials, publish password).
     carries_secrets: bool,
     /// The camera credentials binding to record.
     binding: Option<CredentialBinding>,
     /// `CredentialsBound`, for a stream with camera credentials.
     condition: Option<Desired>,
+    /// The preset's rollout budget (`None`: no preset).
+    rollout: Option<Budget>,
 }
 
 async fn converge(stream: &Stream, ctl: &StreamController, key: &Key) -> Result<Action, Error> {
@@ -225,13 +258,24 @@ async fn converge(stream: &Stream, ctl: &StreamController, key: &Key) -> Result<
                     on_demand: stream_health::on_demand(&stream.spec.config),
                 },
             };
+            // The stream's own spec changed since its status was written: its owner asked for
+            // this change now, so it is not paced like a preset's.
+            let own_edit = stream
+                .status
+                .as_ref()
+                .and_then(|s| s.common.observed_generation)
+                != stream.meta().generation;
             let mut outcome = sync(
                 running,
                 planned.carries_secrets,
                 ctl,
                 stream,
                 &name,
-                planned.body.as_ref(),
+                planned.body.as_deref().map(|b| Body {
+                    body: b,
+                    key: &planned.key,
+                    rollout: planned.rollout.filter(|_| !own_edit),
+                }),
             )
             .await;
             outcome.conditions.extend(planned.condition);
@@ -249,11 +293,16 @@ async fn converge(stream: &Stream, ctl: &StreamController, key: &Key) -> Result<
     }
     let retry = outcome.retry;
     let alive = outcome.alive;
+    let held = outcome.held;
     // A missing reference turns Stalled when its grace ends, whether or not anything changes.
     let recheck = conditions::recheck(&outcome.conditions).unwrap_or(Duration::MAX);
     write_status(ctl, stream, &name, outcome).await;
     Ok(if retry {
         Action::requeue(ctl.backoff.failed(key))
+    } else if held == Some(false) {
+        // Its turn comes when a restart on the node is over, which a node list shows.
+        ctl.backoff.succeeded(key);
+        Action::requeue(ctx.tunables.node_resync)
     } else {
         ctl.backoff.succeeded(key);
         if alive == Some(true) {
@@ -278,7 +327,7 @@ fn starting_grace(ctl: &StreamController, key: &Key, outcome: &Outcome) -> Optio
         since.remove(key);
         return None;
     }
-    let grace = ctl.ctx.tunables.node_resync * START_GRACE;
+    let grace = (ctl.ctx.tunables.node_resync * START_GRACE).max(START_GRACE_FLOOR);
     let first = *since.entry(key.clone()).or_insert_with(Instant::now);
     grace.checked_sub(first.elapsed()).filter(|d| !d.is_zero())
 }
@@ -304,6 +353,7 @@ async fn plan(
         retry,
         deferred: false,
         binding: None,
+        held: None,
     };
     if let Some(Blocked::NameConflict(owner)) = ctx.fleet.blocked(key) {
         return Err(blocked(
@@ -347,25 +397,58 @@ async fn plan(
             }
         },
     };
+    let recorded = recorded_binding(ctl, stream, key);
+    let allow = match credentials::camera_credentials(&stream.spec) {
+        Some(_) => ctl.allow_list.get(ctx).await,
+        None => destinations::AllowList::default(),
+    };
+    let body_key = BodyKey::of(
+        stream,
+        preset.as_deref(),
+        recorded.as_ref(),
+        &allow,
+        |secret| {
+            ctx.stores
+                .secrets
+                .get(&ObjectRef::new(secret).within(key.namespace()))
+                .and_then(|m| m.resource_version())
+        },
+    );
+    if let Some(planned) = ctl.bodies.get(key, &body_key) {
+        return Ok(planned);
+    }
+    let rollout = preset
+        .as_deref()
+        .map(|p| Budget::of(p.spec.rollout.as_ref(), ctx.tunables.rollout_per_node));
     let config = effective::merge_preset(&stream.spec.config, preset.as_deref().map(|p| &p.spec));
     if config.disabled == Some(true) {
-        return Ok(Planned {
+        let planned = Planned {
+            key: body_key.clone(),
             body: None,
             carries_secrets: false,
-            binding: recorded_binding(ctl, stream, key),
+            binding: recorded,
             condition: None,
-        });
+            rollout,
+        };
+        ctl.bodies.put(key.clone(), body_key, planned.clone());
+        return Ok(planned);
     }
     match injected(ctl, stream, key, &config).await {
-        Ok((secrets, binding, condition)) => Ok(Planned {
-            body: Some(effective::with_on_play(
-                effective::node_body(name, &config, &secrets),
-                ctl.ctx.tunables.play_auth_url.as_deref(),
-            )),
-            carries_secrets: secrets.carried_in(&config),
-            binding,
-            condition,
-        }),
+        Ok((secrets, binding, condition)) => {
+            let planned = Planned {
+                key: body_key.clone(),
+                body: Some(Arc::new(effective::with_on_play(
+                    effective::node_body(name, &config, &secrets),
+                    ctl.ctx.tunables.play_auth_url.as_deref(),
+                ))),
+                carries_secrets: secrets.carried_in(&config),
+                binding,
+                condition,
+                rollout,
+            };
+            ctl.bodies.put(key.clone(), body_key, planned.clone());
+            Ok(planned)
+        }
         Err(e) => Err(blocked(
             "SecretUnavailable",
             format!("{e}; the stream is not pushed until its credentials can be read"),
@@ -503,12 +586,12 @@ async fn sync(
     ctl: &StreamController,
     stream: &Stream,
     name: &str,
-    body: Option<&StreamBody>,
+    body: Option<Body<'_>>,
 ) -> Outcome {
     let ctx = &ctl.ctx;
     let key = &key_of(stream);
     let placement = ctx.fleet.placement(key).unwrap_or_default();
-    let report = act(ctl, &placement, carries_secrets, name, body).await;
+    let report = act(ctl, key, &placement, carries_secrets, name, body).await;
     // Someone changed the node behind Panoptes' back and that change is gone now: whoever
     // made it reads why in the Stream's Events, not only in a counter.
     for host in &report.repaired {
@@ -546,6 +629,8 @@ async fn sync(
         retry: !report.failed.is_empty(),
         deferred: report.deferred,
         binding: None,
+        held: (!report.held.is_empty())
+            .then(|| report.held.iter().any(|(_, h)| *h == Hold::Paused)),
     }
 }
 
@@ -584,10 +669,11 @@ fn label_gaps(ctx: &Context, key: &Key) -> judge::LabelGaps {
 /// make-before-break — removes the copies [`moves`] says go.
 async fn act(
     ctl: &StreamController,
+    key: &Key,
     placement: &Placement,
     carries_secrets: bool,
     name: &str,
-    body: Option<&StreamBody>,
+    body: Option<Body<'_>>,
 ) -> SyncReport {
     let ctx = &ctl.ctx;
     let targets: Vec<String> = match body {
@@ -601,7 +687,8 @@ async fn act(
     };
     let pushes = futures::future::join_all(targets.iter().map(|h| {
         push(
-            ctx,
+            ctl,
+            key,
             h,
             name,
             body.expect("targets imply a body"),
@@ -621,6 +708,7 @@ async fn act(
             Err(PushError::NotKnownYet(_)) if ctl.started.elapsed() < FIRST_LIST_GRACE => {
                 report.deferred = true;
             }
+            Err(PushError::Held(hold)) => report.held.push((h.clone(), hold)),
             Err(e) => report.failed.push(format!("{h}: {e}")),
         }
     }
@@ -628,7 +716,7 @@ async fn act(
         None => Wanted::Nowhere,
         Some(_) => Wanted::At(placement),
     };
-    let new_home_ready = report.failed.is_empty() && !report.deferred;
+    let new_home_ready = report.failed.is_empty() && !report.deferred && report.held.is_empty();
     let holders = ctx.fleet.holders(name);
     if body.is_some() && placement.ingest.is_none() {
         report.kept.clone_from(&holders);
@@ -655,6 +743,18 @@ enum PushError {
     NotKnownYet(&'static str),
     #[error("{0}")]
     Failed(String),
+    /// The preset's rollout holds it back on this node.
+    #[error("waiting for the preset's rollout")]
+    Held(Hold),
+}
+
+/// A body to push and what decides its pace.
+#[derive(Clone, Copy)]
+struct Body<'a> {
+    body: &'a StreamBody,
+    key: &'a BodyKey,
+    /// The preset's rollout budget, when a change to a running camera is paced by it.
+    rollout: Option<Budget>,
 }
 
 impl From<String> for PushError {
@@ -666,12 +766,18 @@ impl From<String> for PushError {
 /// Pushes `body` to `host` unless it already holds it. `Ok(true)`: the push wrote back a copy
 /// someone had changed or removed on the node.
 async fn push(
-    ctx: &Context,
+    ctl: &StreamController,
+    key: &Key,
     host: &str,
     name: &str,
-    body: &StreamBody,
+    Body {
+        body,
+        key: body_key,
+        rollout,
+    }: Body<'_>,
     carries_secrets: bool,
 ) -> Result<bool, PushError> {
+    let ctx = &ctl.ctx;
     let Some(client) = ctx.nodes.get(host) else {
         return Err(PushError::NotKnownYet(
             "the node's client is not ready (credentials or URL of its Streamer not resolved)",
@@ -695,11 +801,16 @@ async fn push(
             "the node has a stream named {name:?} that Panoptes does not manage; it is left alone"
         )));
     }
-    if !body
-        .drift(copy.as_ref().and_then(|c| c.config_on_disk.as_deref()))
-        .needs_write()
-    {
-        return Ok(false);
+    let disk = copy.as_ref().and_then(|c| c.config_on_disk.as_ref());
+    if let Some(disk) = disk {
+        if ctl.bodies.matched(key, body_key, host, disk) {
+            return Ok(false);
+        }
+        if !body.drift(Some(disk)).needs_write() {
+            ctl.bodies
+                .record_match(key, body_key, host, Arc::clone(disk));
+            return Ok(false);
+        }
     }
     if ctx
         .live
@@ -709,7 +820,21 @@ async fn push(
         return Err(PushError::Failed("the node is unreachable".into()));
     }
     let drifted = ctx.fleet.drifted(host, name);
-    match client.stream_save(body).await {
+    let paced = rollout.filter(|_| rollout::budgeted(true, disk.is_some(), false, drifted));
+    if let Some(budget) = paced {
+        match ctl.slots.take(ctx, host, name, budget) {
+            Turn::Go => {}
+            Turn::Wait { restarting, budget } => {
+                return Err(PushError::Held(Hold::Waiting { restarting, budget }));
+            }
+            Turn::Paused => return Err(PushError::Held(Hold::Paused)),
+        }
+    }
+    let result = client.stream_save(body).await;
+    if result.is_err() && paced.is_some() {
+        ctl.slots.release(host, name);
+    }
+    match result {
         Ok(saved) => {
             if drifted {
                 tracing::info!(
@@ -769,6 +894,7 @@ async fn finalize(stream: &Stream, ctl: &StreamController, key: &Key) -> Result<
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .remove(key);
+    ctl.bodies.forget(key);
     // A Stream created again under this name binds its credentials afresh.
     ctl.bindings
         .lock()
@@ -825,6 +951,7 @@ async fn finalize(stream: &Stream, ctl: &StreamController, key: &Key) -> Result<
                 retry: true,
                 deferred: false,
                 binding: None,
+                held: None,
             };
             write_status(ctl, stream, &name, outcome).await;
             return Ok(Action::requeue(Duration::from_secs(2)));

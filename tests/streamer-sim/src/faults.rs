@@ -76,6 +76,10 @@ pub struct Counters {
     pub by_stream: BTreeMap<String, u64>,
     /// 5xx answers injected by faults.
     pub injected: u64,
+    /// Running streams a config change restarted: (name, restarted at, running again at), ms
+    /// of the node clock, so a test can tell how many were down at once.
+    #[serde(default)]
+    pub restarts: Vec<(String, i64, i64)>,
     /// Requests being served now.
     pub in_flight: u64,
     /// Highest `in_flight` seen.

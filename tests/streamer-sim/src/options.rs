@@ -63,6 +63,9 @@ pub struct Behaviour {
     pub healthy_urls: Vec<String>,
     /// Reject creating streams beyond this count with 400 (a capacity limit; real behaviour unknown).
     pub max_streams: Option<usize>,
+    /// Any change of a running stream's disk config restarts it (by default only inputs,
+    /// `static`, `disabled` and `template` do; a DVR change may restart one on a real node).
+    pub restart_on_any_change: bool,
 }
 
 impl Default for Behaviour {
@@ -85,6 +88,7 @@ impl Default for Behaviour {
             retry_interval_ms: 1000,
             healthy_urls: vec!["fake://*".into()],
             max_streams: None,
+            restart_on_any_change: false,
         }
     }
 }

@@ -95,7 +95,7 @@ pub fn hash(s: &str) -> u64 {
     })
 }
 
-fn start_delay(name: &str, opened_at: i64, beh: &Behaviour) -> i64 {
+pub(crate) fn start_delay(name: &str, opened_at: i64, beh: &Behaviour) -> i64 {
     let (lo, hi) = (
         beh.start_delay_min_ms,
         beh.start_delay_max_ms.max(beh.start_delay_min_ms),

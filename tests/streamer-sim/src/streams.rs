@@ -177,14 +177,24 @@ impl Node {
             // Element-wise array merges may leave an element incomplete.
             clean(&Ty::Obj(schema::STREAM), &cfg, "").map_err(ApiError::invalid)?;
         }
-        let restart = existing
-            .as_ref()
-            .is_none_or(|old| runtime_key(old) != runtime_key(&cfg));
+        let restart = existing.as_ref().is_none_or(|old| {
+            runtime_key(old) != runtime_key(&cfg) || (st.beh.restart_on_any_change && *old != cfg)
+        });
         st.disk.put(name, cfg);
         st.rt.foreign.remove(name);
         Node::bump(st);
         if restart {
             self.reset_runtime(st, name, now);
+            if existing.is_some()
+                && let Some(rt) = st.rt.streams.get(name)
+            {
+                let running_at = rt.opened_at + runtime::start_delay(name, rt.opened_at, &st.beh);
+                self.counters.lock().expect("counters").restarts.push((
+                    name.to_string(),
+                    now,
+                    running_at,
+                ));
+            }
         }
         Ok(())
     }
