@@ -23,6 +23,7 @@ use api_support::{
 };
 use axum::extract::{Query, State};
 use axum::routing::{get, post};
+use kube::ResourceExt;
 use kube::api::ListParams;
 use panoptes::controllers::{Context, Tunables, user};
 use panoptes::import::apply::Refused;
@@ -679,4 +680,184 @@ async fn import_10000_streams() {
         10_000
     );
     let _ = std::fs::remove_dir_all(out);
+}
+
+/// Takeover without outage (the README's "Adopting an existing Watcher"): two nodes run what
+/// a Watcher left there, all of organization 1 on the second node (the layouter alone would
+/// spread them over both). Import organization 1 with `--apply`, start the operator: it adopts
+/// every stream where it runs with one metadata write (the ownership label) and zero
+/// restarts; a stream whose running config differs from the source is left alone and says
+/// where; organization 2's streams are never written or deleted. Only then does a spec change
+/// reach the node (Panoptes owns placement and config from here).
+#[tokio::test]
+async fn a_running_installation_is_adopted_without_restarting_a_stream() {
+    let sim = streamer_sim::Cluster::start(2).await.unwrap();
+    let (n0, n1) = (sim.node(0), sim.node(1));
+    let stream = |i: usize, org: i64| {
+        json!({"name": format!("cam-{i}"), "title": format!("Camera {i}"), "static": true,
+               "inputs": [{"url": format!("fake://cam-{i}")}],
+               "dvr": {"root": "/storage", "expiration": 86400},
+               "organization": {"id": org, "title": format!("Org {org}")}})
+    };
+    let mut streams = Vec::new();
+    for i in 0..12 {
+        let (org, node) = if i < 8 { (1, n1) } else { (2, [n0, n1][i % 2]) };
+        let s = stream(i, org);
+        let mut on_node = s.clone();
+        on_node.as_object_mut().unwrap().remove("organization");
+        if i == 7 {
+            // Edited on the node behind the Watcher's back: adopting it would restart it.
+            on_node["inputs"][0]["url"] = json!("fake://cam-7-by-hand");
+        }
+        node.drift_stream(&format!("cam-{i}"), on_node).unwrap();
+        streams.push(s);
+    }
+    let untouched: Vec<(String, Value)> = (8..12)
+        .map(|i| {
+            let n = format!("cam-{i}");
+            let node = [n0, n1][i % 2];
+            (n.clone(), node.stored_stream(&n).unwrap())
+        })
+        .collect();
+    let v = Vendor {
+        streams,
+        streamers: [n0, n1]
+            .iter()
+            .map(|n| {
+                json!({"hostname": n.hostname(), "api_url": n.base_url(),
+                       "config": {"edit_auth": {"login": "flussonic", "password": "letmein!"}}})
+            })
+            .collect(),
+        presets: vec![],
+        users: vec![],
+        broken: Arc::new(AtomicBool::new(false)),
+        per_page: 5,
+    };
+    let from = serve_vendor(v).await;
+    let ns = TestNamespace::new("import-takeover").await;
+    let mut a = args(&from);
+    a.apply = true;
+    a.namespace = Some(ns.name.clone());
+    a.organization = Some("1".into());
+    let outcome = execute(&a, "whatever", Some(ns.client.clone()))
+        .await
+        .unwrap();
+    assert!(
+        outcome.applied,
+        "{}",
+        panoptes::import::summary(&a, &outcome)
+    );
+    // The review step for nodes reached over plain http (the import warns about each).
+    for n in [n0, n1] {
+        let name = panoptes::domain::names::object_name("", n.hostname());
+        ns.api::<panoptes::resources::Streamer>()
+            .patch(
+                &name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(json!({"spec": {"allowInsecure": true}})),
+            )
+            .await
+            .unwrap();
+    }
+    sim.nodes().iter().for_each(|n| n.reset_counters());
+
+    let op = support::operator::Operator::start(&ns);
+    let synced = |s: &Stream| {
+        s.status.as_ref().is_some_and(|st| {
+            st.common
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "Synced" && c.status == "True")
+        })
+    };
+    let stuck = |s: &Stream| {
+        s.status.as_ref().and_then(|st| {
+            st.common
+                .conditions
+                .iter()
+                .find(|c| c.type_ == "Synced" && c.status == "False")
+                .map(|c| c.message.clone())
+        })
+    };
+    let streams: Vec<Stream> = eventually(api_support::WAIT, "organization 1 adopted", || {
+        let api = ns.api::<Stream>();
+        async move {
+            let all = api.list(&ListParams::default()).await.ok()?.items;
+            let (bad, good): (Vec<&Stream>, Vec<&Stream>) = all
+                .iter()
+                .partition(|s| s.spec.name.as_deref() == Some("cam-7"));
+            (all.len() == 8
+                && good.iter().all(|s| synced(s))
+                && bad.iter().all(|s| stuck(s).is_some()))
+            .then_some(all)
+        }
+    })
+    .await;
+    for s in &streams {
+        let layout = s.status.as_ref().unwrap().layout.as_ref();
+        assert_eq!(
+            layout.and_then(|l| l.ingest.as_deref()),
+            Some(n1.hostname()),
+            "{} stays on the node running it",
+            s.watcher_name()
+        );
+    }
+    let cam7 = streams
+        .iter()
+        .find(|s| s.watcher_name() == "cam-7")
+        .unwrap();
+    let why = stuck(cam7).unwrap();
+    assert!(
+        why.contains("/inputs/0/url") && why.contains("restart"),
+        "{why}"
+    );
+    let c1 = n1.counters();
+    assert_eq!(c1.restarts, BTreeMap::new(), "no stream restarted");
+    assert_eq!(n0.restarts_total(), 0);
+    for i in 0..7 {
+        let name = format!("cam-{i}");
+        assert_eq!(c1.metadata_writes.get(&name), Some(&1), "{name}");
+        assert_eq!(
+            n1.stored_stream(&name).unwrap()["labels"]["managed-by"],
+            "panoptes"
+        );
+    }
+    assert_eq!(n1.stream_count("PUT", "cam-7"), 0, "cam-7 is left alone");
+    assert!(n1.stored_stream("cam-7").unwrap().get("labels").is_none());
+    for n in [n0, n1] {
+        assert_eq!(n.route_count("DELETE /streams/{name}"), 0);
+    }
+    assert!((0..8).all(|i| n0.stored_stream(&format!("cam-{i}")).is_none()));
+    for (i, (name, before)) in (8..12).zip(&untouched) {
+        let node = [n0, n1][i % 2];
+        assert_eq!(
+            &node.stored_stream(name).unwrap(),
+            before,
+            "{name} untouched"
+        );
+        assert_eq!(node.stream_count("PUT", name), 0);
+    }
+
+    // Adopted: from here a spec change is Panoptes's to push.
+    let cam0 = streams
+        .iter()
+        .find(|s| s.watcher_name() == "cam-0")
+        .unwrap();
+    ns.api::<Stream>()
+        .patch(
+            &cam0.name_any(),
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"spec": {"inputs": [{"url": "fake://cam-0-hd"}]}})),
+        )
+        .await
+        .unwrap();
+    eventually(
+        api_support::WAIT,
+        "the new input reaches the node",
+        || async {
+            (n1.stored_stream("cam-0")?["inputs"][0]["url"] == "fake://cam-0-hd").then_some(())
+        },
+    )
+    .await;
+    op.stop().await;
 }

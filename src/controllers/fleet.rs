@@ -285,6 +285,23 @@ impl Fleet {
         out
     }
 
+    /// Nodes holding a configured copy of `name` (managed or not) with whether it is managed,
+    /// sorted: where a stream with no placement yet already runs.
+    pub fn configured_on(&self, name: &str) -> Vec<(String, bool)> {
+        let inner = self.read();
+        let mut out: Vec<(String, bool)> = inner
+            .on_node
+            .iter()
+            .filter_map(|(h, m)| {
+                m.get(name)
+                    .filter(|c| c.config_on_disk.is_some())
+                    .map(|c| (h.clone(), c.managed))
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
     /// Replaces what `hostname` holds with a fresh list; returns the names whose disk config
     /// changed, appeared or vanished since the previous list.
     pub fn record_list(&self, hostname: &str, listed: HashMap<String, NodeCopy>) -> Vec<String> {

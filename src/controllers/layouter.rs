@@ -16,6 +16,7 @@ use kube::{Resource, ResourceExt};
 use super::Context;
 use super::kit;
 use super::refs::Key;
+use crate::domain::adoption;
 use crate::domain::health::node_placeable;
 use crate::domain::world::World;
 use crate::layout::{Placement, Unplaced};
@@ -72,7 +73,10 @@ async fn wait_first_probes(ctx: &Context, shutdown: impl Future<Output = ()>) {
                         .as_ref()
                         .and_then(|st| st.streamer_status.as_deref())
                         == Some("starting");
-                    n.last_probe_ms > 0 && !(n.reachable && starting)
+                    // A reachable node's first list tells which streams already run there, so
+                    // the first run keeps them in place (see `domain::adoption`).
+                    let listed = !n.reachable || ctx.fleet.listed(&s.spec.hostname);
+                    n.last_probe_ms > 0 && !(n.reachable && starting) && listed
                 })
             });
             if all {
@@ -127,9 +131,12 @@ fn run_once(ctx: &Arc<Context>) {
     let started = std::time::Instant::now();
     let mut world = World::build(&ctx.stores, &ctx.live, None);
     forget_removed_nodes(ctx, &world.streamers);
-    let previous = previous(ctx, &mut world);
+    let mut previous = previous(ctx, &mut world);
+    let running = running_copies(ctx, &world, &previous);
+    let seeded = adoption::seed(&mut previous, running);
     let computing = std::time::Instant::now();
-    let result = world.layout(&previous);
+    let mut result = world.layout(&previous);
+    adoption::record(&mut result, &seeded, chrono::Utc::now().timestamp_millis());
     let m = &ctx.controller_metrics;
     m.layout_runs.inc();
     m.layout_seconds.observe(computing.elapsed().as_secs_f64());
@@ -190,6 +197,37 @@ fn run_once(ctx: &Arc<Context>) {
             "layout changed"
         );
     }
+}
+
+/// Streams with no placement yet and the nodes already running a copy they may keep: their
+/// own (managed) copies, and foreign copies of Streams that opt in to adoption.
+fn running_copies(
+    ctx: &Context,
+    world: &World,
+    previous: &BTreeMap<Arc<str>, Placement>,
+) -> Vec<(Arc<str>, Vec<String>)> {
+    world
+        .names
+        .iter()
+        .filter(|(_, key)| !previous.contains_key(key.as_arc()))
+        .filter_map(|(name, key)| {
+            let copies = ctx.fleet.configured_on(name);
+            if copies.is_empty() {
+                return None;
+            }
+            let adopts = ctx
+                .stores
+                .streams
+                .get(&kube::runtime::reflector::ObjectRef::new(key.name()).within(key.namespace()))
+                .is_some_and(|s| adoption::adopts(s.annotations()));
+            let nodes: Vec<String> = copies
+                .into_iter()
+                .filter(|(_, managed)| *managed || adopts)
+                .map(|(h, _)| h)
+                .collect();
+            (!nodes.is_empty()).then(|| (key.as_arc().clone(), nodes))
+        })
+        .collect()
 }
 
 /// Drops the client, live stats and known contents of nodes no Streamer declares any more.

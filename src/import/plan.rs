@@ -15,6 +15,7 @@ use crate::api::body::decode;
 use crate::api::error::ApiError;
 use crate::api::routes::{presets, streamers, streams, users};
 use crate::domain::accounts::PASSWORD_RESET_ANNOTATION;
+use crate::domain::adoption;
 use crate::domain::credentials;
 use crate::domain::names::{free_object_name, object_name};
 use crate::domain::validate;
@@ -870,7 +871,14 @@ impl Planner {
             Kind::Stream,
             object.clone(),
             format!("streams/{dir}/{object}.yaml"),
-            manifest(Kind::Stream, &object, None, to_value(&spec)),
+            // The nodes may run this stream already (a Watcher put it there): let the
+            // operator adopt that copy without restarting it.
+            manifest(
+                Kind::Stream,
+                &object,
+                Some(json!({ adoption::ADOPT_ANNOTATION: "true" })),
+                to_value(&spec),
+            ),
         );
     }
 

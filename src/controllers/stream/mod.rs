@@ -42,6 +42,7 @@ use super::ids;
 use super::kit::{self, Backoff, Error};
 use super::refs::{self, Key, RefIndex, key_of};
 use super::secrets::SecretError;
+use crate::domain::adoption::{self, Takeover};
 use crate::domain::credentials::{self, OwnerKind};
 use crate::domain::destinations;
 use crate::domain::layout_history;
@@ -234,7 +235,10 @@ async fn converge(stream: &Stream, ctl: &StreamController, key: &Key) -> Result<
             };
             let mut outcome = sync(
                 running,
-                planned.carries_secrets,
+                Push {
+                    carries_secrets: planned.carries_secrets,
+                    adopts: adoption::adopts(stream.annotations()),
+                },
                 ctl,
                 key,
                 &name,
@@ -514,7 +518,7 @@ async fn injected(
 /// disabled), and judges the result.
 async fn sync(
     running: Running,
-    carries_secrets: bool,
+    how: Push,
     ctl: &StreamController,
     key: &Key,
     name: &str,
@@ -522,7 +526,7 @@ async fn sync(
 ) -> Outcome {
     let ctx = &ctl.ctx;
     let placement = ctx.fleet.placement(key).unwrap_or_default();
-    let report = act(ctl, &placement, carries_secrets, name, body).await;
+    let report = act(ctl, &placement, how, name, body).await;
     let unplaced = ctx.fleet.unplaced(key);
     let live = placement
         .ingest
@@ -586,7 +590,7 @@ fn label_gaps(ctx: &Context, key: &Key) -> judge::LabelGaps {
 async fn act(
     ctl: &StreamController,
     placement: &Placement,
-    carries_secrets: bool,
+    how: Push,
     name: &str,
     body: Option<&StreamBody>,
 ) -> SyncReport {
@@ -600,15 +604,11 @@ async fn act(
             .map(|h| h.to_string())
             .collect(),
     };
-    let pushes = futures::future::join_all(targets.iter().map(|h| {
-        push(
-            ctx,
-            h,
-            name,
-            body.expect("targets imply a body"),
-            carries_secrets,
-        )
-    }))
+    let pushes = futures::future::join_all(
+        targets
+            .iter()
+            .map(|h| push(ctx, h, name, body.expect("targets imply a body"), how)),
+    )
     .await;
     let mut report = SyncReport::default();
     for (h, r) in targets.iter().zip(pushes) {
@@ -659,14 +659,24 @@ impl From<String> for PushError {
     }
 }
 
+/// How a stream's body may be pushed.
+#[derive(Clone, Copy, Debug)]
+struct Push {
+    /// The body holds credentials (only over TLS, or where the Streamer allows plain http).
+    carries_secrets: bool,
+    /// The Stream opts in to adopting a foreign copy of its name (`domain::adoption`).
+    adopts: bool,
+}
+
 /// Pushes `body` to `host` unless it already holds it.
 async fn push(
     ctx: &Context,
     host: &str,
     name: &str,
     body: &StreamBody,
-    carries_secrets: bool,
+    how: Push,
 ) -> Result<(), PushError> {
+    let carries_secrets = how.carries_secrets;
     let Some(client) = ctx.nodes.get(host) else {
         return Err(PushError::NotKnownYet(
             "the node's client is not ready (credentials or URL of its Streamer not resolved)",
@@ -686,9 +696,27 @@ async fn push(
     if let Some(c) = &copy
         && !c.managed
     {
-        return Err(PushError::Failed(format!(
-            "the node has a stream named {name:?} that Panoptes does not manage; it is left alone"
-        )));
+        if !how.adopts {
+            return Err(PushError::Failed(format!(
+                "the node has a stream named {name:?} that Panoptes does not manage; it is left alone (annotate the Stream {}=true to adopt it)",
+                adoption::ADOPT_ANNOTATION
+            )));
+        }
+        // Adoption writes metadata (the ownership label) at most: anything else would
+        // restart a stream that runs today.
+        if let Takeover::WouldRestart(paths) =
+            adoption::takeover(&body.drift(c.config_on_disk.as_deref()))
+        {
+            return Err(PushError::Failed(format!(
+                "the node runs a stream named {name:?} that differs at {}: adopting it would restart it, so it is left alone until the Stream matches it",
+                paths.join(", ")
+            )));
+        }
+        tracing::info!(
+            node = host,
+            stream = name,
+            "adopting a running stream (metadata only)"
+        );
     }
     if !body
         .drift(copy.as_ref().and_then(|c| c.config_on_disk.as_deref()))
