@@ -23,11 +23,13 @@ use api_support::{
 };
 use axum::extract::{Query, State};
 use axum::routing::{get, post};
+use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::api::ListParams;
 use panoptes::controllers::{Context, Tunables, user};
 use panoptes::import::apply::Refused;
-use panoptes::import::plan::Severity;
+use panoptes::import::export::{self, ExportArgs};
+use panoptes::import::plan::{Kind, Object, Plan, Severity};
 use panoptes::import::{ImportArgs, execute};
 use panoptes::resources::{Preset, Stream, User};
 use panoptes::run::Shutdown;
@@ -132,10 +134,10 @@ async fn settled(source: &Facade) {
         .await;
 }
 
-#[tokio::test]
-async fn a_facade_round_trips_through_import_and_apply() {
-    let src = TestNamespace::new("import-src").await;
-    let source = Facade::start(&src).await;
+/// The source installation of the round trips: three presets, two organizations, two users
+/// besides the admin, a streamer, and [`STREAMS`] streams (a third with Watcher names Kubernetes
+/// does not accept).
+async fn populate(src: &TestNamespace) {
     preset(&src, "gold", 11, "Gold", 2).await;
     preset(&src, "silver", 12, "Silver", 1).await;
     api_support::apply::<Preset>(
@@ -185,6 +187,47 @@ async fn a_facade_round_trips_through_import_and_apply() {
         )
         .await;
     }
+}
+
+/// Waits until `target` lists what `source` lists: streams, presets (also per organization),
+/// users and streamers, runtime members aside.
+async fn assert_same_lists(source: &Facade, target: &Facade) {
+    // The target's stores fill kind by kind: compare once each has caught up.
+    let mut lists: Vec<(String, &str)> = vec![
+        ("/streams".into(), "streams"),
+        ("/presets".into(), "presets"),
+        ("/users".into(), "users_list"),
+        ("/streamers".into(), "streamers"),
+    ];
+    for id in [21, 22] {
+        lists.push((format!("/presets?organization_id={id}"), "presets"));
+    }
+    for (path, key) in &lists {
+        let want = listed(source, path, key).await;
+        assert!(!want.is_empty(), "{path}");
+        let mut last = Vec::new();
+        let same = tokio::time::timeout(api_support::WAIT, async {
+            loop {
+                last = listed(target, path, key).await;
+                if last == want {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        })
+        .await;
+        assert!(
+            same.is_ok(),
+            "{path} differs:\n{last:#?}\nvs the source's\n{want:#?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_facade_round_trips_through_import_and_apply() {
+    let src = TestNamespace::new("import-src").await;
+    let source = Facade::start(&src).await;
+    populate(&src).await;
     source
         .get_until(
             "/streams?limit=1000",
@@ -313,35 +356,7 @@ async fn a_facade_round_trips_through_import_and_apply() {
             v["estimated_count"] == json!(STREAMS)
         })
         .await;
-    // The target's stores fill kind by kind: compare once each has caught up.
-    let mut lists: Vec<(String, &str)> = vec![
-        ("/streams".into(), "streams"),
-        ("/presets".into(), "presets"),
-        ("/users".into(), "users_list"),
-        ("/streamers".into(), "streamers"),
-    ];
-    for id in [21, 22] {
-        lists.push((format!("/presets?organization_id={id}"), "presets"));
-    }
-    for (path, key) in &lists {
-        let want = listed(&source, path, key).await;
-        assert!(!want.is_empty(), "{path}");
-        let mut last = Vec::new();
-        let same = tokio::time::timeout(api_support::WAIT, async {
-            loop {
-                last = listed(&target, path, key).await;
-                if last == want {
-                    return;
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            }
-        })
-        .await;
-        assert!(
-            same.is_ok(),
-            "{path} differs:\n{last:#?}\nvs the source's\n{want:#?}"
-        );
-    }
+    assert_same_lists(&source, &target).await;
 
     // Imported users cannot log in until a password is set.
     let mut watches = JoinSet::new();
@@ -860,4 +875,146 @@ async fn a_running_installation_is_adopted_without_restarting_a_stream() {
     )
     .await;
     op.stop().await;
+}
+
+/// The files of a tree as the plan they came from, to apply them as `kubectl apply -k
+/// secrets/ && kubectl apply --server-side -k .` would (through the import's own apply:
+/// pre-flight, dry run, then kind by kind).
+fn plan_of_tree(dir: &Path) -> Plan {
+    let mut objects = Vec::new();
+    for (file, text) in tree(dir) {
+        if !file.ends_with(".yaml") || file.ends_with("kustomization.yaml") {
+            continue;
+        }
+        let manifest: Value = serde_yaml::from_str(&text).unwrap();
+        let kind = Kind::ALL
+            .into_iter()
+            .find(|k| manifest["kind"] == k.as_str())
+            .unwrap_or_else(|| panic!("{file}: unknown kind"));
+        objects.push(Object {
+            kind,
+            name: manifest["metadata"]["name"].as_str().unwrap().to_string(),
+            file,
+            manifest,
+            source: String::new(),
+        });
+    }
+    Plan {
+        objects,
+        ..Default::default()
+    }
+}
+
+/// `panoptes export`: the round trip's source, one stream with camera credentials, exported
+/// twice (the same bytes), the credentials only under `secrets/`, the tree applied into
+/// another namespace → its facade lists the same.
+#[tokio::test]
+async fn an_export_applied_into_another_namespace_lists_the_same() {
+    let src = TestNamespace::new("export-src").await;
+    let source = Facade::start(&src).await;
+    populate(&src).await;
+    src.api::<Secret>()
+        .create(
+            &Default::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "cams"},
+                "stringData": {"username": "admin", "password": "cam-export-pw"}}))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    src.api::<Stream>()
+        .patch(
+            "s0",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"spec": {"credentials": {"secretName": "cams"}}})),
+        )
+        .await
+        .unwrap();
+    settled(&source).await;
+    let (one, two) = (tempdir("export-one"), tempdir("export-two"));
+    let mut a = ExportArgs {
+        out: one.clone(),
+        namespace: Some(src.name.clone()),
+        no_secrets: false,
+    };
+    let plan = export::execute(&a, &src.client).await.unwrap();
+    assert!(plan.findings.is_empty(), "{:#?}", plan.findings);
+    assert_eq!(plan.reset_users, vec![ADMIN_LOGIN.to_string()]);
+    a.out = two.clone();
+    export::execute(&a, &src.client).await.unwrap();
+    let files = tree(&one);
+    assert_eq!(
+        files,
+        tree(&two),
+        "an unchanged namespace exports the same bytes"
+    );
+    let (secrets, main): (Vec<_>, Vec<_>) =
+        files.iter().partition(|(k, _)| k.starts_with("secrets/"));
+    assert!(main.iter().all(|(_, t)| !t.contains("cam-export-pw")));
+    assert!(secrets.iter().any(|(_, t)| t.contains("cam-export-pw")));
+    assert_eq!(files[".gitignore"].lines().last(), Some("secrets/"));
+    assert!(files["streams/acme/s0.yaml"].contains("secretName: cams"));
+
+    let dst = TestNamespace::new("export-dst").await;
+    panoptes::import::apply::apply(&dst.client, &dst.name, &plan_of_tree(&one), true)
+        .await
+        .unwrap();
+    let root: User = dst.api().get("root").await.unwrap();
+    give_password(&dst, &root, ADMIN_PASSWORD, 1).await;
+    let target = Facade::start_without_admin(&dst).await;
+    assert_same_lists(&source, &target).await;
+    for d in [one, two] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
+
+/// Bad input never half-applies: invalid and duplicate names and a missing preset are named
+/// per object, and `--apply` then writes nothing; a page that stays unreachable fails the
+/// import before anything is applied.
+#[tokio::test]
+async fn bad_input_is_reported_per_object_and_applies_nothing() {
+    let mut v = vendor();
+    v.streams = vec![
+        json!({"name": "good", "inputs": [{"url": "fake://good"}]}),
+        json!({"name": "bad name?", "inputs": [{"url": "fake://bad"}]}),
+        json!({"name": "twice", "inputs": [{"url": "fake://a"}]}),
+        json!({"name": "twice", "inputs": [{"url": "fake://b"}]}),
+        json!({"name": "orphan", "preset_id": 999, "inputs": [{"url": "fake://o"}]}),
+    ];
+    let broken = v.broken.clone();
+    let from = serve_vendor(v).await;
+    let ns = TestNamespace::new("import-bad").await;
+    let mut a = args(&from);
+    a.apply = true;
+    a.namespace = Some(ns.name.clone());
+    let outcome = execute(&a, "whatever", Some(ns.client.clone()))
+        .await
+        .unwrap();
+    assert!(outcome.failed() && !outcome.applied);
+    let summary = panoptes::import::summary(&a, &outcome);
+    for line in [
+        "error: stream bad name? /name:",
+        "error: stream twice: appears twice in the source",
+        "error: stream orphan /preset: preset 999 is not in the source's preset list",
+        "nothing applied: fix the errors above first",
+    ] {
+        assert!(summary.contains(line), "{line:?} not in\n{summary}");
+    }
+    let empty = |ns: &TestNamespace| {
+        let (streams, presets, secrets) =
+            (ns.api::<Stream>(), ns.api::<Preset>(), ns.api::<Secret>());
+        async move {
+            let lp = ListParams::default();
+            streams.list(&lp).await.unwrap().items.is_empty()
+                && presets.list(&lp).await.unwrap().items.is_empty()
+                && secrets.list(&lp).await.unwrap().items.is_empty()
+        }
+    };
+    assert!(empty(&ns).await, "nothing applied");
+    broken.store(true, Ordering::SeqCst);
+    let err = execute(&a, "whatever", Some(ns.client.clone()))
+        .await
+        .unwrap_err();
+    assert!(err.contains("/streams page 2 unreachable"), "{err}");
+    assert!(empty(&ns).await, "nothing applied");
 }

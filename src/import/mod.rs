@@ -8,10 +8,13 @@
 //! `secrets/`; imported Users cannot log in until they get a password
 //! ([`crate::domain::accounts::PASSWORD_RESET_ANNOTATION`]).
 //!
+//! `panoptes export` ([`export`]) is the same writer over the local cluster state.
+//!
 //! The import speaks to the facade's wire types and the domain rules; it never imports the
 //! controllers (see tests/layering.rs).
 
 pub mod apply;
+pub mod export;
 pub mod output;
 pub mod plan;
 pub mod source;
