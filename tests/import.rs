@@ -438,11 +438,14 @@ struct Vendor {
     users: Vec<Value>,
     broken: Arc<AtomicBool>,
     per_page: usize,
+    /// `GET /domain_config`.
+    domain: Value,
 }
 
 /// What must never leave `secrets/`: the values put in, and the reference example's own
 /// (a peer's cluster key, an input's Basic `Authorization` header).
-const PASSWORDS: [&str; 7] = [
+const PASSWORDS: [&str; 8] = [
+    "smtp-pass-6",
     "cam-pass-1",
     "push-pass-2",
     "cluster-key-3",
@@ -485,6 +488,12 @@ fn vendor() -> Vendor {
             .clone(),
         broken: Arc::new(AtomicBool::new(false)),
         per_page: 2,
+        domain: {
+            let mut d = example("01_domain_config_get_response.json");
+            d["mail"]["password"] = json!("smtp-pass-6");
+            d["mail"]["host"] = json!("smtp.example.com");
+            d
+        },
     }
 }
 
@@ -520,6 +529,10 @@ async fn serve_vendor(v: Vendor) -> String {
                 }
                 page(&v.streams, "streams", &q, v.per_page)
             }),
+        )
+        .route(
+            "/watcher/admin-api/v3/domain_config",
+            get(|State(v): State<Vendor>| async move { axum::Json(v.domain) }),
         )
         .route(
             "/watcher/admin-api/v3/streamers",
@@ -569,13 +582,23 @@ async fn a_vendor_source_keeps_credentials_in_secrets_and_reports_what_does_not_
     for pw in PASSWORDS {
         assert!(!main_text.contains(pw), "{pw} outside secrets/");
     }
-    for pw in ["cam-pass-1", "push-pass-2", "cluster-key-3", "node-pass-4"] {
+    for pw in [
+        "cam-pass-1",
+        "push-pass-2",
+        "cluster-key-3",
+        "node-pass-4",
+        "smtp-pass-6",
+    ] {
         assert!(
             secret_text.contains(pw),
             "{pw} missing from secrets/: {secret_text}"
         );
     }
     assert_eq!(files[".gitignore"].lines().last(), Some("secrets/"));
+    // The domain settings: the document for the system namespace, its SMTP password apart.
+    assert!(files["settings/panoptes-settings.yaml"].contains("smtp.example.com"));
+    assert!(files["secrets/settings/panoptes-settings.yaml"].contains("smtp-pass-6"));
+    assert!(files.contains_key("settings/kustomization.yaml"));
     // Every stream of both pages is there, under a valid object name.
     assert_eq!(
         files.keys().filter(|k| k.starts_with("streams/")).count(),
@@ -747,6 +770,7 @@ async fn a_running_installation_is_adopted_without_restarting_a_stream() {
         users: vec![],
         broken: Arc::new(AtomicBool::new(false)),
         per_page: 5,
+        domain: json!({}),
     };
     let from = serve_vendor(v).await;
     let ns = TestNamespace::new("import-takeover").await;

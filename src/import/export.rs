@@ -133,6 +133,7 @@ fn kind_dir(kind: Kind) -> &'static str {
         Kind::User => "users",
         Kind::Streamer => "streamers",
         Kind::Stream => "streams",
+        Kind::Settings => super::settings::DIR,
     }
 }
 
@@ -300,6 +301,7 @@ pub async fn plan(client: &Client, namespace: Option<&str>) -> Result<Plan, Stri
         objects: x.objects,
         findings: x.findings,
         reset_users: x.reset_users,
+        settings: Vec::new(),
     })
 }
 

@@ -40,6 +40,8 @@ pub struct Snapshot {
     pub users: Vec<Value>,
     /// Per organization id, the preset ids `GET /presets?organization_id=` answers.
     pub organization_presets: BTreeMap<i64, Vec<i64>>,
+    /// `GET /domain_config`, when the source has one.
+    pub domain_config: Option<Value>,
 }
 
 /// The kinds an import writes, in the order they are applied (what is referenced first).
@@ -57,6 +59,8 @@ pub enum Kind {
     Streamer,
     /// `Stream`.
     Stream,
+    /// The domain settings ConfigMap (system namespace; see [`super::settings`]).
+    Settings,
 }
 
 impl Kind {
@@ -69,10 +73,12 @@ impl Kind {
             Kind::User => "User",
             Kind::Streamer => "Streamer",
             Kind::Stream => "Stream",
+            Kind::Settings => "Settings",
         }
     }
 
-    /// Every kind, in apply order.
+    /// Every kind the apply writes, in apply order (the settings belong to the system
+    /// namespace: written to `settings/`, never applied with the objects).
     pub const ALL: [Kind; 6] = [
         Kind::Secret,
         Kind::Preset,
@@ -149,6 +155,8 @@ pub struct Plan {
     pub findings: Vec<Finding>,
     /// Logins of the Users that must get a new password before they can log in.
     pub reset_users: Vec<String>,
+    /// The domain settings and their Secret (see [`super::settings`]).
+    pub settings: Vec<Object>,
 }
 
 impl Plan {
@@ -217,7 +225,14 @@ pub fn lost_members(source: &Value, kept: &Value) -> Vec<String> {
 pub fn plan(snapshot: &Snapshot, options: &Options) -> Plan {
     let mut p = Planner::default();
     p.plan(snapshot, options);
-    p.finish()
+    let mut plan = p.finish();
+    if let Some(domain) = &snapshot.domain_config {
+        let (objects, findings) = super::settings::plan(domain);
+        plan.settings = objects;
+        plan.findings.extend(findings);
+        plan.findings.sort();
+    }
+    plan
 }
 
 #[derive(Default)]
@@ -947,12 +962,13 @@ impl Planner {
             objects: self.objects,
             findings: self.findings,
             reset_users: self.reset_users,
+            settings: Vec::new(),
         }
     }
 }
 
 /// Whether a member name says its value is a credential (compared in lower case).
-fn sensitive(member: &str) -> bool {
+pub(super) fn sensitive(member: &str) -> bool {
     const EXACT: [&str; 9] = [
         "password",
         "passwd",
