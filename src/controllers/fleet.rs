@@ -50,6 +50,8 @@ struct Inner {
     streamers: HashMap<String, Key>,
     /// Nodes listed at least once since start (before that, what they hold is unknown).
     listed: HashSet<String>,
+    /// Nodes whose list failed since start (the first layout does not wait for them).
+    list_failed: HashSet<String>,
     /// Layouts the layouter changed that the stream's status does not show yet.
     unrecorded: HashMap<Key, StreamLayout>,
     /// hostname → node stream name → the config the node answered our last push with: a
@@ -324,6 +326,17 @@ impl Fleet {
     /// True once `hostname` was listed since start.
     pub fn listed(&self, hostname: &str) -> bool {
         self.read().listed.contains(hostname)
+    }
+
+    /// Records that listing `hostname` failed.
+    pub fn record_list_failure(&self, hostname: &str) {
+        self.write().list_failed.insert(hostname.to_string());
+    }
+
+    /// True once listing `hostname` was tried since start, successfully or not.
+    pub fn list_tried(&self, hostname: &str) -> bool {
+        let inner = self.read();
+        inner.listed.contains(hostname) || inner.list_failed.contains(hostname)
     }
 
     /// Every Stream currently blocked.

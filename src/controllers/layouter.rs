@@ -75,7 +75,7 @@ async fn wait_first_probes(ctx: &Context, shutdown: impl Future<Output = ()>) {
                         == Some("starting");
                     // A reachable node's first list tells which streams already run there, so
                     // the first run keeps them in place (see `domain::adoption`).
-                    let listed = !n.reachable || ctx.fleet.listed(&s.spec.hostname);
+                    let listed = !n.reachable || ctx.fleet.list_tried(&s.spec.hostname);
                     n.last_probe_ms > 0 && !(n.reachable && starting) && listed
                 })
             });
