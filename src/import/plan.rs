@@ -1014,6 +1014,7 @@ mod tests {
                 "organizations": [{"id": 7, "title": "Seven", "owner": {"id": 2, "name": "Ops"},
                 "permissions": {"can_view_streams": true}}]})],
             organization_presets: BTreeMap::from([(7, vec![3])]),
+            domain_config: None,
         }
     }
 
