@@ -138,22 +138,22 @@ async fn settled(source: &Facade) {
 /// besides the admin, a streamer, and [`STREAMS`] streams (a third with Watcher names Kubernetes
 /// does not accept).
 async fn populate(src: &TestNamespace) {
-    preset(&src, "gold", 11, "Gold", 2).await;
-    preset(&src, "silver", 12, "Silver", 1).await;
+    preset(src, "gold", 11, "Gold", 2).await;
+    preset(src, "silver", 12, "Silver", 1).await;
     api_support::apply::<Preset>(
-        &src,
+        src,
         json!({"apiVersion": "panoptes.dev/v1alpha1", "kind": "Preset", "metadata": {"name": "everyone"},
                "spec": {"id": 13, "title": "Everyone", "isDefault": true}}),
     )
     .await;
-    org(&src, "acme", 21, "Acme", &["gold"]).await;
-    org(&src, "globex", 22, "Globex", &["gold", "silver"]).await;
+    org(src, "acme", 21, "Acme", &["gold"]).await;
+    org(src, "globex", 22, "Globex", &["gold", "silver"]).await;
     for (object, login, id, org_ref) in [
         ("ops", "Ops_Lead", 31, "acme"),
         ("viewer", "viewer", 32, "globex"),
     ] {
         api_support::apply::<User>(
-            &src,
+            src,
             json!({"apiVersion": "panoptes.dev/v1alpha1", "kind": "User", "metadata": {"name": object},
                    "spec": {"id": id, "name": login, "email": format!("{object}@example.com"),
                             "organizations": [{"organizationRef": org_ref, "permissions": {"can_view_streams": true}}]}}),
@@ -161,7 +161,7 @@ async fn populate(src: &TestNamespace) {
         .await;
     }
     api_support::streamer(
-        &src,
+        src,
         "node-a",
         json!({"hostname": "node-a.example", "apiUrl": "http://node-a:8080", "labels": {"zone": "east"}, "channelLimit": 50}),
     )
@@ -179,7 +179,7 @@ async fn populate(src: &TestNamespace) {
             ("globex", "silver")
         };
         api_support::stream(
-            &src,
+            src,
             &format!("s{i}"),
             json!({"name": name, "organizationRef": org_ref, "presetRef": preset_ref,
                    "title": format!("Camera {i}"), "inputs": [{"url": format!("rtsp://cam{i}.lan/main")}],
