@@ -352,3 +352,25 @@ pub async fn run(args: ExportArgs) -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_assigned_id_is_pinned_and_only_panoptes_annotations_travel() {
+        let mut p: Preset = serde_json::from_value(json!({
+            "apiVersion": "panoptes.dev/v1alpha1", "kind": "Preset",
+            "metadata": {"name": "gold"}, "spec": {"title": "Gold"}, "status": {"id": 42},
+        }))
+        .unwrap();
+        assert_eq!(pinned_spec(&p)["id"], 42);
+        p.spec.id = Some(7);
+        assert_eq!(pinned_spec(&p)["id"], 7, "a pinned id stays");
+        assert!(kept_annotation("panoptes.dev/adopt"));
+        assert!(!kept_annotation("panoptes.dev.example/x"));
+        assert!(!kept_annotation(
+            "kubectl.kubernetes.io/last-applied-configuration"
+        ));
+    }
+}
