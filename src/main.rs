@@ -27,9 +27,12 @@ enum Command {
         out_dir: Option<std::path::PathBuf>,
     },
     /// Read a Watcher installation (a Watcher or another Panoptes, through its admin API) and
-    /// write it as resources (`--out DIR`) or apply them (`--apply`). See README, "Adopt an
+    /// write it as resources (`--out DIR`) or apply them (`--apply`). See README, "Adopting an
     /// existing Watcher".
     Import(panoptes::import::ImportArgs),
+    /// Write the resources of a namespace (or of every namespace) as the kustomize tree an
+    /// import writes, credentials under `secrets/`: for backups and moves between clusters.
+    Export(panoptes::import::export::ExportArgs),
     /// Print the facade's OpenAPI document (JSON), as served at /watcher/admin-api/v3/openapi.json.
     Openapi,
     /// Run the controllers and the facade against the current kube context.
@@ -57,6 +60,10 @@ async fn main() -> ExitCode {
         Command::Import(args) => {
             init_logging(LogFormat::Text, "warn");
             panoptes::import::run(args).await
+        }
+        Command::Export(args) => {
+            init_logging(LogFormat::Text, "warn");
+            panoptes::import::export::run(args).await
         }
         Command::Openapi => {
             use std::io::Write as _;

@@ -751,3 +751,37 @@ async fn control_endpoint_drives_faults_over_http() {
     let counters = h.get("/_sim/counters").await.body;
     assert!(counters["total"].as_u64().unwrap() >= 5);
 }
+
+/// The restart counter judges "no outage": a save that changes a stored stream only in its
+/// metadata (an ownership label, a comment) is a metadata write, any other change (an input, a
+/// DVR setting) and a stop are restarts; creating a stream and a no-op save are neither.
+#[tokio::test]
+async fn restarts_are_counted_apart_from_metadata_writes() {
+    let cluster = Cluster::start(1).await.unwrap();
+    let node = cluster.node(0);
+    let h = Http::new(node);
+    let cam = json!({"$reset": true, "name": "cam", "static": true, "title": "Gate",
+                     "inputs": [{"url": "fake://cam"}], "dvr": {"root": "/r", "expiration": 60}});
+    assert_eq!(h.put("/streams/cam", cam.clone()).await.status, 200);
+    assert_eq!(h.put("/streams/cam", cam.clone()).await.status, 200);
+    assert_eq!(node.restarts_total(), 0, "a create and a no-op save");
+    let mut labelled = cam.clone();
+    labelled["labels"] = json!({"managed-by": "panoptes"});
+    labelled["comment"] = json!("adopted");
+    h.put("/streams/cam", labelled.clone()).await;
+    let c = node.counters();
+    assert_eq!(c.metadata_writes.get("cam"), Some(&1));
+    assert_eq!(node.restarts("cam"), 0);
+    let mut dvr = labelled.clone();
+    dvr["dvr"]["expiration"] = json!(120);
+    h.put("/streams/cam", dvr.clone()).await;
+    assert_eq!(node.restarts("cam"), 1, "a DVR change restarts");
+    dvr["inputs"] = json!([{"url": "fake://other"}]);
+    h.put("/streams/cam", dvr).await;
+    assert_eq!(node.restarts("cam"), 2, "an input change restarts");
+    h.post("/streams/cam/stop", json!({})).await;
+    assert_eq!(node.restarts("cam"), 3, "a stop is a restart");
+    h.delete("/streams/cam").await;
+    assert_eq!(node.restarts("cam"), 3);
+    assert_eq!(node.counters().metadata_writes.get("cam"), Some(&1));
+}

@@ -23,10 +23,13 @@ use api_support::{
 };
 use axum::extract::{Query, State};
 use axum::routing::{get, post};
+use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
 use kube::api::ListParams;
 use panoptes::controllers::{Context, Tunables, user};
 use panoptes::import::apply::Refused;
-use panoptes::import::plan::Severity;
+use panoptes::import::export::{self, ExportArgs};
+use panoptes::import::plan::{Kind, Object, Plan, Severity};
 use panoptes::import::{ImportArgs, execute};
 use panoptes::resources::{Preset, Stream, User};
 use panoptes::run::Shutdown;
@@ -129,26 +132,26 @@ async fn settled(source: &Facade) {
         .await;
 }
 
-#[tokio::test]
-async fn a_facade_round_trips_through_import_and_apply() {
-    let src = TestNamespace::new("import-src").await;
-    let source = Facade::start(&src).await;
-    preset(&src, "gold", 11, "Gold", 2).await;
-    preset(&src, "silver", 12, "Silver", 1).await;
+/// The source installation of the round trips: three presets, two organizations, two users
+/// besides the admin, a streamer, and [`STREAMS`] streams (a third with Watcher names Kubernetes
+/// does not accept).
+async fn populate(src: &TestNamespace) {
+    preset(src, "gold", 11, "Gold", 2).await;
+    preset(src, "silver", 12, "Silver", 1).await;
     api_support::apply::<Preset>(
-        &src,
+        src,
         json!({"apiVersion": "panoptes.dev/v1alpha1", "kind": "Preset", "metadata": {"name": "everyone"},
                "spec": {"id": 13, "title": "Everyone", "isDefault": true}}),
     )
     .await;
-    org(&src, "acme", 21, "Acme", &["gold"]).await;
-    org(&src, "globex", 22, "Globex", &["gold", "silver"]).await;
+    org(src, "acme", 21, "Acme", &["gold"]).await;
+    org(src, "globex", 22, "Globex", &["gold", "silver"]).await;
     for (object, login, id, org_ref) in [
         ("ops", "Ops_Lead", 31, "acme"),
         ("viewer", "viewer", 32, "globex"),
     ] {
         api_support::apply::<User>(
-            &src,
+            src,
             json!({"apiVersion": "panoptes.dev/v1alpha1", "kind": "User", "metadata": {"name": object},
                    "spec": {"id": id, "name": login, "email": format!("{object}@example.com"),
                             "organizations": [{"organizationRef": org_ref, "permissions": {"can_view_streams": true}}]}}),
@@ -156,7 +159,7 @@ async fn a_facade_round_trips_through_import_and_apply() {
         .await;
     }
     api_support::streamer(
-        &src,
+        src,
         "node-a",
         json!({"hostname": "node-a.example", "apiUrl": "http://node-a:8080", "labels": {"zone": "east"}, "channelLimit": 50}),
     )
@@ -174,7 +177,7 @@ async fn a_facade_round_trips_through_import_and_apply() {
             ("globex", "silver")
         };
         api_support::stream(
-            &src,
+            src,
             &format!("s{i}"),
             json!({"name": name, "organizationRef": org_ref, "presetRef": preset_ref,
                    "title": format!("Camera {i}"), "inputs": [{"url": format!("rtsp://cam{i}.lan/main")}],
@@ -182,6 +185,47 @@ async fn a_facade_round_trips_through_import_and_apply() {
         )
         .await;
     }
+}
+
+/// Waits until `target` lists what `source` lists: streams, presets (also per organization),
+/// users and streamers, runtime members aside.
+async fn assert_same_lists(source: &Facade, target: &Facade) {
+    // The target's stores fill kind by kind: compare once each has caught up.
+    let mut lists: Vec<(String, &str)> = vec![
+        ("/streams".into(), "streams"),
+        ("/presets".into(), "presets"),
+        ("/users".into(), "users_list"),
+        ("/streamers".into(), "streamers"),
+    ];
+    for id in [21, 22] {
+        lists.push((format!("/presets?organization_id={id}"), "presets"));
+    }
+    for (path, key) in &lists {
+        let want = listed(source, path, key).await;
+        assert!(!want.is_empty(), "{path}");
+        let mut last = Vec::new();
+        let same = tokio::time::timeout(api_support::WAIT, async {
+            loop {
+                last = listed(target, path, key).await;
+                if last == want {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        })
+        .await;
+        assert!(
+            same.is_ok(),
+            "{path} differs:\n{last:#?}\nvs the source's\n{want:#?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_facade_round_trips_through_import_and_apply() {
+    let src = TestNamespace::new("import-src").await;
+    let source = Facade::start(&src).await;
+    populate(&src).await;
     source
         .get_until(
             "/streams?limit=1000",
@@ -310,35 +354,7 @@ async fn a_facade_round_trips_through_import_and_apply() {
             v["estimated_count"] == json!(STREAMS)
         })
         .await;
-    // The target's stores fill kind by kind: compare once each has caught up.
-    let mut lists: Vec<(String, &str)> = vec![
-        ("/streams".into(), "streams"),
-        ("/presets".into(), "presets"),
-        ("/users".into(), "users_list"),
-        ("/streamers".into(), "streamers"),
-    ];
-    for id in [21, 22] {
-        lists.push((format!("/presets?organization_id={id}"), "presets"));
-    }
-    for (path, key) in &lists {
-        let want = listed(&source, path, key).await;
-        assert!(!want.is_empty(), "{path}");
-        let mut last = Vec::new();
-        let same = tokio::time::timeout(api_support::WAIT, async {
-            loop {
-                last = listed(&target, path, key).await;
-                if last == want {
-                    return;
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            }
-        })
-        .await;
-        assert!(
-            same.is_ok(),
-            "{path} differs:\n{last:#?}\nvs the source's\n{want:#?}"
-        );
-    }
+    assert_same_lists(&source, &target).await;
 
     // Imported users cannot log in until a password is set.
     let mut watches = JoinSet::new();
@@ -412,11 +428,14 @@ struct Vendor {
     users: Vec<Value>,
     broken: Arc<AtomicBool>,
     per_page: usize,
+    /// `GET /domain_config`.
+    domain: Value,
 }
 
 /// What must never leave `secrets/`: the values put in, and the reference example's own
 /// (a peer's cluster key, an input's Basic `Authorization` header).
-const PASSWORDS: [&str; 7] = [
+const PASSWORDS: [&str; 8] = [
+    "smtp-pass-6",
     "cam-pass-1",
     "push-pass-2",
     "cluster-key-3",
@@ -459,6 +478,12 @@ fn vendor() -> Vendor {
             .clone(),
         broken: Arc::new(AtomicBool::new(false)),
         per_page: 2,
+        domain: {
+            let mut d = example("01_domain_config_get_response.json");
+            d["mail"]["password"] = json!("smtp-pass-6");
+            d["mail"]["host"] = json!("smtp.example.com");
+            d
+        },
     }
 }
 
@@ -494,6 +519,10 @@ async fn serve_vendor(v: Vendor) -> String {
                 }
                 page(&v.streams, "streams", &q, v.per_page)
             }),
+        )
+        .route(
+            "/watcher/admin-api/v3/domain_config",
+            get(|State(v): State<Vendor>| async move { axum::Json(v.domain) }),
         )
         .route(
             "/watcher/admin-api/v3/streamers",
@@ -543,13 +572,23 @@ async fn a_vendor_source_keeps_credentials_in_secrets_and_reports_what_does_not_
     for pw in PASSWORDS {
         assert!(!main_text.contains(pw), "{pw} outside secrets/");
     }
-    for pw in ["cam-pass-1", "push-pass-2", "cluster-key-3", "node-pass-4"] {
+    for pw in [
+        "cam-pass-1",
+        "push-pass-2",
+        "cluster-key-3",
+        "node-pass-4",
+        "smtp-pass-6",
+    ] {
         assert!(
             secret_text.contains(pw),
             "{pw} missing from secrets/: {secret_text}"
         );
     }
     assert_eq!(files[".gitignore"].lines().last(), Some("secrets/"));
+    // The domain settings: the document for the system namespace, its SMTP password apart.
+    assert!(files["settings/panoptes-settings.yaml"].contains("smtp.example.com"));
+    assert!(files["secrets/settings/panoptes-settings.yaml"].contains("smtp-pass-6"));
+    assert!(files.contains_key("settings/kustomization.yaml"));
     // Every stream of both pages is there, under a valid object name.
     assert_eq!(
         files.keys().filter(|k| k.starts_with("streams/")).count(),
@@ -669,4 +708,327 @@ async fn import_10000_streams() {
         10_000
     );
     let _ = std::fs::remove_dir_all(out);
+}
+
+/// Takeover without outage (the README's "Adopting an existing Watcher"): two nodes run what
+/// a Watcher left there, all of organization 1 on the second node (the layouter alone would
+/// spread them over both). Import organization 1 with `--apply`, start the operator: it adopts
+/// every stream where it runs with one metadata write (the ownership label) and zero
+/// restarts; a stream whose running config differs from the source is left alone and says
+/// where; organization 2's streams are never written or deleted. Only then does a spec change
+/// reach the node (Panoptes owns placement and config from here).
+#[tokio::test]
+async fn a_running_installation_is_adopted_without_restarting_a_stream() {
+    let sim = streamer_sim::Cluster::start(2).await.unwrap();
+    let (n0, n1) = (sim.node(0), sim.node(1));
+    let stream = |i: usize, org: i64| {
+        json!({"name": format!("cam-{i}"), "title": format!("Camera {i}"), "static": true,
+               "inputs": [{"url": format!("fake://cam-{i}")}],
+               "dvr": {"root": "/storage", "expiration": 86400},
+               "organization": {"id": org, "title": format!("Org {org}")}})
+    };
+    let mut streams = Vec::new();
+    for i in 0..12 {
+        let (org, node) = if i < 8 { (1, n1) } else { (2, [n0, n1][i % 2]) };
+        let s = stream(i, org);
+        let mut on_node = s.clone();
+        on_node.as_object_mut().unwrap().remove("organization");
+        if i == 7 {
+            // Edited on the node behind the Watcher's back: adopting it would restart it.
+            on_node["inputs"][0]["url"] = json!("fake://cam-7-by-hand");
+        }
+        node.drift_stream(&format!("cam-{i}"), on_node).unwrap();
+        streams.push(s);
+    }
+    let untouched: Vec<(String, Value)> = (8..12)
+        .map(|i| {
+            let n = format!("cam-{i}");
+            let node = [n0, n1][i % 2];
+            (n.clone(), node.stored_stream(&n).unwrap())
+        })
+        .collect();
+    let v = Vendor {
+        streams,
+        streamers: [n0, n1]
+            .iter()
+            .map(|n| {
+                json!({"hostname": n.hostname(), "api_url": n.base_url(),
+                       "config": {"edit_auth": {"login": "flussonic", "password": "letmein!"}}})
+            })
+            .collect(),
+        presets: vec![],
+        users: vec![],
+        broken: Arc::new(AtomicBool::new(false)),
+        per_page: 5,
+        domain: json!({}),
+    };
+    let from = serve_vendor(v).await;
+    let ns = TestNamespace::new("import-takeover").await;
+    let mut a = args(&from);
+    a.apply = true;
+    a.namespace = Some(ns.name.clone());
+    a.organization = Some("1".into());
+    let outcome = execute(&a, "whatever", Some(ns.client.clone()))
+        .await
+        .unwrap();
+    assert!(
+        outcome.applied,
+        "{}",
+        panoptes::import::summary(&a, &outcome)
+    );
+    // The review step for nodes reached over plain http (the import warns about each).
+    for n in [n0, n1] {
+        let name = panoptes::domain::names::object_name("", n.hostname());
+        ns.api::<panoptes::resources::Streamer>()
+            .patch(
+                &name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(json!({"spec": {"allowInsecure": true}})),
+            )
+            .await
+            .unwrap();
+    }
+    sim.nodes().iter().for_each(|n| n.reset_counters());
+
+    let op = support::operator::Operator::start(&ns);
+    let synced = |s: &Stream| {
+        s.status.as_ref().is_some_and(|st| {
+            st.common
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "Synced" && c.status == "True")
+        })
+    };
+    let stuck = |s: &Stream| {
+        s.status.as_ref().and_then(|st| {
+            st.common
+                .conditions
+                .iter()
+                .find(|c| c.type_ == "Synced" && c.status == "False")
+                .map(|c| c.message.clone())
+        })
+    };
+    let streams: Vec<Stream> = eventually(api_support::WAIT, "organization 1 adopted", || {
+        let api = ns.api::<Stream>();
+        async move {
+            let all = api.list(&ListParams::default()).await.ok()?.items;
+            let (bad, good): (Vec<&Stream>, Vec<&Stream>) = all
+                .iter()
+                .partition(|s| s.spec.name.as_deref() == Some("cam-7"));
+            (all.len() == 8
+                && good.iter().all(|s| synced(s))
+                && bad.iter().all(|s| stuck(s).is_some()))
+            .then_some(all)
+        }
+    })
+    .await;
+    for s in &streams {
+        let layout = s.status.as_ref().unwrap().layout.as_ref();
+        assert_eq!(
+            layout.and_then(|l| l.ingest.as_deref()),
+            Some(n1.hostname()),
+            "{} stays on the node running it",
+            s.watcher_name()
+        );
+    }
+    let cam7 = streams
+        .iter()
+        .find(|s| s.watcher_name() == "cam-7")
+        .unwrap();
+    let why = stuck(cam7).unwrap();
+    assert!(
+        why.contains("/inputs/0/url") && why.contains("restart"),
+        "{why}"
+    );
+    let c1 = n1.counters();
+    assert_eq!(c1.restarts, BTreeMap::new(), "no stream restarted");
+    assert_eq!(n0.restarts_total(), 0);
+    for i in 0..7 {
+        let name = format!("cam-{i}");
+        assert_eq!(c1.metadata_writes.get(&name), Some(&1), "{name}");
+        assert_eq!(
+            n1.stored_stream(&name).unwrap()["labels"]["managed-by"],
+            "panoptes"
+        );
+    }
+    assert_eq!(n1.stream_count("PUT", "cam-7"), 0, "cam-7 is left alone");
+    assert!(n1.stored_stream("cam-7").unwrap().get("labels").is_none());
+    for n in [n0, n1] {
+        assert_eq!(n.route_count("DELETE /streams/{name}"), 0);
+    }
+    assert!((0..8).all(|i| n0.stored_stream(&format!("cam-{i}")).is_none()));
+    for (i, (name, before)) in (8..12).zip(&untouched) {
+        let node = [n0, n1][i % 2];
+        assert_eq!(
+            &node.stored_stream(name).unwrap(),
+            before,
+            "{name} untouched"
+        );
+        assert_eq!(node.stream_count("PUT", name), 0);
+    }
+
+    // Adopted: from here a spec change is Panoptes's to push.
+    let cam0 = streams
+        .iter()
+        .find(|s| s.watcher_name() == "cam-0")
+        .unwrap();
+    ns.api::<Stream>()
+        .patch(
+            &cam0.name_any(),
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"spec": {"inputs": [{"url": "fake://cam-0-hd"}]}})),
+        )
+        .await
+        .unwrap();
+    eventually(
+        api_support::WAIT,
+        "the new input reaches the node",
+        || async {
+            (n1.stored_stream("cam-0")?["inputs"][0]["url"] == "fake://cam-0-hd").then_some(())
+        },
+    )
+    .await;
+    op.stop().await;
+}
+
+/// The files of a tree as the plan they came from, to apply them as `kubectl apply -k
+/// secrets/ && kubectl apply --server-side -k .` would (through the import's own apply:
+/// pre-flight, dry run, then kind by kind).
+fn plan_of_tree(dir: &Path) -> Plan {
+    let mut objects = Vec::new();
+    for (file, text) in tree(dir) {
+        if !file.ends_with(".yaml") || file.ends_with("kustomization.yaml") {
+            continue;
+        }
+        let manifest: Value = serde_yaml::from_str(&text).unwrap();
+        let kind = Kind::ALL
+            .into_iter()
+            .find(|k| manifest["kind"] == k.as_str())
+            .unwrap_or_else(|| panic!("{file}: unknown kind"));
+        objects.push(Object {
+            kind,
+            name: manifest["metadata"]["name"].as_str().unwrap().to_string(),
+            file,
+            manifest,
+            source: String::new(),
+        });
+    }
+    Plan {
+        objects,
+        ..Default::default()
+    }
+}
+
+/// `panoptes export`: the round trip's source, one stream with camera credentials, exported
+/// twice (the same bytes), the credentials only under `secrets/`, the tree applied into
+/// another namespace → its facade lists the same.
+#[tokio::test]
+async fn an_export_applied_into_another_namespace_lists_the_same() {
+    let src = TestNamespace::new("export-src").await;
+    let source = Facade::start(&src).await;
+    populate(&src).await;
+    src.api::<Secret>()
+        .create(
+            &Default::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "cams"},
+                "stringData": {"username": "admin", "password": "cam-export-pw"}}))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    src.api::<Stream>()
+        .patch(
+            "s0",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"spec": {"credentials": {"secretName": "cams"}}})),
+        )
+        .await
+        .unwrap();
+    settled(&source).await;
+    let (one, two) = (tempdir("export-one"), tempdir("export-two"));
+    let mut a = ExportArgs {
+        out: one.clone(),
+        namespace: Some(src.name.clone()),
+        no_secrets: false,
+    };
+    let plan = export::execute(&a, &src.client).await.unwrap();
+    assert!(plan.findings.is_empty(), "{:#?}", plan.findings);
+    assert_eq!(plan.reset_users, vec![ADMIN_LOGIN.to_string()]);
+    a.out = two.clone();
+    export::execute(&a, &src.client).await.unwrap();
+    let files = tree(&one);
+    assert_eq!(
+        files,
+        tree(&two),
+        "an unchanged namespace exports the same bytes"
+    );
+    let (secrets, main): (Vec<_>, Vec<_>) =
+        files.iter().partition(|(k, _)| k.starts_with("secrets/"));
+    assert!(main.iter().all(|(_, t)| !t.contains("cam-export-pw")));
+    assert!(secrets.iter().any(|(_, t)| t.contains("cam-export-pw")));
+    assert_eq!(files[".gitignore"].lines().last(), Some("secrets/"));
+    assert!(files["streams/acme/s0.yaml"].contains("secretName: cams"));
+
+    let dst = TestNamespace::new("export-dst").await;
+    panoptes::import::apply::apply(&dst.client, &dst.name, &plan_of_tree(&one), true)
+        .await
+        .unwrap();
+    let root: User = dst.api().get("root").await.unwrap();
+    give_password(&dst, &root, ADMIN_PASSWORD, 1).await;
+    let target = Facade::start_without_admin(&dst).await;
+    assert_same_lists(&source, &target).await;
+    for d in [one, two] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
+
+/// Bad input never half-applies: invalid and duplicate names and a missing preset are named
+/// per object, and `--apply` then writes nothing; a page that stays unreachable fails the
+/// import before anything is applied.
+#[tokio::test]
+async fn bad_input_is_reported_per_object_and_applies_nothing() {
+    let mut v = vendor();
+    v.streams = vec![
+        json!({"name": "good", "inputs": [{"url": "fake://good"}]}),
+        json!({"name": "bad name?", "inputs": [{"url": "fake://bad"}]}),
+        json!({"name": "twice", "inputs": [{"url": "fake://a"}]}),
+        json!({"name": "twice", "inputs": [{"url": "fake://b"}]}),
+        json!({"name": "orphan", "preset_id": 999, "inputs": [{"url": "fake://o"}]}),
+    ];
+    let broken = v.broken.clone();
+    let from = serve_vendor(v).await;
+    let ns = TestNamespace::new("import-bad").await;
+    let mut a = args(&from);
+    a.apply = true;
+    a.namespace = Some(ns.name.clone());
+    let outcome = execute(&a, "whatever", Some(ns.client.clone()))
+        .await
+        .unwrap();
+    assert!(outcome.failed() && !outcome.applied);
+    let summary = panoptes::import::summary(&a, &outcome);
+    for line in [
+        "error: stream bad name? /name:",
+        "error: stream twice: appears twice in the source",
+        "error: stream orphan /preset: preset 999 is not in the source's preset list",
+        "nothing applied: fix the errors above first",
+    ] {
+        assert!(summary.contains(line), "{line:?} not in\n{summary}");
+    }
+    let empty = |ns: &TestNamespace| {
+        let (streams, presets, secrets) =
+            (ns.api::<Stream>(), ns.api::<Preset>(), ns.api::<Secret>());
+        async move {
+            let lp = ListParams::default();
+            streams.list(&lp).await.unwrap().items.is_empty()
+                && presets.list(&lp).await.unwrap().items.is_empty()
+                && secrets.list(&lp).await.unwrap().items.is_empty()
+        }
+    };
+    assert!(empty(&ns).await, "nothing applied");
+    broken.store(true, Ordering::SeqCst);
+    let err = execute(&a, "whatever", Some(ns.client.clone()))
+        .await
+        .unwrap_err();
+    assert!(err.contains("/streams page 2 unreachable"), "{err}");
+    assert!(empty(&ns).await, "nothing applied");
 }

@@ -1714,7 +1714,7 @@ async fn a_preset_change_restarts_a_few_cameras_per_node_at_a_time_and_pauses() 
     )
     .await;
     for n in sim.nodes() {
-        let restarts = n.counters().restarts;
+        let restarts = n.counters().restart_log;
         assert_eq!(
             restarts.len(),
             names.len() / sim.nodes().len(),
@@ -1757,7 +1757,7 @@ async fn a_preset_change_restarts_a_few_cameras_per_node_at_a_time_and_pauses() 
     })
     .await;
     for n in sim.nodes() {
-        assert!(peak_restarting(&n.counters().restarts) <= BUDGET);
+        assert!(peak_restarting(&n.counters().restart_log) <= BUDGET);
     }
     op.stop().await;
 }

@@ -52,6 +52,8 @@ struct Inner {
     listed: HashSet<String>,
     /// Lists of each node recorded since start (a rollout's restart is judged on a later one).
     lists: HashMap<String, u64>,
+    /// Nodes whose list failed since start (the first layout does not wait for them).
+    list_failed: HashSet<String>,
     /// Layouts the layouter changed that the stream's status does not show yet.
     unrecorded: HashMap<Key, StreamLayout>,
     /// hostname → node stream name → the config the node answered our last push with: a
@@ -287,6 +289,23 @@ impl Fleet {
         out
     }
 
+    /// Nodes holding a configured copy of `name` (managed or not) with whether it is managed,
+    /// sorted: where a stream with no placement yet already runs.
+    pub fn configured_on(&self, name: &str) -> Vec<(String, bool)> {
+        let inner = self.read();
+        let mut out: Vec<(String, bool)> = inner
+            .on_node
+            .iter()
+            .filter_map(|(h, m)| {
+                m.get(name)
+                    .filter(|c| c.config_on_disk.is_some())
+                    .map(|c| (h.clone(), c.managed))
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
     /// Replaces what `hostname` holds with a fresh list; returns the names whose disk config
     /// changed, appeared or vanished since the previous list.
     pub fn record_list(
@@ -344,6 +363,17 @@ impl Fleet {
     /// True once `hostname` was listed since start.
     pub fn listed(&self, hostname: &str) -> bool {
         self.read().listed.contains(hostname)
+    }
+
+    /// Records that listing `hostname` failed.
+    pub fn record_list_failure(&self, hostname: &str) {
+        self.write().list_failed.insert(hostname.to_string());
+    }
+
+    /// True once listing `hostname` was tried since start, successfully or not.
+    pub fn list_tried(&self, hostname: &str) -> bool {
+        let inner = self.read();
+        inner.listed.contains(hostname) || inner.list_failed.contains(hostname)
     }
 
     /// Every Stream currently blocked.

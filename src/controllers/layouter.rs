@@ -16,6 +16,7 @@ use kube::{Resource, ResourceExt};
 use super::Context;
 use super::kit;
 use super::refs::Key;
+use crate::domain::adoption;
 use crate::domain::health::node_placeable;
 use crate::domain::world::World;
 use crate::layout::{Placement, Unplaced};
@@ -57,9 +58,8 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
     tracing::info!("layouter stopped");
 }
 
-/// Until every declared node was probed once and every reachable one listed (bounded), so
-/// the first run does not place streams on nodes that turn out dead, nor move streams off
-/// nodes not probed yet, and knows which nodes hold which streams.
+/// Until every declared node was probed once (bounded), so the first run does not place
+/// streams on nodes that turn out dead, nor move streams off nodes not probed yet.
 async fn wait_first_probes(ctx: &Context, shutdown: impl Future<Output = ()>) {
     let wait = async {
         let deadline = tokio::time::Instant::now() + FIRST_PROBE_WAIT;
@@ -73,10 +73,10 @@ async fn wait_first_probes(ctx: &Context, shutdown: impl Future<Output = ()>) {
                         .as_ref()
                         .and_then(|st| st.streamer_status.as_deref())
                         == Some("starting");
-                    // A reachable node is listed too, so the first run knows what it holds.
-                    n.last_probe_ms > 0
-                        && !(n.reachable && starting)
-                        && (!n.reachable || ctx.fleet.listed(&s.spec.hostname))
+                    // A reachable node's first list tells which streams already run there, so
+                    // the first run keeps them in place (see `domain::adoption`).
+                    let listed = !n.reachable || ctx.fleet.list_tried(&s.spec.hostname);
+                    n.last_probe_ms > 0 && !(n.reachable && starting) && listed
                 })
             });
             if all {
@@ -115,71 +115,28 @@ fn fingerprint(ctx: &Context) -> u64 {
 }
 
 /// The current placements: the fleet's after the first run, else what the streams' statuses
-/// recorded (a restart resumes where the last instance was), and for a stream whose status
-/// records none, the nodes holding its managed copy: a leader that stopped between a push
-/// and the status write that records it (a status waits for the stream to settle) handed the
-/// stream over placed, and placing it afresh could move it, a second push and a camera
-/// restart for nothing.
-/// Also returns the streams placed from what nodes hold: their status must record it.
-fn previous(ctx: &Context, world: &mut World) -> (BTreeMap<Arc<str>, Placement>, Vec<Arc<str>>) {
-    let mut adopted = Vec::new();
+/// recorded (a restart resumes where the last instance was).
+fn previous(ctx: &Context, world: &mut World) -> BTreeMap<Arc<str>, Placement> {
     if !ctx.fleet.laid_out() {
-        let mut previous = std::mem::take(&mut world.previous);
-        for (name, key) in &world.names {
-            if previous.contains_key(key.as_arc()) {
-                continue;
-            }
-            let mut holders = ctx.fleet.holders(name).into_iter().map(Arc::<str>::from);
-            if let Some(ingest) = holders.next() {
-                adopted.push(key.as_arc().clone());
-                previous.insert(
-                    key.as_arc().clone(),
-                    Placement {
-                        ingest: Some(ingest),
-                        dvr_backups: holders.collect(),
-                        ..Placement::default()
-                    },
-                );
-            }
-        }
-        return (previous, adopted);
+        return std::mem::take(&mut world.previous);
     }
-    let current = ctx
-        .fleet
+    ctx.fleet
         .placements()
         .iter()
         .map(|(k, p)| (k.as_arc().clone(), p.clone()))
-        .collect();
-    (current, adopted)
-}
-
-/// The layout to record for a stream kept where nodes already held it (the layouter saw no
-/// change, as it started from there).
-fn adopted_layout(p: &Placement) -> crate::resources::wire::stream::StreamLayout {
-    crate::resources::wire::stream::StreamLayout {
-        ingest: p.ingest.as_deref().map(str::to_owned),
-        dvr_backups: p.dvr_backups.iter().map(|h| h.to_string()).collect(),
-        created_at: Some(k8s_openapi::jiff::Timestamp::now().as_millisecond()),
-        originator: Some(crate::resources::wire::stream::Originator::Layouter),
-        ingest_history: p.ingest_history.to_vec(),
-        ..Default::default()
-    }
+        .collect()
 }
 
 fn run_once(ctx: &Arc<Context>) {
     let started = std::time::Instant::now();
     let mut world = World::build(&ctx.stores, &ctx.live, None);
     forget_removed_nodes(ctx, &world.streamers);
-    let (previous, adopted) = previous(ctx, &mut world);
+    let mut previous = previous(ctx, &mut world);
+    let running = running_copies(ctx, &world, &previous);
+    let seeded = adoption::seed(&mut previous, running);
     let computing = std::time::Instant::now();
     let mut result = world.layout(&previous);
-    for k in adopted {
-        if let Some(p) = result.placements.get(&k)
-            && !result.changes.contains_key(&k)
-        {
-            result.changes.insert(k, adopted_layout(p));
-        }
-    }
+    adoption::record(&mut result, &seeded, chrono::Utc::now().timestamp_millis());
     let m = &ctx.controller_metrics;
     m.layout_runs.inc();
     m.layout_seconds.observe(computing.elapsed().as_secs_f64());
@@ -240,6 +197,37 @@ fn run_once(ctx: &Arc<Context>) {
             "layout changed"
         );
     }
+}
+
+/// Streams with no placement yet and the nodes already running a copy they may keep: their
+/// own (managed) copies, and foreign copies of Streams that opt in to adoption.
+fn running_copies(
+    ctx: &Context,
+    world: &World,
+    previous: &BTreeMap<Arc<str>, Placement>,
+) -> Vec<(Arc<str>, Vec<String>)> {
+    world
+        .names
+        .iter()
+        .filter(|(_, key)| !previous.contains_key(key.as_arc()))
+        .filter_map(|(name, key)| {
+            let copies = ctx.fleet.configured_on(name);
+            if copies.is_empty() {
+                return None;
+            }
+            let adopts = ctx
+                .stores
+                .streams
+                .get(&kube::runtime::reflector::ObjectRef::new(key.name()).within(key.namespace()))
+                .is_some_and(|s| adoption::adopts(s.annotations()));
+            let nodes: Vec<String> = copies
+                .into_iter()
+                .filter(|(_, managed)| *managed || adopts)
+                .map(|(h, _)| h)
+                .collect();
+            (!nodes.is_empty()).then(|| (key.as_arc().clone(), nodes))
+        })
+        .collect()
 }
 
 /// Drops the client, live stats and known contents of nodes no Streamer declares any more.

@@ -300,6 +300,9 @@ async fn reconcile_inner(
     }
     let config = apply_config(ctl, &s, &host, &client, &stats).await;
     let listed = list(ctx, &host, &client).await.map_err(|e| e.to_string());
+    if listed.is_err() {
+        ctx.fleet.record_list_failure(&host);
+    }
     let observed = Observed::Answered {
         stats: &stats,
         config,

@@ -7,6 +7,7 @@
 
 pub mod access;
 pub mod accounts;
+pub mod adoption;
 pub mod agents;
 pub mod bulk;
 pub mod credentials;

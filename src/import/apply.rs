@@ -5,7 +5,7 @@
 
 use futures::StreamExt;
 use k8s_openapi::NamespaceResourceScope;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
@@ -130,6 +130,7 @@ async fn patch_one(client: &Client, ns: &str, o: &Object, dry_run: bool) -> Resu
         Kind::User => go(Api::<User>::namespaced(c, ns), &o.name, &pp, m).await,
         Kind::Streamer => go(Api::<Streamer>::namespaced(c, ns), &o.name, &pp, m).await,
         Kind::Stream => go(Api::<Stream>::namespaced(c, ns), &o.name, &pp, m).await,
+        Kind::Settings => go(Api::<ConfigMap>::namespaced(c, ns), &o.name, &pp, m).await,
     };
     result.map_err(|e| {
         // A Secret's refusal could quote its value: name the object only.

@@ -8,12 +8,16 @@
 //! `secrets/`; imported Users cannot log in until they get a password
 //! ([`crate::domain::accounts::PASSWORD_RESET_ANNOTATION`]).
 //!
+//! `panoptes export` ([`export`]) is the same writer over the local cluster state.
+//!
 //! The import speaks to the facade's wire types and the domain rules; it never imports the
 //! controllers (see tests/layering.rs).
 
 pub mod apply;
+pub mod export;
 pub mod output;
 pub mod plan;
+pub mod settings;
 pub mod source;
 
 use std::path::PathBuf;
@@ -124,6 +128,14 @@ pub async fn execute(
         )
         .map_err(|e| format!("writing {}: {e}", dir.display()))?;
     }
+    if args.apply && !outcome.plan.settings.is_empty() {
+        outcome.plan.findings.push(plan::Finding {
+            severity: Severity::Warning,
+            object: "domain settings".into(),
+            path: None,
+            message: "not applied with --apply (they belong to the system namespace): write them with --out and apply settings/ and secrets/settings/ there".into(),
+        });
+    }
     if args.apply {
         if outcome.plan.has_errors() {
             return Ok(outcome);
@@ -164,6 +176,9 @@ pub fn summary(args: &ImportArgs, outcome: &Outcome) -> String {
         .filter(|f| f.severity == Severity::Warning)
         .count();
     let errors = plan.findings.len() - warnings;
+    if !plan.settings.is_empty() {
+        let _ = writeln!(s, "  {:<13} 1", "settings");
+    }
     let _ = writeln!(s, "  warnings      {warnings}\n  errors        {errors}");
     for f in &plan.findings {
         let _ = writeln!(s, "  {f}");

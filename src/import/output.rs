@@ -10,9 +10,11 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 
 use super::plan::{Kind, Object, Plan};
+use super::settings;
 
 /// The directories an import owns inside the output directory.
-pub const OWNED_DIRS: [&str; 6] = [
+pub const OWNED_DIRS: [&str; 7] = [
+    "settings",
     "streamers",
     "streams",
     "presets",
@@ -132,5 +134,41 @@ pub fn write_tree(
             &mut written,
         )?;
     }
+    write_settings(dir, plan, secrets, &mut written)?;
     prune(dir, &written)
+}
+
+/// The domain settings and their Secret, each directory with a kustomization naming no
+/// namespace (they go to the system namespace: `kubectl apply -n <it> -k settings/`).
+fn write_settings(
+    dir: &Path,
+    plan: &Plan,
+    secrets: bool,
+    written: &mut BTreeSet<PathBuf>,
+) -> std::io::Result<()> {
+    for (sub, secret) in [(settings::DIR, false), (settings::SECRETS_DIR, true)] {
+        let mut names = Vec::new();
+        for o in plan
+            .settings
+            .iter()
+            .filter(|o| (o.kind == Kind::Secret) == secret)
+        {
+            let text = match (secret, secrets) {
+                (false, _) => yaml(&o.manifest),
+                (true, true) => format!("{SECRETS_NOTE}{}", yaml(&o.manifest)),
+                (true, false) => format!("{TEMPLATE_NOTE}{}", yaml(&template(&o.manifest))),
+            };
+            write(&dir.join(&o.file), &text, written)?;
+            names.push(o.file.trim_start_matches(&format!("{sub}/")).to_string());
+        }
+        if !names.is_empty() {
+            names.sort();
+            write(
+                &dir.join(sub).join("kustomization.yaml"),
+                &kustomization(None, &names),
+                written,
+            )?;
+        }
+    }
+    Ok(())
 }

@@ -15,6 +15,7 @@ use crate::api::body::decode;
 use crate::api::error::ApiError;
 use crate::api::routes::{presets, streamers, streams, users};
 use crate::domain::accounts::PASSWORD_RESET_ANNOTATION;
+use crate::domain::adoption;
 use crate::domain::credentials;
 use crate::domain::names::{free_object_name, object_name};
 use crate::domain::validate;
@@ -39,6 +40,8 @@ pub struct Snapshot {
     pub users: Vec<Value>,
     /// Per organization id, the preset ids `GET /presets?organization_id=` answers.
     pub organization_presets: BTreeMap<i64, Vec<i64>>,
+    /// `GET /domain_config`, when the source has one.
+    pub domain_config: Option<Value>,
 }
 
 /// The kinds an import writes, in the order they are applied (what is referenced first).
@@ -56,6 +59,8 @@ pub enum Kind {
     Streamer,
     /// `Stream`.
     Stream,
+    /// The domain settings ConfigMap (system namespace; see [`super::settings`]).
+    Settings,
 }
 
 impl Kind {
@@ -68,10 +73,12 @@ impl Kind {
             Kind::User => "User",
             Kind::Streamer => "Streamer",
             Kind::Stream => "Stream",
+            Kind::Settings => "Settings",
         }
     }
 
-    /// Every kind, in apply order.
+    /// Every kind the apply writes, in apply order (the settings belong to the system
+    /// namespace: written to `settings/`, never applied with the objects).
     pub const ALL: [Kind; 6] = [
         Kind::Secret,
         Kind::Preset,
@@ -148,6 +155,8 @@ pub struct Plan {
     pub findings: Vec<Finding>,
     /// Logins of the Users that must get a new password before they can log in.
     pub reset_users: Vec<String>,
+    /// The domain settings and their Secret (see [`super::settings`]).
+    pub settings: Vec<Object>,
 }
 
 impl Plan {
@@ -216,7 +225,14 @@ pub fn lost_members(source: &Value, kept: &Value) -> Vec<String> {
 pub fn plan(snapshot: &Snapshot, options: &Options) -> Plan {
     let mut p = Planner::default();
     p.plan(snapshot, options);
-    p.finish()
+    let mut plan = p.finish();
+    if let Some(domain) = &snapshot.domain_config {
+        let (objects, findings) = super::settings::plan(domain);
+        plan.settings = objects;
+        plan.findings.extend(findings);
+        plan.findings.sort();
+    }
+    plan
 }
 
 #[derive(Default)]
@@ -870,7 +886,14 @@ impl Planner {
             Kind::Stream,
             object.clone(),
             format!("streams/{dir}/{object}.yaml"),
-            manifest(Kind::Stream, &object, None, to_value(&spec)),
+            // The nodes may run this stream already (a Watcher put it there): let the
+            // operator adopt that copy without restarting it.
+            manifest(
+                Kind::Stream,
+                &object,
+                Some(json!({ adoption::ADOPT_ANNOTATION: "true" })),
+                to_value(&spec),
+            ),
         );
     }
 
@@ -939,12 +962,13 @@ impl Planner {
             objects: self.objects,
             findings: self.findings,
             reset_users: self.reset_users,
+            settings: Vec::new(),
         }
     }
 }
 
 /// Whether a member name says its value is a credential (compared in lower case).
-fn sensitive(member: &str) -> bool {
+pub(super) fn sensitive(member: &str) -> bool {
     const EXACT: [&str; 9] = [
         "password",
         "passwd",
@@ -990,6 +1014,7 @@ mod tests {
                 "organizations": [{"id": 7, "title": "Seven", "owner": {"id": 2, "name": "Ops"},
                 "permissions": {"can_view_streams": true}}]})],
             organization_presets: BTreeMap::from([(7, vec![3])]),
+            domain_config: None,
         }
     }
 

@@ -137,17 +137,29 @@ impl Source {
         ))
     }
 
+    /// `GET /domain_config`; `None` from a source without it (404), an error when it stays
+    /// unreachable (like a list page: nothing is written from a partial read).
+    async fn domain_config(&self) -> Result<Option<Value>, String> {
+        match self.page("/domain_config", &[], 1).await {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.ends_with("HTTP 404 Not Found") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Reads everything an import needs.
     pub async fn snapshot(&mut self) -> Result<Snapshot, String> {
         let streamers = self.list("/streamers", &[], "streamers").await?;
         let presets = self.list("/presets", &[], "presets").await?;
         let users = self.list("/users", &[], "users_list").await?;
         let streams = self.list("/streams", &[], "streams").await?;
+        let domain_config = self.domain_config().await?;
         let mut snapshot = Snapshot {
             streamers,
             streams,
             presets,
             users,
+            domain_config,
             ..Default::default()
         };
         let mut orgs = std::collections::BTreeSet::new();

@@ -59,7 +59,10 @@ impl Operator {
     pub fn start_as(ns: &TestNamespace, client: kube::Client, tunables: Tunables) -> Self {
         init_logging();
         let mut watches = JoinSet::new();
-        let ctx = Arc::new(Context::new(&super::shared_as(ns, client, &mut watches), tunables));
+        let ctx = Arc::new(Context::new(
+            &super::shared_as(ns, client, &mut watches),
+            tunables,
+        ));
         let (stop, shutdown) = Shutdown::new();
         let mut controllers = JoinSet::new();
         panoptes::controllers::spawn_all(&ctx, || shutdown.clone().wait(), true, &mut controllers);

@@ -43,6 +43,7 @@ use super::fleet::Blocked;
 use super::ids;
 use super::kit::{self, Backoff, Error};
 use super::refs::{self, Key, RefIndex, key_of};
+use crate::domain::adoption::{self, Takeover};
 use crate::domain::credentials::{self, OwnerKind};
 use crate::domain::destinations;
 use crate::domain::layout_history;
@@ -267,7 +268,10 @@ async fn converge(stream: &Stream, ctl: &StreamController, key: &Key) -> Result<
                 != stream.meta().generation;
             let mut outcome = sync(
                 running,
-                planned.carries_secrets,
+                Push {
+                    carries_secrets: planned.carries_secrets,
+                    adopts: adoption::adopts(stream.annotations()),
+                },
                 ctl,
                 stream,
                 &name,
@@ -582,7 +586,7 @@ async fn injected(
 /// disabled), and judges the result.
 async fn sync(
     running: Running,
-    carries_secrets: bool,
+    how: Push,
     ctl: &StreamController,
     stream: &Stream,
     name: &str,
@@ -591,7 +595,7 @@ async fn sync(
     let ctx = &ctl.ctx;
     let key = &key_of(stream);
     let placement = ctx.fleet.placement(key).unwrap_or_default();
-    let report = act(ctl, key, &placement, carries_secrets, name, body).await;
+    let report = act(ctl, key, &placement, how, name, body).await;
     // Someone changed the node behind Panoptes' back and that change is gone now: whoever
     // made it reads why in the Stream's Events, not only in a counter.
     for host in &report.repaired {
@@ -671,7 +675,7 @@ async fn act(
     ctl: &StreamController,
     key: &Key,
     placement: &Placement,
-    carries_secrets: bool,
+    how: Push,
     name: &str,
     body: Option<Body<'_>>,
 ) -> SyncReport {
@@ -685,16 +689,11 @@ async fn act(
             .map(|h| h.to_string())
             .collect(),
     };
-    let pushes = futures::future::join_all(targets.iter().map(|h| {
-        push(
-            ctl,
-            key,
-            h,
-            name,
-            body.expect("targets imply a body"),
-            carries_secrets,
-        )
-    }))
+    let pushes = futures::future::join_all(
+        targets
+            .iter()
+            .map(|h| push(ctl, key, h, name, body.expect("targets imply a body"), how)),
+    )
     .await;
     let mut report = SyncReport::default();
     for (h, r) in targets.iter().zip(pushes) {
@@ -763,6 +762,15 @@ impl From<String> for PushError {
     }
 }
 
+/// How a stream's body may be pushed.
+#[derive(Clone, Copy, Debug)]
+struct Push {
+    /// The body holds credentials (only over TLS, or where the Streamer allows plain http).
+    carries_secrets: bool,
+    /// The Stream opts in to adopting a foreign copy of its name (`domain::adoption`).
+    adopts: bool,
+}
+
 /// Pushes `body` to `host` unless it already holds it. `Ok(true)`: the push wrote back a copy
 /// someone had changed or removed on the node.
 async fn push(
@@ -775,9 +783,10 @@ async fn push(
         key: body_key,
         rollout,
     }: Body<'_>,
-    carries_secrets: bool,
+    how: Push,
 ) -> Result<bool, PushError> {
     let ctx = &ctl.ctx;
+    let carries_secrets = how.carries_secrets;
     let Some(client) = ctx.nodes.get(host) else {
         return Err(PushError::NotKnownYet(
             "the node's client is not ready (credentials or URL of its Streamer not resolved)",
@@ -797,9 +806,27 @@ async fn push(
     if let Some(c) = &copy
         && !c.managed
     {
-        return Err(PushError::Failed(format!(
-            "the node has a stream named {name:?} that Panoptes does not manage; it is left alone"
-        )));
+        if !how.adopts {
+            return Err(PushError::Failed(format!(
+                "the node has a stream named {name:?} that Panoptes does not manage; it is left alone (annotate the Stream {}=true to adopt it)",
+                adoption::ADOPT_ANNOTATION
+            )));
+        }
+        // Adoption writes metadata (the ownership label) at most: anything else would
+        // restart a stream that runs today.
+        if let Takeover::WouldRestart(paths) =
+            adoption::takeover(&body.drift(c.config_on_disk.as_deref()))
+        {
+            return Err(PushError::Failed(format!(
+                "the node runs a stream named {name:?} that differs at {}: adopting it would restart it, so it is left alone until the Stream matches it",
+                paths.join(", ")
+            )));
+        }
+        tracing::info!(
+            node = host,
+            stream = name,
+            "adopting a running stream (metadata only)"
+        );
     }
     let disk = copy.as_ref().and_then(|c| c.config_on_disk.as_ref());
     if let Some(disk) = disk {

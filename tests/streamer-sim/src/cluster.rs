@@ -477,6 +477,16 @@ impl SimNode {
         self.counters().by_stream.get(&key).copied().unwrap_or(0)
     }
 
+    /// Restarts of one stream (see [`Counters::restarts`]).
+    pub fn restarts(&self, name: &str) -> u64 {
+        self.counters().restarts.get(name).copied().unwrap_or(0)
+    }
+
+    /// Restarts of every stream of the node.
+    pub fn restarts_total(&self) -> u64 {
+        self.counters().restarts.values().sum()
+    }
+
     /// Zeroes the counters.
     pub fn reset_counters(&self) {
         let mut c = self.0.counters.lock().expect("counters");

@@ -74,12 +74,20 @@ pub struct Counters {
     /// which cameras were deleted or re-pushed.
     #[serde(default)]
     pub by_stream: BTreeMap<String, u64>,
+    /// Restarts by stream name: a save that changed a stored stream beyond its metadata
+    /// (`labels`, `comment`: Flussonic restarts a stream on any other change), or a
+    /// `POST /streams/{name}/stop`. Creating or deleting a stream is not a restart.
+    #[serde(default)]
+    pub restarts: BTreeMap<String, u64>,
+    /// Saves that changed only the metadata of a stored stream (no restart), by stream name.
+    #[serde(default)]
+    pub metadata_writes: BTreeMap<String, u64>,
     /// 5xx answers injected by faults.
     pub injected: u64,
     /// Running streams a config change restarted: (name, restarted at, running again at), ms
     /// of the node clock, so a test can tell how many were down at once.
     #[serde(default)]
-    pub restarts: Vec<(String, i64, i64)>,
+    pub restart_log: Vec<(String, i64, i64)>,
     /// Requests being served now.
     pub in_flight: u64,
     /// Highest `in_flight` seen.

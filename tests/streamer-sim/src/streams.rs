@@ -25,6 +25,22 @@ fn runtime_key(cfg: &Value) -> Value {
     ])
 }
 
+/// Members Flussonic treats as metadata: changing only these never restarts the stream (an
+/// ownership label such as `managed-by`, a comment). Any other change to a stored stream
+/// counts as a restart, even where the emulated runtime below resets only on
+/// [`runtime_key`]: the counter is the conservative judge of "no outage".
+pub const METADATA: &[&str] = &["labels", "comment"];
+
+fn without_metadata(cfg: &Value) -> Value {
+    let mut c = cfg.clone();
+    if let Some(m) = c.as_object_mut() {
+        for k in METADATA {
+            m.remove(*k);
+        }
+    }
+    c
+}
+
 fn config_external_error() -> ApiError {
     ApiError::new(
         400,
@@ -180,6 +196,17 @@ impl Node {
         let restart = existing.as_ref().is_none_or(|old| {
             runtime_key(old) != runtime_key(&cfg) || (st.beh.restart_on_any_change && *old != cfg)
         });
+        if let Some(old) = &existing
+            && *old != cfg
+        {
+            let mut c = self.counters.lock().expect("counters");
+            let which = if without_metadata(old) == without_metadata(&cfg) {
+                &mut c.metadata_writes
+            } else {
+                &mut c.restarts
+            };
+            *which.entry(name.to_string()).or_default() += 1;
+        }
         st.disk.put(name, cfg);
         st.rt.foreign.remove(name);
         Node::bump(st);
@@ -189,7 +216,7 @@ impl Node {
                 && let Some(rt) = st.rt.streams.get(name)
             {
                 let running_at = rt.opened_at + runtime::start_delay(name, rt.opened_at, &st.beh);
-                self.counters.lock().expect("counters").restarts.push((
+                self.counters.lock().expect("counters").restart_log.push((
                     name.to_string(),
                     now,
                     running_at,
@@ -273,6 +300,13 @@ impl Node {
                 .effective_config(&st, name)
                 .is_some_and(|c| runtime::runs_by_itself(&c));
             st.rt.streams.remove(name);
+            *self
+                .counters
+                .lock()
+                .expect("counters")
+                .restarts
+                .entry(name.to_string())
+                .or_default() += 1;
             if runs && st.rt.broken.is_none() {
                 let at = now.max(st.rt.ready_at);
                 st.rt.streams.insert(name.to_string(), StreamRt::open(at));
