@@ -85,7 +85,7 @@ impl Origin {
 }
 
 /// Origins the cluster owner allows for every credential.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct AllowList {
     origins: BTreeSet<Origin>,
 }

@@ -193,7 +193,7 @@ pub fn secret_refs(stream: &Stream) -> Vec<String> {
 /// camera password is a new key, so it is pushed), and the destinations decision in the
 /// recorded binding and the allow-list. Status, labels, annotations and resourceVersions of
 /// the Stream and Preset are not in it: a status write changes no body.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct BodyKey {
     stream: (String, Option<i64>),
     preset: Option<(String, Option<i64>)>,

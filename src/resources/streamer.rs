@@ -180,7 +180,7 @@ pub struct StreamerStatus {
 
 /// The destinations a credentials Secret (one version of it) was first sent to. Holds no
 /// secret value.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CredentialBinding {
     /// Secret name.

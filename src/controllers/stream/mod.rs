@@ -58,7 +58,7 @@ use crate::resources::streamer::CredentialBinding;
 use crate::resources::wire::StreamConfigSpec;
 use crate::resources::{Organization, Preset, Stream, StreamStatus};
 use crate::state::SecretError;
-use bodies::Bodies;
+use bodies::{Bodies, Digest};
 use effective::{BodyKey, Injected};
 use judge::{Hold, Running, SyncReport, judge};
 use k8s_openapi::api::core::v1::Secret;
@@ -99,8 +99,8 @@ pub struct StreamController {
     starting: Mutex<HashMap<Key, Instant>>,
     /// Status writes, off the reconcile path.
     status: Arc<StatusWriter>,
-    /// Effective bodies by stream, computed once per input version.
-    bodies: Bodies<Planned>,
+    /// Node copies known to match each stream's body.
+    bodies: Bodies,
     /// Cameras restarting per node because a preset change reached them.
     slots: slots::Slots,
 }
@@ -219,8 +219,8 @@ struct Outcome {
 /// What [`plan`] decided to push.
 #[derive(Clone)]
 struct Planned {
-    /// What it was computed from.
-    key: BodyKey,
+    /// The digest of what it was computed from.
+    digest: Digest,
     /// `None`: the stream runs nowhere (disabled).
     body: Option<Arc<StreamBody>>,
     /// The body holds a secret (camera credentials, publish password).
@@ -277,7 +277,7 @@ async fn converge(stream: &Stream, ctl: &StreamController, key: &Key) -> Result<
                 &name,
                 planned.body.as_deref().map(|b| Body {
                     body: b,
-                    key: &planned.key,
+                    digest: planned.digest,
                     rollout: planned.rollout.filter(|_| !own_edit),
                 }),
             )
@@ -418,29 +418,26 @@ async fn plan(
                 .and_then(|m| m.resource_version())
         },
     );
-    if let Some(planned) = ctl.bodies.get(key, &body_key) {
-        return Ok(planned);
-    }
+    let digest = ctl.bodies.digest(&body_key);
     let rollout = preset
         .as_deref()
         .map(|p| Budget::of(p.spec.rollout.as_ref(), ctx.tunables.rollout_per_node));
     let config = effective::merge_preset(&stream.spec.config, preset.as_deref().map(|p| &p.spec));
     if config.disabled == Some(true) {
         let planned = Planned {
-            key: body_key.clone(),
+            digest,
             body: None,
             carries_secrets: false,
             binding: recorded,
             condition: None,
             rollout,
         };
-        ctl.bodies.put(key.clone(), body_key, planned.clone());
         return Ok(planned);
     }
     match injected(ctl, stream, key, &config).await {
         Ok((secrets, binding, condition)) => {
             let planned = Planned {
-                key: body_key.clone(),
+                digest,
                 body: Some(Arc::new(effective::with_on_play(
                     effective::node_body(name, &config, &secrets),
                     ctl.ctx.tunables.play_auth_url.as_deref(),
@@ -450,7 +447,6 @@ async fn plan(
                 condition,
                 rollout,
             };
-            ctl.bodies.put(key.clone(), body_key, planned.clone());
             Ok(planned)
         }
         Err(e) => Err(blocked(
@@ -751,7 +747,7 @@ enum PushError {
 #[derive(Clone, Copy)]
 struct Body<'a> {
     body: &'a StreamBody,
-    key: &'a BodyKey,
+    digest: Digest,
     /// The preset's rollout budget, when a change to a running camera is paced by it.
     rollout: Option<Budget>,
 }
@@ -780,7 +776,7 @@ async fn push(
     name: &str,
     Body {
         body,
-        key: body_key,
+        digest,
         rollout,
     }: Body<'_>,
     how: Push,
@@ -830,12 +826,11 @@ async fn push(
     }
     let disk = copy.as_ref().and_then(|c| c.config_on_disk.as_ref());
     if let Some(disk) = disk {
-        if ctl.bodies.matched(key, body_key, host, disk) {
+        if ctl.bodies.matched(key, digest, host, disk) {
             return Ok(false);
         }
         if !body.drift(Some(disk)).needs_write() {
-            ctl.bodies
-                .record_match(key, body_key, host, Arc::clone(disk));
+            ctl.bodies.record_match(key, digest, host, disk);
             return Ok(false);
         }
     }
