@@ -7,7 +7,7 @@ export PANOPTES_CONTROLPLANE_BIN := $(CONTROLPLANE_BIN)
 TOOLS := $(CURDIR)/target/tools
 OHA_VERSION := 1.16.0
 
-.PHONY: help build release test lint fmt crds controlplane manifests dist argocd-cm sandbox dockerfile-lint workflow-lint promtool-test docker-build-check chaos fuzz fuzz-smoke fuzz-tools schemathesis bench bench-100k tools
+.PHONY: help build release test lint fmt crds controlplane manifests dist argocd-cm sandbox dockerfile-lint workflow-lint promtool-test docker-build-check chaos fuzz fuzz-smoke fuzz-tools schemathesis bench bench-100k heap tools
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -170,6 +170,11 @@ tools: ## Build the facade load generator (oha, from crates.io) into target/tool
 
 bench: controlplane tools ## Scale benchmarks of BENCHMARKS.md (release build, then ~4 min of scenarios on 2 cores)
 	$(CARGO) bench --locked --bench scale
+
+# In-process, no cluster: N realistic Streams (PANOPTES_HEAP_STREAMS, default 10000) loaded
+# into the operator's real structures, live bytes read from the allocator (src/footprint.rs).
+heap: ## Bytes per Stream by in-memory structure (the BENCHMARKS.md table; sizes do not depend on the profile)
+	$(CARGO) test --locked --lib footprint::bytes_per_stream -- --ignored --nocapture --test-threads=1
 
 # The cost curve needs the 1k and 10k points of the same run; PANOPTES_BENCH_ONLY=100k skips them.
 bench-100k: controlplane tools ## 100,000 Streams on 1,000 simulated nodes, with the 1k/10k/100k cost curve (~50 min alone on 2 cores; needs ~8 GiB free memory)

@@ -14,3 +14,6 @@ pub mod resources;
 pub mod run;
 pub mod state;
 pub mod telemetry;
+
+#[cfg(test)]
+mod footprint;

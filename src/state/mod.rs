@@ -513,7 +513,7 @@ const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 /// Drops what nothing here reads from an object before the store keeps it: at 100,000
 /// Streams every byte per object is ~100 KB of operator memory. managedFields are a large
 /// share of every object; a kubectl-applied object carries itself again as an annotation.
-fn strip<K: Resource>(obj: &mut K) {
+pub(crate) fn strip<K: Resource>(obj: &mut K) {
     obj.managed_fields_mut().clear();
     let meta = obj.meta_mut();
     if let Some(a) = meta.annotations.as_mut() {

@@ -20,7 +20,7 @@
 //! controller removes the leftover when the node returns (no Stream owns the name any more).
 
 use crate::domain::effective;
-mod bodies;
+pub(crate) mod bodies;
 mod judge;
 mod slots;
 pub mod status_writer;
