@@ -16,7 +16,7 @@ use kube::runtime::reflector;
 use kube::runtime::watcher::Event;
 use serde_json::{Value, json};
 
-use crate::controllers::fleet::{Fleet, NodeCopy};
+use crate::controllers::fleet::{Disk, Fleet, NodeCopy};
 use crate::controllers::refs::Key;
 use crate::controllers::stream::bodies::Bodies;
 use crate::domain::destinations::AllowList;
@@ -229,7 +229,7 @@ fn bytes_per_stream_by_structure() {
             by_host.entry(host(i)).or_default().insert(
                 listed.name.clone(),
                 NodeCopy {
-                    config_on_disk: listed.config_on_disk.map(Arc::new),
+                    config_on_disk: listed.config_on_disk.as_ref().map(|v| Arc::new(Disk::of(v))),
                     managed: true,
                 },
             );
@@ -299,4 +299,5 @@ fn bytes_per_stream_by_structure() {
     );
     drop((fleet, live, bodies, streams, writer));
 }
+
 

@@ -29,7 +29,7 @@ use rand::Rng;
 use super::Context;
 use super::conditions::{self, Desired};
 use super::destinations::{self as dest, AllowListCache};
-use super::fleet::NodeCopy;
+use super::fleet::{Disk, NodeCopy};
 use super::kit::{self, Backoff, Error};
 use super::refs::{self, Key, key_of};
 use crate::domain::credentials::{self, OwnerKind};
@@ -696,7 +696,7 @@ async fn list(ctx: &Context, host: &str, client: &NodeClient) -> Result<(), flus
         copies.insert(
             st.name.clone(),
             NodeCopy {
-                config_on_disk: st.config_on_disk.map(Arc::new),
+                config_on_disk: st.config_on_disk.as_ref().map(|v| Arc::new(Disk::of(v))),
                 managed,
             },
         );

@@ -12,8 +12,8 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex, Weak};
 
-use serde_json::Value;
 
+use crate::controllers::fleet::Disk;
 use crate::controllers::refs::Key;
 use crate::domain::effective::BodyKey;
 
@@ -28,7 +28,7 @@ struct Entry {
     /// hostname → the node copy (`config_on_disk`, the very allocation the fleet holds) last
     /// found to match. Weak: a copy the fleet has replaced is not kept alive here, and the
     /// allocation a weak pointer pins cannot be reused by a newer copy (no false match).
-    in_sync: Vec<(Box<str>, Weak<Value>)>,
+    in_sync: Vec<(Box<str>, Weak<Disk>)>,
 }
 
 /// Matches by stream.
@@ -57,7 +57,7 @@ impl Bodies {
     }
 
     /// Whether `copy` on `host` was found to match the body of `stream` built for `digest`.
-    pub fn matched(&self, stream: &Key, digest: Digest, host: &str, copy: &Arc<Value>) -> bool {
+    pub fn matched(&self, stream: &Key, digest: Digest, host: &str, copy: &Arc<Disk>) -> bool {
         self.lock()
             .get(stream)
             .filter(|e| e.digest == digest)
@@ -67,7 +67,7 @@ impl Bodies {
 
     /// Records that `copy` on `host` matches the body of `stream` built for `digest`
     /// (forgetting the matches of another digest).
-    pub fn record_match(&self, stream: &Key, digest: Digest, host: &str, copy: &Arc<Value>) {
+    pub fn record_match(&self, stream: &Key, digest: Digest, host: &str, copy: &Arc<Disk>) {
         let mut entries = self.lock();
         let entry = entries.entry(stream.clone()).or_insert_with(|| Entry {
             digest,
@@ -115,7 +115,7 @@ mod tests {
         let b = Bodies::default();
         let s = Key::new("ns", "s");
         let (d1, d2) = (b.digest(&key(1)), b.digest(&key(2)));
-        let copy = Arc::new(serde_json::json!({"name": "s"}));
+        let copy = Arc::new(Disk::of(&serde_json::json!({"name": "s"})));
         assert!(!b.matched(&s, d1, "n1", &copy), "nothing recorded yet");
         b.record_match(&s, d1, "n1", &copy);
         assert!(b.matched(&s, d1, "n1", &copy));
@@ -146,7 +146,7 @@ mod tests {
         let b = Bodies::default();
         let s = Key::new("ns", "s");
         let d = b.digest(&key(1));
-        let copy = Arc::new(serde_json::json!({"name": "s"}));
+        let copy = Arc::new(Disk::of(&serde_json::json!({"name": "s"})));
         b.record_match(&s, d, "n1", &copy);
         let weak = Arc::downgrade(&copy);
         drop(copy);

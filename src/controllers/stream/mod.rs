@@ -811,7 +811,7 @@ async fn push(
         // Adoption writes metadata (the ownership label) at most: anything else would
         // restart a stream that runs today.
         if let Takeover::WouldRestart(paths) =
-            adoption::takeover(&body.drift(c.config_on_disk.as_deref()))
+            adoption::takeover(&body.drift(c.config_on_disk.as_ref().map(|d| d.value()).as_ref()))
         {
             return Err(PushError::Failed(format!(
                 "the node runs a stream named {name:?} that differs at {}: adopting it would restart it, so it is left alone until the Stream matches it",
@@ -829,7 +829,7 @@ async fn push(
         if ctl.bodies.matched(key, digest, host, disk) {
             return Ok(false);
         }
-        if !body.drift(Some(disk)).needs_write() {
+        if !body.drift(Some(&disk.value())).needs_write() {
             ctl.bodies.record_match(key, digest, host, disk);
             return Ok(false);
         }
