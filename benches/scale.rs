@@ -266,6 +266,13 @@ async fn convergence(
         format!("{:.0} MiB", mib(settled)),
         target(streams, "≤ 300 MiB", "≤ 600 MiB"),
     );
+    if let Some(heap) = op.heap_live_kib().await {
+        report.add(
+            format!("Operator heap live at {streams} streams (PANOPTES_HEAP_COUNT=1) / RSS − heap (allocator retention)"),
+            format!("{:.0} / {:.0} MiB", mib(heap), mib(settled.saturating_sub(heap))),
+            "",
+        );
+    }
     report.add(
         "… per stream (RSS settled − idle, ÷ streams)",
         format!(

@@ -6,6 +6,7 @@ pub mod controllers;
 pub mod domain;
 pub mod events;
 pub mod flussonic;
+pub mod heap;
 pub mod http;
 pub mod import;
 pub mod layout;

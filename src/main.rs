@@ -4,9 +4,11 @@ use clap::{Parser, Subcommand};
 use panoptes::run::run;
 use panoptes::telemetry::{LogFormat, init_logging};
 
-// See Cargo.toml for why not the system allocator.
+// See Cargo.toml for why not the system allocator. Counting is off unless
+// PANOPTES_HEAP_COUNT is set (see panoptes::heap).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: panoptes::heap::Counting<mimalloc::MiMalloc> =
+    panoptes::heap::Counting(mimalloc::MiMalloc);
 
 /// Panoptes: run a Flussonic Watcher-style VMS from Kubernetes custom resources.
 #[derive(Parser)]
@@ -41,6 +43,9 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    if std::env::var_os("PANOPTES_HEAP_COUNT").is_some_and(|v| v == "1") {
+        panoptes::heap::enable();
+    }
     match Cli::parse().command {
         Command::Crd { out_dir } => {
             for (file, crd) in panoptes::resources::crds() {

@@ -154,6 +154,11 @@ impl Collector for ProcessCollector {
                 "process_threads",
                 "Number of OS threads in the process",
             ),
+            (
+                crate::heap::live_bytes(),
+                "panoptes_heap_live_bytes",
+                "Bytes live on the heap as the allocator counts them (PANOPTES_HEAP_COUNT=1 only); resident memory minus this is what the allocator retains",
+            ),
         ];
         for (value, name, help) in gauges {
             let Some(v) = value else { continue };

@@ -88,6 +88,17 @@ impl OperatorProcess {
             .expect("VmRSS in /proc/PID/status")
     }
 
+    /// Bytes live on the operator's heap in KiB (`panoptes_heap_live_bytes`), when it runs
+    /// with `PANOPTES_HEAP_COUNT=1` (the bench passes its environment on).
+    pub async fn heap_live_kib(&self) -> Option<u64> {
+        let url = format!("http://{}/metrics", self.probe_addr);
+        let text = reqwest::get(&url).await.ok()?.text().await.ok()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix("panoptes_heap_live_bytes "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(|b| b / 1024)
+    }
+
     /// Waits until `/readyz` answers 200 (caches synced); panics after `timeout`.
     pub async fn wait_ready(&mut self, timeout: Duration) {
         let url = format!("http://{}/readyz", self.probe_addr);
