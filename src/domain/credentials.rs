@@ -135,8 +135,8 @@ pub fn stream_refs(spec: &StreamSpec) -> Vec<String> {
 /// re-apply never takes back a camera password changed through the API.
 pub fn camera_credentials(spec: &StreamSpec) -> Option<&CameraCredentials> {
     spec.facade_credentials
-        .as_ref()
-        .or(spec.credentials.as_ref())
+        .as_deref()
+        .or(spec.credentials.as_deref())
 }
 
 /// Secrets an object of `kind` references, from its JSON form (used by the sweep, which

@@ -446,11 +446,11 @@ mod tests {
                 "cam",
                 StreamSpec {
                     preset_ref: Some("p".into()),
-                    credentials: Some(CameraCredentials {
+                    credentials: Some(Box::new(CameraCredentials {
                         secret_name: "cam-creds".into(),
                         username_key: None,
                         password_key: None,
-                    }),
+                    })),
                     publish_password: Some(SecretKeyRef {
                         name: "pub".into(),
                         key: "k".into(),

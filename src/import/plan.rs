@@ -853,11 +853,11 @@ impl Planner {
                 .unwrap_or_default();
             let data = BTreeMap::from([("username".into(), user), ("password".into(), password)]);
             self.secret(&label, &secret, data, &destinations);
-            spec.credentials = Some(CameraCredentials {
+            spec.credentials = Some(Box::new(CameraCredentials {
                 secret_name: secret,
                 username_key: None,
                 password_key: None,
-            });
+            }));
         }
         if !pushes.is_empty() {
             let secret = secret_name(&object, "push-credentials");

@@ -55,14 +55,16 @@ pub struct StreamSpec {
     /// Placement requirements for the layouter.
     pub placement: Option<Placement>,
     /// Camera credentials, injected into input and ONVIF URLs at push time.
-    pub credentials: Option<CameraCredentials>,
+    // This, `facade_credentials` and `camera_config` are boxed: set on few cameras, their
+    // inline size was paid by every cached Stream (384 bytes of 1,880, `make heap`).
+    pub credentials: Option<Box<CameraCredentials>>,
     /// Set by the Watcher API (never in a manifest): the facade-owned per-Stream Secret
     /// holding camera credentials entered through the API (`user:password@` in an input or
     /// ONVIF URL). When set, Panoptes injects it instead of `credentials`, so re-applying a
     /// manifest that sets `credentials` keeps the change; remove this field to go back to
     /// `credentials`. The Secret is created by Panoptes, owned by this Stream and deleted with
     /// it; it records the camera origin it was entered for, and goes to no other host.
-    pub facade_credentials: Option<CameraCredentials>,
+    pub facade_credentials: Option<Box<CameraCredentials>>,
     /// Credentials of the `pushes` destinations, injected into push URLs at push time. The
     /// Secret holds keys `push-<digest of the push URL>-username` / `-password`, so a push
     /// whose URL changes gets no credentials until they are entered again for the new URL.
@@ -71,7 +73,7 @@ pub struct StreamSpec {
     /// Secret key holding the publish password of the stream.
     pub publish_password: Option<SecretKeyRef>,
     /// Camera device settings (sensor, media quality).
-    pub camera_config: Option<CameraConfig>,
+    pub camera_config: Option<Box<CameraConfig>>,
     /// The Flussonic stream configuration (wire names).
     #[serde(flatten)]
     pub config: StreamConfigSpec,
@@ -151,7 +153,8 @@ pub struct StreamStatus {
     /// Where the camera credentials Secret was first sent (a Secret without the
     /// `panoptes.dev/destinations` annotation is bound to the input hosts of its first use; a
     /// new host gets no credentials until the Secret is written again).
-    pub credential_binding: Option<super::streamer::CredentialBinding>,
+    // Boxed: 96 bytes inline in every cached Stream, set on cameras with credentials only.
+    pub credential_binding: Option<Box<super::streamer::CredentialBinding>>,
 }
 
 /// One earlier placement of a stream: which node, since when, why it moved there.
@@ -174,6 +177,14 @@ pub struct LayoutRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cached_stream_keeps_settings_few_cameras_set_out_of_line() {
+        // Every cached Stream pays its inline size (100,000 of them at 100k cameras); before
+        // boxing camera_config, the credentials and the credential binding it was 1,880 bytes.
+        let size = std::mem::size_of::<Stream>();
+        assert!(size <= 1_600, "a Stream is {size} bytes inline");
+    }
 
     #[test]
     fn the_watcher_name_is_spec_name_else_the_object_name() {

@@ -603,7 +603,7 @@ pub async fn camera_auth_save(
             return Err(ApiError::not_found("stream", name));
         };
         let mut spec = live.spec.clone();
-        spec.facade_credentials = Some(reference.clone());
+        spec.facade_credentials = Some(Box::new(reference.clone()));
         Ok(Stream::new(&object, spec))
     })
     .await;

@@ -544,11 +544,11 @@ async fn save_with_credentials(
     }
     let mut probe = spec.clone();
     if creds.is_some() {
-        probe.facade_credentials = Some(CameraCredentials {
+        probe.facade_credentials = Some(Box::new(CameraCredentials {
             secret_name: placeholder(object, "camera-credentials"),
             username_key: None,
             password_key: None,
-        });
+        }));
     }
     if !pushes.is_empty() {
         probe.push_credentials = Some(PushCredentials {
@@ -581,11 +581,11 @@ async fn save_with_credentials(
                     .await?;
             written.push(name.clone());
             replaced.extend(spec.facade_credentials.take().map(|c| c.secret_name));
-            spec.facade_credentials = Some(CameraCredentials {
+            spec.facade_credentials = Some(Box::new(CameraCredentials {
                 secret_name: name,
                 username_key: None,
                 password_key: None,
-            });
+            }));
         }
         if !pushes.is_empty() {
             // Pushes whose URL is unchanged keep the credentials stored for it.
@@ -962,7 +962,7 @@ async fn camera_save(state: &ApiState, name: &str, body: Option<Value>) -> ApiRe
                     .unwrap_or_default();
             merge(&mut cc, Value::Object(body.clone()));
             let mut spec = current.spec.clone();
-            spec.camera_config = Some(decode::<CameraConfig>(cc, "")?);
+            spec.camera_config = Some(Box::new(decode::<CameraConfig>(cc, "")?));
             Ok(Stream::new(&current.name_any(), spec))
         },
     )

@@ -491,7 +491,7 @@ fn recorded_binding(
             stream
                 .status
                 .as_ref()
-                .and_then(|s| s.credential_binding.clone())
+                .and_then(|s| s.credential_binding.as_deref().cloned())
         })
 }
 
@@ -1031,7 +1031,7 @@ async fn write_status(ctl: &StreamController, stream: &Stream, name: &str, outco
         && outcome
             .binding
             .as_ref()
-            .is_none_or(|b| *b == old.credential_binding)
+            .is_none_or(|b| b.as_ref() == old.credential_binding.as_deref())
         && old.common.observed_generation == generation;
     if conditions.is_none() && same_fields && !ctl.status.busy(&key) {
         return;
@@ -1061,7 +1061,10 @@ async fn write_status(ctl: &StreamController, stream: &Stream, name: &str, outco
         layout_history,
         alive: outcome.alive,
         synced_nodes: outcome.synced_nodes,
-        credential_binding: outcome.binding.unwrap_or(old.credential_binding),
+        credential_binding: outcome
+            .binding
+            .map(|b| b.map(Box::new))
+            .unwrap_or(old.credential_binding),
     };
     let uid = stream.meta().uid.clone().unwrap_or_default();
     ctl.status.submit(key, Pending { uid, status });
