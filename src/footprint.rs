@@ -14,7 +14,7 @@ use std::sync::Arc;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use futures::{FutureExt, StreamExt};
 use kube::runtime::controller::{ReconcileReason, ReconcileRequest};
-use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::reflector;
 use kube::runtime::scheduler::{ScheduleRequest, scheduler};
 use kube::runtime::watcher::Event;
 use serde_json::{Value, json};
@@ -300,7 +300,7 @@ fn bytes_per_stream_by_structure() {
         let far = tokio::time::Instant::now() + std::time::Duration::from_secs(3600);
         let requests = futures::stream::iter(objs.iter().map(move |s| ScheduleRequest {
             message: ReconcileRequest {
-                obj_ref: ObjectRef::from_obj(&**s),
+                obj_ref: crate::controllers::kit::trigger_ref(&**s),
                 reason: ReconcileReason::ReconcilerRequestedRetry,
             },
             run_at: far,
