@@ -244,6 +244,8 @@ fn bytes_per_stream_by_structure() {
     measure(&mut rows, "fleet: placements, owners, by node", || {
         let hosts: HashMap<String, Arc<str>> =
             (0..n).map(|i| (host(i), host(i).into())).collect();
+        // One key per stream, shared by every map as the layouter's are.
+        let keys: Vec<Key> = objs.iter().map(|s| Key::of(&**s)).collect();
         let placements = objs
             .iter()
             .enumerate()
@@ -251,10 +253,14 @@ fn bytes_per_stream_by_structure() {
                 let layout = s.status.as_ref().and_then(|s| s.layout.as_ref()).unwrap();
                 let mut p = crate::layout::Placement::from(layout);
                 p.ingest = Some(hosts[&host(i)].clone());
-                (Key::of(&**s), p)
+                (keys[i].clone(), p)
             })
             .collect();
-        let names = objs.iter().map(|s| (s.watcher_name().to_string(), Key::of(&**s))).collect();
+        let names = objs
+            .iter()
+            .zip(&keys)
+            .map(|(s, k)| (s.watcher_name().to_string(), k.clone()))
+            .collect();
         fleet.install_layout(
             placements,
             HashMap::new(),
