@@ -11,8 +11,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use futures::{FutureExt, StreamExt};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::runtime::controller::{ReconcileReason, ReconcileRequest};
 use kube::runtime::reflector;
 use kube::runtime::scheduler::{ScheduleRequest, scheduler};
@@ -232,7 +232,10 @@ fn bytes_per_stream_by_structure() {
             by_host.entry(host(i)).or_default().insert(
                 listed.name.clone(),
                 NodeCopy {
-                    config_on_disk: listed.config_on_disk.as_ref().map(|v| Arc::new(Disk::of(v))),
+                    config_on_disk: listed
+                        .config_on_disk
+                        .as_ref()
+                        .map(|v| Arc::new(Disk::of(v))),
                     managed: true,
                 },
             );
@@ -242,8 +245,7 @@ fn bytes_per_stream_by_structure() {
         }
     });
     measure(&mut rows, "fleet: placements, owners, by node", || {
-        let hosts: HashMap<String, Arc<str>> =
-            (0..n).map(|i| (host(i), host(i).into())).collect();
+        let hosts: HashMap<String, Arc<str>> = (0..n).map(|i| (host(i), host(i).into())).collect();
         // One key per stream, shared by every map as the layouter's are.
         let keys: Vec<Key> = objs.iter().map(|s| Key::of(&**s)).collect();
         let placements = objs
@@ -288,36 +290,44 @@ fn bytes_per_stream_by_structure() {
         }
     });
     let bodies = Bodies::default();
-    measure(&mut rows, "stream controller: body digests + matches", || {
-        for (i, s) in objs.iter().enumerate() {
-            let key = Key::of(&**s);
-            let d = bodies.digest(&BodyKey::of(s, None, None, &AllowList::default(), |_| None));
-            let copy = fleet.copy_on(&host(i), &name(i)).unwrap();
-            bodies.record_match(&key, d, &host(i), copy.config_on_disk.as_ref().unwrap());
-        }
-    });
+    measure(
+        &mut rows,
+        "stream controller: body digests + matches",
+        || {
+            for (i, s) in objs.iter().enumerate() {
+                let key = Key::of(&**s);
+                let d = bodies.digest(&BodyKey::of(s, None, None, &AllowList::default(), |_| None));
+                let copy = fleet.copy_on(&host(i), &name(i)).unwrap();
+                bodies.record_match(&key, d, &host(i), copy.config_on_disk.as_ref().unwrap());
+            }
+        },
+    );
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
         .unwrap();
     let _guard = runtime.enter();
-    let scheduled = measure(&mut rows, "kube controller: each stream's resync scheduled", || {
-        let far = tokio::time::Instant::now() + std::time::Duration::from_secs(3600);
-        let requests = futures::stream::iter(objs.iter().map(move |s| ScheduleRequest {
-            message: ReconcileRequest {
-                obj_ref: crate::controllers::kit::trigger_ref(&**s),
-                reason: ReconcileReason::ReconcilerRequestedRetry,
-            },
-            run_at: far,
-        }))
-        // The scheduler ends with its requests; the controller's never end.
-        .chain(futures::stream::pending());
-        let mut scheduled = Box::pin(scheduler(requests));
-        // One poll takes every request in; none is due.
-        assert!(scheduled.next().now_or_never().is_none());
-        scheduled
-    });
+    let scheduled = measure(
+        &mut rows,
+        "kube controller: each stream's resync scheduled",
+        || {
+            let far = tokio::time::Instant::now() + std::time::Duration::from_secs(3600);
+            let requests = futures::stream::iter(objs.iter().map(move |s| ScheduleRequest {
+                message: ReconcileRequest {
+                    obj_ref: crate::controllers::kit::trigger_ref(&**s),
+                    reason: ReconcileReason::ReconcilerRequestedRetry,
+                },
+                run_at: far,
+            }))
+            // The scheduler ends with its requests; the controller's never end.
+            .chain(futures::stream::pending());
+            let mut scheduled = Box::pin(scheduler(requests));
+            // One poll takes every request in; none is due.
+            assert!(scheduled.next().now_or_never().is_none());
+            scheduled
+        },
+    );
 
     eprintln!("\n{n} Streams, 100 per node; bytes live per stream (glibc mallinfo2):\n");
     eprintln!("| structure | bytes per stream |\n|---|---|");
@@ -330,5 +340,3 @@ fn bytes_per_stream_by_structure() {
     );
     drop((fleet, live, bodies, streams, writer, scheduled));
 }
-
-

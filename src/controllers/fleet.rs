@@ -664,11 +664,20 @@ mod tests {
     fn node_copies_are_held_as_text_equal_when_their_values_are() {
         // Key order is not part of a value: a node answering with its keys in another order
         // than the push holds the same copy (else every list would look like drift).
-        let a: Value = serde_json::from_str(r#"{"name":"a","inputs":[{"url":"fake://a","priority":1}],"static":true}"#).unwrap();
-        let b: Value = serde_json::from_str(r#"{"static":true,"inputs":[{"priority":1,"url":"fake://a"}],"name":"a"}"#).unwrap();
+        let a: Value = serde_json::from_str(
+            r#"{"name":"a","inputs":[{"url":"fake://a","priority":1}],"static":true}"#,
+        )
+        .unwrap();
+        let b: Value = serde_json::from_str(
+            r#"{"static":true,"inputs":[{"priority":1,"url":"fake://a"}],"name":"a"}"#,
+        )
+        .unwrap();
         assert_eq!(Disk::of(&a), Disk::of(&b));
         assert_ne!(Disk::of(&a), Disk::of(&serde_json::json!({"name": "a"})));
         assert_eq!(Disk::of(&a).value(), a);
-        assert_eq!(&*Disk::of(&a).0, r#"{"inputs":[{"priority":1,"url":"fake://a"}],"name":"a","static":true}"#);
+        assert_eq!(
+            &*Disk::of(&a).0,
+            r#"{"inputs":[{"priority":1,"url":"fake://a"}],"name":"a","static":true}"#
+        );
     }
 }

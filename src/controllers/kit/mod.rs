@@ -33,8 +33,11 @@ pub(crate) fn controller_of<K: crate::state::Watched>(
     // Each object triggers by [`trigger_ref`], not by kube's own reference (see there); the
     // store's stream is then only the controller's store, never a trigger.
     let triggers = stores.subscribe::<K>().map(|obj| trigger_ref(&*obj));
-    kube::runtime::Controller::for_shared_stream(futures::stream::pending(), K::store(stores).clone())
-        .reconcile_on(triggers)
+    kube::runtime::Controller::for_shared_stream(
+        futures::stream::pending(),
+        K::store(stores).clone(),
+    )
+    .reconcile_on(triggers)
 }
 
 /// What names `obj` in a controller's queue: namespace and name only. kube's own reference
@@ -49,28 +52,6 @@ pub(crate) fn trigger_ref<K: kube::Resource<DynamicType = ()>>(
     match m.namespace.as_deref() {
         Some(ns) => r.within(ns),
         None => r,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::resources::Stream;
-    use crate::resources::stream::StreamSpec;
-
-    #[test]
-    fn a_trigger_names_the_object_and_nothing_more() {
-        let mut s = Stream::new("cam", StreamSpec::default());
-        s.metadata.namespace = Some("ns".into());
-        s.metadata.uid = Some("6f1c2d3e-0000-4a5b-8c9d-000000000001".into());
-        s.metadata.resource_version = Some("1234567".into());
-        let r = trigger_ref(&s);
-        assert_eq!(r, kube::runtime::reflector::ObjectRef::from_obj(&s));
-        assert_eq!((r.name.as_str(), r.namespace.as_deref()), ("cam", Some("ns")));
-        assert!(
-            r.extra.uid.is_none() && r.extra.resource_version.is_none(),
-            "no uid or resourceVersion held"
-        );
     }
 }
 
@@ -103,4 +84,29 @@ where
         }
     }
     std::future::ready(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::Stream;
+    use crate::resources::stream::StreamSpec;
+
+    #[test]
+    fn a_trigger_names_the_object_and_nothing_more() {
+        let mut s = Stream::new("cam", StreamSpec::default());
+        s.metadata.namespace = Some("ns".into());
+        s.metadata.uid = Some("6f1c2d3e-0000-4a5b-8c9d-000000000001".into());
+        s.metadata.resource_version = Some("1234567".into());
+        let r = trigger_ref(&s);
+        assert_eq!(r, kube::runtime::reflector::ObjectRef::from_obj(&s));
+        assert_eq!(
+            (r.name.as_str(), r.namespace.as_deref()),
+            ("cam", Some("ns"))
+        );
+        assert!(
+            r.extra.uid.is_none() && r.extra.resource_version.is_none(),
+            "no uid or resourceVersion held"
+        );
+    }
 }

@@ -12,7 +12,6 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex, Weak};
 
-
 use crate::controllers::fleet::Disk;
 use crate::controllers::refs::Key;
 use crate::domain::effective::BodyKey;
