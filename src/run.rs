@@ -171,6 +171,12 @@ pub struct NodeFlags {
     /// Seconds between probes and lists of each node.
     #[arg(long, env = "PANOPTES_NODE_RESYNC_SECONDS", default_value_t = 5)]
     pub node_resync_seconds: u64,
+    /// Streams listed per second across all nodes at most: past that many streams in the
+    /// fleet (25,000 at the defaults), each node is listed less often than it is probed
+    /// (a stream's liveness and drift repair follow its node's list; dead nodes are still
+    /// detected by the probes).
+    #[arg(long, env = "PANOPTES_NODE_LIST_BUDGET", default_value_t = 5_000)]
+    pub node_list_budget: u32,
     /// Milliseconds one health probe of a node may take (separate from the timeout of
     /// lists and bodies). With `--node-probe-attempts` it bounds how long a hung node
     /// stays Reachable; keep it above the slowest healthy node's answer time.
@@ -209,6 +215,7 @@ impl NodeFlags {
         Tunables {
             instance,
             node_resync: Duration::from_secs(self.node_resync_seconds.max(1)),
+            node_list_budget: self.node_list_budget.max(1),
             delete_grace: Duration::from_secs(self.delete_grace_seconds),
             missing_grace: Duration::from_secs(self.missing_reference_grace_seconds),
             system_namespace,

@@ -1761,3 +1761,52 @@ async fn a_preset_change_restarts_a_few_cameras_per_node_at_a_time_and_pauses() 
     }
     op.stop().await;
 }
+
+/// Past the list budget a node is probed every resync but listed less often (at 100,000
+/// streams, listing every node every 5 s starved the Streamer controller: `make bench-100k`),
+/// and a stream is still pushed and repaired from the lists that do happen.
+#[tokio::test]
+async fn past_the_list_budget_nodes_are_probed_every_resync_and_listed_less_often() {
+    let (ns, sim) = fleet("rc-listbudget", 1).await;
+    // 4 streams at 1 listed per second: a list every 4 s, a probe every 0.5 s.
+    let op = Operator::start_with(
+        &ns,
+        panoptes::controllers::Tunables {
+            node_list_budget: 1,
+            ..Operator::tunables(&ns)
+        },
+    );
+    const N: usize = 4;
+    for i in 0..N {
+        stream(&ns, &format!("l{i}"), json!({})).await;
+    }
+    converged(&ns, &sim, N).await;
+    let host = sim.node(0).hostname().to_string();
+    // Let the Streamer controller count the streams (it recounts every 10 s at most).
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let (lists0, requests0) = (op.ctx.fleet.lists(&host), sim.node(0).requests());
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    // Node API requests other than lists: the probes (nothing is pushed meanwhile).
+    let probes = sim.node(0).requests() - requests0 - (op.ctx.fleet.lists(&host) - lists0);
+    let lists = op.ctx.fleet.lists(&host) - lists0;
+    assert!(probes >= 8, "probed every resync: {probes} probes in 8 s");
+    assert!(
+        (1..=3).contains(&lists),
+        "listed every 4 s: {lists} lists in 8 s ({probes} probes)"
+    );
+    // Drift repair still follows the lists.
+    assert!(sim.node(0).drift_delete_stream("l0"));
+    eventually(
+        Duration::from_secs(20),
+        "l0 repaired on its node",
+        || async {
+            sim.node(0)
+                .stream_names()
+                .iter()
+                .any(|n| n == "l0")
+                .then_some(())
+        },
+    )
+    .await;
+    op.stop().await;
+}

@@ -18,6 +18,8 @@ pub const DEFAULT_ROLLOUT_PER_NODE: u32 = 10;
 pub struct Tunables {
     /// How often each node is probed and listed.
     pub node_resync: Duration,
+    /// Streams listed per second across all nodes at most (`domain::health::list_interval`).
+    pub node_list_budget: u32,
     /// How long a stream's deletion waits for an unreachable node before giving up on it
     /// (the streamer controller removes the leftover when the node returns).
     pub delete_grace: Duration,
@@ -44,6 +46,7 @@ impl Default for Tunables {
     fn default() -> Self {
         Self {
             node_resync: Duration::from_secs(5),
+            node_list_budget: 5_000,
             delete_grace: Duration::from_secs(60),
             system_namespace: "default".into(),
             instance: Default::default(),

@@ -74,6 +74,8 @@ struct Inner {
     lists: HashMap<String, u64>,
     /// Nodes whose list failed since start (the first layout does not wait for them).
     list_failed: HashSet<String>,
+    /// Nodes whose Streamer was reconciled since start (before that, no client is expected).
+    seen: HashSet<String>,
     /// Layouts the layouter changed that the stream's status does not show yet.
     unrecorded: HashMap<Key, StreamLayout>,
     /// hostname → node stream name → the config the node answered our last push with: a
@@ -385,6 +387,18 @@ impl Fleet {
         self.read().listed.contains(hostname)
     }
 
+    /// Records that `hostname`'s Streamer was reconciled (its client is built or refused).
+    pub fn record_seen(&self, hostname: &str) {
+        if !self.read().seen.contains(hostname) {
+            self.write().seen.insert(hostname.to_string());
+        }
+    }
+
+    /// True once `hostname`'s Streamer was reconciled since start.
+    pub fn seen(&self, hostname: &str) -> bool {
+        self.read().seen.contains(hostname)
+    }
+
     /// Records that listing `hostname` failed.
     pub fn record_list_failure(&self, hostname: &str) {
         self.write().list_failed.insert(hostname.to_string());
@@ -455,6 +469,7 @@ impl Fleet {
         inner.on_node.remove(hostname);
         inner.pushed.remove(hostname);
         inner.listed.remove(hostname);
+        inner.seen.remove(hostname);
     }
 }
 

@@ -34,6 +34,7 @@ use super::kit::{self, Backoff, Error};
 use super::refs::{self, Key, key_of};
 use crate::domain::credentials::{self, OwnerKind};
 use crate::domain::destinations::{self, Origin};
+use crate::domain::health::list_interval;
 use crate::domain::tenancy::{hostname_owners, owns_hostname};
 use crate::flussonic::{
     self, BuildError, Credentials, ListQuery, NodeClient, NodeClientConfig, is_managed,
@@ -56,6 +57,8 @@ struct NodeMemory {
     binding: Option<CredentialBinding>,
     /// Digest of the server config last applied, with the node instance it was applied to.
     applied: Option<(u64, Option<String>)>,
+    /// When the node's streams were last listed successfully.
+    listed_at: Option<std::time::Instant>,
 }
 
 /// What a node client is built from.
@@ -67,7 +70,13 @@ pub struct StreamerController {
     allow_list: AllowListCache,
     backoff: Backoff,
     memory: Mutex<HashMap<String, NodeMemory>>,
+    /// The list interval and when it was computed (counting the streams clones the store's
+    /// list, so not on every reconcile).
+    list_interval: Mutex<Option<(std::time::Instant, Duration)>>,
 }
+
+/// How often the list interval is computed again.
+const LIST_INTERVAL_REFRESH: Duration = Duration::from_secs(10);
 
 /// Runs the Streamer controller until `shutdown` resolves.
 pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 'static) {
@@ -84,6 +93,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         allow_list: AllowListCache::default(),
         backoff: Backoff::capped(NODE_LOOP_CAP),
         memory: Mutex::default(),
+        list_interval: Mutex::default(),
     });
     let extra = futures::stream::poll_fn(move |cx| triggers.poll_recv(cx)).boxed();
     tracing::info!(
@@ -197,6 +207,7 @@ async fn reconcile_inner(
     }
 
     let (client, binding) = client_for(ctl, &s, &key, &host, &url).await;
+    ctx.fleet.record_seen(&host);
     let binding = binding.as_ref();
     let client = match client {
         Ok(c) => c,
@@ -294,12 +305,23 @@ async fn reconcile_inner(
         }
     };
 
+    let was_down = before.as_ref().is_none_or(|b| !b.reachable);
     if before.is_some_and(|b| !b.reachable) {
         let note = format!("node {host} answers again");
         refs::publish(ctx, s.as_ref(), crate::events::policy::REACHABLE, note).await;
     }
     let config = apply_config(ctl, &s, &host, &client, &stats).await;
-    let listed = list(ctx, &host, &client).await.map_err(|e| e.to_string());
+    // A node that was down is listed at once: what it holds after a restart is unknown.
+    let listed = if list_due(ctl, &host, was_down) {
+        let listed = list(ctx, &host, &client).await.map_err(|e| e.to_string());
+        let mut memory = ctl.memory.lock().unwrap_or_else(|e| e.into_inner());
+        let mem = memory.entry(host.clone()).or_default();
+        mem.listed_at = listed.is_ok().then(std::time::Instant::now);
+        listed
+    } else {
+        // The last list succeeded (a failed one leaves the node due).
+        Ok(())
+    };
     if listed.is_err() {
         ctx.fleet.record_list_failure(&host);
     }
@@ -682,6 +704,40 @@ async fn apply_config(
             format!("applying spec.config failed: {e}"),
         ),
     }
+}
+
+/// Whether the node's streams are to be listed in this reconcile ([`list_interval`]).
+fn list_due(ctl: &StreamerController, host: &str, was_down: bool) -> bool {
+    let interval = {
+        let mut cached = ctl.list_interval.lock().unwrap_or_else(|e| e.into_inner());
+        match *cached {
+            Some((at, interval)) if at.elapsed() < LIST_INTERVAL_REFRESH => interval,
+            _ => {
+                // Counted from the store, not the placements: the first layout waits for
+                // every node's first probe, and the restart of a big fleet is when it matters.
+                let streams = ctl.ctx.stores.streams.state().len();
+                let interval = list_interval(
+                    ctl.ctx.tunables.node_resync,
+                    streams,
+                    ctl.ctx.tunables.node_list_budget,
+                );
+                *cached = Some((std::time::Instant::now(), interval));
+                interval
+            }
+        }
+    };
+    if was_down || interval <= ctl.ctx.tunables.node_resync {
+        // Within the budget every reconcile lists, a triggered one too (a move's old copy is
+        // found and removed at once).
+        return true;
+    }
+    let memory = ctl.memory.lock().unwrap_or_else(|e| e.into_inner());
+    // A reconcile comes every `resync` (jittered up to 10% early): a list due within the
+    // jitter is taken now rather than a whole resync later.
+    memory
+        .get(host)
+        .and_then(|m| m.listed_at)
+        .is_none_or(|t| t.elapsed() + interval / 10 >= interval)
 }
 
 /// Lists the node's streams, refreshes the caches, hands drift to the Stream controller and

@@ -700,7 +700,11 @@ async fn act(
                 }
                 report.synced.push(h.clone());
             }
-            Err(PushError::NotKnownYet(_)) if ctl.started.elapsed() < FIRST_LIST_GRACE => {
+            // A node whose Streamer was not reconciled yet (a thousand nodes take a while
+            // after a start) has no client to fail with; the grace covers its first list.
+            Err(PushError::NotKnownYet(_))
+                if ctl.started.elapsed() < FIRST_LIST_GRACE || !ctx.fleet.seen(h) =>
+            {
                 report.deferred = true;
             }
             Err(PushError::Held(hold)) => report.held.push((h.clone(), hold)),
