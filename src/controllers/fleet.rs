@@ -81,6 +81,23 @@ struct Inner {
     /// hostname → node stream name → the config the node answered our last push with: a
     /// listed copy that differs from it (or is gone) was changed on the node, not by us.
     pushed: HashMap<String, HashMap<String, Arc<Disk>>>,
+    /// Counts pushes and deletes: a list taken before one of them does not show it.
+    epoch: u64,
+    /// hostname → node stream name → the epoch of its last push or delete, for those newer
+    /// than the node's last list (pruned as lists land).
+    recent: HashMap<String, HashMap<String, u64>>,
+}
+
+impl Inner {
+    /// Notes a push or delete of `name` on `hostname` (see [`Fleet::record_list_since`]).
+    fn mark(&mut self, hostname: &str, name: &str) {
+        self.epoch += 1;
+        let epoch = self.epoch;
+        self.recent
+            .entry(hostname.to_string())
+            .or_default()
+            .insert(name.to_string(), epoch);
+    }
 }
 
 /// Shared in-memory fleet state.
@@ -328,14 +345,48 @@ impl Fleet {
         out
     }
 
-    /// Replaces what `hostname` holds with a fresh list; returns the names whose disk config
-    /// changed, appeared or vanished since the previous list.
-    pub fn record_list(
+    /// Replaces what `hostname` holds with a fresh list taken just now (no push or delete
+    /// raced it); see [`Fleet::record_list_since`].
+    pub fn record_list(&self, hostname: &str, listed: HashMap<String, NodeCopy>) -> Vec<String> {
+        let since = self.list_begins();
+        self.record_list_since(hostname, listed, since)
+    }
+
+    /// The mark to take before a list request, for [`Fleet::record_list_since`].
+    pub fn list_begins(&self) -> u64 {
+        self.read().epoch
+    }
+
+    /// Replaces what `hostname` holds with a list whose request began at `since` (from
+    /// [`Fleet::list_begins`]); returns the names whose disk config changed, appeared or
+    /// vanished since the previous list. A stream pushed or deleted while the list was in
+    /// flight keeps what the push or delete recorded: the list predates it, and taking its
+    /// word would report a fresh push as removed by hand (at 100,000 streams, 25 false
+    /// `DriftRepaired` Warnings and repushes during one bulk create).
+    pub fn record_list_since(
         &self,
         hostname: &str,
         mut listed: HashMap<String, NodeCopy>,
+        since: u64,
     ) -> Vec<String> {
         let mut inner = self.write();
+        if let Some(recent) = inner.recent.remove(hostname) {
+            let old = inner.on_node.get(hostname);
+            let mut newer = HashMap::new();
+            for (name, at) in recent {
+                if at <= since {
+                    continue;
+                }
+                match old.and_then(|o| o.get(&name)) {
+                    Some(ours) => listed.insert(name.clone(), ours.clone()),
+                    None => listed.remove(&name),
+                };
+                newer.insert(name, at);
+            }
+            if !newer.is_empty() {
+                inner.recent.insert(hostname.to_string(), newer);
+            }
+        }
         // A listed copy equal to what we pushed (or to the previous listing) shares that value
         // instead of holding a second parse of it: with a list per node every few seconds,
         // the copies would otherwise be one `config_on_disk` tree per stream twice over
@@ -419,6 +470,7 @@ impl Fleet {
     pub fn record_push(&self, hostname: &str, name: &str, config_on_disk: Value) {
         let disk = Arc::new(Disk::of(&config_on_disk));
         let mut inner = self.write();
+        inner.mark(hostname, name);
         inner
             .pushed
             .entry(hostname.to_string())
@@ -455,6 +507,7 @@ impl Fleet {
     /// Records a successful delete.
     pub fn record_delete(&self, hostname: &str, name: &str) {
         let mut inner = self.write();
+        inner.mark(hostname, name);
         if let Some(m) = inner.on_node.get_mut(hostname) {
             m.remove(name);
         }
@@ -468,6 +521,7 @@ impl Fleet {
         let mut inner = self.write();
         inner.on_node.remove(hostname);
         inner.pushed.remove(hostname);
+        inner.recent.remove(hostname);
         inner.listed.remove(hostname);
         inner.seen.remove(hostname);
     }
@@ -608,6 +662,34 @@ mod tests {
         assert_eq!(fleet.layout_to_record(&key("b"), None), Some(layout("n2")));
         install(HashMap::new(), &[]);
         assert_eq!(fleet.layout_to_record(&key("b"), None), None);
+    }
+
+    #[test]
+    fn a_list_taken_before_a_push_or_delete_does_not_undo_it() {
+        let fleet = Fleet::default();
+        let copy = || NodeCopy {
+            config_on_disk: Some(Arc::new(Disk::of(&serde_json::json!({ "v": 1 })))),
+            managed: true,
+        };
+        fleet.record_list("n1", HashMap::from([("old".to_string(), copy())]));
+        // A list request goes out; meanwhile "a" is pushed and "old" deleted.
+        let since = fleet.list_begins();
+        fleet.record_push("n1", "a", serde_json::json!({ "v": 2 }));
+        fleet.record_delete("n1", "old");
+        let changed =
+            fleet.record_list_since("n1", HashMap::from([("old".to_string(), copy())]), since);
+        assert!(changed.is_empty(), "{changed:?}");
+        assert!(!fleet.drifted("n1", "a"), "a fresh push is not a hand edit");
+        assert_eq!(fleet.holders("a"), vec!["n1"]);
+        assert!(fleet.holders("old").is_empty());
+        // A list taken after them is believed: "a" gone now is a removal by hand.
+        let since = fleet.list_begins();
+        fleet.record_list_since("n1", HashMap::new(), since);
+        assert!(fleet.drifted("n1", "a"));
+        assert!(
+            fleet.read().recent.is_empty(),
+            "marks are pruned as lists land"
+        );
     }
 
     #[test]

@@ -743,6 +743,7 @@ fn list_due(ctl: &StreamerController, host: &str, was_down: bool) -> bool {
 /// Lists the node's streams, refreshes the caches, hands drift to the Stream controller and
 /// removes leftovers.
 async fn list(ctx: &Context, host: &str, client: &NodeClient) -> Result<(), flussonic::Error> {
+    let since = ctx.fleet.list_begins();
     let streams = client.streams_list(&ListQuery::poll()).await?;
     let before = ctx.live.node(host);
     let mut copies = HashMap::with_capacity(streams.len());
@@ -794,7 +795,7 @@ async fn list(ctx: &Context, host: &str, client: &NodeClient) -> Result<(), flus
         .set(alive as i64);
     ctx.live.update_node(host, |n| n.streams = live);
     let first = !ctx.fleet.listed(host);
-    touch.extend(ctx.fleet.record_list(host, copies));
+    touch.extend(ctx.fleet.record_list_since(host, copies, since));
     if first {
         // Pushes to this node waited for its first list (what it holds was unknown).
         for key in ctx.fleet.assigned(host) {
