@@ -61,6 +61,28 @@ struct Inner {
     pushed: HashMap<String, HashMap<String, Arc<Value>>>,
 }
 
+/// An incremental layout run's outcome for [`Fleet::amend_layout`]: only what changed.
+#[derive(Debug, Default)]
+pub struct LayoutUpdate {
+    /// Streams laid out again: the placement, and why it falls short if it does.
+    pub placed: Vec<(Key, Placement, Option<Unplaced>)>,
+    /// Streams that left the layout.
+    pub removed: Vec<Key>,
+    /// Watcher names whose owner changed (`None`: nobody holds it now).
+    pub owners: Vec<(String, Option<Key>)>,
+    /// Streams whose block changed (`None`: not blocked now).
+    pub blocked: Vec<(Key, Option<Blocked>)>,
+    /// Streams gone from the store.
+    pub gone: Vec<Key>,
+    /// The changed layouts, to be recorded in status.
+    pub changes: HashMap<Key, StreamLayout>,
+}
+
+/// The nodes a placement holds a stream on.
+fn hosts(p: &Placement) -> impl Iterator<Item = &Arc<str>> {
+    p.ingest.iter().chain(p.dvr_backups.iter())
+}
+
 /// Shared in-memory fleet state.
 pub struct Fleet {
     inner: RwLock<Inner>,
@@ -244,6 +266,71 @@ impl Fleet {
         inner.streamers = streamers;
         inner.laid_out = true;
         changed
+    }
+
+    /// Installs an incremental layout run's outcome: like [`Fleet::install_layout`] for the
+    /// streams `update` names, everything else as it is (a run over a few changed streams
+    /// costs what they do, not what 100,000 placements do). Returns the hostnames that lost
+    /// streams.
+    pub fn amend_layout(&self, update: LayoutUpdate) -> HashSet<String> {
+        let mut guard = self.write();
+        let inner = &mut *guard;
+        let mut lost: HashSet<String> = HashSet::new();
+        let placed = update.placed.into_iter().map(|(k, p, u)| (k, Some((p, u))));
+        let removed = update.removed.into_iter().map(|k| (k, None));
+        for (key, now) in placed.chain(removed) {
+            let old = inner.placements.remove(&key);
+            inner.unplaced.remove(&key);
+            let (now, short) = now.map_or((None, None), |(p, u)| (Some(p), u));
+            // As in `install_layout`: a node that no longer holds the stream lost it, unless
+            // the stream waits for that node (domain::moves).
+            let wanted = Wanted::from_layout(now.as_ref(), short.is_some());
+            for h in old.iter().flat_map(hosts) {
+                if now.as_ref().is_some_and(|p| hosts(p).any(|n| n == h)) {
+                    continue;
+                }
+                if let Some(keys) = inner.by_node.get_mut(h) {
+                    keys.remove(&key);
+                    if keys.is_empty() {
+                        inner.by_node.remove(h);
+                    }
+                }
+                if !wanted.keeps(h) {
+                    lost.insert(h.to_string());
+                }
+            }
+            if let Some(p) = now {
+                for h in hosts(&p) {
+                    inner
+                        .by_node
+                        .entry(h.clone())
+                        .or_default()
+                        .insert(key.clone());
+                }
+                inner.placements.insert(key.clone(), p);
+            }
+            if let Some(u) = short {
+                inner.unplaced.insert(key, u);
+            }
+        }
+        for (name, owner) in update.owners {
+            match owner {
+                Some(k) => inner.names.insert(name, k),
+                None => inner.names.remove(&name),
+            };
+        }
+        for (key, blocked) in update.blocked {
+            match blocked {
+                Some(b) => inner.blocked.insert(key, b),
+                None => inner.blocked.remove(&key),
+            };
+        }
+        // Streams that are gone have nothing left to record.
+        for key in &update.gone {
+            inner.unrecorded.remove(key);
+        }
+        inner.unrecorded.extend(update.changes);
+        lost
     }
 
     /// The layout to record in `key`'s status, given what the status shows: the layouter's

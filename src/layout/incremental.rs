@@ -53,6 +53,13 @@ impl Incremental {
         opts: &LayoutOptions,
     ) -> (Self, LayoutResult) {
         let result = layout(snapshot, previous, opts);
+        (Self::kept(snapshot, &result), result)
+    }
+
+    /// Keeps `result`, a full run of [`layout`] over `snapshot` (its placements may have been
+    /// amended since without moving a stream, e.g. given an ingest history: the next changes
+    /// start from those).
+    pub fn kept(snapshot: &Snapshot, result: &LayoutResult) -> Self {
         // The node list exactly as a run builds it.
         let mut views: Vec<&NodeView> = snapshot.nodes.iter().collect();
         views.sort_by(|a, b| a.hostname.cmp(&b.hostname));
@@ -104,7 +111,27 @@ impl Incremental {
             );
             me.streams.insert(s.key.clone(), entry);
         }
-        (me, result)
+        me
+    }
+
+    /// Streams kept (every stream of the snapshot, enabled or not).
+    pub fn len(&self) -> usize {
+        self.streams.len()
+    }
+
+    /// Whether no stream is kept.
+    pub fn is_empty(&self) -> bool {
+        self.streams.is_empty()
+    }
+
+    /// Whether `key` is kept (it was in the snapshot or an update since).
+    pub fn contains(&self, key: &str) -> bool {
+        self.streams.contains_key(key)
+    }
+
+    /// Enabled streams not fully placed ([`LayoutResult::unplaced`] of a full run).
+    pub fn unplaced(&self) -> usize {
+        self.short.len()
     }
 
     /// The placement of every stream, as [`LayoutResult::placements`] of a full run.
