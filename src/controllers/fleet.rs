@@ -615,6 +615,89 @@ mod tests {
     }
 
     #[test]
+    fn an_amended_layout_equals_the_same_layout_installed_whole() {
+        let unschedulable = Unplaced {
+            shortfall: crate::layout::Shortfall::Unschedulable,
+            unserved_zones: vec![],
+            decisions: vec![],
+        };
+        let conflict = |n: &str| Blocked::NameConflict(key(n));
+        let names = |l: &[&str]| -> HashMap<String, Key> {
+            l.iter().map(|n| (n.to_string(), key(n))).collect()
+        };
+        let start = || {
+            let fleet = Fleet::default();
+            fleet.install_layout(
+                HashMap::from([
+                    (key("a"), placed("n1", &["n2"])),
+                    (key("b"), placed("n1", &[])),
+                    (key("c"), placed("n2", &[])),
+                    (key("e"), placed("n3", &[])),
+                ]),
+                HashMap::new(),
+                names(&["a", "b", "c", "e"]),
+                HashMap::from([(key("d"), conflict("a"))]),
+                HashMap::new(),
+                HashMap::new(),
+            );
+            fleet
+        };
+        let moved = StreamLayout {
+            ingest: Some("n3".into()),
+            ..StreamLayout::default()
+        };
+        // b moves to n3, c waits for its node (n2 keeps it), a leaves (d, now the older
+        // holder of its name, is being deleted), e is gone.
+        let amended = start();
+        let lost = amended.amend_layout(LayoutUpdate {
+            placed: vec![
+                (key("b"), placed("n3", &[]), None),
+                (key("c"), Placement::default(), Some(unschedulable.clone())),
+            ],
+            removed: vec![key("a"), key("e")],
+            owners: vec![("a".into(), Some(key("d"))), ("e".into(), None)],
+            blocked: vec![(key("d"), None), (key("a"), Some(conflict("d")))],
+            gone: vec![key("e")],
+            changes: HashMap::from([(key("b"), moved.clone())]),
+        });
+        let whole = start();
+        let expected = whole.install_layout(
+            HashMap::from([
+                (key("b"), placed("n3", &[])),
+                (key("c"), Placement::default()),
+            ]),
+            HashMap::from([(key("c"), unschedulable)]),
+            HashMap::from([
+                ("a".to_string(), key("d")),
+                ("b".to_string(), key("b")),
+                ("c".to_string(), key("c")),
+            ]),
+            HashMap::from([(key("a"), conflict("d"))]),
+            HashMap::new(),
+            HashMap::from([(key("b"), moved)]),
+        );
+        assert_eq!(lost, expected);
+        assert_eq!(lost, HashSet::from(["n1".into(), "n2".into(), "n3".into()]));
+        for f in [&amended, &whole] {
+            for n in ["a", "b", "c", "d", "e"] {
+                assert_eq!(f.placement(&key(n)), whole.placement(&key(n)), "{n}");
+                assert_eq!(f.unplaced(&key(n)), whole.unplaced(&key(n)), "{n}");
+                assert_eq!(f.blocked(&key(n)), whole.blocked(&key(n)), "{n}");
+                assert_eq!(f.owner_of(n), whole.owner_of(n), "{n}");
+                assert_eq!(
+                    f.layout_to_record(&key(n), None),
+                    whole.layout_to_record(&key(n), None),
+                    "{n}"
+                );
+            }
+            for h in ["n1", "n2", "n3"] {
+                assert_eq!(f.assigned(h), whole.assigned(h), "{h}");
+                assert_eq!(f.assigned_counts(h), whole.assigned_counts(h), "{h}");
+            }
+        }
+    }
+
+    #[test]
     fn changed_layouts_wait_until_the_status_shows_them() {
         let fleet = Fleet::default();
         let layout = |h: &str| StreamLayout {
