@@ -258,7 +258,7 @@ fn entry(
     classes: &mut Vec<Class>,
     class_ids: &mut HashMap<ClassKey, usize>,
     nodes: &[NodeView],
-    view: StreamView,
+    mut view: StreamView,
     work: Work,
     placement: Placement,
 ) -> Entry {
@@ -270,11 +270,25 @@ fn entry(
         view.required_zones.clone(),
         view.preferred_zones.clone(),
     );
-    let class = *class_ids.entry(key).or_insert_with(|| {
-        let nodes: Vec<Node> = nodes.iter().map(Node::new).collect();
-        classes.push(Class::new(&nodes, &view));
-        classes.len() - 1
-    });
+    let class = match class_ids.get_key_value(&key) {
+        // The view is kept until the stream changes: it shares its class's maps (equal by
+        // definition) rather than holding its own copies, 100,000 times over.
+        Some(((ns, labels, required, preferred, required_zones, preferred_zones), &id)) => {
+            view.namespace = ns.clone();
+            view.labels = labels.clone();
+            view.required_node_labels = required.clone();
+            view.preferred_node_labels = preferred.clone();
+            view.required_zones = required_zones.clone();
+            view.preferred_zones = preferred_zones.clone();
+            id
+        }
+        None => {
+            let nodes: Vec<Node> = nodes.iter().map(Node::new).collect();
+            classes.push(Class::new(&nodes, &view));
+            class_ids.insert(key, classes.len() - 1);
+            classes.len() - 1
+        }
+    };
     Entry {
         hash: fnv(view.key.as_bytes()),
         view,
