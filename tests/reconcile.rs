@@ -1821,7 +1821,10 @@ async fn a_stream_change_lays_out_that_stream_alone() {
         .await
         .unwrap();
     wait_stream(&ns, "dup", "a layout for the freed name", |s| {
-        s.status.as_ref().and_then(|st| st.layout.as_ref()).is_some()
+        s.status
+            .as_ref()
+            .and_then(|st| st.layout.as_ref())
+            .is_some()
     })
     .await;
     eventually(WAIT, "a node runs i3 for dup", || async {
@@ -1833,6 +1836,10 @@ async fn a_stream_change_lays_out_that_stream_alone() {
     .await;
     let (full, now) = counts();
     assert_eq!(full, settled.0, "no full run for a name handed over");
-    assert!(now - laid_out <= 2, "dup alone was laid out: {}", now - laid_out);
+    assert!(
+        now - laid_out <= 2,
+        "dup alone was laid out: {}",
+        now - laid_out
+    );
     op.stop().await;
 }

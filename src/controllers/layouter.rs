@@ -286,7 +286,13 @@ fn run_incremental(
         placed: result
             .placements
             .iter()
-            .map(|(k, p)| (Key::from_layout(k), p.clone(), result.unplaced.get(k).cloned()))
+            .map(|(k, p)| {
+                (
+                    Key::from_layout(k),
+                    p.clone(),
+                    result.unplaced.get(k).cloned(),
+                )
+            })
             .collect(),
         removed: delta.removed.iter().map(Key::from_layout).collect(),
         owners: delta.owners,

@@ -590,7 +590,10 @@ mod tests {
             disabled: false,
             dvr: 0,
         };
-        let (old, young) = (ObjectKey::new("cams", "old"), ObjectKey::new("cams", "young"));
+        let (old, young) = (
+            ObjectKey::new("cams", "old"),
+            ObjectKey::new("cams", "young"),
+        );
         store.apply(&old, &save(2));
         store.apply(&young, &save(1));
         let (_, mut tracked) = store.world();
@@ -606,7 +609,7 @@ mod tests {
         let delta = tracked.apply([old.clone(), old.clone()], lookup, |_, _| None);
         assert_eq!(delta.changed, 1);
         assert_eq!(delta.removed, [old.as_arc().clone()]);
-        assert_eq!(delta.gone, [old.clone()]);
+        assert_eq!(delta.gone, std::slice::from_ref(&old));
         assert_eq!(delta.owners, [("dup".to_string(), Some(young.clone()))]);
         assert_eq!(delta.blocked, [(young.clone(), None)]);
         let keys: Vec<&str> = delta.upserts.iter().map(|v| &*v.key).collect();

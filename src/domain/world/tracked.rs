@@ -129,8 +129,11 @@ impl Tracked {
         stores: &Stores,
         touched: impl IntoIterator<Item = ObjectKey>,
     ) -> Delta {
-        let stream =
-            |k: &ObjectKey| stores.streams.get(&ObjectRef::new(k.name()).within(k.namespace()));
+        let stream = |k: &ObjectKey| {
+            stores
+                .streams
+                .get(&ObjectRef::new(k.name()).within(k.namespace()))
+        };
         self.apply(touched, stream, preset_in(stores))
     }
 
@@ -254,12 +257,7 @@ impl Tracked {
         let mut holders: Vec<ObjectKey> = self.owners.remove(&name).into_iter().collect();
         holders.extend(self.younger.remove(&name).unwrap_or_default());
         let members = &self.members;
-        holders.sort_by(|a, b| {
-            members[a]
-                .age
-                .cmp(&members[b].age)
-                .then_with(|| a.cmp(b))
-        });
+        holders.sort_by(|a, b| members[a].age.cmp(&members[b].age).then_with(|| a.cmp(b)));
         holders.dedup();
         let owner = holders.first().cloned();
         if owner != before {
