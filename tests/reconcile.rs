@@ -1810,3 +1810,85 @@ async fn past_the_list_budget_nodes_are_probed_every_resync_and_listed_less_ofte
     .await;
     op.stop().await;
 }
+
+/// A counter of the operator's `/metrics`.
+fn counter(op: &Operator, series: &str) -> u64 {
+    let m = op.ctx.metrics.encode();
+    let prefix = format!("{series} ");
+    m.lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("/metrics lacks {series}:\n{m}"))
+}
+
+/// Issue 21: once the fleet is laid out, a Stream change lays out that stream alone (the
+/// layouter's count of streams laid out, not a clock), and a younger Stream takes over a
+/// Watcher name its older holder frees, all without a full run.
+#[tokio::test]
+async fn a_stream_change_lays_out_that_stream_alone() {
+    let (ns, sim) = fleet("rc-incremental", 2).await;
+    let op = Operator::start(&ns);
+    const N: usize = 40;
+    for i in 0..N {
+        stream(&ns, &format!("i{i}"), json!({})).await;
+    }
+    converged(&ns, &sim, N).await;
+    let counts = || {
+        (
+            counter(&op, "panoptes_layout_full_runs_total"),
+            counter(&op, "panoptes_layout_streams_total"),
+        )
+    };
+    let settled = eventually(WAIT, "the layouter is idle", || async {
+        let before = counts();
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        (counts() == before).then_some(before)
+    })
+    .await;
+    assert!(settled.0 >= 1 && settled.1 >= N as u64, "{settled:?}");
+    stream(
+        &ns,
+        "i7",
+        json!({ "dvr": { "root": "/dvr", "redundancy_factor": 1 } }),
+    )
+    .await;
+    eventually(WAIT, "i7 gets a DVR backup", || async {
+        (layouts(&ns).await.get("i7")?.len() == 2).then_some(())
+    })
+    .await;
+    let (full, laid_out) = counts();
+    assert_eq!(full, settled.0, "no full run for a Stream change");
+    assert_eq!(laid_out - settled.1, 1, "only i7 was laid out");
+
+    stream(&ns, "dup", json!({ "name": "i3" })).await;
+    wait_stream(&ns, "dup", "NameConflict", |s| {
+        cond(s, "Ready") == Some(("False".into(), "NameConflict".into()))
+    })
+    .await;
+    ns.api::<Stream>()
+        .delete("i3", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_stream(&ns, "dup", "a layout for the freed name", |s| {
+        s.status
+            .as_ref()
+            .and_then(|st| st.layout.as_ref())
+            .is_some()
+    })
+    .await;
+    eventually(WAIT, "a node runs i3 for dup", || async {
+        holdings(&sim)
+            .values()
+            .any(|names| names.contains("i3"))
+            .then_some(())
+    })
+    .await;
+    let (full, now) = counts();
+    assert_eq!(full, settled.0, "no full run for a name handed over");
+    assert!(
+        now - laid_out <= 2,
+        "dup alone was laid out: {}",
+        now - laid_out
+    );
+    op.stop().await;
+}

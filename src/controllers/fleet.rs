@@ -100,6 +100,28 @@ impl Inner {
     }
 }
 
+/// An incremental layout run's outcome for [`Fleet::amend_layout`]: only what changed.
+#[derive(Debug, Default)]
+pub struct LayoutUpdate {
+    /// Streams laid out again: the placement, and why it falls short if it does.
+    pub placed: Vec<(Key, Placement, Option<Unplaced>)>,
+    /// Streams that left the layout.
+    pub removed: Vec<Key>,
+    /// Watcher names whose owner changed (`None`: nobody holds it now).
+    pub owners: Vec<(String, Option<Key>)>,
+    /// Streams whose block changed (`None`: not blocked now).
+    pub blocked: Vec<(Key, Option<Blocked>)>,
+    /// Streams gone from the store.
+    pub gone: Vec<Key>,
+    /// The changed layouts, to be recorded in status.
+    pub changes: HashMap<Key, StreamLayout>,
+}
+
+/// The nodes a placement holds a stream on.
+fn hosts(p: &Placement) -> impl Iterator<Item = &Arc<str>> {
+    p.ingest.iter().chain(p.dvr_backups.iter())
+}
+
 /// Shared in-memory fleet state.
 pub struct Fleet {
     inner: RwLock<Inner>,
@@ -283,6 +305,71 @@ impl Fleet {
         inner.streamers = streamers;
         inner.laid_out = true;
         changed
+    }
+
+    /// Installs an incremental layout run's outcome: like [`Fleet::install_layout`] for the
+    /// streams `update` names, everything else as it is (a run over a few changed streams
+    /// costs what they do, not what 100,000 placements do). Returns the hostnames that lost
+    /// streams.
+    pub fn amend_layout(&self, update: LayoutUpdate) -> HashSet<String> {
+        let mut guard = self.write();
+        let inner = &mut *guard;
+        let mut lost: HashSet<String> = HashSet::new();
+        let placed = update.placed.into_iter().map(|(k, p, u)| (k, Some((p, u))));
+        let removed = update.removed.into_iter().map(|k| (k, None));
+        for (key, now) in placed.chain(removed) {
+            let old = inner.placements.remove(&key);
+            inner.unplaced.remove(&key);
+            let (now, short) = now.map_or((None, None), |(p, u)| (Some(p), u));
+            // As in `install_layout`: a node that no longer holds the stream lost it, unless
+            // the stream waits for that node (domain::moves).
+            let wanted = Wanted::from_layout(now.as_ref(), short.is_some());
+            for h in old.iter().flat_map(hosts) {
+                if now.as_ref().is_some_and(|p| hosts(p).any(|n| n == h)) {
+                    continue;
+                }
+                if let Some(keys) = inner.by_node.get_mut(h) {
+                    keys.remove(&key);
+                    if keys.is_empty() {
+                        inner.by_node.remove(h);
+                    }
+                }
+                if !wanted.keeps(h) {
+                    lost.insert(h.to_string());
+                }
+            }
+            if let Some(p) = now {
+                for h in hosts(&p) {
+                    inner
+                        .by_node
+                        .entry(h.clone())
+                        .or_default()
+                        .insert(key.clone());
+                }
+                inner.placements.insert(key.clone(), p);
+            }
+            if let Some(u) = short {
+                inner.unplaced.insert(key, u);
+            }
+        }
+        for (name, owner) in update.owners {
+            match owner {
+                Some(k) => inner.names.insert(name, k),
+                None => inner.names.remove(&name),
+            };
+        }
+        for (key, blocked) in update.blocked {
+            match blocked {
+                Some(b) => inner.blocked.insert(key, b),
+                None => inner.blocked.remove(&key),
+            };
+        }
+        // Streams that are gone have nothing left to record.
+        for key in &update.gone {
+            inner.unrecorded.remove(key);
+        }
+        inner.unrecorded.extend(update.changes);
+        lost
     }
 
     /// The layout to record in `key`'s status, given what the status shows: the layouter's
@@ -614,6 +701,89 @@ mod tests {
         let changed = install(HashMap::new(), HashMap::new());
         assert_eq!(changed, HashSet::from(["n1".into()]), "gone");
         assert!(!fleet.keeps(&key("pinned"), "n1"));
+    }
+
+    #[test]
+    fn an_amended_layout_equals_the_same_layout_installed_whole() {
+        let unschedulable = Unplaced {
+            shortfall: crate::layout::Shortfall::Unschedulable,
+            unserved_zones: vec![],
+            decisions: vec![],
+        };
+        let conflict = |n: &str| Blocked::NameConflict(key(n));
+        let names = |l: &[&str]| -> HashMap<String, Key> {
+            l.iter().map(|n| (n.to_string(), key(n))).collect()
+        };
+        let start = || {
+            let fleet = Fleet::default();
+            fleet.install_layout(
+                HashMap::from([
+                    (key("a"), placed("n1", &["n2"])),
+                    (key("b"), placed("n1", &[])),
+                    (key("c"), placed("n2", &[])),
+                    (key("e"), placed("n3", &[])),
+                ]),
+                HashMap::new(),
+                names(&["a", "b", "c", "e"]),
+                HashMap::from([(key("d"), conflict("a"))]),
+                HashMap::new(),
+                HashMap::new(),
+            );
+            fleet
+        };
+        let moved = StreamLayout {
+            ingest: Some("n3".into()),
+            ..StreamLayout::default()
+        };
+        // b moves to n3, c waits for its node (n2 keeps it), a leaves (d, now the older
+        // holder of its name, is being deleted), e is gone.
+        let amended = start();
+        let lost = amended.amend_layout(LayoutUpdate {
+            placed: vec![
+                (key("b"), placed("n3", &[]), None),
+                (key("c"), Placement::default(), Some(unschedulable.clone())),
+            ],
+            removed: vec![key("a"), key("e")],
+            owners: vec![("a".into(), Some(key("d"))), ("e".into(), None)],
+            blocked: vec![(key("d"), None), (key("a"), Some(conflict("d")))],
+            gone: vec![key("e")],
+            changes: HashMap::from([(key("b"), moved.clone())]),
+        });
+        let whole = start();
+        let expected = whole.install_layout(
+            HashMap::from([
+                (key("b"), placed("n3", &[])),
+                (key("c"), Placement::default()),
+            ]),
+            HashMap::from([(key("c"), unschedulable)]),
+            HashMap::from([
+                ("a".to_string(), key("d")),
+                ("b".to_string(), key("b")),
+                ("c".to_string(), key("c")),
+            ]),
+            HashMap::from([(key("a"), conflict("d"))]),
+            HashMap::new(),
+            HashMap::from([(key("b"), moved)]),
+        );
+        assert_eq!(lost, expected);
+        assert_eq!(lost, HashSet::from(["n1".into(), "n2".into(), "n3".into()]));
+        for f in [&amended, &whole] {
+            for n in ["a", "b", "c", "d", "e"] {
+                assert_eq!(f.placement(&key(n)), whole.placement(&key(n)), "{n}");
+                assert_eq!(f.unplaced(&key(n)), whole.unplaced(&key(n)), "{n}");
+                assert_eq!(f.blocked(&key(n)), whole.blocked(&key(n)), "{n}");
+                assert_eq!(f.owner_of(n), whole.owner_of(n), "{n}");
+                assert_eq!(
+                    f.layout_to_record(&key(n), None),
+                    whole.layout_to_record(&key(n), None),
+                    "{n}"
+                );
+            }
+            for h in ["n1", "n2", "n3"] {
+                assert_eq!(f.assigned(h), whole.assigned(h), "{h}");
+                assert_eq!(f.assigned_counts(h), whole.assigned_counts(h), "{h}");
+            }
+        }
     }
 
     #[test]

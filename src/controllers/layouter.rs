@@ -3,6 +3,11 @@
 //! [`World`] (built exactly as the facade's previews build it) and installs the result in the shared [`Fleet`](super::fleet::Fleet): the Stream
 //! controller pushes from there at once and records each changed layout with the rest of the
 //! stream's status in one write. The layouter itself writes nothing.
+//!
+//! Only the first run and those after a node, its health, a Preset or a Zone changed build the
+//! whole world; a run after Stream changes (the Streams' watch journals which) applies them to
+//! the [`Tracked`] streams and the [`Incremental`] layout kept from the last run, at a cost
+//! that grows with the change, not with the fleet, and the same result.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
@@ -14,17 +19,27 @@ use futures::FutureExt;
 use kube::{Resource, ResourceExt};
 
 use super::Context;
+use super::fleet::LayoutUpdate;
 use super::kit;
 use super::refs::Key;
 use crate::domain::adoption;
 use crate::domain::health::node_placeable;
-use crate::domain::world::World;
-use crate::layout::{Placement, Unplaced};
+use crate::domain::world::{self, Tracked, World};
+use crate::layout::{Incremental, Placement, Unplaced};
 
 /// How often the inputs are checked for changes.
 const POLL: Duration = Duration::from_millis(250);
 /// The first run waits this long at most for every node's first probe.
 const FIRST_PROBE_WAIT: Duration = Duration::from_secs(15);
+
+/// What the layouter keeps between runs, so a run after Stream changes assembles and lays
+/// out those streams alone (issue 21: a full run over 100,000 streams takes seconds).
+struct Kept {
+    /// [`inputs`] when the world was built: a change of them needs a full run.
+    inputs: u64,
+    streams: Tracked,
+    layout: Incremental,
+}
 
 /// Runs until `shutdown` resolves.
 pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 'static) {
@@ -34,16 +49,13 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
     }
     wait_first_probes(&ctx, shutdown.clone()).await;
     tracing::info!("layouter started");
-    let mut last: Option<u64> = None;
+    let mut kept: Option<Kept> = None;
     loop {
-        let fp = fingerprint(&ctx);
-        if last != Some(fp) {
-            last = Some(fp);
-            let started = tokio::time::Instant::now();
-            run_once(&ctx);
+        let started = tokio::time::Instant::now();
+        if step(&ctx, &mut kept) {
             // At most half of a core: during a bulk apply the inputs change every few
-            // milliseconds, and a run over 10,000 streams takes 50-200 ms that the pushes, the
-            // facade and (on a small machine) the API server need too.
+            // milliseconds, and a full run over 10,000 streams takes 50-200 ms that the
+            // pushes, the facade and (on a small machine) the API server need too.
             tokio::time::sleep(started.elapsed()).await;
         }
         tokio::select! {
@@ -56,6 +68,27 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         }
     }
     tracing::info!("layouter stopped");
+}
+
+/// One look at the inputs: a full run first and whenever anything but Streams changed (or
+/// the journal of Stream changes lost track), else a run over the Streams that changed.
+/// Returns whether it ran.
+fn step(ctx: &Arc<Context>, kept: &mut Option<Kept>) -> bool {
+    let inputs = inputs(ctx);
+    // Taken before the stores are read: whatever changes after is in the next take.
+    let touched = ctx.stores.changes.layout_journal.take();
+    if let (Some(k), Some(touched)) = (kept.as_mut(), touched)
+        && k.inputs == inputs
+    {
+        if touched.is_empty() {
+            return false;
+        }
+        if let Some(ran) = run_incremental(ctx, k, touched) {
+            return ran;
+        }
+    }
+    *kept = Some(run_full(ctx, inputs));
+    true
 }
 
 /// Until every declared node was probed once (bounded), so the first run does not place
@@ -89,17 +122,11 @@ async fn wait_first_probes(ctx: &Context, shutdown: impl Future<Output = ()>) {
     tokio::select! { _ = wait => {}, _ = shutdown => {} }
 }
 
-/// A cheap digest of everything placement depends on; equal digests mean nothing to do.
-fn fingerprint(ctx: &Context) -> u64 {
+/// A cheap digest of what placement depends on besides Streams (nodes, their health,
+/// Presets, Zones: a few thousand objects at most); equal digests mean only Streams may have
+/// changed since the last run.
+fn inputs(ctx: &Context) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    for s in ctx.stores.streams.state() {
-        (
-            s.uid(),
-            s.meta().generation,
-            s.meta().deletion_timestamp.is_some(),
-        )
-            .hash(&mut h);
-    }
     for s in ctx.stores.streamers.state() {
         (s.uid(), s.meta().generation).hash(&mut h);
         node_placeable(ctx.live.node(&s.spec.hostname).as_deref()).hash(&mut h);
@@ -127,18 +154,27 @@ fn previous(ctx: &Context, world: &mut World) -> BTreeMap<Arc<str>, Placement> {
         .collect()
 }
 
-fn run_once(ctx: &Arc<Context>) {
+/// A run over the whole world, kept for the Stream changes that follow.
+fn run_full(ctx: &Arc<Context>, inputs: u64) -> Kept {
     let started = std::time::Instant::now();
-    let mut world = World::build(&ctx.stores, &ctx.live, None);
+    let (mut world, streams) = World::build_tracked(&ctx.stores, &ctx.live);
     forget_removed_nodes(ctx, &world.streamers);
     let mut previous = previous(ctx, &mut world);
-    let running = running_copies(ctx, &world, &previous);
+    let unplaced_yet = world
+        .names
+        .iter()
+        .filter(|(_, key)| !previous.contains_key(key.as_arc()))
+        .map(|(name, key)| (name.as_str(), key));
+    let running = running_copies(ctx, unplaced_yet);
     let seeded = adoption::seed(&mut previous, running);
     let computing = std::time::Instant::now();
     let mut result = world.layout(&previous);
     adoption::record(&mut result, &seeded, chrono::Utc::now().timestamp_millis());
+    let layout = Incremental::kept(&world.snapshot, &result);
     let m = &ctx.controller_metrics;
     m.layout_runs.inc();
+    m.layout_full_runs.inc();
+    m.layout_streams.inc_by(world.snapshot.streams.len() as u64);
     m.layout_seconds.observe(computing.elapsed().as_secs_f64());
     m.streams_unplaced.set(result.unplaced.len() as i64);
     let placements: HashMap<Key, Placement> = result
@@ -181,12 +217,7 @@ fn run_once(ctx: &Arc<Context>) {
             .map(|(k, l)| (Key::from_layout(&k), l))
             .collect(),
     );
-    for k in &touched {
-        ctx.fleet.touch_stream(k);
-    }
-    for h in &nodes_changed {
-        ctx.fleet.touch_node(h);
-    }
+    notify(ctx, &touched, &nodes_changed);
     if changed > 0 {
         tracing::info!(
             changed,
@@ -197,19 +228,115 @@ fn run_once(ctx: &Arc<Context>) {
             "layout changed"
         );
     }
+    Kept {
+        inputs,
+        streams,
+        layout,
+    }
 }
 
-/// Streams with no placement yet and the nodes already running a copy they may keep: their
-/// own (managed) copies, and foreign copies of Streams that opt in to adoption.
-fn running_copies(
-    ctx: &Context,
-    world: &World,
-    previous: &BTreeMap<Arc<str>, Placement>,
-) -> Vec<(Arc<str>, Vec<String>)> {
-    world
-        .names
+/// A run over the Streams `touched` names (namespace, name) alone: what changed for the
+/// world, laid out from the kept placements. `Some(ran)`, or `None` when it needs a full run
+/// instead: a new stream already runs on a node and starts from there (`domain::adoption`),
+/// which a full run decides with every other placement.
+fn run_incremental(
+    ctx: &Arc<Context>,
+    kept: &mut Kept,
+    touched: Vec<(String, String)>,
+) -> Option<bool> {
+    let started = std::time::Instant::now();
+    let keys = touched.iter().map(|(ns, name)| Key::new(ns, name));
+    let delta = kept.streams.update(&ctx.stores, keys);
+    if delta.is_empty() {
+        return Some(false);
+    }
+    let new: Vec<(&str, Key)> = delta
+        .upserts
         .iter()
-        .filter(|(_, key)| !previous.contains_key(key.as_arc()))
+        .filter(|v| !kept.layout.contains(&v.key))
+        .filter_map(|v| {
+            let key = Key::from_layout(&v.key);
+            Some((kept.streams.name_of(&key)?, key))
+        })
+        .collect();
+    if !running_copies(ctx, new.iter().map(|(n, k)| (*n, k))).is_empty() {
+        return None;
+    }
+    let computing = std::time::Instant::now();
+    let result = kept
+        .layout
+        .update(delta.upserts, &delta.removed, &world::options());
+    let m = &ctx.controller_metrics;
+    m.layout_runs.inc();
+    m.layout_streams.inc_by(result.placements.len() as u64);
+    m.layout_seconds.observe(computing.elapsed().as_secs_f64());
+    m.streams_unplaced.set(kept.layout.unplaced() as i64);
+    // As in a full run: a changed unplaced verdict, block or layout needs the stream's status.
+    let mut touched: HashSet<Key> = result
+        .unplaced
+        .iter()
+        .map(|(k, u)| (Key::from_layout(k), u))
+        .filter(|(k, u)| ctx.fleet.unplaced(k).as_ref() != Some(*u))
+        .map(|(k, _)| k)
+        .collect();
+    touched.extend(delta.blocked.iter().map(|(k, _)| k.clone()));
+    touched.extend(result.changes.keys().map(Key::from_layout));
+    let changed = result.changes.len();
+    let update = LayoutUpdate {
+        placed: result
+            .placements
+            .iter()
+            .map(|(k, p)| {
+                (
+                    Key::from_layout(k),
+                    p.clone(),
+                    result.unplaced.get(k).cloned(),
+                )
+            })
+            .collect(),
+        removed: delta.removed.iter().map(Key::from_layout).collect(),
+        owners: delta.owners,
+        blocked: delta.blocked,
+        gone: delta.gone,
+        changes: result
+            .changes
+            .into_iter()
+            .map(|(k, l)| (Key::from_layout(&k), l))
+            .collect(),
+    };
+    let nodes_changed = ctx.fleet.amend_layout(update);
+    notify(ctx, &touched, &nodes_changed);
+    if changed > 0 {
+        tracing::debug!(
+            changed,
+            considered = result.placements.len(),
+            streams = kept.layout.len(),
+            unplaced = kept.layout.unplaced(),
+            took_ms = started.elapsed().as_millis() as u64,
+            "layout changed"
+        );
+    }
+    Some(true)
+}
+
+/// Has the Stream controller look at `streams` and the Streamer controller at `nodes`.
+fn notify(ctx: &Context, streams: &HashSet<Key>, nodes: &HashSet<String>) {
+    for k in streams {
+        ctx.fleet.touch_stream(k);
+    }
+    for h in nodes {
+        ctx.fleet.touch_node(h);
+    }
+}
+
+/// Of `candidates` (Watcher name, Stream) with no placement yet, those a node already runs a
+/// copy of they may keep, with those nodes: their own (managed) copies, and foreign copies
+/// of Streams that opt in to adoption.
+fn running_copies<'a>(
+    ctx: &Context,
+    candidates: impl Iterator<Item = (&'a str, &'a Key)>,
+) -> Vec<(Arc<str>, Vec<String>)> {
+    candidates
         .filter_map(|(name, key)| {
             let copies = ctx.fleet.configured_on(name);
             if copies.is_empty() {

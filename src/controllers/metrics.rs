@@ -50,6 +50,11 @@ pub(crate) struct ControllerMetrics {
     pub(crate) layout_runs: Counter,
     /// Duration of one layouter computation, seconds.
     pub(crate) layout_seconds: Histogram,
+    /// Layouter runs over every stream (the first, and each after a node, Preset or Zone
+    /// changed); the others lay out only the streams that changed.
+    pub(crate) layout_full_runs: Counter,
+    /// Streams the layouter laid out, summed over runs: what its work grows with.
+    pub(crate) layout_streams: Counter,
     /// Enabled streams without a full placement.
     pub(crate) streams_unplaced: Gauge,
     /// Streams pushed to a node (writes, not no-op checks).
@@ -79,6 +84,8 @@ impl Default for ControllerMetrics {
             status_writes: Family::default(),
             layout_runs: Counter::default(),
             layout_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
+            layout_full_runs: Counter::default(),
+            layout_streams: Counter::default(),
             streams_unplaced: Gauge::default(),
             stream_pushes: Family::default(),
             stream_removals: Family::default(),
@@ -121,6 +128,16 @@ impl ControllerMetrics {
             "layout_duration_seconds",
             "Time to compute one layout",
             self.layout_seconds.clone(),
+        );
+        r.register(
+            "layout_full_runs",
+            "Layouter runs over every stream (the others lay out only the changed ones)",
+            self.layout_full_runs.clone(),
+        );
+        r.register(
+            "layout_streams",
+            "Streams laid out, summed over layouter runs",
+            self.layout_streams.clone(),
         );
         r.register(
             "streams_unplaced",

@@ -16,6 +16,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 
@@ -26,6 +27,10 @@ use super::tenancy::{hostname_owners, owns_hostname};
 use crate::layout::{self, LayoutOptions, LayoutResult, NodeView, Placement, Snapshot, StreamView};
 use crate::resources::{Preset, Stream, StreamSpec, Streamer, StreamerSpec, Zone};
 use crate::state::{LiveStats, Stores};
+
+mod tracked;
+
+pub use tracked::{Delta, Tracked};
 
 /// Why a stream is not placed although it is declared.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,28 +77,69 @@ pub struct World {
 impl World {
     /// The world of the stores and this replica's live stats, with `edit` applied.
     pub fn build(stores: &Stores, live: &LiveStats, edit: Option<Edit<'_>>) -> Self {
-        let preset = |ns: &str, name: &str| stores.presets.get(&ObjectRef::new(name).within(ns));
+        Self::build_with(stores, live, edit, false).0
+    }
+
+    /// [`World::build`] (with no edit), and the [`Tracked`] streams that let the next runs
+    /// apply Stream changes without building it again.
+    pub fn build_tracked(stores: &Stores, live: &LiveStats) -> (Self, Tracked) {
+        let (world, tracked) = Self::build_with(stores, live, None, true);
+        (world, tracked.unwrap_or_default())
+    }
+
+    fn build_with(
+        stores: &Stores,
+        live: &LiveStats,
+        edit: Option<Edit<'_>>,
+        track: bool,
+    ) -> (Self, Option<Tracked>) {
         let placeable = |hostname: &str| node_placeable(live.node(hostname).as_deref());
-        Self::assemble(
+        Self::assemble_with(
             stores.streams.state(),
-            preset,
+            preset_in(stores),
             &stores.streamers.state(),
             &stores.zones.state(),
             placeable,
             edit,
+            track,
         )
     }
 
     /// The world of these objects (pure, for tests): `preset` looks a Preset up by namespace
     /// and name, `placeable` says whether a hostname may take streams.
     pub fn assemble(
-        mut streams: Vec<Arc<Stream>>,
+        streams: Vec<Arc<Stream>>,
         preset: impl Fn(&str, &str) -> Option<Arc<Preset>>,
         streamers: &[Arc<Streamer>],
         zones: &[Arc<Zone>],
         placeable: impl Fn(&str) -> bool,
         edit: Option<Edit<'_>>,
     ) -> Self {
+        Self::assemble_with(streams, preset, streamers, zones, placeable, edit, false).0
+    }
+
+    /// [`World::assemble`] (with no edit) and its [`Tracked`] streams (pure, for tests).
+    pub fn assemble_tracked(
+        streams: Vec<Arc<Stream>>,
+        preset: impl Fn(&str, &str) -> Option<Arc<Preset>>,
+        streamers: &[Arc<Streamer>],
+        zones: &[Arc<Zone>],
+        placeable: impl Fn(&str) -> bool,
+    ) -> (Self, Tracked) {
+        let (world, tracked) =
+            Self::assemble_with(streams, preset, streamers, zones, placeable, None, true);
+        (world, tracked.unwrap_or_default())
+    }
+
+    fn assemble_with(
+        mut streams: Vec<Arc<Stream>>,
+        preset: impl Fn(&str, &str) -> Option<Arc<Preset>>,
+        streamers: &[Arc<Streamer>],
+        zones: &[Arc<Zone>],
+        placeable: impl Fn(&str) -> bool,
+        edit: Option<Edit<'_>>,
+        track: bool,
+    ) -> (Self, Option<Tracked>) {
         // A zone being deleted still counts: it is gone once the API server says so.
         let dedicated: HashSet<(&str, &str)> = zones
             .iter()
@@ -112,16 +158,9 @@ impl World {
             .collect();
         // Oldest first, so the first holder of a Watcher name keeps it (a Stream not created
         // yet is the youngest).
-        keyed.sort_by(|(ka, a), (kb, b)| {
-            let age = |s: &Stream| {
-                (
-                    s.meta().creation_timestamp.is_none(),
-                    s.meta().creation_timestamp.clone(),
-                )
-            };
-            age(a).cmp(&age(b)).then_with(|| ka.cmp(kb))
-        });
+        keyed.sort_by(|(ka, a), (kb, b)| age(a).cmp(&age(b)).then_with(|| ka.cmp(kb)));
         let mut world = World::default();
+        let mut tracked = track.then(Tracked::default);
         for (key, s) in &keyed {
             if let Some(layout) = s.status.as_ref().and_then(|st| st.layout.as_ref()) {
                 world
@@ -129,28 +168,30 @@ impl World {
                     .insert(key.as_arc().clone(), Placement::from(layout));
             }
             let name = s.watcher_name().to_string();
-            if let Some(owner) = world.names.get(&name) {
-                world
-                    .blocked
-                    .insert(key.clone(), Blocked::NameConflict(owner.clone()));
-                continue;
-            }
-            world.names.insert(name, key.clone());
-            if s.meta().deletion_timestamp.is_some() {
-                continue;
-            }
-            let preset = match &s.spec.preset_ref {
-                None => None,
-                Some(p) => match preset(key.namespace(), p) {
-                    Some(p) => Some(p),
-                    // Not pushed until its preset exists (the Stream says why).
-                    None => continue,
-                },
+            let placed = match world.names.get(&name) {
+                Some(owner) => {
+                    world
+                        .blocked
+                        .insert(key.clone(), Blocked::NameConflict(owner.clone()));
+                    false
+                }
+                None => {
+                    world.names.insert(name.clone(), key.clone());
+                    match view_of(key, s, &preset) {
+                        Some(view) => {
+                            world.snapshot.streams.push(view);
+                            true
+                        }
+                        None => false,
+                    }
+                }
             };
-            let mut view = StreamView::from_spec(key.as_arc().clone(), key.namespace(), &s.spec);
-            view.dvr_redundancy =
-                effective::dvr_redundancy(&s.spec.config, preset.as_deref().map(|p| &p.spec));
-            world.snapshot.streams.push(view);
+            if let Some(t) = tracked.as_mut() {
+                t.track(key, s, name, placed);
+            }
+        }
+        if let Some(t) = tracked.as_mut() {
+            t.settle(&world.names, &world.blocked);
         }
         let (edited_node, new_ns) = match edit {
             Some(Edit::Node { spec, namespace }) => (Some(spec), namespace),
@@ -177,17 +218,55 @@ impl World {
             let healthy = placeable(&n.hostname);
             world.snapshot.nodes.push(node(&ns, n, healthy));
         }
-        world
+        (world, tracked)
     }
 
     /// Runs the real layouter over this world from `previous` placements.
     pub fn layout(&self, previous: &BTreeMap<Arc<str>, Placement>) -> LayoutResult {
-        let opts = LayoutOptions {
-            now_ms: chrono::Utc::now().timestamp_millis(),
-            ..LayoutOptions::default()
-        };
-        layout::layout(&self.snapshot, previous, &opts)
+        layout::layout(&self.snapshot, previous, &options())
     }
+}
+
+/// The options every layout of the world runs with (full or [`crate::layout::Incremental`]).
+pub fn options() -> LayoutOptions {
+    LayoutOptions {
+        now_ms: chrono::Utc::now().timestamp_millis(),
+        ..LayoutOptions::default()
+    }
+}
+
+/// Looks a Preset up in the stores by namespace and name.
+fn preset_in(stores: &Stores) -> impl Fn(&str, &str) -> Option<Arc<Preset>> + '_ {
+    |ns: &str, name: &str| stores.presets.get(&ObjectRef::new(name).within(ns))
+}
+
+/// When a Stream was created, ordered oldest first; a Stream not created yet is the youngest.
+type Age = (bool, Option<Time>);
+
+fn age(s: &Stream) -> Age {
+    let created = &s.meta().creation_timestamp;
+    (created.is_none(), created.clone())
+}
+
+/// The layouter's view of Stream `s` (key `key`), `None` when it takes no room: it is being
+/// deleted, or its preset does not exist yet (the Stream's status says why). Name conflicts
+/// are the caller's.
+fn view_of(
+    key: &ObjectKey,
+    s: &Stream,
+    preset: impl Fn(&str, &str) -> Option<Arc<Preset>>,
+) -> Option<StreamView> {
+    if s.meta().deletion_timestamp.is_some() {
+        return None;
+    }
+    let preset = match &s.spec.preset_ref {
+        None => None,
+        Some(p) => Some(preset(key.namespace(), p)?),
+    };
+    let mut view = StreamView::from_spec(key.as_arc().clone(), key.namespace(), &s.spec);
+    view.dvr_redundancy =
+        effective::dvr_redundancy(&s.spec.config, preset.as_deref().map(|p| &p.spec));
+    Some(view)
 }
 
 /// What a preview compares: the real layouter over the world as is and over the world with
@@ -317,6 +396,224 @@ mod tests {
                 n / 100
             );
         }
+    }
+
+    /// One change to the Streams of a store: (Stream, what happens to it).
+    #[derive(Clone, Debug)]
+    enum Op {
+        /// Created (or recreated, a new object) at `age`, or edited (keeping its age), with a
+        /// Watcher name of three (two shared), a preset (locked, missing or none), disabled
+        /// or not, and a DVR redundancy.
+        Save {
+            age: Option<i64>,
+            name: Option<&'static str>,
+            preset: Option<&'static str>,
+            disabled: bool,
+            dvr: u8,
+        },
+        /// Marked for deletion (it keeps its name and takes no room).
+        Deleting,
+        /// Gone.
+        Delete,
+    }
+
+    fn arb_op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            4 => (
+                prop::option::weighted(0.9, 0i64..4),
+                prop::option::of(prop::sample::select(vec!["dup", "twin"])),
+                prop::option::weighted(0.3, prop::sample::select(vec!["locked", "ghost"])),
+                prop::bool::weighted(0.15),
+                0u8..3,
+            )
+                .prop_map(|(age, name, preset, disabled, dvr)| Op::Save {
+                    age,
+                    name,
+                    preset,
+                    disabled,
+                    dvr,
+                }),
+            1 => Just(Op::Deleting),
+            1 => Just(Op::Delete),
+        ]
+    }
+
+    /// A store of Streams the ops change as the API server would (uid per object,
+    /// generation per spec change).
+    #[derive(Default)]
+    struct Store {
+        streams: BTreeMap<ObjectKey, Arc<Stream>>,
+        uids: u64,
+    }
+
+    impl Store {
+        fn apply(&mut self, key: &ObjectKey, op: &Op) {
+            let old = self.streams.get(key).map(|s| s.as_ref().clone());
+            match op {
+                Op::Save {
+                    age,
+                    name,
+                    preset,
+                    disabled,
+                    dvr,
+                } => {
+                    let spec = json!({"name": name, "presetRef": preset, "disabled": disabled,
+                        "dvr": {"redundancy_factor": dvr}});
+                    let mut s = match old {
+                        Some(s) => s,
+                        None => {
+                            self.uids += 1;
+                            let mut s = stream(key.name(), age.unwrap_or(0), json!({}))
+                                .as_ref()
+                                .clone();
+                            s.metadata.namespace = Some(key.namespace().into());
+                            s.metadata.uid = Some(format!("uid-{}", self.uids));
+                            if age.is_none() {
+                                s.metadata.creation_timestamp = None;
+                            }
+                            s
+                        }
+                    };
+                    s.spec = serde_json::from_value(spec).unwrap();
+                    s.metadata.generation = Some(s.metadata.generation.unwrap_or(0) + 1);
+                    self.streams.insert(key.clone(), Arc::new(s));
+                }
+                Op::Deleting => {
+                    if let Some(mut s) = old {
+                        s.metadata.deletion_timestamp = Some(Time(Timestamp::now()));
+                        self.streams.insert(key.clone(), Arc::new(s));
+                    }
+                }
+                Op::Delete => {
+                    self.streams.remove(key);
+                }
+            }
+        }
+
+        fn world(&self) -> (World, Tracked) {
+            let preset = |ns: &str, name: &str| (ns == "cams" && name == "locked").then(locked);
+            let nodes: Vec<Arc<Streamer>> = ["n1", "n2", "n3"]
+                .iter()
+                .map(|h| {
+                    let mut n = node(h).as_ref().clone();
+                    n.spec.channel_limit = Some(3);
+                    Arc::new(n)
+                })
+                .collect();
+            let streams = self.streams.values().cloned().collect();
+            World::assemble_tracked(streams, preset, &nodes, &[], |h| h != "n3")
+        }
+    }
+
+    /// Streams in two namespaces (`cams/x-1` sorts before `cams-b/x-0` as a pair, after it as
+    /// a layout key).
+    fn key_of(i: usize) -> ObjectKey {
+        let ns = if i % 3 == 2 { "cams-b" } else { "cams" };
+        ObjectKey::new(ns, &format!("x-{}", i % 4))
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config {
+            cases: 128,
+            failure_persistence: None,
+            ..Default::default()
+        })]
+
+        /// The Tracked streams and the incremental layout, run after run over random
+        /// creates, edits, deletions and renames, equal a build of the whole world and a full
+        /// layout from the previous placements: the snapshot, the Watcher-name owners (the
+        /// oldest holder keeps a name; a younger one takes it over when it goes), the blocks,
+        /// and the layout; the deltas, applied to the fleet's copies, give the same maps.
+        #[test]
+        fn tracked_streams_equal_a_build_of_the_whole_world(
+            start in proptest::collection::vec((0usize..12, arb_op()), 0..12),
+            steps in proptest::collection::vec(
+                proptest::collection::vec((0usize..12, arb_op()), 1..5),
+                1..6,
+            ),
+        ) {
+            use crate::layout::{Incremental, layout};
+            let mut store = Store::default();
+            for (i, op) in &start {
+                store.apply(&key_of(*i), op);
+            }
+            let o = |n: i64| LayoutOptions { now_ms: n, ..Default::default() };
+            let (world, mut tracked) = store.world();
+            let (mut inc, first) = Incremental::new(&world.snapshot, &BTreeMap::new(), &o(1));
+            let (mut names, mut blocked, mut placements) = (world.names, world.blocked, first.placements);
+            for (n, step) in steps.iter().enumerate() {
+                for (i, op) in step {
+                    store.apply(&key_of(*i), op);
+                }
+                let lookup = |k: &ObjectKey| store.streams.get(k).cloned();
+                let preset = |ns: &str, name: &str| (ns == "cams" && name == "locked").then(locked);
+                let touched = step.iter().map(|(i, _)| key_of(*i));
+                let delta = tracked.apply(touched, lookup, preset);
+                let (whole, _) = store.world();
+                let full = layout(&whole.snapshot, &placements, &o(10 + n as i64));
+                let r = inc.update(delta.upserts, &delta.removed, &o(10 + n as i64));
+                for (name, owner) in delta.owners {
+                    match owner {
+                        Some(k) => names.insert(name, k),
+                        None => names.remove(&name),
+                    };
+                }
+                for (k, b) in delta.blocked {
+                    match b {
+                        Some(b) => blocked.insert(k, b),
+                        None => blocked.remove(&k),
+                    };
+                }
+                let keys: std::collections::BTreeSet<Arc<str>> =
+                    whole.snapshot.streams.iter().map(|v| v.key.clone()).collect();
+                proptest::prop_assert_eq!(&tracked.placed(), &keys, "snapshot after step {}", n);
+                proptest::prop_assert_eq!(tracked.owners(), &whole.names, "owners after step {}", n);
+                proptest::prop_assert_eq!(&names, &whole.names, "owner deltas after step {}", n);
+                proptest::prop_assert_eq!(tracked.blocked(), &whole.blocked, "blocks after step {}", n);
+                proptest::prop_assert_eq!(&blocked, &whole.blocked, "block deltas after step {}", n);
+                proptest::prop_assert_eq!(&r.changes, &full.changes, "changes after step {}", n);
+                proptest::prop_assert_eq!(&r.unplaced, &full.unplaced, "unplaced after step {}", n);
+                proptest::prop_assert_eq!(&inc.placements(), &full.placements, "placements after step {}", n);
+                placements = full.placements;
+            }
+        }
+    }
+
+    #[test]
+    fn a_status_write_changes_nothing_and_a_younger_holder_takes_a_freed_name() {
+        let mut store = Store::default();
+        let save = |age| Op::Save {
+            age: Some(age),
+            name: Some("dup"),
+            preset: None,
+            disabled: false,
+            dvr: 0,
+        };
+        let (old, young) = (
+            ObjectKey::new("cams", "old"),
+            ObjectKey::new("cams", "young"),
+        );
+        store.apply(&old, &save(2));
+        store.apply(&young, &save(1));
+        let (_, mut tracked) = store.world();
+        // A status write: same generation, nothing to do.
+        let mut s = store.streams[&young].as_ref().clone();
+        s.status = Some(Default::default());
+        store.streams.insert(young.clone(), Arc::new(s));
+        let lookup = |k: &ObjectKey| store.streams.get(k).cloned();
+        let delta = tracked.apply([young.clone()], lookup, |_, _| None);
+        assert_eq!(delta, Delta::default());
+        store.apply(&old, &Op::Delete);
+        let lookup = |k: &ObjectKey| store.streams.get(k).cloned();
+        let delta = tracked.apply([old.clone(), old.clone()], lookup, |_, _| None);
+        assert_eq!(delta.changed, 1);
+        assert_eq!(delta.removed, [old.as_arc().clone()]);
+        assert_eq!(delta.gone, std::slice::from_ref(&old));
+        assert_eq!(delta.owners, [("dup".to_string(), Some(young.clone()))]);
+        assert_eq!(delta.blocked, [(young.clone(), None)]);
+        let keys: Vec<&str> = delta.upserts.iter().map(|v| &*v.key).collect();
+        assert_eq!(keys, ["cams/young"]);
     }
 
     #[test]

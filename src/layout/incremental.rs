@@ -53,6 +53,13 @@ impl Incremental {
         opts: &LayoutOptions,
     ) -> (Self, LayoutResult) {
         let result = layout(snapshot, previous, opts);
+        (Self::kept(snapshot, &result), result)
+    }
+
+    /// Keeps `result`, a full run of [`layout`] over `snapshot` (its placements may have been
+    /// amended since without moving a stream, e.g. given an ingest history: the next changes
+    /// start from those).
+    pub fn kept(snapshot: &Snapshot, result: &LayoutResult) -> Self {
         // The node list exactly as a run builds it.
         let mut views: Vec<&NodeView> = snapshot.nodes.iter().collect();
         views.sort_by(|a, b| a.hostname.cmp(&b.hostname));
@@ -104,7 +111,27 @@ impl Incremental {
             );
             me.streams.insert(s.key.clone(), entry);
         }
-        (me, result)
+        me
+    }
+
+    /// Streams kept (every stream of the snapshot, enabled or not).
+    pub fn len(&self) -> usize {
+        self.streams.len()
+    }
+
+    /// Whether no stream is kept.
+    pub fn is_empty(&self) -> bool {
+        self.streams.is_empty()
+    }
+
+    /// Whether `key` is kept (it was in the snapshot or an update since).
+    pub fn contains(&self, key: &str) -> bool {
+        self.streams.contains_key(key)
+    }
+
+    /// Enabled streams not fully placed ([`LayoutResult::unplaced`] of a full run).
+    pub fn unplaced(&self) -> usize {
+        self.short.len()
     }
 
     /// The placement of every stream, as [`LayoutResult::placements`] of a full run.
@@ -231,7 +258,7 @@ fn entry(
     classes: &mut Vec<Class>,
     class_ids: &mut HashMap<ClassKey, usize>,
     nodes: &[NodeView],
-    view: StreamView,
+    mut view: StreamView,
     work: Work,
     placement: Placement,
 ) -> Entry {
@@ -243,11 +270,25 @@ fn entry(
         view.required_zones.clone(),
         view.preferred_zones.clone(),
     );
-    let class = *class_ids.entry(key).or_insert_with(|| {
-        let nodes: Vec<Node> = nodes.iter().map(Node::new).collect();
-        classes.push(Class::new(&nodes, &view));
-        classes.len() - 1
-    });
+    let class = match class_ids.get_key_value(&key) {
+        // The view is kept until the stream changes: it shares its class's maps (equal by
+        // definition) rather than holding its own copies, 100,000 times over.
+        Some(((ns, labels, required, preferred, required_zones, preferred_zones), &id)) => {
+            view.namespace = ns.clone();
+            view.labels = labels.clone();
+            view.required_node_labels = required.clone();
+            view.preferred_node_labels = preferred.clone();
+            view.required_zones = required_zones.clone();
+            view.preferred_zones = preferred_zones.clone();
+            id
+        }
+        None => {
+            let nodes: Vec<Node> = nodes.iter().map(Node::new).collect();
+            classes.push(Class::new(&nodes, &view));
+            class_ids.insert(key, classes.len() - 1);
+            classes.len() - 1
+        }
+    };
     Entry {
         hash: fnv(view.key.as_bytes()),
         view,

@@ -357,6 +357,8 @@ pub(crate) struct StoreChanges {
     pub streams: Changes,
     /// The Streams touched, for the facade's rendered streams.
     pub stream_journal: Journal,
+    /// The Streams touched, for the layouter (a journal has one reader).
+    pub layout_journal: Journal,
     /// Presets.
     pub presets: Changes,
     /// Organizations.
@@ -430,7 +432,7 @@ pub fn start_sharded(
         streamers: reflect(
             watcher::watcher(scope.api(api()), shard.watch_config()),
             &c.streamers,
-            None,
+            &[],
             &t.streamers,
             r,
             tasks,
@@ -438,7 +440,7 @@ pub fn start_sharded(
         streams: reflect(
             watcher::watcher(scope.api(api()), shard.watch_config()),
             &c.streams,
-            Some(&c.stream_journal),
+            &[&c.stream_journal, &c.layout_journal],
             &t.streams,
             r,
             tasks,
@@ -446,7 +448,7 @@ pub fn start_sharded(
         presets: reflect(
             watcher::watcher(scope.api(api()), all()),
             &c.presets,
-            None,
+            &[],
             &t.presets,
             r,
             tasks,
@@ -454,7 +456,7 @@ pub fn start_sharded(
         organizations: reflect(
             watcher::watcher(scope.api(api()), all()),
             &c.organizations,
-            None,
+            &[],
             &t.organizations,
             r,
             tasks,
@@ -462,7 +464,7 @@ pub fn start_sharded(
         users: reflect(
             watcher::watcher(scope.api(api()), all()),
             &c.users,
-            None,
+            &[],
             &t.users,
             r,
             tasks,
@@ -470,7 +472,7 @@ pub fn start_sharded(
         zones: reflect(
             watcher::watcher(scope.api(api()), all()),
             &c.zones,
-            None,
+            &[],
             &t.zones,
             r,
             tasks,
@@ -480,7 +482,7 @@ pub fn start_sharded(
         secrets: reflect(
             watcher::watcher(scope.api::<PartialObjectMeta<Secret>>(api()), all()),
             &Changes::default(),
-            None,
+            &[],
             &t.secrets,
             r,
             tasks,
@@ -531,7 +533,7 @@ pub(crate) fn strip<K: Resource>(obj: &mut K) {
 fn reflect<K>(
     events: impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
     changes: &Changes,
-    journal: Option<&Journal>,
+    journals: &[&Journal],
     tap: &Tap<K>,
     relists: &Relists,
     tasks: &mut JoinSet<()>,
@@ -548,10 +550,10 @@ where
         // Every event, deletes and relists included, after the store applied it.
         .inspect({
             let (changes, relists) = (changes.clone(), relists.clone());
-            let journal = journal.cloned();
+            let journals: Vec<Journal> = journals.iter().map(|j| (*j).clone()).collect();
             move |event| {
-                if let (Some(j), Ok(event)) = (&journal, event) {
-                    j.note(event);
+                if let Ok(event) = event {
+                    journals.iter().for_each(|j| j.note(event));
                 }
                 if let Ok(watcher::Event::Init) = event {
                     relists.count(K::kind(&Default::default()).into_owned());
