@@ -15,8 +15,10 @@
 //! does with two replicas, a leader and a standby (leader election on, the peer channel), and
 //! reports the standby's memory and CPU beside the leader's; `PANOPTES_BENCH_STANDBY=0` runs the
 //! leader alone. `PANOPTES_BENCH_SECRETS=per-stream` gives every Stream its own camera
-//! credentials Secret, written as the facade writes one (see `scale::CameraSecrets`). `PANOPTES_BENCH_PERF=1` samples the operator with `perf` and
-//! takes a 30 s CPU profile of kube-apiserver (`target/bench/apiserver-*.pprof`, read with
+//! credentials Secret, written as the facade writes one (see `scale::CameraSecrets`).
+//!
+//! `PANOPTES_BENCH_PERF=1` samples the operator with `perf` and takes a 30 s CPU profile of
+//! kube-apiserver (`target/bench/apiserver-*.pprof`, read with
 //! `go tool pprof -top target/controlplane/bin/kube-apiserver FILE`) during each convergence.
 
 #[path = "../tests/scale/mod.rs"]
@@ -246,16 +248,11 @@ async fn convergence(
         Duration::from_secs(60),
     )
     .await;
-    let standby = match setup.standby {
-        true => Some(
-            standby(
-                &fleet,
-                &format!("operator-{streams}-standby.log"),
-                Duration::from_secs(60),
-            )
-            .await,
-        ),
-        false => None,
+    let standby = if setup.standby {
+        let log = format!("operator-{streams}-standby.log");
+        Some(standby(&fleet, &log, Duration::from_secs(60)).await)
+    } else {
+        None
     };
     let pids = operator_pids(&op, standby.as_ref());
     // Idle: caches synced and every node probed once (first probes run at start).
@@ -853,9 +850,10 @@ async fn full(
         sb.stop();
     }
     let op = repush(report, &fleet, op, &names, raw, setup).await;
-    let standby = match setup.standby {
-        true => Some(restart_standby(report, &fleet, names.len()).await),
-        false => None,
+    let standby = if setup.standby {
+        Some(restart_standby(report, &fleet, names.len()).await)
+    } else {
+        None
     };
     // Issue 21 asks for the time to roll 10,000 cameras, at every size.
     rollout(report, &fleet, &names[..names.len().min(10_000)]).await;
