@@ -3,7 +3,8 @@
 //! Prints a Markdown table and writes it to `target/bench/results.md`; the operator logs go
 //! to `target/bench/`.
 //!
-//! `PANOPTES_BENCH_FACADE_SECONDS` (default 10) sets how long each facade query is loaded.
+//! `PANOPTES_BENCH_FACADE_SECONDS` (default 10) sets how long each facade query is loaded;
+//! `PANOPTES_BENCH_SKIP=rollout,facade,failover` leaves those scenarios out of the full arms.
 //! `PANOPTES_BENCH_ONLY` (comma-separated `1k`, `10k`, `shards`; default all) runs a subset,
 //! for working on one figure. Three arms run only when named: `100k` (100,000 Streams on 1,000
 //! nodes, `make bench-100k`, ~40 min alone on 2 cores), `scale:STREAMS:NODES`, the same
@@ -856,9 +857,15 @@ async fn full(
         None
     };
     // Issue 21 asks for the time to roll 10,000 cameras, at every size.
-    rollout(report, &fleet, &names[..names.len().min(10_000)]).await;
-    facade(report, &op, &fleet, &names).await;
-    failover(report, &fleet).await;
+    if !skipped("rollout") {
+        rollout(report, &fleet, &names[..names.len().min(10_000)]).await;
+    }
+    if !skipped("facade") {
+        facade(report, &op, &fleet, &names).await;
+    }
+    if !skipped("failover") {
+        failover(report, &fleet).await;
+    }
     op.stop();
     if let Some(sb) = standby {
         sb.stop();
@@ -895,6 +902,15 @@ enum Arm {
     /// (streams, nodes, count) shards side by side: `shards` (2,000 / 20 / 2),
     /// `shards:STREAMS:NODES:COUNT`.
     Shards(usize, usize, usize),
+}
+
+/// Whether `PANOPTES_BENCH_SKIP` (comma-separated `rollout`, `facade`, `failover`) leaves out
+/// a scenario of the full arms, for a run after one figure (the three take ~3 min at 10k).
+fn skipped(scenario: &str) -> bool {
+    std::env::var("PANOPTES_BENCH_SKIP")
+        .unwrap_or_default()
+        .split(',')
+        .any(|s| s.trim() == scenario)
 }
 
 fn only() -> String {
@@ -1026,10 +1042,14 @@ fn main() {
         machine(),
         setup.describe(),
         chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
-        ["PANOPTES_BENCH_STANDBY", "PANOPTES_BENCH_SECRETS"]
-            .iter()
-            .filter_map(|k| Some(format!("{k}={} ", std::env::var(k).ok()?)))
-            .collect::<String>(),
+        [
+            "PANOPTES_BENCH_STANDBY",
+            "PANOPTES_BENCH_SECRETS",
+            "PANOPTES_BENCH_SKIP"
+        ]
+        .iter()
+        .filter_map(|k| Some(format!("{k}={} ", std::env::var(k).ok()?)))
+        .collect::<String>(),
         if only.is_empty() {
             String::new()
         } else {
