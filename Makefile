@@ -7,10 +7,10 @@ export PANOPTES_CONTROLPLANE_BIN := $(CONTROLPLANE_BIN)
 TOOLS := $(CURDIR)/target/tools
 OHA_VERSION := 1.16.0
 
-.PHONY: help build release test lint fmt crds controlplane manifests dist argocd-cm sandbox dockerfile-lint workflow-lint promtool-test docker-build-check chaos fuzz fuzz-smoke fuzz-tools schemathesis bench bench-100k heap tools
+.PHONY: help build release test lint fmt crds controlplane manifests dist argocd-cm sandbox dockerfile-lint workflow-lint promtool-test docker-build-check chaos fuzz fuzz-smoke fuzz-tools schemathesis bench bench-100k bench-shards-100k heap tools
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
 
 build: ## Build the panoptes binary (debug)
 	$(CARGO) build --locked --bin panoptes
@@ -177,5 +177,15 @@ heap: ## Bytes per Stream by in-memory structure (the BENCHMARKS.md table; sizes
 	$(CARGO) test --locked --lib footprint::bytes_per_stream -- --ignored --nocapture --test-threads=1
 
 # The cost curve needs the 1k and 10k points of the same run; PANOPTES_BENCH_ONLY=100k skips them.
+# The full arms run a leader and a standby replica (PANOPTES_BENCH_STANDBY=0: the leader alone);
+# PANOPTES_BENCH_SECRETS=per-stream gives every camera its own credentials Secret.
 bench-100k: controlplane tools ## 100,000 Streams on 1,000 simulated nodes, with the 1k/10k/100k cost curve (~50 min alone on 2 cores; needs ~8 GiB free memory)
 	PANOPTES_BENCH_ONLY=$${PANOPTES_BENCH_ONLY:-1k,10k,100k} $(CARGO) bench --locked --bench scale
+
+# Not part of bench-100k: it repeats the 100,000 creates, bound by the one API server's create
+# rate. Estimate: ~200 s at 500 objects/s, but 100k's creates ran at 142 objects/s on 2 cores
+# (2026-12-02) and ~104/s on a shared machine (2026-12-06): 12-16 min, plus ~1 min of start and
+# settle. After bench-100k in one run (BENCH_ONLY=...,
+# shards:100000:1000:4) the API server holds 200,000 Streams (~6 GiB).
+bench-shards-100k: controlplane tools ## 4 shard operators over 100,000 Streams on 1,000 nodes, one API server: operator-side partitioning only (~15 min alone on 2 cores)
+	PANOPTES_BENCH_ONLY=$${PANOPTES_BENCH_ONLY:-shards:100000:1000:4} $(CARGO) bench --locked --bench scale

@@ -3,13 +3,23 @@
 //! Prints a Markdown table and writes it to `target/bench/results.md`; the operator logs go
 //! to `target/bench/`.
 //!
-//! `PANOPTES_BENCH_FACADE_SECONDS` (default 10) sets how long each facade query is loaded.
+//! `PANOPTES_BENCH_FACADE_SECONDS` (default 10) sets how long each facade query is loaded;
+//! `PANOPTES_BENCH_SKIP=rollout,facade,failover` leaves those scenarios out of the full arms.
 //! `PANOPTES_BENCH_ONLY` (comma-separated `1k`, `10k`, `shards`; default all) runs a subset,
-//! for working on one figure. Two arms run only when named: `100k` (100,000 Streams on 1,000
-//! nodes, `make bench-100k`, ~40 min alone on 2 cores) and `scale:STREAMS:NODES`, the same
-//! scenario at any size (e.g. `scale:30000:300` while working on a 100k figure). Every size run
-//! adds a line to the cost curve printed under the table. `PANOPTES_BENCH_PERF=1` samples the operator with `perf` and
-//! takes a 30 s CPU profile of kube-apiserver (`target/bench/apiserver-*.pprof`, read with
+//! for working on one figure. Three arms run only when named: `100k` (100,000 Streams on 1,000
+//! nodes, `make bench-100k`, ~40 min alone on 2 cores), `scale:STREAMS:NODES`, the same
+//! scenario at any size (e.g. `scale:30000:300` while working on a 100k figure), and
+//! `shards:STREAMS:NODES:COUNT`, COUNT shards side by side (`shards` is `shards:2000:20:2`).
+//! Every size run adds a line to the cost curve printed under the table.
+//!
+//! Realistic conditions (issue #21): every full-scenario arm runs the operator as the chart
+//! does with two replicas, a leader and a standby (leader election on, the peer channel), and
+//! reports the standby's memory and CPU beside the leader's; `PANOPTES_BENCH_STANDBY=0` runs the
+//! leader alone. `PANOPTES_BENCH_SECRETS=per-stream` gives every Stream its own camera
+//! credentials Secret, written as the facade writes one (see `scale::CameraSecrets`).
+//!
+//! `PANOPTES_BENCH_PERF=1` samples the operator with `perf` and takes a 30 s CPU profile of
+//! kube-apiserver (`target/bench/apiserver-*.pprof`, read with
 //! `go tool pprof -top target/controlplane/bin/kube-apiserver FILE`) during each convergence.
 
 #[path = "../tests/scale/mod.rs"]
@@ -22,8 +32,52 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use scale::operator::{OperatorProcess, mib};
-use scale::{Fleet, Rate};
+use scale::operator::{OperatorProcess, cpu_split_named, mib};
+use scale::{CameraSecrets, Fleet, Rate};
+
+/// Holder names of the two replicas on the leader Lease.
+const LEADER: &str = "bench-leader";
+const STANDBY: &str = "bench-standby";
+
+/// The conditions a scenario runs under.
+#[derive(Clone, Copy, Debug)]
+struct Setup {
+    /// A standby replica beside the leader (the chart's `replicaCount: 2`).
+    standby: bool,
+    /// What the Streams reference for their camera's login.
+    secrets: CameraSecrets,
+}
+
+impl Setup {
+    /// `PANOPTES_BENCH_STANDBY` (default on; `0` or `off`: the leader alone) and
+    /// `PANOPTES_BENCH_SECRETS`.
+    fn from_env() -> Self {
+        let standby = std::env::var("PANOPTES_BENCH_STANDBY")
+            .map(|v| !matches!(v.trim(), "0" | "off" | "false"))
+            .unwrap_or(true);
+        Self {
+            standby,
+            secrets: CameraSecrets::from_env(),
+        }
+    }
+
+    /// The run's conditions, for the header.
+    fn describe(&self) -> String {
+        format!(
+            "full-scenario arms: {}; camera credentials: {}",
+            if self.standby {
+                "a leader and a standby replica (leader election on)"
+            } else {
+                "the operator alone (leader election off)"
+            },
+            match self.secrets {
+                CameraSecrets::None => "none",
+                CameraSecrets::PerStream =>
+                    "one Secret per Stream (PANOPTES_BENCH_SECRETS=per-stream)",
+            }
+        )
+    }
+}
 
 /// One line of the results table.
 struct Row {
@@ -140,6 +194,39 @@ fn operator(fleet: &Fleet, shard: Option<&str>, log: &str) -> OperatorProcess {
     )
 }
 
+/// One of two replicas as the chart runs them (leader election on), named `identity`.
+fn replica(fleet: &Fleet, identity: &str, log: &str) -> OperatorProcess {
+    OperatorProcess::start_replica(
+        PathBuf::from(env!("CARGO_BIN_EXE_panoptes")).as_path(),
+        &support::control_plane().kubeconfig,
+        &fleet.ns.name,
+        identity,
+        &[],
+        out_dir().join(log),
+    )
+}
+
+/// The operator that reconciles: the leading replica with a standby, else the operator alone.
+/// Ready and, as a replica, holding the Lease when this returns.
+async fn leader(fleet: &Fleet, setup: Setup, log: &str, ready: Duration) -> OperatorProcess {
+    if !setup.standby {
+        let mut op = operator(fleet, None, log);
+        op.wait_ready(ready).await;
+        return op;
+    }
+    let mut op = replica(fleet, LEADER, log);
+    op.wait_ready(ready).await;
+    scale::wait_leader(fleet, LEADER, ready).await;
+    op
+}
+
+/// Starts the standby replica (once the leader leads) and waits until its caches synced.
+async fn standby(fleet: &Fleet, log: &str, ready: Duration) -> OperatorProcess {
+    let mut op = replica(fleet, STANDBY, log);
+    op.wait_ready(ready).await;
+    op
+}
+
 /// Convergence of `streams` on `nodes` from an empty fleet, with the raw node rate first.
 /// Returns the fleet and the running operator for the scenarios that follow.
 async fn convergence(
@@ -147,18 +234,32 @@ async fn convergence(
     curve: &mut Vec<Point>,
     streams: usize,
     nodes: usize,
-) -> (Fleet, OperatorProcess, Vec<String>, Rate) {
+    setup: Setup,
+) -> Converged {
     let label = format!("{streams} streams / {nodes} nodes");
     eprintln!("== convergence, {label}");
     let fleet = Fleet::start(&format!("bench-{streams}"), nodes, 1).await;
     let raw_cpu = scale::operator::cpu_split(&[]);
     let raw = scale::raw_accept_rate(&fleet, streams).await;
     let raw_cpu = scale::operator::cpu_delta(&raw_cpu, &scale::operator::cpu_split(&[]));
-    let mut op = operator(&fleet, None, &format!("operator-{streams}.log"));
-    op.wait_ready(Duration::from_secs(60)).await;
+    let op = leader(
+        &fleet,
+        setup,
+        &format!("operator-{streams}.log"),
+        Duration::from_secs(60),
+    )
+    .await;
+    let standby = if setup.standby {
+        let log = format!("operator-{streams}-standby.log");
+        Some(standby(&fleet, &log, Duration::from_secs(60)).await)
+    } else {
+        None
+    };
+    let pids = operator_pids(&op, standby.as_ref());
     // Idle: caches synced and every node probed once (first probes run at start).
     tokio::time::sleep(Duration::from_secs(5)).await;
     let idle = op.rss_kib();
+    let standby_idle = standby.as_ref().map(OperatorProcess::rss_kib);
 
     let names = scale::stream_names("cam", streams);
     let want: HashSet<String> = names.iter().cloned().collect();
@@ -177,11 +278,11 @@ async fn convergence(
             .spawn()
             .expect("running kubectl")
     });
-    let cpu_before = scale::operator::cpu_split(&[op.pid()]);
+    let cpu_before = cpu_split_named(&pids);
     let started = Instant::now();
-    let created = scale::create_streams(&fleet, &names, 1).await;
+    let created = scale::create_streams_with(&fleet, &names, 1, setup.secrets).await;
     let converged = scale::wait_held(&fleet, &want, started, patience(streams)).await;
-    let cpu_after = scale::operator::cpu_split(&[op.pid()]);
+    let cpu_after = cpu_split_named(&pids);
     let operator_cpu = cpu_of(&cpu_before, &cpu_after, "panoptes");
     let cpu = scale::operator::cpu_delta(&cpu_before, &cpu_after);
     perf_stop(perf);
@@ -211,16 +312,32 @@ async fn convergence(
     report.add("CPU time used during that convergence", cpu, "");
     report.add(
         format!(
-            "… of which creating the Streams ({} in flight)",
-            scale::CREATE_CONCURRENCY
+            "… of which creating the Streams ({} in flight{})",
+            scale::CREATE_CONCURRENCY,
+            match setup.secrets {
+                CameraSecrets::None => "",
+                CameraSecrets::PerStream =>
+                    "; each a credentials Secret, the Stream, the Secret's owner: 3 writes",
+            }
         ),
         format!(
-            "{:.1} s ({:.0} objects/s)",
+            "{:.1} s ({:.0} {}/s)",
             created.as_secs_f64(),
-            streams as f64 / created.as_secs_f64()
+            streams as f64 / created.as_secs_f64(),
+            match setup.secrets {
+                CameraSecrets::None => "objects",
+                CameraSecrets::PerStream => "Streams",
+            }
         ),
         "",
     );
+    if setup.secrets == CameraSecrets::PerStream {
+        report.add(
+            "Cameras on nodes with their own login (their Secret's values in the input URL)",
+            format!("{} of {streams}", scale::logins_on_nodes(&fleet, &names)),
+            "all",
+        );
+    }
     report.add(
         format!(
             "Raw node-accept rate, {label} ({} in flight, {} per node)",
@@ -281,6 +398,18 @@ async fn convergence(
         ),
         target(streams, "", "≤ 5 KiB"),
     );
+    if let Some(sb) = &standby {
+        report.add(
+            "Standby replica (not leading; watches, facade, peer mirror): RSS idle / at rest, CPU during the convergence",
+            format!(
+                "{:.0} / {:.0} MiB, {:.1} s (leader {operator_cpu:.1} s)",
+                mib(standby_idle.unwrap_or_default()),
+                mib(sb.rss_kib()),
+                cpu_of(&cpu_before, &cpu_after, "panoptes standby"),
+            ),
+            "",
+        );
+    }
     curve.push(Point {
         streams,
         nodes,
@@ -290,7 +419,32 @@ async fn convergence(
         rss_idle_kib: idle,
         rss_settled_kib: settled,
     });
-    (fleet, op, names, raw)
+    Converged {
+        fleet,
+        op,
+        standby,
+        names,
+        raw,
+    }
+}
+
+/// What a convergence leaves running for the scenarios that follow.
+struct Converged {
+    fleet: Fleet,
+    op: OperatorProcess,
+    standby: Option<OperatorProcess>,
+    names: Vec<String>,
+    raw: Rate,
+}
+
+/// The operator processes to account CPU to, by name.
+fn operator_pids(
+    op: &OperatorProcess,
+    standby: Option<&OperatorProcess>,
+) -> Vec<(&'static str, u32)> {
+    std::iter::once(("panoptes", op.pid()))
+        .chain(standby.map(|s| ("panoptes standby", s.pid())))
+        .collect()
 }
 
 /// `perf record` of the operator while `PANOPTES_BENCH_PERF` is set (DWARF call graphs: the
@@ -329,6 +483,7 @@ async fn repush(
     op: OperatorProcess,
     names: &[String],
     raw: Rate,
+    setup: Setup,
 ) -> OperatorProcess {
     eprintln!("== restart onto wiped nodes");
     op.stop();
@@ -343,9 +498,15 @@ async fn repush(
     let lists = || scale::apiserver_lists(&fleet.ns.client, "panoptes.dev", "streams");
     let lists_before = lists().await;
     let started = Instant::now();
-    let mut op = operator(fleet, None, "operator-restart.log");
+    // A replica restarted under the holder's name takes its Lease back at once.
+    let op = leader(
+        fleet,
+        setup,
+        "operator-restart.log",
+        patience(names.len()) / 5,
+    )
+    .await;
     let perf = perf_record(&op, "perf-restart.data");
-    op.wait_ready(patience(names.len()) / 5).await;
     let ready = started.elapsed();
     let cpu_before = scale::operator::cpu_split(&[op.pid()]);
     let held = scale::wait_held_timed(fleet, &want, started, patience(names.len())).await;
@@ -426,11 +587,32 @@ async fn rollout(report: &mut Report, fleet: &Fleet, names: &[String]) {
     );
 }
 
-async fn steady_writes(report: &mut Report, fleet: &Fleet, streams: usize) {
+async fn steady_writes(
+    report: &mut Report,
+    fleet: &Fleet,
+    streams: usize,
+    op: &OperatorProcess,
+    standby: Option<&OperatorProcess>,
+) {
     eprintln!("== steady state, 60 s");
+    let pids = operator_pids(op, standby);
     let before = scale::apiserver_writes(&fleet.ns.client).await;
+    let cpu_before = cpu_split_named(&pids);
     tokio::time::sleep(Duration::from_secs(60)).await;
+    let cpu_after = cpu_split_named(&pids);
     let after = scale::apiserver_writes(&fleet.ns.client).await;
+    report.add(
+        format!("CPU time used in those 60 s at rest, {streams} streams"),
+        scale::operator::cpu_delta(&cpu_before, &cpu_after),
+        "",
+    );
+    if let Some(sb) = standby {
+        report.add(
+            "Standby replica RSS / leader RSS at the end of those 60 s",
+            format!("{:.0} / {:.0} MiB", mib(sb.rss_kib()), mib(op.rss_kib())),
+            "",
+        );
+    }
     let d = scale::delta(&before, &after);
     let total: u64 = d.values().sum();
     let detail = if d.is_empty() {
@@ -574,56 +756,77 @@ async fn failover(report: &mut Report, fleet: &Fleet) {
     );
 }
 
-async fn shards(report: &mut Report, streams: usize, nodes: usize) {
-    eprintln!("== two shards, {streams} streams / {nodes} nodes");
-    let fleet = Fleet::start("bench-shards", nodes, 2).await;
+/// `count` shards side by side, one operator each, over `streams` on `nodes` (stream and node
+/// `i` belong to shard `i % count`). One API server serves them all, so this measures the
+/// operator-side partitioning only: what each shard's operator holds and does, not what
+/// separate control planes would take.
+async fn shards(report: &mut Report, streams: usize, nodes: usize, count: usize, setup: Setup) {
+    eprintln!("== {count} shards, {streams} streams / {nodes} nodes");
+    let fleet = Fleet::start(&format!("bench-shards-{count}"), nodes, count).await;
     let mut ops = Vec::new();
-    for s in 0..2 {
-        let shard = scale::shard_of(s, 2);
-        let mut op = operator(&fleet, shard.as_deref(), &format!("operator-shard-{s}.log"));
+    for s in 0..count {
+        let shard = scale::shard_of(s, count);
+        let mut op = operator(
+            &fleet,
+            shard.as_deref(),
+            &format!("operator-shard-{s}-of-{count}.log"),
+        );
         op.wait_ready(Duration::from_secs(60)).await;
         ops.push(op);
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
+    let idle: Vec<u64> = ops.iter().map(OperatorProcess::rss_kib).collect();
     let names = scale::stream_names("cam", streams);
     let want: HashSet<String> = names.iter().cloned().collect();
+    let shard_names: Vec<String> = (0..count).map(|s| format!("shard {s}")).collect();
+    let pids: Vec<(&str, u32)> = shard_names
+        .iter()
+        .zip(&ops)
+        .map(|(n, op)| (n.as_str(), op.pid()))
+        .collect();
+    let cpu_before = cpu_split_named(&pids);
     let started = Instant::now();
-    scale::create_streams(&fleet, &names, 2).await;
-    let took = scale::wait_held(&fleet, &want, started, Duration::from_secs(300)).await;
-    // Stream i and node i belong to shard i % 2: a stream on a node of the other shard means
-    // the shards did not split the work.
-    let mut per_shard = [0usize; 2];
-    let mut crossed = 0;
-    for (node, held) in fleet.holdings() {
-        for name in held {
-            let i: usize = name
-                .trim_start_matches("cam-")
-                .parse()
-                .unwrap_or(usize::MAX);
-            if i % 2 == node % 2 {
-                per_shard[node % 2] += 1;
-            } else {
-                crossed += 1;
-            }
-        }
-    }
+    let created = scale::create_streams_with(&fleet, &names, count, setup.secrets).await;
+    let took = scale::wait_held(&fleet, &want, started, patience(streams)).await;
+    let cpu_after = cpu_split_named(&pids);
+    let (per_shard, crossed) = scale::shard_split(&fleet, count);
+    let what = format!(
+        "{count} shards ({streams} streams / {nodes} nodes, one operator each, one API server: operator-side partitioning only)"
+    );
     report.add(
-        format!("Two shards ({streams} streams / {nodes} nodes, one operator each): convergence"),
-        secs(took),
+        format!("{what}: apply → all on nodes"),
+        format!(
+            "{} (creates {:.1} s, {:.0} objects/s)",
+            secs(took),
+            created.as_secs_f64(),
+            streams as f64 / created.as_secs_f64()
+        ),
         "",
     );
     report.add(
-        "Two shards: streams held per shard, streams on the other shard's nodes",
-        format!("{} + {}, {crossed} crossed", per_shard[0], per_shard[1]),
+        format!("{count} shards: streams held per shard, streams on another shard's nodes"),
+        format!(
+            "{}, {crossed} crossed",
+            per_shard
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(" + ")
+        ),
         "split, 0 crossed",
     );
     report.add(
-        "Two shards: RSS of each operator",
-        format!(
-            "{:.0} MiB, {:.0} MiB",
-            mib(ops[0].rss_kib()),
-            mib(ops[1].rss_kib())
-        ),
+        format!("{count} shards: CPU time used during that convergence"),
+        scale::operator::cpu_delta(&cpu_before, &cpu_after),
+        "",
+    );
+    report.add(
+        format!("{count} shards: RSS of each operator, idle → all on nodes"),
+        ops.iter()
+            .zip(&idle)
+            .map(|(op, idle)| format!("{:.0} → {:.0} MiB", mib(*idle), mib(op.rss_kib())))
+            .collect::<Vec<_>>()
+            .join(", "),
         "",
     );
     for op in ops {
@@ -633,15 +836,67 @@ async fn shards(report: &mut Report, streams: usize, nodes: usize) {
 
 /// Convergence, steady-state writes, restart onto wiped nodes, a preset rollout, facade and
 /// failover at one size.
-async fn full(report: &mut Report, curve: &mut Vec<Point>, streams: usize, nodes: usize) {
-    let (fleet, op, names, raw) = convergence(report, curve, streams, nodes).await;
-    steady_writes(report, &fleet, streams).await;
-    let op = repush(report, &fleet, op, &names, raw).await;
+async fn full(
+    report: &mut Report,
+    curve: &mut Vec<Point>,
+    streams: usize,
+    nodes: usize,
+    setup: Setup,
+) {
+    let Converged {
+        fleet,
+        op,
+        standby,
+        names,
+        raw,
+    } = convergence(report, curve, streams, nodes, setup).await;
+    steady_writes(report, &fleet, streams, &op, standby.as_ref()).await;
+    // The restart measures the leader's own push pace, as without a standby: a standby left
+    // running would take the Lease if the restart outlasted it. It starts again afterwards,
+    // over every stream: a replica's start-up at this size.
+    if let Some(sb) = standby {
+        sb.stop();
+    }
+    let op = repush(report, &fleet, op, &names, raw, setup).await;
+    let standby = if setup.standby {
+        Some(restart_standby(report, &fleet, names.len()).await)
+    } else {
+        None
+    };
     // Issue 21 asks for the time to roll 10,000 cameras, at every size.
-    rollout(report, &fleet, &names[..names.len().min(10_000)]).await;
-    facade(report, &op, &fleet, &names).await;
-    failover(report, &fleet).await;
+    if !skipped("rollout") {
+        rollout(report, &fleet, &names[..names.len().min(10_000)]).await;
+    }
+    if !skipped("facade") {
+        facade(report, &op, &fleet, &names).await;
+    }
+    if !skipped("failover") {
+        failover(report, &fleet).await;
+    }
     op.stop();
+    if let Some(sb) = standby {
+        sb.stop();
+    }
+}
+
+/// The standby started over `streams` existing Streams: until its caches synced, and its
+/// memory then.
+async fn restart_standby(report: &mut Report, fleet: &Fleet, streams: usize) -> OperatorProcess {
+    eprintln!("== standby start over {streams} streams");
+    let started = Instant::now();
+    let sb = standby(fleet, "operator-standby-restart.log", patience(streams) / 5).await;
+    let ready = started.elapsed();
+    let cpu = scale::operator::cpu_seconds(sb.pid());
+    report.add(
+        format!("Standby replica started over {streams} streams: caches synced / RSS / CPU"),
+        format!(
+            "{:.1} s / {:.0} MiB / {cpu:.1} s",
+            ready.as_secs_f64(),
+            mib(sb.rss_kib())
+        ),
+        "",
+    );
+    sb
 }
 
 /// One part of the run.
@@ -651,8 +906,18 @@ enum Arm {
     Convergence(usize, usize),
     /// Every scenario at (streams, nodes): `10k`, `100k`, `scale:STREAMS:NODES`.
     Full(usize, usize),
-    /// Two shards.
-    Shards,
+    /// (streams, nodes, count) shards side by side: `shards` (2,000 / 20 / 2),
+    /// `shards:STREAMS:NODES:COUNT`.
+    Shards(usize, usize, usize),
+}
+
+/// Whether `PANOPTES_BENCH_SKIP` (comma-separated `rollout`, `facade`, `failover`) leaves out
+/// a scenario of the full arms, for a run after one figure (the three take ~3 min at 10k).
+fn skipped(scenario: &str) -> bool {
+    std::env::var("PANOPTES_BENCH_SKIP")
+        .unwrap_or_default()
+        .split(',')
+        .any(|s| s.trim() == scenario)
 }
 
 fn only() -> String {
@@ -674,24 +939,36 @@ fn arms(only: &str) -> Vec<Arm> {
             "1k" => Arm::Convergence(1_000, 10),
             "10k" => Arm::Full(10_000, 100),
             "100k" => Arm::Full(100_000, 1_000),
-            "shards" => Arm::Shards,
-            other => {
-                let sized = other.strip_prefix("scale:").and_then(|size| {
-                    let (streams, nodes) = size.split_once(':')?;
-                    Some((streams.parse().ok()?, nodes.parse().ok()?))
-                });
-                match sized {
-                    Some((streams, nodes)) if streams > 42 && nodes > 3 => {
-                        Arm::Full(streams, nodes)
-                    }
-                    _ => panic!(
-                        "PANOPTES_BENCH_ONLY: unknown arm {other:?} (1k, 10k, 100k, shards, \
-                         scale:STREAMS:NODES with more than 42 streams and 3 nodes)"
-                    ),
-                }
-            }
+            "shards" => Arm::Shards(2_000, 20, 2),
+            other => sized(other).unwrap_or_else(|| {
+                panic!(
+                    "PANOPTES_BENCH_ONLY: unknown arm {other:?} (1k, 10k, 100k, shards, \
+                     scale:STREAMS:NODES with more than 42 streams and 3 nodes, \
+                     shards:STREAMS:NODES:COUNT with 2 to NODES shards)"
+                )
+            }),
         })
         .collect()
+}
+
+/// `scale:STREAMS:NODES` and `shards:STREAMS:NODES:COUNT`.
+fn sized(arm: &str) -> Option<Arm> {
+    let (kind, size) = arm.split_once(':')?;
+    let numbers: Vec<usize> = size
+        .split(':')
+        .map(|n| n.parse().ok())
+        .collect::<Option<_>>()?;
+    match (kind, numbers.as_slice()) {
+        ("scale", &[streams, nodes]) if streams > 42 && nodes > 3 => {
+            Some(Arm::Full(streams, nodes))
+        }
+        ("shards", &[streams, nodes, count])
+            if (2..=nodes).contains(&count) && streams >= count =>
+        {
+            Some(Arm::Shards(streams, nodes, count))
+        }
+        _ => None,
+    }
 }
 
 fn machine() -> String {
@@ -726,8 +1003,10 @@ fn main() {
         println!("scale: the full benchmark runs with `make bench`; skipped under cargo test");
         return;
     }
-    // A typo in PANOPTES_BENCH_ONLY fails here, before the control plane starts.
+    // A typo in PANOPTES_BENCH_ONLY or PANOPTES_BENCH_SECRETS fails here, before the control
+    // plane starts.
     let arms = arms(&only());
+    let setup = Setup::from_env();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -745,14 +1024,20 @@ fn main() {
         for arm in arms {
             match arm {
                 Arm::Convergence(streams, nodes) => {
-                    let (_fleet, op, _, _) =
-                        convergence(&mut report, &mut curve, streams, nodes).await;
-                    op.stop();
+                    // The leader alone: the 1k line of the cost curve stays comparable.
+                    let alone = Setup {
+                        standby: false,
+                        ..setup
+                    };
+                    let c = convergence(&mut report, &mut curve, streams, nodes, alone).await;
+                    c.op.stop();
                 }
                 Arm::Full(streams, nodes) => {
-                    full(&mut report, &mut curve, streams, nodes).await;
+                    full(&mut report, &mut curve, streams, nodes, setup).await;
                 }
-                Arm::Shards => shards(&mut report, 2_000, 20).await,
+                Arm::Shards(streams, nodes, count) => {
+                    shards(&mut report, streams, nodes, count, setup).await;
+                }
             }
         }
         (report, curve)
@@ -760,9 +1045,18 @@ fn main() {
     let (report, curve) = report;
     let only = only();
     let header = format!(
-        "Machine: {}\nLoad before the run (1/5/15 min): {load}\nDate: {}\nCommand: `{}make bench` ({:.0} s)\n\n",
+        "Machine: {}\nLoad before the run (1/5/15 min): {load}\nConditions: {}\nDate: {}\nCommand: `{}{}make bench` ({:.0} s)\n\n",
         machine(),
+        setup.describe(),
         chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
+        [
+            "PANOPTES_BENCH_STANDBY",
+            "PANOPTES_BENCH_SECRETS",
+            "PANOPTES_BENCH_SKIP"
+        ]
+        .iter()
+        .filter_map(|k| Some(format!("{k}={} ", std::env::var(k).ok()?)))
+        .collect::<String>(),
         if only.is_empty() {
             String::new()
         } else {

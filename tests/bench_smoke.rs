@@ -1,6 +1,7 @@
 //! The scale harness of `make bench` at toy size (100 streams, 5 nodes, the debug binary), so
-//! the harness cannot rot between benchmark runs: raw node rate, convergence on the nodes,
-//! API-server write counters, memory, failover, and two shards splitting the work.
+//! the harness cannot rot between benchmark runs: raw node rate, convergence on the nodes under
+//! the realistic conditions (a leader and a standby replica, a credentials Secret per camera),
+//! API-server write counters, memory, failover, and three shards splitting the work.
 
 mod scale;
 mod support;
@@ -9,8 +10,10 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use scale::Fleet;
 use scale::operator::OperatorProcess;
+use scale::{CameraSecrets, Fleet};
+
+const FAST: &[&str] = &["--node-resync-seconds", "1"];
 
 fn operator(fleet: &Fleet, shard: Option<&str>, log: &str) -> OperatorProcess {
     OperatorProcess::start(
@@ -18,8 +21,19 @@ fn operator(fleet: &Fleet, shard: Option<&str>, log: &str) -> OperatorProcess {
         &support::control_plane().kubeconfig,
         &fleet.ns.name,
         shard,
-        &["--node-resync-seconds", "1"],
+        FAST,
         std::env::temp_dir().join(format!("{}-{log}", fleet.ns.name)),
+    )
+}
+
+fn replica(fleet: &Fleet, identity: &str) -> OperatorProcess {
+    OperatorProcess::start_replica(
+        PathBuf::from(env!("CARGO_BIN_EXE_panoptes")).as_path(),
+        &support::control_plane().kubeconfig,
+        &fleet.ns.name,
+        identity,
+        FAST,
+        std::env::temp_dir().join(format!("{}-{identity}.log", fleet.ns.name)),
     )
 }
 
@@ -33,25 +47,41 @@ async fn the_scale_harness_runs_at_toy_size() {
         "the raw streams are removed again"
     );
 
-    let mut op = operator(&fleet, None, "operator.log");
+    // Two replicas as the chart runs them: the first leads, the second stands by.
+    let mut op = replica(&fleet, "smoke-leader");
     op.wait_ready(Duration::from_secs(60)).await;
-    assert!(op.rss_kib() > 0);
+    scale::wait_leader(&fleet, "smoke-leader", Duration::from_secs(30)).await;
+    let mut standby = replica(&fleet, "smoke-standby");
+    standby.wait_ready(Duration::from_secs(60)).await;
+    assert!(op.rss_kib() > 0 && standby.rss_kib() > 0);
     let before = scale::apiserver_writes(&fleet.ns.client).await;
     let names = scale::stream_names("cam", 100);
     let want: HashSet<String> = names.iter().cloned().collect();
     let started = Instant::now();
-    scale::create_streams(&fleet, &names, 1).await;
+    scale::create_streams_with(&fleet, &names, 1, CameraSecrets::PerStream).await;
     let took = scale::wait_held(&fleet, &want, started, Duration::from_secs(60)).await;
     assert!(
         took.is_some(),
         "100 streams converge on 5 nodes; see {}",
         op.log.display()
     );
+    support::eventually(
+        Duration::from_secs(30),
+        "every camera runs with its own login",
+        || async { (scale::logins_on_nodes(&fleet, &names) == names.len()).then_some(()) },
+    )
+    .await;
+    assert_eq!(
+        scale::leader(&fleet).await.as_deref(),
+        Some("smoke-leader"),
+        "the standby stood by"
+    );
     let after = scale::apiserver_writes(&fleet.ns.client).await;
     assert!(
         scale::delta(&before, &after).contains_key("POST streams"),
         "the API server's write counters are read: {after:?}"
     );
+    standby.stop();
 
     let rolled = scale::roll_preset(&fleet, &names, Duration::from_secs(60)).await;
     assert!(rolled.is_some(), "a preset change reaches every camera");
@@ -63,31 +93,29 @@ async fn the_scale_harness_runs_at_toy_size() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_shards_split_the_streams_and_nodes() {
-    let fleet = Fleet::start("smoke-shards", 4, 2).await;
+async fn three_shards_split_the_streams_and_nodes() {
+    const SHARDS: usize = 3;
+    let fleet = Fleet::start("smoke-shards", 6, SHARDS).await;
     let mut ops = Vec::new();
-    for s in 0..2 {
-        let shard = scale::shard_of(s, 2);
+    for s in 0..SHARDS {
+        let shard = scale::shard_of(s, SHARDS);
         let mut op = operator(&fleet, shard.as_deref(), &format!("shard-{s}.log"));
         op.wait_ready(Duration::from_secs(60)).await;
         ops.push(op);
     }
-    let names = scale::stream_names("cam", 40);
+    let names = scale::stream_names("cam", 60);
     let want: HashSet<String> = names.iter().cloned().collect();
     let started = Instant::now();
-    scale::create_streams(&fleet, &names, 2).await;
+    scale::create_streams(&fleet, &names, SHARDS).await;
     let took = scale::wait_held(&fleet, &want, started, Duration::from_secs(60)).await;
-    assert!(took.is_some(), "both shards converge");
-    for (node, held) in fleet.holdings() {
-        for name in held {
-            let i: usize = name.trim_start_matches("cam-").parse().unwrap();
-            assert_eq!(
-                i % 2,
-                node % 2,
-                "{name} is on node {node} of the other shard"
-            );
-        }
-    }
+    assert!(took.is_some(), "every shard converges");
+    let (per_shard, crossed) = scale::shard_split(&fleet, SHARDS);
+    assert_eq!(crossed, 0, "no stream on another shard's node");
+    assert_eq!(
+        per_shard,
+        vec![20; SHARDS],
+        "each shard holds its own streams"
+    );
     for op in ops {
         op.stop();
     }

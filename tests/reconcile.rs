@@ -1892,3 +1892,69 @@ async fn a_stream_change_lays_out_that_stream_alone() {
     );
     op.stop().await;
 }
+
+/// Issue 21's rollout budget, a slot whose camera leaves the node: with one restart at a time,
+/// the camera restarting with a preset change is deleted mid-restart. Its slot frees once the
+/// node's lists no longer show it, so the others follow at once, not after the 60 s a slot is
+/// held at most (`domain::rollout::MAX_HOLD`: the slot of a camera gone from its node was held
+/// that long, stalling the node's rollout).
+#[tokio::test]
+async fn a_camera_deleted_mid_restart_gives_its_rollout_slot_back() {
+    let (ns, sim) = fleet("rc-rollout-gone", 1).await;
+    let node = sim.node(0);
+    node.update_behaviour(|b| {
+        b.restart_on_any_change = true;
+        // The holder is still restarting when the test deletes it.
+        b.start_delay_min_ms = 2000;
+        b.start_delay_max_ms = 2000;
+    });
+    let preset = |expiration: i64| {
+        json!({ "kind": "Preset", "metadata": { "name": "roll" }, "spec": {
+            "title": "Roll", "dvr": { "root": "/r", "expiration": expiration },
+            "rollout": { "maxRestartingPerNode": 1 } } })
+    };
+    apply(&ns.api::<Preset>(), preset(3600)).await;
+    let op = Operator::start(&ns);
+    let names: Vec<String> = (0..3).map(|i| format!("g{i}")).collect();
+    for n in &names {
+        stream(&ns, n, json!({ "presetRef": "roll" })).await;
+    }
+    converged(&ns, &sim, names.len()).await;
+    for n in &names {
+        wait_stream(&ns, n, "Ready", |s| {
+            cond(s, "Ready").is_some_and(|c| c.0 == "True")
+        })
+        .await;
+    }
+    let carries = |name: &str| {
+        node.stored_stream(name)
+            .is_some_and(|s| s["dvr"]["expiration"] == 7200)
+    };
+    apply(&ns.api::<Preset>(), preset(7200)).await;
+    let holder = eventually(WAIT, "one camera takes the node's slot", || async {
+        names.iter().find(|n| carries(n)).cloned()
+    })
+    .await;
+    ns.api::<Stream>()
+        .delete(&holder, &DeleteParams::default())
+        .await
+        .unwrap();
+    let deleted = tokio::time::Instant::now();
+    let rest: Vec<&String> = names.iter().filter(|n| **n != holder).collect();
+    eventually(
+        Duration::from_secs(90),
+        "the others take the change",
+        || async { rest.iter().all(|n| carries(n)).then_some(()) },
+    )
+    .await;
+    let took = deleted.elapsed();
+    assert!(
+        took < Duration::from_secs(40),
+        "the rest of the rollout took {took:?} after the holder was deleted: its slot was kept"
+    );
+    assert!(
+        node.stored_stream(&holder).is_none(),
+        "the deleted camera left its node"
+    );
+    op.stop().await;
+}

@@ -5,8 +5,9 @@
 //! `spec.rollout.paused` holds it. Pure: the Stream controller brings the facts.
 //!
 //! A camera's restart is over once a list of its node taken wholly after the push shows it
-//! running again, or failing (a broken camera must not hold the rollout up), and after
-//! [`MAX_HOLD`] in any case.
+//! running again, or failing (a broken camera must not hold the rollout up), or no longer
+//! shows it (deleted, disabled or moved: nothing restarts there), and after [`MAX_HOLD`] in
+//! any case.
 
 use std::time::Duration;
 
@@ -62,8 +63,12 @@ pub fn restart_over(r: &Restarting) -> bool {
     if r.held_for >= MAX_HOLD {
         return true;
     }
-    // The first list to finish after the push may have been sent before it.
-    r.lists_since_push >= 2 && matches!(r.shown, Some((alive, connecting)) if alive || !connecting)
+    // The first list to finish after the push may have been sent before it. A node lists
+    // every stream it is configured with, restarting or not: one a later list lacks left the
+    // node, and holding its slot until MAX_HOLD stalled the node's rollout for a minute.
+    r.lists_since_push >= 2
+        && r.shown
+            .is_none_or(|(alive, connecting)| alive || !connecting)
 }
 
 /// A camera's turn on its node.
@@ -147,7 +152,8 @@ mod tests {
             ("running again", at(2, Some((true, false)), 1), true),
             ("still connecting", at(2, Some((false, true)), 1), false),
             ("failing: no frames, not connecting", at(2, Some((false, false)), 1), true),
-            ("not listed", at(3, None, 1), false),
+            ("not listed yet", at(1, None, 1), false),
+            ("gone from the node: deleted, disabled or moved", at(2, None, 1), true),
             ("held too long", at(0, None, 60), true),
         ];
         for (what, r, over) in rows {

@@ -182,24 +182,223 @@ pub fn stream_names(prefix: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{prefix}-{i:05}")).collect()
 }
 
+/// What the Streams of a scenario reference for their camera's login.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CameraSecrets {
+    /// Nothing: inputs `fake://NAME` without a login.
+    #[default]
+    None,
+    /// One credentials Secret per Stream, as the facade writes for a camera entered with
+    /// `user:password@` (the security rules' ownership: a `generateName` Secret labelled
+    /// facade-created, annotated with its intended owner and destination, referenced from
+    /// `spec.facadeCredentials`, then owned by the Stream). Three writes per camera: the
+    /// Secret, the Stream, the owner reference (the facade's dry run is left out).
+    PerStream,
+}
+
+impl CameraSecrets {
+    /// `PANOPTES_BENCH_SECRETS`: `per-stream`, else none.
+    pub fn from_env() -> Self {
+        match std::env::var("PANOPTES_BENCH_SECRETS")
+            .as_deref()
+            .map(str::trim)
+        {
+            Ok("per-stream") => Self::PerStream,
+            Ok("" | "none") | Err(_) => Self::None,
+            Ok(other) => panic!("PANOPTES_BENCH_SECRETS: {other:?} is not per-stream or none"),
+        }
+    }
+}
+
+/// The login every camera of a [`CameraSecrets::PerStream`] scenario has: the user is the
+/// same, the password is the camera's own.
+pub fn camera_login(name: &str) -> (String, String) {
+    ("viewer".into(), format!("pw-{name}"))
+}
+
 /// Creates `n` Streams (inputs `fake://NAME`, alive in the simulator), split into `shards`;
 /// returns how long the creates took.
 pub async fn create_streams(fleet: &Fleet, names: &[String], shards: usize) -> Duration {
-    let docs = names
+    create_streams_with(fleet, names, shards, CameraSecrets::None).await
+}
+
+/// [`create_streams`] with each camera's login as `secrets` says. With a Secret per Stream the
+/// inputs are `rtsp://NAME.cameras.bench/live` (the scheme a login goes into), which the
+/// simulated nodes are told to reach.
+pub async fn create_streams_with(
+    fleet: &Fleet,
+    names: &[String],
+    shards: usize,
+    secrets: CameraSecrets,
+) -> Duration {
+    if secrets == CameraSecrets::None {
+        let docs = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                json!({
+                    "apiVersion": "panoptes.dev/v1alpha1",
+                    "kind": "Stream",
+                    "metadata": { "name": name, "labels": labels(shard_of(i, shards)) },
+                    "spec": { "inputs": [{ "url": format!("fake://{name}") }] },
+                })
+            })
+            .collect();
+        let started = Instant::now();
+        create_all::<Stream>(&fleet.ns.client, &fleet.ns.name, docs).await;
+        return started.elapsed();
+    }
+    for n in fleet.sim.nodes() {
+        n.update_behaviour(|b| {
+            if !b.healthy_urls.iter().any(|u| u == CAMERA_URLS) {
+                b.healthy_urls.push(CAMERA_URLS.into());
+            }
+        });
+    }
+    let started = Instant::now();
+    futures::stream::iter(names.iter().enumerate())
+        .map(|(i, name)| async move {
+            create_with_secret(fleet, name, shard_of(i, shards)).await;
+        })
+        .buffer_unordered(CREATE_CONCURRENCY)
+        .collect::<()>()
+        .await;
+    started.elapsed()
+}
+
+/// Inputs of cameras with a login ([`CameraSecrets::PerStream`]).
+const CAMERA_URLS: &str = "rtsp://*.cameras.bench/live";
+
+/// The facade's writes for one camera entered with a login (`save_with_credentials`): a new
+/// credentials Secret, the Stream referencing it, then the Stream as the Secret's owner.
+async fn create_with_secret(fleet: &Fleet, name: &str, shard: Option<String>) {
+    use kube::api::{Patch, PatchParams};
+    use panoptes::domain::credentials as rules;
+    let url = format!("rtsp://{name}.cameras.bench/live");
+    let origin = rules::origin(&url).expect("a camera URL with a host");
+    let (user, password) = camera_login(name);
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {
+            "generateName": rules::generate_name(name, "camera-credentials"),
+            "labels": {
+                rules::MANAGED_BY_LABEL: rules::MANAGED_BY,
+                rules::COMPONENT_LABEL: rules::FACADE_CREDENTIALS,
+            },
+            "annotations": {
+                rules::FOR_ANNOTATION: format!("Stream/{name}"),
+                rules::DESTINATIONS_ANNOTATION: rules::destinations_json(&BTreeMap::from([
+                    ("username".to_string(), origin.clone()),
+                    ("password".to_string(), origin),
+                ])),
+            },
+        },
+        "type": "Opaque",
+        "stringData": { "username": user, "password": password },
+    }))
+    .expect("a credentials Secret");
+    let secrets: Api<Secret> = fleet.ns.api();
+    let pp = PostParams::default();
+    let created = retry(name, || secrets.create(&pp, &secret)).await;
+    let secret_name = created.name_any();
+    let stream: Stream = serde_json::from_value(json!({
+        "apiVersion": "panoptes.dev/v1alpha1",
+        "kind": "Stream",
+        "metadata": { "name": name, "labels": labels(shard) },
+        "spec": {
+            "inputs": [{ "url": url }],
+            "facadeCredentials": { "secretName": secret_name },
+        },
+    }))
+    .expect("a Stream");
+    let streams: Api<Stream> = fleet.ns.api();
+    let stream = retry(name, || streams.create(&pp, &stream)).await;
+    let owner = json!({ "metadata": { "ownerReferences": [{
+        "apiVersion": rules::api_version(), "kind": "Stream", "name": name,
+        "uid": stream.uid().expect("a created Stream has a uid"), "controller": true,
+    }] } });
+    let (patch, params) = (Patch::Merge(&owner), PatchParams::default());
+    retry(name, || secrets.patch(&secret_name, &params, &patch)).await;
+}
+
+/// `write` retried like [`create_all`]'s creates (load shedding under the burst).
+async fn retry<T, F, Fut>(name: &str, mut write: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, kube::Error>>,
+{
+    for attempt in 0u64.. {
+        match write().await {
+            Ok(v) => return v,
+            Err(e) if attempt < 20 => {
+                tracing::debug!(%name, %e, "write failed; retrying");
+                tokio::time::sleep(Duration::from_millis(100 * (attempt + 1))).await;
+            }
+            Err(e) => panic!("writing {name}: {e}"),
+        }
+    }
+    unreachable!()
+}
+
+/// How many cameras of `names` run on a node with their own login in the input URL (their
+/// Secret's values reached the node body).
+pub fn logins_on_nodes(fleet: &Fleet, names: &[String]) -> usize {
+    names
         .iter()
-        .enumerate()
-        .map(|(i, name)| {
-            json!({
-                "apiVersion": "panoptes.dev/v1alpha1",
-                "kind": "Stream",
-                "metadata": { "name": name, "labels": labels(shard_of(i, shards)) },
-                "spec": { "inputs": [{ "url": format!("fake://{name}") }] },
+        .filter(|name| {
+            let (user, password) = camera_login(name);
+            let want = format!("rtsp://{user}:{password}@{name}.cameras.bench/live");
+            fleet.sim.nodes().iter().any(|n| {
+                n.stored_stream(name)
+                    .is_some_and(|s| s["inputs"][0]["url"] == json!(want))
             })
         })
-        .collect();
+        .count()
+}
+
+/// The holder of the leader Lease of the default instance in `fleet`'s namespace.
+pub async fn leader(fleet: &Fleet) -> Option<String> {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let name = panoptes::domain::instance::Instance::default().leader_lease(None);
+    let lease = fleet.ns.api::<Lease>().get_opt(&name).await.ok()??;
+    lease.spec?.holder_identity.filter(|h| !h.is_empty())
+}
+
+/// Waits until `identity` holds the leader Lease; panics after `timeout`.
+pub async fn wait_leader(fleet: &Fleet, identity: &str, timeout: Duration) {
     let started = Instant::now();
-    create_all::<Stream>(&fleet.ns.client, &fleet.ns.name, docs).await;
-    started.elapsed()
+    loop {
+        let holder = leader(fleet).await;
+        if holder.as_deref() == Some(identity) {
+            return;
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "{identity} did not lead within {timeout:?} (holder: {holder:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// How `count` shards split the streams: stream `cam-i` and node `i` belong to shard
+/// `i % count`. Returns the streams each shard's nodes hold and how many streams are on a node
+/// of another shard (the shards did not split the work).
+pub fn shard_split(fleet: &Fleet, count: usize) -> (Vec<usize>, usize) {
+    let mut per_shard = vec![0usize; count];
+    let mut crossed = 0;
+    for (node, held) in fleet.holdings() {
+        for name in held {
+            let i: usize = name
+                .trim_start_matches("cam-")
+                .parse()
+                .unwrap_or(usize::MAX);
+            if i % count == node % count {
+                per_shard[node % count] += 1;
+            } else {
+                crossed += 1;
+            }
+        }
+    }
+    (per_shard, crossed)
 }
 
 /// Creates every object with a bounded number of creates in flight (kubectl would apply them

@@ -32,6 +32,33 @@ impl OperatorProcess {
         extra: &[&str],
         log: PathBuf,
     ) -> Self {
+        Self::spawn(bin, kubeconfig, namespace, shard, None, extra, log)
+    }
+
+    /// Starts `bin run` as one of the chart's replicas: leader election on (the Lease
+    /// `panoptes-leader` in `namespace`), `identity` as its holder name, and the peer channel
+    /// over which a standby mirrors the leader's live view. The first replica of a namespace
+    /// leads; a restarted replica with the holder's identity takes its Lease back at once.
+    pub fn start_replica(
+        bin: &Path,
+        kubeconfig: &Path,
+        namespace: &str,
+        identity: &str,
+        extra: &[&str],
+        log: PathBuf,
+    ) -> Self {
+        Self::spawn(bin, kubeconfig, namespace, None, Some(identity), extra, log)
+    }
+
+    fn spawn(
+        bin: &Path,
+        kubeconfig: &Path,
+        namespace: &str,
+        shard: Option<&str>,
+        replica: Option<&str>,
+        extra: &[&str],
+        log: PathBuf,
+    ) -> Self {
         let probe_addr = free_port();
         let api_addr = free_port();
         let file = std::fs::File::create(&log).expect("creating the operator log");
@@ -46,14 +73,25 @@ impl OperatorProcess {
         .arg("--probe-addr")
         .arg(probe_addr.to_string())
         .arg("--api-addr")
-        .arg(api_addr.to_string())
-        .arg("--leader-election=false")
-        .args(extra)
-        .env("KUBECONFIG", kubeconfig)
-        .env("RUST_LOG", "info,kube=warn")
-        .stdin(Stdio::null())
-        .stdout(file.try_clone().expect("log handle"))
-        .stderr(file);
+        .arg(api_addr.to_string());
+        match replica {
+            None => {
+                cmd.arg("--leader-election=false");
+            }
+            Some(identity) => {
+                // Outside a pod the leader publishes its listen address for the standbys.
+                cmd.arg("--leader-election=true")
+                    .args(["--pod-name", identity, "--peer-addr"])
+                    .arg(free_port().to_string())
+                    .env_remove("POD_IP");
+            }
+        }
+        cmd.args(extra)
+            .env("KUBECONFIG", kubeconfig)
+            .env("RUST_LOG", "info,kube=warn")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("log handle"))
+            .stderr(file);
         if let Some(s) = shard {
             cmd.arg("--shard").arg(s);
             // The unsharded kinds are reconciled by the first shard only.
@@ -177,8 +215,14 @@ pub fn children(pid: u32) -> Vec<(u32, String)> {
 }
 
 /// CPU seconds used so far by this process (the simulated nodes and the load generator), the
-/// API server and etcd of this run's control plane, and the given operators.
+/// API server and etcd of this run's control plane, and the given operators (named `panoptes`).
 pub fn cpu_split(operators: &[u32]) -> Vec<(String, f64)> {
+    let named: Vec<(&str, u32)> = operators.iter().map(|p| ("panoptes", *p)).collect();
+    cpu_split_named(&named)
+}
+
+/// [`cpu_split`] with each operator process under its own name (`panoptes standby`, a shard).
+pub fn cpu_split_named(operators: &[(&str, u32)]) -> Vec<(String, f64)> {
     let me = std::process::id();
     let mut out = vec![(
         "bench (simulated nodes, clients)".to_string(),
@@ -192,8 +236,8 @@ pub fn cpu_split(operators: &[u32]) -> Vec<(String, f64)> {
             out.push((comm, cpu_seconds(pid)));
         }
     }
-    for pid in operators {
-        out.push(("panoptes".to_string(), cpu_seconds(*pid)));
+    for (name, pid) in operators {
+        out.push((name.to_string(), cpu_seconds(*pid)));
     }
     out
 }
