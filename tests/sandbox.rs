@@ -21,8 +21,20 @@ fn port_in_use(port: u16) -> bool {
 
 #[test]
 fn sandbox_comes_up_prints_how_to_use_it_and_stops_cleanly_on_ctrl_c() {
-    // Own ports and state directory, so a developer's running sandbox is not disturbed.
-    let base: u16 = 28000 + (std::process::id() % 50) as u16 * 100;
+    // Own ports and state directory, so a developer's running sandbox is not disturbed. The
+    // ports stay below Linux's ephemeral range (32768 and up by default): an outgoing connection
+    // (the operator's own to the API server) may otherwise take one between the script's check
+    // and panoptes binding it, as happened in CI with 32780.
+    let base: u16 = 20000 + (std::process::id() % 120) as u16 * 100;
+    let ephemeral_from = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    assert!(
+        base + 81 < ephemeral_from,
+        "sandbox ports {base}..{} reach the ephemeral range from {ephemeral_from}",
+        base + 81
+    );
     let dir = std::env::temp_dir().join(format!("panoptes-sandbox-{}", std::process::id()));
     let mut child = Command::new(root().join("tests/sandbox/sandbox.sh"))
         .env("SANDBOX_PORT", base.to_string())
