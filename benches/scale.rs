@@ -851,6 +851,9 @@ async fn full(
         raw,
     } = convergence(report, curve, streams, nodes, setup).await;
     steady_writes(report, &fleet, streams, &op, standby.as_ref()).await;
+    // Every node stays up until the failover kills one: any other down mark is a node taken
+    // for dead while it answered (a starved probe loop did that at 100k once).
+    let first_leader_marks = node_unreachable_marks(&op).await;
     // The restart measures the leader's own push pace, as without a standby: a standby left
     // running would take the Lease if the restart outlasted it. It starts again afterwards,
     // over every stream: a replica's start-up at this size.
@@ -870,13 +873,36 @@ async fn full(
     if !skipped("facade") {
         facade(report, &op, &fleet, &names).await;
     }
-    if !skipped("failover") {
+    let killed = if skipped("failover") {
+        0
+    } else {
         failover(report, &fleet).await;
-    }
+        1
+    };
+    let down_marks = first_leader_marks
+        .zip(node_unreachable_marks(&op).await)
+        .map_or("not read (see the operator logs)".to_string(), |(a, b)| {
+            (a + b).saturating_sub(killed).to_string()
+        });
+    report.add(
+        format!(
+            "Nodes marked unreachable while they answered (probe outcomes, both leaders; the \
+             failover's killed node excluded), {streams} streams / {nodes} nodes"
+        ),
+        down_marks,
+        "0",
+    );
     op.stop();
     if let Some(sb) = standby {
         sb.stop();
     }
+}
+
+/// `panoptes_node_unreachable_marks_total` of a leader.
+async fn node_unreachable_marks(op: &OperatorProcess) -> Option<u64> {
+    op.metric("panoptes_node_unreachable_marks_total")
+        .await
+        .map(|v| v as u64)
 }
 
 /// The standby started over `streams` existing Streams: until its caches synced, and its

@@ -86,9 +86,18 @@ async fn the_scale_harness_runs_at_toy_size() {
     let rolled = scale::roll_preset(&fleet, &names, Duration::from_secs(60)).await;
     assert!(rolled.is_some(), "a preset change reaches every camera");
 
+    // The bench's "marked unreachable while they answered" row: 0 before the kill, the one
+    // killed node after it.
+    let marks = "panoptes_node_unreachable_marks_total";
+    assert_eq!(
+        op.metric(marks).await,
+        Some(0.0),
+        "no answering node marked"
+    );
     let f = scale::failover(&fleet, 1, Duration::from_secs(60)).await;
     assert!(f.detection.is_some() && f.recovery.is_some(), "{f:?}");
     assert_eq!(f.moved, f.dead_streams, "only the dead node's streams move");
+    assert_eq!(op.metric(marks).await, Some(1.0), "the killed node, once");
     op.stop();
 }
 

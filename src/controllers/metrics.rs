@@ -65,6 +65,11 @@ pub(crate) struct ControllerMetrics {
     pub(crate) stream_drift_repairs: Family<NodeLabels, Counter>,
     /// 1 when the node answered its last probe and is running.
     pub(crate) node_up: Family<NodeLabels, Gauge>,
+    /// Probes that found a node unreachable that answered its previous probe (or at its first
+    /// probe): one per outage, so a node falsely taken for dead shows here (issue 21 counts
+    /// them over a 100k run, where a starved probe loop once did). A node that answers but is
+    /// still starting is not counted: it is not taken for dead.
+    pub(crate) node_unreachable_marks: Counter,
     /// Streams the node reported on its last list.
     pub(crate) node_streams: Family<NodeLabels, Gauge>,
     /// Streams the node reported alive.
@@ -91,6 +96,7 @@ impl Default for ControllerMetrics {
             stream_removals: Family::default(),
             stream_drift_repairs: Family::default(),
             node_up: Family::default(),
+            node_unreachable_marks: Counter::default(),
             node_streams: Family::default(),
             node_streams_alive: Family::default(),
             node_input_bytes: Family::default(),
@@ -163,6 +169,11 @@ impl ControllerMetrics {
             "node_up",
             "Node answered its last probe and runs",
             self.node_up.clone(),
+        );
+        r.register(
+            "node_unreachable_marks",
+            "Probes that found a node unreachable that answered before (or at its first probe)",
+            self.node_unreachable_marks.clone(),
         );
         r.register(
             "node_streams",

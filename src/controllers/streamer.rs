@@ -253,6 +253,14 @@ async fn reconcile_inner(
         Err(e) => (false, false, Some(e.to_string())),
     };
     let healthy_before = before.as_ref().map(|n| n.reachable && n.ready);
+    // A node's first probe counts too: a starved probe loop fails it as surely as a later one.
+    let answered_before = before
+        .as_ref()
+        .filter(|n| n.last_probe_ms != 0)
+        .map(|n| n.reachable);
+    if answered_before != Some(false) && !reachable {
+        ctx.controller_metrics.node_unreachable_marks.inc();
+    }
     if healthy_before != Some(reachable && running) {
         if healthy_before.is_some() {
             tracing::info!(node = %host, healthy = reachable && running, "node health changed");

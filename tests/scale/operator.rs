@@ -129,12 +129,18 @@ impl OperatorProcess {
     /// Bytes live on the operator's heap in KiB (`panoptes_heap_live_bytes`), when it runs
     /// with `PANOPTES_HEAP_COUNT=1` (the bench passes its environment on).
     pub async fn heap_live_kib(&self) -> Option<u64> {
+        self.metric("panoptes_heap_live_bytes")
+            .await
+            .map(|b| b as u64 / 1024)
+    }
+
+    /// The value of an unlabelled series on the operator's `/metrics`.
+    pub async fn metric(&self, series: &str) -> Option<f64> {
         let url = format!("http://{}/metrics", self.probe_addr);
         let text = reqwest::get(&url).await.ok()?.text().await.ok()?;
         text.lines()
-            .find_map(|l| l.strip_prefix("panoptes_heap_live_bytes "))
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(|b| b / 1024)
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
     }
 
     /// Waits until `/readyz` answers 200 (caches synced); panics after `timeout`.
