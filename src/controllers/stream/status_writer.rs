@@ -4,9 +4,10 @@
 //! On a bulk apply the API server is the bottleneck: the creates of the new Streams and the
 //! operator's status writes compete for it, and every status write a reconcile waited for held
 //! one of the controller's slots, so pushes to the nodes queued behind API latency. Here a few
-//! workers (each stream always on the same one, so a stream's writes land in order) write the
-//! latest status of each stream; a stream whose status changes again before its write only gets
-//! the newest. Cameras start streaming first and statuses follow, instead of both crawling.
+//! lanes (each stream always on the same one, and never in flight twice, so a stream's writes
+//! land in order) write the latest status of each stream; a stream whose status changes again
+//! before its write only gets the newest, and a lane with a deep queue sends a few writes at
+//! once. Cameras start streaming first and statuses follow, instead of both crawling.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, RandomState};
