@@ -1046,7 +1046,10 @@ async fn write_status(ctl: &StreamController, stream: &Stream, name: &str, outco
     let now = k8s_openapi::jiff::Timestamp::now();
     let conditions =
         conditions::update(&old.common.conditions, &outcome.conditions, generation, now);
-    let layout = ctx.fleet.layout_to_record(&key, old.layout.as_ref());
+    // What the object shows, not the queued status: the fleet keeps the layouter's layout
+    // until the object shows it, so a reconcile of a stale copy cannot write it away.
+    let shown = stream.status.as_ref().and_then(|s| s.layout.as_ref());
+    let layout = ctx.fleet.layout_to_record(&key, shown);
     let same_fields = old.watcher_name.as_deref() == Some(name)
         && old.layout == layout
         && old.alive == outcome.alive
