@@ -1845,7 +1845,8 @@ async fn a_new_stream_gets_one_status_patch_when_its_node_is_listed_rarely() {
         r#"panoptes_status_writes_total{kind="Stream",outcome="ok"}"#,
     );
     assert_eq!(
-        written, N as u64,
+        written,
+        N as u64,
         "one status patch per stream, Ready=Alive with its placement ({} nodes listed {} times)",
         sim.nodes().len(),
         op.ctx.fleet.lists(sim.node(0).hostname()),

@@ -172,16 +172,10 @@ impl StatusWriter {
                         me.lanes[i].wake.notified().await;
                         continue;
                     }
-                    let results =
-                        futures::future::join_all(writes.iter().map(|(key, pending)| {
-                            kit::replace_status::<Stream, _>(
-                                &ctx,
-                                key,
-                                &pending.uid,
-                                &pending.status,
-                            )
-                        }))
-                        .await;
+                    let results = futures::future::join_all(writes.iter().map(|(key, pending)| {
+                        kit::replace_status::<Stream, _>(&ctx, key, &pending.uid, &pending.status)
+                    }))
+                    .await;
                     me.done(i);
                     let mut again = Vec::new();
                     for ((key, pending), result) in writes.into_iter().zip(results) {
