@@ -4,7 +4,8 @@
 //! to `target/bench/`.
 //!
 //! `PANOPTES_BENCH_FACADE_SECONDS` (default 10) sets how long each facade query is loaded;
-//! `PANOPTES_BENCH_SKIP=rollout,facade,failover` leaves those scenarios out of the full arms.
+//! `PANOPTES_BENCH_SKIP=rollout,facade,failover` leaves those scenarios out of the full arms
+//! (`restart` too: then the arm ends after the 60 s at rest).
 //! `PANOPTES_BENCH_ONLY` (comma-separated `1k`, `10k`, `shards`; default all) runs a subset,
 //! for working on one figure. Three arms run only when named: `100k` (100,000 Streams on 1,000
 //! nodes, `make bench-100k`, ~40 min alone on 2 cores), `scale:STREAMS:NODES`, the same
@@ -279,6 +280,7 @@ async fn convergence(
             .expect("running kubectl")
     });
     let cpu_before = cpu_split_named(&pids);
+    let writes_before = scale::apiserver_writes(&fleet.ns.client).await;
     let started = Instant::now();
     let created = scale::create_streams_with(&fleet, &names, 1, setup.secrets).await;
     let converged = scale::wait_held(&fleet, &want, started, patience(streams)).await;
@@ -375,6 +377,14 @@ async fn convergence(
     )
     .await;
     let settled = op.rss_kib();
+    per_stream_writes(
+        report,
+        &fleet,
+        streams,
+        &writes_before,
+        started.elapsed().saturating_sub(created),
+    )
+    .await;
     report.add(
         format!(
             "Operator RSS at {streams} streams (writes settled after {:.0} s)",
@@ -426,6 +436,35 @@ async fn convergence(
         names,
         raw,
     }
+}
+
+/// The operator's API-server writes from before the first create to rest, per stream (every
+/// one is taken from the creates on a shared API server), and how long after the last create
+/// they went on. The creates themselves (`POST streams`) are the bench's, not the operator's.
+async fn per_stream_writes(
+    report: &mut Report,
+    fleet: &Fleet,
+    streams: usize,
+    before: &std::collections::BTreeMap<String, f64>,
+    since_last_create: Duration,
+) {
+    let d = scale::delta(before, &scale::apiserver_writes(&fleet.ns.client).await);
+    let per = |k: &str| d.get(k).copied().unwrap_or(0) as f64 / streams as f64;
+    report.add(
+        format!("Operator writes per stream, first create → rest, {streams} streams: status patches / other Stream patches / Events"),
+        format!(
+            "{:.2} / {:.2} / {:.2}",
+            per("PATCH streams/status"),
+            per("PATCH streams"),
+            per("POST events") + per("PATCH events"),
+        ),
+        "status ≤ 1",
+    );
+    report.add(
+        "… last Stream created → API-server writes quiet (no write in 5 s, cap 300 s)",
+        format!("{:.0} s", since_last_create.as_secs_f64()),
+        "≤ 60 s",
+    );
 }
 
 /// What a convergence leaves running for the scenarios that follow.
@@ -857,6 +896,14 @@ async fn full(
     // The restart measures the leader's own push pace, as without a standby: a standby left
     // running would take the Lease if the restart outlasted it. It starts again afterwards,
     // over every stream: a replica's start-up at this size.
+    if skipped("restart") {
+        // Convergence and rest alone (`PANOPTES_BENCH_SKIP=restart,…`), for work on them.
+        op.stop();
+        if let Some(sb) = standby {
+            sb.stop();
+        }
+        return;
+    }
     if let Some(sb) = standby {
         sb.stop();
     }
@@ -937,7 +984,7 @@ enum Arm {
     Shards(usize, usize, usize),
 }
 
-/// Whether `PANOPTES_BENCH_SKIP` (comma-separated `rollout`, `facade`, `failover`) leaves out
+/// Whether `PANOPTES_BENCH_SKIP` (comma-separated `restart`, `rollout`, `facade`, `failover`) leaves out
 /// a scenario of the full arms, for a run after one figure (the three take ~3 min at 10k).
 fn skipped(scenario: &str) -> bool {
     std::env::var("PANOPTES_BENCH_SKIP")

@@ -1826,6 +1826,49 @@ async fn past_the_list_budget_nodes_are_probed_every_resync_and_listed_less_ofte
     op.stop().await;
 }
 
+/// Issue 21: one status patch per stream on its way to Ready, also when its node is listed
+/// less often than the 10 s a camera gets to show up (past the list budget a node is listed
+/// every 20 s at 100,000 streams). A grace counted in probe resyncs ran out before the node's
+/// next list, and each such camera was written twice: `Ready=Starting`, then `Alive`.
+#[tokio::test]
+async fn a_new_stream_gets_one_status_patch_when_its_node_is_listed_rarely() {
+    let (ns, sim) = fleet("rc-onestatus", 1).await;
+    // Created before the operator starts, so its first count of the streams lists the node
+    // every 16 s (16 streams at 1 listed per second) from the first list on; the pushes wait
+    // for that first list, so the next comes ~14 s after them.
+    const N: usize = 16;
+    for i in 0..N {
+        stream(&ns, &format!("o{i}"), json!({})).await;
+    }
+    let op = Operator::start_with(
+        &ns,
+        panoptes::controllers::Tunables {
+            node_list_budget: 1,
+            ..Operator::tunables(&ns)
+        },
+    );
+    for i in 0..N {
+        wait_stream(&ns, &format!("o{i}"), "Ready=Alive", |s| {
+            cond(s, "Ready") == Some(("True".into(), "Alive".into()))
+        })
+        .await;
+    }
+    // At rest: nothing more is written (4 resyncs of the node, 1 of the list interval).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let written = counter(
+        &op,
+        r#"panoptes_status_writes_total{kind="Stream",outcome="ok"}"#,
+    );
+    assert_eq!(
+        written,
+        N as u64,
+        "one status patch per stream, Ready=Alive with its placement ({} nodes listed {} times)",
+        sim.nodes().len(),
+        op.ctx.fleet.lists(sim.node(0).hostname()),
+    );
+    op.stop().await;
+}
+
 /// A counter of the operator's `/metrics`.
 fn counter(op: &Operator, series: &str) -> u64 {
     let m = op.ctx.metrics.encode();

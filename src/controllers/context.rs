@@ -1,10 +1,12 @@
 //! The state every reconciler shares, built once and passed as `Arc<Context>`.
 
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use kube::Client;
 
 use super::fleet::Fleet;
+use crate::domain::health::list_interval;
 use crate::domain::tenancy::Identities;
 use crate::state::{LiveStats, NodeClients, Scope, Secrets, Shared, Stores};
 use crate::telemetry::Metrics;
@@ -89,7 +91,13 @@ pub struct Context {
     pub identities: Identities,
     /// Values of the Secrets objects reference, read by name (every Secret read goes here).
     pub secrets: Arc<Secrets>,
+    /// The node list interval and when it was computed (counting the streams clones the
+    /// store's list, so not on every reconcile).
+    list_interval: Arc<Mutex<Option<(Instant, Duration)>>>,
 }
+
+/// How often the list interval is computed again.
+const LIST_INTERVAL_REFRESH: Duration = Duration::from_secs(10);
 
 impl Context {
     /// The reconcilers' context over `shared`, for `panoptes run` or a test.
@@ -135,6 +143,28 @@ impl Context {
             controller_metrics,
             fleet: Arc::new(Fleet::default()),
             secrets,
+            list_interval: Arc::default(),
+        }
+    }
+
+    /// How often each node's streams are listed now ([`list_interval`]): the Streamer
+    /// controller lists by it, the Stream controller waits that long for a new camera to show.
+    pub(crate) fn list_interval(&self) -> Duration {
+        let mut cached = self.list_interval.lock().unwrap_or_else(|e| e.into_inner());
+        match *cached {
+            Some((at, interval)) if at.elapsed() < LIST_INTERVAL_REFRESH => interval,
+            _ => {
+                // Counted from the store, not the placements: the first layout waits for
+                // every node's first probe, and the restart of a big fleet is when it matters.
+                let streams = self.stores.streams.state().len();
+                let interval = list_interval(
+                    self.tunables.node_resync,
+                    streams,
+                    self.tunables.node_list_budget,
+                );
+                *cached = Some((Instant::now(), interval));
+                interval
+            }
         }
     }
 

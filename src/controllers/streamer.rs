@@ -34,7 +34,6 @@ use super::kit::{self, Backoff, Error};
 use super::refs::{self, Key, key_of};
 use crate::domain::credentials::{self, OwnerKind};
 use crate::domain::destinations::{self, Origin};
-use crate::domain::health::list_interval;
 use crate::domain::tenancy::{hostname_owners, owns_hostname};
 use crate::flussonic::{
     self, BuildError, Credentials, ListQuery, NodeClient, NodeClientConfig, is_managed,
@@ -70,13 +69,7 @@ pub struct StreamerController {
     allow_list: AllowListCache,
     backoff: Backoff,
     memory: Mutex<HashMap<String, NodeMemory>>,
-    /// The list interval and when it was computed (counting the streams clones the store's
-    /// list, so not on every reconcile).
-    list_interval: Mutex<Option<(std::time::Instant, Duration)>>,
 }
-
-/// How often the list interval is computed again.
-const LIST_INTERVAL_REFRESH: Duration = Duration::from_secs(10);
 
 /// Runs the Streamer controller until `shutdown` resolves.
 pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 'static) {
@@ -93,7 +86,6 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         allow_list: AllowListCache::default(),
         backoff: Backoff::capped(NODE_LOOP_CAP),
         memory: Mutex::default(),
-        list_interval: Mutex::default(),
     });
     let extra = futures::stream::poll_fn(move |cx| triggers.poll_recv(cx)).boxed();
     tracing::info!(
@@ -714,26 +706,9 @@ async fn apply_config(
     }
 }
 
-/// Whether the node's streams are to be listed in this reconcile ([`list_interval`]).
+/// Whether the node's streams are to be listed in this reconcile ([`Context::list_interval`]).
 fn list_due(ctl: &StreamerController, host: &str, was_down: bool) -> bool {
-    let interval = {
-        let mut cached = ctl.list_interval.lock().unwrap_or_else(|e| e.into_inner());
-        match *cached {
-            Some((at, interval)) if at.elapsed() < LIST_INTERVAL_REFRESH => interval,
-            _ => {
-                // Counted from the store, not the placements: the first layout waits for
-                // every node's first probe, and the restart of a big fleet is when it matters.
-                let streams = ctl.ctx.stores.streams.state().len();
-                let interval = list_interval(
-                    ctl.ctx.tunables.node_resync,
-                    streams,
-                    ctl.ctx.tunables.node_list_budget,
-                );
-                *cached = Some((std::time::Instant::now(), interval));
-                interval
-            }
-        }
-    };
+    let interval = ctl.ctx.list_interval();
     if was_down || interval <= ctl.ctx.tunables.node_resync {
         // Within the budget every reconcile lists, a triggered one too (a move's old copy is
         // found and removed at once).

@@ -6,6 +6,8 @@
 //! (`static: false`) that the node lists but that is not receiving frames is idle — it starts
 //! when a viewer connects — and idle is healthy: `Ready=True (OnDemand)`, `operational`.
 
+use std::time::Duration;
+
 use crate::resources::wire::StreamConfigSpec;
 use crate::state::StreamLive;
 
@@ -95,10 +97,79 @@ pub fn judge<'a>(f: &Facts<'a>) -> StreamHealth<'a> {
     }
 }
 
+/// Lists of the ingest node that must finish after a push before `Ready=Starting` is worth
+/// writing: the first may have been requested before the push.
+pub const STARTING_LISTS: u64 = 2;
+
+/// A freshly pushed stream its ingest node has not shown running yet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Unconfirmed {
+    /// Time since the stream was first judged `Starting` (about its push).
+    pub held_for: Duration,
+    /// Lists of the ingest node finished since then.
+    pub lists_since: u64,
+    /// How often the node is listed now ([`crate::domain::health::list_interval`]).
+    pub list_interval: Duration,
+}
+
+/// How much longer to hold back a `Ready=Starting` status, `None`: write it now.
+///
+/// The node's next list usually shows a new camera alive, and the status written then says it
+/// all in one write; writing `Starting` first is a second status patch per camera of a bulk
+/// apply, for a state that lasts one list. So `Starting` waits for [`STARTING_LISTS`] lists
+/// of the node and at least `floor` (a camera takes seconds to answer). Past the list budget
+/// a node is listed every 20 s at 100,000 streams: a grace counted in probe resyncs (10 s)
+/// ran out before the first list, and most cameras were written twice. A node whose lists lag
+/// behind their interval holds it at most twice the grace the interval gives, so a camera
+/// that never answers still reads `Starting` in bounded time.
+pub fn starting_hold(u: Unconfirmed, floor: Duration) -> Option<Duration> {
+    let grace = floor.max(u.list_interval * STARTING_LISTS as u32);
+    if let Some(left) = grace.checked_sub(u.held_for).filter(|d| !d.is_zero()) {
+        return Some(left);
+    }
+    let ceiling = grace * 2;
+    if u.lists_since >= STARTING_LISTS || u.held_for >= ceiling {
+        return None;
+    }
+    Some(u.list_interval.min(ceiling - u.held_for))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::resources::wire::StreamStats;
+
+    #[test]
+    fn starting_waits_for_two_lists_of_the_node_and_the_floor() {
+        let s = Duration::from_secs;
+        let floor = s(10);
+        // (held for, lists since, list interval) → hold
+        let rows = [
+            // Lists every 5 s (within the budget): the floor decides.
+            (s(0), 0, s(5), Some(s(10))),
+            (s(4), 2, s(5), Some(s(6))),
+            (s(10), 2, s(5), None),
+            // One list done, the second late: one more interval, not more.
+            (s(10), 1, s(5), Some(s(5))),
+            (s(18), 1, s(5), Some(s(2))),
+            (s(20), 1, s(5), None),
+            // Listed every 20 s (100,000 streams): the grace is two lists, not 10 s.
+            (s(10), 0, s(20), Some(s(30))),
+            (s(39), 1, s(20), Some(s(1))),
+            (s(40), 2, s(20), None),
+            (s(40), 1, s(20), Some(s(20))),
+            (s(70), 0, s(20), Some(s(10))),
+            (s(80), 0, s(20), None),
+        ];
+        for (held_for, lists_since, list_interval, want) in rows {
+            let u = Unconfirmed {
+                held_for,
+                lists_since,
+                list_interval,
+            };
+            assert_eq!(starting_hold(u, floor), want, "{u:?}");
+        }
+    }
 
     fn live(alive: Option<bool>, error: Option<&str>) -> StreamLive {
         StreamLive {

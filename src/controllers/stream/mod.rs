@@ -12,8 +12,8 @@
 //! API-server writes are the scarce resource at 10,000 streams, so the status (conditions and
 //! the layouter's placement together) is written once per settled state, not per step: a
 //! stream just pushed reports `Ready=Starting` only if its node has not shown it running
-//! within [`START_GRACE`] resyncs, and a node not listed yet since start (its contents
-//! unknown) defers the push without a write instead of failing it.
+//! within two of its lists ([`stream_health::starting_hold`]), and a node not listed yet
+//! since start (its contents unknown) defers the push without a write instead of failing it.
 //!
 //! Deletion: the finalizer `panoptes.dev/cleanup` removes the stream from every node holding
 //! it. A node that stays unreachable for `delete_grace` does not block deletion; the Streamer
@@ -69,12 +69,11 @@ use status_writer::{Pending, StatusWriter};
 const CONCURRENCY: u16 = 128;
 /// A healthy, synced stream is looked at again after this long (secret rotations, safety).
 const STEADY_RESYNC: Duration = Duration::from_secs(600);
-/// Node resyncs a freshly pushed stream gets to show up running before `Ready=Starting` is
-/// written (the node's next list usually shows it alive, and one write records it all).
-const START_GRACE: u32 = 2;
-/// …and never less than this: a camera takes seconds to answer, and a `Starting` written and
-/// replaced by `Alive` a moment later is two status writes per camera of a bulk apply where one
-/// would do (nodes listed every 500 ms made that the rule).
+/// A freshly pushed stream gets two of its node's lists to show up running before
+/// `Ready=Starting` is written ([`stream_health::starting_hold`]), and never less than this:
+/// a camera takes seconds to answer, and a `Starting` written and replaced by `Alive` a moment
+/// later is two status writes per camera of a bulk apply where one would do (nodes listed
+/// every 500 ms made that the rule).
 const START_GRACE_FLOOR: Duration = Duration::from_secs(10);
 /// After start, nodes not listed yet (or without a client yet) defer pushes this long before
 /// that counts as a failure (the first probes and lists take a moment).
@@ -95,8 +94,9 @@ pub struct StreamController {
     bindings: Mutex<HashMap<Key, CredentialBinding>>,
     backoff: Backoff,
     started: Instant,
-    /// Streams whose `Ready=Starting` is not written yet, since when.
-    starting: Mutex<HashMap<Key, Instant>>,
+    /// Streams whose `Ready=Starting` is not written yet: since when, and their ingest
+    /// node's list count then.
+    starting: Mutex<HashMap<Key, (Instant, u64)>>,
     /// Status writes, off the reconcile path.
     status: Arc<StatusWriter>,
     /// Node copies known to match each stream's body.
@@ -320,7 +320,7 @@ async fn converge(stream: &Stream, ctl: &StreamController, key: &Key) -> Result<
 
 /// How long to hold back a `Ready=Starting` status, if at all: a stream the node has not
 /// listed yet is usually running by the node's next list, and writing the transient state
-/// would double the writes of a bulk apply.
+/// would double the writes of a bulk apply ([`stream_health::starting_hold`]).
 fn starting_grace(ctl: &StreamController, key: &Key, outcome: &Outcome) -> Option<Duration> {
     let starting = outcome
         .conditions
@@ -331,9 +331,21 @@ fn starting_grace(ctl: &StreamController, key: &Key, outcome: &Outcome) -> Optio
         since.remove(key);
         return None;
     }
-    let grace = (ctl.ctx.tunables.node_resync * START_GRACE).max(START_GRACE_FLOOR);
-    let first = *since.entry(key.clone()).or_insert_with(Instant::now);
-    grace.checked_sub(first.elapsed()).filter(|d| !d.is_zero())
+    let ctx = &ctl.ctx;
+    let lists = |host: &str| ctx.fleet.lists(host);
+    let ingest = ctx.fleet.placement(key).and_then(|p| p.ingest);
+    let listed_now = ingest.as_deref().map_or(0, lists);
+    let (first, lists_then) = *since
+        .entry(key.clone())
+        .or_insert_with(|| (Instant::now(), listed_now));
+    stream_health::starting_hold(
+        stream_health::Unconfirmed {
+            held_for: first.elapsed(),
+            lists_since: listed_now.saturating_sub(lists_then),
+            list_interval: ctx.list_interval(),
+        },
+        START_GRACE_FLOOR,
+    )
 }
 
 /// The body to push, or the outcome explaining why there is none. A body of `None` = the
@@ -1022,12 +1034,22 @@ async fn add_finalizer(ctx: &Context, stream: &Stream) -> Result<(), Error> {
 async fn write_status(ctl: &StreamController, stream: &Stream, name: &str, outcome: Outcome) {
     let ctx = &ctl.ctx;
     let key = key_of(stream);
-    let old = stream.status.clone().unwrap_or_default();
+    let uid = stream.meta().uid.clone().unwrap_or_default();
+    // A status queued or in flight is what the object is about to show: judged against the
+    // object alone, every reconcile during a write queued the same status again (a second
+    // patch per stream when a deep queue drains behind a bulk apply).
+    let old = match ctl.status.newest(&key) {
+        Some(p) if p.uid == uid => p.status,
+        _ => stream.status.clone().unwrap_or_default(),
+    };
     let generation = stream.meta().generation;
     let now = k8s_openapi::jiff::Timestamp::now();
     let conditions =
         conditions::update(&old.common.conditions, &outcome.conditions, generation, now);
-    let layout = ctx.fleet.layout_to_record(&key, old.layout.as_ref());
+    // What the object shows, not the queued status: the fleet keeps the layouter's layout
+    // until the object shows it, so a reconcile of a stale copy cannot write it away.
+    let shown = stream.status.as_ref().and_then(|s| s.layout.as_ref());
+    let layout = ctx.fleet.layout_to_record(&key, shown);
     let same_fields = old.watcher_name.as_deref() == Some(name)
         && old.layout == layout
         && old.alive == outcome.alive
@@ -1037,7 +1059,7 @@ async fn write_status(ctl: &StreamController, stream: &Stream, name: &str, outco
             .as_ref()
             .is_none_or(|b| b.as_ref() == old.credential_binding.as_deref())
         && old.common.observed_generation == generation;
-    if conditions.is_none() && same_fields && !ctl.status.busy(&key) {
+    if conditions.is_none() && same_fields {
         return;
     }
     // Transitions worth telling: a condition gone bad, the config applied, the camera up or
@@ -1070,6 +1092,5 @@ async fn write_status(ctl: &StreamController, stream: &Stream, name: &str, outco
             .map(|b| b.map(Box::new))
             .unwrap_or(old.credential_binding),
     };
-    let uid = stream.meta().uid.clone().unwrap_or_default();
     ctl.status.submit(key, Pending { uid, status });
 }
