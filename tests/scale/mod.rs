@@ -542,7 +542,7 @@ impl Rate {
     }
 }
 
-/// The API server's request counters of writes (`POST`, `PUT`, `PATCH`, `DELETE`) by
+/// The API server's request counters of writes (`POST`, `PUT`, `PATCH`, `APPLY`, `DELETE`) by
 /// `resource/subresource`, from its `/metrics`.
 pub async fn apiserver_writes(client: &Client) -> BTreeMap<String, f64> {
     let mut out = BTreeMap::new();
@@ -551,7 +551,9 @@ pub async fn apiserver_writes(client: &Client) -> BTreeMap<String, f64> {
     {
         let label = |k: &str| labels.get(k).map(String::as_str).unwrap_or_default();
         let verb = label("verb");
-        if !matches!(verb, "POST" | "PUT" | "PATCH" | "DELETE") {
+        // APPLY: server-side apply (the operator's finalizer and metadata writes) is counted
+        // apart from PATCH by the API server.
+        if !matches!(verb, "POST" | "PUT" | "PATCH" | "APPLY" | "DELETE") {
             continue;
         }
         let resource = label("resource");
