@@ -436,3 +436,150 @@ fn same_stats(a: Option<&Arc<NodeLive>>, b: Option<&Arc<NodeLive>>, name: &str) 
         _ => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! What the facade's list queries cost over 100,000 rendered streams, in process.
+
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use serde_json::{Value, json};
+
+    use super::super::query::{Index, Query};
+    use super::STREAMS;
+
+    /// A stream as `views::stream` renders one of the bench's converged cameras.
+    fn rendered(i: usize, bitrate: u64) -> Arc<Value> {
+        Arc::new(json!({
+            "name": format!("cam-{i:05}"),
+            "title": format!("Camera {i} at gate {}", i % 97),
+            "comment": "installed by the bench",
+            "inputs": [{"url": format!("rtsp://10.{}.{}.{}/live/main", i / 65_536, i / 256 % 256, i % 256), "priority": 0}],
+            "postal_address": format!("{} Main Street", i % 1000),
+            "dvr": {"root": "/storage", "expiration": 86_400},
+            "named_by": "config",
+            "organization_id": 1 + i as u64 % 10,
+            "organization": {"id": 1 + i as u64 % 10, "title": format!("Org {}", i % 10)},
+            "preset_id": 1,
+            "preset": {"id": 1, "title": "default"},
+            "layout": {"ingest": format!("node-{:04}", i / 100), "change_reason": "placed", "created_at": 1_764_000_000_000u64},
+            "stats": {"alive": true, "bitrate": bitrate, "status": "running", "input": {"url": "rtsp://…", "bitrate": bitrate}},
+            "created_at": 1_764_000_000_000u64 + i as u64,
+        }))
+    }
+
+    /// The list queries of `benches/scale.rs` (`tests/scale/facade.rs`), as query pairs.
+    const QUERIES: &[(&str, &str)] = &[
+        ("list limit=100", "limit=100"),
+        ("list select", "limit=100&select=name,title,stats.alive"),
+        ("list sort=-stats.bitrate", "limit=100&sort=-stats.bitrate"),
+        ("list q=", "limit=100&q=cam-0012"),
+    ];
+
+    fn answer(index: &Index, raw: &str) -> usize {
+        let pairs = form_urlencoded::parse(raw.as_bytes()).into_owned();
+        let q = Query::parse(pairs, &STREAMS).unwrap();
+        let page = q.execute_indexed(index);
+        serde_json::to_vec(&page.into_envelope("streams", json!({})))
+            .unwrap()
+            .len()
+    }
+
+    /// The index after stream `at` changed.
+    fn changed(index: &Index, items: &mut [Arc<Value>], at: usize, value: Arc<Value>) -> Index {
+        items[at] = value;
+        let mut origin: Vec<Option<u32>> = (0..items.len() as u32).map(Some).collect();
+        origin[at] = None;
+        index.update(items.to_vec(), &origin)
+    }
+
+    fn ms(d: Duration) -> f64 {
+        d.as_secs_f64() * 1000.0
+    }
+
+    fn percentile(mut v: Vec<Duration>, p: f64) -> Duration {
+        v.sort();
+        v[((v.len() - 1) as f64 * p).round() as usize]
+    }
+
+    /// `cargo test --release --lib facade_queries_at_scale -- --ignored --nocapture`
+    /// (`PANOPTES_FACADE_ITEMS`, default 100,000).
+    #[test]
+    #[ignore]
+    fn facade_queries_at_scale() {
+        let n: usize = std::env::var("PANOPTES_FACADE_ITEMS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(100_000);
+        let mut items: Vec<Arc<Value>> = (0..n).map(|i| rendered(i, (i * 7919 % 5000) as u64)).collect();
+        let t = Instant::now();
+        let mut index = Index::new(items.clone(), STREAMS.search);
+        for (_, raw) in QUERIES {
+            answer(&index, raw);
+        }
+        eprintln!("{n} streams: build and first answers {:.1} ms", ms(t.elapsed()));
+        // Single-threaded, at rest: each query alone.
+        let rounds = 50;
+        for (label, raw) in QUERIES {
+            let mut times = Vec::new();
+            let mut bytes = 0;
+            for _ in 0..rounds {
+                let t = Instant::now();
+                bytes = answer(&index, raw);
+                times.push(t.elapsed());
+            }
+            eprintln!(
+                "  {label:28} p50 {:7.3} ms  p99 {:7.3} ms  ({bytes} bytes)",
+                ms(percentile(times.clone(), 0.5)),
+                ms(percentile(times, 0.99)),
+            );
+        }
+        // One stream changes (its bitrate: it moves in the `-stats.bitrate` order), then
+        // the four queries answer over the new index.
+        let (mut update, mut after) = (Vec::new(), Vec::new());
+        for r in 0..rounds {
+            let at = (r * 7919) % n;
+            let t = Instant::now();
+            index = changed(&index, &mut items, at, rendered(at, r as u64 * 13));
+            update.push(t.elapsed());
+            let t = Instant::now();
+            for (_, raw) in QUERIES {
+                answer(&index, raw);
+            }
+            after.push(t.elapsed());
+        }
+        eprintln!(
+            "  one change: update p50 {:.3} ms p99 {:.3} ms; then the four queries p50 {:.3} ms",
+            ms(percentile(update.clone(), 0.5)),
+            ms(percentile(update, 0.99)),
+            ms(percentile(after, 0.5)),
+        );
+        // 16 concurrent readers over the same index.
+        let index = Arc::new(index);
+        for (label, raw) in QUERIES {
+            let started = Instant::now();
+            let threads: Vec<_> = (0..16)
+                .map(|_| {
+                    let index = index.clone();
+                    std::thread::spawn(move || {
+                        let mut times = Vec::new();
+                        while started.elapsed() < Duration::from_millis(1500) {
+                            let t = Instant::now();
+                            answer(&index, raw);
+                            times.push(t.elapsed());
+                        }
+                        times
+                    })
+                })
+                .collect();
+            let times: Vec<Duration> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+            let rps = times.len() as f64 / started.elapsed().as_secs_f64();
+            eprintln!(
+                "  16 threads {label:28} p50 {:7.3} ms  p99 {:7.3} ms  {rps:.0} req/s",
+                ms(percentile(times.clone(), 0.5)),
+                ms(percentile(times, 0.99)),
+            );
+        }
+    }
+}
