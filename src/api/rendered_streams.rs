@@ -551,14 +551,17 @@ mod tests {
         let items: Vec<Arc<Value>> = (0..n)
             .map(|i| rendered(i, (i * 7919 % 5000) as u64))
             .collect();
-        let t = Instant::now();
+        let (t, bytes) = (Instant::now(), crate::footprint::live_bytes());
         let mut index = Index::new(items, STREAMS.search);
         for (_, raw) in QUERIES {
             answer(&index, raw);
         }
         eprintln!(
-            "{n} streams: build and first answers {:.1} ms",
-            ms(t.elapsed())
+            "{n} streams: build and first answers {:.1} ms; the index holds {} bytes per \
+             stream beyond the renderings (search text, name and -stats.bitrate orders; \
+             glibc mallinfo2)",
+            ms(t.elapsed()),
+            crate::footprint::live_bytes().saturating_sub(bytes) / n,
         );
         // Single-threaded, at rest: each query alone.
         let rounds = 50;
