@@ -318,7 +318,7 @@ impl Index {
         chunks.truncate(len.div_ceil(per));
         // Cut: the chunk `len` ends in is the last one now.
         if len < self.len
-            && len % per != 0
+            && !len.is_multiple_of(per)
             && let Some(last) = chunks.last_mut()
         {
             let keep = len % per;
