@@ -599,6 +599,26 @@ mod tests {
             ms(percentile(update, 0.99)),
             ms(percentile(after, 0.5)),
         );
+        // Many streams change at once (a live stats refresh moves every bitrate).
+        for share in [100, 10, 1] {
+            let count = n / share;
+            let changed: Vec<(u32, Arc<Value>)> = (0..count)
+                .map(|k| k * share)
+                .map(|at| (at as u32, rendered(at, (at * 31 % 5000) as u64)))
+                .collect();
+            let t = Instant::now();
+            index = index.edit(n, changed);
+            let took = t.elapsed();
+            let t = Instant::now();
+            for (_, raw) in QUERIES {
+                answer(&index, raw);
+            }
+            eprintln!(
+                "  {count} streams change at once: update {:.1} ms, then the four queries {:.1} ms",
+                ms(took),
+                ms(t.elapsed()),
+            );
+        }
         // 16 concurrent readers over the same index.
         let index = Arc::new(index);
         for (label, raw) in QUERIES {

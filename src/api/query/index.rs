@@ -39,12 +39,16 @@ pub(crate) struct Tuning {
     /// `q` matches up to 1 / this of the items are sorted directly; more are found by
     /// walking the order.
     pub(crate) sort_matches_below: usize,
+    /// An edit of more than 1 / this of the items (every stream's live stats moved)
+    /// rebuilds the chunks and merges each order once, instead of an edit per item.
+    pub(crate) bulk_edit_above: usize,
 }
 
 const TUNING: Tuning = Tuning {
     items_per_chunk: 1024,
     order_chunk: 1024,
     sort_matches_below: 16,
+    bulk_edit_above: 64,
 };
 
 /// Items plus what queries over them reuse.
@@ -313,6 +317,9 @@ impl Index {
             .filter(|&p| (p as usize) < kept)
             .chain(kept as u32..self.len as u32)
             .collect();
+        if out.len() + changed.len() > self.len.max(len) / self.tuning.bulk_edit_above {
+            return self.bulk(len, changed, &out);
+        }
         let per = self.tuning.items_per_chunk;
         let mut chunks = self.chunks.clone();
         chunks.truncate(len.div_ceil(per));
@@ -365,6 +372,49 @@ impl Index {
                     canonical.clone(),
                     sort.clone(),
                     Arc::new(OnceLock::from(order)),
+                ))
+            })
+            .collect();
+        *next.orders.lock().unwrap_or_else(|e| e.into_inner()) = orders;
+        next
+    }
+
+    /// [`edit`](Self::edit) for a change to many items: the chunks rebuilt, and each order's
+    /// kept positions merged with the changed items sorted (`out`: the positions to take
+    /// out of the orders).
+    fn bulk(&self, len: usize, changed: Vec<(u32, Arc<Value>)>, out: &[u32]) -> Self {
+        let mut items: Vec<Arc<Value>> = self.items().take(len).cloned().collect();
+        let fresh: Vec<u32> = changed.iter().map(|(p, _)| *p).collect();
+        for (p, item) in changed {
+            match items.get_mut(p as usize) {
+                Some(slot) => *slot = item,
+                None => items.push(item),
+            }
+        }
+        let next = Self::build(items, self.paths.clone(), self.tuning);
+        let mut gone = vec![false; self.len];
+        for &p in out {
+            gone[p as usize] = true;
+        }
+        let orders = self
+            .orders
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter_map(|(canonical, sort, cell)| {
+                let old = cell.get()?;
+                let kept: Vec<u32> = old
+                    .range(0, old.len)
+                    .filter(|&p| !gone[p as usize])
+                    .collect();
+                let order = merge(sort, &next, kept, &fresh);
+                Some((
+                    canonical.clone(),
+                    sort.clone(),
+                    Arc::new(OnceLock::from(Order::from_sorted(
+                        order,
+                        self.tuning.order_chunk,
+                    ))),
                 ))
             })
             .collect();
@@ -433,6 +483,27 @@ fn before(sort: &SortSpec, index: &Index, k: u32, key: &[Value], p: u32) -> bool
         Ordering::Equal => k < p,
         Ordering::Greater => false,
     }
+}
+
+/// `kept` (sorted positions of unchanged items of `index`) with the `fresh` positions
+/// (ascending) sorted and merged in by binary search, ties broken by position.
+fn merge(sort: &SortSpec, index: &Index, kept: Vec<u32>, fresh: &[u32]) -> Vec<u32> {
+    let table = sort.table(fresh.iter().map(|&i| index.item(i)).collect());
+    let mut sorted: Vec<usize> = (0..fresh.len()).collect();
+    // Stable: fresh positions are increasing, so ties keep position order.
+    sorted.sort_by(|a, b| table.cmp(*a, *b));
+    let mut out = Vec::with_capacity(kept.len() + fresh.len());
+    let mut from = 0;
+    for f in sorted {
+        let key = table.owned_key(f);
+        let at = fresh[f];
+        let to = from + kept[from..].partition_point(|&k| before(sort, index, k, &key, at));
+        out.extend_from_slice(&kept[from..to]);
+        out.push(at);
+        from = to;
+    }
+    out.extend_from_slice(&kept[from..]);
+    out
 }
 
 /// Takes position `p` out of `order`, an order of `index`'s items.

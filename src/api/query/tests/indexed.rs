@@ -381,8 +381,8 @@ proptest! {
     /// and edits cross chunk boundaries), edited in place as the facade edits it, returns
     /// exactly what the plain filter and sort over the items returns: same items, counts
     /// and cursors, following cursors both ways, with `q` matches sorted directly or found
-    /// by walking the order. Ids are unique, so the plain engine's order is the same total
-    /// order.
+    /// by walking the order, edits applied item by item or in bulk. Ids are unique, so the
+    /// plain engine's order is the same total order.
     #[test]
     fn an_edited_chunked_index_equals_plain_filter_and_sort(
         raw in proptest::collection::vec(item(), 0..40),
@@ -393,11 +393,13 @@ proptest! {
         per_chunk in 1usize..5,
         order_chunk in 1usize..4,
         sort_matches_below in prop_oneof![Just(1usize), Just(usize::MAX), 2usize..8],
+        bulk_edit_above in prop_oneof![Just(1usize), Just(usize::MAX), 2usize..8],
     ) {
         let tuning = super::super::Tuning {
             items_per_chunk: per_chunk,
             order_chunk,
             sort_matches_below,
+            bulk_edit_above,
         };
         let mut items: Vec<Value> = raw.iter().enumerate().map(|(i, r)| make(i, r)).collect();
         let mut next_id = items.len();
