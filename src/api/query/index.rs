@@ -317,7 +317,7 @@ impl Index {
             .filter(|&p| (p as usize) < kept)
             .chain(kept as u32..self.len as u32)
             .collect();
-        if out.len() + changed.len() > self.len.max(len) / self.tuning.bulk_edit_above {
+        if out.len().max(changed.len()) > self.len.max(len) / self.tuning.bulk_edit_above {
             return self.bulk(len, changed, &out);
         }
         let per = self.tuning.items_per_chunk;
@@ -379,19 +379,47 @@ impl Index {
         next
     }
 
-    /// [`edit`](Self::edit) for a change to many items: the chunks rebuilt, and each order's
-    /// kept positions merged with the changed items sorted (`out`: the positions to take
-    /// out of the orders).
+    /// [`edit`](Self::edit) for a change to many items: untouched chunks shared, touched
+    /// ones rebuilt (the unchanged items' text copied), and each order's kept positions
+    /// merged with the changed items sorted (`out`: the positions to take out of the orders).
     fn bulk(&self, len: usize, changed: Vec<(u32, Arc<Value>)>, out: &[u32]) -> Self {
-        let mut items: Vec<Arc<Value>> = self.items().take(len).cloned().collect();
         let fresh: Vec<u32> = changed.iter().map(|(p, _)| *p).collect();
-        for (p, item) in changed {
-            match items.get_mut(p as usize) {
-                Some(slot) => *slot = item,
-                None => items.push(item),
+        let per = self.tuning.items_per_chunk;
+        let mut changes = changed.into_iter().peekable();
+        let mut chunks = Vec::with_capacity(len.div_ceil(per));
+        for c in 0..len.div_ceil(per) {
+            let (from, to) = (c * per, ((c + 1) * per).min(len));
+            let old = self.chunks.get(c);
+            let untouched = changes.peek().is_none_or(|(p, _)| *p as usize >= to);
+            if untouched
+                && let Some(old) = old
+                && old.items.len() == to - from
+            {
+                chunks.push(old.clone());
+                continue;
             }
+            let mut chunk = Chunk::default();
+            for i in from..to {
+                match changes.next_if(|(p, _)| *p as usize == i) {
+                    Some((_, item)) => chunk.push(&self.paths, item),
+                    None => {
+                        let old = old.expect("unchanged positions are below the old length");
+                        let (start, end) = old.span(i - from);
+                        chunk.text.push_str(&old.text[start..end]);
+                        chunk.ends.push(chunk.text.len() as u32);
+                        chunk.items.push(old.items[i - from].clone());
+                    }
+                }
+            }
+            chunks.push(Arc::new(chunk));
         }
-        let next = Self::build(items, self.paths.clone(), self.tuning);
+        let next = Self {
+            tuning: self.tuning,
+            chunks,
+            len,
+            paths: self.paths.clone(),
+            orders: Mutex::new(Vec::new()),
+        };
         let mut gone = vec![false; self.len];
         for &p in out {
             gone[p as usize] = true;
