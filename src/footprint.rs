@@ -34,7 +34,7 @@ use crate::resources::wire::stream::{
 use crate::state::{LiveStats, StreamLive};
 
 /// Bytes the allocator holds for the program now.
-fn live_bytes() -> usize {
+pub(crate) fn live_bytes() -> usize {
     #[repr(C)]
     struct Mallinfo2 {
         arena: usize,

@@ -2,7 +2,7 @@
 //! streams reuses the renderings of the streams, organizations and presets that did not change
 //! (a [`Versioned`] value, see [`crate::api::cache`]).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use kube::ResourceExt;
@@ -51,8 +51,42 @@ pub(crate) struct Work {
     last: Option<(Arc<Index>, Arc<ByName>)>,
 }
 
-/// Position in the index by the hash of a Watcher name.
-type ByName = HashMap<u64, u32>;
+/// Position in the index by the hash of a Watcher name, in shards shared between builds:
+/// a change copies the shards of the names it touches, not a map of every stream.
+#[derive(Clone)]
+struct ByName {
+    shards: Vec<Arc<HashMap<u64, u32>>>,
+}
+
+/// 400 names a shard at 100,000 streams.
+const BY_NAME_SHARDS: u64 = 256;
+
+impl ByName {
+    fn new() -> Self {
+        Self {
+            shards: (0..BY_NAME_SHARDS).map(|_| Arc::default()).collect(),
+        }
+    }
+
+    fn shard(hash: u64) -> usize {
+        (hash % BY_NAME_SHARDS) as usize
+    }
+
+    fn get(&self, hash: u64) -> Option<u32> {
+        self.shards[Self::shard(hash)].get(&hash).copied()
+    }
+
+    fn insert(&mut self, hash: u64, at: u32) {
+        Arc::make_mut(&mut self.shards[Self::shard(hash)]).insert(hash, at);
+    }
+
+    fn remove(&mut self, hash: u64) {
+        let shard = &mut self.shards[Self::shard(hash)];
+        if shard.contains_key(&hash) {
+            Arc::make_mut(shard).remove(&hash);
+        }
+    }
+}
 
 /// The rendered streams, indexed for list queries; updated when the Stream, Organization
 /// or Preset store or the live stats changed (see [`crate::api::cache`]). A Stream change
@@ -66,8 +100,8 @@ pub(crate) struct RenderedStreams {
     pub(crate) index: Arc<Index>,
     /// Position in the index by the hash of a Watcher name (the facade namespace's stream
     /// when several namespaces have one of that name, as
-    /// [`find`](super::routes::streams::find) picks); a map of plain numbers, so the next
-    /// build copies it instead of allocating a string per stream.
+    /// [`find`](super::routes::streams::find) picks); plain numbers in shards, so the next
+    /// build copies the shards it changes instead of allocating a string per stream.
     by_name: Arc<ByName>,
 }
 
@@ -78,12 +112,11 @@ fn name_hash(name: &str) -> u64 {
 impl RenderedStreams {
     /// The rendering of the stream [`find`](super::routes::streams::find) would return.
     pub(crate) fn get(&self, name: &str) -> Option<&Arc<Value>> {
-        let items = self.index.items();
         let named = |v: &&Arc<Value>| v.get("name").and_then(Value::as_str) == Some(name);
-        match self.by_name.get(&name_hash(name)) {
-            Some(&i) => Some(&items[i as usize]).filter(named).or_else(|| {
+        match self.by_name.get(name_hash(name)) {
+            Some(i) => self.index.get(i as usize).filter(named).or_else(|| {
                 // Two names with one 64-bit hash: look the slow way.
-                items.iter().find(named)
+                self.index.items().find(named)
             }),
             None => None,
         }
@@ -91,7 +124,7 @@ impl RenderedStreams {
 
     /// Every stream rendered (shared renderings).
     pub(crate) fn all(state: &ApiState) -> Vec<Arc<Value>> {
-        Self::current(state).index.items().to_vec()
+        Self::current(state).index.items().cloned().collect()
     }
 
     /// The renderings as of now (at most [`STATS_MAX_AGE`] behind the live stats).
@@ -201,7 +234,7 @@ fn full(
         place(work, slot);
     }
     let items = work.slots.iter().map(|s| s.value.clone()).collect();
-    let mut by_name = HashMap::with_capacity(work.slots.len());
+    let mut by_name = ByName::new();
     let names: Vec<String> = work.named.keys().cloned().collect();
     for name in names {
         pick(work, &mut by_name, &name);
@@ -212,7 +245,8 @@ fn full(
     }
 }
 
-/// Re-renders the streams the journal or the live reports name, and updates the last index.
+/// Re-renders the streams the journal or the live reports name, and edits the last index at
+/// their positions: the cost is that of the change, not of the number of streams.
 fn update(
     state: &ApiState,
     work: &mut Work,
@@ -250,7 +284,8 @@ fn update(
     }
 
     let (orgs, presets) = (&state.stores.organizations, &state.stores.presets);
-    let mut origin: Vec<Option<u32>> = (0..work.slots.len() as u32).map(Some).collect();
+    // Positions whose item is new: re-rendered, moved into a hole, appended.
+    let mut changed: BTreeSet<u32> = BTreeSet::new();
     let mut affected: HashSet<String> = HashSet::new();
     let mut gone: Vec<u32> = Vec::new();
     let mut added: Vec<Slot> = Vec::new();
@@ -286,7 +321,7 @@ fn update(
                         let new = render(state, &s, versions, nodes);
                         affected.insert(std::mem::replace(slot, new).name);
                         affected.insert(work.slots[p as usize].name.clone());
-                        origin[p as usize] = None;
+                        changed.insert(p);
                     }
                     None => added.push(render(state, &s, versions, nodes)),
                 }
@@ -300,19 +335,20 @@ fn update(
     gone.sort_unstable_by(|a, b| b.cmp(a));
     for p in gone {
         let slot = work.slots.swap_remove(p as usize);
-        origin.swap_remove(p as usize);
+        changed.remove(&(work.slots.len() as u32));
         work.at.remove(&slot.key);
         unname(work, &slot);
         affected.insert(slot.name);
         if let Some(moved) = work.slots.get(p as usize) {
             work.at.insert(moved.key.clone(), p);
             affected.insert(moved.name.clone());
-            origin[p as usize] = None;
+            changed.insert(p);
         }
     }
     // Renamed slots: the Watcher name index follows.
-    for (slot, origin) in work.slots.iter().zip(&origin) {
-        if origin.is_none() {
+    for &p in &changed {
+        let slot = &work.slots[p as usize];
+        {
             let known = work
                 .named
                 .get(&slot.name)
@@ -329,20 +365,23 @@ fn update(
     }
     for slot in added {
         affected.insert(slot.name.clone());
+        changed.insert(work.slots.len() as u32);
         place(work, slot);
-        origin.push(None);
     }
     let Some((index, by_name)) = &work.last else {
         unreachable!("update runs after a full build");
     };
-    let mut by_name = HashMap::clone(by_name);
+    let mut by_name = ByName::clone(by_name);
     for name in &affected {
-        by_name.remove(&name_hash(name));
+        by_name.remove(name_hash(name));
         pick(work, &mut by_name, name);
     }
-    let items = work.slots.iter().map(|s| s.value.clone()).collect();
+    let changed = changed
+        .into_iter()
+        .map(|p| (p, work.slots[p as usize].value.clone()))
+        .collect();
     RenderedStreams {
-        index: Arc::new(index.update(items, &origin)),
+        index: Arc::new(index.edit(work.slots.len(), changed)),
         by_name: Arc::new(by_name),
     }
 }
@@ -411,7 +450,7 @@ fn unname(work: &mut Work, slot: &Slot) {
 
 /// Sets `name`'s entry of `by_name`: the facade namespace's stream of that name, else the
 /// first in index order.
-fn pick(work: &Work, by_name: &mut HashMap<u64, u32>, name: &str) {
+fn pick(work: &Work, by_name: &mut ByName, name: &str) {
     let best = work
         .named
         .get(name)
@@ -434,5 +473,180 @@ fn same_stats(a: Option<&Arc<NodeLive>>, b: Option<&Arc<NodeLive>>, name: &str) 
                 || a.streams.get(name).map(|l| &l.stats) == b.streams.get(name).map(|l| &l.stats)
         }
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! What the facade's list queries cost over 100,000 rendered streams, in process.
+
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use serde_json::{Value, json};
+
+    use super::super::query::{Index, Query};
+    use super::STREAMS;
+
+    /// A stream as `views::stream` renders one of the bench's converged cameras.
+    fn rendered(i: usize, bitrate: u64) -> Arc<Value> {
+        Arc::new(json!({
+            "name": format!("cam-{i:05}"),
+            "title": format!("Camera {i} at gate {}", i % 97),
+            "comment": "installed by the bench",
+            "inputs": [{"url": format!("rtsp://10.{}.{}.{}/live/main", i / 65_536, i / 256 % 256, i % 256), "priority": 0}],
+            "postal_address": format!("{} Main Street", i % 1000),
+            "dvr": {"root": "/storage", "expiration": 86_400},
+            "named_by": "config",
+            "organization_id": 1 + i as u64 % 10,
+            "organization": {"id": 1 + i as u64 % 10, "title": format!("Org {}", i % 10)},
+            "preset_id": 1,
+            "preset": {"id": 1, "title": "default"},
+            "layout": {"ingest": format!("node-{:04}", i / 100), "change_reason": "placed", "created_at": 1_764_000_000_000u64},
+            "stats": {"alive": true, "bitrate": bitrate, "status": "running", "input": {"url": "rtsp://…", "bitrate": bitrate}},
+            "created_at": 1_764_000_000_000u64 + i as u64,
+        }))
+    }
+
+    /// The list queries of `benches/scale.rs` (`tests/scale/facade.rs`), as query pairs.
+    const QUERIES: &[(&str, &str)] = &[
+        ("list limit=100", "limit=100"),
+        ("list select", "limit=100&select=name,title,stats.alive"),
+        ("list sort=-stats.bitrate", "limit=100&sort=-stats.bitrate"),
+        ("list q=", "limit=100&q=cam-0012"),
+    ];
+
+    fn answer(index: &Index, raw: &str) -> usize {
+        let pairs = form_urlencoded::parse(raw.as_bytes()).into_owned();
+        let q = Query::parse(pairs, &STREAMS).unwrap();
+        let page = q.execute_indexed(index);
+        serde_json::to_vec(&page.into_envelope("streams", json!({})))
+            .unwrap()
+            .len()
+    }
+
+    /// The index after stream `at` changed, as [`super::update`] makes it.
+    fn changed(index: &Index, at: usize, value: Arc<Value>) -> Index {
+        index.edit(index.len(), vec![(at as u32, value)])
+    }
+
+    fn ms(d: Duration) -> f64 {
+        d.as_secs_f64() * 1000.0
+    }
+
+    fn percentile(mut v: Vec<Duration>, p: f64) -> Duration {
+        v.sort();
+        v[((v.len() - 1) as f64 * p).round() as usize]
+    }
+
+    /// `cargo test --release --lib facade_queries_at_scale -- --ignored --nocapture`
+    /// (`PANOPTES_FACADE_ITEMS`, default 100,000).
+    #[test]
+    #[ignore]
+    fn facade_queries_at_scale() {
+        let n: usize = std::env::var("PANOPTES_FACADE_ITEMS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(100_000);
+        let items: Vec<Arc<Value>> = (0..n)
+            .map(|i| rendered(i, (i * 7919 % 5000) as u64))
+            .collect();
+        let (t, bytes) = (Instant::now(), crate::footprint::live_bytes());
+        let mut index = Index::new(items, STREAMS.search);
+        for (_, raw) in QUERIES {
+            answer(&index, raw);
+        }
+        eprintln!(
+            "{n} streams: build and first answers {:.1} ms; the index holds {} bytes per \
+             stream beyond the renderings (search text, name and -stats.bitrate orders; \
+             glibc mallinfo2)",
+            ms(t.elapsed()),
+            crate::footprint::live_bytes().saturating_sub(bytes) / n,
+        );
+        // Single-threaded, at rest: each query alone.
+        let rounds = 50;
+        for (label, raw) in QUERIES {
+            let mut times = Vec::new();
+            let mut bytes = 0;
+            for _ in 0..rounds {
+                let t = Instant::now();
+                bytes = answer(&index, raw);
+                times.push(t.elapsed());
+            }
+            eprintln!(
+                "  {label:28} p50 {:7.3} ms  p99 {:7.3} ms  ({bytes} bytes)",
+                ms(percentile(times.clone(), 0.5)),
+                ms(percentile(times, 0.99)),
+            );
+        }
+        // One stream changes (its bitrate: it moves in the `-stats.bitrate` order), then
+        // the four queries answer over the new index.
+        let (mut update, mut after) = (Vec::new(), Vec::new());
+        for r in 0..rounds {
+            let at = (r * 7919) % n;
+            let t = Instant::now();
+            index = changed(&index, at, rendered(at, r as u64 * 13));
+            update.push(t.elapsed());
+            let t = Instant::now();
+            for (_, raw) in QUERIES {
+                answer(&index, raw);
+            }
+            after.push(t.elapsed());
+        }
+        eprintln!(
+            "  one change: update p50 {:.3} ms p99 {:.3} ms; then the four queries p50 {:.3} ms",
+            ms(percentile(update.clone(), 0.5)),
+            ms(percentile(update, 0.99)),
+            ms(percentile(after, 0.5)),
+        );
+        // Many streams change at once (a live stats refresh moves every bitrate).
+        for share in [100, 10, 1] {
+            let count = n / share;
+            let changed: Vec<(u32, Arc<Value>)> = (0..count)
+                .map(|k| k * share)
+                .map(|at| (at as u32, rendered(at, (at * 31 % 5000) as u64)))
+                .collect();
+            let t = Instant::now();
+            index = index.edit(n, changed);
+            let took = t.elapsed();
+            let t = Instant::now();
+            for (_, raw) in QUERIES {
+                answer(&index, raw);
+            }
+            eprintln!(
+                "  {count} streams change at once: update {:.1} ms, then the four queries {:.1} ms",
+                ms(took),
+                ms(t.elapsed()),
+            );
+        }
+        // 16 concurrent readers over the same index.
+        let index = Arc::new(index);
+        for (label, raw) in QUERIES {
+            let started = Instant::now();
+            let threads: Vec<_> = (0..16)
+                .map(|_| {
+                    let index = index.clone();
+                    std::thread::spawn(move || {
+                        let mut times = Vec::new();
+                        while started.elapsed() < Duration::from_millis(1500) {
+                            let t = Instant::now();
+                            answer(&index, raw);
+                            times.push(t.elapsed());
+                        }
+                        times
+                    })
+                })
+                .collect();
+            let times: Vec<Duration> = threads
+                .into_iter()
+                .flat_map(|t| t.join().unwrap())
+                .collect();
+            let rps = times.len() as f64 / started.elapsed().as_secs_f64();
+            eprintln!(
+                "  16 threads {label:28} p50 {:7.3} ms  p99 {:7.3} ms  {rps:.0} req/s",
+                ms(percentile(times.clone(), 0.5)),
+                ms(percentile(times, 0.99)),
+            );
+        }
     }
 }

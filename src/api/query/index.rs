@@ -1,13 +1,17 @@
 //! A collection prepared for many queries.
 //!
-//! The facade answers every list request over the same 10,000 rendered streams until one of
-//! them changes. [`Query::execute`] would resolve the sort keys of every item, select the
-//! page and lowercase every searched string on each request; an [`Index`] keeps, per
-//! collection version, the full order of each sort asked for (so a page is a slice of it,
-//! found by binary search from a cursor) and the ASCII-lowercased text `q` searches. The
-//! results are exactly those of [`Query::execute`] (see the property tests).
+//! The facade answers every list request over the same 100,000 rendered streams until one
+//! of them changes, and at that scale streams change many times a second (status writes,
+//! live stats). [`Query::execute`] would resolve the sort keys of every item, select the
+//! page and lowercase every searched string on each request; an [`Index`] keeps the full
+//! order of each sort asked for (so a page is a slice of it, found by binary search from a
+//! cursor) and the ASCII-lowercased text `q` searches. Both live in chunks shared between
+//! an index and the next one [`Index::edit`] makes, so that one changed item costs a few
+//! chunk copies and binary searches, not a copy of every item. The results are exactly
+//! those of [`Query::execute`] (see the property tests).
 
 use std::cmp::Ordering;
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use serde_json::Value;
@@ -23,74 +27,402 @@ use super::sort::SortSpec;
 /// only evicts its own.
 const MAX_ORDERS: usize = 8;
 
-/// A full sort order: item positions, smallest first.
-type Order = Arc<[u32]>;
+/// Chunk sizes and the `q` strategy switch; small in tests, so that a few items span many
+/// chunks.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Tuning {
+    /// Items per chunk of items: a change copies one chunk (pointers and search text) and
+    /// the list of chunks.
+    pub(crate) items_per_chunk: usize,
+    /// An order's chunks are split past twice this many positions.
+    pub(crate) order_chunk: usize,
+    /// `q` matches up to 1 / this of the items are sorted directly; more are found by
+    /// walking the order.
+    pub(crate) sort_matches_below: usize,
+    /// An edit of more than 1 / this of the items (every stream's live stats moved)
+    /// rebuilds the chunks and merges each order once, instead of an edit per item.
+    pub(crate) bulk_edit_above: usize,
+}
+
+const TUNING: Tuning = Tuning {
+    items_per_chunk: 1024,
+    order_chunk: 1024,
+    sort_matches_below: 16,
+    bulk_edit_above: 64,
+};
 
 /// Items plus what queries over them reuse.
 pub struct Index {
-    items: Vec<Arc<Value>>,
-    search: SearchText,
+    tuning: Tuning,
+    /// Every chunk holds `tuning.items_per_chunk` items but the last.
+    chunks: Vec<Arc<Chunk>>,
+    len: usize,
+    paths: Arc<[Path]>,
     /// By canonical sort text; the cell lets one request compute an order while others
     /// asking for the same one wait for it instead of sorting too.
     orders: Mutex<Vec<CachedOrder>>,
 }
 
+/// Consecutive items and the text `q` searches in them: every string, number and boolean
+/// the search paths reach, ASCII-lowercased, each followed by a NUL. A needle without NUL
+/// matches this text exactly when it matches one of the values, since a match cannot span
+/// a separator (nor, therefore, two items).
+#[derive(Clone, Default)]
+struct Chunk {
+    items: Vec<Arc<Value>>,
+    text: String,
+    /// Item `i`'s text ends at `ends[i]` and starts where item `i - 1`'s ends.
+    ends: Vec<u32>,
+}
+
+impl Chunk {
+    fn push(&mut self, paths: &[Path], item: Arc<Value>) {
+        let start = self.text.len();
+        push_text(paths, &item, &mut self.text);
+        // ASCII-only lowercasing keeps byte offsets (and UTF-8) intact.
+        self.text[start..].make_ascii_lowercase();
+        self.ends.push(self.text.len() as u32);
+        self.items.push(item);
+    }
+
+    fn span(&self, i: usize) -> (usize, usize) {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        (start, self.ends[i] as usize)
+    }
+
+    fn set(&mut self, paths: &[Path], i: usize, item: Arc<Value>) {
+        let (start, end) = self.span(i);
+        let mut text = String::new();
+        push_text(paths, &item, &mut text);
+        text.make_ascii_lowercase();
+        self.text.replace_range(start..end, &text);
+        let shift = text.len() as i64 - (end - start) as i64;
+        for e in &mut self.ends[i..] {
+            *e = (*e as i64 + shift) as u32;
+        }
+        self.items[i] = item;
+    }
+
+    fn truncate(&mut self, len: usize) {
+        if len < self.items.len() {
+            self.items.truncate(len);
+            self.ends.truncate(len);
+            self.text
+                .truncate(self.ends.last().copied().unwrap_or(0) as usize);
+        }
+    }
+}
+
+/// A full sort order: item positions, smallest first, in chunks shared between indexes.
+#[derive(Clone, Default)]
+struct Order {
+    chunks: Vec<Arc<Vec<u32>>>,
+    /// Global index of each chunk's first position.
+    starts: Vec<usize>,
+    len: usize,
+}
+
+impl Order {
+    fn from_sorted(positions: Vec<u32>, chunk_size: usize) -> Self {
+        let mut order = Self {
+            chunks: positions
+                .chunks(chunk_size)
+                .map(|c| Arc::new(c.to_vec()))
+                .collect(),
+            ..Self::default()
+        };
+        order.restart();
+        order
+    }
+
+    fn restart(&mut self) {
+        self.chunks.retain(|c| !c.is_empty());
+        self.starts.clear();
+        let mut at = 0;
+        for c in &self.chunks {
+            self.starts.push(at);
+            at += c.len();
+        }
+        self.len = at;
+    }
+
+    /// The first index whose position does not satisfy `pred` (which holds on a prefix).
+    fn partition_point(&self, mut pred: impl FnMut(u32) -> bool) -> usize {
+        let c = self
+            .chunks
+            .partition_point(|c| c.last().is_some_and(|&p| pred(p)));
+        match self.chunks.get(c) {
+            Some(chunk) => self.starts[c] + chunk.partition_point(|&p| pred(p)),
+            None => self.len,
+        }
+    }
+
+    /// Where global index `i` is: chunk and offset in it (`i < len`).
+    fn locate(&self, i: usize) -> (usize, usize) {
+        let c = self.starts.partition_point(|&s| s <= i) - 1;
+        (c, i - self.starts[c])
+    }
+
+    /// Positions at global indexes `from..to`, in order.
+    fn range(&self, from: usize, to: usize) -> impl Iterator<Item = u32> + '_ {
+        let (c, o) = if from < to {
+            self.locate(from)
+        } else {
+            (self.chunks.len(), 0)
+        };
+        self.chunks[c.min(self.chunks.len())..]
+            .iter()
+            .flat_map(|c| c.iter().copied())
+            .skip(o)
+            .take(to.saturating_sub(from))
+    }
+
+    fn remove(&mut self, i: usize) {
+        let (c, o) = self.locate(i);
+        Arc::make_mut(&mut self.chunks[c]).remove(o);
+    }
+
+    fn insert(&mut self, i: usize, position: u32, chunk_size: usize) {
+        if self.chunks.is_empty() {
+            self.chunks.push(Arc::new(vec![position]));
+        } else {
+            let (c, o) = if i == self.len {
+                let c = self.chunks.len() - 1;
+                (c, self.chunks[c].len())
+            } else {
+                self.locate(i)
+            };
+            let chunk = Arc::make_mut(&mut self.chunks[c]);
+            chunk.insert(o, position);
+            if chunk.len() > 2 * chunk_size {
+                let tail = chunk.split_off(chunk_size);
+                self.chunks.insert(c + 1, Arc::new(tail));
+            }
+        }
+        self.restart();
+    }
+}
+
 /// A sort order by its canonical text, with the sort (to carry it over in
-/// [`Index::update`]) and the order once computed.
+/// [`Index::edit`]) and the order once computed.
 type CachedOrder = (String, SortSpec, Arc<OnceLock<Order>>);
 
 impl Index {
     /// Indexes `items` for `q` over `search` paths (the collection's
     /// [`CollectionSpec::search`](super::CollectionSpec::search)).
     pub fn new(items: Vec<Arc<Value>>, search: &[&str]) -> Self {
-        let search = SearchText::new(&items, search);
+        let paths: Arc<[Path]> = search.iter().filter_map(|p| Path::parse(p)).collect();
+        Self::build(items, paths, TUNING)
+    }
+
+    /// Like [`new`](Self::new), with other chunk sizes (for tests).
+    #[cfg(test)]
+    pub(crate) fn tuned(items: Vec<Arc<Value>>, search: &[&str], tuning: Tuning) -> Self {
+        let paths: Arc<[Path]> = search.iter().filter_map(|p| Path::parse(p)).collect();
+        Self::build(items, paths, tuning)
+    }
+
+    fn build(items: Vec<Arc<Value>>, paths: Arc<[Path]>, tuning: Tuning) -> Self {
+        let len = items.len();
+        let per = tuning.items_per_chunk;
+        let mut chunks = Vec::with_capacity(len.div_ceil(per));
+        let mut chunk = Chunk::default();
+        for item in items {
+            if chunk.items.len() == per {
+                chunks.push(Arc::new(std::mem::take(&mut chunk)));
+            }
+            chunk.push(&paths, item);
+        }
+        if !chunk.items.is_empty() {
+            chunks.push(Arc::new(chunk));
+        }
         Self {
-            items,
-            search,
+            tuning,
+            chunks,
+            len,
+            paths,
             orders: Mutex::new(Vec::new()),
         }
     }
 
+    /// How many items.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there are no items.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Item `i`.
+    pub fn get(&self, i: usize) -> Option<&Arc<Value>> {
+        let per = self.tuning.items_per_chunk;
+        self.chunks.get(i / per)?.items.get(i % per)
+    }
+
+    fn item(&self, i: u32) -> &Value {
+        let (i, per) = (i as usize, self.tuning.items_per_chunk);
+        &self.chunks[i / per].items[i % per]
+    }
+
     /// The items, in the order given.
-    pub fn items(&self) -> &[Arc<Value>] {
-        &self.items
+    pub fn items(&self) -> impl Iterator<Item = &Arc<Value>> + '_ {
+        self.chunks.iter().flat_map(|c| c.items.iter())
     }
 
     /// The index of `items`, reusing what this index computed for the items that did not
     /// change: `origin[i]` is `Some(j)` when `items[i]` is this index's item `j` unchanged,
     /// `None` for a new or changed item. Answers exactly as `Index::new(items, search)`
-    /// would (see the property tests) at the cost of copying, not recomputing, the unchanged
-    /// part: the searched text is copied and each sort order already computed is carried
-    /// over with the new items inserted by binary search. One change among 100,000 items
-    /// then costs a few memory copies instead of a resort and a re-lowercasing of them all.
-    ///
-    /// The `Some`s must increase (unchanged items keep their relative order, so that items
-    /// equal under a sort keep theirs); otherwise this falls back to a full build.
+    /// would (see the property tests). When every unchanged item kept its position (items
+    /// replaced in place, removed from the end, appended: how the facade's rendered streams
+    /// change) this is an [`edit`](Self::edit); otherwise a full build.
     pub fn update(&self, items: Vec<Arc<Value>>, origin: &[Option<u32>]) -> Self {
-        let mut last = None;
-        let monotone = origin.len() == items.len()
-            && origin.iter().flatten().all(|&j| {
-                let ok = (j as usize) < self.items.len() && last.is_none_or(|l| j > l);
-                last = Some(j);
-                ok
+        let in_place = origin.len() == items.len()
+            && origin.iter().enumerate().all(|(i, o)| match o {
+                Some(j) => *j as usize == i && i < self.len,
+                None => true,
             });
-        if !monotone {
-            let search = SearchText::build(&items, self.search.paths.clone());
-            return Self {
-                items,
-                search,
-                orders: Mutex::new(Vec::new()),
-            };
+        if !in_place {
+            return Self::build(items, self.paths.clone(), self.tuning);
         }
-        let search = self.search.update(&items, origin);
-        let fresh: Vec<u32> = (0..items.len() as u32)
-            .filter(|&i| origin[i as usize].is_none())
+        let changed: Vec<(u32, Arc<Value>)> = origin
+            .iter()
+            .zip(items)
+            .enumerate()
+            .filter(|(_, (o, _))| o.is_none())
+            .map(|(i, (_, item))| (i as u32, item))
             .collect();
-        let mut to_new = vec![u32::MAX; self.items.len()];
-        for (i, j) in origin.iter().enumerate() {
-            if let Some(j) = j {
-                to_new[*j as usize] = i as u32;
+        self.edit(origin.len(), changed)
+    }
+
+    /// This index with `len` items: its own, cut at `len` or followed by new ones, with the
+    /// item at each position of `changed` replaced (ascending positions; every position
+    /// from this index's length to `len` must be among them). Costs in proportion to the
+    /// change: a chunk copy per changed item, and per sort order already computed a binary
+    /// search and a chunk copy to take each changed item out and put it back in.
+    pub fn edit(&self, len: usize, changed: Vec<(u32, Arc<Value>)>) -> Self {
+        let kept = self.len.min(len);
+        assert!(
+            changed.windows(2).all(|w| w[0].0 < w[1].0)
+                && changed.last().is_none_or(|(p, _)| (*p as usize) < len)
+                && changed.iter().filter(|(p, _)| *p as usize >= kept).count() == len - kept,
+            "edit: ascending positions below the length, every new one included"
+        );
+        // Out of every carried order: the replaced items and those beyond the new length,
+        // found by their old keys.
+        let out: Vec<u32> = changed
+            .iter()
+            .map(|(p, _)| *p)
+            .filter(|&p| (p as usize) < kept)
+            .chain(kept as u32..self.len as u32)
+            .collect();
+        if out.len().max(changed.len()) > self.len.max(len) / self.tuning.bulk_edit_above {
+            return self.bulk(len, changed, &out);
+        }
+        let per = self.tuning.items_per_chunk;
+        let mut chunks = self.chunks.clone();
+        chunks.truncate(len.div_ceil(per));
+        // Cut: the chunk `len` ends in is the last one now.
+        if len < self.len
+            && !len.is_multiple_of(per)
+            && let Some(last) = chunks.last_mut()
+        {
+            let keep = len % per;
+            if last.items.len() > keep {
+                Arc::make_mut(last).truncate(keep);
             }
+        }
+        let inserted: Vec<u32> = changed.iter().map(|(p, _)| *p).collect();
+        for (p, item) in changed {
+            let (c, o) = (p as usize / per, p as usize % per);
+            if c == chunks.len() {
+                chunks.push(Arc::new(Chunk::default()));
+            }
+            let chunk = Arc::make_mut(&mut chunks[c]);
+            if o < chunk.items.len() {
+                chunk.set(&self.paths, o, item);
+            } else {
+                chunk.push(&self.paths, item);
+            }
+        }
+        let next = Self {
+            tuning: self.tuning,
+            chunks,
+            len,
+            paths: self.paths.clone(),
+            orders: Mutex::new(Vec::new()),
+        };
+        let orders = self
+            .orders
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter_map(|(canonical, sort, cell)| {
+                let mut order = cell.get()?.clone();
+                for &p in &out {
+                    remove_from(&mut order, sort, self, p);
+                }
+                for &p in &inserted {
+                    let key = sort.owned_key(next.item(p));
+                    let at = order.partition_point(|k| before(sort, &next, k, &key, p));
+                    order.insert(at, p, self.tuning.order_chunk);
+                }
+                Some((
+                    canonical.clone(),
+                    sort.clone(),
+                    Arc::new(OnceLock::from(order)),
+                ))
+            })
+            .collect();
+        *next.orders.lock().unwrap_or_else(|e| e.into_inner()) = orders;
+        next
+    }
+
+    /// [`edit`](Self::edit) for a change to many items: untouched chunks shared, touched
+    /// ones rebuilt (the unchanged items' text copied), and each order's kept positions
+    /// merged with the changed items sorted (`out`: the positions to take out of the orders).
+    fn bulk(&self, len: usize, changed: Vec<(u32, Arc<Value>)>, out: &[u32]) -> Self {
+        let fresh: Vec<u32> = changed.iter().map(|(p, _)| *p).collect();
+        let per = self.tuning.items_per_chunk;
+        let mut changes = changed.into_iter().peekable();
+        let mut chunks = Vec::with_capacity(len.div_ceil(per));
+        for c in 0..len.div_ceil(per) {
+            let (from, to) = (c * per, ((c + 1) * per).min(len));
+            let old = self.chunks.get(c);
+            let untouched = changes.peek().is_none_or(|(p, _)| *p as usize >= to);
+            if untouched
+                && let Some(old) = old
+                && old.items.len() == to - from
+            {
+                chunks.push(old.clone());
+                continue;
+            }
+            let mut chunk = Chunk::default();
+            for i in from..to {
+                match changes.next_if(|(p, _)| *p as usize == i) {
+                    Some((_, item)) => chunk.push(&self.paths, item),
+                    None => {
+                        let old = old.expect("unchanged positions are below the old length");
+                        let (start, end) = old.span(i - from);
+                        chunk.text.push_str(&old.text[start..end]);
+                        chunk.ends.push(chunk.text.len() as u32);
+                        chunk.items.push(old.items[i - from].clone());
+                    }
+                }
+            }
+            chunks.push(Arc::new(chunk));
+        }
+        let next = Self {
+            tuning: self.tuning,
+            chunks,
+            len,
+            paths: self.paths.clone(),
+            orders: Mutex::new(Vec::new()),
+        };
+        let mut gone = vec![false; self.len];
+        for &p in out {
+            gone[p as usize] = true;
         }
         let orders = self
             .orders
@@ -99,22 +431,26 @@ impl Index {
             .iter()
             .filter_map(|(canonical, sort, cell)| {
                 let old = cell.get()?;
-                let order = carry_order(sort, &items, old, &to_new, &fresh);
+                let kept: Vec<u32> = old
+                    .range(0, old.len)
+                    .filter(|&p| !gone[p as usize])
+                    .collect();
+                let order = merge(sort, &next, kept, &fresh);
                 Some((
                     canonical.clone(),
                     sort.clone(),
-                    Arc::new(OnceLock::from(order)),
+                    Arc::new(OnceLock::from(Order::from_sorted(
+                        order,
+                        self.tuning.order_chunk,
+                    ))),
                 ))
             })
             .collect();
-        Self {
-            items,
-            search,
-            orders: Mutex::new(orders),
-        }
+        *next.orders.lock().unwrap_or_else(|e| e.into_inner()) = orders;
+        next
     }
 
-    fn order(&self, sort: &SortSpec) -> Order {
+    fn order(&self, sort: &SortSpec) -> Arc<OnceLock<Order>> {
         let canonical = sort.canonical();
         let cell = {
             let mut orders = self.orders.lock().unwrap_or_else(|e| e.into_inner());
@@ -131,131 +467,87 @@ impl Index {
             }
         };
         cell.get_or_init(|| {
-            let table = sort.table(self.items.iter().map(|v| &**v).collect());
-            let mut order: Vec<u32> = (0..self.items.len() as u32).collect();
+            let table = sort.table(self.items().map(|v| &**v).collect());
+            let mut order: Vec<u32> = (0..self.len as u32).collect();
             // Stable, so items equal under the order keep the given order.
             order.sort_by(|a, b| table.cmp(*a as usize, *b as usize));
-            order.into()
-        })
-        .clone()
+            Order::from_sorted(order, self.tuning.order_chunk)
+        });
+        cell
+    }
+
+    /// Positions of the items whose search text contains `needle` (ASCII lowercase, no
+    /// NUL, not empty), ascending: one substring search over each chunk's text.
+    fn search(&self, needle: &str) -> Vec<u32> {
+        let finder = memchr::memmem::Finder::new(needle.as_bytes());
+        let mut found = Vec::new();
+        for (c, chunk) in self.chunks.iter().enumerate() {
+            let text = chunk.text.as_bytes();
+            let mut from = 0;
+            while let Some(at) = finder.find(&text[from..]) {
+                let i = chunk.ends.partition_point(|&e| e as usize <= from + at);
+                found.push((c * self.tuning.items_per_chunk + i) as u32);
+                from = chunk.ends[i] as usize;
+            }
+        }
+        found
+    }
+
+    /// The lowercase needle when `search` can use the index's text: an ASCII needle (a
+    /// non-ASCII one is matched with full Unicode lowercasing, which this text does not
+    /// have) without NUL, over the paths this text was built from.
+    fn needle<'q>(&self, search: &'q Search) -> Option<&'q str> {
+        let needle = search.needle().ascii_lower()?;
+        (!needle.is_empty() && !needle.contains('\0') && search.paths() == &*self.paths)
+            .then_some(needle)
     }
 }
 
-/// `old` (an order of the previous items) for `items`: the unchanged items (`to_new` maps
-/// their old positions to new ones, `u32::MAX` for gone or changed) keep their relative
-/// order, and the `fresh` positions are sorted and merged in by binary search. Ties are
-/// broken by position, as the stable sort of a full build breaks them.
-fn carry_order(
-    sort: &SortSpec,
-    items: &[Arc<Value>],
-    old: &[u32],
-    to_new: &[u32],
-    fresh: &[u32],
-) -> Order {
-    let kept: Vec<u32> = old
-        .iter()
-        .map(|&j| to_new[j as usize])
-        .filter(|&i| i != u32::MAX)
-        .collect();
-    let table = sort.table(fresh.iter().map(|&i| &*items[i as usize]).collect());
+/// Whether position `k` comes before the item at position `p` whose sort key is `key`:
+/// ties are broken by position, as the stable sort of a full build breaks them.
+fn before(sort: &SortSpec, index: &Index, k: u32, key: &[Value], p: u32) -> bool {
+    match sort.cmp_item_boundary(index.item(k), key) {
+        Ordering::Less => true,
+        Ordering::Equal => k < p,
+        Ordering::Greater => false,
+    }
+}
+
+/// `kept` (sorted positions of unchanged items of `index`) with the `fresh` positions
+/// (ascending) sorted and merged in by binary search, ties broken by position.
+fn merge(sort: &SortSpec, index: &Index, kept: Vec<u32>, fresh: &[u32]) -> Vec<u32> {
+    let table = sort.table(fresh.iter().map(|&i| index.item(i)).collect());
     let mut sorted: Vec<usize> = (0..fresh.len()).collect();
     // Stable: fresh positions are increasing, so ties keep position order.
     sorted.sort_by(|a, b| table.cmp(*a, *b));
-    let mut out = Vec::with_capacity(items.len());
+    let mut out = Vec::with_capacity(kept.len() + fresh.len());
     let mut from = 0;
     for f in sorted {
         let key = table.owned_key(f);
         let at = fresh[f];
-        let before = |&k: &u32| match sort.cmp_item_boundary(&items[k as usize], &key) {
-            Ordering::Less => true,
-            Ordering::Equal => k < at,
-            Ordering::Greater => false,
-        };
-        let to = from + kept[from..].partition_point(before);
+        let to = from + kept[from..].partition_point(|&k| before(sort, index, k, &key, at));
         out.extend_from_slice(&kept[from..to]);
         out.push(at);
         from = to;
     }
     out.extend_from_slice(&kept[from..]);
-    out.into()
+    out
 }
 
-/// The text `q` searches, per item: every string, number and boolean the search paths
-/// reach, ASCII-lowercased, each followed by a NUL. A needle without NUL matches this text
-/// exactly when it matches one of the values, since a match cannot span a separator.
-struct SearchText {
-    paths: Vec<Path>,
-    text: String,
-    /// Item `i`'s text ends at `ends[i]` and starts where item `i - 1`'s ends.
-    ends: Vec<usize>,
-}
-
-impl SearchText {
-    fn new(items: &[Arc<Value>], paths: &[&str]) -> Self {
-        Self::build(items, paths.iter().filter_map(|p| Path::parse(p)).collect())
-    }
-
-    fn build(items: &[Arc<Value>], paths: Vec<Path>) -> Self {
-        let mut text = String::new();
-        let mut ends = Vec::with_capacity(items.len());
-        for item in items {
-            push_text(&paths, item, &mut text);
-            ends.push(text.len());
-        }
-        // ASCII-only lowercasing keeps byte offsets (and UTF-8) intact.
-        text.make_ascii_lowercase();
-        Self { paths, text, ends }
-    }
-
-    /// Like [`build`](Self::build), copying the text of the unchanged items (see
-    /// [`Index::update`]).
-    fn update(&self, items: &[Arc<Value>], origin: &[Option<u32>]) -> Self {
-        let mut text = String::with_capacity(self.text.len());
-        let mut ends = Vec::with_capacity(items.len());
-        let mut i = 0;
-        while i < items.len() {
-            match origin[i] {
-                // A run of unchanged items in their old order: one copy.
-                Some(j) => {
-                    let j = j as usize;
-                    let mut k = 1;
-                    while i + k < items.len() && origin[i + k] == Some((j + k) as u32) {
-                        k += 1;
-                    }
-                    let from = if j == 0 { 0 } else { self.ends[j - 1] };
-                    let at = text.len();
-                    text.push_str(&self.text[from..self.ends[j + k - 1]]);
-                    ends.extend(self.ends[j..j + k].iter().map(|&e| e - from + at));
-                    i += k;
-                }
-                None => {
-                    let start = text.len();
-                    push_text(&self.paths, &items[i], &mut text);
-                    text[start..].make_ascii_lowercase();
-                    ends.push(text.len());
-                    i += 1;
-                }
-            }
-        }
-        Self {
-            paths: self.paths.clone(),
-            text,
-            ends,
-        }
-    }
-
-    fn of(&self, i: usize) -> &str {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        &self.text[start..self.ends[i]]
-    }
-
-    /// The lowercase needle when `search` can use this text: an ASCII needle (a non-ASCII
-    /// one is matched with full Unicode lowercasing, which this text does not have)
-    /// without NUL, over the paths this text was built from.
-    fn needle<'q>(&self, search: &'q Search) -> Option<&'q str> {
-        let needle = search.needle().ascii_lower()?;
-        (!needle.contains('\0') && search.paths() == self.paths.as_slice()).then_some(needle)
-    }
+/// Takes position `p` out of `order`, an order of `index`'s items.
+fn remove_from(order: &mut Order, sort: &SortSpec, index: &Index, p: u32) {
+    let key = sort.owned_key(index.item(p));
+    let at = order.partition_point(|k| before(sort, index, k, &key, p));
+    let at = match order.range(at, order.len).next() {
+        Some(q) if q == p => at,
+        // Not where its key says (never seen: the keys order totally); look for it.
+        _ => match order.range(0, order.len).position(|q| q == p) {
+            Some(at) => at,
+            None => return,
+        },
+    };
+    order.remove(at);
+    order.restart();
 }
 
 /// Appends what `q` searches in `item` (not yet lowercased), each value followed by a NUL.
@@ -274,57 +566,144 @@ fn push_text(paths: &[Path], item: &Value, text: &mut String) {
     }
 }
 
+/// The page of the matching items beyond a boundary, how many match beyond it (`found`)
+/// and how many on the other side (`excluded`).
+struct Selection {
+    page: Vec<u32>,
+    found: usize,
+    excluded: usize,
+}
+
+/// Walks `positions` (in order), keeping the first (`After`) or last (`Before`) `limit`
+/// that match and counting them all: memory for the page, not the items.
+fn walk(
+    positions: impl Iterator<Item = u32>,
+    direction: Direction,
+    limit: usize,
+    mut matches: impl FnMut(u32) -> bool,
+) -> (Vec<u32>, usize) {
+    let mut page = VecDeque::with_capacity(limit.min(1024));
+    let mut found = 0;
+    for i in positions {
+        if !matches(i) {
+            continue;
+        }
+        found += 1;
+        match direction {
+            Direction::After if page.len() < limit => page.push_back(i),
+            Direction::After => {}
+            Direction::Before => {
+                if page.len() == limit {
+                    page.pop_front();
+                }
+                if limit > 0 {
+                    page.push_back(i);
+                }
+            }
+        }
+    }
+    (page.into(), found)
+}
+
 impl Query {
     /// Runs the query over an [`Index`]: the same page as [`Query::execute`] over the
-    /// index's items, without sorting them (the order is the index's, computed once) and,
-    /// with no filter and no `q`, without visiting more than the page and a binary search.
+    /// index's items, without sorting them (the order is the index's, computed once). With
+    /// no filter and no `q` it visits the page and a binary search; with an ASCII `q` it
+    /// searches the index's text once and sorts the few matches; otherwise it walks the
+    /// order.
     pub fn execute_indexed(&self, index: &Index) -> Page {
-        let order = index.order(&self.sort);
-        let item = |i: u32| -> &Value { &index.items[i as usize] };
-        let needle = self.search.as_ref().map(|s| (s, index.search.needle(s)));
-        let matches = |i: u32| {
-            self.filters.iter().all(|f| f.matches(item(i)))
-                && needle.is_none_or(|(search, needle)| match needle {
-                    Some(n) => index.search.of(i as usize).contains(n),
-                    None => search.matches(item(i)),
-                })
-        };
-        let everything = self.filters.is_empty() && self.search.is_none();
-
+        let item = |i: u32| -> &Value { index.item(i) };
         let (direction, boundary) = match &self.cursor {
             Some(c) => (c.direction, c.boundary.as_deref()),
             None => (Direction::After, None),
         };
-        // `order` is sorted, so the items strictly beyond the boundary (the candidates)
-        // are a suffix of it (`After`) or a prefix (`Before`); the rest is `excluded`.
-        let beyond = |i: u32, wanted: Ordering| {
-            boundary.is_none_or(|b| self.sort.cmp_item_boundary(item(i), b) == wanted)
+        // Items strictly beyond the boundary are the candidates; the rest is excluded.
+        let wanted = match direction {
+            Direction::After => Ordering::Greater,
+            Direction::Before => Ordering::Less,
         };
-        let (candidates, excluded): (&[u32], &[u32]) = match direction {
-            Direction::After => {
-                let p = order.partition_point(|&i| !beyond(i, Ordering::Greater));
-                (&order[p..], &order[..p])
+        let beyond =
+            |i: u32| boundary.is_none_or(|b| self.sort.cmp_item_boundary(item(i), b) == wanted);
+        let filters = |i: u32| self.filters.iter().all(|f| f.matches(item(i)));
+        let needle = self.search.as_ref().and_then(|s| index.needle(s));
+        let matched = needle.map(|n| {
+            let mut m = index.search(n);
+            m.retain(|&i| filters(i));
+            m
+        });
+        let selection = match matched {
+            // Few matches: sorted as the order has them (key, then position).
+            Some(mut m) if m.len() <= index.len / index.tuning.sort_matches_below => {
+                let table = self.sort.table(m.iter().map(|&i| item(i)).collect());
+                let mut rows: Vec<usize> = (0..m.len()).collect();
+                // Stable, and `m` is ascending: ties keep position order.
+                rows.sort_by(|a, b| table.cmp(*a, *b));
+                let sorted: Vec<u32> = rows.iter().map(|&r| m[r]).collect();
+                m.clear();
+                let (candidates, excluded): (Vec<u32>, Vec<u32>) =
+                    sorted.into_iter().partition(|&i| beyond(i));
+                let (page, found) = walk(candidates.into_iter(), direction, self.limit, |_| true);
+                Selection {
+                    page,
+                    found,
+                    excluded: excluded.len(),
+                }
             }
-            Direction::Before => {
-                let p = order.partition_point(|&i| beyond(i, Ordering::Less));
-                (&order[..p], &order[p..])
+            matched => {
+                let cell = index.order(&self.sort);
+                let order = cell.get().expect("computed by `order`");
+                let p = match direction {
+                    Direction::After => order.partition_point(|i| !beyond(i)),
+                    Direction::Before => order.partition_point(beyond),
+                };
+                let ((from, to), (ex_from, ex_to)) = match direction {
+                    Direction::After => ((p, order.len), (0, p)),
+                    Direction::Before => ((0, p), (p, order.len)),
+                };
+                let search_only = self.search.is_some() && needle.is_none();
+                if self.filters.is_empty() && self.search.is_none() {
+                    let n = to - from;
+                    let page = match direction {
+                        Direction::After => order.range(from, from + self.limit.min(n)).collect(),
+                        Direction::Before => order.range(to - self.limit.min(n), to).collect(),
+                    };
+                    Selection {
+                        page,
+                        found: n,
+                        excluded: ex_to - ex_from,
+                    }
+                } else {
+                    // Many `q` matches: a bit per item says which.
+                    let bits = matched.map(|m| {
+                        let mut bits = vec![0u64; index.len.div_ceil(64)];
+                        for i in m {
+                            bits[i as usize / 64] |= 1 << (i % 64);
+                        }
+                        bits
+                    });
+                    let matches = |i: u32| match &bits {
+                        Some(bits) => bits[i as usize / 64] & (1 << (i % 64)) != 0,
+                        None => {
+                            filters(i)
+                                && (!search_only
+                                    || self.search.as_ref().is_none_or(|s| s.matches(item(i))))
+                        }
+                    };
+                    let (page, found) = walk(order.range(from, to), direction, self.limit, matches);
+                    let excluded = order.range(ex_from, ex_to).filter(|&i| matches(i)).count();
+                    Selection {
+                        page,
+                        found,
+                        excluded,
+                    }
+                }
             }
         };
-        let (page, found, excluded) = if everything {
-            let page = match direction {
-                Direction::After => &candidates[..self.limit.min(candidates.len())],
-                Direction::Before => &candidates[candidates.len().saturating_sub(self.limit)..],
-            };
-            (page.to_vec(), candidates.len(), excluded.len())
-        } else {
-            let found: Vec<u32> = candidates.iter().copied().filter(|&i| matches(i)).collect();
-            let excluded = excluded.iter().filter(|&&i| matches(i)).count();
-            let page = match direction {
-                Direction::After => &found[..self.limit.min(found.len())],
-                Direction::Before => &found[found.len().saturating_sub(self.limit)..],
-            };
-            (page.to_vec(), found.len(), excluded)
-        };
+        let Selection {
+            page,
+            found,
+            excluded,
+        } = selection;
         let more = found > self.limit;
         let key = |i: u32| Some(self.sort.owned_key(item(i)));
         let link = |direction, boundary| Some(self.link(direction, boundary));

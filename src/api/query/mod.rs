@@ -45,6 +45,8 @@ use serde_json::Value;
 
 pub use error::{QueryError, QueryErrorKind};
 pub use index::Index;
+#[cfg(test)]
+pub(crate) use index::Tuning;
 pub use page::Page;
 pub use parse::{CollectionSpec, Field, FieldKind, Query};
 

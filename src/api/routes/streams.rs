@@ -158,7 +158,7 @@ pub async fn list(
         return indexed_envelope(index, &pairs, &STREAMS, "streams", started);
     }
     // Zone filters are rare: filter a copy, then run the plain engine.
-    let mut items = index.items().to_vec();
+    let mut items: Vec<Arc<Value>> = index.items().cloned().collect();
     for (member, wanted) in zones {
         items.retain(|s| {
             s.pointer(&format!("/layout_rules/{member}"))

@@ -334,3 +334,99 @@ fn one_change_costs_copies_not_a_rebuild() {
         );
     }
 }
+
+/// `edits` as [`Index::edit`] takes them, applied to `items`: the new length and the items
+/// at the positions that changed.
+fn sparse(
+    items: &mut Vec<Value>,
+    edits: &[Edit],
+    next_id: &mut usize,
+) -> (usize, Vec<(u32, Arc<Value>)>) {
+    let mut changed = std::collections::BTreeSet::new();
+    for e in edits {
+        match e {
+            Edit::Replace(at, _, r) if !items.is_empty() => {
+                let at = at % items.len();
+                items[at] = make(*next_id, r);
+                *next_id += 1;
+                changed.insert(at);
+            }
+            Edit::Remove(at) if !items.is_empty() => {
+                let at = at % items.len();
+                items.swap_remove(at);
+                changed.remove(&items.len());
+                if at < items.len() {
+                    changed.insert(at);
+                }
+            }
+            Edit::Append(_, r) => {
+                items.push(make(*next_id, r));
+                *next_id += 1;
+                changed.insert(items.len() - 1);
+            }
+            _ => {}
+        }
+    }
+    let changed = changed
+        .into_iter()
+        .map(|p| (p as u32, Arc::new(items[p].clone())))
+        .collect();
+    (items.len(), changed)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// The indexed path, with chunks of a few items (so that pages, orders, search text
+    /// and edits cross chunk boundaries), edited in place as the facade edits it, returns
+    /// exactly what the plain filter and sort over the items returns: same items, counts
+    /// and cursors, following cursors both ways, with `q` matches sorted directly or found
+    /// by walking the order, edits applied item by item or in bulk. Ids are unique, so the
+    /// plain engine's order is the same total order.
+    #[test]
+    fn an_edited_chunked_index_equals_plain_filter_and_sort(
+        raw in proptest::collection::vec(item(), 0..40),
+        rounds in proptest::collection::vec(proptest::collection::vec(edit(), 0..6), 1..4),
+        asked in proptest::collection::vec(pairs_strategy(), 0..3),
+        pairs in pairs_strategy(),
+        moves in proptest::collection::vec(any::<bool>(), 0..5),
+        per_chunk in 1usize..5,
+        order_chunk in 1usize..4,
+        sort_matches_below in prop_oneof![Just(1usize), Just(usize::MAX), 2usize..8],
+        bulk_edit_above in prop_oneof![Just(1usize), Just(usize::MAX), 2usize..8],
+    ) {
+        let tuning = super::super::Tuning {
+            items_per_chunk: per_chunk,
+            order_chunk,
+            sort_matches_below,
+            bulk_edit_above,
+        };
+        let mut items: Vec<Value> = raw.iter().enumerate().map(|(i, r)| make(i, r)).collect();
+        let mut next_id = items.len();
+        let mut index =
+            Index::tuned(items.iter().cloned().map(Arc::new).collect(), ISPEC.search, tuning);
+        for edits in rounds {
+            // Orders computed before the change are the ones edited.
+            for p in &asked {
+                Query::parse(p.iter().map(|(k, v)| (k, v)), &ISPEC).unwrap().execute_indexed(&index);
+            }
+            let (len, changed) = sparse(&mut items, &edits, &mut next_id);
+            index = index.edit(len, changed);
+            prop_assert_eq!(index.len(), items.len());
+            for p in asked.iter().chain([&pairs]) {
+                let (plain, indexed) = both(&items, &index, p);
+                prop_assert_eq!(&indexed, &plain);
+                let mut page = plain;
+                for &forward in &moves {
+                    let cursor = if forward { page.next.clone() } else { page.prev.clone() };
+                    let Some(cursor) = cursor else { continue };
+                    let mut with = p.clone();
+                    with.push(("cursor".to_string(), cursor));
+                    let (plain, indexed) = both(&items, &index, &with);
+                    prop_assert_eq!(&indexed, &plain);
+                    page = plain;
+                }
+            }
+        }
+    }
+}
