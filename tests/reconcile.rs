@@ -1988,7 +1988,12 @@ async fn streams_waiting_for_a_nodes_first_list_are_touched_by_it_not_polled() {
         op.ctx.fleet.laid_out().then_some(())
     })
     .await;
-    let reconciles = || counter(&op, r#"panoptes_reconciles_total{kind="Stream",outcome="ok"}"#);
+    let reconciles = || {
+        counter(
+            &op,
+            r#"panoptes_reconciles_total{kind="Stream",outcome="ok"}"#,
+        )
+    };
     // Let the reconciles the layout touched off settle into their deferral.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before = reconciles();

@@ -1022,7 +1022,10 @@ mod tests {
 
         fn op() -> impl Strategy<Value = Op> {
             prop_oneof![
-                (0..3usize, proptest::collection::vec((0..4usize, any::<bool>(), any::<bool>()), 0..4))
+                (
+                    0..3usize,
+                    proptest::collection::vec((0..4usize, any::<bool>(), any::<bool>()), 0..4)
+                )
                     .prop_map(|(n, l)| Op::List(n, l)),
                 (0..3usize, 0..4usize).prop_map(|(n, s)| Op::Push(n, s)),
                 (0..3usize, 0..4usize).prop_map(|(n, s)| Op::Delete(n, s)),

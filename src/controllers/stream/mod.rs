@@ -268,7 +268,9 @@ async fn converge(stream: &Stream, ctl: &StreamController, key: &Key) -> Result<
         // The first layout run touches every stream it places: this is only a floor. At
         // 500 ms, 100,000 streams waiting for it after a restart were 200,000 reconciles a
         // second competing with the node probes and lists that run waits for.
-        return Ok(Action::requeue(Defer::Node.look_again(ctx.tunables.node_resync)));
+        return Ok(Action::requeue(
+            Defer::Node.look_again(ctx.tunables.node_resync),
+        ));
     }
     let name = stream.watcher_name().to_string();
     if ctx.fleet.owner_of(&name).is_none() && stream.status.is_none() {
