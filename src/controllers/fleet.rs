@@ -106,7 +106,7 @@ impl Inner {
             }
         };
         let hosts = self.holding.entry(name.into()).or_default();
-        if !hosts.iter().any(|h| *h == host) {
+        if !hosts.contains(&host) {
             hosts.push(host);
         }
     }
