@@ -2016,3 +2016,59 @@ async fn a_camera_deleted_mid_restart_gives_its_rollout_slot_back() {
     );
     op.stop().await;
 }
+
+/// Issue 21: a stream placed on a node that was not listed yet waits for that node's first
+/// list, which touches every stream placed there, instead of looking again every 500 ms: on
+/// 1,000 nodes those looks were most of a bulk apply's Stream reconciles (3,000 a second).
+#[tokio::test]
+async fn streams_waiting_for_a_nodes_first_list_are_touched_by_it_not_polled() {
+    let (ns, sim) = fleet("rc-firstlist", 1).await;
+    // The node answers its probes, but its stream list (and pushes) fail: what it holds
+    // stays unknown, so its streams are placed and deferred.
+    sim.node(0).update_faults(|f| {
+        f.error_rate = 1.0;
+        f.error_status = 503;
+        f.path_prefix = Some("/streams".into());
+    });
+    const N: usize = 4;
+    for i in 0..N {
+        stream(&ns, &format!("w{i}"), json!({})).await;
+    }
+    let resync = Duration::from_secs(4);
+    let op = Operator::start_with(
+        &ns,
+        panoptes::controllers::Tunables {
+            node_resync: resync,
+            ..Operator::tunables(&ns)
+        },
+    );
+    eventually(WAIT, "the first layout", || async {
+        op.ctx.fleet.laid_out().then_some(())
+    })
+    .await;
+    let reconciles = || {
+        counter(
+            &op,
+            r#"panoptes_reconciles_total{kind="Stream",outcome="ok"}"#,
+        )
+    };
+    // Let the reconciles the layout touched off settle into their deferral.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = reconciles();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let polled = reconciles() - before;
+    assert!(
+        polled <= N as u64,
+        "{polled} Stream reconciles in 3 s for {N} streams waiting for their node's first list \
+         (each at most once per node resync)"
+    );
+    sim.node(0).clear_faults();
+    // The node's next reconcile lists it, and that list starts the pushes.
+    eventually(
+        resync * 3,
+        "every stream on its node once it is listed",
+        || async { (sim.node(0).stream_names().len() == N).then_some(()) },
+    )
+    .await;
+    op.stop().await;
+}

@@ -66,6 +66,12 @@ struct Inner {
     blocked: HashMap<Key, Blocked>,
     /// hostname → node stream name → copy.
     on_node: HashMap<String, HashMap<String, NodeCopy>>,
+    /// node stream name → the nodes `on_node` has a copy of it on, so asking who holds one
+    /// name costs its holders, not a look into every node's map (at 1,000 nodes that walk was
+    /// the largest per-reconcile cost of the Stream controller; issue 21).
+    holding: HashMap<Box<str>, Vec<Arc<str>>>,
+    /// Every hostname `holding` names, shared by all of its entries.
+    hostnames: HashSet<Arc<str>>,
     /// hostname → the Streamer declaring it.
     streamers: HashMap<String, Key>,
     /// Nodes listed at least once since start (before that, what they hold is unknown).
@@ -89,6 +95,45 @@ struct Inner {
 }
 
 impl Inner {
+    /// Indexes a copy of `name` on `hostname` in `holding`.
+    fn hold(&mut self, hostname: &str, name: &str) {
+        let host = match self.hostnames.get(hostname) {
+            Some(h) => h.clone(),
+            None => {
+                let h: Arc<str> = hostname.into();
+                self.hostnames.insert(h.clone());
+                h
+            }
+        };
+        let hosts = self.holding.entry(name.into()).or_default();
+        if !hosts.contains(&host) {
+            hosts.push(host);
+        }
+    }
+
+    /// Drops `hostname` from the holders of `name` in `holding`.
+    fn release(&mut self, hostname: &str, name: &str) {
+        if let Some(hosts) = self.holding.get_mut(name) {
+            hosts.retain(|h| &**h != hostname);
+            if hosts.is_empty() {
+                self.holding.remove(name);
+            }
+        }
+    }
+
+    /// The nodes with a copy of `name` and the copies, sorted by hostname.
+    fn copies_of<'a>(&'a self, name: &'a str) -> Vec<(&'a str, &'a NodeCopy)> {
+        let mut out: Vec<(&str, &NodeCopy)> = self
+            .holding
+            .get(name)
+            .into_iter()
+            .flatten()
+            .filter_map(|h| Some((&**h, self.on_node.get(&**h)?.get(name)?)))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(b.0));
+        out
+    }
+
     /// Notes a push or delete of `name` on `hostname` (see [`Fleet::record_list_since`]).
     fn mark(&mut self, hostname: &str, name: &str) {
         self.epoch += 1;
@@ -405,31 +450,24 @@ impl Fleet {
     /// Managed copies of `name` on any node.
     pub fn holders(&self, name: &str) -> Vec<String> {
         let inner = self.read();
-        let mut out: Vec<String> = inner
-            .on_node
-            .iter()
-            .filter(|(_, m)| m.get(name).is_some_and(|c| c.managed))
-            .map(|(h, _)| h.clone())
-            .collect();
-        out.sort();
-        out
+        inner
+            .copies_of(name)
+            .into_iter()
+            .filter(|(_, c)| c.managed)
+            .map(|(h, _)| h.to_string())
+            .collect()
     }
 
     /// Nodes holding a configured copy of `name` (managed or not) with whether it is managed,
     /// sorted: where a stream with no placement yet already runs.
     pub fn configured_on(&self, name: &str) -> Vec<(String, bool)> {
         let inner = self.read();
-        let mut out: Vec<(String, bool)> = inner
-            .on_node
-            .iter()
-            .filter_map(|(h, m)| {
-                m.get(name)
-                    .filter(|c| c.config_on_disk.is_some())
-                    .map(|c| (h.clone(), c.managed))
-            })
-            .collect();
-        out.sort();
-        out
+        inner
+            .copies_of(name)
+            .into_iter()
+            .filter(|(_, c)| c.config_on_disk.is_some())
+            .map(|(h, c)| (h.to_string(), c.managed))
+            .collect()
     }
 
     /// Replaces what `hostname` holds with a fresh list taken just now (no push or delete
@@ -508,7 +546,18 @@ impl Fleet {
                 _ => changed.push(n.clone()),
             }
         }
-        changed.extend(old.keys().filter(|n| !listed.contains_key(*n)).cloned());
+        let gone: Vec<String> = old
+            .keys()
+            .filter(|n| !listed.contains_key(*n))
+            .cloned()
+            .collect();
+        for n in &gone {
+            inner.release(hostname, n);
+        }
+        for n in listed.keys().filter(|n| !old.contains_key(*n)) {
+            inner.hold(hostname, n);
+        }
+        changed.extend(gone);
         inner.on_node.insert(hostname.to_string(), listed);
         changed.sort();
         changed.dedup();
@@ -558,6 +607,7 @@ impl Fleet {
         let disk = Arc::new(Disk::of(&config_on_disk));
         let mut inner = self.write();
         inner.mark(hostname, name);
+        inner.hold(hostname, name);
         inner
             .pushed
             .entry(hostname.to_string())
@@ -595,8 +645,10 @@ impl Fleet {
     pub fn record_delete(&self, hostname: &str, name: &str) {
         let mut inner = self.write();
         inner.mark(hostname, name);
-        if let Some(m) = inner.on_node.get_mut(hostname) {
-            m.remove(name);
+        if let Some(m) = inner.on_node.get_mut(hostname)
+            && m.remove(name).is_some()
+        {
+            inner.release(hostname, name);
         }
         if let Some(m) = inner.pushed.get_mut(hostname) {
             m.remove(name);
@@ -606,7 +658,10 @@ impl Fleet {
     /// Forgets a node that is no longer declared.
     pub fn forget_node(&self, hostname: &str) {
         let mut inner = self.write();
-        inner.on_node.remove(hostname);
+        for name in inner.on_node.remove(hostname).unwrap_or_default().keys() {
+            inner.release(hostname, name);
+        }
+        inner.hostnames.remove(hostname);
         inner.pushed.remove(hostname);
         inner.recent.remove(hostname);
         inner.listed.remove(hostname);
@@ -946,5 +1001,83 @@ mod tests {
             &*Disk::of(&a).0,
             r#"{"inputs":[{"priority":1,"url":"fake://a"}],"name":"a","static":true}"#
         );
+    }
+
+    /// The name index answers as a walk over every node's copies would, whatever mix of
+    /// lists, pushes, deletes and forgotten nodes came before.
+    mod holding {
+        use super::*;
+        use proptest::prelude::*;
+
+        #[derive(Clone, Debug)]
+        enum Op {
+            List(usize, Vec<(usize, bool, bool)>),
+            Push(usize, usize),
+            Delete(usize, usize),
+            Forget(usize),
+        }
+
+        const NODES: [&str; 3] = ["n1", "n2", "n3"];
+        const NAMES: [&str; 4] = ["a", "b", "c", "d"];
+
+        fn op() -> impl Strategy<Value = Op> {
+            prop_oneof![
+                (
+                    0..3usize,
+                    proptest::collection::vec((0..4usize, any::<bool>(), any::<bool>()), 0..4)
+                )
+                    .prop_map(|(n, l)| Op::List(n, l)),
+                (0..3usize, 0..4usize).prop_map(|(n, s)| Op::Push(n, s)),
+                (0..3usize, 0..4usize).prop_map(|(n, s)| Op::Delete(n, s)),
+                (0..3usize).prop_map(Op::Forget),
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn holders_equal_a_walk_over_every_node(ops in proptest::collection::vec(op(), 0..24)) {
+                let fleet = Fleet::default();
+                for op in ops {
+                    match op {
+                        Op::List(n, copies) => {
+                            let listed = copies
+                                .into_iter()
+                                .map(|(s, configured, managed)| {
+                                    let disk = configured
+                                        .then(|| Arc::new(Disk::of(&serde_json::json!({ "s": s }))));
+                                    (NAMES[s].to_string(), NodeCopy { config_on_disk: disk, managed })
+                                })
+                                .collect();
+                            fleet.record_list(NODES[n], listed);
+                        }
+                        Op::Push(n, s) => fleet.record_push(NODES[n], NAMES[s], serde_json::json!({})),
+                        Op::Delete(n, s) => fleet.record_delete(NODES[n], NAMES[s]),
+                        Op::Forget(n) => fleet.forget_node(NODES[n]),
+                    }
+                    for name in NAMES {
+                        let inner = fleet.read();
+                        let mut walk: Vec<(&String, &NodeCopy)> = inner
+                            .on_node
+                            .iter()
+                            .filter_map(|(h, m)| Some((h, m.get(name)?)))
+                            .collect();
+                        walk.sort_by(|a, b| a.0.cmp(b.0));
+                        let holders: Vec<String> =
+                            walk.iter().filter(|(_, c)| c.managed).map(|(h, _)| (*h).clone()).collect();
+                        let configured: Vec<(String, bool)> = walk
+                            .iter()
+                            .filter(|(_, c)| c.config_on_disk.is_some())
+                            .map(|(h, c)| ((*h).clone(), c.managed))
+                            .collect();
+                        drop(inner);
+                        prop_assert_eq!(fleet.holders(name), holders, "{}", name);
+                        prop_assert_eq!(fleet.configured_on(name), configured, "{}", name);
+                    }
+                    let inner = fleet.read();
+                    prop_assert!(inner.holding.values().all(|h| !h.is_empty()));
+                    prop_assert!(inner.holding.values().flatten().all(|h| inner.on_node.contains_key(&**h)));
+                }
+            }
+        }
     }
 }

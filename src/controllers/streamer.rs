@@ -170,8 +170,14 @@ async fn reconcile_inner(
     // One Streamer per hostname (the oldest): a second one, say from another namespace with
     // its own URL and credentials, must not replace the owner's client, or the owner's
     // streams and their camera passwords would be pushed to the newcomer's URL.
+    // Only the Streamers naming this hostname decide who owns it: ranking all of them (a sort
+    // of 1,000 with keys built per comparison) on every probe was O(nodes) per reconcile.
     let streamers = ctx.stores.streamers.state();
-    let owners = hostname_owners(streamers.iter().map(|o| o.as_ref()).chain([s.as_ref()]));
+    let namesakes = streamers
+        .iter()
+        .map(|o| o.as_ref())
+        .filter(|o| o.spec.hostname == host);
+    let owners = hostname_owners(namesakes.chain([s.as_ref()]));
     if !owns_hostname(&owners, &s) {
         let owner = owners
             .get(host.as_str())
@@ -232,7 +238,16 @@ async fn reconcile_inner(
     // Probe timing is its own (`Tunables::probe`): a hung node is Unreachable within the
     // probe budget instead of after every list-sized timeout and retry.
     let probe = client.probe().await;
-    let before = ctx.live.node(&host);
+    // Only these two facts of the last report are needed; holding the report itself across
+    // `update_node` below would make it copy the node's whole stream map on every probe.
+    let (reachable_before, healthy_before, answered_before) = match ctx.live.node(&host) {
+        Some(b) => (
+            Some(b.reachable),
+            Some(b.reachable && b.ready),
+            (b.last_probe_ms != 0).then_some(b.reachable),
+        ),
+        None => (None, None, None),
+    };
     let (reachable, running, error) = match &probe {
         Ok(stats) => (
             true,
@@ -244,12 +259,7 @@ async fn reconcile_inner(
         ),
         Err(e) => (false, false, Some(e.to_string())),
     };
-    let healthy_before = before.as_ref().map(|n| n.reachable && n.ready);
     // A node's first probe counts too: a starved probe loop fails it as surely as a later one.
-    let answered_before = before
-        .as_ref()
-        .filter(|n| n.last_probe_ms != 0)
-        .map(|n| n.reachable);
     if answered_before != Some(false) && !reachable {
         ctx.controller_metrics.node_unreachable_marks.inc();
     }
@@ -296,7 +306,7 @@ async fn reconcile_inner(
                 &s.spec,
             )
             .into();
-            if before.is_none_or(|b| b.reachable) {
+            if reachable_before != Some(false) {
                 let note = format!("node {host}: {e}");
                 refs::publish(ctx, s.as_ref(), crate::events::policy::UNREACHABLE, note).await;
             }
@@ -305,8 +315,8 @@ async fn reconcile_inner(
         }
     };
 
-    let was_down = before.as_ref().is_none_or(|b| !b.reachable);
-    if before.is_some_and(|b| !b.reachable) {
+    let was_down = reachable_before != Some(true);
+    if reachable_before == Some(false) {
         let note = format!("node {host} answers again");
         refs::publish(ctx, s.as_ref(), crate::events::policy::REACHABLE, note).await;
     }
@@ -760,6 +770,8 @@ async fn list(ctx: &Context, host: &str, client: &NodeClient) -> Result<(), flus
         })
         .map(|(n, _)| n.clone())
         .collect();
+    // Held across `update_node`, the old report would be copied whole before being replaced.
+    drop(before);
     let names: HashSet<String> = copies.keys().cloned().collect();
     let managed: Vec<String> = copies
         .iter()
