@@ -86,6 +86,16 @@ async fn wait_stream(
     }
 }
 
+/// Waits until every named Stream reads `Ready=True`.
+async fn all_ready(ns: &TestNamespace, names: impl IntoIterator<Item = impl AsRef<str>>) {
+    for name in names {
+        wait_stream(ns, name.as_ref(), "Ready=True", |s| {
+            cond(s, "Ready").is_some_and(|c| c.0 == "True")
+        })
+        .await;
+    }
+}
+
 fn node_client(sim: &Cluster, i: usize) -> NodeClient {
     let n = sim.node(i);
     NodeClient::new(
@@ -513,12 +523,7 @@ async fn steady_state_with_50_streams_writes_nothing_for_60_seconds() {
         .await;
     }
     converged(&ns, &sim, 50).await;
-    for i in 0..50 {
-        wait_stream(&ns, &format!("q{i}"), "Ready", |s| {
-            cond(s, "Ready").is_some_and(|c| c.0 == "True")
-        })
-        .await;
-    }
+    all_ready(&ns, (0..50).map(|i| format!("q{i}"))).await;
     // Let trailing status writes land, then measure.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let rv = |list: Vec<String>| list;
@@ -814,12 +819,7 @@ async fn fifty_streams_with_presets_orgs_labels_and_credentials_run_their_effect
         .await;
     }
     let l = converged(&ns, &sim, 50).await;
-    for i in 0..50 {
-        wait_stream(&ns, &format!("f{i:02}"), "Ready", |s| {
-            cond(s, "Ready").is_some_and(|c| c.0 == "True")
-        })
-        .await;
-    }
+    all_ready(&ns, (0..50).map(|i| format!("f{i:02}"))).await;
     let presets: BTreeMap<String, Preset> = ns
         .api::<Preset>()
         .list(&ListParams::default())
@@ -1606,12 +1606,7 @@ async fn a_bulk_create_writes_each_streams_status_once() {
         stream(&ns, &format!("w{i}"), json!({})).await;
     }
     converged(&ns, &sim, N).await;
-    for i in 0..N {
-        wait_stream(&ns, &format!("w{i}"), "Ready=True", |s| {
-            cond(s, "Ready").is_some_and(|c| c.0 == "True")
-        })
-        .await;
-    }
+    all_ready(&ns, (0..N).map(|i| format!("w{i}"))).await;
     // Writes that trail the last Ready land within a few node resyncs.
     tokio::time::sleep(Duration::from_secs(3)).await;
     watch.abort();
@@ -1687,12 +1682,7 @@ async fn a_preset_change_restarts_a_few_cameras_per_node_at_a_time_and_pauses() 
         stream(&ns, n, json!({ "presetRef": "roll" })).await;
     }
     converged(&ns, &sim, names.len()).await;
-    for n in &names {
-        wait_stream(&ns, n, "Ready", |s| {
-            cond(s, "Ready").is_some_and(|c| c.0 == "True")
-        })
-        .await;
-    }
+    all_ready(&ns, &names).await;
     let expiration_everywhere = |want: i64| {
         let sim = &sim;
         let names = &names;
@@ -1978,12 +1968,7 @@ async fn a_camera_deleted_mid_restart_gives_its_rollout_slot_back() {
         stream(&ns, n, json!({ "presetRef": "roll" })).await;
     }
     converged(&ns, &sim, names.len()).await;
-    for n in &names {
-        wait_stream(&ns, n, "Ready", |s| {
-            cond(s, "Ready").is_some_and(|c| c.0 == "True")
-        })
-        .await;
-    }
+    all_ready(&ns, &names).await;
     let carries = |name: &str| {
         node.stored_stream(name)
             .is_some_and(|s| s["dvr"]["expiration"] == 7200)

@@ -346,13 +346,7 @@ impl Index {
                 chunk.push(&self.paths, item);
             }
         }
-        let next = Self {
-            tuning: self.tuning,
-            chunks,
-            len,
-            paths: self.paths.clone(),
-            orders: Mutex::new(Vec::new()),
-        };
+        let next = self.successor(chunks, len);
         let orders = self
             .orders
             .lock()
@@ -377,6 +371,18 @@ impl Index {
             .collect();
         *next.orders.lock().unwrap_or_else(|e| e.into_inner()) = orders;
         next
+    }
+
+    /// The next snapshot over `chunks`, with this one's tuning and paths; its orders are
+    /// filled by the caller.
+    fn successor(&self, chunks: Vec<Arc<Chunk>>, len: usize) -> Self {
+        Self {
+            tuning: self.tuning,
+            chunks,
+            len,
+            paths: self.paths.clone(),
+            orders: Mutex::new(Vec::new()),
+        }
     }
 
     /// [`edit`](Self::edit) for a change to many items: untouched chunks shared, touched
@@ -413,13 +419,7 @@ impl Index {
             }
             chunks.push(Arc::new(chunk));
         }
-        let next = Self {
-            tuning: self.tuning,
-            chunks,
-            len,
-            paths: self.paths.clone(),
-            orders: Mutex::new(Vec::new()),
-        };
+        let next = self.successor(chunks, len);
         let mut gone = vec![false; self.len];
         for &p in out {
             gone[p as usize] = true;
