@@ -269,7 +269,12 @@ fn redacted(
         .iter_mut()
         .flatten()
         .for_each(|p| strip(&mut p.url));
-    if let Some(url) = config.onvif.as_mut().and_then(|o| o.url.as_mut()) {
+    if let Some(url) = config
+        .extras
+        .get_mut()
+        .and_then(|e| e.onvif.as_mut())
+        .and_then(|o| o.url.as_mut())
+    {
         strip(url);
     }
     config
@@ -376,7 +381,7 @@ pub fn to_json<T: Serialize>(view: &T) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resources::wire::stream::OnvifSpec;
+    use crate::resources::wire::stream::{OnvifSpec, StreamExtras};
     use crate::resources::wire::{StreamConfigSpec, StreamInput, StreamPush};
 
     #[test]
@@ -390,10 +395,14 @@ mod tests {
                 url: "rtmp://u:push-pw@h/live".into(),
                 ..Default::default()
             }]),
-            onvif: Some(OnvifSpec {
-                url: Some("http://u:onvif-pw@cam/onvif".into()),
+            extras: StreamExtras {
+                onvif: Some(OnvifSpec {
+                    url: Some("http://u:onvif-pw@cam/onvif".into()),
+                    ..Default::default()
+                }),
                 ..Default::default()
-            }),
+            }
+            .into(),
             ..Default::default()
         };
         let text = serde_json::to_string(&redacted(&config)).unwrap();

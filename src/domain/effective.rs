@@ -30,15 +30,18 @@ pub fn merge_preset(stream: &StreamConfigSpec, preset: Option<&PresetSpec>) -> S
     };
     let locked = preset.is_adjustable == Some(false);
     let mut out = stream.clone();
-    out.dvr = merge_members::<StreamDvrSpec>(stream.dvr.as_ref(), preset.dvr.as_ref(), locked);
+    out.dvr = merge_members::<StreamDvrSpec>(stream.dvr.as_deref(), preset.dvr.as_ref(), locked)
+        .map(Box::new);
     let preset_vision = preset.vision.as_ref().map(|v| VisionSpec {
         alg: v.alg,
         ..VisionSpec::default()
     });
-    out.vision =
-        merge_members::<VisionSpec>(stream.vision.as_ref(), preset_vision.as_ref(), locked);
+    let own_vision = stream.extras.get().and_then(|e| e.vision.as_ref());
+    out.extras.make_mut().vision =
+        merge_members::<VisionSpec>(own_vision, preset_vision.as_ref(), locked);
+    out.extras.compact();
     if out.layout_rules.is_none() {
-        out.layout_rules = preset.layout_rules.clone();
+        out.layout_rules = preset.layout_rules.clone().map(Box::new);
     }
     out
 }
@@ -291,7 +294,7 @@ mod tests {
     #[test]
     fn adjustable_preset_fills_gaps_and_the_stream_wins() {
         let stream = StreamConfigSpec {
-            dvr: Some(dvr(None, Some(3600), None)),
+            dvr: Some(Box::new(dvr(None, Some(3600), None))),
             ..Default::default()
         };
         let p = preset(None, dvr(Some("/storage"), Some(86400), Some(1)));
@@ -305,7 +308,7 @@ mod tests {
     #[test]
     fn locked_preset_wins_over_the_stream() {
         let stream = StreamConfigSpec {
-            dvr: Some(dvr(Some("/mine"), Some(3600), Some(3))),
+            dvr: Some(Box::new(dvr(Some("/mine"), Some(3600), Some(3)))),
             ..Default::default()
         };
         let p = preset(Some(false), dvr(Some("/storage"), Some(86400), None));
@@ -451,10 +454,10 @@ mod tests {
                         username_key: None,
                         password_key: None,
                     })),
-                    publish_password: Some(SecretKeyRef {
+                    publish_password: Some(Box::new(SecretKeyRef {
                         name: "pub".into(),
                         key: "k".into(),
-                    }),
+                    })),
                     push_credentials: Some(PushCredentials {
                         secret_name: "push".into(),
                     }),

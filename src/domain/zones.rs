@@ -126,7 +126,7 @@ mod tests {
         };
         let cam = |req: &[&str], pref: &[&str]| {
             let mut s = StreamSpec::default();
-            s.config.layout_rules = Some(rules(req, pref));
+            s.config.layout_rules = Some(Box::new(rules(req, pref)));
             s
         };
         let nodes = [node("n2", &["east"]), node("n1", &["east", "west"])];
@@ -145,8 +145,8 @@ mod tests {
             (u["west"].required_streams, u["west"].preferred_streams),
             (0, 1)
         );
-        assert!(names(cams[0].config.layout_rules.as_ref(), "west"));
-        assert!(!names(cams[2].config.layout_rules.as_ref(), "east"));
+        assert!(names(cams[0].config.layout_rules.as_deref(), "west"));
+        assert!(!names(cams[2].config.layout_rules.as_deref(), "east"));
     }
 
     #[test]

@@ -269,10 +269,10 @@ mod tests {
         );
         assert!(b.is_reset());
         let only_rf = StreamConfigSpec {
-            dvr: Some(StreamDvrSpec {
+            dvr: Some(Box::new(StreamDvrSpec {
                 redundancy_factor: Some(2),
                 ..Default::default()
-            }),
+            })),
             ..Default::default()
         };
         assert!(

@@ -764,16 +764,16 @@ fn views_from_specs() {
     );
     assert_eq!(v.labels, labels([("zone", "a")]));
     let mut spec = StreamSpec {
-        placement: Some(SpecPlacement {
+        placement: Some(Box::new(SpecPlacement {
             required_node_labels: Some([("zone".to_owned(), "a".to_owned())].into()),
             preferred_node_labels: None,
-        }),
+        })),
         ..Default::default()
     };
-    spec.config.dvr = Some(StreamDvrSpec {
+    spec.config.dvr = Some(Box::new(StreamDvrSpec {
         redundancy_factor: Some(2),
         ..Default::default()
-    });
+    }));
     spec.config.disabled = Some(true);
     let s = StreamView::from_spec("ns/cam", "ns", &spec);
     assert_eq!((&*s.key, s.disabled, s.dvr_redundancy), ("ns/cam", true, 2));

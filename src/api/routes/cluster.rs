@@ -267,7 +267,12 @@ pub fn collect(state: &ApiState) -> ClusterHealthStats {
             .inputs
             .iter()
             .flatten()
-            .flat_map(|i| [Some(i.url.as_str()), i.via.as_deref()])
+            .flat_map(|i| {
+                [
+                    Some(i.url.as_str()),
+                    i.options.get().and_then(|o| o.via.as_deref()),
+                ]
+            })
             .flatten();
         for id in agents_of(urls) {
             let e = agents

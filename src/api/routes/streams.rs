@@ -448,7 +448,12 @@ pub(crate) fn extract_credentials(config: &mut StreamConfigSpec) -> Option<Found
     for input in config.inputs.iter_mut().flatten() {
         strip(&mut input.url);
     }
-    if let Some(url) = config.onvif.as_mut().and_then(|o| o.url.as_mut()) {
+    if let Some(url) = config
+        .extras
+        .get_mut()
+        .and_then(|e| e.onvif.as_mut())
+        .and_then(|o| o.url.as_mut())
+    {
         strip(url);
     }
     found
@@ -460,7 +465,7 @@ pub(crate) fn check_text(config: &StreamConfigSpec) -> ApiResult<()> {
     if let Some(t) = &config.title {
         validate::line("/title", t, validate::LINE_MAX).map_err(bad)?;
     }
-    if let Some(a) = &config.postal_address {
+    if let Some(a) = config.extras.get().and_then(|e| e.postal_address.as_ref()) {
         validate::line("/postal_address", a, validate::LINE_MAX).map_err(bad)?;
     }
     if let Some(c) = &config.comment {
@@ -686,11 +691,11 @@ fn zone_rules(
                 .presets
                 .get(&kube::runtime::reflector::ObjectRef::new(p).within(ns))
         });
-        spec.config.layout_rules = preset.and_then(|p| p.spec.layout_rules.clone());
+        spec.config.layout_rules = preset.and_then(|p| p.spec.layout_rules.clone().map(Box::new));
     }
     let before = existing.and_then(|s| s.spec.config.layout_rules.as_ref());
     if spec.config.layout_rules.as_ref() != before {
-        super::zones::check_rules(state, ns, spec.config.layout_rules.as_ref())?;
+        super::zones::check_rules(state, ns, spec.config.layout_rules.as_deref())?;
     }
     Ok(())
 }

@@ -294,7 +294,7 @@ pub async fn delete(
     let mut users: Vec<String> = deleted::objects(&state.stores.streams)
         .iter()
         .filter(|s| in_ns(s.namespace()))
-        .filter(|s| zones::names(s.spec.config.layout_rules.as_ref(), &name))
+        .filter(|s| zones::names(s.spec.config.layout_rules.as_deref(), &name))
         .map(|s| format!("stream {}", s.watcher_name()))
         .collect();
     users.sort();

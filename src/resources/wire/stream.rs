@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_with::skip_serializing_none;
 
-use crate::resources::common::any_value;
+use crate::resources::common::{Rare, any_value, shrunk};
 
 /// The writable part of a stream's configuration, shared by `Stream.spec`, the node client and
 /// the Watcher facade. Watcher-only members (vision, onvif, coordinates…) are ignored by nodes.
@@ -29,7 +29,8 @@ pub struct StreamConfigSpec {
     #[schemars(length(max = 16))]
     pub inputs: Option<Vec<StreamInput>>,
     /// Recording (archive) settings.
-    pub dvr: Option<StreamDvrSpec>,
+    // Boxed (152 bytes inline): most cameras take their recording settings from a Preset.
+    pub dvr: Option<Box<StreamDvrSpec>>,
     /// Outgoing re-streams to other servers.
     #[schemars(length(max = 32))]
     pub pushes: Option<Vec<StreamPush>>,
@@ -40,6 +41,18 @@ pub struct StreamConfigSpec {
     }]))]
     #[schemars(extend("maxProperties" = 64))]
     pub labels: Option<BTreeMap<String, String>>,
+    /// Zone placement rules (required and preferred zones).
+    pub layout_rules: Option<Box<LayoutRules>>,
+    /// Watcher-only settings few cameras set (map position, ONVIF, analytics…): 8 bytes when
+    /// none is.
+    #[serde(flatten)]
+    pub extras: Rare<StreamExtras>,
+}
+
+/// The settings of a stream few cameras set (wire members of the stream config, flattened).
+#[skip_serializing_none]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct StreamExtras {
     /// Video-analytics settings.
     pub vision: Option<VisionSpec>,
     /// Camera position on a map or floor plan.
@@ -57,8 +70,6 @@ pub struct StreamConfigSpec {
     pub audio: Option<AudioSpec>,
     /// Whether the stream accepts publishing.
     pub can_publish: Option<bool>,
-    /// Zone placement rules (required and preferred zones).
-    pub layout_rules: Option<LayoutRules>,
 }
 
 /// One element of `inputs[]`: a source the node captures from.
@@ -72,6 +83,15 @@ pub struct StreamInput {
     /// Source URL; its scheme selects the input kind (fake://, file://, publish://, rtsp://, …).
     #[schemars(length(min = 1, max = 2048))]
     pub url: String,
+    /// Everything else an input may set: few cameras set any of it (8 bytes when none is).
+    #[serde(flatten)]
+    pub options: Rare<InputOptions>,
+}
+
+/// The settings of an input other than its URL (wire members of `inputs[]`, flattened).
+#[skip_serializing_none]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct InputOptions {
     /// Failover priority (1 = first); by default list order decides.
     pub priority: Option<i64>,
     /// Free-text description of the input.
@@ -452,7 +472,7 @@ pub struct StreamLayout {
     /// Node that captures the stream.
     pub ingest: Option<String>,
     /// Nodes holding DVR backup copies.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "shrunk")]
     pub dvr_backups: Vec<String>,
     /// Node running analytics for the stream.
     pub inference: Option<String>,
@@ -465,10 +485,10 @@ pub struct StreamLayout {
     /// Who made the placement.
     pub originator: Option<Originator>,
     /// Per-node verdicts explaining the placement.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "shrunk")]
     pub node_layout_decisions: Vec<NodeLayoutDecision>,
     /// The last five ingest placements.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "shrunk")]
     pub ingest_history: Vec<IngestHistoryItem>,
 }
 
