@@ -156,16 +156,3 @@ impl<T: JsonSchema> JsonSchema for Rare<T> {
         T::json_schema(generator)
     }
 }
-
-/// A `Vec` with no spare capacity. serde grows a list it reads from JSON text by doubling
-/// (from 4), so a one-element list in a cached object kept room for four: at 100,000
-/// Streams the status' lists alone held ~57 MB of spare capacity (`make heap`).
-pub fn shrunk<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    let mut v = Vec::<T>::deserialize(d)?;
-    v.shrink_to_fit();
-    Ok(v)
-}

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_with::skip_serializing_none;
 
-use crate::resources::common::{Rare, any_value, shrunk};
+use crate::resources::common::{Rare, any_value};
 
 /// The writable part of a stream's configuration, shared by `Stream.spec`, the node client and
 /// the Watcher facade. Watcher-only members (vision, onvif, coordinates…) are ignored by nodes.
@@ -472,7 +472,7 @@ pub struct StreamLayout {
     /// Node that captures the stream.
     pub ingest: Option<String>,
     /// Nodes holding DVR backup copies.
-    #[serde(default, deserialize_with = "shrunk")]
+    #[serde(default)]
     pub dvr_backups: Vec<String>,
     /// Node running analytics for the stream.
     pub inference: Option<String>,
@@ -485,10 +485,10 @@ pub struct StreamLayout {
     /// Who made the placement.
     pub originator: Option<Originator>,
     /// Per-node verdicts explaining the placement.
-    #[serde(default, deserialize_with = "shrunk")]
+    #[serde(default)]
     pub node_layout_decisions: Vec<NodeLayoutDecision>,
     /// The last five ingest placements.
-    #[serde(default, deserialize_with = "shrunk")]
+    #[serde(default)]
     pub ingest_history: Vec<IngestHistoryItem>,
 }
 
