@@ -37,9 +37,12 @@ pub fn merge_preset(stream: &StreamConfigSpec, preset: Option<&PresetSpec>) -> S
         ..VisionSpec::default()
     });
     let own_vision = stream.extras.get().and_then(|e| e.vision.as_ref());
-    out.extras.make_mut().vision =
-        merge_members::<VisionSpec>(own_vision, preset_vision.as_ref(), locked);
-    out.extras.compact();
+    let vision = merge_members::<VisionSpec>(own_vision, preset_vision.as_ref(), locked);
+    // A plain camera under a preset without analytics allocates no extras for this.
+    if vision.is_some() || own_vision.is_some() {
+        out.extras.make_mut().vision = vision;
+        out.extras.compact();
+    }
     if out.layout_rules.is_none() {
         out.layout_rules = preset.layout_rules.clone().map(Box::new);
     }
