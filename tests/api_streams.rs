@@ -610,3 +610,143 @@ async fn camera_config_and_firmware_upload() {
         .await;
     assert_error(s, &v, 502);
 }
+
+/// Live stats that move (a node list every few seconds moves most streams' bitrates) are
+/// patched into the renderings the lists keep, not rendered again: at 100,000 streams a
+/// re-render of thousands of streams per refresh made every list wait. The lists still
+/// show the new stats, filter and sort by them, and match a single read.
+#[tokio::test]
+async fn moved_live_stats_re_render_no_stream_and_lists_show_them() {
+    let ns = TestNamespace::new("api-streams").await;
+    let f = Facade::start(&ns).await;
+    streamer(&ns, "n1", json!({"hostname": "n1"})).await;
+    f.live.update_node("n1", |n| {
+        n.reachable = true;
+        n.ready = true;
+    });
+    let names: Vec<String> = (0..6).map(|i| format!("cam{i}")).collect();
+    for name in &names {
+        stream(&ns, name, json!({"inputs": fake_input(), "title": name})).await;
+        set_status::<Stream>(&ns, name, json!({"layout": {"ingest": "n1", "dvr_backups": [], "created_at": 1000, "originator": "layouter", "change_reason": "not_distributed", "node_layout_decisions": []}})).await;
+    }
+    let report = |bitrates: &[(usize, Option<i64>)]| {
+        let bitrates = bitrates.to_vec();
+        f.live.update_node("n1", move |n| {
+            for (i, bitrate) in bitrates {
+                n.streams.insert(
+                    format!("cam{i}"),
+                    StreamLive {
+                        stats: bitrate.map(|b| StreamStats {
+                            alive: Some(true),
+                            bitrate: Some(b),
+                            ..Default::default()
+                        }),
+                        managed: true,
+                    },
+                );
+            }
+        });
+    };
+    report(
+        &(0..6)
+            .map(|i| (i, Some(100 * i as i64)))
+            .collect::<Vec<_>>(),
+    );
+    let sorted = "/streams?sort=-stats.bitrate&select=name,stats.bitrate";
+    let order = |v: &Value| -> Vec<(String, Value)> {
+        v["streams"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| {
+                (
+                    s["name"].as_str().unwrap_or("").to_string(),
+                    s["stats"]["bitrate"].clone(),
+                )
+            })
+            .collect()
+    };
+    let expect = |pairs: &[(usize, Value)]| -> Vec<(String, Value)> {
+        pairs
+            .iter()
+            .map(|(i, b)| (format!("cam{i}"), b.clone()))
+            .collect()
+    };
+    let first = expect(&[
+        (5, json!(500)),
+        (4, json!(400)),
+        (3, json!(300)),
+        (2, json!(200)),
+        (1, json!(100)),
+        (0, json!(0)),
+    ]);
+    eventually(
+        api_support::WAIT,
+        "every stream placed and reporting",
+        || async {
+            let (_, v) = f.get(sorted).await;
+            (order(&v) == first).then_some(())
+        },
+    )
+    .await;
+    let renders = f.state.metrics.stream_renders.get();
+
+    // Only the live report moves: new bitrates, one stream's stats gone.
+    report(&[(0, Some(900)), (1, Some(50)), (2, None), (4, Some(450))]);
+    let moved = expect(&[
+        (0, json!(900)),
+        (5, json!(500)),
+        (4, json!(450)),
+        (3, json!(300)),
+        (1, json!(50)),
+    ]);
+    eventually(
+        api_support::WAIT,
+        "the lists show the moved stats",
+        || async {
+            let (_, v) = f.get(sorted).await;
+            let mut o = order(&v);
+            o.retain(|(_, b)| !b.is_null());
+            (v["estimated_count"] == 6 && o == moved).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        f.state.metrics.stream_renders.get(),
+        renders,
+        "live stats alone re-render no stream"
+    );
+    let (_, v) = f.get("/streams?stats.bitrate_gte=400&select=name").await;
+    assert_eq!(
+        v["streams"],
+        json!([{"name": "cam0"}, {"name": "cam4"}, {"name": "cam5"}])
+    );
+    let (_, patched) = f.get("/streams").await;
+    assert!(
+        patched["streams"][2].get("stats").is_none(),
+        "{}",
+        patched["streams"][2]
+    );
+    assert_eq!(patched["streams"][0]["stats"]["bitrate"], 900);
+
+    // A patched item is what a full render gives: touch every Stream (a store change renders
+    // them again) and compare, `stats` member included or left out.
+    let api: kube::Api<Stream> = kube::Api::namespaced(ns.client.clone(), &ns.name);
+    for name in &names {
+        let touch = json!({"metadata": {"annotations": {"test/touched": "1"}}});
+        api.patch(
+            name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&touch),
+        )
+        .await
+        .unwrap();
+    }
+    let rendered = eventually(api_support::WAIT, "every stream rendered again", || async {
+        // A list builds the renderings.
+        let (_, v) = f.get("/streams").await;
+        (f.state.metrics.stream_renders.get() >= renders + names.len() as u64).then_some(v)
+    })
+    .await;
+    assert_eq!(rendered["streams"], patched["streams"]);
+}

@@ -50,6 +50,9 @@ pub struct ApiMetrics {
     pub password_verifications: Counter,
     /// Audit Events by outcome (`written`, `failed`).
     pub audit_events: Family<OutcomeLabels, Counter>,
+    /// Streams rendered in full for the facade's lists and reads (a store change renders
+    /// the stream again; live stats alone only replace its `stats` member).
+    pub stream_renders: Counter,
 }
 
 /// Labels of the audit Event counter.
@@ -70,6 +73,7 @@ impl Default for ApiMetrics {
             login_failures_bytes: Gauge::default(),
             password_verifications: Counter::default(),
             audit_events: Family::default(),
+            stream_renders: Counter::default(),
         }
     }
 }
@@ -77,7 +81,7 @@ impl Default for ApiMetrics {
 impl ApiMetrics {
     /// Registers `panoptes_api_requests_total`, `panoptes_api_request_duration_seconds`, the
     /// store gauges `panoptes_api_{audit,login_failures}_{entries,bytes}` and
-    /// `panoptes_api_password_verifications_total`.
+    /// `panoptes_api_password_verifications_total` and `panoptes_api_stream_renders_total`.
     pub fn register(&self, registry: &mut Registry) {
         registry.register(
             "api_requests",
@@ -118,6 +122,11 @@ impl ApiMetrics {
             "api_password_verifications",
             "Password verifications run by POST /login (one per Basic login attempt)",
             self.password_verifications.clone(),
+        );
+        registry.register(
+            "api_stream_renders",
+            "Streams rendered in full for facade lists (live stats alone do not re-render)",
+            self.stream_renders.clone(),
         );
     }
 

@@ -221,13 +221,12 @@ fn full(
         let slot = match old.remove(&key) {
             Some(mut r) if r.versions == versions && r.name == s.watcher_name() => {
                 let node = ingest_report(s, nodes);
-                if same_stats(r.node.as_ref(), node, &r.name) {
-                    // Hold the newest report, so older ones are freed.
-                    r.node = node.cloned();
-                    r
-                } else {
-                    render(state, s, versions, nodes)
+                if !same_stats(r.node.as_ref(), node, &r.name) {
+                    r.value = restat(&r.value, views::stream_stats(s, &r.name, nodes));
                 }
+                // Hold the newest report, so older ones are freed.
+                r.node = node.cloned();
+                r
             }
             _ => render(state, s, versions, nodes),
         };
@@ -311,10 +310,15 @@ fn update(
                 match at {
                     Some(p) => {
                         let slot = &mut work.slots[p as usize];
-                        if slot.versions == versions
-                            && slot.name == s.watcher_name()
-                            && same_stats(slot.node.as_ref(), node, &slot.name)
-                        {
+                        if slot.versions == versions && slot.name == s.watcher_name() {
+                            if !same_stats(slot.node.as_ref(), node, &slot.name) {
+                                // Only the live stats moved: the rest of the rendering
+                                // stands (a render per stream and refresh was most of a
+                                // refresh's cost at 100,000 streams).
+                                let stats = views::stream_stats(&s, &slot.name, nodes);
+                                slot.value = restat(&slot.value, stats);
+                                changed.insert(p);
+                            }
                             slot.node = node.cloned();
                             continue;
                         }
@@ -410,12 +414,27 @@ fn ingest_report<'a>(
         .and_then(|h| nodes.get(h))
 }
 
+/// `value` (a stream's rendering) with `stats` as its `stats` member, or without one: what
+/// [`render`] gives when nothing but the live report changed (objects keep their members
+/// sorted, so the member lands where a render puts it).
+fn restat(value: &Value, stats: Option<Value>) -> Arc<Value> {
+    let mut value = value.clone();
+    if let Value::Object(members) = &mut value {
+        match stats {
+            Some(stats) => members.insert("stats".to_string(), stats),
+            None => members.remove("stats"),
+        };
+    }
+    Arc::new(value)
+}
+
 fn render(
     state: &ApiState,
     s: &Stream,
     versions: u64,
     nodes: &HashMap<String, Arc<NodeLive>>,
 ) -> Slot {
+    state.metrics.stream_renders.inc();
     Slot {
         key: (
             s.metadata.namespace.clone().unwrap_or_default(),

@@ -217,13 +217,7 @@ pub fn stream(state: &ApiState, s: &Stream, nodes: &HashMap<String, Arc<NodeLive
         .as_deref()
         .and_then(|r| in_ns(&state.stores.presets, s.namespace(), r));
     let layout = s.status.as_ref().and_then(|st| st.layout.clone());
-    let stats = layout
-        .as_ref()
-        .and_then(|l| l.ingest.as_deref())
-        .and_then(|h| nodes.get(h))
-        .and_then(|n| n.streams.get(&name))
-        .and_then(|l| l.stats.as_ref())
-        .and_then(|st| serde_json::to_value(st).ok());
+    let stats = stream_stats(s, &name, nodes);
     StreamView {
         config: redacted(&s.spec.config),
         named_by: "config".into(),
@@ -242,6 +236,22 @@ pub fn stream(state: &ApiState, s: &Stream, nodes: &HashMap<String, Arc<NodeLive
         created_at: created_ms(s),
         name,
     }
+}
+
+/// A stream's `stats` member: what its ingest node's live report says of it (`name` is its
+/// Watcher name).
+pub fn stream_stats(
+    s: &Stream,
+    name: &str,
+    nodes: &HashMap<String, Arc<NodeLive>>,
+) -> Option<Value> {
+    s.status
+        .as_ref()
+        .and_then(|st| st.layout.as_ref()?.ingest.as_deref())
+        .and_then(|h| nodes.get(h))
+        .and_then(|n| n.streams.get(name))
+        .and_then(|l| l.stats.as_ref())
+        .and_then(|st| serde_json::to_value(st).ok())
 }
 
 /// The config without passwords in URLs (the CRD refuses them in inputs and pushes, but an

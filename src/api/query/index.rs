@@ -95,6 +95,10 @@ impl Chunk {
         let mut text = String::new();
         push_text(paths, &item, &mut text);
         text.make_ascii_lowercase();
+        if text == self.text[start..end] {
+            self.items[i] = item;
+            return;
+        }
         self.text.replace_range(start..end, &text);
         let shift = text.len() as i64 - (end - start) as i64;
         for e in &mut self.ends[i..] {
@@ -300,7 +304,10 @@ impl Index {
     /// item at each position of `changed` replaced (ascending positions; every position
     /// from this index's length to `len` must be among them). Costs in proportion to the
     /// change: a chunk copy per changed item, and per sort order already computed a binary
-    /// search and a chunk copy to take each changed item out and put it back in.
+    /// search and a chunk copy to take each changed item out and put it back in. A replaced
+    /// item with the same search text and the same key under an order (a stream whose live
+    /// stats moved, in the default order by name) costs its chunk copy only: the order
+    /// keeps every chunk.
     pub fn edit(&self, len: usize, changed: Vec<(u32, Arc<Value>)>) -> Self {
         let kept = self.len.min(len);
         assert!(
@@ -309,59 +316,57 @@ impl Index {
                 && changed.iter().filter(|(p, _)| *p as usize >= kept).count() == len - kept,
             "edit: ascending positions below the length, every new one included"
         );
-        // Out of every carried order: the replaced items and those beyond the new length,
-        // found by their old keys.
-        let out: Vec<u32> = changed
-            .iter()
-            .map(|(p, _)| *p)
-            .filter(|&p| (p as usize) < kept)
-            .chain(kept as u32..self.len as u32)
-            .collect();
-        if out.len().max(changed.len()) > self.len.max(len) / self.tuning.bulk_edit_above {
-            return self.bulk(len, changed, &out);
-        }
-        let per = self.tuning.items_per_chunk;
-        let mut chunks = self.chunks.clone();
-        chunks.truncate(len.div_ceil(per));
-        // Cut: the chunk `len` ends in is the last one now.
-        if len < self.len
-            && !len.is_multiple_of(per)
-            && let Some(last) = chunks.last_mut()
-        {
-            let keep = len % per;
-            if last.items.len() > keep {
-                Arc::make_mut(last).truncate(keep);
-            }
-        }
-        let inserted: Vec<u32> = changed.iter().map(|(p, _)| *p).collect();
-        for (p, item) in changed {
-            let (c, o) = (p as usize / per, p as usize % per);
-            if c == chunks.len() {
-                chunks.push(Arc::new(Chunk::default()));
-            }
-            let chunk = Arc::make_mut(&mut chunks[c]);
-            if o < chunk.items.len() {
-                chunk.set(&self.paths, o, item);
-            } else {
-                chunk.push(&self.paths, item);
-            }
-        }
-        let next = self.successor(chunks, len);
+        let many = |n: usize| n > self.len.max(len) / self.tuning.bulk_edit_above;
+        let cut = (len..self.len).len();
+        let positions: Vec<u32> = changed.iter().map(|(p, _)| *p).collect();
+        let next = if many(changed.len().max(cut)) {
+            self.successor(self.rebuilt_chunks(len, changed), len)
+        } else {
+            self.successor(self.edited_chunks(len, changed), len)
+        };
         let orders = self
             .orders
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
             .filter_map(|(canonical, sort, cell)| {
-                let mut order = cell.get()?.clone();
-                for &p in &out {
-                    remove_from(&mut order, sort, self, p);
-                }
-                for &p in &inserted {
-                    let key = sort.owned_key(next.item(p));
-                    let at = order.partition_point(|k| before(sort, &next, k, &key, p));
-                    order.insert(at, p, self.tuning.order_chunk);
-                }
+                let order = cell.get()?;
+                // Re-placed: new positions and replaced items whose key moved.
+                let moved: Vec<u32> = positions
+                    .iter()
+                    .copied()
+                    .filter(|&p| p as usize >= kept || !sort.same_key(self.item(p), next.item(p)))
+                    .collect();
+                // Taken out, found by their old keys: the moved items this index has, and
+                // those beyond the new length.
+                let out: Vec<u32> = moved
+                    .iter()
+                    .copied()
+                    .filter(|&p| (p as usize) < kept)
+                    .chain(kept as u32..self.len as u32)
+                    .collect();
+                let order = if many(out.len().max(moved.len())) {
+                    let mut gone = vec![false; self.len];
+                    for &p in &out {
+                        gone[p as usize] = true;
+                    }
+                    let kept: Vec<u32> = order
+                        .range(0, order.len)
+                        .filter(|&p| !gone[p as usize])
+                        .collect();
+                    Order::from_sorted(merge(sort, &next, kept, &moved), self.tuning.order_chunk)
+                } else {
+                    let mut order = order.clone();
+                    for &p in &out {
+                        remove_from(&mut order, sort, self, p);
+                    }
+                    for &p in &moved {
+                        let key = sort.owned_key(next.item(p));
+                        let at = order.partition_point(|k| before(sort, &next, k, &key, p));
+                        order.insert(at, p, self.tuning.order_chunk);
+                    }
+                    order
+                };
                 Some((
                     canonical.clone(),
                     sort.clone(),
@@ -385,11 +390,40 @@ impl Index {
         }
     }
 
-    /// [`edit`](Self::edit) for a change to many items: untouched chunks shared, touched
-    /// ones rebuilt (the unchanged items' text copied), and each order's kept positions
-    /// merged with the changed items sorted (`out`: the positions to take out of the orders).
-    fn bulk(&self, len: usize, changed: Vec<(u32, Arc<Value>)>, out: &[u32]) -> Self {
-        let fresh: Vec<u32> = changed.iter().map(|(p, _)| *p).collect();
+    /// The chunks for [`edit`](Self::edit) of a few items: each changed item's chunk copied
+    /// and edited in place.
+    fn edited_chunks(&self, len: usize, changed: Vec<(u32, Arc<Value>)>) -> Vec<Arc<Chunk>> {
+        let per = self.tuning.items_per_chunk;
+        let mut chunks = self.chunks.clone();
+        chunks.truncate(len.div_ceil(per));
+        // Cut: the chunk `len` ends in is the last one now.
+        if len < self.len
+            && !len.is_multiple_of(per)
+            && let Some(last) = chunks.last_mut()
+        {
+            let keep = len % per;
+            if last.items.len() > keep {
+                Arc::make_mut(last).truncate(keep);
+            }
+        }
+        for (p, item) in changed {
+            let (c, o) = (p as usize / per, p as usize % per);
+            if c == chunks.len() {
+                chunks.push(Arc::new(Chunk::default()));
+            }
+            let chunk = Arc::make_mut(&mut chunks[c]);
+            if o < chunk.items.len() {
+                chunk.set(&self.paths, o, item);
+            } else {
+                chunk.push(&self.paths, item);
+            }
+        }
+        chunks
+    }
+
+    /// The chunks for [`edit`](Self::edit) of many items: untouched chunks shared, touched
+    /// ones rebuilt (the unchanged items' text copied).
+    fn rebuilt_chunks(&self, len: usize, changed: Vec<(u32, Arc<Value>)>) -> Vec<Arc<Chunk>> {
         let per = self.tuning.items_per_chunk;
         let mut changes = changed.into_iter().peekable();
         let mut chunks = Vec::with_capacity(len.div_ceil(per));
@@ -419,35 +453,7 @@ impl Index {
             }
             chunks.push(Arc::new(chunk));
         }
-        let next = self.successor(chunks, len);
-        let mut gone = vec![false; self.len];
-        for &p in out {
-            gone[p as usize] = true;
-        }
-        let orders = self
-            .orders
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .filter_map(|(canonical, sort, cell)| {
-                let old = cell.get()?;
-                let kept: Vec<u32> = old
-                    .range(0, old.len)
-                    .filter(|&p| !gone[p as usize])
-                    .collect();
-                let order = merge(sort, &next, kept, &fresh);
-                Some((
-                    canonical.clone(),
-                    sort.clone(),
-                    Arc::new(OnceLock::from(Order::from_sorted(
-                        order,
-                        self.tuning.order_chunk,
-                    ))),
-                ))
-            })
-            .collect();
-        *next.orders.lock().unwrap_or_else(|e| e.into_inner()) = orders;
-        next
+        chunks
     }
 
     fn order(&self, sort: &SortSpec) -> Arc<OnceLock<Order>> {
@@ -744,6 +750,81 @@ impl Query {
             estimated_count: found + excluded,
             next,
             prev,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn item(i: usize, score: usize) -> Arc<Value> {
+        Arc::new(json!({"id": i, "name": format!("cam-{i:03}"), "stats": {"score": score}}))
+    }
+
+    fn chunks_of(index: &Index, canonical: &str) -> Vec<Arc<Vec<u32>>> {
+        let orders = index.orders.lock().unwrap();
+        let (_, _, cell) = orders.iter().find(|(k, _, _)| k == canonical).unwrap();
+        cell.get().unwrap().chunks.clone()
+    }
+
+    /// Live stats moving in many items (a stats refresh) leave the order by name as it was,
+    /// every chunk shared, whether the edit goes item by item or in bulk; the order by the
+    /// moved member is re-placed.
+    #[test]
+    fn items_whose_key_stayed_keep_the_order_untouched() {
+        for bulk_edit_above in [1, usize::MAX] {
+            let tuning = Tuning {
+                items_per_chunk: 4,
+                order_chunk: 4,
+                sort_matches_below: 16,
+                bulk_edit_above,
+            };
+            let index = Index::tuned((0..64).map(|i| item(i, i)).collect(), &["name"], tuning);
+            let by = |sort: &str| {
+                let pairs = if sort.is_empty() {
+                    vec![]
+                } else {
+                    vec![("sort", sort)]
+                };
+                let spec = super::super::CollectionSpec {
+                    default_sort: "name",
+                    tiebreak: "id",
+                    default_limit: 100,
+                    max_limit: 100,
+                    search: &["name"],
+                    filters: &[],
+                    passthrough: &[],
+                    members: &[],
+                };
+                Query::parse(pairs, &spec).unwrap()
+            };
+            let names = |index: &Index| -> Vec<String> {
+                by("-stats.score")
+                    .execute_indexed(index)
+                    .items
+                    .iter()
+                    .map(|v| v["name"].as_str().unwrap().to_string())
+                    .collect()
+            };
+            by("").execute_indexed(&index);
+            names(&index);
+            let before = chunks_of(&index, "name,id");
+            let changed: Vec<(u32, Arc<Value>)> = (0..64)
+                .step_by(3)
+                .map(|i| (i as u32, item(i, 100 + i)))
+                .collect();
+            let next = index.edit(64, changed);
+            let after = chunks_of(&next, "name,id");
+            assert_eq!(before.len(), after.len());
+            assert!(
+                before.iter().zip(&after).all(|(a, b)| Arc::ptr_eq(a, b)),
+                "bulk_edit_above {bulk_edit_above}: the order by name was copied"
+            );
+            let top = names(&next);
+            assert_eq!(&top[..3], ["cam-063", "cam-060", "cam-057"]);
+            assert_eq!(top.len(), 64);
         }
     }
 }

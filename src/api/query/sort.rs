@@ -97,6 +97,14 @@ impl SortSpec {
         Ordering::Equal
     }
 
+    /// Whether `a` and `b` have the same key (the same scalar, or none, at every path): an
+    /// item replaced by one with the same key keeps its place in the order.
+    pub(crate) fn same_key(&self, a: &Value, b: &Value) -> bool {
+        self.keys
+            .iter()
+            .all(|k| k.path.first_scalar(a) == k.path.first_scalar(b))
+    }
+
     /// The item's full key, as stored in a cursor (like [`KeyTable::owned_key`]).
     pub(crate) fn owned_key(&self, item: &Value) -> Vec<Value> {
         self.keys

@@ -192,6 +192,9 @@ enum Edit {
     Replace(usize, usize, Raw),
     Remove(usize),
     Append(usize, Raw),
+    /// Only `stats.score` changes (or goes, or comes): the item keeps its search text and
+    /// its key in every order not by score, as a stream whose live stats moved.
+    Restat(usize, Option<Value>),
 }
 
 fn edit() -> impl Strategy<Value = Edit> {
@@ -199,7 +202,19 @@ fn edit() -> impl Strategy<Value = Edit> {
         (any::<usize>(), 0usize..8, item()).prop_map(|(at, id, r)| Edit::Replace(at, id, r)),
         any::<usize>().prop_map(Edit::Remove),
         (0usize..8, item()).prop_map(|(id, r)| Edit::Append(id, r)),
+        (any::<usize>(), scalar()).prop_map(|(at, score)| Edit::Restat(at, score)),
     ]
+}
+
+/// `item` with `score` as its `stats.score` (no `stats` member without one, as [`make`]).
+fn restat(item: &Value, score: &Option<Value>) -> Value {
+    let mut item = item.clone();
+    let members = item.as_object_mut().expect("items are objects");
+    match score {
+        Some(s) => members.insert("stats".to_string(), json!({"score": s})),
+        None => members.remove("stats"),
+    };
+    item
 }
 
 /// `edits` applied to `items`, with each new position's origin for [`Index::update`].
@@ -224,6 +239,11 @@ fn apply(mut items: Vec<Arc<Value>>, edits: &[Edit]) -> (Vec<Arc<Value>>, Vec<Op
             Edit::Append(id, r) => {
                 items.push(Arc::new(make(*id, r)));
                 origin.push(None);
+            }
+            Edit::Restat(at, score) if !items.is_empty() => {
+                let at = at % items.len();
+                items[at] = Arc::new(restat(&items[at], score));
+                origin[at] = None;
             }
             _ => {}
         }
@@ -363,6 +383,11 @@ fn sparse(
                 items.push(make(*next_id, r));
                 *next_id += 1;
                 changed.insert(items.len() - 1);
+            }
+            Edit::Restat(at, score) if !items.is_empty() => {
+                let at = at % items.len();
+                items[at] = restat(&items[at], score);
+                changed.insert(at);
             }
             _ => {}
         }
