@@ -265,9 +265,13 @@ impl Index {
         self.chunks.get(i / per)?.items.get(i % per)
     }
 
-    fn item(&self, i: u32) -> &Value {
+    fn shared(&self, i: u32) -> &Arc<Value> {
         let (i, per) = (i as usize, self.tuning.items_per_chunk);
         &self.chunks[i / per].items[i % per]
+    }
+
+    fn item(&self, i: u32) -> &Value {
+        self.shared(i)
     }
 
     /// The items, in the order given.
@@ -741,8 +745,8 @@ impl Query {
         let items = page
             .iter()
             .map(|&i| match &self.select {
-                Some(sel) => sel.project(item(i)),
-                None => item(i).clone(),
+                Some(sel) => Arc::new(sel.project(item(i))),
+                None => index.shared(i).clone(),
             })
             .collect();
         Page {

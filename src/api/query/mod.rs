@@ -47,7 +47,7 @@ pub use error::{QueryError, QueryErrorKind};
 pub use index::Index;
 #[cfg(test)]
 pub(crate) use index::Tuning;
-pub use page::Page;
+pub use page::{Envelope, Page};
 pub use parse::{CollectionSpec, Field, FieldKind, Query};
 
 /// Parses `pairs` (percent-decoded query pairs) against `spec` and runs the query.

@@ -265,7 +265,7 @@ async fn all_shares(state: &ApiState) -> ApiResult<Vec<Value>> {
 pub async fn shares_list(
     State(state): State<ApiState>,
     RawQuery(raw): RawQuery,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<crate::api::query::Envelope>> {
     let started = Instant::now();
     let items = all_shares(&state).await?;
     envelope(&items, &pairs(&raw), &SHARES, "shared_tokens", started)

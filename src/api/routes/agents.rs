@@ -39,7 +39,7 @@ pub const AGENTS: CollectionSpec<'static> = CollectionSpec {
 pub async fn list(
     State(state): State<ApiState>,
     RawQuery(raw): RawQuery,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<crate::api::query::Envelope>> {
     let started = Instant::now();
     let items = agents(&state);
     envelope(&items, &pairs(&raw), &AGENTS, "agents", started)

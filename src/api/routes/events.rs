@@ -5,7 +5,6 @@ use std::time::Instant;
 
 use axum::Json;
 use axum::extract::{RawQuery, State};
-use serde_json::Value;
 
 use super::{envelope, pairs};
 use crate::api::ApiState;
@@ -64,7 +63,7 @@ pub const EVENTS: CollectionSpec<'static> = CollectionSpec {
 pub async fn list(
     State(state): State<ApiState>,
     RawQuery(raw): RawQuery,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<crate::api::query::Envelope>> {
     let started = Instant::now();
     let items = state.events.all();
     envelope(&items, &pairs(&raw), &EVENTS, "events", started)

@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 
 use super::ApiState;
 use super::error::{ApiError, ApiResult};
-use super::query::{CollectionSpec, Index, Query};
+use super::query::{CollectionSpec, Envelope, Index, Query};
 use crate::state::NodeLive;
 
 /// Percent-decoded query pairs in request order.
@@ -51,7 +51,7 @@ pub fn envelope<V: std::borrow::Borrow<Value>>(
     spec: &CollectionSpec<'_>,
     key: &str,
     started: Instant,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Envelope>> {
     timed_page(pairs, spec, key, started, |q| q.execute(items))
 }
 
@@ -62,7 +62,7 @@ pub fn indexed_envelope(
     spec: &CollectionSpec<'_>,
     key: &str,
     started: Instant,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Envelope>> {
     timed_page(pairs, spec, key, started, |q| q.execute_indexed(index))
 }
 
@@ -73,7 +73,7 @@ fn timed_page(
     key: &str,
     started: Instant,
     run: impl FnOnce(&Query) -> crate::api::query::Page,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Envelope>> {
     let query = Query::parse(pairs.iter().map(|(k, v)| (k, v)), spec)?;
     let before_query = started.elapsed();
     let page = run(&query);

@@ -70,7 +70,7 @@ struct PresetWrite {
 pub async fn list(
     State(state): State<ApiState>,
     RawQuery(raw): RawQuery,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<crate::api::query::Envelope>> {
     let started = Instant::now();
     let pairs = pairs(&raw);
     // Soft-deleted presets (`deleted_at`) stay listed, per the reference; a Preset object

@@ -122,7 +122,7 @@ fn render(state: &ApiState, s: &Streamer) -> Value {
 pub async fn list(
     State(state): State<ApiState>,
     RawQuery(raw): RawQuery,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<crate::api::query::Envelope>> {
     let started = Instant::now();
     let nodes = live_nodes(&state);
     let items: Vec<Value> = deleted::objects(&state.stores.streamers)

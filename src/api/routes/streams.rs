@@ -145,7 +145,7 @@ pub(crate) const READ_ONLY: &[&str] = &[
 pub async fn list(
     State(state): State<ApiState>,
     axum::extract::RawQuery(raw): axum::extract::RawQuery,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<crate::api::query::Envelope>> {
     let started = Instant::now();
     let pairs = pairs(&raw);
     let rendered = RenderedStreams::current(&state);

@@ -92,7 +92,7 @@ struct UserWrite {
 pub async fn list(
     State(state): State<ApiState>,
     RawQuery(raw): RawQuery,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<crate::api::query::Envelope>> {
     let started = Instant::now();
     let identities = state.config.identities();
     let items: Vec<Value> = crate::api::deleted::objects(&state.stores.users)

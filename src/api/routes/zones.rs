@@ -182,7 +182,7 @@ pub fn check_rules(
 pub async fn list(
     State(state): State<ApiState>,
     RawQuery(raw): RawQuery,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<crate::api::query::Envelope>> {
     let started = Instant::now();
     let zones = deleted::objects(&state.stores.zones);
     let mut by_ns: BTreeMap<String, BTreeMap<String, Usage>> = BTreeMap::new();

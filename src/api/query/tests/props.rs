@@ -233,7 +233,7 @@ proptest! {
 
         let snapshot = |live: &BTreeMap<u32, Value>| live.values().cloned().collect::<Vec<_>>();
         let mut page = fetch(&snapshot(&live), &base, None);
-        let mut seen: Vec<Value> = page.items.clone();
+        let mut seen: Vec<Value> = page.items.iter().map(|v| (**v).clone()).collect();
         let mut step = steps.into_iter();
         let mut guard = 0;
         while let Some(next) = page.next.clone() {
@@ -250,7 +250,7 @@ proptest! {
                 }
             }
             page = fetch(&snapshot(&live), &base, Some(&next));
-            seen.extend(page.items.iter().cloned());
+            seen.extend(page.items.iter().map(|v| (**v).clone()));
             guard += 1;
             prop_assert!(guard < 2000, "paging does not terminate");
         }
@@ -279,7 +279,7 @@ proptest! {
             for path in &paths {
                 // Any selected path reaching a value through objects only is kept verbatim.
                 if let Some(v) = path.split('.').try_fold(original, |v, s| v.get(s)) {
-                    let got = path.split('.').try_fold(projected, |v, s| v.get(s));
+                    let got = path.split('.').try_fold(&**projected, |v, s| v.get(s));
                     prop_assert_eq!(got, Some(v));
                 }
             }

@@ -111,7 +111,7 @@ fn select_projects_nested_paths() {
     )
     .unwrap();
     assert_eq!(
-        page.items,
+        page.items.iter().map(|v| (**v).clone()).collect::<Vec<_>>(),
         vec![
             json!({"name": "cam-a", "stats": {"bitrate": 1200.5},
                    "inputs": [{"url": "rtsp://10.0.0.1/main"}, {"url": "rtsp://backup/ALT"}]}),
@@ -127,15 +127,15 @@ fn select_projects_nested_paths() {
     )
     .unwrap();
     assert_eq!(
-        page.items[0],
+        *page.items[0],
         json!({"name": "cam-e", "stats": {"alive": false, "bitrate": 5000}})
     );
     let page = query(&streams(), &[("select", "stats.nothing,name.deeper")]).unwrap();
-    assert_eq!(page.items[0], json!({}));
+    assert_eq!(*page.items[0], json!({}));
     assert_eq!(err_of(&[("select", "a..b")]).0, "select");
     // Empty select returns everything.
     let page = query(&streams(), &[("select", "")]).unwrap();
-    assert_eq!(page.items[0], streams()[1]);
+    assert_eq!(*page.items[0], streams()[1]);
 }
 
 #[test]
@@ -357,15 +357,35 @@ fn garbage_cursors_are_errors() {
 #[test]
 fn envelope_omits_absent_cursors() {
     let page = query(&streams(), &[("limit", "10")]).unwrap();
-    let env = page.into_envelope("users_list", json!({"total_ms": 1}));
+    let env =
+        serde_json::to_value(page.into_envelope("users_list", json!({"total_ms": 1}))).unwrap();
     assert_eq!(env["estimated_count"], 5);
     assert_eq!(env["users_list"].as_array().unwrap().len(), 5);
     assert_eq!(env["timing"], json!({"total_ms": 1}));
     let obj = env.as_object().unwrap();
     assert!(!obj.contains_key("next") && !obj.contains_key("prev"));
     let page = query(&streams(), &[("limit", "1")]).unwrap();
-    let env = page.into_envelope("streams", json!({}));
+    let env = serde_json::to_value(page.into_envelope("streams", json!({}))).unwrap();
     assert!(env["next"].as_str().is_some_and(|s| !s.is_empty()));
+}
+
+/// The envelope is written straight from the shared items; its bytes are those of the same
+/// envelope as a `serde_json::Value` (members in name order), whatever the items' key.
+#[test]
+fn an_envelope_writes_the_bytes_of_its_value() {
+    let first = query(&streams(), &[("limit", "1")]).unwrap();
+    let cursor = first.next.unwrap();
+    for key in ["agents", "streams", "users_list", "zz"] {
+        let page = query(&streams(), &[("limit", "1"), ("cursor", &cursor)]).unwrap();
+        assert!(page.next.is_some() && page.prev.is_some());
+        let direct = serde_json::to_string(&page.clone().into_envelope(key, json!({"q": 1})));
+        let value = serde_json::to_value(page.into_envelope(key, json!({"q": 1}))).unwrap();
+        assert_eq!(
+            direct.unwrap(),
+            serde_json::to_string(&value).unwrap(),
+            "{key}"
+        );
+    }
 }
 
 #[test]
