@@ -27,7 +27,7 @@ pub mod status_writer;
 
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use futures::{FutureExt, StreamExt};
@@ -242,12 +242,11 @@ impl Defer {
 }
 
 /// What [`plan`] decided to push.
-#[derive(Clone)]
 struct Planned {
     /// The digest of what it was computed from.
     digest: Digest,
     /// `None`: the stream runs nowhere (disabled).
-    body: Option<Arc<StreamBody>>,
+    body: Option<LazyBody>,
     /// The body holds a secret (camera credentials, publish password).
     carries_secrets: bool,
     /// The camera credentials binding to record.
@@ -305,7 +304,7 @@ async fn converge(stream: &Stream, ctl: &StreamController, key: &Key) -> Result<
                 ctl,
                 stream,
                 &name,
-                planned.body.as_deref().map(|b| Body {
+                planned.body.as_ref().map(|b| Body {
                     body: b,
                     digest: planned.digest,
                     rollout: planned.rollout.filter(|_| !own_edit),
@@ -480,11 +479,13 @@ async fn plan(
         Ok((secrets, binding, condition)) => {
             let planned = Planned {
                 digest,
-                body: Some(Arc::new(effective::with_on_play(
-                    effective::node_body(name, &config, &secrets),
-                    ctl.ctx.tunables.play_auth_url.as_deref(),
-                ))),
                 carries_secrets: secrets.carried_in(&config),
+                body: Some(LazyBody::new(
+                    name,
+                    config,
+                    secrets,
+                    ctl.ctx.tunables.play_auth_url.clone(),
+                )),
                 binding,
                 condition,
                 rollout,
@@ -789,10 +790,56 @@ enum PushError {
     Held(Hold),
 }
 
+/// A stream's node body, built on first use. Most reconciles (a node list's touch after an
+/// aliveness flip, a resync, a status echo) find every copy in sync by digest and push
+/// nothing, and building the body clones the config into a JSON tree (twice with an
+/// `on_play` URL): at 100,000 streams on 1,000 nodes, the nodes' lists during a restart
+/// touch tens of thousands of streams already pushed, each paying for a body it dropped.
+struct LazyBody {
+    name: String,
+    config: StreamConfigSpec,
+    secrets: Injected,
+    play_auth_url: Option<String>,
+    built: OnceLock<StreamBody>,
+}
+
+impl LazyBody {
+    fn new(
+        name: &str,
+        config: StreamConfigSpec,
+        secrets: Injected,
+        play_auth_url: Option<String>,
+    ) -> Self {
+        LazyBody {
+            name: name.to_string(),
+            config,
+            secrets,
+            play_auth_url,
+            built: OnceLock::new(),
+        }
+    }
+
+    /// The body, built once.
+    fn get(&self) -> &StreamBody {
+        self.built.get_or_init(|| {
+            effective::with_on_play(
+                effective::node_body(&self.name, &self.config, &self.secrets),
+                self.play_auth_url.as_deref(),
+            )
+        })
+    }
+
+    /// Whether [`LazyBody::get`] was called.
+    #[cfg(test)]
+    fn built(&self) -> bool {
+        self.built.get().is_some()
+    }
+}
+
 /// A body to push and what decides its pace.
 #[derive(Clone, Copy)]
 struct Body<'a> {
-    body: &'a StreamBody,
+    body: &'a LazyBody,
     digest: Digest,
     /// The preset's rollout budget, when a change to a running camera is paced by it.
     rollout: Option<Budget>,
@@ -856,9 +903,11 @@ async fn push(
         }
         // Adoption writes metadata (the ownership label) at most: anything else would
         // restart a stream that runs today.
-        if let Takeover::WouldRestart(paths) =
-            adoption::takeover(&body.drift(c.config_on_disk.as_ref().map(|d| d.value()).as_ref()))
-        {
+        if let Takeover::WouldRestart(paths) = adoption::takeover(
+            &body
+                .get()
+                .drift(c.config_on_disk.as_ref().map(|d| d.value()).as_ref()),
+        ) {
             return Err(PushError::Failed(format!(
                 "the node runs a stream named {name:?} that differs at {}: adopting it would restart it, so it is left alone until the Stream matches it",
                 paths.join(", ")
@@ -875,7 +924,7 @@ async fn push(
         if ctl.bodies.matched(key, digest, host, disk) {
             return Ok(false);
         }
-        if !body.drift(Some(&disk.value())).needs_write() {
+        if !body.get().drift(Some(&disk.value())).needs_write() {
             ctl.bodies.record_match(key, digest, host, disk);
             return Ok(false);
         }
@@ -898,7 +947,7 @@ async fn push(
             Turn::Paused => return Err(PushError::Held(Hold::Paused)),
         }
     }
-    let result = client.stream_save(body).await;
+    let result = client.stream_save(body.get()).await;
     if result.is_err() && paced.is_some() {
         ctl.slots.release(host, name);
     }
@@ -916,7 +965,7 @@ async fn push(
                     .inc();
             }
             let disk = saved.config_on_disk.unwrap_or_else(|| {
-                let mut m = body.as_json().clone();
+                let mut m = body.get().as_json().clone();
                 m.remove("$reset");
                 Value::Object(m)
             });
@@ -1128,6 +1177,25 @@ async fn write_status(ctl: &StreamController, stream: &Stream, name: &str, outco
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_body_is_built_only_when_asked_and_then_once_equal_to_the_eager_one() {
+        let config: StreamConfigSpec = serde_json::from_value(serde_json::json!({
+            "inputs": [{ "url": "rtsp://cam-1.example/live" }],
+        }))
+        .expect("a stream config");
+        let play = Some("http://auth.example/play".to_string());
+        let lazy = LazyBody::new("cam-1", config.clone(), Injected::default(), play.clone());
+        // A reconcile finding every copy in sync by digest asks for nothing: no tree is built.
+        assert!(!lazy.built());
+        let eager = effective::with_on_play(
+            effective::node_body("cam-1", &config, &Injected::default()),
+            play.as_deref(),
+        );
+        assert_eq!(lazy.get().as_json(), eager.as_json());
+        assert!(lazy.built());
+        assert!(std::ptr::eq(lazy.get(), lazy.get()), "built once");
+    }
 
     #[test]
     fn streams_waiting_for_a_node_look_again_at_the_node_pace_not_every_moment() {

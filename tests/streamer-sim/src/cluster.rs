@@ -502,6 +502,11 @@ impl SimNode {
         self.0.lock().disk.stream(name).map(|s| s.config.clone())
     }
 
+    /// Number of configured streams (a cheap poll: no name is copied).
+    pub fn stored_count(&self) -> usize {
+        self.0.lock().disk.count()
+    }
+
     /// Names of the configured streams.
     pub fn stream_names(&self) -> Vec<String> {
         self.0
