@@ -220,12 +220,7 @@ fn full(
         let key = (ns.to_string(), s.name_any());
         let slot = match old.remove(&key) {
             Some(mut r) if r.versions == versions && r.name == s.watcher_name() => {
-                let node = ingest_report(s, nodes);
-                if !same_stats(r.node.as_ref(), node, &r.name) {
-                    r.value = restat(&r.value, views::stream_stats(s, &r.name, nodes));
-                }
-                // Hold the newest report, so older ones are freed.
-                r.node = node.cloned();
+                r.follow_stats(s, nodes);
                 r
             }
             _ => render(state, s, versions, nodes),
@@ -306,20 +301,13 @@ fn update(
                     org.as_deref(),
                     preset.as_deref(),
                 ]);
-                let node = ingest_report(&s, nodes);
                 match at {
                     Some(p) => {
                         let slot = &mut work.slots[p as usize];
                         if slot.versions == versions && slot.name == s.watcher_name() {
-                            if !same_stats(slot.node.as_ref(), node, &slot.name) {
-                                // Only the live stats moved: the rest of the rendering
-                                // stands (a render per stream and refresh was most of a
-                                // refresh's cost at 100,000 streams).
-                                let stats = views::stream_stats(&s, &slot.name, nodes);
-                                slot.value = restat(&slot.value, stats);
+                            if slot.follow_stats(&s, nodes) {
                                 changed.insert(p);
                             }
-                            slot.node = node.cloned();
                             continue;
                         }
                         let new = render(state, &s, versions, nodes);
@@ -412,6 +400,23 @@ fn ingest_report<'a>(
         .as_ref()
         .and_then(|st| st.layout.as_ref()?.ingest.as_deref())
         .and_then(|h| nodes.get(h))
+}
+
+impl Slot {
+    /// Brings a rendering whose stream, organization and preset did not change up to the
+    /// ingest node's live report: only the live stats moved, so the rest of the rendering
+    /// stands (a render per stream and refresh was most of a refresh's cost at 100,000
+    /// streams). Whether the rendering changed.
+    fn follow_stats(&mut self, s: &Stream, nodes: &HashMap<String, Arc<NodeLive>>) -> bool {
+        let node = ingest_report(s, nodes);
+        let moved = !same_stats(self.node.as_ref(), node, &self.name);
+        if moved {
+            self.value = restat(&self.value, views::stream_stats(s, &self.name, nodes));
+        }
+        // Hold the newest report, so older ones are freed.
+        self.node = node.cloned();
+        moved
+    }
 }
 
 /// `value` (a stream's rendering) with `stats` as its `stats` member, or without one: what
