@@ -58,6 +58,25 @@ pub fn live_bytes() -> Option<u64> {
         .then(|| u64::try_from(LIVE.load(Relaxed)).unwrap_or(0))
 }
 
+/// Keeps the process off transparent huge pages. mimalloc asks for them on its arenas
+/// (`MADV_HUGEPAGE`, honoured where the host's THP mode is `madvise`, the common default), and
+/// then the first touch of any 4 KiB in a 2 MiB range makes all 2 MiB resident: at 10,000
+/// streams 96 of the operator's 152 MiB RSS were huge pages, and its settled RSS was 16 MiB
+/// (11 %) higher than without them. The operator's heap is many small long-lived objects
+/// among short bursts, where a huge page mostly holds freed room. Returns whether the kernel
+/// took the setting (it has no THP, or refuses, on other systems: nothing to do then).
+pub fn no_transparent_huge_pages() -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: PR_SET_THP_DISABLE takes one integer flag and touches no memory of ours.
+        unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) == 0 }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        false
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,5 +97,14 @@ mod tests {
         }
         assert_eq!(LIVE.load(Relaxed), before);
         assert!(live_bytes().is_some());
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_process_stays_off_transparent_huge_pages() {
+        assert!(no_transparent_huge_pages(), "prctl refused");
+        // SAFETY: PR_GET_THP_DISABLE only reads the process's flag.
+        let flag = unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) };
+        assert_eq!(flag, 1, "the kernel does not hold the setting");
     }
 }

@@ -43,6 +43,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    panoptes::heap::no_transparent_huge_pages();
     if std::env::var_os("PANOPTES_HEAP_COUNT").is_some_and(|v| v == "1") {
         panoptes::heap::enable();
     }

@@ -226,6 +226,7 @@ impl NodeFlags {
             events: Default::default(),
             play_auth_url: self.play_auth_url.filter(|u| !u.is_empty()),
             rollout_per_node: self.rollout_per_node.max(1),
+            ..Tunables::default()
         }
     }
 }

@@ -2057,3 +2057,48 @@ async fn streams_waiting_for_a_nodes_first_list_are_touched_by_it_not_polled() {
     .await;
     op.stop().await;
 }
+
+/// Issue 21: a healthy stream waits for a change, and one paced walk over the store looks at
+/// every stream again once per `stream_resync`. A timer per stream (kube's `requeue`) kept
+/// ~540 bytes per stream in the controller's queue for as long as the stream existed.
+#[tokio::test]
+async fn healthy_streams_are_looked_at_again_by_one_paced_walk() {
+    let (ns, sim) = fleet("rc-sweep", 1).await;
+    const N: u64 = 4;
+    let names: Vec<String> = (0..N).map(|i| format!("s{i}")).collect();
+    for name in &names {
+        stream(&ns, name, json!({})).await;
+    }
+    let period = Duration::from_secs(3);
+    let op = Operator::start_with(
+        &ns,
+        panoptes::controllers::Tunables {
+            // Node lists (every 500 ms) touch a stream only when what they show changes.
+            stream_resync: period,
+            ..Operator::tunables(&ns)
+        },
+    );
+    converged(&ns, &sim, N as usize).await;
+    for name in &names {
+        wait_stream(&ns, name, "Ready=Alive", |s| {
+            cond(s, "Ready") == Some(("True".into(), "Alive".into()))
+        })
+        .await;
+    }
+    let reconciles = || {
+        counter(
+            &op,
+            r#"panoptes_reconciles_total{kind="Stream",outcome="ok"}"#,
+        )
+    };
+    // Two full periods: at least one whole walk falls inside, at most three begin.
+    let before = reconciles();
+    tokio::time::sleep(period * 2 + Duration::from_millis(500)).await;
+    let looked = reconciles() - before;
+    assert!(
+        (N..=3 * N + 2).contains(&looked),
+        "{looked} Stream reconciles in two resync periods of {N} healthy streams: each is \
+         looked at once per period"
+    );
+    op.stop().await;
+}

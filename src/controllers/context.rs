@@ -42,6 +42,9 @@ pub struct Tunables {
     /// Cameras of one preset restarting at once on one node when a preset change reaches
     /// them, unless the Preset sets `spec.rollout.maxRestartingPerNode`.
     pub rollout_per_node: u32,
+    /// How often every Stream is looked at again without a change (a rotated Secret the
+    /// watch missed, safety): one paced walk over the store per period.
+    pub stream_resync: Duration,
 }
 
 impl Default for Tunables {
@@ -57,6 +60,7 @@ impl Default for Tunables {
             missing_grace: super::conditions::MISSING_GRACE,
             play_auth_url: None,
             rollout_per_node: DEFAULT_ROLLOUT_PER_NODE,
+            stream_resync: Duration::from_secs(600),
         }
     }
 }

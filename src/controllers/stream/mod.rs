@@ -24,6 +24,7 @@ pub(crate) mod bodies;
 mod judge;
 mod slots;
 pub mod status_writer;
+pub(crate) mod sweep;
 
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
@@ -67,8 +68,6 @@ use status_writer::{Pending, StatusWriter};
 
 /// Reconciles running at once (node I/O is bounded per node by the node clients).
 const CONCURRENCY: u16 = 128;
-/// A healthy, synced stream is looked at again after this long (secret rotations, safety).
-const STEADY_RESYNC: Duration = Duration::from_secs(600);
 /// A freshly pushed stream gets two of its node's lists to show up running before
 /// `Ready=Starting` is written ([`stream_health::starting_hold`]), and never less than this:
 /// a camera takes seconds to answer, and a `Starting` written and replaced by `Alive` a moment
@@ -130,6 +129,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         slots: slots::Slots::default(),
     });
     let writer = tokio::spawn(ctl.status.clone().run(ctx.clone()));
+    let sweeper = tokio::spawn(sweep::run(ctx.clone(), ctx.tunables.stream_resync));
     let on_preset = {
         let ctl = ctl.clone();
         move |p: Arc<Preset>| ctl.presets.referrers::<_, Stream>(p.as_ref())
@@ -165,6 +165,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     writer.abort();
+    sweeper.abort();
     tracing::info!("stream controller stopped");
 }
 
@@ -339,7 +340,8 @@ async fn converge(stream: &Stream, ctl: &StreamController, key: &Key) -> Result<
     } else {
         ctl.backoff.succeeded(key);
         if alive == Some(true) {
-            Action::requeue(STEADY_RESYNC)
+            // Looked at again by the paced walk ([`sweep`]), which holds nothing per stream.
+            Action::await_change()
         } else {
             // Aliveness flips also trigger a reconcile from the node lists; this is a floor.
             Action::requeue(Duration::from_secs(30).min(recheck))
