@@ -302,6 +302,21 @@ fn bytes_per_stream_by_structure() {
         },
     );
 
+    let indexes: [crate::controllers::refs::RefIndex; 3] = Default::default();
+    measure(
+        &mut rows,
+        "stream controller: reference indexes (preset, organization, Secrets)",
+        || {
+            use crate::domain::refs::{RefKind, References};
+            for s in &objs {
+                let key = Key::of(&**s);
+                let (ns, n) = (key.namespace(), key.name());
+                indexes[0].observe(ns, n, s.referenced(RefKind::Preset));
+                indexes[1].observe(ns, n, s.referenced(RefKind::Organization));
+                indexes[2].observe(ns, n, effective::secret_refs(s));
+            }
+        },
+    );
     // The steady resync: a paced walk over a snapshot of the store (kube's scheduler held a
     // queued resync per stream before, ~540 bytes each, for as long as the stream existed).
     let walk = measure(
@@ -319,5 +334,5 @@ fn bytes_per_stream_by_structure() {
         "| (Stream objects as sent, managedFields kept, for comparison) | {} |",
         unstripped_row.first().map_or(0, |r| r.1) / n
     );
-    drop((fleet, live, bodies, streams, writer, walk));
+    drop((fleet, live, bodies, indexes, streams, writer, walk));
 }
