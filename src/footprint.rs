@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use crate::resources::common::Condition;
 use kube::runtime::reflector;
 use kube::runtime::watcher::Event;
 use serde_json::{Value, json};
@@ -72,7 +72,7 @@ fn stream_wire(i: usize) -> String {
         type_: type_.into(),
         status: "True".into(),
         reason: reason.into(),
-        message,
+        message: message.into(),
         observed_generation: Some(1),
         last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
             T.parse().unwrap(),

@@ -481,7 +481,7 @@ async fn the_operator_watches_each_kind_once_and_secrets_as_metadata_only() {
         u.status
             .as_ref()
             .and_then(|s| panoptes::resources::common::condition(&s.common.conditions, "Ready"))
-            .map(|c| (c.reason.clone(), c.message.clone()))
+            .map(|c| (c.reason.to_string(), c.message.to_string()))
     };
     let wait = Duration::from_secs(60);
     eventually(wait, "every meta kind reconciled", || async {

@@ -563,7 +563,13 @@ async fn violations(ns: &TestNamespace, sim: &Cluster) -> Vec<String> {
             s.status
                 .as_ref()
                 .and_then(|st| condition(&st.common.conditions, t))
-                .map(|c| (c.status.clone(), c.reason.clone(), c.observed_generation))
+                .map(|c| {
+                    (
+                        c.status.to_string(),
+                        c.reason.to_string(),
+                        c.observed_generation,
+                    )
+                })
         };
         let synced = truthful("Synced");
         if synced.as_ref().map(|c| c.0.as_str()) != Some("True")

@@ -42,10 +42,14 @@ where
         .unwrap_or_else(|e| panic!("creating {}: {e}", o.name_any()))
 }
 
-fn ready(
-    conds: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
-) -> Option<(String, String, String)> {
-    condition(conds, "Ready").map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+fn ready(conds: &[panoptes::resources::common::Condition]) -> Option<(String, String, String)> {
+    condition(conds, "Ready").map(|c| {
+        (
+            c.status.to_string(),
+            c.reason.to_string(),
+            c.message.to_string(),
+        )
+    })
 }
 
 fn preset_ready(p: &Preset) -> Option<(String, String, String)> {

@@ -805,7 +805,7 @@ async fn a_running_installation_is_adopted_without_restarting_a_stream() {
                 .conditions
                 .iter()
                 .find(|c| c.type_ == "Synced" && c.status == "False")
-                .map(|c| c.message.clone())
+                .map(|c| c.message.to_string())
         })
     };
     let streams: Vec<Stream> = eventually(api_support::WAIT, "organization 1 adopted", || {

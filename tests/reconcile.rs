@@ -61,7 +61,7 @@ async fn converged(
 
 fn cond(s: &Stream, t: &str) -> Option<(String, String)> {
     condition(&s.status.as_ref()?.common.conditions, t)
-        .map(|c| (c.status.clone(), c.reason.clone()))
+        .map(|c| (c.status.to_string(), c.reason.to_string()))
 }
 
 async fn wait_stream(

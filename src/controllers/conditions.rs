@@ -8,7 +8,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use crate::resources::common::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
 /// A condition as a controller wants it.
@@ -183,10 +184,10 @@ pub fn update(
                 });
             changed |= !same;
             Condition {
-                type_: d.type_.to_string(),
-                status: status_str(d.status).to_string(),
-                reason: d.reason.to_string(),
-                message: d.message.clone(),
+                type_: d.type_.into(),
+                status: status_str(d.status).into(),
+                reason: d.reason.into(),
+                message: d.message.as_str().into(),
                 observed_generation: generation,
                 last_transition_time: match old {
                     Some(c) if same_status => c.last_transition_time.clone(),
@@ -201,7 +202,7 @@ pub fn update(
 /// The `Ready` condition's (status, reason) of a condition list.
 pub(crate) fn ready_of(conditions: &[Condition]) -> Option<(String, String)> {
     crate::resources::common::condition(conditions, "Ready")
-        .map(|c| (c.status.clone(), c.reason.clone()))
+        .map(|c| (c.status.to_string(), c.reason.to_string()))
 }
 
 /// The `Ready` condition `ready` merged over `existing` (transition times kept), and whether

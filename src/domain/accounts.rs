@@ -74,9 +74,7 @@ pub fn password_reset_required(annotated: bool, password_set: bool) -> Option<bo
 /// Whether the User's status says it may not log in until a password is set: what the
 /// login path checks, so a stale hash (or a status written by hand) never lets an imported
 /// user in before the reset.
-pub fn blocks_login(
-    conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
-) -> bool {
+pub fn blocks_login(conditions: &[crate::resources::common::Condition]) -> bool {
     crate::resources::common::condition(conditions, PASSWORD_RESET_REQUIRED)
         .is_some_and(|c| c.status == "True")
 }
@@ -109,12 +107,12 @@ mod tests {
 
     #[test]
     fn a_true_reset_condition_blocks_login() {
-        use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+        use crate::resources::common::Condition;
         let c = |type_: &str, status: &str| Condition {
             type_: type_.into(),
             status: status.into(),
             reason: "ImportedWithoutPassword".into(),
-            message: String::new(),
+            message: String::new().into(),
             observed_generation: None,
             last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
                 k8s_openapi::jiff::Timestamp::UNIX_EPOCH,

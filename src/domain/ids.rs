@@ -41,9 +41,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, Ordering};
 
+use crate::resources::common::Condition;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::reflector::Store;
@@ -1153,7 +1153,7 @@ mod tests {
                 type_: "Ready".into(),
                 status: "False".into(),
                 reason: ID_CONFLICT.into(),
-                message: conflict_message(pinned.unwrap_or(1), "ns/other", true),
+                message: conflict_message(pinned.unwrap_or(1), "ns/other", true).into(),
                 last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
                     k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
                 ),

@@ -1,8 +1,10 @@
 //! Types shared by every custom resource: Secret references, conditions, schema helpers.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
+
+pub use super::text::Text;
 
 /// API group of every Panoptes kind.
 pub const GROUP: &str = "panoptes.dev";
@@ -67,6 +69,43 @@ pub fn any_object_list(_: &mut SchemaGenerator) -> Schema {
 /// Schema for a value that is a port number or a `host:port` string.
 pub fn int_or_string(_: &mut SchemaGenerator) -> Schema {
     json_schema!({ "x-kubernetes-int-or-string": true })
+}
+
+/// One aspect of a resource's state: Kubernetes' `Condition` (the same members, wire and
+/// schema), with its texts held as [`Text`]s. Every cached object carries a few; at 100,000
+/// Streams their four strings each were ~100 bytes per condition repeated 300,000 times (the
+/// types, statuses and reasons are a handful of words, the messages name one of the nodes).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// When the condition last changed status.
+    pub last_transition_time: Time,
+    /// Human-readable details.
+    #[serde(default)]
+    pub message: Text,
+    /// The `metadata.generation` the condition was set from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// CamelCase reason of the last transition.
+    #[serde(default)]
+    pub reason: Text,
+    /// `True`, `False` or `Unknown`.
+    #[serde(default)]
+    pub status: Text,
+    /// CamelCase condition type.
+    #[serde(default, rename = "type")]
+    pub type_: Text,
+}
+
+impl JsonSchema for Condition {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        <k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition as JsonSchema>::schema_name()
+    }
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        <k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition as JsonSchema>::json_schema(
+            generator,
+        )
+    }
 }
 
 /// Finds a condition by type.

@@ -6,6 +6,7 @@ pub mod organization;
 pub mod preset;
 pub mod stream;
 pub mod streamer;
+pub mod text;
 pub mod user;
 pub mod wire;
 pub mod zone;

@@ -322,10 +322,11 @@ mod tests {
     #[test]
     #[ignore]
     fn stored_size() {
+        use crate::resources::common::Condition;
         use crate::resources::wire::stream::{
             ChangeReason, IngestHistoryItem, NodeLayoutDecision, NodeRole, Originator,
         };
-        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
         let sample = include_str!("../../manifests/samples/06-streams.yaml");
         let doc = sample.split("\n---\n").next().unwrap();
         let mut s: Stream = serde_yaml::from_str(doc).unwrap();
@@ -341,7 +342,7 @@ mod tests {
             type_: t.into(),
             status: "True".into(),
             reason: reason.into(),
-            message: format!("{t}: {reason}"),
+            message: format!("{t}: {reason}").into(),
             last_transition_time: at.clone(),
             observed_generation: Some(3),
         };

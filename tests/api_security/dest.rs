@@ -150,7 +150,11 @@ async fn streamer_condition(
 ) -> Option<(String, String, String)> {
     let s = ns.api::<Streamer>().get(name).await.ok()?;
     let c = condition(&s.status.as_ref()?.common.conditions, type_)?;
-    Some((c.status.clone(), c.reason.clone(), c.message.clone()))
+    Some((
+        c.status.to_string(),
+        c.reason.to_string(),
+        c.message.to_string(),
+    ))
 }
 
 async fn stream_condition(
@@ -160,7 +164,11 @@ async fn stream_condition(
 ) -> Option<(String, String, String)> {
     let s = ns.api::<Stream>().get(name).await.ok()?;
     let c = condition(&s.status.as_ref()?.common.conditions, type_)?;
-    Some((c.status.clone(), c.reason.clone(), c.message.clone()))
+    Some((
+        c.status.to_string(),
+        c.reason.to_string(),
+        c.message.to_string(),
+    ))
 }
 
 /// Waits until the Streamer refuses its destination or the listener got a request, then gives

@@ -229,7 +229,7 @@ fn condition(u: &User, type_: &str) -> Option<(String, String)> {
         .conditions
         .iter()
         .find(|c| c.type_ == type_)?;
-    Some((c.status.clone(), c.reason.clone()))
+    Some((c.status.to_string(), c.reason.to_string()))
 }
 
 /// The User controller marks both holders of one login `Ready=False LoginConflict`, and the
@@ -334,7 +334,7 @@ async fn layout_of(api: &Api<Stream>, name: &str) -> Option<(Option<String>, Str
         .iter()
         .find(|c| c.type_ == "Scheduled")?
         .reason
-        .clone();
+        .to_string();
     Some((st.layout.and_then(|l| l.ingest), scheduled))
 }
 
@@ -472,7 +472,7 @@ fn reachable(s: &Streamer) -> Option<String> {
         .conditions
         .iter()
         .find(|c| c.type_ == "Reachable")?;
-    Some(c.status.clone())
+    Some(c.status.to_string())
 }
 
 /// Finding 12: a hung node is Unreachable within the probe budget (3× margin), and a node

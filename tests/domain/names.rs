@@ -18,8 +18,13 @@ use crate::support::{TestNamespace, events_with_reason, eventually};
 const WAIT: Duration = Duration::from_secs(30);
 
 fn ready(s: &Stream) -> Option<(String, String, String)> {
-    condition(&s.status.as_ref()?.common.conditions, "Ready")
-        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+    condition(&s.status.as_ref()?.common.conditions, "Ready").map(|c| {
+        (
+            c.status.to_string(),
+            c.reason.to_string(),
+            c.message.to_string(),
+        )
+    })
 }
 
 /// A Stream whose `organizationRef` has a typo is reported like a User's: `Ready=False

@@ -20,7 +20,7 @@ const WAIT: Duration = Duration::from_secs(40);
 
 fn ready(s: &Stream) -> Option<(String, String)> {
     let c = condition(&s.status.as_ref()?.common.conditions, "Ready")?;
-    Some((c.status.clone(), c.reason.clone()))
+    Some((c.status.to_string(), c.reason.to_string()))
 }
 
 /// Every Stream laid out, and every up node holding exactly what the layouts give it.
