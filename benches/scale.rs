@@ -489,10 +489,25 @@ fn operator_pids(
 /// `perf record` of the operator while `PANOPTES_BENCH_PERF` is set (DWARF call graphs: the
 /// release build keeps no frame pointers). Stop it with [`perf_stop`].
 fn perf_record(op: &OperatorProcess, file: &str) -> Option<std::process::Child> {
-    std::env::var_os("PANOPTES_BENCH_PERF")?;
+    // `PANOPTES_BENCH_PERF=1` samples at 99 Hz; a larger number is the rate (a push window of
+    // a few seconds needs more than 99 samples a second to rank anything).
+    let hz = std::env::var("PANOPTES_BENCH_PERF")
+        .ok()?
+        .parse::<u32>()
+        .ok()
+        .filter(|hz| *hz > 1)
+        .unwrap_or(99)
+        .to_string();
     Some(
         std::process::Command::new("perf")
-            .args(["record", "-F", "99", "--call-graph", "dwarf,16384", "-p"])
+            .args([
+                "record",
+                "-F",
+                hz.as_str(),
+                "--call-graph",
+                "dwarf,16384",
+                "-p",
+            ])
             .arg(op.pid().to_string())
             .arg("-o")
             .arg(out_dir().join(file))
@@ -536,6 +551,7 @@ async fn repush(
     // Nothing else lists Streams meanwhile: the bench reads the nodes, not the API server.
     let lists = || scale::apiserver_lists(&fleet.ns.client, "panoptes.dev", "streams");
     let lists_before = lists().await;
+    let requests_before = scale::apiserver_requests(&fleet.ns.client).await;
     let started = Instant::now();
     // A replica restarted under the holder's name takes its Lease back at once.
     let op = leader(
@@ -552,6 +568,21 @@ async fn repush(
     let cpu = scale::operator::cpu_delta(&cpu_before, &scale::operator::cpu_split(&[op.pid()]));
     perf_stop(perf);
     let listed = lists().await - lists_before;
+    // What the API server served meanwhile (its CPU in this window was as large as the
+    // operator's at 100k): the most frequent requests.
+    let mut served: Vec<(String, u64)> = scale::delta(
+        &requests_before,
+        &scale::apiserver_requests(&fleet.ns.client).await,
+    )
+    .into_iter()
+    .collect();
+    served.sort_by_key(|s| std::cmp::Reverse(s.1));
+    let served = served
+        .iter()
+        .take(6)
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ");
     let label = format!(
         "{} streams / {} nodes",
         names.len(),
@@ -581,6 +612,11 @@ async fn repush(
     report.add(
         "CPU time used from caches synced to all on nodes (the nodes hold nothing at first)",
         cpu,
+        "",
+    );
+    report.add(
+        "API-server requests from start to all on nodes (every client; the six most frequent)",
+        served,
         "",
     );
     // kube's watcher lists in pages of 500: one list of 10,000 Streams is 20 requests.

@@ -302,6 +302,41 @@ fn bytes_per_stream_by_structure() {
         },
     );
 
+    // The layouter's state between runs: each Stream as the world last saw it, and the kept
+    // layout (each stream's view, class, placement).
+    let layouter = measure(
+        &mut rows,
+        "layouter: tracked streams + the kept layout",
+        || {
+            use crate::layout::{Incremental, LayoutOptions, NodeView, Snapshot, StreamView};
+            let mut tracked = crate::domain::world::Tracked::default();
+            let by_key: HashMap<Key, Arc<Stream>> =
+                objs.iter().map(|s| (Key::of(&**s), s.clone())).collect();
+            tracked.apply(
+                by_key.keys().cloned(),
+                |k| by_key.get(k).cloned(),
+                |_, _| None,
+            );
+            let nodes = (0..n.div_ceil(100))
+                .map(|i| {
+                    let spec = serde_json::from_value(json!({"hostname": host(i * 100)})).unwrap();
+                    NodeView::from_spec("bench-scale", &spec, true, |_| false)
+                })
+                .collect();
+            let streams = objs
+                .iter()
+                .map(|s| {
+                    let key = Key::of(&**s);
+                    StreamView::from_spec(key.as_arc().clone(), key.namespace(), &s.spec)
+                })
+                .collect();
+            let snapshot = Snapshot { nodes, streams };
+            let (kept, result) =
+                Incremental::new(&snapshot, &Default::default(), &LayoutOptions::default());
+            drop((result, snapshot, by_key));
+            (tracked, kept)
+        },
+    );
     let indexes: [crate::controllers::refs::RefIndex; 3] = Default::default();
     measure(
         &mut rows,
@@ -334,5 +369,7 @@ fn bytes_per_stream_by_structure() {
         "| (Stream objects as sent, managedFields kept, for comparison) | {} |",
         unstripped_row.first().map_or(0, |r| r.1) / n
     );
-    drop((fleet, live, bodies, indexes, streams, writer, walk));
+    drop((
+        fleet, live, bodies, layouter, indexes, streams, writer, walk,
+    ));
 }

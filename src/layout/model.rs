@@ -27,6 +27,18 @@ pub fn labels<K: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = 
 /// A set of zone names, shared between snapshots.
 pub type Zones = Arc<BTreeSet<String>>;
 
+/// The empty [`Labels`], one allocation for the process.
+pub fn no_labels() -> Labels {
+    static EMPTY: std::sync::LazyLock<Labels> = std::sync::LazyLock::new(Labels::default);
+    EMPTY.clone()
+}
+
+/// The empty [`Zones`], one allocation for the process.
+pub fn no_zones() -> Zones {
+    static EMPTY: std::sync::LazyLock<Zones> = std::sync::LazyLock::new(Zones::default);
+    EMPTY.clone()
+}
+
 /// Builds [`Zones`] from names (handy in tests and previews).
 pub fn zones<Z: Into<String>>(names: impl IntoIterator<Item = Z>) -> Zones {
     Arc::new(names.into_iter().map(Into::into).collect())
@@ -144,13 +156,13 @@ impl StreamView {
         StreamView {
             key: key.into(),
             disabled: false,
-            labels: Labels::default(),
-            required_node_labels: Labels::default(),
-            preferred_node_labels: Labels::default(),
+            labels: no_labels(),
+            required_node_labels: no_labels(),
+            preferred_node_labels: no_labels(),
             dvr_redundancy: 0,
             namespace: "".into(),
-            required_zones: Zones::default(),
-            preferred_zones: Zones::default(),
+            required_zones: no_zones(),
+            preferred_zones: no_zones(),
         }
     }
 
@@ -158,10 +170,18 @@ impl StreamView {
     /// own `dvr`; a caller that merges a preset should overwrite it with the effective value.
     pub fn from_spec(key: impl Into<Arc<str>>, namespace: &str, spec: &StreamSpec) -> Self {
         let placement = spec.placement.as_ref();
-        let map = |m: Option<&BTreeMap<String, String>>| Arc::new(m.cloned().unwrap_or_default());
+        // Most cameras set none of these: the empty ones are one shared allocation, not five
+        // per stream (the layouter keeps a view of each of 100,000 streams; issue 21).
+        let map = |m: Option<&BTreeMap<String, String>>| match m {
+            Some(m) if !m.is_empty() => Arc::new(m.clone()),
+            _ => no_labels(),
+        };
         let rules = spec.config.layout_rules.as_ref();
         let set = |z: Option<&Vec<String>>| -> Zones {
-            Arc::new(z.into_iter().flatten().cloned().collect())
+            match z {
+                Some(z) if !z.is_empty() => Arc::new(z.iter().cloned().collect()),
+                _ => no_zones(),
+            }
         };
         StreamView {
             key: key.into(),
@@ -175,7 +195,8 @@ impl StreamView {
                 .as_ref()
                 .and_then(|d| d.redundancy_factor)
                 .map_or(0, |r| u32::try_from(r.max(0)).unwrap_or(u32::MAX)),
-            namespace: namespace.into(),
+            // One allocation per namespace, shared by its streams' views.
+            namespace: crate::resources::text::Text::new(namespace).into(),
             required_zones: set(rules.and_then(|r| r.required_zones.as_ref())),
             preferred_zones: set(rules.and_then(|r| r.preferred_zones.as_ref())),
         }

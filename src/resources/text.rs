@@ -122,6 +122,12 @@ impl From<&String> for Text {
     }
 }
 
+impl From<Text> for Arc<str> {
+    fn from(t: Text) -> Self {
+        t.0
+    }
+}
+
 impl From<Text> for String {
     fn from(t: Text) -> Self {
         t.0.to_string()

@@ -585,6 +585,27 @@ pub async fn apiserver_writes(client: &Client) -> BTreeMap<String, f64> {
     out
 }
 
+/// The API server's request counters of every client and verb, by `VERB resource/subresource`
+/// (group-qualified outside the core group), from its `/metrics`: what it served in a window.
+pub async fn apiserver_requests(client: &Client) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    for (labels, value) in
+        crate::support::apiserver_samples(client, "apiserver_request_total").await
+    {
+        let label = |k: &str| labels.get(k).map(String::as_str).unwrap_or_default();
+        let resource = match label("group") {
+            "" => label("resource").to_string(),
+            g => format!("{}.{g}", label("resource")),
+        };
+        let key = match label("subresource") {
+            "" => format!("{} {resource}", label("verb")),
+            sub => format!("{} {resource}/{sub}", label("verb")),
+        };
+        *out.entry(key).or_insert(0.0) += value;
+    }
+    out
+}
+
 /// The API server's count of LISTs of `group`/`resource` so far (all namespaces, every
 /// client), from its `/metrics`.
 pub async fn apiserver_lists(client: &Client, group: &str, resource: &str) -> f64 {
