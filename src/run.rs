@@ -207,6 +207,10 @@ pub struct NodeFlags {
     /// `spec.rollout.maxRestartingPerNode` overrides it).
     #[arg(long, env = "PANOPTES_ROLLOUT_PER_NODE", default_value_t = crate::controllers::context::DEFAULT_ROLLOUT_PER_NODE)]
     pub rollout_per_node: u32,
+    /// Seconds between two looks at every Stream without a change (a rotated Secret the watch
+    /// missed, a node copy changed between lists): one walk over all of them, spread evenly.
+    #[arg(long, env = "PANOPTES_STREAM_RESYNC_SECONDS", default_value_t = 600)]
+    pub stream_resync_seconds: u64,
 }
 
 impl NodeFlags {
@@ -226,7 +230,7 @@ impl NodeFlags {
             events: Default::default(),
             play_auth_url: self.play_auth_url.filter(|u| !u.is_empty()),
             rollout_per_node: self.rollout_per_node.max(1),
-            ..Tunables::default()
+            stream_resync: Duration::from_secs(self.stream_resync_seconds.max(10)),
         }
     }
 }
