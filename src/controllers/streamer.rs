@@ -841,6 +841,21 @@ async fn list(ctx: &Context, host: &str, client: &NodeClient) -> Result<(), flus
 }
 
 /// Writes status when conditions or reported facts changed.
+/// The stream counts a Streamer's status shows: the fleet's (ingest, DVR backups) once it
+/// laid out, else the ones recorded. Before the first layout the fleet holds no placement;
+/// writing 0 for every node and the counts back a moment later cost two status writes per
+/// node at every start (2,000 on 1,000 nodes, in the push window of a restart) and showed
+/// 0 streams on every node meanwhile. A node never counted reads 0 until then.
+fn shown_counts(fleet: Option<(i64, i64)>, old: &StreamerStatus) -> (Option<i64>, Option<i64>) {
+    match fleet {
+        Some((ingest, backups)) => (Some(ingest), Some(backups)),
+        None => (
+            old.assigned_streams.or(Some(0)),
+            old.dvr_backup_streams.or(Some(0)),
+        ),
+    }
+}
+
 async fn write_status(
     ctx: &Context,
     s: &Streamer,
@@ -853,7 +868,12 @@ async fn write_status(
     let generation = s.meta().generation;
     let now = k8s_openapi::jiff::Timestamp::now();
     let conditions = conditions::update(&old.common.conditions, &desired, generation, now);
-    let (ingest, backups) = ctx.fleet.assigned_counts(&s.spec.hostname);
+    let (assigned_streams, dvr_backup_streams) = shown_counts(
+        ctx.fleet
+            .laid_out()
+            .then(|| ctx.fleet.assigned_counts(&s.spec.hostname)),
+        &old,
+    );
     let mut next = StreamerStatus {
         common: CommonStatus {
             conditions: conditions
@@ -867,8 +887,8 @@ async fn write_status(
             .or(old.version.clone()),
         server_id: stats.and_then(|s| s.id.clone()).or(old.server_id.clone()),
         started_at: stats.and_then(|s| s.started_at).or(old.started_at),
-        assigned_streams: Some(ingest),
-        dvr_backup_streams: Some(backups),
+        assigned_streams,
+        dvr_backup_streams,
         last_probe_time: old.last_probe_time.clone(),
         credential_binding: binding.cloned(),
     };
@@ -888,6 +908,25 @@ async fn write_status(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_nodes_stream_counts_wait_for_the_first_layout() {
+        let recorded = StreamerStatus {
+            assigned_streams: Some(100),
+            dvr_backup_streams: Some(7),
+            ..Default::default()
+        };
+        let fresh = StreamerStatus::default();
+        for (fleet, old, shown) in [
+            (None, &recorded, (Some(100), Some(7))),
+            (None, &fresh, (Some(0), Some(0))),
+            (Some((98, 9)), &recorded, (Some(98), Some(9))),
+            (Some((0, 0)), &recorded, (Some(0), Some(0))),
+            (Some((3, 1)), &fresh, (Some(3), Some(1))),
+        ] {
+            assert_eq!(shown_counts(fleet, old), shown, "{fleet:?} over {old:?}");
+        }
+    }
 
     fn stats(status: Option<&str>) -> ServerStats {
         ServerStats {
