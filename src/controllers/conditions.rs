@@ -183,6 +183,12 @@ pub fn update(
                         && c.observed_generation == generation
                 });
             changed |= !same;
+            // Unchanged: the old condition is the one built below, texts and time included;
+            // cloning it shares its texts instead of looking each up in the pool again (this
+            // runs on every reconcile, and its result is dropped when nothing changed).
+            if let Some(c) = old.filter(|_| same) {
+                return c.clone();
+            }
             Condition {
                 type_: d.type_.into(),
                 status: status_str(d.status).into(),
