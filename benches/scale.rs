@@ -265,20 +265,8 @@ async fn convergence(
     let names = scale::stream_names("cam", streams);
     let want: HashSet<String> = names.iter().cloned().collect();
     // PANOPTES_BENCH_PERF=1 samples the operator with `perf record` while it converges.
-    let perf = perf_record(&op, &format!("perf-{streams}.data"));
-    let apiserver_profile = perf.as_ref().map(|_| {
-        std::process::Command::new(support::repo_root().join("target/controlplane/bin/kubectl"))
-            .arg("--kubeconfig")
-            .arg(&support::control_plane().kubeconfig)
-            .args(["get", "--raw", "/debug/pprof/profile?seconds=30"])
-            .stdout(
-                std::fs::File::create(out_dir().join(format!("apiserver-{streams}.pprof")))
-                    .expect("creating the profile file"),
-            )
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("running kubectl")
-    });
+    let perf = perf_record(&op, "convergence", &format!("perf-{streams}.data"));
+    let apiserver_profile = apiserver_profile(&format!("apiserver-{streams}.pprof"), 30);
     let cpu_before = cpu_split_named(&pids);
     let writes_before = scale::apiserver_writes(&fleet.ns.client).await;
     let started = Instant::now();
@@ -288,9 +276,7 @@ async fn convergence(
     let operator_cpu = cpu_of(&cpu_before, &cpu_after, "panoptes");
     let cpu = scale::operator::cpu_delta(&cpu_before, &cpu_after);
     perf_stop(perf);
-    if let Some(mut p) = apiserver_profile {
-        let _ = p.wait();
-    }
+    profile_wait(apiserver_profile);
     let push = converged.map(|d| Rate {
         count: streams,
         took: d,
@@ -380,6 +366,7 @@ async fn convergence(
     per_stream_writes(
         report,
         &fleet,
+        &op,
         streams,
         &writes_before,
         started.elapsed().saturating_sub(created),
@@ -444,6 +431,7 @@ async fn convergence(
 async fn per_stream_writes(
     report: &mut Report,
     fleet: &Fleet,
+    op: &OperatorProcess,
     streams: usize,
     before: &std::collections::BTreeMap<String, f64>,
     since_last_create: Duration,
@@ -459,6 +447,19 @@ async fn per_stream_writes(
             per("POST events") + per("PATCH events"),
         ),
         "status ≤ 1",
+    );
+    // The operator's own count (since it started, just before the creates): a failed write it
+    // tried again is a request the API server counted too.
+    let work = op.work_counts().await;
+    report.add(
+        "… the operator's Stream status writes per stream: landed / failed and tried again / given up",
+        format!(
+            "{:.2} / {:.2} / {:.2}",
+            work.status_ok / streams as f64,
+            work.status_retried / streams as f64,
+            work.status_dropped / streams as f64
+        ),
+        "",
     );
     report.add(
         "… last Stream created → API-server writes quiet (no write in 5 s, cap 300 s)",
@@ -488,7 +489,14 @@ fn operator_pids(
 
 /// `perf record` of the operator while `PANOPTES_BENCH_PERF` is set (DWARF call graphs: the
 /// release build keeps no frame pointers). Stop it with [`perf_stop`].
-fn perf_record(op: &OperatorProcess, file: &str) -> Option<std::process::Child> {
+fn perf_record(op: &OperatorProcess, scenario: &str, file: &str) -> Option<std::process::Child> {
+    // `PANOPTES_BENCH_PERF_AT=restart` records that scenario alone: perf's own CPU over a
+    // 100k convergence would slow the creates the figures are about.
+    if let Ok(at) = std::env::var("PANOPTES_BENCH_PERF_AT")
+        && !at.split(',').any(|a| a.trim() == scenario)
+    {
+        return None;
+    }
     // `PANOPTES_BENCH_PERF=1` samples at 99 Hz; a larger number is the rate (a push window of
     // a few seconds needs more than 99 samples a second to rank anything).
     let hz = std::env::var("PANOPTES_BENCH_PERF")
@@ -516,6 +524,33 @@ fn perf_record(op: &OperatorProcess, file: &str) -> Option<std::process::Child> 
             .spawn()
             .expect("running perf"),
     )
+}
+
+/// A CPU profile of kube-apiserver over the next `seconds`, while `PANOPTES_BENCH_PERF` or
+/// `PANOPTES_BENCH_PPROF` is set (`go tool pprof -top target/controlplane/bin/kube-apiserver
+/// FILE`; Go's sampler costs the API server little). Wait for it with [`profile_wait`].
+fn apiserver_profile(file: &str, seconds: u64) -> Option<std::process::Child> {
+    std::env::var_os("PANOPTES_BENCH_PERF").or_else(|| std::env::var_os("PANOPTES_BENCH_PPROF"))?;
+    Some(
+        std::process::Command::new(support::repo_root().join("target/controlplane/bin/kubectl"))
+            .arg("--kubeconfig")
+            .arg(&support::control_plane().kubeconfig)
+            .args([
+                "get",
+                "--raw",
+                &format!("/debug/pprof/profile?seconds={seconds}"),
+            ])
+            .stdout(std::fs::File::create(out_dir().join(file)).expect("creating the profile file"))
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("running kubectl"),
+    )
+}
+
+fn profile_wait(profile: Option<std::process::Child>) {
+    if let Some(mut p) = profile {
+        let _ = p.wait();
+    }
 }
 
 fn perf_stop(perf: Option<std::process::Child>) {
@@ -561,12 +596,21 @@ async fn repush(
         patience(names.len()) / 5,
     )
     .await;
-    let perf = perf_record(&op, "perf-restart.data");
+    let perf = perf_record(&op, "restart", "perf-restart.data");
+    // The push window at 100k is ~15 s after the caches synced; a profile longer than the
+    // window would mostly show the API server at rest.
+    let profile = apiserver_profile(
+        "apiserver-restart.pprof",
+        (names.len() as u64 / 6_000).clamp(3, 30),
+    );
     let ready = started.elapsed();
     let cpu_before = scale::operator::cpu_split(&[op.pid()]);
+    let work_before = op.work_counts().await;
     let held = scale::wait_held_timed(fleet, &want, started, patience(names.len())).await;
     let cpu = scale::operator::cpu_delta(&cpu_before, &scale::operator::cpu_split(&[op.pid()]));
+    let work = op.work_counts().await - work_before;
     perf_stop(perf);
+    profile_wait(profile);
     let listed = lists().await - lists_before;
     // What the API server served meanwhile (its CPU in this window was as large as the
     // operator's at 100k): the most frequent requests.
@@ -612,6 +656,16 @@ async fn repush(
     report.add(
         "CPU time used from caches synced to all on nodes (the nodes hold nothing at first)",
         cpu,
+        "",
+    );
+    report.add(
+        "Operator work from caches synced to all on nodes, per stream: Stream reconciles / node PUTs / Streamer reconciles per node",
+        format!(
+            "{:.2} / {:.2} / {:.1}",
+            work.stream_reconciles / names.len() as f64,
+            work.pushes / names.len() as f64,
+            work.streamer_reconciles / fleet.sim.nodes().len().max(1) as f64
+        ),
         "",
     );
     report.add(
@@ -673,8 +727,10 @@ async fn steady_writes(
     let pids = operator_pids(op, standby);
     let before = scale::apiserver_writes(&fleet.ns.client).await;
     let cpu_before = cpu_split_named(&pids);
+    let profile = apiserver_profile(&format!("apiserver-rest-{streams}.pprof"), 60);
     tokio::time::sleep(Duration::from_secs(60)).await;
     let cpu_after = cpu_split_named(&pids);
+    profile_wait(profile);
     let after = scale::apiserver_writes(&fleet.ns.client).await;
     report.add(
         format!("CPU time used in those 60 s at rest, {streams} streams"),

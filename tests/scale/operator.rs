@@ -143,6 +143,47 @@ impl OperatorProcess {
             .and_then(|v| v.trim().parse().ok())
     }
 
+    /// The operator's cumulative work counters (reconciles of Streams and Streamers, node
+    /// PUTs of streams); subtract two readings for a window.
+    pub async fn work_counts(&self) -> WorkCounts {
+        let url = format!("http://{}/metrics", self.probe_addr);
+        let text = match reqwest::get(&url).await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        // Every labelled sample of `series` whose labels contain `having`, summed.
+        let sum = |series: &str, having: &str| -> f64 {
+            text.lines()
+                .filter_map(|l| {
+                    let (labels, value) = l
+                        .strip_prefix(series)?
+                        .strip_prefix('{')?
+                        .split_once("} ")?;
+                    labels
+                        .contains(having)
+                        .then(|| value.trim().parse::<f64>().ok())?
+                })
+                .sum()
+        };
+        WorkCounts {
+            stream_reconciles: sum("panoptes_reconciles_total", "kind=\"Stream\""),
+            streamer_reconciles: sum("panoptes_reconciles_total", "kind=\"Streamer\""),
+            pushes: sum("panoptes_stream_pushes_total", ""),
+            status_ok: sum(
+                "panoptes_status_writes_total",
+                "kind=\"Stream\",outcome=\"ok\"",
+            ),
+            status_retried: sum(
+                "panoptes_status_writes_total",
+                "kind=\"Stream\",outcome=\"retried\"",
+            ),
+            status_dropped: sum(
+                "panoptes_status_writes_total",
+                "kind=\"Stream\",outcome=\"dropped\"",
+            ),
+        }
+    }
+
     /// Waits until `/readyz` answers 200 (caches synced); panics after `timeout`.
     pub async fn wait_ready(&mut self, timeout: Duration) {
         let url = format!("http://{}/readyz", self.probe_addr);
@@ -256,4 +297,35 @@ pub fn cpu_delta(before: &[(String, f64)], after: &[(String, f64)]) -> String {
         .map(|((name, a), (_, b))| format!("{name} {:.1} s", a - b))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// Cumulative work counters of one operator ([`OperatorProcess::work_counts`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WorkCounts {
+    /// Stream reconciles, every outcome.
+    pub stream_reconciles: f64,
+    /// Streamer reconciles, every outcome.
+    pub streamer_reconciles: f64,
+    /// Streams pushed to nodes (PUTs answered).
+    pub pushes: f64,
+    /// Stream status writes that landed.
+    pub status_ok: f64,
+    /// Stream status writes that failed and were queued again.
+    pub status_retried: f64,
+    /// Stream status writes given up (the API server called them invalid).
+    pub status_dropped: f64,
+}
+
+impl std::ops::Sub for WorkCounts {
+    type Output = WorkCounts;
+    fn sub(self, o: WorkCounts) -> WorkCounts {
+        WorkCounts {
+            stream_reconciles: self.stream_reconciles - o.stream_reconciles,
+            streamer_reconciles: self.streamer_reconciles - o.streamer_reconciles,
+            pushes: self.pushes - o.pushes,
+            status_ok: self.status_ok - o.status_ok,
+            status_retried: self.status_retried - o.status_retried,
+            status_dropped: self.status_dropped - o.status_dropped,
+        }
+    }
 }
