@@ -37,6 +37,15 @@ pub(crate) struct WriteLabels {
     pub outcome: String,
 }
 
+/// Labels of the status changes counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct ChangeLabels {
+    /// Kind written.
+    pub kind: String,
+    /// What the write changes (`stream::status_writer::changed_parts`).
+    pub part: String,
+}
+
 /// Reconciler metrics (clones share the series).
 #[derive(Clone, Debug)]
 pub(crate) struct ControllerMetrics {
@@ -46,6 +55,8 @@ pub(crate) struct ControllerMetrics {
     pub(crate) reconcile_seconds: Family<KindLabels, Histogram>,
     /// Status writes off the reconcile path, by kind and outcome.
     pub(crate) status_writes: Family<WriteLabels, Counter>,
+    /// Status writes queued, by what each changes (one write can count under several parts).
+    pub(crate) status_changes: Family<ChangeLabels, Counter>,
     /// Layouter runs.
     pub(crate) layout_runs: Counter,
     /// Duration of one layouter computation, seconds.
@@ -87,6 +98,7 @@ impl Default for ControllerMetrics {
                 Histogram::new(exponential_buckets(0.001, 2.0, 16))
             }),
             status_writes: Family::default(),
+            status_changes: Family::default(),
             layout_runs: Counter::default(),
             layout_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
             layout_full_runs: Counter::default(),
@@ -128,6 +140,11 @@ impl ControllerMetrics {
             "status_writes",
             "Status writes off the reconcile path, by kind and outcome",
             self.status_writes.clone(),
+        );
+        r.register(
+            "status_changes",
+            "Status writes queued, by kind and by what each changes",
+            self.status_changes.clone(),
         );
         r.register("layout_runs", "Layouter runs", self.layout_runs.clone());
         r.register(
@@ -224,6 +241,18 @@ impl ControllerMetrics {
                 outcome: outcome.to_string(),
             })
             .inc();
+    }
+
+    /// Counts one status write queued by what it changes.
+    pub(crate) fn status_changed(&self, kind: &str, parts: &[&str]) {
+        for part in parts {
+            self.status_changes
+                .get_or_create(&ChangeLabels {
+                    kind: kind.to_string(),
+                    part: (*part).to_string(),
+                })
+                .inc();
+        }
     }
 
     /// Drops the series of a node that is gone.

@@ -163,7 +163,9 @@ impl OperatorProcess {
                         .contains(having)
                         .then(|| value.trim().parse::<f64>().ok())?
                 })
-                .sum()
+                // An empty f64 sum is -0.0, printed "-0.00".
+                .sum::<f64>()
+                + 0.0
         };
         WorkCounts {
             stream_reconciles: sum("panoptes_reconciles_total", "kind=\"Stream\""),
@@ -182,6 +184,27 @@ impl OperatorProcess {
                 "kind=\"Stream\",outcome=\"dropped\"",
             ),
         }
+    }
+
+    /// The operator's Stream status writes by what each changed
+    /// (`panoptes_status_changes_total`), most frequent first.
+    pub async fn status_changes(&self) -> Vec<(String, f64)> {
+        let url = format!("http://{}/metrics", self.probe_addr);
+        let text = match reqwest::get(&url).await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        let mut parts: Vec<(String, f64)> = text
+            .lines()
+            .filter_map(|l| {
+                let rest =
+                    l.strip_prefix("panoptes_status_changes_total{kind=\"Stream\",part=\"")?;
+                let (part, value) = rest.split_once("\"} ")?;
+                Some((part.to_string(), value.trim().parse().ok()?))
+            })
+            .collect();
+        parts.sort_by(|a, b| b.1.total_cmp(&a.1));
+        parts
     }
 
     /// Waits until `/readyz` answers 200 (caches synced); panics after `timeout`.

@@ -1157,10 +1157,10 @@ async fn write_status(ctl: &StreamController, stream: &Stream, name: &str, outco
     }
     let layout_history =
         layout_history::next(&old.layout_history, old.layout.as_ref(), layout.as_ref())
-            .unwrap_or(old.layout_history);
+            .unwrap_or_else(|| old.layout_history.clone());
     let status = StreamStatus {
         common: CommonStatus {
-            conditions: conditions.unwrap_or(old.common.conditions),
+            conditions: conditions.unwrap_or_else(|| old.common.conditions.clone()),
             observed_generation: generation,
         },
         watcher_name: Some(name.to_string()),
@@ -1171,8 +1171,10 @@ async fn write_status(ctl: &StreamController, stream: &Stream, name: &str, outco
         credential_binding: outcome
             .binding
             .map(|b| b.map(Box::new))
-            .unwrap_or(old.credential_binding),
+            .unwrap_or_else(|| old.credential_binding.clone()),
     };
+    ctx.controller_metrics
+        .status_changed("Stream", &status_writer::changed_parts(&old, &status));
     ctl.status.submit(key, Pending { uid, status });
 }
 

@@ -225,6 +225,61 @@ impl StatusWriter {
     }
 }
 
+/// What a status write changes against the status it replaces, for
+/// `panoptes_status_changes_total{kind="Stream",part}`: `new` for a stream's first status,
+/// else each condition type whose status or reason moved (`Scheduled`, `Synced`, `Ready`,
+/// others as `conditions`; a message alone is `messages`), `layout`, `alive`, `syncedNodes`,
+/// `credentialBinding`, `observedGeneration`. A write that changes none of them is `same`: a
+/// repeat the reconcile could not tell from news.
+pub fn changed_parts(old: &StreamStatus, new: &StreamStatus) -> Vec<&'static str> {
+    if old.watcher_name.is_none() && old.common.conditions.is_empty() {
+        return vec!["new"];
+    }
+    let mut parts = Vec::new();
+    let mut messages = false;
+    for c in &new.common.conditions {
+        let before = crate::resources::common::condition(&old.common.conditions, &c.type_);
+        match before {
+            Some(b) if b.status == c.status && b.reason == c.reason => {
+                messages |= b.message != c.message;
+            }
+            _ => parts.push(match c.type_.as_ref() {
+                "Scheduled" => "Scheduled",
+                "Synced" => "Synced",
+                "Ready" => "Ready",
+                _ => "conditions",
+            }),
+        }
+    }
+    if old.common.conditions.len() != new.common.conditions.len() {
+        parts.push("conditions");
+    }
+    if messages {
+        parts.push("messages");
+    }
+    if old.layout != new.layout {
+        parts.push("layout");
+    }
+    if old.alive != new.alive {
+        parts.push("alive");
+    }
+    if old.synced_nodes != new.synced_nodes {
+        parts.push("syncedNodes");
+    }
+    if old.credential_binding != new.credential_binding {
+        parts.push("credentialBinding");
+    }
+    if old.common.observed_generation != new.common.observed_generation {
+        parts.push("observedGeneration");
+    }
+    parts.sort_unstable();
+    parts.dedup();
+    if parts.is_empty() {
+        parts.push("same");
+    }
+    parts
+}
+
 /// What becomes of a status whose write failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum AfterFailure {
@@ -335,6 +390,66 @@ mod tests {
         let names: std::collections::HashSet<_> = first.iter().map(|(k, _)| k.clone()).collect();
         assert_eq!(names.len(), 3, "one write per stream in a batch");
         assert!(first.iter().all(|(k, _)| w.busy(k)));
+    }
+
+    #[test]
+    fn a_write_is_counted_by_what_it_changes() {
+        use crate::resources::common::{CommonStatus, Condition};
+        let cond = |type_: &str, status: &str, reason: &str, message: &str| Condition {
+            type_: type_.into(),
+            status: status.into(),
+            reason: reason.into(),
+            message: message.into(),
+            last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+            ),
+            observed_generation: Some(1),
+        };
+        let status = |conditions: Vec<Condition>, alive: Option<bool>| StreamStatus {
+            common: CommonStatus {
+                conditions,
+                observed_generation: Some(1),
+            },
+            watcher_name: Some("cam".into()),
+            alive,
+            synced_nodes: vec!["n1".into()],
+            ..StreamStatus::default()
+        };
+        let settled = status(
+            vec![
+                cond("Scheduled", "True", "Placed", "on n1"),
+                cond("Ready", "True", "Alive", "running"),
+            ],
+            Some(true),
+        );
+        let starting = status(
+            vec![
+                cond("Scheduled", "True", "Placed", "on n1"),
+                cond("Ready", "False", "Starting", "not shown running yet"),
+            ],
+            None,
+        );
+        let reworded = status(
+            vec![
+                cond("Scheduled", "True", "Placed", "on n1 (zone a)"),
+                cond("Ready", "True", "Alive", "running"),
+            ],
+            Some(true),
+        );
+        let mut moved = settled.clone();
+        moved.synced_nodes = vec!["n2".into()];
+        let mut newer = settled.clone();
+        newer.common.observed_generation = Some(2);
+        for (old, new, want) in [
+            (&StreamStatus::default(), &settled, vec!["new"]),
+            (&starting, &settled, vec!["Ready", "alive"]),
+            (&settled, &settled, vec!["same"]),
+            (&settled, &reworded, vec!["messages"]),
+            (&settled, &moved, vec!["syncedNodes"]),
+            (&settled, &newer, vec!["observedGeneration"]),
+        ] {
+            assert_eq!(changed_parts(old, new), want);
+        }
     }
 
     #[test]
