@@ -476,6 +476,26 @@ async fn per_stream_writes(
         ),
         "",
     );
+    // A camera's `Ready=Starting` waits for two lists of its node: lists lagging behind their
+    // interval show up as statuses written twice.
+    let (buckets, sum, count) = op.histogram("panoptes_node_list_period_seconds").await;
+    let over = |le: f64| {
+        let within = buckets
+            .iter()
+            .find(|(b, _)| (*b - le).abs() < 1e-9)
+            .map_or(count, |(_, n)| *n);
+        (count - within) / count.max(1.0) * 100.0
+    };
+    report.add(
+        "… node lists from start to rest: mean time between two lists of a node / share over 40 s / over 80 s",
+        format!(
+            "{:.1} s / {:.1} % / {:.1} % ({count:.0} lists)",
+            sum / count.max(1.0),
+            over(40.0),
+            over(80.0)
+        ),
+        "",
+    );
     let parts = op.status_changes().await;
     report.add(
         "… what those writes changed, per stream (a write can change several; `same`: nothing)",

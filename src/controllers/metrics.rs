@@ -57,6 +57,9 @@ pub(crate) struct ControllerMetrics {
     pub(crate) status_writes: Family<WriteLabels, Counter>,
     /// Status writes queued, by what each changes (one write can count under several parts).
     pub(crate) status_changes: Family<ChangeLabels, Counter>,
+    /// Time between two successful lists of the same node, seconds: how far the lists lag
+    /// behind their interval (a freshly pushed camera's `Ready=Starting` waits for them).
+    pub(crate) node_list_period: Histogram,
     /// Layouter runs.
     pub(crate) layout_runs: Counter,
     /// Duration of one layouter computation, seconds.
@@ -99,6 +102,9 @@ impl Default for ControllerMetrics {
             }),
             status_writes: Family::default(),
             status_changes: Family::default(),
+            node_list_period: Histogram::new([
+                2.5, 5.0, 10.0, 20.0, 30.0, 40.0, 60.0, 80.0, 120.0, 160.0, 240.0,
+            ]),
             layout_runs: Counter::default(),
             layout_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
             layout_full_runs: Counter::default(),
@@ -145,6 +151,11 @@ impl ControllerMetrics {
             "status_changes",
             "Status writes queued, by kind and by what each changes",
             self.status_changes.clone(),
+        );
+        r.register(
+            "node_list_period_seconds",
+            "Time between two successful lists of the same node",
+            self.node_list_period.clone(),
         );
         r.register("layout_runs", "Layouter runs", self.layout_runs.clone());
         r.register(

@@ -326,6 +326,11 @@ async fn reconcile_inner(
         let listed = list(ctx, &host, &client).await.map_err(|e| e.to_string());
         let mut memory = ctl.memory.lock().unwrap_or_else(|e| e.into_inner());
         let mem = memory.entry(host.clone()).or_default();
+        if let (Ok(()), Some(before)) = (&listed, mem.listed_at) {
+            ctx.controller_metrics
+                .node_list_period
+                .observe(before.elapsed().as_secs_f64());
+        }
         mem.listed_at = listed.is_ok().then(std::time::Instant::now);
         listed
     } else {

@@ -207,6 +207,35 @@ impl OperatorProcess {
         parts
     }
 
+    /// A histogram of the operator's `/metrics` (unlabelled): its cumulative buckets as
+    /// `(le, count)`, its sum and its count.
+    pub async fn histogram(&self, series: &str) -> (Vec<(f64, f64)>, f64, f64) {
+        let url = format!("http://{}/metrics", self.probe_addr);
+        let text = match reqwest::get(&url).await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        let value = |suffix: &str| {
+            text.lines()
+                .find_map(|l| {
+                    l.strip_prefix(series)?
+                        .strip_prefix(suffix)?
+                        .strip_prefix(' ')
+                })
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        let buckets = text
+            .lines()
+            .filter_map(|l| {
+                let rest = l.strip_prefix(series)?.strip_prefix("_bucket{le=\"")?;
+                let (le, count) = rest.split_once("\"} ")?;
+                Some((le.parse().ok()?, count.trim().parse().ok()?))
+            })
+            .collect();
+        (buckets, value("_sum"), value("_count"))
+    }
+
     /// Waits until `/readyz` answers 200 (caches synced); panics after `timeout`.
     pub async fn wait_ready(&mut self, timeout: Duration) {
         let url = format!("http://{}/readyz", self.probe_addr);
