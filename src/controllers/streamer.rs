@@ -845,7 +845,6 @@ async fn list(ctx: &Context, host: &str, client: &NodeClient) -> Result<(), flus
     Ok(())
 }
 
-/// Writes status when conditions or reported facts changed.
 /// The stream counts a Streamer's status shows: the fleet's (ingest, DVR backups) once it
 /// laid out, else the ones recorded. Before the first layout the fleet holds no placement;
 /// writing 0 for every node and the counts back a moment later cost two status writes per
@@ -861,6 +860,7 @@ fn shown_counts(fleet: Option<(i64, i64)>, old: &StreamerStatus) -> (Option<i64>
     }
 }
 
+/// Writes status when conditions or reported facts changed.
 async fn write_status(
     ctx: &Context,
     s: &Streamer,

@@ -134,54 +134,48 @@ impl OperatorProcess {
             .map(|b| b as u64 / 1024)
     }
 
+    /// The operator's `/metrics` text (empty when it does not answer).
+    async fn metrics_text(&self) -> String {
+        let url = format!("http://{}/metrics", self.probe_addr);
+        match reqwest::get(&url).await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        }
+    }
+
     /// The value of an unlabelled series on the operator's `/metrics`.
     pub async fn metric(&self, series: &str) -> Option<f64> {
-        let url = format!("http://{}/metrics", self.probe_addr);
-        let text = reqwest::get(&url).await.ok()?.text().await.ok()?;
-        text.lines()
-            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-            .and_then(|v| v.trim().parse().ok())
+        unlabelled(&self.metrics_text().await, series)
     }
 
     /// The operator's cumulative work counters (reconciles of Streams and Streamers, node
     /// PUTs of streams); subtract two readings for a window.
     pub async fn work_counts(&self) -> WorkCounts {
-        let url = format!("http://{}/metrics", self.probe_addr);
-        let text = match reqwest::get(&url).await {
-            Ok(r) => r.text().await.unwrap_or_default(),
-            Err(_) => String::new(),
-        };
-        // Every labelled sample of `series` whose labels contain `having`, summed.
-        let sum = |series: &str, having: &str| -> f64 {
-            text.lines()
-                .filter_map(|l| {
-                    let (labels, value) = l
-                        .strip_prefix(series)?
-                        .strip_prefix('{')?
-                        .split_once("} ")?;
-                    labels
-                        .contains(having)
-                        .then(|| value.trim().parse::<f64>().ok())?
+        let text = self.metrics_text().await;
+        // The samples of `family` whose labels include every one of `having`, summed.
+        let sum = |family: &str, having: &[(&str, &str)]| -> f64 {
+            crate::support::samples(&text, family)
+                .into_iter()
+                .filter(|(labels, _)| {
+                    having
+                        .iter()
+                        .all(|(k, v)| labels.get(*k).map(String::as_str) == Some(*v))
                 })
-                // An empty f64 sum is -0.0, printed "-0.00".
-                .sum::<f64>()
-                + 0.0
+                .fold(0.0, |total, (_, n)| total + n)
         };
+        let stream = ("kind", "Stream");
         WorkCounts {
-            stream_reconciles: sum("panoptes_reconciles_total", "kind=\"Stream\""),
-            streamer_reconciles: sum("panoptes_reconciles_total", "kind=\"Streamer\""),
-            pushes: sum("panoptes_stream_pushes_total", ""),
-            status_ok: sum(
-                "panoptes_status_writes_total",
-                "kind=\"Stream\",outcome=\"ok\"",
-            ),
+            stream_reconciles: sum("panoptes_reconciles_total", &[stream]),
+            streamer_reconciles: sum("panoptes_reconciles_total", &[("kind", "Streamer")]),
+            pushes: sum("panoptes_stream_pushes_total", &[]),
+            status_ok: sum("panoptes_status_writes_total", &[stream, ("outcome", "ok")]),
             status_retried: sum(
                 "panoptes_status_writes_total",
-                "kind=\"Stream\",outcome=\"retried\"",
+                &[stream, ("outcome", "retried")],
             ),
             status_dropped: sum(
                 "panoptes_status_writes_total",
-                "kind=\"Stream\",outcome=\"dropped\"",
+                &[stream, ("outcome", "dropped")],
             ),
         }
     }
@@ -189,20 +183,13 @@ impl OperatorProcess {
     /// The operator's Stream status writes by what each changed
     /// (`panoptes_status_changes_total`), most frequent first.
     pub async fn status_changes(&self) -> Vec<(String, f64)> {
-        let url = format!("http://{}/metrics", self.probe_addr);
-        let text = match reqwest::get(&url).await {
-            Ok(r) => r.text().await.unwrap_or_default(),
-            Err(_) => String::new(),
-        };
-        let mut parts: Vec<(String, f64)> = text
-            .lines()
-            .filter_map(|l| {
-                let rest =
-                    l.strip_prefix("panoptes_status_changes_total{kind=\"Stream\",part=\"")?;
-                let (part, value) = rest.split_once("\"} ")?;
-                Some((part.to_string(), value.trim().parse().ok()?))
-            })
-            .collect();
+        let text = self.metrics_text().await;
+        let mut parts: Vec<(String, f64)> =
+            crate::support::samples(&text, "panoptes_status_changes_total")
+                .into_iter()
+                .filter(|(labels, _)| labels.get("kind").map(String::as_str) == Some("Stream"))
+                .filter_map(|(mut labels, n)| Some((labels.remove("part")?, n)))
+                .collect();
         parts.sort_by(|a, b| b.1.total_cmp(&a.1));
         parts
     }
@@ -210,29 +197,12 @@ impl OperatorProcess {
     /// A histogram of the operator's `/metrics` (unlabelled): its cumulative buckets as
     /// `(le, count)`, its sum and its count.
     pub async fn histogram(&self, series: &str) -> (Vec<(f64, f64)>, f64, f64) {
-        let url = format!("http://{}/metrics", self.probe_addr);
-        let text = match reqwest::get(&url).await {
-            Ok(r) => r.text().await.unwrap_or_default(),
-            Err(_) => String::new(),
-        };
-        let value = |suffix: &str| {
-            text.lines()
-                .find_map(|l| {
-                    l.strip_prefix(series)?
-                        .strip_prefix(suffix)?
-                        .strip_prefix(' ')
-                })
-                .and_then(|v| v.trim().parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        let buckets = text
-            .lines()
-            .filter_map(|l| {
-                let rest = l.strip_prefix(series)?.strip_prefix("_bucket{le=\"")?;
-                let (le, count) = rest.split_once("\"} ")?;
-                Some((le.parse().ok()?, count.trim().parse().ok()?))
-            })
+        let text = self.metrics_text().await;
+        let buckets = crate::support::samples(&text, &format!("{series}_bucket"))
+            .into_iter()
+            .filter_map(|(labels, n)| Some((labels.get("le")?.parse().ok()?, n)))
             .collect();
+        let value = |suffix: &str| unlabelled(&text, &format!("{series}{suffix}")).unwrap_or(0.0);
         (buckets, value("_sum"), value("_count"))
     }
 
@@ -380,4 +350,11 @@ impl std::ops::Sub for WorkCounts {
             status_dropped: self.status_dropped - o.status_dropped,
         }
     }
+}
+
+/// The value of an unlabelled `series` in a Prometheus text exposition.
+fn unlabelled(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
 }

@@ -415,6 +415,13 @@ pub async fn apiserver_samples(
         .request_text(req)
         .await
         .expect("reading the API server's /metrics");
+    samples(&text, family)
+}
+
+/// The labelled samples of `family` in a Prometheus text exposition: each sample's labels and
+/// value.
+#[allow(dead_code)]
+pub fn samples(text: &str, family: &str) -> Vec<(std::collections::BTreeMap<String, String>, f64)> {
     let prefix = format!("{family}{{");
     text.lines()
         .filter_map(|line| {
