@@ -78,6 +78,8 @@ fn stream_wire(i: usize) -> String {
             T.parse().unwrap(),
         ),
     };
+    // Hostnames read from the API server are pooled texts, shared by every Stream naming them.
+    let ht = crate::resources::text::Text::new(&h);
     let status = StreamStatus {
         common: CommonStatus {
             conditions: vec![
@@ -89,30 +91,30 @@ fn stream_wire(i: usize) -> String {
         },
         watcher_name: Some(n.clone()),
         layout: Some(StreamLayout {
-            ingest: Some(h.clone()),
+            ingest: Some(ht.clone()),
             change_reason: Some(ChangeReason::RelayoutByApi),
             created_at: Some(1_765_000_000_000),
             originator: Some(Originator::Layouter),
             node_layout_decisions: vec![NodeLayoutDecision {
-                hostname: h.clone(),
+                hostname: ht.clone(),
                 node_decision: true,
                 ..Default::default()
             }],
             ingest_history: vec![IngestHistoryItem {
                 created_at: 1_765_000_000_000,
-                ingest: h.clone(),
+                ingest: ht.clone(),
                 originator: Originator::Layouter,
             }],
             ..Default::default()
         }),
         layout_history: vec![LayoutRecord {
-            ingest: Some(h.clone()),
+            ingest: Some(ht.clone()),
             created_at: Some(1_765_000_000_000),
             originator: Some(Originator::Layouter),
             ..Default::default()
         }],
         alive: Some(true),
-        synced_nodes: vec![h.clone()],
+        synced_nodes: vec![ht.clone()],
         ..Default::default()
     };
     let managed = |manager: &str, sub: Option<&str>, fields: Value| {

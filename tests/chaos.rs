@@ -535,7 +535,7 @@ async fn violations(ns: &TestNamespace, sim: &Cluster) -> Vec<String> {
             .ingest
             .iter()
             .chain(layout.dvr_backups.iter())
-            .cloned()
+            .map(|h| h.to_string())
             .collect();
         if !disabled && layout.ingest.is_none() {
             out.push(format!("{name}: unplaced while capacity exists"));
@@ -581,7 +581,7 @@ async fn violations(ns: &TestNamespace, sim: &Cluster) -> Vec<String> {
         }
         if let Some(ingest) = layout.ingest.as_ref().filter(|_| !disabled) {
             let alive = hosts
-                .get(ingest)
+                .get(ingest.as_str())
                 .and_then(|&i| sim.node(i).stream(&name))
                 .and_then(|v| v.pointer("/stats/alive").and_then(Value::as_bool))
                 .unwrap_or(false);

@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use crate::flussonic::Drift;
 use crate::layout::{LayoutResult, Placement};
+use crate::resources::text::Text;
 use crate::resources::wire::stream::{ChangeReason, IngestHistoryItem, Originator, StreamLayout};
 
 /// Annotation on a Stream: `"true"` lets Panoptes adopt the node stream of the same name
@@ -108,7 +109,7 @@ pub fn record(result: &mut LayoutResult, seeded: &BTreeMap<Arc<str>, Arc<str>>, 
         if placement.ingest_history.is_empty() {
             placement.ingest_history = Arc::from(vec![IngestHistoryItem {
                 created_at: now_ms,
-                ingest: ingest.to_string(),
+                ingest: Text::new(&ingest),
                 originator: Originator::Layouter,
             }]);
         }
@@ -116,12 +117,8 @@ pub fn record(result: &mut LayoutResult, seeded: &BTreeMap<Arc<str>, Arc<str>>, 
             .changes
             .entry(key.clone())
             .or_insert_with(|| StreamLayout {
-                ingest: Some(ingest.to_string()),
-                dvr_backups: placement
-                    .dvr_backups
-                    .iter()
-                    .map(|h| h.to_string())
-                    .collect(),
+                ingest: Some(Text::new(&ingest)),
+                dvr_backups: placement.dvr_backups.iter().map(|h| Text::new(h)).collect(),
                 created_at: Some(now_ms),
                 originator: Some(Originator::Layouter),
                 ..StreamLayout::default()

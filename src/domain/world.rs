@@ -376,7 +376,7 @@ mod tests {
                     let mut s = stream(&format!("cam-{i:06}"), 5, spec).as_ref().clone();
                     s.status = Some(crate::resources::StreamStatus {
                         layout: Some(StreamLayout {
-                            ingest: Some(format!("node-{:05}", i % (n / 100))),
+                            ingest: Some(format!("node-{:05}", i % (n / 100)).into()),
                             ..Default::default()
                         }),
                         ..Default::default()

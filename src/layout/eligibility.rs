@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::model::{NodeView, StreamView};
+use crate::resources::text::Text;
 use crate::resources::wire::stream::{DecisionReason, NodeLayoutDecision, NodeRole};
 
 /// The node lacks labels the stream requires.
@@ -208,7 +209,7 @@ pub(super) fn decisions(
             }
             Some(NodeLayoutDecision {
                 role: NodeRole::Streamer,
-                hostname: n.view.hostname.to_string(),
+                hostname: Text::new(&n.view.hostname),
                 node_decision: reasons.is_empty(),
                 reasons,
             })

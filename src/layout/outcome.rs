@@ -7,6 +7,7 @@ use super::model::{
     Counts, LayoutOptions, LayoutResult, Placement, RoleCounts, Shortfall, StreamView, Unplaced,
 };
 use super::place::{Run, State, Work};
+use crate::resources::text::Text;
 use crate::resources::wire::stream::{ChangeReason, IngestHistoryItem, Originator, StreamLayout};
 
 /// Ingest history entries kept per stream (Watcher keeps five).
@@ -115,14 +116,10 @@ pub(super) fn outcome(
                 Some(ChangeReason::NodeBecomeOffline | ChangeReason::NodeDeleted)
             );
         StreamLayout {
-            ingest: ingest.as_deref().map(str::to_owned),
-            dvr_backups: backups.iter().map(|h| h.to_string()).collect(),
+            ingest: ingest.as_deref().map(Text::new),
+            dvr_backups: backups.iter().map(|h| Text::new(h)).collect(),
             inference: None,
-            failover_from: old
-                .ingest
-                .as_deref()
-                .filter(|_| failed_over)
-                .map(str::to_owned),
+            failover_from: old.ingest.as_deref().filter(|_| failed_over).map(Text::new),
             change_reason: Some(reason(s.disabled, old, w)),
             created_at: Some(opts.now_ms),
             originator: Some(Originator::Layouter),
@@ -161,7 +158,7 @@ fn history(old: &Placement, ingest: Option<&str>, now_ms: i64) -> Arc<[IngestHis
         Some(h) if Some(h) != old.ingest.as_deref() => {
             let item = IngestHistoryItem {
                 created_at: now_ms,
-                ingest: h.to_owned(),
+                ingest: Text::new(h),
                 originator: Originator::Layouter,
             };
             let older = &old.ingest_history;

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_with::skip_serializing_none;
 
 use super::common::{CommonStatus, SecretKeyRef};
+use super::text::Text;
 use super::wire::{CameraConfig, StreamConfigSpec, StreamLayout};
 
 /// A camera: its Watcher identity, references, placement requirements and the Flussonic stream
@@ -149,7 +150,7 @@ pub struct StreamStatus {
     pub alive: Option<bool>,
     /// Nodes that hold the stream's current config.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub synced_nodes: Vec<String>,
+    pub synced_nodes: Vec<Text>,
     /// Where the camera credentials Secret was first sent (a Secret without the
     /// `panoptes.dev/destinations` annotation is bound to the input hosts of its first use; a
     /// new host gets no credentials until the Secret is written again).
@@ -162,10 +163,10 @@ pub struct StreamStatus {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct LayoutRecord {
     /// Node that captured the stream.
-    pub ingest: Option<String>,
+    pub ingest: Option<Text>,
     /// Nodes that held DVR backup copies.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub dvr_backups: Vec<String>,
+    pub dvr_backups: Vec<Text>,
     /// Why the placement changed to this one.
     pub change_reason: Option<super::wire::stream::ChangeReason>,
     /// Since when (UTC ms).
@@ -348,7 +349,7 @@ mod tests {
         };
         let history = |i: i64| IngestHistoryItem {
             created_at: 1_790_000_000_000 + i,
-            ingest: format!("streamer-{i:03}.example.net"),
+            ingest: format!("streamer-{i:03}.example.net").into(),
             originator: Originator::Layouter,
         };
         let layout = StreamLayout {
@@ -367,7 +368,7 @@ mod tests {
             ..Default::default()
         };
         let record = |i: i64| LayoutRecord {
-            ingest: Some(format!("streamer-{i:03}.example.net")),
+            ingest: Some(format!("streamer-{i:03}.example.net").into()),
             dvr_backups: vec![],
             change_reason: Some(ChangeReason::NodeBecomeOffline),
             created_at: Some(1_790_000_000_000 + i),

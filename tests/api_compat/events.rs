@@ -122,7 +122,7 @@ async fn writes(ns: &TestNamespace, stream: &str) -> (usize, i32) {
 async fn ingest(ns: &TestNamespace, name: &str) -> String {
     eventually(WAIT, "the stream has an ingest node", || async {
         let s = ns.api::<Stream>().get(name).await.ok()?;
-        s.status?.layout?.ingest
+        s.status?.layout?.ingest.map(String::from)
     })
     .await
 }

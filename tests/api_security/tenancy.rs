@@ -335,7 +335,10 @@ async fn layout_of(api: &Api<Stream>, name: &str) -> Option<(Option<String>, Str
         .find(|c| c.type_ == "Scheduled")?
         .reason
         .to_string();
-    Some((st.layout.and_then(|l| l.ingest), scheduled))
+    Some((
+        st.layout.and_then(|l| l.ingest).map(String::from),
+        scheduled,
+    ))
 }
 
 /// Finding 6, placement: a Streamer serves the Streams of its own namespace; another

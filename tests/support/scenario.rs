@@ -91,8 +91,8 @@ pub async fn layouts(ns: &TestNamespace) -> BTreeMap<String, Vec<String>> {
         .filter(|s| s.metadata.deletion_timestamp.is_none())
         .filter_map(|s| {
             let l = s.status?.layout?;
-            let mut nodes: Vec<String> = l.ingest.into_iter().collect();
-            nodes.extend(l.dvr_backups);
+            let mut nodes: Vec<String> = l.ingest.into_iter().map(String::from).collect();
+            nodes.extend(l.dvr_backups.into_iter().map(String::from));
             Some((s.metadata.name.unwrap(), nodes))
         })
         .collect()

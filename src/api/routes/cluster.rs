@@ -259,7 +259,7 @@ pub fn collect(state: &ApiState) -> ClusterHealthStats {
             .as_ref()
             .and_then(|st| st.layout.as_ref()?.ingest.clone());
         if let Some(node) = &ingest {
-            by_node.entry(node.clone()).or_default().0.add(h);
+            by_node.entry(node.to_string()).or_default().0.add(h);
         }
         let urls = s
             .spec
@@ -277,7 +277,7 @@ pub fn collect(state: &ApiState) -> ClusterHealthStats {
         for id in agents_of(urls) {
             let e = agents
                 .entry(id.to_string())
-                .or_insert((false, ingest.clone()));
+                .or_insert((false, ingest.as_deref().map(str::to_string)));
             e.0 |= alive;
         }
     }

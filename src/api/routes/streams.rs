@@ -37,6 +37,7 @@ use crate::domain::key::ObjectKey;
 use crate::domain::validate;
 use crate::domain::world::{Edit, Preview};
 use crate::resources::stream::{CameraCredentials, PushCredentials};
+use crate::resources::text::Text;
 use crate::resources::wire::{CameraConfig, StreamConfigSpec};
 use crate::resources::{Stream, StreamSpec};
 
@@ -922,12 +923,8 @@ fn preview(state: &ApiState, name: &str, body: Option<Value>) -> ApiResult<Json<
                 .get(k)
                 .cloned()
                 .unwrap_or_else(|| crate::resources::wire::StreamLayout {
-                    ingest: placement.ingest.as_deref().map(str::to_string),
-                    dvr_backups: placement
-                        .dvr_backups
-                        .iter()
-                        .map(|h| h.to_string())
-                        .collect(),
+                    ingest: placement.ingest.as_deref().map(Text::new),
+                    dvr_backups: placement.dvr_backups.iter().map(|h| Text::new(h)).collect(),
                     ..Default::default()
                 });
         layout.ingest_history.clear();

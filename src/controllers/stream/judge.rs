@@ -272,7 +272,7 @@ fn explain(u: &Unplaced, gaps: &LabelGaps) -> String {
         .filter(|d| !d.reasons.is_empty())
         .take(5)
         .map(|d| {
-            let gap = gaps.get(&d.hostname);
+            let gap = gaps.get(d.hostname.as_str());
             let r: Vec<String> = d.reasons.iter().map(|r| why_not(*r, gap)).collect();
             format!("{} {}", d.hostname, r.join(" and "))
         })

@@ -56,6 +56,7 @@ use crate::flussonic::StreamBody;
 use crate::layout::Placement;
 use crate::resources::common::{CommonStatus, FINALIZER};
 use crate::resources::streamer::CredentialBinding;
+use crate::resources::text::Text;
 use crate::resources::wire::StreamConfigSpec;
 use crate::resources::{Organization, Preset, Stream, StreamStatus};
 use crate::state::SecretError;
@@ -205,7 +206,7 @@ pub fn error_policy(stream: Arc<Stream>, error: &Error, ctl: Arc<StreamControlle
 /// What one reconcile concluded, turned into status and an action at the end.
 struct Outcome {
     conditions: Vec<Desired>,
-    synced_nodes: Vec<String>,
+    synced_nodes: Vec<Text>,
     alive: Option<bool>,
     retry: bool,
     /// Something is not known yet (a node's first list, an object not in the cache): look
@@ -669,7 +670,7 @@ async fn sync(
     );
     Outcome {
         conditions: verdict.conditions.into(),
-        synced_nodes: report.synced,
+        synced_nodes: report.synced.iter().map(|h| Text::new(h)).collect(),
         alive: verdict.alive,
         retry: !report.failed.is_empty(),
         deferred: report.deferred.then_some(Defer::Node),

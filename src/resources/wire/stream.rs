@@ -8,6 +8,7 @@ use serde_json::Value;
 use serde_with::skip_serializing_none;
 
 use crate::resources::common::{Rare, any_value};
+use crate::resources::text::Text;
 
 /// The writable part of a stream's configuration, shared by `Stream.spec`, the node client and
 /// the Watcher facade. Watcher-only members (vision, onvif, coordinates…) are ignored by nodes.
@@ -446,7 +447,7 @@ pub struct NodeLayoutDecision {
     /// Role of the node.
     pub role: NodeRole,
     /// Node hostname.
-    pub hostname: String,
+    pub hostname: Text,
     /// `true` if the stream can be placed on this node.
     pub node_decision: bool,
     /// Why the node is unsuitable (empty when `node_decision` is true).
@@ -460,7 +461,7 @@ pub struct IngestHistoryItem {
     /// When the placement was made (UTC ms).
     pub created_at: i64,
     /// Ingest node.
-    pub ingest: String,
+    pub ingest: Text,
     /// Who made the placement.
     pub originator: Originator,
 }
@@ -470,14 +471,14 @@ pub struct IngestHistoryItem {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct StreamLayout {
     /// Node that captures the stream.
-    pub ingest: Option<String>,
+    pub ingest: Option<Text>,
     /// Nodes holding DVR backup copies.
     #[serde(default)]
-    pub dvr_backups: Vec<String>,
+    pub dvr_backups: Vec<Text>,
     /// Node running analytics for the stream.
-    pub inference: Option<String>,
+    pub inference: Option<Text>,
     /// Node the stream failed over from, if the last change was a failover.
-    pub failover_from: Option<String>,
+    pub failover_from: Option<Text>,
     /// Why the placement last changed.
     pub change_reason: Option<ChangeReason>,
     /// When this placement was made (UTC ms).
