@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use kube::Client;
 
 use super::fleet::Fleet;
-use crate::domain::health::list_interval;
+use crate::domain::health::{COUNT_WRITES_PER_SECOND, counts_period, list_interval};
 use crate::domain::tenancy::Identities;
 use crate::state::{LiveStats, NodeClients, Scope, Secrets, Shared, Stores};
 use crate::telemetry::Metrics;
@@ -95,12 +95,19 @@ pub struct Context {
     pub identities: Identities,
     /// Values of the Secrets objects reference, read by name (every Secret read goes here).
     pub secrets: Arc<Secrets>,
-    /// The node list interval and when it was computed (counting the streams clones the
-    /// store's list, so not on every reconcile).
-    list_interval: Arc<Mutex<Option<(Instant, Duration)>>>,
+    /// The node list interval and the count-write period, and when they were computed
+    /// (counting the streams clones the store's list, so not on every reconcile).
+    periods: Arc<Mutex<Option<(Instant, Periods)>>>,
 }
 
-/// How often the list interval is computed again.
+/// The node periods that follow the fleet's size.
+#[derive(Clone, Copy)]
+struct Periods {
+    list: Duration,
+    counts: Duration,
+}
+
+/// How often the node periods are computed again.
 const LIST_INTERVAL_REFRESH: Duration = Duration::from_secs(10);
 
 impl Context {
@@ -147,27 +154,38 @@ impl Context {
             controller_metrics,
             fleet: Arc::new(Fleet::default()),
             secrets,
-            list_interval: Arc::default(),
+            periods: Arc::default(),
         }
     }
 
     /// How often each node's streams are listed now ([`list_interval`]): the Streamer
     /// controller lists by it, the Stream controller waits that long for a new camera to show.
     pub(crate) fn list_interval(&self) -> Duration {
-        let mut cached = self.list_interval.lock().unwrap_or_else(|e| e.into_inner());
+        self.periods().list
+    }
+
+    /// How long a Streamer's count-only status change waits after its last status write
+    /// ([`counts_period`]).
+    pub(crate) fn counts_period(&self) -> Duration {
+        self.periods().counts
+    }
+
+    fn periods(&self) -> Periods {
+        let mut cached = self.periods.lock().unwrap_or_else(|e| e.into_inner());
         match *cached {
-            Some((at, interval)) if at.elapsed() < LIST_INTERVAL_REFRESH => interval,
+            Some((at, periods)) if at.elapsed() < LIST_INTERVAL_REFRESH => periods,
             _ => {
                 // Counted from the store, not the placements: the first layout waits for
                 // every node's first probe, and the restart of a big fleet is when it matters.
                 let streams = self.stores.streams.state().len();
-                let interval = list_interval(
-                    self.tunables.node_resync,
-                    streams,
-                    self.tunables.node_list_budget,
-                );
-                *cached = Some((Instant::now(), interval));
-                interval
+                let nodes = self.stores.streamers.state().len();
+                let resync = self.tunables.node_resync;
+                let periods = Periods {
+                    list: list_interval(resync, streams, self.tunables.node_list_budget),
+                    counts: counts_period(resync, nodes, COUNT_WRITES_PER_SECOND),
+                };
+                *cached = Some((Instant::now(), periods));
+                periods
             }
         }
     }

@@ -11,6 +11,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use kube::runtime::reflector::ObjectRef;
 use serde_json::Value;
@@ -78,6 +79,8 @@ struct Inner {
     listed: HashSet<String>,
     /// Lists of each node recorded since start (a rollout's restart is judged on a later one).
     lists: HashMap<String, u64>,
+    /// When each node's last list was recorded, and the time between its last two.
+    list_pace: HashMap<String, (Instant, Option<Duration>)>,
     /// Nodes whose list failed since start (the first layout does not wait for them).
     list_failed: HashSet<String>,
     /// Nodes whose Streamer was reconciled since start (before that, no client is expected).
@@ -535,6 +538,9 @@ impl Fleet {
         }
         inner.listed.insert(hostname.to_string());
         *inner.lists.entry(hostname.to_string()).or_default() += 1;
+        let now = Instant::now();
+        let last = inner.list_pace.get(hostname).map(|(at, _)| now - *at);
+        inner.list_pace.insert(hostname.to_string(), (now, last));
         let old = inner.on_node.remove(hostname).unwrap_or_default();
         let mut listed = listed;
         let mut changed = Vec::new();
@@ -567,6 +573,13 @@ impl Fleet {
     /// How many lists of `hostname` were recorded since start.
     pub fn lists(&self, hostname: &str) -> u64 {
         self.read().lists.get(hostname).copied().unwrap_or(0)
+    }
+
+    /// How far apart `hostname`'s lists are now: the time between its last two, or since
+    /// the last one if that is longer (a node whose lists stalled); `None` before two lists.
+    pub fn list_period(&self, hostname: &str) -> Option<Duration> {
+        let (at, period) = *self.read().list_pace.get(hostname)?;
+        Some(period?.max(at.elapsed()))
     }
 
     /// True once `hostname` was listed since start.
@@ -665,6 +678,7 @@ impl Fleet {
         inner.pushed.remove(hostname);
         inner.recent.remove(hostname);
         inner.listed.remove(hostname);
+        inner.list_pace.remove(hostname);
         inner.seen.remove(hostname);
     }
 }

@@ -34,6 +34,7 @@ use super::kit::{self, Backoff, Error};
 use super::refs::{self, Key, key_of};
 use crate::domain::credentials::{self, OwnerKind};
 use crate::domain::destinations::{self, Origin};
+use crate::domain::health;
 use crate::domain::tenancy::{hostname_owners, owns_hostname};
 use crate::flussonic::{
     self, BuildError, Credentials, ListQuery, NodeClient, NodeClientConfig, is_managed,
@@ -58,7 +59,13 @@ struct NodeMemory {
     applied: Option<(u64, Option<String>)>,
     /// When the node's streams were last listed successfully.
     listed_at: Option<std::time::Instant>,
+    /// The stream counts last computed for its status, and since when they read so
+    /// ([`health::counts_due`]).
+    counts: Option<(Counts, std::time::Instant)>,
 }
+
+/// A node's (ingest, DVR backup) stream counts as its status shows them.
+type Counts = (Option<i64>, Option<i64>);
 
 /// What a node client is built from.
 type ClientKey = (String, Credentials, bool, Option<String>);
@@ -200,7 +207,7 @@ async fn reconcile_inner(
             .status
             .as_ref()
             .and_then(|st| st.credential_binding.as_ref());
-        write_status(ctx, &s, &url, conds, None, binding).await?;
+        write_status(ctl, &s, &url, conds, None, binding).await?;
         return Ok(Action::requeue(Duration::from_secs(30)));
     }
 
@@ -225,7 +232,7 @@ async fn reconcile_inner(
                 &s.spec,
             )
             .into();
-            write_status(ctx, &s, &url, conds, None, binding).await?;
+            write_status(ctl, &s, &url, conds, None, binding).await?;
             return Ok(Action::requeue(Duration::from_secs(if withdraw {
                 5
             } else {
@@ -310,7 +317,7 @@ async fn reconcile_inner(
                 let note = format!("node {host}: {e}");
                 refs::publish(ctx, s.as_ref(), crate::events::policy::UNREACHABLE, note).await;
             }
-            write_status(ctx, &s, &url, conds, None, binding).await?;
+            write_status(ctl, &s, &url, conds, None, binding).await?;
             return Ok(Action::requeue(resync));
         }
     };
@@ -346,7 +353,7 @@ async fn reconcile_inner(
         listed: listed.as_ref().map(|_| ()).map_err(String::as_str),
     };
     let conds = judge(observed, &s.spec).into();
-    write_status(ctx, &s, &url, conds, Some(&stats), binding).await?;
+    write_status(ctl, &s, &url, conds, Some(&stats), binding).await?;
     ctl.backoff.succeeded(&key);
     Ok(Action::requeue(resync))
 }
@@ -850,7 +857,7 @@ async fn list(ctx: &Context, host: &str, client: &NodeClient) -> Result<(), flus
 /// writing 0 for every node and the counts back a moment later cost two status writes per
 /// node at every start (2,000 on 1,000 nodes, in the push window of a restart) and showed
 /// 0 streams on every node meanwhile. A node never counted reads 0 until then.
-fn shown_counts(fleet: Option<(i64, i64)>, old: &StreamerStatus) -> (Option<i64>, Option<i64>) {
+fn shown_counts(fleet: Option<(i64, i64)>, old: &StreamerStatus) -> Counts {
     match fleet {
         Some((ingest, backups)) => (Some(ingest), Some(backups)),
         None => (
@@ -860,25 +867,41 @@ fn shown_counts(fleet: Option<(i64, i64)>, old: &StreamerStatus) -> (Option<i64>
     }
 }
 
-/// Writes status when conditions or reported facts changed.
+/// How long `host`'s stream counts have read `now` (noted on every status decision).
+fn counts_stable_for(ctl: &StreamerController, host: &str, now: Counts) -> Duration {
+    let mut memory = ctl.memory.lock().unwrap_or_else(|e| e.into_inner());
+    let mem = memory.entry(host.to_string()).or_default();
+    match mem.counts {
+        Some((seen, since)) if seen == now => since.elapsed(),
+        _ => {
+            mem.counts = Some((now, std::time::Instant::now()));
+            Duration::ZERO
+        }
+    }
+}
+
+/// Writes status when conditions or reported facts changed; a change of the stream counts
+/// alone waits for [`health::counts_due`].
 async fn write_status(
-    ctx: &Context,
+    ctl: &StreamerController,
     s: &Streamer,
     url: &str,
     desired: Vec<Desired>,
     stats: Option<&ServerStats>,
     binding: Option<&CredentialBinding>,
 ) -> Result<(), Error> {
+    let ctx = &ctl.ctx;
     let old = s.status.clone().unwrap_or_default();
     let generation = s.meta().generation;
     let now = k8s_openapi::jiff::Timestamp::now();
     let conditions = conditions::update(&old.common.conditions, &desired, generation, now);
-    let (assigned_streams, dvr_backup_streams) = shown_counts(
+    let counts = shown_counts(
         ctx.fleet
             .laid_out()
             .then(|| ctx.fleet.assigned_counts(&s.spec.hostname)),
         &old,
     );
+    let stable_for = counts_stable_for(ctl, &s.spec.hostname, counts);
     let mut next = StreamerStatus {
         common: CommonStatus {
             conditions: conditions
@@ -892,13 +915,26 @@ async fn write_status(
             .or(old.version.clone()),
         server_id: stats.and_then(|s| s.id.clone()).or(old.server_id.clone()),
         started_at: stats.and_then(|s| s.started_at).or(old.started_at),
-        assigned_streams,
-        dvr_backup_streams,
+        assigned_streams: old.assigned_streams,
+        dvr_backup_streams: old.dvr_backup_streams,
         last_probe_time: old.last_probe_time.clone(),
         credential_binding: binding.cloned(),
     };
-    if conditions.is_none() && next == old {
-        return Ok(());
+    let others_changed = conditions.is_some() || next != old;
+    (next.assigned_streams, next.dvr_backup_streams) = counts;
+    if !others_changed {
+        if next == old {
+            return Ok(());
+        }
+        let since_written = old
+            .last_probe_time
+            .as_deref()
+            .and_then(|t| t.parse::<k8s_openapi::jiff::Timestamp>().ok())
+            .and_then(|t| Duration::try_from(now.duration_since(t)).ok());
+        let (period, resync) = (ctx.counts_period(), ctx.tunables.node_resync);
+        if !health::counts_due(since_written, stable_for, period, resync) {
+            return Ok(());
+        }
     }
     for d in &desired {
         let before = crate::resources::common::condition(&old.common.conditions, d.type_);

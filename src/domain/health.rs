@@ -32,6 +32,48 @@ pub fn list_interval(resync: Duration, streams: usize, per_second: u32) -> Durat
     resync.max(budgeted)
 }
 
+/// Streamer status writes per second across all nodes that only update the stream counts
+/// (`assignedStreams`, `dvrBackupStreams`), at most ([`counts_due`]).
+pub const COUNT_WRITES_PER_SECOND: u32 = 10;
+
+/// How long a node's count-only status change may wait after its last status write: every
+/// `resync` in a small fleet, longer once `nodes` written every resync exceed `per_second`.
+/// During a bulk apply of 100,000 cameras every node's counts change at every resync: at
+/// 1,000 nodes that was 57,000 Streamer status patches in the apply (one per 1.7 cameras
+/// created), a third of the API server's writes, taken from the creates, and each held one
+/// of the Streamer controller's reconcile slots for the patch's latency, so node lists fell
+/// behind their interval.
+pub fn counts_period(resync: Duration, nodes: usize, per_second: u32) -> Duration {
+    let budgeted = Duration::from_secs_f64(nodes as f64 / f64::from(per_second.max(1)));
+    resync.max(budgeted)
+}
+
+/// Resyncs a node's stream counts stay the same before a deferred count is written anyway
+/// ([`counts_due`]).
+pub const COUNTS_SETTLE_RESYNCS: u32 = 2;
+
+/// Whether a Streamer status change that only moves its stream counts is written now.
+/// `since_written`: time since the status was last written (`None`: unknown or never);
+/// `stable_for`: how long the counts have read as they do now; `period`: [`counts_period`].
+///
+/// Any other change is written at once and carries the counts with it. A count-only change
+/// is written once the last write is a `period` old, or once the counts settled for
+/// [`COUNTS_SETTLE_RESYNCS`] resyncs: so while a bulk apply moves every node's counts at
+/// every resync a node's status is written once per period, and the final counts follow
+/// within a few resyncs of the apply's end instead of a period later (the API server is
+/// quiet soon after the last create). A reconcile comes every `resync`, jittered up to
+/// 10 % early, so a write due within that tenth is taken now rather than a resync later.
+pub fn counts_due(
+    since_written: Option<Duration>,
+    stable_for: Duration,
+    period: Duration,
+    resync: Duration,
+) -> bool {
+    let reached = |elapsed: Duration, wanted: Duration| elapsed + resync / 10 >= wanted;
+    since_written.is_none_or(|t| reached(t, period))
+        || reached(stable_for, resync * COUNTS_SETTLE_RESYNCS)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,6 +116,54 @@ mod tests {
         ];
         for (live, want) in cases {
             assert_eq!(node_placeable(live.as_ref()), want, "{live:?}");
+        }
+    }
+
+    #[test]
+    fn count_only_writes_wait_for_their_period() {
+        let s = Duration::from_secs;
+        // (resync, nodes) → period, with the default budget
+        let periods = [
+            (s(5), 0, s(5)),
+            (s(5), 10, s(5)),
+            (s(5), 50, s(5)),
+            (s(5), 100, s(10)),
+            (s(5), 1_000, s(100)),
+            (Duration::from_millis(500), 3, Duration::from_millis(500)),
+        ];
+        for (resync, nodes, want) in periods {
+            assert_eq!(
+                counts_period(resync, nodes, COUNT_WRITES_PER_SECOND),
+                want,
+                "{nodes}"
+            );
+        }
+        assert_eq!(
+            counts_period(s(5), 100, 0),
+            s(100),
+            "a zero budget is one per second"
+        );
+        // (time since the last write, counts stable for, period) → write now; resync 5 s
+        let due = [
+            (None, s(0), s(100), true),
+            (Some(s(0)), s(0), s(100), false),
+            (Some(s(89)), s(5), s(100), false),
+            (Some(s(99)), s(5), s(100), false),
+            (Some(Duration::from_millis(99_500)), s(0), s(100), true),
+            (Some(s(400)), s(0), s(100), true),
+            // Settled for two resyncs (one jittered early): written before the period.
+            (Some(s(20)), Duration::from_millis(9_500), s(100), true),
+            (Some(s(20)), s(9), s(100), false),
+            // Within the budget the period is the resync: every reconcile may write.
+            (Some(s(4)), s(0), s(5), false),
+            (Some(Duration::from_millis(4_500)), s(0), s(5), true),
+        ];
+        for (since, stable, period, want) in due {
+            assert_eq!(
+                counts_due(since, stable, period, s(5)),
+                want,
+                "{since:?} {stable:?} {period:?}"
+            );
         }
     }
 }

@@ -375,6 +375,7 @@ fn starting_grace(ctl: &StreamController, key: &Key, outcome: &Outcome) -> Optio
             held_for: first.elapsed(),
             lists_since: listed_now.saturating_sub(lists_then),
             list_interval: ctx.list_interval(),
+            node_list_period: ingest.as_deref().and_then(|h| ctx.fleet.list_period(h)),
         },
         START_GRACE_FLOOR,
     )
