@@ -166,9 +166,11 @@ pub struct StreamerStatus {
     pub server_id: Option<String>,
     /// Boot time of the node (UTC seconds); uptime follows from it without status writes.
     pub started_at: Option<i64>,
-    /// Number of streams placed on the node (ingest).
+    /// Number of streams placed on the node (ingest). While placements change in bulk it
+    /// is written at most once per period (the node resync up to 50 nodes, then nodes / 10
+    /// seconds), and within two resyncs of the count settling.
     pub assigned_streams: Option<i64>,
-    /// Number of DVR backup copies placed on the node.
+    /// Number of DVR backup copies placed on the node (written as `assignedStreams` is).
     pub dvr_backup_streams: Option<i64>,
     /// Time of the last probe that changed the status (RFC 3339).
     pub last_probe_time: Option<String>,
