@@ -342,12 +342,12 @@ async fn convergence(
     }
     report.add(
         format!(
-            "Raw node-accept rate, {label} ({} in flight, {} per node)",
+            "Raw node-accept rate, {label} ({} in flight, {} per node; the median of three takes)",
             scale::PUSH_CONCURRENCY,
             scale::PER_NODE_IN_FLIGHT
         ),
         format!(
-            "{:.0} PUT/s ({:.1} s; CPU: {raw_cpu})",
+            "{:.0} PUT/s ({:.1} s; CPU of the three: {raw_cpu})",
             raw.per_second(),
             raw.took.as_secs_f64()
         ),

@@ -86,6 +86,31 @@ async fn the_scale_harness_runs_at_toy_size() {
     let rolled = scale::roll_preset(&fleet, &names, Duration::from_secs(60)).await;
     assert!(rolled.is_some(), "a preset change reaches every camera");
 
+    // The bench's restart onto wiped nodes: the leader starts again over every stream, and a
+    // stream's first reconcile is its push (it waits for the first layout run; a reconcile
+    // before it only deferred, and the run reconciled every stream again: 2 per stream).
+    op.stop();
+    for node in fleet.sim.nodes() {
+        for name in node.stream_names() {
+            node.drift_delete_stream(&name);
+        }
+    }
+    let mut op = replica(&fleet, "smoke-leader");
+    op.wait_ready(Duration::from_secs(60)).await;
+    let restarted = Instant::now();
+    let back = scale::wait_held(&fleet, &want, restarted, Duration::from_secs(60)).await;
+    assert!(
+        back.is_some(),
+        "every stream is pushed again after a restart"
+    );
+    let work = op.work_counts().await;
+    assert!(
+        work.stream_reconciles <= 1.5 * names.len() as f64,
+        "at most one reconcile per stream until all are pushed again, and a few echoes: {} for {}",
+        work.stream_reconciles,
+        names.len()
+    );
+
     // The bench's "marked unreachable while they answered" row: 0 before the kill, the one
     // killed node after it.
     let marks = "panoptes_node_unreachable_marks_total";

@@ -78,6 +78,10 @@ const START_GRACE_FLOOR: Duration = Duration::from_secs(10);
 /// After start, nodes not listed yet (or without a client yet) defer pushes this long before
 /// that counts as a failure (the first probes and lists take a moment).
 const FIRST_LIST_GRACE: Duration = Duration::from_secs(30);
+/// How long the controller waits for the layouter's first run before it starts anyway (the
+/// run itself waits at most 15 s for the nodes' first probes; this bounds a layouter that
+/// never finishes one, whose streams then defer as before).
+const FIRST_LAYOUT_WAIT: Duration = Duration::from_secs(60);
 
 /// State of the Stream controller.
 pub struct StreamController {
@@ -115,6 +119,12 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         tracing::error!("stream controller started twice");
         return;
     };
+    if !first_layout(&ctx, shutdown.clone()).await {
+        return;
+    }
+    // The controller starts with every stream of the store: the touches queued until now
+    // (the first layout run's, the nodes' first lists') would reconcile each a second time.
+    while triggers.try_recv().is_ok() {}
     let ctl = Arc::new(StreamController {
         ctx: ctx.clone(),
         presets: RefIndex::default(),
@@ -168,6 +178,25 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
     writer.abort();
     sweeper.abort();
     tracing::info!("stream controller stopped");
+}
+
+/// Waits for the layouter's first run, at most [`FIRST_LAYOUT_WAIT`]; false on shutdown.
+///
+/// A reconcile before it finds no placement and only defers, and the run (which waits for
+/// every node's first probe and list) then touches each stream again: at a restart over
+/// 100,000 streams that was two reconciles per stream, the first for nothing (issue 21's push
+/// pace). After it, a stream's first reconcile is its push.
+async fn first_layout(ctx: &Context, shutdown: impl Future<Output = ()>) -> bool {
+    let wait = async {
+        let deadline = Instant::now() + FIRST_LAYOUT_WAIT;
+        while !ctx.fleet.laid_out() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::select! {
+        _ = wait => true,
+        _ = shutdown => false,
+    }
 }
 
 /// Reconciles one Stream.
@@ -951,7 +980,7 @@ async fn push(
             Turn::Paused => return Err(PushError::Held(Hold::Paused)),
         }
     }
-    let result = client.stream_save(body.get()).await;
+    let result = client.stream_save_config(body.get()).await;
     if result.is_err() && paced.is_some() {
         ctl.slots.release(host, name);
     }
@@ -968,7 +997,7 @@ async fn push(
                     .get_or_create(&super::metrics::node(host))
                     .inc();
             }
-            let disk = saved.config_on_disk.unwrap_or_else(|| {
+            let disk = saved.unwrap_or_else(|| {
                 let mut m = body.get().as_json().clone();
                 m.remove("$reset");
                 Value::Object(m)
