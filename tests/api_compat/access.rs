@@ -304,6 +304,30 @@ async fn shared_tokens_are_enforced_by_the_nodes() {
     assert_eq!(s, StatusCode::OK, "{live}");
     assert_conforms("shared_token_create", &live);
     let k1 = live["key"].as_str().unwrap().to_string();
+    // Read-your-writes: the facade that answered 200 allows the token at once. Before, it
+    // allowed it once its watch brought the Stream's new annotation: on an idle machine within
+    // the next request (this loop passed without the wait too), under a loaded `make test` a
+    // moment too late once (session 10's clean-clone run).
+    let mut refused = 0;
+    for i in 0..10 {
+        let (s, v) = f
+            .post(
+                "/shares",
+                json!({"name": format!("probe-{i}"), "media": "cam", "permissions": [{"live": true}]}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let key = v["key"].as_str().unwrap();
+        let url = format!("{backend}?name=cam&token={key}&media_request=index.m3u8");
+        if f.http.get(url).send().await.unwrap().status() != StatusCode::OK {
+            refused += 1;
+        }
+        assert_eq!(
+            f.delete(&format!("/shares/{key}")).await.0,
+            StatusCode::NO_CONTENT
+        );
+    }
+    assert_eq!(refused, 0, "tokens refused right after they were created");
     let (s, v) = f
         .post(
             "/shares",

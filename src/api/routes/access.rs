@@ -187,9 +187,14 @@ pub async fn apikey_create(
     Ok(Json(Apikey { apikey: key }))
 }
 
+/// Patches the object and waits (bounded) until this replica's store shows the patch: a
+/// shared token or API key answered with 200 works at once on this replica, whose `play_auth`
+/// and API-key logins read the store (a node asking about a token just created was refused
+/// for a moment).
 async fn merge_patch<K>(state: &ApiState, ns: &str, name: &str, patch: &Value) -> ApiResult<K>
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + crate::state::Stored
         + Clone
         + serde::de::DeserializeOwned
         + std::fmt::Debug,
@@ -198,10 +203,17 @@ where
         field_manager: Some(API_MANAGER.to_string()),
         ..Default::default()
     };
-    Api::<K>::namespaced(state.client.clone(), ns)
+    let stored = Api::<K>::namespaced(state.client.clone(), ns)
         .patch(name, &pp, &Patch::Merge(patch))
         .await
-        .map_err(|e| ApiError::from_kube("saving the object", e))
+        .map_err(|e| ApiError::from_kube("saving the object", e))?;
+    if let Some(store) = K::store_of(&state.stores, &stored) {
+        let key = kube::runtime::reflector::ObjectRef::from_obj(&stored);
+        let version = stored.resource_version().unwrap_or_default();
+        let deadline = tokio::time::Instant::now() + crate::api::write::SEEN_WITHIN;
+        crate::api::write::until_stored(store, &key, &version, deadline).await;
+    }
+    Ok(stored)
 }
 
 // ---- shared tokens ----
