@@ -706,8 +706,8 @@ impl NodeClient {
 
     /// [`NodeClient::stream_save`], reading only the saved `config_on_disk` from the answer:
     /// the push path keeps nothing else, and decoding the whole stream (stats, the effective
-    /// config) for every push was a seventh of the operator's CPU in a restart onto wiped
-    /// nodes (issue 21).
+    /// config) for every push was 7 % of the operator's CPU in a restart onto wiped nodes
+    /// (issue 21).
     pub async fn stream_save_config(
         &self,
         body: &StreamBody,
