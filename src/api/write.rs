@@ -93,12 +93,7 @@ where
         };
         match written {
             Ok(stored) => {
-                if let Some(store) = K::store_of(&state.stores, &stored) {
-                    let key = kube::runtime::reflector::ObjectRef::from_obj(&stored);
-                    let version = stored.resource_version().unwrap_or_default();
-                    let deadline = tokio::time::Instant::now() + SEEN_WITHIN;
-                    until_stored(store, &key, &version, deadline).await;
-                }
+                until_shown(state, &stored).await;
                 return Ok(stored);
             }
             Err(kube::Error::Api(s)) if s.is_conflict() || s.is_already_exists() => {
@@ -118,6 +113,18 @@ where
 
 /// How long a write waits for this replica's store to show it.
 pub const SEEN_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// After a write the API server answered with `stored`: waits, at most [`SEEN_WITHIN`], until
+/// this replica's store holds it (see [`until_stored`]); at once where no store of this
+/// replica ever will (another shard's object).
+pub async fn until_shown<K: crate::state::Stored>(state: &ApiState, stored: &K) {
+    if let Some(store) = K::store_of(&state.stores, stored) {
+        let key = kube::runtime::reflector::ObjectRef::from_obj(stored);
+        let version = stored.resource_version().unwrap_or_default();
+        let deadline = tokio::time::Instant::now() + SEEN_WITHIN;
+        until_stored(store, &key, &version, deadline).await;
+    }
+}
 
 /// Waits until `store` holds `key` at `version` or a later one, or `deadline` passes:
 /// a read on this replica right after the write answers shows it (read-your-writes; another

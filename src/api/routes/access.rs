@@ -207,12 +207,7 @@ where
         .patch(name, &pp, &Patch::Merge(patch))
         .await
         .map_err(|e| ApiError::from_kube("saving the object", e))?;
-    if let Some(store) = K::store_of(&state.stores, &stored) {
-        let key = kube::runtime::reflector::ObjectRef::from_obj(&stored);
-        let version = stored.resource_version().unwrap_or_default();
-        let deadline = tokio::time::Instant::now() + crate::api::write::SEEN_WITHIN;
-        crate::api::write::until_stored(store, &key, &version, deadline).await;
-    }
+    crate::api::write::until_shown(state, &stored).await;
     Ok(stored)
 }
 
@@ -413,20 +408,10 @@ pub async fn shares_delete(
     let ns = stream.namespace().unwrap_or_default();
     let uid = stream.uid().unwrap_or_default();
     let patch = json!({"metadata": {"uid": uid, "annotations": {annotation.clone(): null}}});
+    // Read-your-writes: `merge_patch` waits for this replica's store, so a list right after
+    // the delete no longer shows the token.
     merge_patch::<Stream>(&state, &ns, &stream.name_any(), &patch).await?;
     delete_credentials(&state, &ns, &record.secret, OwnerKind::Stream, Some(&uid)).await;
-    // Read-your-writes: a list right after the delete no longer shows it.
-    let store = &state.stores.streams;
-    let gone = || {
-        store
-            .state()
-            .iter()
-            .all(|s| !s.annotations().contains_key(&annotation))
-    };
-    let deadline = Instant::now() + std::time::Duration::from_secs(5);
-    while !gone() && Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
     Ok(StatusCode::NO_CONTENT)
 }
 
