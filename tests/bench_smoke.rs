@@ -95,6 +95,7 @@ async fn the_scale_harness_runs_at_toy_size() {
             node.drift_delete_stream(&name);
         }
     }
+    let requests = scale::apiserver_requests(&fleet.ns.client).await;
     let mut op = replica(&fleet, "smoke-leader");
     op.wait_ready(Duration::from_secs(60)).await;
     let restarted = Instant::now();
@@ -102,6 +103,18 @@ async fn the_scale_harness_runs_at_toy_size() {
     assert!(
         back.is_some(),
         "every stream is pushed again after a restart"
+    );
+    // The cameras' 100 Secrets are read with a paged list before the first push, not with a
+    // GET each (the other test's operators read a few node Secrets meanwhile).
+    let served = scale::delta(
+        &requests,
+        &scale::apiserver_requests(&fleet.ns.client).await,
+    );
+    let gets = served.get("GET secrets").copied().unwrap_or_default();
+    assert!(
+        gets < names.len() as u64 / 2,
+        "{gets} GETs of Secrets for {} cameras with a Secret each: {served:?}",
+        names.len()
     );
     let work = op.work_counts().await;
     assert!(

@@ -108,9 +108,12 @@ impl Inner {
                 h
             }
         };
-        let hosts = self.holding.entry(name.into()).or_default();
-        if !hosts.contains(&host) {
-            hosts.push(host);
+        match self.holding.get_mut(name) {
+            Some(hosts) if !hosts.contains(&host) => hosts.push(host),
+            Some(_) => {}
+            None => {
+                self.holding.insert(name.into(), vec![host]);
+            }
         }
     }
 
@@ -141,10 +144,30 @@ impl Inner {
     fn mark(&mut self, hostname: &str, name: &str) {
         self.epoch += 1;
         let epoch = self.epoch;
-        self.recent
-            .entry(hostname.to_string())
-            .or_default()
-            .insert(name.to_string(), epoch);
+        upsert(node_map(&mut self.recent, hostname), name, epoch);
+    }
+}
+
+/// The per-node map of `hostname`, allocating its key only when the node is new (a push
+/// records into three such maps under the fleet's write lock; `entry(to_string())` paid
+/// for a key per map per push).
+fn node_map<'a, V>(
+    maps: &'a mut HashMap<String, HashMap<String, V>>,
+    hostname: &str,
+) -> &'a mut HashMap<String, V> {
+    if !maps.contains_key(hostname) {
+        maps.insert(hostname.to_string(), HashMap::new());
+    }
+    maps.get_mut(hostname).expect("inserted above")
+}
+
+/// Sets `map[name] = value`, allocating the key only when `name` is new.
+fn upsert<V>(map: &mut HashMap<String, V>, name: &str, value: V) {
+    match map.get_mut(name) {
+        Some(v) => *v = value,
+        None => {
+            map.insert(name.to_string(), value);
+        }
     }
 }
 
@@ -279,6 +302,16 @@ impl Fleet {
     /// The Stream owning a Watcher name.
     pub fn owner_of(&self, name: &str) -> Option<Key> {
         self.read().names.get(name).cloned()
+    }
+
+    /// Whether some Stream owns a Watcher name (the check of every reconcile: no clone).
+    pub fn has_owner(&self, name: &str) -> bool {
+        self.read().names.contains_key(name)
+    }
+
+    /// The ingest node of one stream's placement, without cloning the placement.
+    pub fn ingest_of(&self, key: &Key) -> Option<Arc<str>> {
+        self.read().placements.get(key)?.ingest.clone()
     }
 
     /// Streams placed on `hostname`.
@@ -582,9 +615,37 @@ impl Fleet {
         Some(period?.max(at.elapsed()))
     }
 
+    /// [`Fleet::lists`] and [`Fleet::list_period`] of `hostname` under one lock.
+    pub fn list_pace(&self, hostname: &str) -> (u64, Option<Duration>) {
+        let inner = self.read();
+        let lists = inner.lists.get(hostname).copied().unwrap_or(0);
+        let period = inner
+            .list_pace
+            .get(hostname)
+            .and_then(|&(at, period)| Some(period?.max(at.elapsed())));
+        (lists, period)
+    }
+
     /// True once `hostname` was listed since start.
     pub fn listed(&self, hostname: &str) -> bool {
         self.read().listed.contains(hostname)
+    }
+
+    /// What a push to `hostname` needs to know under one lock: `None` before the node's
+    /// first list, else its copy of `name` and whether that copy drifted from our last push
+    /// ([`Fleet::copy_on`], [`Fleet::drifted`]). At a restart every stream asks this once.
+    pub fn push_view(&self, hostname: &str, name: &str) -> Option<(Option<NodeCopy>, bool)> {
+        let inner = self.read();
+        if !inner.listed.contains(hostname) {
+            return None;
+        }
+        let copy = inner.on_node.get(hostname).and_then(|m| m.get(name));
+        let drifted = inner
+            .pushed
+            .get(hostname)
+            .and_then(|m| m.get(name))
+            .is_some_and(|pushed| copy.and_then(|c| c.config_on_disk.as_ref()) != Some(pushed));
+        Some((copy.cloned(), drifted))
     }
 
     /// Records that `hostname`'s Streamer was reconciled (its client is built or refused).
@@ -618,25 +679,15 @@ impl Fleet {
     /// Records a successful push.
     pub fn record_push(&self, hostname: &str, name: &str, config_on_disk: Value) {
         let disk = Arc::new(Disk::of(&config_on_disk));
+        let copy = NodeCopy {
+            config_on_disk: Some(disk.clone()),
+            managed: true,
+        };
         let mut inner = self.write();
         inner.mark(hostname, name);
         inner.hold(hostname, name);
-        inner
-            .pushed
-            .entry(hostname.to_string())
-            .or_default()
-            .insert(name.to_string(), disk.clone());
-        inner
-            .on_node
-            .entry(hostname.to_string())
-            .or_default()
-            .insert(
-                name.to_string(),
-                NodeCopy {
-                    config_on_disk: Some(disk),
-                    managed: true,
-                },
-            );
+        upsert(node_map(&mut inner.pushed, hostname), name, disk);
+        upsert(node_map(&mut inner.on_node, hostname), name, copy);
     }
 
     /// True when the node's copy of `name` is not what our last push left there (edited or

@@ -26,7 +26,7 @@ mod slots;
 pub mod status_writer;
 pub(crate) mod sweep;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -122,6 +122,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
     if !first_layout(&ctx, shutdown.clone()).await {
         return;
     }
+    warm_secrets(&ctx).await;
     // The controller starts with every stream of the store: the touches queued until now
     // (the first layout run's, the nodes' first lists') would reconcile each a second time.
     while triggers.try_recv().is_ok() {}
@@ -199,8 +200,60 @@ async fn first_layout(ctx: &Context, shutdown: impl Future<Output = ()>) -> bool
     }
 }
 
+/// Reads the Secrets the Streams reference with one paged list per namespace where that is
+/// cheaper than a GET per Secret ([`worth_listing`]), before the first reconciles ask for them.
+async fn warm_secrets(ctx: &Context) {
+    let mut referenced: HashMap<String, HashSet<String>> = HashMap::new();
+    for stream in ctx.stores.streams.state() {
+        let names = effective::secret_refs(&stream);
+        if !names.is_empty() {
+            referenced
+                .entry(stream.namespace().unwrap_or_default())
+                .or_default()
+                .extend(names);
+        }
+    }
+    let mut stored: HashMap<String, usize> = HashMap::new();
+    for secret in ctx.stores.secrets.state() {
+        *stored
+            .entry(secret.namespace().unwrap_or_default())
+            .or_default() += 1;
+    }
+    for (ns, names) in referenced {
+        let all = stored.get(&ns).copied().unwrap_or(0);
+        if !worth_listing(names.len(), all) {
+            continue;
+        }
+        let started = Instant::now();
+        let names: HashSet<&str> = names.iter().map(String::as_str).collect();
+        match ctx.secrets.warm(&ns, &names).await {
+            Ok(kept) => tracing::info!(
+                namespace = %ns,
+                secrets = kept,
+                listed = all,
+                ms = started.elapsed().as_millis() as u64,
+                "read the Streams' Secrets with one list"
+            ),
+            Err(e) => tracing::warn!(
+                namespace = %ns,
+                error = %e,
+                "listing the Streams' Secrets failed; they are read one by one"
+            ),
+        }
+    }
+}
+
+/// Whether reading a namespace's `all` Secrets in pages beats `referenced` GETs: a few
+/// GETs cost less than a list, and a list reading mostly other people's Secrets (a namespace
+/// full of Helm releases) costs more than it saves and holds values nobody needs.
+fn worth_listing(referenced: usize, all: usize) -> bool {
+    referenced >= 50 && referenced.saturating_mul(4) >= all
+}
+
 /// Reconciles one Stream.
-#[tracing::instrument(skip_all, fields(namespace = stream.namespace(), name = stream.name_any()))]
+///
+/// No span of its own: kube-runtime's "reconciling object" span already names the object, and
+/// a second one was formatted, entered and left on every poll of every reconcile.
 pub async fn reconcile(stream: Arc<Stream>, ctl: Arc<StreamController>) -> Result<Action, Error> {
     let started = Instant::now();
     let key = key_of(stream.as_ref());
@@ -216,10 +269,12 @@ pub async fn reconcile(stream: Arc<Stream>, ctl: Arc<StreamController>) -> Resul
     );
     ctl.secrets
         .observe(key.namespace(), key.name(), effective::secret_refs(&stream));
+    // Boxed: the converge state machine is large, and kube-runtime moves the reconcile future
+    // through several wrappers into a spawned task; a box makes each of those moves a pointer.
     let result = if stream.meta().deletion_timestamp.is_some() {
-        finalize(&stream, &ctl, &key).await
+        Box::pin(finalize(&stream, &ctl, &key)).await
     } else {
-        converge(&stream, &ctl, &key).await
+        Box::pin(converge(&stream, &ctl, &key)).await
     };
     ctl.ctx
         .controller_metrics
@@ -303,7 +358,7 @@ async fn converge(stream: &Stream, ctl: &StreamController, key: &Key) -> Result<
         ));
     }
     let name = stream.watcher_name().to_string();
-    if ctx.fleet.owner_of(&name).is_none() && stream.status.is_none() {
+    if !ctx.fleet.has_owner(&name) && stream.status.is_none() {
         // New since the last layout run: the layouter places it within moments and touches
         // it then. Writing a "Pending" status first would cost an API write per new stream
         // (10,000 on a bulk apply) for a state that lasts a fraction of a second. The short
@@ -393,18 +448,22 @@ fn starting_grace(ctl: &StreamController, key: &Key, outcome: &Outcome) -> Optio
         return None;
     }
     let ctx = &ctl.ctx;
-    let lists = |host: &str| ctx.fleet.lists(host);
-    let ingest = ctx.fleet.placement(key).and_then(|p| p.ingest);
-    let listed_now = ingest.as_deref().map_or(0, lists);
-    let (first, lists_then) = *since
-        .entry(key.clone())
-        .or_insert_with(|| (Instant::now(), listed_now));
+    let (listed_now, node_list_period) = match ctx.fleet.ingest_of(key) {
+        Some(host) => ctx.fleet.list_pace(&host),
+        None => (0, None),
+    };
+    let (first, lists_then) = match since.get(key) {
+        Some(s) => *s,
+        None => *since
+            .entry(key.clone())
+            .or_insert((Instant::now(), listed_now)),
+    };
     stream_health::starting_hold(
         stream_health::Unconfirmed {
             held_for: first.elapsed(),
             lists_since: listed_now.saturating_sub(lists_then),
             list_interval: ctx.list_interval(),
-            node_list_period: ingest.as_deref().and_then(|h| ctx.fleet.list_period(h)),
+            node_list_period,
         },
         START_GRACE_FLOOR,
     )
@@ -919,12 +978,11 @@ async fn push(
             "node {host} is reached over plain http:// and its Streamer does not set allowInsecure: true, so the stream's credentials are not sent to it"
         )));
     }
-    if !ctx.fleet.listed(host) {
+    let Some((copy, drifted)) = ctx.fleet.push_view(host, name) else {
         return Err(PushError::NotKnownYet(
             "waiting for the first list of the node",
         ));
-    }
-    let copy = ctx.fleet.copy_on(host, name);
+    };
     if let Some(c) = &copy
         && !c.managed
     {
@@ -969,7 +1027,6 @@ async fn push(
     {
         return Err(PushError::Failed("the node is unreachable".into()));
     }
-    let drifted = ctx.fleet.drifted(host, name);
     let paced = rollout.filter(|_| rollout::budgeted(true, disk.is_some(), false, drifted));
     if let Some(budget) = paced {
         match ctl.slots.take(ctx, host, name, budget) {
@@ -1211,6 +1268,27 @@ async fn write_status(ctl: &StreamController, stream: &Stream, name: &str, outco
 
 #[cfg(test)]
 mod tests {
+    use super::worth_listing;
+
+    #[test]
+    fn a_namespace_is_listed_when_most_of_what_it_reads_is_wanted() {
+        for (referenced, all, list) in [
+            (10_000, 10_000, true),
+            (10_000, 40_000, true),
+            (10_000, 40_001, false),
+            (49, 49, false),
+            (50, 50, true),
+            (50, 10_000, false),
+            (0, 0, false),
+        ] {
+            assert_eq!(
+                worth_listing(referenced, all),
+                list,
+                "{referenced} of {all}"
+            );
+        }
+    }
+
     use super::*;
 
     #[test]
