@@ -116,6 +116,13 @@ async fn the_scale_harness_runs_at_toy_size() {
         "{gets} GETs of Secrets for {} cameras with a Secret each: {served:?}",
         names.len()
     );
+    // The destinations allow-list is read once per TTL, not by each reconcile that missed it
+    // at once (60 GETs here before).
+    let allow_list = served.get("GET configmaps").copied().unwrap_or_default();
+    assert!(
+        allow_list < 10,
+        "{allow_list} GETs of ConfigMaps: {served:?}"
+    );
     let work = op.work_counts().await;
     assert!(
         work.stream_reconciles <= 1.5 * names.len() as f64,
