@@ -347,10 +347,9 @@ fn bytes_per_stream_by_structure() {
             use crate::domain::refs::{RefKind, References};
             for s in &objs {
                 let key = Key::of(&**s);
-                let (ns, n) = (key.namespace(), key.name());
-                indexes[0].observe(ns, n, s.referenced(RefKind::Preset));
-                indexes[1].observe(ns, n, s.referenced(RefKind::Organization));
-                indexes[2].observe(ns, n, effective::secret_refs(s));
+                indexes[0].observe(&key, s.referenced(RefKind::Preset));
+                indexes[1].observe(&key, s.referenced(RefKind::Organization));
+                indexes[2].observe(&key, effective::secret_refs(s));
             }
         },
     );

@@ -67,16 +67,16 @@ impl RefIndexInner {
 impl RefIndex {
     /// Records that `ns/source` now references `targets`; returns every target whose set of
     /// sources may have changed (the old and the new ones, deduplicated, sorted).
-    pub(crate) fn observe(&self, ns: &str, source: &str, targets: Vec<String>) -> Vec<String> {
+    pub(crate) fn observe(&self, source_key: &Key, targets: Vec<String>) -> Vec<String> {
+        let (ns, source) = (source_key.namespace(), source_key.name());
         let mut targets = targets;
         targets.sort();
         targets.dedup();
         let mut inner = self.inner.lock().expect("ref index poisoned");
-        let source_key = Key::new(ns, source);
         // Every reconcile of every Stream observes its references, nearly always the same
         // ones: re-linking them cost a removal and an insertion in each target's set of
         // sources (string compares by the dozen in a set of 100,000 names) for no change.
-        let unchanged = match inner.by_source.get(&source_key) {
+        let unchanged = match inner.by_source.get(source_key) {
             Some(old) => *old == targets,
             None => targets.is_empty(),
         };
@@ -87,9 +87,9 @@ impl RefIndex {
         // organization and no Secret, and three empty entries each (one per index) were
         // ~300 bytes per stream, 30 MB at 100,000.
         let old = if targets.is_empty() {
-            inner.by_source.remove(&source_key)
+            inner.by_source.remove(source_key)
         } else {
-            inner.by_source.insert(source_key, targets.clone())
+            inner.by_source.insert(source_key.clone(), targets.clone())
         }
         .unwrap_or_default();
         inner.unlink(ns, source, &old);
@@ -124,8 +124,7 @@ impl RefIndex {
     {
         let index = Self::default();
         for s in store.state() {
-            let (ns, name) = Key::of(s.as_ref()).into_parts();
-            index.observe(&ns, &name, targets(&s));
+            index.observe(&Key::of(s.as_ref()), targets(&s));
         }
         index
     }
@@ -143,14 +142,15 @@ impl RefIndex {
         S: Resource<DynamicType = ()> + ResourceExt + Clone + 'static,
         T: Resource<DynamicType = ()>,
     {
-        let (ns, name) = Key::of(source).into_parts();
-        let affected = match store.get(&ObjectRef::new(&name).within(&ns)) {
-            Some(current) => self.observe(&ns, &name, targets(&current)),
-            None => self.forget(&ns, &name),
+        let key = Key::of(source);
+        let (ns, name) = (key.namespace(), key.name());
+        let affected = match store.get(&ObjectRef::new(name).within(ns)) {
+            Some(current) => self.observe(&key, targets(&current)),
+            None => self.forget(ns, name),
         };
         affected
             .into_iter()
-            .map(|t| ObjectRef::new(&t).within(&ns))
+            .map(|t| ObjectRef::new(&t).within(ns))
             .collect()
     }
 
@@ -218,16 +218,28 @@ mod tests {
     #[test]
     fn observe_returns_old_and_new_targets() {
         let idx = RefIndex::default();
-        assert_eq!(idx.observe("ns", "s1", names(&["a"])), names(&["a"]));
-        assert_eq!(idx.observe("ns", "s2", names(&["a"])), names(&["a"]));
+        assert_eq!(
+            idx.observe(&Key::new("ns", "s1"), names(&["a"])),
+            names(&["a"])
+        );
+        assert_eq!(
+            idx.observe(&Key::new("ns", "s2"), names(&["a"])),
+            names(&["a"])
+        );
         assert_eq!(idx.count("ns", "a"), 2);
         // Moving s1 from a to b touches both.
-        assert_eq!(idx.observe("ns", "s1", names(&["b"])), names(&["a", "b"]));
+        assert_eq!(
+            idx.observe(&Key::new("ns", "s1"), names(&["b"])),
+            names(&["a", "b"])
+        );
         assert_eq!(idx.count("ns", "a"), 1);
         assert_eq!(idx.count("ns", "b"), 1);
         assert_eq!(idx.sources("ns", "a"), names(&["s2"]));
         // The same targets again change nothing and still name them.
-        assert_eq!(idx.observe("ns", "s1", names(&["b"])), names(&["b"]));
+        assert_eq!(
+            idx.observe(&Key::new("ns", "s1"), names(&["b"])),
+            names(&["b"])
+        );
         assert_eq!(idx.count("ns", "b"), 1);
         // Same name in another namespace is another target.
         assert_eq!(idx.count("other", "a"), 0);
@@ -238,21 +250,24 @@ mod tests {
     #[test]
     fn duplicates_count_once() {
         let idx = RefIndex::default();
-        idx.observe("ns", "o", names(&["p", "p", "q"]));
+        idx.observe(&Key::new("ns", "o"), names(&["p", "p", "q"]));
         assert_eq!(idx.count("ns", "p"), 1);
-        assert_eq!(idx.observe("ns", "o", vec![]), names(&["p", "q"]));
+        assert_eq!(
+            idx.observe(&Key::new("ns", "o"), vec![]),
+            names(&["p", "q"])
+        );
         assert_eq!(idx.count("ns", "q"), 0);
     }
 
     #[test]
     fn a_source_without_references_holds_no_entry() {
         let idx = RefIndex::default();
-        assert_eq!(idx.observe("ns", "bare", vec![]), names(&[]));
-        assert_eq!(idx.observe("ns", "bare", vec![]), names(&[]));
+        assert_eq!(idx.observe(&Key::new("ns", "bare"), vec![]), names(&[]));
+        assert_eq!(idx.observe(&Key::new("ns", "bare"), vec![]), names(&[]));
         assert!(idx.inner.lock().unwrap().by_source.is_empty());
-        idx.observe("ns", "s", names(&["p"]));
+        idx.observe(&Key::new("ns", "s"), names(&["p"]));
         assert_eq!(
-            idx.observe("ns", "s", vec![]),
+            idx.observe(&Key::new("ns", "s"), vec![]),
             names(&["p"]),
             "dropping a reference touches it"
         );

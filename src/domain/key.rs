@@ -31,7 +31,14 @@ impl ObjectKey {
 
     /// The key of `obj` (a cluster-scoped object has the empty namespace).
     pub fn of<K: ResourceExt>(obj: &K) -> Self {
-        Self::new(&obj.namespace().unwrap_or_default(), &obj.name_any())
+        // Borrowed, not `namespace()`/`name_any()`: those clone both strings, and every
+        // reconcile keys its object.
+        let meta = obj.meta();
+        let name = match &meta.name {
+            Some(n) => n.as_str(),
+            None => meta.generate_name.as_deref().unwrap_or_default(),
+        };
+        Self::new(meta.namespace.as_deref().unwrap_or_default(), name)
     }
 
     /// The object's namespace.

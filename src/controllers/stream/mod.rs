@@ -257,18 +257,11 @@ fn worth_listing(referenced: usize, all: usize) -> bool {
 pub async fn reconcile(stream: Arc<Stream>, ctl: Arc<StreamController>) -> Result<Action, Error> {
     let started = Instant::now();
     let key = key_of(stream.as_ref());
-    ctl.presets.observe(
-        key.namespace(),
-        key.name(),
-        stream.referenced(RefKind::Preset),
-    );
-    ctl.organizations.observe(
-        key.namespace(),
-        key.name(),
-        stream.referenced(RefKind::Organization),
-    );
-    ctl.secrets
-        .observe(key.namespace(), key.name(), effective::secret_refs(&stream));
+    ctl.presets
+        .observe(&key, stream.referenced(RefKind::Preset));
+    ctl.organizations
+        .observe(&key, stream.referenced(RefKind::Organization));
+    ctl.secrets.observe(&key, effective::secret_refs(&stream));
     // Boxed: the converge state machine is large, and kube-runtime moves the reconcile future
     // through several wrappers into a spawned task; a box makes each of those moves a pointer.
     let result = if stream.meta().deletion_timestamp.is_some() {
@@ -389,6 +382,7 @@ async fn converge(stream: &Stream, ctl: &StreamController, key: &Key) -> Result<
                 },
                 ctl,
                 stream,
+                key,
                 &name,
                 planned.body.as_ref().map(|b| Body {
                     body: b,
@@ -720,11 +714,11 @@ async fn sync(
     how: Push,
     ctl: &StreamController,
     stream: &Stream,
+    key: &Key,
     name: &str,
     body: Option<Body<'_>>,
 ) -> Outcome {
     let ctx = &ctl.ctx;
-    let key = &key_of(stream);
     let placement = ctx.fleet.placement(key).unwrap_or_default();
     let report = act(ctl, key, &placement, how, name, body).await;
     // Someone changed the node behind Panoptes' back and that change is gone now: whoever
@@ -811,13 +805,13 @@ async fn act(
     body: Option<Body<'_>>,
 ) -> SyncReport {
     let ctx = &ctl.ctx;
-    let targets: Vec<String> = match body {
+    let targets: Vec<&str> = match body {
         None => vec![],
         Some(_) => placement
             .ingest
             .iter()
             .chain(placement.dvr_backups.iter())
-            .map(|h| h.to_string())
+            .map(|h| &**h)
             .collect(),
     };
     let pushes = futures::future::join_all(
@@ -827,13 +821,13 @@ async fn act(
     )
     .await;
     let mut report = SyncReport::default();
-    for (h, r) in targets.iter().zip(pushes) {
+    for (&h, r) in targets.iter().zip(pushes) {
         match r {
             Ok(repaired) => {
                 if repaired {
-                    report.repaired.push(h.clone());
+                    report.repaired.push(h.to_string());
                 }
-                report.synced.push(h.clone());
+                report.synced.push(h.to_string());
             }
             // A node whose Streamer was not reconciled yet (a thousand nodes take a while
             // after a start) has no client to fail with; the grace covers its first list.
@@ -842,7 +836,7 @@ async fn act(
             {
                 report.deferred = true;
             }
-            Err(PushError::Held(hold)) => report.held.push((h.clone(), hold)),
+            Err(PushError::Held(hold)) => report.held.push((h.to_string(), hold)),
             Err(e) => report.failed.push(format!("{h}: {e}")),
         }
     }
