@@ -140,6 +140,25 @@ impl Inner {
         out
     }
 
+    /// See [`Fleet::drifted`].
+    fn drifted(&self, hostname: &str, name: &str) -> bool {
+        let Some(pushed) = self.pushed.get(hostname).and_then(|m| m.get(name)) else {
+            return false;
+        };
+        let listed = self
+            .on_node
+            .get(hostname)
+            .and_then(|m| m.get(name))
+            .and_then(|c| c.config_on_disk.as_ref());
+        listed != Some(pushed)
+    }
+
+    /// See [`Fleet::list_period`].
+    fn list_period(&self, hostname: &str) -> Option<Duration> {
+        let (at, period) = *self.list_pace.get(hostname)?;
+        Some(period?.max(at.elapsed()))
+    }
+
     /// Notes a push or delete of `name` on `hostname` (see [`Fleet::record_list_since`]).
     fn mark(&mut self, hostname: &str, name: &str) {
         self.epoch += 1;
@@ -611,19 +630,14 @@ impl Fleet {
     /// How far apart `hostname`'s lists are now: the time between its last two, or since
     /// the last one if that is longer (a node whose lists stalled); `None` before two lists.
     pub fn list_period(&self, hostname: &str) -> Option<Duration> {
-        let (at, period) = *self.read().list_pace.get(hostname)?;
-        Some(period?.max(at.elapsed()))
+        self.read().list_period(hostname)
     }
 
     /// [`Fleet::lists`] and [`Fleet::list_period`] of `hostname` under one lock.
     pub fn list_pace(&self, hostname: &str) -> (u64, Option<Duration>) {
         let inner = self.read();
         let lists = inner.lists.get(hostname).copied().unwrap_or(0);
-        let period = inner
-            .list_pace
-            .get(hostname)
-            .and_then(|&(at, period)| Some(period?.max(at.elapsed())));
-        (lists, period)
+        (lists, inner.list_period(hostname))
     }
 
     /// True once `hostname` was listed since start.
@@ -640,12 +654,7 @@ impl Fleet {
             return None;
         }
         let copy = inner.on_node.get(hostname).and_then(|m| m.get(name));
-        let drifted = inner
-            .pushed
-            .get(hostname)
-            .and_then(|m| m.get(name))
-            .is_some_and(|pushed| copy.and_then(|c| c.config_on_disk.as_ref()) != Some(pushed));
-        Some((copy.cloned(), drifted))
+        Some((copy.cloned(), inner.drifted(hostname, name)))
     }
 
     /// Records that `hostname`'s Streamer was reconciled (its client is built or refused).
@@ -693,16 +702,7 @@ impl Fleet {
     /// True when the node's copy of `name` is not what our last push left there (edited or
     /// deleted by hand): the next push is a drift repair.
     pub fn drifted(&self, hostname: &str, name: &str) -> bool {
-        let inner = self.read();
-        let Some(pushed) = inner.pushed.get(hostname).and_then(|m| m.get(name)) else {
-            return false;
-        };
-        let listed = inner
-            .on_node
-            .get(hostname)
-            .and_then(|m| m.get(name))
-            .and_then(|c| c.config_on_disk.as_ref());
-        listed != Some(pushed)
+        self.read().drifted(hostname, name)
     }
 
     /// Records a successful delete.
@@ -980,6 +980,27 @@ mod tests {
             fleet.read().recent.is_empty(),
             "marks are pruned as lists land"
         );
+    }
+
+    #[test]
+    fn a_push_view_is_what_the_separate_questions_answer() {
+        let fleet = Fleet::default();
+        let view = |name: &str| fleet.push_view("n1", name);
+        let apart = |name: &str| {
+            fleet
+                .listed("n1")
+                .then(|| (fleet.copy_on("n1", name), fleet.drifted("n1", name)))
+        };
+        assert_eq!(view("a"), None, "not listed yet");
+        fleet.record_list("n1", HashMap::new());
+        fleet.record_push("n1", "a", serde_json::json!({ "v": 1 }));
+        assert_eq!(view("a"), apart("a"));
+        assert_eq!(view("a").map(|(_, d)| d), Some(false), "our own push");
+        assert_eq!(view("b"), Some((None, false)), "never pushed");
+        let since = fleet.list_begins();
+        fleet.record_list_since("n1", HashMap::new(), since);
+        assert_eq!(view("a"), Some((None, true)), "removed by hand");
+        assert_eq!(view("a"), apart("a"));
     }
 
     #[test]

@@ -16,8 +16,10 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, ResourceExt};
 
-/// Secrets per page of [`Secrets::warm`] (kube's watcher pages by the same number).
-const WARM_PAGE: u32 = 500;
+/// Secrets per page of [`Secrets::warm`]: a page is decoded whole, values included, before
+/// the unreferenced Secrets are dropped, and a Secret may hold up to 1 MiB (a Helm release
+/// does), so a page is bounded at ~100 MiB rather than kube's watcher's 500.
+const WARM_PAGE: u32 = 100;
 
 type Data = BTreeMap<String, Vec<u8>>;
 /// A read (`None`: the Secret did not exist).

@@ -119,10 +119,18 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         tracing::error!("stream controller started twice");
         return;
     };
-    if !first_layout(&ctx, shutdown.clone()).await {
+    // The Secrets are read while the layouter waits for the nodes' first probes and lists (at
+    // 100,000 cameras with a Secret each that is 1,000 pages, not to be added to the start).
+    let warm = async {
+        tokio::select! {
+            () = warm_secrets(&ctx) => {}
+            () = shutdown.clone() => {}
+        }
+    };
+    let (laid_out, ()) = tokio::join!(first_layout(&ctx, shutdown.clone()), warm);
+    if !laid_out {
         return;
     }
-    warm_secrets(&ctx).await;
     // The controller starts with every stream of the store: the touches queued until now
     // (the first layout run's, the nodes' first lists') would reconcile each a second time.
     while triggers.try_recv().is_ok() {}
