@@ -455,10 +455,12 @@ fn starting_grace(ctl: &StreamController, key: &Key, outcome: &Outcome) -> Optio
         None => (0, None),
     };
     let (first, lists_then) = match since.get(key) {
-        Some(s) => *s,
-        None => *since
-            .entry(key.clone())
-            .or_insert((Instant::now(), listed_now)),
+        Some(&s) => s,
+        None => {
+            let s = (Instant::now(), listed_now);
+            since.insert(key.clone(), s);
+            s
+        }
     };
     stream_health::starting_hold(
         stream_health::Unconfirmed {
