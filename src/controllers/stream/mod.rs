@@ -53,7 +53,7 @@ use crate::domain::refs::{MISSING_REFERENCE, RefKind, Reference, References, mis
 use crate::domain::rollout::{self, Budget, Turn};
 use crate::domain::stream_health;
 use crate::flussonic::StreamBody;
-use crate::layout::Placement;
+use crate::layout::{Placement, Unplaced};
 use crate::resources::common::{CommonStatus, FINALIZER};
 use crate::resources::streamer::CredentialBinding;
 use crate::resources::text::Text;
@@ -291,7 +291,9 @@ pub fn error_policy(stream: Arc<Stream>, error: &Error, ctl: Arc<StreamControlle
 /// What one reconcile concluded, turned into status and an action at the end.
 struct Outcome {
     conditions: Vec<Desired>,
-    synced_nodes: Vec<Text>,
+    /// Interned only when a status is written: most reconciles of a restart end in
+    /// [`starting_grace`] and write nothing.
+    synced_nodes: Vec<String>,
     alive: Option<bool>,
     retry: bool,
     /// Something is not known yet (a node's first list, an object not in the cache): look
@@ -350,7 +352,8 @@ async fn converge(stream: &Stream, ctl: &StreamController, key: &Key) -> Result<
         add_finalizer(ctx, stream).await?;
         ctx.fleet.request_layout();
     }
-    if !ctx.fleet.laid_out() {
+    let view = ctx.fleet.stream_view(key, stream.watcher_name());
+    if !view.laid_out {
         // The first layout run touches every stream it places: this is only a floor. At
         // 500 ms, 100,000 streams waiting for it after a restart were 200,000 reconciles a
         // second competing with the node probes and lists that run waits for.
@@ -359,7 +362,7 @@ async fn converge(stream: &Stream, ctl: &StreamController, key: &Key) -> Result<
         ));
     }
     let name = stream.watcher_name().to_string();
-    if !ctx.fleet.has_owner(&name) && stream.status.is_none() {
+    if !view.owned && stream.status.is_none() {
         // New since the last layout run: the layouter places it within moments and touches
         // it then. Writing a "Pending" status first would cost an API write per new stream
         // (10,000 on a bulk apply) for a state that lasts a fraction of a second. The short
@@ -367,7 +370,8 @@ async fn converge(stream: &Stream, ctl: &StreamController, key: &Key) -> Result<
         return Ok(Action::requeue(Duration::from_secs(1)));
     }
     let missing = refs::missing_references(ctx, stream);
-    let outcome = match plan(stream, ctl, key, &name, &missing).await {
+    let placement = view.placement.unwrap_or_default();
+    let outcome = match plan(stream, ctl, key, &name, &missing, view.blocked).await {
         Ok(planned) => {
             let running = match planned.body {
                 None => Running::Disabled,
@@ -390,8 +394,8 @@ async fn converge(stream: &Stream, ctl: &StreamController, key: &Key) -> Result<
                 },
                 ctl,
                 stream,
-                key,
-                &name,
+                (key, &name),
+                (&placement, view.unplaced),
                 planned.body.as_ref().map(|b| Body {
                     body: b,
                     digest: planned.digest,
@@ -409,7 +413,7 @@ async fn converge(stream: &Stream, ctl: &StreamController, key: &Key) -> Result<
     if let Some(defer) = outcome.deferred {
         return Ok(Action::requeue(defer.look_again(ctx.tunables.node_resync)));
     }
-    if let Some(wait) = starting_grace(ctl, key, &outcome) {
+    if let Some(wait) = starting_grace(ctl, key, placement.ingest.as_deref(), &outcome) {
         return Ok(Action::requeue(wait));
     }
     let retry = outcome.retry;
@@ -439,7 +443,12 @@ async fn converge(stream: &Stream, ctl: &StreamController, key: &Key) -> Result<
 /// How long to hold back a `Ready=Starting` status, if at all: a stream the node has not
 /// listed yet is usually running by the node's next list, and writing the transient state
 /// would double the writes of a bulk apply ([`stream_health::starting_hold`]).
-fn starting_grace(ctl: &StreamController, key: &Key, outcome: &Outcome) -> Option<Duration> {
+fn starting_grace(
+    ctl: &StreamController,
+    key: &Key,
+    ingest: Option<&str>,
+    outcome: &Outcome,
+) -> Option<Duration> {
     let starting = outcome
         .conditions
         .iter()
@@ -450,8 +459,8 @@ fn starting_grace(ctl: &StreamController, key: &Key, outcome: &Outcome) -> Optio
         return None;
     }
     let ctx = &ctl.ctx;
-    let (listed_now, node_list_period) = match ctx.fleet.ingest_of(key) {
-        Some(host) => ctx.fleet.list_pace(&host),
+    let (listed_now, node_list_period) = match ingest {
+        Some(host) => ctx.fleet.list_pace(host),
         None => (0, None),
     };
     let (first, lists_then) = match since.get(key) {
@@ -481,6 +490,7 @@ async fn plan(
     key: &Key,
     name: &str,
     missing: &[Reference],
+    blocked_by: Option<Blocked>,
 ) -> Result<Planned, Outcome> {
     let ctx = &ctl.ctx;
     let blocked = |reason: &'static str, message: String, retry: bool| Outcome {
@@ -496,7 +506,7 @@ async fn plan(
         binding: None,
         held: None,
     };
-    if let Some(Blocked::NameConflict(owner)) = ctx.fleet.blocked(key) {
+    if let Some(Blocked::NameConflict(owner)) = blocked_by {
         return Err(blocked(
             "NameConflict",
             format!(
@@ -724,13 +734,12 @@ async fn sync(
     how: Push,
     ctl: &StreamController,
     stream: &Stream,
-    key: &Key,
-    name: &str,
+    (key, name): (&Key, &str),
+    (placement, unplaced): (&Placement, Option<Unplaced>),
     body: Option<Body<'_>>,
 ) -> Outcome {
     let ctx = &ctl.ctx;
-    let placement = ctx.fleet.placement(key).unwrap_or_default();
-    let report = act(ctl, key, &placement, how, name, body).await;
+    let mut report = act(ctl, key, placement, how, name, body).await;
     // Someone changed the node behind Panoptes' back and that change is gone now: whoever
     // made it reads why in the Stream's Events, not only in a counter.
     for host in &report.repaired {
@@ -744,7 +753,6 @@ async fn sync(
         )
         .await;
     }
-    let unplaced = ctx.fleet.unplaced(key);
     let live = placement
         .ingest
         .as_deref()
@@ -755,7 +763,7 @@ async fn sync(
         .unwrap_or_default();
     let verdict = judge(
         &report,
-        &placement,
+        placement,
         unplaced.as_ref(),
         live.as_ref(),
         running,
@@ -763,7 +771,7 @@ async fn sync(
     );
     Outcome {
         conditions: verdict.conditions.into(),
-        synced_nodes: report.synced.iter().map(|h| Text::new(h)).collect(),
+        synced_nodes: std::mem::take(&mut report.synced),
         alive: verdict.alive,
         retry: !report.failed.is_empty(),
         deferred: report.deferred.then_some(Defer::Node),
@@ -1226,7 +1234,11 @@ async fn write_status(ctl: &StreamController, stream: &Stream, name: &str, outco
     let same_fields = old.watcher_name.as_deref() == Some(name)
         && old.layout == layout
         && old.alive == outcome.alive
-        && old.synced_nodes == outcome.synced_nodes
+        && old
+            .synced_nodes
+            .iter()
+            .map(Text::as_str)
+            .eq(outcome.synced_nodes.iter().map(String::as_str))
         && outcome
             .binding
             .as_ref()
@@ -1259,7 +1271,7 @@ async fn write_status(ctl: &StreamController, stream: &Stream, name: &str, outco
         layout,
         layout_history,
         alive: outcome.alive,
-        synced_nodes: outcome.synced_nodes,
+        synced_nodes: outcome.synced_nodes.iter().map(|h| Text::new(h)).collect(),
         credential_binding: outcome
             .binding
             .map(|b| b.map(Box::new))
