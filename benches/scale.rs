@@ -649,6 +649,7 @@ async fn repush(
         None
     };
     let raw_before = scale::raw_accept_rate(fleet, names.len()).await;
+    let raw_apart = scale::raw_accept_rate_apart(fleet, names.len()).await;
     for node in fleet.sim.nodes() {
         for name in node.stream_names() {
             node.drift_delete_stream(&name);
@@ -763,17 +764,26 @@ async fn repush(
         let rate = names.len() as f64 / pushing.as_secs_f64();
         report.add(
             format!(
-                "Panoptes push rate (first → last stream on a node) ÷ raw rate taken just before the restart, {label}"
+                "Panoptes push rate (first → last stream on a node) ÷ raw rate taken just before the restart from a client process of its own, {label}"
             ),
             format!(
-                "{rate:.0} streams/s in {:.2} s = {:.2}× of {:.0} PUT/s ({:.2}× of the {:.0} PUT/s at the start of the run)",
+                "{rate:.0} streams/s in {:.2} s = {:.2}× of {:.0} PUT/s",
                 pushing.as_secs_f64(),
+                rate / raw_apart.per_second(),
+                raw_apart.per_second(),
+            ),
+            target(names.len(), "≥ 0.8×", "≥ 0.8×"),
+        );
+        report.add(
+            "… ÷ raw rate from a client inside the simulated nodes' process (the yardstick until session 13), just before the restart / at the start of the run",
+            format!(
+                "{:.2}× of {:.0} PUT/s / {:.2}× of {:.0} PUT/s",
                 rate / raw_before.per_second(),
                 raw_before.per_second(),
                 rate / raw.per_second(),
                 raw.per_second(),
             ),
-            target(names.len(), "≥ 0.8×", "≥ 0.8×"),
+            "",
         );
         if let Some(waited) = check_wait {
             report.add(
@@ -1250,6 +1260,8 @@ fn machine() -> String {
 }
 
 fn main() {
+    // This binary is also the raw client of `scale::raw_accept_rate_apart`.
+    scale::raw_client_if_asked();
     // `cargo bench` passes `--bench`. `cargo test --all-targets` (make test) runs bench targets
     // too, without it: the full run takes many minutes, so that run only says where it is;
     // tests/bench_smoke.rs covers the harness in `make test`.

@@ -146,16 +146,7 @@ impl Fleet {
     /// A plain client of node `i`, configured like the operator's (same in-flight limit).
     pub fn node_client(&self, i: usize) -> NodeClient {
         let n = self.sim.node(i);
-        NodeClient::new(
-            NodeClientConfig::new(
-                n.hostname(),
-                n.base_url(),
-                Credentials::basic(NODE_LOGIN.0, NODE_LOGIN.1),
-            )
-            .allow_insecure(true),
-            NodeMetrics::new(),
-        )
-        .expect("node client")
+        plain_client(n.hostname(), &n.base_url())
     }
 
     /// Stream names each node that is up holds, by node index.
@@ -519,8 +510,26 @@ pub async fn raw_accept_rate(fleet: &Fleet, count: usize) -> Rate {
 }
 
 async fn raw_accept_take(fleet: &Fleet, count: usize) -> Rate {
-    let nodes = fleet.sim.nodes().len();
-    let clients: Vec<NodeClient> = (0..nodes).map(|i| fleet.node_client(i)).collect();
+    let nodes: Vec<(String, String)> = fleet
+        .sim
+        .nodes()
+        .iter()
+        .map(|n| (n.hostname().to_string(), n.base_url()))
+        .collect();
+    let (took, failures) = raw_push(&nodes, count).await;
+    assert_eq!(failures, 0, "raw pushes failed");
+    remove_raw(fleet);
+    Rate { count, took }
+}
+
+/// Streams `raw-00000`… pushed round-robin to `nodes` (hostname, base URL) with the operator's
+/// budget, timed from the first PUT to the last answer (clients and bodies are made before).
+/// Returns the time and the failed PUTs.
+async fn raw_push(nodes: &[(String, String)], count: usize) -> (Duration, usize) {
+    let clients: Vec<NodeClient> = nodes
+        .iter()
+        .map(|(host, url)| plain_client(host, url))
+        .collect();
     let bodies: Vec<(usize, _)> = (0..count)
         .map(|i| {
             let name = format!("raw-{i:05}");
@@ -528,7 +537,7 @@ async fn raw_accept_take(fleet: &Fleet, count: usize) -> Rate {
                 "inputs": [{ "url": format!("fake://{name}") }],
             }))
             .expect("a stream config");
-            (i % nodes, node_stream_body(&name, &spec))
+            (i % clients.len(), node_stream_body(&name, &spec))
         })
         .collect();
     let clients = Arc::new(clients);
@@ -541,17 +550,113 @@ async fn raw_accept_take(fleet: &Fleet, count: usize) -> Rate {
         .buffer_unordered(PUSH_CONCURRENCY)
         .fold(0, |a, b| async move { a + b })
         .await;
-    let took = started.elapsed();
-    assert_eq!(failures, 0, "raw pushes failed");
-    for (i, node) in fleet.sim.nodes().iter().enumerate() {
+    (started.elapsed(), failures)
+}
+
+/// A node client configured like the operator's (same in-flight limit).
+fn plain_client(hostname: &str, base_url: &str) -> NodeClient {
+    NodeClient::new(
+        NodeClientConfig::new(
+            hostname,
+            base_url,
+            Credentials::basic(NODE_LOGIN.0, NODE_LOGIN.1),
+        )
+        .allow_insecure(true),
+        NodeMetrics::new(),
+    )
+    .expect("node client")
+}
+
+/// Removes what [`raw_push`] left on the nodes.
+fn remove_raw(fleet: &Fleet) {
+    for node in fleet.sim.nodes() {
         for name in node.stream_names() {
             if name.starts_with("raw-") {
                 node.drift_delete_stream(&name);
             }
         }
-        let _ = i;
     }
-    Rate { count, took }
+}
+
+/// Set in the environment of a scale binary started as [`raw_accept_rate_apart`]'s client.
+pub const RAW_CLIENT_ENV: &str = "PANOPTES_SCALE_RAW_CLIENT";
+
+/// What [`raw_accept_rate_apart`] hands its client on stdin.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct RawJob {
+    /// (hostname, base URL) of each node.
+    nodes: Vec<(String, String)>,
+    count: usize,
+}
+
+/// The raw rate as [`raw_accept_rate`] takes it, but from a client in a process of its own, as
+/// the operator is. In-process, a PUT and its answer never leave the one tokio runtime that
+/// also serves the simulated nodes (no process wakeup either way, the same threads' caches);
+/// the operator's every PUT crosses to another process and back. The binary itself is the
+/// client: it runs [`raw_client_if_asked`] first thing in `main`.
+pub async fn raw_accept_rate_apart(fleet: &Fleet, count: usize) -> Rate {
+    let job = serde_json::to_vec(&RawJob {
+        nodes: fleet
+            .sim
+            .nodes()
+            .iter()
+            .map(|n| (n.hostname().to_string(), n.base_url()))
+            .collect(),
+        count,
+    })
+    .expect("a raw job");
+    let mut takes = Vec::with_capacity(RAW_TAKES);
+    for _ in 0..RAW_TAKES {
+        let job = job.clone();
+        // std's process API on a blocking thread: the crate's tokio has no `process` feature.
+        let out = tokio::task::spawn_blocking(move || {
+            use std::io::Write;
+            let mut child = std::process::Command::new(std::env::current_exe()?)
+                .env(RAW_CLIENT_ENV, "1")
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()?;
+            child.stdin.take().expect("stdin").write_all(&job)?;
+            child.wait_with_output()
+        })
+        .await
+        .expect("the raw client's thread")
+        .expect("the raw client");
+        assert!(
+            out.status.success(),
+            "the raw client failed: {:?}",
+            out.status
+        );
+        let answer: Value = serde_json::from_slice(&out.stdout).expect("the raw client's JSON");
+        assert_eq!(answer["failures"], 0, "raw pushes failed");
+        remove_raw(fleet);
+        takes.push(Rate {
+            count,
+            took: Duration::from_nanos(answer["took_ns"].as_u64().expect("took_ns")),
+        });
+    }
+    takes.sort_by_key(|r| r.took);
+    takes.swap_remove(RAW_TAKES / 2)
+}
+
+/// When this process was started as [`raw_accept_rate_apart`]'s client: reads the job from
+/// stdin, pushes, prints `{"took_ns", "failures"}` and exits. Otherwise returns at once.
+pub fn raw_client_if_asked() {
+    if std::env::var_os(RAW_CLIENT_ENV).is_none() {
+        return;
+    }
+    let job: RawJob = serde_json::from_reader(std::io::stdin()).expect("a raw job on stdin");
+    // As the operator's: a multi-threaded runtime with a worker per core.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let (took, failures) = runtime.block_on(raw_push(&job.nodes, job.count));
+    println!(
+        "{}",
+        json!({ "took_ns": took.as_nanos() as u64, "failures": failures })
+    );
+    std::process::exit(0);
 }
 
 /// Waits until kube-apiserver's watch-cache consistency check of `group/resource` has passed
