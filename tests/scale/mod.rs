@@ -501,25 +501,31 @@ const RAW_TAKES: usize = 3;
 /// the same node client, the same call and the same bodies: the median of [`RAW_TAKES`]
 /// takes. The streams are removed again after each.
 pub async fn raw_accept_rate(fleet: &Fleet, count: usize) -> Rate {
+    let nodes = node_addresses(fleet);
     let mut takes = Vec::with_capacity(RAW_TAKES);
     for _ in 0..RAW_TAKES {
-        takes.push(raw_accept_take(fleet, count).await);
+        let (took, failures) = raw_push(&nodes, count).await;
+        assert_eq!(failures, 0, "raw pushes failed");
+        remove_raw(fleet);
+        takes.push(Rate { count, took });
     }
+    median(takes)
+}
+
+/// The median of [`RAW_TAKES`] takes.
+fn median(mut takes: Vec<Rate>) -> Rate {
     takes.sort_by_key(|r| r.took);
     takes.swap_remove(RAW_TAKES / 2)
 }
 
-async fn raw_accept_take(fleet: &Fleet, count: usize) -> Rate {
-    let nodes: Vec<(String, String)> = fleet
+/// (hostname, base URL) of each simulated node.
+fn node_addresses(fleet: &Fleet) -> Vec<(String, String)> {
+    fleet
         .sim
         .nodes()
         .iter()
         .map(|n| (n.hostname().to_string(), n.base_url()))
-        .collect();
-    let (took, failures) = raw_push(&nodes, count).await;
-    assert_eq!(failures, 0, "raw pushes failed");
-    remove_raw(fleet);
-    Rate { count, took }
+        .collect()
 }
 
 /// Streams `raw-00000`… pushed round-robin to `nodes` (hostname, base URL) with the operator's
@@ -596,12 +602,7 @@ struct RawJob {
 /// client: it runs [`raw_client_if_asked`] first thing in `main`.
 pub async fn raw_accept_rate_apart(fleet: &Fleet, count: usize) -> Rate {
     let job = serde_json::to_vec(&RawJob {
-        nodes: fleet
-            .sim
-            .nodes()
-            .iter()
-            .map(|n| (n.hostname().to_string(), n.base_url()))
-            .collect(),
+        nodes: node_addresses(fleet),
         count,
     })
     .expect("a raw job");
@@ -635,8 +636,7 @@ pub async fn raw_accept_rate_apart(fleet: &Fleet, count: usize) -> Rate {
             took: Duration::from_nanos(answer["took_ns"].as_u64().expect("took_ns")),
         });
     }
-    takes.sort_by_key(|r| r.took);
-    takes.swap_remove(RAW_TAKES / 2)
+    median(takes)
 }
 
 /// When this process was started as [`raw_accept_rate_apart`]'s client: reads the job from
