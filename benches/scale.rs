@@ -28,12 +28,12 @@ mod scale;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use scale::operator::{OperatorProcess, cpu_split_named, mib};
+use scale::operator::{HeapCount, OperatorProcess, cpu_split_named, mib};
 use scale::{CameraSecrets, Fleet, Rate};
 
 /// Holder names of the two replicas on the leader Lease.
@@ -198,7 +198,7 @@ fn out_dir() -> PathBuf {
     dir
 }
 
-fn operator(fleet: &Fleet, shard: Option<&str>, log: &str) -> OperatorProcess {
+fn operator(fleet: &Fleet, shard: Option<&str>, log: &str, heap: HeapCount) -> OperatorProcess {
     OperatorProcess::start(
         PathBuf::from(env!("CARGO_BIN_EXE_panoptes")).as_path(),
         &support::control_plane().kubeconfig,
@@ -206,11 +206,12 @@ fn operator(fleet: &Fleet, shard: Option<&str>, log: &str) -> OperatorProcess {
         shard,
         &[],
         out_dir().join(log),
+        heap,
     )
 }
 
 /// One of two replicas as the chart runs them (leader election on), named `identity`.
-fn replica(fleet: &Fleet, identity: &str, log: &str) -> OperatorProcess {
+fn replica(fleet: &Fleet, identity: &str, log: &str, heap: HeapCount) -> OperatorProcess {
     OperatorProcess::start_replica(
         PathBuf::from(env!("CARGO_BIN_EXE_panoptes")).as_path(),
         &support::control_plane().kubeconfig,
@@ -218,18 +219,27 @@ fn replica(fleet: &Fleet, identity: &str, log: &str) -> OperatorProcess {
         identity,
         &[],
         out_dir().join(log),
+        heap,
     )
 }
 
 /// The operator that reconciles: the leading replica with a standby, else the operator alone.
-/// Ready and, as a replica, holding the Lease when this returns.
-async fn leader(fleet: &Fleet, setup: Setup, log: &str, ready: Duration) -> OperatorProcess {
+/// Ready and, as a replica, holding the Lease when this returns. Only the first leader of an
+/// arm counts its heap (`PANOPTES_HEAP_COUNT=1`): its heap figure is the one read, and a
+/// later leader's push or facade figures are taken without the counter's cost.
+async fn leader(
+    fleet: &Fleet,
+    setup: Setup,
+    log: &str,
+    ready: Duration,
+    heap: HeapCount,
+) -> OperatorProcess {
     if !setup.standby {
-        let mut op = operator(fleet, None, log);
+        let mut op = operator(fleet, None, log, heap);
         op.wait_ready(ready).await;
         return op;
     }
-    let mut op = replica(fleet, LEADER, log);
+    let mut op = replica(fleet, LEADER, log, heap);
     op.wait_ready(ready).await;
     scale::wait_leader(fleet, LEADER, ready).await;
     op
@@ -237,7 +247,7 @@ async fn leader(fleet: &Fleet, setup: Setup, log: &str, ready: Duration) -> Oper
 
 /// Starts the standby replica (once the leader leads) and waits until its caches synced.
 async fn standby(fleet: &Fleet, log: &str, ready: Duration) -> OperatorProcess {
-    let mut op = replica(fleet, STANDBY, log);
+    let mut op = replica(fleet, STANDBY, log, HeapCount::Off);
     op.wait_ready(ready).await;
     op
 }
@@ -262,6 +272,7 @@ async fn convergence(
         setup,
         &format!("operator-{streams}.log"),
         Duration::from_secs(60),
+        HeapCount::Inherit,
     )
     .await;
     let standby = if setup.standby {
@@ -285,7 +296,9 @@ async fn convergence(
     let writes_before = scale::apiserver_writes(&fleet.ns.client).await;
     let started = Instant::now();
     let created = scale::create_streams_with(&fleet, &names, 1, setup.secrets).await;
-    let converged = scale::wait_held(&fleet, &want, started, patience(streams)).await;
+    // The patience counts from the last create: with a Secret per camera (three writes
+    // each) the creates alone outlast it at 100,000 (1,570 s, against 1,200 s of patience).
+    let converged = scale::wait_held(&fleet, &want, started, created + patience(streams)).await;
     let cpu_after = cpu_split_named(&pids);
     let operator_cpu = cpu_of(&cpu_before, &cpu_after, "panoptes");
     let cpu = scale::operator::cpu_delta(&cpu_before, &cpu_after);
@@ -305,7 +318,7 @@ async fn convergence(
                 p.per_second()
             ),
             None => format!(
-                "did not converge in {:.0} s",
+                "did not converge within {:.0} s of the last create",
                 patience(streams).as_secs_f64()
             ),
         },
@@ -661,6 +674,9 @@ async fn repush(
     let lists = || scale::apiserver_lists(&fleet.ns.client, "panoptes.dev", "streams");
     let lists_before = lists().await;
     let requests_before = scale::apiserver_requests(&fleet.ns.client).await;
+    for node in fleet.sim.nodes() {
+        node.reset_counters();
+    }
     let started = Instant::now();
     // A replica restarted under the holder's name takes its Lease back at once.
     let op = leader(
@@ -668,6 +684,7 @@ async fn repush(
         setup,
         "operator-restart.log",
         patience(names.len()) / 5,
+        HeapCount::Off,
     )
     .await;
     let perf = perf_record(&op, "restart", "perf-restart.data");
@@ -686,6 +703,22 @@ async fn repush(
     perf_stop(perf);
     profile_wait(profile);
     let listed = lists().await - lists_before;
+    // What the nodes served meanwhile: every request of the operator, by route (a stream
+    // list of a node holding its share costs the node and the operator as much as a push of
+    // each stream it lists).
+    let mut routes: BTreeMap<String, u64> = BTreeMap::new();
+    for node in fleet.sim.nodes() {
+        for (route, n) in node.counters().by_route {
+            *routes.entry(route).or_default() += n;
+        }
+    }
+    let mut routes: Vec<(String, u64)> = routes.into_iter().collect();
+    routes.sort_by_key(|r| std::cmp::Reverse(r.1));
+    let routes = routes
+        .iter()
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ");
     // What the API server served meanwhile (its CPU in this window was as large as the
     // operator's at 100k): the most frequent requests.
     let mut served: Vec<(String, u64)> = scale::delta(
@@ -740,6 +773,11 @@ async fn repush(
             work.pushes / names.len() as f64,
             work.streamer_reconciles / fleet.sim.nodes().len().max(1) as f64
         ),
+        "",
+    );
+    report.add(
+        "Node API requests from start to all on nodes, by route (every node)",
+        routes,
         "",
     );
     report.add(
@@ -997,6 +1035,7 @@ async fn shards(report: &mut Report, streams: usize, nodes: usize, count: usize,
             &fleet,
             shard.as_deref(),
             &format!("operator-shard-{s}-of-{count}.log"),
+            HeapCount::Off,
         );
         op.wait_ready(Duration::from_secs(60)).await;
         ops.push(op);

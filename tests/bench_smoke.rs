@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use scale::operator::OperatorProcess;
+use scale::operator::{HeapCount, OperatorProcess};
 use scale::{CameraSecrets, Fleet};
 
 const FAST: &[&str] = &["--node-resync-seconds", "1"];
@@ -23,6 +23,7 @@ fn operator(fleet: &Fleet, shard: Option<&str>, log: &str) -> OperatorProcess {
         shard,
         FAST,
         std::env::temp_dir().join(format!("{}-{log}", fleet.ns.name)),
+        HeapCount::Inherit,
     )
 }
 
@@ -34,6 +35,7 @@ fn replica(fleet: &Fleet, identity: &str) -> OperatorProcess {
         identity,
         FAST,
         std::env::temp_dir().join(format!("{}-{identity}.log", fleet.ns.name)),
+        HeapCount::Inherit,
     )
 }
 

@@ -552,7 +552,7 @@ async fn client_for(
                     return (Err(Refused::invalid(format!("{e}; fix {field}"))), prior);
                 }
             };
-            let creds = match Credentials::from_secret_data(&entry.data, scheme) {
+            let creds = match Credentials::from_secret_data(|k| entry.value(k), scheme) {
                 Ok(c) => c,
                 Err(e) => {
                     return (

@@ -376,7 +376,7 @@ async fn read_secret(
     ns: &str,
     name: &str,
     action: &'static str,
-) -> Result<Option<SecretEntry>, Error> {
+) -> Result<Option<Arc<SecretEntry>>, Error> {
     ctx.secrets
         .entry_opt(ns, name)
         .await

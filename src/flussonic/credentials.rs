@@ -1,7 +1,6 @@
 //! Credentials for a node's API, built from values the caller read from the Streamer's Secret.
 //! `Debug` never prints a secret.
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 use base64::Engine;
@@ -116,14 +115,15 @@ impl Credentials {
 
     /// Builds credentials from a Secret's data (keys `login` + `password`, `token`,
     /// `clusterKey`). Without a scheme, the first the Secret supports wins, in that order.
-    pub fn from_secret_data(
-        data: &BTreeMap<String, Vec<u8>>,
+    /// `value` looks a key up in the Secret's data.
+    pub fn from_secret_data<'d>(
+        value: impl Fn(&str) -> Option<&'d [u8]>,
         scheme: Option<AuthScheme>,
     ) -> Result<Self, CredentialsError> {
         let get = |key: &'static str| -> Result<Option<String>, CredentialsError> {
-            match data.get(key) {
+            match value(key) {
                 None => Ok(None),
-                Some(v) => String::from_utf8(v.clone())
+                Some(v) => String::from_utf8(v.to_vec())
                     .map(|s| {
                         Some(s.trim_end_matches(['\n', '\r']).to_string()).filter(|s| !s.is_empty())
                     })
@@ -228,29 +228,39 @@ mod tests {
 
     #[test]
     fn from_secret() {
-        let mut d = BTreeMap::new();
+        let mut d = std::collections::BTreeMap::new();
         d.insert("clusterKey".to_string(), b"ck\n".to_vec());
         assert_eq!(
-            Credentials::from_secret_data(&d, None).unwrap(),
+            Credentials::from_secret_data(|k| d.get(k).map(Vec::as_slice), None).unwrap(),
             Credentials::cluster("ck")
         );
         d.insert("login".to_string(), b"l".to_vec());
         d.insert("password".to_string(), b"p".to_vec());
         assert_eq!(
-            Credentials::from_secret_data(&d, None).unwrap(),
+            Credentials::from_secret_data(|k| d.get(k).map(Vec::as_slice), None).unwrap(),
             Credentials::basic("l", "p")
         );
         assert_eq!(
-            Credentials::from_secret_data(&d, Some(AuthScheme::Cluster)).unwrap(),
+            Credentials::from_secret_data(
+                |k| d.get(k).map(Vec::as_slice),
+                Some(AuthScheme::Cluster)
+            )
+            .unwrap(),
             Credentials::cluster("ck")
         );
         assert!(matches!(
-            Credentials::from_secret_data(&d, Some(AuthScheme::Bearer)),
+            Credentials::from_secret_data(
+                |k| d.get(k).map(Vec::as_slice),
+                Some(AuthScheme::Bearer)
+            ),
             Err(CredentialsError::Missing { .. })
         ));
         d.insert("token".to_string(), vec![0xff]);
         assert_eq!(
-            Credentials::from_secret_data(&d, Some(AuthScheme::Bearer)),
+            Credentials::from_secret_data(
+                |k| d.get(k).map(Vec::as_slice),
+                Some(AuthScheme::Bearer)
+            ),
             Err(CredentialsError::NotUtf8("token"))
         );
     }

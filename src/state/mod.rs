@@ -431,6 +431,7 @@ pub fn start_sharded(
     let stores = Stores {
         streamers: reflect(
             watcher::watcher(scope.api(api()), shard.watch_config()),
+            strip,
             &c.streamers,
             &[],
             &t.streamers,
@@ -439,6 +440,7 @@ pub fn start_sharded(
         ),
         streams: reflect(
             watcher::watcher(scope.api(api()), shard.watch_config()),
+            strip,
             &c.streams,
             &[&c.stream_journal, &c.layout_journal],
             &t.streams,
@@ -447,6 +449,7 @@ pub fn start_sharded(
         ),
         presets: reflect(
             watcher::watcher(scope.api(api()), all()),
+            strip,
             &c.presets,
             &[],
             &t.presets,
@@ -455,6 +458,7 @@ pub fn start_sharded(
         ),
         organizations: reflect(
             watcher::watcher(scope.api(api()), all()),
+            strip,
             &c.organizations,
             &[],
             &t.organizations,
@@ -463,6 +467,7 @@ pub fn start_sharded(
         ),
         users: reflect(
             watcher::watcher(scope.api(api()), all()),
+            strip,
             &c.users,
             &[],
             &t.users,
@@ -471,6 +476,7 @@ pub fn start_sharded(
         ),
         zones: reflect(
             watcher::watcher(scope.api(api()), all()),
+            strip,
             &c.zones,
             &[],
             &t.zones,
@@ -481,6 +487,7 @@ pub fn start_sharded(
         // never crosses the wire, not only never stays in memory.
         secrets: reflect(
             watcher::watcher(scope.api::<PartialObjectMeta<Secret>>(api()), all()),
+            strip_secret_meta,
             &Changes::default(),
             &[],
             &t.secrets,
@@ -529,9 +536,37 @@ pub(crate) fn strip<K: Resource>(obj: &mut K) {
     }
 }
 
-/// Runs one watch into a new store, and passes every event the store applied on to `tap`.
+/// What the metadata watch of Secrets keeps of each: its name, namespace, uid and
+/// resourceVersion (whether a cached read is current, [`Secrets`]) and the owner references
+/// of this API group (the User controller maps a hash Secret to its User by them). Labels and
+/// annotations go: with a Secret per camera they were ~1 KiB of every camera's memory in each
+/// replica (two small maps), and a namespace's Helm release Secrets carry several labels each.
+/// The credentials sweep lists Secrets from the API server, not from this store.
+pub(crate) fn strip_secret_meta(obj: &mut PartialObjectMeta<Secret>) {
+    strip(obj);
+    let meta = &mut obj.metadata;
+    meta.labels = None;
+    meta.annotations = None;
+    meta.generate_name = None;
+    meta.creation_timestamp = None;
+    meta.finalizers = None;
+    if let Some(owners) = meta.owner_references.as_mut() {
+        owners.retain(|o| {
+            o.api_version
+                .strip_prefix(crate::resources::common::GROUP)
+                .is_some_and(|rest| rest.starts_with('/'))
+        });
+        if owners.is_empty() {
+            meta.owner_references = None;
+        }
+    }
+}
+
+/// Runs one watch into a new store (each object trimmed by `trim` first), and passes every
+/// event the store applied on to `tap`.
 fn reflect<K>(
     events: impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+    trim: fn(&mut K),
     changes: &Changes,
     journals: &[&Journal],
     tap: &Tap<K>,
@@ -545,7 +580,7 @@ where
     let (reader, writer): (Store<K>, Writer<K>) = reflector::store();
     let stream = events
         .default_backoff()
-        .modify(strip)
+        .modify(trim)
         .reflect(writer)
         // Every event, deletes and relists included, after the store applied it.
         .inspect({
@@ -625,6 +660,57 @@ mod tests {
         s.metadata.annotations = Some([(LAST_APPLIED.to_string(), String::new())].into());
         strip(&mut s);
         assert_eq!(s.metadata.annotations, None, "no empty map left behind");
+    }
+
+    #[test]
+    fn stored_secret_metadata_keeps_what_its_readers_read() {
+        let mut m: PartialObjectMeta<Secret> = serde_json::from_value(serde_json::json!({
+            "apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+            "metadata": {
+                "name": "cam-x7k2p", "namespace": "ns", "generateName": "cam-",
+                "uid": "u-1", "resourceVersion": "42",
+                "creationTimestamp": "2026-12-07T10:00:00Z",
+                "labels": { "app.kubernetes.io/managed-by": "panoptes" },
+                "annotations": { "panoptes.dev/destination": "rtsp://cam:554" },
+                "finalizers": ["example.com/keep"],
+                "ownerReferences": [
+                    { "apiVersion": "panoptes.dev/v1alpha1", "kind": "User", "name": "ann", "uid": "u-2" },
+                    { "apiVersion": "panoptes.devices/v1", "kind": "User", "name": "x", "uid": "u-3" },
+                    { "apiVersion": "helm.sh/v1", "kind": "Release", "name": "r", "uid": "u-4" },
+                ],
+                "managedFields": [{ "manager": "kubectl" }],
+            },
+        }))
+        .unwrap();
+        strip_secret_meta(&mut m);
+        let meta = &m.metadata;
+        assert_eq!(m.name_any(), "cam-x7k2p");
+        assert_eq!(meta.namespace.as_deref(), Some("ns"));
+        assert_eq!(meta.uid.as_deref(), Some("u-1"));
+        assert_eq!(meta.resource_version.as_deref(), Some("42"));
+        let owners: Vec<&str> = m
+            .owner_references()
+            .iter()
+            .map(|o| o.name.as_str())
+            .collect();
+        assert_eq!(owners, ["ann"], "only this API group's owners");
+        assert_eq!(
+            (
+                &meta.labels,
+                &meta.annotations,
+                &meta.generate_name,
+                &meta.creation_timestamp,
+                &meta.finalizers,
+                &meta.managed_fields,
+            ),
+            (&None, &None, &None, &None, &None, &None)
+        );
+        m.metadata.owner_references = Some(vec![Default::default()]);
+        strip_secret_meta(&mut m);
+        assert_eq!(
+            m.metadata.owner_references, None,
+            "no empty list left behind"
+        );
     }
 
     fn stream(name: &str) -> Stream {

@@ -6,8 +6,8 @@
 //! values. Values are held only in memory and handed to the node client or the hasher; they
 //! are never logged.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Mutex;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
@@ -21,9 +21,42 @@ use kube::{Api, Client, ResourceExt};
 /// does), so a page is bounded at ~100 MiB rather than kube's watcher's 500.
 const WARM_PAGE: u32 = 100;
 
-type Data = BTreeMap<String, Vec<u8>>;
-/// A read (`None`: the Secret did not exist).
-type Cached = Option<SecretEntry>;
+/// A read (`None`: the Secret did not exist), shared: a camera's reconcile takes it without
+/// copying the values.
+type Cached = Option<Arc<SecretEntry>>;
+
+/// A small string map as a sorted boxed slice: a Secret holds a few keys, and a `BTreeMap`
+/// allocates a node for eleven (~0.5 KiB) however few it holds, once per cached Secret (with a
+/// Secret per camera, ~50 MiB at 100,000 cameras for each of the two maps below).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SmallMap<V>(Box<[(String, V)]>);
+
+impl<V> SmallMap<V> {
+    /// The value of `key`.
+    pub fn get(&self, key: &str) -> Option<&V> {
+        self.0
+            .binary_search_by(|(k, _)| k.as_str().cmp(key))
+            .ok()
+            .map(|i| &self.0[i].1)
+    }
+
+    /// The keys, sorted.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|(k, _)| k.as_str())
+    }
+}
+
+impl<V> FromIterator<(String, V)> for SmallMap<V> {
+    fn from_iter<I: IntoIterator<Item = (String, V)>>(iter: I) -> Self {
+        let mut pairs: Vec<(String, V)> = iter.into_iter().collect();
+        pairs.sort_by(|a, b| a.0.cmp(&b.0));
+        pairs.dedup_by(|a, b| a.0 == b.0);
+        Self(pairs.into_boxed_slice())
+    }
+}
+
+/// A Secret's values by key.
+pub type Data = SmallMap<Vec<u8>>;
 
 /// A Secret's data with what identifies the version of it (for destination binding).
 #[derive(Clone, Default)]
@@ -36,7 +69,7 @@ pub struct SecretEntry {
     pub resource_version: String,
     /// The `panoptes.dev/` annotations (the others, `kubectl.kubernetes.io/last-applied-
     /// configuration` above all, may repeat the values and are not kept).
-    pub annotations: BTreeMap<String, String>,
+    annotations: SmallMap<String>,
     /// `metadata.ownerReferences` (whose hash a hash Secret holds).
     pub owners: Vec<OwnerReference>,
 }
@@ -80,6 +113,11 @@ impl SecretEntry {
                 secret: name.to_string(),
                 key: key.to_string(),
             })
+    }
+
+    /// The value of `key`, for [`crate::flussonic::Credentials::from_secret_data`].
+    pub fn value(&self, key: &str) -> Option<&[u8]> {
+        self.data.get(key).map(Vec::as_slice)
     }
 }
 
@@ -152,13 +190,8 @@ impl Secrets {
         }
     }
 
-    /// All data of `ns/name`.
-    pub async fn data(&self, ns: &str, name: &str) -> Result<Data, SecretError> {
-        self.entry(ns, name).await.map(|e| e.data)
-    }
-
     /// Data and version identity of `ns/name`.
-    pub async fn entry(&self, ns: &str, name: &str) -> Result<SecretEntry, SecretError> {
+    pub async fn entry(&self, ns: &str, name: &str) -> Result<Arc<SecretEntry>, SecretError> {
         self.entry_opt(ns, name)
             .await
             .map_err(|e| SecretError::Api {
@@ -174,7 +207,7 @@ impl Secrets {
         &self,
         ns: &str,
         name: &str,
-    ) -> Result<Option<SecretEntry>, kube::Error> {
+    ) -> Result<Option<Arc<SecretEntry>>, kube::Error> {
         let k = (ns.to_string(), name.to_string());
         let watched = self
             .watched
@@ -191,7 +224,7 @@ impl Secrets {
         let got = Api::<Secret>::namespaced(self.client.clone(), ns)
             .get_opt(name)
             .await?
-            .map(SecretEntry::from);
+            .map(|s| Arc::new(SecretEntry::from(s)));
         if let Ok(mut c) = self.cache.lock() {
             c.insert(k, got.clone());
         }
@@ -214,7 +247,10 @@ impl Secrets {
                 .items
                 .into_iter()
                 .filter(|s| names.contains(s.name_any().as_str()))
-                .map(|s| ((ns.to_string(), s.name_any()), Some(SecretEntry::from(s))))
+                .map(|s| {
+                    let k = (ns.to_string(), s.name_any());
+                    (k, Some(Arc::new(SecretEntry::from(s))))
+                })
                 .collect();
             kept += entries.len();
             if let Ok(mut c) = self.cache.lock() {
@@ -232,7 +268,7 @@ impl Secrets {
     pub fn remember(&self, secret: Secret) {
         let k = (secret.namespace().unwrap_or_default(), secret.name_any());
         if let Ok(mut c) = self.cache.lock() {
-            c.insert(k, Some(secret.into()));
+            c.insert(k, Some(Arc::new(secret.into())));
         }
     }
 
@@ -263,10 +299,29 @@ mod tests {
     use super::*;
 
     fn read(rv: &str) -> Cached {
-        Some(SecretEntry {
+        Some(Arc::new(SecretEntry {
             resource_version: rv.into(),
             ..Default::default()
-        })
+        }))
+    }
+
+    #[test]
+    fn a_small_map_answers_like_a_sorted_map() {
+        let m: SmallMap<u8> = [("b", 2), ("a", 1), ("c", 3), ("a", 9)]
+            .map(|(k, v)| (k.to_string(), v))
+            .into_iter()
+            .collect();
+        assert_eq!(m.keys().collect::<Vec<_>>(), ["a", "b", "c"]);
+        assert_eq!(
+            m.get("a"),
+            Some(&1),
+            "the first of a repeated key, as a Secret has none"
+        );
+        assert_eq!(
+            (m.get("b"), m.get("c"), m.get("d")),
+            (Some(&2), Some(&3), None)
+        );
+        assert_eq!(SmallMap::<u8>::default().get("a"), None);
     }
 
     #[test]

@@ -5,6 +5,21 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The operator's opt-in heap counter (see `panoptes::heap`).
+const HEAP_COUNT_ENV: &str = "PANOPTES_HEAP_COUNT";
+
+/// Whether a started operator counts its heap, when this process's `PANOPTES_HEAP_COUNT=1`
+/// asks for it. The counter adds a contended global atomic to every allocation and free, so
+/// only the process whose heap figure is read should carry it: a push-rate figure taken with
+/// it is not production's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeapCount {
+    /// As this process's environment says.
+    Inherit,
+    /// Never, whatever the environment says.
+    Off,
+}
+
 /// A running `panoptes run`. Killed when dropped.
 pub struct OperatorProcess {
     child: Child,
@@ -24,6 +39,7 @@ fn free_port() -> SocketAddr {
 
 impl OperatorProcess {
     /// Starts `bin run` against `namespace` (leader election off), logging to `log`.
+    /// `heap`: whether it inherits `PANOPTES_HEAP_COUNT` from this process.
     pub fn start(
         bin: &Path,
         kubeconfig: &Path,
@@ -31,8 +47,9 @@ impl OperatorProcess {
         shard: Option<&str>,
         extra: &[&str],
         log: PathBuf,
+        heap: HeapCount,
     ) -> Self {
-        Self::spawn(bin, kubeconfig, namespace, shard, None, extra, log)
+        Self::spawn(bin, kubeconfig, namespace, shard, None, extra, log, heap)
     }
 
     /// Starts `bin run` as one of the chart's replicas: leader election on (the Lease
@@ -46,10 +63,21 @@ impl OperatorProcess {
         identity: &str,
         extra: &[&str],
         log: PathBuf,
+        heap: HeapCount,
     ) -> Self {
-        Self::spawn(bin, kubeconfig, namespace, None, Some(identity), extra, log)
+        Self::spawn(
+            bin,
+            kubeconfig,
+            namespace,
+            None,
+            Some(identity),
+            extra,
+            log,
+            heap,
+        )
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn spawn(
         bin: &Path,
         kubeconfig: &Path,
@@ -58,6 +86,7 @@ impl OperatorProcess {
         replica: Option<&str>,
         extra: &[&str],
         log: PathBuf,
+        heap: HeapCount,
     ) -> Self {
         let probe_addr = free_port();
         let api_addr = free_port();
@@ -92,6 +121,9 @@ impl OperatorProcess {
             .stdin(Stdio::null())
             .stdout(file.try_clone().expect("log handle"))
             .stderr(file);
+        if heap == HeapCount::Off {
+            cmd.env_remove(HEAP_COUNT_ENV);
+        }
         if let Some(s) = shard {
             cmd.arg("--shard").arg(s);
             // The unsharded kinds are reconciled by the first shard only.
