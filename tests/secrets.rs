@@ -252,3 +252,70 @@ async fn no_secret_value_leaks_into_resources_events_or_logs() {
     assert!(stored.contains("$argon2id$"), "argon2id hash stored");
     assert!(!stored.contains(USER_PASSWORD));
 }
+
+/// A started operator reads the Streams' camera Secrets with paged lists before its first
+/// push, not with a GET per camera: the credentials Secrets the facade wrote with their label
+/// selector (large pages), the Secrets made by hand with a list of the namespace's Secrets
+/// (issue 21: at 100,000 cameras the first push waited 23 s for pages of 100).
+#[tokio::test]
+async fn camera_secrets_are_read_with_paged_lists_at_start() {
+    use panoptes::domain::credentials as rules;
+    const EACH: usize = 60;
+    let (ns, sim) = fleet("warm", 2).await;
+    let pp = PostParams::default();
+    for i in 0..EACH {
+        let (facade, own) = (format!("f-{i:02}"), format!("u-{i:02}"));
+        let labelled: Secret = serde_json::from_value(json!({
+            "metadata": {
+                "name": format!("{facade}-creds"),
+                "labels": {
+                    rules::MANAGED_BY_LABEL: rules::MANAGED_BY,
+                    rules::COMPONENT_LABEL: rules::FACADE_CREDENTIALS,
+                },
+            },
+            "stringData": { "username": "admin", "password": CAMERA_PASSWORD },
+        }))
+        .unwrap();
+        ns.api::<Secret>().create(&pp, &labelled).await.unwrap();
+        secret(
+            &ns,
+            &format!("{own}-creds"),
+            &[("username", "admin"), ("password", CAMERA_PASSWORD)],
+        )
+        .await;
+        for (name, field) in [(&facade, "facadeCredentials"), (&own, "credentials")] {
+            support::scenario::stream(
+                &ns,
+                name,
+                json!({ field: { "secretName": format!("{name}-creds") } }),
+            )
+            .await;
+        }
+    }
+    let op = Binary::start(&ns, "info,kube=warn");
+    let line = eventually(Duration::from_secs(60), "the warm-up's log line", || {
+        let out = op.output();
+        async move {
+            out.lines()
+                .find(|l| l.contains("read the Streams' Secrets with paged lists"))
+                .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        }
+    })
+    .await;
+    let fields = &line;
+    assert_eq!(fields["secrets"], 2 * EACH as u64, "{line}");
+    assert_eq!(fields["unread"], 0, "{line}");
+    let lists = fields["lists"].as_str().unwrap_or_default();
+    assert!(
+        lists.contains(&format!("(\"facade-created\", {EACH})")) && lists.contains("(\"all\","),
+        "the labelled list returned the facade's {EACH}, and a list of all Secrets read the rest: {line}"
+    );
+    eventually(Duration::from_secs(60), "every Stream on a node", || {
+        let held: usize = support::scenario::holdings(&sim)
+            .values()
+            .map(|names| names.len())
+            .sum();
+        async move { (held == 2 * EACH).then_some(()) }
+    })
+    .await;
+}

@@ -161,13 +161,7 @@ pub async fn sweep_once(
     scope: &Scope,
     grace: Duration,
 ) -> Result<SweepReport, kube::Error> {
-    let selector = format!(
-        "{}={},{}={}",
-        credentials::MANAGED_BY_LABEL,
-        credentials::MANAGED_BY,
-        credentials::COMPONENT_LABEL,
-        credentials::FACADE_CREDENTIALS
-    );
+    let selector = credentials::facade_created_selector();
     let list = scope
         .api::<Secret>(client.clone())
         .list_metadata(&ListParams::default().labels(&selector))

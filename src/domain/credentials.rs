@@ -73,6 +73,11 @@ impl OwnerKind {
     }
 }
 
+/// The label selector of the credentials Secrets the facade created.
+pub fn facade_created_selector() -> String {
+    format!("{MANAGED_BY_LABEL}={MANAGED_BY},{COMPONENT_LABEL}={FACADE_CREDENTIALS}")
+}
+
 /// Whether the facade created `secret` (so it may replace or delete it).
 pub fn is_facade_created(secret: &Secret) -> bool {
     let labels = secret.labels();

@@ -208,8 +208,10 @@ async fn first_layout(ctx: &Context, shutdown: impl Future<Output = ()>) -> bool
     }
 }
 
-/// Reads the Secrets the Streams reference with one paged list per namespace where that is
-/// cheaper than a GET per Secret ([`worth_listing`]), before the first reconciles ask for them.
+/// Reads the Secrets the Streams reference with paged lists per namespace where that is
+/// cheaper than a GET per Secret ([`worth_listing`]), before the first reconciles ask for them:
+/// first the credentials Secrets the facade wrote (in large pages), then, for the names still
+/// unread, every Secret of the namespace.
 async fn warm_secrets(ctx: &Context) {
     let mut referenced: HashMap<String, HashSet<String>> = HashMap::new();
     for stream in ctx.stores.streams.state() {
@@ -229,24 +231,48 @@ async fn warm_secrets(ctx: &Context) {
     }
     for (ns, names) in referenced {
         let all = stored.get(&ns).copied().unwrap_or(0);
-        if !worth_listing(names.len(), all) {
-            continue;
-        }
         let started = Instant::now();
-        let names: HashSet<&str> = names.iter().map(String::as_str).collect();
-        match ctx.secrets.warm(&ns, &names).await {
-            Ok(kept) => tracing::info!(
+        let mut names: HashSet<&str> = names.iter().map(String::as_str).collect();
+        let wanted = names.len();
+        let mut lists = Vec::new();
+        // The facade's own Secrets are each referenced by the object they were written for,
+        // so their list reads little else.
+        if worth_listing(names.len(), names.len()) {
+            match ctx.secrets.warm_facade_created(&ns, &names).await {
+                Ok((kept, listed)) => {
+                    names.retain(|n| !kept.contains(*n));
+                    lists.push(("facade-created", listed));
+                }
+                Err(e) => tracing::warn!(
+                    namespace = %ns,
+                    error = %e,
+                    "listing the facade's credentials Secrets failed"
+                ),
+            }
+        }
+        let rest = all.saturating_sub(lists.first().map_or(0, |l| l.1));
+        if worth_listing(names.len(), rest) {
+            match ctx.secrets.warm(&ns, &names).await {
+                Ok(kept) => {
+                    names.retain(|n| !kept.contains(*n));
+                    lists.push(("all", all));
+                }
+                Err(e) => tracing::warn!(
+                    namespace = %ns,
+                    error = %e,
+                    "listing the Streams' Secrets failed; they are read one by one"
+                ),
+            }
+        }
+        if !lists.is_empty() {
+            tracing::info!(
                 namespace = %ns,
-                secrets = kept,
-                listed = all,
+                secrets = wanted - names.len(),
+                unread = names.len(),
+                lists = ?lists,
                 ms = started.elapsed().as_millis() as u64,
-                "read the Streams' Secrets with one list"
-            ),
-            Err(e) => tracing::warn!(
-                namespace = %ns,
-                error = %e,
-                "listing the Streams' Secrets failed; they are read one by one"
-            ),
+                "read the Streams' Secrets with paged lists"
+            );
         }
     }
 }
