@@ -237,32 +237,26 @@ async fn warm_secrets(ctx: &Context) {
         let mut lists = Vec::new();
         // The facade's own Secrets are each referenced by the object they were written for,
         // so their list reads little else.
-        if worth_listing(names.len(), names.len()) {
-            match ctx.secrets.warm_facade_created(&ns, &names).await {
-                Ok((kept, listed)) => {
-                    names.retain(|n| !kept.contains(*n));
-                    lists.push(("facade-created", listed));
-                }
-                Err(e) => tracing::warn!(
-                    namespace = %ns,
-                    error = %e,
-                    "listing the facade's credentials Secrets failed"
-                ),
-            }
+        if worth_listing(names.len(), names.len())
+            && let Some((kept, count)) = listed(
+                ctx.secrets.warm_facade_created(&ns, &names).await,
+                &ns,
+                "the facade's credentials Secrets",
+            )
+        {
+            names.retain(|n| !kept.contains(*n));
+            lists.push(("facade-created", count));
         }
         let rest = all.saturating_sub(lists.first().map_or(0, |l| l.1));
-        if worth_listing(names.len(), rest) {
-            match ctx.secrets.warm(&ns, &names).await {
-                Ok(kept) => {
-                    names.retain(|n| !kept.contains(*n));
-                    lists.push(("all", all));
-                }
-                Err(e) => tracing::warn!(
-                    namespace = %ns,
-                    error = %e,
-                    "listing the Streams' Secrets failed; they are read one by one"
-                ),
-            }
+        if worth_listing(names.len(), rest)
+            && let Some(kept) = listed(
+                ctx.secrets.warm(&ns, &names).await,
+                &ns,
+                "the Streams' Secrets",
+            )
+        {
+            names.retain(|n| !kept.contains(*n));
+            lists.push(("all", all));
         }
         if !lists.is_empty() {
             tracing::info!(
@@ -275,6 +269,19 @@ async fn warm_secrets(ctx: &Context) {
             );
         }
     }
+}
+
+/// A warm-up list's result, its failure logged: what it did not read is read by name.
+fn listed<T>(result: Result<T, kube::Error>, ns: &str, what: &str) -> Option<T> {
+    result
+        .map_err(|e| {
+            tracing::warn!(
+                namespace = %ns,
+                error = %e,
+                "listing {what} failed; they are read one by one"
+            )
+        })
+        .ok()
 }
 
 /// Whether reading a namespace's `all` Secrets in pages beats `referenced` GETs: a few
