@@ -271,14 +271,15 @@ async fn warm_secrets(ctx: &Context) {
     }
 }
 
-/// A warm-up list's result, its failure logged: what it did not read is read by name.
+/// A warm-up list's result, its failure logged: what it did not read is left to the next
+/// list or to per-name reads.
 fn listed<T>(result: Result<T, kube::Error>, ns: &str, what: &str) -> Option<T> {
     result
         .map_err(|e| {
             tracing::warn!(
                 namespace = %ns,
                 error = %e,
-                "listing {what} failed; they are read one by one"
+                "listing {what} failed; they are read by the next list or by name"
             )
         })
         .ok()
