@@ -1,6 +1,6 @@
 //! The real `panoptes` binary as a child process, with its memory and probes.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -32,9 +32,7 @@ pub struct OperatorProcess {
 }
 
 fn free_port() -> SocketAddr {
-    // Bound and released: a tiny race with other processes, fine on a test machine.
-    let l = TcpListener::bind("127.0.0.1:0").expect("a free port");
-    l.local_addr().expect("its address")
+    SocketAddr::from(([127, 0, 0, 1], crate::support::binary::free_port()))
 }
 
 impl OperatorProcess {

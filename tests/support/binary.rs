@@ -5,13 +5,29 @@ use std::process::{Child, Command, Stdio};
 
 use super::TestNamespace;
 
-/// A free loopback port.
+/// A loopback port that was free when asked, for a child process to bind.
+///
+/// Taken below Linux's ephemeral range (32768 and up by default) and below the sandbox test's
+/// 20000..32000: a port the kernel picked for `:0` is released before the child binds it, and
+/// meanwhile any outgoing connection (the child's own to the API server) may take it, as a
+/// `bench_smoke` shard operator found with 41633. Ports of this range are only ever handed out
+/// here: each process starts at its own offset and never repeats one, and a port still bound
+/// by someone else is skipped.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FROM: u32 = 10_000;
+    const SPAN: u32 = 10_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    // Processes a few pids apart start 97 ports apart: more than one test binary hands out.
+    let start = (std::process::id().wrapping_mul(97)) % SPAN;
+    let _ = NEXT.compare_exchange(u32::MAX, start, Ordering::Relaxed, Ordering::Relaxed);
+    for _ in 0..SPAN {
+        let port = (FROM + NEXT.fetch_add(1, Ordering::Relaxed) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {FROM}..{}", FROM + SPAN)
 }
 
 /// One `panoptes run` process.
