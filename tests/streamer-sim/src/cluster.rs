@@ -487,8 +487,20 @@ impl SimNode {
         self.counters().restarts.values().sum()
     }
 
-    /// Zeroes the counters.
+    /// When each stream write was stored since the counters were last reset (see
+    /// [`Node::store_times`](crate::node::Node)), in order.
+    pub fn store_times(&self) -> Vec<std::time::Instant> {
+        self.0.store_times.lock().expect("store times").clone()
+    }
+
+    /// Forgets the store times (the counters stay).
+    pub fn clear_store_times(&self) {
+        self.0.store_times.lock().expect("store times").clear();
+    }
+
+    /// Zeroes the counters and forgets the store times.
     pub fn reset_counters(&self) {
+        self.clear_store_times();
         let mut c = self.0.counters.lock().expect("counters");
         let in_flight = c.in_flight;
         *c = Counters {

@@ -210,6 +210,12 @@ impl Node {
         st.disk.put(name, cfg);
         st.rt.foreign.remove(name);
         Node::bump(st);
+        {
+            let mut times = self.store_times.lock().expect("store times");
+            if times.len() < crate::node::STORE_TIMES_CAP {
+                times.push(std::time::Instant::now());
+            }
+        }
         if restart {
             self.reset_runtime(st, name, now);
             if existing.is_some()
