@@ -307,6 +307,7 @@ async fn convergence(
     let push = converged.map(|d| Rate {
         count: streams,
         took: d,
+        client_cpu: None,
     });
 
     report.add(
@@ -643,7 +644,7 @@ async fn repush(
     names: &[String],
     raw: Rate,
     setup: Setup,
-) -> OperatorProcess {
+) -> (OperatorProcess, Option<f64>) {
     eprintln!("== restart onto wiped nodes");
     op.stop();
     // From 50,000 Streams the API server's periodic consistency check of them costs as much
@@ -699,7 +700,9 @@ async fn repush(
     let work_before = op.work_counts().await;
     let held = scale::wait_held_timed(fleet, &want, started, patience(names.len())).await;
     let stored = scale::stored(fleet);
-    let cpu = scale::operator::cpu_delta(&cpu_before, &scale::operator::cpu_split(&[op.pid()]));
+    let cpu_after = scale::operator::cpu_split(&[op.pid()]);
+    let operator_cpu = cpu_of(&cpu_before, &cpu_after, "panoptes");
+    let cpu = scale::operator::cpu_delta(&cpu_before, &cpu_after);
     let work = op.work_counts().await - work_before;
     perf_stop(perf);
     profile_wait(profile);
@@ -796,6 +799,7 @@ async fn repush(
         format!("{listed:.0} = {:.1} lists", listed / pages),
         "1 list",
     );
+    let mut ratio = None;
     if let (Some(stored), Some(_)) = (stored, held.all) {
         // The push phase: from the first stream stored on a node to the last, as the nodes
         // stamped them (the raw takes are timed the same way). Before it the operator syncs
@@ -812,8 +816,17 @@ async fn repush(
                 raw_apart.per_second(),
                 stored.count,
             ),
-            target(names.len(), "≥ 0.8×", "≥ 0.8×"),
+            // Up to 20,000 the median of three restarts holds the target (below).
+            target(names.len(), "", "≥ 0.8×"),
         );
+        if let Some(client) = raw_apart.client_cpu {
+            let per = |s: f64| s * 1e6 / names.len() as f64;
+            report.add(
+                "… CPU per stream pushed: Panoptes (caches synced → all on nodes, its first node lists and layout included) / the raw client",
+                format!("{:.0} µs / {:.0} µs", per(operator_cpu), per(client)),
+                "",
+            );
+        }
         report.add(
             "… its ramp: streams stored per second in each 50 ms from the first",
             stored.ramp_summary(8),
@@ -837,8 +850,9 @@ async fn repush(
                 "",
             );
         }
+        ratio = Some(rate / raw_apart.per_second());
     }
-    op
+    (op, ratio)
 }
 
 /// Issue 21's rollout budget: a preset change reaching every camera, at the default budget.
@@ -1144,7 +1158,40 @@ async fn full(
     if let Some(sb) = standby {
         sb.stop();
     }
-    let op = repush(report, &fleet, op, &names, raw, setup).await;
+    // One restart at 10,000 streams is a push of ~0.5 s, in which the ratio moved from 0.64×
+    // to 0.75× between runs of one commit: up to 20,000 the restart is taken three times and
+    // the median is the figure (the rows above it are the last take's). At 100,000 one take is
+    // ~20 s of pushing, and each needs the API server's consistency check out of the way.
+    let takes = if names.len() <= 20_000 { 3 } else { 1 };
+    let mut op = op;
+    let mut ratios = Vec::with_capacity(takes);
+    for take in 1..=takes {
+        let mut scratch = Report::default();
+        let into = if take == takes {
+            &mut *report
+        } else {
+            &mut scratch
+        };
+        let (next, ratio) = repush(into, &fleet, op, &names, raw, setup).await;
+        op = next;
+        ratios.extend(ratio);
+    }
+    if takes > 1 {
+        let shown = ratios
+            .iter()
+            .map(|r| format!("{r:.2}×"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        ratios.sort_by(f64::total_cmp);
+        report.add(
+            format!("Panoptes push rate ÷ raw rate, {takes} restarts onto wiped nodes in a row: each / the median"),
+            match ratios.get(ratios.len() / 2) {
+                Some(median) if ratios.len() == takes => format!("{shown} / {median:.2}×"),
+                _ => format!("{shown} ({} of {takes} finished)", ratios.len()),
+            },
+            target(names.len(), "≥ 0.8×", "≥ 0.8×"),
+        );
+    }
     let standby = if setup.standby {
         Some(restart_standby(report, &fleet, names.len()).await)
     } else {

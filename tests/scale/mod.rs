@@ -514,6 +514,7 @@ impl Stored {
         Rate {
             count: self.count,
             took: self.window,
+            client_cpu: None,
         }
     }
 
@@ -713,14 +714,17 @@ pub async fn raw_accept_rate_apart(fleet: &Fleet, count: usize) -> Rate {
         );
         let answer: Value = serde_json::from_slice(&out.stdout).expect("the raw client's JSON");
         assert_eq!(answer["failures"], 0, "raw pushes failed");
-        takes.push(stored_take(fleet, count));
+        takes.push(Rate {
+            client_cpu: answer["cpu_s"].as_f64(),
+            ..stored_take(fleet, count)
+        });
         remove_raw(fleet);
     }
     median(takes)
 }
 
 /// When this process was started as [`raw_accept_rate_apart`]'s client: reads the job from
-/// stdin, pushes, prints `{"failures"}` and exits (the nodes time it). Otherwise returns at once.
+/// stdin, pushes, prints `{"failures", "cpu_s"}` and exits (the nodes time it). Otherwise returns at once.
 pub fn raw_client_if_asked() {
     if std::env::var_os(RAW_CLIENT_ENV).is_none() {
         return;
@@ -731,8 +735,10 @@ pub fn raw_client_if_asked() {
         .enable_all()
         .build()
         .expect("a runtime");
+    let cpu = operator::cpu_seconds(std::process::id());
     let failures = runtime.block_on(raw_push(&job.nodes, job.count));
-    println!("{}", json!({ "failures": failures }));
+    let cpu_s = operator::cpu_seconds(std::process::id()) - cpu;
+    println!("{}", json!({ "failures": failures, "cpu_s": cpu_s }));
     std::process::exit(0);
 }
 
@@ -781,6 +787,8 @@ pub struct Rate {
     pub count: usize,
     /// Wall time.
     pub took: Duration,
+    /// CPU seconds the client used for them, where it runs in a process of its own.
+    pub client_cpu: Option<f64>,
 }
 
 impl Rate {
