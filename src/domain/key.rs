@@ -23,8 +23,14 @@ pub struct ObjectKey {
 impl ObjectKey {
     /// The key of `namespace`/`name`.
     pub fn new(namespace: &str, name: &str) -> Self {
+        // Not `format!`: every reconcile keys its object, and the formatting machinery was
+        // most of what that cost.
+        let mut full = String::with_capacity(namespace.len() + 1 + name.len());
+        full.push_str(namespace);
+        full.push('/');
+        full.push_str(name);
         Self {
-            full: format!("{namespace}/{name}").into(),
+            full: full.into(),
             slash: namespace.len(),
         }
     }
