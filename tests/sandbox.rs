@@ -1,15 +1,59 @@
 //! `make sandbox` end to end, as a newcomer runs it: it comes up, prints the facade URL and an
 //! admin login, writes target/sandbox/env, and Ctrl-C (SIGINT) stops every process it started.
 //!
-//! Ignored until `panoptes run` serves the facade on `--api-addr` (every step before the
-//! final login passes already). Run it with
-//! `cargo test --test sandbox` (about a minute once the binaries are built).
+//! Run it alone with `cargo test --test sandbox` (about a minute once the binaries are built).
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// Stops a process that outlives `after` (TERM, then KILL 10 s later), unless dropped first.
+struct Watchdog {
+    after: Duration,
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    fired: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Watchdog {
+    fn start(pid: u32, after: Duration) -> Self {
+        use std::sync::atomic::Ordering;
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let fired = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (d, f) = (done.clone(), fired.clone());
+        std::thread::spawn(move || {
+            let until = Instant::now() + after;
+            while Instant::now() < until {
+                if d.load(Ordering::Relaxed) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            f.store(true, Ordering::Relaxed);
+            for (signal, then) in [("-TERM", 10), ("-KILL", 0)] {
+                if d.load(Ordering::Relaxed) {
+                    return;
+                }
+                let _ = Command::new("kill")
+                    .args([signal, &pid.to_string()])
+                    .status();
+                std::thread::sleep(Duration::from_secs(then));
+            }
+        });
+        Watchdog { after, done, fired }
+    }
+
+    fn fired(&self) -> bool {
+        self.fired.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.done.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -45,6 +89,16 @@ fn sandbox_comes_up_prints_how_to_use_it_and_stops_cleanly_on_ctrl_c() {
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
+    // The reads below block until the script prints, and the wait until it exits: a script
+    // that hangs (a SIGINT ignored since the test started, as under a background job of a
+    // non-interactive shell, cannot be trapped) would hang the test run. Past the deadline
+    // this stops it (TERM, then KILL), so the test fails saying so instead.
+    // `SANDBOX_TEST_DEADLINE` (seconds) shortens it, to see it work.
+    let deadline = std::env::var("SANDBOX_TEST_DEADLINE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(720);
+    let watchdog = Watchdog::start(child.id(), Duration::from_secs(deadline));
     let mut output = String::new();
     let start = Instant::now();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
@@ -62,7 +116,12 @@ fn sandbox_comes_up_prints_how_to_use_it_and_stops_cleanly_on_ctrl_c() {
     let drain = std::thread::spawn(move || lines.map_while(Result::ok).count());
     assert!(
         output.contains("Panoptes sandbox is up"),
-        "the sandbox did not come up:\n{output}"
+        "the sandbox did not come up{}:\n{output}",
+        if watchdog.fired() {
+            " (stopped by the test's watchdog)"
+        } else {
+            ""
+        }
     );
     let api = format!("http://127.0.0.1:{}/watcher/admin-api/v3", base + 81);
     assert!(output.contains(&api), "no facade URL printed");
@@ -106,7 +165,14 @@ fn sandbox_comes_up_prints_how_to_use_it_and_stops_cleanly_on_ctrl_c() {
         .status()
         .unwrap();
     let status = child.wait().unwrap();
+    let (fired, after) = (watchdog.fired(), watchdog.after);
+    // Exited: the watchdog must not signal its pid, which may be reused from now on.
+    drop(watchdog);
     let _ = drain.join();
+    assert!(
+        !fired,
+        "the sandbox script was still running after {after:?}: stopped by the test's watchdog (was SIGINT ignored when the test started?)"
+    );
     assert_eq!(status.code(), Some(130), "{status}");
     for port in [base, base + 1, base + 2, base + 3, base + 80, base + 81] {
         assert!(!port_in_use(port), "port {port} still served after Ctrl-C");
