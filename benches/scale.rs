@@ -816,7 +816,7 @@ async fn repush(
                 raw_apart.per_second(),
                 stored.count,
             ),
-            // Up to 20,000 the median of three restarts holds the target (below).
+            // Up to 20,000 the median of five restarts holds the target (below).
             target(names.len(), "", "≥ 0.8×"),
         );
         if let Some(client) = raw_apart.client_cpu {

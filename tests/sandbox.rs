@@ -7,51 +7,52 @@ use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 /// Stops a process that outlives `after` (TERM, then KILL 10 s later), unless dropped first.
 struct Watchdog {
     after: Duration,
-    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    fired: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    fired: Arc<AtomicBool>,
+    /// Dropped with the watchdog, which wakes its thread to leave the process alone.
+    _stop: mpsc::Sender<()>,
 }
 
 impl Watchdog {
     fn start(pid: u32, after: Duration) -> Self {
-        use std::sync::atomic::Ordering;
-        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let fired = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (d, f) = (done.clone(), fired.clone());
+        let (stop, stopped) = mpsc::channel::<()>();
+        let fired = Arc::new(AtomicBool::new(false));
+        let flag = fired.clone();
         std::thread::spawn(move || {
-            let until = Instant::now() + after;
-            while Instant::now() < until {
-                if d.load(Ordering::Relaxed) {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(200));
+            let timed_out = |wait| {
+                matches!(
+                    stopped.recv_timeout(wait),
+                    Err(mpsc::RecvTimeoutError::Timeout)
+                )
+            };
+            if !timed_out(after) {
+                return;
             }
-            f.store(true, Ordering::Relaxed);
+            flag.store(true, Ordering::Relaxed);
             for (signal, then) in [("-TERM", 10), ("-KILL", 0)] {
-                if d.load(Ordering::Relaxed) {
-                    return;
-                }
                 let _ = Command::new("kill")
                     .args([signal, &pid.to_string()])
                     .status();
-                std::thread::sleep(Duration::from_secs(then));
+                if !timed_out(Duration::from_secs(then)) {
+                    return;
+                }
             }
         });
-        Watchdog { after, done, fired }
+        Watchdog {
+            after,
+            fired,
+            _stop: stop,
+        }
     }
 
     fn fired(&self) -> bool {
-        self.fired.load(std::sync::atomic::Ordering::Relaxed)
-    }
-}
-
-impl Drop for Watchdog {
-    fn drop(&mut self) {
-        self.done.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.fired.load(Ordering::Relaxed)
     }
 }
 

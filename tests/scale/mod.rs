@@ -724,7 +724,8 @@ pub async fn raw_accept_rate_apart(fleet: &Fleet, count: usize) -> Rate {
 }
 
 /// When this process was started as [`raw_accept_rate_apart`]'s client: reads the job from
-/// stdin, pushes, prints `{"failures", "cpu_s"}` and exits (the nodes time it). Otherwise returns at once.
+/// stdin, pushes, prints `{"failures", "cpu_s"}` and exits (the nodes time the pushes).
+/// Otherwise returns at once.
 pub fn raw_client_if_asked() {
     if std::env::var_os(RAW_CLIENT_ENV).is_none() {
         return;
